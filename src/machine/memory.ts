@@ -1,0 +1,208 @@
+import type { Bus } from '../riscv/bus.js';
+
+export const RAM_BASE = 0x8000_0000;
+/** 2 MiB chunks: Linux's free-page-reporting order, so a reported block frees whole chunks (design.md §3). */
+export const CHUNK_SHIFT = 21;
+export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
+export const PAGE_SIZE = 4096;
+
+export class GuestMemoryError extends Error {
+  constructor(
+    readonly code: 'OUT_OF_RANGE' | 'BAD_LENGTH',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'GuestMemoryError';
+  }
+}
+
+const ZERO_CHUNK = new DataView(new ArrayBuffer(CHUNK_SIZE));
+
+/**
+ * Guest RAM backed by lazily allocated chunks. A read of an untouched chunk sees zeros and allocates nothing;
+ * a released chunk goes back to the host (the ArrayBuffer becomes garbage) and reads as zeros again.
+ */
+export class GuestRam {
+  readonly base: number;
+  readonly size: number;
+  readonly chunkShift = CHUNK_SHIFT;
+  private readonly chunks: (DataView | null)[];
+  private readonly remapListeners: ((chunkIndex: number) => void)[] = [];
+  private allocated = 0;
+
+  constructor(sizeBytes: number, base = RAM_BASE) {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % PAGE_SIZE !== 0) {
+      throw new GuestMemoryError('BAD_LENGTH', `RAM size must be a positive multiple of 4 KiB, got ${sizeBytes}`);
+    }
+    this.base = base;
+    this.size = sizeBytes;
+    this.chunks = new Array<DataView | null>(Math.ceil(sizeBytes / CHUNK_SIZE)).fill(null);
+  }
+
+  /** Number of chunks that hold host memory right now. */
+  get allocatedChunks(): number {
+    return this.allocated;
+  }
+  get allocatedBytes(): number {
+    return this.allocated * CHUNK_SIZE;
+  }
+
+  contains(paddr: number, length = 1): boolean {
+    return paddr >= this.base && length >= 0 && paddr + length <= this.base + this.size;
+  }
+
+  chunk(paddr: number, forWrite: boolean): DataView | null {
+    const rel = paddr - this.base;
+    if (rel < 0 || rel >= this.size) return null;
+    const index = Math.floor(rel / CHUNK_SIZE);
+    const existing = this.chunks[index];
+    if (existing) return existing;
+    if (!forWrite) return ZERO_CHUNK;
+    const fresh = new DataView(new ArrayBuffer(Math.min(CHUNK_SIZE, this.size - index * CHUNK_SIZE)));
+    this.chunks[index] = fresh;
+    this.allocated++;
+    this.notifyRemap(index);
+    return fresh;
+  }
+
+  /** Gives a whole chunk back to the host. Returns true when host memory was actually released. */
+  releaseChunk(index: number): boolean {
+    if (index < 0 || index >= this.chunks.length || !this.chunks[index]) return false;
+    this.chunks[index] = null;
+    this.allocated--;
+    this.notifyRemap(index);
+    return true;
+  }
+
+  /**
+   * Zeroes [paddr, paddr+length) and releases every chunk the range covers completely
+   * (balloon inflate, free page reporting, discard). Returns the bytes of host memory released.
+   */
+  discard(paddr: number, length: number): number {
+    this.check(paddr, length);
+    let released = 0;
+    let p = paddr;
+    const end = paddr + length;
+    while (p < end) {
+      const rel = p - this.base;
+      const index = Math.floor(rel / CHUNK_SIZE);
+      const chunkStart = this.base + index * CHUNK_SIZE;
+      const chunkEnd = Math.min(chunkStart + CHUNK_SIZE, this.base + this.size);
+      const stop = Math.min(end, chunkEnd);
+      if (p === chunkStart && stop === chunkEnd) {
+        if (this.releaseChunk(index)) released += chunkEnd - chunkStart;
+      } else {
+        const c = this.chunks[index];
+        if (c) new Uint8Array(c.buffer, p - chunkStart, stop - p).fill(0);
+      }
+      p = stop;
+    }
+    return released;
+  }
+
+  onRemap(listener: (chunkIndex: number) => void): void {
+    this.remapListeners.push(listener);
+  }
+
+  /** Copies guest memory into `dst` (DMA read). Throws GuestMemoryError outside RAM. */
+  read(paddr: number, dst: Uint8Array): void {
+    this.check(paddr, dst.length);
+    let done = 0;
+    while (done < dst.length) {
+      const p = paddr + done;
+      const c = this.chunk(p, false)!;
+      const off = (p - this.base) % CHUNK_SIZE;
+      const n = Math.min(dst.length - done, c.byteLength - off);
+      dst.set(new Uint8Array(c.buffer, off, n), done);
+      done += n;
+    }
+  }
+
+  /** Copies `src` into guest memory (DMA write). Throws GuestMemoryError outside RAM. */
+  write(paddr: number, src: Uint8Array): void {
+    this.check(paddr, src.length);
+    let done = 0;
+    while (done < src.length) {
+      const p = paddr + done;
+      const c = this.chunk(p, true)!;
+      const off = (p - this.base) % CHUNK_SIZE;
+      const n = Math.min(src.length - done, c.byteLength - off);
+      new Uint8Array(c.buffer, off, n).set(src.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  readU8(paddr: number): number {
+    this.check(paddr, 1);
+    return this.chunk(paddr, false)!.getUint8((paddr - this.base) % CHUNK_SIZE);
+  }
+  readU16(paddr: number): number {
+    return this.small(paddr, 2) ? this.chunk(paddr, false)!.getUint16((paddr - this.base) % CHUNK_SIZE, true) : this.slowRead(paddr, 2);
+  }
+  readU32(paddr: number): number {
+    return this.small(paddr, 4) ? this.chunk(paddr, false)!.getUint32((paddr - this.base) % CHUNK_SIZE, true) : this.slowRead(paddr, 4);
+  }
+  /** A 64-bit little-endian value as a JS number; throws when it does not fit in 53 bits (a hostile address). */
+  readU64(paddr: number): number {
+    const lo = this.readU32(paddr);
+    const hi = this.readU32(paddr + 4);
+    if (hi >= 0x20_0000) throw new GuestMemoryError('OUT_OF_RANGE', `64-bit value at 0x${paddr.toString(16)} exceeds 2^53`);
+    return hi * 0x1_0000_0000 + lo;
+  }
+  writeU8(paddr: number, value: number): void {
+    this.check(paddr, 1);
+    this.chunk(paddr, true)!.setUint8((paddr - this.base) % CHUNK_SIZE, value);
+  }
+  writeU16(paddr: number, value: number): void {
+    if (this.small(paddr, 2)) this.chunk(paddr, true)!.setUint16((paddr - this.base) % CHUNK_SIZE, value, true);
+    else this.write(paddr, new Uint8Array([value & 0xff, (value >>> 8) & 0xff]));
+  }
+  writeU32(paddr: number, value: number): void {
+    if (this.small(paddr, 4)) this.chunk(paddr, true)!.setUint32((paddr - this.base) % CHUNK_SIZE, value >>> 0, true);
+    else {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, value >>> 0, true);
+      this.write(paddr, b);
+    }
+  }
+  writeU64(paddr: number, value: number): void {
+    this.writeU32(paddr, value % 0x1_0000_0000);
+    this.writeU32(paddr + 4, Math.floor(value / 0x1_0000_0000));
+  }
+
+  /** Adapts this RAM plus an MMIO dispatcher into the hart's Bus. */
+  asBus(mmio: Pick<Bus, 'mmioRead' | 'mmioWrite'>): Bus {
+    return {
+      ramBase: this.base,
+      ramSize: this.size,
+      chunkShift: this.chunkShift,
+      ramChunk: (paddr, forWrite) => this.chunk(paddr, forWrite),
+      mmioRead: (paddr, size) => mmio.mmioRead(paddr, size),
+      mmioWrite: (paddr, size, value) => mmio.mmioWrite(paddr, size, value),
+      onRamRemap: (listener) => this.onRemap(listener),
+    };
+  }
+
+  private small(paddr: number, n: number): boolean {
+    this.check(paddr, n);
+    return ((paddr - this.base) % CHUNK_SIZE) + n <= CHUNK_SIZE;
+  }
+  private slowRead(paddr: number, n: number): number {
+    const b = new Uint8Array(n);
+    this.read(paddr, b);
+    let v = 0;
+    for (let i = n - 1; i >= 0; i--) v = v * 256 + b[i]!;
+    return v;
+  }
+  private check(paddr: number, length: number): void {
+    if (!Number.isSafeInteger(paddr) || !Number.isSafeInteger(length) || !this.contains(paddr, length)) {
+      throw new GuestMemoryError(
+        'OUT_OF_RANGE',
+        `guest physical range 0x${paddr.toString(16)}+${length} is outside RAM 0x${this.base.toString(16)}+0x${this.size.toString(16)}`,
+      );
+    }
+  }
+  private notifyRemap(index: number): void {
+    for (const l of this.remapListeners) l(index);
+  }
+}

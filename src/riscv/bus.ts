@@ -1,0 +1,33 @@
+/**
+ * The hart's view of the physical address space. The machine implements it; the CPU never imports the
+ * machine (data flows machine → riscv), so this interface is the whole contract between them.
+ *
+ * RAM is reached through chunk DataViews so the TLB can cache a direct reference and the fast path is one
+ * tag compare plus a DataView access. Everything that is not RAM is MMIO and goes through mmioRead/mmioWrite.
+ */
+export interface Bus {
+  /** First physical address of RAM. */
+  readonly ramBase: number;
+  /** Bytes of RAM. */
+  readonly ramSize: number;
+  /** log2 of the chunk size; the offset of `paddr` inside its chunk is `(paddr - ramBase) & ((1 << chunkShift) - 1)`. */
+  readonly chunkShift: number;
+
+  /**
+   * The chunk backing RAM address `paddr`, or null when `paddr` is not RAM.
+   * With `forWrite`, the chunk is allocated if it was untouched. Without it, an untouched chunk is returned as a
+   * shared all-zero view that must never be written through (never install it in a store TLB).
+   */
+  ramChunk(paddr: number, forWrite: boolean): DataView | null;
+
+  /** An MMIO load of 1, 2 or 4 bytes (8-byte accesses are split into two 4-byte ones, low half first). Undefined = access fault. */
+  mmioRead(paddr: number, size: 1 | 2 | 4): number | undefined;
+  /** An MMIO store of 1, 2 or 4 bytes. False = access fault. */
+  mmioWrite(paddr: number, size: 1 | 2 | 4, value: number): boolean;
+
+  /**
+   * Registers a callback run whenever a chunk's backing changes (allocated on first write, or released back to
+   * the host). Harts use it to flush TLB entries that point at the old backing.
+   */
+  onRamRemap(listener: (chunkIndex: number) => void): void;
+}
