@@ -1,0 +1,43 @@
+/**
+ * What the machine needs from a hart. The real Hart (src/riscv/hart.ts) is adapted to this in hart-adapter.ts,
+ * which keeps the board, SBI and run loop testable with a scripted fake hart.
+ */
+export const PRIV_U = 0;
+export const PRIV_S = 1;
+export const PRIV_M = 3;
+
+export interface HartPort {
+  readonly hartId: number;
+  pc: number;
+  /** In WFI with nothing pending: the run loop skips it until an interrupt is pending. */
+  readonly waiting: boolean;
+  /** Retired instructions since reset. */
+  readonly instret: number;
+  /** Sstc stimecmp as a number (≥ 2^53 means "never"). */
+  stimecmp: number;
+  /** Runs up to `budget` instructions; returns how many retired. */
+  run(budget: number): number;
+  /** Makes a running run() return at the next block boundary. */
+  requestExit(): void;
+  /** Resets architectural state and sets pc, in M-mode. */
+  reset(pc: number): void;
+  /** Register i as two unsigned 32-bit halves. */
+  getX(i: number): { lo: number; hi: number };
+  /** Sets register i from a signed JS number (exact within ±2^53). */
+  setX(i: number, value: number): void;
+  /** Drives a hardware-owned mip bit (MSIP 3, MTIP 7, SEIP 9, MEIP 11; SSIP 1 and STIP 5 for the built-in SBI). */
+  setPending(mipBit: number, level: boolean): void;
+  /** ECALL from S-mode, called before trapping; true = handled, the ecall retires. */
+  ecallHandler?: (hart: HartPort) => boolean;
+  flushTlb(): void;
+  flushDecodeCache(): void;
+  /**
+   * Puts the hart where OpenSBI leaves it before jumping to the kernel: S-mode at `pc`, delegations set,
+   * counters enabled, PMP open, Sstc enabled, FS initial.
+   */
+  enterSupervisor(pc: number): void;
+  /** Last N retired pcs, newest last, for fault reports (optional). */
+  recentPcs?(): number[];
+  /** Disassembly of the instruction at a physical address, for fault reports (optional). */
+  describe?(): string;
+}

@@ -1,0 +1,486 @@
+/**
+ * The virt-compatible board and its run loop: RAM, the MMIO bus, CLINT, PLIC, UART, RTC, syscon, virtio slots,
+ * the harts, the boot path (built-in SBI, external firmware or bare metal) and the time-sliced scheduler.
+ *
+ * It uses no Node built-ins (design.md §1b): images arrive as bytes, console bytes leave through a callback, and
+ * time/yielding go through globals that browsers have too. The Node wiring is src/vm/machine-runner.ts.
+ */
+import type { Bus } from '../riscv/bus.js';
+import { type IrqLine, type MmioDevice, type AccessSize } from '../devices/device.js';
+import { Clint } from '../devices/clint.js';
+import { Plic, MIP_MEIP, MIP_SEIP } from '../devices/plic.js';
+import { Ns16550a } from '../devices/uart.js';
+import { GoldfishRtc } from '../devices/rtc.js';
+import { SifiveTest, type SysconEvent } from '../devices/syscon.js';
+import { GuestRam } from './memory.js';
+import { MachineClock } from './clock.js';
+import { buildDeviceTree } from './devicetree.js';
+import { planBoot, type BootPlan, type FirmwareImage } from './loaders/boot.js';
+import { BuiltinSbi } from './sbi.js';
+import type { HartPort } from './hart-port.js';
+import * as L from './layout.js';
+
+export interface HartFactoryOptions {
+  hartId: number;
+  /** mtime in ticks (10 MHz). */
+  readTime: () => number;
+}
+export type HartFactory = (bus: Bus, opts: HartFactoryOptions) => HartPort;
+
+export interface MachineOptions {
+  harts: number;
+  memoryBytes: number;
+  firmware: FirmwareImage;
+  kernel?: Uint8Array;
+  initrd?: Uint8Array;
+  bootargs?: string;
+  deterministicTime?: boolean;
+  createHart: HartFactory;
+  /** The device tree's riscv,isa string; it must describe what the hart implements. */
+  isa?: string;
+  mmuType?: 'riscv,sv39' | 'riscv,sv48';
+  /** Guest console output (UART and SBI console), delivered in batches. */
+  onConsoleOutput?: (bytes: Uint8Array) => void;
+  rngSeed?: Uint8Array;
+  /** Milliseconds, monotonic (performance.now by default). */
+  hostNowMs?: () => number;
+  /** Instructions per hart per turn; a slice runs turns until SLICE_MS has passed. */
+  budget?: number;
+}
+
+export type MachineExit =
+  | { kind: 'poweroff' }
+  | { kind: 'reboot' }
+  | { kind: 'fail'; code: number }
+  | { kind: 'fault'; message: string; pc: number; hartId: number; recentPcs?: number[] }
+  | { kind: 'stopped' };
+
+export interface MachineStats {
+  instret: number[];
+  hostMsRun: number;
+  allocatedRamBytes: number;
+  slices: number;
+  sleeps: number;
+  sbiCalls: number;
+}
+
+export type MachineState = 'created' | 'running' | 'paused' | 'exited';
+
+export interface VirtioAttachContext {
+  ram: GuestRam;
+  irq: IrqLine;
+  name: string;
+  /** Call when the device changed state from outside the run loop (an async completion), so an idle VM wakes. */
+  wake: () => void;
+}
+
+export const DEFAULT_ISA = 'rv64imafdc_zicsr_zifencei_zicntr_sstc';
+const SLICE_MS = 4;
+const DEFAULT_BUDGET = 50_000;
+const VIRTIO_MAGIC = 0x74726976; // "virt"
+
+/** An unoccupied virtio-mmio slot: QEMU answers magic, version 2 and device id 0 so drivers skip it. */
+class EmptyVirtioSlot implements MmioDevice {
+  readonly size = L.VIRTIO_STRIDE;
+  constructor(readonly name: string) {}
+  read(offset: number): number {
+    if (offset === 0x000) return VIRTIO_MAGIC;
+    if (offset === 0x004) return 2;
+    if (offset === 0x00c) return 0x554d4551; // vendor "QEMU", as QEMU's empty transports report
+    return 0;
+  }
+  write(): void {}
+}
+
+interface Mapping {
+  base: number;
+  end: number;
+  dev: MmioDevice;
+}
+
+type Yield = (fn: () => void) => void;
+
+function makeYield(): Yield {
+  const g = globalThis as { setImmediate?: (fn: () => void) => unknown };
+  if (typeof g.setImmediate === 'function') return (fn) => void g.setImmediate!(fn);
+  return (fn) => void setTimeout(fn, 0);
+}
+
+export class Machine {
+  readonly ram: GuestRam;
+  readonly clock: MachineClock;
+  readonly clint: Clint;
+  readonly plic: Plic;
+  readonly uart: Ns16550a;
+  readonly rtc: GoldfishRtc;
+  readonly test: SifiveTest;
+  readonly harts: HartPort[] = [];
+  readonly bus: Bus;
+  readonly plan: BootPlan;
+  readonly deviceTree: Uint8Array;
+  readonly sbi?: BuiltinSbi;
+
+  private readonly mappings: Mapping[] = [];
+  private readonly virtioSlots: MmioDevice[] = [];
+  private virtioUsed = 0;
+  private readonly running: boolean[];
+  private readonly hostNow: () => number;
+  private readonly budget: number;
+  private readonly yieldFn = makeYield();
+  private stateValue: MachineState = 'created';
+  private pendingExit: MachineExit | null = null;
+  private sleepTimer: ReturnType<typeof setTimeout> | null = null;
+  private scheduled = false;
+  private outBuf: number[] = [];
+  private hostMsRun = 0;
+  private slices = 0;
+  private sleeps = 0;
+  private tohost: number | undefined;
+  private exitResolve!: (e: MachineExit) => void;
+  readonly exited: Promise<MachineExit>;
+  onExit?: (e: MachineExit) => void;
+
+  constructor(private readonly opts: MachineOptions) {
+    if (!Number.isInteger(opts.harts) || opts.harts < 1 || opts.harts > 8) throw new RangeError(`harts must be 1..8, got ${opts.harts}`);
+    this.exited = new Promise((r) => (this.exitResolve = r));
+    this.hostNow = opts.hostNowMs ?? (() => performance.now());
+    this.budget = opts.budget ?? DEFAULT_BUDGET;
+    this.ram = new GuestRam(opts.memoryBytes, L.DRAM_BASE);
+    this.clock = new MachineClock(!!opts.deterministicTime, this.hostNow, () => this.totalInstret());
+    this.running = new Array<boolean>(opts.harts).fill(false);
+
+    this.clint = new Clint(opts.harts, {
+      setHartIrq: (h, bit, level) => this.setHartIrq(h, bit, level),
+      readTime: () => this.clock.now(),
+      setTime: (t) => this.clock.set(t),
+    });
+    this.plic = new Plic(L.PLIC_NUM_SOURCES, opts.harts, (ctx, level) => this.setHartIrq(ctx >> 1, ctx & 1 ? MIP_SEIP : MIP_MEIP, level));
+    this.uart = new Ns16550a(this.plic.line(L.UART0_IRQ), (b) => this.output(b));
+    this.rtc = new GoldfishRtc(this.plic.line(L.RTC_IRQ));
+    this.test = new SifiveTest((e) => this.onSyscon(e));
+    this.map(L.CLINT_BASE, this.clint);
+    this.map(L.PLIC_BASE, this.plic);
+    this.map(L.UART0_BASE, this.uart);
+    this.map(L.TEST_BASE, this.test);
+    this.map(L.RTC_BASE, this.rtc);
+    for (let i = 0; i < L.VIRTIO_COUNT; i++) {
+      const slot = new EmptyVirtioSlot(`virtio-empty@${(L.VIRTIO_BASE + i * L.VIRTIO_STRIDE).toString(16)}`);
+      this.virtioSlots.push(slot);
+      this.map(L.VIRTIO_BASE + i * L.VIRTIO_STRIDE, slot);
+    }
+
+    this.bus = this.ram.asBus({ mmioRead: (p, s) => this.mmioRead(p, s), mmioWrite: (p, s, v) => this.mmioWrite(p, s, v) });
+    for (let h = 0; h < opts.harts; h++) this.harts.push(opts.createHart(this.bus, { hartId: h, readTime: () => this.clock.now() }));
+
+    // Boot: place the images, describe the board, and set up the boot hart(s).
+    this.plan = planBoot({ ramBase: this.ram.base, ramSize: this.ram.size, kernel: opts.kernel, initrd: opts.initrd, firmware: opts.firmware });
+    for (const p of this.plan.placements) {
+      this.ram.write(p.addr, p.bytes);
+      if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
+    }
+    this.deviceTree = this.buildDeviceTree();
+    this.ram.write(this.plan.fdtAddr, this.deviceTree);
+    this.tohost = this.plan.symbols?.get('tohost');
+
+    const fdt = this.plan.fdtAddr;
+    if (opts.firmware.kind === 'builtin') {
+      this.sbi = new BuiltinSbi({
+        harts: this.harts,
+        ram: this.ram,
+        consoleWrite: (bytes) => bytes.forEach((b) => this.output(b)),
+        consoleRead: () => this.uart.takeInput(),
+        systemReset: (kind) => this.requestExit(kind === 'shutdown' ? { kind: 'poweroff' } : { kind: 'reboot' }),
+        setHartRunning: (h, r) => (this.running[h] = r),
+      });
+      this.sbi.install();
+      const boot = this.harts[0]!;
+      boot.reset(this.plan.entry);
+      boot.enterSupervisor(this.plan.entry);
+      boot.setX(10, 0); // a0 = hartid
+      boot.setX(11, fdt); // a1 = FDT
+      this.running[0] = true;
+    } else {
+      if (this.plan.dynamicInfoAddr !== undefined && this.plan.kernelAddr !== undefined) this.writeDynamicInfo(this.plan.dynamicInfoAddr, this.plan.kernelAddr);
+      // External firmware and bare metal start every hart at the entry in M-mode, as hardware does.
+      this.harts.forEach((h, i) => {
+        h.reset(this.plan.entry);
+        h.setX(10, i);
+        h.setX(11, fdt);
+        if (this.plan.dynamicInfoAddr !== undefined) h.setX(12, this.plan.dynamicInfoAddr);
+        this.running[i] = true;
+      });
+    }
+  }
+
+  get state(): MachineState {
+    return this.stateValue;
+  }
+
+  /** Attaches a virtio-mmio device in the next free slot; returns the slot index. */
+  attachVirtio(factory: (ctx: VirtioAttachContext) => MmioDevice): number {
+    const slot = this.virtioUsed;
+    if (slot >= L.VIRTIO_COUNT) throw new Error(`all ${L.VIRTIO_COUNT} virtio-mmio slots are in use`);
+    const base = L.VIRTIO_BASE + slot * L.VIRTIO_STRIDE;
+    const dev = factory({ ram: this.ram, irq: this.plic.line(L.VIRTIO_IRQ_FIRST + slot), name: `virtio@${base.toString(16)}`, wake: () => this.wake() });
+    this.virtioSlots[slot] = dev;
+    const m = this.mappings.find((x) => x.base === base)!;
+    m.dev = dev;
+    this.virtioUsed++;
+    return slot;
+  }
+
+  /** Devices attached to virtio slots, in slot order. */
+  get virtioDevices(): MmioDevice[] {
+    return this.virtioSlots.slice(0, this.virtioUsed);
+  }
+
+  /** Console input (host → guest UART). */
+  sendConsoleInput(bytes: Uint8Array | number[]): void {
+    this.uart.receive(bytes);
+    this.wake();
+  }
+
+  start(): void {
+    if (this.stateValue !== 'created') return;
+    this.stateValue = 'running';
+    this.schedule();
+  }
+
+  pause(): void {
+    if (this.stateValue !== 'running') return;
+    this.stateValue = 'paused';
+    this.clock.pause();
+    this.cancelSleep();
+  }
+
+  resume(): void {
+    if (this.stateValue !== 'paused') return;
+    this.stateValue = 'running';
+    this.clock.resume();
+    this.schedule();
+  }
+
+  stop(): void {
+    if (this.stateValue === 'exited') return;
+    this.finish({ kind: 'stopped' });
+  }
+
+  stats(): MachineStats {
+    return {
+      instret: this.harts.map((h) => h.instret),
+      hostMsRun: this.hostMsRun,
+      allocatedRamBytes: this.ram.allocatedBytes,
+      slices: this.slices,
+      sleeps: this.sleeps,
+      sbiCalls: this.sbi?.calls ?? 0,
+    };
+  }
+
+  /** Wakes an idle run loop (device completion, console input). Safe to call any time. */
+  wake(): void {
+    if (this.stateValue !== 'running' || !this.sleepTimer) return;
+    this.cancelSleep();
+    this.schedule();
+  }
+
+  // ---- run loop -------------------------------------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.yieldFn(() => {
+      this.scheduled = false;
+      this.slice();
+    });
+  }
+
+  private slice(): void {
+    if (this.stateValue !== 'running') return;
+    const t0 = this.hostNow();
+    this.slices++;
+    let idle = false;
+    try {
+      for (;;) {
+        let ran = false;
+        const now = this.clock.now();
+        for (let h = 0; h < this.harts.length; h++) {
+          if (!this.running[h]) continue;
+          const hart = this.harts[h]!;
+          // A hart in WFI only needs to run once its Sstc deadline has passed (other wake-ups clear `waiting`).
+          if (hart.waiting && now < hart.stimecmp) continue;
+          this.currentHart = h;
+          hart.run(this.budget);
+          ran = true;
+          if (this.pendingExit) break;
+        }
+        const t = this.clock.now();
+        this.clint.updateTimers(t);
+        this.rtc.poll();
+        if (this.tohost !== undefined) this.checkHtif();
+        if (this.pendingExit) break;
+        if (!ran) {
+          idle = true;
+          break;
+        }
+        if (this.hostNow() - t0 >= SLICE_MS) break;
+      }
+    } catch (err) {
+      const hart = this.harts[this.currentHart]!;
+      this.pendingExit = {
+        kind: 'fault',
+        message: err instanceof Error ? err.message : String(err),
+        pc: hart.pc,
+        hartId: this.currentHart,
+        recentPcs: hart.recentPcs?.(),
+      };
+    }
+    this.hostMsRun += this.hostNow() - t0;
+    this.flushOutput();
+    if (this.pendingExit) {
+      this.finish(this.pendingExit);
+      return;
+    }
+    if (idle) this.sleepUntilDeadline();
+    else this.schedule();
+  }
+
+  private currentHart = 0;
+
+  private sleepUntilDeadline(): void {
+    let deadline = this.clint.nextDeadline();
+    for (let h = 0; h < this.harts.length; h++) if (this.running[h]) deadline = Math.min(deadline, this.harts[h]!.stimecmp);
+    if (!this.running.some(Boolean)) deadline = Infinity;
+    if (this.clock.deterministic && Number.isFinite(deadline) && deadline < 2 ** 53) {
+      this.clock.advanceTo(deadline);
+      this.schedule();
+      return;
+    }
+    let ms = Math.min(this.clock.msUntil(deadline), this.rtc.msUntilAlarm());
+    if (!Number.isFinite(ms)) ms = 1000; // nothing armed: wake now and then anyway (a cheap safety net)
+    this.sleeps++;
+    this.sleepTimer = setTimeout(() => {
+      this.sleepTimer = null;
+      this.schedule();
+    }, Math.min(ms, 1000));
+  }
+
+  private cancelSleep(): void {
+    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    this.sleepTimer = null;
+  }
+
+  private requestExit(e: MachineExit): void {
+    if (!this.pendingExit) this.pendingExit = e;
+    for (const h of this.harts) h.requestExit();
+  }
+
+  private finish(e: MachineExit): void {
+    if (this.stateValue === 'exited') return;
+    this.flushOutput();
+    this.stateValue = 'exited';
+    this.cancelSleep();
+    this.exitResolve(e);
+    this.onExit?.(e);
+  }
+
+  private totalInstret(): number {
+    let n = 0;
+    for (const h of this.harts) n += h.instret;
+    return n;
+  }
+
+  // ---- devices and bus ------------------------------------------------------------------------------------
+
+  private map(base: number, dev: MmioDevice): void {
+    this.mappings.push({ base, end: base + dev.size, dev });
+  }
+
+  private lastMapping: Mapping | null = null;
+
+  private find(paddr: number): Mapping | undefined {
+    const last = this.lastMapping;
+    if (last && paddr >= last.base && paddr < last.end) return last;
+    for (const m of this.mappings) {
+      if (paddr >= m.base && paddr < m.end) {
+        this.lastMapping = m;
+        return m;
+      }
+    }
+    return undefined;
+  }
+
+  private mmioRead(paddr: number, size: AccessSize): number | undefined {
+    const m = this.find(paddr);
+    if (!m || paddr + size > m.end) return undefined;
+    return m.dev.read(paddr - m.base, size);
+  }
+
+  private mmioWrite(paddr: number, size: AccessSize, value: number): boolean {
+    const m = this.find(paddr);
+    if (!m || paddr + size > m.end) return false;
+    m.dev.write(paddr - m.base, size, value);
+    return true;
+  }
+
+  private setHartIrq(hartId: number, bit: number, level: boolean): void {
+    const hart = this.harts[hartId];
+    if (!hart) return;
+    hart.setPending(bit, level);
+    if (level) this.wake();
+  }
+
+  private onSyscon(e: SysconEvent): void {
+    this.requestExit(e.kind === 'fail' ? { kind: 'fail', code: e.code } : e);
+  }
+
+  private output(b: number): void {
+    this.outBuf.push(b);
+    if (this.outBuf.length >= 4096) this.flushOutput();
+  }
+
+  private flushOutput(): void {
+    if (!this.outBuf.length) return;
+    const bytes = Uint8Array.from(this.outBuf);
+    this.outBuf = [];
+    this.opts.onConsoleOutput?.(bytes);
+  }
+
+  /** HTIF: a bare-metal program writes (code << 1) | 1 to `tohost` to exit. */
+  private checkHtif(): void {
+    const addr = this.tohost!;
+    if (!this.ram.contains(addr, 8)) return;
+    const lo = this.ram.readU32(addr);
+    const hi = this.ram.readU32(addr + 4);
+    if (lo === 0 && hi === 0) return;
+    if (lo & 1) {
+      const code = (lo >>> 1) | ((hi & 1) << 31);
+      this.requestExit(code === 0 ? { kind: 'poweroff' } : { kind: 'fail', code });
+    }
+    this.ram.writeU32(addr, 0);
+    this.ram.writeU32(addr + 4, 0);
+  }
+
+  private buildDeviceTree(): Uint8Array {
+    const dt = buildDeviceTree({
+      harts: this.opts.harts,
+      ramBase: this.ram.base,
+      ramSize: this.ram.size,
+      isa: this.opts.isa ?? DEFAULT_ISA,
+      mmuType: this.opts.mmuType ?? 'riscv,sv48',
+      bootargs: this.opts.bootargs ?? '',
+      initrd: this.plan.initrd,
+      reserved: this.plan.firmwareRegion ? { ...this.plan.firmwareRegion, name: 'mmode_resv0' } : undefined,
+      rngSeed: this.opts.rngSeed,
+    });
+    // 4 KiB of slack lets OpenSBI add its reserved-memory nodes in place.
+    return dt.toBlob(4096);
+  }
+
+  /** fw_dynamic_info (OpenSBI include/sbi/fw_dynamic.h), version 2. */
+  private writeDynamicInfo(addr: number, kernel: number): void {
+    const FW_DYNAMIC_INFO_MAGIC = 0x4942534f; // "OSBI"
+    const NEXT_MODE_S = 1;
+    const fields = [FW_DYNAMIC_INFO_MAGIC, 2, kernel, NEXT_MODE_S, 0, 0]; // magic, version, next_addr, next_mode, options, boot_hart
+    fields.forEach((v, i) => this.ram.writeU64(addr + i * 8, v));
+  }
+}
