@@ -1,0 +1,124 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { StorageError } from './backend.js';
+
+/**
+ * A positional-I/O wrapper over one host file. Every read and write is checked against `maxOffset`
+ * (a hard ceiling far above any sane image) and fails with a StorageError rather than a raw errno, so a
+ * hostile image's offsets can never reach Node as out-of-range numbers.
+ */
+export class HostFile {
+  /** Set by every write, cleared by sync(): lets barriers skip an fsync when nothing changed. */
+  private unsynced = false;
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    readonly readOnly: boolean,
+  ) {}
+
+  static async open(path: string, readOnly: boolean): Promise<HostFile> {
+    try {
+      return new HostFile(path, await open(path, readOnly ? 'r' : 'r+'), readOnly);
+    } catch (err) {
+      throw ioError(err, `cannot open ${path}`);
+    }
+  }
+
+  async size(): Promise<number> {
+    return (await this.fh.stat()).size;
+  }
+
+  async allocatedBytes(): Promise<number> {
+    return (await this.fh.stat()).blocks * 512;
+  }
+
+  /** Reads exactly into.length bytes at offset; bytes past the end of the file read as zeros. */
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    checkRange(offset, into.length);
+    let done = 0;
+    while (done < into.length) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await this.fh.read(into, done, into.length - done, offset + done));
+      } catch (err) {
+        throw ioError(err, `read failed on ${this.path}`);
+      }
+      if (n === 0) {
+        into.fill(0, done);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.readOnly) throw new StorageError('READ_ONLY', `${this.path} is open read-only`);
+    checkRange(offset, data.length);
+    this.unsynced = true;
+    let done = 0;
+    while (done < data.length) {
+      try {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      } catch (err) {
+        throw ioError(err, `write failed on ${this.path}`);
+      }
+    }
+  }
+
+  async truncate(length: number): Promise<void> {
+    checkRange(length, 0);
+    this.unsynced = true;
+    try {
+      await this.fh.truncate(length);
+    } catch (err) {
+      throw ioError(err, `truncate failed on ${this.path}`);
+    }
+  }
+
+  /** fsync: data and metadata durable. */
+  async sync(): Promise<void> {
+    if (this.readOnly) return;
+    this.unsynced = false;
+    try {
+      await this.fh.sync();
+    } catch (err) {
+      this.unsynced = true;
+      throw ioError(err, `fsync failed on ${this.path}`);
+    }
+  }
+
+  /** An ordering barrier: fsync only if something was written since the last one. */
+  async barrier(): Promise<void> {
+    if (this.unsynced) await this.sync();
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/** Highest byte offset we will ever touch in an image file (2^53, JS's exact-integer limit). */
+export const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;
+
+function checkRange(offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > MAX_FILE_OFFSET) {
+    throw new StorageError('OUT_OF_RANGE', `host file offset ${offset}+${length} is out of range`);
+  }
+}
+
+export function ioError(err: unknown, what: string): StorageError {
+  if (err instanceof StorageError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return new StorageError('NOT_FOUND', `${what}: no such file`);
+  if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
+    return new StorageError('READ_ONLY', `${what}: ${code}`);
+  }
+  return new StorageError('IO', `${what}: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+/** Validates a guest request against the virtual size; shared by every backend. */
+export function checkRequest(size: number, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+    throw new StorageError('OUT_OF_RANGE', `request ${offset}+${length} is outside the disk (size ${size})`);
+  }
+}

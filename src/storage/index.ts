@@ -1,0 +1,5 @@
+export { StorageError, type BlockBackend, type StorageErrorCode } from './backend.js';
+export { openDisk, createDisk, probeFormat, type OpenDiskOptions, type CreateDiskOptions, type DiskFormat } from './disk.js';
+export { RawImage } from './raw.js';
+export { Qcow2Image, type CheckReport } from './qcow2/image.js';
+export { parseSize, formatSize } from './size.js';
