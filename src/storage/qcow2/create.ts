@@ -47,7 +47,7 @@ export async function createQcow2(path: string, opts: Qcow2CreateOptions): Promi
   const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / clusterSize));
   const base = 1 + l1Clusters;
   let blocks = 1;
-  let tableClusters = 1;
+  let tableClusters: number;
   for (;;) {
     tableClusters = Math.ceil((blocks * 8) / clusterSize);
     const need = Math.ceil((base + blocks + tableClusters) / per);

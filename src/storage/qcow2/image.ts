@@ -657,7 +657,7 @@ export class Qcow2Image implements BlockBackend {
     const oldEntries = this.refTableEntries();
     const start = Math.max(Math.ceil(this.fileEnd / cs / per) * per, oldEntries * per);
     let blocks = 1;
-    let tableClusters = 1;
+    let tableClusters: number;
     for (;;) {
       tableClusters = Math.ceil((Math.max(oldEntries, start / per + blocks) * 8) / cs);
       const need = Math.ceil((blocks + tableClusters) / per);
@@ -949,7 +949,7 @@ export class Qcow2Image implements BlockBackend {
     if (s.problems.length > 0) throw corrupt(`cannot rebuild refcounts: ${s.problems[0]}`);
     const base = s.expected.length;
     let blocks = 1;
-    let tableClusters = 1;
+    let tableClusters: number;
     for (;;) {
       tableClusters = Math.ceil((blocks * 8) / cs);
       const need = Math.ceil((base + blocks + tableClusters) / per);
