@@ -166,6 +166,10 @@ export class VirtioDriverMock {
     const desc = this.alloc(16 * n, 16);
     const avail = this.alloc(6 + 2 * n, 2);
     const used = this.alloc(6 + 8 * n, 4);
+    // Rings start zeroed, as the Linux driver allocates them.
+    this.ram.write(desc, new Uint8Array(16 * n));
+    this.ram.write(avail, new Uint8Array(6 + 2 * n));
+    this.ram.write(used, new Uint8Array(6 + 8 * n));
     this.w(VIRTIO_MMIO_QUEUE_NUM, n);
     this.w(VIRTIO_MMIO_QUEUE_DESC_LOW, desc % 0x1_0000_0000);
     this.w(VIRTIO_MMIO_QUEUE_DESC_HIGH, Math.floor(desc / 0x1_0000_0000));
