@@ -1,0 +1,2068 @@
+/**
+ * One RV64GC hart (RV64IMAFDC + Zicsr/Zifencei/Zicntr + Sstc, Zba/Zbb/Zbs decoded and executed but not
+ * advertised), privileged architecture 1.12 with M/S/U, Sv39/Sv48 and PMP.
+ *
+ * ## Interface for the machine
+ * ```ts
+ * const hart = new Hart(bus, { hartId: 0, readTime: () => mtimeTicks });
+ * hart.reset(0x8000_0000);          // M-mode at pc, all CSRs at reset values
+ * hart.setX(10, 0); hart.setX(11, dtbAddr);
+ * hart.ecallHandler = (h) => sbi.handle(h);  // called on ECALL from S-mode; true = handled, pc += 4
+ * hart.setPending(MIP_MTIP, true);  // hardware-driven mip bits: MSIP(3) MTIP(7) SEIP(9, OR-ed with the software bit) MEIP(11)
+ * const retired = hart.run(100_000); // returns early on WFI (hart.waiting) or requestExit()
+ * hart.stimecmp;                     // Sstc deadline (unsigned, as a number) for the machine's timer scheduling
+ * hart.flushTlb(); hart.flushDecodeCache(); // remote sfence.vma / fence.i from SBI RFENCE
+ * ```
+ * Registers: `getX(i)` (a number, exact while |value| < 2^53), `getXLo/getXHi` (int32 halves), `getXHex(i)`,
+ * `setX(i, number)`, `setXHalves(i, lo, hi)`; `pc` (get/set), `priv`, `instret`, `waiting`.
+ *
+ * ## Representation
+ * - Integer registers: `x` is an Int32Array; register i is x[2i] (low half) and x[2i+1] (high half).
+ *   x[64..65] is a write sink: the decoder maps rd = x0 there so no instruction needs an rd != 0 test.
+ * - pc and virtual addresses are JS numbers holding the *signed* 64-bit value. Every canonical Sv39/Sv48
+ *   address and every physical address is exact (|v| < 2^53). A register value beyond ±2^53 used as an address
+ *   is never canonical, so it faults as the architecture requires; its tval is then the nearest double.
+ * - Misaligned loads and stores are performed (as QEMU does); misaligned LR/SC/AMOs raise the misaligned
+ *   exception. With C, fetch alignment is 2 bytes and misaligned-fetch can't happen (misa is read-only).
+ * - A/D bits are set by the page-table walker in hardware, as QEMU does (Svadu behaviour).
+ * - satp writes with an unsupported MODE (anything but Bare/Sv39/Sv48) are ignored entirely.
+ * - PMP: 16 entries. With no entry configured every access is allowed (as QEMU does), so firmware that
+ *   never touches PMP still runs S-mode code.
+ *
+ * ## Speed
+ * Instructions are decoded once into a per-physical-page decode cache (two int32 words per halfword slot)
+ * and executed by one switch. Loads/stores/fetches go through direct-mapped software TLBs whose tags fold in
+ * the translation context (effective privilege, SUM, MXR), so the fast path is one compare and a DataView
+ * access. Interrupts and the budget are checked when control leaves a page or a branch is taken.
+ */
+import type { Bus } from './bus.js';
+import { FP_OPS } from './fpu/index.js';
+import { FpState, FP_MNEMONICS, type FpExec } from './fpu/state.js';
+import { decode } from './decode.js';
+import * as C from './csr.js';
+import { r as r64, mul64, mulhu64, mulh64, mulhsu64, div64, divu64, clz32x2, ctz32, popcount32 } from './int64.js';
+
+export * from './csr.js';
+
+export interface HartOptions {
+  hartId: number;
+  /** mtime in ticks (10 MHz); read by the time CSR and for Sstc. */
+  readTime: () => number;
+}
+
+/** Executed operations. Compressed instructions decode to the base operation they expand to. */
+const enum Op {
+  DECODE = 0, // slot not decoded yet
+  PAGE_END, // sentinel after the last slot of a page
+  CROSS, // a 32-bit instruction straddling the page end
+  ILLEGAL,
+  NOP,
+  LUI, AUIPC, JAL, JALR,
+  BEQ, BNE, BLT, BGE, BLTU, BGEU,
+  LB, LH, LW, LD, LBU, LHU, LWU,
+  SB, SH, SW, SD,
+  ADDI, SLTI, SLTIU, XORI, ORI, ANDI, SLLI, SRLI, SRAI,
+  ADD, SUB, SLL, SLT, SLTU, XOR, SRL, SRA, OR, AND,
+  ADDIW, SLLIW, SRLIW, SRAIW, ADDW, SUBW, SLLW, SRLW, SRAW,
+  MUL, MULW,
+  // Everything below runs in execSlow().
+  SLOW_START,
+  MULH, MULHSU, MULHU, DIV, DIVU, REM, REMU, DIVW, DIVUW, REMW, REMUW,
+  FENCE, FENCE_I, ECALL, EBREAK, SRET, MRET, WFI, SFENCE_VMA,
+  CSRRW, CSRRS, CSRRC, CSRRWI, CSRRSI, CSRRCI,
+  LR_W, SC_W, LR_D, SC_D, AMO_W, AMO_D,
+  FLW, FLD, FSW, FSD, FPOP,
+  // Zba/Zbb/Zbs
+  SH1ADD, SH2ADD, SH3ADD, ADD_UW, SH1ADD_UW, SH2ADD_UW, SH3ADD_UW, SLLI_UW,
+  ANDN, ORN, XNOR, MAX, MAXU, MIN, MINU, ROL, ROR, ROLW, RORW, RORI, RORIW,
+  CLZ, CTZ, CPOP, CLZW, CTZW, CPOPW, SEXT_B, SEXT_H, ZEXT_H, ORC_B, REV8,
+  BCLR, BEXT, BINV, BSET, BCLRI, BEXTI, BINVI, BSETI,
+}
+
+/** AMO kinds, stored in the decoded rs3-free immediate slot. */
+const enum Amo { SWAP, ADD, XOR, AND, OR, MIN, MAX, MINU, MAXU }
+
+const OP_OF: Record<string, Op> = {
+  lui: Op.LUI, auipc: Op.AUIPC, jal: Op.JAL, jalr: Op.JALR,
+  beq: Op.BEQ, bne: Op.BNE, blt: Op.BLT, bge: Op.BGE, bltu: Op.BLTU, bgeu: Op.BGEU,
+  lb: Op.LB, lh: Op.LH, lw: Op.LW, ld: Op.LD, lbu: Op.LBU, lhu: Op.LHU, lwu: Op.LWU,
+  sb: Op.SB, sh: Op.SH, sw: Op.SW, sd: Op.SD,
+  addi: Op.ADDI, slti: Op.SLTI, sltiu: Op.SLTIU, xori: Op.XORI, ori: Op.ORI, andi: Op.ANDI, slli: Op.SLLI, srli: Op.SRLI, srai: Op.SRAI,
+  add: Op.ADD, sub: Op.SUB, sll: Op.SLL, slt: Op.SLT, sltu: Op.SLTU, xor: Op.XOR, srl: Op.SRL, sra: Op.SRA, or: Op.OR, and: Op.AND,
+  addiw: Op.ADDIW, slliw: Op.SLLIW, srliw: Op.SRLIW, sraiw: Op.SRAIW, addw: Op.ADDW, subw: Op.SUBW, sllw: Op.SLLW, srlw: Op.SRLW, sraw: Op.SRAW,
+  mul: Op.MUL, mulw: Op.MULW, mulh: Op.MULH, mulhsu: Op.MULHSU, mulhu: Op.MULHU, div: Op.DIV, divu: Op.DIVU, rem: Op.REM, remu: Op.REMU,
+  divw: Op.DIVW, divuw: Op.DIVUW, remw: Op.REMW, remuw: Op.REMUW,
+  fence: Op.FENCE, 'fence.i': Op.FENCE_I, ecall: Op.ECALL, ebreak: Op.EBREAK, sret: Op.SRET, mret: Op.MRET, wfi: Op.WFI,
+  'sfence.vma': Op.SFENCE_VMA,
+  csrrw: Op.CSRRW, csrrs: Op.CSRRS, csrrc: Op.CSRRC, csrrwi: Op.CSRRWI, csrrsi: Op.CSRRSI, csrrci: Op.CSRRCI,
+  'lr.w': Op.LR_W, 'sc.w': Op.SC_W, 'lr.d': Op.LR_D, 'sc.d': Op.SC_D,
+  flw: Op.FLW, fld: Op.FLD, fsw: Op.FSW, fsd: Op.FSD,
+  sh1add: Op.SH1ADD, sh2add: Op.SH2ADD, sh3add: Op.SH3ADD, 'add.uw': Op.ADD_UW, 'sh1add.uw': Op.SH1ADD_UW,
+  'sh2add.uw': Op.SH2ADD_UW, 'sh3add.uw': Op.SH3ADD_UW, 'slli.uw': Op.SLLI_UW,
+  andn: Op.ANDN, orn: Op.ORN, xnor: Op.XNOR, max: Op.MAX, maxu: Op.MAXU, min: Op.MIN, minu: Op.MINU, rol: Op.ROL, ror: Op.ROR,
+  rolw: Op.ROLW, rorw: Op.RORW, rori: Op.RORI, roriw: Op.RORIW, clz: Op.CLZ, ctz: Op.CTZ, cpop: Op.CPOP, clzw: Op.CLZW,
+  ctzw: Op.CTZW, cpopw: Op.CPOPW, 'sext.b': Op.SEXT_B, 'sext.h': Op.SEXT_H, 'zext.h': Op.ZEXT_H, 'orc.b': Op.ORC_B, rev8: Op.REV8,
+  bclr: Op.BCLR, bext: Op.BEXT, binv: Op.BINV, bset: Op.BSET, bclri: Op.BCLRI, bexti: Op.BEXTI, binvi: Op.BINVI, bseti: Op.BSETI,
+};
+const AMO_OF: Record<string, Amo> = {
+  amoswap: Amo.SWAP, amoadd: Amo.ADD, amoxor: Amo.XOR, amoand: Amo.AND, amoor: Amo.OR,
+  amomin: Amo.MIN, amomax: Amo.MAX, amominu: Amo.MINU, amomaxu: Amo.MAXU,
+};
+const FP_INDEX = new Map<string, number>(FP_MNEMONICS.map((m, i) => [m.replace(/_/g, '.'), i]));
+const FP_FNS: FpExec[] = FP_MNEMONICS.map((m) => FP_OPS[m]);
+
+// Decoded slot word 0: op[7:0] | rd[14:8] | rs1[21:15] | rs2[28:22] | step[30:29] (halfwords to the next insn).
+// Integer register fields hold 2*index (an offset into x); rd = x0 is stored as 64, the write sink.
+const RD_SHIFT = 8;
+const RS1_SHIFT = 15;
+const RS2_SHIFT = 22;
+const STEP_SHIFT = 29;
+const SINK = 64;
+
+const PAGE_SLOTS = 2048;
+const TLB_BITS = 11;
+const TLB_SIZE = 1 << TLB_BITS;
+const TLB_MASK = TLB_SIZE - 1;
+/** Flushes everything once the decode cache holds this many pages (16 KiB each). */
+const DECODE_CACHE_LIMIT = 4096;
+
+const ACC_FETCH = 0;
+const ACC_LOAD = 1;
+const ACC_STORE = 2;
+
+const TWO32 = 4294967296;
+const TWO56 = 2 ** 56;
+
+/** Thrown (never allocated per trap) to unwind from a faulting instruction to the run loop. */
+const TRAP = { trap: true };
+
+class DecodedPage {
+  /** Two words per halfword slot, plus the PAGE_END sentinel slot. */
+  readonly code = new Int32Array((PAGE_SLOTS + 2) * 2);
+  constructor(
+    readonly ppn: number,
+    readonly view: DataView | null,
+    readonly viewOffset: number,
+  ) {
+    this.code[PAGE_SLOTS * 2] = Op.PAGE_END;
+  }
+}
+
+function pmpRangeNapot(lo: number, hi: number): [number, number] {
+  // pmpaddr holds address bits 55:2; trailing ones give the size.
+  let ones = 0;
+  let v = lo >>> 0;
+  while (ones < 32 && v & 1) {
+    ones++;
+    v >>>= 1;
+  }
+  if (ones === 32) {
+    let h = hi & 0x3fffff;
+    while (ones < 54 && h & 1) {
+      ones++;
+      h >>>= 1;
+    }
+  }
+  const value = (hi & 0x3fffff) * TWO32 + (lo >>> 0);
+  const size = 2 ** (ones + 3);
+  const base = Math.floor(value / 2 ** (ones + 1)) * 2 ** (ones + 1) * 4;
+  return [base, base + size];
+}
+
+export class Hart {
+  readonly hartId: number;
+  /** Integer registers as int32 halves (see the header); 66 entries, the last two are the x0 write sink. */
+  readonly x = new Int32Array(66);
+  readonly fp = new FpState();
+  private pcValue = 0;
+  /** Current privilege: 0 U, 1 S, 3 M. */
+  priv = C.PRV_M;
+  /** True after WFI until an enabled interrupt becomes pending (mip & mie != 0). */
+  waiting = false;
+  /** Instructions retired since construction. */
+  instret = 0;
+  /** Called on ECALL from S-mode before trapping; returning true retires the ecall (pc += 4). */
+  ecallHandler?: (hart: Hart) => boolean;
+  /** Debug hook: called for every trap taken (interrupt = cause has bit 63 set). */
+  onTrap?: (hart: Hart, cause: number, interrupt: boolean, tval: number, epc: number) => void;
+
+  // ---- CSR state. 64-bit data CSRs are kept as int32 halves. ----
+  mstatus = 0; // low word; the high word is constant UXL/SXL plus SD (derived from FS)
+  medeleg = 0;
+  mideleg = 0;
+  mie = 0;
+  /** Software-writable mip bits (SSIP, STIP when Sstc is off, SEIP). */
+  mipSw = 0;
+  /** Hardware-driven mip bits (MSIP, MTIP, MEIP, SEIP from the PLIC, STIP from Sstc). */
+  mipHw = 0;
+  mcounteren = 0;
+  scounteren = 0;
+  menvcfgLo = 0;
+  menvcfgHi = 0;
+  senvcfg = 0;
+  mcountinhibit = 0;
+  private readonly csr64 = new Int32Array(2 * 16);
+  satpLo = 0;
+  satpHi = 0;
+  private stimecmpLo = -1;
+  private stimecmpHi = -1;
+  private cycleOffset = 0;
+  private instretOffset = 0;
+  readonly pmpcfg = new Uint8Array(16);
+  readonly pmpaddrLo = new Int32Array(16);
+  readonly pmpaddrHi = new Int32Array(16);
+  private readonly pmpLo = new Float64Array(16);
+  private readonly pmpHi = new Float64Array(16);
+  private pmpActive = false;
+
+  // ---- translation state ----
+  private satpMode = 0;
+  private rootPpn = 0;
+  private fetchCtx = 0;
+  private dataCtx = 0;
+  private dataPriv = C.PRV_M;
+  private readonly fetchTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly fetchPage: (DecodedPage | null)[] = new Array<DecodedPage | null>(TLB_SIZE).fill(null);
+  private readonly loadTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly loadView: DataView[];
+  private readonly loadOff = new Int32Array(TLB_SIZE);
+  private readonly storeTag = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly storeView: DataView[];
+  private readonly storeOff = new Int32Array(TLB_SIZE);
+  private decodeCache = new Map<number, DecodedPage>();
+  /** One byte per RAM page: 1 when the page has a decoded-code entry (stores to it go the slow way). */
+  private readonly codePages: Uint8Array;
+  private readonly scratch = new DecodedPage(-1, null, 0);
+  private readonly chunkMask: number;
+
+  // ---- run-loop state ----
+  private irqPending = false;
+  private exitRequested = false;
+  private trapCause = 0;
+  private trapTval = 0;
+  private resValid = false;
+  private resAddr = 0;
+  /** Result pair for slow loads and CSR reads. */
+  private valLo = 0;
+  private valHi = 0;
+
+  constructor(
+    readonly bus: Bus,
+    private readonly opts: HartOptions,
+  ) {
+    this.hartId = opts.hartId;
+    const dummy = new DataView(new ArrayBuffer(8));
+    this.loadView = new Array<DataView>(TLB_SIZE).fill(dummy);
+    this.storeView = new Array<DataView>(TLB_SIZE).fill(dummy);
+    this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
+    this.chunkMask = 2 ** bus.chunkShift - 1;
+    bus.onRamRemap(() => this.flushDecodeCache());
+    this.reset(bus.ramBase);
+  }
+
+  /** Resets to M-mode at `pc` with architectural reset values. */
+  reset(pc: number): void {
+    this.x.fill(0);
+    this.fp.i32.fill(0);
+    this.fp.fflags = 0;
+    this.fp.frm = 0;
+    this.priv = C.PRV_M;
+    this.mstatus = 0;
+    this.medeleg = this.mideleg = this.mie = this.mipSw = 0;
+    this.mcounteren = this.scounteren = this.senvcfg = this.mcountinhibit = 0;
+    this.menvcfgLo = this.menvcfgHi = 0;
+    this.csr64.fill(0);
+    this.satpLo = this.satpHi = 0;
+    this.stimecmpLo = this.stimecmpHi = -1;
+    this.pmpcfg.fill(0);
+    this.pmpaddrLo.fill(0);
+    this.pmpaddrHi.fill(0);
+    this.updatePmp();
+    this.writeSatp(0, 0);
+    this.waiting = false;
+    this.resValid = false;
+    this.pcValue = pc;
+    this.updateContext();
+    this.flushDecodeCache();
+  }
+
+  get pc(): number {
+    return this.pcValue;
+  }
+  set pc(v: number) {
+    this.pcValue = v;
+  }
+
+  // ---- register helpers ----
+  getX(i: number): number {
+    return this.x[2 * i + 1]! * TWO32 + (this.x[2 * i]! >>> 0);
+  }
+  getXLo(i: number): number {
+    return this.x[2 * i]!;
+  }
+  getXHi(i: number): number {
+    return this.x[2 * i + 1]!;
+  }
+  /** The register as 16 hex digits (two's complement), exact for every value. */
+  getXHex(i: number): string {
+    return (this.x[2 * i + 1]! >>> 0).toString(16).padStart(8, '0') + (this.x[2 * i]! >>> 0).toString(16).padStart(8, '0');
+  }
+  /** Sets register i from a safe integer (negative values are two's complement). */
+  setX(i: number, value: number): void {
+    if (i === 0) return;
+    this.x[2 * i] = value | 0;
+    this.x[2 * i + 1] = Math.floor(value / TWO32) | 0;
+  }
+  setXHalves(i: number, lo: number, hi: number): void {
+    if (i === 0) return;
+    this.x[2 * i] = lo;
+    this.x[2 * i + 1] = hi;
+  }
+
+  /** Drives a hardware interrupt line into mip (MSIP, MTIP, SEIP, MEIP). */
+  setPending(mipBit: number, level: boolean): void {
+    const mask = 1 << mipBit;
+    if (level) this.mipHw |= mask;
+    else this.mipHw &= ~mask;
+    this.updateIrq();
+  }
+
+  /** Makes run() return at the next block boundary. */
+  requestExit(): void {
+    this.exitRequested = true;
+  }
+
+  /** Sstc deadline as an unsigned number (2^64-1 when disabled reads as 1.8e19). */
+  get stimecmp(): number {
+    return (this.stimecmpHi >>> 0) * TWO32 + (this.stimecmpLo >>> 0);
+  }
+  /** True when menvcfg.STCE enables stimecmp. */
+  get sstcEnabled(): boolean {
+    return (this.menvcfgHi & C.MENVCFG_HI_STCE) !== 0;
+  }
+  /** mip as the guest reads it. */
+  get mip(): number {
+    return this.mipHw | this.mipSw;
+  }
+
+  flushTlb(): void {
+    this.fetchTag.fill(NaN);
+    this.loadTag.fill(NaN);
+    this.storeTag.fill(NaN);
+  }
+  flushDecodeCache(): void {
+    for (const p of this.decodeCache.values()) if (p.ppn >= 0 && p.ppn < this.codePages.length) this.codePages[p.ppn] = 0;
+    this.decodeCache = new Map();
+    this.flushTlb();
+  }
+
+  // ---- interrupts ----
+  private updateIrq(): void {
+    this.irqPending = ((this.mipHw | this.mipSw) & this.mie) !== 0;
+  }
+  /** Recomputes STIP from time and stimecmp when Sstc is enabled. */
+  private updateSstc(): void {
+    if (!this.sstcEnabled) {
+      this.mipHw &= ~C.MIP_STIP;
+      return;
+    }
+    const fire = this.opts.readTime() >= this.stimecmp;
+    if (fire) this.mipHw |= C.MIP_STIP;
+    else this.mipHw &= ~C.MIP_STIP;
+    this.updateIrq();
+  }
+  /** The interrupt to take now (cause), or -1. Architectural priority: MEI, MSI, MTI, SEI, SSI, STI. */
+  private pendingInterrupt(): number {
+    const pending = (this.mipHw | this.mipSw) & this.mie;
+    if (pending === 0) return -1;
+    const mEnabled = this.priv < C.PRV_M || (this.mstatus & C.MSTATUS_MIE) !== 0;
+    const sEnabled = this.priv < C.PRV_S || (this.priv === C.PRV_S && (this.mstatus & C.MSTATUS_SIE) !== 0);
+    const m = mEnabled ? pending & ~this.mideleg : 0;
+    const s = sEnabled ? pending & this.mideleg : 0;
+    const pick = m !== 0 ? m : s;
+    if (pick === 0) return -1;
+    for (const cause of PRIORITY) if (pick & (1 << cause)) return cause;
+    return -1;
+  }
+
+  // ---- the run loop ----
+  /** Executes up to `budget` instructions (a few more at most when a page is straight-line code); returns the count retired. */
+  run(budget: number): number {
+    this.exitRequested = false;
+    this.resValid = false;
+    this.updateSstc();
+    if (this.waiting) {
+      if (!this.irqPending) return 0;
+      this.waiting = false;
+    }
+    const x = this.x;
+    const loadTag = this.loadTag;
+    const loadView = this.loadView;
+    const loadOff = this.loadOff;
+    const storeTag = this.storeTag;
+    const storeView = this.storeView;
+    const storeOff = this.storeOff;
+    let n = 0;
+    // These are read by the trap handler (catch) to find the faulting pc, so they live outside the try.
+    /* eslint-disable no-useless-assignment */
+    let pageBase = 0;
+    let slot = 0;
+    let code: Int32Array = this.scratch.code;
+    let fetching = true;
+    /* eslint-enable no-useless-assignment */
+    while (n < budget && !this.exitRequested && !this.waiting) {
+      if (this.irqPending) {
+        const cause = this.pendingInterrupt();
+        if (cause >= 0) this.takeTrap(cause, true, 0, this.pcValue);
+      }
+      const pc0 = this.pcValue;
+      pageBase = pc0 - (pc0 & 0xfff);
+      slot = (pc0 & 0xfff) >>> 1;
+      const ctx = this.dataCtx;
+      try {
+        fetching = true;
+        code = this.fetchPageFor(pc0);
+        if (slot === PAGE_SLOTS - 1) code = this.maybeCross(code, pc0);
+        fetching = false;
+        inner: for (;;) {
+          const i2 = slot << 1;
+          const w = code[i2]!;
+          const imm = code[i2 + 1]!;
+          const rd = (w >>> RD_SHIFT) & 0x7f;
+          const r1 = (w >>> RS1_SHIFT) & 0x7f;
+          const r2 = (w >>> RS2_SHIFT) & 0x7f;
+          n++;
+          switch (w & 0xff) {
+            case Op.DECODE:
+              n--;
+              if (code === this.scratch.code) {
+                this.pcValue = pageBase + slot * 2;
+                break inner;
+              }
+              this.decodeSlot(this.currentPage!, slot);
+              continue inner;
+            case Op.PAGE_END:
+              n--;
+              this.pcValue = pageBase + 4096;
+              break inner;
+            case Op.CROSS:
+              n--;
+              this.pcValue = pageBase + slot * 2;
+              break inner;
+            case Op.NOP:
+              break;
+            case Op.LUI:
+              x[rd] = imm;
+              x[rd + 1] = imm >> 31;
+              break;
+            case Op.AUIPC: {
+              const v = pageBase + slot * 2 + imm;
+              x[rd] = v | 0;
+              x[rd + 1] = Math.floor(v / TWO32) | 0;
+              break;
+            }
+            case Op.JAL: {
+              const off = slot * 2 + imm;
+              const ret = pageBase + slot * 2 + (w >>> STEP_SHIFT) * 2;
+              x[rd] = ret | 0;
+              x[rd + 1] = Math.floor(ret / TWO32) | 0;
+              if (off >= 0 && off < 4096 && n < budget) {
+                slot = off >>> 1;
+                continue inner;
+              }
+              this.pcValue = pageBase + off;
+              break inner;
+            }
+            case Op.JALR: {
+              const t = (x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm);
+              const target = t - (t & 1);
+              const ret = pageBase + slot * 2 + (w >>> STEP_SHIFT) * 2;
+              x[rd] = ret | 0;
+              x[rd + 1] = Math.floor(ret / TWO32) | 0;
+              const off = target - pageBase;
+              if (off >= 0 && off < 4096 && n < budget) {
+                slot = off >>> 1;
+                continue inner;
+              }
+              this.pcValue = target;
+              break inner;
+            }
+            case Op.BEQ:
+              if (x[r1] === x[r2] && x[r1 + 1] === x[r2 + 1]) {
+                const off = slot * 2 + imm;
+                if (off >= 0 && off < 4096 && n < budget) {
+                  slot = off >>> 1;
+                  continue inner;
+                }
+                this.pcValue = pageBase + off;
+                break inner;
+              }
+              break;
+            case Op.BNE:
+              if (x[r1] !== x[r2] || x[r1 + 1] !== x[r2 + 1]) {
+                const off = slot * 2 + imm;
+                if (off >= 0 && off < 4096 && n < budget) {
+                  slot = off >>> 1;
+                  continue inner;
+                }
+                this.pcValue = pageBase + off;
+                break inner;
+              }
+              break;
+            case Op.BLT:
+            case Op.BGE: {
+              const ah = x[r1 + 1]!;
+              const bh = x[r2 + 1]!;
+              const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
+              if (lt === ((w & 0xff) === Op.BLT)) {
+                const off = slot * 2 + imm;
+                if (off >= 0 && off < 4096 && n < budget) {
+                  slot = off >>> 1;
+                  continue inner;
+                }
+                this.pcValue = pageBase + off;
+                break inner;
+              }
+              break;
+            }
+            case Op.BLTU:
+            case Op.BGEU: {
+              const ah = x[r1 + 1]! >>> 0;
+              const bh = x[r2 + 1]! >>> 0;
+              const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
+              if (lt === ((w & 0xff) === Op.BLTU)) {
+                const off = slot * 2 + imm;
+                if (off >= 0 && off < 4096 && n < budget) {
+                  slot = off >>> 1;
+                  continue inner;
+                }
+                this.pcValue = pageBase + off;
+                break inner;
+              }
+              break;
+            }
+            case Op.LB:
+            case Op.LH:
+            case Op.LW:
+            case Op.LD:
+            case Op.LBU:
+            case Op.LHU:
+            case Op.LWU: {
+              const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
+              const off = va & 0xfff;
+              const ti = (va >>> 12) & TLB_MASK;
+              const op = w & 0xff;
+              if (loadTag[ti] === va - off + ctx && off <= 4088) {
+                const dv = loadView[ti]!;
+                const o = loadOff[ti]! + off;
+                switch (op) {
+                  case Op.LB: {
+                    const v = dv.getInt8(o);
+                    x[rd] = v;
+                    x[rd + 1] = v >> 31;
+                    break;
+                  }
+                  case Op.LH: {
+                    const v = dv.getInt16(o, true);
+                    x[rd] = v;
+                    x[rd + 1] = v >> 31;
+                    break;
+                  }
+                  case Op.LW: {
+                    const v = dv.getInt32(o, true);
+                    x[rd] = v;
+                    x[rd + 1] = v >> 31;
+                    break;
+                  }
+                  case Op.LD:
+                    x[rd] = dv.getInt32(o, true);
+                    x[rd + 1] = dv.getInt32(o + 4, true);
+                    break;
+                  case Op.LBU:
+                    x[rd] = dv.getUint8(o);
+                    x[rd + 1] = 0;
+                    break;
+                  case Op.LHU:
+                    x[rd] = dv.getUint16(o, true);
+                    x[rd + 1] = 0;
+                    break;
+                  default:
+                    x[rd] = dv.getInt32(o, true);
+                    x[rd + 1] = 0;
+                }
+              } else {
+                this.loadSlow(va, op);
+                x[rd] = this.valLo;
+                x[rd + 1] = this.valHi;
+              }
+              break;
+            }
+            case Op.SB:
+            case Op.SH:
+            case Op.SW:
+            case Op.SD: {
+              const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
+              const off = va & 0xfff;
+              const ti = (va >>> 12) & TLB_MASK;
+              const op = w & 0xff;
+              if (storeTag[ti] === va - off + ctx && off <= 4088) {
+                const dv = storeView[ti]!;
+                const o = storeOff[ti]! + off;
+                if (op === Op.SD) {
+                  dv.setInt32(o, x[r2]!, true);
+                  dv.setInt32(o + 4, x[r2 + 1]!, true);
+                } else if (op === Op.SW) dv.setInt32(o, x[r2]!, true);
+                else if (op === Op.SH) dv.setInt16(o, x[r2]!, true);
+                else dv.setInt8(o, x[r2]!);
+              } else {
+                this.storeSlow(va, op === Op.SB ? 1 : op === Op.SH ? 2 : op === Op.SW ? 4 : 8, x[r2]!, x[r2 + 1]!);
+              }
+              break;
+            }
+            case Op.ADDI: {
+              const a = x[r1]!;
+              const lo = (a + imm) | 0;
+              x[rd + 1] = (x[r1 + 1]! + (imm >> 31) + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+              x[rd] = lo;
+              break;
+            }
+            case Op.SLTI: {
+              const ah = x[r1 + 1]!;
+              const bh = imm >> 31;
+              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+              x[rd + 1] = 0;
+              break;
+            }
+            case Op.SLTIU: {
+              const ah = x[r1 + 1]! >>> 0;
+              const bh = (imm >> 31) >>> 0;
+              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+              x[rd + 1] = 0;
+              break;
+            }
+            case Op.XORI:
+              x[rd + 1] = x[r1 + 1]! ^ (imm >> 31);
+              x[rd] = x[r1]! ^ imm;
+              break;
+            case Op.ORI:
+              x[rd + 1] = x[r1 + 1]! | (imm >> 31);
+              x[rd] = x[r1]! | imm;
+              break;
+            case Op.ANDI:
+              x[rd + 1] = x[r1 + 1]! & (imm >> 31);
+              x[rd] = x[r1]! & imm;
+              break;
+            case Op.SLLI:
+              shl(x, rd, x[r1]!, x[r1 + 1]!, imm);
+              break;
+            case Op.SRLI:
+              shr(x, rd, x[r1]!, x[r1 + 1]!, imm);
+              break;
+            case Op.SRAI:
+              sar(x, rd, x[r1]!, x[r1 + 1]!, imm);
+              break;
+            case Op.ADD: {
+              const a = x[r1]!;
+              const lo = (a + x[r2]!) | 0;
+              x[rd + 1] = (x[r1 + 1]! + x[r2 + 1]! + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+              x[rd] = lo;
+              break;
+            }
+            case Op.SUB: {
+              const a = x[r1]!;
+              const b = x[r2]!;
+              x[rd + 1] = (x[r1 + 1]! - x[r2 + 1]! - (a >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+              x[rd] = (a - b) | 0;
+              break;
+            }
+            case Op.SLL:
+              shl(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
+              break;
+            case Op.SRL:
+              shr(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
+              break;
+            case Op.SRA:
+              sar(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
+              break;
+            case Op.SLT: {
+              const ah = x[r1 + 1]!;
+              const bh = x[r2 + 1]!;
+              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0) ? 1 : 0;
+              x[rd + 1] = 0;
+              break;
+            }
+            case Op.SLTU: {
+              const ah = x[r1 + 1]! >>> 0;
+              const bh = x[r2 + 1]! >>> 0;
+              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0) ? 1 : 0;
+              x[rd + 1] = 0;
+              break;
+            }
+            case Op.XOR:
+              x[rd + 1] = x[r1 + 1]! ^ x[r2 + 1]!;
+              x[rd] = x[r1]! ^ x[r2]!;
+              break;
+            case Op.OR:
+              x[rd + 1] = x[r1 + 1]! | x[r2 + 1]!;
+              x[rd] = x[r1]! | x[r2]!;
+              break;
+            case Op.AND:
+              x[rd + 1] = x[r1 + 1]! & x[r2 + 1]!;
+              x[rd] = x[r1]! & x[r2]!;
+              break;
+            case Op.ADDIW: {
+              const v = (x[r1]! + imm) | 0;
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.SLLIW: {
+              const v = x[r1]! << imm;
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.SRLIW: {
+              const v = (x[r1]! >>> imm) | 0;
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.SRAIW: {
+              const v = x[r1]! >> imm;
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.ADDW: {
+              const v = (x[r1]! + x[r2]!) | 0;
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.SUBW: {
+              const v = (x[r1]! - x[r2]!) | 0;
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.SLLW: {
+              const v = x[r1]! << (x[r2]! & 31);
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.SRLW: {
+              const v = (x[r1]! >>> (x[r2]! & 31)) | 0;
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.SRAW: {
+              const v = x[r1]! >> (x[r2]! & 31);
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            case Op.MUL:
+              mul64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!);
+              x[rd] = r64[0]!;
+              x[rd + 1] = r64[1]!;
+              break;
+            case Op.MULW: {
+              const v = Math.imul(x[r1]!, x[r2]!);
+              x[rd] = v;
+              x[rd + 1] = v >> 31;
+              break;
+            }
+            default:
+              this.pcValue = pageBase + slot * 2;
+              if (this.execSlow(w, imm, rd, r1, r2)) {
+                // Control left the straight line (xret, trap-free jump, CSR write, fence.i...).
+                break inner;
+              }
+          }
+          slot += w >>> STEP_SHIFT;
+        }
+      } catch (e) {
+        if (e !== TRAP) throw e;
+        if (!fetching) n--; // the faulting instruction did not retire
+        this.takeTrap(this.trapCause, false, this.trapTval, pageBase + slot * 2);
+      }
+      x[SINK] = 0;
+      x[SINK + 1] = 0;
+    }
+    this.instret += n;
+    return n;
+  }
+
+  private currentPage: DecodedPage | null = null;
+
+  /** Looks up (or builds) the decoded page for `pc` through the fetch TLB. Throws TRAP on a fetch fault. */
+  private fetchPageFor(pc: number): Int32Array {
+    const off = pc & 0xfff;
+    const ti = (pc >>> 12) & TLB_MASK;
+    if (this.fetchTag[ti] === pc - off + this.fetchCtx) {
+      const p = this.fetchPage[ti]!;
+      this.currentPage = p;
+      return p.code;
+    }
+    const pa = this.translate(pc, ACC_FETCH, this.priv, 2);
+    const page = this.decodedPageAt(pa, pc);
+    if (this.pmpAllows(pa - (pa & 0xfff), 4096, ACC_FETCH, this.priv)) {
+      this.fetchTag[ti] = pc - off + this.fetchCtx;
+      this.fetchPage[ti] = page;
+    }
+    this.currentPage = page;
+    return page.code;
+  }
+
+  private decodedPageAt(pa: number, va: number): DecodedPage {
+    const rel = pa - this.bus.ramBase;
+    if (rel < 0 || rel >= this.bus.ramSize) this.raise(C.CAUSE_FETCH_ACCESS, va);
+    const ppn = Math.floor(rel / 4096);
+    let page = this.decodeCache.get(ppn);
+    if (page) return page;
+    if (this.decodeCache.size >= DECODE_CACHE_LIMIT) this.flushDecodeCache();
+    const view = this.bus.ramChunk(pa, false);
+    if (!view) this.raise(C.CAUSE_FETCH_ACCESS, va);
+    page = new DecodedPage(ppn, view, (rel - (rel & 0xfff)) & this.chunkMask);
+    this.decodeCache.set(ppn, page);
+    this.codePages[ppn] = 1;
+    // Stores to this page must now take the slow path, which invalidates the decoded copy.
+    this.storeTag.fill(NaN);
+    return page;
+  }
+
+  /** Fills one slot of a decoded page from RAM. */
+  private decodeSlot(page: DecodedPage, slot: number): void {
+    const view = page.view!;
+    const lowHalf = view.getUint16(page.viewOffset + slot * 2, true);
+    let insn = lowHalf;
+    if ((lowHalf & 3) === 3) {
+      if (slot === PAGE_SLOTS - 1) {
+        page.code[slot * 2] = Op.CROSS;
+        return;
+      }
+      insn = (lowHalf | (view.getUint16(page.viewOffset + slot * 2 + 2, true) << 16)) | 0;
+    }
+    packDecoded(page.code, slot, insn);
+  }
+
+  /** A 32-bit instruction straddling two pages is fetched through both translations into a scratch page. */
+  private maybeCross(code: Int32Array, pc: number): Int32Array {
+    const page = this.currentPage!;
+    if (code[(PAGE_SLOTS - 1) * 2] === Op.DECODE) this.decodeSlot(page, PAGE_SLOTS - 1);
+    if ((code[(PAGE_SLOTS - 1) * 2]! & 0xff) !== Op.CROSS) return code;
+    const low = page.view!.getUint16(page.viewOffset + 4094, true);
+    const pa2 = this.translate(pc + 2, ACC_FETCH, this.priv, 2);
+    const view2 = pa2 >= this.bus.ramBase && pa2 < this.bus.ramBase + this.bus.ramSize ? this.bus.ramChunk(pa2, false) : null;
+    if (!view2) this.raise(C.CAUSE_FETCH_ACCESS, pc + 2);
+    const high = view2.getUint16((pa2 - this.bus.ramBase) & this.chunkMask, true);
+    const s = this.scratch.code;
+    s.fill(0);
+    packDecoded(s, PAGE_SLOTS - 1, (low | (high << 16)) | 0);
+    return s;
+  }
+
+  // ---- traps ----
+  private raise(cause: number, tval: number): never {
+    this.trapCause = cause;
+    this.trapTval = tval;
+    throw TRAP;
+  }
+
+  private illegal(insnBits: number): never {
+    this.raise(C.CAUSE_ILLEGAL_INSTRUCTION, insnBits >>> 0);
+  }
+
+  /** Enters the trap handler for an exception (or interrupt) raised at `epc`. */
+  takeTrap(cause: number, interrupt: boolean, tval: number, epc: number): void {
+    const from = this.priv;
+    const deleg = from <= C.PRV_S && (((interrupt ? this.mideleg : this.medeleg) >>> cause) & 1) !== 0;
+    const hi = interrupt ? 0x80000000 | 0 : 0;
+    let st = this.mstatus;
+    if (deleg) {
+      this.set64(S_SCAUSE, cause, hi);
+      this.setNum(S_SEPC, epc);
+      this.setNum(S_STVAL, tval);
+      st = (st & ~(C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_SIE)) | (st & C.MSTATUS_SIE ? C.MSTATUS_SPIE : 0) | (from === C.PRV_S ? C.MSTATUS_SPP : 0);
+      this.priv = C.PRV_S;
+      this.pcValue = this.tvecTarget(S_STVEC, interrupt, cause);
+    } else {
+      this.set64(S_MCAUSE, cause, hi);
+      this.setNum(S_MEPC, epc);
+      this.setNum(S_MTVAL, tval);
+      st = (st & ~(C.MSTATUS_MPIE | C.MSTATUS_MPP | C.MSTATUS_MIE)) | (st & C.MSTATUS_MIE ? C.MSTATUS_MPIE : 0) | (from << C.MSTATUS_MPP_SHIFT);
+      this.priv = C.PRV_M;
+      this.pcValue = this.tvecTarget(S_MTVEC, interrupt, cause);
+    }
+    this.mstatus = st;
+    this.waiting = false;
+    this.updateContext();
+    this.updateIrq();
+    this.onTrap?.(this, cause, interrupt, tval, epc);
+  }
+
+  private tvecTarget(slot: number, interrupt: boolean, cause: number): number {
+    const lo = this.csr64[slot * 2]!;
+    const base = this.get64(slot) - (lo & 3);
+    return interrupt && (lo & 3) === 1 ? base + 4 * cause : base;
+  }
+
+  // ---- 64-bit CSR storage ----
+  private get64(slot: number): number {
+    return this.csr64[slot * 2 + 1]! * TWO32 + (this.csr64[slot * 2]! >>> 0);
+  }
+  private set64(slot: number, lo: number, hi: number): void {
+    this.csr64[slot * 2] = lo;
+    this.csr64[slot * 2 + 1] = hi;
+  }
+  private setNum(slot: number, v: number): void {
+    this.csr64[slot * 2] = v | 0;
+    this.csr64[slot * 2 + 1] = Math.floor(v / TWO32) | 0;
+  }
+
+  // ---- translation context and MMU ----
+  private updateContext(): void {
+    const st = this.mstatus;
+    const mprv = this.priv === C.PRV_M && (st & C.MSTATUS_MPRV) !== 0;
+    this.dataPriv = mprv ? (st & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT : this.priv;
+    const sumMxr = ((st & C.MSTATUS_SUM) !== 0 ? 4 : 0) | ((st & C.MSTATUS_MXR) !== 0 ? 8 : 0);
+    this.dataCtx = this.dataPriv | sumMxr;
+    this.fetchCtx = this.priv;
+  }
+
+  private writeSatp(lo: number, hi: number): void {
+    const mode = hi >>> 28;
+    if (mode !== C.SATP_MODE_BARE && mode !== C.SATP_MODE_SV39 && mode !== C.SATP_MODE_SV48) return;
+    this.satpLo = lo;
+    this.satpHi = hi;
+    this.satpMode = mode;
+    this.rootPpn = (hi & 0xfff) * TWO32 + (lo >>> 0);
+    this.flushTlb();
+  }
+
+  private faultCause(acc: number, page: boolean): number {
+    if (page) return acc === ACC_FETCH ? C.CAUSE_FETCH_PAGE_FAULT : acc === ACC_LOAD ? C.CAUSE_LOAD_PAGE_FAULT : C.CAUSE_STORE_PAGE_FAULT;
+    return acc === ACC_FETCH ? C.CAUSE_FETCH_ACCESS : acc === ACC_LOAD ? C.CAUSE_LOAD_ACCESS : C.CAUSE_STORE_ACCESS;
+  }
+
+  /** Virtual → physical for one access of `size` bytes; throws TRAP with the right cause and tval. */
+  private translate(va: number, acc: number, priv: number, size: number): number {
+    let pa: number;
+    if (priv === C.PRV_M || this.satpMode === C.SATP_MODE_BARE) {
+      if (!(va >= 0 && va < TWO56)) this.raise(this.faultCause(acc, false), va);
+      pa = va;
+    } else {
+      const levels = this.satpMode === C.SATP_MODE_SV39 ? 3 : 4;
+      const half = levels === 3 ? 2 ** 38 : 2 ** 47;
+      if (!(va >= -half && va < half)) this.raise(this.faultCause(acc, true), va);
+      const vpage = Math.floor(va / 4096);
+      let table = this.rootPpn * 4096;
+      const st = this.mstatus;
+      for (let level = levels - 1; ; level--) {
+        const idx = Math.floor(vpage / 2 ** (9 * level)) & 0x1ff;
+        const pteAddr = table + idx * 8;
+        if (!this.pmpAllows(pteAddr, 8, ACC_LOAD, C.PRV_S)) this.raise(this.faultCause(acc, false), va);
+        const view = this.ramView(pteAddr, false);
+        if (!view) this.raise(this.faultCause(acc, false), va);
+        const o = (pteAddr - this.bus.ramBase) & this.chunkMask;
+        let lo = view.getInt32(o, true);
+        const hi = view.getInt32(o + 4, true);
+        if ((lo & 1) === 0 || (lo & 6) === 4 || (hi & 0xffc00000) !== 0) this.raise(this.faultCause(acc, true), va);
+        const ppn = (hi & 0x3fffff) * 4194304 + (lo >>> 10);
+        if ((lo & 0xa) === 0) {
+          // Pointer to the next level.
+          if (level === 0) this.raise(this.faultCause(acc, true), va);
+          table = ppn * 4096;
+          continue;
+        }
+        // Leaf: permissions.
+        const user = (lo & 0x10) !== 0;
+        if (priv === C.PRV_U ? !user : user && (acc === ACC_FETCH || (st & C.MSTATUS_SUM) === 0)) this.raise(this.faultCause(acc, true), va);
+        const ok =
+          acc === ACC_FETCH ? (lo & 8) !== 0 : acc === ACC_LOAD ? (lo & 2) !== 0 || ((st & C.MSTATUS_MXR) !== 0 && (lo & 8) !== 0) : (lo & 4) !== 0;
+        if (!ok) this.raise(this.faultCause(acc, true), va);
+        const span = 2 ** (9 * level);
+        if (level > 0 && ppn % span !== 0) this.raise(this.faultCause(acc, true), va);
+        // Hardware A/D update (as QEMU does).
+        const want = 0x40 | (acc === ACC_STORE ? 0x80 : 0);
+        if ((lo & want) !== want) {
+          const wview = this.ramView(pteAddr, true);
+          if (!wview || !this.pmpAllows(pteAddr, 8, ACC_STORE, C.PRV_S)) this.raise(this.faultCause(acc, false), va);
+          lo |= want;
+          wview.setInt32(o, lo, true);
+        }
+        pa = (ppn + (vpage - Math.floor(vpage / span) * span)) * 4096 + (va & 0xfff);
+        break;
+      }
+    }
+    if (this.pmpActive && !this.pmpAllows(pa, size, acc, priv)) this.raise(this.faultCause(acc, false), va);
+    return pa;
+  }
+
+  private ramView(pa: number, forWrite: boolean): DataView | null {
+    if (pa < this.bus.ramBase || pa >= this.bus.ramBase + this.bus.ramSize) return null;
+    return this.bus.ramChunk(pa, forWrite);
+  }
+
+  // ---- PMP ----
+  private updatePmp(): void {
+    let prevTop = 0;
+    this.pmpActive = false;
+    for (let i = 0; i < 16; i++) {
+      const cfg = this.pmpcfg[i]!;
+      const a = (cfg >>> 3) & 3;
+      const lo = this.pmpaddrLo[i]!;
+      const hi = this.pmpaddrHi[i]!;
+      const addr = ((hi & 0x3fffff) * TWO32 + (lo >>> 0)) * 4;
+      let start = 0;
+      let end = 0;
+      if (a === 1) {
+        start = prevTop;
+        end = addr;
+      } else if (a === 2) {
+        start = addr;
+        end = addr + 4;
+      } else if (a === 3) {
+        [start, end] = pmpRangeNapot(lo, hi);
+      }
+      this.pmpLo[i] = start;
+      this.pmpHi[i] = end;
+      if (a !== 0) this.pmpActive = true;
+      prevTop = addr;
+    }
+    this.flushTlb();
+  }
+
+  /** PMP check for [pa, pa+size). Partial matches fail; no active entry allows everything (as QEMU). */
+  private pmpAllows(pa: number, size: number, acc: number, priv: number): boolean {
+    if (!this.pmpActive) return true;
+    const end = pa + size;
+    for (let i = 0; i < 16; i++) {
+      const cfg = this.pmpcfg[i]!;
+      if ((cfg & 0x18) === 0) continue;
+      const lo = this.pmpLo[i]!;
+      const hi = this.pmpHi[i]!;
+      if (end <= lo || pa >= hi) continue;
+      if (pa < lo || end > hi) return false; // partial match
+      if (priv === C.PRV_M && (cfg & 0x80) === 0) return true;
+      const bit = acc === ACC_FETCH ? 4 : acc === ACC_LOAD ? 1 : 2;
+      return (cfg & bit) !== 0;
+    }
+    return priv === C.PRV_M;
+  }
+
+  // ---- slow memory paths ----
+  /** Load through translation; result in valLo/valHi. Installs a load-TLB entry for RAM pages. */
+  private loadSlow(va: number, op: number): void {
+    const size = op === Op.LB || op === Op.LBU ? 1 : op === Op.LH || op === Op.LHU ? 2 : op === Op.LD ? 8 : 4;
+    this.loadRaw(va, size);
+    const lo = this.valLo;
+    switch (op) {
+      case Op.LB:
+        this.valLo = (lo << 24) >> 24;
+        this.valHi = this.valLo >> 31;
+        break;
+      case Op.LH:
+        this.valLo = (lo << 16) >> 16;
+        this.valHi = this.valLo >> 31;
+        break;
+      case Op.LW:
+        this.valHi = lo >> 31;
+        break;
+      case Op.LBU:
+      case Op.LHU:
+      case Op.LWU:
+        this.valHi = 0;
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Reads `size` bytes (zero-extended into valLo/valHi) at virtual `va` with the data privilege. */
+  private loadRaw(va: number, size: number): void {
+    const off = va & 0xfff;
+    if (off + size > 4096) {
+      // Crosses a page: byte by byte (each byte translated; faults report the first faulting byte's page).
+      let lo = 0;
+      let hi = 0;
+      for (let i = 0; i < size; i++) {
+        this.loadRaw(va + i, 1);
+        if (i < 4) lo |= this.valLo << (8 * i);
+        else hi |= this.valLo << (8 * (i - 4));
+      }
+      this.valLo = lo;
+      this.valHi = hi;
+      return;
+    }
+    const pa = this.translate(va, ACC_LOAD, this.dataPriv, size);
+    const view = this.ramView(pa, false);
+    if (view) {
+      const o = (pa - this.bus.ramBase) & this.chunkMask;
+      if (this.pmpAllows(pa - off, 4096, ACC_LOAD, this.dataPriv)) {
+        const ti = (va >>> 12) & TLB_MASK;
+        this.loadTag[ti] = va - off + this.dataCtx;
+        this.loadView[ti] = view;
+        this.loadOff[ti] = o - off;
+      }
+      this.valLo = size === 1 ? view.getUint8(o) : size === 2 ? view.getUint16(o, true) : view.getInt32(o, true);
+      this.valHi = size === 8 ? view.getInt32(o + 4, true) : 0;
+      return;
+    }
+    // MMIO: 8-byte accesses are two 4-byte ones, low half first.
+    if (size === 8) {
+      const a = this.bus.mmioRead(pa, 4);
+      const b = a === undefined ? undefined : this.bus.mmioRead(pa + 4, 4);
+      if (a === undefined || b === undefined) this.raise(C.CAUSE_LOAD_ACCESS, va);
+      this.valLo = a | 0;
+      this.valHi = b | 0;
+      return;
+    }
+    const v = this.bus.mmioRead(pa, size as 1 | 2 | 4);
+    if (v === undefined) this.raise(C.CAUSE_LOAD_ACCESS, va);
+    this.valLo = size === 4 ? v | 0 : v & (size === 1 ? 0xff : 0xffff);
+    this.valHi = 0;
+  }
+
+  /** Store through translation. Pages holding decoded code are invalidated and never enter the store TLB. */
+  private storeSlow(va: number, size: number, lo: number, hi: number): void {
+    const off = va & 0xfff;
+    if (off + size > 4096) {
+      // Check every byte's translation first so a fault leaves memory untouched.
+      for (let i = 0; i < size; i++) this.translate(va + i, ACC_STORE, this.dataPriv, 1);
+      for (let i = 0; i < size; i++) this.storeSlow(va + i, 1, i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4)), 0);
+      return;
+    }
+    const pa = this.translate(va, ACC_STORE, this.dataPriv, size);
+    const view = this.ramView(pa, true);
+    if (view) {
+      const o = (pa - this.bus.ramBase) & this.chunkMask;
+      const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
+      if (this.codePages[ppn]) this.invalidateCode(ppn);
+      else if (this.pmpAllows(pa - off, 4096, ACC_STORE, this.dataPriv)) {
+        const ti = (va >>> 12) & TLB_MASK;
+        this.storeTag[ti] = va - off + this.dataCtx;
+        this.storeView[ti] = view;
+        this.storeOff[ti] = o - off;
+      }
+      if (size === 1) view.setUint8(o, lo & 0xff);
+      else if (size === 2) view.setUint16(o, lo & 0xffff, true);
+      else {
+        view.setInt32(o, lo, true);
+        if (size === 8) view.setInt32(o + 4, hi, true);
+      }
+      return;
+    }
+    if (size === 8) {
+      if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)) this.raise(C.CAUSE_STORE_ACCESS, va);
+      return;
+    }
+    const v = size === 4 ? lo >>> 0 : lo & (size === 1 ? 0xff : 0xffff);
+    if (!this.bus.mmioWrite(pa, size as 1 | 2 | 4, v)) this.raise(C.CAUSE_STORE_ACCESS, va);
+  }
+
+  /** A store hit a page with decoded code: drop the decoded copy (fence.i semantics are then automatic). */
+  private invalidateCode(ppn: number): void {
+    this.codePages[ppn] = 0;
+    this.decodeCache.delete(ppn);
+    this.fetchTag.fill(NaN);
+  }
+
+  /** Physical address for an AMO/LR/SC after alignment and translation checks (store permission). */
+  private amoAddress(va: number, size: number, isLoad: boolean): number {
+    if ((va & (size - 1)) !== 0) this.raise(isLoad ? C.CAUSE_MISALIGNED_LOAD : C.CAUSE_MISALIGNED_STORE, va);
+    return this.translate(va, isLoad ? ACC_LOAD : ACC_STORE, this.dataPriv, size);
+  }
+
+  private physRead(pa: number, size: number, va: number, cause: number): void {
+    const view = this.ramView(pa, false);
+    if (view) {
+      const o = (pa - this.bus.ramBase) & this.chunkMask;
+      this.valLo = view.getInt32(o, true);
+      this.valHi = size === 8 ? view.getInt32(o + 4, true) : this.valLo >> 31;
+      return;
+    }
+    const a = this.bus.mmioRead(pa, 4);
+    const b = size === 8 && a !== undefined ? this.bus.mmioRead(pa + 4, 4) : 0;
+    if (a === undefined || b === undefined) this.raise(cause, va);
+    this.valLo = a | 0;
+    this.valHi = size === 8 ? b | 0 : this.valLo >> 31;
+  }
+
+  private physWrite(pa: number, size: number, lo: number, hi: number, va: number): void {
+    const view = this.ramView(pa, true);
+    if (view) {
+      const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
+      if (this.codePages[ppn]) this.invalidateCode(ppn);
+      const o = (pa - this.bus.ramBase) & this.chunkMask;
+      view.setInt32(o, lo, true);
+      if (size === 8) view.setInt32(o + 4, hi, true);
+      return;
+    }
+    if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || (size === 8 && !this.bus.mmioWrite(pa + 4, 4, hi >>> 0))) this.raise(C.CAUSE_STORE_ACCESS, va);
+  }
+
+  // ---- everything that is not on the hot path ----
+  /** Executes a rare instruction. Returns true when the run loop must re-fetch from this.pcValue. */
+  private execSlow(w: number, imm: number, rd: number, r1: number, r2: number): boolean {
+    const x = this.x;
+    const op = w & 0xff;
+    const pc = this.pcValue;
+    const next = pc + (w >>> STEP_SHIFT) * 2;
+    switch (op) {
+      case Op.ILLEGAL:
+        this.illegal(imm);
+      // eslint-disable-next-line no-fallthrough
+      case Op.MULH:
+        mulh64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!);
+        break;
+      case Op.MULHSU:
+        mulhsu64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!);
+        break;
+      case Op.MULHU:
+        mulhu64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!);
+        break;
+      case Op.DIV:
+      case Op.REM:
+        div64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!, op === Op.REM);
+        break;
+      case Op.DIVU:
+      case Op.REMU:
+        divu64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!, op === Op.REMU);
+        break;
+      case Op.DIVW:
+      case Op.REMW: {
+        const a = x[r1]!;
+        const b = x[r2]!;
+        let v: number;
+        if (b === 0) v = op === Op.DIVW ? -1 : a;
+        else if (a === -2147483648 && b === -1) v = op === Op.DIVW ? a : 0;
+        else v = op === Op.DIVW ? Math.trunc(a / b) | 0 : a % b | 0;
+        r64[0] = v;
+        r64[1] = v >> 31;
+        break;
+      }
+      case Op.DIVUW:
+      case Op.REMUW: {
+        const a = x[r1]! >>> 0;
+        const b = x[r2]! >>> 0;
+        const v = b === 0 ? (op === Op.DIVUW ? -1 : a | 0) : (op === Op.DIVUW ? Math.floor(a / b) : a % b) | 0;
+        r64[0] = v;
+        r64[1] = v >> 31;
+        break;
+      }
+      case Op.FENCE:
+        return false;
+      case Op.FENCE_I:
+        this.flushDecodeCache();
+        this.pcValue = next;
+        return true;
+      case Op.ECALL: {
+        if (this.priv === C.PRV_S && this.ecallHandler && this.ecallHandler(this)) {
+          this.pcValue = pc + 4;
+          return true;
+        }
+        this.raise(this.priv === C.PRV_U ? C.CAUSE_USER_ECALL : this.priv === C.PRV_S ? C.CAUSE_SUPERVISOR_ECALL : C.CAUSE_MACHINE_ECALL, 0);
+      }
+      // eslint-disable-next-line no-fallthrough
+      case Op.EBREAK:
+        this.raise(C.CAUSE_BREAKPOINT, pc);
+      // eslint-disable-next-line no-fallthrough
+      case Op.MRET: {
+        if (this.priv !== C.PRV_M) this.illegal(imm);
+        const st = this.mstatus;
+        const mpp = (st & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT;
+        let ns = (st & ~(C.MSTATUS_MIE | C.MSTATUS_MPP)) | (st & C.MSTATUS_MPIE ? C.MSTATUS_MIE : 0) | C.MSTATUS_MPIE;
+        if (mpp !== C.PRV_M) ns &= ~C.MSTATUS_MPRV;
+        this.mstatus = ns;
+        this.priv = mpp;
+        this.pcValue = this.get64(S_MEPC);
+        this.afterPrivChange();
+        return true;
+      }
+      case Op.SRET: {
+        if (this.priv === C.PRV_U || (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TSR)) this.illegal(imm);
+        const st = this.mstatus;
+        const spp = st & C.MSTATUS_SPP ? C.PRV_S : C.PRV_U;
+        this.mstatus = ((st & ~(C.MSTATUS_SIE | C.MSTATUS_SPP | C.MSTATUS_MPRV)) | (st & C.MSTATUS_SPIE ? C.MSTATUS_SIE : 0) | C.MSTATUS_SPIE) >>> 0 | 0;
+        this.priv = spp;
+        this.pcValue = this.get64(S_SEPC);
+        this.afterPrivChange();
+        return true;
+      }
+      case Op.WFI:
+        if (this.priv === C.PRV_U || (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TW)) this.illegal(imm);
+        this.pcValue = next;
+        if (((this.mipHw | this.mipSw) & this.mie) === 0) this.waiting = true;
+        return true;
+      case Op.SFENCE_VMA:
+        if (this.priv === C.PRV_U || (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TVM)) this.illegal(imm);
+        this.flushTlb();
+        this.pcValue = next;
+        return true;
+      case Op.CSRRW:
+      case Op.CSRRS:
+      case Op.CSRRC:
+      case Op.CSRRWI:
+      case Op.CSRRSI:
+      case Op.CSRRCI:
+        this.execCsr(op, imm, rd, r1, w);
+        this.pcValue = next;
+        return true;
+      case Op.LR_W:
+      case Op.LR_D: {
+        const size = op === Op.LR_W ? 4 : 8;
+        const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
+        const pa = this.amoAddress(va, size, true);
+        this.physRead(pa, size, va, C.CAUSE_LOAD_ACCESS);
+        this.resValid = true;
+        this.resAddr = pa;
+        r64[0] = this.valLo;
+        r64[1] = this.valHi;
+        break;
+      }
+      case Op.SC_W:
+      case Op.SC_D: {
+        const size = op === Op.SC_W ? 4 : 8;
+        const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
+        const pa = this.amoAddress(va, size, false);
+        const ok = this.resValid && this.resAddr === pa;
+        this.resValid = false;
+        if (ok) this.physWrite(pa, size, x[r2]!, x[r2 + 1]!, va);
+        r64[0] = ok ? 0 : 1;
+        r64[1] = 0;
+        break;
+      }
+      case Op.AMO_W:
+      case Op.AMO_D:
+        this.execAmo(op === Op.AMO_W ? 4 : 8, imm, r1, r2);
+        break;
+      case Op.FLW:
+      case Op.FLD:
+      case Op.FSW:
+      case Op.FSD:
+        this.execFpMem(op, imm, rd, r1, r2);
+        return false;
+      case Op.FPOP: {
+        if ((this.mstatus & C.MSTATUS_FS) === 0) this.illegal(this.rawBits(pc));
+        const fi = imm & 0xff;
+        const ok = FP_FNS[fi]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7);
+        x[SINK] = x[SINK + 1] = 0;
+        if (!ok) this.illegal(this.rawBits(pc));
+        this.mstatus |= C.MSTATUS_FS;
+        return false;
+      }
+      default:
+        this.execBitmanip(op, imm, r1, r2);
+    }
+    x[rd] = r64[0]!;
+    x[rd + 1] = r64[1]!;
+    return false;
+  }
+
+  /** The instruction bits at pc (for illegal-instruction tval from ops whose slot holds other data). */
+  private rawBits(pc: number): number {
+    const page = this.currentPage;
+    if (page && page.view) {
+      const o = page.viewOffset + (pc & 0xfff);
+      const low = page.view.getUint16(o, true);
+      if ((low & 3) !== 3) return low;
+      if ((pc & 0xfff) < 4094) return (low | (page.view.getUint16(o + 2, true) << 16)) >>> 0;
+    }
+    return 0;
+  }
+
+  private afterPrivChange(): void {
+    this.updateContext();
+    this.updateIrq();
+  }
+
+  private execAmo(size: number, kind: number, r1: number, r2: number): void {
+    const x = this.x;
+    const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
+    const pa = this.amoAddress(va, size, false);
+    this.physRead(pa, size, va, C.CAUSE_STORE_ACCESS);
+    const alo = this.valLo;
+    const ahi = this.valHi;
+    let blo = x[r2]!;
+    let bhi = size === 8 ? x[r2 + 1]! : blo >> 31;
+    switch (kind) {
+      case Amo.SWAP:
+        break;
+      case Amo.ADD: {
+        const lo = (alo + blo) | 0;
+        bhi = (ahi + bhi + (lo >>> 0 < alo >>> 0 ? 1 : 0)) | 0;
+        blo = lo;
+        break;
+      }
+      case Amo.XOR:
+        blo ^= alo;
+        bhi ^= ahi;
+        break;
+      case Amo.AND:
+        blo &= alo;
+        bhi &= ahi;
+        break;
+      case Amo.OR:
+        blo |= alo;
+        bhi |= ahi;
+        break;
+      default: {
+        const signed = kind === Amo.MIN || kind === Amo.MAX;
+        const ah = signed ? ahi : ahi >>> 0;
+        const bh = signed ? bhi : bhi >>> 0;
+        const aLess = ah < bh || (ah === bh && alo >>> 0 < blo >>> 0);
+        const wantMin = kind === Amo.MIN || kind === Amo.MINU;
+        if (aLess === wantMin) {
+          blo = alo;
+          bhi = ahi;
+        }
+      }
+    }
+    this.physWrite(pa, size, blo, bhi, va);
+    r64[0] = alo;
+    r64[1] = ahi;
+  }
+
+  private execFpMem(op: number, imm: number, rd: number, r1: number, r2: number): void {
+    if ((this.mstatus & C.MSTATUS_FS) === 0) this.illegal(this.rawBits(this.pcValue));
+    const x = this.x;
+    const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
+    const f = this.fp.i32;
+    if (op === Op.FLW || op === Op.FLD) {
+      const size = op === Op.FLW ? 4 : 8;
+      this.loadRaw(va, size);
+      const fd = rd >>> 1;
+      f[2 * fd] = this.valLo;
+      f[2 * fd + 1] = size === 4 ? -1 : this.valHi;
+      this.mstatus |= C.MSTATUS_FS;
+    } else {
+      const fs = r2 >>> 1;
+      this.storeSlow(va, op === Op.FSW ? 4 : 8, f[2 * fs]!, f[2 * fs + 1]!);
+    }
+  }
+
+  private execBitmanip(op: number, imm: number, r1: number, r2: number): void {
+    const x = this.x;
+    const alo = x[r1]!;
+    const ahi = x[r1 + 1]!;
+    const blo = x[r2]!;
+    const bhi = x[r2 + 1]!;
+    let lo: number;
+    let hi = 0;
+    const tmp = r64;
+    switch (op) {
+      case Op.SH1ADD:
+      case Op.SH2ADD:
+      case Op.SH3ADD:
+      case Op.SH1ADD_UW:
+      case Op.SH2ADD_UW:
+      case Op.SH3ADD_UW:
+      case Op.ADD_UW: {
+        const uw = op === Op.SH1ADD_UW || op === Op.SH2ADD_UW || op === Op.SH3ADD_UW || op === Op.ADD_UW;
+        const s = op === Op.SH1ADD || op === Op.SH1ADD_UW ? 1 : op === Op.SH2ADD || op === Op.SH2ADD_UW ? 2 : op === Op.ADD_UW ? 0 : 3;
+        shl(tmp, 0, alo, uw ? 0 : ahi, s);
+        const l = (tmp[0]! + blo) | 0;
+        tmp[1] = (tmp[1]! + bhi + (l >>> 0 < tmp[0]! >>> 0 ? 1 : 0)) | 0;
+        tmp[0] = l;
+        return;
+      }
+      case Op.SLLI_UW:
+        shl(tmp, 0, alo, 0, imm);
+        return;
+      case Op.ANDN:
+        lo = alo & ~blo;
+        hi = ahi & ~bhi;
+        break;
+      case Op.ORN:
+        lo = alo | ~blo;
+        hi = ahi | ~bhi;
+        break;
+      case Op.XNOR:
+        lo = ~(alo ^ blo);
+        hi = ~(ahi ^ bhi);
+        break;
+      case Op.MAX:
+      case Op.MIN:
+      case Op.MAXU:
+      case Op.MINU: {
+        const signed = op === Op.MAX || op === Op.MIN;
+        const ah = signed ? ahi : ahi >>> 0;
+        const bh = signed ? bhi : bhi >>> 0;
+        const aLess = ah < bh || (ah === bh && alo >>> 0 < blo >>> 0);
+        const pickA = aLess === (op === Op.MIN || op === Op.MINU);
+        lo = pickA ? alo : blo;
+        hi = pickA ? ahi : bhi;
+        break;
+      }
+      case Op.ROL:
+      case Op.ROR:
+      case Op.RORI: {
+        let s = (op === Op.RORI ? imm : blo) & 63;
+        if (op === Op.ROL) s = (64 - s) & 63;
+        // rotate right by s
+        shr(tmp, 0, alo, ahi, s);
+        const l1 = tmp[0]!;
+        const h1 = tmp[1]!;
+        shl(tmp, 0, alo, ahi, (64 - s) & 63);
+        lo = s === 0 ? alo : l1 | tmp[0]!;
+        hi = s === 0 ? ahi : h1 | tmp[1]!;
+        break;
+      }
+      case Op.ROLW:
+      case Op.RORW:
+      case Op.RORIW: {
+        let s = (op === Op.RORIW ? imm : blo) & 31;
+        if (op === Op.ROLW) s = (32 - s) & 31;
+        lo = s === 0 ? alo : (alo >>> s) | (alo << (32 - s));
+        hi = lo >> 31;
+        break;
+      }
+      case Op.CLZ:
+        lo = clz32x2(alo, ahi);
+        break;
+      case Op.CTZ:
+        lo = alo !== 0 ? ctz32(alo) : 32 + ctz32(ahi);
+        break;
+      case Op.CPOP:
+        lo = popcount32(alo) + popcount32(ahi);
+        break;
+      case Op.CLZW:
+        lo = Math.clz32(alo);
+        break;
+      case Op.CTZW:
+        lo = ctz32(alo);
+        break;
+      case Op.CPOPW:
+        lo = popcount32(alo);
+        break;
+      case Op.SEXT_B:
+        lo = (alo << 24) >> 24;
+        hi = lo >> 31;
+        break;
+      case Op.SEXT_H:
+        lo = (alo << 16) >> 16;
+        hi = lo >> 31;
+        break;
+      case Op.ZEXT_H:
+        lo = alo & 0xffff;
+        break;
+      case Op.ORC_B: {
+        const orc = (v: number): number =>
+          (v & 0xff ? 0xff : 0) | (v & 0xff00 ? 0xff00 : 0) | (v & 0xff0000 ? 0xff0000 : 0) | (v & 0xff000000 ? 0xff000000 : 0);
+        lo = orc(alo);
+        hi = orc(ahi);
+        break;
+      }
+      case Op.REV8: {
+        const bswap = (v: number): number => ((v >>> 24) | ((v >>> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24)) | 0;
+        lo = bswap(ahi);
+        hi = bswap(alo);
+        break;
+      }
+      case Op.BCLR:
+      case Op.BEXT:
+      case Op.BINV:
+      case Op.BSET:
+      case Op.BCLRI:
+      case Op.BEXTI:
+      case Op.BINVI:
+      case Op.BSETI: {
+        const s = (op >= Op.BCLRI ? imm : blo) & 63;
+        const mlo = s < 32 ? 1 << s : 0;
+        const mhi = s >= 32 ? 1 << (s - 32) : 0;
+        const kind = op >= Op.BCLRI ? op - Op.BCLRI : op - Op.BCLR;
+        if (kind === 0) {
+          lo = alo & ~mlo;
+          hi = ahi & ~mhi;
+        } else if (kind === 1) {
+          lo = (alo & mlo) !== 0 || (ahi & mhi) !== 0 ? 1 : 0;
+        } else if (kind === 2) {
+          lo = alo ^ mlo;
+          hi = ahi ^ mhi;
+        } else {
+          lo = alo | mlo;
+          hi = ahi | mhi;
+        }
+        break;
+      }
+      default:
+        throw new Error(`hart: unhandled op ${op}`);
+    }
+    r64[0] = lo;
+    r64[1] = hi;
+  }
+
+  // ---- CSRs ----
+  private execCsr(op: number, csr: number, rd: number, r1: number, w: number): void {
+    const x = this.x;
+    const isImm = op >= Op.CSRRWI;
+    const src = r1 >>> 1; // register index, or the 5-bit uimm
+    const kind = isImm ? op - Op.CSRRWI : op - Op.CSRRW; // 0 write, 1 set, 2 clear
+    const writes = kind === 0 || src !== 0;
+    const bits = this.rawBits(this.pcValue);
+    if (((csr >>> 8) & 3) > this.priv) this.illegal(bits);
+    if (writes && csr >>> 10 === 3) this.illegal(bits);
+    let vlo: number;
+    let vhi = 0;
+    if (isImm) vlo = src;
+    else {
+      vlo = x[r1]!;
+      vhi = x[r1 + 1]!;
+    }
+    const reads = kind !== 0 || (rd !== SINK);
+    if (!this.readCsr(csr, kind !== 0)) this.illegal(bits);
+    const oldLo = this.valLo;
+    const oldHi = this.valHi;
+    if (writes) {
+      let nlo = vlo;
+      let nhi = vhi;
+      if (kind === 1) {
+        nlo = oldLo | vlo;
+        nhi = oldHi | vhi;
+      } else if (kind === 2) {
+        nlo = oldLo & ~vlo;
+        nhi = oldHi & ~vhi;
+      }
+      if (!this.writeCsr(csr, nlo, nhi)) this.illegal(bits);
+    }
+    if (reads) {
+      x[rd] = oldLo;
+      x[rd + 1] = oldHi;
+      x[SINK] = x[SINK + 1] = 0;
+    }
+    void w;
+  }
+
+  private counterAllowed(csr: number): boolean {
+    const bit = csr & 31;
+    if (this.priv < C.PRV_M && ((this.mcounteren >>> bit) & 1) === 0) return false;
+    if (this.priv === C.PRV_U && ((this.scounteren >>> bit) & 1) === 0) return false;
+    return true;
+  }
+
+  private setVal(v: number): void {
+    this.valLo = v | 0;
+    this.valHi = Math.floor(v / TWO32) | 0;
+  }
+
+  private fsOn(): boolean {
+    return (this.mstatus & C.MSTATUS_FS) !== 0;
+  }
+
+  /** Reads a CSR into valLo/valHi; false if it does not exist or is not accessible. `rmw`: read for csrrs/csrrc. */
+  readCsr(csr: number, rmw = false): boolean {
+    this.valHi = 0;
+    switch (csr) {
+      case C.CSR_FFLAGS:
+        if (!this.fsOn()) return false;
+        this.valLo = this.fp.fflags & 0x1f;
+        return true;
+      case C.CSR_FRM:
+        if (!this.fsOn()) return false;
+        this.valLo = this.fp.frm & 7;
+        return true;
+      case C.CSR_FCSR:
+        if (!this.fsOn()) return false;
+        this.valLo = (this.fp.fflags & 0x1f) | ((this.fp.frm & 7) << 5);
+        return true;
+      case C.CSR_CYCLE:
+      case C.CSR_MCYCLE:
+        if (csr === C.CSR_CYCLE && !this.counterAllowed(csr)) return false;
+        this.setVal(this.instret + this.cycleOffset);
+        return true;
+      case C.CSR_INSTRET:
+      case C.CSR_MINSTRET:
+        if (csr === C.CSR_INSTRET && !this.counterAllowed(csr)) return false;
+        this.setVal(this.instret + this.instretOffset);
+        return true;
+      case C.CSR_TIME:
+        if (!this.counterAllowed(csr)) return false;
+        this.setVal(this.opts.readTime());
+        return true;
+      case C.CSR_SSTATUS: {
+        const st = this.mstatus & SSTATUS_MASK;
+        this.valLo = st;
+        this.valHi = 0x2 | ((this.mstatus & C.MSTATUS_FS) === C.MSTATUS_FS ? C.MSTATUS_HI_SD : 0);
+        return true;
+      }
+      case C.CSR_SIE:
+        this.valLo = this.mie & this.mideleg;
+        return true;
+      case C.CSR_SIP:
+        this.valLo = (rmw ? this.mipSw | (this.mipHw & ~C.MIP_SEIP) : this.mipHw | this.mipSw) & this.mideleg;
+        return true;
+      case C.CSR_STVEC:
+        return this.readSlot(S_STVEC);
+      case C.CSR_SSCRATCH:
+        return this.readSlot(S_SSCRATCH);
+      case C.CSR_SEPC:
+        return this.readSlot(S_SEPC);
+      case C.CSR_SCAUSE:
+        return this.readSlot(S_SCAUSE);
+      case C.CSR_STVAL:
+        return this.readSlot(S_STVAL);
+      case C.CSR_SCOUNTEREN:
+        this.valLo = this.scounteren;
+        return true;
+      case C.CSR_SENVCFG:
+        this.valLo = this.senvcfg;
+        return true;
+      case C.CSR_STIMECMP:
+        if (this.priv < C.PRV_M && (!this.sstcEnabled || (this.mcounteren & 2) === 0)) return false;
+        this.valLo = this.stimecmpLo;
+        this.valHi = this.stimecmpHi;
+        return true;
+      case C.CSR_SATP:
+        if (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TVM) return false;
+        this.valLo = this.satpLo;
+        this.valHi = this.satpHi;
+        return true;
+      case C.CSR_MVENDORID:
+      case C.CSR_MARCHID:
+      case C.CSR_MIMPID:
+      case C.CSR_MCONFIGPTR:
+        this.valLo = 0;
+        return true;
+      case C.CSR_MHARTID:
+        this.valLo = this.hartId;
+        return true;
+      case C.CSR_MSTATUS:
+        this.valLo = this.mstatus;
+        this.valHi = C.MSTATUS_HI_UXL_SXL | ((this.mstatus & C.MSTATUS_FS) === C.MSTATUS_FS ? C.MSTATUS_HI_SD : 0);
+        return true;
+      case C.CSR_MISA:
+        this.valLo = C.MISA_EXTENSIONS;
+        this.valHi = C.MISA_HI;
+        return true;
+      case C.CSR_MEDELEG:
+        this.valLo = this.medeleg;
+        return true;
+      case C.CSR_MIDELEG:
+        this.valLo = this.mideleg;
+        return true;
+      case C.CSR_MIE:
+        this.valLo = this.mie;
+        return true;
+      case C.CSR_MIP:
+        this.valLo = rmw ? this.mipSw | (this.mipHw & ~C.MIP_SEIP) : this.mipHw | this.mipSw;
+        return true;
+      case C.CSR_MTVEC:
+        return this.readSlot(S_MTVEC);
+      case C.CSR_MCOUNTEREN:
+        this.valLo = this.mcounteren;
+        return true;
+      case C.CSR_MENVCFG:
+        this.valLo = this.menvcfgLo;
+        this.valHi = this.menvcfgHi;
+        return true;
+      case C.CSR_MCOUNTINHIBIT:
+        this.valLo = this.mcountinhibit;
+        return true;
+      case C.CSR_MSCRATCH:
+        return this.readSlot(S_MSCRATCH);
+      case C.CSR_MEPC:
+        return this.readSlot(S_MEPC);
+      case C.CSR_MCAUSE:
+        return this.readSlot(S_MCAUSE);
+      case C.CSR_MTVAL:
+        return this.readSlot(S_MTVAL);
+      case C.CSR_MTINST:
+      case C.CSR_MTVAL2:
+        this.valLo = 0;
+        return true;
+      case C.CSR_PMPCFG0:
+      case C.CSR_PMPCFG2: {
+        const base = csr === C.CSR_PMPCFG0 ? 0 : 8;
+        const p = this.pmpcfg;
+        this.valLo = p[base]! | (p[base + 1]! << 8) | (p[base + 2]! << 16) | (p[base + 3]! << 24);
+        this.valHi = p[base + 4]! | (p[base + 5]! << 8) | (p[base + 6]! << 16) | (p[base + 7]! << 24);
+        return true;
+      }
+      default:
+        if (csr >= C.CSR_PMPADDR0 && csr < C.CSR_PMPADDR0 + 16) {
+          const i = csr - C.CSR_PMPADDR0;
+          this.valLo = this.pmpaddrLo[i]!;
+          this.valHi = this.pmpaddrHi[i]!;
+          return true;
+        }
+        if (csr >= C.CSR_PMPADDR0 + 16 && csr < C.CSR_PMPADDR0 + 64) {
+          this.valLo = 0; // pmpaddr16..63: not implemented, read-only zero
+          return true;
+        }
+        // hpmcounter3..31 (U), mhpmcounter3..31, mhpmevent3..31: present, read zero.
+        if (csr >= 0xc03 && csr <= 0xc1f) {
+          if (!this.counterAllowed(csr)) return false;
+          this.valLo = 0;
+          return true;
+        }
+        if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) {
+          this.valLo = 0;
+          return true;
+        }
+        return false;
+    }
+  }
+
+  private readSlot(slot: number): boolean {
+    this.valLo = this.csr64[slot * 2]!;
+    this.valHi = this.csr64[slot * 2 + 1]!;
+    return true;
+  }
+
+  /** Writes a CSR (WARL-legalised); false if the CSR can't be written. */
+  writeCsr(csr: number, lo: number, hi: number): boolean {
+    switch (csr) {
+      case C.CSR_FFLAGS:
+        this.fp.fflags = lo & 0x1f;
+        this.mstatus |= C.MSTATUS_FS;
+        return true;
+      case C.CSR_FRM:
+        this.fp.frm = lo & 7;
+        this.mstatus |= C.MSTATUS_FS;
+        return true;
+      case C.CSR_FCSR:
+        this.fp.fflags = lo & 0x1f;
+        this.fp.frm = (lo >>> 5) & 7;
+        this.mstatus |= C.MSTATUS_FS;
+        return true;
+      case C.CSR_MCYCLE:
+        this.cycleOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.instret;
+        return true;
+      case C.CSR_MINSTRET:
+        // The write happens before this instruction retires, which then increments the counter.
+        this.instretOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.instret - 1;
+        return true;
+      case C.CSR_SSTATUS:
+        this.setMstatus((this.mstatus & ~SSTATUS_WMASK) | (lo & SSTATUS_WMASK));
+        return true;
+      case C.CSR_SIE:
+        this.mie = (this.mie & ~this.mideleg) | (lo & this.mideleg & 0x222);
+        this.updateIrq();
+        return true;
+      case C.CSR_SIP: {
+        const m = this.mideleg & C.MIP_SSIP;
+        this.mipSw = (this.mipSw & ~m) | (lo & m);
+        this.updateIrq();
+        return true;
+      }
+      case C.CSR_STVEC:
+        this.set64(S_STVEC, lo & ~2, hi);
+        return true;
+      case C.CSR_SSCRATCH:
+        this.set64(S_SSCRATCH, lo, hi);
+        return true;
+      case C.CSR_SEPC:
+        this.set64(S_SEPC, lo & ~1, hi);
+        return true;
+      case C.CSR_SCAUSE:
+        this.set64(S_SCAUSE, lo, hi);
+        return true;
+      case C.CSR_STVAL:
+        this.set64(S_STVAL, lo, hi);
+        return true;
+      case C.CSR_SCOUNTEREN:
+        this.scounteren = lo;
+        return true;
+      case C.CSR_SENVCFG:
+        this.senvcfg = lo & C.ENVCFG_FIOM;
+        return true;
+      case C.CSR_STIMECMP:
+        this.stimecmpLo = lo;
+        this.stimecmpHi = hi;
+        this.updateSstc();
+        return true;
+      case C.CSR_SATP:
+        this.writeSatp(lo, hi);
+        return true;
+      case C.CSR_MSTATUS:
+        this.setMstatus((this.mstatus & ~MSTATUS_WMASK) | (lo & MSTATUS_WMASK));
+        return true;
+      case C.CSR_MISA:
+        return true; // read-only in this implementation (WARL: writes ignored)
+      case C.CSR_MEDELEG:
+        this.medeleg = lo & 0xb3ff;
+        return true;
+      case C.CSR_MIDELEG:
+        this.mideleg = lo & 0x222;
+        this.updateIrq();
+        return true;
+      case C.CSR_MIE:
+        this.mie = lo & 0xaaa;
+        this.updateIrq();
+        return true;
+      case C.CSR_MIP: {
+        const m = C.MIP_SSIP | C.MIP_SEIP | (this.sstcEnabled ? 0 : C.MIP_STIP);
+        this.mipSw = (this.mipSw & ~m) | (lo & m);
+        this.updateIrq();
+        return true;
+      }
+      case C.CSR_MTVEC:
+        this.set64(S_MTVEC, lo & ~2, hi);
+        return true;
+      case C.CSR_MCOUNTEREN:
+        this.mcounteren = lo;
+        return true;
+      case C.CSR_MENVCFG:
+        this.menvcfgLo = lo & C.ENVCFG_FIOM;
+        this.menvcfgHi = hi & C.MENVCFG_HI_STCE;
+        if (this.sstcEnabled) this.mipSw &= ~C.MIP_STIP;
+        this.updateSstc();
+        this.updateIrq();
+        return true;
+      case C.CSR_MCOUNTINHIBIT:
+        this.mcountinhibit = lo & ~2;
+        return true;
+      case C.CSR_MSCRATCH:
+        this.set64(S_MSCRATCH, lo, hi);
+        return true;
+      case C.CSR_MEPC:
+        this.set64(S_MEPC, lo & ~1, hi);
+        return true;
+      case C.CSR_MCAUSE:
+        this.set64(S_MCAUSE, lo, hi);
+        return true;
+      case C.CSR_MTVAL:
+        this.set64(S_MTVAL, lo, hi);
+        return true;
+      case C.CSR_MTINST:
+      case C.CSR_MTVAL2:
+        return true;
+      case C.CSR_PMPCFG0:
+      case C.CSR_PMPCFG2: {
+        const base = csr === C.CSR_PMPCFG0 ? 0 : 8;
+        for (let i = 0; i < 8; i++) {
+          if (this.pmpcfg[base + i]! & 0x80) continue; // locked
+          let b = ((i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4))) & 0xff) & 0x9f;
+          if ((b & 3) === 2) b &= ~3; // R=0,W=1 is reserved
+          this.pmpcfg[base + i] = b;
+        }
+        this.updatePmp();
+        return true;
+      }
+      default:
+        if (csr >= C.CSR_PMPADDR0 && csr < C.CSR_PMPADDR0 + 16) {
+          const i = csr - C.CSR_PMPADDR0;
+          const locked = (this.pmpcfg[i]! & 0x80) !== 0 || (i < 15 && (this.pmpcfg[i + 1]! & 0x98) === 0x88);
+          if (!locked) {
+            this.pmpaddrLo[i] = lo;
+            this.pmpaddrHi[i] = hi & 0x3fffff;
+            this.updatePmp();
+          }
+          return true;
+        }
+        if (csr >= C.CSR_PMPADDR0 + 16 && csr < C.CSR_PMPADDR0 + 64) return true;
+        if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) return true;
+        return false;
+    }
+  }
+
+  private setMstatus(v: number): void {
+    // MPP is WARL: the reserved value 2 becomes U.
+    if (((v & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT) === 2) v &= ~C.MSTATUS_MPP;
+    this.mstatus = v;
+    this.updateContext();
+    this.updateIrq();
+  }
+}
+
+const PRIORITY = [C.IRQ_MEI, C.IRQ_MSI, C.IRQ_MTI, C.IRQ_SEI, C.IRQ_SSI, C.IRQ_STI];
+
+const SSTATUS_MASK =
+  C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_UBE | C.MSTATUS_SPP | C.MSTATUS_VS | C.MSTATUS_FS | C.MSTATUS_XS | C.MSTATUS_SUM | C.MSTATUS_MXR;
+const SSTATUS_WMASK = C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_FS | C.MSTATUS_SUM | C.MSTATUS_MXR;
+const MSTATUS_WMASK =
+  SSTATUS_WMASK | C.MSTATUS_MIE | C.MSTATUS_MPIE | C.MSTATUS_MPP | C.MSTATUS_MPRV | C.MSTATUS_TVM | C.MSTATUS_TW | C.MSTATUS_TSR;
+
+// Slots in csr64 for CSRs holding full 64-bit data.
+const S_MSCRATCH = 0;
+const S_MEPC = 1;
+const S_MCAUSE = 2;
+const S_MTVAL = 3;
+const S_MTVEC = 4;
+const S_SSCRATCH = 5;
+const S_SEPC = 6;
+const S_SCAUSE = 7;
+const S_STVAL = 8;
+const S_STVEC = 9;
+
+function shl(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
+  if (s === 0) {
+    x[rd] = lo;
+    x[rd + 1] = hi;
+  } else if (s < 32) {
+    x[rd + 1] = (hi << s) | (lo >>> (32 - s));
+    x[rd] = lo << s;
+  } else {
+    x[rd + 1] = lo << (s - 32);
+    x[rd] = 0;
+  }
+}
+function shr(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
+  if (s === 0) {
+    x[rd] = lo;
+    x[rd + 1] = hi;
+  } else if (s < 32) {
+    x[rd] = (lo >>> s) | (hi << (32 - s));
+    x[rd + 1] = hi >>> s;
+  } else {
+    x[rd] = hi >>> (s - 32);
+    x[rd + 1] = 0;
+  }
+}
+function sar(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
+  if (s === 0) {
+    x[rd] = lo;
+    x[rd + 1] = hi;
+  } else if (s < 32) {
+    x[rd] = (lo >>> s) | (hi << (32 - s));
+    x[rd + 1] = hi >> s;
+  } else {
+    x[rd] = hi >> (s - 32);
+    x[rd + 1] = hi >> 31;
+  }
+}
+
+/** Packs one decoded instruction into a page's slot. */
+function packDecoded(code: Int32Array, slot: number, insn: number): void {
+  const d = decode(insn);
+  const step = (insn & 3) === 3 ? 2 : 1;
+  const i2 = slot * 2;
+  if (!d) {
+    code[i2] = Op.ILLEGAL | (step << STEP_SHIFT);
+    code[i2 + 1] = (insn & 3) === 3 ? insn : insn & 0xffff;
+    return;
+  }
+  let op: Op | undefined;
+  let imm = d.imm;
+  const isFp = d.entry.ext === 'F' || d.entry.ext === 'D';
+  let rd = d.rd === 0 ? SINK : d.rd * 2;
+  let rs1 = d.rs1 * 2;
+  const rs2 = d.rs2 * 2;
+  const base = d.op;
+  if (base.startsWith('amo')) {
+    op = base.endsWith('.w') ? Op.AMO_W : Op.AMO_D;
+    imm = AMO_OF[base.slice(0, -2)]!;
+  } else if (isFp && !(base === 'flw' || base === 'fld' || base === 'fsw' || base === 'fsd')) {
+    op = Op.FPOP;
+    const fi = FP_INDEX.get(base);
+    if (fi === undefined) throw new Error(`hart: no FP op for ${base}`);
+    imm = fi | (d.rs3 << 8) | (d.rm << 13);
+    // FP ops take raw register numbers; the int/fp distinction is the op's business.
+    rd = d.rd * 2;
+  } else {
+    op = OP_OF[base];
+    if (op === undefined) throw new Error(`hart: no executor for ${base}`);
+    if (base === 'flw' || base === 'fld') rd = d.rd * 2; // FP destination: raw number (not the sink)
+    if (op === Op.CSRRWI || op === Op.CSRRSI || op === Op.CSRRCI) rs1 = d.rs1 * 2; // uimm travels in rs1
+  }
+  // Ops whose only effect is writing x0 are NOPs (their encodings are hints); loads keep their side effects.
+  if (rd === SINK && (op === Op.LUI || op === Op.AUIPC || (op >= Op.ADDI && op <= Op.MULW))) op = Op.NOP;
+  // Privileged/system instructions keep the raw bits in imm for illegal-instruction tval.
+  if (op === Op.MRET || op === Op.SRET || op === Op.WFI || op === Op.SFENCE_VMA) imm = insn;
+  code[i2] = op | (rd << RD_SHIFT) | (rs1 << RS1_SHIFT) | (rs2 << RS2_SHIFT) | (step << STEP_SHIFT);
+  code[i2 + 1] = imm;
+}
