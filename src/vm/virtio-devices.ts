@@ -1,0 +1,157 @@
+/**
+ * Turns a VmConfig into attached virtio devices on a board: one virtio-blk per disk (opened with openDisk), then
+ * virtio-console, virtio-rng and virtio-balloon as configured, each in the next free virtio-mmio slot.
+ *
+ * Disks stay open across guest reboots: the machine runner builds a new Machine per boot and calls
+ * attachVirtioDevices again with the same config object, which reuses the open backends (two handles on one qcow2
+ * image would corrupt it). `close()` on the result flushes and closes them for good.
+ */
+import type { IrqLine, MmioDevice } from '../devices/device.js';
+import type { GuestRam } from '../machine/memory.js';
+import { VirtioBalloon } from '../devices/virtio/balloon.js';
+import { VirtioBlk } from '../devices/virtio/blk.js';
+import { VirtioConsole } from '../devices/virtio/console.js';
+import { VirtioRng } from '../devices/virtio/rng.js';
+import type { BlockBackend } from '../storage/backend.js';
+import { openDisk as openDiskImage } from '../storage/index.js';
+import type { DiskConfig, VmConfig } from './config.js';
+
+/** What the board gives each factory (src/machine's VirtioAttachContext satisfies it). */
+export interface VirtioSlotContext {
+  ram: GuestRam;
+  irq: IrqLine;
+  name: string;
+  wake?: () => void;
+}
+
+/** The part of the board this module needs. */
+export interface VirtioBoard {
+  attachVirtio(factory: (ctx: VirtioSlotContext) => MmioDevice): number;
+}
+
+export type OpenDiskFn = (path: string, opts: { format: 'raw' | 'qcow2'; readOnly: boolean }) => Promise<BlockBackend>;
+
+export interface AttachOptions {
+  /** How disks are opened (tests pass in-memory backends). Default: src/storage's openDisk. */
+  openDisk?: OpenDiskFn;
+  /** Host bytes from the guest's virtio-console port (the guest agent's channel). */
+  onConsoleOutput?: (bytes: Uint8Array) => void;
+}
+
+export interface AttachedDisk {
+  config: DiskConfig;
+  backend: BlockBackend;
+  device: VirtioBlk;
+  slot: number;
+}
+
+export interface VirtioCounters {
+  diskReadBytes: number;
+  diskWriteBytes: number;
+  diskReadOps: number;
+  diskWriteOps: number;
+  /** Bytes the guest holds in its balloon (device-side count of received pages). */
+  balloonBytes: number;
+}
+
+export interface AttachedVirtioDevices {
+  disks: AttachedDisk[];
+  console?: VirtioConsole;
+  rng?: VirtioRng;
+  balloon?: VirtioBalloon;
+  /** Sends a line to the guest agent over virtio-console; false when there is no console. */
+  agentSend(line: string): boolean;
+  counters(): VirtioCounters;
+  /** Asks the guest for fresh balloon stats every `periodMs`; returns a function that stops it. */
+  pollBalloonStats(periodMs: number): () => void;
+  /** Waits for in-flight disk requests, flushes and closes every disk. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Open backends per config object, so a guest reboot (same config) reuses them. */
+const openDisks = new WeakMap<VmConfig, Promise<BlockBackend[]>>();
+
+async function openAll(config: VmConfig, open: OpenDiskFn): Promise<BlockBackend[]> {
+  const opened: BlockBackend[] = [];
+  try {
+    for (const d of config.disks) opened.push(await open(d.path, { format: d.format, readOnly: d.readOnly }));
+  } catch (err) {
+    await Promise.allSettled(opened.map((b) => b.close()));
+    throw err;
+  }
+  return opened;
+}
+
+export async function attachVirtioDevices(board: VirtioBoard, config: VmConfig, options: AttachOptions = {}): Promise<AttachedVirtioDevices> {
+  const open = options.openDisk ?? ((path, opts) => openDiskImage(path, opts));
+  let pending = openDisks.get(config);
+  if (!pending) {
+    pending = openAll(config, open);
+    openDisks.set(config, pending);
+    pending.catch(() => openDisks.delete(config));
+  }
+  const backends = await pending;
+
+  const disks: AttachedDisk[] = config.disks.map((d, i) => {
+    const backend = backends[i]!;
+    let device!: VirtioBlk;
+    const slot = board.attachVirtio((ctx) => (device = new VirtioBlk(ctx, backend, { serial: d.serial, readOnly: d.readOnly })));
+    return { config: d, backend, device, slot };
+  });
+
+  let console: VirtioConsole | undefined;
+  if (config.virtioConsole) {
+    board.attachVirtio((ctx) => (console = new VirtioConsole(ctx, { onOutput: options.onConsoleOutput })));
+  }
+  let rng: VirtioRng | undefined;
+  if (config.rng) board.attachVirtio((ctx) => (rng = new VirtioRng(ctx)));
+  let balloon: VirtioBalloon | undefined;
+  if (config.balloon) board.attachVirtio((ctx) => (balloon = new VirtioBalloon(ctx)));
+
+  let closing: Promise<void> | undefined;
+  return {
+    disks,
+    console,
+    rng,
+    balloon,
+    agentSend(line: string): boolean {
+      if (!console) return false;
+      console.input(line.endsWith('\n') ? line : `${line}\n`);
+      return true;
+    },
+    counters(): VirtioCounters {
+      const c: VirtioCounters = { diskReadBytes: 0, diskWriteBytes: 0, diskReadOps: 0, diskWriteOps: 0, balloonBytes: 0 };
+      for (const d of disks) {
+        const m = d.device.metrics();
+        c.diskReadBytes += m.readBytes ?? 0;
+        c.diskWriteBytes += m.writeBytes ?? 0;
+        c.diskReadOps += m.reads ?? 0;
+        c.diskWriteOps += m.writes ?? 0;
+      }
+      if (balloon) c.balloonBytes = balloon.balloonedPages * 4096;
+      return c;
+    },
+    pollBalloonStats(periodMs: number): () => void {
+      if (!balloon) return () => {};
+      const b = balloon;
+      const timer = setInterval(() => void b.requestStats(), periodMs);
+      timer.unref?.();
+      return () => clearInterval(timer);
+    },
+    close(): Promise<void> {
+      closing ??= (async () => {
+        if (openDisks.get(config) === pending) openDisks.delete(config);
+        await Promise.allSettled(disks.map((d) => d.device.whenIdle()));
+        const results = await Promise.allSettled(
+          backends.map(async (b) => {
+            if (!b.readOnly) await b.flush();
+            await b.close();
+          }),
+        );
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      })();
+      return closing;
+    },
+  };
+}
