@@ -1,0 +1,204 @@
+/**
+ * The REST API (fastify). Handlers parse requests with the zod schemas, turn them into typed host actions and
+ * send them over the HostChannel; they never touch a VM or worker. Every failure becomes a 4xx/5xx JSON body
+ * `{ error: { code, message } }`, and nothing a client sends can throw past the error handler.
+ */
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import websocket from '@fastify/websocket';
+import { timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import type { HostChannel } from '../host/actions.js';
+import { HostError, httpStatusFor } from '../host/errors.js';
+import { isValidVmName } from '../host/home.js';
+import { prometheusText } from './metrics.js';
+import { openApiDocument } from './openapi.js';
+import { ActionBody, ActionName, CreateVmBody, DeleteQuery, ListQuery, describeZodError, UpdateVmBody, type ApiErrorCode } from './schemas.js';
+
+export interface ApiOptions {
+  channel: HostChannel;
+  /** When set, every request must carry `Authorization: Bearer <token>` (TCP listeners). */
+  token?: string;
+  /** Request bodies above this are refused with 413. */
+  bodyLimit?: number;
+  log?: (line: string) => void;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ApiErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ApiError(400, 'INVALID_REQUEST', describeZodError(r.error));
+  return r.data;
+}
+
+function nameParam(req: FastifyRequest): string {
+  const name = (req.params as { name?: unknown }).name;
+  if (!isValidVmName(name)) throw new ApiError(400, 'INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
+  return name;
+}
+
+function sendError(reply: FastifyReply, status: number, code: ApiErrorCode, message: string): FastifyReply {
+  return reply.code(status).type('application/json').send({ error: { code, message } });
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer (\S+)$/.exec(header ?? '');
+  if (!m) return false;
+  const a = Buffer.from(m[1]!);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Maps fastify's own errors (bad JSON, too large, wrong content type) to our codes. */
+function classify(err: FastifyError | Error): { status: number; code: ApiErrorCode; message: string } {
+  if (err instanceof ApiError) return { status: err.status, code: err.code, message: err.message };
+  if (err instanceof HostError) return { status: httpStatusFor(err.kind), code: err.code, message: err.message };
+  const f = err as FastifyError;
+  switch (f.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, code: 'BODY_TOO_LARGE', message: 'request body too large' };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send application/json' };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { status: 400, code: 'INVALID_JSON', message: f.message };
+  }
+  if (err instanceof SyntaxError || f.statusCode === 400) return { status: 400, code: 'INVALID_JSON', message: `body is not valid JSON: ${err.message}` };
+  if (typeof f.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
+    return { status: f.statusCode, code: 'INVALID_REQUEST', message: err.message };
+  }
+  return { status: 500, code: 'INTERNAL', message: err.message };
+}
+
+export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
+  const { channel } = opts;
+  const log = opts.log ?? (() => {});
+  const app = Fastify({
+    logger: false,
+    bodyLimit: opts.bodyLimit ?? 64 * 1024,
+    // Names are validated by handlers; a huge path is refused before routing.
+    routerOptions: { maxParamLength: 200 },
+    forceCloseConnections: true,
+  });
+
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    const { status, code, message } = classify(err);
+    if (status >= 500) log(`request failed: ${err.stack ?? err.message}`);
+    return sendError(reply, status, code, message);
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+
+  if (opts.token) {
+    const token = opts.token;
+    app.addHook('onRequest', async (req, reply) => {
+      if (!tokenMatches(req.headers.authorization, token)) {
+        await sendError(reply.header('www-authenticate', 'Bearer'), 401, 'UNAUTHORIZED', 'missing or wrong bearer token');
+        return reply;
+      }
+    });
+  }
+
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+
+  app.get('/openapi.json', async () => openApiDocument());
+
+  app.get('/vms', async (req) => {
+    const q = parse(ListQuery, req.query);
+    const withStats = q.stats === 'true' || q.stats === '1';
+    return { vms: await channel.send(withStats ? { type: 'stats-all' } : { type: 'list' }) };
+  });
+
+  app.post('/vms', async (req, reply) => {
+    const body = parse(CreateVmBody, req.body);
+    const vm = await channel.send({ type: 'create', spec: body });
+    return reply.code(201).send(vm);
+  });
+
+  app.get('/vms/:name', async (req) => channel.send({ type: 'get', name: nameParam(req), withStats: true }));
+
+  app.patch('/vms/:name', async (req) => {
+    const name = nameParam(req);
+    return channel.send({ type: 'update', name, patch: parse(UpdateVmBody, req.body) });
+  });
+
+  app.delete('/vms/:name', async (req) => {
+    const name = nameParam(req);
+    const q = parse(DeleteQuery, req.query);
+    return channel.send({ type: 'delete', name, force: q.force === 'true' || q.force === '1' });
+  });
+
+  app.post('/vms/:name/actions/:action', async (req) => {
+    const name = nameParam(req);
+    const actionRaw = (req.params as { action?: string }).action;
+    const action = ActionName.safeParse(actionRaw);
+    if (!action.success) throw new ApiError(404, 'UNKNOWN_ACTION', `unknown action ${JSON.stringify(actionRaw)}; one of ${ActionName.options.join(', ')}`);
+    const body = parse(ActionBody, req.body ?? {});
+    return channel.send({
+      type: 'action',
+      name,
+      action: action.data,
+      timeoutMs: body.timeoutSeconds !== undefined ? body.timeoutSeconds * 1000 : undefined,
+    });
+  });
+
+  app.get('/vms/:name/console.log', async (req, reply) => {
+    const bytes = await channel.send({ type: 'console-log', name: nameParam(req) });
+    return reply.type('text/plain; charset=utf-8').send(bytes);
+  });
+
+  app.get(
+    '/vms/:name/console',
+    {
+      websocket: true,
+      // Refuse bad names and unknown VMs with a normal HTTP error before upgrading.
+      preValidation: async (req) => {
+        await channel.send({ type: 'get', name: nameParam(req), withStats: false });
+      },
+    },
+    async (socket, req) => {
+      const name = nameParam(req);
+      let session: Awaited<ReturnType<typeof channel.send<{ type: 'console-attach'; name: string; viewer: { output(b: Uint8Array): void } }>>>;
+      try {
+        session = await channel.send({
+          type: 'console-attach',
+          name,
+          viewer: {
+            output(bytes) {
+              // A viewer that cannot keep up loses output rather than growing the daemon's memory.
+              if (socket.readyState === socket.OPEN && socket.bufferedAmount < 1 << 20) socket.send(bytes);
+            },
+          },
+        });
+      } catch (err) {
+        socket.close(1011, (err as Error).message.slice(0, 120));
+        return;
+      }
+      socket.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+        const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+        session.write(bytes);
+      });
+      socket.on('close', () => session.close());
+      socket.on('error', () => session.close());
+    },
+  );
+
+  app.get('/host', async () => channel.send({ type: 'host-info' }));
+
+  app.get('/metrics', async (_req, reply) => {
+    const [host, vms] = await Promise.all([channel.send({ type: 'host-info' }), channel.send({ type: 'stats-all' })]);
+    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(prometheusText(host, vms));
+  });
+
+  app.get('/healthz', async () => ({ ok: true }));
+
+  return app;
+}

@@ -1,0 +1,157 @@
+/**
+ * The CLI's client for the daemon API: over the unix socket by default (no token), or a URL given with --url /
+ * $TYPEVISOR_URL (TCP, bearer token from --token / $TYPEVISOR_TOKEN / the home's token file).
+ * Also the exit codes every daemon-facing verb uses.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { defaultHome, homeLayout } from '../host/home.js';
+
+/** Exit statuses of the daemon-facing verbs (documented in `typevisor <verb> --help` and docs). */
+export const EXIT = {
+  OK: 0,
+  ERROR: 1, // the daemon refused or failed the request (bad values, engine/storage errors)
+  USAGE: 2, // bad command-line arguments
+  NOT_FOUND: 3, // no such VM or image
+  CONFLICT: 4, // wrong state for the action, or the name is taken
+  UNREACHABLE: 5, // no daemon at the socket/URL, or it answered 401
+} as const;
+
+export const EXIT_CODES_HELP = `exit status: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict/wrong state, 5 daemon unreachable`;
+
+export interface Endpoint {
+  /** Unix socket path, or undefined for TCP. */
+  socketPath?: string;
+  /** http://host:port for TCP. */
+  baseUrl?: string;
+  token?: string;
+}
+
+export interface EndpointOptions {
+  url?: string;
+  token?: string;
+  home?: string;
+}
+
+export class ClientError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+    readonly code?: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'ClientError';
+  }
+}
+
+export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = process.env): Endpoint {
+  const url = o.url ?? env.TYPEVISOR_URL;
+  const home = o.home ?? defaultHome(env);
+  if (url) {
+    if (url.startsWith('unix:')) return { socketPath: url.slice(5) };
+    if (!/^https?:\/\/[^/]+\/?$/.test(url)) throw new ClientError(EXIT.USAGE, `--url takes http://HOST:PORT or unix:/path, got ${url}`);
+    let token = o.token ?? env.TYPEVISOR_TOKEN;
+    if (!token) {
+      try {
+        token = readFileSync(homeLayout(home).tokenFile, 'utf8').trim();
+      } catch {
+        /* the server will answer 401 */
+      }
+    }
+    return { baseUrl: url.replace(/\/$/, ''), token };
+  }
+  return { socketPath: homeLayout(home).socket };
+}
+
+export interface Reply {
+  status: number;
+  body: Buffer;
+  contentType: string;
+}
+
+function statusExit(status: number): number {
+  if (status === 404) return EXIT.NOT_FOUND;
+  if (status === 409) return EXIT.CONFLICT;
+  if (status === 401) return EXIT.UNREACHABLE;
+  return EXIT.ERROR;
+}
+
+export class Client {
+  constructor(readonly endpoint: Endpoint) {}
+
+  raw(method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<Reply> {
+    const e = this.endpoint;
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string> = {};
+    if (payload) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
+    }
+    if (e.token) headers.authorization = `Bearer ${e.token}`;
+    const target = e.socketPath ? { socketPath: e.socketPath, path } : { ...splitUrl(e.baseUrl!), path };
+    return new Promise((resolve, reject) => {
+      const req = httpRequest({ ...target, method, headers, timeout: timeoutMs }, (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), contentType: String(res.headers['content-type'] ?? '') }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const where = e.socketPath ?? e.baseUrl;
+        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'EACCES') {
+          reject(new ClientError(EXIT.UNREACHABLE, `cannot reach the typevisor daemon at ${where} (${err.code}); start it with 'typevisor daemon'`));
+        } else reject(new ClientError(EXIT.UNREACHABLE, `daemon at ${where}: ${err.message}`));
+      });
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+
+  /** A JSON request; a non-2xx answer becomes a ClientError with the daemon's code and message. */
+  async json<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    const r = await this.raw(method, path, body, timeoutMs);
+    let parsed: unknown;
+    try {
+      parsed = r.body.length ? JSON.parse(r.body.toString('utf8')) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (r.status < 200 || r.status >= 300) {
+      const err = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new ClientError(statusExit(r.status), err?.message ?? `HTTP ${r.status}`, err?.code, r.status);
+    }
+    return parsed as T;
+  }
+
+  async text(path: string): Promise<Buffer> {
+    const r = await this.raw('GET', path);
+    if (r.status !== 200) {
+      let msg = `HTTP ${r.status}`;
+      let code: string | undefined;
+      try {
+        const e = (JSON.parse(r.body.toString('utf8')) as { error: { code: string; message: string } }).error;
+        msg = e.message;
+        code = e.code;
+      } catch {
+        /* not JSON */
+      }
+      throw new ClientError(statusExit(r.status), msg, code, r.status);
+    }
+    return r.body;
+  }
+
+  /** Opens a WebSocket to `path` (the console). */
+  websocket(path: string): WebSocket {
+    const e = this.endpoint;
+    const url = e.socketPath ? `ws+unix://${e.socketPath}:${path}` : `${e.baseUrl!.replace(/^http/, 'ws')}${path}`;
+    return new WebSocket(url, { headers: e.token ? { authorization: `Bearer ${e.token}` } : {} });
+  }
+}
+
+function splitUrl(base: string): { host: string; port: number } {
+  const u = new URL(base);
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80) };
+}

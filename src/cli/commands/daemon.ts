@@ -1,0 +1,82 @@
+import { parseArgs } from 'node:util';
+import { defaultHome } from '../../host/home.js';
+import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
+
+export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
+
+const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
+
+Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
+and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
+TCP listeners require 'Authorization: Bearer <token>'; the token is in <home>/token (mode 0600).
+Stops every VM on SIGINT/SIGTERM.`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        home: { type: 'string' },
+        listen: { type: 'string', multiple: true },
+        'shutdown-timeout': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    console.error(`typevisor daemon: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  let listen: ListenSpec[];
+  try {
+    listen = (values.listen ?? []).map(parseListen);
+  } catch (err) {
+    if (err instanceof ListenSpecError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  const timeout = values['shutdown-timeout'] !== undefined ? Number(values['shutdown-timeout']) : undefined;
+  if (timeout !== undefined && (!Number.isFinite(timeout) || timeout < 0)) {
+    console.error('typevisor daemon: --shutdown-timeout takes a number of seconds');
+    return 2;
+  }
+  const home = values.home ? values.home : defaultHome();
+  const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
+  let daemon;
+  try {
+    daemon = await startDaemon({
+      home,
+      listen,
+      // Development/test hook: run VMs with another guest runtime module.
+      runtimeModule: process.env.TYPEVISOR_RUNTIME_MODULE || undefined,
+      shutdownTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
+      log,
+    });
+  } catch (err) {
+    if (err instanceof DaemonLockError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+  // One line on stdout so scripts (and tests) know the daemon is ready and where.
+  console.log(`listening ${daemon.addresses.map(formatListen).join(' ')}`);
+  return new Promise<number>((resolve) => {
+    const stop = (sig: string) => {
+      log(`${sig}: stopping VMs`);
+      daemon.close().then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,168 @@
+/**
+ * The daemon: owns the state directory, runs the Hypervisor, serves the API on a unix socket (mode 0600, no
+ * token: the file permissions are the authentication) and optionally on TCP with a bearer token generated on
+ * first start and stored mode 0600.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
+import { homeLayout, type HomeLayout } from './home.js';
+import { Hypervisor } from './hypervisor.js';
+import type { Engine } from './engine.js';
+import { buildApi } from '../api/server.js';
+import { WorkerEngine } from '../vm/worker-engine.js';
+
+export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+
+export class ListenSpecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ListenSpecError';
+  }
+}
+
+export function parseListen(s: string): ListenSpec {
+  if (s.startsWith('unix:')) {
+    const path = s.slice(5);
+    if (!path.startsWith('/')) throw new ListenSpecError(`unix socket path must be absolute: ${s}`);
+    return { kind: 'unix', path };
+  }
+  const m = /^tcp:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+  if (m) {
+    const port = Number(m[2]);
+    if (port > 65535) throw new ListenSpecError(`bad port in ${s}`);
+    return { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  }
+  throw new ListenSpecError(`--listen takes unix:/path or tcp:HOST:PORT, got ${JSON.stringify(s)}`);
+}
+
+export function formatListen(l: ListenSpec): string {
+  return l.kind === 'unix' ? `unix:${l.path}` : `tcp:${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+}
+
+export interface DaemonOptions {
+  home: string;
+  listen?: ListenSpec[];
+  engine?: Engine;
+  /** Module exporting createRuntime for the built-in engine (tests and development). */
+  runtimeModule?: string;
+  shutdownTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface RunningDaemon {
+  layout: HomeLayout;
+  hypervisor: Hypervisor;
+  /** Where the API actually listens (TCP port 0 resolved). */
+  addresses: ListenSpec[];
+  token: string;
+  close(): Promise<void>;
+}
+
+export class DaemonLockError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DaemonLockError';
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The API token, created on first start (32 random bytes, hex, file mode 0600). */
+export function ensureToken(file: string): string {
+  if (existsSync(file)) {
+    const t = readFileSync(file, 'utf8').trim();
+    if (/^[0-9a-f]{64}$/.test(t)) {
+      chmodSync(file, 0o600);
+      return t;
+    }
+  }
+  const t = randomBytes(32).toString('hex');
+  writeFileAtomic(file, t + '\n', 0o600);
+  return t;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
+  const layout = homeLayout(opts.home);
+  const log = opts.log ?? (() => {});
+  mkdirSync(layout.root, { recursive: true, mode: 0o700 });
+  chmodSync(layout.root, 0o700);
+
+  // One daemon per home: a live pid in daemon.pid means another daemon owns it.
+  if (existsSync(layout.pidFile)) {
+    const pid = Number(readFileSync(layout.pidFile, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+      throw new DaemonLockError(`another daemon (pid ${pid}) owns ${layout.root}`);
+    }
+  }
+  writeFileAtomic(layout.pidFile, `${process.pid}\n`, 0o600);
+  const token = ensureToken(layout.tokenFile);
+
+  const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
+  const hypervisor = new Hypervisor({ home: layout, engine, shutdownTimeoutMs: opts.shutdownTimeoutMs, log });
+  await hypervisor.init();
+
+  const listens = opts.listen?.length ? opts.listen : [{ kind: 'unix', path: layout.socket } as ListenSpec];
+  const apps: FastifyInstance[] = [];
+  const addresses: ListenSpec[] = [];
+  const sockets: string[] = [];
+  try {
+    for (const l of listens) {
+      const app = await buildApi({ channel: hypervisor, token: l.kind === 'tcp' ? token : undefined, log });
+      apps.push(app);
+      if (l.kind === 'unix') {
+        // A socket file left by a dead daemon would make listen fail with EADDRINUSE.
+        if (existsSync(l.path)) unlinkSync(l.path);
+        const oldMask = process.umask(0o177);
+        try {
+          await app.listen({ path: l.path });
+        } finally {
+          process.umask(oldMask);
+        }
+        chmodSync(l.path, 0o600);
+        sockets.push(l.path);
+        addresses.push(l);
+      } else {
+        await app.listen({ host: l.host, port: l.port });
+        const addr = app.server.address();
+        const port = addr && typeof addr === 'object' ? addr.port : l.port;
+        addresses.push({ kind: 'tcp', host: l.host, port });
+      }
+    }
+  } catch (err) {
+    await Promise.all(apps.map((a) => a.close().catch(() => {})));
+    await hypervisor.close();
+    throw err;
+  }
+  writeJsonAtomic(layout.root + '/daemon.json', { pid: process.pid, listen: addresses.map(formatListen), startedAt: new Date().toISOString() }, 0o600);
+  log(`typevisor daemon ${process.pid}: home ${layout.root}, listening on ${addresses.map(formatListen).join(', ')}`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    layout,
+    hypervisor,
+    addresses,
+    token,
+    close() {
+      closing ??= (async () => {
+        await Promise.all(apps.map((a) => a.close().catch(() => {})));
+        await hypervisor.close();
+        for (const s of sockets) if (existsSync(s)) unlinkSync(s);
+        try {
+          if (readFileSync(layout.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(layout.pidFile);
+        } catch {
+          /* already gone */
+        }
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * Named guest images a VM can be created from. `default` is the project's built guest (src/guests); other
+ * images are folders $HOME/images/<name>/ holding image.json with paths relative to that folder.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { HostError } from './errors.js';
+import { isValidVmName } from './home.js';
+
+export interface GuestImage {
+  name: string;
+  kernel: string;
+  initrd?: string;
+  /** Root filesystem disk image: VMs get a thin qcow2 overlay over it. */
+  rootfs?: string;
+  rootfsFormat: 'raw' | 'qcow2';
+  cmdline?: string;
+  /** Console text meaning "booted". */
+  bootMarker?: string;
+}
+
+type ArtifactsModule = { guestArtifacts?: () => unknown };
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length > 0 ? v : undefined;
+}
+
+function fileOrUndefined(p: string | undefined): string | undefined {
+  return p && existsSync(p) && statSync(p).isFile() ? p : undefined;
+}
+
+/** Adapts whatever src/guests returns (paths of kernel, initramfs, rootfs, marker) to a GuestImage. */
+export function imageFromArtifacts(name: string, raw: unknown): GuestImage {
+  if (typeof raw !== 'object' || raw === null) throw new HostError('IMAGE_NOT_FOUND', `image '${name}': no artifacts`);
+  const a = raw as Record<string, unknown>;
+  const kernel = fileOrUndefined(str(a.kernel) ?? str(a.kernelPath) ?? str(a.image));
+  if (!kernel) throw new HostError('IMAGE_NOT_FOUND', `image '${name}' has no kernel built (run 'typevisor guest build')`);
+  const rootfs = fileOrUndefined(str(a.rootfs) ?? str(a.rootfsPath) ?? str(a.disk));
+  const rootfsFormat = str(a.rootfsFormat) === 'qcow2' ? 'qcow2' : 'raw';
+  const marker = str(a.marker) ?? str(a.consoleMarker) ?? str(a.bootMarker);
+  return {
+    name,
+    kernel,
+    initrd: fileOrUndefined(str(a.initramfs) ?? str(a.initrd)),
+    rootfs,
+    rootfsFormat,
+    cmdline: str(a.cmdline) ?? str(a.append),
+    bootMarker: marker,
+  };
+}
+
+export async function resolveImage(name: string, imagesDir: string): Promise<GuestImage> {
+  if (name === 'default') {
+    let mod: ArtifactsModule;
+    try {
+      mod = (await import(new URL('../guests/index.js', import.meta.url).href)) as ArtifactsModule;
+    } catch {
+      throw new HostError('IMAGE_NOT_FOUND', "the default image is not available in this build (src/guests missing)");
+    }
+    if (typeof mod.guestArtifacts !== 'function') throw new HostError('IMAGE_NOT_FOUND', 'src/guests exports no guestArtifacts()');
+    let raw: unknown;
+    try {
+      raw = await mod.guestArtifacts();
+    } catch (err) {
+      throw new HostError('IMAGE_NOT_FOUND', `the default image is not built: ${(err as Error).message}`);
+    }
+    return imageFromArtifacts('default', raw);
+  }
+  if (!isValidVmName(name)) throw new HostError('INVALID_NAME', `image name ${JSON.stringify(name)} is not [a-z0-9-]`);
+  const dir = join(imagesDir, name);
+  const file = join(dir, 'image.json');
+  if (!existsSync(file)) throw new HostError('IMAGE_NOT_FOUND', `no image named '${name}'`);
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new HostError('IMAGE_NOT_FOUND', `image '${name}': bad image.json (${(err as Error).message})`);
+  }
+  const inDir = (p: unknown): string | undefined => {
+    const s = str(p);
+    if (!s) return undefined;
+    const full = resolve(dir, s);
+    // image.json may only point inside its own folder (or to absolute paths its owner wrote on purpose).
+    if (!isAbsolute(s) && !full.startsWith(dir + '/')) return undefined;
+    return full;
+  };
+  return imageFromArtifacts(name, {
+    ...parsed,
+    kernel: inDir(parsed.kernel),
+    initrd: inDir(parsed.initrd ?? parsed.initramfs),
+    rootfs: inDir(parsed.rootfs),
+  });
+}

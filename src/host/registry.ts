@@ -1,0 +1,123 @@
+/**
+ * The VM registry on disk: $HOME/vms/<name>/vm.json, one folder per VM holding its disks, console log and
+ * snapshots. vm.json is always replaced atomically, so a crash at any moment leaves either the old or the new
+ * record, and a person can read and edit it.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { writeJsonAtomic } from './atomic.js';
+import { isValidVmName } from './home.js';
+import { isVmState, type VmState } from './lifecycle.js';
+import type { VmConfig } from '../vm/config.js';
+
+export const RECORD_SCHEMA = 1;
+
+export interface VmRecord {
+  schema: typeof RECORD_SCHEMA;
+  name: string;
+  uuid: string;
+  createdAt: string;
+  updatedAt: string;
+  state: VmState;
+  /** Why the VM entered its state, when it was not a plain user action (crash message, daemon restart...). */
+  stateReason?: string;
+  autostart: boolean;
+  /** The image the VM was created from, if any. */
+  image?: string;
+  /** Text on the console that means "booted" (from the image), for tools that wait for boot. */
+  bootMarker?: string;
+  config: VmConfig;
+}
+
+export class RecordError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(`${path}: ${message}`);
+    this.name = 'RecordError';
+  }
+}
+
+/** Parses an untrusted vm.json into a record, checking the fields the host relies on. */
+export function parseRecord(path: string, text: string): VmRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new RecordError(path, `not JSON (${(err as Error).message})`);
+  }
+  if (typeof v !== 'object' || v === null) throw new RecordError(path, 'not an object');
+  const r = v as Partial<VmRecord>;
+  if (r.schema !== RECORD_SCHEMA) throw new RecordError(path, `unsupported schema ${String(r.schema)}`);
+  if (!isValidVmName(r.name)) throw new RecordError(path, 'bad name');
+  if (!isVmState(r.state)) throw new RecordError(path, `bad state ${String(r.state)}`);
+  if (typeof r.config !== 'object' || r.config === null) throw new RecordError(path, 'missing config');
+  if (typeof r.uuid !== 'string') throw new RecordError(path, 'missing uuid');
+  return { ...r, autostart: r.autostart === true } as VmRecord;
+}
+
+export class Registry {
+  constructor(readonly vmsDir: string) {
+    mkdirSync(vmsDir, { recursive: true, mode: 0o700 });
+  }
+
+  vmDir(name: string): string {
+    if (!isValidVmName(name)) throw new Error(`invalid VM name ${JSON.stringify(name)}`);
+    return join(this.vmsDir, name);
+  }
+
+  recordPath(name: string): string {
+    return join(this.vmDir(name), 'vm.json');
+  }
+
+  exists(name: string): boolean {
+    return existsSync(this.vmDir(name));
+  }
+
+  /** Every readable record; unreadable folders are reported, not fatal. */
+  loadAll(onBad: (err: Error) => void = () => {}): VmRecord[] {
+    const out: VmRecord[] = [];
+    for (const entry of readdirSync(this.vmsDir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !isValidVmName(entry.name)) continue;
+      const path = join(this.vmsDir, entry.name, 'vm.json');
+      try {
+        const rec = parseRecord(path, readFileSync(path, 'utf8'));
+        if (rec.name !== entry.name) throw new RecordError(path, `name ${rec.name} does not match its folder`);
+        out.push(rec);
+      } catch (err) {
+        onBad(err as Error);
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Makes the VM's folder (and snapshots/); fails if it exists, so two creates can never share a folder. */
+  createDir(name: string): string {
+    const dir = this.vmDir(name);
+    mkdirSync(dir, { mode: 0o700 });
+    mkdirSync(join(dir, 'snapshots'), { mode: 0o700 });
+    return dir;
+  }
+
+  save(rec: VmRecord): void {
+    writeJsonAtomic(this.recordPath(rec.name), rec, 0o600);
+  }
+
+  /** Removes a VM's folder: renamed away first (atomic), then deleted, so a crash never leaves half a VM. */
+  remove(name: string): void {
+    const dir = this.vmDir(name);
+    if (!existsSync(dir)) return;
+    const trash = join(this.vmsDir, `.deleted-${name}-${randomBytes(4).toString('hex')}`);
+    renameSync(dir, trash);
+    rmSync(trash, { recursive: true, force: true });
+  }
+
+  /** Removes leftovers of deletes or creates interrupted by a crash. */
+  sweep(): void {
+    for (const entry of readdirSync(this.vmsDir)) {
+      if (entry.startsWith('.deleted-')) rmSync(join(this.vmsDir, entry), { recursive: true, force: true });
+    }
+  }
+}

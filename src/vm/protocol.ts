@@ -1,0 +1,59 @@
+/**
+ * The typed messages between the host and a VM's worker (design.md §5). Control travels on the worker's own
+ * channel as requests with ids and replies; console bytes travel on a dedicated MessagePort so a chatty guest
+ * never delays control messages behind its output.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { VmConfig } from './config.js';
+
+/** Host → worker requests. Every one gets exactly one `reply` with the same id. */
+export type ControlRequest =
+  | { id: number; type: 'start' }
+  | { id: number; type: 'pause' }
+  | { id: number; type: 'resume' }
+  | { id: number; type: 'stop' }
+  /** Graceful: ask the guest agent to power off. */
+  | { id: number; type: 'shutdown' }
+  | { id: number; type: 'reboot' }
+  | { id: number; type: 'stats' }
+  | { id: number; type: 'balloon'; targetBytes: number };
+
+export type ControlType = ControlRequest['type'];
+
+/** Raw counters a runtime reports; rates are computed on the host side. */
+export interface RuntimeCounters {
+  instret: number;
+  residentBytes: number;
+  memoryBytes: number;
+  balloonBytes: number;
+  diskReadBytes: number;
+  diskWriteBytes: number;
+  diskReadOps: number;
+  diskWriteOps: number;
+  netRxBytes: number;
+  netTxBytes: number;
+  netRxPackets: number;
+  netTxPackets: number;
+}
+
+/** Worker → host messages. */
+export type WorkerMessage =
+  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters }
+  | { type: 'reply'; id: number; ok: false; error: string }
+  /** The guest powered off by itself. The worker then exits. */
+  | { type: 'poweroff' }
+  /** The guest reset itself and was booted again in place. */
+  | { type: 'guest-reboot' }
+  /** The machine hit an unrecoverable error. The worker then exits. */
+  | { type: 'fault'; message: string };
+
+/** What the worker is constructed with. */
+export interface WorkerInit {
+  config: VmConfig;
+  /** Module exporting `createRuntime` (see runtime.ts); absolute path or file URL. */
+  runtimeModule: string;
+  consolePort: MessagePort;
+}
+
+/** Console port messages: Uint8Array chunks in both directions. */
+export type ConsoleChunk = Uint8Array;

@@ -1,0 +1,121 @@
+/**
+ * Runs a real `typevisor daemon` process for tests and talks to it over its unix socket with the CLI's client.
+ * By default VMs run the toy runtime (fixtures/toy-runtime) so the host, worker and API plumbing can be
+ * exercised without booting a guest; `runtime: 'machine'` uses the real machine.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cliArgs } from '../helpers/paths.js';
+import { Client } from '../../src/cli/client.js';
+
+const ext = extname(fileURLToPath(import.meta.url));
+export const TOY_RUNTIME = fileURLToPath(new URL(`./fixtures/toy-runtime${ext}`, import.meta.url));
+
+export interface DaemonHandle {
+  home: string;
+  socket: string;
+  client: Client;
+  proc: ChildProcess;
+  stdout: string[];
+  stderr: string[];
+  /** `listening ...` line fields. */
+  addresses: string[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface DaemonSpawnOptions {
+  home?: string;
+  runtime?: 'toy' | 'machine';
+  extraArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+  startTimeoutMs?: number;
+}
+
+export function tempHome(prefix = 'tv-home-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startDaemonProcess(o: DaemonSpawnOptions = {}): Promise<DaemonHandle> {
+  const home = o.home ?? tempHome();
+  const socket = join(home, 'typevisor.sock');
+  const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
+  if ((o.runtime ?? 'toy') === 'toy') env.TYPEVISOR_RUNTIME_MODULE = TOY_RUNTIME;
+  else delete env.TYPEVISOR_RUNTIME_MODULE;
+  const proc = spawn(process.execPath, cliArgs('daemon', '--home', home, '--shutdown-timeout', '5', ...(o.extraArgs ?? [])), {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
+  const addresses = await new Promise<string[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start within ${o.startTimeoutMs ?? 30_000} ms:\n${stderr.join('')}`)), o.startTimeoutMs ?? 30_000);
+    let buf = '';
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      stdout.push(d);
+      buf += d;
+      const m = /^listening (.*)$/m.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!.trim().split(' '));
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited with ${code} before listening:\n${stderr.join('')}`));
+    });
+  });
+  return {
+    home,
+    socket,
+    client: new Client({ socketPath: socket }),
+    proc,
+    stdout,
+    stderr,
+    addresses,
+    stop(signal: NodeJS.Signals = 'SIGTERM') {
+      return new Promise((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve(proc.exitCode);
+        proc.once('exit', (code) => resolve(code));
+        proc.kill(signal);
+      });
+    },
+  };
+}
+
+/** Every file under `dir` with its size and content hash-ish fingerprint (for "nothing on disk changed"). */
+export function snapshotTree(dir: string, skip: (rel: string) => boolean = () => false): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string, rel: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      if (skip(r)) continue;
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) {
+        out.set(r + '/', 'dir');
+        walk(p, r);
+      } else if (st.isFile()) out.set(r, readFileSync(p).toString('base64'));
+      else out.set(r, 'special');
+    }
+  };
+  walk(dir, '');
+  return out;
+}
+
+export function removeHome(home: string): void {
+  rmSync(home, { recursive: true, force: true });
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
