@@ -44,28 +44,28 @@ export class RawImage implements BlockBackend {
     }
   }
 
-  read(offset: number, into: Uint8Array): Promise<void> {
+  async read(offset: number, into: Uint8Array): Promise<void> {
     this.checkOpen();
     checkRequest(this.size, offset, into.length);
     return this.file.read(offset, into);
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
     checkRequest(this.size, offset, data.length);
     return this.mutex.run(() => this.file.write(offset, data));
   }
 
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     this.checkOpen();
     return this.mutex.run(() => this.file.sync());
   }
 
-  discard(offset: number, length: number): Promise<void> {
+  async discard(offset: number, length: number): Promise<void> {
     return this.writeZeroes(offset, length);
   }
 
-  writeZeroes(offset: number, length: number): Promise<void> {
+  async writeZeroes(offset: number, length: number): Promise<void> {
     this.checkWritable();
     checkRequest(this.size, offset, length);
     return this.mutex.run(async () => {

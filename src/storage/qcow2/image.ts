@@ -189,30 +189,30 @@ export class Qcow2Image implements BlockBackend {
 
   // ---------------------------------------------------------------- BlockBackend
 
-  read(offset: number, into: Uint8Array): Promise<void> {
+  async read(offset: number, into: Uint8Array): Promise<void> {
     this.checkOpen();
     checkRequest(this.size, offset, into.length);
     return this.mutex.run(() => this.readLocked(offset, into));
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
     checkRequest(this.size, offset, data.length);
     return this.mutex.run(() => this.writeLocked(offset, data));
   }
 
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     this.checkOpen();
     return this.mutex.run(() => this.file.sync());
   }
 
-  discard(offset: number, length: number): Promise<void> {
+  async discard(offset: number, length: number): Promise<void> {
     this.checkWritable();
     checkRequest(this.size, offset, length);
     return this.mutex.run(() => this.zeroLocked(offset, length));
   }
 
-  writeZeroes(offset: number, length: number): Promise<void> {
+  async writeZeroes(offset: number, length: number): Promise<void> {
     this.checkWritable();
     checkRequest(this.size, offset, length);
     return this.mutex.run(() => this.zeroLocked(offset, length));
@@ -242,7 +242,7 @@ export class Qcow2Image implements BlockBackend {
   }
 
   /** True when [offset, offset+length) certainly reads as zeros (used by convert to keep output sparse). */
-  isZeroRange(offset: number, length: number): Promise<boolean> {
+  async isZeroRange(offset: number, length: number): Promise<boolean> {
     checkRequest(this.size, offset, length);
     return this.mutex.run(async () => {
       const first = Math.floor(offset / this.clusterSize);
@@ -258,7 +258,7 @@ export class Qcow2Image implements BlockBackend {
   }
 
   /** The guest-cluster mapping, for tests and `disk info`. */
-  mapping(guestCluster: number): Promise<ClusterMapping> {
+  async mapping(guestCluster: number): Promise<ClusterMapping> {
     return this.mutex.run(() => this.lookup(guestCluster));
   }
 
