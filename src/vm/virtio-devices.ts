@@ -1,6 +1,6 @@
 /**
- * Turns a VmConfig into attached virtio devices on a board: one virtio-blk per disk (opened with openDisk), then
- * virtio-console, virtio-rng and virtio-balloon as configured, each in the next free virtio-mmio slot.
+ * Turns a VmConfig into attached virtio devices on a board: one virtio-blk per disk (opened with openDisk),
+ * virtio-console, virtio-rng and virtio-balloon as configured, each in a free virtio-mmio slot.
  *
  * Disks stay open across guest reboots: the machine runner builds a new Machine per boot and calls
  * attachVirtioDevices again with the same config object, which reuses the open backends (two handles on one qcow2
@@ -92,21 +92,25 @@ export async function attachVirtioDevices(board: VirtioBoard, config: VmConfig, 
   }
   const backends = await pending;
 
-  const disks: AttachedDisk[] = config.disks.map((d, i) => {
-    const backend = backends[i]!;
-    let device!: VirtioBlk;
-    const slot = board.attachVirtio((ctx) => (device = new VirtioBlk(ctx, backend, { serial: d.serial, readOnly: d.readOnly })));
-    return { config: d, backend, device, slot };
-  });
-
+  // Linux probes virtio-mmio nodes in device-tree order, which (as on QEMU's virt board) runs from the highest
+  // slot address down, while the board fills slots from the lowest. Attaching in reverse makes the guest name
+  // devices in config order: the first disk is /dev/vda.
+  let balloon: VirtioBalloon | undefined;
+  if (config.balloon) board.attachVirtio((ctx) => (balloon = new VirtioBalloon(ctx)));
+  let rng: VirtioRng | undefined;
+  if (config.rng) board.attachVirtio((ctx) => (rng = new VirtioRng(ctx)));
   let console: VirtioConsole | undefined;
   if (config.virtioConsole) {
     board.attachVirtio((ctx) => (console = new VirtioConsole(ctx, { onOutput: options.onConsoleOutput })));
   }
-  let rng: VirtioRng | undefined;
-  if (config.rng) board.attachVirtio((ctx) => (rng = new VirtioRng(ctx)));
-  let balloon: VirtioBalloon | undefined;
-  if (config.balloon) board.attachVirtio((ctx) => (balloon = new VirtioBalloon(ctx)));
+  const disks: AttachedDisk[] = [];
+  for (let i = config.disks.length - 1; i >= 0; i--) {
+    const d = config.disks[i]!;
+    const backend = backends[i]!;
+    let device!: VirtioBlk;
+    const slot = board.attachVirtio((ctx) => (device = new VirtioBlk(ctx, backend, { serial: d.serial, readOnly: d.readOnly })));
+    disks.unshift({ config: d, backend, device, slot });
+  }
 
   let closing: Promise<void> | undefined;
   return {

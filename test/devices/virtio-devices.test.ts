@@ -26,7 +26,7 @@ class FakeBoard implements VirtioBoard {
   }
 }
 
-test('attachVirtioDevices: disks first, then console, rng, balloon; disks reused across reboots; close flushes', async () => {
+test('attachVirtioDevices: balloon, rng, console, then disks in reverse (Linux probes the highest slot first); disks reused across reboots; close flushes', async () => {
   const opened: string[] = [];
   const backends = new Map<string, MemoryBackend>();
   const openDisk = async (path: string, opts: { readOnly: boolean }) => {
@@ -44,10 +44,11 @@ test('attachVirtioDevices: disks first, then console, rng, balloon; disks reused
   const board = new FakeBoard();
   const out: string[] = [];
   const vd = await attachVirtioDevices(board, config, { openDisk, onConsoleOutput: (b) => out.push(new TextDecoder().decode(b)) });
-  assert.deepEqual(board.slots.map((s) => s.dev.read(8, 4)), [2, 2, 3, 4, 5]);
+  assert.deepEqual(board.slots.map((s) => s.dev.read(8, 4)), [5, 4, 3, 2, 2]);
+  assert.deepEqual(vd.disks.map((d) => d.slot), [4, 3]);
   assert.equal(vd.disks.length, 2);
   assert.equal(vd.disks[1]!.device.readOnly, true);
-  const disk0 = board.slots[0]!.mock.init(1);
+  const disk0 = board.slots[4]!.mock.init(1);
   const id = await blkRequest(disk0, VIRTIO_BLK_T_GET_ID, 0, { readLength: 20 });
   assert.equal(new TextDecoder().decode(id.data.subarray(0, 3)), 'AAA');
   const w = await blkRequest(disk0, VIRTIO_BLK_T_OUT, 0, { out: new Uint8Array(512).fill(9) });
@@ -99,6 +100,7 @@ test('attachVirtioDevices opens real images through src/storage (raw and qcow2) 
     for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
     for (const s of board.slots) {
       const m = s.mock.init(1);
+      assert.equal(s.dev.read(8, 4), 2);
       assert.equal(m.config64(0), (4 * MiB) / 512);
       assert.equal((await blkRequest(m, VIRTIO_BLK_T_OUT, 16, { out: data })).status, VIRTIO_BLK_S_OK);
       assert.equal((await blkRequest(m, VIRTIO_BLK_T_FLUSH, 0)).status, VIRTIO_BLK_S_OK);
