@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
@@ -20,7 +20,8 @@ export const PROGRAMS_DIR = join(repoRoot, 'test/riscv/programs');
 export const DEFAULT_LINKER_SCRIPT = join(PROGRAMS_DIR, 'link.ld');
 const cacheDir = join(tmpdir(), 'typevisor-asm-cache');
 
-function cached(key: string, ext: string, build: (out: string, dir: string) => void): Uint8Array {
+/** Path of a build output cached by `key`; `build` writes it on a miss. */
+export function cachedFile(key: string, ext: string, build: (out: string, dir: string) => void): string {
   mkdirSync(cacheDir, { recursive: true });
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 24);
   const out = join(cacheDir, `${hash}${ext}`);
@@ -30,20 +31,30 @@ function cached(key: string, ext: string, build: (out: string, dir: string) => v
     const tmp = join(dir, `out${ext}`);
     build(tmp, dir);
     renameSync(tmp, out);
+    rmSync(dir, { recursive: true, force: true });
   }
-  return readFileSync(out);
+  return out;
 }
 
 /** Assembles and links a bare-metal source (entry `_start`, text at `textAddr`) into an ELF. */
-export function buildElf(source: string, opts: { textAddr?: number; linkerScript?: string; march?: string } = {}): Uint8Array {
+export function buildElf(source: string, opts: BuildOptions = {}): Uint8Array {
+  return readFileSync(buildElfFile(source, opts));
+}
+
+export interface BuildOptions {
+  linkerScript?: string;
+  march?: string;
+}
+
+/** Like buildElf, but returns the cached file's path (for qemu). */
+export function buildElfFile(source: string, opts: BuildOptions = {}): string {
   const march = opts.march ?? 'rv64gc_zba_zbb_zbs_zicsr_zifencei';
-  const textAddr = opts.textAddr ?? RAM_BASE;
-  const key = JSON.stringify({ v: 2, source, textAddr, ls: opts.linkerScript ?? readFileSync(DEFAULT_LINKER_SCRIPT, 'utf8'), march });
-  return cached(key, '.elf', (out, dir) => {
+  const key = JSON.stringify({ v: 2, source, ls: opts.linkerScript ?? readFileSync(DEFAULT_LINKER_SCRIPT, 'utf8'), march });
+  return cachedFile(key, '.elf', (out, dir) => {
     const src = join(dir, 'prog.S');
     writeFileSync(src, source);
     const obj = join(dir, 'prog.o');
-    execFileSync('riscv64-linux-gnu-gcc', ['-c', `-march=${march}`, '-mabi=lp64d', '-o', obj, src]);
+    execFileSync('riscv64-linux-gnu-gcc', ['-c', '-x', 'assembler-with-cpp', `-march=${march}`, '-mabi=lp64d', '-o', obj, src]);
     const ldArgs = ['-nostdlib', '-static', '--no-relax', '-o', out, obj];
     if (opts.linkerScript) {
       const ls = join(dir, 'link.ld');
