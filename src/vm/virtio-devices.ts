@@ -27,6 +27,8 @@ export interface VirtioSlotContext {
 /** The part of the board this module needs. */
 export interface VirtioBoard {
   attachVirtio(factory: (ctx: VirtioSlotContext) => MmioDevice): number;
+  /** When present (src/machine's Machine has it), disks are closed once the machine exits other than by reboot. */
+  readonly exited?: Promise<{ kind: string }>;
 }
 
 export type OpenDiskFn = (path: string, opts: { format: 'raw' | 'qcow2'; readOnly: boolean }) => Promise<BlockBackend>;
@@ -113,7 +115,7 @@ export async function attachVirtioDevices(board: VirtioBoard, config: VmConfig, 
   }
 
   let closing: Promise<void> | undefined;
-  return {
+  const attached: AttachedVirtioDevices = {
     disks,
     console,
     rng,
@@ -158,4 +160,9 @@ export async function attachVirtioDevices(board: VirtioBoard, config: VmConfig, 
       return closing;
     },
   };
+  // A reboot builds a new machine over the same open disks; any other exit is the end of this VM's run.
+  void board.exited?.then((exit) => {
+    if (exit.kind !== 'reboot') void attached.close().catch(() => {});
+  });
+  return attached;
 }

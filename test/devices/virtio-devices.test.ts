@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MmioDevice } from '../../src/devices/device.js';
 import { GuestRam } from '../../src/machine/memory.js';
+import type { Machine } from '../../src/machine/machine.js';
 import { VirtioBlk, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from '../../src/devices/virtio/blk.js';
 import { createDisk } from '../../src/storage/index.js';
 import { defaultVmConfig } from '../../src/vm/config.js';
@@ -13,6 +14,11 @@ import { VirtioDriverMock, blkRequest } from './virtio/driver-mock.js';
 import { MemoryBackend } from './virtio/memory-backend.js';
 
 const MiB = 1024 * 1024;
+
+// Compile-time check: the real board satisfies the interface attachVirtioDevices needs.
+export type MachineIsAVirtioBoard = Machine extends VirtioBoard ? true : never;
+const machineFits: MachineIsAVirtioBoard = true;
+void machineFits;
 
 class FakeBoard implements VirtioBoard {
   readonly ram = new GuestRam(32 * MiB);
@@ -75,6 +81,25 @@ test('attachVirtioDevices: balloon, rng, console, then disks in reverse (Linux p
   // After close, a new attach opens the images again.
   await attachVirtioDevices(new FakeBoard(), config, { openDisk });
   assert.equal(opened.length, 4);
+});
+
+test('attachVirtioDevices closes the disks when the board exits, except for a reboot', async () => {
+  const backends: MemoryBackend[] = [];
+  const openDisk = async () => {
+    const b = new MemoryBackend(MiB);
+    backends.push(b);
+    return b;
+  };
+  const config = defaultVmConfig({ disks: [{ path: 'a.img', format: 'raw', readOnly: false }] });
+  for (const kind of ['reboot', 'poweroff']) {
+    let exit!: (e: { kind: string }) => void;
+    const board = Object.assign(new FakeBoard(), { exited: new Promise<{ kind: string }>((r) => (exit = r)) });
+    await attachVirtioDevices(board, config, { openDisk });
+    exit({ kind });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(backends.length, 1, 'the reboot reused the open disk');
+  assert.equal(backends[0]!.closed, true, 'poweroff closed it');
 });
 
 test('attachVirtioDevices opens real images through src/storage (raw and qcow2) and FLUSH reaches the file', async () => {
