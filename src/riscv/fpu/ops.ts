@@ -1,13 +1,14 @@
-// First, straightforward F/D op table: round-to-nearest arithmetic via JS doubles. Rounding modes and
-// flags are refined in later revisions; the table's shape is the stable contract.
-import { FpState, FpExec, FpOpTable, FFLAG_NV, FFLAG_DZ, FFLAG_NX } from './state.js';
+/**
+ * The F/D op table. Every op resolves the rounding mode (returning false for reserved ones), reads its operands
+ * (binary32 operands must be NaN-boxed, otherwise they read as the canonical NaN), computes an IEEE 754 result
+ * for the RISC-V rounding mode and accrues fflags. NaN results are always the canonical NaN.
+ */
+import { FpState, FpExec, FpOpTable, FFLAG_NV, FFLAG_DZ, FFLAG_NX, RM_RDN, RM_RMM } from './state.js';
+import { errTerm, finishDouble, halfGap, roundToSingle, twoProduct, twoSum } from './round.js';
+import { exactAdd, exactDiv, exactMul, exactOf, exactSqrt, roundExactToDouble } from './slow.js';
 
 const CANON_NAN_S = 0x7fc00000; // canonical single NaN
 const CANON_NAN_D_HI = 0x7ff80000; // canonical double NaN, high word (low word 0)
-
-const sc64 = new Float64Array(1);
-const sc32i = new Int32Array(sc64.buffer);
-const sc32f = new Float32Array(sc64.buffer);
 
 function resolveRm(fs: FpState, rm: number): number {
   if (rm === 7) rm = fs.frm;
@@ -43,37 +44,289 @@ function writeX(x: Int32Array, rd: number, lo: number, hi: number): void {
   x[2 * rd + 1] = hi;
 }
 
-type Bin = (a: number, b: number) => number;
-function binS(f: Bin): FpExec {
+function writeNanS(fs: FpState, rd: number): void {
+  fs.i32[2 * rd] = CANON_NAN_S;
+  fs.i32[2 * rd + 1] = -1;
+}
+function writeNanD(fs: FpState, rd: number): void {
+  fs.i32[2 * rd] = 0;
+  fs.i32[2 * rd + 1] = CANON_NAN_D_HI;
+}
+function writeBitsS(fs: FpState, rd: number, bits: number): void {
+  fs.i32[2 * rd] = bits;
+  fs.i32[2 * rd + 1] = -1;
+}
+/** An invalid operation: NV and the canonical NaN. */
+function invalidS(fs: FpState, rd: number): void {
+  fs.fflags |= FFLAG_NV;
+  writeNanS(fs, rd);
+}
+function invalidD(fs: FpState, rd: number): void {
+  fs.fflags |= FFLAG_NV;
+  writeNanD(fs, rd);
+}
+/** A NaN operand propagates as the canonical NaN; a signalling one also raises NV. */
+function nanS(fs: FpState, rd: number, snan: boolean): void {
+  if (snan) fs.fflags |= FFLAG_NV;
+  writeNanS(fs, rd);
+}
+function nanD(fs: FpState, rd: number, snan: boolean): void {
+  if (snan) fs.fflags |= FFLAG_NV;
+  writeNanD(fs, rd);
+}
+
+function sign(v: number): number {
+  return v > 0 ? 1 : v < 0 ? -1 : 0;
+}
+function isInf(v: number): boolean {
+  return v === Infinity || v === -Infinity;
+}
+/**
+ * The sign of an exact zero sum a + b (IEEE 754 §6.3): equal-signed zeros keep their sign, anything else is +0,
+ * or -0 when rounding down.
+ */
+function zeroSum(a: number, b: number, rm: number): number {
+  if (a === 0 && b === 0 && 1 / a === 1 / b) return a;
+  return rm === RM_RDN ? -0 : 0;
+}
+/** Is the exact value r + e (e = error of a round-to-nearest r) a tie, for the modes that need to know? */
+function tieForRmm(r: number, e: number, rm: number): boolean {
+  return rm === RM_RMM && e !== 0 && Math.abs(e) === halfGap(r, e > 0 === r > 0);
+}
+
+const TWO_M968 = 2 ** -968; // below this a product's error term may not be representable
+const TWO_995 = 2 ** 995; // from here Veltkamp splitting may overflow
+const TWO_1020 = 2 ** 1020;
+const TWO_M1021 = 2 ** -1021; // results below this may be tiny: left to the exact slow path
+
+// ---- binary32: operands are exact in binary64, so one binary64 operation plus its error sign suffices ----
+
+function addS(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
+  if (a !== a || b !== b) return nanS(fs, rd, snan);
+  const r = twoSum(a, b);
+  if (r !== r) return invalidS(fs, rd); // inf - inf
+  if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
+  if (r === 0) return writeBitsS(fs, rd, roundToSingle(fs, zeroSum(a, b, rm), 0, rm));
+  writeBitsS(fs, rd, roundToSingle(fs, r, sign(errTerm), rm));
+}
+
+function mulS(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
+  if (a !== a || b !== b) return nanS(fs, rd, snan);
+  const r = a * b; // exact: 24 x 24 significand bits
+  if (r !== r) return invalidS(fs, rd); // inf * 0
+  if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
+  writeBitsS(fs, rd, roundToSingle(fs, r, 0, rm));
+}
+
+function divS(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
+  if (a !== a || b !== b) return nanS(fs, rd, snan);
+  if ((a === 0 && b === 0) || (isInf(a) && isInf(b))) return invalidS(fs, rd);
+  if (b === 0 && !isInf(a)) fs.fflags |= FFLAG_DZ;
+  const r = a / b;
+  if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0); // x/0 or inf/x: exact
+  if (r === 0) return writeBitsS(fs, rd, roundToSingle(fs, r, 0, rm));
+  const p = twoProduct(r, b);
+  const rem = a - p - errTerm; // a - r*b, whose sign tells on which side of r the exact quotient lies
+  writeBitsS(fs, rd, roundToSingle(fs, r, sign(rem) * sign(b), rm));
+}
+
+function sqrtS(fs: FpState, rd: number, a: number, rm: number, snan: boolean): void {
+  if (a !== a) return nanS(fs, rd, snan);
+  if (a < 0) return invalidS(fs, rd);
+  if (a === 0 || a === Infinity) return writeBitsS(fs, rd, a === 0 ? roundToSingle(fs, a, 0, rm) : 0x7f800000);
+  const r = Math.sqrt(a);
+  const p = twoProduct(r, r);
+  writeBitsS(fs, rd, roundToSingle(fs, r, sign(a - p - errTerm), rm));
+}
+
+function fmaS(fs: FpState, rd: number, a: number, b: number, c: number, rm: number, snan: boolean): void {
+  // inf * 0 is invalid even when the addend is a quiet NaN.
+  if ((isInf(a) && b === 0) || (a === 0 && isInf(b))) return invalidS(fs, rd);
+  if (a !== a || b !== b || c !== c) return nanS(fs, rd, snan);
+  const p = a * b; // exact in binary64
+  const r = twoSum(p, c);
+  if (r !== r) return invalidS(fs, rd); // inf - inf
+  if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
+  if (r === 0) return writeBitsS(fs, rd, roundToSingle(fs, zeroSum(p, c, rm), 0, rm));
+  writeBitsS(fs, rd, roundToSingle(fs, r, sign(errTerm), rm));
+}
+
+// ---- binary64: double-double error terms on the fast path, exact BigInt arithmetic on the rare rest ----
+
+function addD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
+  if (a !== a || b !== b) return nanD(fs, rd, snan);
+  const r = twoSum(a, b);
+  if (r !== r) return invalidD(fs, rd);
+  if (r - r !== 0) {
+    if (a - a === 0 && b - b === 0) finishDouble(fs, rd, r, 1, false, rm); // overflow
+    else fs.f64[rd] = r;
+    return;
+  }
+  if (r === 0) {
+    fs.f64[rd] = zeroSum(a, b, rm);
+    return;
+  }
+  // A sum is inexact only when |r| >= 2^-1021, so no underflow here.
+  const e = errTerm;
+  finishDouble(fs, rd, r, sign(e), tieForRmm(r, e, rm), rm);
+}
+
+function mulD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
+  if (a !== a || b !== b) return nanD(fs, rd, snan);
+  const r = a * b;
+  if (r !== r) return invalidD(fs, rd);
+  if (r - r !== 0) {
+    if (a - a === 0 && b - b === 0) finishDouble(fs, rd, r, 1, false, rm);
+    else fs.f64[rd] = r;
+    return;
+  }
+  if (a === 0 || b === 0) {
+    fs.f64[rd] = r;
+    return;
+  }
+  const ar = Math.abs(r);
+  if (ar >= TWO_M968 && Math.abs(a) < TWO_995 && Math.abs(b) < TWO_995) {
+    twoProduct(a, b);
+    const e = errTerm;
+    finishDouble(fs, rd, r, sign(e), tieForRmm(r, e, rm), rm);
+    return;
+  }
+  roundExactToDouble(fs, rd, exactMul(exactOf(a), exactOf(b)), rm);
+}
+
+function divD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
+  if (a !== a || b !== b) return nanD(fs, rd, snan);
+  if ((a === 0 && b === 0) || (isInf(a) && isInf(b))) return invalidD(fs, rd);
+  if (b === 0 && !isInf(a)) fs.fflags |= FFLAG_DZ;
+  const r = a / b;
+  if (a === 0 || b === 0 || isInf(a) || isInf(b)) {
+    fs.f64[rd] = r;
+    return;
+  }
+  if (r - r !== 0) return finishDouble(fs, rd, r, 1, false, rm); // overflow
+  const ar = Math.abs(r);
+  if (ar >= TWO_M968 && ar < TWO_995 && Math.abs(b) < TWO_995 && Math.abs(a) >= TWO_M968) {
+    const p = twoProduct(r, b);
+    const rem = a - p - errTerm; // a - p is exact (Sterbenz), so rem has the sign of a - r*b
+    // A quotient of normal doubles is never exactly halfway between two doubles: no ties.
+    finishDouble(fs, rd, r, sign(rem) * sign(b), false, rm);
+    return;
+  }
+  roundExactToDouble(fs, rd, exactDiv(exactOf(a), exactOf(b)), rm);
+}
+
+function sqrtD(fs: FpState, rd: number, a: number, rm: number, snan: boolean): void {
+  if (a !== a) return nanD(fs, rd, snan);
+  if (a < 0) return invalidD(fs, rd);
+  if (a === 0 || a === Infinity) {
+    fs.f64[rd] = a;
+    return;
+  }
+  if (a >= TWO_M968 && a < TWO_1020) {
+    const r = Math.sqrt(a);
+    const p = twoProduct(r, r);
+    finishDouble(fs, rd, r, sign(a - p - errTerm), false, rm); // square roots are never ties
+    return;
+  }
+  roundExactToDouble(fs, rd, exactSqrt(exactOf(a)), rm);
+}
+
+function fmaD(fs: FpState, rd: number, a: number, b: number, c: number, rm: number, snan: boolean): void {
+  if ((isInf(a) && b === 0) || (a === 0 && isInf(b))) return invalidD(fs, rd);
+  if (a !== a || b !== b || c !== c) return nanD(fs, rd, snan);
+  if (isInf(a) || isInf(b)) {
+    const r = a * b + c; // an infinite product plus c (which only matters when it is the opposite infinity)
+    if (r !== r) return invalidD(fs, rd);
+    fs.f64[rd] = r;
+    return;
+  }
+  if (isInf(c)) {
+    fs.f64[rd] = c; // a finite product (however large) plus an infinity
+    return;
+  }
+  if (a === 0 || b === 0) {
+    const p = a * b;
+    fs.f64[rd] = c === 0 ? zeroSum(p, c, rm) : c;
+    return;
+  }
+  if (c === 0) return mulD(fs, rd, a, b, rm, false);
+  const p = a * b;
+  const ap = Math.abs(p);
+  if (ap >= TWO_M968 && ap < TWO_1020 && Math.abs(c) < TWO_1020 && Math.abs(a) < TWO_995 && Math.abs(b) < TWO_995) {
+    // exact = p + pe + c = s + t + pe = s + w + we = r + re + we = r + d + de, all terms exact.
+    twoProduct(a, b);
+    const pe = errTerm;
+    const s = twoSum(p, c);
+    const t = errTerm;
+    const w = twoSum(t, pe);
+    const we = errTerm;
+    const r = twoSum(s, w);
+    const re = errTerm;
+    const d = twoSum(re, we);
+    const de = errTerm;
+    if (d === 0) {
+      if (r !== 0) {
+        fs.f64[rd] = r;
+        return;
+      }
+      fs.f64[rd] = rm === RM_RDN ? -0 : 0; // exact cancellation of non-zero terms
+      return;
+    }
+    if (Math.abs(r) >= TWO_M1021) {
+      const h = halfGap(r, d > 0 === r > 0);
+      const ad = Math.abs(d);
+      if (ad < h || (ad === h && de !== 0 && de > 0 !== d > 0)) return finishDouble(fs, rd, r, sign(d), false, rm);
+      if (ad === h && de === 0) return finishDouble(fs, rd, r, sign(d), true, rm);
+    }
+  }
+  const v = exactAdd(exactMul(exactOf(a), exactOf(b)), exactOf(c));
+  if (v.mant === 0n) fs.f64[rd] = rm === RM_RDN ? -0 : 0;
+  else roundExactToDouble(fs, rd, v, rm);
+}
+
+/** Binary op wrappers: resolve the rounding mode, read and NaN-unbox the operands. */
+type BinS = (fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean) => void;
+function opS(f: BinS, negB: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2, _rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    const a = readS(fs, rs1);
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
     const b = readS(fs, rs2);
-    if (isSnanS(fs, rs1) || isSnanS(fs, rs2)) fs.fflags |= FFLAG_NV;
-    const r = Math.fround(f(a, b));
-    if (r !== r && a === a && b === b) fs.fflags |= FFLAG_NV;
-    writeS(fs, rd, r);
+    f(fs, rd, readS(fs, rs1), negB ? -b : b, m, isSnanS(fs, rs1) || isSnanS(fs, rs2));
     return true;
   };
 }
-function binD(f: Bin): FpExec {
+function opD(f: BinS, negB: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2, _rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    const a = fs.f64[rs1];
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
     const b = fs.f64[rs2];
-    if (isSnanD(fs, rs1) || isSnanD(fs, rs2)) fs.fflags |= FFLAG_NV;
-    const r = f(a, b);
-    if (r !== r && a === a && b === b) fs.fflags |= FFLAG_NV;
-    writeD(fs, rd, r);
+    f(fs, rd, fs.f64[rs1], negB ? -b : b, m, isSnanD(fs, rs1) || isSnanD(fs, rs2));
     return true;
   };
 }
-
-function div(a: number, b: number, fs?: FpState): number {
-  if (fs && b === 0 && a === a && a !== 0 && Math.abs(a) !== Infinity) fs.fflags |= FFLAG_DZ;
-  return a / b;
+/** fmadd/fmsub/fnmsub/fnmadd: the negations are exact, so they apply to the operands before the single rounding. */
+function fmaOpS(negProd: boolean, negAdd: boolean): FpExec {
+  return (fs, _x, rd, rs1, rs2, rs3, rm) => {
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
+    const a = readS(fs, rs1);
+    const c = readS(fs, rs3);
+    const snan = isSnanS(fs, rs1) || isSnanS(fs, rs2) || isSnanS(fs, rs3);
+    fmaS(fs, rd, negProd ? -a : a, readS(fs, rs2), negAdd ? -c : c, m, snan);
+    return true;
+  };
 }
-
+function fmaOpD(negProd: boolean, negAdd: boolean): FpExec {
+  return (fs, _x, rd, rs1, rs2, rs3, rm) => {
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
+    const a = fs.f64[rs1];
+    const c = fs.f64[rs3];
+    const snan = isSnanD(fs, rs1) || isSnanD(fs, rs2) || isSnanD(fs, rs3);
+    fmaD(fs, rd, negProd ? -a : a, fs.f64[rs2], negAdd ? -c : c, m, snan);
+    return true;
+  };
+}
 function sgnjBits(a: number, b: number, kind: number): number {
   const sb = kind === 0 ? b : kind === 1 ? ~b : a ^ b;
   return (a & 0x7fffffff) | (sb & 0x80000000);
@@ -176,32 +429,33 @@ function roundInt(v: number, rm: number): number {
 }
 
 const TWO32 = 4294967296;
-/** fcvt to integer: width 32 or 64, signed or not. Writes the (sign-extended) result. */
+/**
+ * fcvt to integer: rounds v with mode rm, saturates out-of-range values and NaN (NV, no NX), and writes the
+ * result sign-extended from `width` bits (fcvt.wu too: the 32-bit result is sign-extended).
+ */
 function toInt(fs: FpState, x: Int32Array, rd: number, v: number, rm: number, width: number, signed: boolean): void {
+  const min = signed ? (width === 32 ? -2147483648 : -9223372036854775808) : 0;
+  const limit = width === 32 ? (signed ? 2147483648 : 4294967296) : signed ? 9223372036854775808 : 18446744073709551616;
+  const r = v === v ? roundInt(v, rm) : limit; // NaN saturates like +inf
   let lo: number;
   let hi: number;
-  const min = signed ? -(2 ** (width - 1)) : 0;
-  const max = signed ? 2 ** (width - 1) - 1 : 2 ** width - 1;
-  let r: number;
-  if (v !== v) {
-    r = max;
+  if (r < min || r >= limit) {
     fs.fflags |= FFLAG_NV;
-  } else {
-    r = roundInt(v, rm);
-    if (r < min || r > max) {
-      fs.fflags |= FFLAG_NV;
-      r = r < min ? min : max;
-    } else if (r !== v) fs.fflags |= FFLAG_NX;
-  }
-  if (width === 32) {
-    lo = r | 0;
-    hi = lo >> 31;
-  } else {
-    if (r === max && max > 2 ** 53) {
-      lo = -1;
-      hi = signed ? 0x7fffffff : -1;
+    const high = r >= limit;
+    if (width === 32) {
+      lo = high ? (signed ? 0x7fffffff : -1) : signed ? 0x80000000 | 0 : 0;
+      hi = lo >> 31;
     } else {
-      const h = Math.floor(r / TWO32);
+      lo = high ? -1 : 0;
+      hi = high ? (signed ? 0x7fffffff : -1) : signed ? 0x80000000 | 0 : 0;
+    }
+  } else {
+    if (r !== v) fs.fflags |= FFLAG_NX;
+    if (width === 32) {
+      lo = r | 0;
+      hi = lo >> 31;
+    } else {
+      const h = Math.floor(r / TWO32); // exact: r is an integer-valued double
       lo = (r - h * TWO32) | 0;
       hi = h | 0;
     }
@@ -226,71 +480,45 @@ function cvtToIntD(width: number, signed: boolean): FpExec {
   };
 }
 
-function intValue(x: Int32Array, rs1: number, width: number, signed: boolean): number {
-  if (width === 32) return signed ? x[2 * rs1] : x[2 * rs1] >>> 0;
-  const hi = signed ? x[2 * rs1 + 1] : x[2 * rs1 + 1] >>> 0;
-  return hi * TWO32 + (x[2 * rs1] >>> 0);
+/** The integer operand of fcvt.{s,d}.{w,wu,l,lu} as its two halves' contribution: hiPart + lo, both exact. */
+let convLo = 0;
+function intHiPart(x: Int32Array, rs1: number, width: number, signed: boolean): number {
+  if (width === 32) {
+    convLo = 0;
+    return signed ? x[2 * rs1] : x[2 * rs1] >>> 0;
+  }
+  convLo = x[2 * rs1] >>> 0;
+  return (signed ? x[2 * rs1 + 1] : x[2 * rs1 + 1] >>> 0) * TWO32;
 }
 function cvtFromIntS(width: number, signed: boolean): FpExec {
   return (fs, x, rd, rs1, _rs2, _rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    const v = intValue(x, rs1, width, signed);
-    const r = Math.fround(v);
-    if (r !== v) fs.fflags |= FFLAG_NX;
-    writeS(fs, rd, r);
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
+    const r = twoSum(intHiPart(x, rs1, width, signed), convLo); // r + errTerm is the exact integer
+    writeBitsS(fs, rd, roundToSingle(fs, r, sign(errTerm), m));
     return true;
   };
 }
 function cvtFromIntD(width: number, signed: boolean): FpExec {
   return (fs, x, rd, rs1, _rs2, _rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    writeD(fs, rd, intValue(x, rs1, width, signed));
-    return true;
-  };
-}
-
-function fmaS(negProd: boolean, negAdd: boolean): FpExec {
-  return (fs, _x, rd, rs1, rs2, rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    if (isSnanS(fs, rs1) || isSnanS(fs, rs2) || isSnanS(fs, rs3)) fs.fflags |= FFLAG_NV;
-    const a = readS(fs, rs1);
-    const b = readS(fs, rs2);
-    const c = readS(fs, rs3);
-    const p = negProd ? -(a * b) : a * b;
-    const r = Math.fround(negAdd ? p - c : p + c);
-    if (r !== r && !(a !== a || b !== b || c !== c)) fs.fflags |= FFLAG_NV;
-    writeS(fs, rd, r);
-    return true;
-  };
-}
-function fmaD(negProd: boolean, negAdd: boolean): FpExec {
-  return (fs, _x, rd, rs1, rs2, rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    if (isSnanD(fs, rs1) || isSnanD(fs, rs2) || isSnanD(fs, rs3)) fs.fflags |= FFLAG_NV;
-    const a = fs.f64[rs1];
-    const b = fs.f64[rs2];
-    const c = fs.f64[rs3];
-    const p = negProd ? -(a * b) : a * b;
-    const r = negAdd ? p - c : p + c;
-    if (r !== r && !(a !== a || b !== b || c !== c)) fs.fflags |= FFLAG_NV;
-    writeD(fs, rd, r);
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
+    const r = twoSum(intHiPart(x, rs1, width, signed), convLo);
+    const e = errTerm;
+    finishDouble(fs, rd, r, sign(e), tieForRmm(r, e, m), m);
     return true;
   };
 }
 
 export const FP_OPS: FpOpTable = {
-  fadd_s: binS((a, b) => a + b),
-  fsub_s: binS((a, b) => a - b),
-  fmul_s: binS((a, b) => a * b),
-  fdiv_s: (fs, x, rd, rs1, rs2, rs3, rm) => {
-    div(readS(fs, rs1), readS(fs, rs2), fs);
-    return binS((a, b) => a / b)(fs, x, rd, rs1, rs2, rs3, rm);
-  },
+  fadd_s: opS(addS, false),
+  fsub_s: opS(addS, true),
+  fmul_s: opS(mulS, false),
+  fdiv_s: opS(divS, false),
   fsqrt_s: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    const a = readS(fs, rs1);
-    if (isSnanS(fs, rs1) || a < 0) fs.fflags |= FFLAG_NV;
-    writeS(fs, rd, Math.fround(Math.sqrt(a)));
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
+    sqrtS(fs, rd, readS(fs, rs1), m, isSnanS(fs, rs1));
     return true;
   },
   fsgnj_s: sgnjS(0),
@@ -325,22 +553,18 @@ export const FP_OPS: FpOpTable = {
     fs.i32[2 * rd + 1] = -1;
     return true;
   },
-  fmadd_s: fmaS(false, false),
-  fmsub_s: fmaS(false, true),
-  fnmsub_s: fmaS(true, false),
-  fnmadd_s: fmaS(true, true),
-  fadd_d: binD((a, b) => a + b),
-  fsub_d: binD((a, b) => a - b),
-  fmul_d: binD((a, b) => a * b),
-  fdiv_d: (fs, x, rd, rs1, rs2, rs3, rm) => {
-    div(fs.f64[rs1], fs.f64[rs2], fs);
-    return binD((a, b) => a / b)(fs, x, rd, rs1, rs2, rs3, rm);
-  },
+  fmadd_s: fmaOpS(false, false),
+  fmsub_s: fmaOpS(false, true),
+  fnmsub_s: fmaOpS(true, false),
+  fnmadd_s: fmaOpS(true, true),
+  fadd_d: opD(addD, false),
+  fsub_d: opD(addD, true),
+  fmul_d: opD(mulD, false),
+  fdiv_d: opD(divD, false),
   fsqrt_d: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
-    const a = fs.f64[rs1];
-    if (isSnanD(fs, rs1) || a < 0) fs.fflags |= FFLAG_NV;
-    writeD(fs, rd, Math.sqrt(a));
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
+    sqrtD(fs, rd, fs.f64[rs1], m, isSnanD(fs, rs1));
     return true;
   },
   fsgnj_d: sgnjD(0),
@@ -375,17 +599,17 @@ export const FP_OPS: FpOpTable = {
     fs.i32[2 * rd + 1] = x[2 * rs1 + 1];
     return true;
   },
-  fmadd_d: fmaD(false, false),
-  fmsub_d: fmaD(false, true),
-  fnmsub_d: fmaD(true, false),
-  fnmadd_d: fmaD(true, true),
+  fmadd_d: fmaOpD(false, false),
+  fmsub_d: fmaOpD(false, true),
+  fnmsub_d: fmaOpD(true, false),
+  fnmadd_d: fmaOpD(true, true),
   fcvt_s_d: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
-    if (resolveRm(fs, rm) < 0) return false;
+    const m = resolveRm(fs, rm);
+    if (m < 0) return false;
     const a = fs.f64[rs1];
-    if (isSnanD(fs, rs1)) fs.fflags |= FFLAG_NV;
-    const r = Math.fround(a);
-    if (r !== a && a === a) fs.fflags |= FFLAG_NX;
-    writeS(fs, rd, r);
+    if (a !== a) nanS(fs, rd, isSnanD(fs, rs1));
+    else if (isInf(a)) writeBitsS(fs, rd, a > 0 ? 0x7f800000 : 0xff800000 | 0);
+    else writeBitsS(fs, rd, roundToSingle(fs, a, 0, m));
     return true;
   },
   fcvt_d_s: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
@@ -396,5 +620,3 @@ export const FP_OPS: FpOpTable = {
   },
 };
 
-void sc32i;
-void sc32f;

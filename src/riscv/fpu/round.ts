@@ -1,0 +1,181 @@
+/**
+ * Rounding helpers shared by the F/D ops. JS arithmetic only rounds to nearest-even, so every op computes the
+ * round-to-nearest double result r plus the sign of the exact error (exact - r), and these helpers turn that
+ * into the result of any RISC-V rounding mode, with the IEEE flags (tininess detected after rounding).
+ * No allocation: module-level scratch arrays and scalars only.
+ */
+import { FpState, FFLAG_NX, FFLAG_OF, FFLAG_UF, RM_RNE, RM_RTZ, RM_RDN, RM_RUP, RM_RMM } from './state.js';
+
+const scratch = new Float64Array(1);
+const scratchI = new Int32Array(scratch.buffer); // [0] low word, [1] high word (little-endian hosts)
+
+/** Error term of the last twoSum/twoProduct call. */
+export let errTerm = 0;
+
+/** Knuth's TwoSum: returns RN(a+b) and leaves the exact error in errTerm (exact unless the sum overflows). */
+export function twoSum(a: number, b: number): number {
+  const s = a + b;
+  const bb = s - a;
+  errTerm = a - (s - bb) + (b - bb);
+  return s;
+}
+
+const SPLITTER = 134217729; // 2^27 + 1, Veltkamp splitting constant
+/**
+ * Dekker's TwoProduct: returns RN(a*b) and leaves the exact error in errTerm. Exact when |a|,|b| < 2^995 (no
+ * overflow while splitting) and the product is at least 2^-968 in magnitude (the error term is representable).
+ */
+export function twoProduct(a: number, b: number): number {
+  const p = a * b;
+  let t = SPLITTER * a;
+  const ah = t - (t - a);
+  const al = a - ah;
+  t = SPLITTER * b;
+  const bh = t - (t - b);
+  const bl = b - bh;
+  errTerm = ah * bh - p + ah * bl + al * bh + al * bl;
+  return p;
+}
+
+/** True for the modes that, for a value of this sign, round towards zero (truncate the magnitude). */
+export function truncatesMagnitude(rm: number, neg: boolean): boolean {
+  return rm === RM_RTZ || (rm === RM_RDN && !neg) || (rm === RM_RUP && neg);
+}
+
+/**
+ * Whether rounding increments the magnitude q, given the dropped bits rem (compared with half, the weight of the
+ * first dropped bit) and dmag, the sign of a further error below the dropped bits (relative to the magnitude).
+ */
+function incrementsMagnitude(q: number, rem: number, half: number, dmag: number, neg: boolean, rm: number): boolean {
+  if (rm === RM_RNE || rm === RM_RMM) {
+    if (rem > half || (rem === half && dmag > 0)) return true;
+    if (rem === half && dmag === 0) return rm === RM_RMM || q % 2 === 1;
+    return false;
+  }
+  if (truncatesMagnitude(rm, neg)) return false;
+  return rem > 0 || dmag > 0;
+}
+
+const TWO_M160 = 2 ** -160;
+/**
+ * Rounds r + (a tiny error of sign dsign, at most half an ulp of r in binary64) to binary32 with rounding mode rm.
+ * r must be finite. Returns the binary32 bit pattern (as an int32) and accrues NX/UF/OF into fs.fflags.
+ */
+export function roundToSingle(fs: FpState, r: number, dsign: number, rm: number): number {
+  if (r === 0) {
+    // An exact zero (callers never pass r = 0 with a non-zero error).
+    return 1 / r < 0 ? 0x80000000 | 0 : 0;
+  }
+  const neg = r < 0;
+  const a = neg ? -r : r;
+  const signBit = neg ? 0x80000000 | 0 : 0;
+  const dmag = neg ? -dsign : dsign;
+  if (a < TWO_M160) {
+    // Far below half the smallest subnormal: rounds to 0 or to the smallest subnormal.
+    fs.fflags |= FFLAG_NX | FFLAG_UF;
+    return signBit | (rm === RM_RNE || rm === RM_RMM || truncatesMagnitude(rm, neg) ? 0 : 1);
+  }
+  scratch[0] = a;
+  const e = ((scratchI[1] >>> 20) & 0x7ff) - 1023; // a >= 2^-160 is a normal binary64
+  const m = (scratchI[1] & 0xfffff) * 4294967296 + (scratchI[0] >>> 0) + 4503599627370496; // 53-bit significand
+  // lsb of the binary32 result: 2^(e-23) for normals, 2^-149 for subnormals; m's lsb is 2^(e-52).
+  const normal = e >= -126;
+  const dropped = normal ? 29 : 29 + (-126 - e);
+  const scale = 2 ** dropped;
+  const q = Math.floor(m / scale);
+  const rem = m - q * scale;
+  const half = scale / 2;
+  const inexact = rem !== 0 || dmag !== 0;
+  let bits = (normal ? (e + 126) * 8388608 : 0) + q;
+  if (incrementsMagnitude(q, rem, half, dmag, neg, rm)) bits++;
+  else if (rem === 0 && dmag < 0 && truncatesMagnitude(rm, neg)) bits--; // exact value just below a grid point
+  if (bits >= 0x7f800000) {
+    fs.fflags |= FFLAG_OF | FFLAG_NX;
+    return signBit | (truncatesMagnitude(rm, neg) ? 0x7f7fffff : 0x7f800000);
+  }
+  if (inexact) {
+    fs.fflags |= FFLAG_NX;
+    // Tininess after rounding: would the result, rounded to 24 bits with an unbounded exponent, be < 2^-126?
+    let tiny: boolean;
+    if (normal) tiny = bits < 0x00800000;
+    else if (e < -127) tiny = true;
+    else {
+      const q24 = Math.floor(m / 536870912); // e = -127: 24-bit rounding drops 29 bits
+      tiny = !(q24 === 0xffffff && incrementsMagnitude(q24, m - q24 * 536870912, 268435456, dmag, neg, rm));
+    }
+    if (tiny) fs.fflags |= FFLAG_UF;
+  }
+  return signBit | bits;
+}
+
+/** Writes a double's bit pattern into FP register rd with its magnitude stepped by delta (-1, 0 or +1) ulps. */
+function writeStepped(fs: FpState, rd: number, r: number, delta: number): void {
+  scratch[0] = r;
+  let lo = scratchI[0];
+  let hi = scratchI[1];
+  if (delta > 0) {
+    lo = (lo + 1) | 0;
+    if (lo === 0) hi = (hi + 1) | 0;
+  } else if (delta < 0) {
+    if (lo === 0) hi = (hi - 1) | 0;
+    lo = (lo - 1) | 0;
+  }
+  fs.i32[2 * rd] = lo;
+  fs.i32[2 * rd + 1] = hi;
+}
+
+/** The distance from |r| to its neighbour of larger (up) or smaller magnitude, halved. r finite, non-zero. */
+export function halfGap(r: number, up: boolean): number {
+  scratch[0] = r < 0 ? -r : r;
+  const a = scratch[0];
+  if (up) {
+    scratchI[0] = (scratchI[0] + 1) | 0;
+    if (scratchI[0] === 0) scratchI[1] = (scratchI[1] + 1) | 0;
+  } else {
+    if (scratchI[0] === 0) scratchI[1] = (scratchI[1] - 1) | 0;
+    scratchI[0] = (scratchI[0] - 1) | 0;
+  }
+  const n = scratch[0];
+  return (up ? n - a : a - n) / 2;
+}
+
+/** Is the double r's significand odd? */
+function isOdd(r: number): boolean {
+  scratch[0] = r;
+  return (scratchI[0] & 1) === 1;
+}
+
+/**
+ * Finishes a binary64 result. r is the round-to-nearest result of the exact value (r = ±Infinity when that
+ * overflowed), dsign the sign of exact - r, and tie says the exact value lies exactly halfway between r and its
+ * neighbour in the direction of dsign. The caller guarantees |r| >= 2^-1021 (no underflow) when inexact.
+ */
+export function finishDouble(fs: FpState, rd: number, r: number, dsign: number, tie: boolean, rm: number): void {
+  if (dsign === 0 && r - r === 0) {
+    fs.f64[rd] = r;
+    return;
+  }
+  const neg = r < 0;
+  if (r - r !== 0) {
+    // Round-to-nearest overflowed, so the exact value is beyond the largest finite number in every mode.
+    fs.fflags |= FFLAG_OF | FFLAG_NX;
+    fs.f64[rd] = truncatesMagnitude(rm, neg) ? (neg ? -Number.MAX_VALUE : Number.MAX_VALUE) : r;
+    return;
+  }
+  fs.fflags |= FFLAG_NX;
+  const dmag = neg ? -dsign : dsign;
+  let delta = 0;
+  if (rm === RM_RNE) {
+    if (tie && isOdd(r)) delta = dmag;
+  } else if (rm === RM_RMM) {
+    if (tie && dmag > 0) delta = 1; // a tie towards the smaller magnitude already has r, the larger one
+  } else if (truncatesMagnitude(rm, neg)) {
+    if (dmag < 0) delta = -1;
+  } else if (dmag > 0) delta = 1;
+  if (delta === 0) {
+    fs.f64[rd] = r;
+    return;
+  }
+  writeStepped(fs, rd, r, delta);
+  if ((fs.i32[2 * rd + 1] & 0x7fffffff) === 0x7ff00000) fs.fflags |= FFLAG_OF;
+}
