@@ -53,7 +53,7 @@ function expectedState(base: Uint8Array, journal: string): { model: Uint8Array; 
     .map((l) => JSON.parse(l) as JournalEntry);
   const model = base.slice();
   const uncertain = new Uint8Array(base.length);
-  const segments: JournalEntry[][] = [];
+  const segments: (Op | { flushed: number })[][] = [];
   for (const e of entries) {
     if ('start' in e) segments.push([]);
     else segments.at(-1)?.push(e);
@@ -81,7 +81,7 @@ async function crashLoop(name: string, opts: { lazy: boolean; backing: boolean; 
   const image = join(dir, `${name}.qcow2`);
   const journal = join(dir, `${name}.journal`);
   writeFileSync(journal, '');
-  let base = new Uint8Array(SIZE);
+  let base: Uint8Array = new Uint8Array(SIZE);
   if (opts.backing) {
     base = fillRandom(new Uint8Array(SIZE), rng(opts.seed));
     writeFileSync(join(dir, `${name}-base.raw`), base);
