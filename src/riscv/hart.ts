@@ -245,6 +245,8 @@ export class Hart {
   /** Result pair for slow loads and CSR reads. */
   private valLo = 0;
   private valHi = 0;
+  /** Instructions retired in the current run() before the instruction in execSlow. */
+  private retiredInRun = 0;
 
   constructor(
     readonly bus: Bus,
@@ -777,6 +779,7 @@ export class Hart {
             }
             default:
               this.pcValue = pageBase + slot * 2;
+              this.retiredInRun = n - 1;
               if (this.execSlow(w, imm, rd, r1, r2)) {
                 // Control left the straight line (xret, trap-free jump, CSR write, fence.i...).
                 break inner;
@@ -793,7 +796,13 @@ export class Hart {
       x[SINK + 1] = 0;
     }
     this.instret += n;
+    this.retiredInRun = 0;
     return n;
+  }
+
+  /** Instructions retired so far, including the current run() slice (for the counter CSRs). */
+  private retiredNow(): number {
+    return this.instret + this.retiredInRun;
   }
 
   private currentPage: DecodedPage | null = null;
@@ -1672,12 +1681,12 @@ export class Hart {
       case C.CSR_CYCLE:
       case C.CSR_MCYCLE:
         if (csr === C.CSR_CYCLE && !this.counterAllowed(csr)) return false;
-        this.setVal(this.instret + this.cycleOffset);
+        this.setVal(this.retiredNow() + this.cycleOffset);
         return true;
       case C.CSR_INSTRET:
       case C.CSR_MINSTRET:
         if (csr === C.CSR_INSTRET && !this.counterAllowed(csr)) return false;
-        this.setVal(this.instret + this.instretOffset);
+        this.setVal(this.retiredNow() + this.instretOffset);
         return true;
       case C.CSR_TIME:
         if (!this.counterAllowed(csr)) return false;
@@ -1830,11 +1839,11 @@ export class Hart {
         this.mstatus |= C.MSTATUS_FS;
         return true;
       case C.CSR_MCYCLE:
-        this.cycleOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.instret;
+        this.cycleOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.retiredNow() - 1;
         return true;
       case C.CSR_MINSTRET:
         // The write happens before this instruction retires, which then increments the counter.
-        this.instretOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.instret - 1;
+        this.instretOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.retiredNow() - 1;
         return true;
       case C.CSR_SSTATUS:
         this.setMstatus((this.mstatus & ~SSTATUS_WMASK) | (lo & SSTATUS_WMASK));

@@ -1,0 +1,141 @@
+/*
+ * Shared scaffolding for the bare-metal privileged tests: HTIF tohost, PASS/FAIL, and recording trap
+ * handlers for M and S mode. All code is assembled without RVC so every faulting instruction is 4 bytes.
+ *
+ * Register conventions: s10/s11 belong to the trap handlers, t6 to the CHECK macros.
+ * M handler: records mcause/mepc/mtval/mstatus in m_rec; then if m_resume is non-zero, returns to it in
+ * M-mode (and clears it); else for an interrupt disables mie and returns to mepc; else skips the instruction.
+ * S handler: the same with s_rec/s_resume, returning to S-mode.
+ */
+#define CSR_STIMECMP 0x14d
+#define CSR_MENVCFG 0x30a
+
+#define CHECK(reg, val, n) li t6, val; beq reg, t6, 99f; li a0, n; j fail; 99:
+#define CHECK_MREC(off, val, n) la t6, m_rec; ld t6, off(t6); li s9, val; beq t6, s9, 99f; li a0, n; j fail; 99:
+#define CHECK_SREC(off, val, n) la t6, s_rec; ld t6, off(t6); li s9, val; beq t6, s9, 99f; li a0, n; j fail; 99:
+#define REC_CAUSE 0
+#define REC_EPC 8
+#define REC_TVAL 16
+#define REC_STATUS 24
+#define REC_COUNT 32
+#define SET_MRESUME(label) la t6, label; la s9, m_resume; sd t6, 0(s9)
+#define SET_SRESUME(label) la t6, label; la s9, s_resume; sd t6, 0(s9)
+/* Enter S (or U) mode at label with mret. */
+#define MRET_TO(mode, label) li t6, (3 << 11); csrc mstatus, t6; li t6, (mode << 11); csrs mstatus, t6; la t6, label; csrw mepc, t6; mret
+
+.option norvc
+.option norelax
+.option nopic
+
+.section .tohost, "aw", @progbits
+.align 6
+.globl tohost
+tohost: .dword 0
+.align 6
+.globl fromhost
+fromhost: .dword 0
+
+.section .text.init, "ax", @progbits
+.globl _start
+_start:
+  la t0, mtrap
+  csrw mtvec, t0
+  la t0, strap
+  csrw stvec, t0
+  la sp, stack_top
+  j main
+
+.globl pass
+pass:
+  li t0, 1
+  la t1, tohost
+  sd t0, 0(t1)
+1: j 1b
+
+.globl fail
+fail:
+  slli a0, a0, 1
+  ori a0, a0, 1
+  la t1, tohost
+  sd a0, 0(t1)
+1: j 1b
+
+.align 4
+mtrap:
+  la s11, m_rec
+  csrr s10, mcause
+  sd s10, REC_CAUSE(s11)
+  csrr s10, mepc
+  sd s10, REC_EPC(s11)
+  csrr s10, mtval
+  sd s10, REC_TVAL(s11)
+  csrr s10, mstatus
+  sd s10, REC_STATUS(s11)
+  ld s10, REC_COUNT(s11)
+  addi s10, s10, 1
+  sd s10, REC_COUNT(s11)
+  la s11, m_resume
+  ld s10, 0(s11)
+  beqz s10, 1f
+  sd zero, 0(s11)
+  csrw mepc, s10
+  li s11, (3 << 11)
+  csrs mstatus, s11
+  mret
+1:
+  csrr s10, mcause
+  bgez s10, 2f
+  csrw mie, zero
+  mret
+2:
+  csrr s10, mepc
+  addi s10, s10, 4
+  csrw mepc, s10
+  mret
+
+.align 4
+strap:
+  la s11, s_rec
+  csrr s10, scause
+  sd s10, REC_CAUSE(s11)
+  csrr s10, sepc
+  sd s10, REC_EPC(s11)
+  csrr s10, stval
+  sd s10, REC_TVAL(s11)
+  csrr s10, sstatus
+  sd s10, REC_STATUS(s11)
+  ld s10, REC_COUNT(s11)
+  addi s10, s10, 1
+  sd s10, REC_COUNT(s11)
+  la s11, s_resume
+  ld s10, 0(s11)
+  beqz s10, 1f
+  sd zero, 0(s11)
+  csrw sepc, s10
+  li s11, (1 << 8)
+  csrs sstatus, s11
+  sret
+1:
+  csrr s10, scause
+  bgez s10, 2f
+  csrw sie, zero
+  sret
+2:
+  csrr s10, sepc
+  addi s10, s10, 4
+  csrw sepc, s10
+  sret
+
+.data
+.align 3
+.globl m_rec
+m_rec: .dword 0, 0, 0, 0, 0
+.globl s_rec
+s_rec: .dword 0, 0, 0, 0, 0
+m_resume: .dword 0
+s_resume: .dword 0
+.bss
+.align 12
+stack: .skip 4096
+stack_top:
+.text
