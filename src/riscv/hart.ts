@@ -790,6 +790,7 @@ export class Hart {
       } catch (e) {
         if (e !== TRAP) throw e;
         if (!fetching) n--; // the faulting instruction did not retire
+        budget--; // traps use budget too, so a trap storm (e.g. mtvec at unmapped memory) still ends run()
         this.takeTrap(this.trapCause, false, this.trapTval, pageBase + slot * 2);
       }
       x[SINK] = 0;

@@ -1,0 +1,228 @@
+/**
+ * `typevisor run`: one VM in the foreground, no daemon. The terminal is the guest console (raw mode on a
+ * TTY, Ctrl-A X quits as in QEMU); pipes work too, so scripts and tests can drive a guest.
+ */
+import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig, type FirmwareChoice } from '../../vm/config.js';
+import { runVm } from '../../vm/machine-runner.js';
+import type { Machine } from '../../machine/machine.js';
+
+export const summary = 'run one VM in the foreground (console on this terminal)';
+
+const USAGE = `usage: typevisor run [options]
+
+With no --kernel, boots the default guest (kernel + busybox initramfs) built by 'typevisor guest build'.
+
+  --kernel PATH          Linux Image, ELF or raw binary (U-Boot S-mode u-boot.bin works too)
+  --initrd PATH          initramfs
+  --append STRING        kernel command line
+  --firmware F           builtin (SBI in the hypervisor, default) | none (bare-metal ELF in M-mode) | PATH (OpenSBI fw_jump/fw_dynamic)
+  --memory SIZE          RAM: MiB, or with a suffix: 512M, 1G (default 256M)
+  --cpus N               harts, 1-8 (default 1)
+  --drive SPEC           file=PATH[,format=raw|qcow2][,readonly=on][,serial=S] (repeatable)
+  --deterministic-time   derive mtime from retired instructions (reproducible runs)
+  --no-virtio            attach no virtio devices (rng, console, balloon)
+
+Console: Ctrl-A X quits, Ctrl-A H helps, Ctrl-A Ctrl-A sends Ctrl-A.
+Exit status: 0 on guest poweroff, the guest's code on a sifive,test failure, 70 on an emulator fault.`;
+
+export class UsageError extends Error {}
+
+/** "512" (MiB), "512M", "1G", "1048576K". */
+export function parseMemory(s: string): number {
+  const m = /^(\d+)\s*([KMGT]?)i?B?$/i.exec(s.trim());
+  if (!m) throw new UsageError(`--memory: cannot parse '${s}' (examples: 512, 512M, 1G)`);
+  const n = Number(m[1]);
+  const unit = (m[2] ?? '').toUpperCase();
+  const mib = unit === 'K' ? n / 1024 : unit === 'G' ? n * 1024 : unit === 'T' ? n * 1024 * 1024 : n;
+  if (!Number.isInteger(mib)) throw new UsageError(`--memory: ${s} is not a whole number of MiB`);
+  return mib;
+}
+
+export function parseDrive(spec: string): DiskConfig {
+  const disk: DiskConfig = { path: '', format: 'raw', readOnly: false };
+  let formatGiven = false;
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? 'file' : part.slice(0, eq);
+    const value = eq < 0 ? part : part.slice(eq + 1);
+    if (key === 'file') disk.path = value;
+    else if (key === 'format') {
+      if (value !== 'raw' && value !== 'qcow2') throw new UsageError(`--drive: format must be raw or qcow2, got '${value}'`);
+      disk.format = value;
+      formatGiven = true;
+    } else if (key === 'readonly') disk.readOnly = value === 'on' || value === 'true' || value === '1';
+    else if (key === 'serial') disk.serial = value;
+    else if (key === 'if' || key === 'cache') continue; // accepted for QEMU muscle memory
+    else throw new UsageError(`--drive: unknown option '${key}'`);
+  }
+  if (!disk.path) throw new UsageError('--drive needs file=PATH');
+  if (!formatGiven && /\.qcow2$/i.test(disk.path)) disk.format = 'qcow2';
+  return disk;
+}
+
+interface GuestArtifacts {
+  kernel: string;
+  initramfs: string;
+  marker?: string;
+}
+
+async function defaultGuest(): Promise<GuestArtifacts | string> {
+  const hint = "the default guest is not built yet; build it with:\n\n  typevisor guest build\n\n(or pass --kernel/--initrd)";
+  try {
+    const mod = (await import('../../guests/index' + '.js')) as { guestArtifacts?: () => unknown };
+    const a = (await mod.guestArtifacts?.()) as Partial<GuestArtifacts> & { initrd?: string } | undefined;
+    const kernel = a?.kernel;
+    const initramfs = a?.initramfs ?? a?.initrd;
+    if (!kernel || !initramfs || !existsSync(kernel) || !existsSync(initramfs)) return hint;
+    return { kernel, initramfs };
+  } catch {
+    return hint;
+  }
+}
+
+export function parseRunArgs(argv: string[]): { config: VmConfig; help: boolean; useDefaultGuest: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      append: { type: 'string' },
+      firmware: { type: 'string' },
+      memory: { type: 'string', short: 'm' },
+      cpus: { type: 'string', short: 'c' },
+      smp: { type: 'string' },
+      drive: { type: 'string', multiple: true },
+      'deterministic-time': { type: 'boolean' },
+      'no-virtio': { type: 'boolean' },
+      name: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  const fw = values.firmware ?? 'builtin';
+  const firmware: FirmwareChoice = fw === 'builtin' ? { kind: 'builtin' } : fw === 'none' ? { kind: 'none' } : { kind: 'file', path: fw };
+  const cpusText = values.cpus ?? values.smp ?? '1';
+  if (!/^\d+$/.test(cpusText)) throw new UsageError(`--cpus: '${cpusText}' is not a number`);
+  const noVirtio = !!values['no-virtio'];
+  const config = defaultVmConfig({
+    name: values.name ?? 'run',
+    cpus: Number(cpusText),
+    memoryMiB: values.memory ? parseMemory(values.memory) : 256,
+    kernel: values.kernel,
+    initrd: values.initrd,
+    append: values.append,
+    firmware,
+    disks: (values.drive ?? []).map(parseDrive),
+    deterministicTime: !!values['deterministic-time'],
+    ...(noVirtio ? { rng: false, virtioConsole: false, balloon: false } : {}),
+  });
+  return { config, help: !!values.help, useDefaultGuest: !values.kernel && firmware.kind !== 'none' };
+}
+
+const CTRL_A = 0x01;
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseRunArgs>;
+  try {
+    parsed = parseRunArgs(argv);
+  } catch (err) {
+    console.error(`typevisor run: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (parsed.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const { config } = parsed;
+  if (parsed.useDefaultGuest && !(config.firmware.kind === 'file' && !config.kernel)) {
+    const guest = await defaultGuest();
+    if (typeof guest === 'string') {
+      console.error(`typevisor run: ${guest}`);
+      return 1;
+    }
+    config.kernel = guest.kernel;
+    config.initrd ??= guest.initramfs;
+    config.append ??= 'console=ttyS0 earlycon=sbi';
+  }
+  const problems = validateVmConfig(config);
+  if (problems.length) {
+    console.error(`typevisor run: ${problems.join('; ')}`);
+    return 2;
+  }
+
+  const control: { machine?: Machine; stopped?: boolean } = {};
+  const stdin = process.stdin;
+  const tty = stdin.isTTY === true;
+  let escape = false;
+  let quitRequested = false;
+  const onInput = (chunk: Buffer): void => {
+    const m = control.machine;
+    if (!tty) {
+      m?.sendConsoleInput(chunk);
+      return;
+    }
+    const pass: number[] = [];
+    for (const b of chunk) {
+      if (escape) {
+        escape = false;
+        const c = String.fromCharCode(b).toLowerCase();
+        if (c === 'x') {
+          quitRequested = true;
+          process.stderr.write('\r\n[typevisor: terminated by Ctrl-A X]\r\n');
+          control.stopped = true;
+          m?.stop();
+          return;
+        } else if (c === 'h') process.stderr.write('\r\n[Ctrl-A X quit, Ctrl-A C show stats, Ctrl-A Ctrl-A send Ctrl-A]\r\n');
+        else if (c === 'c' && m) process.stderr.write(`\r\n[${JSON.stringify(m.stats())}]\r\n`);
+        else if (b === CTRL_A) pass.push(CTRL_A);
+        continue;
+      }
+      if (b === CTRL_A) escape = true;
+      else pass.push(b);
+    }
+    if (pass.length) m?.sendConsoleInput(pass);
+  };
+  if (tty) stdin.setRawMode(true);
+  stdin.on('data', onInput);
+  stdin.resume();
+  const restoreTerminal = (): void => {
+    stdin.off('data', onInput);
+    if (tty) stdin.setRawMode(false);
+    stdin.pause();
+    stdin.unref?.();
+  };
+
+  try {
+    const exit = await runVm(
+      config,
+      {
+        onConsoleOutput: (bytes) => process.stdout.write(bytes),
+        onReboot: () => process.stderr.write('\r\n[typevisor: guest reboot]\r\n'),
+      },
+      control,
+    );
+    restoreTerminal();
+    switch (exit.kind) {
+      case 'poweroff':
+        return 0;
+      case 'stopped':
+        return quitRequested ? 0 : 1;
+      case 'fail':
+        process.stderr.write(`typevisor: guest reported failure code ${exit.code}\n`);
+        return exit.code === 0 ? 1 : Math.min(exit.code, 255);
+      case 'fault': {
+        const recent = exit.recentPcs?.length ? `\n  recent pcs: ${exit.recentPcs.map((p) => '0x' + p.toString(16)).join(' ')}` : '';
+        process.stderr.write(`\ntypevisor: emulator fault on hart ${exit.hartId} at pc 0x${exit.pc.toString(16)}: ${exit.message}${recent}\n`);
+        return 70;
+      }
+      default:
+        return 1;
+    }
+  } catch (err) {
+    restoreTerminal();
+    console.error(`typevisor run: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Adapts the real RV64 hart (src/riscv/hart.ts) to the machine's HartPort, and puts a hart into the state
+ * OpenSBI leaves it in before jumping to an S-mode kernel (used by the built-in SBI firmware).
+ */
+import type { Bus } from '../riscv/bus.js';
+import * as C from '../riscv/csr.js';
+import { Hart } from '../riscv/hart.js';
+import type { HartPort } from './hart-port.js';
+import type { HartFactoryOptions } from './machine.js';
+
+const TWO32 = 0x1_0000_0000;
+const MIP_SSIP = 1;
+const MIP_STIP = 5;
+
+// Exceptions delegated to S-mode. With the built-in firmware nothing runs in M-mode, so every exception S-mode
+// or U-mode can raise goes to the kernel, except ecall from S (that is the SBI call itself).
+const MEDELEG_ALL_BUT_SBI =
+  (1 << 0) | // instruction address misaligned
+  (1 << 1) | // instruction access fault
+  (1 << 2) | // illegal instruction
+  (1 << 3) | // breakpoint
+  (1 << 4) | // load address misaligned
+  (1 << 5) | // load access fault
+  (1 << 6) | // store/AMO address misaligned
+  (1 << 7) | // store/AMO access fault
+  (1 << 8) | // ecall from U
+  (1 << 12) | // instruction page fault
+  (1 << 13) | // load page fault
+  (1 << 15); // store/AMO page fault
+const MIDELEG_S = (1 << 1) | (1 << 5) | (1 << 9); // SSI, STI, SEI
+
+export class HartAdapter implements HartPort {
+  private handler?: (hart: HartPort) => boolean;
+
+  constructor(readonly hart: Hart) {}
+
+  get hartId(): number {
+    return this.hart.hartId;
+  }
+  get pc(): number {
+    return this.hart.pc;
+  }
+  set pc(v: number) {
+    this.hart.pc = v;
+  }
+  get waiting(): boolean {
+    return this.hart.waiting;
+  }
+  get instret(): number {
+    return this.hart.instret;
+  }
+  get stimecmp(): number {
+    return this.hart.stimecmp;
+  }
+  set stimecmp(v: number) {
+    if (!Number.isFinite(v) || v >= 2 ** 64) this.hart.writeCsr(C.CSR_STIMECMP, -1, -1);
+    else this.hart.writeCsr(C.CSR_STIMECMP, v % TWO32 | 0, Math.floor(v / TWO32) | 0);
+  }
+  get ecallHandler(): ((hart: HartPort) => boolean) | undefined {
+    return this.handler;
+  }
+  set ecallHandler(fn: ((hart: HartPort) => boolean) | undefined) {
+    this.handler = fn;
+    this.hart.ecallHandler = fn ? () => fn(this) : undefined;
+  }
+
+  run(budget: number): number {
+    return this.hart.run(budget);
+  }
+  requestExit(): void {
+    this.hart.requestExit();
+  }
+  reset(pc: number): void {
+    this.hart.reset(pc);
+  }
+  getX(i: number): { lo: number; hi: number } {
+    return { lo: this.hart.getXLo(i) >>> 0, hi: this.hart.getXHi(i) >>> 0 };
+  }
+  setX(i: number, value: number): void {
+    this.hart.setX(i, value);
+  }
+  setPending(mipBit: number, level: boolean): void {
+    if (mipBit === MIP_SSIP || (mipBit === MIP_STIP && !this.hart.sstcEnabled)) {
+      // Software-writable bits: the guest clears them through sip, so they live in the software half of mip.
+      const bit = 1 << mipBit;
+      const sw = this.hart.mipSw;
+      this.hart.writeCsr(C.CSR_MIP, level ? sw | bit : sw & ~bit, 0);
+      return;
+    }
+    if (mipBit === MIP_STIP) return; // with Sstc, STIP follows stimecmp
+    this.hart.setPending(mipBit, level);
+  }
+  flushTlb(): void {
+    this.hart.flushTlb();
+  }
+  flushDecodeCache(): void {
+    this.hart.flushDecodeCache();
+  }
+
+  enterSupervisor(pc: number): void {
+    const h = this.hart;
+    h.writeCsr(C.CSR_MEDELEG, MEDELEG_ALL_BUT_SBI, 0);
+    h.writeCsr(C.CSR_MIDELEG, MIDELEG_S, 0);
+    h.writeCsr(C.CSR_MCOUNTEREN, -1, 0);
+    h.writeCsr(C.CSR_MENVCFG, 0, C.MENVCFG_HI_STCE);
+    h.priv = C.PRV_S;
+    // FS = Initial so the kernel may use the FPU; SIE = 0 as the SBI spec requires at entry.
+    h.writeCsr(C.CSR_MSTATUS, (C.FS_INITIAL << C.MSTATUS_FS_SHIFT) | (C.PRV_S << C.MSTATUS_MPP_SHIFT), 0);
+    h.pc = pc;
+  }
+}
+
+export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
+  return new HartAdapter(new Hart(bus, opts));
+}
