@@ -1,0 +1,179 @@
+/**
+ * CPU benchmark: integer-, memory- and FP-heavy bare-metal loops, run on the typevisor hart and on
+ * qemu-system-riscv64 (-M virt -bios none) in the same run. Prints guest MIPS, wall times and the ratio.
+ *
+ *   npx tsx bench/cpu/index.ts [--interp-only] [--scale N]
+ *
+ * The programs power off through the sifive,test syscon at 0x100000 (0x5555), which both machines implement.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { parseElf } from '../../src/machine/loaders/elf.js';
+import { GuestRam } from '../../src/machine/memory.js';
+import { Hart } from '../../src/riscv/hart.js';
+import { buildElfFile } from '../../test/riscv/harness.js';
+import { readFileSync } from 'node:fs';
+
+const scaleArg = process.argv.indexOf('--scale');
+const SCALE = scaleArg > 0 ? Number(process.argv[scaleArg + 1]) : 1;
+
+const PRELUDE = `
+.option norelax
+.globl _start
+.text
+_start:
+  li t0, (1 << 13)
+  csrs mstatus, t0
+  la sp, stack_top
+  j main
+poweroff:
+  li t0, 0x100000
+  li t1, 0x5555
+  sw t1, 0(t0)
+1: j 1b
+`;
+const EPILOGUE = `
+.bss
+.align 12
+buffer: .skip 65536
+stack: .skip 4096
+stack_top:
+`;
+
+export const PROGRAMS: Record<string, string> = {
+  integer: `
+main:
+  li a0, 0
+  li a1, ${20_000_000 * SCALE}
+  li a2, 0x9e3779b97f4a7c15
+1:
+  add a0, a0, a2
+  xor a3, a0, a1
+  slli a4, a3, 7
+  srli a5, a3, 9
+  or a4, a4, a5
+  sub a0, a0, a4
+  addi a1, a1, -1
+  bnez a1, 1b
+  j poweroff
+`,
+  memory: `
+main:
+  li s0, ${400 * SCALE}
+2:
+  la a0, buffer
+  li a1, 8192
+  li a2, 0
+1:
+  ld a3, 0(a0)
+  add a2, a2, a3
+  addi a3, a3, 1
+  sd a3, 0(a0)
+  lw a4, 4(a0)
+  add a2, a2, a4
+  addi a0, a0, 8
+  addi a1, a1, -1
+  bnez a1, 1b
+  addi s0, s0, -1
+  bnez s0, 2b
+  j poweroff
+`,
+  fp: `
+main:
+  li a1, ${10_000_000 * SCALE}
+  li t0, 0x3ff0000000000000
+  fmv.d.x fa0, t0
+  li t0, 0x3ff0000010000000
+  fmv.d.x fa1, t0
+  fmv.d.x fa2, zero
+1:
+  fmadd.d fa2, fa0, fa1, fa2
+  fmul.d fa0, fa0, fa1
+  fadd.d fa3, fa2, fa0
+  fsub.d fa2, fa3, fa1
+  addi a1, a1, -1
+  bnez a1, 1b
+  j poweroff
+`,
+};
+
+interface Result {
+  instructions: number;
+  wallMs: number;
+  cpuMs: number;
+}
+
+function runOnHart(elfBytes: Uint8Array): Result {
+  const ram = new GuestRam(64 << 20);
+  let off = false;
+  let hart: Hart | undefined;
+  const bus = ram.asBus({
+    mmioRead: () => undefined,
+    mmioWrite: (pa, _size, value) => {
+      if (pa === 0x100000 && value === 0x5555) {
+        off = true;
+        hart!.requestExit();
+        return true;
+      }
+      return false;
+    },
+  });
+  hart = new Hart(bus, { hartId: 0, readTime: () => 0 });
+  const elf = parseElf(elfBytes);
+  for (const s of elf.segments) ram.write(s.paddr, s.data);
+  hart.reset(elf.entry);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let n = 0;
+  while (!off) n += hart.run(10_000_000);
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { instructions: n, wallMs, cpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+function runOnQemu(elfPath: string): { wallMs: number } | undefined {
+  const t0 = performance.now();
+  const r = spawnSync('qemu-system-riscv64', ['-M', 'virt', '-bios', 'none', '-kernel', elfPath, '-nographic', '-m', '128M'], {
+    timeout: 120_000,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  if (r.status !== 0) {
+    console.error(`qemu failed: ${r.stderr?.toString() ?? r.error}`);
+    return undefined;
+  }
+  return { wallMs: performance.now() - t0 };
+}
+
+function qemuStartupMs(): number {
+  // The same harness with an empty program: QEMU's fixed start/exit cost, reported separately.
+  const path = buildElfFile(PRELUDE + 'main:\n  j poweroff\n' + EPILOGUE);
+  return runOnQemu(path)?.wallMs ?? 0;
+}
+
+function main(): void {
+  try {
+    execFileSync('qemu-system-riscv64', ['--version']);
+  } catch {
+    console.error('qemu-system-riscv64 not found');
+  }
+  const startup = qemuStartupMs();
+  console.log(`qemu-system-riscv64 start+exit overhead: ${startup.toFixed(0)} ms (subtracted in "qemu net")`);
+  console.log('loop       guest insns   typevisor wall  (MIPS)   cpu-time MIPS   qemu wall  qemu net  (MIPS)   qemu/typevisor');
+  for (const [name, body] of Object.entries(PROGRAMS)) {
+    const path = buildElfFile(PRELUDE + body + EPILOGUE);
+    const bytes = readFileSync(path);
+    runOnHart(bytes); // warm-up (JIT tiers)
+    const r = runOnHart(bytes);
+    const q = runOnQemu(path);
+    const mips = r.instructions / r.wallMs / 1000;
+    const cpuMips = r.instructions / r.cpuMs / 1000;
+    const qnet = q ? Math.max(1, q.wallMs - startup) : NaN;
+    const qmips = r.instructions / qnet / 1000;
+    console.log(
+      `${name.padEnd(9)} ${String(r.instructions).padStart(12)}   ${r.wallMs.toFixed(0).padStart(9)} ms (${mips.toFixed(1).padStart(6)})   ${cpuMips
+        .toFixed(1)
+        .padStart(8)}      ${q ? q.wallMs.toFixed(0).padStart(6) : '   n/a'} ms ${qnet.toFixed(0).padStart(6)} ms (${qmips.toFixed(0).padStart(6)})   ${(r.wallMs / qnet).toFixed(1)}x`,
+    );
+  }
+}
+
+main();
