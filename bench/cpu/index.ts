@@ -105,19 +105,20 @@ interface Result {
 function runOnHart(elfBytes: Uint8Array): Result {
   const ram = new GuestRam(64 << 20);
   let off = false;
-  let hart: Hart | undefined;
+  const ref: { hart?: Hart } = {};
   const bus = ram.asBus({
     mmioRead: () => undefined,
     mmioWrite: (pa, _size, value) => {
       if (pa === 0x100000 && value === 0x5555) {
         off = true;
-        hart!.requestExit();
+        ref.hart!.requestExit();
         return true;
       }
       return false;
     },
   });
-  hart = new Hart(bus, { hartId: 0, readTime: () => 0 });
+  const hart = new Hart(bus, { hartId: 0, readTime: () => 0 });
+  ref.hart = hart;
   const elf = parseElf(elfBytes);
   for (const s of elf.segments) ram.write(s.paddr, s.data);
   hart.reset(elf.entry);
