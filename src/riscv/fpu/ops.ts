@@ -4,7 +4,7 @@
  * for the RISC-V rounding mode and accrues fflags. NaN results are always the canonical NaN.
  */
 import { FpState, FpExec, FpOpTable, FFLAG_NV, FFLAG_DZ, FFLAG_NX, RM_RDN, RM_RMM } from './state.js';
-import { errTerm, finishDouble, halfGap, roundToSingle, twoProduct, twoSum } from './round.js';
+import { errTerm, finishDouble, halfGap, roundToSingle, truncatesMagnitude, twoProduct, twoSum } from './round.js';
 import { exactAdd, exactDiv, exactMul, exactOf, exactSqrt, roundExactToDouble } from './slow.js';
 
 const CANON_NAN_S = 0x7fc00000; // canonical single NaN
@@ -96,7 +96,7 @@ function tieForRmm(r: number, e: number, rm: number): boolean {
 
 const TWO_M968 = 2 ** -968; // below this a product's error term may not be representable
 const TWO_995 = 2 ** 995; // from here Veltkamp splitting may overflow
-const TWO_1020 = 2 ** 1020;
+const TWO_1020 = 2 ** 1020; // products near the overflow threshold: partial products of the split may overflow
 const TWO_M1021 = 2 ** -1021; // results below this may be tiny: left to the exact slow path
 
 // ---- binary32: operands are exact in binary64, so one binary64 operation plus its error sign suffices ----
@@ -158,8 +158,9 @@ function addD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: b
   const r = twoSum(a, b);
   if (r !== r) return invalidD(fs, rd);
   if (r - r !== 0) {
-    if (a - a === 0 && b - b === 0) finishDouble(fs, rd, r, 1, false, rm); // overflow
-    else fs.f64[rd] = r;
+    if (a - a !== 0 || b - b !== 0) fs.f64[rd] = r;
+    else if (truncatesMagnitude(rm, r < 0)) roundExactToDouble(fs, rd, exactAdd(exactOf(a), exactOf(b)), rm);
+    else finishDouble(fs, rd, r, 1, false, rm); // overflow
     return;
   }
   if (r === 0) {
@@ -176,8 +177,9 @@ function mulD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: b
   const r = a * b;
   if (r !== r) return invalidD(fs, rd);
   if (r - r !== 0) {
-    if (a - a === 0 && b - b === 0) finishDouble(fs, rd, r, 1, false, rm);
-    else fs.f64[rd] = r;
+    if (a - a !== 0 || b - b !== 0) fs.f64[rd] = r;
+    else if (truncatesMagnitude(rm, r < 0)) roundExactToDouble(fs, rd, exactMul(exactOf(a), exactOf(b)), rm);
+    else finishDouble(fs, rd, r, 1, false, rm); // overflow
     return;
   }
   if (a === 0 || b === 0) {
@@ -185,7 +187,7 @@ function mulD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: b
     return;
   }
   const ar = Math.abs(r);
-  if (ar >= TWO_M968 && Math.abs(a) < TWO_995 && Math.abs(b) < TWO_995) {
+  if (ar >= TWO_M968 && ar < TWO_1020 && Math.abs(a) < TWO_995 && Math.abs(b) < TWO_995) {
     twoProduct(a, b);
     const e = errTerm;
     finishDouble(fs, rd, r, sign(e), tieForRmm(r, e, rm), rm);
@@ -203,9 +205,14 @@ function divD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: b
     fs.f64[rd] = r;
     return;
   }
-  if (r - r !== 0) return finishDouble(fs, rd, r, 1, false, rm); // overflow
+  if (r - r !== 0) {
+    if (truncatesMagnitude(rm, r < 0)) roundExactToDouble(fs, rd, exactDiv(exactOf(a), exactOf(b)), rm);
+    else finishDouble(fs, rd, r, 1, false, rm); // overflow
+    return;
+  }
   const ar = Math.abs(r);
-  if (ar >= TWO_M968 && ar < TWO_995 && Math.abs(b) < TWO_995 && Math.abs(a) >= TWO_M968) {
+  const aa = Math.abs(a);
+  if (ar >= TWO_M968 && ar < TWO_995 && Math.abs(b) < TWO_995 && aa >= TWO_M968 && aa < TWO_1020) {
     const p = twoProduct(r, b);
     const rem = a - p - errTerm; // a - p is exact (Sterbenz), so rem has the sign of a - r*b
     // A quotient of normal doubles is never exactly halfway between two doubles: no ties.
@@ -386,12 +393,10 @@ function cmp(fs: FpState, x: Int32Array, rd: number, a: number, b: number, snan:
   return true;
 }
 function cmpS(kind: number): FpExec {
-  return (fs, x, rd, rs1, rs2) =>
-    cmp(fs, x, rd, readS(fs, rs1), readS(fs, rs2), isSnanS(fs, rs1) || isSnanS(fs, rs2), kind);
+  return (fs, x, rd, rs1, rs2) => cmp(fs, x, rd, readS(fs, rs1), readS(fs, rs2), isSnanS(fs, rs1) || isSnanS(fs, rs2), kind);
 }
 function cmpD(kind: number): FpExec {
-  return (fs, x, rd, rs1, rs2) =>
-    cmp(fs, x, rd, fs.f64[rs1], fs.f64[rs2], isSnanD(fs, rs1) || isSnanD(fs, rs2), kind);
+  return (fs, x, rd, rs1, rs2) => cmp(fs, x, rd, fs.f64[rs1], fs.f64[rs2], isSnanD(fs, rs1) || isSnanD(fs, rs2), kind);
 }
 
 function classify(neg: boolean, expAllOnes: boolean, expZero: boolean, fracZero: boolean, quietBit: boolean): number {
@@ -619,4 +624,3 @@ export const FP_OPS: FpOpTable = {
     return true;
   },
 };
-

@@ -148,7 +148,8 @@ function isOdd(r: number): boolean {
 /**
  * Finishes a binary64 result. r is the round-to-nearest result of the exact value (r = ±Infinity when that
  * overflowed), dsign the sign of exact - r, and tie says the exact value lies exactly halfway between r and its
- * neighbour in the direction of dsign. The caller guarantees |r| >= 2^-1021 (no underflow) when inexact.
+ * neighbour in the direction of dsign. The caller guarantees |r| >= 2^-1021 (no underflow) when inexact, and
+ * passes r = ±Infinity only for modes that do not truncate.
  */
 export function finishDouble(fs: FpState, rd: number, r: number, dsign: number, tie: boolean, rm: number): void {
   if (dsign === 0 && r - r === 0) {
@@ -157,7 +158,8 @@ export function finishDouble(fs: FpState, rd: number, r: number, dsign: number, 
   }
   const neg = r < 0;
   if (r - r !== 0) {
-    // Round-to-nearest overflowed, so the exact value is beyond the largest finite number in every mode.
+    // Round-to-nearest overflowed: the exact value is at least MAX + half an ulp, so every mode that does not
+    // truncate overflows to infinity. (Truncating modes overflow only from 2^1024 up: callers decide those exactly.)
     fs.fflags |= FFLAG_OF | FFLAG_NX;
     fs.f64[rd] = truncatesMagnitude(rm, neg) ? (neg ? -Number.MAX_VALUE : Number.MAX_VALUE) : r;
     return;

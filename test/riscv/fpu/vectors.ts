@@ -58,7 +58,7 @@ export class Gen {
     const r = this.int(4);
     if (r === 0) return 0n;
     if (r === 1) return this.u64() & full;
-    if (r === 2) return (this.u64() & full) >> BigInt(this.int(bits)) << BigInt(this.int(bits)) & full;
+    if (r === 2) return (((this.u64() & full) >> BigInt(this.int(bits))) << BigInt(this.int(bits))) & full;
     // near all-ones or near zero: off by a few ulps
     const k = BigInt(this.int(8));
     return this.int(2) ? full - k : k;
@@ -72,10 +72,13 @@ export class Gen {
     if (cls === 0) return sign; // ±0
     if (cls === 1) return sign | (0x7ffn << 52n); // ±inf
     if (cls === 2) return sign | (0x7ff8n << 48n) | (this.u64() & ((1n << 51n) - 1n)); // qNaN
-    if (cls === 3) return sign | (0x7ffn << 52n) | ((this.u64() & ((1n << 51n) - 1n)) || 1n); // sNaN
-    if (cls === 4) exp = 0; // subnormal
-    else if (cls === 5) exp = 1 + this.int(60); // small normals
-    else if (cls === 6) exp = 0x7fe - this.int(60); // near overflow
+    if (cls === 3) return sign | (0x7ffn << 52n) | (this.u64() & ((1n << 51n) - 1n) || 1n); // sNaN
+    if (cls === 4)
+      exp = 0; // subnormal
+    else if (cls === 5)
+      exp = 1 + this.int(60); // small normals
+    else if (cls === 6)
+      exp = 0x7fe - this.int(60); // near overflow
     else if (cls === 7) exp = 1 + this.int(0x7fe);
     else if (cls === 8) return sign | bitsOfDouble(this.intLike());
     else exp = 1023 - 40 + this.int(80);
@@ -156,6 +159,35 @@ export class Gen {
     return BigInt.asUintN(64, bitsOfDouble(this.int(2) ? -p : p) + BigInt(this.int(5) - 2));
   }
 
+  /** Replaces the exponent of a finite non-zero pattern with `unbiased` (clamped to the normal range). */
+  private withExponent(bits: bigint, unbiased: number, single: boolean): bigint {
+    if (single) {
+      const e = Math.max(1, Math.min(254, unbiased + 127));
+      const lo = Number(bits & 0xffffffffn);
+      return (bits & ~0xffffffffn) | BigInt(((lo & 0x807fffff) | (e << 23)) >>> 0);
+    }
+    const e = BigInt(Math.max(1, Math.min(2046, unbiased + 1023)));
+    return (bits & ~(0x7ffn << 52n)) | (e << 52n);
+  }
+  private exponentOf(bits: bigint, single: boolean): number {
+    return single ? Number((bits >> 23n) & 0xffn) - 127 : Number((bits >> 52n) & 0x7ffn) - 1023;
+  }
+
+  /**
+   * Operands whose product or quotient lands near the underflow threshold, the subnormal range or the overflow
+   * threshold, where tininess, UF/OF and mode-dependent overflow results are decided.
+   */
+  private nearRangeEnds(op: OpSpec, a: bigint, b: bigint): bigint {
+    const single = op.single;
+    const emin = single ? -126 : -1022;
+    const emax = single ? 127 : 1023;
+    const mant = single ? 23 : 52;
+    const target = this.int(2) ? emin - this.int(mant + 4) + 2 : emax - 1 + this.int(3);
+    const ea = this.exponentOf(a, single);
+    const isDiv = op.m.startsWith('fdiv');
+    return this.withExponent(b, isDiv ? ea - target : target - ea, single);
+  }
+
   vector(opIndex: number, op: OpSpec): Vector {
     const k = this.int(6);
     const rm = op.rm ? (k === 5 ? 7 : k) : 0;
@@ -172,7 +204,21 @@ export class Gen {
       a = operand();
       b = this.int(3) === 0 ? this.related(a, op.single) : operand();
       c = operand();
+      const scalesRange = /^(fmul|fdiv|fmadd|fmsub|fnmsub|fnmadd)/.test(op.m);
+      const finite = (v: bigint): boolean =>
+        op.single
+          ? ((v >> 23n) & 0xffn) !== 0xffn && (v & 0x7fffffffn) !== 0n
+          : ((v >> 52n) & 0x7ffn) !== 0x7ffn && ((v << 1n) & M64) !== 0n;
+      if (scalesRange && this.int(4) === 0 && finite(a) && finite(b)) {
+        b = this.nearRangeEnds(op, a, b);
+        if (op.shape === 'FFFF' && this.int(2))
+          c = this.withExponent(c, this.exponentOf(a, op.single) + this.exponentOf(b, op.single) - this.int(60), op.single);
+      }
       if (op.shape === 'FFFF' && this.int(3) === 0) c = this.fmaAddend(a, b, op.single);
+      if (op.m === 'fcvt_s_d' && this.int(3) === 0 && finite(a)) {
+        const ends = [-126, -149, -150, 127, 128, -127];
+        a = this.withExponent(a, ends[this.int(ends.length)] - this.int(3) + 1, false);
+      }
     }
     return { op: opIndex, rm, frm, a, b, c };
   }
