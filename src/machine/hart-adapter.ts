@@ -46,6 +46,9 @@ export class HartAdapter implements HartPort {
   get waiting(): boolean {
     return this.hart.waiting;
   }
+  hasPendingInterrupt(): boolean {
+    return (this.hart.mip & this.hart.mie) !== 0;
+  }
   get instret(): number {
     return this.hart.instret;
   }

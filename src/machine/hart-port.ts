@@ -11,6 +11,8 @@ export interface HartPort {
   pc: number;
   /** In WFI with nothing pending: the run loop skips it until an interrupt is pending. */
   readonly waiting: boolean;
+  /** An enabled interrupt is pending (mip & mie != 0): a waiting hart must run to wake up. */
+  hasPendingInterrupt(): boolean;
   /** Retired instructions since reset. */
   readonly instret: number;
   /** Sstc stimecmp as a number (≥ 2^53 means "never"). */

@@ -306,8 +306,8 @@ export class Machine {
         for (let h = 0; h < this.harts.length; h++) {
           if (!this.running[h]) continue;
           const hart = this.harts[h]!;
-          // A hart in WFI only needs to run once its Sstc deadline has passed (other wake-ups clear `waiting`).
-          if (hart.waiting && now < hart.stimecmp) continue;
+          // A hart in WFI runs again once an interrupt is pending or its Sstc deadline has passed.
+          if (hart.waiting && now < hart.stimecmp && !hart.hasPendingInterrupt()) continue;
           this.currentHart = h;
           hart.run(this.budget);
           ran = true;

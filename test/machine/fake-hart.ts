@@ -18,6 +18,9 @@ export class FakeHart implements HartPort {
 
   constructor(readonly hartId: number) {}
 
+  hasPendingInterrupt(): boolean {
+    return this.pending.size > 0;
+  }
   run(budget: number): number {
     const n = this.onRun ? this.onRun(this, budget) : budget;
     this.instret += n;
