@@ -193,7 +193,9 @@ for (const [sfx, fmt, ext] of [['s', 0, 'F'], ['d', 1, 'D']] as const) {
   const ints = [['w', 0], ['wu', 1], ['l', 2], ['lu', 3]] as const;
   for (const [it, r2] of ints) {
     add(`fcvt.${it}.${sfx}`, ext, 'FR1', m(0x53, 0, f7(0x18)) | (r2 << 20), OPC | F7 | RS2F, ['rd', 'fs1', 'rm']);
-    add(`fcvt.${sfx}.${it}`, ext, 'FR1', m(0x53, 0, f7(0x1a)) | (r2 << 20), OPC | F7 | RS2F, ['fd', 'rs1', 'rm']);
+    // int → double is exact for 32-bit sources, so the assembler and objdump take no rounding mode there.
+    const exact = sfx === 'd' && (it === 'w' || it === 'wu');
+    add(`fcvt.${sfx}.${it}`, ext, 'FR1', m(0x53, 0, f7(0x1a)) | (r2 << 20), OPC | F7 | RS2F, exact ? ['fd', 'rs1'] : ['fd', 'rs1', 'rm']);
   }
   const mvx = sfx === 's' ? 'w' : 'd';
   add(`fmv.x.${mvx}`, ext, 'FR1', m(0x53, 0, f7(0x1c)), OPC | F3 | F7 | RS2F, ['rd', 'fs1']);
@@ -201,7 +203,7 @@ for (const [sfx, fmt, ext] of [['s', 0, 'F'], ['d', 1, 'D']] as const) {
   add(`fmv.${mvx}.x`, ext, 'FR1', m(0x53, 0, f7(0x1e)), OPC | F3 | F7 | RS2F, ['fd', 'rs1']);
 }
 add('fcvt.s.d', 'D', 'FR1', m(0x53, 0, 0x20) | (1 << 20), OPC | F7 | RS2F, ['fd', 'fs1', 'rm']);
-add('fcvt.d.s', 'D', 'FR1', m(0x53, 0, 0x21), OPC | F7 | RS2F, ['fd', 'fs1', 'rm']);
+add('fcvt.d.s', 'D', 'FR1', m(0x53, 0, 0x21), OPC | F7 | RS2F, ['fd', 'fs1']); // exact: no rm operand
 
 // RV64C. Quadrant 0
 cadd('c.addi4spn', 'CIW_ADDI4SPN', 0x0000, 0xe003, ['rd', 'rs1', 'uimm'], 'addi');

@@ -1,7 +1,7 @@
 /** Runs a Linux-user-style static ELF on qemu-riscv64 and on the hart (S-mode, bare, write/exit shim). */
 import { execFileSync } from 'node:child_process';
 import { parseElf } from '../../src/machine/loaders/elf.js';
-import { PRV_S } from '../../src/riscv/hart.js';
+import { CSR_MSTATUS, PRV_S } from '../../src/riscv/hart.js';
 import { loadElf, makeMachine } from './harness.js';
 
 export const QEMU_CPU = 'rv64,zba=true,zbb=true,zbs=true';
@@ -23,6 +23,7 @@ export function runOnHart(elfBytes: Uint8Array, opts: HartRunOptions = {}): Uint
   const out: Uint8Array[] = [];
   let exited = false;
   m.hart.priv = PRV_S;
+  m.hart.writeCsr(CSR_MSTATUS, 1 << 13, 0); // FS = Initial, as Linux starts a user process
   (m.hart as unknown as { updateContext(): void }).updateContext();
   m.hart.ecallHandler = (h) => {
     const nr = h.getX(17);
