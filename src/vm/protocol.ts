@@ -53,6 +53,8 @@ export interface WorkerInit {
   /** Module exporting `createRuntime` (see runtime.ts); absolute path or file URL. */
   runtimeModule: string;
   consolePort: MessagePort;
+  /** Scheduling niceness of the VM's thread (Linux), above the daemon's so the control plane wins. */
+  nice?: number;
 }
 
 /** Console port messages: Uint8Array chunks in both directions. */

@@ -35,6 +35,8 @@ export interface WorkerEngineOptions {
   runtimeModule?: string;
   /** V8 heap limits per VM worker. Guest RAM lives in ArrayBuffers outside these limits. */
   resourceLimits?: ResourceLimits;
+  /** Niceness of VM threads (default 10: below the daemon's thread). */
+  nice?: number;
   /** How long a control request may take before the worker is considered wedged. */
   requestTimeoutMs?: number;
 }
@@ -88,7 +90,7 @@ class WorkerVm implements EngineVm {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
-    const init: WorkerInit = { config: this.config, runtimeModule: this.runtimeModule, consolePort: channel.port2 };
+    const init: WorkerInit = { config: this.config, runtimeModule: this.runtimeModule, consolePort: channel.port2, nice: this.options.nice ?? 10 };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
       workerData: init,

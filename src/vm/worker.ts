@@ -5,12 +5,29 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
 const port = parentPort;
 const init = workerData as WorkerInit;
+
+/**
+ * Guest threads run at a lower scheduling priority than the daemon's thread, so the control plane (API, other
+ * VMs' control messages) stays responsive when guests saturate the host's cores. On Linux setpriority() takes a
+ * thread id and affects only that thread; elsewhere this is skipped.
+ */
+function lowerThreadPriority(nice: number): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+  } catch {
+    /* not Linux, or not permitted: run at the default priority */
+  }
+}
+if (init.nice !== undefined) lowerThreadPriority(init.nice);
 
 let runtime: GuestRuntime | undefined;
 let createRuntime: CreateRuntime | undefined;

@@ -25,8 +25,9 @@ With --timeout, detach after that many seconds.`,
         if (done) return;
         done = true;
         if (stdin.isTTY) stdin.setRawMode(false);
-        stdin.pause();
         stdin.removeAllListeners('data');
+        // A piped stdin keeps the process alive even when paused; this verb is done with it.
+        stdin.destroy();
         if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close();
         process.stderr.write(`\r\n[detached from ${name}]\r\n`);
         resolve(code);
