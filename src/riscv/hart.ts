@@ -124,7 +124,7 @@ const TLB_BITS = 11;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
 /** Flushes everything once the decode cache holds this many pages (16 KiB each). */
-const DECODE_CACHE_LIMIT = 4096;
+const DECODE_CACHE_LIMIT = 2048;
 
 const ACC_FETCH = 0;
 const ACC_LOAD = 1;
@@ -139,12 +139,26 @@ const TRAP = { trap: true };
 class DecodedPage {
   /** Two words per halfword slot, plus the PAGE_END sentinel slot. */
   readonly code = new Int32Array((PAGE_SLOTS + 2) * 2);
+  /** The page's memory, and a copy of the halfwords the decoded slots came from (checked after fence.i). */
+  readonly live: Uint16Array | null;
+  readonly snap = new Uint16Array(PAGE_SLOTS);
   constructor(
     readonly ppn: number,
     readonly view: DataView | null,
     readonly viewOffset: number,
+    /** The hart's code epoch this page was last known to match memory in. */
+    public epoch: number,
   ) {
     this.code[PAGE_SLOTS * 2] = Op.PAGE_END;
+    this.live = view ? new Uint16Array(view.buffer, view.byteOffset + viewOffset, PAGE_SLOTS) : null;
+    if (this.live) this.snap.set(this.live);
+  }
+  /** True when memory still holds the bytes every decoded slot was decoded from. */
+  unchanged(): boolean {
+    const a = this.live!;
+    const b = this.snap;
+    for (let i = 0; i < PAGE_SLOTS; i++) if (a[i] !== b[i]) return false;
+    return true;
   }
 }
 
@@ -232,7 +246,11 @@ export class Hart {
   private decodeCache = new Map<number, DecodedPage>();
   /** One byte per RAM page: 1 when the page has a decoded-code entry (stores to it go the slow way). */
   private readonly codePages: Uint8Array;
-  private readonly scratch = new DecodedPage(-1, null, 0);
+  private readonly scratch = new DecodedPage(-1, null, 0, 0);
+  /** Bumped by fence.i: decoded pages from an older epoch are re-validated against memory before use. */
+  private codeEpoch = 0;
+  /** Folded into TLB tags: sfence.vma/satp/PMP changes bump it instead of clearing the tables. */
+  private tlbGen = 0;
   private readonly chunkMask: number;
 
   // ---- run-loop state ----
@@ -258,7 +276,8 @@ export class Hart {
     this.storeView = new Array<DataView>(TLB_SIZE).fill(dummy);
     this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
     this.chunkMask = 2 ** bus.chunkShift - 1;
-    bus.onRamRemap(() => this.flushDecodeCache());
+    // A chunk's backing changed: TLB entries and decoded pages may point at the old (zero) buffer.
+    bus.onRamRemap(() => this.dropDecodeCache());
     this.reset(bus.ramBase);
   }
 
@@ -285,7 +304,7 @@ export class Hart {
     this.resValid = false;
     this.pcValue = pc;
     this.updateContext();
-    this.flushDecodeCache();
+    this.dropDecodeCache();
   }
 
   get pc(): number {
@@ -347,15 +366,29 @@ export class Hart {
     return this.mipHw | this.mipSw;
   }
 
+  /** sfence.vma semantics: forget every translation (O(1): a new tag generation). */
   flushTlb(): void {
+    if (++this.tlbGen > 255) {
+      this.tlbGen = 0;
+      this.clearTlbTables();
+    }
+    this.updateContext();
+  }
+  /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
+  flushDecodeCache(): void {
+    this.codeEpoch++;
+    this.fetchTag.fill(NaN);
+  }
+  private clearTlbTables(): void {
     this.fetchTag.fill(NaN);
     this.loadTag.fill(NaN);
     this.storeTag.fill(NaN);
   }
-  flushDecodeCache(): void {
+  /** Drops every decoded page and TLB entry (RAM backing changed, or the cache is full). */
+  private dropDecodeCache(): void {
     for (const p of this.decodeCache.values()) if (p.ppn >= 0 && p.ppn < this.codePages.length) this.codePages[p.ppn] = 0;
     this.decodeCache = new Map();
-    this.flushTlb();
+    this.clearTlbTables();
   }
 
   // ---- interrupts ----
@@ -832,11 +865,18 @@ export class Hart {
     if (rel < 0 || rel >= this.bus.ramSize) this.raise(C.CAUSE_FETCH_ACCESS, va);
     const ppn = Math.floor(rel / 4096);
     let page = this.decodeCache.get(ppn);
-    if (page) return page;
-    if (this.decodeCache.size >= DECODE_CACHE_LIMIT) this.flushDecodeCache();
+    if (page) {
+      if (page.epoch === this.codeEpoch) return page;
+      if (page.unchanged()) {
+        page.epoch = this.codeEpoch;
+        return page;
+      }
+      this.decodeCache.delete(ppn);
+    }
+    if (this.decodeCache.size >= DECODE_CACHE_LIMIT) this.dropDecodeCache();
     const view = this.bus.ramChunk(pa, false);
     if (!view) this.raise(C.CAUSE_FETCH_ACCESS, va);
-    page = new DecodedPage(ppn, view, (rel - (rel & 0xfff)) & this.chunkMask);
+    page = new DecodedPage(ppn, view, (rel - (rel & 0xfff)) & this.chunkMask, this.codeEpoch);
     this.decodeCache.set(ppn, page);
     this.codePages[ppn] = 1;
     // Stores to this page must now take the slow path, which invalidates the decoded copy.
@@ -846,15 +886,18 @@ export class Hart {
 
   /** Fills one slot of a decoded page from RAM. */
   private decodeSlot(page: DecodedPage, slot: number): void {
-    const view = page.view!;
-    const lowHalf = view.getUint16(page.viewOffset + slot * 2, true);
+    const live = page.live!;
+    const lowHalf = live[slot]!;
+    page.snap[slot] = lowHalf;
     let insn = lowHalf;
     if ((lowHalf & 3) === 3) {
       if (slot === PAGE_SLOTS - 1) {
         page.code[slot * 2] = Op.CROSS;
         return;
       }
-      insn = (lowHalf | (view.getUint16(page.viewOffset + slot * 2 + 2, true) << 16)) | 0;
+      const highHalf = live[slot + 1]!;
+      page.snap[slot + 1] = highHalf;
+      insn = (lowHalf | (highHalf << 16)) | 0;
     }
     packDecoded(page.code, slot, insn);
   }
@@ -939,8 +982,8 @@ export class Hart {
     const mprv = this.priv === C.PRV_M && (st & C.MSTATUS_MPRV) !== 0;
     this.dataPriv = mprv ? (st & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT : this.priv;
     const sumMxr = ((st & C.MSTATUS_SUM) !== 0 ? 4 : 0) | ((st & C.MSTATUS_MXR) !== 0 ? 8 : 0);
-    this.dataCtx = this.dataPriv | sumMxr;
-    this.fetchCtx = this.priv;
+    this.dataCtx = this.dataPriv | sumMxr | (this.tlbGen << 4);
+    this.fetchCtx = this.priv | (this.tlbGen << 4);
   }
 
   private writeSatp(lo: number, hi: number): void {

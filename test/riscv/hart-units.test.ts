@@ -191,6 +191,20 @@ describe('instruction classes', () => {
     `).run().expectReg('a0', 42);
   });
 
+  test('code changed behind the hart (DMA) runs after flushDecodeCache (remote fence.i)', () => {
+    const t = cpu('.option norvc\npatch: addi a0, zero, 1\n.option rvc').run();
+    t.expectReg('a0', 1);
+    t.m.ram.writeU32(t.sym('patch'), 0x02a00513); // addi a0, zero, 42
+    t.hart.flushDecodeCache();
+    t.hart.pc = t.sym('_start');
+    t.run().expectReg('a0', 42);
+    // Unchanged pages survive the flush (re-validated, not re-decoded) and still run correctly.
+    t.hart.flushDecodeCache();
+    t.hart.pc = t.sym('_start');
+    t.hart.setX(10, 0);
+    t.run().expectReg('a0', 42);
+  });
+
   test('FP loads/stores/moves and arithmetic through the decoder', () => {
     const t = cpu(`
       la a0, buf
