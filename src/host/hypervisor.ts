@@ -163,27 +163,29 @@ export class Hypervisor implements HostChannel {
       for (const [what, p] of [['kernel', spec.kernel], ['initrd', spec.initrd]] as const) if (p !== undefined) checkHostFile(what, p);
       if (spec.firmware !== 'builtin' && spec.firmware !== 'none') checkHostFile('firmware', spec.firmware);
 
+      const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
         name: spec.name,
         cpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,
         kernel: spec.kernel ?? image?.kernel,
-        initrd: spec.initrd ?? (spec.kernel ? undefined : image?.initrd),
-        append: spec.cmdline ?? (spec.kernel ? undefined : image?.cmdline),
+        // An image boots from its root filesystem overlay when it has one, else from its initrd.
+        initrd: spec.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
+        append: spec.cmdline ?? (spec.kernel ? undefined : rootFromDisk ? image?.rootCmdline : image?.cmdline),
         firmware: spec.firmware === 'builtin' ? { kind: 'builtin' } : spec.firmware === 'none' ? { kind: 'none' } : { kind: 'file', path: spec.firmware },
         disks: [],
         rng: spec.rng,
         balloon: spec.balloon,
         virtioConsole: spec.virtioConsole,
       });
-      const plannedDisks = (image?.rootfs && spec.rootDisk ? 1 : 0) + spec.disks.length;
+      const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length;
       const problems = validateVmConfig({ ...config, disks: new Array<DiskConfig>(plannedDisks).fill({ path: '', format: 'raw', readOnly: false }) });
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
 
       const dir = this.registry.createDir(spec.name);
       try {
         const disks: DiskConfig[] = [];
-        if (image?.rootfs && spec.rootDisk) {
+        if (image?.rootfs && rootFromDisk) {
           const path = join(dir, 'root.qcow2');
           await createDiskFile({ path, format: 'qcow2', backingFile: image.rootfs, backingFormat: image.rootfsFormat });
           disks.push({ path, format: 'qcow2', readOnly: false, serial: 'root' });

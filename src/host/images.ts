@@ -14,12 +14,18 @@ export interface GuestImage {
   /** Root filesystem disk image: VMs get a thin qcow2 overlay over it. */
   rootfs?: string;
   rootfsFormat: 'raw' | 'qcow2';
+  /** Command line when booting with the initrd. */
   cmdline?: string;
+  /** Command line when the root filesystem is the VM's first disk (overlay of `rootfs`). */
+  rootCmdline?: string;
   /** Console text meaning "booted". */
   bootMarker?: string;
 }
 
-type ArtifactsModule = { guestArtifacts?: () => unknown };
+/** The guests' console is the UART (as `typevisor run` boots them). */
+const DEFAULT_CMDLINE = 'console=ttyS0';
+
+type ArtifactsModule = { guestArtifacts?: () => unknown; ROOTFS_CMDLINE?: string };
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 ? v : undefined;
@@ -44,7 +50,8 @@ export function imageFromArtifacts(name: string, raw: unknown): GuestImage {
     initrd: fileOrUndefined(str(a.initramfs) ?? str(a.initrd)),
     rootfs,
     rootfsFormat,
-    cmdline: str(a.cmdline) ?? str(a.append),
+    cmdline: str(a.cmdline) ?? str(a.append) ?? DEFAULT_CMDLINE,
+    rootCmdline: str(a.rootCmdline) ?? `${DEFAULT_CMDLINE} root=/dev/vda rw`,
     bootMarker: marker,
   };
 }
@@ -64,7 +71,11 @@ export async function resolveImage(name: string, imagesDir: string): Promise<Gue
     } catch (err) {
       throw new HostError('IMAGE_NOT_FOUND', `the default image is not built: ${(err as Error).message}`);
     }
-    return imageFromArtifacts('default', raw);
+    const image = imageFromArtifacts('default', raw);
+    const rootCmdline = (raw as { rootCmdline?: unknown }).rootCmdline;
+    const rootfsCmdline = (mod as { ROOTFS_CMDLINE?: unknown }).ROOTFS_CMDLINE;
+    if (typeof rootCmdline !== 'string' && typeof rootfsCmdline === 'string') image.rootCmdline = `${DEFAULT_CMDLINE} ${rootfsCmdline}`;
+    return image;
   }
   if (!isValidVmName(name)) throw new HostError('INVALID_NAME', `image name ${JSON.stringify(name)} is not [a-z0-9-]`);
   const dir = join(imagesDir, name);

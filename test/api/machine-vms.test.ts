@@ -1,0 +1,115 @@
+/**
+ * The daemon running real machines (src/machine in worker threads) with tiny bare-metal guests:
+ * a guest that polls its UART forever (never idles) and one that writes garbage to every device register.
+ * Neither may slow the API or disturb the other VMs; pause must really stop a guest.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { ActionOutcome, VmView } from '../../src/host/actions.js';
+import { repoRoot } from '../helpers/paths.js';
+import { removeHome, startDaemonProcess, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
+
+let d: DaemonHandle;
+const elf: Record<'echo' | 'garbage', string> = { echo: '', garbage: '' };
+let toolchain = true;
+
+function build(mode: number, name: string): string {
+  const obj = join(d.home, `${name}.o`);
+  const out = join(d.home, `${name}.elf`);
+  execFileSync('riscv64-linux-gnu-as', ['-march=rv64imac_zicsr', '--defsym', `MODE=${mode}`, '-o', obj, join(repoRoot, 'test/host/fixtures/bare-guest.S')]);
+  execFileSync('riscv64-linux-gnu-ld', ['-N', '--no-warn-rwx-segments', '-Ttext=0x80000000', '-o', out, obj]);
+  return out;
+}
+
+before(async () => {
+  d = await startDaemonProcess({ runtime: 'machine' });
+  try {
+    elf.echo = build(0, 'echo');
+    elf.garbage = build(1, 'garbage');
+  } catch {
+    toolchain = false;
+  }
+});
+after(async () => {
+  await d.stop();
+  removeHome(d.home);
+});
+
+const get = (n: string) => d.client.json<VmView>('GET', `/vms/${n}`);
+const act = (n: string, a: string, body: unknown = {}) => d.client.json<ActionOutcome>('POST', `/vms/${n}/actions/${a}`, body);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('bare-metal guests: console, pause/resume, isolation from a spinning and a device-hammering guest', { timeout: 180_000 }, async (t) => {
+  if (!toolchain) return t.skip('riscv64-linux-gnu binutils not installed');
+  for (const [name, kernel] of [
+    ['echo1', elf.echo],
+    ['echo2', elf.echo],
+    ['garbage', elf.garbage],
+  ] as const) {
+    await d.client.json('POST', '/vms', { name, kernel, firmware: 'none', memoryMiB: 32 });
+  }
+  for (const n of ['echo1', 'echo2', 'garbage']) assert.equal((await act(n, 'start')).vm.state, 'running');
+  for (const [n, banner] of [
+    ['echo1', 'bare: echo guest up'],
+    ['echo2', 'bare: echo guest up'],
+    ['garbage', 'bare: garbage guest up'],
+  ] as const) {
+    await waitFor(`${n} banner`, async () => ((await d.client.text(`/vms/${n}/console.log`)).toString('latin1').includes(banner) ? true : undefined), 60_000, 200);
+  }
+
+  // The API stays fast while all three guests run flat out.
+  const times: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const t0 = performance.now();
+    await d.client.json('GET', '/vms');
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  const p99 = times[Math.floor(times.length * 0.99)]!;
+  t.diagnostic(`GET /vms with 3 busy machines: p50 ${times[100]!.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
+  assert.ok(p99 < 50, `p99 ${p99.toFixed(1)} ms`);
+
+  // A guest's console over the WebSocket, with the garbage guest hammering its devices next door.
+  const ws = d.client.websocket('/vms/echo2/console');
+  const got: Buffer[] = [];
+  ws.on('message', (b: Buffer) => got.push(b));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  ws.send('hello-from-the-host');
+  await waitFor('echo', () => (Buffer.concat(got).toString().includes('hello-from-the-host') ? true : undefined), 20_000);
+  ws.close();
+
+  // Pause: the instruction counter stops and the worker's CPU use drops; the others keep going.
+  await get('echo1');
+  await sleep(500);
+  const running = (await get('echo1')).stats!;
+  assert.ok(running.instructionsPerSecond > 0, 'a running guest retires instructions');
+  await act('echo1', 'pause');
+  await get('echo1');
+  await sleep(300);
+  const a = (await get('echo1')).stats!;
+  const other = (await get('echo2')).stats!.instret;
+  await sleep(700);
+  const b = (await get('echo1')).stats!;
+  t.diagnostic(`echo1 running: ${Math.round(running.instructionsPerSecond / 1e6)} MIPS at ${running.cpuPercent} % CPU; paused: ${b.cpuPercent} % CPU`);
+  assert.equal(b.instret, a.instret, 'a paused guest retires no instructions');
+  assert.ok(b.cpuPercent < 10, `paused worker CPU ${b.cpuPercent} %`);
+  assert.ok((await get('echo2')).stats!.instret > other, 'other guests keep running');
+  await act('echo1', 'resume');
+  await sleep(500);
+  assert.ok((await get('echo1')).stats!.instret > b.instret, 'resumed');
+
+  // No guest agent in a bare-metal program: graceful shutdown falls back to force after the timeout.
+  const down = await act('echo1', 'shutdown', { timeoutSeconds: 1 });
+  assert.equal(down.vm.state, 'stopped');
+  assert.equal(down.forced, true);
+
+  const g = await get('garbage');
+  t.diagnostic(`garbage guest after the run: ${g.state}${g.stateReason ? ` (${g.stateReason})` : ''}`);
+  assert.equal((await get('echo2')).state, 'running', 'the device-hammering guest did not disturb its neighbours');
+  for (const n of ['echo1', 'echo2', 'garbage']) await d.client.json('DELETE', `/vms/${n}?force=true`);
+});
