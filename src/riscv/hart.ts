@@ -437,6 +437,8 @@ export class Hart {
     const storeTag = this.storeTag;
     const storeView = this.storeView;
     const storeOff = this.storeOff;
+    const fetchTag = this.fetchTag;
+    const fetchPage = this.fetchPage;
     let n = 0;
     // These are read by the trap handler (catch) to find the faulting pc, so they live outside the try.
     /* eslint-disable no-useless-assignment */
@@ -444,6 +446,7 @@ export class Hart {
     let slot = 0;
     let code: Int32Array = this.scratch.code;
     let fetching = true;
+    let tgt = 0; // out-of-page jump target
     /* eslint-enable no-useless-assignment */
     while (n < budget && !this.exitRequested && !this.waiting) {
       if (this.irqPending) {
@@ -454,6 +457,7 @@ export class Hart {
       pageBase = pc0 - (pc0 & 0xfff);
       slot = (pc0 & 0xfff) >>> 1;
       const ctx = this.dataCtx;
+      const fctx = this.fetchCtx;
       try {
         fetching = true;
         code = this.fetchPageFor(pc0);
@@ -467,6 +471,7 @@ export class Hart {
           const r1 = (w >>> RS1_SHIFT) & 0x7f;
           const r2 = (w >>> RS2_SHIFT) & 0x7f;
           n++;
+          jump: {
           switch (w & 0xff) {
             case Op.DECODE:
               n--;
@@ -505,8 +510,8 @@ export class Hart {
                 slot = off >>> 1;
                 continue inner;
               }
-              this.pcValue = pageBase + off;
-              break inner;
+              tgt = pageBase + off;
+              break jump;
             }
             case Op.JALR: {
               const t = (x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm);
@@ -519,8 +524,8 @@ export class Hart {
                 slot = off >>> 1;
                 continue inner;
               }
-              this.pcValue = target;
-              break inner;
+              tgt = target;
+              break jump;
             }
             case Op.BEQ:
               if (x[r1] === x[r2] && x[r1 + 1] === x[r2 + 1]) {
@@ -529,8 +534,8 @@ export class Hart {
                   slot = off >>> 1;
                   continue inner;
                 }
-                this.pcValue = pageBase + off;
-                break inner;
+                tgt = pageBase + off;
+                break jump;
               }
               break;
             case Op.BNE:
@@ -540,8 +545,8 @@ export class Hart {
                   slot = off >>> 1;
                   continue inner;
                 }
-                this.pcValue = pageBase + off;
-                break inner;
+                tgt = pageBase + off;
+                break jump;
               }
               break;
             case Op.BLT:
@@ -555,8 +560,8 @@ export class Hart {
                   slot = off >>> 1;
                   continue inner;
                 }
-                this.pcValue = pageBase + off;
-                break inner;
+                tgt = pageBase + off;
+                break jump;
               }
               break;
             }
@@ -571,8 +576,8 @@ export class Hart {
                   slot = off >>> 1;
                   continue inner;
                 }
-                this.pcValue = pageBase + off;
-                break inner;
+                tgt = pageBase + off;
+                break jump;
               }
               break;
             }
@@ -819,6 +824,21 @@ export class Hart {
               }
           }
           slot += w >>> STEP_SHIFT;
+          continue inner;
+          }
+          // A taken branch or jump left the page: follow it through the fetch TLB without leaving the loop.
+          const toff = tgt & 0xfff;
+          const fti = (tgt >>> 12) & TLB_MASK;
+          if (fetchTag[fti] === tgt - toff + fctx && n < budget) {
+            const p = fetchPage[fti]!;
+            this.currentPage = p;
+            code = p.code;
+            pageBase = tgt - toff;
+            slot = toff >>> 1;
+            continue inner;
+          }
+          this.pcValue = tgt;
+          break inner;
         }
       } catch (e) {
         if (e !== TRAP) throw e;
