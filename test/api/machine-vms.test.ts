@@ -113,3 +113,51 @@ test('bare-metal guests: console, pause/resume, isolation from a spinning and a 
   assert.equal((await get('echo2')).state, 'running', 'the device-hammering guest did not disturb its neighbours');
   for (const n of ['echo1', 'echo2', 'garbage']) await d.client.json('DELETE', `/vms/${n}?force=true`);
 });
+
+test('an image-based VM gets a thin qcow2 overlay of the image root filesystem, plus extra disks', { timeout: 120_000 }, async (t) => {
+  if (!toolchain) return t.skip('riscv64-linux-gnu binutils not installed');
+  const { mkdirSync, writeFileSync, copyFileSync, truncateSync } = await import('node:fs');
+  const dir = join(d.home, 'images', 'tiny');
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(elf.echo, join(dir, 'kernel.elf'));
+  writeFileSync(join(dir, 'root.img'), '');
+  truncateSync(join(dir, 'root.img'), 64 * 1024 * 1024);
+  writeFileSync(join(dir, 'image.json'), JSON.stringify({ kernel: 'kernel.elf', rootfs: 'root.img', marker: 'bare: echo guest up' }));
+  const t0 = performance.now();
+  const vm = await d.client.json<VmView>('POST', '/vms', {
+    name: 'from-image',
+    image: 'tiny',
+    firmware: 'none',
+    memoryMiB: 32,
+    disks: [
+      { sizeMiB: 16, format: 'raw' },
+      { sizeMiB: 8, format: 'qcow2' },
+    ],
+  });
+  const ms = performance.now() - t0;
+  t.diagnostic(`create with a 64 MiB base image and two extra disks: ${ms.toFixed(1)} ms`);
+  assert.equal(vm.image, 'tiny');
+  assert.equal(vm.bootMarker, 'bare: echo guest up');
+  assert.deepEqual(
+    vm.config.disks.map((x) => [x.path.split('/').pop(), x.format]),
+    [
+      ['root.qcow2', 'qcow2'],
+      ['disk1.raw', 'raw'],
+      ['disk2.qcow2', 'qcow2'],
+    ],
+  );
+  const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', vm.config.disks[0]!.path], { encoding: 'utf8' })) as {
+    format: string;
+    'virtual-size': number;
+    'backing-filename'?: string;
+    'actual-size': number;
+  };
+  assert.equal(info.format, 'qcow2');
+  assert.equal(info['virtual-size'], 64 * 1024 * 1024);
+  assert.equal(info['backing-filename'], join(dir, 'root.img'));
+  assert.ok(info['actual-size'] < 1024 * 1024, `the overlay is thin (${info['actual-size']} bytes)`);
+  // The machine opens the whole chain (virtio-blk over the overlay) and boots.
+  await act('from-image', 'start');
+  await waitFor('banner', async () => ((await d.client.text('/vms/from-image/console.log')).toString('latin1').includes('bare: echo guest up') ? true : undefined), 60_000, 200);
+  await d.client.json('DELETE', '/vms/from-image?force=true');
+});
