@@ -1,12 +1,19 @@
 /**
  * A qcow2 image behind BlockBackend.
  *
- * Metadata is write-through: every L1/L2/refcount change is written to the file at once, under one async
- * mutex, in an order that keeps the image consistent if the process dies between any two writes:
- *   allocate (refcount +1) -> barrier -> data -> (barrier if copy-on-write) -> L2 entry -> L1 entry
- *   discard:  L2 entry -> barrier -> refcount -1
- * so a crash leaves at worst leaked clusters, never a referenced cluster with refcount 0. "barrier" is an
- * fsync (skipped with lazy refcounts, where the dirty bit makes the next opener rebuild refcounts).
+ * All metadata changes happen under one async mutex, in an order that keeps the image consistent if the
+ * process (or the host) dies between any two writes, so a crash leaves at worst leaked clusters, never a
+ * referenced cluster with refcount 0:
+ *   - refcount increments, new L2 tables and the L1 entries pointing at them are written through at once
+ *     (refcount block -> fsync -> zeroed L2 table -> fsync -> L1 entry);
+ *   - guest data is written at once;
+ *   - L2 entry changes are kept dirty in the L2 cache and written back by writeback() — on flush(), before
+ *     a dirty table would be evicted, or when many frees are pending — as: fsync (data, copied-on-write
+ *     data and refcounts are durable) -> L2 tables -> fsync -> refcount decrements of the clusters those
+ *     entries stopped referencing (discard, remapped compressed clusters).
+ * This is QEMU's cache-dependency ordering, and it keeps fsyncs off the per-request path. With lazy
+ * refcounts the dirty bit is set (and fsynced) before the first change, and the next opener rebuilds
+ * refcounts from the tables if we never got to clear it.
  */
 import { inflateRawSync, constants as zlibConstants } from 'node:zlib';
 import { StorageError, type BlockBackend } from '../backend.js';
@@ -57,6 +64,8 @@ export interface Qcow2OpenOptions {
    * guest writes stay refused while it is corrupt, and a dirty image is not repaired behind the checker's back.
    */
   forRepair?: boolean;
+  /** L2 tables kept in memory (default: 8 MiB worth); tests shrink it to exercise eviction. */
+  l2CacheTables?: number;
   /** Opens the backing file named by the header, or throws if the caller's policy forbids it. */
   openBacking?: (name: string, format: string | null) => Promise<BlockBackend>;
 }
@@ -105,6 +114,10 @@ export class Qcow2Image implements BlockBackend {
   private readonly mutex = new AsyncMutex();
   /** Host offsets of every L2 table and refcount block: data writes must never land on them. */
   private readonly metadataClusters = new Set<number>();
+  /** L2 tables (by host offset) whose cached copy has entries not yet written to the file. */
+  private readonly dirtyL2 = new Set<number>();
+  /** Host ranges that dirty L2 entries stopped referencing: their refcounts drop after writeback. */
+  private pendingFrees: [start: number, bytes: number][] = [];
   /** Bytes of host file in use: the file size rounded up to a cluster, grown by our allocations. */
   private fileEnd: number;
   private freeHint = 0;
@@ -120,6 +133,7 @@ export class Qcow2Image implements BlockBackend {
     fileSize: number,
     readonly backing: BlockBackend | null,
     private writable: boolean,
+    l2CacheTables: number | undefined,
   ) {
     this.size = header.size;
     this.clusterBits = header.clusterBits;
@@ -127,7 +141,7 @@ export class Qcow2Image implements BlockBackend {
     this.l2Bits = header.clusterBits - 3;
     this.refBits = 2 ** header.refcountOrder;
     this.refsPerBlock = (this.clusterSize * 8) / this.refBits;
-    this.l2Cache = new LruCache(Math.max(4, L2_CACHE_BYTES / this.clusterSize));
+    this.l2Cache = new LruCache(Math.max(2, l2CacheTables ?? L2_CACHE_BYTES / this.clusterSize));
     this.refCache = new LruCache(Math.max(4, REFBLOCK_CACHE_BYTES / this.clusterSize));
     this.fileEnd = this.roundUp(fileSize);
   }
@@ -176,7 +190,8 @@ export class Qcow2Image implements BlockBackend {
         backing = await opts.openBacking(header.backingFile, header.backingFormat);
       }
       const corruptBit = (header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0;
-      const image = new Qcow2Image(file, header, l1, refTable, fileSize, backing, !opts.readOnly && !corruptBit);
+      const writable = !opts.readOnly && !corruptBit;
+      const image = new Qcow2Image(file, header, l1, refTable, fileSize, backing, writable, opts.l2CacheTables);
       image.indexMetadata();
       if (!opts.readOnly && !opts.forRepair) await image.prepareForWriting();
       return image;
@@ -203,7 +218,10 @@ export class Qcow2Image implements BlockBackend {
 
   async flush(): Promise<void> {
     this.checkOpen();
-    return this.mutex.run(() => this.file.sync());
+    return this.mutex.run(async () => {
+      await this.writeback();
+      await this.file.sync();
+    });
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -227,7 +245,9 @@ export class Qcow2Image implements BlockBackend {
     this.closed = true;
     try {
       await this.mutex.run(async () => {
-        if (!this.writable) return;
+        if (this.file.readOnly) return;
+        // A session that marked the image corrupt writes no more metadata.
+        if (this.writable) await this.writeback();
         await this.file.sync();
         if (this.dirtySet) {
           // Clean close with lazy refcounts: everything is on disk, refcounts included.
@@ -295,6 +315,8 @@ export class Qcow2Image implements BlockBackend {
   private async loadL2(off: number): Promise<Uint8Array> {
     let table = this.l2Cache.get(off);
     if (!table) {
+      // Loading may evict the least recently used table: never let that drop unwritten entries.
+      if (this.dirtyL2.size > 0 && this.l2Cache.size >= this.l2Cache.capacity) await this.writeback();
       table = new Uint8Array(this.clusterSize);
       await this.file.read(off, table);
       this.l2Cache.set(off, table);
@@ -430,7 +452,6 @@ export class Qcow2Image implements BlockBackend {
     for (const p of pending) await this.ensureL2(p.gc);
     const hosts: number[] = [];
     for (let i = 0; i < pending.length; i++) hosts.push(await this.allocCluster());
-    if (!this.lazyRefcounts) await this.file.barrier();
     for (let i = 0; i < pending.length; ) {
       // Coalesce runs of consecutive host clusters that hold consecutive guest clusters into one write.
       let j = i + 1;
@@ -443,9 +464,8 @@ export class Qcow2Image implements BlockBackend {
       }
       i = j;
     }
-    // Copied-on-write data must be durable before an L2 entry points at it, or a crash could expose garbage
-    // where the backing file's data used to show through.
-    if (pending.some((p) => p.partial)) await this.file.barrier();
+    // The new L2 entries stay dirty in the cache: writeback() makes the data (including copied-on-write
+    // parts) and the refcounts durable before any of them reaches the file.
     for (let i = 0; i < pending.length; i++) {
       const [hi, lo] = offsetWords(hosts[i]!);
       await this.setL2Entry(pending[i]!.gc, hi | OFLAG_COPIED_HI, lo);
@@ -463,14 +483,28 @@ export class Qcow2Image implements BlockBackend {
 
   /** Clusters that a remapping made unreferenced: their refcounts drop only after the new L2 entries are durable. */
   private async freeOld(olds: ClusterMapping[]): Promise<void> {
-    const hosts: [start: number, bytes: number][] = [];
     for (const m of olds) {
-      if ((m.kind === 'normal' || m.kind === 'zero') && m.host !== 0) hosts.push([m.host, this.clusterSize]);
-      else if (m.kind === 'compressed') hosts.push([m.offset, m.bytes]);
+      if ((m.kind === 'normal' || m.kind === 'zero') && m.host !== 0) this.pendingFrees.push([m.host, this.clusterSize]);
+      else if (m.kind === 'compressed') this.pendingFrees.push([m.offset, m.bytes]);
     }
-    if (hosts.length === 0) return;
-    if (!this.lazyRefcounts) await this.file.barrier();
-    for (const [start, bytes] of hosts) {
+    if (this.pendingFrees.length > 4096) await this.writeback();
+  }
+
+  /** Writes dirty L2 tables back in the crash-safe order described at the top of this file. */
+  private async writeback(): Promise<void> {
+    if (this.dirtyL2.size === 0 && this.pendingFrees.length === 0) return;
+    await this.file.barrier();
+    for (const off of this.dirtyL2) {
+      const table = this.l2Cache.get(off);
+      if (!table) throw new StorageError('IO', 'qcow2: internal error: dirty L2 table left the cache');
+      await this.file.write(off, table);
+    }
+    this.dirtyL2.clear();
+    if (this.pendingFrees.length === 0) return;
+    await this.file.barrier();
+    const frees = this.pendingFrees;
+    this.pendingFrees = [];
+    for (const [start, bytes] of frees) {
       const first = Math.floor(start / this.clusterSize);
       const last = Math.floor((start + bytes - 1) / this.clusterSize);
       for (let c = first; c <= last; c++) await this.updateRefcount(c, -1);
@@ -520,6 +554,7 @@ export class Qcow2Image implements BlockBackend {
     await this.file.write(off, table);
     await this.file.barrier();
     this.metadataClusters.add(off);
+    if (this.dirtyL2.size > 0 && this.l2Cache.size >= this.l2Cache.capacity) await this.writeback();
     this.l2Cache.set(off, table);
     const [hi, lo] = offsetWords(off);
     setEntry(this.l1, l1Index, hi | OFLAG_COPIED_HI, lo);
@@ -532,7 +567,7 @@ export class Qcow2Image implements BlockBackend {
     const table = await this.loadL2(l2Off);
     const index = gc % 2 ** this.l2Bits;
     setEntry(table, index, hi, lo);
-    await this.file.write(l2Off + index * 8, table.subarray(index * 8, index * 8 + 8));
+    this.dirtyL2.add(l2Off);
   }
 
   // ---------------------------------------------------------------- refcounts
@@ -886,6 +921,7 @@ export class Qcow2Image implements BlockBackend {
    */
   async check(repair: 'none' | 'leaks' | 'all' = 'none'): Promise<CheckReport> {
     return this.mutex.run(async () => {
+      if (!this.file.readOnly) await this.writeback();
       const s = await this.scan(true);
       const { values, problems } = await this.onDiskRefcounts(s.expected.length);
       const messages = [...s.problems, ...problems];

@@ -96,7 +96,11 @@ export function maxRefcount(bits: number): number {
 /** A least-recently-used map with a fixed entry budget (tables are cluster-sized, so this bounds memory). */
 export class LruCache<V> {
   private readonly map = new Map<number, V>();
-  constructor(private readonly capacity: number) {}
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.map.size;
+  }
 
   get(key: number): V | undefined {
     const v = this.map.get(key);
