@@ -218,3 +218,19 @@ test('backing chains: loops and forbidden backing files are refused', async () =
   await assert.rejects(openDisk(b, { readOnly: true, backingFiles: 'forbid' }), /backing files are forbidden/);
   await assert.rejects(openDisk(b, { readOnly: true, backingDirs: ['/nonexistent-dir'] }), /outside the allowed directories/);
 });
+
+test('qcow2 version 2 (compat=0.10) images from qemu-img: random writes keep qemu-img check clean', { timeout: 60_000 }, async () => {
+  const size = 4 * MiB;
+  const base = join(dir, 'v2-base.qcow2');
+  const p = join(dir, 'v2.qcow2');
+  assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', '-o', 'compat=0.10', base, '4M').status, 0);
+  assert.equal(qemu('qemu-io', '-c', 'write -P 0x33 0 3M', base).status, 0);
+  assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', '-o', 'compat=0.10', '-b', 'v2-base.qcow2', '-F', 'qcow2', p).status, 0);
+  const model = new Uint8Array(size).fill(0x33, 0, 3 * MiB);
+  const disk = (await openDisk(p)) as Qcow2Image;
+  assert.equal(disk.header.version, 2);
+  for (const o of randomOps(rng(77), 200, size, 65536)) await applyOp(disk, model, o);
+  await disk.close();
+  assertQemuClean(p);
+  assert.ok(Buffer.from(qemuRaw(p)).equals(model));
+});
