@@ -124,5 +124,9 @@ export const SATP_MODE_SV48 = 9;
 /** misa: MXL = 2 (RV64) in bits 63:62, extensions A C D F I M S U. */
 export const MISA_EXTENSIONS = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
 export const MISA_HI = 0x80000000 | 0; // MXL=2 in bits 63:62 of the high word
-/** The ISA string matching what this hart implements, for the device tree. */
-export const ISA_STRING = 'rv64imafdc_zicntr_zicsr_zifencei_zihpm_sstc';
+/**
+ * The ISA string matching what this hart implements, for the device tree. Zba/Zbb/Zbs are complete and
+ * differential-tested, but Linux 6.1 does not use them; the board may advertise the shorter ISA_STRING_BASE.
+ */
+export const ISA_STRING = 'rv64imafdc_zicntr_zicsr_zifencei_zba_zbb_zbs_sstc';
+export const ISA_STRING_BASE = 'rv64imafdc_zicntr_zicsr_zifencei_sstc';

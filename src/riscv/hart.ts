@@ -263,6 +263,8 @@ export class Hart {
   /** Result pair for slow loads and CSR reads. */
   private valLo = 0;
   private valHi = 0;
+  /** Set by MMIO accesses so the run loop re-checks exit requests and interrupts right after them. */
+  private mmioTouched = false;
   /** Instructions retired in the current run() before the instruction in execSlow. */
   private retiredInRun = 0;
 
@@ -399,6 +401,7 @@ export class Hart {
   private updateSstc(): void {
     if (!this.sstcEnabled) {
       this.mipHw &= ~C.MIP_STIP;
+      this.updateIrq();
       return;
     }
     const fire = this.opts.readTime() >= this.stimecmp;
@@ -634,6 +637,13 @@ export class Hart {
                 this.loadSlow(va, op);
                 x[rd] = this.valLo;
                 x[rd + 1] = this.valHi;
+                if (this.mmioTouched) {
+                  // A device access is a block boundary: its side effects (interrupts, exit requests) are seen now.
+                  this.mmioTouched = false;
+                  slot += w >>> STEP_SHIFT;
+                  this.pcValue = pageBase + slot * 2;
+                  break inner;
+                }
               }
               break;
             }
@@ -656,6 +666,12 @@ export class Hart {
                 else dv.setInt8(o, x[r2]!);
               } else {
                 this.storeSlow(va, op === Op.SB ? 1 : op === Op.SH ? 2 : op === Op.SW ? 4 : 8, x[r2]!, x[r2 + 1]!);
+                if (this.mmioTouched) {
+                  this.mmioTouched = false;
+                  slot += w >>> STEP_SHIFT;
+                  this.pcValue = pageBase + slot * 2;
+                  break inner;
+                }
               }
               break;
             }
@@ -1186,6 +1202,7 @@ export class Hart {
       return;
     }
     // MMIO: 8-byte accesses are two 4-byte ones, low half first.
+    this.mmioTouched = true;
     if (size === 8) {
       const a = this.bus.mmioRead(pa, 4);
       const b = a === undefined ? undefined : this.bus.mmioRead(pa + 4, 4);
@@ -1229,6 +1246,7 @@ export class Hart {
       }
       return;
     }
+    this.mmioTouched = true;
     if (size === 8) {
       if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)) this.raise(C.CAUSE_STORE_ACCESS, va);
       return;

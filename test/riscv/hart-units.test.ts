@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpu } from './runner.js';
 import {
-  CSR_MCAUSE, CSR_MIE, CSR_MSTATUS, CSR_MTVAL, CSR_FFLAGS, CSR_MEDELEG, CSR_SEPC,
+  CSR_MCAUSE, CSR_MEPC, CSR_MIE, CSR_MSTATUS, CSR_MTVAL, CSR_FFLAGS, CSR_MEDELEG, CSR_SEPC,
   MSTATUS_MIE, MIP_MTIP, IRQ_MTI, IRQ_MEI, IRQ_SEI, PRV_S, PRV_U, MSTATUS_FS,
 } from '../../src/riscv/hart.js';
 
@@ -288,6 +288,22 @@ describe('traps and hooks', () => {
     // SEIP from the PLIC reads back in mip ORed with the software bit, and is not cleared by csrc.
     t.hart.setPending(IRQ_SEI, true);
     assert.equal((t.hart.mip >> IRQ_SEI) & 1, 1);
+  });
+
+  test('an interrupt raised by an MMIO store is taken before the next instruction', () => {
+    const t = cpu('sw a1, 0(a2)\nafter: li a0, 1\nj after');
+    t.csr(CSR_MIE, 1 << 3).csr(CSR_MSTATUS, MSTATUS_MIE).reg('a1', 1).reg('a2', 0x2000000);
+    t.run(1000);
+    assert.equal(t.csrValue(CSR_MCAUSE), INT | 3n);
+    assert.equal(t.csrValue(CSR_MEPC), BigInt(t.sym('after')), 'mepc points after the store');
+    assert.equal(t.x('a0'), 0n);
+  });
+
+  test('requestExit from a device write ends run() right away', () => {
+    const t = cpu('sw a1, 0(a2)\n1: j 1b').reg('a1', 0x5555).reg('a2', 0x100000);
+    const n = t.hart.run(1_000_000);
+    assert.equal(n, 1);
+    assert.equal(t.m.poweredOff, true);
   });
 
   test('WFI sets waiting; a pending enabled interrupt wakes it even with MIE=0', () => {
