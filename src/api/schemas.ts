@@ -48,6 +48,13 @@ export const UpdateVmBody = z
     memoryMiB: z.number().int().min(MIN_MEMORY_MIB).max(MAX_MEMORY_MIB).optional(),
     cmdline: z.string().max(4096).optional(),
     autostart: z.boolean().optional(),
+    balloonTargetMiB: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_MEMORY_MIB)
+      .optional()
+      .describe('running VMs: memory the virtio-balloon should take back from the guest'),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'nothing to update');

@@ -40,6 +40,8 @@ export interface UpdateVmSpec {
   memoryMiB?: number;
   cmdline?: string;
   autostart?: boolean;
+  /** Running VMs only: how much memory the balloon should take back (not persisted). */
+  balloonTargetMiB?: number;
 }
 
 export const VM_ACTIONS = ['start', 'shutdown', 'stop', 'pause', 'resume', 'reboot'] as const;

@@ -236,6 +236,12 @@ export class Hypervisor implements HostChannel {
     return this.withLock(live, async () => {
       const touchesMachine = patch.vcpus !== undefined || patch.memoryMiB !== undefined || patch.cmdline !== undefined;
       if (touchesMachine) this.check(live, 'update');
+      if (patch.balloonTargetMiB !== undefined) {
+        if (!live.vm) throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; the balloon target applies to a running VM`);
+        if (patch.balloonTargetMiB >= live.rec.config.memoryMiB) throw new HostError('INVALID_CONFIG', 'the balloon target must be below the VM memory');
+        const bytes = patch.balloonTargetMiB * MIB;
+        await this.engineCall(live, (vm) => vm.setBalloonTarget(bytes));
+      }
       const config: VmConfig = {
         ...live.rec.config,
         cpus: patch.vcpus ?? live.rec.config.cpus,

@@ -105,6 +105,7 @@ describe('daemon API', () => {
       ['empty patch', 'PATCH', '/vms/base', {}, 400, 'INVALID_REQUEST'],
       ['patch with wrong type', 'PATCH', '/vms/base', { memoryMiB: 'lots' }, 400, 'INVALID_REQUEST'],
       ['patch an unknown field', 'PATCH', '/vms/base', { name: 'other' }, 400, 'INVALID_REQUEST'],
+      ['negative balloon target', 'PATCH', '/vms/base', { balloonTargetMiB: -1 }, 400, 'INVALID_REQUEST'],
       ['delete with a bad force flag', 'DELETE', '/vms/base?force=maybe', undefined, 400, 'INVALID_REQUEST'],
       ['delete an unknown VM', 'DELETE', '/vms/nope', undefined, 404, 'VM_NOT_FOUND'],
       ['console of an unknown VM', 'GET', '/vms/nope/console.log', undefined, 404, 'VM_NOT_FOUND'],
@@ -231,7 +232,10 @@ describe('daemon API', () => {
   test('PATCH changes machine fields only when stopped; autostart any time', TIMEOUT, async () => {
     await create('p', { cmdline: 'toy=idle', memoryMiB: 32 });
     assert.equal((await d.client.json<VmView>('PATCH', '/vms/p', { memoryMiB: 48, vcpus: 2 })).config.memoryMiB, 48);
+    await assert.rejects(d.client.json('PATCH', '/vms/p', { balloonTargetMiB: 16 }), (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE');
     await act('p', 'start');
+    assert.equal((await d.client.json<VmView>('PATCH', '/vms/p', { balloonTargetMiB: 16 })).state, 'running');
+    await assert.rejects(d.client.json('PATCH', '/vms/p', { balloonTargetMiB: 48 }), (e: ClientError) => e.status === 400 && e.code === 'INVALID_CONFIG');
     await assert.rejects(d.client.json('PATCH', '/vms/p', { memoryMiB: 64 }), (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE');
     assert.equal((await d.client.json<VmView>('PATCH', '/vms/p', { autostart: true })).autostart, true);
     const rec = JSON.parse(readFileSync(join(d.home, 'vms', 'p', 'vm.json'), 'utf8')) as { autostart: boolean; config: { memoryMiB: number; cpus: number } };
