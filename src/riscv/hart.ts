@@ -40,9 +40,110 @@ import { FP_OPS } from './fpu/index.js';
 import { FpState, FP_MNEMONICS, type FpExec } from './fpu/state.js';
 import { decode } from './decode.js';
 import * as C from './csr.js';
-import { r as r64, mul64, mulhu64, mulh64, mulhsu64, div64, divu64, clz32x2, ctz32, popcount32 } from './int64.js';
+import * as I64 from './int64.js';
 
 export * from './csr.js';
+
+// Imported bindings are copied into module constants: under loaders that compile ESM to CommonJS (tsx),
+// every use of an imported name is a getter call, which is measurable on the hot path.
+const { r: r64, mul64, mulhu64, mulh64, mulhsu64, div64, divu64, clz32x2, ctz32, popcount32 } = I64;
+const {
+  CAUSE_BREAKPOINT,
+  CAUSE_FETCH_ACCESS,
+  CAUSE_FETCH_PAGE_FAULT,
+  CAUSE_ILLEGAL_INSTRUCTION,
+  CAUSE_LOAD_ACCESS,
+  CAUSE_LOAD_PAGE_FAULT,
+  CAUSE_MACHINE_ECALL,
+  CAUSE_MISALIGNED_LOAD,
+  CAUSE_MISALIGNED_STORE,
+  CAUSE_STORE_ACCESS,
+  CAUSE_STORE_PAGE_FAULT,
+  CAUSE_SUPERVISOR_ECALL,
+  CAUSE_USER_ECALL,
+  CSR_CYCLE,
+  CSR_FCSR,
+  CSR_FFLAGS,
+  CSR_FRM,
+  CSR_INSTRET,
+  CSR_MARCHID,
+  CSR_MCAUSE,
+  CSR_MCONFIGPTR,
+  CSR_MCOUNTEREN,
+  CSR_MCOUNTINHIBIT,
+  CSR_MCYCLE,
+  CSR_MEDELEG,
+  CSR_MENVCFG,
+  CSR_MEPC,
+  CSR_MHARTID,
+  CSR_MIDELEG,
+  CSR_MIE,
+  CSR_MIMPID,
+  CSR_MINSTRET,
+  CSR_MIP,
+  CSR_MISA,
+  CSR_MSCRATCH,
+  CSR_MSTATUS,
+  CSR_MTINST,
+  CSR_MTVAL,
+  CSR_MTVAL2,
+  CSR_MTVEC,
+  CSR_MVENDORID,
+  CSR_PMPADDR0,
+  CSR_PMPCFG0,
+  CSR_PMPCFG2,
+  CSR_SATP,
+  CSR_SCAUSE,
+  CSR_SCOUNTEREN,
+  CSR_SENVCFG,
+  CSR_SEPC,
+  CSR_SIE,
+  CSR_SIP,
+  CSR_SSCRATCH,
+  CSR_SSTATUS,
+  CSR_STIMECMP,
+  CSR_STVAL,
+  CSR_STVEC,
+  CSR_TIME,
+  ENVCFG_FIOM,
+  IRQ_MEI,
+  IRQ_MSI,
+  IRQ_MTI,
+  IRQ_SEI,
+  IRQ_SSI,
+  IRQ_STI,
+  MENVCFG_HI_STCE,
+  MIP_SEIP,
+  MIP_SSIP,
+  MIP_STIP,
+  MISA_EXTENSIONS,
+  MISA_HI,
+  MSTATUS_FS,
+  MSTATUS_HI_SD,
+  MSTATUS_HI_UXL_SXL,
+  MSTATUS_MIE,
+  MSTATUS_MPIE,
+  MSTATUS_MPP,
+  MSTATUS_MPP_SHIFT,
+  MSTATUS_MPRV,
+  MSTATUS_MXR,
+  MSTATUS_SIE,
+  MSTATUS_SPIE,
+  MSTATUS_SPP,
+  MSTATUS_SUM,
+  MSTATUS_TSR,
+  MSTATUS_TVM,
+  MSTATUS_TW,
+  MSTATUS_UBE,
+  MSTATUS_VS,
+  MSTATUS_XS,
+  PRV_M,
+  PRV_S,
+  PRV_U,
+  SATP_MODE_BARE,
+  SATP_MODE_SV39,
+  SATP_MODE_SV48,
+} = C;
 
 export interface HartOptions {
   hartId: number;
@@ -190,7 +291,7 @@ export class Hart {
   readonly fp = new FpState();
   private pcValue = 0;
   /** Current privilege: 0 U, 1 S, 3 M. */
-  priv = C.PRV_M;
+  priv = PRV_M;
   /** True after WFI until an enabled interrupt becomes pending (mip & mie != 0). */
   waiting = false;
   /** Instructions retired since construction. */
@@ -234,7 +335,7 @@ export class Hart {
   private rootPpn = 0;
   private fetchCtx = 0;
   private dataCtx = 0;
-  private dataPriv = C.PRV_M;
+  private dataPriv = PRV_M;
   private readonly fetchTag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly fetchPage: (DecodedPage | null)[] = new Array<DecodedPage | null>(TLB_SIZE).fill(null);
   private readonly loadTag = new Float64Array(TLB_SIZE).fill(NaN);
@@ -289,7 +390,7 @@ export class Hart {
     this.fp.i32.fill(0);
     this.fp.fflags = 0;
     this.fp.frm = 0;
-    this.priv = C.PRV_M;
+    this.priv = PRV_M;
     this.mstatus = 0;
     this.medeleg = this.mideleg = this.mie = this.mipSw = 0;
     this.mcounteren = this.scounteren = this.senvcfg = this.mcountinhibit = 0;
@@ -361,7 +462,7 @@ export class Hart {
   }
   /** True when menvcfg.STCE enables stimecmp. */
   get sstcEnabled(): boolean {
-    return (this.menvcfgHi & C.MENVCFG_HI_STCE) !== 0;
+    return (this.menvcfgHi & MENVCFG_HI_STCE) !== 0;
   }
   /** mip as the guest reads it. */
   get mip(): number {
@@ -400,21 +501,21 @@ export class Hart {
   /** Recomputes STIP from time and stimecmp when Sstc is enabled. */
   private updateSstc(): void {
     if (!this.sstcEnabled) {
-      this.mipHw &= ~C.MIP_STIP;
+      this.mipHw &= ~MIP_STIP;
       this.updateIrq();
       return;
     }
     const fire = this.opts.readTime() >= this.stimecmp;
-    if (fire) this.mipHw |= C.MIP_STIP;
-    else this.mipHw &= ~C.MIP_STIP;
+    if (fire) this.mipHw |= MIP_STIP;
+    else this.mipHw &= ~MIP_STIP;
     this.updateIrq();
   }
   /** The interrupt to take now (cause), or -1. Architectural priority: MEI, MSI, MTI, SEI, SSI, STI. */
   private pendingInterrupt(): number {
     const pending = (this.mipHw | this.mipSw) & this.mie;
     if (pending === 0) return -1;
-    const mEnabled = this.priv < C.PRV_M || (this.mstatus & C.MSTATUS_MIE) !== 0;
-    const sEnabled = this.priv < C.PRV_S || (this.priv === C.PRV_S && (this.mstatus & C.MSTATUS_SIE) !== 0);
+    const mEnabled = this.priv < PRV_M || (this.mstatus & MSTATUS_MIE) !== 0;
+    const sEnabled = this.priv < PRV_S || (this.priv === PRV_S && (this.mstatus & MSTATUS_SIE) !== 0);
     const m = mEnabled ? pending & ~this.mideleg : 0;
     const s = sEnabled ? pending & this.mideleg : 0;
     const pick = m !== 0 ? m : s;
@@ -898,7 +999,7 @@ export class Hart {
 
   private decodedPageAt(pa: number, va: number): DecodedPage {
     const rel = pa - this.bus.ramBase;
-    if (rel < 0 || rel >= this.bus.ramSize) this.raise(C.CAUSE_FETCH_ACCESS, va);
+    if (rel < 0 || rel >= this.bus.ramSize) this.raise(CAUSE_FETCH_ACCESS, va);
     const ppn = Math.floor(rel / 4096);
     let page = this.decodeCache.get(ppn);
     if (page) {
@@ -911,7 +1012,7 @@ export class Hart {
     }
     if (this.decodeCache.size >= DECODE_CACHE_LIMIT) this.dropDecodeCache();
     const view = this.bus.ramChunk(pa, false);
-    if (!view) this.raise(C.CAUSE_FETCH_ACCESS, va);
+    if (!view) this.raise(CAUSE_FETCH_ACCESS, va);
     page = new DecodedPage(ppn, view, (rel - (rel & 0xfff)) & this.chunkMask, this.codeEpoch);
     this.decodeCache.set(ppn, page);
     this.codePages[ppn] = 1;
@@ -946,7 +1047,7 @@ export class Hart {
     const low = page.view!.getUint16(page.viewOffset + 4094, true);
     const pa2 = this.translate(pc + 2, ACC_FETCH, this.priv, 2);
     const view2 = pa2 >= this.bus.ramBase && pa2 < this.bus.ramBase + this.bus.ramSize ? this.bus.ramChunk(pa2, false) : null;
-    if (!view2) this.raise(C.CAUSE_FETCH_ACCESS, pc + 2);
+    if (!view2) this.raise(CAUSE_FETCH_ACCESS, pc + 2);
     const high = view2.getUint16((pa2 - this.bus.ramBase) & this.chunkMask, true);
     const s = this.scratch.code;
     s.fill(0);
@@ -962,28 +1063,28 @@ export class Hart {
   }
 
   private illegal(insnBits: number): never {
-    this.raise(C.CAUSE_ILLEGAL_INSTRUCTION, insnBits >>> 0);
+    this.raise(CAUSE_ILLEGAL_INSTRUCTION, insnBits >>> 0);
   }
 
   /** Enters the trap handler for an exception (or interrupt) raised at `epc`. */
   takeTrap(cause: number, interrupt: boolean, tval: number, epc: number): void {
     const from = this.priv;
-    const deleg = from <= C.PRV_S && (((interrupt ? this.mideleg : this.medeleg) >>> cause) & 1) !== 0;
+    const deleg = from <= PRV_S && (((interrupt ? this.mideleg : this.medeleg) >>> cause) & 1) !== 0;
     const hi = interrupt ? 0x80000000 | 0 : 0;
     let st = this.mstatus;
     if (deleg) {
       this.set64(S_SCAUSE, cause, hi);
       this.setNum(S_SEPC, epc);
       this.setNum(S_STVAL, tval);
-      st = (st & ~(C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_SIE)) | (st & C.MSTATUS_SIE ? C.MSTATUS_SPIE : 0) | (from === C.PRV_S ? C.MSTATUS_SPP : 0);
-      this.priv = C.PRV_S;
+      st = (st & ~(MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SIE)) | (st & MSTATUS_SIE ? MSTATUS_SPIE : 0) | (from === PRV_S ? MSTATUS_SPP : 0);
+      this.priv = PRV_S;
       this.pcValue = this.tvecTarget(S_STVEC, interrupt, cause);
     } else {
       this.set64(S_MCAUSE, cause, hi);
       this.setNum(S_MEPC, epc);
       this.setNum(S_MTVAL, tval);
-      st = (st & ~(C.MSTATUS_MPIE | C.MSTATUS_MPP | C.MSTATUS_MIE)) | (st & C.MSTATUS_MIE ? C.MSTATUS_MPIE : 0) | (from << C.MSTATUS_MPP_SHIFT);
-      this.priv = C.PRV_M;
+      st = (st & ~(MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MIE)) | (st & MSTATUS_MIE ? MSTATUS_MPIE : 0) | (from << MSTATUS_MPP_SHIFT);
+      this.priv = PRV_M;
       this.pcValue = this.tvecTarget(S_MTVEC, interrupt, cause);
     }
     this.mstatus = st;
@@ -1015,16 +1116,16 @@ export class Hart {
   // ---- translation context and MMU ----
   private updateContext(): void {
     const st = this.mstatus;
-    const mprv = this.priv === C.PRV_M && (st & C.MSTATUS_MPRV) !== 0;
-    this.dataPriv = mprv ? (st & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT : this.priv;
-    const sumMxr = ((st & C.MSTATUS_SUM) !== 0 ? 4 : 0) | ((st & C.MSTATUS_MXR) !== 0 ? 8 : 0);
+    const mprv = this.priv === PRV_M && (st & MSTATUS_MPRV) !== 0;
+    this.dataPriv = mprv ? (st & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT : this.priv;
+    const sumMxr = ((st & MSTATUS_SUM) !== 0 ? 4 : 0) | ((st & MSTATUS_MXR) !== 0 ? 8 : 0);
     this.dataCtx = this.dataPriv | sumMxr | (this.tlbGen << 4);
     this.fetchCtx = this.priv | (this.tlbGen << 4);
   }
 
   private writeSatp(lo: number, hi: number): void {
     const mode = hi >>> 28;
-    if (mode !== C.SATP_MODE_BARE && mode !== C.SATP_MODE_SV39 && mode !== C.SATP_MODE_SV48) return;
+    if (mode !== SATP_MODE_BARE && mode !== SATP_MODE_SV39 && mode !== SATP_MODE_SV48) return;
     this.satpLo = lo;
     this.satpHi = hi;
     this.satpMode = mode;
@@ -1033,18 +1134,18 @@ export class Hart {
   }
 
   private faultCause(acc: number, page: boolean): number {
-    if (page) return acc === ACC_FETCH ? C.CAUSE_FETCH_PAGE_FAULT : acc === ACC_LOAD ? C.CAUSE_LOAD_PAGE_FAULT : C.CAUSE_STORE_PAGE_FAULT;
-    return acc === ACC_FETCH ? C.CAUSE_FETCH_ACCESS : acc === ACC_LOAD ? C.CAUSE_LOAD_ACCESS : C.CAUSE_STORE_ACCESS;
+    if (page) return acc === ACC_FETCH ? CAUSE_FETCH_PAGE_FAULT : acc === ACC_LOAD ? CAUSE_LOAD_PAGE_FAULT : CAUSE_STORE_PAGE_FAULT;
+    return acc === ACC_FETCH ? CAUSE_FETCH_ACCESS : acc === ACC_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS;
   }
 
   /** Virtual → physical for one access of `size` bytes; throws TRAP with the right cause and tval. */
   private translate(va: number, acc: number, priv: number, size: number): number {
     let pa: number;
-    if (priv === C.PRV_M || this.satpMode === C.SATP_MODE_BARE) {
+    if (priv === PRV_M || this.satpMode === SATP_MODE_BARE) {
       if (!(va >= 0 && va < TWO56)) this.raise(this.faultCause(acc, false), va);
       pa = va;
     } else {
-      const levels = this.satpMode === C.SATP_MODE_SV39 ? 3 : 4;
+      const levels = this.satpMode === SATP_MODE_SV39 ? 3 : 4;
       const half = levels === 3 ? 2 ** 38 : 2 ** 47;
       if (!(va >= -half && va < half)) this.raise(this.faultCause(acc, true), va);
       const vpage = Math.floor(va / 4096);
@@ -1053,7 +1154,7 @@ export class Hart {
       for (let level = levels - 1; ; level--) {
         const idx = Math.floor(vpage / 2 ** (9 * level)) & 0x1ff;
         const pteAddr = table + idx * 8;
-        if (!this.pmpAllows(pteAddr, 8, ACC_LOAD, C.PRV_S)) this.raise(this.faultCause(acc, false), va);
+        if (!this.pmpAllows(pteAddr, 8, ACC_LOAD, PRV_S)) this.raise(this.faultCause(acc, false), va);
         const view = this.ramView(pteAddr, false);
         if (!view) this.raise(this.faultCause(acc, false), va);
         const o = (pteAddr - this.bus.ramBase) & this.chunkMask;
@@ -1069,9 +1170,9 @@ export class Hart {
         }
         // Leaf: permissions.
         const user = (lo & 0x10) !== 0;
-        if (priv === C.PRV_U ? !user : user && (acc === ACC_FETCH || (st & C.MSTATUS_SUM) === 0)) this.raise(this.faultCause(acc, true), va);
+        if (priv === PRV_U ? !user : user && (acc === ACC_FETCH || (st & MSTATUS_SUM) === 0)) this.raise(this.faultCause(acc, true), va);
         const ok =
-          acc === ACC_FETCH ? (lo & 8) !== 0 : acc === ACC_LOAD ? (lo & 2) !== 0 || ((st & C.MSTATUS_MXR) !== 0 && (lo & 8) !== 0) : (lo & 4) !== 0;
+          acc === ACC_FETCH ? (lo & 8) !== 0 : acc === ACC_LOAD ? (lo & 2) !== 0 || ((st & MSTATUS_MXR) !== 0 && (lo & 8) !== 0) : (lo & 4) !== 0;
         if (!ok) this.raise(this.faultCause(acc, true), va);
         const span = 2 ** (9 * level);
         if (level > 0 && ppn % span !== 0) this.raise(this.faultCause(acc, true), va);
@@ -1079,7 +1180,7 @@ export class Hart {
         const want = 0x40 | (acc === ACC_STORE ? 0x80 : 0);
         if ((lo & want) !== want) {
           const wview = this.ramView(pteAddr, true);
-          if (!wview || !this.pmpAllows(pteAddr, 8, ACC_STORE, C.PRV_S)) this.raise(this.faultCause(acc, false), va);
+          if (!wview || !this.pmpAllows(pteAddr, 8, ACC_STORE, PRV_S)) this.raise(this.faultCause(acc, false), va);
           lo |= want;
           wview.setInt32(o, lo, true);
         }
@@ -1136,11 +1237,11 @@ export class Hart {
       const hi = this.pmpHi[i]!;
       if (end <= lo || pa >= hi) continue;
       if (pa < lo || end > hi) return false; // partial match
-      if (priv === C.PRV_M && (cfg & 0x80) === 0) return true;
+      if (priv === PRV_M && (cfg & 0x80) === 0) return true;
       const bit = acc === ACC_FETCH ? 4 : acc === ACC_LOAD ? 1 : 2;
       return (cfg & bit) !== 0;
     }
-    return priv === C.PRV_M;
+    return priv === PRV_M;
   }
 
   // ---- slow memory paths ----
@@ -1206,13 +1307,13 @@ export class Hart {
     if (size === 8) {
       const a = this.bus.mmioRead(pa, 4);
       const b = a === undefined ? undefined : this.bus.mmioRead(pa + 4, 4);
-      if (a === undefined || b === undefined) this.raise(C.CAUSE_LOAD_ACCESS, va);
+      if (a === undefined || b === undefined) this.raise(CAUSE_LOAD_ACCESS, va);
       this.valLo = a | 0;
       this.valHi = b | 0;
       return;
     }
     const v = this.bus.mmioRead(pa, size as 1 | 2 | 4);
-    if (v === undefined) this.raise(C.CAUSE_LOAD_ACCESS, va);
+    if (v === undefined) this.raise(CAUSE_LOAD_ACCESS, va);
     this.valLo = size === 4 ? v | 0 : v & (size === 1 ? 0xff : 0xffff);
     this.valHi = 0;
   }
@@ -1248,11 +1349,11 @@ export class Hart {
     }
     this.mmioTouched = true;
     if (size === 8) {
-      if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)) this.raise(C.CAUSE_STORE_ACCESS, va);
+      if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)) this.raise(CAUSE_STORE_ACCESS, va);
       return;
     }
     const v = size === 4 ? lo >>> 0 : lo & (size === 1 ? 0xff : 0xffff);
-    if (!this.bus.mmioWrite(pa, size as 1 | 2 | 4, v)) this.raise(C.CAUSE_STORE_ACCESS, va);
+    if (!this.bus.mmioWrite(pa, size as 1 | 2 | 4, v)) this.raise(CAUSE_STORE_ACCESS, va);
   }
 
   /** A store hit a page with decoded code: drop the decoded copy (fence.i semantics are then automatic). */
@@ -1264,7 +1365,7 @@ export class Hart {
 
   /** Physical address for an AMO/LR/SC after alignment and translation checks (store permission). */
   private amoAddress(va: number, size: number, isLoad: boolean): number {
-    if ((va & (size - 1)) !== 0) this.raise(isLoad ? C.CAUSE_MISALIGNED_LOAD : C.CAUSE_MISALIGNED_STORE, va);
+    if ((va & (size - 1)) !== 0) this.raise(isLoad ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, va);
     return this.translate(va, isLoad ? ACC_LOAD : ACC_STORE, this.dataPriv, size);
   }
 
@@ -1293,7 +1394,7 @@ export class Hart {
       if (size === 8) view.setInt32(o + 4, hi, true);
       return;
     }
-    if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || (size === 8 && !this.bus.mmioWrite(pa + 4, 4, hi >>> 0))) this.raise(C.CAUSE_STORE_ACCESS, va);
+    if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || (size === 8 && !this.bus.mmioWrite(pa + 4, 4, hi >>> 0))) this.raise(CAUSE_STORE_ACCESS, va);
   }
 
   // ---- everything that is not on the hot path ----
@@ -1352,22 +1453,22 @@ export class Hart {
         this.pcValue = next;
         return true;
       case Op.ECALL: {
-        if (this.priv === C.PRV_S && this.ecallHandler && this.ecallHandler(this)) {
+        if (this.priv === PRV_S && this.ecallHandler && this.ecallHandler(this)) {
           this.pcValue = pc + 4;
           return true;
         }
-        this.raise(this.priv === C.PRV_U ? C.CAUSE_USER_ECALL : this.priv === C.PRV_S ? C.CAUSE_SUPERVISOR_ECALL : C.CAUSE_MACHINE_ECALL, 0);
+        this.raise(this.priv === PRV_U ? CAUSE_USER_ECALL : this.priv === PRV_S ? CAUSE_SUPERVISOR_ECALL : CAUSE_MACHINE_ECALL, 0);
       }
       // eslint-disable-next-line no-fallthrough
       case Op.EBREAK:
-        this.raise(C.CAUSE_BREAKPOINT, pc);
+        this.raise(CAUSE_BREAKPOINT, pc);
       // eslint-disable-next-line no-fallthrough
       case Op.MRET: {
-        if (this.priv !== C.PRV_M) this.illegal(imm);
+        if (this.priv !== PRV_M) this.illegal(imm);
         const st = this.mstatus;
-        const mpp = (st & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT;
-        let ns = (st & ~(C.MSTATUS_MIE | C.MSTATUS_MPP)) | (st & C.MSTATUS_MPIE ? C.MSTATUS_MIE : 0) | C.MSTATUS_MPIE;
-        if (mpp !== C.PRV_M) ns &= ~C.MSTATUS_MPRV;
+        const mpp = (st & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
+        let ns = (st & ~(MSTATUS_MIE | MSTATUS_MPP)) | (st & MSTATUS_MPIE ? MSTATUS_MIE : 0) | MSTATUS_MPIE;
+        if (mpp !== PRV_M) ns &= ~MSTATUS_MPRV;
         this.mstatus = ns;
         this.priv = mpp;
         this.pcValue = this.get64(S_MEPC);
@@ -1375,22 +1476,22 @@ export class Hart {
         return true;
       }
       case Op.SRET: {
-        if (this.priv === C.PRV_U || (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TSR)) this.illegal(imm);
+        if (this.priv === PRV_U || (this.priv === PRV_S && this.mstatus & MSTATUS_TSR)) this.illegal(imm);
         const st = this.mstatus;
-        const spp = st & C.MSTATUS_SPP ? C.PRV_S : C.PRV_U;
-        this.mstatus = ((st & ~(C.MSTATUS_SIE | C.MSTATUS_SPP | C.MSTATUS_MPRV)) | (st & C.MSTATUS_SPIE ? C.MSTATUS_SIE : 0) | C.MSTATUS_SPIE) >>> 0 | 0;
+        const spp = st & MSTATUS_SPP ? PRV_S : PRV_U;
+        this.mstatus = ((st & ~(MSTATUS_SIE | MSTATUS_SPP | MSTATUS_MPRV)) | (st & MSTATUS_SPIE ? MSTATUS_SIE : 0) | MSTATUS_SPIE) >>> 0 | 0;
         this.priv = spp;
         this.pcValue = this.get64(S_SEPC);
         this.afterPrivChange();
         return true;
       }
       case Op.WFI:
-        if (this.priv === C.PRV_U || (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TW)) this.illegal(imm);
+        if (this.priv === PRV_U || (this.priv === PRV_S && this.mstatus & MSTATUS_TW)) this.illegal(imm);
         this.pcValue = next;
         if (((this.mipHw | this.mipSw) & this.mie) === 0) this.waiting = true;
         return true;
       case Op.SFENCE_VMA:
-        if (this.priv === C.PRV_U || (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TVM)) this.illegal(imm);
+        if (this.priv === PRV_U || (this.priv === PRV_S && this.mstatus & MSTATUS_TVM)) this.illegal(imm);
         this.flushTlb();
         this.pcValue = next;
         return true;
@@ -1408,7 +1509,7 @@ export class Hart {
         const size = op === Op.LR_W ? 4 : 8;
         const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
         const pa = this.amoAddress(va, size, true);
-        this.physRead(pa, size, va, C.CAUSE_LOAD_ACCESS);
+        this.physRead(pa, size, va, CAUSE_LOAD_ACCESS);
         this.resValid = true;
         this.resAddr = pa;
         r64[0] = this.valLo;
@@ -1438,12 +1539,12 @@ export class Hart {
         this.execFpMem(op, imm, rd, r1, r2);
         return false;
       case Op.FPOP: {
-        if ((this.mstatus & C.MSTATUS_FS) === 0) this.illegal(this.rawBits(pc));
+        if ((this.mstatus & MSTATUS_FS) === 0) this.illegal(this.rawBits(pc));
         const fi = imm & 0xff;
         const ok = FP_FNS[fi]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7);
         x[SINK] = x[SINK + 1] = 0;
         if (!ok) this.illegal(this.rawBits(pc));
-        this.mstatus |= C.MSTATUS_FS;
+        this.mstatus |= MSTATUS_FS;
         return false;
       }
       default:
@@ -1475,7 +1576,7 @@ export class Hart {
     const x = this.x;
     const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
     const pa = this.amoAddress(va, size, false);
-    this.physRead(pa, size, va, C.CAUSE_STORE_ACCESS);
+    this.physRead(pa, size, va, CAUSE_STORE_ACCESS);
     const alo = this.valLo;
     const ahi = this.valHi;
     let blo = x[r2]!;
@@ -1519,7 +1620,7 @@ export class Hart {
   }
 
   private execFpMem(op: number, imm: number, rd: number, r1: number, r2: number): void {
-    if ((this.mstatus & C.MSTATUS_FS) === 0) this.illegal(this.rawBits(this.pcValue));
+    if ((this.mstatus & MSTATUS_FS) === 0) this.illegal(this.rawBits(this.pcValue));
     const x = this.x;
     const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
     const f = this.fp.i32;
@@ -1529,7 +1630,7 @@ export class Hart {
       const fd = rd >>> 1;
       f[2 * fd] = this.valLo;
       f[2 * fd + 1] = size === 4 ? -1 : this.valHi;
-      this.mstatus |= C.MSTATUS_FS;
+      this.mstatus |= MSTATUS_FS;
     } else {
       const fs = r2 >>> 1;
       this.storeSlow(va, op === Op.FSW ? 4 : 8, f[2 * fs]!, f[2 * fs + 1]!);
@@ -1730,8 +1831,8 @@ export class Hart {
 
   private counterAllowed(csr: number): boolean {
     const bit = csr & 31;
-    if (this.priv < C.PRV_M && ((this.mcounteren >>> bit) & 1) === 0) return false;
-    if (this.priv === C.PRV_U && ((this.scounteren >>> bit) & 1) === 0) return false;
+    if (this.priv < PRV_M && ((this.mcounteren >>> bit) & 1) === 0) return false;
+    if (this.priv === PRV_U && ((this.scounteren >>> bit) & 1) === 0) return false;
     return true;
   }
 
@@ -1741,146 +1842,146 @@ export class Hart {
   }
 
   private fsOn(): boolean {
-    return (this.mstatus & C.MSTATUS_FS) !== 0;
+    return (this.mstatus & MSTATUS_FS) !== 0;
   }
 
   /** Reads a CSR into valLo/valHi; false if it does not exist or is not accessible. `rmw`: read for csrrs/csrrc. */
   readCsr(csr: number, rmw = false): boolean {
     this.valHi = 0;
     switch (csr) {
-      case C.CSR_FFLAGS:
+      case CSR_FFLAGS:
         if (!this.fsOn()) return false;
         this.valLo = this.fp.fflags & 0x1f;
         return true;
-      case C.CSR_FRM:
+      case CSR_FRM:
         if (!this.fsOn()) return false;
         this.valLo = this.fp.frm & 7;
         return true;
-      case C.CSR_FCSR:
+      case CSR_FCSR:
         if (!this.fsOn()) return false;
         this.valLo = (this.fp.fflags & 0x1f) | ((this.fp.frm & 7) << 5);
         return true;
-      case C.CSR_CYCLE:
-      case C.CSR_MCYCLE:
-        if (csr === C.CSR_CYCLE && !this.counterAllowed(csr)) return false;
+      case CSR_CYCLE:
+      case CSR_MCYCLE:
+        if (csr === CSR_CYCLE && !this.counterAllowed(csr)) return false;
         this.setVal(this.retiredNow() + this.cycleOffset);
         return true;
-      case C.CSR_INSTRET:
-      case C.CSR_MINSTRET:
-        if (csr === C.CSR_INSTRET && !this.counterAllowed(csr)) return false;
+      case CSR_INSTRET:
+      case CSR_MINSTRET:
+        if (csr === CSR_INSTRET && !this.counterAllowed(csr)) return false;
         this.setVal(this.retiredNow() + this.instretOffset);
         return true;
-      case C.CSR_TIME:
+      case CSR_TIME:
         if (!this.counterAllowed(csr)) return false;
         this.setVal(this.opts.readTime());
         return true;
-      case C.CSR_SSTATUS: {
+      case CSR_SSTATUS: {
         const st = this.mstatus & SSTATUS_MASK;
         this.valLo = st;
-        this.valHi = 0x2 | ((this.mstatus & C.MSTATUS_FS) === C.MSTATUS_FS ? C.MSTATUS_HI_SD : 0);
+        this.valHi = 0x2 | ((this.mstatus & MSTATUS_FS) === MSTATUS_FS ? MSTATUS_HI_SD : 0);
         return true;
       }
-      case C.CSR_SIE:
+      case CSR_SIE:
         this.valLo = this.mie & this.mideleg;
         return true;
-      case C.CSR_SIP:
-        this.valLo = (rmw ? this.mipSw | (this.mipHw & ~C.MIP_SEIP) : this.mipHw | this.mipSw) & this.mideleg;
+      case CSR_SIP:
+        this.valLo = (rmw ? this.mipSw | (this.mipHw & ~MIP_SEIP) : this.mipHw | this.mipSw) & this.mideleg;
         return true;
-      case C.CSR_STVEC:
+      case CSR_STVEC:
         return this.readSlot(S_STVEC);
-      case C.CSR_SSCRATCH:
+      case CSR_SSCRATCH:
         return this.readSlot(S_SSCRATCH);
-      case C.CSR_SEPC:
+      case CSR_SEPC:
         return this.readSlot(S_SEPC);
-      case C.CSR_SCAUSE:
+      case CSR_SCAUSE:
         return this.readSlot(S_SCAUSE);
-      case C.CSR_STVAL:
+      case CSR_STVAL:
         return this.readSlot(S_STVAL);
-      case C.CSR_SCOUNTEREN:
+      case CSR_SCOUNTEREN:
         this.valLo = this.scounteren;
         return true;
-      case C.CSR_SENVCFG:
+      case CSR_SENVCFG:
         this.valLo = this.senvcfg;
         return true;
-      case C.CSR_STIMECMP:
-        if (this.priv < C.PRV_M && (!this.sstcEnabled || (this.mcounteren & 2) === 0)) return false;
+      case CSR_STIMECMP:
+        if (this.priv < PRV_M && (!this.sstcEnabled || (this.mcounteren & 2) === 0)) return false;
         this.valLo = this.stimecmpLo;
         this.valHi = this.stimecmpHi;
         return true;
-      case C.CSR_SATP:
-        if (this.priv === C.PRV_S && this.mstatus & C.MSTATUS_TVM) return false;
+      case CSR_SATP:
+        if (this.priv === PRV_S && this.mstatus & MSTATUS_TVM) return false;
         this.valLo = this.satpLo;
         this.valHi = this.satpHi;
         return true;
-      case C.CSR_MVENDORID:
-      case C.CSR_MARCHID:
-      case C.CSR_MIMPID:
-      case C.CSR_MCONFIGPTR:
+      case CSR_MVENDORID:
+      case CSR_MARCHID:
+      case CSR_MIMPID:
+      case CSR_MCONFIGPTR:
         this.valLo = 0;
         return true;
-      case C.CSR_MHARTID:
+      case CSR_MHARTID:
         this.valLo = this.hartId;
         return true;
-      case C.CSR_MSTATUS:
+      case CSR_MSTATUS:
         this.valLo = this.mstatus;
-        this.valHi = C.MSTATUS_HI_UXL_SXL | ((this.mstatus & C.MSTATUS_FS) === C.MSTATUS_FS ? C.MSTATUS_HI_SD : 0);
+        this.valHi = MSTATUS_HI_UXL_SXL | ((this.mstatus & MSTATUS_FS) === MSTATUS_FS ? MSTATUS_HI_SD : 0);
         return true;
-      case C.CSR_MISA:
-        this.valLo = C.MISA_EXTENSIONS;
-        this.valHi = C.MISA_HI;
+      case CSR_MISA:
+        this.valLo = MISA_EXTENSIONS;
+        this.valHi = MISA_HI;
         return true;
-      case C.CSR_MEDELEG:
+      case CSR_MEDELEG:
         this.valLo = this.medeleg;
         return true;
-      case C.CSR_MIDELEG:
+      case CSR_MIDELEG:
         this.valLo = this.mideleg;
         return true;
-      case C.CSR_MIE:
+      case CSR_MIE:
         this.valLo = this.mie;
         return true;
-      case C.CSR_MIP:
-        this.valLo = rmw ? this.mipSw | (this.mipHw & ~C.MIP_SEIP) : this.mipHw | this.mipSw;
+      case CSR_MIP:
+        this.valLo = rmw ? this.mipSw | (this.mipHw & ~MIP_SEIP) : this.mipHw | this.mipSw;
         return true;
-      case C.CSR_MTVEC:
+      case CSR_MTVEC:
         return this.readSlot(S_MTVEC);
-      case C.CSR_MCOUNTEREN:
+      case CSR_MCOUNTEREN:
         this.valLo = this.mcounteren;
         return true;
-      case C.CSR_MENVCFG:
+      case CSR_MENVCFG:
         this.valLo = this.menvcfgLo;
         this.valHi = this.menvcfgHi;
         return true;
-      case C.CSR_MCOUNTINHIBIT:
+      case CSR_MCOUNTINHIBIT:
         this.valLo = this.mcountinhibit;
         return true;
-      case C.CSR_MSCRATCH:
+      case CSR_MSCRATCH:
         return this.readSlot(S_MSCRATCH);
-      case C.CSR_MEPC:
+      case CSR_MEPC:
         return this.readSlot(S_MEPC);
-      case C.CSR_MCAUSE:
+      case CSR_MCAUSE:
         return this.readSlot(S_MCAUSE);
-      case C.CSR_MTVAL:
+      case CSR_MTVAL:
         return this.readSlot(S_MTVAL);
-      case C.CSR_MTINST:
-      case C.CSR_MTVAL2:
+      case CSR_MTINST:
+      case CSR_MTVAL2:
         this.valLo = 0;
         return true;
-      case C.CSR_PMPCFG0:
-      case C.CSR_PMPCFG2: {
-        const base = csr === C.CSR_PMPCFG0 ? 0 : 8;
+      case CSR_PMPCFG0:
+      case CSR_PMPCFG2: {
+        const base = csr === CSR_PMPCFG0 ? 0 : 8;
         const p = this.pmpcfg;
         this.valLo = p[base]! | (p[base + 1]! << 8) | (p[base + 2]! << 16) | (p[base + 3]! << 24);
         this.valHi = p[base + 4]! | (p[base + 5]! << 8) | (p[base + 6]! << 16) | (p[base + 7]! << 24);
         return true;
       }
       default:
-        if (csr >= C.CSR_PMPADDR0 && csr < C.CSR_PMPADDR0 + 16) {
-          const i = csr - C.CSR_PMPADDR0;
+        if (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 16) {
+          const i = csr - CSR_PMPADDR0;
           this.valLo = this.pmpaddrLo[i]!;
           this.valHi = this.pmpaddrHi[i]!;
           return true;
         }
-        if (csr >= C.CSR_PMPADDR0 + 16 && csr < C.CSR_PMPADDR0 + 64) {
+        if (csr >= CSR_PMPADDR0 + 16 && csr < CSR_PMPADDR0 + 64) {
           this.valLo = 0; // pmpaddr16..63: not implemented, read-only zero
           return true;
         }
@@ -1907,124 +2008,124 @@ export class Hart {
   /** Writes a CSR (WARL-legalised); false if the CSR can't be written. */
   writeCsr(csr: number, lo: number, hi: number): boolean {
     switch (csr) {
-      case C.CSR_FFLAGS:
+      case CSR_FFLAGS:
         this.fp.fflags = lo & 0x1f;
-        this.mstatus |= C.MSTATUS_FS;
+        this.mstatus |= MSTATUS_FS;
         return true;
-      case C.CSR_FRM:
+      case CSR_FRM:
         this.fp.frm = lo & 7;
-        this.mstatus |= C.MSTATUS_FS;
+        this.mstatus |= MSTATUS_FS;
         return true;
-      case C.CSR_FCSR:
+      case CSR_FCSR:
         this.fp.fflags = lo & 0x1f;
         this.fp.frm = (lo >>> 5) & 7;
-        this.mstatus |= C.MSTATUS_FS;
+        this.mstatus |= MSTATUS_FS;
         return true;
-      case C.CSR_MCYCLE:
+      case CSR_MCYCLE:
         this.cycleOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.retiredNow() - 1;
         return true;
-      case C.CSR_MINSTRET:
+      case CSR_MINSTRET:
         // The write happens before this instruction retires, which then increments the counter.
         this.instretOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.retiredNow() - 1;
         return true;
-      case C.CSR_SSTATUS:
+      case CSR_SSTATUS:
         this.setMstatus((this.mstatus & ~SSTATUS_WMASK) | (lo & SSTATUS_WMASK));
         return true;
-      case C.CSR_SIE:
+      case CSR_SIE:
         this.mie = (this.mie & ~this.mideleg) | (lo & this.mideleg & 0x222);
         this.updateIrq();
         return true;
-      case C.CSR_SIP: {
-        const m = this.mideleg & C.MIP_SSIP;
+      case CSR_SIP: {
+        const m = this.mideleg & MIP_SSIP;
         this.mipSw = (this.mipSw & ~m) | (lo & m);
         this.updateIrq();
         return true;
       }
-      case C.CSR_STVEC:
+      case CSR_STVEC:
         this.set64(S_STVEC, lo & ~2, hi);
         return true;
-      case C.CSR_SSCRATCH:
+      case CSR_SSCRATCH:
         this.set64(S_SSCRATCH, lo, hi);
         return true;
-      case C.CSR_SEPC:
+      case CSR_SEPC:
         this.set64(S_SEPC, lo & ~1, hi);
         return true;
-      case C.CSR_SCAUSE:
+      case CSR_SCAUSE:
         this.set64(S_SCAUSE, lo, hi);
         return true;
-      case C.CSR_STVAL:
+      case CSR_STVAL:
         this.set64(S_STVAL, lo, hi);
         return true;
-      case C.CSR_SCOUNTEREN:
+      case CSR_SCOUNTEREN:
         this.scounteren = lo;
         return true;
-      case C.CSR_SENVCFG:
-        this.senvcfg = lo & C.ENVCFG_FIOM;
+      case CSR_SENVCFG:
+        this.senvcfg = lo & ENVCFG_FIOM;
         return true;
-      case C.CSR_STIMECMP:
+      case CSR_STIMECMP:
         this.stimecmpLo = lo;
         this.stimecmpHi = hi;
         this.updateSstc();
         return true;
-      case C.CSR_SATP:
+      case CSR_SATP:
         this.writeSatp(lo, hi);
         return true;
-      case C.CSR_MSTATUS:
+      case CSR_MSTATUS:
         this.setMstatus((this.mstatus & ~MSTATUS_WMASK) | (lo & MSTATUS_WMASK));
         return true;
-      case C.CSR_MISA:
+      case CSR_MISA:
         return true; // read-only in this implementation (WARL: writes ignored)
-      case C.CSR_MEDELEG:
+      case CSR_MEDELEG:
         this.medeleg = lo & 0xb3ff;
         return true;
-      case C.CSR_MIDELEG:
+      case CSR_MIDELEG:
         this.mideleg = lo & 0x222;
         this.updateIrq();
         return true;
-      case C.CSR_MIE:
+      case CSR_MIE:
         this.mie = lo & 0xaaa;
         this.updateIrq();
         return true;
-      case C.CSR_MIP: {
-        const m = C.MIP_SSIP | C.MIP_SEIP | (this.sstcEnabled ? 0 : C.MIP_STIP);
+      case CSR_MIP: {
+        const m = MIP_SSIP | MIP_SEIP | (this.sstcEnabled ? 0 : MIP_STIP);
         this.mipSw = (this.mipSw & ~m) | (lo & m);
         this.updateIrq();
         return true;
       }
-      case C.CSR_MTVEC:
+      case CSR_MTVEC:
         this.set64(S_MTVEC, lo & ~2, hi);
         return true;
-      case C.CSR_MCOUNTEREN:
+      case CSR_MCOUNTEREN:
         this.mcounteren = lo;
         return true;
-      case C.CSR_MENVCFG:
-        this.menvcfgLo = lo & C.ENVCFG_FIOM;
-        this.menvcfgHi = hi & C.MENVCFG_HI_STCE;
-        if (this.sstcEnabled) this.mipSw &= ~C.MIP_STIP;
+      case CSR_MENVCFG:
+        this.menvcfgLo = lo & ENVCFG_FIOM;
+        this.menvcfgHi = hi & MENVCFG_HI_STCE;
+        if (this.sstcEnabled) this.mipSw &= ~MIP_STIP;
         this.updateSstc();
         this.updateIrq();
         return true;
-      case C.CSR_MCOUNTINHIBIT:
+      case CSR_MCOUNTINHIBIT:
         this.mcountinhibit = lo & ~2;
         return true;
-      case C.CSR_MSCRATCH:
+      case CSR_MSCRATCH:
         this.set64(S_MSCRATCH, lo, hi);
         return true;
-      case C.CSR_MEPC:
+      case CSR_MEPC:
         this.set64(S_MEPC, lo & ~1, hi);
         return true;
-      case C.CSR_MCAUSE:
+      case CSR_MCAUSE:
         this.set64(S_MCAUSE, lo, hi);
         return true;
-      case C.CSR_MTVAL:
+      case CSR_MTVAL:
         this.set64(S_MTVAL, lo, hi);
         return true;
-      case C.CSR_MTINST:
-      case C.CSR_MTVAL2:
+      case CSR_MTINST:
+      case CSR_MTVAL2:
         return true;
-      case C.CSR_PMPCFG0:
-      case C.CSR_PMPCFG2: {
-        const base = csr === C.CSR_PMPCFG0 ? 0 : 8;
+      case CSR_PMPCFG0:
+      case CSR_PMPCFG2: {
+        const base = csr === CSR_PMPCFG0 ? 0 : 8;
         for (let i = 0; i < 8; i++) {
           if (this.pmpcfg[base + i]! & 0x80) continue; // locked
           let b = ((i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4))) & 0xff) & 0x9f;
@@ -2035,8 +2136,8 @@ export class Hart {
         return true;
       }
       default:
-        if (csr >= C.CSR_PMPADDR0 && csr < C.CSR_PMPADDR0 + 16) {
-          const i = csr - C.CSR_PMPADDR0;
+        if (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 16) {
+          const i = csr - CSR_PMPADDR0;
           const locked = (this.pmpcfg[i]! & 0x80) !== 0 || (i < 15 && (this.pmpcfg[i + 1]! & 0x98) === 0x88);
           if (!locked) {
             this.pmpaddrLo[i] = lo;
@@ -2045,7 +2146,7 @@ export class Hart {
           }
           return true;
         }
-        if (csr >= C.CSR_PMPADDR0 + 16 && csr < C.CSR_PMPADDR0 + 64) return true;
+        if (csr >= CSR_PMPADDR0 + 16 && csr < CSR_PMPADDR0 + 64) return true;
         if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) return true;
         return false;
     }
@@ -2053,20 +2154,20 @@ export class Hart {
 
   private setMstatus(v: number): void {
     // MPP is WARL: the reserved value 2 becomes U.
-    if (((v & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT) === 2) v &= ~C.MSTATUS_MPP;
+    if (((v & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT) === 2) v &= ~MSTATUS_MPP;
     this.mstatus = v;
     this.updateContext();
     this.updateIrq();
   }
 }
 
-const PRIORITY = [C.IRQ_MEI, C.IRQ_MSI, C.IRQ_MTI, C.IRQ_SEI, C.IRQ_SSI, C.IRQ_STI];
+const PRIORITY = [IRQ_MEI, IRQ_MSI, IRQ_MTI, IRQ_SEI, IRQ_SSI, IRQ_STI];
 
 const SSTATUS_MASK =
-  C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_UBE | C.MSTATUS_SPP | C.MSTATUS_VS | C.MSTATUS_FS | C.MSTATUS_XS | C.MSTATUS_SUM | C.MSTATUS_MXR;
-const SSTATUS_WMASK = C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_FS | C.MSTATUS_SUM | C.MSTATUS_MXR;
+  MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_UBE | MSTATUS_SPP | MSTATUS_VS | MSTATUS_FS | MSTATUS_XS | MSTATUS_SUM | MSTATUS_MXR;
+const SSTATUS_WMASK = MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_SUM | MSTATUS_MXR;
 const MSTATUS_WMASK =
-  SSTATUS_WMASK | C.MSTATUS_MIE | C.MSTATUS_MPIE | C.MSTATUS_MPP | C.MSTATUS_MPRV | C.MSTATUS_TVM | C.MSTATUS_TW | C.MSTATUS_TSR;
+  SSTATUS_WMASK | MSTATUS_MIE | MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MPRV | MSTATUS_TVM | MSTATUS_TW | MSTATUS_TSR;
 
 // Slots in csr64 for CSRs holding full 64-bit data.
 const S_MSCRATCH = 0;
