@@ -518,11 +518,11 @@ export class Qcow2Image implements BlockBackend {
     const firstFull = Math.ceil(offset / cs) * cs;
     const lastFull = Math.floor(end / cs) * cs;
     if (firstFull >= lastFull) {
-      if (length > 0) await this.writeLocked(offset, new Uint8Array(length));
+      if (length > 0) await this.zeroPartial(offset, length);
       return;
     }
-    if (offset < firstFull) await this.writeLocked(offset, new Uint8Array(firstFull - offset));
-    if (lastFull < end) await this.writeLocked(lastFull, new Uint8Array(end - lastFull));
+    if (offset < firstFull) await this.zeroPartial(offset, firstFull - offset);
+    if (lastFull < end) await this.zeroPartial(lastFull, end - lastFull);
     await this.markDirty();
     // Whole clusters: with a backing file they must become zero clusters (or the backing would show
     // through); without one, unallocated reads as zeros already.
@@ -542,6 +542,13 @@ export class Qcow2Image implements BlockBackend {
       olds.push(m);
     }
     await this.freeOld(olds);
+  }
+
+  /** Zeroes part of one cluster; a cluster that already reads as zeros is left alone (no allocation). */
+  private async zeroPartial(offset: number, length: number): Promise<void> {
+    const m = await this.lookup(Math.floor(offset / this.clusterSize));
+    if (m.kind === 'zero' || (m.kind === 'unallocated' && this.backing === null)) return;
+    await this.writeLocked(offset, new Uint8Array(length));
   }
 
   /** Makes sure the L2 table for guest cluster gc exists: allocate, zero it, then link it from L1. */
