@@ -3,8 +3,8 @@
  * (binary32 operands must be NaN-boxed, otherwise they read as the canonical NaN), computes an IEEE 754 result
  * for the RISC-V rounding mode and accrues fflags. NaN results are always the canonical NaN.
  */
-import { FpState, FpExec, FpOpTable, FFLAG_NV, FFLAG_DZ, FFLAG_NX, RM_RDN, RM_RMM } from './state.js';
-import { errTerm, finishDouble, halfGap, roundToSingle, truncatesMagnitude, twoProduct, twoSum } from './round.js';
+import { FpState, FpExec, FpOpTable, FFLAG_NV, FFLAG_DZ, FFLAG_NX, RM_RNE, RM_RDN, RM_RUP, RM_RMM } from './state.js';
+import { err, G, T, finishDouble, halfGap, roundToSingle, truncatesMagnitude, twoProduct, twoSum } from './round.js';
 import { exactAdd, exactDiv, exactMul, exactOf, exactSqrt, roundExactToDouble } from './slow.js';
 
 const CANON_NAN_S = 0x7fc00000; // canonical single NaN
@@ -15,10 +15,6 @@ function resolveRm(fs: FpState, rm: number): number {
   return rm > 4 ? -1 : rm;
 }
 
-function readS(fs: FpState, r: number): number {
-  if (fs.i32[2 * r + 1] !== -1) return NaN;
-  return fs.f32[2 * r];
-}
 function isSnanS(fs: FpState, r: number): boolean {
   const b = fs.i32[2 * r];
   return fs.i32[2 * r + 1] === -1 && (b & 0x7fc00000) === 0x7f800000 && (b & 0x003fffff) !== 0;
@@ -26,17 +22,6 @@ function isSnanS(fs: FpState, r: number): boolean {
 function isSnanD(fs: FpState, r: number): boolean {
   const hi = fs.i32[2 * r + 1];
   return (hi & 0x7ff80000) === 0x7ff00000 && ((hi & 0x7ffff) !== 0 || fs.i32[2 * r] !== 0);
-}
-function writeS(fs: FpState, rd: number, v: number): void {
-  if (v !== v) fs.i32[2 * rd] = CANON_NAN_S;
-  else fs.f32[2 * rd] = v;
-  fs.i32[2 * rd + 1] = -1;
-}
-function writeD(fs: FpState, rd: number, v: number): void {
-  if (v !== v) {
-    fs.i32[2 * rd] = 0;
-    fs.i32[2 * rd + 1] = CANON_NAN_D_HI;
-  } else fs.f64[rd] = v;
 }
 function writeX(x: Int32Array, rd: number, lo: number, hi: number): void {
   if (rd === 0) return;
@@ -75,23 +60,50 @@ function nanD(fs: FpState, rd: number, snan: boolean): void {
   writeNanD(fs, rd);
 }
 
+/**
+ * The source registers of the op being executed. Whether an operand is a signalling NaN matters only once a
+ * NaN has been seen, so the ops look it up lazily through these instead of testing every operand up front.
+ * Unary and binary ops repeat a register to fill the three slots.
+ */
+let src1 = 0;
+let src2 = 0;
+let src3 = 0;
+function setSources(rs1: number, rs2: number, rs3: number): void {
+  src1 = rs1;
+  src2 = rs2;
+  src3 = rs3;
+}
+function signallingS(fs: FpState): boolean {
+  return isSnanS(fs, src1) || isSnanS(fs, src2) || isSnanS(fs, src3);
+}
+function signallingD(fs: FpState): boolean {
+  return isSnanD(fs, src1) || isSnanD(fs, src2) || isSnanD(fs, src3);
+}
+
+/**
+ * Operands handed from the op wrappers to the arithmetic functions (OP[0..2] = rs1, rs2, rs3 values, negations
+ * applied). Passing doubles as arguments to a call V8 does not inline boxes them: one allocation per op.
+ */
+const OP = new Float64Array(3);
+const SIGN_S = 0x80000000 | 0; // binary32 sign bit
+
+/** Is an exact zero sum a + b negative? Equal-signed zeros keep their sign, otherwise +0 (-0 rounding down). */
+function negativeZeroSum(a: number, b: number, rm: number): boolean {
+  return a === 0 && b === 0 && 1 / a === 1 / b ? 1 / a < 0 : rm === RM_RDN;
+}
+
 function sign(v: number): number {
   return v > 0 ? 1 : v < 0 ? -1 : 0;
 }
 function isInf(v: number): boolean {
   return v === Infinity || v === -Infinity;
 }
-/**
- * The sign of an exact zero sum a + b (IEEE 754 §6.3): equal-signed zeros keep their sign, anything else is +0,
- * or -0 when rounding down.
- */
-function zeroSum(a: number, b: number, rm: number): number {
-  if (a === 0 && b === 0 && 1 / a === 1 / b) return a;
-  return rm === RM_RDN ? -0 : 0;
-}
-/** Is the exact value r + e (e = error of a round-to-nearest r) a tie, for the modes that need to know? */
-function tieForRmm(r: number, e: number, rm: number): boolean {
-  return rm === RM_RMM && e !== 0 && Math.abs(e) === halfGap(r, e > 0 === r > 0);
+/** Is the exact value r + e (e = error of a round-to-nearest r) a tie? Only RMM needs to know. */
+function tieForRmm(r: number, e: number): boolean {
+  if (e === 0) return false;
+  G[0] = r;
+  halfGap(e > 0 === r > 0);
+  return Math.abs(e) === G[1];
 }
 
 const TWO_M968 = 2 ** -968; // below this a product's error term may not be representable
@@ -101,85 +113,111 @@ const TWO_M1021 = 2 ** -1021; // results below this may be tiny: left to the exa
 
 // ---- binary32: operands are exact in binary64, so one binary64 operation plus its error sign suffices ----
 
-function addS(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
-  if (a !== a || b !== b) return nanS(fs, rd, snan);
+function addS(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  if (a !== a || b !== b) return nanS(fs, rd, signallingS(fs));
   const r = twoSum(a, b);
   if (r !== r) return invalidS(fs, rd); // inf - inf
   if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
-  if (r === 0) return writeBitsS(fs, rd, roundToSingle(fs, zeroSum(a, b, rm), 0, rm));
-  writeBitsS(fs, rd, roundToSingle(fs, r, sign(errTerm), rm));
+  if (r === 0) return writeBitsS(fs, rd, negativeZeroSum(a, b, rm) ? SIGN_S : 0);
+  T[0] = r;
+  writeBitsS(fs, rd, roundToSingle(fs, sign(err[0]), rm));
 }
 
-function mulS(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
-  if (a !== a || b !== b) return nanS(fs, rd, snan);
+function mulS(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  if (a !== a || b !== b) return nanS(fs, rd, signallingS(fs));
   const r = a * b; // exact: 24 x 24 significand bits
   if (r !== r) return invalidS(fs, rd); // inf * 0
   if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
-  writeBitsS(fs, rd, roundToSingle(fs, r, 0, rm));
+  T[0] = r;
+  writeBitsS(fs, rd, roundToSingle(fs, 0, rm));
 }
 
-function divS(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
-  if (a !== a || b !== b) return nanS(fs, rd, snan);
+function divS(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  if (a !== a || b !== b) return nanS(fs, rd, signallingS(fs));
   if ((a === 0 && b === 0) || (isInf(a) && isInf(b))) return invalidS(fs, rd);
   if (b === 0 && !isInf(a)) fs.fflags |= FFLAG_DZ;
   const r = a / b;
   if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0); // x/0 or inf/x: exact
-  if (r === 0) return writeBitsS(fs, rd, roundToSingle(fs, r, 0, rm));
+  if (r === 0) return writeBitsS(fs, rd, 1 / r < 0 ? SIGN_S : 0); // finite / inf: exact zero
   const p = twoProduct(r, b);
-  const rem = a - p - errTerm; // a - r*b, whose sign tells on which side of r the exact quotient lies
-  writeBitsS(fs, rd, roundToSingle(fs, r, sign(rem) * sign(b), rm));
+  const rem = a - p - err[0]; // a - r*b, whose sign tells on which side of r the exact quotient lies
+  T[0] = r;
+  writeBitsS(fs, rd, roundToSingle(fs, sign(rem) * sign(b), rm));
 }
 
-function sqrtS(fs: FpState, rd: number, a: number, rm: number, snan: boolean): void {
-  if (a !== a) return nanS(fs, rd, snan);
+function sqrtS(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  if (a !== a) return nanS(fs, rd, signallingS(fs));
   if (a < 0) return invalidS(fs, rd);
-  if (a === 0 || a === Infinity) return writeBitsS(fs, rd, a === 0 ? roundToSingle(fs, a, 0, rm) : 0x7f800000);
+  if (a === 0 || a === Infinity) return writeBitsS(fs, rd, a === 0 ? (1 / a < 0 ? SIGN_S : 0) : 0x7f800000);
   const r = Math.sqrt(a);
   const p = twoProduct(r, r);
-  writeBitsS(fs, rd, roundToSingle(fs, r, sign(a - p - errTerm), rm));
+  T[0] = r;
+  writeBitsS(fs, rd, roundToSingle(fs, sign(a - p - err[0]), rm));
 }
 
-function fmaS(fs: FpState, rd: number, a: number, b: number, c: number, rm: number, snan: boolean): void {
+function fmaS(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  const c = OP[2];
   // inf * 0 is invalid even when the addend is a quiet NaN.
   if ((isInf(a) && b === 0) || (a === 0 && isInf(b))) return invalidS(fs, rd);
-  if (a !== a || b !== b || c !== c) return nanS(fs, rd, snan);
+  if (a !== a || b !== b || c !== c) return nanS(fs, rd, signallingS(fs));
   const p = a * b; // exact in binary64
   const r = twoSum(p, c);
   if (r !== r) return invalidS(fs, rd); // inf - inf
   if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
-  if (r === 0) return writeBitsS(fs, rd, roundToSingle(fs, zeroSum(p, c, rm), 0, rm));
-  writeBitsS(fs, rd, roundToSingle(fs, r, sign(errTerm), rm));
+  if (r === 0) return writeBitsS(fs, rd, negativeZeroSum(p, c, rm) ? SIGN_S : 0);
+  T[0] = r;
+  writeBitsS(fs, rd, roundToSingle(fs, sign(err[0]), rm));
 }
 
 // ---- binary64: double-double error terms on the fast path, exact BigInt arithmetic on the rare rest ----
 
-function addD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
-  if (a !== a || b !== b) return nanD(fs, rd, snan);
+function addD(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  if (a !== a || b !== b) return nanD(fs, rd, signallingD(fs));
   const r = twoSum(a, b);
   if (r !== r) return invalidD(fs, rd);
   if (r - r !== 0) {
     if (a - a !== 0 || b - b !== 0) fs.f64[rd] = r;
     else if (truncatesMagnitude(rm, r < 0)) roundExactToDouble(fs, rd, exactAdd(exactOf(a), exactOf(b)), rm);
-    else finishDouble(fs, rd, r, 1, false, rm); // overflow
+    else {
+      fs.f64[rd] = r; // overflow
+      finishDouble(fs, rd, 1, false, rm);
+    }
     return;
   }
   if (r === 0) {
-    fs.f64[rd] = zeroSum(a, b, rm);
+    fs.f64[rd] = negativeZeroSum(a, b, rm) ? -0 : 0;
     return;
   }
   // A sum is inexact only when |r| >= 2^-1021, so no underflow here.
-  const e = errTerm;
-  finishDouble(fs, rd, r, sign(e), tieForRmm(r, e, rm), rm);
+  const e = err[0];
+  fs.f64[rd] = r;
+  finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(r, e), rm);
 }
 
-function mulD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
-  if (a !== a || b !== b) return nanD(fs, rd, snan);
+function mulD(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  if (a !== a || b !== b) return nanD(fs, rd, signallingD(fs));
   const r = a * b;
   if (r !== r) return invalidD(fs, rd);
   if (r - r !== 0) {
     if (a - a !== 0 || b - b !== 0) fs.f64[rd] = r;
     else if (truncatesMagnitude(rm, r < 0)) roundExactToDouble(fs, rd, exactMul(exactOf(a), exactOf(b)), rm);
-    else finishDouble(fs, rd, r, 1, false, rm); // overflow
+    else {
+      fs.f64[rd] = r; // overflow
+      finishDouble(fs, rd, 1, false, rm);
+    }
     return;
   }
   if (a === 0 || b === 0) {
@@ -189,15 +227,18 @@ function mulD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: b
   const ar = Math.abs(r);
   if (ar >= TWO_M968 && ar < TWO_1020 && Math.abs(a) < TWO_995 && Math.abs(b) < TWO_995) {
     twoProduct(a, b);
-    const e = errTerm;
-    finishDouble(fs, rd, r, sign(e), tieForRmm(r, e, rm), rm);
+    const e = err[0];
+    fs.f64[rd] = r;
+    finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(r, e), rm);
     return;
   }
   roundExactToDouble(fs, rd, exactMul(exactOf(a), exactOf(b)), rm);
 }
 
-function divD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean): void {
-  if (a !== a || b !== b) return nanD(fs, rd, snan);
+function divD(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  if (a !== a || b !== b) return nanD(fs, rd, signallingD(fs));
   if ((a === 0 && b === 0) || (isInf(a) && isInf(b))) return invalidD(fs, rd);
   if (b === 0 && !isInf(a)) fs.fflags |= FFLAG_DZ;
   const r = a / b;
@@ -207,23 +248,28 @@ function divD(fs: FpState, rd: number, a: number, b: number, rm: number, snan: b
   }
   if (r - r !== 0) {
     if (truncatesMagnitude(rm, r < 0)) roundExactToDouble(fs, rd, exactDiv(exactOf(a), exactOf(b)), rm);
-    else finishDouble(fs, rd, r, 1, false, rm); // overflow
+    else {
+      fs.f64[rd] = r; // overflow
+      finishDouble(fs, rd, 1, false, rm);
+    }
     return;
   }
   const ar = Math.abs(r);
   const aa = Math.abs(a);
   if (ar >= TWO_M968 && ar < TWO_995 && Math.abs(b) < TWO_995 && aa >= TWO_M968 && aa < TWO_1020) {
     const p = twoProduct(r, b);
-    const rem = a - p - errTerm; // a - p is exact (Sterbenz), so rem has the sign of a - r*b
+    const rem = a - p - err[0]; // a - p is exact (Sterbenz), so rem has the sign of a - r*b
     // A quotient of normal doubles is never exactly halfway between two doubles: no ties.
-    finishDouble(fs, rd, r, sign(rem) * sign(b), false, rm);
+    fs.f64[rd] = r;
+    finishDouble(fs, rd, sign(rem) * sign(b), false, rm);
     return;
   }
   roundExactToDouble(fs, rd, exactDiv(exactOf(a), exactOf(b)), rm);
 }
 
-function sqrtD(fs: FpState, rd: number, a: number, rm: number, snan: boolean): void {
-  if (a !== a) return nanD(fs, rd, snan);
+function sqrtD(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  if (a !== a) return nanD(fs, rd, signallingD(fs));
   if (a < 0) return invalidD(fs, rd);
   if (a === 0 || a === Infinity) {
     fs.f64[rd] = a;
@@ -232,15 +278,19 @@ function sqrtD(fs: FpState, rd: number, a: number, rm: number, snan: boolean): v
   if (a >= TWO_M968 && a < TWO_1020) {
     const r = Math.sqrt(a);
     const p = twoProduct(r, r);
-    finishDouble(fs, rd, r, sign(a - p - errTerm), false, rm); // square roots are never ties
+    fs.f64[rd] = r;
+    finishDouble(fs, rd, sign(a - p - err[0]), false, rm); // square roots are never ties
     return;
   }
   roundExactToDouble(fs, rd, exactSqrt(exactOf(a)), rm);
 }
 
-function fmaD(fs: FpState, rd: number, a: number, b: number, c: number, rm: number, snan: boolean): void {
+function fmaD(fs: FpState, rd: number, rm: number): void {
+  const a = OP[0];
+  const b = OP[1];
+  const c = OP[2];
   if ((isInf(a) && b === 0) || (a === 0 && isInf(b))) return invalidD(fs, rd);
-  if (a !== a || b !== b || c !== c) return nanD(fs, rd, snan);
+  if (a !== a || b !== b || c !== c) return nanD(fs, rd, signallingD(fs));
   if (isInf(a) || isInf(b)) {
     const r = a * b + c; // an infinite product plus c (which only matters when it is the opposite infinity)
     if (r !== r) return invalidD(fs, rd);
@@ -253,24 +303,24 @@ function fmaD(fs: FpState, rd: number, a: number, b: number, c: number, rm: numb
   }
   if (a === 0 || b === 0) {
     const p = a * b;
-    fs.f64[rd] = c === 0 ? zeroSum(p, c, rm) : c;
+    fs.f64[rd] = c === 0 ? (negativeZeroSum(p, c, rm) ? -0 : 0) : c;
     return;
   }
-  if (c === 0) return mulD(fs, rd, a, b, rm, false);
+  if (c === 0) return mulD(fs, rd, rm); // OP[0], OP[1] are a, b
   const p = a * b;
   const ap = Math.abs(p);
   if (ap >= TWO_M968 && ap < TWO_1020 && Math.abs(c) < TWO_1020 && Math.abs(a) < TWO_995 && Math.abs(b) < TWO_995) {
     // exact = p + pe + c = s + t + pe = s + w + we = r + re + we = r + d + de, all terms exact.
     twoProduct(a, b);
-    const pe = errTerm;
+    const pe = err[0];
     const s = twoSum(p, c);
-    const t = errTerm;
+    const t = err[0];
     const w = twoSum(t, pe);
-    const we = errTerm;
+    const we = err[0];
     const r = twoSum(s, w);
-    const re = errTerm;
+    const re = err[0];
     const d = twoSum(re, we);
-    const de = errTerm;
+    const de = err[0];
     if (d === 0) {
       if (r !== 0) {
         fs.f64[rd] = r;
@@ -280,10 +330,18 @@ function fmaD(fs: FpState, rd: number, a: number, b: number, c: number, rm: numb
       return;
     }
     if (Math.abs(r) >= TWO_M1021) {
-      const h = halfGap(r, d > 0 === r > 0);
+      G[0] = r;
+      halfGap(d > 0 === r > 0);
+      const h = G[1];
       const ad = Math.abs(d);
-      if (ad < h || (ad === h && de !== 0 && de > 0 !== d > 0)) return finishDouble(fs, rd, r, sign(d), false, rm);
-      if (ad === h && de === 0) return finishDouble(fs, rd, r, sign(d), true, rm);
+      if (ad < h || (ad === h && de !== 0 && de > 0 !== d > 0)) {
+        fs.f64[rd] = r;
+        return finishDouble(fs, rd, sign(d), false, rm);
+      }
+      if (ad === h && de === 0) {
+        fs.f64[rd] = r;
+        return finishDouble(fs, rd, sign(d), true, rm);
+      }
     }
   }
   const v = exactAdd(exactMul(exactOf(a), exactOf(b)), exactOf(c));
@@ -291,49 +349,68 @@ function fmaD(fs: FpState, rd: number, a: number, b: number, c: number, rm: numb
   else roundExactToDouble(fs, rd, v, rm);
 }
 
-/** Binary op wrappers: resolve the rounding mode, read and NaN-unbox the operands. */
-type BinS = (fs: FpState, rd: number, a: number, b: number, rm: number, snan: boolean) => void;
-function opS(f: BinS, negB: boolean): FpExec {
+// Op wrappers, one closure per instruction so that every call site inside stays monomorphic.
+type Arith = (fs: FpState, rd: number, rm: number) => void;
+/** OP[slot] = the NaN-unboxed single in register r, negated if asked (negation is exact). */
+function loadS(fs: FpState, r: number, slot: number, negate: boolean): void {
+  // Branches, not ?: - a phi of a float load and a constant made V8 box the value (allocating per op).
+  if (fs.i32[2 * r + 1] === -1) {
+    if (negate) OP[slot] = -fs.f32[2 * r];
+    else OP[slot] = fs.f32[2 * r];
+  } else OP[slot] = NaN;
+}
+function loadD(fs: FpState, r: number, slot: number, negate: boolean): void {
+  if (negate) OP[slot] = -fs.f64[r];
+  else OP[slot] = fs.f64[r];
+}
+function binS(f: Arith, negB: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    const b = readS(fs, rs2);
-    f(fs, rd, readS(fs, rs1), negB ? -b : b, m, isSnanS(fs, rs1) || isSnanS(fs, rs2));
+    setSources(rs1, rs2, rs2);
+    loadS(fs, rs1, 0, false);
+    loadS(fs, rs2, 1, negB);
+    f(fs, rd, m);
     return true;
   };
 }
-function opD(f: BinS, negB: boolean): FpExec {
+function binD(f: Arith, negB: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    const b = fs.f64[rs2];
-    f(fs, rd, fs.f64[rs1], negB ? -b : b, m, isSnanD(fs, rs1) || isSnanD(fs, rs2));
+    setSources(rs1, rs2, rs2);
+    loadD(fs, rs1, 0, false);
+    loadD(fs, rs2, 1, negB);
+    f(fs, rd, m);
     return true;
   };
 }
 /** fmadd/fmsub/fnmsub/fnmadd: the negations are exact, so they apply to the operands before the single rounding. */
-function fmaOpS(negProd: boolean, negAdd: boolean): FpExec {
+function fusedS(f: Arith, negProd: boolean, negAdd: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2, rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    const a = readS(fs, rs1);
-    const c = readS(fs, rs3);
-    const snan = isSnanS(fs, rs1) || isSnanS(fs, rs2) || isSnanS(fs, rs3);
-    fmaS(fs, rd, negProd ? -a : a, readS(fs, rs2), negAdd ? -c : c, m, snan);
+    setSources(rs1, rs2, rs3);
+    loadS(fs, rs1, 0, negProd);
+    loadS(fs, rs2, 1, false);
+    loadS(fs, rs3, 2, negAdd);
+    f(fs, rd, m);
     return true;
   };
 }
-function fmaOpD(negProd: boolean, negAdd: boolean): FpExec {
+function fusedD(f: Arith, negProd: boolean, negAdd: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2, rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    const a = fs.f64[rs1];
-    const c = fs.f64[rs3];
-    const snan = isSnanD(fs, rs1) || isSnanD(fs, rs2) || isSnanD(fs, rs3);
-    fmaD(fs, rd, negProd ? -a : a, fs.f64[rs2], negAdd ? -c : c, m, snan);
+    setSources(rs1, rs2, rs3);
+    loadD(fs, rs1, 0, negProd);
+    loadD(fs, rs2, 1, false);
+    loadD(fs, rs3, 2, negAdd);
+    f(fs, rd, m);
     return true;
   };
 }
+
 function sgnjBits(a: number, b: number, kind: number): number {
   const sb = kind === 0 ? b : kind === 1 ? ~b : a ^ b;
   return (a & 0x7fffffff) | (sb & 0x80000000);
@@ -357,27 +434,46 @@ function sgnjD(kind: number): FpExec {
   };
 }
 
-function minMax(a: number, b: number, isMax: boolean): number {
-  if (a !== a) return b;
-  if (b !== b) return a;
-  if (a === b) {
-    // -0 < +0
-    const aNeg = Object.is(a, -0);
-    return isMax ? (aNeg ? b : a) : aNeg ? a : b;
-  }
-  return isMax ? (a > b ? a : b) : a < b ? a : b;
+const PICK_A = 0;
+const PICK_B = 1;
+const PICK_NAN = 2;
+/**
+ * fmin/fmax (IEEE 754-2019 minimumNumber/maximumNumber, as RISC-V F 2.2 requires) on OP[0], OP[1]: -0 < +0, a
+ * single NaN operand yields the other one, two NaNs the canonical NaN. Returns which operand is the result.
+ */
+function minMaxPick(isMax: boolean): number {
+  const a = OP[0];
+  const b = OP[1];
+  if (a !== a) return b !== b ? PICK_NAN : PICK_B;
+  if (b !== b) return PICK_A;
+  if (a === b) return 1 / a < 0 !== isMax ? PICK_A : PICK_B; // equal, or ±0: choose by sign
+  return a < b !== isMax ? PICK_A : PICK_B;
 }
 function minMaxS(isMax: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2) => {
     if (isSnanS(fs, rs1) || isSnanS(fs, rs2)) fs.fflags |= FFLAG_NV;
-    writeS(fs, rd, minMax(readS(fs, rs1), readS(fs, rs2), isMax));
+    loadS(fs, rs1, 0, false);
+    loadS(fs, rs2, 1, false);
+    const pick = minMaxPick(isMax);
+    if (pick === PICK_NAN) writeNanS(fs, rd);
+    else writeBitsS(fs, rd, fs.i32[2 * (pick === PICK_A ? rs1 : rs2)]);
     return true;
   };
 }
 function minMaxD(isMax: boolean): FpExec {
   return (fs, _x, rd, rs1, rs2) => {
     if (isSnanD(fs, rs1) || isSnanD(fs, rs2)) fs.fflags |= FFLAG_NV;
-    writeD(fs, rd, minMax(fs.f64[rs1], fs.f64[rs2], isMax));
+    loadD(fs, rs1, 0, false);
+    loadD(fs, rs2, 1, false);
+    const pick = minMaxPick(isMax);
+    if (pick === PICK_NAN) {
+      writeNanD(fs, rd);
+      return true;
+    }
+    const r = pick === PICK_A ? rs1 : rs2;
+    const lo = fs.i32[2 * r];
+    fs.i32[2 * rd + 1] = fs.i32[2 * r + 1];
+    fs.i32[2 * rd] = lo;
     return true;
   };
 }
@@ -385,7 +481,10 @@ function minMaxD(isMax: boolean): FpExec {
 const CMP_EQ = 0;
 const CMP_LT = 1;
 const CMP_LE = 2;
-function cmp(fs: FpState, x: Int32Array, rd: number, a: number, b: number, snan: boolean, kind: number): boolean {
+/** feq is a quiet comparison (NV only for signalling NaNs); flt/fle signal on any NaN. Compares OP[0], OP[1]. */
+function cmp(fs: FpState, x: Int32Array, rd: number, snan: boolean, kind: number): boolean {
+  const a = OP[0];
+  const b = OP[1];
   const anyNan = a !== a || b !== b;
   if (snan || (anyNan && kind !== CMP_EQ)) fs.fflags |= FFLAG_NV;
   const r = kind === CMP_EQ ? a === b : kind === CMP_LT ? a < b : a <= b;
@@ -393,10 +492,18 @@ function cmp(fs: FpState, x: Int32Array, rd: number, a: number, b: number, snan:
   return true;
 }
 function cmpS(kind: number): FpExec {
-  return (fs, x, rd, rs1, rs2) => cmp(fs, x, rd, readS(fs, rs1), readS(fs, rs2), isSnanS(fs, rs1) || isSnanS(fs, rs2), kind);
+  return (fs, x, rd, rs1, rs2) => {
+    loadS(fs, rs1, 0, false);
+    loadS(fs, rs2, 1, false);
+    return cmp(fs, x, rd, isSnanS(fs, rs1) || isSnanS(fs, rs2), kind);
+  };
 }
 function cmpD(kind: number): FpExec {
-  return (fs, x, rd, rs1, rs2) => cmp(fs, x, rd, fs.f64[rs1], fs.f64[rs2], isSnanD(fs, rs1) || isSnanD(fs, rs2), kind);
+  return (fs, x, rd, rs1, rs2) => {
+    loadD(fs, rs1, 0, false);
+    loadD(fs, rs2, 1, false);
+    return cmp(fs, x, rd, isSnanD(fs, rs1) || isSnanD(fs, rs2), kind);
+  };
 }
 
 function classify(neg: boolean, expAllOnes: boolean, expZero: boolean, fracZero: boolean, quietBit: boolean): number {
@@ -411,37 +518,30 @@ function classify(neg: boolean, expAllOnes: boolean, expZero: boolean, fracZero:
   return neg ? 1 << 1 : 1 << 6;
 }
 
-/** Rounds a double to an integer value with a rounding mode; sets NX via the returned flag. */
-function roundInt(v: number, rm: number): number {
-  const t = Math.trunc(v);
-  const f = v - t;
-  if (f === 0) return t;
-  switch (rm) {
-    case 1:
-      return t;
-    case 2:
-      return f < 0 ? t - 1 : t;
-    case 3:
-      return f > 0 ? t + 1 : t;
-    case 4:
-      return Math.abs(f) >= 0.5 ? t + Math.sign(f) : t;
-    default: {
-      const af = Math.abs(f);
-      if (af > 0.5 || (af === 0.5 && t % 2 !== 0)) return t + Math.sign(f);
-      return t;
-    }
-  }
-}
-
 const TWO32 = 4294967296;
 /**
  * fcvt to integer: rounds v with mode rm, saturates out-of-range values and NaN (NV, no NX), and writes the
  * result sign-extended from `width` bits (fcvt.wu too: the 32-bit result is sign-extended).
  */
-function toInt(fs: FpState, x: Int32Array, rd: number, v: number, rm: number, width: number, signed: boolean): void {
+function toInt(fs: FpState, x: Int32Array, rd: number, rm: number, width: number, signed: boolean): void {
+  const v = OP[0];
   const min = signed ? (width === 32 ? -2147483648 : -9223372036854775808) : 0;
   const limit = width === 32 ? (signed ? 2147483648 : 4294967296) : signed ? 9223372036854775808 : 18446744073709551616;
-  const r = v === v ? roundInt(v, rm) : limit; // NaN saturates like +inf
+  let r = limit; // NaN saturates like +inf
+  if (v === v) {
+    // Round to an integer: t truncates, f (exact) is the dropped fraction.
+    const t = Math.trunc(v);
+    const f = v - t;
+    r = t;
+    if (f !== 0) {
+      const af = f < 0 ? -f : f;
+      const away = f < 0 ? t - 1 : t + 1;
+      if (rm === RM_RDN) r = f < 0 ? away : t;
+      else if (rm === RM_RUP) r = f > 0 ? away : t;
+      else if (rm === RM_RMM) r = af >= 0.5 ? away : t;
+      else if (rm === RM_RNE) r = af > 0.5 || (af === 0.5 && t % 2 !== 0) ? away : t;
+    }
+  }
   let lo: number;
   let hi: number;
   if (r < min || r >= limit) {
@@ -472,7 +572,8 @@ function cvtToIntS(width: number, signed: boolean): FpExec {
   return (fs, x, rd, rs1, _rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    toInt(fs, x, rd, readS(fs, rs1), m, width, signed);
+    loadS(fs, rs1, 0, false);
+    toInt(fs, x, rd, m, width, signed);
     return true;
   };
 }
@@ -480,27 +581,30 @@ function cvtToIntD(width: number, signed: boolean): FpExec {
   return (fs, x, rd, rs1, _rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    toInt(fs, x, rd, fs.f64[rs1], m, width, signed);
+    loadD(fs, rs1, 0, false);
+    toInt(fs, x, rd, m, width, signed);
     return true;
   };
 }
 
-/** The integer operand of fcvt.{s,d}.{w,wu,l,lu} as its two halves' contribution: hiPart + lo, both exact. */
-let convLo = 0;
-function intHiPart(x: Int32Array, rs1: number, width: number, signed: boolean): number {
+/** OP[0] + OP[1] = the integer operand of fcvt.{s,d}.{w,wu,l,lu}: its high half (scaled) and low half, both exact. */
+function loadInt(x: Int32Array, rs1: number, width: number, signed: boolean): void {
   if (width === 32) {
-    convLo = 0;
-    return signed ? x[2 * rs1] : x[2 * rs1] >>> 0;
+    OP[0] = signed ? x[2 * rs1] : x[2 * rs1] >>> 0;
+    OP[1] = 0;
+  } else {
+    OP[0] = (signed ? x[2 * rs1 + 1] : x[2 * rs1 + 1] >>> 0) * TWO32;
+    OP[1] = x[2 * rs1] >>> 0;
   }
-  convLo = x[2 * rs1] >>> 0;
-  return (signed ? x[2 * rs1 + 1] : x[2 * rs1 + 1] >>> 0) * TWO32;
 }
 function cvtFromIntS(width: number, signed: boolean): FpExec {
   return (fs, x, rd, rs1, _rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    const r = twoSum(intHiPart(x, rs1, width, signed), convLo); // r + errTerm is the exact integer
-    writeBitsS(fs, rd, roundToSingle(fs, r, sign(errTerm), m));
+    loadInt(x, rs1, width, signed);
+    const r = twoSum(OP[0], OP[1]); // r + err[0] is the exact integer
+    T[0] = r;
+    writeBitsS(fs, rd, roundToSingle(fs, sign(err[0]), m));
     return true;
   };
 }
@@ -508,22 +612,26 @@ function cvtFromIntD(width: number, signed: boolean): FpExec {
   return (fs, x, rd, rs1, _rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    const r = twoSum(intHiPart(x, rs1, width, signed), convLo);
-    const e = errTerm;
-    finishDouble(fs, rd, r, sign(e), tieForRmm(r, e, m), m);
+    loadInt(x, rs1, width, signed);
+    const r = twoSum(OP[0], OP[1]);
+    const e = err[0];
+    fs.f64[rd] = r;
+    finishDouble(fs, rd, sign(e), m === RM_RMM && tieForRmm(r, e), m);
     return true;
   };
 }
 
 export const FP_OPS: FpOpTable = {
-  fadd_s: opS(addS, false),
-  fsub_s: opS(addS, true),
-  fmul_s: opS(mulS, false),
-  fdiv_s: opS(divS, false),
+  fadd_s: binS(addS, false),
+  fsub_s: binS(addS, true),
+  fmul_s: binS(mulS, false),
+  fdiv_s: binS(divS, false),
   fsqrt_s: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    sqrtS(fs, rd, readS(fs, rs1), m, isSnanS(fs, rs1));
+    setSources(rs1, rs1, rs1);
+    loadS(fs, rs1, 0, false);
+    sqrtS(fs, rd, m);
     return true;
   },
   fsgnj_s: sgnjS(0),
@@ -558,18 +666,20 @@ export const FP_OPS: FpOpTable = {
     fs.i32[2 * rd + 1] = -1;
     return true;
   },
-  fmadd_s: fmaOpS(false, false),
-  fmsub_s: fmaOpS(false, true),
-  fnmsub_s: fmaOpS(true, false),
-  fnmadd_s: fmaOpS(true, true),
-  fadd_d: opD(addD, false),
-  fsub_d: opD(addD, true),
-  fmul_d: opD(mulD, false),
-  fdiv_d: opD(divD, false),
+  fmadd_s: fusedS(fmaS, false, false),
+  fmsub_s: fusedS(fmaS, false, true),
+  fnmsub_s: fusedS(fmaS, true, false),
+  fnmadd_s: fusedS(fmaS, true, true),
+  fadd_d: binD(addD, false),
+  fsub_d: binD(addD, true),
+  fmul_d: binD(mulD, false),
+  fdiv_d: binD(divD, false),
   fsqrt_d: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
-    sqrtD(fs, rd, fs.f64[rs1], m, isSnanD(fs, rs1));
+    setSources(rs1, rs1, rs1);
+    loadD(fs, rs1, 0, false);
+    sqrtD(fs, rd, m);
     return true;
   },
   fsgnj_d: sgnjD(0),
@@ -604,23 +714,28 @@ export const FP_OPS: FpOpTable = {
     fs.i32[2 * rd + 1] = x[2 * rs1 + 1];
     return true;
   },
-  fmadd_d: fmaOpD(false, false),
-  fmsub_d: fmaOpD(false, true),
-  fnmsub_d: fmaOpD(true, false),
-  fnmadd_d: fmaOpD(true, true),
+  fmadd_d: fusedD(fmaD, false, false),
+  fmsub_d: fusedD(fmaD, false, true),
+  fnmsub_d: fusedD(fmaD, true, false),
+  fnmadd_d: fusedD(fmaD, true, true),
   fcvt_s_d: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
     const a = fs.f64[rs1];
     if (a !== a) nanS(fs, rd, isSnanD(fs, rs1));
     else if (isInf(a)) writeBitsS(fs, rd, a > 0 ? 0x7f800000 : 0xff800000 | 0);
-    else writeBitsS(fs, rd, roundToSingle(fs, a, 0, m));
+    else {
+      T[0] = a;
+      writeBitsS(fs, rd, roundToSingle(fs, 0, m));
+    }
     return true;
   },
   fcvt_d_s: (fs, _x, rd, rs1, _rs2, _rs3, rm) => {
     if (resolveRm(fs, rm) < 0) return false;
-    if (isSnanS(fs, rs1)) fs.fflags |= FFLAG_NV;
-    writeD(fs, rd, readS(fs, rs1));
+    loadS(fs, rs1, 0, false);
+    const v = OP[0];
+    if (v !== v) nanD(fs, rd, isSnanS(fs, rs1));
+    else fs.f64[rd] = v; // exact
     return true;
   },
 };

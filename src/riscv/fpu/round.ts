@@ -9,20 +9,31 @@ import { FpState, FFLAG_NX, FFLAG_OF, FFLAG_UF, RM_RNE, RM_RTZ, RM_RDN, RM_RUP, 
 const scratch = new Float64Array(1);
 const scratchI = new Int32Array(scratch.buffer); // [0] low word, [1] high word (little-endian hosts)
 
-/** Error term of the last twoSum/twoProduct call. */
-export let errTerm = 0;
+/**
+ * err[0] is the error term of the last twoSum/twoProduct call. A typed array rather than a module-level `let`:
+ * storing a double into a context variable allocates a heap number on every write.
+ */
+export const err = new Float64Array(1);
 
-/** Knuth's TwoSum: returns RN(a+b) and leaves the exact error in errTerm (exact unless the sum overflows). */
+/**
+ * Doubles handed to the out-of-line helpers below. V8 boxes a double passed to (or returned from) a call it
+ * does not inline, which would allocate on every FP op; typed-array slots carry them without allocating.
+ * T[0]: the round-to-nearest result for roundToSingle. G[0]: the value for halfGap, G[1]: its half gap.
+ */
+export const T = new Float64Array(1);
+export const G = new Float64Array(2);
+
+/** Knuth's TwoSum: returns RN(a+b) and leaves the exact error in err[0] (exact unless the sum overflows). */
 export function twoSum(a: number, b: number): number {
   const s = a + b;
   const bb = s - a;
-  errTerm = a - (s - bb) + (b - bb);
+  err[0] = a - (s - bb) + (b - bb);
   return s;
 }
 
 const SPLITTER = 134217729; // 2^27 + 1, Veltkamp splitting constant
 /**
- * Dekker's TwoProduct: returns RN(a*b) and leaves the exact error in errTerm. Exact when |a|,|b| < 2^995 (no
+ * Dekker's TwoProduct: returns RN(a*b) and leaves the exact error in err[0]. Exact when |a|,|b| < 2^995 (no
  * overflow while splitting) and the product is at least 2^-968 in magnitude (the error term is representable).
  */
 export function twoProduct(a: number, b: number): number {
@@ -33,7 +44,7 @@ export function twoProduct(a: number, b: number): number {
   t = SPLITTER * b;
   const bh = t - (t - b);
   const bl = b - bh;
-  errTerm = ah * bh - p + ah * bl + al * bh + al * bl;
+  err[0] = ah * bh - p + ah * bl + al * bh + al * bl;
   return p;
 }
 
@@ -58,10 +69,11 @@ function incrementsMagnitude(q: number, rem: number, half: number, dmag: number,
 
 const TWO_M160 = 2 ** -160;
 /**
- * Rounds r + (a tiny error of sign dsign, at most half an ulp of r in binary64) to binary32 with rounding mode rm.
- * r must be finite. Returns the binary32 bit pattern (as an int32) and accrues NX/UF/OF into fs.fflags.
+ * Rounds r = T[0] plus a tiny error of sign dsign (at most half an ulp of r in binary64) to binary32 with
+ * rounding mode rm. r must be finite. Returns the binary32 bit pattern (as an int32) and accrues NX/UF/OF into fs.fflags.
  */
-export function roundToSingle(fs: FpState, r: number, dsign: number, rm: number): number {
+export function roundToSingle(fs: FpState, dsign: number, rm: number): number {
+  const r = T[0];
   if (r === 0) {
     // An exact zero (callers never pass r = 0 with a non-zero error).
     return 1 / r < 0 ? 0x80000000 | 0 : 0;
@@ -124,10 +136,11 @@ function writeStepped(fs: FpState, rd: number, r: number, delta: number): void {
   fs.i32[2 * rd + 1] = hi;
 }
 
-/** The distance from |r| to its neighbour of larger (up) or smaller magnitude, halved. r finite, non-zero. */
-export function halfGap(r: number, up: boolean): number {
-  scratch[0] = r < 0 ? -r : r;
-  const a = scratch[0];
+/** G[1] = half the distance from |G[0]| to its neighbour of larger (up) or smaller magnitude. G[0] finite, non-zero. */
+export function halfGap(up: boolean): void {
+  const r = G[0];
+  const a = r < 0 ? -r : r;
+  scratch[0] = a;
   if (up) {
     scratchI[0] = (scratchI[0] + 1) | 0;
     if (scratchI[0] === 0) scratchI[1] = (scratchI[1] + 1) | 0;
@@ -136,7 +149,7 @@ export function halfGap(r: number, up: boolean): number {
     scratchI[0] = (scratchI[0] - 1) | 0;
   }
   const n = scratch[0];
-  return (up ? n - a : a - n) / 2;
+  G[1] = (up ? n - a : a - n) / 2;
 }
 
 /** Is the double r's significand odd? */
@@ -146,16 +159,14 @@ function isOdd(r: number): boolean {
 }
 
 /**
- * Finishes a binary64 result. r is the round-to-nearest result of the exact value (r = ±Infinity when that
+ * Finishes a binary64 result in place. r = f[rd] is the round-to-nearest result of the exact value (r = ±Infinity when that
  * overflowed), dsign the sign of exact - r, and tie says the exact value lies exactly halfway between r and its
  * neighbour in the direction of dsign. The caller guarantees |r| >= 2^-1021 (no underflow) when inexact, and
  * passes r = ±Infinity only for modes that do not truncate.
  */
-export function finishDouble(fs: FpState, rd: number, r: number, dsign: number, tie: boolean, rm: number): void {
-  if (dsign === 0 && r - r === 0) {
-    fs.f64[rd] = r;
-    return;
-  }
+export function finishDouble(fs: FpState, rd: number, dsign: number, tie: boolean, rm: number): void {
+  const r = fs.f64[rd];
+  if (dsign === 0 && r - r === 0) return;
   const neg = r < 0;
   if (r - r !== 0) {
     // Round-to-nearest overflowed: the exact value is at least MAX + half an ulp, so every mode that does not
@@ -174,10 +185,7 @@ export function finishDouble(fs: FpState, rd: number, r: number, dsign: number, 
   } else if (truncatesMagnitude(rm, neg)) {
     if (dmag < 0) delta = -1;
   } else if (dmag > 0) delta = 1;
-  if (delta === 0) {
-    fs.f64[rd] = r;
-    return;
-  }
+  if (delta === 0) return;
   writeStepped(fs, rd, r, delta);
   if ((fs.i32[2 * rd + 1] & 0x7fffffff) === 0x7ff00000) fs.fflags |= FFLAG_OF;
 }
