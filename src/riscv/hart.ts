@@ -2219,7 +2219,35 @@ function sar(x: Int32Array, rd: number, lo: number, hi: number, s: number): void
 }
 
 /** Packs one decoded instruction into a page's slot. */
+/**
+ * Decoded words depend only on the instruction bits (immediates are pc-relative), so identical instructions
+ * share one decode: a kernel repeats the same loads, moves and returns thousands of times.
+ */
+const packCache = new Map<number, number>();
+const packWords = new Int32Array(2);
+const PACK_CACHE_LIMIT = 1 << 18;
+
 function packDecoded(code: Int32Array, slot: number, insn: number): void {
+  const i2 = slot * 2;
+  const hit = packCache.get(insn);
+  if (hit !== undefined) {
+    code[i2] = packStoreW0[hit]!;
+    code[i2 + 1] = packStoreW1[hit]!;
+    return;
+  }
+  packDecodedUncached(packWords, 0, insn);
+  code[i2] = packWords[0]!;
+  code[i2 + 1] = packWords[1]!;
+  if (packCache.size >= PACK_CACHE_LIMIT) packCache.clear();
+  const index = packCache.size;
+  packStoreW0[index] = packWords[0]!;
+  packStoreW1[index] = packWords[1]!;
+  packCache.set(insn, index);
+}
+const packStoreW0 = new Int32Array(PACK_CACHE_LIMIT);
+const packStoreW1 = new Int32Array(PACK_CACHE_LIMIT);
+
+function packDecodedUncached(code: Int32Array, slot: number, insn: number): void {
   const d = decode(insn);
   const step = (insn & 3) === 3 ? 2 : 1;
   const i2 = slot * 2;
