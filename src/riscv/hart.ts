@@ -932,6 +932,15 @@ export class Hart {
               x[rd + 1] = v >> 31;
               break;
             }
+            case Op.FPOP:
+              if ((this.mstatus & MSTATUS_FS) !== 0 && FP_FNS[imm & 0xff]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7)) {
+                this.mstatus |= MSTATUS_FS;
+                break;
+              }
+              // FS is Off or the rounding mode is reserved (nothing was written): execSlow raises the trap.
+              this.pcValue = pageBase + slot * 2;
+              this.execSlow(w, imm, rd, r1, r2);
+              break;
             default:
               this.pcValue = pageBase + slot * 2;
               this.retiredInRun = n - 1;
