@@ -329,3 +329,59 @@ describe('traps and hooks', () => {
     assert.equal(t.hart.getX(0), 0);
   });
 });
+
+describe('CSR side effects', () => {
+  test('sie/sip are views of mie/mip through mideleg', () => {
+    const t = cpu(`
+      csrw mideleg, s0
+      csrw mie, s1
+      csrr a0, sie
+      csrw sie, zero
+      csrr a1, mie
+      csrsi sip, 2
+      csrr a2, mip
+      csrw mip, s2
+      csrr a3, sip
+    `).reg('s0', 0x202).reg('s1', 0xaaa).reg('s2', 0x222).run();
+    t.expectReg('a0', 0x202).expectReg('a1', 0x8a8).expectReg('a2', 0x2).expectReg('a3', 0x202);
+  });
+
+  test('counter and Sstc gating from S-mode', () => {
+    cpu('rdtime a0').priv(PRV_S).run().expectTrap(2);
+    cpu('rdtime a0').csr(0x306, 2).priv(PRV_S).run().expectEnd();
+    cpu('csrr a0, 0x14d').csr(0x306, 2).priv(PRV_S).run().expectTrap(2);
+    cpu('csrw 0x14d, zero\ncsrr a0, sip').csr(0x306, 2).csr(0x30a, INT).csr(0x303, 1 << 5).priv(PRV_S).run().expectReg('a0', 0x20);
+  });
+
+  test('TVM traps satp and sfence.vma in S; satp keeps Sv39/Sv48 and ignores other modes', () => {
+    cpu('csrr a0, satp').csr(CSR_MSTATUS, 1 << 20).priv(PRV_S).run().expectTrap(2);
+    cpu('sfence.vma').csr(CSR_MSTATUS, 1 << 20).priv(PRV_S).run().expectTrap(2);
+    cpu('csrw satp, s0\ncsrr a0, satp\ncsrw satp, s1\ncsrr a1, satp')
+      .reg('s0', (9n << 60n) | 0x12345n).reg('s1', (10n << 60n) | 1n).run()
+      .expectReg('a0', (9n << 60n) | 0x12345n).expectReg('a1', (9n << 60n) | 0x12345n);
+  });
+
+  test('mret/sret stacks: MPP/SPP cleared, xPIE set, MPRV cleared when leaving M', () => {
+    const t = cpu(`
+      la t0, 1f
+      csrw mepc, t0
+      li t0, (1 << 11) | (1 << 17) | (1 << 7)
+      csrs mstatus, t0
+      mret
+    1:
+      la t0, 2f
+      csrw sepc, t0
+      li t0, (1 << 5)
+      csrs sstatus, t0
+      sret
+    2:
+      ecall
+    `).run();
+    t.expectTrap(8);
+    const st = t.csrValue(CSR_MSTATUS);
+    assert.equal((st >> 17n) & 1n, 0n, 'MPRV cleared by mret to S');
+    assert.equal((st >> 11n) & 3n, 0n, 'MPP holds U (the ecall came from U)');
+    assert.equal((st >> 5n) & 1n, 1n, 'SPIE set by sret');
+  });
+});
+
