@@ -217,6 +217,13 @@ test('backing chains: loops and forbidden backing files are refused', async () =
   await assert.rejects(openDisk(a, { readOnly: true }), /backing chain loops/);
   await assert.rejects(openDisk(b, { readOnly: true, backingFiles: 'forbid' }), /backing files are forbidden/);
   await assert.rejects(openDisk(b, { readOnly: true, backingDirs: ['/nonexistent-dir'] }), /outside the allowed directories/);
+  const c = join(dir, 'confined.qcow2');
+  await createDisk(c, { format: 'qcow2', backingFile: 'tmp-base.raw', backingFormat: 'raw' });
+  const inside = await openDisk(c, { readOnly: true, backingDirs: [dir] });
+  await inside.close();
+  await assert.rejects(openDisk(c, { readOnly: true, backingDirs: [join(dir, 'sub')] }), /outside the allowed directories/);
+  // A chain deeper than allowed is refused.
+  await assert.rejects(openDisk(c, { readOnly: true, maxBackingDepth: 0 }), /deeper than 0/);
 });
 
 test('qcow2 version 2 (compat=0.10) images from qemu-img: random writes keep qemu-img check clean', { timeout: 60_000 }, async () => {
