@@ -4,7 +4,7 @@
  * for the RISC-V rounding mode and accrues fflags. NaN results are always the canonical NaN.
  */
 import { FpState, FpExec, FpOpTable, FFLAG_NV, FFLAG_DZ, FFLAG_NX, RM_RNE, RM_RDN, RM_RUP, RM_RMM } from './state.js';
-import { err, G, T, finishDouble, halfGap, roundToSingle, truncatesMagnitude, twoProduct, twoSum } from './round.js';
+import { err, G, SUM, T, finishDouble, halfGap, roundToSingle, truncatesMagnitude, twoProduct, twoSumSlots } from './round.js';
 import { exactAdd, exactDiv, exactMul, exactOf, exactSqrt, roundExactToDouble } from './slow.js';
 
 const CANON_NAN_S = 0x7fc00000; // canonical single NaN
@@ -86,11 +86,8 @@ function signallingD(fs: FpState): boolean {
  */
 const OP = new Float64Array(3);
 const SIGN_S = 0x80000000 | 0; // binary32 sign bit
-
-/** Is an exact zero sum a + b negative? Equal-signed zeros keep their sign, otherwise +0 (-0 rounding down). */
-function negativeZeroSum(a: number, b: number, rm: number): boolean {
-  return a === 0 && b === 0 && 1 / a === 1 / b ? 1 / a < 0 : rm === RM_RDN;
-}
+// An exact zero sum x + y (IEEE 754 §6.3) is -0 when x and y are equal-signed zeros that are negative, or when
+// rounding down; otherwise +0. Written inline where needed (a helper taking doubles would box them).
 
 function sign(v: number): number {
   return v > 0 ? 1 : v < 0 ? -1 : 0;
@@ -99,8 +96,10 @@ function isInf(v: number): boolean {
   return v === Infinity || v === -Infinity;
 }
 /** Is the exact value r + e (e = error of a round-to-nearest r) a tie? Only RMM needs to know. */
-function tieForRmm(r: number, e: number): boolean {
+function tieForRmm(fs: FpState, rd: number): boolean {
+  const e = G[2]; // the error term (passed in a slot: a double argument would be boxed)
   if (e === 0) return false;
+  const r = fs.f64[rd]; // the round-to-nearest result, already written
   G[0] = r;
   halfGap(e > 0 === r > 0);
   return Math.abs(e) === G[1];
@@ -117,12 +116,15 @@ function addS(fs: FpState, rd: number, rm: number): void {
   const a = OP[0];
   const b = OP[1];
   if (a !== a || b !== b) return nanS(fs, rd, signallingS(fs));
-  const r = twoSum(a, b);
+  SUM[0] = a;
+  SUM[1] = b;
+  twoSumSlots();
+  const r = SUM[0];
   if (r !== r) return invalidS(fs, rd); // inf - inf
   if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
-  if (r === 0) return writeBitsS(fs, rd, negativeZeroSum(a, b, rm) ? SIGN_S : 0);
+  if (r === 0) return writeBitsS(fs, rd, (a === 0 && b === 0 && 1 / a === 1 / b ? 1 / a < 0 : rm === RM_RDN) ? SIGN_S : 0);
   T[0] = r;
-  writeBitsS(fs, rd, roundToSingle(fs, sign(err[0]), rm));
+  roundToSingle(fs, rd, sign(SUM[1]), rm);
 }
 
 function mulS(fs: FpState, rd: number, rm: number): void {
@@ -133,7 +135,7 @@ function mulS(fs: FpState, rd: number, rm: number): void {
   if (r !== r) return invalidS(fs, rd); // inf * 0
   if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
   T[0] = r;
-  writeBitsS(fs, rd, roundToSingle(fs, 0, rm));
+  roundToSingle(fs, rd, 0, rm);
 }
 
 function divS(fs: FpState, rd: number, rm: number): void {
@@ -148,7 +150,7 @@ function divS(fs: FpState, rd: number, rm: number): void {
   const p = twoProduct(r, b);
   const rem = a - p - err[0]; // a - r*b, whose sign tells on which side of r the exact quotient lies
   T[0] = r;
-  writeBitsS(fs, rd, roundToSingle(fs, sign(rem) * sign(b), rm));
+  roundToSingle(fs, rd, sign(rem) * sign(b), rm);
 }
 
 function sqrtS(fs: FpState, rd: number, rm: number): void {
@@ -159,7 +161,7 @@ function sqrtS(fs: FpState, rd: number, rm: number): void {
   const r = Math.sqrt(a);
   const p = twoProduct(r, r);
   T[0] = r;
-  writeBitsS(fs, rd, roundToSingle(fs, sign(a - p - err[0]), rm));
+  roundToSingle(fs, rd, sign(a - p - err[0]), rm);
 }
 
 function fmaS(fs: FpState, rd: number, rm: number): void {
@@ -170,12 +172,15 @@ function fmaS(fs: FpState, rd: number, rm: number): void {
   if ((isInf(a) && b === 0) || (a === 0 && isInf(b))) return invalidS(fs, rd);
   if (a !== a || b !== b || c !== c) return nanS(fs, rd, signallingS(fs));
   const p = a * b; // exact in binary64
-  const r = twoSum(p, c);
+  SUM[0] = p;
+  SUM[1] = c;
+  twoSumSlots();
+  const r = SUM[0];
   if (r !== r) return invalidS(fs, rd); // inf - inf
   if (r - r !== 0) return writeBitsS(fs, rd, r > 0 ? 0x7f800000 : 0xff800000 | 0);
-  if (r === 0) return writeBitsS(fs, rd, negativeZeroSum(p, c, rm) ? SIGN_S : 0);
+  if (r === 0) return writeBitsS(fs, rd, (p === 0 && c === 0 && 1 / p === 1 / c ? 1 / p < 0 : rm === RM_RDN) ? SIGN_S : 0);
   T[0] = r;
-  writeBitsS(fs, rd, roundToSingle(fs, sign(err[0]), rm));
+  roundToSingle(fs, rd, sign(SUM[1]), rm);
 }
 
 // ---- binary64: double-double error terms on the fast path, exact BigInt arithmetic on the rare rest ----
@@ -184,7 +189,10 @@ function addD(fs: FpState, rd: number, rm: number): void {
   const a = OP[0];
   const b = OP[1];
   if (a !== a || b !== b) return nanD(fs, rd, signallingD(fs));
-  const r = twoSum(a, b);
+  SUM[0] = a;
+  SUM[1] = b;
+  twoSumSlots();
+  const r = SUM[0];
   if (r !== r) return invalidD(fs, rd);
   if (r - r !== 0) {
     if (a - a !== 0 || b - b !== 0) fs.f64[rd] = r;
@@ -196,13 +204,14 @@ function addD(fs: FpState, rd: number, rm: number): void {
     return;
   }
   if (r === 0) {
-    fs.f64[rd] = negativeZeroSum(a, b, rm) ? -0 : 0;
+    fs.f64[rd] = (a === 0 && b === 0 && 1 / a === 1 / b ? 1 / a < 0 : rm === RM_RDN) ? -0 : 0;
     return;
   }
   // A sum is inexact only when |r| >= 2^-1021, so no underflow here.
-  const e = err[0];
+  const e = SUM[1];
   fs.f64[rd] = r;
-  finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(r, e), rm);
+  G[2] = e;
+  finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(fs, rd), rm);
 }
 
 function mulD(fs: FpState, rd: number, rm: number): void {
@@ -229,7 +238,8 @@ function mulD(fs: FpState, rd: number, rm: number): void {
     twoProduct(a, b);
     const e = err[0];
     fs.f64[rd] = r;
-    finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(r, e), rm);
+    G[2] = e;
+    finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(fs, rd), rm);
     return;
   }
   roundExactToDouble(fs, rd, exactMul(exactOf(a), exactOf(b)), rm);
@@ -285,6 +295,50 @@ function sqrtD(fs: FpState, rd: number, rm: number): void {
   roundExactToDouble(fs, rd, exactSqrt(exactOf(a)), rm);
 }
 
+/**
+ * The double-double fused multiply-add of OP[0] * OP[1] + OP[2] (finite, non-zero, no overflow or underflow in
+ * sight). exact = p + pe + c = s + t + pe = s + w + we = r + re + we = r + d + de, every step exact; r is the
+ * answer when d + de is provably within half an ulp of it. Returns false when the exact slow path must decide.
+ * The TwoSum steps are written out so that no double crosses a (possibly not inlined) call.
+ */
+function fmaFastD(fs: FpState, rd: number, rm: number): boolean {
+  const p = twoProduct(OP[0], OP[1]);
+  const pe = err[0];
+  const c = OP[2];
+  const s = p + c;
+  let bb = s - p;
+  const t = p - (s - bb) + (c - bb);
+  const w = t + pe;
+  bb = w - t;
+  const we = t - (w - bb) + (pe - bb);
+  const r = s + w;
+  bb = r - s;
+  const re = s - (r - bb) + (w - bb);
+  const d = re + we;
+  bb = d - re;
+  const de = re - (d - bb) + (we - bb);
+  if (d === 0) {
+    fs.f64[rd] = r !== 0 ? r : rm === RM_RDN ? -0 : 0; // exact; a zero is an exact cancellation of non-zero terms
+    return true;
+  }
+  if (Math.abs(r) < TWO_M1021) return false; // may underflow
+  G[0] = r;
+  halfGap(d > 0 === r > 0);
+  const h = G[1];
+  const ad = Math.abs(d);
+  if (ad < h || (ad === h && de !== 0 && de > 0 !== d > 0)) {
+    fs.f64[rd] = r;
+    finishDouble(fs, rd, sign(d), false, rm);
+    return true;
+  }
+  if (ad === h && de === 0) {
+    fs.f64[rd] = r;
+    finishDouble(fs, rd, sign(d), true, rm); // an exact tie
+    return true;
+  }
+  return false;
+}
+
 function fmaD(fs: FpState, rd: number, rm: number): void {
   const a = OP[0];
   const b = OP[1];
@@ -303,46 +357,13 @@ function fmaD(fs: FpState, rd: number, rm: number): void {
   }
   if (a === 0 || b === 0) {
     const p = a * b;
-    fs.f64[rd] = c === 0 ? (negativeZeroSum(p, c, rm) ? -0 : 0) : c;
+    fs.f64[rd] = c === 0 ? ((p === 0 && c === 0 && 1 / p === 1 / c ? 1 / p < 0 : rm === RM_RDN) ? -0 : 0) : c;
     return;
   }
   if (c === 0) return mulD(fs, rd, rm); // OP[0], OP[1] are a, b
-  const p = a * b;
-  const ap = Math.abs(p);
+  const ap = Math.abs(a * b);
   if (ap >= TWO_M968 && ap < TWO_1020 && Math.abs(c) < TWO_1020 && Math.abs(a) < TWO_995 && Math.abs(b) < TWO_995) {
-    // exact = p + pe + c = s + t + pe = s + w + we = r + re + we = r + d + de, all terms exact.
-    twoProduct(a, b);
-    const pe = err[0];
-    const s = twoSum(p, c);
-    const t = err[0];
-    const w = twoSum(t, pe);
-    const we = err[0];
-    const r = twoSum(s, w);
-    const re = err[0];
-    const d = twoSum(re, we);
-    const de = err[0];
-    if (d === 0) {
-      if (r !== 0) {
-        fs.f64[rd] = r;
-        return;
-      }
-      fs.f64[rd] = rm === RM_RDN ? -0 : 0; // exact cancellation of non-zero terms
-      return;
-    }
-    if (Math.abs(r) >= TWO_M1021) {
-      G[0] = r;
-      halfGap(d > 0 === r > 0);
-      const h = G[1];
-      const ad = Math.abs(d);
-      if (ad < h || (ad === h && de !== 0 && de > 0 !== d > 0)) {
-        fs.f64[rd] = r;
-        return finishDouble(fs, rd, sign(d), false, rm);
-      }
-      if (ad === h && de === 0) {
-        fs.f64[rd] = r;
-        return finishDouble(fs, rd, sign(d), true, rm);
-      }
-    }
+    if (fmaFastD(fs, rd, rm)) return;
   }
   const v = exactAdd(exactMul(exactOf(a), exactOf(b)), exactOf(c));
   if (v.mant === 0n) fs.f64[rd] = rm === RM_RDN ? -0 : 0;
@@ -602,9 +623,12 @@ function cvtFromIntS(width: number, signed: boolean): FpExec {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
     loadInt(x, rs1, width, signed);
-    const r = twoSum(OP[0], OP[1]); // r + err[0] is the exact integer
+    SUM[0] = OP[0];
+    SUM[1] = OP[1];
+    twoSumSlots();
+    const r = SUM[0];
     T[0] = r;
-    writeBitsS(fs, rd, roundToSingle(fs, sign(err[0]), m));
+    roundToSingle(fs, rd, sign(SUM[1]), m);
     return true;
   };
 }
@@ -613,10 +637,14 @@ function cvtFromIntD(width: number, signed: boolean): FpExec {
     const m = resolveRm(fs, rm);
     if (m < 0) return false;
     loadInt(x, rs1, width, signed);
-    const r = twoSum(OP[0], OP[1]);
-    const e = err[0];
+    SUM[0] = OP[0];
+    SUM[1] = OP[1];
+    twoSumSlots();
+    const r = SUM[0];
+    const e = SUM[1];
     fs.f64[rd] = r;
-    finishDouble(fs, rd, sign(e), m === RM_RMM && tieForRmm(r, e), m);
+    G[2] = e;
+    finishDouble(fs, rd, sign(e), m === RM_RMM && tieForRmm(fs, rd), m);
     return true;
   };
 }
@@ -726,7 +754,7 @@ export const FP_OPS: FpOpTable = {
     else if (isInf(a)) writeBitsS(fs, rd, a > 0 ? 0x7f800000 : 0xff800000 | 0);
     else {
       T[0] = a;
-      writeBitsS(fs, rd, roundToSingle(fs, 0, m));
+      roundToSingle(fs, rd, 0, m);
     }
     return true;
   },

@@ -21,7 +21,19 @@ export const err = new Float64Array(1);
  * T[0]: the round-to-nearest result for roundToSingle. G[0]: the value for halfGap, G[1]: its half gap.
  */
 export const T = new Float64Array(1);
-export const G = new Float64Array(2);
+export const G = new Float64Array(3); // G[2]: a spare slot for callers
+
+/** Slots for twoSumSlots: SUM[0], SUM[1] in; SUM[0] = RN(sum), SUM[1] = its exact error out. */
+export const SUM = new Float64Array(2);
+/** Knuth's TwoSum on SUM[0..1], so that no double crosses the call (V8 boxes doubles at non-inlined calls). */
+export function twoSumSlots(): void {
+  const a = SUM[0];
+  const b = SUM[1];
+  const s = a + b;
+  const bb = s - a;
+  SUM[1] = a - (s - bb) + (b - bb);
+  SUM[0] = s;
+}
 
 /** Knuth's TwoSum: returns RN(a+b) and leaves the exact error in err[0] (exact unless the sum overflows). */
 export function twoSum(a: number, b: number): number {
@@ -70,22 +82,27 @@ function incrementsMagnitude(q: number, rem: number, half: number, dmag: number,
 const TWO_M160 = 2 ** -160;
 /**
  * Rounds r = T[0] plus a tiny error of sign dsign (at most half an ulp of r in binary64) to binary32 with
- * rounding mode rm. r must be finite. Returns the binary32 bit pattern (as an int32) and accrues NX/UF/OF into fs.fflags.
+ * rounding mode rm, into FP register rd (NaN-boxed). r must be finite. Accrues NX/UF/OF into fs.fflags.
  */
-export function roundToSingle(fs: FpState, dsign: number, rm: number): number {
+export function roundToSingle(fs: FpState, rd: number, dsign: number, rm: number): void {
+  // The pattern is stored, never returned: an int32 with the sign bit set is not a small integer, and returning
+  // one from a call V8 does not inline boxes it (allocating).
+  fs.i32[2 * rd + 1] = -1; // NaN-boxed
   const r = T[0];
   if (r === 0) {
     // An exact zero (callers never pass r = 0 with a non-zero error).
-    return 1 / r < 0 ? 0x80000000 | 0 : 0;
+    fs.i32[2 * rd] = 1 / r < 0 ? 0x80000000 | 0 : 0;
+    return;
   }
   const neg = r < 0;
   const a = neg ? -r : r;
   const signBit = neg ? 0x80000000 | 0 : 0;
-  const dmag = neg ? -dsign : dsign;
+  const dmag = neg ? 0 - dsign : dsign; // not -dsign: -0 is not a small integer and would be boxed
   if (a < TWO_M160) {
     // Far below half the smallest subnormal: rounds to 0 or to the smallest subnormal.
     fs.fflags |= FFLAG_NX | FFLAG_UF;
-    return signBit | (rm === RM_RNE || rm === RM_RMM || truncatesMagnitude(rm, neg) ? 0 : 1);
+    fs.i32[2 * rd] = signBit | (rm === RM_RNE || rm === RM_RMM || truncatesMagnitude(rm, neg) ? 0 : 1);
+    return;
   }
   scratch[0] = a;
   const e = ((scratchI[1] >>> 20) & 0x7ff) - 1023; // a >= 2^-160 is a normal binary64
@@ -103,7 +120,8 @@ export function roundToSingle(fs: FpState, dsign: number, rm: number): number {
   else if (rem === 0 && dmag < 0 && truncatesMagnitude(rm, neg)) bits--; // exact value just below a grid point
   if (bits >= 0x7f800000) {
     fs.fflags |= FFLAG_OF | FFLAG_NX;
-    return signBit | (truncatesMagnitude(rm, neg) ? 0x7f7fffff : 0x7f800000);
+    fs.i32[2 * rd] = signBit | (truncatesMagnitude(rm, neg) ? 0x7f7fffff : 0x7f800000);
+    return;
   }
   if (inexact) {
     fs.fflags |= FFLAG_NX;
@@ -117,14 +135,13 @@ export function roundToSingle(fs: FpState, dsign: number, rm: number): number {
     }
     if (tiny) fs.fflags |= FFLAG_UF;
   }
-  return signBit | bits;
+  fs.i32[2 * rd] = signBit | bits;
 }
 
-/** Writes a double's bit pattern into FP register rd with its magnitude stepped by delta (-1, 0 or +1) ulps. */
-function writeStepped(fs: FpState, rd: number, r: number, delta: number): void {
-  scratch[0] = r;
-  let lo = scratchI[0];
-  let hi = scratchI[1];
+/** Steps the magnitude of the double in FP register rd by delta (-1 or +1) ulps, on its bit pattern. */
+function writeStepped(fs: FpState, rd: number, delta: number): void {
+  let lo = fs.i32[2 * rd];
+  let hi = fs.i32[2 * rd + 1];
   if (delta > 0) {
     lo = (lo + 1) | 0;
     if (lo === 0) hi = (hi + 1) | 0;
@@ -176,7 +193,7 @@ export function finishDouble(fs: FpState, rd: number, dsign: number, tie: boolea
     return;
   }
   fs.fflags |= FFLAG_NX;
-  const dmag = neg ? -dsign : dsign;
+  const dmag = neg ? 0 - dsign : dsign; // not -dsign: -0 is not a small integer and would be boxed
   let delta = 0;
   if (rm === RM_RNE) {
     if (tie && isOdd(r)) delta = dmag;
@@ -186,6 +203,6 @@ export function finishDouble(fs: FpState, rd: number, dsign: number, tie: boolea
     if (dmag < 0) delta = -1;
   } else if (dmag > 0) delta = 1;
   if (delta === 0) return;
-  writeStepped(fs, rd, r, delta);
+  writeStepped(fs, rd, delta);
   if ((fs.i32[2 * rd + 1] & 0x7fffffff) === 0x7ff00000) fs.fflags |= FFLAG_OF;
 }
