@@ -45,7 +45,9 @@ test('three Linux VMs: console, pause/resume, graceful shutdown, delete, restart
         ws.once('error', reject);
       });
       ws.send(`echo tv-$((6*7))-$(hostname)-${n}\n`);
-      await waitFor(`${n} command`, () => (Buffer.concat(got).toString('latin1').includes(`tv-42-`) && Buffer.concat(got).toString('latin1').includes(`-${n}\r\n`) ? true : undefined), 120_000, 200);
+      // The shell's output (not the echoed command line, which still says $((6*7))).
+      const answer = new RegExp(`tv-42-\\S*-${n}\\r?\\n`);
+      await waitFor(`${n} command`, () => (answer.test(Buffer.concat(got).toString('latin1')) ? true : undefined), 120_000, 200);
       ws.close();
     }
 
