@@ -40,7 +40,8 @@ export class Progress {
 
   /** The latest line of tool output: shown in the status line / next heartbeat. */
   activity(line: string): void {
-    this.last = line;
+    // Separator lines ('#', '***') say nothing about where the build is.
+    if (/[A-Za-z0-9]/.test(line)) this.last = line;
   }
 
   /** Stops the heartbeat; returns the elapsed milliseconds of the step that was running. */
