@@ -10,7 +10,7 @@ const scratch = new Float64Array(1);
 const scratchI = new Int32Array(scratch.buffer); // [0] low word, [1] high word (little-endian hosts)
 
 /**
- * err[0] is the error term of the last twoSum/twoProduct call. A typed array rather than a module-level `let`:
+ * err[0] is the error term of the last twoProduct call. A typed array rather than a module-level `let`:
  * storing a double into a context variable allocates a heap number on every write.
  */
 export const err = new Float64Array(1);
@@ -33,14 +33,6 @@ export function twoSumSlots(): void {
   const bb = s - a;
   SUM[1] = a - (s - bb) + (b - bb);
   SUM[0] = s;
-}
-
-/** Knuth's TwoSum: returns RN(a+b) and leaves the exact error in err[0] (exact unless the sum overflows). */
-export function twoSum(a: number, b: number): number {
-  const s = a + b;
-  const bb = s - a;
-  err[0] = a - (s - bb) + (b - bb);
-  return s;
 }
 
 const SPLITTER = 134217729; // 2^27 + 1, Veltkamp splitting constant

@@ -22,9 +22,7 @@ export function exactOf(v: number): Exact {
   const hi = scratchI[1];
   const biased = (hi >>> 20) & 0x7ff;
   const frac = (BigInt(hi & 0xfffff) << 32n) | BigInt(scratchI[0] >>> 0);
-  return biased === 0
-    ? { neg: hi < 0, mant: frac, exp: -1074 }
-    : { neg: hi < 0, mant: frac | (1n << 52n), exp: biased - 1075 };
+  return biased === 0 ? { neg: hi < 0, mant: frac, exp: -1074 } : { neg: hi < 0, mant: frac | (1n << 52n), exp: biased - 1075 };
 }
 
 export function exactMul(a: Exact, b: Exact): Exact {
