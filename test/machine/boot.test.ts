@@ -70,6 +70,18 @@ test('OpenSBI fw_jump (M-mode) hands over to U-Boot S-mode', { timeout: 180_000,
   }
 });
 
+const FW_DYNAMIC = '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin';
+test('OpenSBI fw_dynamic reads our fw_dynamic_info and starts U-Boot in S-mode at 0x80200000', { timeout: 180_000, skip: existsSync(FW_DYNAMIC) && existsSync(UBOOT) ? false : 'opensbi/u-boot-qemu not installed' }, async () => {
+  const d = new ConsoleDriver(['--firmware', FW_DYNAMIC, '--kernel', UBOOT, '--no-virtio']);
+  try {
+    await d.waitFor(/Domain0 Next Address\s*: 0x0000000080200000/, 90_000);
+    await d.waitFor(/Domain0 Next Mode\s*: S-mode/, 10_000);
+    await d.waitFor('U-Boot 20', 90_000);
+  } finally {
+    d.kill();
+  }
+});
+
 test('bare-metal ELF with --firmware none: UART output and the tohost exit code', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tv-bare-'));
   const obj = join(dir, 'p.o');
