@@ -189,10 +189,23 @@ test('fuzz: random garbage headers and truncated files', { timeout: 60_000 }, as
   );
 });
 
-const opArb = (size: number): fc.Arbitrary<Op> =>
+/** Offsets anywhere, or within a few bytes of a cluster boundary (where partial-cluster paths split). */
+const offsetArb = (size: number, cluster: number): fc.Arbitrary<number> =>
   fc.oneof(
-    fc.record({ op: fc.constant('write' as const), offset: fc.nat(size - 1), length: fc.integer({ min: 1, max: 20000 }), seed: fc.nat() }),
-    fc.record({ op: fc.constantFrom('discard' as const, 'writeZeroes' as const), offset: fc.nat(size - 1), length: fc.integer({ min: 1, max: 40000 }) }),
+    fc.nat(size - 1),
+    fc
+      .tuple(fc.nat(size / cluster - 1), fc.integer({ min: -600, max: 600 }))
+      .map(([c, d]) => Math.min(size - 1, Math.max(0, c * cluster + d))),
+  );
+
+const opArb = (size: number, cluster: number): fc.Arbitrary<Op> =>
+  fc.oneof(
+    fc.record({ op: fc.constant('write' as const), offset: offsetArb(size, cluster), length: fc.integer({ min: 1, max: 3 * cluster }), seed: fc.nat() }),
+    fc.record({
+      op: fc.constantFrom('discard' as const, 'writeZeroes' as const),
+      offset: offsetArb(size, cluster),
+      length: fc.oneof(fc.integer({ min: 1, max: 2 * cluster }), fc.integer({ min: 1, max: 40000 })),
+    }),
     fc.constant({ op: 'flush' as const }),
   );
 
@@ -209,7 +222,7 @@ for (const [clusterSize, backing] of [
     if (backing) writeFileSync(basePath, baseData);
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(opArb(size), { minLength: 1, maxLength: 30 }), fc.nat(size - 1), async (ops, probe) => {
+      fc.asyncProperty(fc.array(opArb(size, clusterSize), { minLength: 1, maxLength: 40 }), fc.nat(size - 1), async (ops, probe) => {
         const path = join(dir, `model-${clusterSize}-${backing}-${run++}.qcow2`);
         if (backing) await createDisk(path, { format: 'qcow2', backingFile: basePath, backingFormat: 'raw', clusterSize });
         else await createDisk(path, { format: 'qcow2', size, clusterSize });

@@ -390,8 +390,19 @@ export class Qcow2Image implements BlockBackend {
       const gOff = offset + pos;
       const gc = Math.floor(gOff / this.clusterSize);
       const inOff = gOff % this.clusterSize;
-      const n = Math.min(this.clusterSize - inOff, into.length - pos);
-      await this.readMapped(await this.lookup(gc), gOff, inOff, into.subarray(pos, pos + n));
+      let n = Math.min(this.clusterSize - inOff, into.length - pos);
+      const m = await this.lookup(gc);
+      if (m.kind === 'normal') {
+        // Extend over following clusters stored right after this one: one pread instead of many.
+        let next = gc + 1;
+        while (pos + n < into.length) {
+          const nm = await this.lookup(next);
+          if (nm.kind !== 'normal' || nm.host !== m.host + (next - gc) * this.clusterSize) break;
+          n += Math.min(this.clusterSize, into.length - pos - n);
+          next++;
+        }
+      }
+      await this.readMapped(m, gOff, inOff, into.subarray(pos, pos + n));
       pos += n;
     }
   }
@@ -544,11 +555,17 @@ export class Qcow2Image implements BlockBackend {
     await this.freeOld(olds);
   }
 
-  /** Zeroes part of one cluster; a cluster that already reads as zeros is left alone (no allocation). */
+  /** Zeroes a range by writing zeros, skipping clusters that already read as zeros (no allocation for them). */
   private async zeroPartial(offset: number, length: number): Promise<void> {
-    const m = await this.lookup(Math.floor(offset / this.clusterSize));
-    if (m.kind === 'zero' || (m.kind === 'unallocated' && this.backing === null)) return;
-    await this.writeLocked(offset, new Uint8Array(length));
+    const end = offset + length;
+    for (let pos = offset; pos < end; ) {
+      const next = Math.min(end, (Math.floor(pos / this.clusterSize) + 1) * this.clusterSize);
+      const m = await this.lookup(Math.floor(pos / this.clusterSize));
+      if (m.kind !== 'zero' && !(m.kind === 'unallocated' && this.backing === null)) {
+        await this.writeLocked(pos, new Uint8Array(next - pos));
+      }
+      pos = next;
+    }
   }
 
   /** Makes sure the L2 table for guest cluster gc exists: allocate, zero it, then link it from L1. */
