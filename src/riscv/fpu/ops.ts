@@ -210,7 +210,11 @@ function addD(fs: FpState, rd: number, rm: number): void {
   // A sum is inexact only when |r| >= 2^-1021, so no underflow here.
   const e = SUM[1];
   fs.f64[rd] = r;
-  G[2] = e;
+  if (rm === RM_RNE) {
+    if (e !== 0) fs.fflags |= FFLAG_NX; // the JS operation already rounded to nearest-even
+    return;
+  }
+  G[2] = e; // for tieForRmm
   finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(fs, rd), rm);
 }
 
@@ -238,7 +242,11 @@ function mulD(fs: FpState, rd: number, rm: number): void {
     twoProduct(a, b);
     const e = err[0];
     fs.f64[rd] = r;
-    G[2] = e;
+    if (rm === RM_RNE) {
+      if (e !== 0) fs.fflags |= FFLAG_NX; // the JS operation already rounded to nearest-even
+      return;
+    }
+    G[2] = e; // for tieForRmm
     finishDouble(fs, rd, sign(e), rm === RM_RMM && tieForRmm(fs, rd), rm);
     return;
   }
@@ -271,6 +279,10 @@ function divD(fs: FpState, rd: number, rm: number): void {
     const rem = a - p - err[0]; // a - p is exact (Sterbenz), so rem has the sign of a - r*b
     // A quotient of normal doubles is never exactly halfway between two doubles: no ties.
     fs.f64[rd] = r;
+    if (rm === RM_RNE) {
+      if (rem !== 0) fs.fflags |= FFLAG_NX; // the JS operation already rounded to nearest-even
+      return;
+    }
     finishDouble(fs, rd, sign(rem) * sign(b), false, rm);
     return;
   }
@@ -289,6 +301,10 @@ function sqrtD(fs: FpState, rd: number, rm: number): void {
     const r = Math.sqrt(a);
     const p = twoProduct(r, r);
     fs.f64[rd] = r;
+    if (rm === RM_RNE) {
+      if (a - p - err[0] !== 0) fs.fflags |= FFLAG_NX; // the JS operation already rounded to nearest-even
+      return;
+    }
     finishDouble(fs, rd, sign(a - p - err[0]), false, rm); // square roots are never ties
     return;
   }
@@ -328,6 +344,10 @@ function fmaFastD(fs: FpState, rd: number, rm: number): boolean {
   const ad = Math.abs(d);
   if (ad < h || (ad === h && de !== 0 && de > 0 !== d > 0)) {
     fs.f64[rd] = r;
+    if (rm === RM_RNE) {
+      fs.fflags |= FFLAG_NX; // |d + de| < half a gap: r is the nearest
+      return true;
+    }
     finishDouble(fs, rd, sign(d), false, rm);
     return true;
   }
@@ -643,7 +663,11 @@ function cvtFromIntD(width: number, signed: boolean): FpExec {
     const r = SUM[0];
     const e = SUM[1];
     fs.f64[rd] = r;
-    G[2] = e;
+    if (m === RM_RNE) {
+      if (e !== 0) fs.fflags |= FFLAG_NX; // the JS operation already rounded to nearest-even
+      return true;
+    }
+    G[2] = e; // for tieForRmm
     finishDouble(fs, rd, sign(e), m === RM_RMM && tieForRmm(fs, rd), m);
     return true;
   };
