@@ -344,6 +344,9 @@ export class Hart {
   private readonly storeTag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly storeView: DataView[];
   private readonly storeOff = new Int32Array(TLB_SIZE);
+  /** RAM page number (from ramBase) behind each load/store entry, so a remapped chunk drops only its own. */
+  private readonly loadPpn = new Int32Array(TLB_SIZE).fill(-1);
+  private readonly storePpn = new Int32Array(TLB_SIZE).fill(-1);
   private decodeCache = new Map<number, DecodedPage>();
   /** One byte per RAM page: 1 when the page has a decoded-code entry (stores to it go the slow way). */
   private readonly codePages: Uint8Array;
@@ -380,7 +383,7 @@ export class Hart {
     this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
     this.chunkMask = 2 ** bus.chunkShift - 1;
     // A chunk's backing changed: TLB entries and decoded pages may point at the old (zero) buffer.
-    bus.onRamRemap(() => this.dropDecodeCache());
+    bus.onRamRemap((chunkIndex) => this.chunkRemapped(chunkIndex));
     this.reset(bus.ramBase);
   }
 
@@ -487,7 +490,32 @@ export class Hart {
     this.loadTag.fill(NaN);
     this.storeTag.fill(NaN);
   }
-  /** Drops every decoded page and TLB entry (RAM backing changed, or the cache is full). */
+  /**
+   * A chunk's backing changed (allocated on first write, or released): forget the TLB entries and decoded
+   * pages that point into it, and only those (Linux touches every chunk early on; a full drop each time
+   * would re-decode the kernel over and over).
+   */
+  private chunkRemapped(chunkIndex: number): void {
+    const per = 2 ** (this.bus.chunkShift - 12);
+    const lo = chunkIndex * per;
+    const hi = lo + per;
+    for (let i = 0; i < TLB_SIZE; i++) {
+      const lp = this.loadPpn[i]!;
+      if (lp >= lo && lp < hi) this.loadTag[i] = NaN;
+      const sp = this.storePpn[i]!;
+      if (sp >= lo && sp < hi) this.storeTag[i] = NaN;
+      const fp = this.fetchPage[i];
+      if (fp && fp.ppn >= lo && fp.ppn < hi) this.fetchTag[i] = NaN;
+    }
+    for (let ppn = lo; ppn < hi && ppn < this.codePages.length; ppn++) {
+      if (this.codePages[ppn]) {
+        this.codePages[ppn] = 0;
+        this.decodeCache.delete(ppn);
+      }
+    }
+  }
+
+  /** Drops every decoded page and TLB entry (reset, or the cache is full). */
   private dropDecodeCache(): void {
     for (const p of this.decodeCache.values()) if (p.ppn >= 0 && p.ppn < this.codePages.length) this.codePages[p.ppn] = 0;
     this.decodeCache = new Map();
@@ -1306,6 +1334,7 @@ export class Hart {
         this.loadTag[ti] = va - off + this.dataCtx;
         this.loadView[ti] = view;
         this.loadOff[ti] = o - off;
+        this.loadPpn[ti] = Math.floor((pa - this.bus.ramBase) / 4096);
       }
       this.valLo = size === 1 ? view.getUint8(o) : size === 2 ? view.getUint16(o, true) : view.getInt32(o, true);
       this.valHi = size === 8 ? view.getInt32(o + 4, true) : 0;
@@ -1347,6 +1376,7 @@ export class Hart {
         this.storeTag[ti] = va - off + this.dataCtx;
         this.storeView[ti] = view;
         this.storeOff[ti] = o - off;
+        this.storePpn[ti] = Math.floor((pa - this.bus.ramBase) / 4096);
       }
       if (size === 1) view.setUint8(o, lo & 0xff);
       else if (size === 2) view.setUint16(o, lo & 0xffff, true);

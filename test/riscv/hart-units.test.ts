@@ -205,6 +205,14 @@ describe('instruction classes', () => {
     t.run().expectReg('a0', 42);
   });
 
+  test('untouched RAM reads as zero; the first write (hart or DMA) remaps it and loads see the new data', () => {
+    const t = cpu('ld a0, 0(s0)\nsd s1, 8(s0)\nld a1, 8(s0)\nld a2, 0(s2)').reg('s0', 0x80800000).reg('s1', 77).reg('s2', 0x80a00000).run();
+    t.expectReg('a0', 0).expectReg('a1', 77).expectReg('a2', 0);
+    t.m.ram.writeU32(0x80a00000, 0x1234); // a device writes a chunk the hart has only read (and cached) so far
+    t.hart.pc = t.sym('_start');
+    t.run().expectReg('a2', 0x1234);
+  });
+
   test('FP loads/stores/moves and arithmetic through the decoder', () => {
     const t = cpu(`
       la a0, buf
