@@ -1,6 +1,7 @@
 // `typevisor guest build`: resolves the requested recipes plus their dependencies, and for each one either
 // finds its cache entry (same input hash) or builds it in a scratch folder and renames it into place.
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackages } from './apt.js';
@@ -70,7 +71,7 @@ export async function buildGuests(names: readonly GuestName[], opts: BuildOption
         results.push({ name, hash, cached: true, dir: cache.entryDir(name, hash), seconds: 0 });
         continue;
       }
-      const seconds = await buildOne(recipe, hash, key, cache, progress, hashes);
+      const seconds = await buildOne(recipe, hash, key, cache, progress, hashes, opts.force === true);
       cache.setCurrent(name, hash);
       cache.prune(name, hash);
       progress.say(`${name}: built (${hash}) in ${formatElapsed(seconds * 1000)}`);
@@ -90,6 +91,7 @@ async function buildOne(
   cache: GuestCache,
   progress: Progress,
   hashes: Record<string, string>,
+  replace: boolean,
 ): Promise<number> {
   cache.prune(recipe.name, hash);
   const scratch = cache.scratch(recipe.name, hash);
@@ -128,7 +130,9 @@ async function buildOne(
     builtAt: new Date().toISOString(),
     buildSeconds: seconds,
   };
-  cache.commit(recipe.name, hash, out, manifest);
-  rmSync(scratch, { recursive: true, force: true });
+  cache.commit(recipe.name, hash, out, manifest, replace);
+  // A kernel tree is tens of thousands of files: say why we pause, and don't block the event loop.
+  progress.say(`${recipe.name}: removing the build tree`);
+  await rm(scratch, { recursive: true, force: true });
   return seconds;
 }

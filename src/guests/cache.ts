@@ -107,13 +107,19 @@ export class GuestCache {
     return dir;
   }
 
-  /** Moves a finished output folder into place; false when another process got there first. */
-  commit(name: GuestName, hash: string, outDir: string, manifest: Manifest): boolean {
+  /**
+   * Moves a finished output folder into place. An existing complete entry is kept (another process got
+   * there first) unless `replace` (a forced rebuild): then it is swapped out by rename, then deleted.
+   * Returns whether outDir became the entry.
+   */
+  commit(name: GuestName, hash: string, outDir: string, manifest: Manifest, replace = false): boolean {
     writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     const dest = this.entryDir(name, hash);
-    if (this.lookup(name, hash)) return false;
-    rmSync(dest, { recursive: true, force: true });
+    if (this.lookup(name, hash) && !replace) return false;
+    const old = join(this.root, name, `.old-${hash}-${process.pid}`);
+    if (existsSync(dest)) renameSync(dest, old);
     renameSync(outDir, dest);
+    rmSync(old, { recursive: true, force: true });
     return true;
   }
 
@@ -123,7 +129,7 @@ export class GuestCache {
     if (!existsSync(dir)) return;
     const entries: { hash: string; mtime: number }[] = [];
     for (const f of readdirSync(dir)) {
-      const scratch = /^\.build-[0-9a-f]{16}-(\d+)$/.exec(f);
+      const scratch = /^\.(?:build|old)-[0-9a-f]{16}-(\d+)$/.exec(f);
       if (scratch) {
         if (!processAlive(Number(scratch[1]))) rmSync(join(dir, f), { recursive: true, force: true });
       } else if (/^[0-9a-f]{16}$/.test(f) && f !== keepHash) {

@@ -153,6 +153,18 @@ describe('cache keys and entries', () => {
       const key = cacheKeyInputs({ ...recipe([]), name: 'linux', deps: [] }, root, {});
       cache.commit('linux', hash, scratch, { name: 'linux', hash, key, outputs: ['Image', 'config'], builtAt: '', buildSeconds: 0 });
       assert.equal(cache.lookup('linux', hash)?.hash, hash);
+      // A second finished build of the same key is dropped, unless it is a forced rebuild.
+      const again = () => {
+        const dir = cache.scratch('linux', hash);
+        writeFileSync(join(dir, 'Image'), 'kernel 2');
+        writeFileSync(join(dir, 'config'), 'CONFIG_64BIT=y\n');
+        return dir;
+      };
+      const manifest = { name: 'linux' as const, hash, key, outputs: ['Image', 'config'], builtAt: '', buildSeconds: 0 };
+      assert.equal(cache.commit('linux', hash, again(), manifest), false);
+      assert.equal(readFileSync(join(cache.entryDir('linux', hash), 'Image'), 'utf8'), 'kernel');
+      assert.equal(cache.commit('linux', hash, again(), manifest, true), true);
+      assert.equal(readFileSync(join(cache.entryDir('linux', hash), 'Image'), 'utf8'), 'kernel 2');
       cache.setCurrent('linux', hash);
       assert.deepEqual(cache.current('linux'), { name: 'linux', hash });
       const env = { TYPEVISOR_CACHE: root };
