@@ -159,7 +159,8 @@ test('syscon: poweroff, reboot and fail codes', () => {
   t.write(0, 4, 0x7777);
   t.write(0, 4, (3 << 16) | 0x3333);
   t.write(0, 4, 0x1234);
-  assert.deepEqual(events, [{ kind: 'poweroff' }, { kind: 'reboot' }, { kind: 'fail', code: 3 }]);
+  t.write(0, 2, 0x5555); // OpenSBI's sifive_test driver uses a 16-bit store
+  assert.deepEqual(events, [{ kind: 'poweroff' }, { kind: 'reboot' }, { kind: 'fail', code: 3 }, { kind: 'poweroff' }]);
 });
 
 test('goldfish RTC shows host time in ns and fires its alarm', () => {
