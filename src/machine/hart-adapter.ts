@@ -105,6 +105,8 @@ export class HartAdapter implements HartPort {
     h.writeCsr(C.CSR_MEDELEG, MEDELEG_ALL_BUT_SBI, 0);
     h.writeCsr(C.CSR_MIDELEG, MIDELEG_S, 0);
     h.writeCsr(C.CSR_MCOUNTEREN, -1, 0);
+    // As OpenSBI's mstatus_init: Linux never writes scounteren, and U-mode rdtime (the vDSO clock) needs TM.
+    h.writeCsr(C.CSR_SCOUNTEREN, 7, 0);
     h.writeCsr(C.CSR_MENVCFG, 0, C.MENVCFG_HI_STCE);
     h.priv = C.PRV_S;
     // FS = Initial so the kernel may use the FPU; SIE = 0 as the SBI spec requires at entry.
