@@ -2,7 +2,7 @@
 // (checked against GNU cpio), the ELF check, cache keys and the progress display.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -170,6 +170,25 @@ describe('cache keys and entries', () => {
       const env = { TYPEVISOR_CACHE: root };
       assert.equal(guestsBuilt(env), false);
       assert.throws(() => guestArtifacts(env), (e: unknown) => e instanceof GuestsNotBuiltError && /run `typevisor guest build`/.test(e.message) && !e.missing.includes('linux'));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('interrupted builds', () => {
+  it('leave only a scratch folder, which the next build of that guest removes', () => {
+    const root = mkdtempSync(join(tmpdir(), 'tv-prune-'));
+    try {
+      const cache = new GuestCache(root);
+      // What a build killed mid-way leaves behind: a scratch folder named after a process that is gone.
+      const dead = join(root, 'linux', '.build-0123456789abcdef-2147483646');
+      mkdirSync(join(dead, 'work'), { recursive: true });
+      const live = cache.scratch('linux', 'fedcba9876543210'); // ours: still running
+      assert.equal(cache.lookup('linux', '0123456789abcdef'), undefined);
+      cache.prune('linux', 'fedcba9876543210');
+      assert.equal(existsSync(dead), false);
+      assert.equal(existsSync(live), true);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
