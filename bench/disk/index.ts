@@ -60,6 +60,7 @@ function runGuest(cmd: string, args: string[]): Promise<Result[]> {
     let out = '';
     let err = '';
     let sent = false;
+    let done = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${cmd}: timed out\n${out.slice(-3000)}\n${err}`));
@@ -70,7 +71,8 @@ function runGuest(cmd: string, args: string[]): Promise<Result[]> {
         sent = true;
         child.stdin.write(script);
       }
-      if (out.includes('BENCH-42-DONE')) {
+      if (!done && out.includes('BENCH-42-DONE')) {
+        done = true;
         clearTimeout(timer);
         child.stdin.write('poweroff -f\n');
         const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
