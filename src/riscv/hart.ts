@@ -290,8 +290,16 @@ export class Hart {
   readonly x = new Int32Array(66);
   readonly fp = new FpState();
   private pcValue = 0;
-  /** Current privilege: 0 U, 1 S, 3 M. */
-  priv = PRV_M;
+  private privLevel = PRV_M;
+  /** Current privilege: 0 U, 1 S, 3 M. Setting it (e.g. a firmware entering S-mode) updates the translation context. */
+  get priv(): number {
+    return this.privLevel;
+  }
+  set priv(p: number) {
+    this.privLevel = p;
+    this.updateContext();
+    this.updateIrq();
+  }
   /** True after WFI until an enabled interrupt becomes pending (mip & mie != 0). */
   waiting = false;
   /** Instructions retired since construction. */
@@ -393,7 +401,7 @@ export class Hart {
     this.fp.i32.fill(0);
     this.fp.fflags = 0;
     this.fp.frm = 0;
-    this.priv = PRV_M;
+    this.privLevel = PRV_M;
     this.mstatus = 0;
     this.medeleg = this.mideleg = this.mie = this.mipSw = 0;
     this.mcounteren = this.scounteren = this.senvcfg = this.mcountinhibit = 0;
@@ -542,8 +550,8 @@ export class Hart {
   private pendingInterrupt(): number {
     const pending = (this.mipHw | this.mipSw) & this.mie;
     if (pending === 0) return -1;
-    const mEnabled = this.priv < PRV_M || (this.mstatus & MSTATUS_MIE) !== 0;
-    const sEnabled = this.priv < PRV_S || (this.priv === PRV_S && (this.mstatus & MSTATUS_SIE) !== 0);
+    const mEnabled = this.privLevel < PRV_M || (this.mstatus & MSTATUS_MIE) !== 0;
+    const sEnabled = this.privLevel < PRV_S || (this.privLevel === PRV_S && (this.mstatus & MSTATUS_SIE) !== 0);
     const m = mEnabled ? pending & ~this.mideleg : 0;
     const s = sEnabled ? pending & this.mideleg : 0;
     const pick = m !== 0 ? m : s;
@@ -1024,9 +1032,9 @@ export class Hart {
       this.currentPage = p;
       return p.code;
     }
-    const pa = this.translate(pc, ACC_FETCH, this.priv, 2);
+    const pa = this.translate(pc, ACC_FETCH, this.privLevel, 2);
     const page = this.decodedPageAt(pa, pc);
-    if (this.pmpAllows(pa - (pa & 0xfff), 4096, ACC_FETCH, this.priv)) {
+    if (this.pmpAllows(pa - (pa & 0xfff), 4096, ACC_FETCH, this.privLevel)) {
       this.fetchTag[ti] = pc - off + this.fetchCtx;
       this.fetchPage[ti] = page;
     }
@@ -1082,7 +1090,7 @@ export class Hart {
     if (code[(PAGE_SLOTS - 1) * 2] === Op.DECODE) this.decodeSlot(page, PAGE_SLOTS - 1);
     if ((code[(PAGE_SLOTS - 1) * 2]! & 0xff) !== Op.CROSS) return code;
     const low = page.view!.getUint16(page.viewOffset + 4094, true);
-    const pa2 = this.translate(pc + 2, ACC_FETCH, this.priv, 2);
+    const pa2 = this.translate(pc + 2, ACC_FETCH, this.privLevel, 2);
     const view2 = pa2 >= this.bus.ramBase && pa2 < this.bus.ramBase + this.bus.ramSize ? this.bus.ramChunk(pa2, false) : null;
     if (!view2) this.raise(CAUSE_FETCH_ACCESS, pc + 2);
     const high = view2.getUint16((pa2 - this.bus.ramBase) & this.chunkMask, true);
@@ -1105,7 +1113,7 @@ export class Hart {
 
   /** Enters the trap handler for an exception (or interrupt) raised at `epc`. */
   takeTrap(cause: number, interrupt: boolean, tval: number, epc: number): void {
-    const from = this.priv;
+    const from = this.privLevel;
     const deleg = from <= PRV_S && (((interrupt ? this.mideleg : this.medeleg) >>> cause) & 1) !== 0;
     const hi = interrupt ? 0x80000000 | 0 : 0;
     let st = this.mstatus;
@@ -1114,14 +1122,14 @@ export class Hart {
       this.setNum(S_SEPC, epc);
       this.setNum(S_STVAL, tval);
       st = (st & ~(MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SIE)) | (st & MSTATUS_SIE ? MSTATUS_SPIE : 0) | (from === PRV_S ? MSTATUS_SPP : 0);
-      this.priv = PRV_S;
+      this.privLevel = PRV_S;
       this.pcValue = this.tvecTarget(S_STVEC, interrupt, cause);
     } else {
       this.set64(S_MCAUSE, cause, hi);
       this.setNum(S_MEPC, epc);
       this.setNum(S_MTVAL, tval);
       st = (st & ~(MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MIE)) | (st & MSTATUS_MIE ? MSTATUS_MPIE : 0) | (from << MSTATUS_MPP_SHIFT);
-      this.priv = PRV_M;
+      this.privLevel = PRV_M;
       this.pcValue = this.tvecTarget(S_MTVEC, interrupt, cause);
     }
     this.mstatus = st;
@@ -1153,11 +1161,11 @@ export class Hart {
   // ---- translation context and MMU ----
   private updateContext(): void {
     const st = this.mstatus;
-    const mprv = this.priv === PRV_M && (st & MSTATUS_MPRV) !== 0;
-    this.dataPriv = mprv ? (st & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT : this.priv;
+    const mprv = this.privLevel === PRV_M && (st & MSTATUS_MPRV) !== 0;
+    this.dataPriv = mprv ? (st & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT : this.privLevel;
     const sumMxr = ((st & MSTATUS_SUM) !== 0 ? 4 : 0) | ((st & MSTATUS_MXR) !== 0 ? 8 : 0);
     this.dataCtx = this.dataPriv | sumMxr | (this.tlbGen << 4);
-    this.fetchCtx = this.priv | (this.tlbGen << 4);
+    this.fetchCtx = this.privLevel | (this.tlbGen << 4);
   }
 
   private writeSatp(lo: number, hi: number): void {
@@ -1492,45 +1500,45 @@ export class Hart {
         this.pcValue = next;
         return true;
       case Op.ECALL: {
-        if (this.priv === PRV_S && this.ecallHandler && this.ecallHandler(this)) {
+        if (this.privLevel === PRV_S && this.ecallHandler && this.ecallHandler(this)) {
           this.pcValue = pc + 4;
           return true;
         }
-        this.raise(this.priv === PRV_U ? CAUSE_USER_ECALL : this.priv === PRV_S ? CAUSE_SUPERVISOR_ECALL : CAUSE_MACHINE_ECALL, 0);
+        this.raise(this.privLevel === PRV_U ? CAUSE_USER_ECALL : this.privLevel === PRV_S ? CAUSE_SUPERVISOR_ECALL : CAUSE_MACHINE_ECALL, 0);
       }
       // eslint-disable-next-line no-fallthrough
       case Op.EBREAK:
         this.raise(CAUSE_BREAKPOINT, pc);
       // eslint-disable-next-line no-fallthrough
       case Op.MRET: {
-        if (this.priv !== PRV_M) this.illegal(imm);
+        if (this.privLevel !== PRV_M) this.illegal(imm);
         const st = this.mstatus;
         const mpp = (st & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
         let ns = (st & ~(MSTATUS_MIE | MSTATUS_MPP)) | (st & MSTATUS_MPIE ? MSTATUS_MIE : 0) | MSTATUS_MPIE;
         if (mpp !== PRV_M) ns &= ~MSTATUS_MPRV;
         this.mstatus = ns;
-        this.priv = mpp;
+        this.privLevel = mpp;
         this.pcValue = this.get64(S_MEPC);
         this.afterPrivChange();
         return true;
       }
       case Op.SRET: {
-        if (this.priv === PRV_U || (this.priv === PRV_S && this.mstatus & MSTATUS_TSR)) this.illegal(imm);
+        if (this.privLevel === PRV_U || (this.privLevel === PRV_S && this.mstatus & MSTATUS_TSR)) this.illegal(imm);
         const st = this.mstatus;
         const spp = st & MSTATUS_SPP ? PRV_S : PRV_U;
         this.mstatus = ((st & ~(MSTATUS_SIE | MSTATUS_SPP | MSTATUS_MPRV)) | (st & MSTATUS_SPIE ? MSTATUS_SIE : 0) | MSTATUS_SPIE) >>> 0 | 0;
-        this.priv = spp;
+        this.privLevel = spp;
         this.pcValue = this.get64(S_SEPC);
         this.afterPrivChange();
         return true;
       }
       case Op.WFI:
-        if (this.priv === PRV_U || (this.priv === PRV_S && this.mstatus & MSTATUS_TW)) this.illegal(imm);
+        if (this.privLevel === PRV_U || (this.privLevel === PRV_S && this.mstatus & MSTATUS_TW)) this.illegal(imm);
         this.pcValue = next;
         if (((this.mipHw | this.mipSw) & this.mie) === 0) this.waiting = true;
         return true;
       case Op.SFENCE_VMA:
-        if (this.priv === PRV_U || (this.priv === PRV_S && this.mstatus & MSTATUS_TVM)) this.illegal(imm);
+        if (this.privLevel === PRV_U || (this.privLevel === PRV_S && this.mstatus & MSTATUS_TVM)) this.illegal(imm);
         this.flushTlb();
         this.pcValue = next;
         return true;
@@ -1835,7 +1843,7 @@ export class Hart {
     const kind = isImm ? op - Op.CSRRWI : op - Op.CSRRW; // 0 write, 1 set, 2 clear
     const writes = kind === 0 || src !== 0;
     const bits = this.rawBits(this.pcValue);
-    if (((csr >>> 8) & 3) > this.priv) this.illegal(bits);
+    if (((csr >>> 8) & 3) > this.privLevel) this.illegal(bits);
     if (writes && csr >>> 10 === 3) this.illegal(bits);
     let vlo: number;
     let vhi = 0;
@@ -1870,8 +1878,8 @@ export class Hart {
 
   private counterAllowed(csr: number): boolean {
     const bit = csr & 31;
-    if (this.priv < PRV_M && ((this.mcounteren >>> bit) & 1) === 0) return false;
-    if (this.priv === PRV_U && ((this.scounteren >>> bit) & 1) === 0) return false;
+    if (this.privLevel < PRV_M && ((this.mcounteren >>> bit) & 1) === 0) return false;
+    if (this.privLevel === PRV_U && ((this.scounteren >>> bit) & 1) === 0) return false;
     return true;
   }
 
@@ -1943,12 +1951,12 @@ export class Hart {
         this.valLo = this.senvcfg;
         return true;
       case CSR_STIMECMP:
-        if (this.priv < PRV_M && (!this.sstcEnabled || (this.mcounteren & 2) === 0)) return false;
+        if (this.privLevel < PRV_M && (!this.sstcEnabled || (this.mcounteren & 2) === 0)) return false;
         this.valLo = this.stimecmpLo;
         this.valHi = this.stimecmpHi;
         return true;
       case CSR_SATP:
-        if (this.priv === PRV_S && this.mstatus & MSTATUS_TVM) return false;
+        if (this.privLevel === PRV_S && this.mstatus & MSTATUS_TVM) return false;
         this.valLo = this.satpLo;
         this.valHi = this.satpHi;
         return true;

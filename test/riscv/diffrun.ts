@@ -24,7 +24,6 @@ export function runOnHart(elfBytes: Uint8Array, opts: HartRunOptions = {}): Uint
   let exited = false;
   m.hart.priv = PRV_S;
   m.hart.writeCsr(CSR_MSTATUS, 1 << 13, 0); // FS = Initial, as Linux starts a user process
-  (m.hart as unknown as { updateContext(): void }).updateContext();
   m.hart.ecallHandler = (h) => {
     const nr = h.getX(17);
     if (nr === 64) {

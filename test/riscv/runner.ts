@@ -85,7 +85,6 @@ export class CpuTest {
   }
   priv(p: number): this {
     this.hart.priv = p;
-    (this.hart as unknown as { updateContext(): void }).updateContext();
     return this;
   }
   /** Writes bytes into RAM before running. */
