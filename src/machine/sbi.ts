@@ -111,7 +111,9 @@ export class BuiltinSbi {
         if (fid !== 0) return [SBI_ERR_NOT_SUPPORTED, 0];
         return this.forTargets(hart, (t) => t.setPending(MIP_SSIP, true));
       case EXT_RFENCE:
-        if (fid === 0) return this.forTargets(hart, (t) => t.flushDecodeCache());
+        // remote fence.i skips the caller: its decode cache is coherent with its own stores, and Linux executes a
+        // local fence.i right before this call (flush_icache_all) — flushing twice doubled boot-time re-decoding.
+        if (fid === 0) return this.forTargets(hart, (t) => t !== hart && t.flushDecodeCache());
         if (fid === 1 || fid === 2) return this.forTargets(hart, (t) => t.flushTlb());
         return [SBI_ERR_NOT_SUPPORTED, 0]; // hypervisor fences: no H extension
       case EXT_HSM:
@@ -279,7 +281,9 @@ export class BuiltinSbi {
         this.host.harts.forEach((t, i) => {
           if (i < 32 && !((mask >>> i) & 1)) return;
           if (ext === EXT_LEGACY_SEND_IPI) t.setPending(MIP_SSIP, true);
-          else if (ext === EXT_LEGACY_REMOTE_FENCE_I) t.flushDecodeCache();
+          else if (ext === EXT_LEGACY_REMOTE_FENCE_I) {
+            if (t !== hart) t.flushDecodeCache();
+          }
           else t.flushTlb();
         });
         return 0;

@@ -60,6 +60,8 @@ test('SBI IPI sets SSIP on the selected harts; RFENCE flushes them', () => {
   assert.deepEqual(harts.map((x) => x.tlbFlushes), [1, 1, 1, 1]);
   h.ecall(EXT_RFENCE, 0, 0b10, 0);
   assert.deepEqual(harts.map((x) => x.decodeFlushes), [0, 1, 0, 0]);
+  h.ecall(EXT_RFENCE, 0, 0, -1); // all harts: the caller's own decode cache is already coherent
+  assert.deepEqual(harts.map((x) => x.decodeFlushes), [0, 2, 1, 1]);
   assert.equal(h.ecall(EXT_IPI, 0, 1, 9)[0], -3); // hart 9 doesn't exist
 });
 
