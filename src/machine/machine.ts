@@ -309,8 +309,9 @@ export class Machine {
           // A hart in WFI runs again once an interrupt is pending or its Sstc deadline has passed.
           if (hart.waiting && now < hart.stimecmp && !hart.hasPendingInterrupt()) continue;
           this.currentHart = h;
-          hart.run(this.budget);
-          ran = true;
+          const retired = hart.run(this.budget);
+          // A waiting hart whose Sstc deadline passed while STIE is masked stays asleep: that is idle, not work.
+          if (retired > 0 || !hart.waiting) ran = true;
           if (this.pendingExit) break;
         }
         const t = this.clock.now();
@@ -348,7 +349,12 @@ export class Machine {
 
   private sleepUntilDeadline(): void {
     let deadline = this.clint.nextDeadline();
-    for (let h = 0; h < this.harts.length; h++) if (this.running[h]) deadline = Math.min(deadline, this.harts[h]!.stimecmp);
+    const now = this.clock.now();
+    for (let h = 0; h < this.harts.length; h++) {
+      // A deadline already behind us has fired (its STIP is pending, masked): only a future one can wake us.
+      const cmp = this.harts[h]!.stimecmp;
+      if (this.running[h] && cmp > now) deadline = Math.min(deadline, cmp);
+    }
     if (!this.running.some(Boolean)) deadline = Infinity;
     if (this.clock.deterministic && Number.isFinite(deadline) && deadline < 2 ** 53) {
       this.clock.advanceTo(deadline);
