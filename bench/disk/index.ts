@@ -118,6 +118,8 @@ try {
       '--drive', `file=${tvImage},format=${format}`,
       '--drive', `file=${binDisk},format=raw,readonly=on`,
     ]);
+    // The image the guest just wrote through typevisor must be consistent for the reference implementation.
+    const check = format === 'qcow2' ? spawnSync('qemu-img', ['check', tvImage], { encoding: 'utf8' }) : null;
     let qemu: Result[] | null = null;
     if (!values['skip-qemu']) {
       const qImage = await freshImage(format, 'qemu');
@@ -127,6 +129,7 @@ try {
         '-drive', `file=${binDisk},format=raw,if=none,id=d1,readonly=on`, '-device', 'virtio-blk-device,drive=d1',
       ]);
     }
+    if (check) console.log(`\nqemu-img check of the qcow2 image typevisor's guest wrote: exit ${check.status}, ${check.stdout.split('\n')[0]}`);
     console.log(`\n${format} image (${values['seq-mib']} MiB sequential, ${values.ops} random 4 KiB ops over ${values['span-mib']} MiB):`);
     for (let i = 0; i < tv.length; i++) {
       const t = tv[i]!;
