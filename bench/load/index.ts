@@ -87,9 +87,10 @@ async function qemu(): Promise<{ allMs: number; failures: string[]; rssPerVm: nu
       Array.from({ length: COUNT }, (_, i) => {
         const overlay = join(dir, `q${i}.qcow2`);
         execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', g.rootfs, '-F', 'raw', overlay]);
+        // The guest kernel has no PCI, so the disk must be virtio-mmio (virtio-blk-device), as typevisor's is.
         const child = spawn(
           'qemu-system-riscv64',
-          ['-M', 'virt', '-m', String(MEMORY), '-nographic', '-kernel', g.kernel, '-append', 'console=ttyS0 root=/dev/vda rw', '-drive', `file=${overlay},format=qcow2,if=virtio`],
+          ['-M', 'virt', '-m', String(MEMORY), '-nographic', '-kernel', g.kernel, '-append', 'console=ttyS0 root=/dev/vda rw', '-drive', `file=${overlay},format=qcow2,if=none,id=root`, '-device', 'virtio-blk-device,drive=root'],
           { stdio: ['ignore', 'pipe', 'pipe'] },
         );
         children.push(child);
