@@ -8,7 +8,7 @@
  */
 import type { IrqLine, MmioDevice } from '../devices/device.js';
 import type { GuestRam } from '../machine/memory.js';
-import { VirtioBalloon } from '../devices/virtio/balloon.js';
+import { VirtioBalloon, type VirtioBalloonOptions } from '../devices/virtio/balloon.js';
 import { VirtioBlk } from '../devices/virtio/blk.js';
 import { VirtioConsole } from '../devices/virtio/console.js';
 import { VirtioRng } from '../devices/virtio/rng.js';
@@ -36,6 +36,8 @@ export type OpenDiskFn = (path: string, opts: { format: 'raw' | 'qcow2'; readOnl
 export interface AttachOptions {
   /** How disks are opened (tests pass in-memory backends). Default: src/storage's openDisk. */
   openDisk?: OpenDiskFn;
+  /** virtio-balloon options (e.g. turning free page reporting off). */
+  balloon?: VirtioBalloonOptions;
   /** Host bytes from the guest's virtio-console port (the guest agent's channel). */
   onConsoleOutput?: (bytes: Uint8Array) => void;
 }
@@ -98,7 +100,7 @@ export async function attachVirtioDevices(board: VirtioBoard, config: VmConfig, 
   // slot address down, while the board fills slots from the lowest. Attaching in reverse makes the guest name
   // devices in config order: the first disk is /dev/vda.
   let balloon: VirtioBalloon | undefined;
-  if (config.balloon) board.attachVirtio((ctx) => (balloon = new VirtioBalloon(ctx)));
+  if (config.balloon) board.attachVirtio((ctx) => (balloon = new VirtioBalloon(ctx, options.balloon)));
   let rng: VirtioRng | undefined;
   if (config.rng) board.attachVirtio((ctx) => (rng = new VirtioRng(ctx)));
   let console: VirtioConsole | undefined;

@@ -54,6 +54,8 @@ export interface BalloonStats {
 export interface VirtioBalloonOptions {
   /** Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (default true). */
   deflateOnOom?: boolean;
+  /** Offer VIRTIO_BALLOON_F_REPORTING (default true). */
+  freePageReporting?: boolean;
 }
 
 export interface VirtioBalloonStateData {
@@ -75,11 +77,13 @@ export class VirtioBalloon extends VirtioMmioDevice<VirtioBalloonStateData> {
   private statsChain: DescriptorChain | null = null;
   private latestStats: BalloonStats = { values: {}, updates: 0 };
   private statsWaiters: (() => void)[] = [];
-  private readonly counters = { inflatedPages: 0, deflatedPages: 0, reportedBytes: 0, releasedBytes: 0, statsUpdates: 0, ignoredPfns: 0 };
+  private readonly counters = { inflatedPages: 0, deflatedPages: 0, reportedBytes: 0, releasedBytes: 0, inflateReleasedBytes: 0, reportReleasedBytes: 0, statsUpdates: 0, ignoredPfns: 0 };
 
   constructor(ctx: VirtioContext, options: VirtioBalloonOptions = {}) {
     const features =
-      bit(VIRTIO_BALLOON_F_STATS_VQ) | bit(VIRTIO_BALLOON_F_REPORTING) | (options.deflateOnOom === false ? 0n : bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
+      bit(VIRTIO_BALLOON_F_STATS_VQ) |
+      (options.freePageReporting === false ? 0n : bit(VIRTIO_BALLOON_F_REPORTING)) |
+      (options.deflateOnOom === false ? 0n : bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
     // Queue numbering follows the negotiated features (Linux skips absent queues), so specs are generic; the
     // reporting queue may describe up to all of RAM, which is only ever discarded, never copied.
     const small = { maxSize: 128, limits: { maxChainBytes: 64 * 1024 } };
@@ -227,7 +231,10 @@ export class VirtioBalloon extends VirtioMmioDevice<VirtioBalloonStateData> {
     for (const chunk of touched) {
       const start = chunk * CHUNK_SIZE;
       const length = Math.min(CHUNK_SIZE, this.ram.size - start);
-      if (this.perChunk[chunk] === length / PAGE_SIZE) this.counters.releasedBytes += this.ram.discard(this.ram.base + start, length);
+      if (this.perChunk[chunk] !== length / PAGE_SIZE) continue;
+      const released = this.ram.discard(this.ram.base + start, length);
+      this.counters.releasedBytes += released;
+      this.counters.inflateReleasedBytes += released;
     }
   }
 
@@ -271,7 +278,9 @@ export class VirtioBalloon extends VirtioMmioDevice<VirtioBalloonStateData> {
   private receiveReport(chain: DescriptorChain): void {
     for (const s of [...chain.readable, ...chain.writable]) {
       this.counters.reportedBytes += s.len;
-      this.counters.releasedBytes += this.ram.discard(s.addr, s.len);
+      const released = this.ram.discard(s.addr, s.len);
+      this.counters.releasedBytes += released;
+      this.counters.reportReleasedBytes += released;
     }
   }
 }
