@@ -249,7 +249,7 @@ export class Qcow2Image implements BlockBackend {
         // A session that marked the image corrupt writes no more metadata.
         if (this.writable) await this.writeback();
         await this.file.sync();
-        if (this.dirtySet) {
+        if (this.dirtySet && this.writable) {
           // Clean close with lazy refcounts: everything is on disk, refcounts included.
           await this.setIncompatible(this.header.incompatibleFeatures & ~INCOMPAT_DIRTY);
           await this.file.sync();
