@@ -1,0 +1,126 @@
+/**
+ * Test helper: boots the built Linux guest in-process (board + hart + attachVirtioDevices) with the UART and the
+ * virtio-console captured, and runs shell commands on the serial console.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { Machine, type MachineExit } from '../../src/machine/machine.js';
+import { defaultVmConfig, type VmConfig } from '../../src/vm/config.js';
+import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
+import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from '../../src/vm/virtio-devices.js';
+
+export interface Artifacts {
+  kernel: string;
+  rootfs: string;
+  marker: string;
+}
+async function artifacts(): Promise<Artifacts | undefined> {
+  try {
+    const mod = (await import('../../src/guests/index' + '.js')) as { guestArtifacts: () => Artifacts };
+    return mod.guestArtifacts();
+  } catch {
+    return undefined;
+  }
+}
+export const guest = await artifacts();
+export const MiB = 1024 * 1024;
+
+/** One booted VM with its UART console and virtio-console captured. */
+export class Vm {
+  serial = '';
+  hvc = '';
+  private waiters: (() => void)[] = [];
+  private step = 0;
+  machine!: Machine;
+  virtio!: AttachedVirtioDevices;
+
+  static async boot(config: VmConfig, options: AttachOptions = {}): Promise<Vm> {
+    const images = await loadBootImages(config);
+    const vm = new Vm();
+    const machine = new Machine({
+      harts: config.cpus,
+      memoryBytes: config.memoryMiB * MiB,
+      firmware: images.firmware,
+      kernel: images.kernel,
+      initrd: images.initrd,
+      bootargs: config.append ?? '',
+      createHart: await defaultHartFactory(),
+      onConsoleOutput: (b) => vm.got('serial', b),
+    });
+    const virtio = await attachVirtioDevices(machine, config, { ...options, onConsoleOutput: (b) => vm.got('hvc', b) });
+    vm.machine = machine;
+    vm.virtio = virtio;
+    machine.start();
+    return vm;
+  }
+
+  got(where: 'serial' | 'hvc', bytes: Uint8Array): void {
+    this[where] += Buffer.from(bytes).toString('latin1');
+    for (const w of this.waiters) w();
+  }
+
+  waitFor(where: 'serial' | 'hvc', pattern: string | RegExp, ms: number, from = 0): Promise<number> {
+    const find = (): number => {
+      const text = this[where].slice(from);
+      if (typeof pattern === 'string') {
+        const i = text.indexOf(pattern);
+        return i < 0 ? -1 : from + i + pattern.length;
+      }
+      const m = pattern.exec(text);
+      return m ? from + m.index + m[0].length : -1;
+    };
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const at = find();
+        if (at < 0) return;
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== check);
+        resolve(at);
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        reject(new Error(`timed out after ${ms} ms waiting for ${String(pattern)} on ${where}\n--- serial tail ---\n${this.serial.slice(-2000)}\n--- hvc ---\n${this.hvc.slice(-500)}`));
+      }, ms);
+      this.waiters.push(check);
+      check();
+    });
+  }
+
+  /** Runs a shell command on the serial console and returns its output (between unique markers). */
+  async sh(command: string, ms = 60_000): Promise<string> {
+    const n = ++this.step;
+    const from = this.serial.length;
+    // The markers are split in the typed text so the echo of the command line never matches them.
+    this.machine.sendConsoleInput(Buffer.from(`echo "BEGIN""${n}"; ${command}; echo "END""${n}"\n`, 'latin1'));
+    const start = await this.waitFor('serial', `BEGIN${n}\r\n`, ms, from);
+    const end = await this.waitFor('serial', `END${n}`, ms, start);
+    return this.serial.slice(start, end - `END${n}`.length).replace(/\r/g, '');
+  }
+
+  async shutdown(): Promise<MachineExit> {
+    this.machine.sendConsoleInput(Buffer.from('sync; poweroff -f\n', 'latin1'));
+    const exit = await Promise.race([this.machine.exited, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no poweroff')), 60_000))]);
+    await this.virtio.close();
+    return exit;
+  }
+}
+
+export function diskConfig(path: string, format: 'raw' | 'qcow2'): VmConfig {
+  return defaultVmConfig({
+    kernel: guest!.kernel,
+    memoryMiB: 256,
+    append: 'console=ttyS0 root=/dev/vda rw',
+    disks: [{ path, format, readOnly: false, serial: 'typevisor-root' }],
+  });
+}
+
+export async function bootToShell(config: VmConfig, options: AttachOptions = {}): Promise<Vm> {
+  const vm = await Vm.boot(config, options);
+  await vm.waitFor('serial', guest!.marker, 300_000);
+  vm.machine.sendConsoleInput(Buffer.from('\n', 'latin1'));
+  await vm.waitFor('serial', /# $/m, 30_000);
+  return vm;
+}
+
+export const sha = async (path: string): Promise<string> => createHash('sha256').update(await readFile(path)).digest('hex');
+
