@@ -29,10 +29,34 @@ const MEDELEG_ALL_BUT_SBI =
   (1 << 15); // store/AMO page fault
 const MIDELEG_S = (1 << 1) | (1 << 5) | (1 << 9); // SSI, STI, SEI
 
+const TRAP_RING = 16;
+
 export class HartAdapter implements HartPort {
   private handler?: (hart: HartPort) => boolean;
+  // A ring of the last traps (cause, interrupt, epc, tval): cheap, and the first thing to look at after a fault.
+  private readonly trapRing = new Float64Array(TRAP_RING * 4);
+  private trapCount = 0;
 
-  constructor(readonly hart: Hart) {}
+  constructor(readonly hart: Hart) {
+    hart.onTrap = (_h, cause, interrupt, tval, epc) => {
+      const i = (this.trapCount++ % TRAP_RING) * 4;
+      this.trapRing[i] = cause;
+      this.trapRing[i + 1] = interrupt ? 1 : 0;
+      this.trapRing[i + 2] = epc;
+      this.trapRing[i + 3] = tval;
+    };
+  }
+
+  recentTraps(): string[] {
+    const out: string[] = [];
+    const n = Math.min(this.trapCount, TRAP_RING);
+    for (let k = this.trapCount - n; k < this.trapCount; k++) {
+      const i = (k % TRAP_RING) * 4;
+      const hex = (v: number): string => (v < 0 ? '-0x' + (-v).toString(16) : '0x' + v.toString(16));
+      out.push(`${this.trapRing[i + 1] ? 'interrupt' : 'exception'} ${this.trapRing[i]} epc=${hex(this.trapRing[i + 2]!)} tval=${hex(this.trapRing[i + 3]!)}`);
+    }
+    return out;
+  }
 
   get hartId(): number {
     return this.hart.hartId;

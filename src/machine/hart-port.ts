@@ -40,6 +40,6 @@ export interface HartPort {
   enterSupervisor(pc: number): void;
   /** Last N retired pcs, newest last, for fault reports (optional). */
   recentPcs?(): number[];
-  /** Disassembly of the instruction at a physical address, for fault reports (optional). */
-  describe?(): string;
+  /** The last few traps taken, oldest first, as "cause=… epc=… tval=…" lines, for fault reports (optional). */
+  recentTraps?(): string[];
 }

@@ -52,7 +52,7 @@ export type MachineExit =
   | { kind: 'poweroff' }
   | { kind: 'reboot' }
   | { kind: 'fail'; code: number }
-  | { kind: 'fault'; message: string; pc: number; hartId: number; recentPcs?: number[] }
+  | { kind: 'fault'; message: string; pc: number; hartId: number; recentPcs?: number[]; recentTraps?: string[] }
   | { kind: 'stopped' };
 
 export interface MachineStats {
@@ -333,6 +333,7 @@ export class Machine {
         pc: hart.pc,
         hartId: this.currentHart,
         recentPcs: hart.recentPcs?.(),
+        recentTraps: hart.recentTraps?.(),
       };
     }
     this.hostMsRun += this.hostNow() - t0;

@@ -214,7 +214,8 @@ export async function run(argv: string[]): Promise<number> {
         return exit.code === 0 ? 1 : Math.min(exit.code, 255);
       case 'fault': {
         const recent = exit.recentPcs?.length ? `\n  recent pcs: ${exit.recentPcs.map((p) => '0x' + p.toString(16)).join(' ')}` : '';
-        process.stderr.write(`\ntypevisor: emulator fault on hart ${exit.hartId} at pc 0x${exit.pc.toString(16)}: ${exit.message}${recent}\n`);
+        const traps = exit.recentTraps?.length ? `\n  last traps (oldest first):\n    ${exit.recentTraps.join('\n    ')}` : '';
+        process.stderr.write(`\ntypevisor: emulator fault on hart ${exit.hartId} at pc 0x${exit.pc.toString(16)}: ${exit.message}${recent}${traps}\n`);
         return 70;
       }
       default:
