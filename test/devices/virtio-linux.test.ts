@@ -19,8 +19,16 @@ test('Linux: root on virtio-blk (raw); hwrng, hvc0 both ways, balloon; a written
   try {
     const disk = join(dir, 'root.ext4');
     await copyFile(guest!.rootfs, disk);
-    const vm = await bootToShell(diskConfig(disk, 'raw'));
+    const extra = join(dir, 'extra.raw');
+    await createDisk(extra, { format: 'raw', size: 8 * MiB });
+    const config = diskConfig(disk, 'raw');
+    config.disks.push({ path: extra, format: 'raw', readOnly: true, serial: 'second-disk' });
+    const vm = await bootToShell(config);
     assert.match(await vm.sh('cat /proc/cmdline'), /root=\/dev\/vda/);
+    // Several disks: the guest names them in config order; the read-only one is read-only to the guest.
+    assert.equal((await vm.sh('cat /sys/block/vdb/serial')).trim(), 'second-disk');
+    assert.equal((await vm.sh('cat /sys/block/vdb/ro')).trim(), '1');
+    assert.equal((await vm.sh('cat /sys/block/vdb/size')).trim(), String((8 * MiB) / 512));
     assert.match(await vm.sh('cat /sys/block/vda/serial 2>/dev/null || cat /sys/block/vda/device/serial'), /typevisor-root/);
     // virtio-rng behind /dev/hwrng.
     const random = (await vm.sh('head -c 16 /dev/hwrng | od -An -tx1 | tr -d " \\n"')).trim();
@@ -41,6 +49,9 @@ test('Linux: root on virtio-blk (raw); hwrng, hvc0 both ways, balloon; a written
     assert.ok(vm.machine.ram.allocatedBytes < dirty, `host RAM after reporting ${vm.machine.ram.allocatedBytes} < ${dirty}`);
     // Write a file on the virtio root and power off.
     await vm.sh('echo persisted-through-virtio-blk > /persist.txt');
+    // Discard reaches the device (fstrim on the ext4 root).
+    await vm.sh('fstrim / 2>&1 || true');
+    assert.ok(vm.virtio.disks[0]!.device.metrics().discards > 0, 'fstrim issued virtio-blk DISCARD');
     assert.equal((await vm.shutdown()).kind, 'poweroff');
     assert.ok(vm.virtio.disks[0]!.device.metrics().flushes >= 1, 'the guest flushed');
 
