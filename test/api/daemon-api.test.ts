@@ -1,3 +1,4 @@
+// @exclusive: measures API latency while guests saturate the host; another test file would skew it
 /**
  * The REST API through real HTTP against a real daemon process. VMs run the toy runtime (test/host/fixtures),
  * so these tests cover the daemon, lifecycle, worker plumbing, persistence and validation without a guest.

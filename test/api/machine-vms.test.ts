@@ -1,3 +1,4 @@
+// @exclusive: measures API latency while guests saturate the host; another test file would skew it
 /**
  * The daemon running real machines (src/machine in worker threads) with tiny bare-metal guests:
  * a guest that polls its UART forever (never idles) and one that writes garbage to every device register.
