@@ -194,11 +194,24 @@ export async function run(argv: string[]): Promise<number> {
     stdin.unref?.();
   };
 
+  // When the reader of our console goes away (`typevisor run | head`), stop the guest and leave the way a
+  // program killed by SIGPIPE does, instead of dying on an unhandled EPIPE.
+  let outputClosed = false;
+  const onStdoutError = (err: NodeJS.ErrnoException): void => {
+    if (err.code !== 'EPIPE') throw err;
+    outputClosed = true;
+    control.stopped = true;
+    control.machine?.stop();
+  };
+  process.stdout.on('error', onStdoutError);
+
   try {
     const exit = await runVm(
       config,
       {
-        onConsoleOutput: (bytes) => process.stdout.write(bytes),
+        onConsoleOutput: (bytes) => {
+          if (!outputClosed) process.stdout.write(bytes);
+        },
         onReboot: () => process.stderr.write('\r\n[typevisor: guest reboot]\r\n'),
       },
       control,
@@ -208,6 +221,7 @@ export async function run(argv: string[]): Promise<number> {
       case 'poweroff':
         return 0;
       case 'stopped':
+        if (outputClosed) return 128 + 13; // SIGPIPE
         return quitRequested ? 0 : 1;
       case 'fail':
         process.stderr.write(`typevisor: guest reported failure code ${exit.code}\n`);
