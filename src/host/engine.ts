@@ -4,51 +4,24 @@
  * drive qemu-system/KVM behind the same interface.
  */
 import type { VmConfig } from '../vm/config.js';
+import type { RuntimeCounters } from '../vm/protocol.js';
+import { zeroCounters } from '../vm/runtime.js';
 
-/** Live figures of one VM. Counters are totals since the VM (re)started; rates are computed by the host. */
-export interface VmStats {
-  /** Instructions retired by all harts. */
-  instret: number;
+/**
+ * Live figures of one VM: the worker's raw counters (totals since the VM (re)started) plus the rates the host
+ * computes from successive samples.
+ */
+export interface VmStats extends RuntimeCounters {
   /** Share of one host core the VM's thread was busy over the last sample window, 0..100. */
   cpuPercent: number;
   /** Instructions per second over the last sample window. */
   instructionsPerSecond: number;
-  /** Host bytes holding guest RAM (allocated chunks). */
-  residentBytes: number;
-  /** Guest RAM size in bytes. */
-  memoryBytes: number;
-  /** Bytes currently held by the balloon (given back by the guest). */
-  balloonBytes: number;
-  diskReadBytes: number;
-  diskWriteBytes: number;
-  diskReadOps: number;
-  diskWriteOps: number;
-  netRxBytes: number;
-  netTxBytes: number;
-  netRxPackets: number;
-  netTxPackets: number;
   /** Seconds since the VM started. */
   uptimeSeconds: number;
 }
 
 export function emptyStats(): VmStats {
-  return {
-    instret: 0,
-    cpuPercent: 0,
-    instructionsPerSecond: 0,
-    residentBytes: 0,
-    memoryBytes: 0,
-    balloonBytes: 0,
-    diskReadBytes: 0,
-    diskWriteBytes: 0,
-    diskReadOps: 0,
-    diskWriteOps: 0,
-    netRxBytes: 0,
-    netTxBytes: 0,
-    netRxPackets: 0,
-    netTxPackets: 0,
-    uptimeSeconds: 0,
-  };
+  return { ...zeroCounters(), cpuPercent: 0, instructionsPerSecond: 0, uptimeSeconds: 0 };
 }
 
 /** Why an engine VM ended on its own (not because the host stopped it). */

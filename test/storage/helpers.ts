@@ -15,17 +15,8 @@ export function qemu(tool: 'qemu-img' | 'qemu-io', ...args: string[]): { status:
   return { status: r.status ?? -1, out: (r.stdout ?? '') + (r.stderr ?? '') };
 }
 
-/** A deterministic PRNG (mulberry32) so failures reproduce from the seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from '../helpers/prng.js';
+export { rng };
 
 export function fillRandom(buf: Uint8Array, rand: () => number): Uint8Array {
   for (let i = 0; i < buf.length; i += 4) {

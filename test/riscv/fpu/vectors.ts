@@ -5,17 +5,8 @@
  */
 import type { OpSpec, Vector } from './qemu-harness.js';
 
-/** mulberry32: a small, seedable PRNG so failures can be replayed from the printed seed. */
-export function makeRng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as makeRng } from '../../helpers/prng.js';
+export { makeRng };
 
 const M64 = (1n << 64n) - 1n;
 const f64 = new Float64Array(1);
