@@ -50,11 +50,11 @@ const exclusive = files.filter(isExclusive);
 /** Runs node's test runner, streaming its output, and returns its exit status and summary counts. */
 function runTests(list, concurrency) {
   return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...list],
-      { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TYPEVISOR_TEST: '1' } },
-    );
+    const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...list], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, TYPEVISOR_TEST: '1' },
+    });
     let tail = '';
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk);
@@ -73,14 +73,19 @@ if (parallel.length) {
   results.push(await runTests(parallel, 2));
 }
 if (exclusive.length) {
-  console.log(`\n== ${exclusive.length} exclusive test files, one at a time: ${exclusive.map((f) => f.slice(root.length)).join(', ')}`);
+  console.log(
+    `\n== ${exclusive.length} exclusive test files, one at a time: ${exclusive.map((f) => f.slice(root.length)).join(', ')}`,
+  );
   results.push(await runTests(exclusive, 1));
 }
-const total = results.reduce((a, r) => ({ passed: a.passed + r.passed, failed: a.failed + r.failed, skipped: a.skipped + r.skipped }), {
-  passed: 0,
-  failed: 0,
-  skipped: 0,
-});
+const total = results.reduce(
+  (a, r) => ({ passed: a.passed + r.passed, failed: a.failed + r.failed, skipped: a.skipped + r.skipped }),
+  {
+    passed: 0,
+    failed: 0,
+    skipped: 0,
+  },
+);
 const ok = results.every((r) => r.ok);
 // A run that failed without a counted failure (a crash, a file that did not load) still fails.
 const failed = ok ? total.failed : Math.max(total.failed, 1);

@@ -12,7 +12,12 @@ import { guestArtifacts } from '../../src/guests/index.js';
 import { cliArgs, repoRoot } from '../../test/helpers/paths.js';
 
 const { values } = parseArgs({
-  options: { cpus: { type: 'string', default: '1' }, runs: { type: 'string', default: '1' }, 'cpu-prof': { type: 'string' }, 'skip-qemu': { type: 'boolean' } },
+  options: {
+    cpus: { type: 'string', default: '1' },
+    runs: { type: 'string', default: '1' },
+    'cpu-prof': { type: 'string' },
+    'skip-qemu': { type: 'boolean' },
+  },
 });
 const g = guestArtifacts();
 const APPEND = 'console=ttyS0';
@@ -74,7 +79,13 @@ const tv: Timing[] = [];
 const qemu: Timing[] = [];
 for (let i = 0; i < runs; i++) {
   const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
-  tv.push(await timeToMarker(process.execPath, [...prof, ...cliArgs('run', '--kernel', g.kernel, '--initrd', g.initramfs, '--append', APPEND, '--cpus', cpus)], g.marker));
+  tv.push(
+    await timeToMarker(
+      process.execPath,
+      [...prof, ...cliArgs('run', '--kernel', g.kernel, '--initrd', g.initramfs, '--append', APPEND, '--cpus', cpus)],
+      g.marker,
+    ),
+  );
   if (!values['skip-qemu']) {
     qemu.push(
       await timeToMarker(
@@ -89,9 +100,13 @@ const best = (xs: Timing[], k: keyof Timing): number => Math.min(...xs.map((x) =
 const fmt = (ms: number): string => (ms / 1000).toFixed(2) + ' s';
 const row = (name: string, xs: Timing[]): string =>
   `  ${name.padEnd(20)} wall ${fmt(best(xs, 'wall'))}  cpu ${fmt(best(xs, 'cpu'))}   [${xs.map((x) => `${fmt(x.wall)}/${fmt(x.cpu)}`).join(', ')}]`;
-console.log(`boot to "${g.marker}" (${cpus} cpu, ${runs} run${runs > 1 ? 's' : ''}, best of; load average ${loadavg()[0]!.toFixed(1)}):`);
+console.log(
+  `boot to "${g.marker}" (${cpus} cpu, ${runs} run${runs > 1 ? 's' : ''}, best of; load average ${loadavg()[0]!.toFixed(1)}):`,
+);
 console.log(row('typevisor', tv));
 if (qemu.length) {
   console.log(row('qemu-system-riscv64', qemu));
-  console.log(`  ratio typevisor/qemu wall ${(best(tv, 'wall') / best(qemu, 'wall')).toFixed(1)}x  cpu ${(best(tv, 'cpu') / best(qemu, 'cpu')).toFixed(1)}x`);
+  console.log(
+    `  ratio typevisor/qemu wall ${(best(tv, 'wall') / best(qemu, 'wall')).toFixed(1)}x  cpu ${(best(tv, 'cpu') / best(qemu, 'cpu')).toFixed(1)}x`,
+  );
 }

@@ -21,14 +21,37 @@ const here = dirname(fileURLToPath(import.meta.url));
 function buildCWorkload(rounds: number): string {
   const csrc = readFileSync(join(here, 'workload.c'), 'utf8');
   const start = PRELUDE + `main:\n  li a0, ${rounds}\n  call workload\n  j poweroff\n` + EPILOGUE;
-  return cachedFile(JSON.stringify({ v: 1, csrc, start, ls: readFileSync(DEFAULT_LINKER_SCRIPT, 'utf8') }), '.elf', (out, dir) => {
-    writeFileSync(join(dir, 'w.c'), csrc);
-    writeFileSync(join(dir, 's.S'), start);
-    const cflags = ['-O2', '-march=rv64gc', '-mabi=lp64d', '-mcmodel=medany', '-ffreestanding', '-fno-pic', '-fno-builtin', '-c'];
-    execFileSync('riscv64-linux-gnu-gcc', [...cflags, '-o', join(dir, 'w.o'), join(dir, 'w.c')]);
-    execFileSync('riscv64-linux-gnu-gcc', ['-c', '-march=rv64gc', '-mabi=lp64d', '-o', join(dir, 's.o'), join(dir, 's.S')]);
-    execFileSync('riscv64-linux-gnu-ld', ['-nostdlib', '-static', '--no-relax', '-T', DEFAULT_LINKER_SCRIPT, '-o', out, join(dir, 's.o'), join(dir, 'w.o')]);
-  });
+  return cachedFile(
+    JSON.stringify({ v: 1, csrc, start, ls: readFileSync(DEFAULT_LINKER_SCRIPT, 'utf8') }),
+    '.elf',
+    (out, dir) => {
+      writeFileSync(join(dir, 'w.c'), csrc);
+      writeFileSync(join(dir, 's.S'), start);
+      const cflags = [
+        '-O2',
+        '-march=rv64gc',
+        '-mabi=lp64d',
+        '-mcmodel=medany',
+        '-ffreestanding',
+        '-fno-pic',
+        '-fno-builtin',
+        '-c',
+      ];
+      execFileSync('riscv64-linux-gnu-gcc', [...cflags, '-o', join(dir, 'w.o'), join(dir, 'w.c')]);
+      execFileSync('riscv64-linux-gnu-gcc', ['-c', '-march=rv64gc', '-mabi=lp64d', '-o', join(dir, 's.o'), join(dir, 's.S')]);
+      execFileSync('riscv64-linux-gnu-ld', [
+        '-nostdlib',
+        '-static',
+        '--no-relax',
+        '-T',
+        DEFAULT_LINKER_SCRIPT,
+        '-o',
+        out,
+        join(dir, 's.o'),
+        join(dir, 'w.o'),
+      ]);
+    },
+  );
 }
 
 const scaleArg = process.argv.indexOf('--scale');
@@ -189,8 +212,12 @@ function main(): void {
     console.error('qemu-system-riscv64 not found');
   }
   const startup = qemuStartupMs();
-  console.log(`qemu-system-riscv64 start+exit: ${startup.toFixed(0)} ms (subtracted); qemu runs ${QEMU_SCALE}x the work of typevisor`);
-  console.log('loop          guest insns   typevisor wall   MIPS  (cpu-time MIPS)   qemu insns     qemu net   MIPS   qemu/typevisor');
+  console.log(
+    `qemu-system-riscv64 start+exit: ${startup.toFixed(0)} ms (subtracted); qemu runs ${QEMU_SCALE}x the work of typevisor`,
+  );
+  console.log(
+    'loop          guest insns   typevisor wall   MIPS  (cpu-time MIPS)   qemu insns     qemu net   MIPS   qemu/typevisor',
+  );
   const builds: [string, (scale: number) => string][] = Object.entries(PROGRAMS).map(([name, body]) => [
     name,
     (scale: number) => buildElfFile(PRELUDE + body(scale * SCALE) + EPILOGUE),
@@ -212,7 +239,9 @@ function main(): void {
     console.log(
       `${name.padEnd(12)}${String(r.instructions).padStart(12)}   ${r.wallMs.toFixed(0).padStart(9)} ms ${mips.toFixed(1).padStart(7)}  (${cpuMips
         .toFixed(1)
-        .padStart(6)})   ${String(qInsns).padStart(12)} ${qnet.toFixed(0).padStart(8)} ms ${qmips.toFixed(0).padStart(6)}   ${(qmips / mips).toFixed(1)}x`,
+        .padStart(
+          6,
+        )})   ${String(qInsns).padStart(12)} ${qnet.toFixed(0).padStart(8)} ms ${qmips.toFixed(0).padStart(6)}   ${(qmips / mips).toFixed(1)}x`,
     );
   }
 }

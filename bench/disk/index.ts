@@ -32,7 +32,9 @@ const work = mkdtempSync(join(tmpdir(), 'typevisor-bench-disk-'));
 
 // The benchmark program travels to the guest on a small raw disk of its own.
 const bin = join(work, 'diskbench');
-const cc = spawnSync('riscv64-linux-gnu-gcc', ['-O2', '-static', '-o', bin, join(repoRoot, 'bench/disk/diskbench.c')], { encoding: 'utf8' });
+const cc = spawnSync('riscv64-linux-gnu-gcc', ['-O2', '-static', '-o', bin, join(repoRoot, 'bench/disk/diskbench.c')], {
+  encoding: 'utf8',
+});
 if (cc.status !== 0) throw new Error(`building diskbench failed:\n${cc.stderr}`);
 const binBytes = readFileSync(bin);
 const binDisk = join(work, 'bin.raw');
@@ -115,8 +117,10 @@ try {
     const tvImage = await freshImage(format, 'typevisor');
     const tv = await runGuest(process.execPath, [
       ...cliArgs('run', '--kernel', g.kernel, '--initrd', g.initramfs, '--append', APPEND),
-      '--drive', `file=${tvImage},format=${format}`,
-      '--drive', `file=${binDisk},format=raw,readonly=on`,
+      '--drive',
+      `file=${tvImage},format=${format}`,
+      '--drive',
+      `file=${binDisk},format=raw,readonly=on`,
     ]);
     // The image the guest just wrote through typevisor must be consistent for the reference implementation.
     const check = format === 'qcow2' ? spawnSync('qemu-img', ['check', tvImage], { encoding: 'utf8' }) : null;
@@ -124,18 +128,43 @@ try {
     if (!values['skip-qemu']) {
       const qImage = await freshImage(format, 'qemu');
       qemu = await runGuest('qemu-system-riscv64', [
-        '-M', 'virt', '-m', '256', '-nographic', '-kernel', g.kernel, '-initrd', g.initramfs, '-append', APPEND,
-        '-drive', `file=${qImage},format=${format},if=none,id=d0`, '-device', 'virtio-blk-device,drive=d0',
-        '-drive', `file=${binDisk},format=raw,if=none,id=d1,readonly=on`, '-device', 'virtio-blk-device,drive=d1',
+        '-M',
+        'virt',
+        '-m',
+        '256',
+        '-nographic',
+        '-kernel',
+        g.kernel,
+        '-initrd',
+        g.initramfs,
+        '-append',
+        APPEND,
+        '-drive',
+        `file=${qImage},format=${format},if=none,id=d0`,
+        '-device',
+        'virtio-blk-device,drive=d0',
+        '-drive',
+        `file=${binDisk},format=raw,if=none,id=d1,readonly=on`,
+        '-device',
+        'virtio-blk-device,drive=d1',
       ]);
     }
-    if (check) console.log(`\nqemu-img check of the qcow2 image typevisor's guest wrote: exit ${check.status}, ${check.stdout.split('\n')[0]}`);
-    console.log(`\n${format} image (${values['seq-mib']} MiB sequential, ${values.ops} random 4 KiB ops over ${values['span-mib']} MiB):`);
+    if (check)
+      console.log(
+        `\nqemu-img check of the qcow2 image typevisor's guest wrote: exit ${check.status}, ${check.stdout.split('\n')[0]}`,
+      );
+    console.log(
+      `\n${format} image (${values['seq-mib']} MiB sequential, ${values.ops} random 4 KiB ops over ${values['span-mib']} MiB):`,
+    );
     for (let i = 0; i < tv.length; i++) {
       const t = tv[i]!;
       const q = qemu?.[i];
       const line = `  ${t.name.padEnd(14)} typevisor ${figure(t).toFixed(1).padStart(9)} ${unit(t)}`;
-      console.log(q ? `${line}   qemu ${figure(q).toFixed(1).padStart(9)} ${unit(q)}   ratio qemu/typevisor ${(figure(q) / figure(t)).toFixed(1)}x` : line);
+      console.log(
+        q
+          ? `${line}   qemu ${figure(q).toFixed(1).padStart(9)} ${unit(q)}   ratio qemu/typevisor ${(figure(q) / figure(t)).toFixed(1)}x`
+          : line,
+      );
     }
   }
 } finally {

@@ -34,7 +34,14 @@ function rssOf(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-async function typevisor(): Promise<{ allMs: number; perVm: number[]; failures: string[]; rssPerVm: number; residentPerVm: number; createMs: number }> {
+async function typevisor(): Promise<{
+  allMs: number;
+  perVm: number[];
+  failures: string[];
+  rssPerVm: number;
+  residentPerVm: number;
+  createMs: number;
+}> {
   const d = await startDaemonProcess({ runtime: 'machine', startTimeoutMs: 60_000 });
   try {
     const idle = (await d.client.json<HostInfo>('GET', '/host')).daemon.rssBytes;
@@ -90,7 +97,21 @@ async function qemu(): Promise<{ allMs: number; failures: string[]; rssPerVm: nu
         // The guest kernel has no PCI, so the disk must be virtio-mmio (virtio-blk-device), as typevisor's is.
         const child = spawn(
           'qemu-system-riscv64',
-          ['-M', 'virt', '-m', String(MEMORY), '-nographic', '-kernel', g.kernel, '-append', 'console=ttyS0 root=/dev/vda rw', '-drive', `file=${overlay},format=qcow2,if=none,id=root`, '-device', 'virtio-blk-device,drive=root'],
+          [
+            '-M',
+            'virt',
+            '-m',
+            String(MEMORY),
+            '-nographic',
+            '-kernel',
+            g.kernel,
+            '-append',
+            'console=ttyS0 root=/dev/vda rw',
+            '-drive',
+            `file=${overlay},format=qcow2,if=none,id=root`,
+            '-device',
+            'virtio-blk-device,drive=root',
+          ],
           { stdio: ['ignore', 'pipe', 'pipe'] },
         );
         children.push(child);
@@ -128,12 +149,20 @@ async function qemu(): Promise<{ allMs: number; failures: string[]; rssPerVm: nu
 const tv = await typevisor();
 console.log(`typevisor: ${COUNT} VMs x ${MEMORY} MiB from the default image (qcow2 overlays)`);
 console.log(`  create all (concurrent): ${tv.createMs.toFixed(0)} ms`);
-console.log(`  start → all booted to "${g.marker}": ${(tv.allMs / 1000).toFixed(1)} s (first ${((Math.min(...tv.perVm) || 0) / 1000).toFixed(1)} s)`);
-console.log(`  host memory per VM: daemon RSS growth ${(tv.rssPerVm / MiB).toFixed(1)} MiB, guest RAM allocated ${(tv.residentPerVm / MiB).toFixed(1)} MiB`);
+console.log(
+  `  start → all booted to "${g.marker}": ${(tv.allMs / 1000).toFixed(1)} s (first ${((Math.min(...tv.perVm) || 0) / 1000).toFixed(1)} s)`,
+);
+console.log(
+  `  host memory per VM: daemon RSS growth ${(tv.rssPerVm / MiB).toFixed(1)} MiB, guest RAM allocated ${(tv.residentPerVm / MiB).toFixed(1)} MiB`,
+);
 console.log(`  failures: ${tv.failures.length}${tv.failures.length ? '\n    ' + tv.failures.join('\n    ') : ''}`);
 if (!values['skip-qemu']) {
   const q = await qemu();
   console.log(`qemu-system-riscv64 (TCG): ${COUNT} VMs, same kernel, own qcow2 overlays`);
-  console.log(`  start → all booted: ${(q.allMs / 1000).toFixed(1)} s; RSS per VM ${(q.rssPerVm / MiB).toFixed(1)} MiB; failures ${q.failures.length}`);
-  console.log(`ratio typevisor/qemu: all-booted time ${(tv.allMs / q.allMs).toFixed(1)}x, memory per VM ${(tv.rssPerVm / q.rssPerVm).toFixed(2)}x`);
+  console.log(
+    `  start → all booted: ${(q.allMs / 1000).toFixed(1)} s; RSS per VM ${(q.rssPerVm / MiB).toFixed(1)} MiB; failures ${q.failures.length}`,
+  );
+  console.log(
+    `ratio typevisor/qemu: all-booted time ${(tv.allMs / q.allMs).toFixed(1)}x, memory per VM ${(tv.rssPerVm / q.rssPerVm).toFixed(2)}x`,
+  );
 }

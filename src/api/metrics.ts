@@ -35,7 +35,9 @@ export function prometheusText(host: HostInfo, vms: VmView[]): string {
   metric('typevisor_host_cpus', 'gauge', 'Host logical CPUs', [['', host.cpus]]);
   metric('typevisor_host_memory_bytes', 'gauge', 'Host memory', [['', host.memoryBytes]]);
   metric('typevisor_host_free_memory_bytes', 'gauge', 'Host free memory', [['', host.freeMemoryBytes]]);
-  metric('typevisor_daemon_rss_bytes', 'gauge', 'Daemon process resident memory (all VM threads included)', [['', host.daemon.rssBytes]]);
+  metric('typevisor_daemon_rss_bytes', 'gauge', 'Daemon process resident memory (all VM threads included)', [
+    ['', host.daemon.rssBytes],
+  ]);
   metric(
     'typevisor_vms',
     'gauge',

@@ -44,7 +44,14 @@ export function openApiDocument(): Record<string, unknown> {
       '/vms': {
         get: {
           summary: 'List VMs',
-          parameters: [{ name: 'stats', in: 'query', description: 'include live stats', schema: { type: 'string', enum: ['true', 'false', '1', '0'] } }],
+          parameters: [
+            {
+              name: 'stats',
+              in: 'query',
+              description: 'include live stats',
+              schema: { type: 'string', enum: ['true', 'false', '1', '0'] },
+            },
+          ],
           responses: { '200': json(VmListSchema, 'every VM (stats null unless stats=true)') },
         },
         post: {
@@ -73,11 +80,18 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       '/vms/{name}/actions/{action}': {
-        parameters: [nameParam, { name: 'action', in: 'path', required: true, schema: { type: 'string', enum: [...VM_ACTIONS] } }],
+        parameters: [
+          nameParam,
+          { name: 'action', in: 'path', required: true, schema: { type: 'string', enum: [...VM_ACTIONS] } },
+        ],
         post: {
           summary: 'start, shutdown (graceful, forced after timeoutSeconds), stop (forced), pause, resume, reboot',
           requestBody: { required: false, ...json(ActionBody, 'options', 'input') },
-          responses: { '200': json(ActionOutcomeSchema, 'the VM after the action'), ...vmErrors, '409': errorResponse('wrong state') },
+          responses: {
+            '200': json(ActionOutcomeSchema, 'the VM after the action'),
+            ...vmErrors,
+            '409': errorResponse('wrong state'),
+          },
         },
       },
       '/vms/{name}/console': {
@@ -94,7 +108,9 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { '200': { description: 'bytes', content: { 'text/plain': { schema: { type: 'string' } } } }, ...vmErrors },
         },
       },
-      '/host': { get: { summary: 'Host cores, memory, VMs and usage', responses: { '200': json(HostInfoSchema, 'host information') } } },
+      '/host': {
+        get: { summary: 'Host cores, memory, VMs and usage', responses: { '200': json(HostInfoSchema, 'host information') } },
+      },
       '/metrics': {
         get: {
           summary: 'Prometheus text exposition of host and per-VM figures',

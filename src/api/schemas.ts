@@ -8,13 +8,22 @@ import { VM_STATES } from '../host/lifecycle.js';
 import { VM_ACTIONS } from '../host/actions.js';
 import { MAX_CPUS, MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../vm/config.js';
 
-export const VmName = z.string().regex(VM_NAME_RE, 'must be 1-63 characters of [a-z0-9-], starting with a letter or digit').describe('VM name');
+export const VmName = z
+  .string()
+  .regex(VM_NAME_RE, 'must be 1-63 characters of [a-z0-9-], starting with a letter or digit')
+  .describe('VM name');
 const ImageName = z.string().regex(VM_NAME_RE, 'must be [a-z0-9-]').describe("image name ('default' is the built guest)");
 const HostPath = z.string().min(1).max(4096).describe('absolute path on the daemon host');
 
 export const DiskBody = z
   .object({
-    sizeMiB: z.number().int().min(1).max(1024 * 1024).optional().describe('virtual size in MiB (default: the backing image size)'),
+    sizeMiB: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024 * 1024)
+      .optional()
+      .describe('virtual size in MiB (default: the backing image size)'),
     format: z.enum(['raw', 'qcow2']).default('qcow2'),
     backing: ImageName.optional().describe('image whose root filesystem backs this disk (thin qcow2 overlay)'),
   })
@@ -62,7 +71,13 @@ export const UpdateVmBody = z
 export const ActionName = z.enum(VM_ACTIONS);
 export const ActionBody = z
   .object({
-    timeoutSeconds: z.number().int().min(0).max(600).optional().describe('shutdown: seconds to wait for the guest before forcing'),
+    timeoutSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(600)
+      .optional()
+      .describe('shutdown: seconds to wait for the guest before forcing'),
   })
   .strict();
 

@@ -12,7 +12,16 @@ import { HostError, httpStatusFor } from '../host/errors.js';
 import { isValidVmName } from '../host/home.js';
 import { prometheusText } from './metrics.js';
 import { openApiDocument } from './openapi.js';
-import { ActionBody, ActionName, CreateVmBody, DeleteQuery, ListQuery, describeZodError, UpdateVmBody, type ApiErrorCode } from './schemas.js';
+import {
+  ActionBody,
+  ActionName,
+  CreateVmBody,
+  DeleteQuery,
+  ListQuery,
+  describeZodError,
+  UpdateVmBody,
+  type ApiErrorCode,
+} from './schemas.js';
 
 export interface ApiOptions {
   channel: HostChannel;
@@ -42,7 +51,8 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 
 function nameParam(req: FastifyRequest): string {
   const name = (req.params as { name?: unknown }).name;
-  if (!isValidVmName(name)) throw new ApiError(400, 'INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
+  if (!isValidVmName(name))
+    throw new ApiError(400, 'INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
   return name;
 }
 
@@ -72,7 +82,8 @@ function classify(err: FastifyError | Error): { status: number; code: ApiErrorCo
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return { status: 400, code: 'INVALID_JSON', message: f.message };
   }
-  if (err instanceof SyntaxError || f.statusCode === 400) return { status: 400, code: 'INVALID_JSON', message: `body is not valid JSON: ${err.message}` };
+  if (err instanceof SyntaxError || f.statusCode === 400)
+    return { status: 400, code: 'INVALID_JSON', message: `body is not valid JSON: ${err.message}` };
   if (typeof f.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
     return { status: f.statusCode, code: 'INVALID_REQUEST', message: err.message };
   }
@@ -140,7 +151,12 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     const name = nameParam(req);
     const actionRaw = (req.params as { action?: string }).action;
     const action = ActionName.safeParse(actionRaw);
-    if (!action.success) throw new ApiError(404, 'UNKNOWN_ACTION', `unknown action ${JSON.stringify(actionRaw)}; one of ${ActionName.options.join(', ')}`);
+    if (!action.success)
+      throw new ApiError(
+        404,
+        'UNKNOWN_ACTION',
+        `unknown action ${JSON.stringify(actionRaw)}; one of ${ActionName.options.join(', ')}`,
+      );
     const body = parse(ActionBody, req.body ?? {});
     return channel.send({
       type: 'action',
@@ -166,7 +182,9 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     },
     async (socket, req) => {
       const name = nameParam(req);
-      let session: Awaited<ReturnType<typeof channel.send<{ type: 'console-attach'; name: string; viewer: { output(b: Uint8Array): void } }>>>;
+      let session: Awaited<
+        ReturnType<typeof channel.send<{ type: 'console-attach'; name: string; viewer: { output(b: Uint8Array): void } }>>
+      >;
       try {
         session = await channel.send({
           type: 'console-attach',

@@ -26,7 +26,10 @@ export function actionVerb(verb: string, describe: string, pick: (values: { forc
         try {
           const out = await client.json<ActionOutcome>('POST', `/vms/${enc(name)}/actions/${action}`, body);
           results.push(out);
-          if (!values.json) console.log(`${name}: ${out.vm.state}${out.forced ? ' (the guest did not power off in time; stopped by force)' : ''}`);
+          if (!values.json)
+            console.log(
+              `${name}: ${out.vm.state}${out.forced ? ' (the guest did not power off in time; stopped by force)' : ''}`,
+            );
         } catch (err) {
           if (!(err instanceof ClientError) || positionals.length === 1) throw err;
           console.error(`typevisor ${verb}: ${name}: ${err.message}${err.code ? ` [${err.code}]` : ''}`);

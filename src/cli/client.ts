@@ -51,7 +51,8 @@ export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = pro
   const home = o.home ?? defaultHome(env);
   if (url) {
     if (url.startsWith('unix:')) return { socketPath: url.slice(5) };
-    if (!/^https?:\/\/[^/]+\/?$/.test(url)) throw new ClientError(EXIT.USAGE, `--url takes http://HOST:PORT or unix:/path, got ${url}`);
+    if (!/^https?:\/\/[^/]+\/?$/.test(url))
+      throw new ClientError(EXIT.USAGE, `--url takes http://HOST:PORT or unix:/path, got ${url}`);
     let token = o.token ?? env.TYPEVISOR_TOKEN;
     if (!token) {
       try {
@@ -95,14 +96,25 @@ export class Client {
       const req = httpRequest({ ...target, method, headers, timeout: timeoutMs }, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), contentType: String(res.headers['content-type'] ?? '') }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks),
+            contentType: String(res.headers['content-type'] ?? ''),
+          }),
+        );
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
         const where = e.socketPath ?? e.baseUrl;
         if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'EACCES') {
-          reject(new ClientError(EXIT.UNREACHABLE, `cannot reach the typevisor daemon at ${where} (${err.code}); start it with 'typevisor daemon'`));
+          reject(
+            new ClientError(
+              EXIT.UNREACHABLE,
+              `cannot reach the typevisor daemon at ${where} (${err.code}); start it with 'typevisor daemon'`,
+            ),
+          );
         } else reject(new ClientError(EXIT.UNREACHABLE, `daemon at ${where}: ${err.message}`));
       });
       if (payload) req.write(payload);

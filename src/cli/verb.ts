@@ -36,7 +36,9 @@ export function defineVerb<O extends Options>(spec: {
   options: O;
   minArgs?: number;
   maxArgs?: number;
-  run(ctx: VerbContext<ReturnType<typeof parseArgs<{ options: O & typeof COMMON_OPTIONS; allowPositionals: true }>>['values']>): Promise<number>;
+  run(
+    ctx: VerbContext<ReturnType<typeof parseArgs<{ options: O & typeof COMMON_OPTIONS; allowPositionals: true }>>['values']>,
+  ): Promise<number>;
 }): (argv: string[]) => Promise<number> {
   const help = `usage: typevisor ${spec.usage}\n\n${COMMON_HELP}`;
   return async (argv) => {

@@ -141,7 +141,11 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
   }
 
   saveState(): DeviceState<ClintState> {
-    return { type: 'clint', version: 1, data: { msip: [...this.msip], mtimecmpLo: [...this.cmpLo], mtimecmpHi: [...this.cmpHi] } };
+    return {
+      type: 'clint',
+      version: 1,
+      data: { msip: [...this.msip], mtimecmpLo: [...this.cmpLo], mtimecmpHi: [...this.cmpHi] },
+    };
   }
   loadState(state: DeviceState<ClintState>): void {
     checkState(state, 'clint', 1);

@@ -112,7 +112,8 @@ function debianBinarySource(): AptSource | undefined {
  */
 export function ensureSourceAvailable(pkg: string, log: (line: string) => void): void {
   if (sourceVersions(pkg).length) return;
-  if (!isRoot()) throw new AptError(`apt knows no source package '${pkg}': add a deb-src entry for Debian main, then apt-get update`);
+  if (!isRoot())
+    throw new AptError(`apt knows no source package '${pkg}': add a deb-src entry for Debian main, then apt-get update`);
   const src = debianBinarySource();
   if (!src) throw new AptError(`cannot find this machine's Debian archive in /etc/apt to add a deb-src entry for '${pkg}'`);
   const file = '/etc/apt/sources.list.d/typevisor-src.sources';

@@ -15,7 +15,8 @@ export class NotStaticRiscvElfError extends Error {
 
 export function checkStaticRiscv64Elf(bytes: Uint8Array): void {
   if (bytes.length < 64) throw new NotStaticRiscvElfError('shorter than an ELF header');
-  if (bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) throw new NotStaticRiscvElfError('no ELF magic');
+  if (bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46)
+    throw new NotStaticRiscvElfError('no ELF magic');
   if (bytes[4] !== ELFCLASS64) throw new NotStaticRiscvElfError('not ELFCLASS64');
   if (bytes[5] !== ELFDATA2LSB) throw new NotStaticRiscvElfError('not little-endian');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -25,8 +26,10 @@ export function checkStaticRiscv64Elf(bytes: Uint8Array): void {
   const phentsize = view.getUint16(54, true); // e_phentsize
   const phnum = view.getUint16(56, true); // e_phnum
   if (phnum === 0) throw new NotStaticRiscvElfError('no program headers');
-  if (phoff + phnum * phentsize > bytes.length || phentsize < 56) throw new NotStaticRiscvElfError('program headers out of bounds');
+  if (phoff + phnum * phentsize > bytes.length || phentsize < 56)
+    throw new NotStaticRiscvElfError('program headers out of bounds');
   for (let i = 0; i < phnum; i++) {
-    if (view.getUint32(phoff + i * phentsize, true) === PT_INTERP) throw new NotStaticRiscvElfError('has a PT_INTERP (dynamically linked)');
+    if (view.getUint32(phoff + i * phentsize, true) === PT_INTERP)
+      throw new NotStaticRiscvElfError('has a PT_INTERP (dynamically linked)');
   }
 }

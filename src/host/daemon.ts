@@ -142,7 +142,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     await hypervisor.close();
     throw err;
   }
-  writeJsonAtomic(layout.root + '/daemon.json', { pid: process.pid, listen: addresses.map(formatListen), startedAt: new Date().toISOString() }, 0o600);
+  writeJsonAtomic(
+    layout.root + '/daemon.json',
+    { pid: process.pid, listen: addresses.map(formatListen), startedAt: new Date().toISOString() },
+    0o600,
+  );
   log(`typevisor daemon ${process.pid}: home ${layout.root}, listening on ${addresses.map(formatListen).join(', ')}`);
 
   let closing: Promise<void> | undefined;

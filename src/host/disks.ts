@@ -53,7 +53,8 @@ export async function createDiskFile(d: NewDisk): Promise<void> {
     return;
   }
   const mod = await storageModule();
-  if (typeof mod.createDisk !== 'function') throw new DiskCreateError('qcow2 disks need src/storage (createDisk), which this build lacks');
+  if (typeof mod.createDisk !== 'function')
+    throw new DiskCreateError('qcow2 disks need src/storage (createDisk), which this build lacks');
   await mod.createDisk(d.path, {
     format: 'qcow2',
     size: d.sizeBytes,

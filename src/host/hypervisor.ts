@@ -144,7 +144,8 @@ export class Hypervisor implements HostChannel {
   // ---- create / update / delete ----------------------------------------------------------------------------
 
   private async create(spec: CreateVmSpec): Promise<VmView> {
-    if (!isValidVmName(spec.name)) throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(spec.name)} must match [a-z0-9][a-z0-9-]*`);
+    if (!isValidVmName(spec.name))
+      throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(spec.name)} must match [a-z0-9][a-z0-9-]*`);
     if (this.vms.has(spec.name) || this.creating.has(spec.name) || this.registry.exists(spec.name)) {
       throw new HostError('VM_EXISTS', `a VM named '${spec.name}' already exists`);
     }
@@ -155,12 +156,18 @@ export class Hypervisor implements HostChannel {
       const image = imageName ? await resolveImage(imageName, this.opts.home.imagesDir) : undefined;
       const backings = new Map<string, GuestImage>();
       for (const d of spec.disks) {
-        if (d.backing && !backings.has(d.backing)) backings.set(d.backing, await resolveImage(d.backing, this.opts.home.imagesDir));
+        if (d.backing && !backings.has(d.backing))
+          backings.set(d.backing, await resolveImage(d.backing, this.opts.home.imagesDir));
         if (d.backing && d.format !== 'qcow2') throw new HostError('INVALID_CONFIG', 'a disk with a backing image must be qcow2');
-        if (d.backing && !backings.get(d.backing)!.rootfs) throw new HostError('INVALID_CONFIG', `image '${d.backing}' has no root filesystem to back a disk`);
+        if (d.backing && !backings.get(d.backing)!.rootfs)
+          throw new HostError('INVALID_CONFIG', `image '${d.backing}' has no root filesystem to back a disk`);
         if (!d.backing && !d.sizeMiB) throw new HostError('INVALID_CONFIG', 'a disk without a backing image needs sizeMiB');
       }
-      for (const [what, p] of [['kernel', spec.kernel], ['initrd', spec.initrd]] as const) if (p !== undefined) checkHostFile(what, p);
+      for (const [what, p] of [
+        ['kernel', spec.kernel],
+        ['initrd', spec.initrd],
+      ] as const)
+        if (p !== undefined) checkHostFile(what, p);
       if (spec.firmware !== 'builtin' && spec.firmware !== 'none') checkHostFile('firmware', spec.firmware);
 
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
@@ -172,14 +179,22 @@ export class Hypervisor implements HostChannel {
         // An image boots from its root filesystem overlay when it has one, else from its initrd.
         initrd: spec.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
         append: spec.cmdline ?? (spec.kernel ? undefined : rootFromDisk ? image?.rootCmdline : image?.cmdline),
-        firmware: spec.firmware === 'builtin' ? { kind: 'builtin' } : spec.firmware === 'none' ? { kind: 'none' } : { kind: 'file', path: spec.firmware },
+        firmware:
+          spec.firmware === 'builtin'
+            ? { kind: 'builtin' }
+            : spec.firmware === 'none'
+              ? { kind: 'none' }
+              : { kind: 'file', path: spec.firmware },
         disks: [],
         rng: spec.rng,
         balloon: spec.balloon,
         virtioConsole: spec.virtioConsole,
       });
       const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length;
-      const problems = validateVmConfig({ ...config, disks: new Array<DiskConfig>(plannedDisks).fill({ path: '', format: 'raw', readOnly: false }) });
+      const problems = validateVmConfig({
+        ...config,
+        disks: new Array<DiskConfig>(plannedDisks).fill({ path: '', format: 'raw', readOnly: false }),
+      });
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
 
       const dir = this.registry.createDir(spec.name);
@@ -237,8 +252,10 @@ export class Hypervisor implements HostChannel {
       const touchesMachine = patch.vcpus !== undefined || patch.memoryMiB !== undefined || patch.cmdline !== undefined;
       if (touchesMachine) this.check(live, 'update');
       if (patch.balloonTargetMiB !== undefined) {
-        if (!live.vm) throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; the balloon target applies to a running VM`);
-        if (patch.balloonTargetMiB >= live.rec.config.memoryMiB) throw new HostError('INVALID_CONFIG', 'the balloon target must be below the VM memory');
+        if (!live.vm)
+          throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; the balloon target applies to a running VM`);
+        if (patch.balloonTargetMiB >= live.rec.config.memoryMiB)
+          throw new HostError('INVALID_CONFIG', 'the balloon target must be below the VM memory');
         const bytes = patch.balloonTargetMiB * MIB;
         await this.engineCall(live, (vm) => vm.setBalloonTarget(bytes));
       }
@@ -417,7 +434,8 @@ export class Hypervisor implements HostChannel {
   }
 
   private find(name: string): LiveVm {
-    if (!isValidVmName(name)) throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
+    if (!isValidVmName(name))
+      throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
     const live = this.vms.get(name);
     if (!live) throw new HostError('VM_NOT_FOUND', `no VM named '${name}'`);
     return live;

@@ -62,9 +62,10 @@ export async function resolveImage(name: string, imagesDir: string): Promise<Gue
     try {
       mod = (await import(new URL('../guests/index.js', import.meta.url).href)) as ArtifactsModule;
     } catch {
-      throw new HostError('IMAGE_NOT_FOUND', "the default image is not available in this build (src/guests missing)");
+      throw new HostError('IMAGE_NOT_FOUND', 'the default image is not available in this build (src/guests missing)');
     }
-    if (typeof mod.guestArtifacts !== 'function') throw new HostError('IMAGE_NOT_FOUND', 'src/guests exports no guestArtifacts()');
+    if (typeof mod.guestArtifacts !== 'function')
+      throw new HostError('IMAGE_NOT_FOUND', 'src/guests exports no guestArtifacts()');
     let raw: unknown;
     try {
       raw = await mod.guestArtifacts();
@@ -74,7 +75,8 @@ export async function resolveImage(name: string, imagesDir: string): Promise<Gue
     const image = imageFromArtifacts('default', raw);
     const rootCmdline = (raw as { rootCmdline?: unknown }).rootCmdline;
     const rootfsCmdline = (mod as { ROOTFS_CMDLINE?: unknown }).ROOTFS_CMDLINE;
-    if (typeof rootCmdline !== 'string' && typeof rootfsCmdline === 'string') image.rootCmdline = `${DEFAULT_CMDLINE} ${rootfsCmdline}`;
+    if (typeof rootCmdline !== 'string' && typeof rootfsCmdline === 'string')
+      image.rootCmdline = `${DEFAULT_CMDLINE} ${rootfsCmdline}`;
     return image;
   }
   if (!isValidVmName(name)) throw new HostError('INVALID_NAME', `image name ${JSON.stringify(name)} is not [a-z0-9-]`);

@@ -37,7 +37,9 @@ export function buildDeviceTree(o: DeviceTreeOptions): DeviceTree {
   if (o.reserved) {
     const rm = root.child('reserved-memory');
     rm.set('#address-cells', prop.u32(2)).set('#size-cells', prop.u32(2)).set('ranges', prop.empty());
-    rm.child(`${o.reserved.name}@${hex(o.reserved.base)}`).set('reg', prop.u64(o.reserved.base, o.reserved.size)).set('no-map', prop.empty());
+    rm.child(`${o.reserved.name}@${hex(o.reserved.base)}`)
+      .set('reg', prop.u64(o.reserved.base, o.reserved.size))
+      .set('no-map', prop.empty());
   }
 
   const cpus = root.child('cpus');
@@ -76,12 +78,25 @@ export function buildDeviceTree(o: DeviceTreeOptions): DeviceTree {
   const test = soc.child(`test@${hex(L.TEST_BASE)}`);
   const testPh = dt.phandle(test);
   test.set('reg', prop.u64(L.TEST_BASE, L.TEST_SIZE)).set('compatible', prop.strs('sifive,test1', 'sifive,test0', 'syscon'));
-  root.child('poweroff').set('value', prop.u32(0x5555)).set('offset', prop.u32(0)).set('regmap', prop.u32(testPh)).set('compatible', prop.str('syscon-poweroff'));
-  root.child('reboot').set('value', prop.u32(0x7777)).set('offset', prop.u32(0)).set('regmap', prop.u32(testPh)).set('compatible', prop.str('syscon-reboot'));
+  root
+    .child('poweroff')
+    .set('value', prop.u32(0x5555))
+    .set('offset', prop.u32(0))
+    .set('regmap', prop.u32(testPh))
+    .set('compatible', prop.str('syscon-poweroff'));
+  root
+    .child('reboot')
+    .set('value', prop.u32(0x7777))
+    .set('offset', prop.u32(0))
+    .set('regmap', prop.u32(testPh))
+    .set('compatible', prop.str('syscon-reboot'));
 
   const uart = soc.child(`serial@${hex(L.UART0_BASE)}`);
   uart.set('interrupts', prop.u32(L.UART0_IRQ)).set('interrupt-parent', prop.u32(plicPh));
-  uart.set('clock-frequency', prop.u32(L.UART_CLOCK_HZ)).set('reg', prop.u64(L.UART0_BASE, L.UART0_SIZE)).set('compatible', prop.str('ns16550a'));
+  uart
+    .set('clock-frequency', prop.u32(L.UART_CLOCK_HZ))
+    .set('reg', prop.u64(L.UART0_BASE, L.UART0_SIZE))
+    .set('compatible', prop.str('ns16550a'));
 
   const rtc = soc.child(`rtc@${hex(L.RTC_BASE)}`);
   rtc.set('interrupts', prop.u32(L.RTC_IRQ)).set('interrupt-parent', prop.u32(plicPh));

@@ -180,7 +180,18 @@ function serialize(root: FdtNode, reservations: MemoryReservation[], bootCpuId: 
   const total = offStrings + strings.length;
   const out = new Uint8Array((total + padding + 7) & ~7);
   const dv = new DataView(out.buffer);
-  const header = [FDT_MAGIC, out.length, offStruct, offStrings, offRsv, FDT_VERSION, FDT_LAST_COMP_VERSION, bootCpuId, strings.length, struct.length];
+  const header = [
+    FDT_MAGIC,
+    out.length,
+    offStruct,
+    offStrings,
+    offRsv,
+    FDT_VERSION,
+    FDT_LAST_COMP_VERSION,
+    bootCpuId,
+    strings.length,
+    struct.length,
+  ];
   header.forEach((v, i) => dv.setUint32(i * 4, v >>> 0));
   out.set(rsv.result(), offRsv);
   out.set(struct.result(), offStruct);

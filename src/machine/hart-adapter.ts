@@ -53,7 +53,9 @@ export class HartAdapter implements HartPort {
     for (let k = this.trapCount - n; k < this.trapCount; k++) {
       const i = (k % TRAP_RING) * 4;
       const hex = (v: number): string => (v < 0 ? '-0x' + (-v).toString(16) : '0x' + v.toString(16));
-      out.push(`${this.trapRing[i + 1] ? 'interrupt' : 'exception'} ${this.trapRing[i]} epc=${hex(this.trapRing[i + 2]!)} tval=${hex(this.trapRing[i + 3]!)}`);
+      out.push(
+        `${this.trapRing[i + 1] ? 'interrupt' : 'exception'} ${this.trapRing[i]} epc=${hex(this.trapRing[i + 2]!)} tval=${hex(this.trapRing[i + 3]!)}`,
+      );
     }
     return out;
   }
@@ -81,7 +83,7 @@ export class HartAdapter implements HartPort {
   }
   set stimecmp(v: number) {
     if (!Number.isFinite(v) || v >= 2 ** 64) this.hart.writeCsr(C.CSR_STIMECMP, -1, -1);
-    else this.hart.writeCsr(C.CSR_STIMECMP, v % TWO32 | 0, Math.floor(v / TWO32) | 0);
+    else this.hart.writeCsr(C.CSR_STIMECMP, (v % TWO32) | 0, Math.floor(v / TWO32) | 0);
   }
   get ecallHandler(): ((hart: HartPort) => boolean) | undefined {
     return this.handler;

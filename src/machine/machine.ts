@@ -141,7 +141,8 @@ export class Machine {
   onExit?: (e: MachineExit) => void;
 
   constructor(private readonly opts: MachineOptions) {
-    if (!Number.isInteger(opts.harts) || opts.harts < 1 || opts.harts > 8) throw new RangeError(`harts must be 1..8, got ${opts.harts}`);
+    if (!Number.isInteger(opts.harts) || opts.harts < 1 || opts.harts > 8)
+      throw new RangeError(`harts must be 1..8, got ${opts.harts}`);
     this.exited = new Promise((r) => (this.exitResolve = r));
     this.hostNow = opts.hostNowMs ?? (() => performance.now());
     this.budget = opts.budget ?? DEFAULT_BUDGET;
@@ -154,7 +155,9 @@ export class Machine {
       readTime: () => this.clock.now(),
       setTime: (t) => this.clock.set(t),
     });
-    this.plic = new Plic(L.PLIC_NUM_SOURCES, opts.harts, (ctx, level) => this.setHartIrq(ctx >> 1, ctx & 1 ? MIP_SEIP : MIP_MEIP, level));
+    this.plic = new Plic(L.PLIC_NUM_SOURCES, opts.harts, (ctx, level) =>
+      this.setHartIrq(ctx >> 1, ctx & 1 ? MIP_SEIP : MIP_MEIP, level),
+    );
     this.uart = new Ns16550a(this.plic.line(L.UART0_IRQ), (b) => this.output(b));
     this.rtc = new GoldfishRtc(this.plic.line(L.RTC_IRQ));
     this.test = new SifiveTest((e) => this.onSyscon(e));
@@ -170,10 +173,17 @@ export class Machine {
     }
 
     this.bus = this.ram.asBus({ mmioRead: (p, s) => this.mmioRead(p, s), mmioWrite: (p, s, v) => this.mmioWrite(p, s, v) });
-    for (let h = 0; h < opts.harts; h++) this.harts.push(opts.createHart(this.bus, { hartId: h, readTime: () => this.clock.now() }));
+    for (let h = 0; h < opts.harts; h++)
+      this.harts.push(opts.createHart(this.bus, { hartId: h, readTime: () => this.clock.now() }));
 
     // Boot: place the images, describe the board, and set up the boot hart(s).
-    this.plan = planBoot({ ramBase: this.ram.base, ramSize: this.ram.size, kernel: opts.kernel, initrd: opts.initrd, firmware: opts.firmware });
+    this.plan = planBoot({
+      ramBase: this.ram.base,
+      ramSize: this.ram.size,
+      kernel: opts.kernel,
+      initrd: opts.initrd,
+      firmware: opts.firmware,
+    });
     for (const p of this.plan.placements) {
       this.ram.write(p.addr, p.bytes);
       if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
@@ -200,7 +210,8 @@ export class Machine {
       boot.setX(11, fdt); // a1 = FDT
       this.running[0] = true;
     } else {
-      if (this.plan.dynamicInfoAddr !== undefined && this.plan.kernelAddr !== undefined) this.writeDynamicInfo(this.plan.dynamicInfoAddr, this.plan.kernelAddr);
+      if (this.plan.dynamicInfoAddr !== undefined && this.plan.kernelAddr !== undefined)
+        this.writeDynamicInfo(this.plan.dynamicInfoAddr, this.plan.kernelAddr);
       // External firmware and bare metal start every hart at the entry in M-mode, as hardware does.
       this.harts.forEach((h, i) => {
         h.reset(this.plan.entry);
@@ -221,7 +232,12 @@ export class Machine {
     const slot = this.virtioUsed;
     if (slot >= L.VIRTIO_COUNT) throw new Error(`all ${L.VIRTIO_COUNT} virtio-mmio slots are in use`);
     const base = L.VIRTIO_BASE + slot * L.VIRTIO_STRIDE;
-    const dev = factory({ ram: this.ram, irq: this.plic.line(L.VIRTIO_IRQ_FIRST + slot), name: `virtio@${base.toString(16)}`, wake: () => this.wake() });
+    const dev = factory({
+      ram: this.ram,
+      irq: this.plic.line(L.VIRTIO_IRQ_FIRST + slot),
+      name: `virtio@${base.toString(16)}`,
+      wake: () => this.wake(),
+    });
     this.virtioSlots[slot] = dev;
     const m = this.mappings.find((x) => x.base === base)!;
     m.dev = dev;
@@ -365,10 +381,13 @@ export class Machine {
     let ms = Math.min(this.clock.msUntil(deadline), this.rtc.msUntilAlarm());
     if (!Number.isFinite(ms)) ms = 1000; // nothing armed: wake now and then anyway (a cheap safety net)
     this.sleeps++;
-    this.sleepTimer = setTimeout(() => {
-      this.sleepTimer = null;
-      this.schedule();
-    }, Math.min(ms, 1000));
+    this.sleepTimer = setTimeout(
+      () => {
+        this.sleepTimer = null;
+        this.schedule();
+      },
+      Math.min(ms, 1000),
+    );
   }
 
   private cancelSleep(): void {

@@ -137,10 +137,14 @@ export class GuestRam {
     return this.chunk(paddr, false)!.getUint8((paddr - this.base) % CHUNK_SIZE);
   }
   readU16(paddr: number): number {
-    return this.small(paddr, 2) ? this.chunk(paddr, false)!.getUint16((paddr - this.base) % CHUNK_SIZE, true) : this.slowRead(paddr, 2);
+    return this.small(paddr, 2)
+      ? this.chunk(paddr, false)!.getUint16((paddr - this.base) % CHUNK_SIZE, true)
+      : this.slowRead(paddr, 2);
   }
   readU32(paddr: number): number {
-    return this.small(paddr, 4) ? this.chunk(paddr, false)!.getUint32((paddr - this.base) % CHUNK_SIZE, true) : this.slowRead(paddr, 4);
+    return this.small(paddr, 4)
+      ? this.chunk(paddr, false)!.getUint32((paddr - this.base) % CHUNK_SIZE, true)
+      : this.slowRead(paddr, 4);
   }
   /** A 64-bit little-endian value as a JS number; throws when it does not fit in 53 bits (a hostile address). */
   readU64(paddr: number): number {

@@ -283,8 +283,7 @@ export class BuiltinSbi {
           if (ext === EXT_LEGACY_SEND_IPI) t.setPending(MIP_SSIP, true);
           else if (ext === EXT_LEGACY_REMOTE_FENCE_I) {
             if (t !== hart) t.flushDecodeCache();
-          }
-          else t.flushTlb();
+          } else t.flushTlb();
         });
         return 0;
       }

@@ -47,7 +47,7 @@ function decode32(insn: number): Decoded | null {
   const list = byMajor.get(insn & 0x7f);
   if (!list) return null;
   const u = insn >>> 0;
-  const entry = list.find((e) => ((u & e.mask) >>> 0) === e.match);
+  const entry = list.find((e) => (u & e.mask) >>> 0 === e.match);
   if (!entry) return null;
   const rd = (insn >>> 7) & 31;
   const rs1 = (insn >>> 15) & 31;
@@ -181,8 +181,14 @@ function expand(entry: OpcodeEntry, h: number): Decoded | null {
       break;
     case 'CJ':
       imm = sext(
-        ((h >>> 1) & 0x800) | ((h >>> 7) & 0x10) | ((h >>> 1) & 0x300) | ((h << 2) & 0x400) | ((h >>> 1) & 0x40) |
-          ((h << 1) & 0x80) | ((h >>> 2) & 0xe) | ((h << 3) & 0x20),
+        ((h >>> 1) & 0x800) |
+          ((h >>> 7) & 0x10) |
+          ((h >>> 1) & 0x300) |
+          ((h << 2) & 0x400) |
+          ((h >>> 1) & 0x40) |
+          ((h << 1) & 0x80) |
+          ((h >>> 2) & 0xe) |
+          ((h << 3) & 0x20),
         12,
       );
       break;

@@ -158,56 +158,287 @@ const enum Op {
   CROSS, // a 32-bit instruction straddling the page end
   ILLEGAL,
   NOP,
-  LUI, AUIPC, JAL, JALR,
-  BEQ, BNE, BLT, BGE, BLTU, BGEU,
-  LB, LH, LW, LD, LBU, LHU, LWU,
-  SB, SH, SW, SD,
-  ADDI, SLTI, SLTIU, XORI, ORI, ANDI, SLLI, SRLI, SRAI,
-  ADD, SUB, SLL, SLT, SLTU, XOR, SRL, SRA, OR, AND,
-  ADDIW, SLLIW, SRLIW, SRAIW, ADDW, SUBW, SLLW, SRLW, SRAW,
-  MUL, MULW,
+  LUI,
+  AUIPC,
+  JAL,
+  JALR,
+  BEQ,
+  BNE,
+  BLT,
+  BGE,
+  BLTU,
+  BGEU,
+  LB,
+  LH,
+  LW,
+  LD,
+  LBU,
+  LHU,
+  LWU,
+  SB,
+  SH,
+  SW,
+  SD,
+  ADDI,
+  SLTI,
+  SLTIU,
+  XORI,
+  ORI,
+  ANDI,
+  SLLI,
+  SRLI,
+  SRAI,
+  ADD,
+  SUB,
+  SLL,
+  SLT,
+  SLTU,
+  XOR,
+  SRL,
+  SRA,
+  OR,
+  AND,
+  ADDIW,
+  SLLIW,
+  SRLIW,
+  SRAIW,
+  ADDW,
+  SUBW,
+  SLLW,
+  SRLW,
+  SRAW,
+  MUL,
+  MULW,
   // Everything below runs in execSlow().
   SLOW_START,
-  MULH, MULHSU, MULHU, DIV, DIVU, REM, REMU, DIVW, DIVUW, REMW, REMUW,
-  FENCE, FENCE_I, ECALL, EBREAK, SRET, MRET, WFI, SFENCE_VMA,
-  CSRRW, CSRRS, CSRRC, CSRRWI, CSRRSI, CSRRCI,
-  LR_W, SC_W, LR_D, SC_D, AMO_W, AMO_D,
-  FLW, FLD, FSW, FSD, FPOP,
+  MULH,
+  MULHSU,
+  MULHU,
+  DIV,
+  DIVU,
+  REM,
+  REMU,
+  DIVW,
+  DIVUW,
+  REMW,
+  REMUW,
+  FENCE,
+  FENCE_I,
+  ECALL,
+  EBREAK,
+  SRET,
+  MRET,
+  WFI,
+  SFENCE_VMA,
+  CSRRW,
+  CSRRS,
+  CSRRC,
+  CSRRWI,
+  CSRRSI,
+  CSRRCI,
+  LR_W,
+  SC_W,
+  LR_D,
+  SC_D,
+  AMO_W,
+  AMO_D,
+  FLW,
+  FLD,
+  FSW,
+  FSD,
+  FPOP,
   // Zba/Zbb/Zbs
-  SH1ADD, SH2ADD, SH3ADD, ADD_UW, SH1ADD_UW, SH2ADD_UW, SH3ADD_UW, SLLI_UW,
-  ANDN, ORN, XNOR, MAX, MAXU, MIN, MINU, ROL, ROR, ROLW, RORW, RORI, RORIW,
-  CLZ, CTZ, CPOP, CLZW, CTZW, CPOPW, SEXT_B, SEXT_H, ZEXT_H, ORC_B, REV8,
-  BCLR, BEXT, BINV, BSET, BCLRI, BEXTI, BINVI, BSETI,
+  SH1ADD,
+  SH2ADD,
+  SH3ADD,
+  ADD_UW,
+  SH1ADD_UW,
+  SH2ADD_UW,
+  SH3ADD_UW,
+  SLLI_UW,
+  ANDN,
+  ORN,
+  XNOR,
+  MAX,
+  MAXU,
+  MIN,
+  MINU,
+  ROL,
+  ROR,
+  ROLW,
+  RORW,
+  RORI,
+  RORIW,
+  CLZ,
+  CTZ,
+  CPOP,
+  CLZW,
+  CTZW,
+  CPOPW,
+  SEXT_B,
+  SEXT_H,
+  ZEXT_H,
+  ORC_B,
+  REV8,
+  BCLR,
+  BEXT,
+  BINV,
+  BSET,
+  BCLRI,
+  BEXTI,
+  BINVI,
+  BSETI,
 }
 
 /** AMO kinds, stored in the decoded rs3-free immediate slot. */
-const enum Amo { SWAP, ADD, XOR, AND, OR, MIN, MAX, MINU, MAXU }
+const enum Amo {
+  SWAP,
+  ADD,
+  XOR,
+  AND,
+  OR,
+  MIN,
+  MAX,
+  MINU,
+  MAXU,
+}
 
 const OP_OF: Record<string, Op> = {
-  lui: Op.LUI, auipc: Op.AUIPC, jal: Op.JAL, jalr: Op.JALR,
-  beq: Op.BEQ, bne: Op.BNE, blt: Op.BLT, bge: Op.BGE, bltu: Op.BLTU, bgeu: Op.BGEU,
-  lb: Op.LB, lh: Op.LH, lw: Op.LW, ld: Op.LD, lbu: Op.LBU, lhu: Op.LHU, lwu: Op.LWU,
-  sb: Op.SB, sh: Op.SH, sw: Op.SW, sd: Op.SD,
-  addi: Op.ADDI, slti: Op.SLTI, sltiu: Op.SLTIU, xori: Op.XORI, ori: Op.ORI, andi: Op.ANDI, slli: Op.SLLI, srli: Op.SRLI, srai: Op.SRAI,
-  add: Op.ADD, sub: Op.SUB, sll: Op.SLL, slt: Op.SLT, sltu: Op.SLTU, xor: Op.XOR, srl: Op.SRL, sra: Op.SRA, or: Op.OR, and: Op.AND,
-  addiw: Op.ADDIW, slliw: Op.SLLIW, srliw: Op.SRLIW, sraiw: Op.SRAIW, addw: Op.ADDW, subw: Op.SUBW, sllw: Op.SLLW, srlw: Op.SRLW, sraw: Op.SRAW,
-  mul: Op.MUL, mulw: Op.MULW, mulh: Op.MULH, mulhsu: Op.MULHSU, mulhu: Op.MULHU, div: Op.DIV, divu: Op.DIVU, rem: Op.REM, remu: Op.REMU,
-  divw: Op.DIVW, divuw: Op.DIVUW, remw: Op.REMW, remuw: Op.REMUW,
-  fence: Op.FENCE, 'fence.i': Op.FENCE_I, ecall: Op.ECALL, ebreak: Op.EBREAK, sret: Op.SRET, mret: Op.MRET, wfi: Op.WFI,
+  lui: Op.LUI,
+  auipc: Op.AUIPC,
+  jal: Op.JAL,
+  jalr: Op.JALR,
+  beq: Op.BEQ,
+  bne: Op.BNE,
+  blt: Op.BLT,
+  bge: Op.BGE,
+  bltu: Op.BLTU,
+  bgeu: Op.BGEU,
+  lb: Op.LB,
+  lh: Op.LH,
+  lw: Op.LW,
+  ld: Op.LD,
+  lbu: Op.LBU,
+  lhu: Op.LHU,
+  lwu: Op.LWU,
+  sb: Op.SB,
+  sh: Op.SH,
+  sw: Op.SW,
+  sd: Op.SD,
+  addi: Op.ADDI,
+  slti: Op.SLTI,
+  sltiu: Op.SLTIU,
+  xori: Op.XORI,
+  ori: Op.ORI,
+  andi: Op.ANDI,
+  slli: Op.SLLI,
+  srli: Op.SRLI,
+  srai: Op.SRAI,
+  add: Op.ADD,
+  sub: Op.SUB,
+  sll: Op.SLL,
+  slt: Op.SLT,
+  sltu: Op.SLTU,
+  xor: Op.XOR,
+  srl: Op.SRL,
+  sra: Op.SRA,
+  or: Op.OR,
+  and: Op.AND,
+  addiw: Op.ADDIW,
+  slliw: Op.SLLIW,
+  srliw: Op.SRLIW,
+  sraiw: Op.SRAIW,
+  addw: Op.ADDW,
+  subw: Op.SUBW,
+  sllw: Op.SLLW,
+  srlw: Op.SRLW,
+  sraw: Op.SRAW,
+  mul: Op.MUL,
+  mulw: Op.MULW,
+  mulh: Op.MULH,
+  mulhsu: Op.MULHSU,
+  mulhu: Op.MULHU,
+  div: Op.DIV,
+  divu: Op.DIVU,
+  rem: Op.REM,
+  remu: Op.REMU,
+  divw: Op.DIVW,
+  divuw: Op.DIVUW,
+  remw: Op.REMW,
+  remuw: Op.REMUW,
+  fence: Op.FENCE,
+  'fence.i': Op.FENCE_I,
+  ecall: Op.ECALL,
+  ebreak: Op.EBREAK,
+  sret: Op.SRET,
+  mret: Op.MRET,
+  wfi: Op.WFI,
   'sfence.vma': Op.SFENCE_VMA,
-  csrrw: Op.CSRRW, csrrs: Op.CSRRS, csrrc: Op.CSRRC, csrrwi: Op.CSRRWI, csrrsi: Op.CSRRSI, csrrci: Op.CSRRCI,
-  'lr.w': Op.LR_W, 'sc.w': Op.SC_W, 'lr.d': Op.LR_D, 'sc.d': Op.SC_D,
-  flw: Op.FLW, fld: Op.FLD, fsw: Op.FSW, fsd: Op.FSD,
-  sh1add: Op.SH1ADD, sh2add: Op.SH2ADD, sh3add: Op.SH3ADD, 'add.uw': Op.ADD_UW, 'sh1add.uw': Op.SH1ADD_UW,
-  'sh2add.uw': Op.SH2ADD_UW, 'sh3add.uw': Op.SH3ADD_UW, 'slli.uw': Op.SLLI_UW,
-  andn: Op.ANDN, orn: Op.ORN, xnor: Op.XNOR, max: Op.MAX, maxu: Op.MAXU, min: Op.MIN, minu: Op.MINU, rol: Op.ROL, ror: Op.ROR,
-  rolw: Op.ROLW, rorw: Op.RORW, rori: Op.RORI, roriw: Op.RORIW, clz: Op.CLZ, ctz: Op.CTZ, cpop: Op.CPOP, clzw: Op.CLZW,
-  ctzw: Op.CTZW, cpopw: Op.CPOPW, 'sext.b': Op.SEXT_B, 'sext.h': Op.SEXT_H, 'zext.h': Op.ZEXT_H, 'orc.b': Op.ORC_B, rev8: Op.REV8,
-  bclr: Op.BCLR, bext: Op.BEXT, binv: Op.BINV, bset: Op.BSET, bclri: Op.BCLRI, bexti: Op.BEXTI, binvi: Op.BINVI, bseti: Op.BSETI,
+  csrrw: Op.CSRRW,
+  csrrs: Op.CSRRS,
+  csrrc: Op.CSRRC,
+  csrrwi: Op.CSRRWI,
+  csrrsi: Op.CSRRSI,
+  csrrci: Op.CSRRCI,
+  'lr.w': Op.LR_W,
+  'sc.w': Op.SC_W,
+  'lr.d': Op.LR_D,
+  'sc.d': Op.SC_D,
+  flw: Op.FLW,
+  fld: Op.FLD,
+  fsw: Op.FSW,
+  fsd: Op.FSD,
+  sh1add: Op.SH1ADD,
+  sh2add: Op.SH2ADD,
+  sh3add: Op.SH3ADD,
+  'add.uw': Op.ADD_UW,
+  'sh1add.uw': Op.SH1ADD_UW,
+  'sh2add.uw': Op.SH2ADD_UW,
+  'sh3add.uw': Op.SH3ADD_UW,
+  'slli.uw': Op.SLLI_UW,
+  andn: Op.ANDN,
+  orn: Op.ORN,
+  xnor: Op.XNOR,
+  max: Op.MAX,
+  maxu: Op.MAXU,
+  min: Op.MIN,
+  minu: Op.MINU,
+  rol: Op.ROL,
+  ror: Op.ROR,
+  rolw: Op.ROLW,
+  rorw: Op.RORW,
+  rori: Op.RORI,
+  roriw: Op.RORIW,
+  clz: Op.CLZ,
+  ctz: Op.CTZ,
+  cpop: Op.CPOP,
+  clzw: Op.CLZW,
+  ctzw: Op.CTZW,
+  cpopw: Op.CPOPW,
+  'sext.b': Op.SEXT_B,
+  'sext.h': Op.SEXT_H,
+  'zext.h': Op.ZEXT_H,
+  'orc.b': Op.ORC_B,
+  rev8: Op.REV8,
+  bclr: Op.BCLR,
+  bext: Op.BEXT,
+  binv: Op.BINV,
+  bset: Op.BSET,
+  bclri: Op.BCLRI,
+  bexti: Op.BEXTI,
+  binvi: Op.BINVI,
+  bseti: Op.BSETI,
 };
 const AMO_OF: Record<string, Amo> = {
-  amoswap: Amo.SWAP, amoadd: Amo.ADD, amoxor: Amo.XOR, amoand: Amo.AND, amoor: Amo.OR,
-  amomin: Amo.MIN, amomax: Amo.MAX, amominu: Amo.MINU, amomaxu: Amo.MAXU,
+  amoswap: Amo.SWAP,
+  amoadd: Amo.ADD,
+  amoxor: Amo.XOR,
+  amoand: Amo.AND,
+  amoor: Amo.OR,
+  amomin: Amo.MIN,
+  amomax: Amo.MAX,
+  amominu: Amo.MINU,
+  amomaxu: Amo.MAXU,
 };
 const FP_INDEX = new Map<string, number>(FP_MNEMONICS.map((m, i) => [m.replace(/_/g, '.'), i]));
 const FP_FNS: FpExec[] = FP_MNEMONICS.map((m) => FP_OPS[m]);
@@ -612,381 +843,384 @@ export class Hart {
           const r2 = (w >>> RS2_SHIFT) & 0x7f;
           n++;
           jump: {
-          switch (w & 0xff) {
-            case Op.DECODE:
-              n--;
-              if (code === this.scratch.code) {
+            switch (w & 0xff) {
+              case Op.DECODE:
+                n--;
+                if (code === this.scratch.code) {
+                  this.pcValue = pageBase + slot * 2;
+                  break inner;
+                }
+                this.decodeSlot(this.currentPage!, slot);
+                continue inner;
+              case Op.PAGE_END:
+                n--;
+                this.pcValue = pageBase + 4096;
+                break inner;
+              case Op.CROSS:
+                n--;
                 this.pcValue = pageBase + slot * 2;
                 break inner;
-              }
-              this.decodeSlot(this.currentPage!, slot);
-              continue inner;
-            case Op.PAGE_END:
-              n--;
-              this.pcValue = pageBase + 4096;
-              break inner;
-            case Op.CROSS:
-              n--;
-              this.pcValue = pageBase + slot * 2;
-              break inner;
-            case Op.NOP:
-              break;
-            case Op.LUI:
-              x[rd] = imm;
-              x[rd + 1] = imm >> 31;
-              break;
-            case Op.AUIPC: {
-              const v = pageBase + slot * 2 + imm;
-              x[rd] = v | 0;
-              x[rd + 1] = Math.floor(v / TWO32) | 0;
-              break;
-            }
-            case Op.JAL: {
-              const off = slot * 2 + imm;
-              const ret = pageBase + slot * 2 + (w >>> STEP_SHIFT) * 2;
-              x[rd] = ret | 0;
-              x[rd + 1] = Math.floor(ret / TWO32) | 0;
-              if (off >= 0 && off < 4096 && n < budget) {
-                slot = off >>> 1;
-                continue inner;
-              }
-              tgt = pageBase + off;
-              break jump;
-            }
-            case Op.JALR: {
-              const t = (x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm);
-              const target = t - (t & 1);
-              const ret = pageBase + slot * 2 + (w >>> STEP_SHIFT) * 2;
-              x[rd] = ret | 0;
-              x[rd + 1] = Math.floor(ret / TWO32) | 0;
-              const off = target - pageBase;
-              if (off >= 0 && off < 4096 && n < budget) {
-                slot = off >>> 1;
-                continue inner;
-              }
-              tgt = target;
-              break jump;
-            }
-            case Op.BEQ:
-              if (x[r1] === x[r2] && x[r1 + 1] === x[r2 + 1]) {
-                const off = slot * 2 + imm;
-                if (off >= 0 && off < 4096 && n < budget) {
-                  slot = off >>> 1;
-                  continue inner;
-                }
-                tgt = pageBase + off;
-                break jump;
-              }
-              break;
-            case Op.BNE:
-              if (x[r1] !== x[r2] || x[r1 + 1] !== x[r2 + 1]) {
-                const off = slot * 2 + imm;
-                if (off >= 0 && off < 4096 && n < budget) {
-                  slot = off >>> 1;
-                  continue inner;
-                }
-                tgt = pageBase + off;
-                break jump;
-              }
-              break;
-            case Op.BLT:
-            case Op.BGE: {
-              const ah = x[r1 + 1]!;
-              const bh = x[r2 + 1]!;
-              const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
-              if (lt === ((w & 0xff) === Op.BLT)) {
-                const off = slot * 2 + imm;
-                if (off >= 0 && off < 4096 && n < budget) {
-                  slot = off >>> 1;
-                  continue inner;
-                }
-                tgt = pageBase + off;
-                break jump;
-              }
-              break;
-            }
-            case Op.BLTU:
-            case Op.BGEU: {
-              const ah = x[r1 + 1]! >>> 0;
-              const bh = x[r2 + 1]! >>> 0;
-              const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
-              if (lt === ((w & 0xff) === Op.BLTU)) {
-                const off = slot * 2 + imm;
-                if (off >= 0 && off < 4096 && n < budget) {
-                  slot = off >>> 1;
-                  continue inner;
-                }
-                tgt = pageBase + off;
-                break jump;
-              }
-              break;
-            }
-            case Op.LB:
-            case Op.LH:
-            case Op.LW:
-            case Op.LD:
-            case Op.LBU:
-            case Op.LHU:
-            case Op.LWU: {
-              const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
-              const off = va & 0xfff;
-              const ti = (va >>> 12) & TLB_MASK;
-              const op = w & 0xff;
-              if (loadTag[ti] === va - off + ctx && off <= 4088) {
-                const dv = loadView[ti]!;
-                const o = loadOff[ti]! + off;
-                switch (op) {
-                  case Op.LB: {
-                    const v = dv.getInt8(o);
-                    x[rd] = v;
-                    x[rd + 1] = v >> 31;
-                    break;
-                  }
-                  case Op.LH: {
-                    const v = dv.getInt16(o, true);
-                    x[rd] = v;
-                    x[rd + 1] = v >> 31;
-                    break;
-                  }
-                  case Op.LW: {
-                    const v = dv.getInt32(o, true);
-                    x[rd] = v;
-                    x[rd + 1] = v >> 31;
-                    break;
-                  }
-                  case Op.LD:
-                    x[rd] = dv.getInt32(o, true);
-                    x[rd + 1] = dv.getInt32(o + 4, true);
-                    break;
-                  case Op.LBU:
-                    x[rd] = dv.getUint8(o);
-                    x[rd + 1] = 0;
-                    break;
-                  case Op.LHU:
-                    x[rd] = dv.getUint16(o, true);
-                    x[rd + 1] = 0;
-                    break;
-                  default:
-                    x[rd] = dv.getInt32(o, true);
-                    x[rd + 1] = 0;
-                }
-              } else {
-                this.loadSlow(va, op);
-                x[rd] = this.valLo;
-                x[rd + 1] = this.valHi;
-                if (this.mmioTouched) {
-                  // A device access is a block boundary: its side effects (interrupts, exit requests) are seen now.
-                  this.mmioTouched = false;
-                  slot += w >>> STEP_SHIFT;
-                  this.pcValue = pageBase + slot * 2;
-                  break inner;
-                }
-              }
-              break;
-            }
-            case Op.SB:
-            case Op.SH:
-            case Op.SW:
-            case Op.SD: {
-              const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
-              const off = va & 0xfff;
-              const ti = (va >>> 12) & TLB_MASK;
-              const op = w & 0xff;
-              if (storeTag[ti] === va - off + ctx && off <= 4088) {
-                const dv = storeView[ti]!;
-                const o = storeOff[ti]! + off;
-                if (op === Op.SD) {
-                  dv.setInt32(o, x[r2]!, true);
-                  dv.setInt32(o + 4, x[r2 + 1]!, true);
-                } else if (op === Op.SW) dv.setInt32(o, x[r2]!, true);
-                else if (op === Op.SH) dv.setInt16(o, x[r2]!, true);
-                else dv.setInt8(o, x[r2]!);
-              } else {
-                this.storeSlow(va, op === Op.SB ? 1 : op === Op.SH ? 2 : op === Op.SW ? 4 : 8, x[r2]!, x[r2 + 1]!);
-                if (this.mmioTouched) {
-                  this.mmioTouched = false;
-                  slot += w >>> STEP_SHIFT;
-                  this.pcValue = pageBase + slot * 2;
-                  break inner;
-                }
-              }
-              break;
-            }
-            case Op.ADDI: {
-              const a = x[r1]!;
-              const lo = (a + imm) | 0;
-              x[rd + 1] = (x[r1 + 1]! + (imm >> 31) + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-              x[rd] = lo;
-              break;
-            }
-            case Op.SLTI: {
-              const ah = x[r1 + 1]!;
-              const bh = imm >> 31;
-              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
-              x[rd + 1] = 0;
-              break;
-            }
-            case Op.SLTIU: {
-              const ah = x[r1 + 1]! >>> 0;
-              const bh = (imm >> 31) >>> 0;
-              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
-              x[rd + 1] = 0;
-              break;
-            }
-            case Op.XORI:
-              x[rd + 1] = x[r1 + 1]! ^ (imm >> 31);
-              x[rd] = x[r1]! ^ imm;
-              break;
-            case Op.ORI:
-              x[rd + 1] = x[r1 + 1]! | (imm >> 31);
-              x[rd] = x[r1]! | imm;
-              break;
-            case Op.ANDI:
-              x[rd + 1] = x[r1 + 1]! & (imm >> 31);
-              x[rd] = x[r1]! & imm;
-              break;
-            case Op.SLLI:
-              shl(x, rd, x[r1]!, x[r1 + 1]!, imm);
-              break;
-            case Op.SRLI:
-              shr(x, rd, x[r1]!, x[r1 + 1]!, imm);
-              break;
-            case Op.SRAI:
-              sar(x, rd, x[r1]!, x[r1 + 1]!, imm);
-              break;
-            case Op.ADD: {
-              const a = x[r1]!;
-              const lo = (a + x[r2]!) | 0;
-              x[rd + 1] = (x[r1 + 1]! + x[r2 + 1]! + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-              x[rd] = lo;
-              break;
-            }
-            case Op.SUB: {
-              const a = x[r1]!;
-              const b = x[r2]!;
-              x[rd + 1] = (x[r1 + 1]! - x[r2 + 1]! - (a >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-              x[rd] = (a - b) | 0;
-              break;
-            }
-            case Op.SLL:
-              shl(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
-              break;
-            case Op.SRL:
-              shr(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
-              break;
-            case Op.SRA:
-              sar(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
-              break;
-            case Op.SLT: {
-              const ah = x[r1 + 1]!;
-              const bh = x[r2 + 1]!;
-              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0) ? 1 : 0;
-              x[rd + 1] = 0;
-              break;
-            }
-            case Op.SLTU: {
-              const ah = x[r1 + 1]! >>> 0;
-              const bh = x[r2 + 1]! >>> 0;
-              x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0) ? 1 : 0;
-              x[rd + 1] = 0;
-              break;
-            }
-            case Op.XOR:
-              x[rd + 1] = x[r1 + 1]! ^ x[r2 + 1]!;
-              x[rd] = x[r1]! ^ x[r2]!;
-              break;
-            case Op.OR:
-              x[rd + 1] = x[r1 + 1]! | x[r2 + 1]!;
-              x[rd] = x[r1]! | x[r2]!;
-              break;
-            case Op.AND:
-              x[rd + 1] = x[r1 + 1]! & x[r2 + 1]!;
-              x[rd] = x[r1]! & x[r2]!;
-              break;
-            case Op.ADDIW: {
-              const v = (x[r1]! + imm) | 0;
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.SLLIW: {
-              const v = x[r1]! << imm;
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.SRLIW: {
-              const v = (x[r1]! >>> imm) | 0;
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.SRAIW: {
-              const v = x[r1]! >> imm;
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.ADDW: {
-              const v = (x[r1]! + x[r2]!) | 0;
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.SUBW: {
-              const v = (x[r1]! - x[r2]!) | 0;
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.SLLW: {
-              const v = x[r1]! << (x[r2]! & 31);
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.SRLW: {
-              const v = (x[r1]! >>> (x[r2]! & 31)) | 0;
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.SRAW: {
-              const v = x[r1]! >> (x[r2]! & 31);
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.MUL:
-              mul64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!);
-              x[rd] = r64[0]!;
-              x[rd + 1] = r64[1]!;
-              break;
-            case Op.MULW: {
-              const v = Math.imul(x[r1]!, x[r2]!);
-              x[rd] = v;
-              x[rd + 1] = v >> 31;
-              break;
-            }
-            case Op.FPOP:
-              if ((this.mstatus & MSTATUS_FS) !== 0 && FP_FNS[imm & 0xff]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7)) {
-                this.mstatus |= MSTATUS_FS;
+              case Op.NOP:
+                break;
+              case Op.LUI:
+                x[rd] = imm;
+                x[rd + 1] = imm >> 31;
+                break;
+              case Op.AUIPC: {
+                const v = pageBase + slot * 2 + imm;
+                x[rd] = v | 0;
+                x[rd + 1] = Math.floor(v / TWO32) | 0;
                 break;
               }
-              // FS is Off or the rounding mode is reserved (nothing was written): execSlow raises the trap.
-              this.pcValue = pageBase + slot * 2;
-              this.execSlow(w, imm, rd, r1, r2);
-              break;
-            default:
-              this.pcValue = pageBase + slot * 2;
-              this.retiredInRun = n - 1;
-              if (this.execSlow(w, imm, rd, r1, r2)) {
-                // Control left the straight line (xret, trap-free jump, CSR write, fence.i...).
-                break inner;
+              case Op.JAL: {
+                const off = slot * 2 + imm;
+                const ret = pageBase + slot * 2 + (w >>> STEP_SHIFT) * 2;
+                x[rd] = ret | 0;
+                x[rd + 1] = Math.floor(ret / TWO32) | 0;
+                if (off >= 0 && off < 4096 && n < budget) {
+                  slot = off >>> 1;
+                  continue inner;
+                }
+                tgt = pageBase + off;
+                break jump;
               }
-          }
-          slot += w >>> STEP_SHIFT;
-          continue inner;
+              case Op.JALR: {
+                const t = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
+                const target = t - (t & 1);
+                const ret = pageBase + slot * 2 + (w >>> STEP_SHIFT) * 2;
+                x[rd] = ret | 0;
+                x[rd + 1] = Math.floor(ret / TWO32) | 0;
+                const off = target - pageBase;
+                if (off >= 0 && off < 4096 && n < budget) {
+                  slot = off >>> 1;
+                  continue inner;
+                }
+                tgt = target;
+                break jump;
+              }
+              case Op.BEQ:
+                if (x[r1] === x[r2] && x[r1 + 1] === x[r2 + 1]) {
+                  const off = slot * 2 + imm;
+                  if (off >= 0 && off < 4096 && n < budget) {
+                    slot = off >>> 1;
+                    continue inner;
+                  }
+                  tgt = pageBase + off;
+                  break jump;
+                }
+                break;
+              case Op.BNE:
+                if (x[r1] !== x[r2] || x[r1 + 1] !== x[r2 + 1]) {
+                  const off = slot * 2 + imm;
+                  if (off >= 0 && off < 4096 && n < budget) {
+                    slot = off >>> 1;
+                    continue inner;
+                  }
+                  tgt = pageBase + off;
+                  break jump;
+                }
+                break;
+              case Op.BLT:
+              case Op.BGE: {
+                const ah = x[r1 + 1]!;
+                const bh = x[r2 + 1]!;
+                const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
+                if (lt === ((w & 0xff) === Op.BLT)) {
+                  const off = slot * 2 + imm;
+                  if (off >= 0 && off < 4096 && n < budget) {
+                    slot = off >>> 1;
+                    continue inner;
+                  }
+                  tgt = pageBase + off;
+                  break jump;
+                }
+                break;
+              }
+              case Op.BLTU:
+              case Op.BGEU: {
+                const ah = x[r1 + 1]! >>> 0;
+                const bh = x[r2 + 1]! >>> 0;
+                const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
+                if (lt === ((w & 0xff) === Op.BLTU)) {
+                  const off = slot * 2 + imm;
+                  if (off >= 0 && off < 4096 && n < budget) {
+                    slot = off >>> 1;
+                    continue inner;
+                  }
+                  tgt = pageBase + off;
+                  break jump;
+                }
+                break;
+              }
+              case Op.LB:
+              case Op.LH:
+              case Op.LW:
+              case Op.LD:
+              case Op.LBU:
+              case Op.LHU:
+              case Op.LWU: {
+                const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
+                const off = va & 0xfff;
+                const ti = (va >>> 12) & TLB_MASK;
+                const op = w & 0xff;
+                if (loadTag[ti] === va - off + ctx && off <= 4088) {
+                  const dv = loadView[ti]!;
+                  const o = loadOff[ti]! + off;
+                  switch (op) {
+                    case Op.LB: {
+                      const v = dv.getInt8(o);
+                      x[rd] = v;
+                      x[rd + 1] = v >> 31;
+                      break;
+                    }
+                    case Op.LH: {
+                      const v = dv.getInt16(o, true);
+                      x[rd] = v;
+                      x[rd + 1] = v >> 31;
+                      break;
+                    }
+                    case Op.LW: {
+                      const v = dv.getInt32(o, true);
+                      x[rd] = v;
+                      x[rd + 1] = v >> 31;
+                      break;
+                    }
+                    case Op.LD:
+                      x[rd] = dv.getInt32(o, true);
+                      x[rd + 1] = dv.getInt32(o + 4, true);
+                      break;
+                    case Op.LBU:
+                      x[rd] = dv.getUint8(o);
+                      x[rd + 1] = 0;
+                      break;
+                    case Op.LHU:
+                      x[rd] = dv.getUint16(o, true);
+                      x[rd + 1] = 0;
+                      break;
+                    default:
+                      x[rd] = dv.getInt32(o, true);
+                      x[rd + 1] = 0;
+                  }
+                } else {
+                  this.loadSlow(va, op);
+                  x[rd] = this.valLo;
+                  x[rd + 1] = this.valHi;
+                  if (this.mmioTouched) {
+                    // A device access is a block boundary: its side effects (interrupts, exit requests) are seen now.
+                    this.mmioTouched = false;
+                    slot += w >>> STEP_SHIFT;
+                    this.pcValue = pageBase + slot * 2;
+                    break inner;
+                  }
+                }
+                break;
+              }
+              case Op.SB:
+              case Op.SH:
+              case Op.SW:
+              case Op.SD: {
+                const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
+                const off = va & 0xfff;
+                const ti = (va >>> 12) & TLB_MASK;
+                const op = w & 0xff;
+                if (storeTag[ti] === va - off + ctx && off <= 4088) {
+                  const dv = storeView[ti]!;
+                  const o = storeOff[ti]! + off;
+                  if (op === Op.SD) {
+                    dv.setInt32(o, x[r2]!, true);
+                    dv.setInt32(o + 4, x[r2 + 1]!, true);
+                  } else if (op === Op.SW) dv.setInt32(o, x[r2]!, true);
+                  else if (op === Op.SH) dv.setInt16(o, x[r2]!, true);
+                  else dv.setInt8(o, x[r2]!);
+                } else {
+                  this.storeSlow(va, op === Op.SB ? 1 : op === Op.SH ? 2 : op === Op.SW ? 4 : 8, x[r2]!, x[r2 + 1]!);
+                  if (this.mmioTouched) {
+                    this.mmioTouched = false;
+                    slot += w >>> STEP_SHIFT;
+                    this.pcValue = pageBase + slot * 2;
+                    break inner;
+                  }
+                }
+                break;
+              }
+              case Op.ADDI: {
+                const a = x[r1]!;
+                const lo = (a + imm) | 0;
+                x[rd + 1] = (x[r1 + 1]! + (imm >> 31) + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+                x[rd] = lo;
+                break;
+              }
+              case Op.SLTI: {
+                const ah = x[r1 + 1]!;
+                const bh = imm >> 31;
+                x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+                x[rd + 1] = 0;
+                break;
+              }
+              case Op.SLTIU: {
+                const ah = x[r1 + 1]! >>> 0;
+                const bh = (imm >> 31) >>> 0;
+                x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+                x[rd + 1] = 0;
+                break;
+              }
+              case Op.XORI:
+                x[rd + 1] = x[r1 + 1]! ^ (imm >> 31);
+                x[rd] = x[r1]! ^ imm;
+                break;
+              case Op.ORI:
+                x[rd + 1] = x[r1 + 1]! | (imm >> 31);
+                x[rd] = x[r1]! | imm;
+                break;
+              case Op.ANDI:
+                x[rd + 1] = x[r1 + 1]! & (imm >> 31);
+                x[rd] = x[r1]! & imm;
+                break;
+              case Op.SLLI:
+                shl(x, rd, x[r1]!, x[r1 + 1]!, imm);
+                break;
+              case Op.SRLI:
+                shr(x, rd, x[r1]!, x[r1 + 1]!, imm);
+                break;
+              case Op.SRAI:
+                sar(x, rd, x[r1]!, x[r1 + 1]!, imm);
+                break;
+              case Op.ADD: {
+                const a = x[r1]!;
+                const lo = (a + x[r2]!) | 0;
+                x[rd + 1] = (x[r1 + 1]! + x[r2 + 1]! + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+                x[rd] = lo;
+                break;
+              }
+              case Op.SUB: {
+                const a = x[r1]!;
+                const b = x[r2]!;
+                x[rd + 1] = (x[r1 + 1]! - x[r2 + 1]! - (a >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+                x[rd] = (a - b) | 0;
+                break;
+              }
+              case Op.SLL:
+                shl(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
+                break;
+              case Op.SRL:
+                shr(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
+                break;
+              case Op.SRA:
+                sar(x, rd, x[r1]!, x[r1 + 1]!, x[r2]! & 63);
+                break;
+              case Op.SLT: {
+                const ah = x[r1 + 1]!;
+                const bh = x[r2 + 1]!;
+                x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0) ? 1 : 0;
+                x[rd + 1] = 0;
+                break;
+              }
+              case Op.SLTU: {
+                const ah = x[r1 + 1]! >>> 0;
+                const bh = x[r2 + 1]! >>> 0;
+                x[rd] = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0) ? 1 : 0;
+                x[rd + 1] = 0;
+                break;
+              }
+              case Op.XOR:
+                x[rd + 1] = x[r1 + 1]! ^ x[r2 + 1]!;
+                x[rd] = x[r1]! ^ x[r2]!;
+                break;
+              case Op.OR:
+                x[rd + 1] = x[r1 + 1]! | x[r2 + 1]!;
+                x[rd] = x[r1]! | x[r2]!;
+                break;
+              case Op.AND:
+                x[rd + 1] = x[r1 + 1]! & x[r2 + 1]!;
+                x[rd] = x[r1]! & x[r2]!;
+                break;
+              case Op.ADDIW: {
+                const v = (x[r1]! + imm) | 0;
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.SLLIW: {
+                const v = x[r1]! << imm;
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.SRLIW: {
+                const v = (x[r1]! >>> imm) | 0;
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.SRAIW: {
+                const v = x[r1]! >> imm;
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.ADDW: {
+                const v = (x[r1]! + x[r2]!) | 0;
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.SUBW: {
+                const v = (x[r1]! - x[r2]!) | 0;
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.SLLW: {
+                const v = x[r1]! << (x[r2]! & 31);
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.SRLW: {
+                const v = (x[r1]! >>> (x[r2]! & 31)) | 0;
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.SRAW: {
+                const v = x[r1]! >> (x[r2]! & 31);
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.MUL:
+                mul64(x[r1]!, x[r1 + 1]!, x[r2]!, x[r2 + 1]!);
+                x[rd] = r64[0]!;
+                x[rd + 1] = r64[1]!;
+                break;
+              case Op.MULW: {
+                const v = Math.imul(x[r1]!, x[r2]!);
+                x[rd] = v;
+                x[rd + 1] = v >> 31;
+                break;
+              }
+              case Op.FPOP:
+                if (
+                  (this.mstatus & MSTATUS_FS) !== 0 &&
+                  FP_FNS[imm & 0xff]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7)
+                ) {
+                  this.mstatus |= MSTATUS_FS;
+                  break;
+                }
+                // FS is Off or the rounding mode is reserved (nothing was written): execSlow raises the trap.
+                this.pcValue = pageBase + slot * 2;
+                this.execSlow(w, imm, rd, r1, r2);
+                break;
+              default:
+                this.pcValue = pageBase + slot * 2;
+                this.retiredInRun = n - 1;
+                if (this.execSlow(w, imm, rd, r1, r2)) {
+                  // Control left the straight line (xret, trap-free jump, CSR write, fence.i...).
+                  break inner;
+                }
+            }
+            slot += w >>> STEP_SHIFT;
+            continue inner;
           }
           // A taken branch or jump left the page: follow it through the fetch TLB without leaving the loop.
           const toff = tgt & 0xfff;
@@ -1079,7 +1313,7 @@ export class Hart {
       }
       const highHalf = live[slot + 1]!;
       page.snap[slot + 1] = highHalf;
-      insn = (lowHalf | (highHalf << 16)) | 0;
+      insn = lowHalf | (highHalf << 16) | 0;
     }
     packDecoded(page.code, slot, insn);
   }
@@ -1096,7 +1330,7 @@ export class Hart {
     const high = view2.getUint16((pa2 - this.bus.ramBase) & this.chunkMask, true);
     const s = this.scratch.code;
     s.fill(0);
-    packDecoded(s, PAGE_SLOTS - 1, (low | (high << 16)) | 0);
+    packDecoded(s, PAGE_SLOTS - 1, low | (high << 16) | 0);
     return s;
   }
 
@@ -1121,14 +1355,18 @@ export class Hart {
       this.set64(S_SCAUSE, cause, hi);
       this.setNum(S_SEPC, epc);
       this.setNum(S_STVAL, tval);
-      st = (st & ~(MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SIE)) | (st & MSTATUS_SIE ? MSTATUS_SPIE : 0) | (from === PRV_S ? MSTATUS_SPP : 0);
+      st =
+        (st & ~(MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SIE)) |
+        (st & MSTATUS_SIE ? MSTATUS_SPIE : 0) |
+        (from === PRV_S ? MSTATUS_SPP : 0);
       this.privLevel = PRV_S;
       this.pcValue = this.tvecTarget(S_STVEC, interrupt, cause);
     } else {
       this.set64(S_MCAUSE, cause, hi);
       this.setNum(S_MEPC, epc);
       this.setNum(S_MTVAL, tval);
-      st = (st & ~(MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MIE)) | (st & MSTATUS_MIE ? MSTATUS_MPIE : 0) | (from << MSTATUS_MPP_SHIFT);
+      st =
+        (st & ~(MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MIE)) | (st & MSTATUS_MIE ? MSTATUS_MPIE : 0) | (from << MSTATUS_MPP_SHIFT);
       this.privLevel = PRV_M;
       this.pcValue = this.tvecTarget(S_MTVEC, interrupt, cause);
     }
@@ -1179,7 +1417,8 @@ export class Hart {
   }
 
   private faultCause(acc: number, page: boolean): number {
-    if (page) return acc === ACC_FETCH ? CAUSE_FETCH_PAGE_FAULT : acc === ACC_LOAD ? CAUSE_LOAD_PAGE_FAULT : CAUSE_STORE_PAGE_FAULT;
+    if (page)
+      return acc === ACC_FETCH ? CAUSE_FETCH_PAGE_FAULT : acc === ACC_LOAD ? CAUSE_LOAD_PAGE_FAULT : CAUSE_STORE_PAGE_FAULT;
     return acc === ACC_FETCH ? CAUSE_FETCH_ACCESS : acc === ACC_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS;
   }
 
@@ -1215,9 +1454,14 @@ export class Hart {
         }
         // Leaf: permissions.
         const user = (lo & 0x10) !== 0;
-        if (priv === PRV_U ? !user : user && (acc === ACC_FETCH || (st & MSTATUS_SUM) === 0)) this.raise(this.faultCause(acc, true), va);
+        if (priv === PRV_U ? !user : user && (acc === ACC_FETCH || (st & MSTATUS_SUM) === 0))
+          this.raise(this.faultCause(acc, true), va);
         const ok =
-          acc === ACC_FETCH ? (lo & 8) !== 0 : acc === ACC_LOAD ? (lo & 2) !== 0 || ((st & MSTATUS_MXR) !== 0 && (lo & 8) !== 0) : (lo & 4) !== 0;
+          acc === ACC_FETCH
+            ? (lo & 8) !== 0
+            : acc === ACC_LOAD
+              ? (lo & 2) !== 0 || ((st & MSTATUS_MXR) !== 0 && (lo & 8) !== 0)
+              : (lo & 4) !== 0;
         if (!ok) this.raise(this.faultCause(acc, true), va);
         const span = 2 ** (9 * level);
         if (level > 0 && ppn % span !== 0) this.raise(this.faultCause(acc, true), va);
@@ -1441,7 +1685,8 @@ export class Hart {
       if (size === 8) view.setInt32(o + 4, hi, true);
       return;
     }
-    if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || (size === 8 && !this.bus.mmioWrite(pa + 4, 4, hi >>> 0))) this.raise(CAUSE_STORE_ACCESS, va);
+    if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || (size === 8 && !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)))
+      this.raise(CAUSE_STORE_ACCESS, va);
   }
 
   // ---- everything that is not on the hot path ----
@@ -1479,7 +1724,7 @@ export class Hart {
         let v: number;
         if (b === 0) v = op === Op.DIVW ? -1 : a;
         else if (a === -2147483648 && b === -1) v = op === Op.DIVW ? a : 0;
-        else v = op === Op.DIVW ? Math.trunc(a / b) | 0 : a % b | 0;
+        else v = op === Op.DIVW ? Math.trunc(a / b) | 0 : (a % b) | 0;
         r64[0] = v;
         r64[1] = v >> 31;
         break;
@@ -1504,7 +1749,10 @@ export class Hart {
           this.pcValue = pc + 4;
           return true;
         }
-        this.raise(this.privLevel === PRV_U ? CAUSE_USER_ECALL : this.privLevel === PRV_S ? CAUSE_SUPERVISOR_ECALL : CAUSE_MACHINE_ECALL, 0);
+        this.raise(
+          this.privLevel === PRV_U ? CAUSE_USER_ECALL : this.privLevel === PRV_S ? CAUSE_SUPERVISOR_ECALL : CAUSE_MACHINE_ECALL,
+          0,
+        );
       }
       // eslint-disable-next-line no-fallthrough
       case Op.EBREAK:
@@ -1526,7 +1774,8 @@ export class Hart {
         if (this.privLevel === PRV_U || (this.privLevel === PRV_S && this.mstatus & MSTATUS_TSR)) this.illegal(imm);
         const st = this.mstatus;
         const spp = st & MSTATUS_SPP ? PRV_S : PRV_U;
-        this.mstatus = ((st & ~(MSTATUS_SIE | MSTATUS_SPP | MSTATUS_MPRV)) | (st & MSTATUS_SPIE ? MSTATUS_SIE : 0) | MSTATUS_SPIE) >>> 0 | 0;
+        this.mstatus =
+          (((st & ~(MSTATUS_SIE | MSTATUS_SPP | MSTATUS_MPRV)) | (st & MSTATUS_SPIE ? MSTATUS_SIE : 0) | MSTATUS_SPIE) >>> 0) | 0;
         this.privLevel = spp;
         this.pcValue = this.get64(S_SEPC);
         this.afterPrivChange();
@@ -1702,7 +1951,8 @@ export class Hart {
       case Op.SH3ADD_UW:
       case Op.ADD_UW: {
         const uw = op === Op.SH1ADD_UW || op === Op.SH2ADD_UW || op === Op.SH3ADD_UW || op === Op.ADD_UW;
-        const s = op === Op.SH1ADD || op === Op.SH1ADD_UW ? 1 : op === Op.SH2ADD || op === Op.SH2ADD_UW ? 2 : op === Op.ADD_UW ? 0 : 3;
+        const s =
+          op === Op.SH1ADD || op === Op.SH1ADD_UW ? 1 : op === Op.SH2ADD || op === Op.SH2ADD_UW ? 2 : op === Op.ADD_UW ? 0 : 3;
         shl(tmp, 0, alo, uw ? 0 : ahi, s);
         const l = (tmp[0]! + blo) | 0;
         tmp[1] = (tmp[1]! + bhi + (l >>> 0 < tmp[0]! >>> 0 ? 1 : 0)) | 0;
@@ -1797,7 +2047,7 @@ export class Hart {
         break;
       }
       case Op.REV8: {
-        const bswap = (v: number): number => ((v >>> 24) | ((v >>> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24)) | 0;
+        const bswap = (v: number): number => (v >>> 24) | ((v >>> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24) | 0;
         lo = bswap(ahi);
         hi = bswap(alo);
         break;
@@ -1852,7 +2102,7 @@ export class Hart {
       vlo = x[r1]!;
       vhi = x[r1 + 1]!;
     }
-    const reads = kind !== 0 || (rd !== SINK);
+    const reads = kind !== 0 || rd !== SINK;
     if (!this.readCsr(csr, kind !== 0)) this.illegal(bits);
     const oldLo = this.valLo;
     const oldHi = this.valHi;
@@ -2175,7 +2425,7 @@ export class Hart {
         const base = csr === CSR_PMPCFG0 ? 0 : 8;
         for (let i = 0; i < 8; i++) {
           if (this.pmpcfg[base + i]! & 0x80) continue; // locked
-          let b = ((i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4))) & 0xff) & 0x9f;
+          let b = (i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4))) & 0xff & 0x9f;
           if ((b & 3) === 2) b &= ~3; // R=0,W=1 is reserved
           this.pmpcfg[base + i] = b;
         }
@@ -2201,7 +2451,7 @@ export class Hart {
 
   private setMstatus(v: number): void {
     // MPP is WARL: the reserved value 2 becomes U.
-    if (((v & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT) === 2) v &= ~MSTATUS_MPP;
+    if ((v & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT === 2) v &= ~MSTATUS_MPP;
     this.mstatus = v;
     this.updateContext();
     this.updateIrq();

@@ -34,8 +34,10 @@ export type Format =
 /** Compressed layouts; the names follow the spec's CIW/CL/CS/... formats, split by immediate encoding. */
 export type CFormat =
   | 'CIW_ADDI4SPN'
-  | 'CL_W' | 'CL_D' // rd', offset(rs1')
-  | 'CS_W' | 'CS_D' // rs2', offset(rs1')
+  | 'CL_W'
+  | 'CL_D' // rd', offset(rs1')
+  | 'CS_W'
+  | 'CS_D' // rs2', offset(rs1')
   | 'CI_ADDI' // rd, nzimm[5:0] signed
   | 'CI_LI' // rd, imm[5:0] signed (rs1 = x0)
   | 'CI_ADDI16SP'
@@ -46,23 +48,33 @@ export type CFormat =
   | 'CA' // rd', rs2'
   | 'CJ' // offset (rd = x0 or ra)
   | 'CB_BRANCH' // rs1', offset (rs2 = x0)
-  | 'CI_LWSP' | 'CI_LDSP' // rd, offset(sp)
-  | 'CSS_SWSP' | 'CSS_SDSP' // rs2, offset(sp)
-  | 'CR_JR' | 'CR_JALR' // rs1
+  | 'CI_LWSP'
+  | 'CI_LDSP' // rd, offset(sp)
+  | 'CSS_SWSP'
+  | 'CSS_SDSP' // rs2, offset(sp)
+  | 'CR_JR'
+  | 'CR_JALR' // rs1
   | 'CR_MV' // rd, rs2 (rs1 = x0)
   | 'CR_ADD' // rd, rs2 (rs1 = rd)
   | 'CR_EBREAK'
   | 'CI_ADDIW';
 
 export type ArgKind =
-  | 'rd' | 'rs1' | 'rs2' // integer registers
-  | 'fd' | 'fs1' | 'fs2' | 'fs3' // FP registers
+  | 'rd'
+  | 'rs1'
+  | 'rs2' // integer registers
+  | 'fd'
+  | 'fs1'
+  | 'fs2'
+  | 'fs3' // FP registers
   | 'imm' // signed immediate
   | 'uimm' // unsigned immediate (lui/auipc upper immediate, shift amount, csr uimm)
   | 'mem' // offset(rs1)
   | 'amem' // (rs1)
   | 'target' // pc-relative branch/jump target
-  | 'csr' | 'rm' | 'fence';
+  | 'csr'
+  | 'rm'
+  | 'fence';
 
 export interface OpcodeEntry {
   readonly name: string; // objdump's no-alias mnemonic
@@ -96,28 +108,82 @@ add('lui', 'I', 'U', 0x37, OPC, ['rd', 'uimm']);
 add('auipc', 'I', 'U', 0x17, OPC, ['rd', 'uimm']);
 add('jal', 'I', 'J', 0x6f, OPC, ['rd', 'target']);
 add('jalr', 'I', 'I', m(0x67, 0), OPC | F3, ['rd', 'mem']);
-for (const [n, f3] of [['beq', 0], ['bne', 1], ['blt', 4], ['bge', 5], ['bltu', 6], ['bgeu', 7]] as const) {
+for (const [n, f3] of [
+  ['beq', 0],
+  ['bne', 1],
+  ['blt', 4],
+  ['bge', 5],
+  ['bltu', 6],
+  ['bgeu', 7],
+] as const) {
   add(n, 'I', 'B', m(0x63, f3), OPC | F3, ['rs1', 'rs2', 'target']);
 }
-for (const [n, f3] of [['lb', 0], ['lh', 1], ['lw', 2], ['ld', 3], ['lbu', 4], ['lhu', 5], ['lwu', 6]] as const) {
+for (const [n, f3] of [
+  ['lb', 0],
+  ['lh', 1],
+  ['lw', 2],
+  ['ld', 3],
+  ['lbu', 4],
+  ['lhu', 5],
+  ['lwu', 6],
+] as const) {
   add(n, 'I', 'I', m(0x03, f3), OPC | F3, ['rd', 'mem']);
 }
-for (const [n, f3] of [['sb', 0], ['sh', 1], ['sw', 2], ['sd', 3]] as const) add(n, 'I', 'S', m(0x23, f3), OPC | F3, ['rs2', 'mem']);
-for (const [n, f3] of [['addi', 0], ['slti', 2], ['sltiu', 3], ['xori', 4], ['ori', 6], ['andi', 7]] as const) {
+for (const [n, f3] of [
+  ['sb', 0],
+  ['sh', 1],
+  ['sw', 2],
+  ['sd', 3],
+] as const)
+  add(n, 'I', 'S', m(0x23, f3), OPC | F3, ['rs2', 'mem']);
+for (const [n, f3] of [
+  ['addi', 0],
+  ['slti', 2],
+  ['sltiu', 3],
+  ['xori', 4],
+  ['ori', 6],
+  ['andi', 7],
+] as const) {
   add(n, 'I', 'I', m(0x13, f3), OPC | F3, ['rd', 'rs1', 'imm']);
 }
 add('slli', 'I', 'SH', m(0x13, 1), OPC | F3 | 0xfc000000, ['rd', 'rs1', 'uimm']);
 add('srli', 'I', 'SH', m(0x13, 5), OPC | F3 | 0xfc000000, ['rd', 'rs1', 'uimm']);
 add('srai', 'I', 'SH', m(0x13, 5) | 0x40000000, OPC | F3 | 0xfc000000, ['rd', 'rs1', 'uimm']);
 const rOps: [string, number, number, Ext][] = [
-  ['add', 0, 0, 'I'], ['sub', 0, 0x20, 'I'], ['sll', 1, 0, 'I'], ['slt', 2, 0, 'I'], ['sltu', 3, 0, 'I'], ['xor', 4, 0, 'I'],
-  ['srl', 5, 0, 'I'], ['sra', 5, 0x20, 'I'], ['or', 6, 0, 'I'], ['and', 7, 0, 'I'],
-  ['mul', 0, 1, 'M'], ['mulh', 1, 1, 'M'], ['mulhsu', 2, 1, 'M'], ['mulhu', 3, 1, 'M'], ['div', 4, 1, 'M'], ['divu', 5, 1, 'M'],
-  ['rem', 6, 1, 'M'], ['remu', 7, 1, 'M'],
-  ['sh1add', 2, 0x10, 'Zba'], ['sh2add', 4, 0x10, 'Zba'], ['sh3add', 6, 0x10, 'Zba'],
-  ['andn', 7, 0x20, 'Zbb'], ['orn', 6, 0x20, 'Zbb'], ['xnor', 4, 0x20, 'Zbb'], ['max', 6, 0x05, 'Zbb'], ['maxu', 7, 0x05, 'Zbb'],
-  ['min', 4, 0x05, 'Zbb'], ['minu', 5, 0x05, 'Zbb'], ['rol', 1, 0x30, 'Zbb'], ['ror', 5, 0x30, 'Zbb'],
-  ['bclr', 1, 0x24, 'Zbs'], ['bext', 5, 0x24, 'Zbs'], ['binv', 1, 0x34, 'Zbs'], ['bset', 1, 0x14, 'Zbs'],
+  ['add', 0, 0, 'I'],
+  ['sub', 0, 0x20, 'I'],
+  ['sll', 1, 0, 'I'],
+  ['slt', 2, 0, 'I'],
+  ['sltu', 3, 0, 'I'],
+  ['xor', 4, 0, 'I'],
+  ['srl', 5, 0, 'I'],
+  ['sra', 5, 0x20, 'I'],
+  ['or', 6, 0, 'I'],
+  ['and', 7, 0, 'I'],
+  ['mul', 0, 1, 'M'],
+  ['mulh', 1, 1, 'M'],
+  ['mulhsu', 2, 1, 'M'],
+  ['mulhu', 3, 1, 'M'],
+  ['div', 4, 1, 'M'],
+  ['divu', 5, 1, 'M'],
+  ['rem', 6, 1, 'M'],
+  ['remu', 7, 1, 'M'],
+  ['sh1add', 2, 0x10, 'Zba'],
+  ['sh2add', 4, 0x10, 'Zba'],
+  ['sh3add', 6, 0x10, 'Zba'],
+  ['andn', 7, 0x20, 'Zbb'],
+  ['orn', 6, 0x20, 'Zbb'],
+  ['xnor', 4, 0x20, 'Zbb'],
+  ['max', 6, 0x05, 'Zbb'],
+  ['maxu', 7, 0x05, 'Zbb'],
+  ['min', 4, 0x05, 'Zbb'],
+  ['minu', 5, 0x05, 'Zbb'],
+  ['rol', 1, 0x30, 'Zbb'],
+  ['ror', 5, 0x30, 'Zbb'],
+  ['bclr', 1, 0x24, 'Zbs'],
+  ['bext', 5, 0x24, 'Zbs'],
+  ['binv', 1, 0x34, 'Zbs'],
+  ['bset', 1, 0x14, 'Zbs'],
 ];
 for (const [n, f3, f7, ext] of rOps) add(n, ext, 'R', m(0x33, f3, f7), OPC | F3 | F7, ['rd', 'rs1', 'rs2']);
 add('addiw', 'I', 'I', m(0x1b, 0), OPC | F3, ['rd', 'rs1', 'imm']);
@@ -125,10 +191,22 @@ add('slliw', 'I', 'SHW', m(0x1b, 1), OPC | F3 | F7, ['rd', 'rs1', 'uimm']);
 add('srliw', 'I', 'SHW', m(0x1b, 5), OPC | F3 | F7, ['rd', 'rs1', 'uimm']);
 add('sraiw', 'I', 'SHW', m(0x1b, 5, 0x20), OPC | F3 | F7, ['rd', 'rs1', 'uimm']);
 const wOps: [string, number, number, Ext][] = [
-  ['addw', 0, 0, 'I'], ['subw', 0, 0x20, 'I'], ['sllw', 1, 0, 'I'], ['srlw', 5, 0, 'I'], ['sraw', 5, 0x20, 'I'],
-  ['mulw', 0, 1, 'M'], ['divw', 4, 1, 'M'], ['divuw', 5, 1, 'M'], ['remw', 6, 1, 'M'], ['remuw', 7, 1, 'M'],
-  ['add.uw', 0, 0x04, 'Zba'], ['sh1add.uw', 2, 0x10, 'Zba'], ['sh2add.uw', 4, 0x10, 'Zba'], ['sh3add.uw', 6, 0x10, 'Zba'],
-  ['rolw', 1, 0x30, 'Zbb'], ['rorw', 5, 0x30, 'Zbb'],
+  ['addw', 0, 0, 'I'],
+  ['subw', 0, 0x20, 'I'],
+  ['sllw', 1, 0, 'I'],
+  ['srlw', 5, 0, 'I'],
+  ['sraw', 5, 0x20, 'I'],
+  ['mulw', 0, 1, 'M'],
+  ['divw', 4, 1, 'M'],
+  ['divuw', 5, 1, 'M'],
+  ['remw', 6, 1, 'M'],
+  ['remuw', 7, 1, 'M'],
+  ['add.uw', 0, 0x04, 'Zba'],
+  ['sh1add.uw', 2, 0x10, 'Zba'],
+  ['sh2add.uw', 4, 0x10, 'Zba'],
+  ['sh3add.uw', 6, 0x10, 'Zba'],
+  ['rolw', 1, 0x30, 'Zbb'],
+  ['rorw', 5, 0x30, 'Zbb'],
 ];
 for (const [n, f3, f7, ext] of wOps) add(n, ext, 'R', m(0x3b, f3, f7), OPC | F3 | F7, ['rd', 'rs1', 'rs2']);
 // Zba/Zbb/Zbs immediates and unary ops
@@ -140,10 +218,19 @@ add('bexti', 'Zbs', 'SH', m(0x13, 5) | 0x48000000, OPC | F3 | 0xfc000000, ['rd',
 add('binvi', 'Zbs', 'SH', m(0x13, 1) | 0x68000000, OPC | F3 | 0xfc000000, ['rd', 'rs1', 'uimm']);
 add('bseti', 'Zbs', 'SH', m(0x13, 1) | 0x28000000, OPC | F3 | 0xfc000000, ['rd', 'rs1', 'uimm']);
 const unary: [string, number, number, number][] = [
-  ['clz', 0x13, 0x600, 1], ['ctz', 0x13, 0x601, 1], ['cpop', 0x13, 0x602, 1], ['sext.b', 0x13, 0x604, 1], ['sext.h', 0x13, 0x605, 1],
-  ['clzw', 0x1b, 0x600, 1], ['ctzw', 0x1b, 0x601, 1], ['cpopw', 0x1b, 0x602, 1], ['orc.b', 0x13, 0x287, 5], ['rev8', 0x13, 0x6b8, 5],
+  ['clz', 0x13, 0x600, 1],
+  ['ctz', 0x13, 0x601, 1],
+  ['cpop', 0x13, 0x602, 1],
+  ['sext.b', 0x13, 0x604, 1],
+  ['sext.h', 0x13, 0x605, 1],
+  ['clzw', 0x1b, 0x600, 1],
+  ['ctzw', 0x1b, 0x601, 1],
+  ['cpopw', 0x1b, 0x602, 1],
+  ['orc.b', 0x13, 0x287, 5],
+  ['rev8', 0x13, 0x6b8, 5],
 ];
-for (const [n, opc, f12, f3] of unary) add(n, 'Zbb', 'R1', (opc | (f3 << 12) | (f12 << 20)) >>> 0, OPC | F3 | 0xfff00000, ['rd', 'rs1']);
+for (const [n, opc, f12, f3] of unary)
+  add(n, 'Zbb', 'R1', (opc | (f3 << 12) | (f12 << 20)) >>> 0, OPC | F3 | 0xfff00000, ['rd', 'rs1']);
 add('zext.h', 'Zbb', 'R1', m(0x3b, 4, 0x04), OPC | F3 | 0xfff00000, ['rd', 'rs1']);
 
 add('fence', 'I', 'FENCE', m(0x0f, 0), OPC | F3, ['fence']);
@@ -154,15 +241,38 @@ add('sret', 'Priv', 'N', 0x10200073, 0xffffffff, []);
 add('mret', 'Priv', 'N', 0x30200073, 0xffffffff, []);
 add('wfi', 'Priv', 'N', 0x10500073, 0xffffffff, []);
 add('sfence.vma', 'Priv', 'SFENCE', 0x12000073, 0xfe007fff, ['rs1', 'rs2']);
-for (const [n, f3] of [['csrrw', 1], ['csrrs', 2], ['csrrc', 3]] as const) add(n, 'Zicsr', 'CSR', m(0x73, f3), OPC | F3, ['rd', 'csr', 'rs1']);
-for (const [n, f3] of [['csrrwi', 5], ['csrrsi', 6], ['csrrci', 7]] as const) add(n, 'Zicsr', 'CSRI', m(0x73, f3), OPC | F3, ['rd', 'csr', 'uimm']);
+for (const [n, f3] of [
+  ['csrrw', 1],
+  ['csrrs', 2],
+  ['csrrc', 3],
+] as const)
+  add(n, 'Zicsr', 'CSR', m(0x73, f3), OPC | F3, ['rd', 'csr', 'rs1']);
+for (const [n, f3] of [
+  ['csrrwi', 5],
+  ['csrrsi', 6],
+  ['csrrci', 7],
+] as const)
+  add(n, 'Zicsr', 'CSRI', m(0x73, f3), OPC | F3, ['rd', 'csr', 'uimm']);
 
 // A: funct5 in [31:27], aq/rl in [26:25] ignored by the mask.
 const AMO_MASK = OPC | F3 | 0xf8000000;
-for (const [w, f3] of [['w', 2], ['d', 3]] as const) {
+for (const [w, f3] of [
+  ['w', 2],
+  ['d', 3],
+] as const) {
   add(`lr.${w}`, 'A', 'LR', m(0x2f, f3) | (0x02 << 27), AMO_MASK | RS2F, ['rd', 'amem']);
   add(`sc.${w}`, 'A', 'AMO', m(0x2f, f3) | (0x03 << 27), AMO_MASK, ['rd', 'rs2', 'amem']);
-  for (const [n, f5] of [['amoswap', 1], ['amoadd', 0], ['amoxor', 4], ['amoand', 0x0c], ['amoor', 8], ['amomin', 0x10], ['amomax', 0x14], ['amominu', 0x18], ['amomaxu', 0x1c]] as const) {
+  for (const [n, f5] of [
+    ['amoswap', 1],
+    ['amoadd', 0],
+    ['amoxor', 4],
+    ['amoand', 0x0c],
+    ['amoor', 8],
+    ['amomin', 0x10],
+    ['amomax', 0x14],
+    ['amominu', 0x18],
+    ['amomaxu', 0x1c],
+  ] as const) {
     add(`${n}.${w}`, 'A', 'AMO', (m(0x2f, f3) | (f5 << 27)) >>> 0, AMO_MASK, ['rd', 'rs2', 'amem']);
   }
 }
@@ -172,7 +282,10 @@ add('flw', 'F', 'I', m(0x07, 2), OPC | F3, ['fd', 'mem']);
 add('fld', 'D', 'I', m(0x07, 3), OPC | F3, ['fd', 'mem']);
 add('fsw', 'F', 'S', m(0x27, 2), OPC | F3, ['fs2', 'mem']);
 add('fsd', 'D', 'S', m(0x27, 3), OPC | F3, ['fs2', 'mem']);
-for (const [sfx, fmt, ext] of [['s', 0, 'F'], ['d', 1, 'D']] as const) {
+for (const [sfx, fmt, ext] of [
+  ['s', 0, 'F'],
+  ['d', 1, 'D'],
+] as const) {
   const r4 = (op: number): number => (op | (fmt << 25)) >>> 0;
   const R4MASK = OPC | (3 << 25);
   add(`fmadd.${sfx}`, ext, 'R4', r4(0x43), R4MASK, ['fd', 'fs1', 'fs2', 'fs3', 'rm']);
@@ -180,22 +293,49 @@ for (const [sfx, fmt, ext] of [['s', 0, 'F'], ['d', 1, 'D']] as const) {
   add(`fnmsub.${sfx}`, ext, 'R4', r4(0x4b), R4MASK, ['fd', 'fs1', 'fs2', 'fs3', 'rm']);
   add(`fnmadd.${sfx}`, ext, 'R4', r4(0x4f), R4MASK, ['fd', 'fs1', 'fs2', 'fs3', 'rm']);
   const f7 = (f5: number): number => (f5 << 2) | fmt;
-  for (const [n, f5] of [['fadd', 0], ['fsub', 1], ['fmul', 2], ['fdiv', 3]] as const) {
+  for (const [n, f5] of [
+    ['fadd', 0],
+    ['fsub', 1],
+    ['fmul', 2],
+    ['fdiv', 3],
+  ] as const) {
     add(`${n}.${sfx}`, ext, 'FR', m(0x53, 0, f7(f5)), OPC | F7, ['fd', 'fs1', 'fs2', 'rm']);
   }
   add(`fsqrt.${sfx}`, ext, 'FR1', m(0x53, 0, f7(0x0b)), OPC | F7 | RS2F, ['fd', 'fs1', 'rm']);
-  for (const [n, f5, f3] of [['fsgnj', 4, 0], ['fsgnjn', 4, 1], ['fsgnjx', 4, 2], ['fmin', 5, 0], ['fmax', 5, 1]] as const) {
+  for (const [n, f5, f3] of [
+    ['fsgnj', 4, 0],
+    ['fsgnjn', 4, 1],
+    ['fsgnjx', 4, 2],
+    ['fmin', 5, 0],
+    ['fmax', 5, 1],
+  ] as const) {
     add(`${n}.${sfx}`, ext, 'FR', m(0x53, f3, f7(f5)), OPC | F3 | F7, ['fd', 'fs1', 'fs2']);
   }
-  for (const [n, f3] of [['fle', 0], ['flt', 1], ['feq', 2]] as const) {
+  for (const [n, f3] of [
+    ['fle', 0],
+    ['flt', 1],
+    ['feq', 2],
+  ] as const) {
     add(`${n}.${sfx}`, ext, 'FR', m(0x53, f3, f7(0x14)), OPC | F3 | F7, ['rd', 'fs1', 'fs2']);
   }
-  const ints = [['w', 0], ['wu', 1], ['l', 2], ['lu', 3]] as const;
+  const ints = [
+    ['w', 0],
+    ['wu', 1],
+    ['l', 2],
+    ['lu', 3],
+  ] as const;
   for (const [it, r2] of ints) {
     add(`fcvt.${it}.${sfx}`, ext, 'FR1', m(0x53, 0, f7(0x18)) | (r2 << 20), OPC | F7 | RS2F, ['rd', 'fs1', 'rm']);
     // int → double is exact for 32-bit sources, so the assembler and objdump take no rounding mode there.
     const exact = sfx === 'd' && (it === 'w' || it === 'wu');
-    add(`fcvt.${sfx}.${it}`, ext, 'FR1', m(0x53, 0, f7(0x1a)) | (r2 << 20), OPC | F7 | RS2F, exact ? ['fd', 'rs1'] : ['fd', 'rs1', 'rm']);
+    add(
+      `fcvt.${sfx}.${it}`,
+      ext,
+      'FR1',
+      m(0x53, 0, f7(0x1a)) | (r2 << 20),
+      OPC | F7 | RS2F,
+      exact ? ['fd', 'rs1'] : ['fd', 'rs1', 'rm'],
+    );
   }
   const mvx = sfx === 's' ? 'w' : 'd';
   add(`fmv.x.${mvx}`, ext, 'FR1', m(0x53, 0, f7(0x1c)), OPC | F3 | F7 | RS2F, ['rd', 'fs1']);
@@ -250,10 +390,70 @@ export const OPCODES: readonly OpcodeEntry[] = table;
 
 /** objdump's integer register names. */
 export const XREG_NAMES = [
-  'zero', 'ra', 'sp', 'gp', 'tp', 't0', 't1', 't2', 's0', 's1', 'a0', 'a1', 'a2', 'a3', 'a4', 'a5',
-  'a6', 'a7', 's2', 's3', 's4', 's5', 's6', 's7', 's8', 's9', 's10', 's11', 't3', 't4', 't5', 't6',
+  'zero',
+  'ra',
+  'sp',
+  'gp',
+  'tp',
+  't0',
+  't1',
+  't2',
+  's0',
+  's1',
+  'a0',
+  'a1',
+  'a2',
+  'a3',
+  'a4',
+  'a5',
+  'a6',
+  'a7',
+  's2',
+  's3',
+  's4',
+  's5',
+  's6',
+  's7',
+  's8',
+  's9',
+  's10',
+  's11',
+  't3',
+  't4',
+  't5',
+  't6',
 ] as const;
 export const FREG_NAMES = [
-  'ft0', 'ft1', 'ft2', 'ft3', 'ft4', 'ft5', 'ft6', 'ft7', 'fs0', 'fs1', 'fa0', 'fa1', 'fa2', 'fa3', 'fa4', 'fa5',
-  'fa6', 'fa7', 'fs2', 'fs3', 'fs4', 'fs5', 'fs6', 'fs7', 'fs8', 'fs9', 'fs10', 'fs11', 'ft8', 'ft9', 'ft10', 'ft11',
+  'ft0',
+  'ft1',
+  'ft2',
+  'ft3',
+  'ft4',
+  'ft5',
+  'ft6',
+  'ft7',
+  'fs0',
+  'fs1',
+  'fa0',
+  'fa1',
+  'fa2',
+  'fa3',
+  'fa4',
+  'fa5',
+  'fa6',
+  'fa7',
+  'fs2',
+  'fs3',
+  'fs4',
+  'fs5',
+  'fs6',
+  'fs7',
+  'fs8',
+  'fs9',
+  'fs10',
+  'fs11',
+  'ft8',
+  'ft9',
+  'ft10',
+  'ft11',
 ] as const;

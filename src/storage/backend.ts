@@ -22,13 +22,7 @@ export interface BlockBackend {
   close(): Promise<void>;
 }
 
-export type StorageErrorCode =
-  | 'OUT_OF_RANGE'
-  | 'READ_ONLY'
-  | 'NOT_FOUND'
-  | 'BAD_IMAGE'
-  | 'UNSUPPORTED'
-  | 'IO';
+export type StorageErrorCode = 'OUT_OF_RANGE' | 'READ_ONLY' | 'NOT_FOUND' | 'BAD_IMAGE' | 'UNSUPPORTED' | 'IO';
 
 export class StorageError extends Error {
   constructor(

@@ -59,6 +59,7 @@ export function validateVmConfig(c: VmConfig): string[] {
   }
   if (c.firmware.kind === 'none' && !c.kernel) errors.push('--firmware none needs a --kernel to run');
   if (c.disks.length > 6) errors.push('at most 6 disks');
-  for (const d of c.disks) if (d.serial !== undefined && d.serial.length > 20) errors.push(`disk serial '${d.serial}' exceeds 20 bytes`);
+  for (const d of c.disks)
+    if (d.serial !== undefined && d.serial.length > 20) errors.push(`disk serial '${d.serial}' exceeds 20 bytes`);
   return errors;
 }

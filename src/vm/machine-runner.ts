@@ -43,7 +43,9 @@ async function readImage(what: string, path: string): Promise<Uint8Array> {
 
 export async function loadBootImages(config: VmConfig): Promise<BootImages> {
   const firmware: FirmwareImage =
-    config.firmware.kind === 'file' ? { kind: 'external', bytes: await readImage('firmware', config.firmware.path) } : { kind: config.firmware.kind };
+    config.firmware.kind === 'file'
+      ? { kind: 'external', bytes: await readImage('firmware', config.firmware.path) }
+      : { kind: config.firmware.kind };
   return {
     firmware,
     kernel: config.kernel ? await readImage('kernel', config.kernel) : undefined,
@@ -56,7 +58,12 @@ export function defaultHartFactory(): HartFactory {
   return createRealHart;
 }
 
-export async function createMachine(config: VmConfig, images: BootImages, io: RunnerIo, createHart?: HartFactory): Promise<Machine> {
+export async function createMachine(
+  config: VmConfig,
+  images: BootImages,
+  io: RunnerIo,
+  createHart?: HartFactory,
+): Promise<Machine> {
   const machine = new Machine({
     harts: config.cpus,
     memoryBytes: config.memoryMiB * 1024 * 1024,
@@ -77,7 +84,11 @@ export async function createMachine(config: VmConfig, images: BootImages, io: Ru
  * Boots the VM and keeps it running across guest reboots. Resolves with the final exit (poweroff, fail,
  * fault or stopped). `control.stop()` ends it from outside.
  */
-export async function runVm(config: VmConfig, io: RunnerIo, control: { machine?: Machine; stopped?: boolean } = {}): Promise<MachineExit> {
+export async function runVm(
+  config: VmConfig,
+  io: RunnerIo,
+  control: { machine?: Machine; stopped?: boolean } = {},
+): Promise<MachineExit> {
   const images = await loadBootImages(config);
   const createHart = defaultHartFactory();
   for (;;) {

@@ -86,7 +86,11 @@ async function openAll(config: VmConfig, open: OpenDiskFn): Promise<BlockBackend
   return opened;
 }
 
-export async function attachVirtioDevices(board: VirtioBoard, config: VmConfig, options: AttachOptions = {}): Promise<AttachedVirtioDevices> {
+export async function attachVirtioDevices(
+  board: VirtioBoard,
+  config: VmConfig,
+  options: AttachOptions = {},
+): Promise<AttachedVirtioDevices> {
   const open = options.openDisk ?? ((path, opts) => openDiskImage(path, opts));
   let pending = openDisks.get(config);
   if (!pending) {

@@ -90,7 +90,12 @@ class WorkerVm implements EngineVm {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
-    const init: WorkerInit = { config: this.config, runtimeModule: this.runtimeModule, consolePort: channel.port2, nice: this.options.nice ?? 10 };
+    const init: WorkerInit = {
+      config: this.config,
+      runtimeModule: this.runtimeModule,
+      consolePort: channel.port2,
+      nice: this.options.nice ?? 10,
+    };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
       workerData: init,

@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { ActionOutcome, VmView } from '../../src/host/actions.js';
 import { ClientError } from '../../src/cli/client.js';
-import { latencyPercentiles, removeHome, snapshotTree, startDaemonProcess, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
+import {
+  latencyPercentiles,
+  removeHome,
+  snapshotTree,
+  startDaemonProcess,
+  waitFor,
+  type DaemonHandle,
+} from '../host/daemon-harness.js';
 
 const TIMEOUT = { timeout: 60_000 };
 
@@ -54,8 +61,13 @@ describe('daemon API', () => {
   test('serves an OpenAPI 3 document generated from the request schemas', TIMEOUT, async () => {
     const doc = await d.client.json<{ openapi: string; paths: Record<string, Record<string, unknown>> }>('GET', '/openapi.json');
     assert.match(doc.openapi, /^3\./);
-    for (const p of ['/vms', '/vms/{name}', '/vms/{name}/actions/{action}', '/vms/{name}/console', '/host', '/metrics']) assert.ok(doc.paths[p], p);
-    const post = doc.paths['/vms']!.post as { requestBody: { content: { 'application/json': { schema: { properties: Record<string, { pattern?: string; maximum?: number }> } } } } };
+    for (const p of ['/vms', '/vms/{name}', '/vms/{name}/actions/{action}', '/vms/{name}/console', '/host', '/metrics'])
+      assert.ok(doc.paths[p], p);
+    const post = doc.paths['/vms']!.post as {
+      requestBody: {
+        content: { 'application/json': { schema: { properties: Record<string, { pattern?: string; maximum?: number }> } } };
+      };
+    };
     const props = post.requestBody.content['application/json'].schema.properties;
     assert.equal(props.name!.pattern, '^[a-z0-9][a-z0-9-]{0,62}$');
     assert.equal(props.vcpus!.maximum, 8);
@@ -88,12 +100,27 @@ describe('daemon API', () => {
       ['seven disks', 'POST', '/vms', { name: 'x', kernel, disks: new Array(7).fill({ sizeMiB: 1 }) }, 400, 'INVALID_REQUEST'],
       ['huge disk', 'POST', '/vms', { name: 'x', kernel, disks: [{ sizeMiB: 1e12 }] }, 400, 'INVALID_REQUEST'],
       ['disk without size or backing', 'POST', '/vms', { name: 'x', kernel, disks: [{ format: 'raw' }] }, 400, 'INVALID_CONFIG'],
-      ['raw disk with backing', 'POST', '/vms', { name: 'x', kernel, disks: [{ format: 'raw', backing: 'nope' }] }, 404, 'IMAGE_NOT_FOUND'],
+      [
+        'raw disk with backing',
+        'POST',
+        '/vms',
+        { name: 'x', kernel, disks: [{ format: 'raw', backing: 'nope' }] },
+        404,
+        'IMAGE_NOT_FOUND',
+      ],
       ['unknown image', 'POST', '/vms', { name: 'x', image: 'nope' }, 404, 'IMAGE_NOT_FOUND'],
       ['traversal in image', 'POST', '/vms', { name: 'x', image: '../../etc' }, 400, 'INVALID_REQUEST'],
       ['duplicate name', 'POST', '/vms', { name: 'base', kernel }, 409, 'VM_EXISTS'],
       ['huge body', 'POST', '/vms', big, 413, 'BODY_TOO_LARGE'],
-      ['wrong content type', 'POST', '/vms', 'name=x', 415, 'UNSUPPORTED_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
+      [
+        'wrong content type',
+        'POST',
+        '/vms',
+        'name=x',
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        { 'content-type': 'application/x-www-form-urlencoded' },
+      ],
       ['traversal in path', 'GET', '/vms/..%2F..%2Fetc', undefined, 400, 'INVALID_NAME'],
       ['dot name in path', 'DELETE', '/vms/..', undefined, 400, 'INVALID_NAME'],
       ['unknown VM', 'GET', '/vms/nope', undefined, 404, 'VM_NOT_FOUND'],
@@ -119,64 +146,81 @@ describe('daemon API', () => {
       assert.equal(parsed.error.code, code, `${what}: ${r.text}`);
       assert.ok(parsed.error.message.length > 0, what);
     }
-    assert.deepEqual(snapshotTree(d.home, (rel) => rel.endsWith('console.log') || rel === 'daemon.json'), before, 'nothing on disk changed');
+    assert.deepEqual(
+      snapshotTree(d.home, (rel) => rel.endsWith('console.log') || rel === 'daemon.json'),
+      before,
+      'nothing on disk changed',
+    );
     assert.deepEqual(await d.client.json('GET', '/healthz'), { ok: true });
     await d.client.json('DELETE', '/vms/base');
   });
 
-  test('lifecycle: start three, console with two viewers, pause stops instructions, resume, reboot, graceful shutdown, delete', TIMEOUT, async () => {
-    for (const n of ['l1', 'l2', 'l3']) await create(n, { cmdline: 'toy=spin', memoryMiB: 64 });
-    const started = await Promise.all(['l1', 'l2', 'l3'].map((n) => act(n, 'start')));
-    for (const o of started) assert.equal(o.vm.state, 'running');
-    for (const n of ['l1', 'l2', 'l3']) assert.equal(onDisk(n).state, 'running');
+  test(
+    'lifecycle: start three, console with two viewers, pause stops instructions, resume, reboot, graceful shutdown, delete',
+    TIMEOUT,
+    async () => {
+      for (const n of ['l1', 'l2', 'l3']) await create(n, { cmdline: 'toy=spin', memoryMiB: 64 });
+      const started = await Promise.all(['l1', 'l2', 'l3'].map((n) => act(n, 'start')));
+      for (const o of started) assert.equal(o.vm.state, 'running');
+      for (const n of ['l1', 'l2', 'l3']) assert.equal(onDisk(n).state, 'running');
 
-    // Console: two viewers on l2 see the guest's answer to what one of them typed.
-    const viewers = await Promise.all([openConsole('l2'), openConsole('l2')]);
-    viewers[0]!.ws.send('uname -a\r');
-    await Promise.all(viewers.map((v) => waitFor('console echo', () => (v.text().includes('echo: uname -a') ? true : undefined), 5_000)));
-    for (const v of viewers) v.ws.close();
-    await waitFor('console log', async () => ((await d.client.text('/vms/l2/console.log')).toString().includes('echo: uname -a') ? true : undefined), 5_000);
-    assert.match((await d.client.text('/vms/l1/console.log')).toString(), /toy: l1 booted/);
+      // Console: two viewers on l2 see the guest's answer to what one of them typed.
+      const viewers = await Promise.all([openConsole('l2'), openConsole('l2')]);
+      viewers[0]!.ws.send('uname -a\r');
+      await Promise.all(
+        viewers.map((v) => waitFor('console echo', () => (v.text().includes('echo: uname -a') ? true : undefined), 5_000)),
+      );
+      for (const v of viewers) v.ws.close();
+      await waitFor(
+        'console log',
+        async () => ((await d.client.text('/vms/l2/console.log')).toString().includes('echo: uname -a') ? true : undefined),
+        5_000,
+      );
+      assert.match((await d.client.text('/vms/l1/console.log')).toString(), /toy: l1 booted/);
 
-    // Pause l1: its instruction counter stops and its thread's CPU use drops; the others keep running.
-    await get('l1');
-    await sleep(300);
-    assert.ok((await get('l1')).stats!.instructionsPerSecond > 0);
-    assert.equal((await act('l1', 'pause')).vm.state, 'paused');
-    assert.equal(onDisk('l1').state, 'paused');
-    await get('l1');
-    await sleep(300);
-    const p1 = (await get('l1')).stats!;
-    const o1 = (await get('l3')).stats!.instret;
-    await sleep(500);
-    const p2 = (await get('l1')).stats!;
-    assert.equal(p2.instret, p1.instret, 'a paused VM retires no instructions');
-    assert.equal(p2.instructionsPerSecond, 0);
-    assert.ok(p2.cpuPercent < 10, `paused worker CPU ${p2.cpuPercent} %`);
-    assert.ok((await get('l3')).stats!.instret > o1, 'the other VMs keep running');
+      // Pause l1: its instruction counter stops and its thread's CPU use drops; the others keep running.
+      await get('l1');
+      await sleep(300);
+      assert.ok((await get('l1')).stats!.instructionsPerSecond > 0);
+      assert.equal((await act('l1', 'pause')).vm.state, 'paused');
+      assert.equal(onDisk('l1').state, 'paused');
+      await get('l1');
+      await sleep(300);
+      const p1 = (await get('l1')).stats!;
+      const o1 = (await get('l3')).stats!.instret;
+      await sleep(500);
+      const p2 = (await get('l1')).stats!;
+      assert.equal(p2.instret, p1.instret, 'a paused VM retires no instructions');
+      assert.equal(p2.instructionsPerSecond, 0);
+      assert.ok(p2.cpuPercent < 10, `paused worker CPU ${p2.cpuPercent} %`);
+      assert.ok((await get('l3')).stats!.instret > o1, 'the other VMs keep running');
 
-    const r = await act('l1', 'resume');
-    assert.equal(r.vm.state, 'running');
-    await sleep(300);
-    assert.ok((await get('l1')).stats!.instret > p2.instret, 'resumed VM runs again');
+      const r = await act('l1', 'resume');
+      assert.equal(r.vm.state, 'running');
+      await sleep(300);
+      assert.ok((await get('l1')).stats!.instret > p2.instret, 'resumed VM runs again');
 
-    assert.equal((await act('l1', 'reboot')).vm.state, 'running');
-    assert.equal(onDisk('l1').state, 'running');
+      assert.equal((await act('l1', 'reboot')).vm.state, 'running');
+      assert.equal(onDisk('l1').state, 'running');
 
-    await assert.rejects(d.client.json('DELETE', '/vms/l1'), (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE');
-    const down = await act('l1', 'shutdown');
-    assert.equal(down.vm.state, 'stopped');
-    assert.equal(down.forced, false, 'the guest agent powered it off');
-    assert.equal(onDisk('l1').state, 'stopped');
-    assert.equal(await get('l1').then((v) => v.stats), null);
-    assert.deepEqual(await d.client.json('DELETE', '/vms/l1'), { deleted: 'l1' });
-    await assert.rejects(get('l1'), (e: ClientError) => e.status === 404);
+      await assert.rejects(
+        d.client.json('DELETE', '/vms/l1'),
+        (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE',
+      );
+      const down = await act('l1', 'shutdown');
+      assert.equal(down.vm.state, 'stopped');
+      assert.equal(down.forced, false, 'the guest agent powered it off');
+      assert.equal(onDisk('l1').state, 'stopped');
+      assert.equal(await get('l1').then((v) => v.stats), null);
+      assert.deepEqual(await d.client.json('DELETE', '/vms/l1'), { deleted: 'l1' });
+      await assert.rejects(get('l1'), (e: ClientError) => e.status === 404);
 
-    // Force stop and forced delete of a running VM.
-    assert.equal((await act('l2', 'stop')).vm.state, 'stopped');
-    assert.deepEqual(await d.client.json('DELETE', '/vms/l3?force=true'), { deleted: 'l3' });
-    await d.client.json('DELETE', '/vms/l2');
-  });
+      // Force stop and forced delete of a running VM.
+      assert.equal((await act('l2', 'stop')).vm.state, 'stopped');
+      assert.deepEqual(await d.client.json('DELETE', '/vms/l3?force=true'), { deleted: 'l3' });
+      await d.client.json('DELETE', '/vms/l2');
+    },
+  );
 
   test('a guest that ignores the shutdown request is stopped by force after the timeout', TIMEOUT, async () => {
     await create('deaf', { cmdline: 'toy=noagent', memoryMiB: 32 });
@@ -192,47 +236,67 @@ describe('daemon API', () => {
   test('a crashing machine is reported crashed with its reason and can be started again', TIMEOUT, async () => {
     await create('crashy', { cmdline: 'toy=crash', memoryMiB: 32 });
     await act('crashy', 'start');
-    const vm = await waitFor('crash', async () => ((await get('crashy')).state === 'crashed' ? get('crashy') : undefined), 10_000);
+    const vm = await waitFor(
+      'crash',
+      async () => ((await get('crashy')).state === 'crashed' ? get('crashy') : undefined),
+      10_000,
+    );
     assert.match(vm.stateReason ?? '', /deliberate fault/);
     assert.equal(onDisk('crashy').state, 'crashed');
     assert.equal((await act('crashy', 'start')).vm.state, 'running');
     await d.client.json('DELETE', '/vms/crashy?force=true');
   });
 
-  test('a wedged worker and a spinning guest do not slow the API (p99 of GET /vms < 50 ms) and can be stopped', TIMEOUT, async (t) => {
-    await create('wedge', { cmdline: 'toy=wedge', memoryMiB: 32 });
-    await create('spin', { cmdline: 'toy=spin', memoryMiB: 32 });
-    await create('calm', { cmdline: 'toy=idle', memoryMiB: 32 });
-    for (const n of ['wedge', 'spin', 'calm']) await act(n, 'start');
-    await sleep(200);
-    const { p99, rounds } = await latencyPercentiles(() => d.client.json('GET', '/vms'));
-    t.diagnostic(`GET /vms with a wedged and a spinning VM: ${rounds.join('; ')}`);
-    assert.ok(p99 < 50, `p99 ${p99.toFixed(1)} ms`);
-    // The calm VM still answers its console while the others misbehave.
-    const v = await openConsole('calm');
-    v.ws.send('still there?\r');
-    await waitFor('calm VM echo', () => (v.text().includes('echo: still there?') ? true : undefined), 5_000);
-    v.ws.close();
-    // Stats of the wedged VM come back (last known figures) instead of hanging the request.
-    const w = await get('wedge');
-    assert.equal(w.state, 'running');
-    assert.ok(w.stats !== null);
-    const t0 = Date.now();
-    assert.equal((await act('wedge', 'stop')).vm.state, 'stopped');
-    assert.ok(Date.now() - t0 < 10_000);
-    for (const n of ['wedge', 'spin', 'calm']) await d.client.json('DELETE', `/vms/${n}?force=true`);
-  });
+  test(
+    'a wedged worker and a spinning guest do not slow the API (p99 of GET /vms < 50 ms) and can be stopped',
+    TIMEOUT,
+    async (t) => {
+      await create('wedge', { cmdline: 'toy=wedge', memoryMiB: 32 });
+      await create('spin', { cmdline: 'toy=spin', memoryMiB: 32 });
+      await create('calm', { cmdline: 'toy=idle', memoryMiB: 32 });
+      for (const n of ['wedge', 'spin', 'calm']) await act(n, 'start');
+      await sleep(200);
+      const { p99, rounds } = await latencyPercentiles(() => d.client.json('GET', '/vms'));
+      t.diagnostic(`GET /vms with a wedged and a spinning VM: ${rounds.join('; ')}`);
+      assert.ok(p99 < 50, `p99 ${p99.toFixed(1)} ms`);
+      // The calm VM still answers its console while the others misbehave.
+      const v = await openConsole('calm');
+      v.ws.send('still there?\r');
+      await waitFor('calm VM echo', () => (v.text().includes('echo: still there?') ? true : undefined), 5_000);
+      v.ws.close();
+      // Stats of the wedged VM come back (last known figures) instead of hanging the request.
+      const w = await get('wedge');
+      assert.equal(w.state, 'running');
+      assert.ok(w.stats !== null);
+      const t0 = Date.now();
+      assert.equal((await act('wedge', 'stop')).vm.state, 'stopped');
+      assert.ok(Date.now() - t0 < 10_000);
+      for (const n of ['wedge', 'spin', 'calm']) await d.client.json('DELETE', `/vms/${n}?force=true`);
+    },
+  );
 
   test('PATCH changes machine fields only when stopped; autostart any time', TIMEOUT, async () => {
     await create('p', { cmdline: 'toy=idle', memoryMiB: 32 });
     assert.equal((await d.client.json<VmView>('PATCH', '/vms/p', { memoryMiB: 48, vcpus: 2 })).config.memoryMiB, 48);
-    await assert.rejects(d.client.json('PATCH', '/vms/p', { balloonTargetMiB: 16 }), (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE');
+    await assert.rejects(
+      d.client.json('PATCH', '/vms/p', { balloonTargetMiB: 16 }),
+      (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE',
+    );
     await act('p', 'start');
     assert.equal((await d.client.json<VmView>('PATCH', '/vms/p', { balloonTargetMiB: 16 })).state, 'running');
-    await assert.rejects(d.client.json('PATCH', '/vms/p', { balloonTargetMiB: 48 }), (e: ClientError) => e.status === 400 && e.code === 'INVALID_CONFIG');
-    await assert.rejects(d.client.json('PATCH', '/vms/p', { memoryMiB: 64 }), (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE');
+    await assert.rejects(
+      d.client.json('PATCH', '/vms/p', { balloonTargetMiB: 48 }),
+      (e: ClientError) => e.status === 400 && e.code === 'INVALID_CONFIG',
+    );
+    await assert.rejects(
+      d.client.json('PATCH', '/vms/p', { memoryMiB: 64 }),
+      (e: ClientError) => e.status === 409 && e.code === 'INVALID_STATE',
+    );
     assert.equal((await d.client.json<VmView>('PATCH', '/vms/p', { autostart: true })).autostart, true);
-    const rec = JSON.parse(readFileSync(join(d.home, 'vms', 'p', 'vm.json'), 'utf8')) as { autostart: boolean; config: { memoryMiB: number; cpus: number } };
+    const rec = JSON.parse(readFileSync(join(d.home, 'vms', 'p', 'vm.json'), 'utf8')) as {
+      autostart: boolean;
+      config: { memoryMiB: number; cpus: number };
+    };
     assert.deepEqual([rec.autostart, rec.config.memoryMiB, rec.config.cpus], [true, 48, 2]);
     await d.client.json('DELETE', '/vms/p?force=true');
   });
@@ -240,7 +304,11 @@ describe('daemon API', () => {
   test('host info and Prometheus metrics', TIMEOUT, async () => {
     await create('m', { cmdline: 'toy=spin', memoryMiB: 32 });
     await act('m', 'start');
-    const host = await d.client.json<{ cpus: number; vms: { total: number; byState: Record<string, number> }; usage: { vcpus: number } }>('GET', '/host');
+    const host = await d.client.json<{
+      cpus: number;
+      vms: { total: number; byState: Record<string, number> };
+      usage: { vcpus: number };
+    }>('GET', '/host');
     assert.ok(host.cpus >= 1);
     assert.equal(host.vms.byState.running, 1);
     assert.equal(host.usage.vcpus, 1);
@@ -268,7 +336,8 @@ describe('daemon restarts and access', () => {
       }
       await a.client.json('POST', '/vms', { name: 'idle', kernel: k, memoryMiB: 32 });
       await a.stop('SIGKILL');
-      const rec = (n: string) => JSON.parse(readFileSync(join(a.home, 'vms', n, 'vm.json'), 'utf8')) as { state: string; stateReason?: string };
+      const rec = (n: string) =>
+        JSON.parse(readFileSync(join(a.home, 'vms', n, 'vm.json'), 'utf8')) as { state: string; stateReason?: string };
       assert.equal(rec('keep').state, 'running', 'the record still says running after the crash');
       const b = await startDaemonProcess({ home: a.home });
       try {
@@ -340,7 +409,12 @@ async function openConsole(name: string): Promise<{ ws: WebSocket; text(): strin
   return { ws, text: () => Buffer.concat(chunks).toString('utf8') };
 }
 
-async function rawRequest(method: string, path: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; text: string }> {
+async function rawRequest(
+  method: string,
+  path: string,
+  body: unknown,
+  headers?: Record<string, string>,
+): Promise<{ status: number; text: string }> {
   const { request } = await import('node:http');
   const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
@@ -349,7 +423,10 @@ async function rawRequest(method: string, path: string, body: unknown, headers?:
         socketPath: d.socket,
         path,
         method,
-        headers: { ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}), ...headers },
+        headers: {
+          ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}),
+          ...headers,
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];

@@ -79,7 +79,11 @@ export class Vm {
       };
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== check);
-        reject(new Error(`timed out after ${ms} ms waiting for ${String(pattern)} on ${where}\n--- serial tail ---\n${this.serial.slice(-2000)}\n--- hvc ---\n${this.hvc.slice(-500)}`));
+        reject(
+          new Error(
+            `timed out after ${ms} ms waiting for ${String(pattern)} on ${where}\n--- serial tail ---\n${this.serial.slice(-2000)}\n--- hvc ---\n${this.hvc.slice(-500)}`,
+          ),
+        );
       }, ms);
       this.waiters.push(check);
       check();
@@ -99,7 +103,10 @@ export class Vm {
 
   async shutdown(): Promise<MachineExit> {
     this.machine.sendConsoleInput(Buffer.from('sync; poweroff -f\n', 'latin1'));
-    const exit = await Promise.race([this.machine.exited, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no poweroff')), 60_000))]);
+    const exit = await Promise.race([
+      this.machine.exited,
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no poweroff')), 60_000)),
+    ]);
     await this.virtio.close();
     return exit;
   }
@@ -122,5 +129,7 @@ export async function bootToShell(config: VmConfig, options: AttachOptions = {})
   return vm;
 }
 
-export const sha = async (path: string): Promise<string> => createHash('sha256').update(await readFile(path)).digest('hex');
-
+export const sha = async (path: string): Promise<string> =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import type { MmioDevice } from '../../src/devices/device.js';
 import { GuestRam } from '../../src/machine/memory.js';
 import type { Machine } from '../../src/machine/machine.js';
-import { VirtioBlk, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from '../../src/devices/virtio/blk.js';
+import {
+  VirtioBlk,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_GET_ID,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+} from '../../src/devices/virtio/blk.js';
 import { createDisk } from '../../src/storage/index.js';
 import { defaultVmConfig } from '../../src/vm/config.js';
 import { attachVirtioDevices, type VirtioBoard, type VirtioSlotContext } from '../../src/vm/virtio-devices.js';
@@ -24,7 +31,11 @@ class FakeBoard implements VirtioBoard {
   readonly ram = new GuestRam(32 * MiB);
   readonly slots: { dev: MmioDevice; mock: VirtioDriverMock }[] = [];
   attachVirtio(factory: (ctx: VirtioSlotContext) => MmioDevice): number {
-    const mock = new VirtioDriverMock(this.ram, this.ram.base + this.slots.length * 4 * MiB, this.ram.base + (this.slots.length + 1) * 4 * MiB);
+    const mock = new VirtioDriverMock(
+      this.ram,
+      this.ram.base + this.slots.length * 4 * MiB,
+      this.ram.base + (this.slots.length + 1) * 4 * MiB,
+    );
     const dev = factory({ ram: this.ram, irq: mock.irq, name: `virtio@${this.slots.length}` });
     mock.attach(dev);
     this.slots.push({ dev, mock });
@@ -49,9 +60,18 @@ test('attachVirtioDevices: balloon, rng, console, then disks in reverse (Linux p
   });
   const board = new FakeBoard();
   const out: string[] = [];
-  const vd = await attachVirtioDevices(board, config, { openDisk, onConsoleOutput: (b) => out.push(new TextDecoder().decode(b)) });
-  assert.deepEqual(board.slots.map((s) => s.dev.read(8, 4)), [5, 4, 3, 2, 2]);
-  assert.deepEqual(vd.disks.map((d) => d.slot), [4, 3]);
+  const vd = await attachVirtioDevices(board, config, {
+    openDisk,
+    onConsoleOutput: (b) => out.push(new TextDecoder().decode(b)),
+  });
+  assert.deepEqual(
+    board.slots.map((s) => s.dev.read(8, 4)),
+    [5, 4, 3, 2, 2],
+  );
+  assert.deepEqual(
+    vd.disks.map((d) => d.slot),
+    [4, 3],
+  );
   assert.equal(vd.disks.length, 2);
   assert.equal(vd.disks[1]!.device.readOnly, true);
   const disk0 = board.slots[4]!.mock.init(1);

@@ -19,8 +19,18 @@ const notBuilt = guestsBuilt() ? false : 'guest images not built: run `typevisor
 
 function qemu(a: GuestArtifacts, extra: string[], append: string): ConsoleProcess {
   return new ConsoleProcess('qemu-system-riscv64', [
-    '-M', 'virt', '-nographic', '-m', '256M', '-smp', '2',
-    '-kernel', a.kernel, '-append', append, ...extra,
+    '-M',
+    'virt',
+    '-nographic',
+    '-m',
+    '256M',
+    '-smp',
+    '2',
+    '-kernel',
+    a.kernel,
+    '-append',
+    append,
+    ...extra,
   ]);
 }
 
@@ -65,67 +75,83 @@ describe('guest images under qemu-system-riscv64 -M virt', { skip: notBuilt, tim
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('boots Linux with the initramfs to the marker and a working shell; poweroff ends qemu', { timeout: BOOT_TIMEOUT_MS + 2 * STEP_TIMEOUT_MS }, async () => {
-    const vm = qemu(a, ['-initrd', a.initramfs], 'console=ttyS0');
-    await shellSession(vm, a.marker, async () => {
-      // The root filesystem is the initramfs (rootfs), and the kernel has the SMP and RTC we configured.
-      vm.send('grep -c ^processor /proc/cpuinfo; cat /sys/class/rtc/rtc0/name');
-      await vm.waitFor(/^2\r?$/m, STEP_TIMEOUT_MS);
-      await vm.waitFor(/goldfish/, STEP_TIMEOUT_MS);
-    });
-  });
+  it(
+    'boots Linux with the initramfs to the marker and a working shell; poweroff ends qemu',
+    { timeout: BOOT_TIMEOUT_MS + 2 * STEP_TIMEOUT_MS },
+    async () => {
+      const vm = qemu(a, ['-initrd', a.initramfs], 'console=ttyS0');
+      await shellSession(vm, a.marker, async () => {
+        // The root filesystem is the initramfs (rootfs), and the kernel has the SMP and RTC we configured.
+        vm.send('grep -c ^processor /proc/cpuinfo; cat /sys/class/rtc/rtc0/name');
+        await vm.waitFor(/^2\r?$/m, STEP_TIMEOUT_MS);
+        await vm.waitFor(/goldfish/, STEP_TIMEOUT_MS);
+      });
+    },
+  );
 
-  it('boots with root on the ext4 image as a virtio-blk disk, and leaves it clean', { timeout: BOOT_TIMEOUT_MS + 4 * STEP_TIMEOUT_MS }, async () => {
-    const disk = join(tmp, 'root.ext4');
-    copyFileSync(a.rootfs, disk);
-    const vm = qemu(
-      a,
-      ['-drive', `file=${disk},format=raw,if=none,id=hd0`, '-device', 'virtio-blk-device,drive=hd0'],
-      'root=/dev/vda rw console=ttyS0',
-    );
-    await shellSession(vm, a.marker, async () => {
-      vm.send("grep ' / ' /proc/mounts");
-      await vm.waitFor(/^\/dev\/root \/ ext4 rw/m, STEP_TIMEOUT_MS);
-      vm.send('echo persisted > /root/note && sync && cat /root/note');
-      await vm.waitFor(/^persisted\r?$/m, STEP_TIMEOUT_MS);
-    });
-    const fsck = spawnSync('e2fsck', ['-fn', disk], { encoding: 'utf8' });
-    assert.equal(fsck.status, 0, fsck.stdout + fsck.stderr);
-    const note = spawnSync('debugfs', ['-R', 'cat /root/note', disk], { encoding: 'utf8' });
-    assert.equal(note.stdout, 'persisted\n');
-  });
+  it(
+    'boots with root on the ext4 image as a virtio-blk disk, and leaves it clean',
+    { timeout: BOOT_TIMEOUT_MS + 4 * STEP_TIMEOUT_MS },
+    async () => {
+      const disk = join(tmp, 'root.ext4');
+      copyFileSync(a.rootfs, disk);
+      const vm = qemu(
+        a,
+        ['-drive', `file=${disk},format=raw,if=none,id=hd0`, '-device', 'virtio-blk-device,drive=hd0'],
+        'root=/dev/vda rw console=ttyS0',
+      );
+      await shellSession(vm, a.marker, async () => {
+        vm.send("grep ' / ' /proc/mounts");
+        await vm.waitFor(/^\/dev\/root \/ ext4 rw/m, STEP_TIMEOUT_MS);
+        vm.send('echo persisted > /root/note && sync && cat /root/note');
+        await vm.waitFor(/^persisted\r?$/m, STEP_TIMEOUT_MS);
+      });
+      const fsck = spawnSync('e2fsck', ['-fn', disk], { encoding: 'utf8' });
+      assert.equal(fsck.status, 0, fsck.stdout + fsck.stderr);
+      const note = spawnSync('debugfs', ['-R', 'cat /root/note', disk], { encoding: 'utf8' });
+      assert.equal(note.stdout, 'persisted\n');
+    },
+  );
 
-  it('answers the guest agent protocol on the first virtio console port and shuts down on request', { timeout: BOOT_TIMEOUT_MS + 3 * STEP_TIMEOUT_MS }, async () => {
-    const sock = join(tmp, 'agent.sock');
-    const vm = qemu(
-      a,
-      [
-        '-initrd', a.initramfs,
-        '-device', 'virtio-serial-device',
-        '-chardev', `socket,id=agent,path=${sock},server=on,wait=off`,
-        '-device', 'virtconsole,chardev=agent',
-      ],
-      'console=ttyS0',
-    );
-    try {
-      // Connect before the guest boots: qemu drops what the agent says while nobody is connected.
-      const socket = await connectWhenListening(sock, STEP_TIMEOUT_MS);
-      await vm.waitFor(a.marker, BOOT_TIMEOUT_MS);
-      const agent = new Expect([socket], socket);
-      await agent.waitFor(/^ready$/m, STEP_TIMEOUT_MS);
-      agent.send('ping');
-      await agent.waitFor(/^pong$/m, STEP_TIMEOUT_MS);
-      agent.send('bogus');
-      await agent.waitFor(/^error unknown-command$/m, STEP_TIMEOUT_MS);
-      agent.send('shutdown');
-      await agent.waitFor(/^ok shutdown$/m, STEP_TIMEOUT_MS);
-      const status = await vm.waitExit(STEP_TIMEOUT_MS);
-      assert.deepEqual(status, { code: 0, signal: null }, vm.tail());
-      socket.destroy();
-    } finally {
-      await vm.kill();
-    }
-  });
+  it(
+    'answers the guest agent protocol on the first virtio console port and shuts down on request',
+    { timeout: BOOT_TIMEOUT_MS + 3 * STEP_TIMEOUT_MS },
+    async () => {
+      const sock = join(tmp, 'agent.sock');
+      const vm = qemu(
+        a,
+        [
+          '-initrd',
+          a.initramfs,
+          '-device',
+          'virtio-serial-device',
+          '-chardev',
+          `socket,id=agent,path=${sock},server=on,wait=off`,
+          '-device',
+          'virtconsole,chardev=agent',
+        ],
+        'console=ttyS0',
+      );
+      try {
+        // Connect before the guest boots: qemu drops what the agent says while nobody is connected.
+        const socket = await connectWhenListening(sock, STEP_TIMEOUT_MS);
+        await vm.waitFor(a.marker, BOOT_TIMEOUT_MS);
+        const agent = new Expect([socket], socket);
+        await agent.waitFor(/^ready$/m, STEP_TIMEOUT_MS);
+        agent.send('ping');
+        await agent.waitFor(/^pong$/m, STEP_TIMEOUT_MS);
+        agent.send('bogus');
+        await agent.waitFor(/^error unknown-command$/m, STEP_TIMEOUT_MS);
+        agent.send('shutdown');
+        await agent.waitFor(/^ok shutdown$/m, STEP_TIMEOUT_MS);
+        const status = await vm.waitExit(STEP_TIMEOUT_MS);
+        assert.deepEqual(status, { code: 0, signal: null }, vm.tail());
+        socket.destroy();
+      } finally {
+        await vm.kill();
+      }
+    },
+  );
 
   it('the ext4 root image passes e2fsck -fn', () => {
     const r = spawnSync('e2fsck', ['-fn', a.rootfs], { encoding: 'utf8' });

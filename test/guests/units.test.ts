@@ -18,12 +18,15 @@ import { repoRoot } from '../helpers/paths.js';
 describe('kconfig', () => {
   it('reads set and unset options', () => {
     const m = parseKconfig('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_N=8\nCONFIG_S="x y"\n# comment\n');
-    assert.deepEqual([...m], [
-      ['CONFIG_A', 'y'],
-      ['CONFIG_B', 'n'],
-      ['CONFIG_N', '8'],
-      ['CONFIG_S', '"x y"'],
-    ]);
+    assert.deepEqual(
+      [...m],
+      [
+        ['CONFIG_A', 'y'],
+        ['CONFIG_B', 'n'],
+        ['CONFIG_N', '8'],
+        ['CONFIG_S', '"x y"'],
+      ],
+    );
   });
 
   it('lists every unmet requirement', () => {
@@ -38,13 +41,47 @@ describe('kconfig', () => {
   });
 
   it('applies a fragment over a .config', () => {
-    const out = applyFragment('CONFIG_A=y\nCONFIG_TC=y\n# CONFIG_STATIC is not set\nCONFIG_Z=y\n', parseKconfig('CONFIG_STATIC=y\n# CONFIG_TC is not set\n'));
-    assert.deepEqual(parseKconfig(out), new Map([['CONFIG_A', 'y'], ['CONFIG_Z', 'y'], ['CONFIG_STATIC', 'y'], ['CONFIG_TC', 'n']]));
+    const out = applyFragment(
+      'CONFIG_A=y\nCONFIG_TC=y\n# CONFIG_STATIC is not set\nCONFIG_Z=y\n',
+      parseKconfig('CONFIG_STATIC=y\n# CONFIG_TC is not set\n'),
+    );
+    assert.deepEqual(
+      parseKconfig(out),
+      new Map([
+        ['CONFIG_A', 'y'],
+        ['CONFIG_Z', 'y'],
+        ['CONFIG_STATIC', 'y'],
+        ['CONFIG_TC', 'n'],
+      ]),
+    );
   });
 
-  it("the kernel fragment demands what the virt board and busybox need", () => {
+  it('the kernel fragment demands what the virt board and busybox need', () => {
     const frag = parseKconfig(readFileSync(join(repoRoot, 'guests/linux/typevisor.config'), 'utf8'));
-    for (const sym of ['64BIT', 'MMU', 'SMP', 'SOC_VIRT', 'SERIAL_8250_CONSOLE', 'SERIAL_OF_PLATFORM', 'VIRTIO_MMIO', 'VIRTIO_BLK', 'VIRTIO_NET', 'VIRTIO_CONSOLE', 'HW_RANDOM_VIRTIO', 'VIRTIO_BALLOON', 'PAGE_REPORTING', 'SIFIVE_PLIC', 'RTC_DRV_GOLDFISH', 'POWER_RESET_SYSCON', 'POWER_RESET_SYSCON_POWEROFF', 'BLK_DEV_INITRD', 'EXT4_FS', 'DEVTMPFS', 'INET', 'UNIX'])
+    for (const sym of [
+      '64BIT',
+      'MMU',
+      'SMP',
+      'SOC_VIRT',
+      'SERIAL_8250_CONSOLE',
+      'SERIAL_OF_PLATFORM',
+      'VIRTIO_MMIO',
+      'VIRTIO_BLK',
+      'VIRTIO_NET',
+      'VIRTIO_CONSOLE',
+      'HW_RANDOM_VIRTIO',
+      'VIRTIO_BALLOON',
+      'PAGE_REPORTING',
+      'SIFIVE_PLIC',
+      'RTC_DRV_GOLDFISH',
+      'POWER_RESET_SYSCON',
+      'POWER_RESET_SYSCON_POWEROFF',
+      'BLK_DEV_INITRD',
+      'EXT4_FS',
+      'DEVTMPFS',
+      'INET',
+      'UNIX',
+    ])
       assert.equal(frag.get('CONFIG_' + sym), 'y', sym);
     assert.ok(Number(frag.get('CONFIG_NR_CPUS')) >= 8);
     assert.equal(frag.get('CONFIG_MODULES'), 'n');
@@ -69,12 +106,24 @@ describe('cpio newc writer', () => {
       assert.equal(list.status, 0, list.stderr);
       const lines = list.stdout.trim().split('\n');
       assert.equal(lines.length, 5);
-      assert.match(lines.find((l) => l.endsWith(' console'))!, /^crw-------.* 5,\s+1 /);
-      assert.match(lines.find((l) => l.includes(' link '))!, /^lrwxrwxrwx.* link -> \/bin\/hello$/);
-      assert.match(lines.find((l) => l.endsWith(' bin/hello'))!, /^-rwxr-xr-x/);
+      assert.match(
+        lines.find((l) => l.endsWith(' console'))!,
+        /^crw-------.* 5,\s+1 /,
+      );
+      assert.match(
+        lines.find((l) => l.includes(' link '))!,
+        /^lrwxrwxrwx.* link -> \/bin\/hello$/,
+      );
+      assert.match(
+        lines.find((l) => l.endsWith(' bin/hello'))!,
+        /^-rwxr-xr-x/,
+      );
       const out = join(dir, 'out');
       mkdirSync(out);
-      const x = spawnSync('cpio', ['-id', '--quiet', '--no-absolute-filenames', 'bin/hello', 'odd'], { input: archive, cwd: out });
+      const x = spawnSync('cpio', ['-id', '--quiet', '--no-absolute-filenames', 'bin/hello', 'odd'], {
+        input: archive,
+        cwd: out,
+      });
       assert.equal(x.status, 0, String(x.stderr));
       assert.equal(readFileSync(join(out, 'bin/hello'), 'utf8'), 'echo hi\n');
       assert.equal(readFileSync(join(out, 'odd'), 'utf8'), 'xyz');
@@ -151,7 +200,14 @@ describe('cache keys and entries', () => {
       writeFileSync(join(scratch, 'config'), 'CONFIG_64BIT=y\n');
       assert.equal(cache.lookup('linux', hash), undefined, 'a scratch folder is not an entry');
       const key = cacheKeyInputs({ ...recipe([]), name: 'linux', deps: [] }, root, {});
-      cache.commit('linux', hash, scratch, { name: 'linux', hash, key, outputs: ['Image', 'config'], builtAt: '', buildSeconds: 0 });
+      cache.commit('linux', hash, scratch, {
+        name: 'linux',
+        hash,
+        key,
+        outputs: ['Image', 'config'],
+        builtAt: '',
+        buildSeconds: 0,
+      });
       assert.equal(cache.lookup('linux', hash)?.hash, hash);
       // A second finished build of the same key is dropped, unless it is a forced rebuild.
       const again = () => {
@@ -169,7 +225,11 @@ describe('cache keys and entries', () => {
       assert.deepEqual(cache.current('linux'), { name: 'linux', hash });
       const env = { TYPEVISOR_CACHE: root };
       assert.equal(guestsBuilt(env), false);
-      assert.throws(() => guestArtifacts(env), (e: unknown) => e instanceof GuestsNotBuiltError && /run `typevisor guest build`/.test(e.message) && !e.missing.includes('linux'));
+      assert.throws(
+        () => guestArtifacts(env),
+        (e: unknown) =>
+          e instanceof GuestsNotBuiltError && /run `typevisor guest build`/.test(e.message) && !e.missing.includes('linux'),
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -52,7 +52,10 @@ export async function startDaemonProcess(o: DaemonSpawnOptions = {}): Promise<Da
   const stderr: string[] = [];
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
   const addresses = await new Promise<string[]>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not start within ${o.startTimeoutMs ?? 30_000} ms:\n${stderr.join('')}`)), o.startTimeoutMs ?? 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`daemon did not start within ${o.startTimeoutMs ?? 30_000} ms:\n${stderr.join('')}`)),
+      o.startTimeoutMs ?? 30_000,
+    );
     let buf = '';
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       stdout.push(d);
@@ -110,7 +113,12 @@ export function removeHome(home: string): void {
   rmSync(home, { recursive: true, force: true });
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -124,7 +132,10 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
  * p50/p99 of `n` sequential calls. The files that measure latency are `// @exclusive` (scripts/test.mjs runs
  * them alone), so one round is the measurement: no retry, no best-of.
  */
-export async function latencyPercentiles(fn: () => Promise<unknown>, n = 400): Promise<{ p50: number; p99: number; rounds: string[] }> {
+export async function latencyPercentiles(
+  fn: () => Promise<unknown>,
+  n = 400,
+): Promise<{ p50: number; p99: number; rounds: string[] }> {
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();

@@ -1,6 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isActive, LIFECYCLE_EVENTS, nextState, transition, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from '../../src/host/lifecycle.js';
+import {
+  isActive,
+  LIFECYCLE_EVENTS,
+  nextState,
+  transition,
+  TransitionError,
+  VM_STATES,
+  type LifecycleEvent,
+  type VmState,
+} from '../../src/host/lifecycle.js';
 
 /** The whole table, written out independently of the implementation: every (state, event) pair not listed is refused. */
 const ALLOWED: Record<string, VmState> = {

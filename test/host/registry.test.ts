@@ -74,7 +74,13 @@ test('the registry saves, reloads and removes VMs; bad vm.json files are reporte
 test('parseRecord rejects records the host could not trust', () => {
   const ok = JSON.stringify(record('ok'));
   assert.equal(parseRecord('x', ok).name, 'ok');
-  for (const text of ['[]', 'null', JSON.stringify({ ...record('ok'), schema: 2 }), JSON.stringify({ ...record('ok'), state: 'flying' }), JSON.stringify({ ...record('ok'), name: '../x' })]) {
+  for (const text of [
+    '[]',
+    'null',
+    JSON.stringify({ ...record('ok'), schema: 2 }),
+    JSON.stringify({ ...record('ok'), state: 'flying' }),
+    JSON.stringify({ ...record('ok'), name: '../x' }),
+  ]) {
     assert.throws(() => parseRecord('x', text), RecordError, text);
   }
 });
@@ -94,7 +100,10 @@ test('the console log is bounded: it rotates to console.log.1 and read() returns
     assert.match(text, /line 029/);
     assert.doesNotMatch(text, /line 000/);
     const numbers = [...text.matchAll(/line (\d+)/g)].map((m) => Number(m[1]));
-    assert.deepEqual(numbers, [...numbers].sort((a, b) => a - b));
+    assert.deepEqual(
+      numbers,
+      [...numbers].sort((a, b) => a - b),
+    );
   } finally {
     removeHome(dir);
   }

@@ -41,7 +41,11 @@ export class ConsoleDriver {
       };
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== check);
-        reject(new Error(`timed out after ${ms} ms waiting for ${String(pattern)}\n--- console tail ---\n${this.output.slice(-1500)}\n--- stderr ---\n${this.stderr}`));
+        reject(
+          new Error(
+            `timed out after ${ms} ms waiting for ${String(pattern)}\n--- console tail ---\n${this.output.slice(-1500)}\n--- stderr ---\n${this.stderr}`,
+          ),
+        );
       }, ms);
       this.waiters.push(check);
       check();

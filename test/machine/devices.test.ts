@@ -12,7 +12,11 @@ function fakeClintHost() {
   return {
     irqs,
     setTime: (t: number) => (time = t),
-    host: { setHartIrq: (h: number, bit: number, l: boolean) => irqs.set(`${h}:${bit}`, l), readTime: () => time, setTime: (t: number) => (time = t) },
+    host: {
+      setHartIrq: (h: number, bit: number, l: boolean) => irqs.set(`${h}:${bit}`, l),
+      readTime: () => time,
+      setTime: (t: number) => (time = t),
+    },
   };
 }
 
@@ -97,7 +101,12 @@ test('PLIC: state round-trips', () => {
 
 function uart() {
   const out: number[] = [];
-  const irq = { level: false, set(l: boolean) { this.level = l; } };
+  const irq = {
+    level: false,
+    set(l: boolean) {
+      this.level = l;
+    },
+  };
   const u = new Ns16550a(irq, (b) => out.push(b));
   return { u, out, irq };
 }
@@ -165,7 +174,12 @@ test('syscon: poweroff, reboot and fail codes', () => {
 
 test('goldfish RTC shows host time in ns and fires its alarm', () => {
   let ms = 1_700_000_000_123;
-  const irq = { level: false, set(l: boolean) { this.level = l; } };
+  const irq = {
+    level: false,
+    set(l: boolean) {
+      this.level = l;
+    },
+  };
   const rtc = new GoldfishRtc(irq, () => ms);
   const lo = rtc.read(0x00, 4);
   const hi = rtc.read(0x04, 4);

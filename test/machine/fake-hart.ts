@@ -62,7 +62,10 @@ export class FakeHart implements HartPort {
     this.setX(17, ext);
     this.setX(16, fid);
     if (!this.ecallHandler?.(this)) throw new Error('ecall not handled');
-    const a0 = this.hi[10]! >= 0x8000_0000 ? (this.hi[10]! - 0x1_0000_0000) * 0x1_0000_0000 + this.lo[10]! : this.hi[10]! * 0x1_0000_0000 + this.lo[10]!;
+    const a0 =
+      this.hi[10]! >= 0x8000_0000
+        ? (this.hi[10]! - 0x1_0000_0000) * 0x1_0000_0000 + this.lo[10]!
+        : this.hi[10]! * 0x1_0000_0000 + this.lo[10]!;
     return [a0, this.hi[11]! * 0x1_0000_0000 + this.lo[11]!];
   }
 }

@@ -22,13 +22,28 @@ test('Linux Image header: parsed fields and named errors', () => {
   assert.equal(h.textOffset, 0x20_0000);
   assert.equal(h.imageSize, 3 * MiB);
   assert.deepEqual(h.version, { major: 0, minor: 2 });
-  assert.throws(() => parseLinuxImage(new Uint8Array(10)), (e: unknown) => e instanceof LinuxImageError && e.code === 'TOO_SHORT');
-  assert.throws(() => parseLinuxImage(new Uint8Array(128)), (e: unknown) => e instanceof LinuxImageError && e.code === 'BAD_MAGIC' && /RSC/.test(e.message));
-  assert.throws(() => parseLinuxImage(fakeImage(8192, 8192, 0x123)), (e: unknown) => e instanceof LinuxImageError && e.code === 'BAD_TEXT_OFFSET');
+  assert.throws(
+    () => parseLinuxImage(new Uint8Array(10)),
+    (e: unknown) => e instanceof LinuxImageError && e.code === 'TOO_SHORT',
+  );
+  assert.throws(
+    () => parseLinuxImage(new Uint8Array(128)),
+    (e: unknown) => e instanceof LinuxImageError && e.code === 'BAD_MAGIC' && /RSC/.test(e.message),
+  );
+  assert.throws(
+    () => parseLinuxImage(fakeImage(8192, 8192, 0x123)),
+    (e: unknown) => e instanceof LinuxImageError && e.code === 'BAD_TEXT_OFFSET',
+  );
 });
 
 test('builtin firmware: Image at 0x80200000, initrd below the FDT at the top of RAM', () => {
-  const plan = planBoot({ ramBase: RAM, ramSize: 64 * MiB, kernel: fakeImage(8192, 4 * MiB), initrd: new Uint8Array(MiB + 5), firmware: { kind: 'builtin' } });
+  const plan = planBoot({
+    ramBase: RAM,
+    ramSize: 64 * MiB,
+    kernel: fakeImage(8192, 4 * MiB),
+    initrd: new Uint8Array(MiB + 5),
+    firmware: { kind: 'builtin' },
+  });
   assert.equal(plan.mode, 'S');
   assert.equal(plan.entry, 0x8020_0000);
   assert.equal(plan.kernelFormat, 'linux-image');
@@ -39,7 +54,12 @@ test('builtin firmware: Image at 0x80200000, initrd below the FDT at the top of 
 });
 
 test('external firmware: firmware at RAM base in M-mode, kernel at +2 MiB, fw_dynamic info reserved', () => {
-  const plan = planBoot({ ramBase: RAM, ramSize: 64 * MiB, kernel: new Uint8Array(1000), firmware: { kind: 'external', bytes: new Uint8Array(300_000) } });
+  const plan = planBoot({
+    ramBase: RAM,
+    ramSize: 64 * MiB,
+    kernel: new Uint8Array(1000),
+    firmware: { kind: 'external', bytes: new Uint8Array(300_000) },
+  });
   assert.equal(plan.mode, 'M');
   assert.equal(plan.entry, RAM);
   assert.equal(plan.kernelAddr, 0x8020_0000);
@@ -53,18 +73,31 @@ test('external firmware: firmware at RAM base in M-mode, kernel at +2 MiB, fw_dy
 
 test('things that do not fit in RAM give clear errors', () => {
   assert.throws(
-    () => planBoot({ ramBase: RAM, ramSize: 16 * MiB, kernel: fakeImage(8192, 4 * MiB), initrd: new Uint8Array(12 * MiB), firmware: { kind: 'builtin' } }),
+    () =>
+      planBoot({
+        ramBase: RAM,
+        ramSize: 16 * MiB,
+        kernel: fakeImage(8192, 4 * MiB),
+        initrd: new Uint8Array(12 * MiB),
+        firmware: { kind: 'builtin' },
+      }),
     (e: unknown) => e instanceof BootError && e.code === 'INITRD_DOES_NOT_FIT' && /more memory/.test(e.message),
   );
   assert.throws(
     () => planBoot({ ramBase: RAM, ramSize: 16 * MiB, kernel: fakeImage(8192, 20 * MiB), firmware: { kind: 'builtin' } }),
     (e: unknown) => e instanceof BootError && e.code === 'KERNEL_DOES_NOT_FIT',
   );
-  assert.throws(() => planBoot({ ramBase: RAM, ramSize: 16 * MiB, firmware: { kind: 'none' } }), (e: unknown) => e instanceof BootError && e.code === 'NO_KERNEL');
+  assert.throws(
+    () => planBoot({ ramBase: RAM, ramSize: 16 * MiB, firmware: { kind: 'none' } }),
+    (e: unknown) => e instanceof BootError && e.code === 'NO_KERNEL',
+  );
 });
 
 test('bare metal: a broken ELF header is reported by the ELF parser', () => {
   const bad = new Uint8Array(64);
   bad.set([0x7f, 0x45, 0x4c, 0x46, 1, 1]); // ELF32
-  assert.throws(() => planBoot({ ramBase: RAM, ramSize: 16 * MiB, kernel: bad, firmware: { kind: 'none' } }), (e: unknown) => e instanceof ElfError && e.code === 'NOT_ELF64');
+  assert.throws(
+    () => planBoot({ ramBase: RAM, ramSize: 16 * MiB, kernel: bad, firmware: { kind: 'none' } }),
+    (e: unknown) => e instanceof ElfError && e.code === 'NOT_ELF64',
+  );
 });

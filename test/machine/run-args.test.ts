@@ -20,7 +20,22 @@ test('--drive is parsed into VmConfig disks', () => {
 });
 
 test('run flags build a VmConfig', () => {
-  const { config, useDefaultGuest } = parseRunArgs(['--kernel', 'k', '--initrd', 'i', '--append', 'console=ttyS0', '--cpus', '4', '--memory', '1G', '--firmware', '/fw.bin', '--drive', 'file=d.img']);
+  const { config, useDefaultGuest } = parseRunArgs([
+    '--kernel',
+    'k',
+    '--initrd',
+    'i',
+    '--append',
+    'console=ttyS0',
+    '--cpus',
+    '4',
+    '--memory',
+    '1G',
+    '--firmware',
+    '/fw.bin',
+    '--drive',
+    'file=d.img',
+  ]);
   assert.equal(useDefaultGuest, false);
   assert.equal(config.cpus, 4);
   assert.equal(config.memoryMiB, 1024);

@@ -2,8 +2,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GuestRam } from '../../src/machine/memory.js';
 import {
-  BuiltinSbi, EXT_BASE, EXT_DBCN, EXT_HSM, EXT_IPI, EXT_RFENCE, EXT_SRST, EXT_TIME, HSM_STARTED, HSM_STOPPED,
-  SBI_ERR_ALREADY_AVAILABLE, SBI_ERR_NOT_SUPPORTED, SBI_SPEC_VERSION, type ResetKind,
+  BuiltinSbi,
+  EXT_BASE,
+  EXT_DBCN,
+  EXT_HSM,
+  EXT_IPI,
+  EXT_RFENCE,
+  EXT_SRST,
+  EXT_TIME,
+  HSM_STARTED,
+  HSM_STOPPED,
+  SBI_ERR_ALREADY_AVAILABLE,
+  SBI_ERR_NOT_SUPPORTED,
+  SBI_SPEC_VERSION,
+  type ResetKind,
 } from '../../src/machine/sbi.js';
 import { FakeHart } from './fake-hart.js';
 
@@ -30,7 +42,8 @@ test('SBI base: spec version, probe, machine ids', () => {
   const { harts } = setup();
   const h = harts[0]!;
   assert.deepEqual(h.ecall(EXT_BASE, 0), [0, SBI_SPEC_VERSION]);
-  for (const ext of [EXT_TIME, EXT_IPI, EXT_RFENCE, EXT_HSM, EXT_SRST, EXT_DBCN, 0x01]) assert.deepEqual(h.ecall(EXT_BASE, 3, ext), [0, 1], `probe ${ext}`);
+  for (const ext of [EXT_TIME, EXT_IPI, EXT_RFENCE, EXT_HSM, EXT_SRST, EXT_DBCN, 0x01])
+    assert.deepEqual(h.ecall(EXT_BASE, 3, ext), [0, 1], `probe ${ext}`);
   assert.deepEqual(h.ecall(EXT_BASE, 3, 0x504d55), [0, 0]); // PMU: absent
   assert.deepEqual(h.ecall(EXT_BASE, 4), [0, 0]);
   assert.equal(h.ecall(0x12345678, 0)[0], SBI_ERR_NOT_SUPPORTED);
@@ -53,15 +66,27 @@ test('SBI IPI sets SSIP on the selected harts; RFENCE flushes them', () => {
   const { harts } = setup(4);
   const h = harts[0]!;
   assert.deepEqual(h.ecall(EXT_IPI, 0, 0b0101, 0), [0, 0]);
-  assert.deepEqual(harts.map((x) => x.pending.has(1)), [true, false, true, false]);
+  assert.deepEqual(
+    harts.map((x) => x.pending.has(1)),
+    [true, false, true, false],
+  );
   h.ecall(EXT_IPI, 0, 0b1, 3); // mask relative to base 3
   assert.equal(harts[3]!.pending.has(1), true);
   h.ecall(EXT_RFENCE, 1, 0, -1); // base -1: all harts
-  assert.deepEqual(harts.map((x) => x.tlbFlushes), [1, 1, 1, 1]);
+  assert.deepEqual(
+    harts.map((x) => x.tlbFlushes),
+    [1, 1, 1, 1],
+  );
   h.ecall(EXT_RFENCE, 0, 0b10, 0);
-  assert.deepEqual(harts.map((x) => x.decodeFlushes), [0, 1, 0, 0]);
+  assert.deepEqual(
+    harts.map((x) => x.decodeFlushes),
+    [0, 1, 0, 0],
+  );
   h.ecall(EXT_RFENCE, 0, 0, -1); // all harts: the caller's own decode cache is already coherent
-  assert.deepEqual(harts.map((x) => x.decodeFlushes), [0, 2, 1, 1]);
+  assert.deepEqual(
+    harts.map((x) => x.decodeFlushes),
+    [0, 2, 1, 1],
+  );
   assert.equal(h.ecall(EXT_IPI, 0, 1, 9)[0], -3); // hart 9 doesn't exist
 });
 

@@ -26,7 +26,10 @@ test(`random FP sequences through the whole hart match qemu-riscv64 (seed ${SEED
       const off = c * FP_CASE_BYTES + s * 8;
       const e = new DataView(expected.buffer, expected.byteOffset + off, 8).getBigUint64(0, true);
       const a = new DataView(actual.buffer, actual.byteOffset + off, 8).getBigUint64(0, true);
-      if (e !== a) assert.fail(`seed ${SEED} case ${c}: ${name(s)} qemu 0x${e.toString(16)} hart 0x${a.toString(16)}\nsequence:\n${prog.sequences[c]}`);
+      if (e !== a)
+        assert.fail(
+          `seed ${SEED} case ${c}: ${name(s)} qemu 0x${e.toString(16)} hart 0x${a.toString(16)}\nsequence:\n${prog.sequences[c]}`,
+        );
     }
   }
 });

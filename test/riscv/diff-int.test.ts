@@ -39,7 +39,9 @@ for (const seed of SEEDS) {
       for (let b = 0; b < BUF_BYTES; b += 8) {
         const off = prog.outBytes + c * BUF_BYTES + b;
         if (hex(expected, off) !== hex(actual, off)) {
-          assert.fail(`seed ${seed} case ${c}: buffer+${b} qemu ${hex(expected, off)} hart ${hex(actual, off)}\nsequence:\n${prog.sequences[c]}`);
+          assert.fail(
+            `seed ${seed} case ${c}: buffer+${b} qemu ${hex(expected, off)} hart ${hex(actual, off)}\nsequence:\n${prog.sequences[c]}`,
+          );
         }
       }
     }

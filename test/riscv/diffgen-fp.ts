@@ -8,12 +8,41 @@ import { prng } from './diffgen.js';
 
 export const FP_CASE_BYTES = 30 * 8 + 32 * 8 + 8;
 
-const S_SPECIAL = [0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7fa00000, 0x00000001, 0x807fffff,
-  0x3f800000, 0xbfc00000, 0x7f7fffff, 0x00800000, 0x4f000000, 0xcf000000, 0x5f000000, 0x3effffff];
-const D_SPECIAL = [0n, 0x8000000000000000n, 0x7ff0000000000000n, 0xfff0000000000000n, 0x7ff8000000000000n,
-  0x7ff4000000000000n, 1n, 0x800fffffffffffffn, 0x3ff0000000000000n, 0xbff8000000000000n, 0x7fefffffffffffffn,
-  0x0010000000000000n, 0x41e0000000000000n, 0xc3e0000000000000n, 0x43f0000000000000n, 0x3fdfffffffffffffn];
-const INTS = [0n, 1n, -1n, 0x7fffffffn, -0x80000000n, 0xffffffffn, 0x7fffffffffffffffn, -0x8000000000000000n, 3n, -7n, 0x1000001n];
+const S_SPECIAL = [
+  0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7fa00000, 0x00000001, 0x807fffff, 0x3f800000, 0xbfc00000,
+  0x7f7fffff, 0x00800000, 0x4f000000, 0xcf000000, 0x5f000000, 0x3effffff,
+];
+const D_SPECIAL = [
+  0n,
+  0x8000000000000000n,
+  0x7ff0000000000000n,
+  0xfff0000000000000n,
+  0x7ff8000000000000n,
+  0x7ff4000000000000n,
+  1n,
+  0x800fffffffffffffn,
+  0x3ff0000000000000n,
+  0xbff8000000000000n,
+  0x7fefffffffffffffn,
+  0x0010000000000000n,
+  0x41e0000000000000n,
+  0xc3e0000000000000n,
+  0x43f0000000000000n,
+  0x3fdfffffffffffffn,
+];
+const INTS = [
+  0n,
+  1n,
+  -1n,
+  0x7fffffffn,
+  -0x80000000n,
+  0xffffffffn,
+  0x7fffffffffffffffn,
+  -0x8000000000000000n,
+  3n,
+  -7n,
+  0x1000001n,
+];
 
 const FP_ENTRIES = OPCODES.filter(
   (e) => (e.ext === 'F' || e.ext === 'D') && e.size === 4 && !['flw', 'fld', 'fsw', 'fsd'].includes(e.name),
@@ -71,7 +100,16 @@ export function generateFpProgram(seed: number, cases: number, length: number): 
     data.push(`fin${c}: .dword ${Array.from({ length: 32 }, () => '0x' + fpValue().toString(16)).join(', ')}`);
     data.push(`in${c}: .dword ${Array.from({ length: 30 }, () => intValue().toString()).join(', ')}`);
   }
-  text.push('  li a7, 64', '  li a0, 1', '  la a1, outputs', `  li a2, ${cases * FP_CASE_BYTES}`, '  ecall', '  li a7, 93', '  li a0, 0', '  ecall');
+  text.push(
+    '  li a7, 64',
+    '  li a0, 1',
+    '  la a1, outputs',
+    `  li a2, ${cases * FP_CASE_BYTES}`,
+    '  ecall',
+    '  li a7, 93',
+    '  li a0, 0',
+    '  ecall',
+  );
   data.push('.align 3', 'outputs:');
   for (let c = 0; c < cases; c++) data.push(`out${c}: .zero ${FP_CASE_BYTES}`);
   return { source: text.join('\n') + '\n' + data.join('\n') + '\n', cases, sequences };

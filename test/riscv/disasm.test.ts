@@ -100,7 +100,10 @@ test('disassembly matches objdump -M no-aliases', () => {
       if (!m) continue;
       const pc = parseInt(m[1]!, 16);
       const bits = parseInt(m[2]!, 16) | 0;
-      const expected = m[3]!.replace(/\s*#.*$/, '').replace(/\s*<[^>]*>$/, '').trim();
+      const expected = m[3]!
+        .replace(/\s*#.*$/, '')
+        .replace(/\s*<[^>]*>$/, '')
+        .trim();
       assert.equal(disassemble(bits, pc), expected, `at 0x${pc.toString(16)} (${m[2]})`);
       checked++;
     }

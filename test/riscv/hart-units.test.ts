@@ -3,8 +3,22 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpu } from './runner.js';
 import {
-  CSR_MCAUSE, CSR_MEPC, CSR_MIE, CSR_MSTATUS, CSR_MTVAL, CSR_FFLAGS, CSR_MEDELEG, CSR_SEPC,
-  MSTATUS_MIE, MIP_MTIP, IRQ_MTI, IRQ_MEI, IRQ_SEI, PRV_S, PRV_U, MSTATUS_FS,
+  CSR_MCAUSE,
+  CSR_MEPC,
+  CSR_MIE,
+  CSR_MSTATUS,
+  CSR_MTVAL,
+  CSR_FFLAGS,
+  CSR_MEDELEG,
+  CSR_SEPC,
+  MSTATUS_MIE,
+  MIP_MTIP,
+  IRQ_MTI,
+  IRQ_MEI,
+  IRQ_SEI,
+  PRV_S,
+  PRV_U,
+  MSTATUS_FS,
 } from '../../src/riscv/hart.js';
 
 const MIN64 = -(1n << 63n);
@@ -28,14 +42,28 @@ describe('integer edge values', () => {
       div t4, s5, s6
       rem t5, s5, s6
     `)
-      .reg('s0', MIN64).reg('s1', -1).reg('s2', -0x80000000).reg('s3', 0xfedcba9876543210n).reg('s4', 0x1234567n)
-      .reg('s5', -7).reg('s6', 2)
+      .reg('s0', MIN64)
+      .reg('s1', -1)
+      .reg('s2', -0x80000000)
+      .reg('s3', 0xfedcba9876543210n)
+      .reg('s4', 0x1234567n)
+      .reg('s5', -7)
+      .reg('s6', 2)
       .run()
-      .expectReg('a0', MIN64).expectReg('a1', 0).expectReg('a2', -1).expectReg('a3', MIN64)
-      .expectReg('a4', -1).expectReg('a5', MIN64).expectReg('a6', -0x80000000).expectReg('a7', 0)
-      .expectReg('t0', -1).expectReg('t1', -0x80000000)
-      .expectReg('t2', 0xfedcba9876543210n / 0x1234567n).expectReg('t3', 0xfedcba9876543210n % 0x1234567n)
-      .expectReg('t4', -3).expectReg('t5', -1);
+      .expectReg('a0', MIN64)
+      .expectReg('a1', 0)
+      .expectReg('a2', -1)
+      .expectReg('a3', MIN64)
+      .expectReg('a4', -1)
+      .expectReg('a5', MIN64)
+      .expectReg('a6', -0x80000000)
+      .expectReg('a7', 0)
+      .expectReg('t0', -1)
+      .expectReg('t1', -0x80000000)
+      .expectReg('t2', 0xfedcba9876543210n / 0x1234567n)
+      .expectReg('t3', 0xfedcba9876543210n % 0x1234567n)
+      .expectReg('t4', -3)
+      .expectReg('t5', -1);
   });
 
   test('multiplication high halves', () => {
@@ -44,7 +72,9 @@ describe('integer edge values', () => {
     const sa = BigInt.asIntN(64, a);
     const sb = BigInt.asIntN(64, b);
     cpu('mul a0, s0, s1\nmulh a1, s0, s1\nmulhu a2, s0, s1\nmulhsu a3, s0, s1\nmulw a4, s0, s1')
-      .reg('s0', a).reg('s1', b).run()
+      .reg('s0', a)
+      .reg('s1', b)
+      .run()
       .expectReg('a0', (a * b) & ((1n << 64n) - 1n))
       .expectReg('a1', (sa * sb) >> 64n)
       .expectReg('a2', (a * b) >> 64n)
@@ -66,12 +96,21 @@ describe('integer edge values', () => {
       sllw t1, s2, s1
       slli t2, s0, 0
     `)
-      .reg('s0', 0x80000000_80000001n).reg('s1', 32).reg('s2', 0x7fffffff)
+      .reg('s0', 0x80000000_80000001n)
+      .reg('s1', 32)
+      .reg('s2', 0x7fffffff)
       .run()
-      .expectReg('a0', INT).expectReg('a1', 1).expectReg('a2', -1)
-      .expectReg('a3', 0x80000001_00000000n).expectReg('a4', 0x80000000n).expectReg('a5', 0xffffffff_80000000n)
-      .expectReg('a6', -1).expectReg('a7', 0x80000001n | 0xffffffff_00000000n).expectReg('t0', -0x80000000)
-      .expectReg('t1', 0x7fffffff).expectReg('t2', 0x80000000_80000001n);
+      .expectReg('a0', INT)
+      .expectReg('a1', 1)
+      .expectReg('a2', -1)
+      .expectReg('a3', 0x80000001_00000000n)
+      .expectReg('a4', 0x80000000n)
+      .expectReg('a5', 0xffffffff_80000000n)
+      .expectReg('a6', -1)
+      .expectReg('a7', 0x80000001n | 0xffffffff_00000000n)
+      .expectReg('t0', -0x80000000)
+      .expectReg('t1', 0x7fffffff)
+      .expectReg('t2', 0x80000000_80000001n);
   });
 
   test('compares, lui/auipc and x0', () => {
@@ -85,20 +124,35 @@ describe('integer edge values', () => {
       addi zero, zero, 5
       add a6, zero, zero
     `)
-      .reg('s0', -5).reg('s1', 3).run();
-    t.expectReg('a0', 1).expectReg('a1', 0).expectReg('a2', 1).expectReg('a3', 1)
-      .expectReg('a4', -0x80000000).expectReg('a5', t.sym('here')).expectReg('zero', 0).expectReg('a6', 0);
+      .reg('s0', -5)
+      .reg('s1', 3)
+      .run();
+    t.expectReg('a0', 1)
+      .expectReg('a1', 0)
+      .expectReg('a2', 1)
+      .expectReg('a3', 1)
+      .expectReg('a4', -0x80000000)
+      .expectReg('a5', t.sym('here'))
+      .expectReg('zero', 0)
+      .expectReg('a6', 0);
   });
 
   test('ctzw counts only the low word (qemu 7.2 gets this wrong)', () => {
-    cpu('ctzw a0, s0\nctz a1, s0\nclzw a2, s1\ncpop a3, s0').reg('s0', INT).reg('s1', 0xffffffff_00010000n).run()
-      .expectReg('a0', 32).expectReg('a1', 63).expectReg('a2', 15).expectReg('a3', 1);
+    cpu('ctzw a0, s0\nctz a1, s0\nclzw a2, s1\ncpop a3, s0')
+      .reg('s0', INT)
+      .reg('s1', 0xffffffff_00010000n)
+      .run()
+      .expectReg('a0', 32)
+      .expectReg('a1', 63)
+      .expectReg('a2', 15)
+      .expectReg('a3', 1);
   });
 });
 
 describe('instruction classes', () => {
   test('compressed instructions', () => {
-    cpu(`
+    cpu(
+      `
       c.li a0, 5
       c.addi a0, -2
       c.slli a0, 4
@@ -119,12 +173,20 @@ describe('instruction classes', () => {
       c.j 2f
       c.li a5, 2
     2:
-    `, '.data\n.align 3\nbuf: .dword 0, 0\n').run()
-      .expectReg('a0', 48).expectReg('a1', 48).expectReg('a2', 4095).expectReg('a4', 48).expectReg('a5', 0);
+    `,
+      '.data\n.align 3\nbuf: .dword 0, 0\n',
+    )
+      .run()
+      .expectReg('a0', 48)
+      .expectReg('a1', 48)
+      .expectReg('a2', 4095)
+      .expectReg('a4', 48)
+      .expectReg('a5', 0);
   });
 
   test('loads sign/zero extend and misaligned accesses work', () => {
-    cpu(`
+    cpu(
+      `
       la a0, buf
       lb a1, 7(a0)
       lbu a2, 7(a0)
@@ -135,14 +197,23 @@ describe('instruction classes', () => {
       ld a7, 1(a0)
       sw a5, 9(a0)
       ld t0, 8(a0)
-    `, '.data\n.align 3\nbuf: .dword 0x8182838485868788, 0\n').run()
-      .expectReg('a1', -0x7f).expectReg('a2', 0x81).expectReg('a3', -0x7e7e).expectReg('a4', 0x8182)
-      .expectReg('a5', BigInt.asIntN(32, 0x81828384n)).expectReg('a6', 0x81828384n).expectReg('a7', 0x0081828384858687n)
+    `,
+      '.data\n.align 3\nbuf: .dword 0x8182838485868788, 0\n',
+    )
+      .run()
+      .expectReg('a1', -0x7f)
+      .expectReg('a2', 0x81)
+      .expectReg('a3', -0x7e7e)
+      .expectReg('a4', 0x8182)
+      .expectReg('a5', BigInt.asIntN(32, 0x81828384n))
+      .expectReg('a6', 0x81828384n)
+      .expectReg('a7', 0x0081828384858687n)
       .expectReg('t0', 0x8182838400n);
   });
 
   test('LR/SC reservation and AMO sign extension', () => {
-    cpu(`
+    cpu(
+      `
       la a0, buf
       sc.d a1, s0, (a0)
       lr.d a2, (a0)
@@ -153,10 +224,21 @@ describe('instruction classes', () => {
       lw a7, 0(a0)
       amomaxu.d t0, s1, (a0)
       ld t1, 0(a0)
-    `, '.data\n.align 3\nbuf: .dword 7\n')
-      .reg('s0', 0x100000000n).reg('s1', -2).run()
-      .expectReg('a1', 1).expectReg('a2', 7).expectReg('a3', 0).expectReg('a4', 0x100000000n).expectReg('a5', 1)
-      .expectReg('a6', 0).expectReg('a7', -2).expectReg('t0', 0x1fffffffen).expectReg('t1', -2);
+    `,
+      '.data\n.align 3\nbuf: .dword 7\n',
+    )
+      .reg('s0', 0x100000000n)
+      .reg('s1', -2)
+      .run()
+      .expectReg('a1', 1)
+      .expectReg('a2', 7)
+      .expectReg('a3', 0)
+      .expectReg('a4', 0x100000000n)
+      .expectReg('a5', 1)
+      .expectReg('a6', 0)
+      .expectReg('a7', -2)
+      .expectReg('t0', 0x1fffffffen)
+      .expectReg('t1', -2);
   });
 
   test('a 32-bit instruction straddling a page boundary executes', () => {
@@ -169,7 +251,10 @@ describe('instruction classes', () => {
       addi a0, zero, 77
       addi a1, a0, 1
       .option rvc
-    `).run().expectReg('a0', 77).expectReg('a1', 78);
+    `)
+      .run()
+      .expectReg('a0', 77)
+      .expectReg('a1', 78);
   });
 
   test('self-modifying code: a store then fence.i executes the new instruction', () => {
@@ -188,7 +273,9 @@ describe('instruction classes', () => {
       li a2, 1
       j again
     done:
-    `).run().expectReg('a0', 42);
+    `)
+      .run()
+      .expectReg('a0', 42);
   });
 
   test('code changed behind the hart (DMA) runs after flushDecodeCache (remote fence.i)', () => {
@@ -206,7 +293,11 @@ describe('instruction classes', () => {
   });
 
   test('untouched RAM reads as zero; the first write (hart or DMA) remaps it and loads see the new data', () => {
-    const t = cpu('ld a0, 0(s0)\nsd s1, 8(s0)\nld a1, 8(s0)\nld a2, 0(s2)').reg('s0', 0x80800000).reg('s1', 77).reg('s2', 0x80a00000).run();
+    const t = cpu('ld a0, 0(s0)\nsd s1, 8(s0)\nld a1, 8(s0)\nld a2, 0(s2)')
+      .reg('s0', 0x80800000)
+      .reg('s1', 77)
+      .reg('s2', 0x80a00000)
+      .run();
     t.expectReg('a0', 0).expectReg('a1', 77).expectReg('a2', 0);
     t.m.ram.writeU32(0x80a00000, 0x1234); // a device writes a chunk the hart has only read (and cached) so far
     t.hart.pc = t.sym('_start');
@@ -214,7 +305,8 @@ describe('instruction classes', () => {
   });
 
   test('FP loads/stores/moves and arithmetic through the decoder', () => {
-    const t = cpu(`
+    const t = cpu(
+      `
       la a0, buf
       flw fa0, 0(a0)
       fld fa1, 8(a0)
@@ -237,10 +329,18 @@ describe('instruction classes', () => {
       c.fld fs0, 8(a0)
       fsgnjn.d fs1, fs0, fs0
       fmv.x.d a7, fs1
-    `, '.data\n.align 3\nbuf: .word 0x3fc00000, 0\n .dword 0x4004000000000000, 0, 0\n')
-      .csr(CSR_MSTATUS, 1 << 13).run();
-    t.expectReg('a1', 0x4014000000000000n).expectReg('a2', 0x3fc00000).expectReg('a3', 2).expectReg('a4', 2)
-      .expectReg('a5', 1).expectReg('a6', 0x3e99999an).expectReg('a7', 0xc004000000000000n)
+    `,
+      '.data\n.align 3\nbuf: .word 0x3fc00000, 0\n .dword 0x4004000000000000, 0, 0\n',
+    )
+      .csr(CSR_MSTATUS, 1 << 13)
+      .run();
+    t.expectReg('a1', 0x4014000000000000n)
+      .expectReg('a2', 0x3fc00000)
+      .expectReg('a3', 2)
+      .expectReg('a4', 2)
+      .expectReg('a5', 1)
+      .expectReg('a6', 0x3e99999an)
+      .expectReg('a7', 0xc004000000000000n)
       .expectFreg('fa0', 0xffffffff_3fc00000n);
     assert.equal(BigInt(t.hart.mstatus & MSTATUS_FS), BigInt(MSTATUS_FS), 'FS is Dirty');
     assert.equal(t.csrValue(CSR_FFLAGS), 1n);
@@ -264,7 +364,11 @@ describe('traps and hooks', () => {
   test('ecall causes per privilege, delegation and the S-mode ecall hook', () => {
     cpu('ecall').run().expectTrap(11, 0);
     cpu('ecall').priv(PRV_U).run().expectTrap(8, 0);
-    const t = cpu('ecall').priv(PRV_U).csr(CSR_MEDELEG, 1 << 8).strap().run();
+    const t = cpu('ecall')
+      .priv(PRV_U)
+      .csr(CSR_MEDELEG, 1 << 8)
+      .strap()
+      .run();
     t.expectSTrap(8, 0);
     assert.equal(t.csrValue(CSR_SEPC), BigInt(t.sym('_start')));
     let calls = 0;
@@ -300,7 +404,10 @@ describe('traps and hooks', () => {
 
   test('an interrupt raised by an MMIO store is taken before the next instruction', () => {
     const t = cpu('sw a1, 0(a2)\nafter: li a0, 1\nj after');
-    t.csr(CSR_MIE, 1 << 3).csr(CSR_MSTATUS, MSTATUS_MIE).reg('a1', 1).reg('a2', 0x2000000);
+    t.csr(CSR_MIE, 1 << 3)
+      .csr(CSR_MSTATUS, MSTATUS_MIE)
+      .reg('a1', 1)
+      .reg('a2', 0x2000000);
     t.run(1000);
     assert.equal(t.csrValue(CSR_MCAUSE), INT | 3n);
     assert.equal(t.csrValue(CSR_MEPC), BigInt(t.sym('after')), 'mepc points after the store');
@@ -350,7 +457,11 @@ describe('CSR side effects', () => {
       csrr a2, mip
       csrw mip, s2
       csrr a3, sip
-    `).reg('s0', 0x202).reg('s1', 0xaaa).reg('s2', 0x222).run();
+    `)
+      .reg('s0', 0x202)
+      .reg('s1', 0xaaa)
+      .reg('s2', 0x222)
+      .run();
     t.expectReg('a0', 0x202).expectReg('a1', 0x8a8).expectReg('a2', 0x2).expectReg('a3', 0x202);
   });
 
@@ -358,15 +469,32 @@ describe('CSR side effects', () => {
     cpu('rdtime a0').priv(PRV_S).run().expectTrap(2);
     cpu('rdtime a0').csr(0x306, 2).priv(PRV_S).run().expectEnd();
     cpu('csrr a0, 0x14d').csr(0x306, 2).priv(PRV_S).run().expectTrap(2);
-    cpu('csrw 0x14d, zero\ncsrr a0, sip').csr(0x306, 2).csr(0x30a, INT).csr(0x303, 1 << 5).priv(PRV_S).run().expectReg('a0', 0x20);
+    cpu('csrw 0x14d, zero\ncsrr a0, sip')
+      .csr(0x306, 2)
+      .csr(0x30a, INT)
+      .csr(0x303, 1 << 5)
+      .priv(PRV_S)
+      .run()
+      .expectReg('a0', 0x20);
   });
 
   test('TVM traps satp and sfence.vma in S; satp keeps Sv39/Sv48 and ignores other modes', () => {
-    cpu('csrr a0, satp').csr(CSR_MSTATUS, 1 << 20).priv(PRV_S).run().expectTrap(2);
-    cpu('sfence.vma').csr(CSR_MSTATUS, 1 << 20).priv(PRV_S).run().expectTrap(2);
+    cpu('csrr a0, satp')
+      .csr(CSR_MSTATUS, 1 << 20)
+      .priv(PRV_S)
+      .run()
+      .expectTrap(2);
+    cpu('sfence.vma')
+      .csr(CSR_MSTATUS, 1 << 20)
+      .priv(PRV_S)
+      .run()
+      .expectTrap(2);
     cpu('csrw satp, s0\ncsrr a0, satp\ncsrw satp, s1\ncsrr a1, satp')
-      .reg('s0', (9n << 60n) | 0x12345n).reg('s1', (10n << 60n) | 1n).run()
-      .expectReg('a0', (9n << 60n) | 0x12345n).expectReg('a1', (9n << 60n) | 0x12345n);
+      .reg('s0', (9n << 60n) | 0x12345n)
+      .reg('s1', (10n << 60n) | 1n)
+      .run()
+      .expectReg('a0', (9n << 60n) | 0x12345n)
+      .expectReg('a1', (9n << 60n) | 0x12345n);
   });
 
   test('mret/sret stacks: MPP/SPP cleared, xPIE set, MPRV cleared when leaving M', () => {
@@ -392,4 +520,3 @@ describe('CSR side effects', () => {
     assert.equal((st >> 5n) & 1n, 1n, 'SPIE set by sret');
   });
 });
-

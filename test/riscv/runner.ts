@@ -8,7 +8,17 @@
  */
 import assert from 'node:assert/strict';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
-import { CSR_MCAUSE, CSR_MEPC, CSR_MTVAL, CSR_MTVEC, CSR_SCAUSE, CSR_SEPC, CSR_STVAL, CSR_STVEC, type Hart } from '../../src/riscv/hart.js';
+import {
+  CSR_MCAUSE,
+  CSR_MEPC,
+  CSR_MTVAL,
+  CSR_MTVEC,
+  CSR_SCAUSE,
+  CSR_SEPC,
+  CSR_STVAL,
+  CSR_STVEC,
+  type Hart,
+} from '../../src/riscv/hart.js';
 import { XREG_NAMES, FREG_NAMES } from '../../src/riscv/opcodes.js';
 import { buildElf, loadElf, makeMachine, type Machine } from './harness.js';
 
@@ -44,7 +54,8 @@ export function readCsr64(hart: Hart, csr: number): bigint {
 }
 export function writeCsr64(hart: Hart, csr: number, v: bigint | number): void {
   const b = BigInt.asUintN(64, BigInt(v));
-  if (!hart.writeCsr(csr, Number(b & 0xffffffffn) | 0, Number(b >> 32n) | 0)) throw new Error(`CSR 0x${csr.toString(16)} not writable`);
+  if (!hart.writeCsr(csr, Number(b & 0xffffffffn) | 0, Number(b >> 32n) | 0))
+    throw new Error(`CSR 0x${csr.toString(16)} not writable`);
 }
 
 export class CpuTest {
@@ -127,7 +138,11 @@ export class CpuTest {
     return readCsr64(this.hart, csr);
   }
   expectReg(name: string | number, v: bigint | number): this {
-    assert.equal(this.stopped, 'end', `expected to reach _end, stopped at ${this.stopped} (pc 0x${this.hart.pc.toString(16)}, mcause ${this.csrValue(CSR_MCAUSE)})`);
+    assert.equal(
+      this.stopped,
+      'end',
+      `expected to reach _end, stopped at ${this.stopped} (pc 0x${this.hart.pc.toString(16)}, mcause ${this.csrValue(CSR_MCAUSE)})`,
+    );
     assert.equal(this.x(name), BigInt.asUintN(64, BigInt(v)) & MASK64, `register ${name}`);
     return this;
   }
@@ -136,7 +151,11 @@ export class CpuTest {
     return this;
   }
   expectEnd(): this {
-    assert.equal(this.stopped, 'end', `stopped at ${this.stopped} (pc 0x${this.hart.pc.toString(16)}, mcause ${this.csrValue(CSR_MCAUSE)})`);
+    assert.equal(
+      this.stopped,
+      'end',
+      `stopped at ${this.stopped} (pc 0x${this.hart.pc.toString(16)}, mcause ${this.csrValue(CSR_MCAUSE)})`,
+    );
     return this;
   }
   /** Expects an M-mode trap with this cause (and tval/epc when given). */

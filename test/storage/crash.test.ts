@@ -77,7 +77,10 @@ function expectedState(base: Uint8Array, journal: string): { model: Uint8Array; 
   return { model, uncertain };
 }
 
-async function crashLoop(name: string, opts: { lazy: boolean; backing: boolean; iterations: number; seed: number }): Promise<void> {
+async function crashLoop(
+  name: string,
+  opts: { lazy: boolean; backing: boolean; iterations: number; seed: number },
+): Promise<void> {
   const image = join(dir, `${name}.qcow2`);
   const journal = join(dir, `${name}.journal`);
   writeFileSync(journal, '');
@@ -127,10 +130,18 @@ async function crashLoop(name: string, opts: { lazy: boolean; backing: boolean; 
   assert.equal(final.status, 0, final.out);
 }
 
-test('SIGKILL during heavy writes: no corruption, flushed writes intact (lazy refcounts, raw backing file)', { timeout: 300_000 }, async () => {
-  await crashLoop('lazy', { lazy: true, backing: true, iterations: 12, seed: 11 });
-});
+test(
+  'SIGKILL during heavy writes: no corruption, flushed writes intact (lazy refcounts, raw backing file)',
+  { timeout: 300_000 },
+  async () => {
+    await crashLoop('lazy', { lazy: true, backing: true, iterations: 12, seed: 11 });
+  },
+);
 
-test('SIGKILL during heavy writes: no corruption, flushed writes intact (strict refcount ordering)', { timeout: 300_000 }, async () => {
-  await crashLoop('strict', { lazy: false, backing: false, iterations: 12, seed: 23 });
-});
+test(
+  'SIGKILL during heavy writes: no corruption, flushed writes intact (strict refcount ordering)',
+  { timeout: 300_000 },
+  async () => {
+    await crashLoop('strict', { lazy: false, backing: false, iterations: 12, seed: 23 });
+  },
+);

@@ -68,7 +68,10 @@ export function randomOps(rand: () => number, count: number, size: number, clust
     const offset = pick();
     const maxLen = size - offset;
     const r = rand();
-    const length = Math.max(1, Math.min(maxLen, r < 0.3 ? cluster : r < 0.6 ? Math.floor(rand() * cluster * 3) : Math.floor(rand() * 4096)));
+    const length = Math.max(
+      1,
+      Math.min(maxLen, r < 0.3 ? cluster : r < 0.6 ? Math.floor(rand() * cluster * 3) : Math.floor(rand() * 4096)),
+    );
     const k = rand();
     if (k < 0.6) ops.push({ op: 'write', offset, length, seed: Math.floor(rand() * 2 ** 31) });
     else if (k < 0.75) ops.push({ op: 'discard', offset, length });

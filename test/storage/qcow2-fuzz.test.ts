@@ -57,7 +57,8 @@ before(async () => {
 
 const interesting = fc.constantFrom(0, 1, 0x1ff, 0x200, 0x1000, 0x7fffffff, 0x80000000, 0xffffffff, 0x00ffffff, 0x40000000);
 
-type Mutation = { kind: 'byte'; region: number; at: number; value: number } | { kind: 'word'; region: number; at: number; value: number };
+type Mutation =
+  { kind: 'byte'; region: number; at: number; value: number } | { kind: 'word'; region: number; at: number; value: number };
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('byte' as const), region: fc.nat(4), at: fc.nat(), value: fc.nat(255) }),
@@ -144,16 +145,20 @@ async function exercise(image: Uint8Array): Promise<void> {
   assert.ok(grown <= 256 * CLUSTER, `file grew by ${grown} bytes`);
 }
 
-test('fuzz: mutated headers, L1/L2 tables and refcount structures are refused cleanly or handled in bounds', { timeout: 240_000 }, async () => {
-  await fc.assert(
-    fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 6 }), async (muts) => {
-      await exercise(mutate(template, muts, regions));
-    }),
-    { numRuns: 300, seed: 0x5eed },
-  );
-  // Not vacuous: some mutated images must be refused and some must open and take I/O.
-  assert.ok(outcomes.refused > 20 && outcomes.opened > 20, JSON.stringify(outcomes));
-});
+test(
+  'fuzz: mutated headers, L1/L2 tables and refcount structures are refused cleanly or handled in bounds',
+  { timeout: 240_000 },
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 6 }), async (muts) => {
+        await exercise(mutate(template, muts, regions));
+      }),
+      { numRuns: 300, seed: 0x5eed },
+    );
+    // Not vacuous: some mutated images must be refused and some must open and take I/O.
+    assert.ok(outcomes.refused > 20 && outcomes.opened > 20, JSON.stringify(outcomes));
+  },
+);
 
 test('fuzz: mutated qemu-made compressed images', { timeout: 240_000 }, async () => {
   const dv = new DataView(compressedTemplate.buffer, compressedTemplate.byteOffset, compressedTemplate.byteLength);
@@ -183,7 +188,10 @@ test('fuzz: random garbage headers and truncated files', { timeout: 60_000 }, as
       if (withMagic) img.set([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]);
       const path = join(dir, `g-${counter++}.qcow2`);
       writeFileSync(path, img);
-      await assert.rejects(withTimeout(openDisk(path, { format: 'qcow2' }), 5000, 'open'), (err: unknown) => err instanceof StorageError && err.message.length > 10);
+      await assert.rejects(
+        withTimeout(openDisk(path, { format: 'qcow2' }), 5000, 'open'),
+        (err: unknown) => err instanceof StorageError && err.message.length > 10,
+      );
     }),
     { numRuns: 200, seed: 7 },
   );
@@ -200,7 +208,12 @@ const offsetArb = (size: number, cluster: number): fc.Arbitrary<number> =>
 
 const opArb = (size: number, cluster: number): fc.Arbitrary<Op> =>
   fc.oneof(
-    fc.record({ op: fc.constant('write' as const), offset: offsetArb(size, cluster), length: fc.integer({ min: 1, max: 3 * cluster }), seed: fc.nat() }),
+    fc.record({
+      op: fc.constant('write' as const),
+      offset: offsetArb(size, cluster),
+      length: fc.integer({ min: 1, max: 3 * cluster }),
+      seed: fc.nat(),
+    }),
     fc.record({
       op: fc.constantFrom('discard' as const, 'writeZeroes' as const),
       offset: offsetArb(size, cluster),
@@ -215,40 +228,49 @@ for (const [clusterSize, backing] of [
   [65536, true],
   [4096, false],
 ] as const) {
-  test(`model-based: read/write/discard/writeZeroes/flush match a model (${clusterSize}-byte clusters${backing ? ', backing file' : ''}${clusterSize === 512 ? ', tiny L2 cache' : ''})`, { timeout: 240_000 }, async () => {
-    const size = 512 * 1024;
-    const baseData = backing ? fillRandom(new Uint8Array(size), rng(clusterSize)) : new Uint8Array(size);
-    const basePath = join(dir, `model-base-${clusterSize}.raw`);
-    if (backing) writeFileSync(basePath, baseData);
-    let run = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(opArb(size, clusterSize), { minLength: 1, maxLength: 40 }), fc.nat(size - 1), async (ops, probe) => {
-        const path = join(dir, `model-${clusterSize}-${backing}-${run++}.qcow2`);
-        if (backing) await createDisk(path, { format: 'qcow2', backingFile: basePath, backingFormat: 'raw', clusterSize });
-        else await createDisk(path, { format: 'qcow2', size, clusterSize });
-        // 512-byte clusters: 16 L2 tables for the disk but room for only 3, so dirty tables get evicted.
-        const disk = clusterSize === 512 ? await Qcow2Image.open(path, { readOnly: false, l2CacheTables: 3 }) : await openDisk(path);
-        const model = baseData.slice();
-        try {
-          for (const o of ops) {
-            const clipped = o.op === 'flush' ? o : { ...o, length: Math.min(o.length, size - o.offset) };
-            await applyOp(disk, model, clipped);
-            const len = Math.min(5000, size - probe);
-            const got = new Uint8Array(len);
-            await disk.read(probe, got);
-            assert.deepEqual(got, model.subarray(probe, probe + len));
-          }
-          const all = new Uint8Array(size);
-          await disk.read(0, all);
-          assert.ok(Buffer.from(all).equals(model), 'whole disk matches the model');
-        } finally {
-          await disk.close();
-        }
-        const check = qemu('qemu-img', 'check', path);
-        assert.equal(check.status, 0, check.out);
-        if (backing) assert.ok(readFileSync(basePath).equals(baseData), 'backing file unchanged');
-      }),
-      { numRuns: 40, seed: clusterSize },
-    );
-  });
+  test(
+    `model-based: read/write/discard/writeZeroes/flush match a model (${clusterSize}-byte clusters${backing ? ', backing file' : ''}${clusterSize === 512 ? ', tiny L2 cache' : ''})`,
+    { timeout: 240_000 },
+    async () => {
+      const size = 512 * 1024;
+      const baseData = backing ? fillRandom(new Uint8Array(size), rng(clusterSize)) : new Uint8Array(size);
+      const basePath = join(dir, `model-base-${clusterSize}.raw`);
+      if (backing) writeFileSync(basePath, baseData);
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(opArb(size, clusterSize), { minLength: 1, maxLength: 40 }),
+          fc.nat(size - 1),
+          async (ops, probe) => {
+            const path = join(dir, `model-${clusterSize}-${backing}-${run++}.qcow2`);
+            if (backing) await createDisk(path, { format: 'qcow2', backingFile: basePath, backingFormat: 'raw', clusterSize });
+            else await createDisk(path, { format: 'qcow2', size, clusterSize });
+            // 512-byte clusters: 16 L2 tables for the disk but room for only 3, so dirty tables get evicted.
+            const disk =
+              clusterSize === 512 ? await Qcow2Image.open(path, { readOnly: false, l2CacheTables: 3 }) : await openDisk(path);
+            const model = baseData.slice();
+            try {
+              for (const o of ops) {
+                const clipped = o.op === 'flush' ? o : { ...o, length: Math.min(o.length, size - o.offset) };
+                await applyOp(disk, model, clipped);
+                const len = Math.min(5000, size - probe);
+                const got = new Uint8Array(len);
+                await disk.read(probe, got);
+                assert.deepEqual(got, model.subarray(probe, probe + len));
+              }
+              const all = new Uint8Array(size);
+              await disk.read(0, all);
+              assert.ok(Buffer.from(all).equals(model), 'whole disk matches the model');
+            } finally {
+              await disk.close();
+            }
+            const check = qemu('qemu-img', 'check', path);
+            assert.equal(check.status, 0, check.out);
+            if (backing) assert.ok(readFileSync(basePath).equals(baseData), 'backing file unchanged');
+          },
+        ),
+        { numRuns: 40, seed: clusterSize },
+      );
+    },
+  );
 }

@@ -92,49 +92,53 @@ for (const [name, clusterSize, withBacking] of [
   });
 }
 
-test('images from qemu-img read correctly: cluster sizes, compression, zero clusters, backing chain', { timeout: 120_000 }, async () => {
-  const size = 4 * MiB;
-  const rawSrc = join(dir, 'src.raw');
-  const src = new Uint8Array(size);
-  const rand = rng(99);
-  // A mix of random (incompressible), repetitive (compressible) and zero regions.
-  for (let off = 0; off < size; off += 65536) {
-    const kind = Math.floor(rand() * 3);
-    if (kind === 0) fillRandom(src.subarray(off, off + 65536), rand);
-    else if (kind === 1) src.fill(((off >> 16) & 0xff) | 1, off, off + 40000);
-  }
-  writeFileSync(rawSrc, src);
-  for (const cs of ['512', '4096', '65536', '2M']) {
-    const p = join(dir, `q-${cs}.qcow2`);
-    assert.equal(qemu('qemu-img', 'convert', '-O', 'qcow2', '-o', `cluster_size=${cs}`, rawSrc, p).status, 0);
-    assert.ok(Buffer.from(await readAll(p)).equals(src), `cluster_size=${cs}`);
-  }
-  for (const bits of ['1', '8', '64']) {
-    const p = join(dir, `q-rc${bits}.qcow2`);
-    assert.equal(qemu('qemu-img', 'convert', '-O', 'qcow2', '-o', `refcount_bits=${bits}`, rawSrc, p).status, 0);
-    assert.ok(Buffer.from(await readAll(p)).equals(src), `refcount_bits=${bits}`);
-  }
-  const compressed = join(dir, 'compressed.qcow2');
-  assert.equal(qemu('qemu-img', 'convert', '-c', '-O', 'qcow2', rawSrc, compressed).status, 0);
-  const c = (await openDisk(compressed, { readOnly: true })) as Qcow2Image;
-  let compressedClusters = 0;
-  for (let gc = 0; gc < size / 65536; gc++) if ((await c.mapping(gc)).kind === 'compressed') compressedClusters++;
-  await c.close();
-  assert.ok(compressedClusters > 10, `image has compressed clusters (${compressedClusters})`);
-  assert.ok(Buffer.from(await readAll(compressed)).equals(src), 'compressed image');
+test(
+  'images from qemu-img read correctly: cluster sizes, compression, zero clusters, backing chain',
+  { timeout: 120_000 },
+  async () => {
+    const size = 4 * MiB;
+    const rawSrc = join(dir, 'src.raw');
+    const src = new Uint8Array(size);
+    const rand = rng(99);
+    // A mix of random (incompressible), repetitive (compressible) and zero regions.
+    for (let off = 0; off < size; off += 65536) {
+      const kind = Math.floor(rand() * 3);
+      if (kind === 0) fillRandom(src.subarray(off, off + 65536), rand);
+      else if (kind === 1) src.fill(((off >> 16) & 0xff) | 1, off, off + 40000);
+    }
+    writeFileSync(rawSrc, src);
+    for (const cs of ['512', '4096', '65536', '2M']) {
+      const p = join(dir, `q-${cs}.qcow2`);
+      assert.equal(qemu('qemu-img', 'convert', '-O', 'qcow2', '-o', `cluster_size=${cs}`, rawSrc, p).status, 0);
+      assert.ok(Buffer.from(await readAll(p)).equals(src), `cluster_size=${cs}`);
+    }
+    for (const bits of ['1', '8', '64']) {
+      const p = join(dir, `q-rc${bits}.qcow2`);
+      assert.equal(qemu('qemu-img', 'convert', '-O', 'qcow2', '-o', `refcount_bits=${bits}`, rawSrc, p).status, 0);
+      assert.ok(Buffer.from(await readAll(p)).equals(src), `refcount_bits=${bits}`);
+    }
+    const compressed = join(dir, 'compressed.qcow2');
+    assert.equal(qemu('qemu-img', 'convert', '-c', '-O', 'qcow2', rawSrc, compressed).status, 0);
+    const c = (await openDisk(compressed, { readOnly: true })) as Qcow2Image;
+    let compressedClusters = 0;
+    for (let gc = 0; gc < size / 65536; gc++) if ((await c.mapping(gc)).kind === 'compressed') compressedClusters++;
+    await c.close();
+    assert.ok(compressedClusters > 10, `image has compressed clusters (${compressedClusters})`);
+    assert.ok(Buffer.from(await readAll(compressed)).equals(src), 'compressed image');
 
-  // Zero clusters over a backing file: qemu-io write -z on an overlay.
-  const overlay = join(dir, 'zero-overlay.qcow2');
-  assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', '-b', 'compressed.qcow2', '-F', 'qcow2', overlay).status, 0);
-  const io = qemu('qemu-io', '-c', 'write -z 0 1M', '-c', 'write -P 0x5a 1536k 100k', '-c', 'write -z -u 2M 512k', overlay);
-  assert.equal(io.status, 0, io.out);
-  const o = (await openDisk(overlay, { readOnly: true })) as Qcow2Image;
-  assert.equal((await o.mapping(0)).kind, 'zero');
-  await o.close();
-  const expected = qemuRaw(overlay);
-  assert.ok(Buffer.from(await readAll(overlay)).equals(expected), 'overlay with zero clusters reads like qemu');
-  assert.ok(expected.subarray(0, MiB).every((b) => b === 0));
-});
+    // Zero clusters over a backing file: qemu-io write -z on an overlay.
+    const overlay = join(dir, 'zero-overlay.qcow2');
+    assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', '-b', 'compressed.qcow2', '-F', 'qcow2', overlay).status, 0);
+    const io = qemu('qemu-io', '-c', 'write -z 0 1M', '-c', 'write -P 0x5a 1536k 100k', '-c', 'write -z -u 2M 512k', overlay);
+    assert.equal(io.status, 0, io.out);
+    const o = (await openDisk(overlay, { readOnly: true })) as Qcow2Image;
+    assert.equal((await o.mapping(0)).kind, 'zero');
+    await o.close();
+    const expected = qemuRaw(overlay);
+    assert.ok(Buffer.from(await readAll(overlay)).equals(expected), 'overlay with zero clusters reads like qemu');
+    assert.ok(expected.subarray(0, MiB).every((b) => b === 0));
+  },
+);
 
 test('writing into a qemu-made compressed image and its overlay keeps qemu-img check clean', { timeout: 60_000 }, async () => {
   const size = 2 * MiB;
@@ -152,19 +156,23 @@ test('writing into a qemu-made compressed image and its overlay keeps qemu-img c
   assert.ok(Buffer.from(qemuRaw(p)).equals(model));
 });
 
-test('thin provisioning: empty 10 GiB qcow2 < 1 MiB on the host, ~100 MiB after writing 100 MiB', { timeout: 120_000 }, async () => {
-  const p = join(dir, 'thin.qcow2');
-  await createDisk(p, { format: 'qcow2', size: 10 * 2 ** 30 });
-  assert.ok(statSync(p).blocks * 512 < MiB, `new image uses ${statSync(p).blocks * 512} bytes`);
-  const disk = await openDisk(p);
-  const chunk = fillRandom(new Uint8Array(4 * MiB), rng(3));
-  for (let i = 0; i < 25; i++) await disk.write(i * 400 * MiB, chunk); // spread across the disk
-  await disk.flush();
-  const used = await disk.allocatedBytes();
-  await disk.close();
-  assert.ok(used >= 100 * MiB && used < 104 * MiB, `after 100 MiB of writes the image uses ${used / MiB} MiB`);
-  assertQemuClean(p);
-});
+test(
+  'thin provisioning: empty 10 GiB qcow2 < 1 MiB on the host, ~100 MiB after writing 100 MiB',
+  { timeout: 120_000 },
+  async () => {
+    const p = join(dir, 'thin.qcow2');
+    await createDisk(p, { format: 'qcow2', size: 10 * 2 ** 30 });
+    assert.ok(statSync(p).blocks * 512 < MiB, `new image uses ${statSync(p).blocks * 512} bytes`);
+    const disk = await openDisk(p);
+    const chunk = fillRandom(new Uint8Array(4 * MiB), rng(3));
+    for (let i = 0; i < 25; i++) await disk.write(i * 400 * MiB, chunk); // spread across the disk
+    await disk.flush();
+    const used = await disk.allocatedBytes();
+    await disk.close();
+    assert.ok(used >= 100 * MiB && used < 104 * MiB, `after 100 MiB of writes the image uses ${used / MiB} MiB`);
+    assertQemuClean(p);
+  },
+);
 
 test('raw images are sparse; discard keeps holes where nothing was written', async () => {
   const p = join(dir, 'sparse.raw');
@@ -182,7 +190,10 @@ test('raw images are sparse; discard keeps holes where nothing was written', asy
   await disk.read(5 * 2 ** 30, back);
   assert.ok(back.subarray(4096, 8192).every((b) => b === 0));
   assert.ok((await disk.allocatedBytes()) < 3 * MiB);
-  await assert.rejects(disk.read(10 * 2 ** 30 - 10, new Uint8Array(20)), { name: 'StorageError', code: 'OUT_OF_RANGE' } as object);
+  await assert.rejects(disk.read(10 * 2 ** 30 - 10, new Uint8Array(20)), {
+    name: 'StorageError',
+    code: 'OUT_OF_RANGE',
+  } as object);
   await disk.close();
   // Caller said raw: never probed as qcow2, even if the guest wrote a qcow2 header into it.
   const q = join(dir, 'looks-like-qcow2.raw');
@@ -226,18 +237,25 @@ test('backing chains: loops and forbidden backing files are refused', async () =
   await assert.rejects(openDisk(c, { readOnly: true, maxBackingDepth: 0 }), /deeper than 0/);
 });
 
-test('qcow2 version 2 (compat=0.10) images from qemu-img: random writes keep qemu-img check clean', { timeout: 60_000 }, async () => {
-  const size = 4 * MiB;
-  const base = join(dir, 'v2-base.qcow2');
-  const p = join(dir, 'v2.qcow2');
-  assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', '-o', 'compat=0.10', base, '4M').status, 0);
-  assert.equal(qemu('qemu-io', '-c', 'write -P 0x33 0 3M', base).status, 0);
-  assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', '-o', 'compat=0.10', '-b', 'v2-base.qcow2', '-F', 'qcow2', p).status, 0);
-  const model = new Uint8Array(size).fill(0x33, 0, 3 * MiB);
-  const disk = (await openDisk(p)) as Qcow2Image;
-  assert.equal(disk.header.version, 2);
-  for (const o of randomOps(rng(77), 200, size, 65536)) await applyOp(disk, model, o);
-  await disk.close();
-  assertQemuClean(p);
-  assert.ok(Buffer.from(qemuRaw(p)).equals(model));
-});
+test(
+  'qcow2 version 2 (compat=0.10) images from qemu-img: random writes keep qemu-img check clean',
+  { timeout: 60_000 },
+  async () => {
+    const size = 4 * MiB;
+    const base = join(dir, 'v2-base.qcow2');
+    const p = join(dir, 'v2.qcow2');
+    assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', '-o', 'compat=0.10', base, '4M').status, 0);
+    assert.equal(qemu('qemu-io', '-c', 'write -P 0x33 0 3M', base).status, 0);
+    assert.equal(
+      qemu('qemu-img', 'create', '-f', 'qcow2', '-o', 'compat=0.10', '-b', 'v2-base.qcow2', '-F', 'qcow2', p).status,
+      0,
+    );
+    const model = new Uint8Array(size).fill(0x33, 0, 3 * MiB);
+    const disk = (await openDisk(p)) as Qcow2Image;
+    assert.equal(disk.header.version, 2);
+    for (const o of randomOps(rng(77), 200, size, 65536)) await applyOp(disk, model, o);
+    await disk.close();
+    assertQemuClean(p);
+    assert.ok(Buffer.from(qemuRaw(p)).equals(model));
+  },
+);

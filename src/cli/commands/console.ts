@@ -46,7 +46,13 @@ With --timeout, detach after that many seconds.`,
             /* not JSON */
           }
           done = true;
-          reject(new ClientError(res.statusCode === 404 ? EXIT.NOT_FOUND : res.statusCode === 401 ? EXIT.UNREACHABLE : EXIT.ERROR, msg, code));
+          reject(
+            new ClientError(
+              res.statusCode === 404 ? EXIT.NOT_FOUND : res.statusCode === 401 ? EXIT.UNREACHABLE : EXIT.ERROR,
+              msg,
+              code,
+            ),
+          );
         });
       });
       ws.on('error', (err: NodeJS.ErrnoException) => {

@@ -7,7 +7,8 @@ function parseDisk(s: string): { sizeMiB?: number; format: 'raw' | 'qcow2'; back
   // SIZE[:FORMAT] with SIZE like 512M, 2G or 100 (MiB), or backing=IMAGE[:SIZE]
   const m = /^(?:backing=([a-z0-9-]+)(?::(\d+)([MG]?))?|(\d+)([MG]?)(?::(raw|qcow2))?)$/.exec(s);
   if (!m) throw new UsageError(`--disk takes SIZE[:raw|qcow2] (e.g. 1G, 512M:raw) or backing=IMAGE[:SIZE], got ${s}`);
-  const mib = (n: string | undefined, unit: string | undefined) => (n === undefined ? undefined : Number(n) * (unit === 'G' ? 1024 : 1));
+  const mib = (n: string | undefined, unit: string | undefined) =>
+    n === undefined ? undefined : Number(n) * (unit === 'G' ? 1024 : 1);
   if (m[1]) return { backing: m[1], sizeMiB: mib(m[2], m[3]), format: 'qcow2' };
   return { sizeMiB: mib(m[4], m[5]), format: (m[6] as 'raw' | 'qcow2' | undefined) ?? 'qcow2' };
 }
@@ -42,7 +43,10 @@ image's root filesystem as its first disk.`,
       return Number(m[1]) * (m[2] === 'G' ? 1024 : 1);
     };
     const abs = (p: string | undefined) => (p === undefined ? undefined : p.startsWith('/') ? p : `${process.cwd()}/${p}`);
-    const firmware = values.firmware === undefined || values.firmware === 'builtin' || values.firmware === 'none' ? values.firmware : abs(values.firmware);
+    const firmware =
+      values.firmware === undefined || values.firmware === 'builtin' || values.firmware === 'none'
+        ? values.firmware
+        : abs(values.firmware);
     const body = {
       name: positionals[0],
       vcpus: num(values.vcpus, '--vcpus'),
@@ -59,7 +63,10 @@ image's root filesystem as its first disk.`,
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));
     if (values.start) vm = (await client.json<{ vm: VmView }>('POST', `/vms/${vm.name}/actions/start`, {})).vm;
     if (values.json) printJson(vm);
-    else console.log(`created ${vm.name} (${vm.config.cpus} vCPU, ${vm.config.memoryMiB} MiB${vm.image ? `, image ${vm.image}` : ''}): ${vm.state}`);
+    else
+      console.log(
+        `created ${vm.name} (${vm.config.cpus} vCPU, ${vm.config.memoryMiB} MiB${vm.image ? `, image ${vm.image}` : ''}): ${vm.state}`,
+      );
     return 0;
   },
 });

@@ -196,7 +196,9 @@ async function check(argv: string[]): Promise<number> {
       // Report what is left after the repair, as qemu-img does.
       const before = report;
       report = await disk.check('none');
-      console.log(`The following inconsistencies were found and repaired:\n\n    ${before.leaks} leaked clusters\n    ${before.corruptions} corruptions\n`);
+      console.log(
+        `The following inconsistencies were found and repaired:\n\n    ${before.leaks} leaked clusters\n    ${before.corruptions} corruptions\n`,
+      );
       console.log('Double checking the fixed image now...');
     }
   } finally {
@@ -209,10 +211,14 @@ async function check(argv: string[]): Promise<number> {
     if (report.messages.length > 1000) console.log(`... ${report.messages.length - 1000} more`);
     if (report.corruptions === 0 && report.leaks === 0) console.log('No errors were found on the image.');
     if (report.corruptions > 0) {
-      console.log(`\n${report.corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.`);
+      console.log(
+        `\n${report.corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.`,
+      );
     }
     if (report.leaks > 0) {
-      console.log(`\n${report.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.`);
+      console.log(
+        `\n${report.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.`,
+      );
     }
     const pct = (n: number): string => ((100 * n) / Math.max(1, report.totalClusters)).toFixed(2);
     const ofAllocated = (n: number): string => ((100 * n) / Math.max(1, report.allocatedClusters)).toFixed(2);
@@ -270,7 +276,11 @@ function progressReporter(enabled: boolean): (done: number, total: number) => vo
 const CONVERT_CHUNK = 2 ** 20;
 
 /** Copies every non-zero chunk; zero chunks are skipped so the (fresh, all-zero) output stays sparse. */
-async function copyAll(input: BlockBackend, output: BlockBackend, progress: (done: number, total: number) => void): Promise<void> {
+async function copyAll(
+  input: BlockBackend,
+  output: BlockBackend,
+  progress: (done: number, total: number) => void,
+): Promise<void> {
   const buf = new Uint8Array(CONVERT_CHUNK);
   progress(0, input.size);
   for (let pos = 0; pos < input.size; pos += CONVERT_CHUNK) {

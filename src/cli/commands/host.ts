@@ -19,10 +19,16 @@ export const run = defineVerb({
       .filter(([, n]) => n > 0)
       .map(([s, n]) => `${n} ${s}`)
       .join(', ');
-    console.log(`host      ${h.hostname}: ${h.cpus} cpus (${h.cpuModel}), ${bytes(h.memoryBytes)} memory, ${bytes(h.freeMemoryBytes)} free`);
-    console.log(`daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`);
+    console.log(
+      `host      ${h.hostname}: ${h.cpus} cpus (${h.cpuModel}), ${bytes(h.memoryBytes)} memory, ${bytes(h.freeMemoryBytes)} free`,
+    );
+    console.log(
+      `daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`,
+    );
     console.log(`vms       ${h.vms.total}${states ? ` (${states})` : ''}`);
-    console.log(`usage     ${h.usage.vcpus} vcpus, ${bytes(h.usage.memoryBytes)} configured, ${bytes(h.usage.residentBytes)} resident, ${h.usage.cpuPercent} % cpu`);
+    console.log(
+      `usage     ${h.usage.vcpus} vcpus, ${bytes(h.usage.memoryBytes)} configured, ${bytes(h.usage.residentBytes)} resident, ${h.usage.cpuPercent} % cpu`,
+    );
     return 0;
   },
 });

@@ -39,7 +39,10 @@ export const run = defineVerb({
         ['instructions', `${si(s.instret)} (${si(s.instructionsPerSecond)}/s)`],
         ['resident', bytes(s.residentBytes)],
         ['balloon', bytes(s.balloonBytes)],
-        ['disk', `read ${bytes(s.diskReadBytes)} (${s.diskReadOps} ops), written ${bytes(s.diskWriteBytes)} (${s.diskWriteOps} ops)`],
+        [
+          'disk',
+          `read ${bytes(s.diskReadBytes)} (${s.diskReadOps} ops), written ${bytes(s.diskWriteBytes)} (${s.diskWriteOps} ops)`,
+        ],
         ['net', `rx ${bytes(s.netRxBytes)} (${s.netRxPackets} pkts), tx ${bytes(s.netTxBytes)} (${s.netTxPackets} pkts)`],
         ['uptime', `${s.uptimeSeconds} s`],
       );

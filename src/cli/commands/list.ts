@@ -22,7 +22,14 @@ export const run = defineVerb({
     console.log(
       table(
         ['NAME', 'STATE', 'VCPUS', 'MEMORY', 'IMAGE', 'AUTOSTART'],
-        vms.map((v) => [v.name, v.state, String(v.config.cpus), `${v.config.memoryMiB} MiB`, v.image ?? '-', v.autostart ? 'yes' : 'no']),
+        vms.map((v) => [
+          v.name,
+          v.state,
+          String(v.config.cpus),
+          `${v.config.memoryMiB} MiB`,
+          v.image ?? '-',
+          v.autostart ? 'yes' : 'no',
+        ]),
       ),
     );
     return 0;

@@ -17,7 +17,9 @@ export const run = defineVerb({
     return new Promise<number>((resolve, reject) => {
       ws.on('message', (data: Buffer) => process.stdout.write(data));
       ws.on('error', (err) => reject(new ClientError(EXIT.UNREACHABLE, `console stream: ${err.message}`)));
-      ws.on('unexpected-response', (_req, res) => reject(new ClientError(res.statusCode === 404 ? EXIT.NOT_FOUND : EXIT.ERROR, `HTTP ${res.statusCode}`)));
+      ws.on('unexpected-response', (_req, res) =>
+        reject(new ClientError(res.statusCode === 404 ? EXIT.NOT_FOUND : EXIT.ERROR, `HTTP ${res.statusCode}`)),
+      );
       ws.on('close', () => resolve(EXIT.OK));
       process.once('SIGINT', () => {
         ws.close();

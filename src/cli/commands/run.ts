@@ -54,7 +54,8 @@ export function parseDrive(spec: string): DiskConfig {
       formatGiven = true;
     } else if (key === 'readonly') disk.readOnly = value === 'on' || value === 'true' || value === '1';
     else if (key === 'serial') disk.serial = value;
-    else if (key === 'if' || key === 'cache') continue; // accepted for QEMU muscle memory
+    else if (key === 'if' || key === 'cache')
+      continue; // accepted for QEMU muscle memory
     else throw new UsageError(`--drive: unknown option '${key}'`);
   }
   if (!disk.path) throw new UsageError('--drive needs file=PATH');
@@ -69,10 +70,10 @@ interface GuestArtifacts {
 }
 
 async function defaultGuest(): Promise<GuestArtifacts | string> {
-  const hint = "the default guest is not built yet; build it with:\n\n  typevisor guest build\n\n(or pass --kernel/--initrd)";
+  const hint = 'the default guest is not built yet; build it with:\n\n  typevisor guest build\n\n(or pass --kernel/--initrd)';
   try {
     const mod = (await import('../../guests/index' + '.js')) as { guestArtifacts?: () => unknown };
-    const a = (await mod.guestArtifacts?.()) as Partial<GuestArtifacts> & { initrd?: string } | undefined;
+    const a = (await mod.guestArtifacts?.()) as (Partial<GuestArtifacts> & { initrd?: string }) | undefined;
     const kernel = a?.kernel;
     const initramfs = a?.initramfs ?? a?.initrd;
     if (!kernel || !initramfs || !existsSync(kernel) || !existsSync(initramfs)) return hint;
@@ -102,7 +103,8 @@ export function parseRunArgs(argv: string[]): { config: VmConfig; help: boolean;
     strict: true,
   });
   const fw = values.firmware ?? 'builtin';
-  const firmware: FirmwareChoice = fw === 'builtin' ? { kind: 'builtin' } : fw === 'none' ? { kind: 'none' } : { kind: 'file', path: fw };
+  const firmware: FirmwareChoice =
+    fw === 'builtin' ? { kind: 'builtin' } : fw === 'none' ? { kind: 'none' } : { kind: 'file', path: fw };
   const cpusText = values.cpus ?? values.smp ?? '1';
   if (!/^\d+$/.test(cpusText)) throw new UsageError(`--cpus: '${cpusText}' is not a number`);
   const noVirtio = !!values['no-virtio'];
@@ -227,9 +229,13 @@ export async function run(argv: string[]): Promise<number> {
         process.stderr.write(`typevisor: guest reported failure code ${exit.code}\n`);
         return exit.code === 0 ? 1 : Math.min(exit.code, 255);
       case 'fault': {
-        const recent = exit.recentPcs?.length ? `\n  recent pcs: ${exit.recentPcs.map((p) => '0x' + p.toString(16)).join(' ')}` : '';
+        const recent = exit.recentPcs?.length
+          ? `\n  recent pcs: ${exit.recentPcs.map((p) => '0x' + p.toString(16)).join(' ')}`
+          : '';
         const traps = exit.recentTraps?.length ? `\n  last traps (oldest first):\n    ${exit.recentTraps.join('\n    ')}` : '';
-        process.stderr.write(`\ntypevisor: emulator fault on hart ${exit.hartId} at pc 0x${exit.pc.toString(16)}: ${exit.message}${recent}${traps}\n`);
+        process.stderr.write(
+          `\ntypevisor: emulator fault on hart ${exit.hartId} at pc 0x${exit.pc.toString(16)}: ${exit.message}${recent}${traps}\n`,
+        );
         return 70;
       }
       default:

@@ -77,7 +77,16 @@ export class VirtioBalloon extends VirtioMmioDevice<VirtioBalloonStateData> {
   private statsChain: DescriptorChain | null = null;
   private latestStats: BalloonStats = { values: {}, updates: 0 };
   private statsWaiters: (() => void)[] = [];
-  private readonly counters = { inflatedPages: 0, deflatedPages: 0, reportedBytes: 0, releasedBytes: 0, inflateReleasedBytes: 0, reportReleasedBytes: 0, statsUpdates: 0, ignoredPfns: 0 };
+  private readonly counters = {
+    inflatedPages: 0,
+    deflatedPages: 0,
+    reportedBytes: 0,
+    releasedBytes: 0,
+    inflateReleasedBytes: 0,
+    reportReleasedBytes: 0,
+    statsUpdates: 0,
+    ignoredPfns: 0,
+  };
 
   constructor(ctx: VirtioContext, options: VirtioBalloonOptions = {}) {
     const features =
@@ -202,7 +211,12 @@ export class VirtioBalloon extends VirtioMmioDevice<VirtioBalloonStateData> {
   }
 
   protected override deviceMetrics(): Record<string, number> {
-    return { ...this.counters, balloonedPages: this.balloonedPages, targetPages: this.targetPages, actualPages: this.actualPages };
+    return {
+      ...this.counters,
+      balloonedPages: this.balloonedPages,
+      targetPages: this.targetPages,
+      actualPages: this.actualPages,
+    };
   }
 
   private pfns(chain: DescriptorChain): number[] {

@@ -95,7 +95,19 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
   private readonly waiting: (() => void)[] = [];
   /** Promises of requests in progress (for FLUSH ordering and whenIdle). */
   private readonly active = new Set<Promise<void>>();
-  private readonly stats = { requests: 0, reads: 0, writes: 0, flushes: 0, discards: 0, writeZeroes: 0, getIds: 0, readBytes: 0, writeBytes: 0, errors: 0, unsupported: 0 };
+  private readonly stats = {
+    requests: 0,
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    discards: 0,
+    writeZeroes: 0,
+    getIds: 0,
+    readBytes: 0,
+    writeBytes: 0,
+    errors: 0,
+    unsupported: 0,
+  };
 
   constructor(
     ctx: VirtioContext,
@@ -104,9 +116,26 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
   ) {
     const readOnly = backend.readOnly || options.readOnly === true;
     const features = readOnly
-      ? bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_RO)
-      : bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES);
-    super(ctx, VIRTIO_ID_BLOCK, features, [{ maxSize: BLK_QUEUE_SIZE, limits: { maxChainBytes: BLK_SEG_MAX * BLK_SIZE_MAX + 64 * 1024 } }], CONFIG_SIZE, 'virtio-blk', 1);
+      ? bit(VIRTIO_BLK_F_SIZE_MAX) |
+        bit(VIRTIO_BLK_F_SEG_MAX) |
+        bit(VIRTIO_BLK_F_BLK_SIZE) |
+        bit(VIRTIO_BLK_F_FLUSH) |
+        bit(VIRTIO_BLK_F_RO)
+      : bit(VIRTIO_BLK_F_SIZE_MAX) |
+        bit(VIRTIO_BLK_F_SEG_MAX) |
+        bit(VIRTIO_BLK_F_BLK_SIZE) |
+        bit(VIRTIO_BLK_F_FLUSH) |
+        bit(VIRTIO_BLK_F_DISCARD) |
+        bit(VIRTIO_BLK_F_WRITE_ZEROES);
+    super(
+      ctx,
+      VIRTIO_ID_BLOCK,
+      features,
+      [{ maxSize: BLK_QUEUE_SIZE, limits: { maxChainBytes: BLK_SEG_MAX * BLK_SIZE_MAX + 64 * 1024 } }],
+      CONFIG_SIZE,
+      'virtio-blk',
+      1,
+    );
     this.readOnly = readOnly;
     this.capacitySectors = Math.floor(backend.size / SECTOR_SIZE);
     this.maxInflight = Math.max(1, options.maxInflight ?? 1);
@@ -133,14 +162,18 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
 
   protected handleChain(_queue: number, chain: DescriptorChain): void {
     if (chain.readableBytes < REQUEST_HEADER || chain.writableBytes < 1) {
-      throw new VirtqueueError('MalformedRequest', `virtio-blk request needs a 16-byte header and a status byte (got ${chain.readableBytes}/${chain.writableBytes})`);
+      throw new VirtqueueError(
+        'MalformedRequest',
+        `virtio-blk request needs a 16-byte header and a status byte (got ${chain.readableBytes}/${chain.writableBytes})`,
+      );
     }
     this.stats.requests++;
     const header = new DataView(this.readChain(chain, 0, REQUEST_HEADER).buffer);
     const type = header.getUint32(0, true);
     const sectorHi = header.getUint32(12, true);
     // A sector beyond 2^53 bytes is out of range for any disk; keep it as Infinity so the bounds check refuses it.
-    const sector = sectorHi >= 0x20_0000 / SECTOR_SIZE ? Number.POSITIVE_INFINITY : sectorHi * 0x1_0000_0000 + header.getUint32(8, true);
+    const sector =
+      sectorHi >= 0x20_0000 / SECTOR_SIZE ? Number.POSITIVE_INFINITY : sectorHi * 0x1_0000_0000 + header.getUint32(8, true);
     // Device-readable payload is copied out now, so later guest writes to the buffer cannot change the request.
     const payload = chain.readableBytes > REQUEST_HEADER ? this.readChain(chain, REQUEST_HEADER) : new Uint8Array(0);
     const priorWork = [...this.active];
@@ -176,7 +209,13 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
     }
   }
 
-  private async execute(chain: DescriptorChain, type: number, sector: number, payload: Uint8Array, priorWork: Promise<void>[]): Promise<void> {
+  private async execute(
+    chain: DescriptorChain,
+    type: number,
+    sector: number,
+    payload: Uint8Array,
+    priorWork: Promise<void>[],
+  ): Promise<void> {
     if (!this.isCurrent(chain)) return; // the device was reset while this request waited
     let outcome: Outcome;
     try {
@@ -194,7 +233,13 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
     });
   }
 
-  private async perform(chain: DescriptorChain, type: number, sector: number, payload: Uint8Array, priorWork: Promise<void>[]): Promise<Outcome> {
+  private async perform(
+    chain: DescriptorChain,
+    type: number,
+    sector: number,
+    payload: Uint8Array,
+    priorWork: Promise<void>[],
+  ): Promise<Outcome> {
     const dataInLength = chain.writableBytes - 1;
     switch (type) {
       case VIRTIO_BLK_T_IN: {
@@ -233,7 +278,8 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
       case VIRTIO_BLK_T_DISCARD:
       case VIRTIO_BLK_T_WRITE_ZEROES: {
         const isDiscard = type === VIRTIO_BLK_T_DISCARD;
-        if (!this.has(isDiscard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES)) throw new RequestRejected(VIRTIO_BLK_S_UNSUPP, 'not negotiated');
+        if (!this.has(isDiscard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES))
+          throw new RequestRejected(VIRTIO_BLK_S_UNSUPP, 'not negotiated');
         if (this.readOnly) throw new RequestRejected(VIRTIO_BLK_S_IOERR, 'read-only disk');
         const ranges = this.parseRanges(payload, isDiscard);
         for (const r of ranges) {
@@ -251,15 +297,20 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
 
   /** The byte offset of [sector, sector+length) after checking it is whole sectors inside the disk. */
   private checkRange(sector: number, length: number): number {
-    if (length % SECTOR_SIZE !== 0) throw new RequestRejected(VIRTIO_BLK_S_IOERR, `length ${length} is not a multiple of ${SECTOR_SIZE}`);
+    if (length % SECTOR_SIZE !== 0)
+      throw new RequestRejected(VIRTIO_BLK_S_IOERR, `length ${length} is not a multiple of ${SECTOR_SIZE}`);
     if (!(sector <= this.capacitySectors) || sector + length / SECTOR_SIZE > this.capacitySectors) {
-      throw new RequestRejected(VIRTIO_BLK_S_IOERR, `sectors ${sector}+${length / SECTOR_SIZE} beyond capacity ${this.capacitySectors}`);
+      throw new RequestRejected(
+        VIRTIO_BLK_S_IOERR,
+        `sectors ${sector}+${length / SECTOR_SIZE} beyond capacity ${this.capacitySectors}`,
+      );
     }
     return sector * SECTOR_SIZE;
   }
 
   private parseRanges(payload: Uint8Array, isDiscard: boolean): { offset: number; length: number }[] {
-    if (payload.length === 0 || payload.length % DISCARD_SEGMENT !== 0) throw new RequestRejected(VIRTIO_BLK_S_IOERR, 'bad discard/write-zeroes payload');
+    if (payload.length === 0 || payload.length % DISCARD_SEGMENT !== 0)
+      throw new RequestRejected(VIRTIO_BLK_S_IOERR, 'bad discard/write-zeroes payload');
     const count = payload.length / DISCARD_SEGMENT;
     if (count > MAX_DISCARD_SEG) throw new RequestRejected(VIRTIO_BLK_S_IOERR, `${count} segments exceed max ${MAX_DISCARD_SEG}`);
     const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
@@ -271,8 +322,10 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
       const numSectors = view.getUint32(at + 8, true);
       const flags = view.getUint32(at + 12, true);
       // §5.2.6.2: unknown flags, or UNMAP on a discard, are UNSUPP.
-      if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP || (isDiscard && flags !== 0)) throw new RequestRejected(VIRTIO_BLK_S_UNSUPP, `flags 0x${flags.toString(16)}`);
-      if (numSectors > MAX_DISCARD_SECTORS) throw new RequestRejected(VIRTIO_BLK_S_IOERR, `${numSectors} sectors exceed the maximum`);
+      if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP || (isDiscard && flags !== 0))
+        throw new RequestRejected(VIRTIO_BLK_S_UNSUPP, `flags 0x${flags.toString(16)}`);
+      if (numSectors > MAX_DISCARD_SECTORS)
+        throw new RequestRejected(VIRTIO_BLK_S_IOERR, `${numSectors} sectors exceed the maximum`);
       ranges.push({ offset: this.checkRange(sector, numSectors * SECTOR_SIZE), length: numSectors * SECTOR_SIZE });
     }
     return ranges;

@@ -34,7 +34,18 @@ export class VirtioConsole extends VirtioMmioDevice<VirtioConsoleStateData> {
 
   constructor(ctx: VirtioContext, options: VirtioConsoleOptions = {}) {
     const limits = { maxChainBytes: 1024 * 1024 };
-    super(ctx, VIRTIO_ID_CONSOLE, 0n, [{ maxSize: QUEUE_SIZE, limits }, { maxSize: QUEUE_SIZE, limits }], CONFIG_SIZE, 'virtio-console', 1);
+    super(
+      ctx,
+      VIRTIO_ID_CONSOLE,
+      0n,
+      [
+        { maxSize: QUEUE_SIZE, limits },
+        { maxSize: QUEUE_SIZE, limits },
+      ],
+      CONFIG_SIZE,
+      'virtio-console',
+      1,
+    );
     if (options.onOutput) this.outputListeners.push(options.onOutput);
   }
 

@@ -8,7 +8,15 @@
  * raises a configuration-change interrupt; nothing here throws into the caller of read/write.
  */
 import type { GuestRam } from '../../machine/memory.js';
-import { checkState, type AccessSize, type DeviceState, type IrqLine, type Metered, type MmioDevice, type Stateful } from '../device.js';
+import {
+  checkState,
+  type AccessSize,
+  type DeviceState,
+  type IrqLine,
+  type Metered,
+  type MmioDevice,
+  type Stateful,
+} from '../device.js';
 import {
   TYPEVISOR_VENDOR_ID,
   VIRTIO_CONFIG_S_DRIVER_OK,
@@ -277,7 +285,8 @@ export abstract class VirtioMmioDevice<D = unknown> implements MmioDevice, State
       while (!this.needsReset) {
         const head = vq.peekHead();
         if (head === null) break;
-        if (this.inflight[queue]!.has(head)) throw new VirtqueueError('HeadInFlight', `head ${head} is already owned by the device`);
+        if (this.inflight[queue]!.has(head))
+          throw new VirtqueueError('HeadInFlight', `head ${head} is already owned by the device`);
         const chain = vq.pop(this.epoch)!;
         this.inflight[queue]!.add(chain.head);
         this.transportCounters.chains++;
@@ -431,7 +440,8 @@ export abstract class VirtioMmioDevice<D = unknown> implements MmioDevice, State
   loadState(state: DeviceState<VirtioDeviceState<D>>): void {
     checkState(state, this.stateType, this.stateVersion);
     const t = state.data.transport;
-    if (t.queues.length !== this.queueRegs.length) throw new Error(`${this.stateType}: state has ${t.queues.length} queues, device has ${this.queueRegs.length}`);
+    if (t.queues.length !== this.queueRegs.length)
+      throw new Error(`${this.stateType}: state has ${t.queues.length} queues, device has ${this.queueRegs.length}`);
     this.epoch++;
     this.status = t.status;
     this.deviceFeaturesSel = t.deviceFeaturesSel;

@@ -86,7 +86,10 @@ export function validateQueueLayout(ram: GuestRam, q: QueueAddresses, maxSize: n
     throw new VirtqueueError('BadQueueSize', `queue size ${size} is not a power of 2 in 1..${maxSize}`);
   }
   if (desc % 16 !== 0 || driver % 2 !== 0 || device % 4 !== 0) {
-    throw new VirtqueueError('RingMisaligned', `ring addresses 0x${desc.toString(16)}/0x${driver.toString(16)}/0x${device.toString(16)} are misaligned`);
+    throw new VirtqueueError(
+      'RingMisaligned',
+      `ring addresses 0x${desc.toString(16)}/0x${driver.toString(16)}/0x${device.toString(16)} are misaligned`,
+    );
   }
   // The trailing u16 (used_event / avail_event) is counted whether or not EVENT_IDX is negotiated.
   const parts: [string, number, number][] = [
@@ -147,7 +150,10 @@ export class SplitVirtqueue {
     const availIdx = this.ram.readU16(this.addrs.driver + 2);
     const outstanding = (availIdx - this.lastAvailIdx) & 0xffff;
     if (outstanding > this.size) {
-      throw new VirtqueueError('BadAvailIndex', `avail idx ${availIdx} is ${outstanding} ahead of ${this.lastAvailIdx}, queue size ${this.size}`);
+      throw new VirtqueueError(
+        'BadAvailIndex',
+        `avail idx ${availIdx} is ${outstanding} ahead of ${this.lastAvailIdx}, queue size ${this.size}`,
+      );
     }
     return outstanding;
   }
@@ -189,7 +195,8 @@ export class SplitVirtqueue {
         writable.push({ addr: d.addr, len: d.len });
         writableBytes += d.len;
       } else {
-        if (writable.length > 0) throw new VirtqueueError('WriteBeforeRead', 'a device-readable buffer follows a device-writable one');
+        if (writable.length > 0)
+          throw new VirtqueueError('WriteBeforeRead', 'a device-readable buffer follows a device-writable one');
         readable.push({ addr: d.addr, len: d.len });
         readableBytes += d.len;
       }
@@ -215,11 +222,16 @@ export class SplitVirtqueue {
 
   private walkIndirect(d: RawDescriptor, take: (d: RawDescriptor) => void): void {
     if (!this.indirect) throw new VirtqueueError('IndirectNotNegotiated', 'indirect descriptor without VIRTIO_F_INDIRECT_DESC');
-    if (d.flags & VIRTQ_DESC_F_NEXT) throw new VirtqueueError('IndirectWithNext', 'indirect descriptor also has VIRTQ_DESC_F_NEXT');
-    if (d.len === 0 || d.len % VIRTQ_DESC_SIZE !== 0) throw new VirtqueueError('BadIndirectLength', `indirect table length ${d.len}`);
+    if (d.flags & VIRTQ_DESC_F_NEXT)
+      throw new VirtqueueError('IndirectWithNext', 'indirect descriptor also has VIRTQ_DESC_F_NEXT');
+    if (d.len === 0 || d.len % VIRTQ_DESC_SIZE !== 0)
+      throw new VirtqueueError('BadIndirectLength', `indirect table length ${d.len}`);
     const count = d.len / VIRTQ_DESC_SIZE;
     if (count > this.limits.maxIndirectDescriptors) {
-      throw new VirtqueueError('ChainTooLong', `indirect table of ${count} descriptors (at most ${this.limits.maxIndirectDescriptors})`);
+      throw new VirtqueueError(
+        'ChainTooLong',
+        `indirect table of ${count} descriptors (at most ${this.limits.maxIndirectDescriptors})`,
+      );
     }
     if (!this.ram.contains(d.addr, d.len)) {
       throw new VirtqueueError('DescriptorOutOfRange', `indirect table 0x${d.addr.toString(16)}+${d.len} is outside guest RAM`);
@@ -229,7 +241,8 @@ export class SplitVirtqueue {
     while (true) {
       if (++visited > count) throw new VirtqueueError('ChainLoop', 'indirect chain revisits a descriptor');
       const e = readDescriptor(this.ram, d.addr, index);
-      if (e.flags & VIRTQ_DESC_F_INDIRECT) throw new VirtqueueError('NestedIndirect', 'indirect table contains an indirect descriptor');
+      if (e.flags & VIRTQ_DESC_F_INDIRECT)
+        throw new VirtqueueError('NestedIndirect', 'indirect table contains an indirect descriptor');
       take(e);
       if (!(e.flags & VIRTQ_DESC_F_NEXT)) return;
       if (e.next >= count) throw new VirtqueueError('NextOutOfRange', `indirect next ${e.next} >= table size ${count}`);

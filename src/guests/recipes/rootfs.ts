@@ -19,7 +19,20 @@ export const rootfs: Recipe = {
     const root = join(ctx.work, 'root');
     stageUserland(ctx.depDir('busybox'), ctx.recipesDir, root, ['/sbin/init']);
     const image = join(ctx.out, 'rootfs.ext4');
-    await ctx.run('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', 'typevisor-root', '-E', 'root_owner=0:0', '-d', root, image, `${ROOTFS_SIZE_MIB}M`]);
+    await ctx.run('mke2fs', [
+      '-q',
+      '-F',
+      '-t',
+      'ext4',
+      '-L',
+      'typevisor-root',
+      '-E',
+      'root_owner=0:0',
+      '-d',
+      root,
+      image,
+      `${ROOTFS_SIZE_MIB}M`,
+    ]);
     await ctx.run('e2fsck', ['-fn', image]);
   },
 };

@@ -6,7 +6,8 @@ import { isElf, parseElf, type ElfImage } from './elf.js';
 import { isLinuxImage, parseLinuxImage } from './image.js';
 import { KERNEL_OFFSET_WITH_FIRMWARE } from '../layout.js';
 
-export type BootErrorCode = 'NO_KERNEL' | 'KERNEL_DOES_NOT_FIT' | 'INITRD_DOES_NOT_FIT' | 'FIRMWARE_DOES_NOT_FIT' | 'ELF_OUTSIDE_RAM' | 'RAM_TOO_SMALL';
+export type BootErrorCode =
+  'NO_KERNEL' | 'KERNEL_DOES_NOT_FIT' | 'INITRD_DOES_NOT_FIT' | 'FIRMWARE_DOES_NOT_FIT' | 'ELF_OUTSIDE_RAM' | 'RAM_TOO_SMALL';
 
 export class BootError extends Error {
   constructor(
@@ -69,7 +70,8 @@ const hex = (n: number): string => '0x' + n.toString(16);
 
 export function planBoot(inp: BootInputs): BootPlan {
   const ramEnd = inp.ramBase + inp.ramSize;
-  if (inp.ramSize < 8 * MiB) throw new BootError('RAM_TOO_SMALL', `RAM of ${inp.ramSize} bytes is too small to boot anything (need 8 MiB)`);
+  if (inp.ramSize < 8 * MiB)
+    throw new BootError('RAM_TOO_SMALL', `RAM of ${inp.ramSize} bytes is too small to boot anything (need 8 MiB)`);
   const fdtReserve = alignUp(inp.fdtReserve ?? 64 * 1024, 4096);
   // The FDT sits at the top of RAM, 2 MiB aligned as QEMU does, so the kernel's early mapping finds it.
   const fdtAddr = alignDown(ramEnd - fdtReserve, FDT_ALIGN);
@@ -99,7 +101,10 @@ export function planBoot(inp: BootInputs): BootPlan {
   if (inp.firmware.kind === 'external') {
     const fw = inp.firmware.bytes;
     if (fw.length > FIRMWARE_REGION) {
-      throw new BootError('FIRMWARE_DOES_NOT_FIT', `firmware is ${fw.length} bytes; at most ${FIRMWARE_REGION} fit below the kernel at ${hex(inp.ramBase + KERNEL_OFFSET_WITH_FIRMWARE)}`);
+      throw new BootError(
+        'FIRMWARE_DOES_NOT_FIT',
+        `firmware is ${fw.length} bytes; at most ${FIRMWARE_REGION} fit below the kernel at ${hex(inp.ramBase + KERNEL_OFFSET_WITH_FIRMWARE)}`,
+      );
     }
     placements.push({ addr: inp.ramBase, bytes: fw, what: 'firmware' });
     plan.entry = inp.ramBase;
@@ -162,14 +167,20 @@ export function planBoot(inp: BootInputs): BootPlan {
 
 function checkFits(code: BootErrorCode, what: string, addr: number, len: number, ramBase: number, limit: number): void {
   if (addr < ramBase || addr + len > limit) {
-    throw new BootError(code, `${what} of ${len} bytes at ${hex(addr)} does not fit in RAM below ${hex(limit)}: give the VM more memory`);
+    throw new BootError(
+      code,
+      `${what} of ${len} bytes at ${hex(addr)} does not fit in RAM below ${hex(limit)}: give the VM more memory`,
+    );
   }
 }
 
 function placeElf(elf: ElfImage, inp: BootInputs, limit: number, out: Placement[]): void {
   for (const s of elf.segments) {
     if (s.paddr < inp.ramBase || s.paddr + s.memSize > limit) {
-      throw new BootError('ELF_OUTSIDE_RAM', `ELF segment at ${hex(s.paddr)}+${hex(s.memSize)} lies outside usable RAM ${hex(inp.ramBase)}..${hex(limit)}`);
+      throw new BootError(
+        'ELF_OUTSIDE_RAM',
+        `ELF segment at ${hex(s.paddr)}+${hex(s.memSize)} lies outside usable RAM ${hex(inp.ramBase)}..${hex(limit)}`,
+      );
     }
     out.push({ addr: s.paddr, bytes: s.data, zeroFill: s.memSize - s.data.length, what: 'ELF segment' });
   }

@@ -90,7 +90,10 @@ export function parseElf(bytes: Uint8Array): ElfImage {
   const symbols = new Map<string, number>();
   if (shnum > 0 && shoff > 0) {
     if (shentsize < 64 || shoff + shnum * shentsize > bytes.length) {
-      throw new ElfError('BAD_SECTION_TABLE', `section header table (off ${shoff}, ${shnum} x ${shentsize}) lies outside the file`);
+      throw new ElfError(
+        'BAD_SECTION_TABLE',
+        `section header table (off ${shoff}, ${shnum} x ${shentsize}) lies outside the file`,
+      );
     }
     for (let i = 0; i < shnum; i++) {
       const s = shoff + i * shentsize;
@@ -98,7 +101,8 @@ export function parseElf(bytes: Uint8Array): ElfImage {
       const symOff = u64(dv, s + 24);
       const symSize = u64(dv, s + 32);
       const link = dv.getUint32(s + 40, true);
-      if (link >= shnum || symOff + symSize > bytes.length) throw new ElfError('BAD_SECTION_TABLE', 'symbol table lies outside the file');
+      if (link >= shnum || symOff + symSize > bytes.length)
+        throw new ElfError('BAD_SECTION_TABLE', 'symbol table lies outside the file');
       const strHdr = shoff + link * shentsize;
       const strOff = u64(dv, strHdr + 24);
       const strSize = u64(dv, strHdr + 32);

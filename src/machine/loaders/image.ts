@@ -28,7 +28,10 @@ export interface LinuxImageHeader {
 }
 
 export function isLinuxImage(bytes: Uint8Array): boolean {
-  return bytes.length >= IMAGE_HEADER_SIZE && new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(MAGIC2_OFFSET, true) === IMAGE_MAGIC2;
+  return (
+    bytes.length >= IMAGE_HEADER_SIZE &&
+    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(MAGIC2_OFFSET, true) === IMAGE_MAGIC2
+  );
 }
 
 function u64(dv: DataView, off: number): number {
@@ -36,15 +39,20 @@ function u64(dv: DataView, off: number): number {
 }
 
 export function parseLinuxImage(bytes: Uint8Array): LinuxImageHeader {
-  if (bytes.length < IMAGE_HEADER_SIZE) throw new LinuxImageError('TOO_SHORT', `file is ${bytes.length} bytes, shorter than the 64-byte header`);
+  if (bytes.length < IMAGE_HEADER_SIZE)
+    throw new LinuxImageError('TOO_SHORT', `file is ${bytes.length} bytes, shorter than the 64-byte header`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic2 = dv.getUint32(MAGIC2_OFFSET, true);
   if (magic2 !== IMAGE_MAGIC2) {
-    throw new LinuxImageError('BAD_MAGIC', `no "RSC\\x05" magic at offset 0x38 (found 0x${magic2.toString(16)}); not a RISC-V Linux Image`);
+    throw new LinuxImageError(
+      'BAD_MAGIC',
+      `no "RSC\\x05" magic at offset 0x38 (found 0x${magic2.toString(16)}); not a RISC-V Linux Image`,
+    );
   }
   const textOffset = u64(dv, 8);
   const imageSize = u64(dv, 16);
-  if (textOffset % 4096 !== 0 || textOffset > 0x1000_0000) throw new LinuxImageError('BAD_TEXT_OFFSET', `text_offset 0x${textOffset.toString(16)} is not a sane page-aligned offset`);
+  if (textOffset % 4096 !== 0 || textOffset > 0x1000_0000)
+    throw new LinuxImageError('BAD_TEXT_OFFSET', `text_offset 0x${textOffset.toString(16)} is not a sane page-aligned offset`);
   if (imageSize !== 0 && (imageSize < bytes.length - 4096 || imageSize > 0x4000_0000)) {
     throw new LinuxImageError('BAD_IMAGE_SIZE', `image_size ${imageSize} is inconsistent with the file size ${bytes.length}`);
   }

@@ -40,9 +40,11 @@ export async function createQcow2(path: string, opts: Qcow2CreateOptions): Promi
     throw new StorageError('UNSUPPORTED', `refcount bits ${refBits} must be a power of two from 1 to 64`);
   }
   const size = Math.ceil(opts.size / 512) * 512;
-  if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 50) throw new StorageError('UNSUPPORTED', `invalid size ${opts.size}`);
+  if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 50)
+    throw new StorageError('UNSUPPORTED', `invalid size ${opts.size}`);
   const l1Size = l1EntriesFor(size, clusterBits);
-  if (l1Size * 8 > QCOW_MAX_L1_SIZE) throw new StorageError('UNSUPPORTED', 'disk too large for this cluster size (L1 table over 32 MiB)');
+  if (l1Size * 8 > QCOW_MAX_L1_SIZE)
+    throw new StorageError('UNSUPPORTED', 'disk too large for this cluster size (L1 table over 32 MiB)');
   const per = (clusterSize * 8) / refBits;
   const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / clusterSize));
   const base = 1 + l1Clusters;

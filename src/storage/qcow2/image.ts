@@ -186,7 +186,8 @@ export class Qcow2Image implements BlockBackend {
       const refTable = new Uint8Array(header.refcountTableClusters * 2 ** header.clusterBits);
       await file.read(header.refcountTableOffset, refTable);
       if (header.backingFile !== null) {
-        if (!opts.openBacking) throw new StorageError('UNSUPPORTED', `qcow2: ${path} has a backing file, which is not allowed here`);
+        if (!opts.openBacking)
+          throw new StorageError('UNSUPPORTED', `qcow2: ${path} has a backing file, which is not allowed here`);
         backing = await opts.openBacking(header.backingFile, header.backingFormat);
       }
       const corruptBit = (header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0;
@@ -463,10 +464,17 @@ export class Qcow2Image implements BlockBackend {
     for (const p of pending) await this.ensureL2(p.gc);
     const hosts: number[] = [];
     for (let i = 0; i < pending.length; i++) hosts.push(await this.allocCluster());
-    for (let i = 0; i < pending.length; ) {
+    for (let i = 0; i < pending.length;) {
       // Coalesce runs of consecutive host clusters that hold consecutive guest clusters into one write.
       let j = i + 1;
-      while (j < pending.length && hosts[j] === hosts[j - 1]! + this.clusterSize && pending[j]!.gc === pending[j - 1]!.gc + 1 && !pending[j]!.partial && !pending[j - 1]!.partial) j++;
+      while (
+        j < pending.length &&
+        hosts[j] === hosts[j - 1]! + this.clusterSize &&
+        pending[j]!.gc === pending[j - 1]!.gc + 1 &&
+        !pending[j]!.partial &&
+        !pending[j - 1]!.partial
+      )
+        j++;
       if (j - i > 1 && pending[i]!.content.buffer === data.buffer) {
         const start = pending[i]!.content.byteOffset;
         await this.file.write(hosts[i]!, new Uint8Array(data.buffer, start, (j - i) * this.clusterSize));
@@ -558,7 +566,7 @@ export class Qcow2Image implements BlockBackend {
   /** Zeroes a range by writing zeros, skipping clusters that already read as zeros (no allocation for them). */
   private async zeroPartial(offset: number, length: number): Promise<void> {
     const end = offset + length;
-    for (let pos = offset; pos < end; ) {
+    for (let pos = offset; pos < end;) {
       const next = Math.min(end, (Math.floor(pos / this.clusterSize) + 1) * this.clusterSize);
       const m = await this.lookup(Math.floor(pos / this.clusterSize));
       if (m.kind !== 'zero' && !(m.kind === 'unallocated' && this.backing === null)) {
@@ -830,7 +838,8 @@ export class Qcow2Image implements BlockBackend {
     const cs = this.clusterSize;
     const nClusters = this.fileEnd / cs;
     if (nClusters > MAX_SCAN_CLUSTERS) throw new StorageError('UNSUPPORTED', 'qcow2: image too large to check');
-    if (this.header.nbSnapshots > 0) throw new StorageError('UNSUPPORTED', 'qcow2: checking images with internal snapshots is not supported');
+    if (this.header.nbSnapshots > 0)
+      throw new StorageError('UNSUPPORTED', 'qcow2: checking images with internal snapshots is not supported');
     const r: ScanResult = {
       expected: new Uint16Array(nClusters),
       problems: [],
@@ -859,7 +868,8 @@ export class Qcow2Image implements BlockBackend {
         const lo = entryLo(this.refTable, i);
         const off = entryOffset(hi, lo);
         if (off === 0) continue;
-        if (off % cs !== 0 || lo & 0x1ff || hi & 0xff000000) r.problems.push(`ERROR refcount block ${i} is not cluster aligned; refcount table corrupted`);
+        if (off % cs !== 0 || lo & 0x1ff || hi & 0xff000000)
+          r.problems.push(`ERROR refcount block ${i} is not cluster aligned; refcount table corrupted`);
         else ref(off, cs, `refcount block ${i}`);
       }
     }

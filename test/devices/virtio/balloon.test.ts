@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CHUNK_SIZE, GuestRam, PAGE_SIZE } from '../../../src/machine/memory.js';
 import { VIRTIO_BALLOON_F_REPORTING, VIRTIO_BALLOON_F_STATS_VQ, VirtioBalloon } from '../../../src/devices/virtio/balloon.js';
-import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, bit, hasFeature } from '../../../src/devices/virtio/regs.js';
+import {
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_VERSION_1,
+  bit,
+  hasFeature,
+} from '../../../src/devices/virtio/regs.js';
 import { VirtioDriverMock } from './driver-mock.js';
 
 const MiB = 1024 * 1024;
@@ -14,7 +20,10 @@ function setup(accept?: bigint) {
   const dev = new VirtioBalloon({ ram, irq: mock.irq, name: 'balloon0' });
   mock.attach(dev);
   assert.ok(mock.negotiate(accept));
-  const queues = 2 + (hasFeature(mock.features, VIRTIO_BALLOON_F_STATS_VQ) ? 1 : 0) + (hasFeature(mock.features, VIRTIO_BALLOON_F_REPORTING) ? 1 : 0);
+  const queues =
+    2 +
+    (hasFeature(mock.features, VIRTIO_BALLOON_F_STATS_VQ) ? 1 : 0) +
+    (hasFeature(mock.features, VIRTIO_BALLOON_F_REPORTING) ? 1 : 0);
   for (let i = 0; i < queues; i++) mock.setupQueue(i, 16);
   mock.driverOk();
   return { ram, mock, dev };
@@ -129,7 +138,9 @@ test('free page reporting discards the reported ranges and releases their chunks
 });
 
 test('queue numbering follows the negotiated features (reporting without stats is queue 2)', () => {
-  const { ram, mock } = setup(bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_EVENT_IDX) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_BALLOON_F_REPORTING));
+  const { ram, mock } = setup(
+    bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_EVENT_IDX) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_BALLOON_F_REPORTING),
+  );
   touchAll(ram, ram.base + CHUNK_SIZE, ram.base + 3 * CHUNK_SIZE);
   const q = mock.queues[2]!;
   mock.writeDesc(q.desc, 0, ram.base + 2 * CHUNK_SIZE, CHUNK_SIZE, 2, 0);

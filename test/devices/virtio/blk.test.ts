@@ -117,7 +117,9 @@ test('a flush is not reported before fsync: no used entry while the backend flus
 test('discard and write-zeroes zero the ranges; bad flags are UNSUPP', async () => {
   const { mock, backend, dev } = setup();
   backend.data.fill(0xaa);
-  const d = await blkRequest(mock, VIRTIO_BLK_T_DISCARD, 0, { out: new Uint8Array([...blkRangeSegment(8, 8), ...blkRangeSegment(100, 2)]) });
+  const d = await blkRequest(mock, VIRTIO_BLK_T_DISCARD, 0, {
+    out: new Uint8Array([...blkRangeSegment(8, 8), ...blkRangeSegment(100, 2)]),
+  });
   assert.equal(d.status, VIRTIO_BLK_S_OK);
   assert.ok(backend.data.subarray(8 * 512, 16 * 512).every((x) => x === 0));
   assert.ok(backend.data.subarray(100 * 512, 102 * 512).every((x) => x === 0));
@@ -167,7 +169,11 @@ test('out-of-range sectors, partial sectors, unknown types and backend errors ar
   assert.equal((await blkRequest(mock, VIRTIO_BLK_T_IN, 0, { readLength: 512 })).status, VIRTIO_BLK_S_IOERR);
   backend.failNext.add('flush');
   assert.equal((await blkRequest(mock, VIRTIO_BLK_T_FLUSH, 0)).status, VIRTIO_BLK_S_IOERR);
-  assert.equal((await blkRequest(mock, VIRTIO_BLK_T_IN, 2047, { readLength: 512 })).status, VIRTIO_BLK_S_OK, 'the last sector is fine');
+  assert.equal(
+    (await blkRequest(mock, VIRTIO_BLK_T_IN, 2047, { readLength: 512 })).status,
+    VIRTIO_BLK_S_OK,
+    'the last sector is fine',
+  );
   assert.equal(dev.needsReset, false);
   assert.equal(dev.metrics().errors, 6);
   assert.equal(dev.metrics().unsupported, 1);
@@ -199,7 +205,10 @@ test('with the default of one request in flight, requests run strictly in order'
   mock.post(0, [blkHeader(VIRTIO_BLK_T_OUT, 0), pattern(512, 2)], [1]);
   mock.kick(0);
   const used = await mock.waitUsed(0, 2);
-  assert.deepEqual(used.map((u) => u.head), [0, 3]);
+  assert.deepEqual(
+    used.map((u) => u.head),
+    [0, 3],
+  );
   assert.deepEqual(backend.data.subarray(0, 512), pattern(512, 2), 'the later write wins');
 });
 
@@ -217,7 +226,10 @@ test('a reset while a request is in flight drops its completion and writes nothi
   const posted = [...q.posted.values()][0]!;
   const buf = new Uint8Array(512);
   ram.read(posted.inBuffers[0]!.addr, buf);
-  assert.ok(buf.every((x) => x === 0), 'no DMA after reset');
+  assert.ok(
+    buf.every((x) => x === 0),
+    'no DMA after reset',
+  );
 });
 
 test('in-flight requests are re-submitted after saveState/loadState', async () => {

@@ -223,13 +223,31 @@ export class VirtioDriverMock {
     if (options.indirect) {
       if (!hasFeature(this.features, VIRTIO_F_INDIRECT_DESC)) throw new Error('indirect descriptors not negotiated');
       const table = this.alloc(16 * buffers.length, 16);
-      buffers.forEach((b, i) => this.writeDesc(table, i, b.addr, b.len, (b.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < buffers.length ? VIRTQ_DESC_F_NEXT : 0), i + 1));
+      buffers.forEach((b, i) =>
+        this.writeDesc(
+          table,
+          i,
+          b.addr,
+          b.len,
+          (b.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < buffers.length ? VIRTQ_DESC_F_NEXT : 0),
+          i + 1,
+        ),
+      );
       head = this.takeDescriptor(q);
       this.writeDesc(q.desc, head, table, 16 * buffers.length, VIRTQ_DESC_F_INDIRECT, 0);
       descriptors = [head];
     } else {
       descriptors = buffers.map(() => this.takeDescriptor(q));
-      buffers.forEach((b, i) => this.writeDesc(q.desc, descriptors[i]!, b.addr, b.len, (b.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < buffers.length ? VIRTQ_DESC_F_NEXT : 0), descriptors[i + 1] ?? 0));
+      buffers.forEach((b, i) =>
+        this.writeDesc(
+          q.desc,
+          descriptors[i]!,
+          b.addr,
+          b.len,
+          (b.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < buffers.length ? VIRTQ_DESC_F_NEXT : 0),
+          descriptors[i + 1] ?? 0,
+        ),
+      );
       head = descriptors[0]!;
     }
     q.posted.set(head, { descriptors, inBuffers });
@@ -298,7 +316,8 @@ export class VirtioDriverMock {
     while (true) {
       got.push(...this.collect(queue));
       if (got.length >= count) return got;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${count} used entries on queue ${queue} (got ${got.length})`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${count} used entries on queue ${queue} (got ${got.length})`);
       await new Promise((r) => setImmediate(r));
     }
   }

@@ -77,7 +77,11 @@ const address = (ram: GuestRam) =>
     fc.integer({ min: 0, max: ram.base }),
     fc.constantFrom(0, 2 ** 32 - 1, 2 ** 40, 2 ** 53 - 1, 2 ** 64 - 2 ** 11),
   );
-const length = fc.oneof(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: 4096 }), fc.constantFrom(0xffff_ffff, 0x8000_0000, 16 * 8192));
+const length = fc.oneof(
+  fc.integer({ min: 0, max: 64 }),
+  fc.integer({ min: 0, max: 4096 }),
+  fc.constantFrom(0xffff_ffff, 0x8000_0000, 16 * 8192),
+);
 const flags = fc.integer({ min: 0, max: 7 });
 const next = fc.oneof(fc.integer({ min: 0, max: QUEUE_SIZE - 1 }), fc.integer({ min: 0, max: 0xffff }));
 
@@ -142,7 +146,7 @@ for (const kind of ['rng', 'console', 'blk'] as const) {
           );
         },
       ),
-      { numRuns: kind === "blk" ? 150 : 300 },
+      { numRuns: kind === 'blk' ? 150 : 300 },
     );
   });
 
@@ -161,7 +165,10 @@ for (const kind of ['rng', 'console', 'blk'] as const) {
           const q = r.mock.queues[0]!;
           // Optionally aim some descriptors at a real indirect table full of hostile entries.
           descs.forEach((d, i) => {
-            const aimed = pointAtIndirect && i % 3 === 0 ? { ...d, addr: indirectTable, len: 16 * Math.max(indirect.length, 1), flags: d.flags | VIRTQ_DESC_F_INDIRECT } : d;
+            const aimed =
+              pointAtIndirect && i % 3 === 0
+                ? { ...d, addr: indirectTable, len: 16 * Math.max(indirect.length, 1), flags: d.flags | VIRTQ_DESC_F_INDIRECT }
+                : d;
             writeRawDesc(r.ram, q.desc, i, aimed);
           });
           indirect.forEach((d, i) => writeRawDesc(r.ram, indirectTable, i, d));
@@ -176,7 +183,7 @@ for (const kind of ['rng', 'console', 'blk'] as const) {
           );
         },
       ),
-      { numRuns: kind === "blk" ? 150 : 300 },
+      { numRuns: kind === 'blk' ? 150 : 300 },
     );
   });
 }
@@ -184,23 +191,40 @@ for (const kind of ['rng', 'console', 'blk'] as const) {
 test('fuzz: well-formed chains of random shapes are all processed (no false positives)', () => {
   fc.assert(
     fc.property(
-      fc.array(fc.tuple(fc.array(fc.integer({ min: 1, max: 300 }), { maxLength: 4 }), fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 4 }), fc.boolean()), {
-        minLength: 1,
-        maxLength: 10,
-      }),
+      fc.array(
+        fc.tuple(
+          fc.array(fc.integer({ min: 1, max: 300 }), { maxLength: 4 }),
+          fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 4 }),
+          fc.boolean(),
+        ),
+        {
+          minLength: 1,
+          maxLength: 10,
+        },
+      ),
       (chains) => {
         const r = rig('rng');
         chains.forEach(([outs, ins, indirect], i) => {
           // Fall back to an indirect table when the ring runs short of free descriptors, as Linux does.
           const stillToPost = chains.length - i - 1;
           const forceIndirect = r.mock.queues[0]!.free.length - (outs.length + ins.length) < stillToPost;
-          r.mock.post(0, outs.map((n) => new Uint8Array(n)), ins, { indirect: indirect || forceIndirect });
+          r.mock.post(
+            0,
+            outs.map((n) => new Uint8Array(n)),
+            ins,
+            { indirect: indirect || forceIndirect },
+          );
         });
         r.mock.kick(0);
         assert.equal(r.dev.needsReset, false, r.dev.lastProtocolError ?? '');
         const used = r.mock.collect(0);
         assert.equal(used.length, chains.length);
-        used.forEach((u, i) => assert.equal(u.len, chains[i]![1].reduce((a, b) => a + b, 0)));
+        used.forEach((u, i) =>
+          assert.equal(
+            u.len,
+            chains[i]![1].reduce((a, b) => a + b, 0),
+          ),
+        );
         assert.equal(r.ram.outside, 0);
       },
     ),

@@ -56,7 +56,8 @@ export class MemoryBackend implements BlockBackend {
     if (ms > 0) await new Promise((r) => setTimeout(r, ms));
     else await Promise.resolve();
     if (this.failNext.delete(op)) throw new StorageError('IO', `injected ${op} failure`);
-    if (op !== 'flush' && (offset < 0 || offset + length > this.size)) throw new StorageError('OUT_OF_RANGE', `${op} ${offset}+${length}`);
+    if (op !== 'flush' && (offset < 0 || offset + length > this.size))
+      throw new StorageError('OUT_OF_RANGE', `${op} ${offset}+${length}`);
     this.log.push(`${op} ${offset} ${length}`);
   }
 }

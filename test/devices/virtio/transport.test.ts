@@ -90,7 +90,10 @@ test('indirect chains are followed', () => {
   mock.kick(0);
   const [used] = mock.collect(0);
   assert.equal(used!.len, 15);
-  assert.deepEqual(used!.written.map((b) => b.length), [3, 5, 7]);
+  assert.deepEqual(
+    used!.written.map((b) => b.length),
+    [3, 5, 7],
+  );
 });
 
 test('EVENT_IDX: the device interrupts only when used_event is crossed and asks for kicks with avail_event', () => {
@@ -162,13 +165,41 @@ const hostileCases: [string, (mock: VirtioDriverMock) => void][] = [
   ['DescriptorOutOfRange', (m) => postRaw(m, [[m.ram.base + m.ram.size - 4, 8, VIRTQ_DESC_F_WRITE, 0]])],
   ['DescriptorOutOfRange', (m) => postRaw(m, [[0x1000, 8, VIRTQ_DESC_F_WRITE, 0]])],
   ['DescriptorOutOfRange', (m) => postRaw(m, [[2 ** 60, 8, VIRTQ_DESC_F_WRITE, 0]])],
-  ['ChainLoop', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1], [m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0]])],
+  [
+    'ChainLoop',
+    (m) =>
+      postRaw(m, [
+        [m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1],
+        [m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0],
+      ]),
+  ],
   ['NextOutOfRange', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 999]])],
   ['HeadOutOfRange', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE, 0]], 4000)],
   ['BadAvailIndex', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE, 0]], 0, 1000)],
-  ['WriteBeforeRead', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1], [m.ram.base + 0x40_1000, 8, 0, 0]])],
-  ['ChainTooLarge', (m) => postRaw(m, [[m.ram.base, 0x20_0000, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1], [m.ram.base, 0x10_0000, VIRTQ_DESC_F_WRITE, 0]])],
-  ['IndirectWithNext', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1], [m.ram.base, 8, VIRTQ_DESC_F_WRITE, 0]])],
+  [
+    'WriteBeforeRead',
+    (m) =>
+      postRaw(m, [
+        [m.ram.base + 0x40_0000, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1],
+        [m.ram.base + 0x40_1000, 8, 0, 0],
+      ]),
+  ],
+  [
+    'ChainTooLarge',
+    (m) =>
+      postRaw(m, [
+        [m.ram.base, 0x20_0000, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1],
+        [m.ram.base, 0x10_0000, VIRTQ_DESC_F_WRITE, 0],
+      ]),
+  ],
+  [
+    'IndirectWithNext',
+    (m) =>
+      postRaw(m, [
+        [m.ram.base + 0x40_0000, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1],
+        [m.ram.base, 8, VIRTQ_DESC_F_WRITE, 0],
+      ]),
+  ],
   ['BadIndirectLength', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 24, VIRTQ_DESC_F_INDIRECT, 0]])],
   ['ChainTooLong', (m) => postRaw(m, [[m.ram.base + 0x40_0000, 16 * 8192, VIRTQ_DESC_F_INDIRECT, 0]])],
   ['DescriptorOutOfRange', (m) => postRaw(m, [[m.ram.base + m.ram.size - 16, 32, VIRTQ_DESC_F_INDIRECT, 0]])],
