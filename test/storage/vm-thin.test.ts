@@ -35,7 +35,7 @@ const hostBytes = (path: string): number => statSync(path).blocks * 512;
 test(
   'a 10 GiB qcow2 disk is < 1 MiB on the host and ~100 MiB after the guest writes 100 MiB',
   { skip, timeout: 600_000 },
-  async () => {
+  async (t) => {
     const g = guest!;
     const dir = mkdtempSync(join(tmpdir(), 'tv-thin-'));
     try {
