@@ -49,10 +49,11 @@ function qemuCheck(image: string): { status: number; report: QemuCheck } {
   return { status: r.status ?? -1, report: JSON.parse(r.stdout || '{}') as QemuCheck };
 }
 function dirtyFlag(image: string): boolean {
+  // qemu-img reports the qcow2 dirty bit at the top level of its JSON ("dirty-flag"), not under format-specific.
   const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', image], { encoding: 'utf8' })) as {
-    'format-specific'?: { data?: { 'dirty-flag'?: boolean } };
+    'dirty-flag'?: boolean;
   };
-  return info['format-specific']?.data?.['dirty-flag'] === true;
+  return info['dirty-flag'] === true;
 }
 
 test(
