@@ -122,6 +122,9 @@ export class HartAdapter implements HartPort {
   flushTlb(): void {
     this.hart.flushTlb();
   }
+  flushTlbRange(start: number, size: number, asid: number): void {
+    this.hart.flushTlbRange(start, size, asid);
+  }
   flushDecodeCache(): void {
     this.hart.flushDecodeCache();
   }

@@ -32,6 +32,8 @@ export interface HartPort {
   /** ECALL from S-mode, called before trapping; true = handled, the ecall retires. */
   ecallHandler?: (hart: HartPort) => boolean;
   flushTlb(): void;
+  /** Remote sfence.vma over [start, start+size) for `asid` (-1: every address space); size 0 or -1 is everything. */
+  flushTlbRange(start: number, size: number, asid: number): void;
   flushDecodeCache(): void;
   /**
    * Puts the hart where OpenSBI leaves it before jumping to the kernel: S-mode at `pc`, delegations set,

@@ -66,8 +66,17 @@ function argNumber(hart: HartPort, reg: number): number {
   return hi * 0x1_0000_0000 + lo;
 }
 
+/** A 64-bit argument register as a signed JS number (virtual addresses; exact within ±2^53). */
+function signedArg(hart: HartPort, reg: number): number {
+  const { lo, hi } = hart.getX(reg);
+  return (hi | 0) * 0x1_0000_0000 + lo;
+}
+
 const A0 = 10;
 const A1 = 11;
+const A2 = 12;
+const A3 = 13;
+const A4 = 14;
 const A6 = 16;
 const A7 = 17;
 
@@ -114,7 +123,12 @@ export class BuiltinSbi {
         // remote fence.i skips the caller: its decode cache is coherent with its own stores, and Linux executes a
         // local fence.i right before this call (flush_icache_all) — flushing twice doubled boot-time re-decoding.
         if (fid === 0) return this.forTargets(hart, (t) => t !== hart && t.flushDecodeCache());
-        if (fid === 1 || fid === 2) return this.forTargets(hart, (t) => t.flushTlb());
+        if (fid === 1 || fid === 2) {
+          const start = signedArg(hart, A2);
+          const size = argNumber(hart, A3);
+          const asid = fid === 2 ? hart.getX(A4).lo & 0xffff : -1;
+          return this.forTargets(hart, (t) => t.flushTlbRange(start, size, asid));
+        }
         return [SBI_ERR_NOT_SUPPORTED, 0]; // hypervisor fences: no H extension
       case EXT_HSM:
         return this.hsmCall(hart, fid);

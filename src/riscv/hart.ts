@@ -455,6 +455,8 @@ const PAGE_SLOTS = 2048;
 const TLB_BITS = 11;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
+/** Larger remote sfence.vma ranges flush the whole TLB rather than page by page. */
+const FLUSH_PAGES_MAX = 64;
 /** Flushes everything once the decode cache holds this many pages (16 KiB each). */
 const DECODE_CACHE_LIMIT = 2048;
 
@@ -594,6 +596,12 @@ export class Hart {
   private codeEpoch = 0;
   /** Folded into TLB tags: sfence.vma/satp/PMP changes bump it instead of clearing the tables. */
   private tlbGen = 0;
+  /**
+   * Virtual range covered by superpage translations since the last full flush. TLB entries hold 4 KiB slices,
+   * so a one-page sfence.vma inside this range flushes everything (as QEMU's large-page range does).
+   */
+  private superLo = Infinity;
+  private superHi = -Infinity;
   private readonly chunkMask: number;
 
   // ---- run-loop state ----
@@ -717,7 +725,36 @@ export class Hart {
       this.tlbGen = 0;
       this.clearTlbTables();
     }
+    this.superLo = Infinity;
+    this.superHi = -Infinity;
     this.updateContext();
+  }
+  /** `sfence.vma rs1` semantics: forget the translations of the page holding `va` (signed). */
+  flushTlbPage(va: number): void {
+    if (va >= this.superLo && va < this.superHi) {
+      this.flushTlb();
+      return;
+    }
+    const ti = (va >>> 12) & TLB_MASK;
+    this.fetchTag[ti] = NaN;
+    this.loadTag[ti] = NaN;
+    this.storeTag[ti] = NaN;
+  }
+  /**
+   * SBI remote sfence.vma(_asid): a few pages are flushed one by one; a size of 0, -1 or more than
+   * FLUSH_PAGES_MAX pages flushes everything. `asid` -1 means every address space.
+   */
+  flushTlbRange(start: number, size: number, asid: number): void {
+    if (asid >= 0 && asid !== this.asid) return;
+    if (!(size > 0 && size <= FLUSH_PAGES_MAX * 4096)) {
+      this.flushTlb();
+      return;
+    }
+    for (let va = start - (start & 0xfff); va < start + size; va += 4096) this.flushTlbPage(va);
+  }
+  /** satp.ASID. The TLB is not ASID-tagged: it only ever holds entries of the current satp (writes flush it). */
+  private get asid(): number {
+    return (this.satpHi >>> 12) & 0xffff;
   }
   /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
   flushDecodeCache(): void {
@@ -1464,7 +1501,12 @@ export class Hart {
               : (lo & 4) !== 0;
         if (!ok) this.raise(this.faultCause(acc, true), va);
         const span = 2 ** (9 * level);
-        if (level > 0 && ppn % span !== 0) this.raise(this.faultCause(acc, true), va);
+        if (level > 0) {
+          if (ppn % span !== 0) this.raise(this.faultCause(acc, true), va);
+          const base = Math.floor(vpage / span) * span * 4096;
+          if (base < this.superLo) this.superLo = base;
+          if (base + span * 4096 > this.superHi) this.superHi = base + span * 4096;
+        }
         // Hardware A/D update (as QEMU does).
         const want = 0x40 | (acc === ACC_STORE ? 0x80 : 0);
         if ((lo & want) !== want) {
@@ -1788,7 +1830,11 @@ export class Hart {
         return true;
       case Op.SFENCE_VMA:
         if (this.privLevel === PRV_U || (this.privLevel === PRV_S && this.mstatus & MSTATUS_TVM)) this.illegal(imm);
-        this.flushTlb();
+        // rs2 names an ASID: another address space's entries were already dropped when satp last changed.
+        if (r2 === 0 || (x[r2]! & 0xffff) === this.asid) {
+          if (r1 === 0) this.flushTlb();
+          else this.flushTlbPage(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0));
+        }
         this.pcValue = next;
         return true;
       case Op.CSRRW:

@@ -11,6 +11,8 @@ export class FakeHart implements HartPort {
   hi = new Uint32Array(32);
   pending = new Set<number>();
   tlbFlushes = 0;
+  /** [start, size, asid] of every remote sfence.vma range. */
+  rangeFlushes: [number, number, number][] = [];
   decodeFlushes = 0;
   exitRequests = 0;
   ecallHandler?: (hart: HartPort) => boolean;
@@ -48,6 +50,9 @@ export class FakeHart implements HartPort {
   }
   flushTlb(): void {
     this.tlbFlushes++;
+  }
+  flushTlbRange(start: number, size: number, asid: number): void {
+    this.rangeFlushes.push([start, size, asid]);
   }
   flushDecodeCache(): void {
     this.decodeFlushes++;

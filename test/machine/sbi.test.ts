@@ -72,11 +72,15 @@ test('SBI IPI sets SSIP on the selected harts; RFENCE flushes them', () => {
   );
   h.ecall(EXT_IPI, 0, 0b1, 3); // mask relative to base 3
   assert.equal(harts[3]!.pending.has(1), true);
-  h.ecall(EXT_RFENCE, 1, 0, -1); // base -1: all harts
+  h.ecall(EXT_RFENCE, 1, 0, -1, 0, -1); // base -1: all harts; size -1: the whole address space
   assert.deepEqual(
-    harts.map((x) => x.tlbFlushes),
-    [1, 1, 1, 1],
+    harts.map((x) => x.rangeFlushes),
+    [[[0, -1, -1]], [[0, -1, -1]], [[0, -1, -1]], [[0, -1, -1]]],
   );
+  // sfence.vma_asid of one kernel page on hart 1: the start stays a signed virtual address
+  h.ecall(EXT_RFENCE, 2, 0b10, 0, -0x7fff_f000, 4096, 7);
+  assert.deepEqual(harts[1]!.rangeFlushes[1], [-0x7fff_f000, 4096, 7]);
+  assert.equal(harts[0]!.rangeFlushes.length, 1);
   h.ecall(EXT_RFENCE, 0, 0b10, 0);
   assert.deepEqual(
     harts.map((x) => x.decodeFlushes),

@@ -7,6 +7,19 @@
  * M-mode (and clears it); else for an interrupt disables mie and returns to mepc; else skips the instruction.
  * S handler: the same with s_rec/s_resume, returning to S-mode.
  */
+/* Page-table entry bits (privileged spec, Sv39/Sv48). */
+#define PTE_V 0x01
+#define PTE_R 0x02
+#define PTE_W 0x04
+#define PTE_X 0x08
+#define PTE_U 0x10
+#define PTE_G 0x20
+#define PTE_A 0x40
+#define PTE_D 0x80
+/* table[index] = PTE pointing at label's page with flags */
+#define MKPTE(table, index, label, flags) la t0, label; srli t0, t0, 12; slli t0, t0, 10; ori t0, t0, flags; la t1, table; sd t0, (index * 8)(t1)
+#define MKPTE_RAW(table, index, value) li t0, value; la t1, table; sd t0, (index * 8)(t1)
+
 #define CSR_STIMECMP 0x14d
 #define CSR_MENVCFG 0x30a
 

@@ -1,17 +1,6 @@
 /* Sv39 and Sv48: walks, A/D updates, faults at every level, superpages, SUM/MXR/MPRV, sfence.vma. */
 #include "common.h"
 
-#define PTE_V 0x01
-#define PTE_R 0x02
-#define PTE_W 0x04
-#define PTE_X 0x08
-#define PTE_U 0x10
-#define PTE_G 0x20
-#define PTE_A 0x40
-#define PTE_D 0x80
-/* table[index] = PTE pointing at label's page with flags */
-#define MKPTE(table, index, label, flags) la t0, label; srli t0, t0, 12; slli t0, t0, 10; ori t0, t0, flags; la t1, table; sd t0, (index * 8)(t1)
-#define MKPTE_RAW(table, index, value) li t0, value; la t1, table; sd t0, (index * 8)(t1)
 /* load expecting a page fault (cause 13) with tval = addr */
 #define EXPECT_LOAD_FAULT(addr, n) li t2, addr; ld t3, 0(t2); CHECK_MREC(REC_CAUSE, 13, n); CHECK_MREC(REC_TVAL, addr, n)
 
