@@ -8,7 +8,7 @@
  *
  * Needs the guest images (`typevisor guest build`) and riscv64-linux-gnu-gcc (to build diskbench).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { guestArtifacts } from '../../src/guests/index.js';
 import { createDisk } from '../../src/storage/index.js';
 import { cliArgs, repoRoot } from '../../test/helpers/paths.js';
+import { runSession } from '../lib/session.js';
 
 const { values } = parseArgs({
   options: {
@@ -48,57 +49,22 @@ interface Result {
 }
 
 /** The guest finds the test disk (the big one) and the program disk by size, whatever their names. */
-const script = [
+const steps = [
   'for d in vda vdb; do s=$(cat /sys/block/$d/size); if [ "$s" -gt 204800 ]; then T=/dev/$d; else B=/dev/$d; fi; done',
   `head -c ${binBytes.length} $B > /tmp/db && chmod +x /tmp/db`,
   `/tmp/db $T ${values['span-mib']} ${values['seq-mib']} ${values.ops}`,
-  'echo BENCH-$((40+2))-DONE',
-  '',
-].join('\n');
+];
 
-function runGuest(cmd: string, args: string[]): Promise<Result[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let sent = false;
-    let done = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd}: timed out\n${out.slice(-3000)}\n${err}`));
-    }, TIMEOUT_MS);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString('latin1');
-      if (!sent && out.includes(g.marker)) {
-        sent = true;
-        child.stdin.write(script);
-      }
-      if (!done && out.includes('BENCH-42-DONE')) {
-        done = true;
-        clearTimeout(timer);
-        child.stdin.write('poweroff -f\n');
-        const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        child.on('exit', () => {
-          clearTimeout(kill);
-          const results = [...out.matchAll(/RESULT (\S+) (\d+) (\d+) ([\d.]+)/g)].map((m) => ({
-            name: m[1]!,
-            bytes: Number(m[2]),
-            ops: Number(m[3]),
-            seconds: Number(m[4]),
-          }));
-          if (results.length !== 4) reject(new Error(`${cmd}: benchmark output incomplete\n${out.slice(-3000)}`));
-          else resolve(results);
-        });
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => {
-      if (!out.includes('BENCH-42-DONE')) {
-        clearTimeout(timer);
-        reject(new Error(`${cmd} exited (${code}) before finishing\n${out.slice(-3000)}\n${err}`));
-      }
-    });
-  });
+async function runGuest(cmd: string, args: string[]): Promise<Result[]> {
+  const { out } = await runSession(cmd, args, { ready: g.marker, steps, timeoutMs: TIMEOUT_MS });
+  const results = [...out.matchAll(/RESULT (\S+) (\d+) (\d+) ([\d.]+)/g)].map((m) => ({
+    name: m[1]!,
+    bytes: Number(m[2]),
+    ops: Number(m[3]),
+    seconds: Number(m[4]),
+  }));
+  if (results.length !== 4) throw new Error(`${cmd}: benchmark output incomplete\n${out.slice(-3000)}`);
+  return results;
 }
 
 async function freshImage(format: 'raw' | 'qcow2', tag: string): Promise<string> {
