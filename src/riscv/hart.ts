@@ -594,8 +594,17 @@ export class Hart {
   private readonly scratch = new DecodedPage(-1, null, 0, 0);
   /** Bumped by fence.i: decoded pages from an older epoch are re-validated against memory before use. */
   private codeEpoch = 0;
-  /** Folded into TLB tags: sfence.vma/satp/PMP changes bump it instead of clearing the tables. */
+  /**
+   * TLB generation of the current address space, folded into every tag. Each satp value in use gets its own
+   * generation, so switching back to an address space finds its entries again (ASID-tagged, as the spec
+   * allows: a satp write flushes nothing); fences retire generations instead of clearing the tables.
+   */
   private tlbGen = 0;
+  /** Highest generation handed out since the tables were last cleared (8 bits fit in the tag's context). */
+  private lastGen = 0;
+  /** The satp value each live generation belongs to; satp hi -1 (mode 15, never accepted) marks a retired one. */
+  private readonly genSatpLo = new Int32Array(256);
+  private readonly genSatpHi = new Int32Array(256).fill(-1);
   /**
    * Virtual range covered by superpage translations since the last full flush. TLB entries hold 4 KiB slices,
    * so a one-page sfence.vma inside this range flushes everything (as QEMU's large-page range does).
@@ -719,22 +728,29 @@ export class Hart {
     return this.mipHw | this.mipSw;
   }
 
-  /** sfence.vma semantics: forget every translation (O(1): a new tag generation). */
+  /** sfence.vma x0, x0 semantics: forget every translation of every address space. */
   flushTlb(): void {
-    if (++this.tlbGen > 255) {
-      this.tlbGen = 0;
-      this.clearTlbTables();
-    }
+    this.genSatpHi.fill(-1);
     this.superLo = Infinity;
     this.superHi = -Infinity;
-    this.updateContext();
+    this.useNewGen();
   }
-  /** `sfence.vma rs1` semantics: forget the translations of the page holding `va` (signed). */
-  flushTlbPage(va: number): void {
+  /** sfence.vma x0, asid semantics: forget the translations of one address space. */
+  private flushTlbAsid(asid: number): void {
+    for (let g = 0; g <= this.lastGen; g++) {
+      const hi = this.genSatpHi[g]!;
+      if (hi !== -1 && ((hi >>> 12) & 0xffff) === asid) this.genSatpHi[g] = -1;
+    }
+    if (this.genSatpHi[this.tlbGen] === -1) this.useNewGen();
+  }
+  /** sfence.vma va, asid semantics (`asid` -1: every address space). `va` is signed. */
+  flushTlbPage(va: number, asid = -1): void {
     if (va >= this.superLo && va < this.superHi) {
-      this.flushTlb();
+      if (asid < 0) this.flushTlb();
+      else this.flushTlbAsid(asid);
       return;
     }
+    // Every address space's entry for va lives in the same slot.
     const ti = (va >>> 12) & TLB_MASK;
     this.fetchTag[ti] = NaN;
     this.loadTag[ti] = NaN;
@@ -745,16 +761,35 @@ export class Hart {
    * FLUSH_PAGES_MAX pages flushes everything. `asid` -1 means every address space.
    */
   flushTlbRange(start: number, size: number, asid: number): void {
-    if (asid >= 0 && asid !== this.asid) return;
     if (!(size > 0 && size <= FLUSH_PAGES_MAX * 4096)) {
-      this.flushTlb();
+      if (asid < 0) this.flushTlb();
+      else this.flushTlbAsid(asid);
       return;
     }
-    for (let va = start - (start & 0xfff); va < start + size; va += 4096) this.flushTlbPage(va);
+    for (let va = start - (start & 0xfff); va < start + size; va += 4096) this.flushTlbPage(va, asid);
   }
-  /** satp.ASID. The TLB is not ASID-tagged: it only ever holds entries of the current satp (writes flush it). */
-  private get asid(): number {
-    return (this.satpHi >>> 12) & 0xffff;
+  /** Switches to the generation of the current satp value, reusing a live one when that satp was seen before. */
+  private selectGen(): void {
+    for (let g = this.lastGen; g >= 0; g--) {
+      if (this.genSatpHi[g] === this.satpHi && this.genSatpLo[g] === this.satpLo) {
+        this.tlbGen = g;
+        this.updateContext();
+        return;
+      }
+    }
+    this.useNewGen();
+  }
+  /** Gives the current satp a fresh generation; when all 256 are used, clears the tables and starts over. */
+  private useNewGen(): void {
+    if (++this.lastGen > 255) {
+      this.lastGen = 0;
+      this.clearTlbTables();
+      this.genSatpHi.fill(-1);
+    }
+    this.tlbGen = this.lastGen;
+    this.genSatpLo[this.tlbGen] = this.satpLo;
+    this.genSatpHi[this.tlbGen] = this.satpHi;
+    this.updateContext();
   }
   /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
   flushDecodeCache(): void {
@@ -1450,7 +1485,7 @@ export class Hart {
     this.satpHi = hi;
     this.satpMode = mode;
     this.rootPpn = (hi & 0xfff) * TWO32 + (lo >>> 0);
-    this.flushTlb();
+    this.selectGen();
   }
 
   private faultCause(acc: number, page: boolean): number {
@@ -1830,10 +1865,11 @@ export class Hart {
         return true;
       case Op.SFENCE_VMA:
         if (this.privLevel === PRV_U || (this.privLevel === PRV_S && this.mstatus & MSTATUS_TVM)) this.illegal(imm);
-        // rs2 names an ASID: another address space's entries were already dropped when satp last changed.
-        if (r2 === 0 || (x[r2]! & 0xffff) === this.asid) {
-          if (r1 === 0) this.flushTlb();
-          else this.flushTlbPage(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0));
+        {
+          const asid = r2 === 0 ? -1 : x[r2]! & 0xffff;
+          if (r1 !== 0) this.flushTlbPage(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0), asid);
+          else if (asid < 0) this.flushTlb();
+          else this.flushTlbAsid(asid);
         }
         this.pcValue = next;
         return true;

@@ -1,6 +1,8 @@
 /*
  * sfence.vma by address and by ASID (Sv39, satp.ASID = 5): a changed PTE becomes visible after the fence that
  * names its page, its superpage (through any 4 KiB slice of it) or its ASID, for loads and for fetches.
+ * A second address space (ASID 6) checks that each ASID keeps its own entries across satp switches, and that
+ * fences naming an ASID reach it whichever ASID is current.
  * Checks marked "selective" assert that an unrelated fence leaves a stale entry in place: hardware may keep
  * it, and keeping it is the point of a fence by address or ASID.
  */
@@ -108,6 +110,62 @@ m_part:
   MRET_TO(1, s_last)
 s_last:
   EXPECT_LOAD(0x40000000, 0xB, 50)
+
+  /* 7. a second address space, ASID 6, with its own tables: page 0 -> pageC, page 1 -> pageC.
+        s4 = satp for ASID 5, s5 = satp for ASID 6. */
+  MKPTE_RAW(root6, 2, ((0x80000000 >> 12) << 10) | PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D)
+  MKPTE(root6, 1, l1b, PTE_V)
+  MKPTE(l1b, 0, l0b, PTE_V)
+  MKPTE(l0b, 0, pageC, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0b, 1, pageC, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  la s4, root
+  srli s4, s4, 12
+  li t0, SATP_SV39 | (ASID << 44)
+  or s4, s4, t0
+  la s5, root6
+  srli s5, s5, 12
+  li t0, SATP_SV39 | (6 << 44)
+  or s5, s5, t0
+  csrw satp, s5
+  EXPECT_LOAD(0x40000000, 0xC, 60)
+  csrw satp, s4
+  EXPECT_LOAD(0x40000000, 0xB, 61)
+  /* selective: ASID 5's entry survives a switch to ASID 6 and back (its PTE changed, with no fence) */
+  MKPTE(l0, 0, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  csrw satp, s5
+  EXPECT_LOAD(0x40001000, 0xC, 62)
+  csrw satp, s4
+  EXPECT_LOAD(0x40000000, 0xB, 63)
+  /* a fence of ASID 5 issued while ASID 6 is current reaches ASID 5 */
+  csrw satp, s5
+  li t0, ASID
+  sfence.vma zero, t0
+  csrw satp, s4
+  EXPECT_LOAD(0x40000000, 0xA, 64)
+  /* ... and so does a page fence naming ASID 5 */
+  MKPTE(l0, 0, pageB, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  csrw satp, s5
+  li t2, 0x40000000
+  li t0, ASID
+  sfence.vma t2, t0
+  csrw satp, s4
+  EXPECT_LOAD(0x40000000, 0xB, 65)
+  /* ... and a full fence */
+  MKPTE(l0, 0, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  csrw satp, s5
+  sfence.vma
+  csrw satp, s4
+  EXPECT_LOAD(0x40000000, 0xA, 66)
+  /* a fence of ASID 5 leaves ASID 6 alone (selective): change ASID 6's page 1 and come back */
+  csrw satp, s5
+  EXPECT_LOAD(0x40001000, 0xC, 67)
+  MKPTE(l0b, 1, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  li t0, ASID
+  sfence.vma zero, t0
+  EXPECT_LOAD(0x40001000, 0xC, 68)
+  li t0, 6
+  sfence.vma zero, t0
+  EXPECT_LOAD(0x40001000, 0xA, 69)
   j pass
 
 asid_fail:
@@ -122,6 +180,9 @@ l0: .skip 4096
 pageA: .skip 4096
 pageB: .skip 4096
 pageC: .skip 4096
+root6: .skip 4096
+l1b: .skip 4096
+l0b: .skip 4096
 /* position-independent leaf functions, one per page */
 .text
 .align 12
