@@ -1700,13 +1700,7 @@ export class Hart {
       const o = (pa - this.bus.ramBase) & this.chunkMask;
       const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
       if (this.codePages[ppn]) this.invalidateCode(ppn);
-      else if (this.pmpAllows(pa - off, 4096, ACC_STORE, this.dataPriv)) {
-        const ti = (va >>> 12) & TLB_MASK;
-        this.storeTag[ti] = va - off + this.dataCtx;
-        this.storeView[ti] = view;
-        this.storeOff[ti] = o - off;
-        this.storePpn[ti] = Math.floor((pa - this.bus.ramBase) / 4096);
-      }
+      else this.fillStoreTlb(va, pa, view);
       if (size === 1) view.setUint8(o, lo & 0xff);
       else if (size === 2) view.setUint16(o, lo & 0xffff, true);
       else {
@@ -1731,10 +1725,35 @@ export class Hart {
     this.fetchTag.fill(NaN);
   }
 
-  /** Physical address for an AMO/LR/SC after alignment and translation checks (store permission). */
+  /** Enters a translated RAM page into the store TLB, unless it holds decoded code or PMP limits the page. */
+  private fillStoreTlb(va: number, pa: number, view: DataView): void {
+    const off = va & 0xfff;
+    const rel = pa - this.bus.ramBase;
+    const ppn = Math.floor(rel / 4096);
+    if (this.codePages[ppn] || !this.pmpAllows(pa - off, 4096, ACC_STORE, this.dataPriv)) return;
+    const ti = (va >>> 12) & TLB_MASK;
+    this.storeTag[ti] = va - off + this.dataCtx;
+    this.storeView[ti] = view;
+    this.storeOff[ti] = (rel & this.chunkMask) - off;
+    this.storePpn[ti] = ppn;
+  }
+
+  /**
+   * Physical address for an AMO/LR/SC after alignment and translation checks (store permission; LR needs load).
+   * Kernels run atomics constantly (locks, refcounts), so they go through the store TLB: an aligned access
+   * stays in its page, and a store entry already proves write (hence read) permission, D set and PMP.
+   */
   private amoAddress(va: number, size: number, isLoad: boolean): number {
     if ((va & (size - 1)) !== 0) this.raise(isLoad ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, va);
-    return this.translate(va, isLoad ? ACC_LOAD : ACC_STORE, this.dataPriv, size);
+    const off = va & 0xfff;
+    const ti = (va >>> 12) & TLB_MASK;
+    if (this.storeTag[ti] === va - off + this.dataCtx) return this.bus.ramBase + this.storePpn[ti]! * 4096 + off;
+    const pa = this.translate(va, isLoad ? ACC_LOAD : ACC_STORE, this.dataPriv, size);
+    if (!isLoad) {
+      const view = this.ramView(pa, true);
+      if (view) this.fillStoreTlb(va, pa, view);
+    }
+    return pa;
   }
 
   private physRead(pa: number, size: number, va: number, cause: number): void {
