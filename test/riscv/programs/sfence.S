@@ -166,6 +166,26 @@ s_last:
   li t0, 6
   sfence.vma zero, t0
   EXPECT_LOAD(0x40001000, 0xA, 69)
+
+  /* 8. AMOs and LR/SC translate through the same entries, and fences reach them */
+  li t2, 0x40001000
+  li t0, 5
+  amoadd.d t1, t0, (t2)
+  CHECK(t1, 0xA, 70)
+  MKPTE(l0b, 1, pageB, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  li t2, 0x40001000
+  sfence.vma t2, zero
+  lr.d t1, (t2)
+  CHECK(t1, 0xB, 71)
+  li t0, 0x77
+  sc.d t3, t0, (t2)
+  CHECK(t3, 0, 72)
+  la t1, pageB
+  ld t1, 0(t1)
+  CHECK(t1, 0x77, 73)
+  la t1, pageA
+  ld t1, 0(t1)
+  CHECK(t1, 0xF, 74)
   j pass
 
 asid_fail:
