@@ -10,6 +10,8 @@
 
 #define ASID 5
 #define SATP_SV39 (8 << 60)
+/* a readable, writable leaf with A and D already set */
+#define RW_LEAF (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
 /* load from addr into t3 and check it */
 #define EXPECT_LOAD(addr, val, n) li t2, addr; ld t3, 0(t2); CHECK(t3, val, n)
 
@@ -20,10 +22,10 @@ main:
   MKPTE(root, 1, l1, PTE_V)
   MKPTE(l1, 0, l0, PTE_V)
   /* l1[1]: megapage 0x40200000 -> 0x80200000 */
-  MKPTE_RAW(l1, 1, ((0x80200000 >> 12) << 10) | PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE_RAW(l1, 1, ((0x80200000 >> 12) << 10) | RW_LEAF)
   /* l0[0] -> pageA, l0[1] -> pageB, l0[2] -> code1 (execute-only) */
-  MKPTE(l0, 0, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
-  MKPTE(l0, 1, pageB, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 0, pageA, RW_LEAF)
+  MKPTE(l0, 1, pageB, RW_LEAF)
   MKPTE(l0, 2, code1, PTE_V | PTE_X | PTE_A)
   /* markers: pages A/B/C hold 0xA/0xB/0xC; slice 3 of each megapage target holds 0x11 / 0x22 */
   li t0, 0xA; la t1, pageA; sd t0, 0(t1)
@@ -51,13 +53,13 @@ s_checks:
   CHECK(a0, 1, 5)
 
   /* 1. by address: remap page 0 to C, fence page 0 */
-  MKPTE(l0, 0, pageC, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 0, pageC, RW_LEAF)
   li t2, 0x40000000
   sfence.vma t2, zero
   EXPECT_LOAD(0x40000000, 0xC, 10)
 
   /* 2. selective: remap page 1 to C, fence page 0 only: page 1 still reads B */
-  MKPTE(l0, 1, pageC, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 1, pageC, RW_LEAF)
   li t2, 0x40000000
   sfence.vma t2, zero
   EXPECT_LOAD(0x40001000, 0xB, 11)
@@ -67,7 +69,7 @@ s_checks:
   EXPECT_LOAD(0x40001000, 0xC, 12)
 
   /* 3. superpage: remap the megapage to 0x80400000 and fence a different 4 KiB slice of it */
-  MKPTE_RAW(l1, 1, ((0x80400000 >> 12) << 10) | PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE_RAW(l1, 1, ((0x80400000 >> 12) << 10) | RW_LEAF)
   li t2, 0x40200000
   sfence.vma t2, zero
   EXPECT_LOAD(0x40203000, 0x22, 20)
@@ -75,7 +77,7 @@ s_checks:
   /* 4. by ASID (the superpage fence flushed everything, so page 0 is loaded again first): another ASID's
         fence is selective; our ASID's fence flushes */
   EXPECT_LOAD(0x40000000, 0xC, 30)
-  MKPTE(l0, 0, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 0, pageA, RW_LEAF)
   li t0, 9
   sfence.vma zero, t0
   EXPECT_LOAD(0x40000000, 0xC, 31)
@@ -84,7 +86,7 @@ s_checks:
   EXPECT_LOAD(0x40000000, 0xA, 32)
   /* by address and ASID */
   EXPECT_LOAD(0x40001000, 0xC, 33)
-  MKPTE(l0, 1, pageB, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 1, pageB, RW_LEAF)
   li t2, 0x40001000
   li t0, ASID
   sfence.vma t2, t0
@@ -104,7 +106,7 @@ s_checks:
   SET_MRESUME(m_part)
   ecall
 m_part:
-  MKPTE(l0, 0, pageB, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 0, pageB, RW_LEAF)
   li t2, 0x40000000
   sfence.vma t2, zero
   MRET_TO(1, s_last)
@@ -116,8 +118,8 @@ s_last:
   MKPTE_RAW(root6, 2, ((0x80000000 >> 12) << 10) | PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D)
   MKPTE(root6, 1, l1b, PTE_V)
   MKPTE(l1b, 0, l0b, PTE_V)
-  MKPTE(l0b, 0, pageC, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
-  MKPTE(l0b, 1, pageC, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0b, 0, pageC, RW_LEAF)
+  MKPTE(l0b, 1, pageC, RW_LEAF)
   la s4, root
   srli s4, s4, 12
   li t0, SATP_SV39 | (ASID << 44)
@@ -131,7 +133,7 @@ s_last:
   csrw satp, s4
   EXPECT_LOAD(0x40000000, 0xB, 61)
   /* selective: ASID 5's entry survives a switch to ASID 6 and back (its PTE changed, with no fence) */
-  MKPTE(l0, 0, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 0, pageA, RW_LEAF)
   csrw satp, s5
   EXPECT_LOAD(0x40001000, 0xC, 62)
   csrw satp, s4
@@ -143,7 +145,7 @@ s_last:
   csrw satp, s4
   EXPECT_LOAD(0x40000000, 0xA, 64)
   /* ... and so does a page fence naming ASID 5 */
-  MKPTE(l0, 0, pageB, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 0, pageB, RW_LEAF)
   csrw satp, s5
   li t2, 0x40000000
   li t0, ASID
@@ -151,7 +153,7 @@ s_last:
   csrw satp, s4
   EXPECT_LOAD(0x40000000, 0xB, 65)
   /* ... and a full fence */
-  MKPTE(l0, 0, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0, 0, pageA, RW_LEAF)
   csrw satp, s5
   sfence.vma
   csrw satp, s4
@@ -159,7 +161,7 @@ s_last:
   /* a fence of ASID 5 leaves ASID 6 alone (selective): change ASID 6's page 1 and come back */
   csrw satp, s5
   EXPECT_LOAD(0x40001000, 0xC, 67)
-  MKPTE(l0b, 1, pageA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0b, 1, pageA, RW_LEAF)
   li t0, ASID
   sfence.vma zero, t0
   EXPECT_LOAD(0x40001000, 0xC, 68)
@@ -172,7 +174,7 @@ s_last:
   li t0, 5
   amoadd.d t1, t0, (t2)
   CHECK(t1, 0xA, 70)
-  MKPTE(l0b, 1, pageB, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
+  MKPTE(l0b, 1, pageB, RW_LEAF)
   li t2, 0x40001000
   sfence.vma t2, zero
   lr.d t1, (t2)
