@@ -735,8 +735,12 @@ export class Hart {
     this.superHi = -Infinity;
     this.useNewGen();
   }
-  /** sfence.vma x0, asid semantics: forget the translations of one address space. */
+  /** sfence.vma x0, asid semantics: forget the translations of one address space (-1: of every one). */
   private flushTlbAsid(asid: number): void {
+    if (asid < 0) {
+      this.flushTlb();
+      return;
+    }
     for (let g = 0; g <= this.lastGen; g++) {
       const hi = this.genSatpHi[g]!;
       if (hi !== -1 && ((hi >>> 12) & 0xffff) === asid) this.genSatpHi[g] = -1;
@@ -746,8 +750,7 @@ export class Hart {
   /** sfence.vma va, asid semantics (`asid` -1: every address space). `va` is signed. */
   flushTlbPage(va: number, asid = -1): void {
     if (va >= this.superLo && va < this.superHi) {
-      if (asid < 0) this.flushTlb();
-      else this.flushTlbAsid(asid);
+      this.flushTlbAsid(asid);
       return;
     }
     // Every address space's entry for va lives in the same slot.
@@ -762,8 +765,7 @@ export class Hart {
    */
   flushTlbRange(start: number, size: number, asid: number): void {
     if (!(size > 0 && size <= FLUSH_PAGES_MAX * 4096)) {
-      if (asid < 0) this.flushTlb();
-      else this.flushTlbAsid(asid);
+      this.flushTlbAsid(asid);
       return;
     }
     for (let va = start - (start & 0xfff); va < start + size; va += 4096) this.flushTlbPage(va, asid);
@@ -1887,7 +1889,6 @@ export class Hart {
         {
           const asid = r2 === 0 ? -1 : x[r2]! & 0xffff;
           if (r1 !== 0) this.flushTlbPage(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0), asid);
-          else if (asid < 0) this.flushTlb();
           else this.flushTlbAsid(asid);
         }
         this.pcValue = next;
