@@ -23,6 +23,8 @@ APT_PACKAGES=(
   opensbi u-boot-qemu
   # reference machine, user-mode emulator, image tools, debugger
   qemu-system-misc qemu-user qemu-utils device-tree-compiler e2fsprogs cpio gdb-multiarch
+  # test certificates for the daemon's TLS listener
+  openssl
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

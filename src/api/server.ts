@@ -29,6 +29,8 @@ export interface ApiOptions {
   token?: string;
   /** Request bodies above this are refused with 413. */
   bodyLimit?: number;
+  /** Serve HTTPS (and WSS) with this PEM certificate chain and key. */
+  tls?: { cert: string; key: string };
   log?: (line: string) => void;
 }
 
@@ -99,7 +101,9 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     // Names are validated by handlers; a huge path is refused before routing.
     routerOptions: { maxParamLength: 200 },
     forceCloseConnections: true,
-  });
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
+    // An HTTPS instance is typed over https.Server; routes and hooks do not depend on the difference.
+  }) as unknown as FastifyInstance;
 
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     const { status, code, message } = classify(err);

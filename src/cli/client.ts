@@ -1,9 +1,10 @@
 /**
  * The CLI's client for the daemon API: over the unix socket by default (no token), or a URL given with --url /
- * $TYPEVISOR_URL (TCP, bearer token from --token / $TYPEVISOR_TOKEN / the home's token file).
- * Also the exit codes every daemon-facing verb uses.
+ * $TYPEVISOR_URL (TCP, bearer token from --token / $TYPEVISOR_TOKEN / the home's token file; https:// URLs trust
+ * the system CAs plus --ca / $TYPEVISOR_CA). Also the exit codes every daemon-facing verb uses.
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { defaultHome, homeLayout } from '../host/home.js';
@@ -23,15 +24,19 @@ export const EXIT_CODES_HELP = `exit status: 0 ok, 1 error, 2 usage, 3 not found
 export interface Endpoint {
   /** Unix socket path, or undefined for TCP. */
   socketPath?: string;
-  /** http://host:port for TCP. */
+  /** http(s)://host:port for TCP. */
   baseUrl?: string;
   token?: string;
+  /** PEM certificates trusted for an https:// daemon besides the system CAs. */
+  ca?: string;
 }
 
 export interface EndpointOptions {
   url?: string;
   token?: string;
   home?: string;
+  /** File with PEM certificates to trust (a self-signed daemon certificate). */
+  ca?: string;
 }
 
 export class ClientError extends Error {
@@ -61,7 +66,17 @@ export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = pro
         /* the server will answer 401 */
       }
     }
-    return { baseUrl: url.replace(/\/$/, ''), token };
+    if (o.ca && !url.startsWith('https:')) throw new ClientError(EXIT.USAGE, `--ca applies to https:// URLs, not ${url}`);
+    const caFile = url.startsWith('https:') ? (o.ca ?? env.TYPEVISOR_CA) : undefined;
+    let ca: string | undefined;
+    if (caFile) {
+      try {
+        ca = readFileSync(caFile, 'utf8');
+      } catch (err) {
+        throw new ClientError(EXIT.USAGE, `cannot read --ca ${caFile}: ${(err as Error).message}`);
+      }
+    }
+    return { baseUrl: url.replace(/\/$/, ''), token, ca };
   }
   return { socketPath: homeLayout(home).socket };
 }
@@ -92,8 +107,11 @@ export class Client {
     }
     if (e.token) headers.authorization = `Bearer ${e.token}`;
     const target = e.socketPath ? { socketPath: e.socketPath, path } : { ...splitUrl(e.baseUrl!), path };
+    const secure = e.baseUrl?.startsWith('https:') ?? false;
+    const send = secure ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      const req = httpRequest({ ...target, method, headers, timeout: timeoutMs }, (res: IncomingMessage) => {
+      const options = { ...target, method, headers, timeout: timeoutMs, ...(secure && e.ca ? { ca: e.ca } : {}) };
+      const req = send(options, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
@@ -159,11 +177,11 @@ export class Client {
   websocket(path: string): WebSocket {
     const e = this.endpoint;
     const url = e.socketPath ? `ws+unix://${e.socketPath}:${path}` : `${e.baseUrl!.replace(/^http/, 'ws')}${path}`;
-    return new WebSocket(url, { headers: e.token ? { authorization: `Bearer ${e.token}` } : {} });
+    return new WebSocket(url, { headers: e.token ? { authorization: `Bearer ${e.token}` } : {}, ...(e.ca ? { ca: e.ca } : {}) });
   }
 }
 
 function splitUrl(base: string): { host: string; port: number } {
   const u = new URL(base);
-  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80) };
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
 }

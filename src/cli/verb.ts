@@ -10,6 +10,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 export const COMMON_OPTIONS = {
   url: { type: 'string' },
   token: { type: 'string' },
+  ca: { type: 'string' },
   home: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -17,8 +18,10 @@ export const COMMON_OPTIONS = {
 
 export const COMMON_HELP = `common options:
   --json          machine-readable output
-  --url URL       daemon address: unix:/path or http://HOST:PORT (default: the socket in the home; $TYPEVISOR_URL)
+  --url URL       daemon address: unix:/path, http://HOST:PORT or https://HOST:PORT (default: the socket in the
+                  home; $TYPEVISOR_URL)
   --token TOKEN   bearer token for TCP ($TYPEVISOR_TOKEN; default: <home>/token)
+  --ca FILE       PEM certificate(s) to trust for an https:// daemon ($TYPEVISOR_CA)
   --home DIR      daemon home ($TYPEVISOR_HOME)
 ${EXIT_CODES_HELP}`;
 
@@ -49,7 +52,7 @@ export function defineVerb<O extends Options>(spec: {
       console.error(`typevisor ${spec.name}: ${(err as Error).message}\n\n${help}`);
       return EXIT.USAGE;
     }
-    const values = parsed.values as { help?: boolean; url?: string; token?: string; home?: string };
+    const values = parsed.values as { help?: boolean; url?: string; token?: string; home?: string; ca?: string };
     if (values.help) {
       console.log(help);
       return EXIT.OK;
@@ -60,7 +63,7 @@ export function defineVerb<O extends Options>(spec: {
       return EXIT.USAGE;
     }
     try {
-      const client = new Client(resolveEndpoint({ url: values.url, token: values.token, home: values.home }));
+      const client = new Client(resolveEndpoint({ url: values.url, token: values.token, home: values.home, ca: values.ca }));
       return await spec.run({ values: parsed.values as never, positionals: parsed.positionals, client });
     } catch (err) {
       if (err instanceof UsageError) {

@@ -49,6 +49,8 @@ export interface DaemonOptions {
   runtimeModule?: string;
   shutdownTimeoutMs?: number;
   log?: (line: string) => void;
+  /** PEM certificate chain and key: TCP listeners then serve HTTPS/WSS (the unix socket stays plain). */
+  tls?: { cert: string; key: string };
 }
 
 export interface RunningDaemon {
@@ -116,7 +118,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const sockets: string[] = [];
   try {
     for (const l of listens) {
-      const app = await buildApi({ channel: hypervisor, token: l.kind === 'tcp' ? token : undefined, log });
+      const tcp = l.kind === 'tcp';
+      const app = await buildApi({ channel: hypervisor, token: tcp ? token : undefined, tls: tcp ? opts.tls : undefined, log });
       apps.push(app);
       if (l.kind === 'unix') {
         // A socket file left by a dead daemon would make listen fail with EADDRINUSE.
@@ -147,7 +150,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     { pid: process.pid, listen: addresses.map(formatListen), startedAt: new Date().toISOString() },
     0o600,
   );
-  log(`typevisor daemon ${process.pid}: home ${layout.root}, listening on ${addresses.map(formatListen).join(', ')}`);
+  log(
+    `typevisor daemon ${process.pid}: home ${layout.root}, listening on ${addresses.map(formatListen).join(', ')}` +
+      (opts.tls ? ' (TCP with TLS)' : ''),
+  );
 
   let closing: Promise<void> | undefined;
   return {

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { defaultHome } from '../../host/home.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
@@ -5,10 +7,13 @@ import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemo
 export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
+                        [--tls-cert FILE --tls-key FILE]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
 and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
 TCP listeners require 'Authorization: Bearer <token>'; the token is in <home>/token (mode 0600).
+With --tls-cert/--tls-key (PEM) TCP listeners speak HTTPS and WSS only, so the token never crosses the network
+in clear; clients use --url https://HOST:PORT, and --ca FILE for a certificate no system CA signed.
 Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -20,6 +25,8 @@ export async function run(argv: string[]): Promise<number> {
         home: { type: 'string' },
         listen: { type: 'string', multiple: true },
         'shutdown-timeout': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -47,6 +54,21 @@ export async function run(argv: string[]): Promise<number> {
     console.error('typevisor daemon: --shutdown-timeout takes a number of seconds');
     return 2;
   }
+  let tls: { cert: string; key: string } | undefined;
+  if (values['tls-cert'] !== undefined || values['tls-key'] !== undefined) {
+    const problem = tlsProblem(values['tls-cert'], values['tls-key'], listen);
+    if (problem) {
+      console.error(`typevisor daemon: ${problem}`);
+      return 2;
+    }
+    try {
+      tls = { cert: readFileSync(values['tls-cert']!, 'utf8'), key: readFileSync(values['tls-key']!, 'utf8') };
+      createSecureContext(tls); // a bad or mismatched pair is refused here, with the reason
+    } catch (err) {
+      console.error(`typevisor daemon: cannot use the TLS certificate/key: ${(err as Error).message}`);
+      return 2;
+    }
+  }
   const home = values.home ? values.home : defaultHome();
   const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
   let daemon;
@@ -58,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
       runtimeModule: process.env.TYPEVISOR_RUNTIME_MODULE || undefined,
       shutdownTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
       log,
+      tls,
     });
   } catch (err) {
     if (err instanceof DaemonLockError) {
@@ -79,4 +102,10 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+function tlsProblem(cert: string | undefined, key: string | undefined, listen: ListenSpec[]): string | undefined {
+  if (cert === undefined || key === undefined) return '--tls-cert and --tls-key go together';
+  if (!listen.some((l) => l.kind === 'tcp')) return 'TLS applies to TCP listeners: add --listen tcp:HOST:PORT';
+  return undefined;
 }
