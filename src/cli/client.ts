@@ -6,6 +6,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import WebSocket from 'ws';
 import { defaultHome, homeLayout } from '../host/home.js';
 
@@ -110,7 +111,7 @@ export class Client {
     const secure = e.baseUrl?.startsWith('https:') ?? false;
     const send = secure ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      const options = { ...target, method, headers, timeout: timeoutMs, ...(secure && e.ca ? { ca: e.ca } : {}) };
+      const options = { ...target, method, headers, timeout: timeoutMs, ...(secure ? trust(e) : {}) };
       const req = send(options, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -177,8 +178,13 @@ export class Client {
   websocket(path: string): WebSocket {
     const e = this.endpoint;
     const url = e.socketPath ? `ws+unix://${e.socketPath}:${path}` : `${e.baseUrl!.replace(/^http/, 'ws')}${path}`;
-    return new WebSocket(url, { headers: e.token ? { authorization: `Bearer ${e.token}` } : {}, ...(e.ca ? { ca: e.ca } : {}) });
+    return new WebSocket(url, { headers: e.token ? { authorization: `Bearer ${e.token}` } : {}, ...trust(e) });
   }
+}
+
+/** TLS trust for an endpoint: the system CAs, plus --ca (Node's `ca` option replaces the defaults, so both go in). */
+function trust(e: Endpoint): { ca?: string[] } {
+  return e.ca ? { ca: [...rootCertificates, e.ca] } : {};
 }
 
 function splitUrl(base: string): { host: string; port: number } {
