@@ -7,22 +7,10 @@ import { readFile } from 'node:fs/promises';
 import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import { defaultVmConfig, type VmConfig } from '../../src/vm/config.js';
 import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
+import { builtGuest } from '../helpers/guest.js';
 import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from '../../src/vm/virtio-devices.js';
 
-export interface Artifacts {
-  kernel: string;
-  rootfs: string;
-  marker: string;
-}
-async function artifacts(): Promise<Artifacts | undefined> {
-  try {
-    const mod = (await import('../../src/guests/index' + '.js')) as { guestArtifacts: () => Artifacts };
-    return mod.guestArtifacts();
-  } catch {
-    return undefined;
-  }
-}
-export const guest = await artifacts();
+export const guest = builtGuest;
 export const MiB = 1024 * 1024;
 
 /** One booted VM with its UART console and virtio-console captured. */

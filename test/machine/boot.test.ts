@@ -9,28 +9,16 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConsoleDriver } from './console-driver.js';
+import { builtGuest, skipWithoutGuest } from '../helpers/guest.js';
 import { repoRoot } from '../helpers/paths.js';
+import type { GuestArtifacts } from '../../src/guests/index.js';
 
 const UBOOT = '/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin';
 const FW_JUMP = '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin';
 
-interface Guest {
-  kernel: string;
-  initramfs: string;
-  marker: string;
-}
-
-async function linuxGuest(): Promise<Guest | undefined> {
-  try {
-    const mod = (await import('../../src/guests/index' + '.js')) as { guestArtifacts: () => Guest };
-    const a = mod.guestArtifacts();
-    return existsSync(a.kernel) && existsSync(a.initramfs) ? a : undefined;
-  } catch {
-    return undefined;
-  }
-}
-const guest = await linuxGuest();
-const noLinux = guest ? false : 'guest images not built (typevisor guest build)';
+type Guest = GuestArtifacts;
+const guest = builtGuest;
+const noLinux = skipWithoutGuest;
 
 async function bootLinux(d: ConsoleDriver, g: Guest): Promise<void> {
   await d.waitFor(g.marker, 240_000);

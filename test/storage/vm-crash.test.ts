@@ -16,24 +16,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDisk } from '../../src/storage/index.js';
 import { ConsoleProcess } from '../helpers/console.js';
+import { builtGuest, skipWithoutGuest } from '../helpers/guest.js';
 import { cliArgs } from '../helpers/paths.js';
 import { mulberry32 } from '../helpers/prng.js';
 
-interface Guest {
-  kernel: string;
-  rootfs: string;
-  marker: string;
-}
-async function builtGuest(): Promise<Guest | undefined> {
-  try {
-    const mod = (await import('../../src/guests/index' + '.js')) as { guestArtifacts: () => Guest };
-    return mod.guestArtifacts();
-  } catch {
-    return undefined;
-  }
-}
-const guest = await builtGuest();
-const skip = guest ? false : 'guest images not built (typevisor guest build)';
+const guest = builtGuest;
+const skip = skipWithoutGuest;
 
 const ITERATIONS = Number(process.env.TYPEVISOR_CRASH_ITERATIONS ?? 8);
 const SEED = Number(process.env.TYPEVISOR_CRASH_SEED ?? Date.now() % 1_000_000);

@@ -11,23 +11,11 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConsoleProcess } from '../helpers/console.js';
+import { builtGuest, skipWithoutGuest } from '../helpers/guest.js';
 import { cliArgs } from '../helpers/paths.js';
 
-interface Guest {
-  kernel: string;
-  initramfs: string;
-  marker: string;
-}
-async function builtGuest(): Promise<Guest | undefined> {
-  try {
-    const mod = (await import('../../src/guests/index' + '.js')) as { guestArtifacts: () => Guest };
-    return mod.guestArtifacts();
-  } catch {
-    return undefined;
-  }
-}
-const guest = await builtGuest();
-const skip = guest ? false : 'guest images not built (typevisor guest build)';
+const guest = builtGuest;
+const skip = skipWithoutGuest;
 
 const MiB = 1 << 20;
 const hostBytes = (path: string): number => statSync(path).blocks * 512;
