@@ -745,14 +745,7 @@ export class Qcow2Image implements BlockBackend {
       setEntry(table, start / per + k, hi, lo);
     }
     const tableOff = (start + blocks) * cs;
-    await this.file.write(tableOff, table);
-    await this.file.sync();
-    const hdr = new Uint8Array(12);
-    const [hi, lo] = offsetWords(tableOff);
-    view(hdr).setUint32(0, hi);
-    view(hdr).setUint32(4, lo);
-    view(hdr).setUint32(8, tableClusters);
-    await this.file.write(48, hdr);
+    await this.switchRefTable(tableOff, table, tableClusters);
     await this.file.sync();
     const oldOff = this.header.refcountTableOffset;
     const oldClusters = this.header.refcountTableClusters;
@@ -762,6 +755,21 @@ export class Qcow2Image implements BlockBackend {
     this.fileEnd = Math.max(this.fileEnd, (start + used) * cs);
     for (let k = 0; k < blocks; k++) this.metadataClusters.add((start + k) * cs);
     for (let c = 0; c < oldClusters; c++) await this.updateRefcount(oldOff / cs + c, -1);
+  }
+
+  /**
+   * Writes a new refcount table at `tableOff`, makes it durable, and only then points the header's
+   * refcount_table_offset/refcount_table_clusters at it (that header write is left for the caller to sync).
+   */
+  private async switchRefTable(tableOff: number, table: Uint8Array, tableClusters: number): Promise<void> {
+    await this.file.write(tableOff, table);
+    await this.file.sync();
+    const hdr = new Uint8Array(12);
+    const [hi, lo] = offsetWords(tableOff);
+    view(hdr).setUint32(0, hi);
+    view(hdr).setUint32(4, lo);
+    view(hdr).setUint32(8, tableClusters);
+    await this.file.write(48, hdr);
   }
 
   // ---------------------------------------------------------------- header flags
@@ -1042,14 +1050,7 @@ export class Qcow2Image implements BlockBackend {
       setEntry(table, k, hi, lo);
     }
     const tableOff = (base + blocks) * cs;
-    await this.file.write(tableOff, table);
-    await this.file.sync();
-    const hdr = new Uint8Array(12);
-    const [hi, lo] = offsetWords(tableOff);
-    view(hdr).setUint32(0, hi);
-    view(hdr).setUint32(4, lo);
-    view(hdr).setUint32(8, tableClusters);
-    await this.file.write(48, hdr);
+    await this.switchRefTable(tableOff, table, tableClusters);
     let flags = this.header.incompatibleFeatures & ~INCOMPAT_DIRTY;
     if (clearCorrupt) flags &= ~INCOMPAT_CORRUPT;
     await this.setIncompatible(flags);
