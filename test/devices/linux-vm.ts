@@ -8,6 +8,7 @@ import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import { defaultVmConfig, type VmConfig } from '../../src/vm/config.js';
 import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
 import { builtGuest } from '../helpers/guest.js';
+import { TextWaiter } from '../helpers/text-waiter.js';
 import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from '../../src/vm/virtio-devices.js';
 
 export const guest = builtGuest;
@@ -17,7 +18,7 @@ export const MiB = 1024 * 1024;
 export class Vm {
   serial = '';
   hvc = '';
-  private waiters: (() => void)[] = [];
+  private readonly waiter = new TextWaiter();
   private step = 0;
   machine!: Machine;
   virtio!: AttachedVirtioDevices;
@@ -44,38 +45,18 @@ export class Vm {
 
   got(where: 'serial' | 'hvc', bytes: Uint8Array): void {
     this[where] += Buffer.from(bytes).toString('latin1');
-    for (const w of this.waiters) w();
+    this.waiter.notify();
   }
 
   waitFor(where: 'serial' | 'hvc', pattern: string | RegExp, ms: number, from = 0): Promise<number> {
-    const find = (): number => {
-      const text = this[where].slice(from);
-      if (typeof pattern === 'string') {
-        const i = text.indexOf(pattern);
-        return i < 0 ? -1 : from + i + pattern.length;
-      }
-      const m = pattern.exec(text);
-      return m ? from + m.index + m[0].length : -1;
-    };
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const at = find();
-        if (at < 0) return;
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== check);
-        resolve(at);
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== check);
-        reject(
-          new Error(
-            `timed out after ${ms} ms waiting for ${String(pattern)} on ${where}\n--- serial tail ---\n${this.serial.slice(-2000)}\n--- hvc ---\n${this.hvc.slice(-500)}`,
-          ),
-        );
-      }, ms);
-      this.waiters.push(check);
-      check();
-    });
+    return this.waiter.waitFor(
+      () => this[where],
+      pattern,
+      ms,
+      from,
+      () =>
+        `timed out after ${ms} ms waiting for ${String(pattern)} on ${where}\n--- serial tail ---\n${this.serial.slice(-2000)}\n--- hvc ---\n${this.hvc.slice(-500)}`,
+    );
   }
 
   /** Runs a shell command on the serial console and returns its output (between unique markers). */

@@ -1,55 +1,35 @@
 /** Drives `typevisor run` through pipes: collects console output, waits for text, types commands. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cliArgs, repoRoot } from '../helpers/paths.js';
+import { TextWaiter } from '../helpers/text-waiter.js';
 
 export class ConsoleDriver {
   readonly child: ChildProcess;
   output = '';
   stderr = '';
   readonly exit: Promise<number | null>;
-  private waiters: (() => void)[] = [];
+  private readonly waiter = new TextWaiter();
 
   constructor(args: string[]) {
     this.child = spawn(process.execPath, cliArgs('run', ...args), { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => {
       this.output += d.toString('latin1');
-      this.waiters.forEach((w) => w());
+      this.waiter.notify();
     });
     this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exit = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
   }
 
   /** Resolves when `pattern` appears in the output after `from` (default: anywhere); rejects after `ms`. */
-  async waitFor(pattern: string | RegExp, ms: number, from = 0): Promise<number> {
-    const find = (): number => {
-      const text = this.output.slice(from);
-      if (typeof pattern === 'string') {
-        const i = text.indexOf(pattern);
-        return i < 0 ? -1 : from + i + pattern.length;
-      }
-      const m = pattern.exec(text);
-      return m ? from + m.index + m[0].length : -1;
-    };
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const at = find();
-        if (at >= 0) {
-          clearTimeout(timer);
-          this.waiters = this.waiters.filter((w) => w !== check);
-          resolve(at);
-        }
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== check);
-        reject(
-          new Error(
-            `timed out after ${ms} ms waiting for ${String(pattern)}\n--- console tail ---\n${this.output.slice(-1500)}\n--- stderr ---\n${this.stderr}`,
-          ),
-        );
-      }, ms);
-      this.waiters.push(check);
-      check();
-    });
+  waitFor(pattern: string | RegExp, ms: number, from = 0): Promise<number> {
+    return this.waiter.waitFor(
+      () => this.output,
+      pattern,
+      ms,
+      from,
+      () =>
+        `timed out after ${ms} ms waiting for ${String(pattern)}\n--- console tail ---\n${this.output.slice(-1500)}\n--- stderr ---\n${this.stderr}`,
+    );
   }
 
   type(text: string): void {
