@@ -102,28 +102,22 @@ export interface HostInfo {
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };
 }
 
+/** What each action answers with, by action type. */
+interface HostResults {
+  list: VmView[];
+  get: VmView;
+  create: VmView;
+  update: VmView;
+  delete: { deleted: string };
+  action: ActionOutcome;
+  'console-log': Buffer;
+  'console-attach': ConsoleSession;
+  'host-info': HostInfo;
+  'stats-all': VmView[];
+}
+
 /** The result type for each action. */
-export type HostResult<A extends HostAction> = A extends { type: 'list' }
-  ? VmView[]
-  : A extends { type: 'get' }
-    ? VmView
-    : A extends { type: 'create' }
-      ? VmView
-      : A extends { type: 'update' }
-        ? VmView
-        : A extends { type: 'delete' }
-          ? { deleted: string }
-          : A extends { type: 'action' }
-            ? ActionOutcome
-            : A extends { type: 'console-log' }
-              ? Buffer
-              : A extends { type: 'console-attach' }
-                ? ConsoleSession
-                : A extends { type: 'host-info' }
-                  ? HostInfo
-                  : A extends { type: 'stats-all' }
-                    ? VmView[]
-                    : never;
+export type HostResult<A extends HostAction> = HostResults[A['type']];
 
 /** The channel the API holds: one method, typed by the action. */
 export interface HostChannel {
