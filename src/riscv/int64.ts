@@ -82,16 +82,16 @@ function fromBig(v: bigint): void {
 
 const fitsInt32 = (lo: number, hi: number): boolean => hi === lo >> 31;
 
+/** RISC-V division by zero (signed or not): the quotient is all ones, the remainder is the dividend. */
+function divideByZero(alo: number, ahi: number, rem: boolean): void {
+  r[0] = rem ? alo : -1;
+  r[1] = rem ? ahi : -1;
+}
+
 /** Signed 64-bit division (or remainder) with the RISC-V rules for /0 and overflow. */
 export function div64(alo: number, ahi: number, blo: number, bhi: number, rem: boolean): void {
   if (blo === 0 && bhi === 0) {
-    if (rem) {
-      r[0] = alo;
-      r[1] = ahi;
-    } else {
-      r[0] = -1;
-      r[1] = -1;
-    }
+    divideByZero(alo, ahi, rem);
     return;
   }
   if (fitsInt32(alo, ahi) && fitsInt32(blo, bhi)) {
@@ -118,13 +118,7 @@ export function div64(alo: number, ahi: number, blo: number, bhi: number, rem: b
 /** Unsigned 64-bit division (or remainder). */
 export function divu64(alo: number, ahi: number, blo: number, bhi: number, rem: boolean): void {
   if (blo === 0 && bhi === 0) {
-    if (rem) {
-      r[0] = alo;
-      r[1] = ahi;
-    } else {
-      r[0] = -1;
-      r[1] = -1;
-    }
+    divideByZero(alo, ahi, rem);
     return;
   }
   if (ahi === 0 && bhi === 0) {
