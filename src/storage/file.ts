@@ -23,6 +23,15 @@ export class HostFile {
     }
   }
 
+  /** Creates a new, empty file for reading and writing; an existing file is an error, never overwritten. */
+  static async create(path: string): Promise<HostFile> {
+    try {
+      return new HostFile(path, await open(path, 'wx+'), false);
+    } catch (err) {
+      throw ioError(err, `cannot create ${path}`);
+    }
+  }
+
   async size(): Promise<number> {
     return (await this.fh.stat()).size;
   }

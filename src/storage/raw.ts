@@ -1,7 +1,6 @@
-import { writeFile } from 'node:fs/promises';
 import { StorageError, type BlockBackend } from './backend.js';
 import { AsyncMutex } from './mutex.js';
-import { HostFile, checkRequest, ioError } from './file.js';
+import { HostFile, checkRequest } from './file.js';
 
 /** Zero-fill granularity for raw discard/write-zeroes. */
 const ZERO_CHUNK = 1 << 20;
@@ -30,12 +29,7 @@ export class RawImage implements BlockBackend {
 
   static async create(path: string, size: number): Promise<void> {
     if (!Number.isSafeInteger(size) || size < 0) throw new StorageError('UNSUPPORTED', `invalid size ${size}`);
-    try {
-      await writeFile(path, new Uint8Array(0), { flag: 'wx' });
-    } catch (err) {
-      throw ioError(err, `cannot create ${path}`);
-    }
-    const file = await HostFile.open(path, false);
+    const file = await HostFile.create(path);
     try {
       await file.truncate(size);
       await file.sync();

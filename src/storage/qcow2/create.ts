@@ -1,6 +1,5 @@
-import { writeFile } from 'node:fs/promises';
 import { StorageError } from '../backend.js';
-import { HostFile, ioError } from '../file.js';
+import { HostFile } from '../file.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
   DEFAULT_CLUSTER_BITS,
@@ -81,12 +80,7 @@ export async function createQcow2(path: string, opts: Qcow2CreateOptions): Promi
     backingFormat: opts.backingFile ? (opts.backingFormat ?? null) : null,
     featureNames: new Map(),
   });
-  try {
-    await writeFile(path, new Uint8Array(0), { flag: 'wx' });
-  } catch (err) {
-    throw ioError(err, `cannot create ${path}`);
-  }
-  const file = await HostFile.open(path, false);
+  const file = await HostFile.create(path);
   try {
     await file.truncate(total * clusterSize); // the L1 table is all zeros: leave it sparse
     await file.write(0, header);
