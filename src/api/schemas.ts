@@ -85,6 +85,7 @@ const KIB = 1024;
 const MAX_EXEC_STDIN = 8 * 1024 * KIB;
 const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 const noNul = (s: string) => !s.includes('\0');
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 
 export const ExecBody = z
   .object({
@@ -116,13 +117,22 @@ export const ExecBody = z
       .describe('directory in the guest to run in (default /)'),
     env: z
       .record(
-        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,255}$/, 'environment names must match [A-Za-z_][A-Za-z0-9_]*'),
+        z.string(),
         z
           .string()
           .refine((v) => utf8Bytes(v) <= 64 * KIB, 'an environment value must be at most 64 KiB')
           .refine(noNul, 'an environment value must not contain NUL characters'),
       )
-      .refine((e) => Object.keys(e).length <= 256, 'at most 256 environment variables')
+      .superRefine((e, ctx) => {
+        const names = Object.keys(e);
+        const bad = names.find((k) => !ENV_NAME_RE.test(k));
+        if (bad !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            message: `environment name ${JSON.stringify(bad.slice(0, 64))} must match [A-Za-z_][A-Za-z0-9_]* (at most 256 characters)`,
+          });
+        if (names.length > 256) ctx.addIssue({ code: 'custom', message: 'at most 256 environment variables' });
+      })
       .optional()
       .describe('extra environment variables'),
     timeoutMs: z

@@ -271,6 +271,8 @@ interface PendingExec {
   timer: ReturnType<typeof setTimeout>;
   startedAt: number;
   sent: boolean;
+  /** Set while the request waits for the agent to show it is up. */
+  waiting?: () => void;
 }
 interface PendingPing {
   kind: 'ping';
@@ -370,11 +372,14 @@ export class AgentClient {
       };
       if (!this.open(p)) return;
       this.pending.set(id, p);
-      this.whenReady(() => {
-        if (this.pending.get(id) !== p) return;
-        p.sent = true;
-        this.enqueue(execRequestLines(id, req));
-      });
+      this.whenReady(
+        (p.waiting = () => {
+          p.waiting = undefined;
+          if (this.pending.get(id) !== p) return;
+          p.sent = true;
+          this.enqueue(execRequestLines(id, req));
+        }),
+      );
     });
   }
 
@@ -394,13 +399,14 @@ export class AgentClient {
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       this.pending.delete(id);
+      if (p.kind === 'exec' && p.waiting) this.readyWaiters.delete(p.waiting);
       p.reject(new AgentError('gone', reason));
     }
+    if (this.readyWaiters.size === 0) this.stopProbing();
   }
 
   close(reason: string): void {
     this.reset(reason, true);
-    this.readyWaiters.clear();
   }
 
   private open(p: Pending): boolean {
@@ -417,6 +423,7 @@ export class AgentClient {
   private execTimedOut(id: string, p: PendingExec, timeoutMs: number): void {
     if (this.pending.get(id) !== p) return;
     this.pending.delete(id);
+    if (p.waiting) this.readyWaiters.delete(p.waiting);
     if (p.sent) {
       // Kill what the command started; a late result for this id is then dropped as unknown.
       this.enqueue([`cancel ${id}`]);
@@ -443,6 +450,8 @@ export class AgentClient {
       };
       probe();
       this.probeTimer = setInterval(probe, PROBE_EVERY_MS);
+      // Probing alone must not keep a process alive; the requests' own timers do while they wait.
+      this.probeTimer.unref?.();
     }
   }
 
