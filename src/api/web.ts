@@ -8,9 +8,10 @@
  * - A request authenticated by the cookie must also come from our own origin (when the browser says where it
  *   comes from) and, unless it is GET/HEAD, carry the CSRF token. The console WebSocket is a GET: SameSite=Strict
  *   and the Origin check keep other sites from opening it.
- * - Every response gets a Content-Security-Policy. The page itself allows scripts and styles from our origin
- *   only, plus `<style>` elements carrying the per-response nonce (xterm.js creates its style elements at run
- *   time; the page gives them that nonce).
+ * - Every response gets a Content-Security-Policy. The page itself allows scripts from our origin only, style
+ *   sheets from our origin plus `<style>` elements carrying the per-response nonce (xterm.js creates its style
+ *   elements at run time; the page gives them that nonce), and style attributes (xterm.js colours selected
+ *   cells with them).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -77,6 +78,9 @@ export function pageCsp(nonce: string): string {
     "default-src 'none'",
     "script-src 'self'",
     `style-src 'self' 'nonce-${nonce}'`,
+    // xterm.js's DOM renderer colours selected (and 24-bit coloured) cells through style attributes. Attributes
+    // cannot run script or load anything img-src/font-src would not allow; <style> elements still need the nonce.
+    "style-src-attr 'unsafe-inline'",
     "img-src 'self' data:",
     "font-src 'self'",
     "connect-src 'self'",

@@ -50,6 +50,11 @@ describe('web console over TCP', () => {
     assert.match(csp, /default-src 'none'/);
     assert.match(csp, /script-src 'self'(;|$)/, 'no inline or remote script');
     assert.match(csp, /frame-ancestors 'none'/);
+    assert.match(
+      csp,
+      /style-src 'self' 'nonce-[^']+'(;|$)/,
+      "style elements need the nonce ('unsafe-inline' only for attributes)",
+    );
     const html = await a.text();
     const nonce = /'nonce-([^']+)'/.exec(csp)?.[1];
     assert.ok(nonce && html.includes(`content="${nonce}"`), 'the page carries the nonce its CSP names');

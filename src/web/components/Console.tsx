@@ -54,14 +54,12 @@ export default function Console({ name, active }: { name: string; active: boolea
     t.onData(send);
     // Ctrl+Shift+C / Ctrl+Shift+V copy and paste, as in desktop terminals (plain Ctrl+C goes to the guest).
     t.attachCustomKeyEventHandler((e) => {
-      if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c')) {
-        void copy();
+      if (e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c')) {
+        if (e.type === 'keydown') void copy();
         return false;
       }
-      if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && (e.key === 'V' || e.key === 'v')) {
-        void paste();
-        return false;
-      }
+      // Ctrl+Shift+V: the browser's own paste event reaches xterm's textarea; xterm must only not send ^V.
+      if (e.ctrlKey && e.shiftKey && (e.key === 'V' || e.key === 'v')) return false;
       return true;
     });
     term.current = t;
@@ -119,7 +117,7 @@ export default function Console({ name, active }: { name: string; active: boolea
           Reconnect
         </button>
       </div>
-      <div ref={box} class="terminal" data-testid="terminal" />
+      <div ref={box} class="console-screen" />
     </section>
   );
 }
