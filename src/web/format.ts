@@ -5,7 +5,9 @@ export function bytes(n: number): string {
     n /= 1024;
     i++;
   }
-  return `${n >= 100 || i === 0 ? n.toFixed(0) : n.toFixed(1)} ${units[i]}`;
+  // Whole bytes, but a chart's 0.5 B/s tick should not read "1 B/s".
+  const digits = i === 0 ? (Number.isInteger(n) ? 0 : 1) : n >= 100 ? 0 : 1;
+  return `${n.toFixed(digits)} ${units[i]}`;
 }
 
 export const rate = (n: number): string => `${bytes(n)}/s`;

@@ -70,7 +70,9 @@ async function waitForTerminal(page: Page, what: string, re: RegExp, ms: number)
   try {
     await waitFor(what, async () => (re.test(await terminalText(page)) ? true : undefined), ms, 250);
   } catch (err) {
-    throw new Error(`${(err as Error).message}; the terminal shows:\n${(await terminalText(page)).slice(-1500)}`);
+    throw new Error(`${(err as Error).message}; the terminal shows:\n${(await terminalText(page)).slice(-1500)}`, {
+      cause: err,
+    });
   }
 }
 const cpuLatest = async (page: Page): Promise<number> => Number(await page.locator('#vm-cpu').getAttribute('data-latest'));
@@ -244,6 +246,7 @@ test(
     await page.locator('tr[data-vm="cli1"] [data-state="running"]').waitFor({ timeout: 2_000 });
     t.diagnostic(`running shown ${Date.now() - t0} ms after the CLI returned`);
     assert.equal(await page.evaluate('window.marker'), 1, 'the page did not reload');
+    await page.waitForTimeout(6000); // a few samples on the host charts for the screenshot
     await shot(page, 'host');
 
     // The bookmarkable URL of a VM opens its page directly.
