@@ -47,7 +47,12 @@ interface Session {
   lastUsed: number;
 }
 
-export const LoginBody = z.object({ token: z.string().min(1).max(256) }).strict();
+export const LoginBody = z.object({ token: z.string().min(1).max(256).describe('the daemon token (<home>/token)') }).strict();
+export const SessionSchema = z.object({
+  authenticated: z.boolean(),
+  auth: z.enum(['session', 'none']).describe("'none' on the unix socket, where no login is needed"),
+  csrfToken: z.string().describe('send back as X-CSRF-Token on every cookie request other than GET/HEAD'),
+});
 
 /** dist/web from dist/src/api (built) or from src/api (run through tsx). */
 export function defaultStaticDir(): string {

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
 import { removeHome, startDaemonProcess, tempHome, type DaemonHandle } from '../host/daemon-harness.js';
 
 const WEB_DIR = fileURLToPath(new URL('../../../dist/web/', import.meta.url));
@@ -125,6 +126,31 @@ describe('web console over TCP', () => {
     assert.notEqual(ok.status, 401);
     if (ok.status === 201)
       await fetch(`${base}/vms/csrf-vm?force=true`, { method: 'DELETE', headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } });
+  });
+
+  test('the console WebSocket accepts the cookie from our origin only', async () => {
+    const s = await login();
+    const upgrade = (origin: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${base.replace('http', 'ws')}/vms/no-such-vm/console`, {
+          headers: { cookie: s.cookie, origin },
+        });
+        ws.once('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0);
+          ws.terminate();
+        });
+        ws.once('open', () => reject(new Error('opened')));
+        ws.once('error', () => {});
+      });
+    assert.equal(await upgrade('http://evil.example'), 403, 'another site cannot open the console with our cookie');
+    assert.equal(await upgrade(base), 404, 'from our origin the cookie authenticates (and the VM is looked up)');
+  });
+
+  test('the OpenAPI document describes the session endpoints', async () => {
+    const doc = (await (await fetch(`${base}/openapi.json`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    assert.ok(doc.paths['/session']?.post);
   });
 
   test('logging out ends the session', async () => {

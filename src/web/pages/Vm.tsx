@@ -76,7 +76,7 @@ function EditForm({ vm }: { vm: VmView }) {
     }
   };
   return (
-    <form class="edit" onSubmit={(e) => void submit(e)} aria-label="Change settings">
+    <form class="edit" onSubmit={(e) => void submit(e)} aria-label="Change settings" noValidate>
       <h2>Settings</h2>
       {active ? (
         <label>
