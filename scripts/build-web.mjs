@@ -14,6 +14,8 @@ const webSrc = join(root, 'src/web');
 const out = join(root, 'dist/web');
 const hashFile = join(out, '.build-hash');
 const force = process.argv.includes('--force');
+// --check: exit 0 when dist/web matches the inputs, 1 when a build is due; builds nothing.
+const checkOnly = process.argv.includes('--check');
 
 function files(dir, acc = []) {
   for (const name of readdirSync(dir).sort()) {
@@ -30,7 +32,12 @@ for (const f of [...files(webSrc), join(root, 'package-lock.json'), new URL(impo
   hash.update(readFileSync(f));
 }
 const digest = hash.digest('hex');
-if (!force && existsSync(join(out, 'index.html')) && existsSync(hashFile) && readFileSync(hashFile, 'utf8') === digest) {
+const upToDate = existsSync(join(out, 'index.html')) && existsSync(hashFile) && readFileSync(hashFile, 'utf8') === digest;
+if (checkOnly) {
+  console.log(upToDate ? 'web console: up to date' : 'web console: a build is due');
+  process.exit(upToDate ? 0 : 1);
+}
+if (!force && upToDate) {
   console.log('web console: up to date');
   process.exit(0);
 }

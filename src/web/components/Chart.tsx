@@ -20,8 +20,18 @@ interface Props {
   format: (v: number) => string;
   /** Fixed y range (e.g. 0..100 for percent); otherwise from the data, starting at 0. */
   yMax?: number;
+  /** Byte quantities: y ticks at powers of two (1 MiB, 512 KiB...), not 977 KiB. */
+  binary?: boolean;
+  /** Values in MiB: the same power-of-two steps. */
+  mebibytes?: boolean;
   id?: string;
 }
+
+const BINARY_INCREMENTS = [0, 10, 20, 30, 40]
+  .flatMap((shift) => [1, 2, 4, 8, 16, 32, 64, 128, 256, 512].map((m) => m * 2 ** shift))
+  .sort((a, b) => a - b);
+/** The same steps for values already in MiB. */
+const MIB_INCREMENTS = [0.25, 0.5, ...BINARY_INCREMENTS.filter((v) => v <= 2 ** 20)];
 
 function options(p: Props, width: number): uPlot.Options {
   const fg = cssVar('--fg-muted');

@@ -68,6 +68,7 @@ export function HostPage({ snap }: { snap: Snapshot | undefined }) {
           t={h.t}
           lines={[{ label: 'resident', values: h.residentMiB, color: '--chart-2' }]}
           format={(v) => bytes(v * 2 ** 20)}
+          mebibytes
         />
         <Chart
           id="host-disk"
@@ -78,6 +79,7 @@ export function HostPage({ snap }: { snap: Snapshot | undefined }) {
             { label: 'write', values: h.diskWrite, color: '--chart-4' },
           ]}
           format={rate}
+          binary
         />
         <Chart
           id="host-net"
@@ -88,6 +90,7 @@ export function HostPage({ snap }: { snap: Snapshot | undefined }) {
             { label: 'tx', values: h.netTx, color: '--chart-2' },
           ]}
           format={rate}
+          binary
         />
       </section>
 

@@ -187,6 +187,7 @@ export function VmPage({ name, snap }: { name: string; snap: Snapshot | undefine
             { label: 'balloon', values: s.balloonMiB, color: '--chart-4' },
           ]}
           format={mib}
+          mebibytes
         />
         <Chart
           id="vm-disk"
@@ -197,6 +198,7 @@ export function VmPage({ name, snap }: { name: string; snap: Snapshot | undefine
             { label: 'write', values: s.diskWrite, color: '--chart-4' },
           ]}
           format={rate}
+          binary
         />
         <Chart
           id="vm-net"
@@ -207,6 +209,7 @@ export function VmPage({ name, snap }: { name: string; snap: Snapshot | undefine
             { label: 'tx', values: s.netTx, color: '--chart-2' },
           ]}
           format={rate}
+          binary
         />
       </section>
 
