@@ -3,7 +3,7 @@ import './styles.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, currentSession, login, logout, setUnauthorizedHandler, type SessionInfo } from './api.js';
-import { subscribe, type Snapshot } from './live.js';
+import { liveMode, subscribe, type Snapshot } from './live.js';
 import { record } from './history.js';
 import { HOST_PATH, NEW_PATH, onLinkClick, useRoute } from './router.js';
 import { applyTheme, setTheme, themeChoice, type ThemeChoice } from './theme.js';
@@ -122,7 +122,7 @@ function Shell({ session, onLogout }: { session: SessionInfo; onLogout: () => vo
             New VM
           </a>
         </nav>
-        <span class="live" role="status" data-live={error ? 'error' : snap ? 'ok' : 'loading'}>
+        <span class="live" role="status" data-live={error ? 'error' : snap ? 'ok' : 'loading'} data-mode={liveMode()}>
           {error ? `updates failing: ${error}` : snap ? `live · ${new Date(snap.at).toLocaleTimeString()}` : 'connecting…'}
         </span>
         <ThemeSwitch />

@@ -50,6 +50,7 @@ function options(p: Props, width: number): uPlot.Options {
         ticks: { stroke: grid },
         size: 70,
         values: (_u, vals) => vals.map(p.format),
+        ...(p.binary ? { incrs: BINARY_INCREMENTS } : p.mebibytes ? { incrs: MIB_INCREMENTS } : {}),
       },
     ],
     series: [
