@@ -138,8 +138,9 @@ test(
       .locator('.field-error')
       .filter({ hasText: /memoryMiB: Too small/ })
       .waitFor();
-    await page.getByLabel('Memory (MiB)').fill('128');
     await shot(page, 'create');
+    await page.getByLabel('Memory (MiB)').fill('128');
+    assert.equal(await page.locator('.field-error').count(), 0, 'editing the field clears the complaint');
     await page.getByRole('button', { name: 'Create' }).click();
     await page.waitForURL('**/ui/vm/web1');
     await page.locator('.vm-head [data-state="defined"]').waitFor();

@@ -72,7 +72,17 @@ export function NewVmPage() {
   return (
     <>
       <h1>New virtual machine</h1>
-      <form class="create" onSubmit={(e) => void submit(e)} noValidate aria-label="Create a VM">
+      <form
+        class="create"
+        onSubmit={(e) => void submit(e)}
+        // Editing the field the API complained about clears the complaint.
+        onInput={(e) => {
+          const field = (e.target as HTMLInputElement).name;
+          if (field && error?.field === field) setError(null);
+        }}
+        noValidate
+        aria-label="Create a VM"
+      >
         <fieldset>
           <legend>Machine</legend>
           <label>
