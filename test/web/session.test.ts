@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { request } from 'node:http';
 import WebSocket from 'ws';
 import { removeHome, startDaemonProcess, tempHome, type DaemonHandle } from '../host/daemon-harness.js';
 
@@ -70,6 +71,33 @@ describe('web console over TCP', () => {
     assert.equal(js.status, 200);
     assert.match(js.headers.get('cache-control') ?? '', /immutable/);
     assert.ok((await js.text()).length > 1000);
+  });
+
+  test('public page paths never reach the API or files outside the assets, whatever the dots and slashes', async () => {
+    const u = new URL(base);
+    // Raw paths, exactly as sent (fetch would normalise them).
+    const get = (path: string): Promise<{ status: number; type: string; body: string }> =>
+      new Promise((resolve, reject) => {
+        request({ host: u.hostname, port: u.port, path }, (r) => {
+          let body = '';
+          r.on('data', (c: Buffer) => (body += c.toString()));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, type: String(r.headers['content-type']), body }));
+        })
+          .on('error', reject)
+          .end();
+      });
+    for (const path of ['/ui/../vms', '/ui/%2e%2e/vms', '/ui//vms', '/ui/../host']) {
+      const r = await get(path);
+      assert.ok(r.status === 200 && r.type.startsWith('text/html'), `${path}: the page, not the API (${r.status} ${r.type})`);
+    }
+    for (const path of ['/ui/assets/../../token', '/ui/assets/%2e%2e/%2e%2e/index.html', '/ui/assets/..%2f..%2ftoken']) {
+      const r = await get(path);
+      assert.ok(r.status >= 400 && !r.body.includes(token), `${path}: refused (${r.status})`);
+    }
+    for (const path of ['//vms', '/session/../vms', '/session/x']) {
+      const r = await get(path);
+      assert.ok(r.status === 401 && !r.body.includes('"vms"'), `${path}: needs the token (${r.status})`);
+    }
   });
 
   test('the API refuses requests without a token or session', async () => {
