@@ -3,6 +3,7 @@
  * cumulative counters (disk and network bytes) become rates. Rings are bounded (HISTORY_POINTS samples), so a page
  * left open for days uses the same memory as one opened a minute ago.
  */
+import { api, ApiError } from './api.js';
 import type { Snapshot } from './live.js';
 import type { VmStats } from './types.js';
 
@@ -115,4 +116,97 @@ export function seriesFor(vm: string): Series {
 
 export function hostHistory(): Series {
   return hostSeries;
+}
+
+/**
+ * The daemon's own history ring, where it has one (GET /host/stats and GET /vms/NAME/stats with ?history=SECONDS,
+ * one sample a second; src/host/monitor/samples.ts on daemons that keep it): a page opened now starts with the last
+ * minutes instead of an empty chart. Where the daemon answers 404 the charts fill from live snapshots only.
+ */
+interface RateFields {
+  /** ms since the epoch. */
+  t: number;
+  diskReadBytesPerSecond: number;
+  diskWriteBytesPerSecond: number;
+  netRxBytesPerSecond: number;
+  netTxBytesPerSecond: number;
+}
+interface VmHistorySample extends RateFields {
+  cpuPercent: number;
+  residentBytes: number;
+  balloonBytes: number;
+}
+interface HostHistorySample extends RateFields {
+  /** The VMs' CPU summed, 100 = one core. */
+  vmCpuPercent: number;
+  vmResidentBytes: number;
+}
+interface HistoryAnswer<S> {
+  samples: S[];
+}
+
+const seeded = new Set<string>();
+
+/** Puts `older` (oldest first) in front of what the live snapshots already collected. */
+function prepend(s: Series, older: Series): void {
+  const first = s.t[0] ?? Infinity;
+  const keep = older.t.findIndex((t) => t >= first);
+  const n = keep === -1 ? older.t.length : keep;
+  for (const k of Object.keys(s) as (keyof Series)[]) s[k].unshift(...older[k].slice(0, n));
+  const extra = s.t.length - HISTORY_POINTS;
+  if (extra > 0) for (const k of Object.keys(s) as (keyof Series)[]) s[k].splice(0, extra);
+}
+
+function finite(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+async function fetchHistory<S>(key: string, path: string): Promise<S[] | undefined> {
+  if (seeded.has(key)) return undefined;
+  seeded.add(key);
+  try {
+    const answer = await api<HistoryAnswer<S>>('GET', `${path}?history=${HISTORY_POINTS}`);
+    return Array.isArray(answer.samples) ? answer.samples.slice(-HISTORY_POINTS) : undefined;
+  } catch (err) {
+    if (err instanceof ApiError && err.status !== 404) seeded.delete(key); // try again on a later page visit
+    return undefined;
+  }
+}
+
+/** Seeds the host charts from GET /host/stats; `cpus` turns the VMs' summed CPU into a share of the host. */
+export async function seedHostHistory(cpus: number): Promise<void> {
+  const samples = await fetchHistory<HostHistorySample>('\0host', '/host/stats');
+  if (!samples) return;
+  const older = emptySeries();
+  for (const x of samples) {
+    older.t.push(finite(x.t) / 1000);
+    older.cpu.push(finite(x.vmCpuPercent) / Math.max(1, cpus));
+    older.residentMiB.push(finite(x.vmResidentBytes) / 2 ** 20);
+    older.balloonMiB.push(0);
+    older.diskRead.push(finite(x.diskReadBytesPerSecond));
+    older.diskWrite.push(finite(x.diskWriteBytesPerSecond));
+    older.netRx.push(finite(x.netRxBytesPerSecond));
+    older.netTx.push(finite(x.netTxBytesPerSecond));
+  }
+  prepend(hostSeries, older);
+}
+
+/** Seeds one VM's charts from GET /vms/NAME/stats. */
+export async function seedVmHistory(name: string): Promise<void> {
+  const samples = await fetchHistory<VmHistorySample>(name, `/vms/${encodeURIComponent(name)}/stats`);
+  if (!samples) return;
+  const older = emptySeries();
+  for (const x of samples) {
+    older.t.push(finite(x.t) / 1000);
+    older.cpu.push(finite(x.cpuPercent));
+    older.residentMiB.push(finite(x.residentBytes) / 2 ** 20);
+    older.balloonMiB.push(finite(x.balloonBytes) / 2 ** 20);
+    older.diskRead.push(finite(x.diskReadBytesPerSecond));
+    older.diskWrite.push(finite(x.diskWriteBytesPerSecond));
+    older.netRx.push(finite(x.netRxBytesPerSecond));
+    older.netTx.push(finite(x.netTxBytesPerSecond));
+  }
+  let s = vmSeries.get(name);
+  if (!s) vmSeries.set(name, (s = emptySeries()));
+  prepend(s, older);
 }

@@ -284,3 +284,67 @@ test(
     await ctx.close();
   },
 );
+
+test("charts start from the daemon's history ring where it has one", { timeout: 120_000 }, async (t) => {
+  // This daemon has no history ring yet (GET /host/stats answers 404, and the charts fill from live snapshots);
+  // daemons that keep one answer GET /host/stats and /vms/NAME/stats with ?history=N. Their answers are faked
+  // in the browser, in that ring's format, so the seeding is exercised.
+  await d.client.json('POST', '/vms', { name: 'hist1', memoryMiB: 64 });
+  const ctx = await newContext(browser);
+  const page = await ctx.newPage();
+  // 120 one-second host samples and 60 of the VM's.
+  const now = Date.now();
+  const samples = Array.from({ length: 120 }, (_, i) => ({
+    t: now - (120 - i) * 1000,
+    cpuPercent: 80,
+    idleCores: 1.2,
+    vmCpuPercent: 80,
+    vmStealPercent: 0,
+    memoryUsedBytes: 2 ** 30,
+    vmResidentBytes: 64 * 2 ** 20,
+    diskReadBytesPerSecond: 4096,
+    diskWriteBytesPerSecond: 0,
+    netRxBytesPerSecond: 0,
+    netTxBytesPerSecond: 0,
+  }));
+  await page.route(/\/host\/stats\?history=/, (route) => route.fulfill({ json: { intervalSeconds: 1, samples } }));
+  const vmSamples = Array.from({ length: 60 }, (_, i) => ({
+    t: Date.now() - (60 - i) * 1000,
+    state: 'running',
+    cpuPercent: 50,
+    stealPercent: 0,
+    instructionsPerSecond: 1e7,
+    capPercent: null,
+    weight: 100,
+    residentBytes: 8 * 2 ** 20,
+    balloonBytes: 0,
+    diskReadBytesPerSecond: 0,
+    diskWriteBytesPerSecond: 0,
+    netRxBytesPerSecond: 0,
+    netTxBytesPerSecond: 0,
+  }));
+  await page.route(/\/vms\/hist1\/stats\?history=/, (route) =>
+    route.fulfill({ json: { intervalSeconds: 1, samples: vmSamples } }),
+  );
+  await logIn(page, base, token);
+  const seededPoints = await waitFor(
+    'the host CPU chart seeded from the history ring',
+    async () => {
+      const n = Number(await page.locator('#host-cpu').getAttribute('data-points'));
+      return n >= 120 ? n : undefined;
+    },
+    10_000,
+    200,
+  );
+  t.diagnostic(`host CPU chart: ${seededPoints} points right after loading (120 from the history ring)`);
+  await page.goto(`${base}/ui/vm/hist1`);
+  await page.getByRole('heading', { name: 'hist1' }).waitFor();
+  await waitFor(
+    'the VM CPU chart seeded from its history ring',
+    async () => (Number(await page.locator('#vm-cpu').getAttribute('data-points')) >= 60 ? true : undefined),
+    10_000,
+    200,
+  );
+  await ctx.close();
+  await d.client.json('DELETE', '/vms/hist1');
+});

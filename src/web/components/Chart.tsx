@@ -98,7 +98,7 @@ export function Chart(p: Props) {
 
   const latest = p.lines.map((l) => l.values.at(-1) ?? 0);
   return (
-    <figure class="chart" id={p.id} data-latest={latest.map((v) => v.toFixed(2)).join(' ')}>
+    <figure class="chart" id={p.id} data-latest={latest.map((v) => v.toFixed(2)).join(' ')} data-points={p.t.length}>
       <figcaption>
         {p.title}
         <span class="chart-now">{p.lines.map((l, i) => `${l.label} ${p.format(latest[i]!)}`).join(' · ')}</span>

@@ -1,12 +1,17 @@
 // The host at a glance: cores, memory budget and use, charts, and every VM with its state, CPU and memory.
 import type { Snapshot } from '../live.js';
-import { hostHistory } from '../history.js';
+import { useEffect } from 'preact/hooks';
+import { hostHistory, seedHostHistory } from '../history.js';
 import { Chart } from '../components/Chart.js';
 import { Actions, StateBadge } from '../components/Actions.js';
 import { bytes, duration, percent, rate } from '../format.js';
 import { NEW_PATH, vmPath } from '../router.js';
 
 export function HostPage({ snap }: { snap: Snapshot | undefined }) {
+  const cpus = snap?.host.cpus;
+  useEffect(() => {
+    if (cpus) void seedHostHistory(cpus);
+  }, [cpus]);
   if (!snap) return <p aria-busy="true">Loading…</p>;
   const { host, vms } = snap;
   const h = hostHistory();

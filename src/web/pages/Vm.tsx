@@ -1,10 +1,10 @@
 // One VM: configuration, live charts, lifecycle buttons, the console and the console log.
 import { lazy, Suspense } from 'preact/compat';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, request } from '../api.js';
 import type { Snapshot } from '../live.js';
 import { refreshNow } from '../live.js';
-import { seriesFor } from '../history.js';
+import { seedVmHistory, seriesFor } from '../history.js';
 import { Chart } from '../components/Chart.js';
 import { Actions, StateBadge } from '../components/Actions.js';
 import { bytes, duration, percent, rate } from '../format.js';
@@ -145,6 +145,7 @@ function ConsoleLog({ name }: { name: string }) {
 }
 
 export function VmPage({ name, snap }: { name: string; snap: Snapshot | undefined }) {
+  useEffect(() => void seedVmHistory(name), [name]);
   if (!snap) return <p aria-busy="true">Loading…</p>;
   const vm = snap.vms.find((v) => v.name === name);
   if (!vm)
