@@ -25,6 +25,8 @@ APT_PACKAGES=(
   qemu-system-misc qemu-user qemu-utils device-tree-compiler e2fsprogs cpio gdb-multiarch
   # test certificates for the daemon's TLS listener
   openssl
+  # the web console's browser tests (driven by playwright-core; no browser download)
+  chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

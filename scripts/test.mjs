@@ -24,6 +24,7 @@ function step(title, cmd, args) {
 }
 
 step('type-check and build', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
+step('web console (cached by input hash)', process.execPath, [join(root, 'scripts/build-web.mjs')]);
 if (!unitOnly && existsSync(join(root, 'dist/src/cli/commands/guest.js'))) {
   step('guest images (cached by input hash)', process.execPath, [join(root, 'bin/typevisor.js'), 'guest', 'build']);
 }

@@ -14,6 +14,7 @@ import {
   VmViewSchema,
 } from './schemas.js';
 import { VM_ACTIONS } from '../host/actions.js';
+import { LoginBody, SessionSchema } from './web.js';
 
 function schema(s: z.ZodType, io: 'input' | 'output' = 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -136,6 +137,24 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       '/openapi.json': { get: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.1' } } } },
+      '/session': {
+        get: {
+          summary: "The browser session of this cookie (the web console's CSRF token after a reload)",
+          security: [],
+          responses: { '200': json(SessionSchema, 'logged in'), '401': errorResponse('no session') },
+        },
+        post: {
+          summary: 'Log a browser in: sets the HttpOnly, SameSite=Strict tv_session cookie',
+          security: [],
+          requestBody: { required: true, content: { 'application/json': { schema: schema(LoginBody, 'input') } } },
+          responses: {
+            '200': json(SessionSchema, 'logged in'),
+            '401': errorResponse('wrong token'),
+            '403': errorResponse('cross-origin'),
+          },
+        },
+        delete: { summary: 'Log out (needs X-CSRF-Token)', responses: { '200': { description: 'logged out' } } },
+      },
     },
   };
 }

@@ -12,6 +12,7 @@ import { HostError, httpStatusFor } from '../host/errors.js';
 import { isValidVmName } from '../host/home.js';
 import { prometheusText } from './metrics.js';
 import { openApiDocument } from './openapi.js';
+import { WebConsole } from './web.js';
 import {
   ActionBody,
   ActionName,
@@ -33,6 +34,8 @@ export interface ApiOptions {
   /** Serve HTTPS (and WSS) with this PEM certificate chain and key. */
   tls?: { cert: string; key: string };
   log?: (line: string) => void;
+  /** Where the built web console lives (default: dist/web); tests point it elsewhere. */
+  webDir?: string;
 }
 
 /** Request body limit of POST /vms/:name/exec (every other route keeps the 64 KiB default). */
@@ -120,10 +123,18 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
 
+  const web = new WebConsole({ token: opts.token, secure: opts.tls !== undefined, staticDir: opts.webDir });
   if (opts.token) {
     const token = opts.token;
     app.addHook('onRequest', async (req, reply) => {
-      if (!tokenMatches(req.headers.authorization, token)) {
+      if (tokenMatches(req.headers.authorization, token)) return;
+      // Browsers: the console's pages are public, and a cookie session stands in for the token.
+      const auth = web.authorize(req);
+      if (auth.kind === 'refused') {
+        await sendError(reply, auth.status, auth.code, auth.message);
+        return reply;
+      }
+      if (auth.kind === 'none') {
         await sendError(reply.header('www-authenticate', 'Bearer'), 401, 'UNAUTHORIZED', 'missing or wrong bearer token');
         return reply;
       }
@@ -131,6 +142,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   }
 
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  await web.register(app);
 
   app.get('/openapi.json', async () => openApiDocument());
 
