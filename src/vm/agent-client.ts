@@ -476,7 +476,8 @@ export class AgentClient {
 
   /** Writes queued lines while the guest keeps up; otherwise polls until it has read the backlog. */
   private pump(): void {
-    this.drainTimer = undefined;
+    // While a drain poll is pending it will write; a second chain of polls would only spin.
+    if (this.drainTimer) return;
     while (this.queueHead < this.queue.length && this.transport.backlog() < HIGH_WATER) {
       let batch = '';
       while (this.queueHead < this.queue.length && batch.length < 16 * 1024) batch += this.queue[this.queueHead++];
@@ -485,8 +486,11 @@ export class AgentClient {
     if (this.queueHead >= this.queue.length) {
       this.queue = [];
       this.queueHead = 0;
-    } else if (!this.drainTimer) {
-      this.drainTimer = setTimeout(() => this.pump(), DRAIN_POLL_MS);
+    } else {
+      this.drainTimer = setTimeout(() => {
+        this.drainTimer = undefined;
+        this.pump();
+      }, DRAIN_POLL_MS);
     }
   }
 

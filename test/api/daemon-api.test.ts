@@ -233,6 +233,46 @@ describe('daemon API', () => {
     await d.client.json('DELETE', '/vms/deaf');
   });
 
+  test(
+    'exec reaches the runtime through the worker; no agent channel, a silent agent and a stop give clear errors',
+    TIMEOUT,
+    async () => {
+      const exec = async (name: string, body: unknown) => {
+        const r = await d.client.raw('POST', `/vms/${name}/exec`, body);
+        return {
+          status: r.status,
+          body: JSON.parse(r.body.toString()) as Record<string, unknown> & { error?: { code: string } },
+        };
+      };
+      await create('ex', { cmdline: 'toy=idle', memoryMiB: 32 });
+      assert.equal((await exec('ex', { argv: ['echo'] })).body.error?.code, 'INVALID_STATE');
+      await act('ex', 'start');
+      const ok = await exec('ex', { argv: ['echo', 'a b', 'c'] });
+      assert.equal(ok.status, 200);
+      assert.deepEqual(
+        [ok.body.exitCode, Buffer.from(ok.body.stdout as string, 'base64').toString(), ok.body.truncated],
+        [0, 'a b c\n', false],
+      );
+
+      await create('mute', { cmdline: 'toy=idle', memoryMiB: 32, virtioConsole: false });
+      await act('mute', 'start');
+      const mute = await exec('mute', { argv: ['true'] });
+      assert.deepEqual([mute.status, mute.body.error?.code], [409, 'AGENT_UNAVAILABLE']);
+
+      await create('deaf', { cmdline: 'toy=noagent', memoryMiB: 32 });
+      await act('deaf', 'start');
+      const deaf = await exec('deaf', { argv: ['true'], timeoutMs: 300 });
+      assert.deepEqual([deaf.status, deaf.body.error?.code], [504, 'EXEC_TIMEOUT']);
+      // A command in flight holds up nothing else, and a stop ends it with a clear error.
+      const hanging = exec('deaf', { argv: ['true'], timeoutMs: 60_000 });
+      assert.equal((await get('deaf')).state, 'running');
+      await act('deaf', 'pause');
+      await act('deaf', 'stop');
+      const ended = await hanging;
+      assert.deepEqual([ended.status, ended.body.error?.code], [409, 'EXEC_ABORTED']);
+    },
+  );
+
   test('a crashing machine is reported crashed with its reason and can be started again', TIMEOUT, async () => {
     await create('crashy', { cmdline: 'toy=crash', memoryMiB: 32 });
     await act('crashy', 'start');

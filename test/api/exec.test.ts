@@ -220,7 +220,35 @@ test('refused bodies answer 400 and run nothing', { timeout: 300_000 }, async ()
   assert.match(usage.stderr, /name a command to run after --/);
 });
 
-test('unknown VM, stopped VM, and a stop during a command', { timeout: 300_000 }, async () => {
+test('a reboot ends commands in flight; the agent of the new boot answers the next one', { timeout: 900_000 }, async () => {
+  const viaApi = d.client.raw('POST', `/vms/${VM}/exec`, { argv: ['sleep', '300'], timeoutMs: 600_000 }, 700_000);
+  await new Promise((r) => setTimeout(r, 2000));
+  await d.client.json('POST', `/vms/${VM}/actions/reboot`, {});
+  const aborted = await viaApi;
+  assert.equal(aborted.status, 409, aborted.body.toString());
+  assert.match(aborted.body.toString(), /EXEC_ABORTED/);
+  // No waiting for the boot marker: the client probes the new agent until it answers.
+  const back = await cli(['exec', VM, '--timeout', '600', '--', 'echo', 'back after the reboot']);
+  assert.deepEqual([back.status, back.stdout.toString()], [0, 'back after the reboot\n'], back.stderr);
+
+  // The guest rebooting by itself (busybox reboot signals init) ends the command that asked for it.
+  const own = await cli(['exec', VM, '--timeout', '600', '--', 'sh', '-c', 'sleep 1; reboot; sleep 300']);
+  assert.equal(own.status, 204, own.stderr);
+  assert.match(own.stderr, /the guest rebooted while the request was in flight \[EXEC_ABORTED\]/);
+  const again = await cli(['exec', VM, '--timeout', '600', '--', 'cat', '/proc/uptime']);
+  assert.equal(again.status, 0, again.stderr);
+  assert.ok(Number(again.stdout.toString().split(' ')[0]) < 600, 'a fresh boot');
+});
+
+test('an agent that dies is started again; the command in flight fails, the next one runs', { timeout: 300_000 }, async () => {
+  const killed = await cli(['exec', VM, '--', 'sh', '-c', 'kill -9 "$(cat /run/typevisor-agent/agent.pid)"; sleep 20']);
+  assert.equal(killed.status, 204, killed.stderr);
+  assert.match(killed.stderr, /the guest agent restarted while the request was in flight \[EXEC_ABORTED\]/);
+  const next = await cli(['exec', VM, '--', 'echo', 'still here']);
+  assert.deepEqual([next.status, next.stdout.toString()], [0, 'still here\n'], next.stderr);
+});
+
+test('unknown VM, stopped VM, and a shutdown during a command', { timeout: 300_000 }, async () => {
   const unknown = await cli(['exec', 'nosuchvm', '--', 'true']);
   assert.equal(unknown.status, 203);
   assert.match(unknown.stderr, /no VM named 'nosuchvm' \[VM_NOT_FOUND\]/);
@@ -229,10 +257,14 @@ test('unknown VM, stopped VM, and a stop during a command', { timeout: 300_000 }
   const doc = await d.client.json<{ paths: Record<string, unknown> }>('GET', '/openapi.json');
   assert.ok(doc.paths['/vms/{name}/exec']);
 
-  // A stop ends a running command with a clear error instead of leaving it hanging.
+  // Stopping the VM ends a running command with a clear error instead of leaving it hanging.
   const running = d.client.raw('POST', `/vms/${VM}/exec`, { argv: ['sleep', '300'], timeoutMs: 200_000 });
   await new Promise((r) => setTimeout(r, 2000));
-  await d.client.json('POST', `/vms/${VM}/actions/stop`, {});
+  // A graceful shutdown: its request to the agent shares the line stream with the exec in flight.
+  const down = await d.client.json<{ forced?: boolean; vm: VmView }>('POST', `/vms/${VM}/actions/shutdown`, {
+    timeoutSeconds: 120,
+  });
+  assert.deepEqual([down.forced, down.vm.state], [false, 'stopped']);
   const aborted = await running;
   assert.equal(aborted.status, 409, aborted.body.toString());
   assert.match(aborted.body.toString(), /EXEC_ABORTED/);
