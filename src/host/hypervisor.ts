@@ -4,9 +4,8 @@
  * persisted atomically before the action reports success.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
-import { isAbsolute, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import type {
   ActionOutcome,
   ConsoleSession,
@@ -26,8 +25,10 @@ import type { Engine, EngineVm, VmExit, VmStats } from './engine.js';
 import { HostError } from './errors.js';
 import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
+import { checkConfigFiles, checkRequestedFiles, daemonPathPolicy, type PathPolicy } from './path-policy.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
+import { guestsCacheDir } from '../guests/paths.js';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
 
 export interface HypervisorOptions {
@@ -38,6 +39,8 @@ export interface HypervisorOptions {
   /** Console log size before rotation. */
   consoleLogBytes?: number;
   log?: (line: string) => void;
+  /** Which host files API clients may name as kernel/initrd/firmware (default: the image store and guest cache). */
+  pathPolicy?: PathPolicy;
 }
 
 interface LiveVm {
@@ -64,8 +67,11 @@ export class Hypervisor implements HostChannel {
   private readonly log: (line: string) => void;
   private closed = false;
 
+  private readonly paths: PathPolicy;
+
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
+    this.paths = opts.pathPolicy ?? daemonPathPolicy(opts.home.imagesDir, guestsCacheDir());
     this.log = opts.log ?? (() => {});
   }
 
@@ -163,28 +169,23 @@ export class Hypervisor implements HostChannel {
           throw new HostError('INVALID_CONFIG', `image '${d.backing}' has no root filesystem to back a disk`);
         if (!d.backing && !d.sizeMiB) throw new HostError('INVALID_CONFIG', 'a disk without a backing image needs sizeMiB');
       }
-      for (const [what, p] of [
-        ['kernel', spec.kernel],
-        ['initrd', spec.initrd],
-      ] as const)
-        if (p !== undefined) checkHostFile(what, p);
-      if (spec.firmware !== 'builtin' && spec.firmware !== 'none') checkHostFile('firmware', spec.firmware);
+      const files = checkRequestedFiles(this.paths, spec);
 
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
         name: spec.name,
         cpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,
-        kernel: spec.kernel ?? image?.kernel,
+        kernel: files.kernel ?? image?.kernel,
         // An image boots from its root filesystem overlay when it has one, else from its initrd.
-        initrd: spec.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
+        initrd: files.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
         append: spec.cmdline ?? (spec.kernel ? undefined : rootFromDisk ? image?.rootCmdline : image?.cmdline),
         firmware:
           spec.firmware === 'builtin'
             ? { kind: 'builtin' }
             : spec.firmware === 'none'
               ? { kind: 'none' }
-              : { kind: 'file', path: spec.firmware },
+              : { kind: 'file', path: files.firmware },
         disks: [],
         rng: spec.rng,
         balloon: spec.balloon,
@@ -359,6 +360,7 @@ export class Hypervisor implements HostChannel {
 
   private async doStart(live: LiveVm): Promise<void> {
     this.check(live, 'start');
+    checkConfigFiles(this.paths, live.rec.config);
     const engineVm = this.opts.engine.create(live.rec.config, {
       console: (bytes) => this.onConsole(live, bytes),
       guestReboot: () => this.onGuestReboot(live, engineVm),
@@ -566,12 +568,4 @@ export class Hypervisor implements HostChannel {
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
     };
   }
-}
-
-/** A kernel/initrd/firmware path from a request: absolute, normalised (no '..'), an existing regular file. */
-function checkHostFile(what: string, p: string): void {
-  if (!isAbsolute(p) || normalize(p) !== p || p.split('/').includes('..')) {
-    throw new HostError('INVALID_PATH', `${what} path must be absolute and normalised, got ${JSON.stringify(p)}`);
-  }
-  if (!existsSync(p) || !statSync(p).isFile()) throw new HostError('INVALID_PATH', `${what} ${p} is not a file`);
 }

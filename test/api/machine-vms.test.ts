@@ -17,8 +17,8 @@ let d: DaemonHandle;
 const elf: Record<'echo' | 'garbage', string> = { echo: '', garbage: '' };
 
 function build(mode: number, name: string): string {
-  const obj = join(d.home, `${name}.o`);
-  const out = join(d.home, `${name}.elf`);
+  const obj = join(d.kernels, `${name}.o`);
+  const out = join(d.kernels, `${name}.elf`);
   execFileSync('riscv64-linux-gnu-as', [
     '-march=rv64imac_zicsr',
     '--defsym',

@@ -21,7 +21,7 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 
 before(async () => {
   d = await startDaemonProcess();
-  kernel = join(d.home, 'kernel.bin');
+  kernel = join(d.kernels, 'kernel.bin');
   writeFileSync(kernel, 'toy');
 });
 after(async () => {
