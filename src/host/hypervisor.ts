@@ -107,9 +107,10 @@ export class Hypervisor implements HostChannel {
           await vm.stop().catch(() => {});
           if (isActive(live.rec.state)) this.setState(live, 'stopped', 'the daemon stopped');
         }
-        live.log.flush();
+        await live.log.flush();
       }),
     );
+    await this.registry.settled();
   }
 
   send<A extends HostAction>(action: A): Promise<HostResult<A>> {
@@ -119,9 +120,12 @@ export class Hypervisor implements HostChannel {
   private async dispatch(action: HostAction): Promise<unknown> {
     switch (action.type) {
       case 'list':
+        // What the API reports is on disk: reads wait for the (asynchronous) vm.json writes already asked for.
+        await this.registry.settled();
         return [...this.vms.values()].map((l) => this.view(l, null));
       case 'get': {
         const live = this.find(action.name);
+        await this.registry.settled(action.name);
         return this.view(live, action.withStats ? await this.sampleStats(live) : null);
       }
       case 'create':
@@ -130,8 +134,11 @@ export class Hypervisor implements HostChannel {
         return this.update(action.name, action.patch);
       case 'delete':
         return this.remove(action.name, action.force);
-      case 'action':
-        return this.act(action.name, action.action, action.timeoutMs);
+      case 'action': {
+        const outcome = await this.act(action.name, action.action, action.timeoutMs);
+        await this.registry.settled(action.name); // states reached through engine events (a graceful power-off)
+        return outcome;
+      }
       case 'console-log':
         return this.find(action.name).log.read();
       case 'console-attach':
@@ -232,12 +239,12 @@ export class Hypervisor implements HostChannel {
           bootMarker: image?.bootMarker,
           config,
         };
-        this.registry.save(rec);
+        await this.registry.save(rec);
         const live = this.track(rec);
         this.log(`created ${spec.name}`);
         return this.view(live, null);
       } catch (err) {
-        this.registry.remove(spec.name);
+        await this.registry.remove(spec.name);
         if (err instanceof HostError) throw err;
         if (err instanceof DiskCreateError) throw new HostError('STORAGE_ERROR', err.message);
         throw new HostError('STORAGE_ERROR', `creating the VM's files failed: ${(err as Error).message}`);
@@ -269,7 +276,7 @@ export class Hypervisor implements HostChannel {
       const problems = validateVmConfig(config);
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
       live.rec = { ...live.rec, config, autostart: patch.autostart ?? live.rec.autostart, updatedAt: new Date().toISOString() };
-      this.registry.save(live.rec);
+      await this.registry.save(live.rec);
       return this.view(live, null);
     });
   }
@@ -284,9 +291,9 @@ export class Hypervisor implements HostChannel {
         await vm.stop();
       }
       this.vms.delete(name);
-      live.log.flush();
+      await live.log.flush();
       for (const waiter of live.stateWaiters) waiter();
-      this.registry.remove(name);
+      await this.registry.remove(name);
       this.log(`deleted ${name}`);
       return { deleted: name };
     });
@@ -454,11 +461,8 @@ export class Hypervisor implements HostChannel {
     live.rec = { ...live.rec, state, stateReason: reason, updatedAt: new Date().toISOString() };
     if (reason === undefined) delete live.rec.stateReason;
     if (this.vms.get(live.rec.name) === live) {
-      try {
-        this.registry.save(live.rec);
-      } catch (err) {
-        this.log(`${live.rec.name}: could not save vm.json: ${(err as Error).message}`);
-      }
+      // Written in order off the event loop; user actions wait for it in withLock before they report success.
+      this.registry.save(live.rec).catch((err: Error) => this.log(`${live.rec.name}: could not save vm.json: ${err.message}`));
     }
     for (const w of live.stateWaiters) w();
   }
@@ -480,7 +484,8 @@ export class Hypervisor implements HostChannel {
   }
 
   private withLock<T>(live: LiveVm, fn: () => Promise<T>): Promise<T> {
-    const run = live.lock.then(fn, fn);
+    // The action reports success only once the state it reached is on disk.
+    const run = live.lock.then(fn, fn).finally(() => this.registry.settled(live.rec.name));
     live.lock = run.catch(() => {});
     return run;
   }
@@ -538,14 +543,16 @@ export class Hypervisor implements HostChannel {
     let memoryBytes = 0;
     let residentBytes = 0;
     let cpuPercent = 0;
-    for (const live of this.vms.values()) {
-      byState[live.rec.state]++;
-      if (!isActive(live.rec.state)) continue;
-      vcpus += live.rec.config.cpus;
-      memoryBytes += live.rec.config.memoryMiB * MIB;
-      const s = await this.sampleStats(live);
-      residentBytes += s?.residentBytes ?? 0;
-      cpuPercent += s?.cpuPercent ?? 0;
+    // Sampled together: one busy worker's slow answer must not add up across every VM.
+    const live = [...this.vms.values()];
+    const samples = await Promise.all(live.map((l) => (isActive(l.rec.state) ? this.sampleStats(l) : null)));
+    for (const [i, l] of live.entries()) {
+      byState[l.rec.state]++;
+      if (!isActive(l.rec.state)) continue;
+      vcpus += l.rec.config.cpus;
+      memoryBytes += l.rec.config.memoryMiB * MIB;
+      residentBytes += samples[i]?.residentBytes ?? 0;
+      cpuPercent += samples[i]?.cpuPercent ?? 0;
     }
     const mem = process.memoryUsage();
     const cpuList = cpus();
