@@ -37,6 +37,10 @@ export const CreateVmBody = z
     image: ImageName.optional().describe("image to boot; 'default' when no kernel is given"),
     kernel: HostPath.optional(),
     initrd: HostPath.optional(),
+    kernelFormat: z
+      .enum(['auto', 'raw'])
+      .default('auto')
+      .describe("'auto': a RISC-V Linux Image or riscv64 ELF, anything else is refused; 'raw': load the bytes as they are"),
     cmdline: z.string().max(4096).optional(),
     firmware: z
       .union([z.enum(['builtin', 'none']), HostPath])

@@ -26,6 +26,7 @@ import { HostError } from './errors.js';
 import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
 import { checkConfigFiles, checkRequestedFiles, daemonPathPolicy, type PathPolicy } from './path-policy.js';
+import { refuseNonKernel } from './kernel-file.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
 import { guestsCacheDir } from '../guests/paths.js';
@@ -177,6 +178,7 @@ export class Hypervisor implements HostChannel {
         if (!d.backing && !d.sizeMiB) throw new HostError('INVALID_CONFIG', 'a disk without a backing image needs sizeMiB');
       }
       const files = checkRequestedFiles(this.paths, spec);
+      if (files.kernel) await refuseNonKernel(files.kernel, spec.kernelFormat ?? 'auto');
 
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({

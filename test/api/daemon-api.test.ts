@@ -15,6 +15,7 @@ import {
   removeHome,
   snapshotTree,
   startDaemonProcess,
+  toyKernel,
   waitFor,
   type DaemonHandle,
 } from '../host/daemon-harness.js';
@@ -40,7 +41,7 @@ function onDisk(name: string): { state: string } {
 before(async () => {
   d = await startDaemonProcess();
   kernel = join(d.kernels, 'kernel.bin');
-  writeFileSync(kernel, 'not really a kernel: the toy runtime ignores it');
+  writeFileSync(kernel, toyKernel());
 });
 after(async () => {
   await d.client.json<{ vms: VmView[] }>('GET', '/vms').then(
@@ -326,7 +327,7 @@ describe('daemon restarts and access', () => {
   test('a daemon killed with VMs running comes back with them stopped, and autostart VMs running', TIMEOUT, async () => {
     const a = await startDaemonProcess();
     const k = join(a.kernels, 'k');
-    writeFileSync(k, 'k');
+    writeFileSync(k, toyKernel());
     try {
       for (const [name, autostart] of [
         ['keep', false],

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { cliArgs } from '../helpers/paths.js';
-import { removeHome, startDaemonProcess, type DaemonHandle } from '../host/daemon-harness.js';
+import { removeHome, startDaemonProcess, toyKernel, type DaemonHandle } from '../host/daemon-harness.js';
 
 let d: DaemonHandle;
 let outside: string;
@@ -37,7 +37,7 @@ before(async () => {
   d = await startDaemonProcess();
   outside = mkdtempSync(join(tmpdir(), 'tv-outside-'));
   kernel = join(d.kernels, 'kernel.bin');
-  writeFileSync(kernel, 'toy');
+  writeFileSync(kernel, toyKernel());
 });
 after(async () => {
   await d.stop();
@@ -81,7 +81,7 @@ test('files outside the allowed directories, symlinks out and .. traversal get 4
 
 test('a symlink inside the allowed dirs is fine and recorded as its real path', async () => {
   mkdirSync(join(d.kernels, 'v1'));
-  writeFileSync(join(d.kernels, 'v1', 'Image'), 'toy');
+  writeFileSync(join(d.kernels, 'v1', 'Image'), toyKernel());
   symlinkSync(join(d.kernels, 'v1', 'Image'), join(d.kernels, 'current'));
   const r = await d.client.raw('POST', '/vms', { name: 'ok', kernel: join(d.kernels, 'current'), cmdline: 'toy=idle' });
   assert.equal(r.status, 201, r.body.toString());
@@ -92,7 +92,7 @@ test('a symlink inside the allowed dirs is fine and recorded as its real path', 
 
 test('a kernel swapped for a symlink leading out after create is refused at start', async () => {
   const k = join(d.kernels, 'swapped');
-  writeFileSync(k, 'toy');
+  writeFileSync(k, toyKernel());
   await d.client.json('POST', '/vms', { name: 'swap', kernel: k, cmdline: 'toy=idle' });
   const secret = fifo(join(outside, 'secret2'));
   rmSync(k);

@@ -38,6 +38,17 @@ export interface DaemonSpawnOptions {
   allowPaths?: string[];
 }
 
+/**
+ * A file the daemon accepts as a kernel (a RISC-V Linux Image header: "RSC\x05" at 0x38) for the toy runtime,
+ * which never boots it.
+ */
+export function toyKernel(): Buffer {
+  const b = Buffer.alloc(4096);
+  b.writeUInt32LE(0x20_0000, 8); // text_offset
+  b.writeUInt32LE(0x05435352, 0x38); // "RSC\x05"
+  return b;
+}
+
 export function tempHome(prefix = 'tv-home-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
