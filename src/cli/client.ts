@@ -58,7 +58,10 @@ export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = pro
   if (url) {
     if (url.startsWith('unix:')) return { socketPath: url.slice(5) };
     if (!/^https?:\/\/[^/]+\/?$/.test(url))
-      throw new ClientError(EXIT.USAGE, `--url takes unix:/path, tcp:HOST:PORT, http://HOST:PORT or https://HOST:PORT, got ${url}`);
+      throw new ClientError(
+        EXIT.USAGE,
+        `--url takes unix:/path, tcp:HOST:PORT, http://HOST:PORT or https://HOST:PORT, got ${url}`,
+      );
     let token = o.token ?? env.TYPEVISOR_TOKEN;
     if (!token) {
       try {
