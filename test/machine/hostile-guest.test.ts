@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { fuzzParams } from '../helpers/fuzz.js';
 import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import * as L from '../../src/machine/layout.js';
 import { OPCODES } from '../../src/riscv/opcodes.js';
@@ -208,7 +209,7 @@ test(
           if (config.disks[0]!.readOnly)
             assert.ok(readFileSync(diskPath).equals(diskBytes), `seed ${seed}: read-only disk changed`);
         }),
-        { numRuns: 24 },
+        fuzzParams(24),
       );
       assert.equal(runs, 24);
       // The streams really executed (not one trap and a hang): on the order of a million instructions per run.
