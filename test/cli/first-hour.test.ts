@@ -18,6 +18,7 @@ import { removeHome, startDaemonProcess, tempHome, toyKernel, waitFor, type Daem
 let d: DaemonHandle;
 let trapLoop: string;
 let garbage: string;
+let echo: string;
 
 interface Run {
   status: number | null;
@@ -50,6 +51,17 @@ before(async () => {
   trapLoop = join(d.kernels, 'trap-loop.elf');
   execFileSync('riscv64-linux-gnu-as', ['-march=rv64imac_zicsr', '-o', obj, join(repoRoot, 'test/machine/programs/trap-loop.S')]);
   execFileSync('riscv64-linux-gnu-ld', ['-N', '--no-warn-rwx-segments', '-Ttext=0x80000000', '-o', trapLoop, obj]);
+  const echoObj = join(d.kernels, 'echo.o');
+  echo = join(d.kernels, 'echo.elf');
+  execFileSync('riscv64-linux-gnu-as', [
+    '-march=rv64imac_zicsr',
+    '--defsym',
+    'MODE=0',
+    '-o',
+    echoObj,
+    join(repoRoot, 'test/host/fixtures/bare-guest.S'),
+  ]);
+  execFileSync('riscv64-linux-gnu-ld', ['-N', '--no-warn-rwx-segments', '-Ttext=0x80000000', '-o', echo, echoObj]);
   garbage = join(d.kernels, 'garbage.bin');
   writeFileSync(garbage, Buffer.from('this is a text file, not a kernel\n'.repeat(100)));
 });
@@ -151,6 +163,13 @@ test('exit codes follow the documented table: stop on a stopped VM is 4 and says
   let r = cli('stop', 'idle');
   assert.equal(r.status, 4);
   assert.match(r.stderr, /idle has not been started/);
+  assert.equal(cli('create', 'echo', '--kernel', echo, '--firmware', 'none', '--memory', '32M', '--start').status, 0);
+  r = cli('stop', 'echo', '--force');
+  assert.equal(r.status, 0, r.stderr);
+  r = cli('stop', 'echo');
+  assert.equal(r.status, 4, r.stderr);
+  assert.match(r.stderr, /echo is already stopped/);
+  assert.equal(cli('rm', 'echo').status, 0);
   r = cli('stats', 'nosuch', '--once');
   assert.equal(r.status, 3, r.stderr);
   assert.match(r.stderr, /no VM named 'nosuch'/);
