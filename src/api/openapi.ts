@@ -63,6 +63,7 @@ export function openApiDocument(): Record<string, unknown> {
           responses: {
             '201': json(VmViewSchema, 'created'),
             '400': errorResponse('invalid body'),
+            '403': errorResponse('a kernel/initrd/firmware path outside the allowed directories'),
             '404': errorResponse('unknown image'),
             '409': errorResponse('a VM with that name exists'),
           },
@@ -93,6 +94,7 @@ export function openApiDocument(): Record<string, unknown> {
           responses: {
             '200': json(ActionOutcomeSchema, 'the VM after the action'),
             ...vmErrors,
+            '403': errorResponse('start: a boot file now lies outside the allowed directories'),
             '409': errorResponse('wrong state'),
           },
         },

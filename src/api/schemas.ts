@@ -37,6 +37,10 @@ export const CreateVmBody = z
     image: ImageName.optional().describe("image to boot; 'default' when no kernel is given"),
     kernel: HostPath.optional(),
     initrd: HostPath.optional(),
+    kernelFormat: z
+      .enum(['auto', 'raw'])
+      .default('auto')
+      .describe("'auto': a RISC-V Linux Image or riscv64 ELF, anything else is refused; 'raw': load the bytes as they are"),
     cmdline: z.string().max(4096).optional(),
     firmware: z
       .union([z.enum(['builtin', 'none']), HostPath])
@@ -198,6 +202,7 @@ export const ERROR_CODES = [
   'INVALID_NAME',
   'INVALID_PATH',
   'INVALID_CONFIG',
+  'PATH_NOT_ALLOWED',
   'UNKNOWN_ACTION',
   'BODY_TOO_LARGE',
   'UNSUPPORTED_MEDIA_TYPE',

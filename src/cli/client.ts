@@ -53,12 +53,15 @@ export class ClientError extends Error {
 }
 
 export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = process.env): Endpoint {
-  const url = o.url ?? env.TYPEVISOR_URL;
+  const url = tcpAsUrl(o.url ?? env.TYPEVISOR_URL, o.ca ?? env.TYPEVISOR_CA);
   const home = o.home ?? defaultHome(env);
   if (url) {
     if (url.startsWith('unix:')) return { socketPath: url.slice(5) };
     if (!/^https?:\/\/[^/]+\/?$/.test(url))
-      throw new ClientError(EXIT.USAGE, `--url takes http://HOST:PORT or unix:/path, got ${url}`);
+      throw new ClientError(
+        EXIT.USAGE,
+        `--url takes unix:/path, tcp:HOST:PORT, http://HOST:PORT or https://HOST:PORT, got ${url}`,
+      );
     let token = o.token ?? env.TYPEVISOR_TOKEN;
     if (!token) {
       try {
@@ -80,6 +83,17 @@ export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = pro
     return { baseUrl: url.replace(/\/$/, ''), token, ca };
   }
   return { socketPath: homeLayout(home).socket };
+}
+
+/**
+ * `tcp:HOST:PORT`, the daemon's own --listen spelling, as a URL: https:// when a CA is given (a TLS daemon),
+ * else http://. IPv6 hosts keep their brackets (tcp:[::1]:8080).
+ */
+export function tcpAsUrl(url: string | undefined, ca: string | undefined): string | undefined {
+  if (!url?.startsWith('tcp:')) return url;
+  const m = /^tcp:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(url);
+  if (!m) throw new ClientError(EXIT.USAGE, `--url tcp: takes tcp:HOST:PORT, got ${url}`);
+  return `${ca ? 'https' : 'http'}://${m[1]}:${m[2]}`;
 }
 
 export interface Reply {

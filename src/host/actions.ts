@@ -23,6 +23,8 @@ export interface CreateVmSpec {
   image?: string;
   kernel?: string;
   initrd?: string;
+  /** 'auto' (default): the kernel must be a RISC-V Linux Image or riscv64 ELF; 'raw': load its bytes as they are. */
+  kernelFormat?: 'auto' | 'raw';
   cmdline?: string;
   /** 'builtin' (SBI in the hypervisor), 'none' (bare-metal kernel in M-mode), or an absolute firmware path. */
   firmware: string;

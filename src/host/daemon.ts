@@ -9,6 +9,8 @@ import type { FastifyInstance } from 'fastify';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { homeLayout, type HomeLayout } from './home.js';
 import { Hypervisor } from './hypervisor.js';
+import { daemonPathPolicy } from './path-policy.js';
+import { guestsCacheDir } from '../guests/paths.js';
 import type { Engine } from './engine.js';
 import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
@@ -51,6 +53,8 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** PEM certificate chain and key: TCP listeners then serve HTTPS/WSS (the unix socket stays plain). */
   tls?: { cert: string; key: string };
+  /** Directories API clients may name kernels, initrds and firmware from, besides <home>/images and the guest cache. */
+  allowPaths?: string[];
 }
 
 export interface RunningDaemon {
@@ -109,7 +113,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const token = ensureToken(layout.tokenFile);
 
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
-  const hypervisor = new Hypervisor({ home: layout, engine, shutdownTimeoutMs: opts.shutdownTimeoutMs, log });
+  const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
+  log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);
+  const hypervisor = new Hypervisor({ home: layout, engine, shutdownTimeoutMs: opts.shutdownTimeoutMs, log, pathPolicy });
   await hypervisor.init();
 
   const listens = opts.listen?.length ? opts.listen : [{ kind: 'unix', path: layout.socket } as ListenSpec];

@@ -1,11 +1,12 @@
 /** Errors the host layer raises, each with a stable machine-readable code and an HTTP-ish kind. */
-export type HostErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'timeout' | 'internal';
+export type HostErrorKind = 'invalid' | 'forbidden' | 'not-found' | 'conflict' | 'unavailable' | 'timeout' | 'internal';
 
 export type HostErrorCode =
   | 'INVALID_REQUEST'
   | 'INVALID_NAME'
   | 'INVALID_PATH'
   | 'INVALID_CONFIG'
+  | 'PATH_NOT_ALLOWED'
   | 'VM_NOT_FOUND'
   | 'VM_EXISTS'
   | 'IMAGE_NOT_FOUND'
@@ -22,6 +23,7 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   INVALID_NAME: 'invalid',
   INVALID_PATH: 'invalid',
   INVALID_CONFIG: 'invalid',
+  PATH_NOT_ALLOWED: 'forbidden',
   VM_NOT_FOUND: 'not-found',
   IMAGE_NOT_FOUND: 'not-found',
   VM_EXISTS: 'conflict',
@@ -50,6 +52,8 @@ export function httpStatusFor(kind: HostErrorKind): number {
   switch (kind) {
     case 'invalid':
       return 400;
+    case 'forbidden':
+      return 403;
     case 'not-found':
       return 404;
     case 'conflict':

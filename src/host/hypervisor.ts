@@ -4,9 +4,8 @@
  * persisted atomically before the action reports success.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
-import { isAbsolute, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import type {
   ActionOutcome,
   ConsoleSession,
@@ -26,8 +25,11 @@ import type { Engine, EngineVm, VmExit, VmStats } from './engine.js';
 import { HostError } from './errors.js';
 import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
+import { checkConfigFiles, checkRequestedFiles, daemonPathPolicy, type PathPolicy } from './path-policy.js';
+import { refuseNonKernel } from './kernel-file.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
+import { guestsCacheDir } from '../guests/paths.js';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
 import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
 
@@ -39,6 +41,8 @@ export interface HypervisorOptions {
   /** Console log size before rotation. */
   consoleLogBytes?: number;
   log?: (line: string) => void;
+  /** Which host files API clients may name as kernel/initrd/firmware (default: the image store and guest cache). */
+  pathPolicy?: PathPolicy;
 }
 
 interface LiveVm {
@@ -65,8 +69,11 @@ export class Hypervisor implements HostChannel {
   private readonly log: (line: string) => void;
   private closed = false;
 
+  private readonly paths: PathPolicy;
+
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
+    this.paths = opts.pathPolicy ?? daemonPathPolicy(opts.home.imagesDir, guestsCacheDir());
     this.log = opts.log ?? (() => {});
   }
 
@@ -102,9 +109,10 @@ export class Hypervisor implements HostChannel {
           await vm.stop().catch(() => {});
           if (isActive(live.rec.state)) this.setState(live, 'stopped', 'the daemon stopped');
         }
-        live.log.flush();
+        await live.log.flush();
       }),
     );
+    await this.registry.settled();
   }
 
   send<A extends HostAction>(action: A): Promise<HostResult<A>> {
@@ -114,9 +122,12 @@ export class Hypervisor implements HostChannel {
   private async dispatch(action: HostAction): Promise<unknown> {
     switch (action.type) {
       case 'list':
+        // What the API reports is on disk: reads wait for the (asynchronous) vm.json writes already asked for.
+        await this.registry.settled();
         return [...this.vms.values()].map((l) => this.view(l, null));
       case 'get': {
         const live = this.find(action.name);
+        await this.registry.settled(action.name);
         return this.view(live, action.withStats ? await this.sampleStats(live) : null);
       }
       case 'create':
@@ -125,8 +136,11 @@ export class Hypervisor implements HostChannel {
         return this.update(action.name, action.patch);
       case 'delete':
         return this.remove(action.name, action.force);
-      case 'action':
-        return this.act(action.name, action.action, action.timeoutMs);
+      case 'action': {
+        const outcome = await this.act(action.name, action.action, action.timeoutMs);
+        await this.registry.settled(action.name); // states reached through engine events (a graceful power-off)
+        return outcome;
+      }
       case 'exec':
         return this.exec(action.name, action.request);
       case 'console-log':
@@ -166,28 +180,24 @@ export class Hypervisor implements HostChannel {
           throw new HostError('INVALID_CONFIG', `image '${d.backing}' has no root filesystem to back a disk`);
         if (!d.backing && !d.sizeMiB) throw new HostError('INVALID_CONFIG', 'a disk without a backing image needs sizeMiB');
       }
-      for (const [what, p] of [
-        ['kernel', spec.kernel],
-        ['initrd', spec.initrd],
-      ] as const)
-        if (p !== undefined) checkHostFile(what, p);
-      if (spec.firmware !== 'builtin' && spec.firmware !== 'none') checkHostFile('firmware', spec.firmware);
+      const files = checkRequestedFiles(this.paths, spec);
+      if (files.kernel) await refuseNonKernel(files.kernel, spec.kernelFormat ?? 'auto');
 
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
         name: spec.name,
         cpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,
-        kernel: spec.kernel ?? image?.kernel,
+        kernel: files.kernel ?? image?.kernel,
         // An image boots from its root filesystem overlay when it has one, else from its initrd.
-        initrd: spec.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
+        initrd: files.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
         append: spec.cmdline ?? (spec.kernel ? undefined : rootFromDisk ? image?.rootCmdline : image?.cmdline),
         firmware:
           spec.firmware === 'builtin'
             ? { kind: 'builtin' }
             : spec.firmware === 'none'
               ? { kind: 'none' }
-              : { kind: 'file', path: spec.firmware },
+              : { kind: 'file', path: files.firmware },
         disks: [],
         rng: spec.rng,
         balloon: spec.balloon,
@@ -234,12 +244,12 @@ export class Hypervisor implements HostChannel {
           bootMarker: image?.bootMarker,
           config,
         };
-        this.registry.save(rec);
+        await this.registry.save(rec);
         const live = this.track(rec);
         this.log(`created ${spec.name}`);
         return this.view(live, null);
       } catch (err) {
-        this.registry.remove(spec.name);
+        await this.registry.remove(spec.name);
         if (err instanceof HostError) throw err;
         if (err instanceof DiskCreateError) throw new HostError('STORAGE_ERROR', err.message);
         throw new HostError('STORAGE_ERROR', `creating the VM's files failed: ${(err as Error).message}`);
@@ -271,7 +281,7 @@ export class Hypervisor implements HostChannel {
       const problems = validateVmConfig(config);
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
       live.rec = { ...live.rec, config, autostart: patch.autostart ?? live.rec.autostart, updatedAt: new Date().toISOString() };
-      this.registry.save(live.rec);
+      await this.registry.save(live.rec);
       return this.view(live, null);
     });
   }
@@ -286,9 +296,9 @@ export class Hypervisor implements HostChannel {
         await vm.stop();
       }
       this.vms.delete(name);
-      live.log.flush();
+      await live.log.flush();
       for (const waiter of live.stateWaiters) waiter();
-      this.registry.remove(name);
+      await this.registry.remove(name);
       this.log(`deleted ${name}`);
       return { deleted: name };
     });
@@ -381,6 +391,7 @@ export class Hypervisor implements HostChannel {
 
   private async doStart(live: LiveVm): Promise<void> {
     this.check(live, 'start');
+    checkConfigFiles(this.paths, live.rec.config);
     const engineVm = this.opts.engine.create(live.rec.config, {
       console: (bytes) => this.onConsole(live, bytes),
       guestReboot: () => this.onGuestReboot(live, engineVm),
@@ -474,11 +485,8 @@ export class Hypervisor implements HostChannel {
     live.rec = { ...live.rec, state, stateReason: reason, updatedAt: new Date().toISOString() };
     if (reason === undefined) delete live.rec.stateReason;
     if (this.vms.get(live.rec.name) === live) {
-      try {
-        this.registry.save(live.rec);
-      } catch (err) {
-        this.log(`${live.rec.name}: could not save vm.json: ${(err as Error).message}`);
-      }
+      // Written in order off the event loop; user actions wait for it in withLock before they report success.
+      this.registry.save(live.rec).catch((err: Error) => this.log(`${live.rec.name}: could not save vm.json: ${err.message}`));
     }
     for (const w of live.stateWaiters) w();
   }
@@ -500,7 +508,8 @@ export class Hypervisor implements HostChannel {
   }
 
   private withLock<T>(live: LiveVm, fn: () => Promise<T>): Promise<T> {
-    const run = live.lock.then(fn, fn);
+    // The action reports success only once the state it reached is on disk.
+    const run = live.lock.then(fn, fn).finally(() => this.registry.settled(live.rec.name));
     live.lock = run.catch(() => {});
     return run;
   }
@@ -558,14 +567,16 @@ export class Hypervisor implements HostChannel {
     let memoryBytes = 0;
     let residentBytes = 0;
     let cpuPercent = 0;
-    for (const live of this.vms.values()) {
-      byState[live.rec.state]++;
-      if (!isActive(live.rec.state)) continue;
-      vcpus += live.rec.config.cpus;
-      memoryBytes += live.rec.config.memoryMiB * MIB;
-      const s = await this.sampleStats(live);
-      residentBytes += s?.residentBytes ?? 0;
-      cpuPercent += s?.cpuPercent ?? 0;
+    // Sampled together: one busy worker's slow answer must not add up across every VM.
+    const live = [...this.vms.values()];
+    const samples = await Promise.all(live.map((l) => (isActive(l.rec.state) ? this.sampleStats(l) : null)));
+    for (const [i, l] of live.entries()) {
+      byState[l.rec.state]++;
+      if (!isActive(l.rec.state)) continue;
+      vcpus += l.rec.config.cpus;
+      memoryBytes += l.rec.config.memoryMiB * MIB;
+      residentBytes += samples[i]?.residentBytes ?? 0;
+      cpuPercent += samples[i]?.cpuPercent ?? 0;
     }
     const mem = process.memoryUsage();
     const cpuList = cpus();
@@ -610,12 +621,4 @@ function execError(name: string, req: ExecRequest, err: unknown): HostError {
       if (err.reason === 'busy') return new HostError('VM_BUSY', `${name}: the guest agent runs too many commands already`);
       return new HostError('ENGINE_ERROR', `${name}: ${message}`);
   }
-}
-
-/** A kernel/initrd/firmware path from a request: absolute, normalised (no '..'), an existing regular file. */
-function checkHostFile(what: string, p: string): void {
-  if (!isAbsolute(p) || normalize(p) !== p || p.split('/').includes('..')) {
-    throw new HostError('INVALID_PATH', `${what} path must be absolute and normalised, got ${JSON.stringify(p)}`);
-  }
-  if (!existsSync(p) || !statSync(p).isFile()) throw new HostError('INVALID_PATH', `${what} ${p} is not a file`);
 }

@@ -44,4 +44,11 @@ export interface HartPort {
   recentPcs?(): number[];
   /** The last few traps taken, oldest first, as "cause=… epc=… tval=…" lines, for fault reports (optional). */
   recentTraps?(): string[];
+  /**
+   * How many times in a row the hart has taken the very same exception (cause, epc, tval), interrupts aside;
+   * ecalls never count (a loop of system calls is progress). The machine calls a long run a fault (optional).
+   */
+  sameTrapRun?(): number;
+  /** Forgets the current run (the guest showed progress, e.g. console output). */
+  resetTrapRun?(): void;
 }

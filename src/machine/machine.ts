@@ -326,6 +326,7 @@ export class Machine {
           if (hart.waiting && now < hart.stimecmp && !hart.hasPendingInterrupt()) continue;
           this.currentHart = h;
           const retired = hart.run(this.budget);
+          if (hart.sameTrapRun !== undefined && hart.sameTrapRun() >= TRAP_LOOP_LIMIT) throw noProgress(hart);
           // A waiting hart whose Sstc deadline passed while STIE is masked stays asleep: that is idle, not work.
           if (retired > 0 || !hart.waiting) ran = true;
           if (this.pendingExit) break;
@@ -460,6 +461,7 @@ export class Machine {
   }
 
   private output(b: number): void {
+    this.harts[this.currentHart]?.resetTrapRun?.(); // console output is progress
     this.outBuf.push(b);
     if (this.outBuf.length >= 4096) this.flushOutput();
   }
@@ -509,4 +511,17 @@ export class Machine {
     const fields = [FW_DYNAMIC_INFO_MAGIC, 2, kernel, NEXT_MODE_S, 0, 0]; // magic, version, next_addr, next_mode, options, boot_hart
     fields.forEach((v, i) => this.ram.writeU64(addr + i * 8, v));
   }
+}
+
+/**
+ * Identical exceptions in a row (same cause, pc and tval, no console output between) after which a hart is
+ * reported as making no progress: a healthy guest never repeats one fault this often (each retry of a
+ * handled fault changes something), while a broken one (a trap handler that faults itself, a kernel jumping
+ * to unmapped memory) would spin at 100% CPU forever.
+ */
+export const TRAP_LOOP_LIMIT = 1_000_000;
+
+function noProgress(hart: HartPort): Error {
+  const last = hart.recentTraps?.().at(-1) ?? 'unknown';
+  return new Error(`no progress: the same exception repeated ${TRAP_LOOP_LIMIT} times in a row with no console output (${last})`);
 }

@@ -15,6 +15,7 @@ import {
   removeHome,
   snapshotTree,
   startDaemonProcess,
+  toyKernel,
   waitFor,
   type DaemonHandle,
 } from '../host/daemon-harness.js';
@@ -39,8 +40,8 @@ function onDisk(name: string): { state: string } {
 
 before(async () => {
   d = await startDaemonProcess();
-  kernel = join(d.home, 'kernel.bin');
-  writeFileSync(kernel, 'not really a kernel: the toy runtime ignores it');
+  kernel = join(d.kernels, 'kernel.bin');
+  writeFileSync(kernel, toyKernel());
 });
 after(async () => {
   await d.client.json<{ vms: VmView[] }>('GET', '/vms').then(
@@ -94,9 +95,10 @@ describe('daemon API', () => {
       ['negative memory', 'POST', '/vms', { name: 'x', kernel, memoryMiB: -1 }, 400, 'INVALID_REQUEST'],
       ['unknown field', 'POST', '/vms', { name: 'x', kernel, evil: true }, 400, 'INVALID_REQUEST'],
       ['relative kernel path', 'POST', '/vms', { name: 'x', kernel: 'vmlinux' }, 400, 'INVALID_PATH'],
-      ['kernel path with ..', 'POST', '/vms', { name: 'x', kernel: '/tmp/../etc/passwd' }, 400, 'INVALID_PATH'],
-      ['missing kernel file', 'POST', '/vms', { name: 'x', kernel: '/nonexistent/kernel' }, 400, 'INVALID_PATH'],
-      ['firmware is a directory', 'POST', '/vms', { name: 'x', kernel, firmware: '/etc' }, 400, 'INVALID_PATH'],
+      ['kernel path with ..', 'POST', '/vms', { name: 'x', kernel: '/tmp/../etc/passwd' }, 403, 'PATH_NOT_ALLOWED'],
+      ['kernel outside the allowed dirs', 'POST', '/vms', { name: 'x', kernel: '/nonexistent/kernel' }, 403, 'PATH_NOT_ALLOWED'],
+      ['missing kernel file', 'POST', '/vms', { name: 'x', kernel: kernel + '.missing' }, 400, 'INVALID_PATH'],
+      ['firmware is a directory', 'POST', '/vms', { name: 'x', kernel, firmware: d.kernels }, 400, 'INVALID_PATH'],
       ['seven disks', 'POST', '/vms', { name: 'x', kernel, disks: new Array(7).fill({ sizeMiB: 1 }) }, 400, 'INVALID_REQUEST'],
       ['huge disk', 'POST', '/vms', { name: 'x', kernel, disks: [{ sizeMiB: 1e12 }] }, 400, 'INVALID_REQUEST'],
       ['disk without size or backing', 'POST', '/vms', { name: 'x', kernel, disks: [{ format: 'raw' }] }, 400, 'INVALID_CONFIG'],
@@ -364,8 +366,8 @@ describe('daemon API', () => {
 describe('daemon restarts and access', () => {
   test('a daemon killed with VMs running comes back with them stopped, and autostart VMs running', TIMEOUT, async () => {
     const a = await startDaemonProcess();
-    const k = join(a.home, 'k');
-    writeFileSync(k, 'k');
+    const k = join(a.kernels, 'k');
+    writeFileSync(k, toyKernel());
     try {
       for (const [name, autostart] of [
         ['keep', false],

@@ -8,14 +8,15 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GUEST_NAMES, guestArtifacts, guestsBuilt, type GuestArtifacts } from '../../src/guests/index.js';
+import { GUEST_NAMES, type GuestArtifacts } from '../../src/guests/index.js';
+import { requireGuest } from '../helpers/guest.js';
+import { requireTool } from '../helpers/require.js';
 import { ConsoleProcess, Expect } from '../helpers/console.js';
 import { cliArgs, repoRoot } from '../helpers/paths.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 const STEP_TIMEOUT_MS = 30_000;
 const PROMPT = 'typevisor:/# ';
-const notBuilt = guestsBuilt() ? false : 'guest images not built: run `typevisor guest build`';
 
 function qemu(a: GuestArtifacts, extra: string[], append: string): ConsoleProcess {
   return new ConsoleProcess('qemu-system-riscv64', [
@@ -66,11 +67,12 @@ async function shellSession(vm: ConsoleProcess, marker: string, extra: (vm: Cons
   }
 }
 
-describe('guest images under qemu-system-riscv64 -M virt', { skip: notBuilt, timeout: 6 * BOOT_TIMEOUT_MS }, () => {
+describe('guest images under qemu-system-riscv64 -M virt', { timeout: 6 * BOOT_TIMEOUT_MS }, () => {
   let a: GuestArtifacts;
   let tmp: string;
   before(() => {
-    a = guestArtifacts();
+    requireTool('qemu-system-riscv64', 'qemu-system-misc');
+    a = requireGuest();
     tmp = mkdtempSync(join(tmpdir(), 'tv-guests-'));
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,5 +1,6 @@
 import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
+import { aliasValue, parseCpusFlag, parseMemoryFlag } from '../units.js';
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -15,13 +16,14 @@ function parseDisk(s: string): { sizeMiB?: number; format: 'raw' | 'qcow2'; back
 
 export const run = defineVerb({
   name: 'create',
-  usage: `create NAME [--vcpus N] [--memory MIB] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
+  usage: `create NAME [--vcpus|--cpus N] [--memory SIZE] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
-image's root filesystem as its first disk.`,
+image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a plain number of MiB (default 256M).`,
   options: {
     vcpus: { type: 'string' },
+    cpus: { type: 'string', short: 'c' },
     memory: { type: 'string', short: 'm' },
     image: { type: 'string' },
     kernel: { type: 'string' },
@@ -36,12 +38,7 @@ image's root filesystem as its first disk.`,
   minArgs: 1,
   maxArgs: 1,
   async run({ values, positionals, client }) {
-    const num = (v: string | undefined, what: string) => {
-      if (v === undefined) return undefined;
-      const m = /^(\d+)([MG]?)$/.exec(v);
-      if (!m) throw new UsageError(`${what} takes a whole number, got ${v}`);
-      return Number(m[1]) * (m[2] === 'G' ? 1024 : 1);
-    };
+    const cpus = aliasValue(values, ['vcpus', 'cpus']);
     const abs = (p: string | undefined) => (p === undefined ? undefined : p.startsWith('/') ? p : `${process.cwd()}/${p}`);
     const firmware =
       values.firmware === undefined || values.firmware === 'builtin' || values.firmware === 'none'
@@ -49,8 +46,8 @@ image's root filesystem as its first disk.`,
         : abs(values.firmware);
     const body = {
       name: positionals[0],
-      vcpus: num(values.vcpus, '--vcpus'),
-      memoryMiB: num(values.memory, '--memory'),
+      vcpus: cpus === undefined ? undefined : parseCpusFlag(cpus.text, cpus.flag),
+      memoryMiB: values.memory === undefined ? undefined : parseMemoryFlag(values.memory),
       image: values.image,
       kernel: abs(values.kernel),
       initrd: abs(values.initrd),

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultHome } from '../../host/home.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
@@ -7,13 +8,15 @@ import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemo
 export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
-                        [--tls-cert FILE --tls-key FILE]
+                        [--tls-cert FILE --tls-key FILE] [--allow-path DIR]...
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
 and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
 TCP listeners require 'Authorization: Bearer <token>'; the token is in <home>/token (mode 0600).
 With --tls-cert/--tls-key (PEM) TCP listeners speak HTTPS and WSS only, so the token never crosses the network
 in clear; clients use --url https://HOST:PORT, and --ca FILE for a certificate no system CA signed.
+API clients may name kernel, initrd and firmware files only under <home>/images, the built guest cache
+(the 'default' image) and each --allow-path DIR (symlinks leading out and '..' are refused: 403 PATH_NOT_ALLOWED).
 Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -27,6 +30,7 @@ export async function run(argv: string[]): Promise<number> {
         'shutdown-timeout': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
+        'allow-path': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -69,6 +73,12 @@ export async function run(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  const allowed = allowPaths(values['allow-path']);
+  const notDir = allowed.find((d) => !existsSync(d) || !statSync(d).isDirectory());
+  if (notDir !== undefined) {
+    console.error(`typevisor daemon: --allow-path ${notDir} is not a directory`);
+    return 2;
+  }
   const home = values.home ? values.home : defaultHome();
   const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
   let daemon;
@@ -81,6 +91,7 @@ export async function run(argv: string[]): Promise<number> {
       shutdownTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
       log,
       tls,
+      allowPaths: allowed,
     });
   } catch (err) {
     if (err instanceof DaemonLockError) {
@@ -108,4 +119,9 @@ function tlsProblem(cert: string | undefined, key: string | undefined, listen: L
   if (cert === undefined || key === undefined) return '--tls-cert and --tls-key go together';
   if (!listen.some((l) => l.kind === 'tcp')) return 'TLS applies to TCP listeners: add --listen tcp:HOST:PORT';
   return undefined;
+}
+
+/** --allow-path directories, absolute (relative ones are taken from the current directory, as the shell meant). */
+function allowPaths(dirs: string[] | undefined): string[] {
+  return (dirs ?? []).map((d) => resolve(d));
 }

@@ -1,6 +1,7 @@
 import type { VmView } from '../../host/actions.js';
 import { bytes, si, table } from '../format.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
+import { ClientError, EXIT } from '../client.js';
 
 export const summary = 'live table of per-VM CPU, instructions/s, memory, disk and net (--once for one sample)';
 
@@ -38,7 +39,10 @@ export const run = defineVerb({
       return positionals.length ? vms.filter((v) => positionals.includes(v.name)) : vms;
     };
     // CPU % and instructions/s are rates: the daemon needs two samples, so take a short first one.
-    await sample();
+    const first = await client.json<{ vms: VmView[] }>('GET', '/vms?stats=true');
+    const unknown = positionals.filter((n) => !first.vms.some((v) => v.name === n));
+    if (unknown.length)
+      throw new ClientError(EXIT.NOT_FOUND, `no VM named ${unknown.map((n) => `'${n}'`).join(', ')}`, 'VM_NOT_FOUND');
     await new Promise((r) => setTimeout(r, 300));
     if (values.json || values.once) {
       const vms = await sample();
