@@ -12,6 +12,8 @@ import { Hypervisor } from './hypervisor.js';
 import type { Engine } from './engine.js';
 import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
+import type { Logger } from 'pino';
+import type { MechanismChoice } from './cpu/probe.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -51,6 +53,10 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** PEM certificate chain and key: TCP listeners then serve HTTPS/WSS (the unix socket stays plain). */
   tls?: { cert: string; key: string };
+  /** Structured logger: API requests and VM events go here, one JSON line each, with the VM name as a field. */
+  logger?: Logger;
+  /** CPU enforcement: 'auto' (best available) or a named mechanism. */
+  cpuMechanism?: MechanismChoice;
 }
 
 export interface RunningDaemon {
@@ -109,7 +115,21 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const token = ensureToken(layout.tokenFile);
 
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
-  const hypervisor = new Hypervisor({ home: layout, engine, shutdownTimeoutMs: opts.shutdownTimeoutMs, log });
+  const hypervisor = new Hypervisor({
+    home: layout,
+    engine,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+    log,
+    cpuMechanism: opts.cpuMechanism,
+  });
+  const logger = opts.logger;
+  if (logger) {
+    hypervisor.events.subscribe((e) => {
+      const { reason, type, id, time: _time, ...fields } = e;
+      void _time;
+      logger.info({ event: type, eventId: id, ...fields }, reason);
+    });
+  }
   await hypervisor.init();
 
   const listens = opts.listen?.length ? opts.listen : [{ kind: 'unix', path: layout.socket } as ListenSpec];
@@ -119,7 +139,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   try {
     for (const l of listens) {
       const tcp = l.kind === 'tcp';
-      const app = await buildApi({ channel: hypervisor, token: tcp ? token : undefined, tls: tcp ? opts.tls : undefined, log });
+      const app = await buildApi({
+        channel: hypervisor,
+        token: tcp ? token : undefined,
+        tls: tcp ? opts.tls : undefined,
+        log,
+        logger,
+      });
       apps.push(app);
       if (l.kind === 'unix') {
         // A socket file left by a dead daemon would make listen fail with EADDRINUSE.

@@ -12,8 +12,17 @@ import { zeroCounters } from '../vm/runtime.js';
  * computes from successive samples.
  */
 export interface VmStats extends RuntimeCounters {
-  /** Share of one host core the VM's thread was busy over the last sample window, 0..100. */
+  /**
+   * Share of one host core the VM's threads really ran over the last sample window (kernel schedstat; 150 = one
+   * and a half cores). Engines that cannot see thread times report wall-clock busy time instead.
+   */
   cpuPercent: number;
+  /** Share of the window the VM's threads waited runnable for a host core (steal, as the guest would see it). */
+  stealPercent: number;
+  /** CPU time the VM's threads got since the VM started. */
+  cpuTimeSeconds: number;
+  /** Time they waited runnable since the VM started. */
+  stealSeconds: number;
   /** Instructions per second over the last sample window. */
   instructionsPerSecond: number;
   /** Seconds since the VM started. */
@@ -21,7 +30,15 @@ export interface VmStats extends RuntimeCounters {
 }
 
 export function emptyStats(): VmStats {
-  return { ...zeroCounters(), cpuPercent: 0, instructionsPerSecond: 0, uptimeSeconds: 0 };
+  return {
+    ...zeroCounters(),
+    cpuPercent: 0,
+    stealPercent: 0,
+    cpuTimeSeconds: 0,
+    stealSeconds: 0,
+    instructionsPerSecond: 0,
+    uptimeSeconds: 0,
+  };
 }
 
 /** Why an engine VM ended on its own (not because the host stopped it). */
@@ -36,6 +53,8 @@ export interface EngineEvents {
   /** The guest asked for a reset; the engine has already restarted it in place. */
   guestReboot(): void;
   exit(exit: VmExit): void;
+  /** The Linux thread ids (of this process) that run the VM's guest code, as soon as they are known. */
+  threads?(tids: number[]): void;
 }
 
 export interface EngineVm {
@@ -53,6 +72,10 @@ export interface EngineVm {
   /** Bytes typed by a console viewer, for the guest's console. */
   consoleInput(bytes: Uint8Array): void;
   setBalloonTarget(bytes: number): Promise<void>;
+  /** Thread ids running guest code (empty until known, or where threads are not visible). */
+  threadIds(): number[];
+  /** A cap the VM's run loop enforces itself (no cgroup available); null removes it. */
+  setRunLoopCap(percent: number | null): Promise<void>;
 }
 
 export interface Engine {

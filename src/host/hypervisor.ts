@@ -29,6 +29,21 @@ import { resolveImage, type GuestImage } from './images.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
+import { EventBus } from './events.js';
+import { CpuManager, describeCpu } from './cpu/manager.js';
+import { probeCpuEnforcer, type MechanismChoice } from './cpu/probe.js';
+import { CpuEnforceError } from './cpu/enforcer.js';
+import {
+  applyCpuPatch,
+  cpuSettingsFromRecord,
+  CpuSettingsError,
+  defaultCpuSettings,
+  type CpuPatch,
+  type CpuSettings,
+} from './cpu/settings.js';
+import { Monitor } from './monitor/monitor.js';
+import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
+import type { VmViewStats } from './actions.js';
 
 export interface HypervisorOptions {
   home: HomeLayout;
@@ -38,6 +53,8 @@ export interface HypervisorOptions {
   /** Console log size before rotation. */
   consoleLogBytes?: number;
   log?: (line: string) => void;
+  /** How to enforce CPU settings: the best the host offers ('auto', default) or one named mechanism. */
+  cpuMechanism?: MechanismChoice;
 }
 
 interface LiveVm {
@@ -63,14 +80,23 @@ export class Hypervisor implements HostChannel {
   private readonly startedAt = Date.now();
   private readonly log: (line: string) => void;
   private closed = false;
+  readonly events = new EventBus();
+  readonly cpu: CpuManager;
+  private readonly cpuSkipped: string[];
+  readonly monitor: Monitor;
 
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
     this.log = opts.log ?? (() => {});
+    const probed = probeCpuEnforcer(opts.cpuMechanism ?? 'auto');
+    this.cpuSkipped = probed.skipped;
+    this.cpu = new CpuManager(probed.enforcer, this.events, this.log);
+    this.monitor = new Monitor(() => this.monitored(), this.cpu, this.log);
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
   async init(): Promise<void> {
+    this.monitor.start();
     this.registry.sweep();
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
       const live = this.track(rec);
@@ -93,6 +119,7 @@ export class Hypervisor implements HostChannel {
   /** Stops every VM (daemon exit). Records say stopped so a restart does not mistake them for crashed. */
   async close(): Promise<void> {
     this.closed = true;
+    this.monitor.stop();
     await Promise.all(
       [...this.vms.values()].map(async (live) => {
         if (live.vm) {
@@ -104,6 +131,7 @@ export class Hypervisor implements HostChannel {
         live.log.flush();
       }),
     );
+    this.cpu.closeAll();
   }
 
   send<A extends HostAction>(action: A): Promise<HostResult<A>> {
@@ -134,6 +162,23 @@ export class Hypervisor implements HostChannel {
         return this.hostInfo();
       case 'stats-all':
         return Promise.all([...this.vms.values()].map(async (l) => this.view(l, await this.sampleStats(l))));
+      case 'vm-history': {
+        const live = this.find(action.name);
+        return {
+          name: live.rec.name,
+          intervalSeconds: SAMPLE_INTERVAL_MS / 1000,
+          samples: this.monitor.vmHistory(live.rec.name, action.seconds ?? HISTORY_SECONDS),
+        };
+      }
+      case 'host-history':
+        return {
+          intervalSeconds: SAMPLE_INTERVAL_MS / 1000,
+          samples: this.monitor.hostHistory(action.seconds ?? HISTORY_SECONDS),
+        };
+      case 'events': {
+        const events = this.events.since(action.afterId ?? 0);
+        return action.listener ? { events, unsubscribe: this.events.subscribe(action.listener) } : { events };
+      }
       default: {
         const never: never = action;
         throw new HostError('INVALID_REQUEST', `unknown action ${JSON.stringify(never)}`);
@@ -169,6 +214,7 @@ export class Hypervisor implements HostChannel {
       ] as const)
         if (p !== undefined) checkHostFile(what, p);
       if (spec.firmware !== 'builtin' && spec.firmware !== 'none') checkHostFile('firmware', spec.firmware);
+      const cpu = this.checkedCpu(defaultCpuSettings(), spec.cpu ?? {});
 
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
@@ -230,10 +276,12 @@ export class Hypervisor implements HostChannel {
           image: image?.name,
           bootMarker: image?.bootMarker,
           config,
+          cpu,
         };
         this.registry.save(rec);
         const live = this.track(rec);
         this.log(`created ${spec.name}`);
+        this.events.emit({ type: 'vm-created', vm: spec.name, reason: `created (${describeCpu(cpu)})` });
         return this.view(live, null);
       } catch (err) {
         this.registry.remove(spec.name);
@@ -267,8 +315,30 @@ export class Hypervisor implements HostChannel {
       };
       const problems = validateVmConfig(config);
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
-      live.rec = { ...live.rec, config, autostart: patch.autostart ?? live.rec.autostart, updatedAt: new Date().toISOString() };
+      // CPU settings are checked in full first and applied to the running VM before they are recorded.
+      const cpu = patch.cpu ? this.checkedCpu(this.cpuOf(live), patch.cpu) : this.cpuOf(live);
+      if (patch.cpu && live.vm) {
+        try {
+          await this.cpu.update(name, cpu);
+        } catch (err) {
+          throw new HostError('ENGINE_ERROR', `${name}: the CPU settings could not be applied: ${(err as Error).message}`);
+        }
+      }
+      live.rec = {
+        ...live.rec,
+        config,
+        cpu,
+        autostart: patch.autostart ?? live.rec.autostart,
+        updatedAt: new Date().toISOString(),
+      };
       this.registry.save(live.rec);
+      if (patch.cpu)
+        this.events.emit({
+          type: 'settings',
+          vm: name,
+          changes: { cpu: patch.cpu },
+          reason: `cpu set to ${describeCpu(cpu)}${live.vm ? ` (in force now, ${this.cpu.enforcer.mechanism})` : ' (from the next start)'}`,
+        });
       return this.view(live, null);
     });
   }
@@ -283,6 +353,9 @@ export class Hypervisor implements HostChannel {
         await vm.stop();
       }
       this.vms.delete(name);
+      this.cpu.detach(name);
+      this.monitor.forget(name);
+      this.events.emit({ type: 'vm-deleted', vm: name, reason: force ? 'deleted (forced)' : 'deleted' });
       live.log.flush();
       for (const waiter of live.stateWaiters) waiter();
       this.registry.remove(name);
@@ -363,17 +436,25 @@ export class Hypervisor implements HostChannel {
       console: (bytes) => this.onConsole(live, bytes),
       guestReboot: () => this.onGuestReboot(live, engineVm),
       exit: (exit) => this.onExit(live, engineVm, exit),
+      threads: (tids) => this.cpu.threadsReported(live.rec.name, engineVm, tids),
     });
+    try {
+      this.cpu.attach(live.rec.name, engineVm, this.cpuOf(live));
+    } catch (err) {
+      throw new HostError('ENGINE_ERROR', `could not place '${live.rec.name}' under its CPU settings: ${(err as Error).message}`);
+    }
     live.vm = engineVm;
     live.lastStats = null;
     this.setState(live, 'running');
     try {
       await engineVm.start();
+      await this.cpu.started(live.rec.name);
     } catch (err) {
       const message = (err as Error).message;
       if (live.vm === engineVm) {
         live.vm = undefined;
         await engineVm.stop().catch(() => {});
+        this.cpu.detach(live.rec.name, engineVm);
         this.setState(live, 'crashed', `start failed: ${message}`);
       }
       throw new HostError('ENGINE_ERROR', `could not start '${live.rec.name}': ${message}`);
@@ -384,7 +465,10 @@ export class Hypervisor implements HostChannel {
     this.check(live, 'stop');
     const vm = live.vm;
     live.vm = undefined;
-    if (vm) await vm.stop();
+    if (vm) {
+      await vm.stop();
+      this.cpu.detach(live.rec.name, vm);
+    }
     if (live.rec.state !== 'crashed' || to === 'crashed') this.setState(live, to, reason);
   }
 
@@ -410,7 +494,10 @@ export class Hypervisor implements HostChannel {
   private onExit(live: LiveVm, vm: EngineVm, exit: VmExit): void {
     if (live.vm !== vm || this.vms.get(live.rec.name) !== live) return;
     live.vm = undefined;
-    void vm.stop().catch(() => {});
+    void vm
+      .stop()
+      .catch(() => {})
+      .then(() => this.cpu.detach(live.rec.name, vm));
     const event: LifecycleEvent = exit.kind === 'poweroff' ? 'guest-poweroff' : 'crash';
     const to = nextState(live.rec.state, event);
     if (to) this.setState(live, to, exit.kind === 'poweroff' ? 'the guest powered off' : exit.message);
@@ -449,6 +536,7 @@ export class Hypervisor implements HostChannel {
   }
 
   private setState(live: LiveVm, state: VmState, reason?: string): void {
+    const previous = live.rec.state;
     live.rec = { ...live.rec, state, stateReason: reason, updatedAt: new Date().toISOString() };
     if (reason === undefined) delete live.rec.stateReason;
     if (this.vms.get(live.rec.name) === live) {
@@ -459,6 +547,7 @@ export class Hypervisor implements HostChannel {
       }
     }
     for (const w of live.stateWaiters) w();
+    this.events.emit({ type: 'vm-state', vm: live.rec.name, state, previous, reason: reason ?? `${state} by request` });
   }
 
   private waitForState(live: LiveVm, done: (s: VmState) => boolean, timeoutMs: number): Promise<void> {
@@ -513,8 +602,13 @@ export class Hypervisor implements HostChannel {
     };
   }
 
-  private view(live: LiveVm, stats: VmStats | null): VmView {
+  private view(live: LiveVm, raw: VmStats | null): VmView {
     const r = live.rec;
+    const cpu = this.cpu.view(r.name, this.cpuOf(live));
+    const cap = cpu.effectiveCapPercent;
+    const stats: VmViewStats | null = raw
+      ? { ...raw, capUsePercent: cap === null ? null : Math.round((raw.cpuPercent / cap) * 1000) / 10 }
+      : null;
     return {
       name: r.name,
       uuid: r.uuid,
@@ -527,7 +621,44 @@ export class Hypervisor implements HostChannel {
       updatedAt: r.updatedAt,
       config: r.config,
       stats,
+      cpu,
     };
+  }
+
+  // ---- CPU allocation ---------------------------------------------------------------------------------------
+
+  private cpuOf(live: LiveVm): CpuSettings {
+    return cpuSettingsFromRecord(live.rec.cpu, this.cpu.hostCores);
+  }
+
+  /** The settings after a patch, refused (INVALID_CONFIG) when the host or its mechanism cannot honour them. */
+  private checkedCpu(current: CpuSettings, patch: CpuPatch): CpuSettings {
+    try {
+      const next = applyCpuPatch(current, patch, this.cpu.hostCores);
+      this.cpu.check(next);
+      return next;
+    } catch (err) {
+      if (err instanceof CpuSettingsError || err instanceof CpuEnforceError) throw new HostError('INVALID_CONFIG', err.message);
+      throw err;
+    }
+  }
+
+  /** The figures the monitor records each second. */
+  private async monitored(): Promise<
+    { name: string; state: string; stats: VmStats | null; weight: number; capPercent: number | null }[]
+  > {
+    return Promise.all(
+      [...this.vms.values()].map(async (live) => {
+        const cpu = this.cpu.view(live.rec.name, this.cpuOf(live));
+        return {
+          name: live.rec.name,
+          state: live.rec.state,
+          stats: live.rec.state === 'running' ? await this.sampleStats(live) : null,
+          weight: cpu.weight,
+          capPercent: cpu.effectiveCapPercent,
+        };
+      }),
+    );
   }
 
   private async hostInfo(): Promise<HostInfo> {
@@ -564,6 +695,7 @@ export class Hypervisor implements HostChannel {
       },
       vms: { total: this.vms.size, byState },
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
+      cpuControl: { mechanism: this.cpu.enforcer.mechanism, detail: this.cpu.enforcer.detail, skipped: this.cpuSkipped },
     };
   }
 }

@@ -22,6 +22,7 @@ class MachineRuntime implements GuestRuntime {
   private instretBefore = 0;
   private readonly agentText = new TextDecoder();
   private agentLine = '';
+  private pacer: (() => number) | null = null;
 
   constructor(
     private readonly config: VmConfig,
@@ -52,6 +53,7 @@ class MachineRuntime implements GuestRuntime {
     this.stopPolling?.();
     this.stopPolling = this.devices.pollBalloonStats(5_000);
     this.machine = machine;
+    machine.setPacer(this.pacer);
     void machine.exited.then((exit) => this.onExit(machine, exit));
     if (!this.stopped) machine.start();
   }
@@ -106,6 +108,10 @@ class MachineRuntime implements GuestRuntime {
   }
   agentSend(line: string): boolean {
     return this.devices?.agentSend(line) ?? false;
+  }
+  setPacer(pacer: (() => number) | null): void {
+    this.pacer = pacer;
+    this.machine?.setPacer(pacer);
   }
   setBalloonTarget(bytes: number): void {
     this.devices?.balloon?.setTarget(Math.floor(bytes / PAGE));

@@ -16,7 +16,9 @@ export type ControlRequest =
   | { id: number; type: 'shutdown' }
   | { id: number; type: 'reboot' }
   | { id: number; type: 'stats' }
-  | { id: number; type: 'balloon'; targetBytes: number };
+  | { id: number; type: 'balloon'; targetBytes: number }
+  /** A CPU cap the run loop enforces itself (percent of one core; null removes it): hosts without cgroups. */
+  | { id: number; type: 'cpu-cap'; percent: number | null };
 
 export type ControlType = ControlRequest['type'];
 
@@ -45,7 +47,9 @@ export type WorkerMessage =
   /** The guest reset itself and was booted again in place. */
   | { type: 'guest-reboot' }
   /** The machine hit an unrecoverable error. The worker then exits. */
-  | { type: 'fault'; message: string };
+  | { type: 'fault'; message: string }
+  /** The Linux thread ids that run guest code (sent once at start-up, before any reply). */
+  | { type: 'threads'; tids: number[] };
 
 /** What the worker is constructed with. */
 export interface WorkerInit {

@@ -29,6 +29,8 @@ export interface GuestRuntime {
   agentSend(line: string): boolean;
   counters(): RuntimeCounters;
   setBalloonTarget?(bytes: number): void;
+  /** Installs a run-loop pacer (a CPU cap enforced from inside); runtimes without one cannot be capped that way. */
+  setPacer?(pacer: (() => number) | null): void;
 }
 
 export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<GuestRuntime>;

@@ -10,6 +10,7 @@ import type { VmConfig } from './config.js';
 import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
+import { VmCpuMeter } from '../host/cpu/accounting.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the worker needs the tsx loader too. */
@@ -78,6 +79,8 @@ class WorkerVm implements EngineVm {
   private lastCounters: RuntimeCounters = zeroCounters();
   private lastSample: { at: number; instret: number; elu: ReturnType<Worker['performance']['eventLoopUtilization']> } | undefined;
   private lastStats: VmStats | undefined;
+  private tids: number[] = [];
+  private cpuMeter = new VmCpuMeter();
 
   constructor(
     private readonly config: VmConfig,
@@ -117,6 +120,8 @@ class WorkerVm implements EngineVm {
     this.startedAt = Date.now();
     this.lastSample = undefined;
     this.lastStats = undefined;
+    this.tids = [];
+    this.cpuMeter = new VmCpuMeter();
     // Booting loads the machine module and guest images, which may take a while the first time.
     await this.request({ id: 0, type: 'start' }, 60_000);
   }
@@ -137,6 +142,12 @@ class WorkerVm implements EngineVm {
   }
   setBalloonTarget(bytes: number): Promise<void> {
     return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
+  }
+  threadIds(): number[] {
+    return [...this.tids];
+  }
+  setRunLoopCap(percent: number | null): Promise<void> {
+    return this.simple({ id: 0, type: 'cpu-cap', percent });
   }
 
   async stop(): Promise<void> {
@@ -181,9 +192,14 @@ class WorkerVm implements EngineVm {
       cpuPercent = Math.round(elu.utilization * 1000) / 10;
     }
     if (!prev || now - prev.at >= 50) this.lastSample = { at: now, instret: counters.instret, elu };
+    // The kernel's account of the thread is the truth; event-loop utilisation only where threads are not visible.
+    const cpu = this.tids.length ? this.cpuMeter.sample(this.tids, now) : undefined;
     const stats: VmStats = {
       ...counters,
-      cpuPercent,
+      cpuPercent: cpu ? cpu.cpuPercent : cpuPercent,
+      stealPercent: cpu?.stealPercent ?? 0,
+      cpuTimeSeconds: cpu?.cpuTimeSeconds ?? 0,
+      stealSeconds: cpu?.stealSeconds ?? 0,
       instructionsPerSecond: ips,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 100) / 10,
     };
@@ -227,6 +243,10 @@ class WorkerVm implements EngineVm {
       case 'fault':
         this.stopping = true;
         this.events.exit({ kind: 'crash', message: msg.message });
+        return;
+      case 'threads':
+        this.tids = msg.tids.filter((t) => Number.isInteger(t) && t > 0);
+        this.events.threads?.(this.tids);
         return;
       case 'guest-reboot':
         this.startedAt = Date.now();

@@ -9,6 +9,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
+import { CpuPacer } from './cpu-pacer.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
 const port = parentPort;
@@ -19,15 +20,27 @@ const init = workerData as WorkerInit;
  * VMs' control messages) stays responsive when guests saturate the host's cores. On Linux setpriority() takes a
  * thread id and affects only that thread; elsewhere this is skipped.
  */
-function lowerThreadPriority(nice: number): void {
+function ownThreadId(): number | undefined {
   try {
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+    return Number.isInteger(tid) && tid > 0 ? tid : undefined;
   } catch {
-    /* not Linux, or not permitted: run at the default priority */
+    return undefined; // not Linux
   }
 }
-if (init.nice !== undefined) lowerThreadPriority(init.nice);
+const tid = ownThreadId();
+if (tid !== undefined && init.nice !== undefined) {
+  try {
+    setPriority(tid, init.nice);
+  } catch {
+    /* not permitted: run at the default priority */
+  }
+}
+// The host places this thread under the VM's CPU limits (cgroups or affinity) by its thread id.
+if (tid !== undefined) port.postMessage({ type: 'threads', tids: [tid] } satisfies WorkerMessage);
+
+/** The run-loop cap, kept across guest reboots (a new runtime gets the same pacer). */
+let pacer: CpuPacer | null = null;
 
 let runtime: GuestRuntime | undefined;
 let createRuntime: CreateRuntime | undefined;
@@ -68,6 +81,7 @@ async function rebootInPlace(): Promise<void> {
   runtime = undefined;
   if (old) await old.stop();
   runtime = await (await loadFactory())(init.config, hooks);
+  if (pacer) runtime.setPacer?.(() => pacer!.next());
   await runtime.start();
 }
 
@@ -101,7 +115,23 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
     case 'start': {
       if (runtime) throw new Error('already started');
       runtime = await (await loadFactory())(init.config, hooks);
+      if (pacer) runtime.setPacer?.(() => pacer!.next());
       await runtime.start();
+      return { type: 'reply', id: req.id, ok: true };
+    }
+    case 'cpu-cap': {
+      // Before start the pacer is kept for the runtime start creates.
+      const r = runtime;
+      if (r && !r.setPacer) throw new Error('this guest runtime cannot cap its run loop');
+      if (req.percent === null) {
+        pacer = null;
+        r?.setPacer?.(null);
+      } else if (pacer) pacer.setCap(req.percent);
+      else {
+        const p = new CpuPacer(req.percent);
+        pacer = p;
+        r?.setPacer?.(() => p.next());
+      }
       return { type: 'reply', id: req.id, ok: true };
     }
     case 'pause':

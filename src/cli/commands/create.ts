@@ -1,5 +1,6 @@
 import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
+import { settingParseOptions, settingsBody, settingsUsage } from '../settings-options.js';
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -19,7 +20,8 @@ export const run = defineVerb({
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
-image's root filesystem as its first disk.`,
+image's root filesystem as its first disk.
+${settingsUsage(true)}`,
   options: {
     vcpus: { type: 'string' },
     memory: { type: 'string', short: 'm' },
@@ -32,6 +34,7 @@ image's root filesystem as its first disk.`,
     'no-root-disk': { type: 'boolean' },
     autostart: { type: 'boolean' },
     start: { type: 'boolean' },
+    ...settingParseOptions(true),
   },
   minArgs: 1,
   maxArgs: 1,
@@ -59,6 +62,7 @@ image's root filesystem as its first disk.`,
       disks: (values.disk ?? []).map(parseDisk),
       rootDisk: values['no-root-disk'] ? false : undefined,
       autostart: values.autostart,
+      cpu: settingsBody(values, true).cpu,
     };
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));
     if (values.start) vm = (await client.json<{ vm: VmView }>('POST', `/vms/${vm.name}/actions/start`, {})).vm;
