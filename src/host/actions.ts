@@ -9,6 +9,7 @@ import type { CpuPatch } from './cpu/settings.js';
 import type { CpuView } from './cpu/manager.js';
 import type { HostEvent } from './events.js';
 import type { HostSample, VmSample } from './monitor/samples.js';
+import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
 
 export interface DiskSpec {
   /** Virtual size in MiB; an overlay defaults to its backing image's size. */
@@ -62,6 +63,8 @@ export type HostAction =
   | { type: 'update'; name: string; patch: UpdateVmSpec }
   | { type: 'delete'; name: string; force: boolean }
   | { type: 'action'; name: string; action: VmAction; timeoutMs?: number }
+  /** Runs a command in a running VM through its guest agent. */
+  | { type: 'exec'; name: string; request: ExecRequest }
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
@@ -136,6 +139,7 @@ interface HostResults {
   update: VmView;
   delete: { deleted: string };
   action: ActionOutcome;
+  exec: ExecResult;
   'console-log': Buffer;
   'console-attach': ConsoleSession;
   'host-info': HostInfo;

@@ -6,6 +6,7 @@
 import type { VmConfig } from '../vm/config.js';
 import type { RuntimeCounters } from '../vm/protocol.js';
 import { zeroCounters } from '../vm/runtime.js';
+import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
 
 /**
  * Live figures of one VM: the worker's raw counters (totals since the VM (re)started) plus the rates the host
@@ -76,6 +77,11 @@ export interface EngineVm {
   threadIds(): number[];
   /** A cap the VM's run loop enforces itself (no cgroup available); null removes it. */
   setRunLoopCap(percent: number | null): Promise<void>;
+  /**
+   * Runs a command in the guest through its agent. Rejects with an AgentError (src/vm/agent-client.ts) whose
+   * `failure` says why (no agent channel, timeout, the VM ended, the agent refused).
+   */
+  exec(req: ExecRequest): Promise<ExecResult>;
 }
 
 export interface Engine {

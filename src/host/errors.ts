@@ -1,5 +1,5 @@
 /** Errors the host layer raises, each with a stable machine-readable code and an HTTP-ish kind. */
-export type HostErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'internal';
+export type HostErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'timeout' | 'internal';
 
 export type HostErrorCode =
   | 'INVALID_REQUEST'
@@ -11,6 +11,9 @@ export type HostErrorCode =
   | 'IMAGE_NOT_FOUND'
   | 'INVALID_STATE'
   | 'VM_BUSY'
+  | 'AGENT_UNAVAILABLE'
+  | 'EXEC_ABORTED'
+  | 'EXEC_TIMEOUT'
   | 'ENGINE_ERROR'
   | 'STORAGE_ERROR';
 
@@ -24,6 +27,9 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   VM_EXISTS: 'conflict',
   INVALID_STATE: 'conflict',
   VM_BUSY: 'conflict',
+  AGENT_UNAVAILABLE: 'conflict',
+  EXEC_ABORTED: 'conflict',
+  EXEC_TIMEOUT: 'timeout',
   ENGINE_ERROR: 'internal',
   STORAGE_ERROR: 'internal',
 };
@@ -50,6 +56,8 @@ export function httpStatusFor(kind: HostErrorKind): number {
       return 409;
     case 'unavailable':
       return 503;
+    case 'timeout':
+      return 504;
     case 'internal':
       return 500;
   }

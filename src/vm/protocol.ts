@@ -5,6 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { VmConfig } from './config.js';
+import type { AgentFailure, ExecRequest, ExecResult } from './agent-client.js';
 
 /** Host → worker requests. Every one gets exactly one `reply` with the same id. */
 export type ControlRequest =
@@ -18,7 +19,12 @@ export type ControlRequest =
   | { id: number; type: 'stats' }
   | { id: number; type: 'balloon'; targetBytes: number }
   /** A CPU cap the run loop enforces itself (percent of one core; null removes it): hosts without cgroups. */
-  | { id: number; type: 'cpu-cap'; percent: number | null };
+  | { id: number; type: 'cpu-cap'; percent: number | null }
+  /**
+   * Run a command through the guest agent. Handled concurrently with other requests (a long command must not
+   * hold up stop or stats); the reply carries `exec` or an error with `agentFailure`.
+   */
+  | ({ id: number; type: 'exec' } & ExecRequest);
 
 export type ControlType = ControlRequest['type'];
 
@@ -40,8 +46,8 @@ export interface RuntimeCounters {
 
 /** Worker → host messages. */
 export type WorkerMessage =
-  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters }
-  | { type: 'reply'; id: number; ok: false; error: string }
+  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters; exec?: ExecResult }
+  | { type: 'reply'; id: number; ok: false; error: string; agentFailure?: AgentFailure; agentReason?: string }
   /** The guest powered off by itself. The worker then exits. */
   | { type: 'poweroff' }
   /** The guest reset itself and was booted again in place. */

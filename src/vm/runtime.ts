@@ -5,6 +5,7 @@
  */
 import type { VmConfig } from './config.js';
 import type { RuntimeCounters } from './protocol.js';
+import type { ExecRequest, ExecResult } from './agent-client.js';
 
 export interface RuntimeHooks {
   /** Guest console output (UART). */
@@ -27,6 +28,11 @@ export interface GuestRuntime {
   consoleInput(bytes: Uint8Array): void;
   /** Sends one line to the guest agent on virtio-console; false when this VM has no agent channel. */
   agentSend(line: string): boolean;
+  /**
+   * Runs a command in the guest through its agent. Rejects with an AgentError (agent-client.ts) whose `failure`
+   * says why; a runtime without an agent channel rejects with failure 'no-agent'.
+   */
+  agentExec?(req: ExecRequest): Promise<ExecResult>;
   counters(): RuntimeCounters;
   setBalloonTarget?(bytes: number): void;
   /** Installs a run-loop pacer (a CPU cap enforced from inside); runtimes without one cannot be capped that way. */

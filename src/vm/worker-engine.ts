@@ -11,6 +11,7 @@ import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from 
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
+import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the worker needs the tsx loader too. */
@@ -56,11 +57,17 @@ export class WorkerEngine implements Engine {
   }
 }
 
+type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
+
 interface Pending {
-  resolve(counters: RuntimeCounters | undefined): void;
+  type: ControlRequest['type'];
+  resolve(reply: OkReply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
 }
+
+/** How much longer than an exec's own timeout the host waits for the worker's answer. */
+const EXEC_REPLY_GRACE_MS = 10_000;
 
 export class WorkerRequestError extends Error {
   constructor(message: string) {
@@ -178,7 +185,7 @@ class WorkerVm implements EngineVm {
     try {
       // Short: a worker held back by its CPU cap (or a loaded host) must not hold up the API; CFS throttles
       // for at most one 100 ms period, so the next sample gets through.
-      counters = (await this.request({ id: 0, type: 'stats' }, STATS_TIMEOUT_MS)) ?? counters;
+      counters = (await this.request({ id: 0, type: 'stats' }, STATS_TIMEOUT_MS)).counters ?? counters;
       fresh = true;
     } catch {
       // A busy or wedged worker keeps its last figures; CPU use below is measured from outside anyway.
@@ -212,11 +219,17 @@ class WorkerVm implements EngineVm {
     return stats;
   }
 
+  async exec(req: ExecRequest): Promise<ExecResult> {
+    const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
+    if (!reply.exec) throw new WorkerRequestError('the VM worker answered an exec without a result');
+    return reply.exec;
+  }
+
   private async simple(req: ControlRequest): Promise<void> {
     await this.request(req, this.options.requestTimeoutMs ?? 10_000);
   }
 
-  private request(req: ControlRequest, timeoutMs: number): Promise<RuntimeCounters | undefined> {
+  private request(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new WorkerRequestError('the VM is not running'));
     const id = this.nextId++;
@@ -225,7 +238,7 @@ class WorkerVm implements EngineVm {
         this.pending.delete(id);
         reject(new WorkerRequestError(`the VM worker did not answer '${req.type}' within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { type: req.type, resolve, reject, timer });
       worker.postMessage({ ...req, id });
     });
   }
@@ -237,7 +250,8 @@ class WorkerVm implements EngineVm {
         if (!p) return;
         this.pending.delete(msg.id);
         clearTimeout(p.timer);
-        if (msg.ok) p.resolve(msg.counters);
+        if (msg.ok) p.resolve(msg);
+        else if (msg.agentFailure) p.reject(new AgentError(msg.agentFailure, msg.error, msg.agentReason));
         else p.reject(new WorkerRequestError(msg.error));
         return;
       }
@@ -271,7 +285,11 @@ class WorkerVm implements EngineVm {
     this.consolePort = undefined;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new WorkerRequestError('the VM worker exited'));
+      p.reject(
+        p.type === 'exec'
+          ? new AgentError('gone', 'the VM ended while the command ran')
+          : new WorkerRequestError('the VM worker exited'),
+      );
       this.pending.delete(id);
     }
     if (!this.stopping) {
