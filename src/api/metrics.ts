@@ -13,6 +13,7 @@ const VM_METRICS: [keyof VmStats, string, Kind, string][] = [
   ['stealPercent', 'typevisor_vm_steal_percent', 'gauge', 'Percent of the time the VM threads waited runnable'],
   ['cpuTimeSeconds', 'typevisor_vm_cpu_seconds_total', 'counter', 'CPU time of the VM threads since start'],
   ['stealSeconds', 'typevisor_vm_steal_seconds_total', 'counter', 'Runnable-but-waiting time since start'],
+  ['vcpusOnline', 'typevisor_vm_vcpus_online', 'gauge', 'Harts the guest has running (SBI HSM)'],
   ['instret', 'typevisor_vm_instructions_total', 'counter', 'Instructions retired since start'],
   ['instructionsPerSecond', 'typevisor_vm_instructions_per_second', 'gauge', 'Instructions retired per second'],
   ['residentBytes', 'typevisor_vm_resident_bytes', 'gauge', 'Host memory holding guest RAM'],

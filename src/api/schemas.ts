@@ -184,6 +184,7 @@ export const DeleteQuery = z.object({ force: z.enum(['true', 'false', '1', '0'])
 
 export const VmStatsSchema = z.object({
   instret: z.number(),
+  vcpusOnline: z.number().describe('harts the guest has running (SBI HSM)'),
   cpuPercent: z.number().describe("percent of one host core the VM's threads really ran (kernel schedstat)"),
   stealPercent: z.number().describe('percent of the time they waited runnable for a host core'),
   cpuTimeSeconds: z.number().describe('CPU time since the VM started'),

@@ -10,6 +10,9 @@ export function formatCpu(vm: VmView): string {
     `cpuset ${c.cpuset ? formatCpuList(c.cpuset) : 'all'}`,
   ];
   if (c.burst) parts.push(`burst ${c.burst.capPercent}%:${c.burst.seconds}s${c.bursting ? ' (bursting now)' : ''}`);
-  parts.push(`${vm.config.cpus} vCPU`);
+  const online = vm.stats?.vcpusOnline;
+  parts.push(
+    online !== undefined && vm.state === 'running' ? `${online}/${vm.config.cpus} vCPUs online` : `${vm.config.cpus} vCPU`,
+  );
   return `${parts.join(', ')} [${c.mechanism}]`;
 }

@@ -42,6 +42,7 @@ import {
   type CpuSettings,
 } from './cpu/settings.js';
 import { Monitor } from './monitor/monitor.js';
+import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
 import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
 import type { VmViewStats } from './actions.js';
 import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
@@ -300,6 +301,12 @@ export class Hypervisor implements HostChannel {
   private update(name: string, patch: UpdateVmSpec): Promise<VmView> {
     const live = this.find(name);
     return this.withLock(live, async () => {
+      // vCPUs of a running VM: hot-plug (harts online/offline), not a new board size.
+      if (patch.vcpus !== undefined && live.vm && patch.memoryMiB === undefined && patch.cmdline === undefined) {
+        await this.hotplug(live, patch.vcpus);
+        if (Object.keys(patch).length === 1) return this.view(live, await this.sampleStats(live));
+        patch = { ...patch, vcpus: undefined };
+      }
       const touchesMachine = patch.vcpus !== undefined || patch.memoryMiB !== undefined || patch.cmdline !== undefined;
       if (touchesMachine) this.check(live, 'update');
       if (patch.balloonTargetMiB !== undefined) {
@@ -437,6 +444,44 @@ export class Hypervisor implements HostChannel {
    * Runs a command through the guest agent. Not under the VM's lock: commands run concurrently, and a stop
    * must not wait for one (it ends it instead).
    */
+  /** Brings harts online or offline in a running guest through its agent, and confirms it from SBI HSM. */
+  private async hotplug(live: LiveVm, online: number): Promise<void> {
+    const name = live.rec.name;
+    const max = live.rec.config.cpus;
+    const problem = hotplugProblem(online, max);
+    if (problem) throw new HostError('INVALID_CONFIG', problem);
+    if (!live.rec.config.virtioConsole)
+      throw new HostError('AGENT_UNAVAILABLE', `'${name}' has no guest agent channel: vCPUs cannot be hot-plugged`);
+    const before = (await this.sampleStats(live))?.vcpusOnline;
+    let result: ExecResult;
+    try {
+      result = await live.vm!.exec({ argv: hotplugCommand(online, max), timeoutMs: 30_000 });
+    } catch (err) {
+      throw execError(name, { argv: ['vcpu hot-plug'], timeoutMs: 30_000 }, err);
+    }
+    if (result.exitCode !== 0) {
+      const why = Buffer.from(result.stderr).toString('utf8').trim() || `exit status ${result.exitCode}`;
+      throw new HostError('ENGINE_ERROR', `${name}: the guest could not change its online vCPUs: ${why}`);
+    }
+    const end = Date.now() + 5000;
+    let now = (await this.sampleStats(live))?.vcpusOnline;
+    while (now !== online && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = (await this.sampleStats(live))?.vcpusOnline;
+    }
+    if (now !== online)
+      throw new HostError(
+        'ENGINE_ERROR',
+        `${name}: the guest reports vCPUs ${Buffer.from(result.stdout).toString().trim()} online but ${now} harts run`,
+      );
+    this.events.emit({
+      type: 'settings',
+      vm: name,
+      changes: { vcpusOnline: online },
+      reason: `vCPUs online ${before ?? '?'} -> ${online} of ${max} (guest cpus ${Buffer.from(result.stdout).toString().trim()})`,
+    });
+  }
+
   private async exec(name: string, req: ExecRequest): Promise<ExecResult> {
     const live = this.find(name);
     if (this.closed) throw new HostError('VM_BUSY', 'the daemon is shutting down');

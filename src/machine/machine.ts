@@ -306,6 +306,13 @@ export class Machine {
     };
   }
 
+  /** Harts currently running (the built-in SBI starts and stops them through HSM). */
+  onlineHarts(): number {
+    let n = 0;
+    for (const r of this.running) if (r) n++;
+    return n;
+  }
+
   /** Wakes an idle run loop (device completion, console input). Safe to call any time. */
   wake(): void {
     if (this.stateValue !== 'running' || !this.sleepTimer) return;

@@ -129,6 +129,7 @@ class MachineRuntime implements GuestRuntime {
     const v = this.devices?.counters();
     return {
       instret: this.instretBefore + (m ? this.instretOf(m) : 0),
+      vcpusOnline: m ? m.onlineHarts() : 0,
       residentBytes: m ? m.ram.allocatedBytes : 0,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       balloonBytes: v?.balloonBytes ?? 0,

@@ -31,6 +31,8 @@ export type ControlType = ControlRequest['type'];
 /** Raw counters a runtime reports; rates are computed on the host side. */
 export interface RuntimeCounters {
   instret: number;
+  /** Harts the guest has running (SBI HSM started); all of them with external firmware, which owns HSM. */
+  vcpusOnline: number;
   residentBytes: number;
   memoryBytes: number;
   balloonBytes: number;

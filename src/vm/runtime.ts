@@ -44,6 +44,7 @@ export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<G
 export function zeroCounters(): RuntimeCounters {
   return {
     instret: 0,
+    vcpusOnline: 0,
     residentBytes: 0,
     memoryBytes: 0,
     balloonBytes: 0,
