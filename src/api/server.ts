@@ -141,8 +141,14 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     const ms = reply.elapsedTime;
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requestDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, ms / 1000);
+    const vm = (req.params as { name?: unknown } | undefined)?.name;
     opts.logger?.info(
-      { req: { method: req.method, url: req.url }, status: reply.statusCode, ms: Math.round(ms * 10) / 10 },
+      {
+        req: { method: req.method, url: req.url },
+        ...(isValidVmName(vm) ? { vm } : {}),
+        status: reply.statusCode,
+        ms: Math.round(ms * 10) / 10,
+      },
       'api request',
     );
   });
