@@ -84,8 +84,9 @@ export class Monitor {
         if (!ring) this.vmRings.set(vm.name, (ring = new Ring<VmSample>(HISTORY_SECONDS)));
         ring.push(s);
       }
-      this.hostSample(t, [...samples.values()]);
-      await this.cpu.tick(performance.now(), this.idleCores, (name) => samples.get(name)?.cpuPercent);
+      const measured = this.hostSample(t, [...samples.values()]);
+      // Policies act on measured idle capacity only: the first sample has nothing to compare with.
+      if (measured) await this.cpu.tick(performance.now(), this.idleCores, (name) => samples.get(name)?.cpuPercent);
     } catch (err) {
       this.log(`monitor: sample failed: ${(err as Error).message}`);
     } finally {
@@ -117,9 +118,11 @@ export class Monitor {
     };
   }
 
-  private hostSample(t: number, vms: VmSample[]): void {
+  /** Records the host sample; true when its CPU figures are measured over an interval. */
+  private hostSample(t: number, vms: VmSample[]): boolean {
     const times = readHostCpuTimes();
     let cpuPercent = 0;
+    const measured = !!(times && this.lastHost);
     if (times && this.lastHost) {
       const busy = times.busy - this.lastHost.times.busy;
       const idle = times.idle - this.lastHost.times.idle;
@@ -144,5 +147,6 @@ export class Monitor {
       netRxBytesPerSecond: sum((v) => v.netRxBytesPerSecond),
       netTxBytesPerSecond: sum((v) => v.netTxBytesPerSecond),
     });
+    return measured;
   }
 }
