@@ -12,7 +12,9 @@ export function formatCpu(vm: VmView): string {
   if (c.burst) parts.push(`burst ${c.burst.capPercent}%:${c.burst.seconds}s${c.bursting ? ' (bursting now)' : ''}`);
   const online = vm.stats?.vcpusOnline;
   parts.push(
-    online !== undefined && vm.state === 'running' ? `${online}/${vm.config.cpus} vCPUs online` : `${vm.config.cpus} vCPU`,
+    online !== undefined && online > 0 && vm.state === 'running'
+      ? `${online}/${vm.config.cpus} vCPUs online`
+      : `${vm.config.cpus} vCPU`,
   );
   return `${parts.join(', ')} [${c.mechanism}]`;
 }

@@ -301,6 +301,8 @@ export class Hypervisor implements HostChannel {
   private update(name: string, patch: UpdateVmSpec): Promise<VmView> {
     const live = this.find(name);
     return this.withLock(live, async () => {
+      // Refuse bad CPU settings before anything else in the patch acts.
+      if (patch.cpu) this.checkedCpu(this.cpuOf(live), patch.cpu);
       // vCPUs of a running VM: hot-plug (harts online/offline), not a new board size.
       if (patch.vcpus !== undefined && live.vm && patch.memoryMiB === undefined && patch.cmdline === undefined) {
         await this.hotplug(live, patch.vcpus);
@@ -450,6 +452,8 @@ export class Hypervisor implements HostChannel {
     const max = live.rec.config.cpus;
     const problem = hotplugProblem(online, max);
     if (problem) throw new HostError('INVALID_CONFIG', problem);
+    if (live.rec.state !== 'running')
+      throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}: vCPUs are hot-plugged in a running guest`);
     if (!live.rec.config.virtioConsole)
       throw new HostError('AGENT_UNAVAILABLE', `'${name}' has no guest agent channel: vCPUs cannot be hot-plugged`);
     const before = (await this.sampleStats(live))?.vcpusOnline;
