@@ -69,7 +69,11 @@ export interface EngineVm {
   requestShutdown(): Promise<void>;
   /** Resets the machine and boots again. */
   reboot(): Promise<void>;
-  stats(): Promise<VmStats>;
+  /**
+   * Current figures. `waitMs` bounds how long to wait for the VM's own counters (a VM thread held back by its
+   * cap or a busy core answers late); past it the last counters are used, with CPU figures still fresh.
+   */
+  stats(waitMs?: number): Promise<VmStats>;
   /** Bytes typed by a console viewer, for the guest's console. */
   consoleInput(bytes: Uint8Array): void;
   setBalloonTarget(bytes: number): Promise<void>;

@@ -177,7 +177,7 @@ class WorkerVm implements EngineVm {
     this.consolePort?.postMessage(bytes);
   }
 
-  async stats(): Promise<VmStats> {
+  async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
     const worker = this.worker;
     if (!worker) throw new WorkerRequestError('the VM is not running');
     let counters = this.lastCounters;
@@ -185,7 +185,7 @@ class WorkerVm implements EngineVm {
     try {
       // Short: a worker held back by its CPU cap (or a loaded host) must not hold up the API; CFS throttles
       // for at most one 100 ms period, so the next sample gets through.
-      counters = (await this.request({ id: 0, type: 'stats' }, STATS_TIMEOUT_MS)).counters ?? counters;
+      counters = (await this.request({ id: 0, type: 'stats' }, waitMs)).counters ?? counters;
       fresh = true;
     } catch {
       // A busy or wedged worker keeps its last figures; CPU use below is measured from outside anyway.
@@ -203,7 +203,7 @@ class WorkerVm implements EngineVm {
     } else if (!prev) {
       cpuPercent = Math.round(elu.utilization * 1000) / 10;
     }
-    if (!prev || (fresh && now - prev.at >= 50)) this.lastSample = { at: now, instret: counters.instret, elu };
+    if (fresh && (!prev || now - prev.at >= 50)) this.lastSample = { at: now, instret: counters.instret, elu };
     // The kernel's account of the thread is the truth; event-loop utilisation only where threads are not visible.
     const cpu = this.tids.length ? this.cpuMeter.sample(this.tids, now) : undefined;
     const stats: VmStats = {
