@@ -73,7 +73,7 @@ interface LiveVm {
 
 const MIB = 1024 * 1024;
 /** How long an API read waits for a VM's own counters (its CPU figures come from the kernel regardless). */
-const API_STATS_WAIT_MS = 30;
+const API_STATS_WAIT_MS = 10;
 /** The monitor's 1 s samples wait longer, so the history has every VM's counters. */
 const MONITOR_STATS_WAIT_MS = 250;
 const VERSION = '0.1.0';

@@ -43,7 +43,9 @@ export interface WorkerEngineOptions {
   requestTimeoutMs?: number;
 }
 
+/** Default wait for a worker's counters (see refreshCounters). */
 const STATS_TIMEOUT_MS = 250;
+const STATS_GIVE_UP_MS = 5000;
 const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 8 };
 
 export class WorkerEngine implements Engine {
@@ -88,6 +90,7 @@ class WorkerVm implements EngineVm {
   private lastSample: { at: number; instret: number; elu: ReturnType<Worker['performance']['eventLoopUtilization']> } | undefined;
   private lastStats: VmStats | undefined;
   private tids: number[] = [];
+  private statsInFlight: Promise<boolean> | undefined;
   private cpuMeter = new VmCpuMeter();
 
   constructor(
@@ -180,17 +183,8 @@ class WorkerVm implements EngineVm {
   async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
     const worker = this.worker;
     if (!worker) throw new WorkerRequestError('the VM is not running');
-    let counters = this.lastCounters;
-    let fresh = false;
-    try {
-      // Short: a worker held back by its CPU cap (or a loaded host) must not hold up the API; CFS throttles
-      // for at most one 100 ms period, so the next sample gets through.
-      counters = (await this.request({ id: 0, type: 'stats' }, waitMs)).counters ?? counters;
-      fresh = true;
-    } catch {
-      // A busy or wedged worker keeps its last figures; CPU use below is measured from outside anyway.
-    }
-    this.lastCounters = counters;
+    const fresh = await this.refreshCounters(waitMs);
+    const counters = this.lastCounters;
     const now = performance.now();
     const elu = worker.performance.eventLoopUtilization();
     let cpuPercent = this.lastStats?.cpuPercent ?? 0;
@@ -223,6 +217,31 @@ class WorkerVm implements EngineVm {
     const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
     if (!reply.exec) throw new WorkerRequestError('the VM worker answered an exec without a result');
     return reply.exec;
+  }
+
+  /**
+   * Asks the worker for its counters and waits at most `waitMs` for them: a worker held back by its weight,
+   * its cap or a loaded host must not hold up the API. One request is in flight at a time (concurrent reads
+   * share it) and a late answer still lands in lastCounters for the next read; a wedged worker's request
+   * times out after STATS_GIVE_UP_MS. True when fresh counters arrived in time.
+   */
+  private async refreshCounters(waitMs: number): Promise<boolean> {
+    this.statsInFlight ??= this.request({ id: 0, type: 'stats' }, STATS_GIVE_UP_MS)
+      .then(
+        (r) => {
+          if (r.counters) this.lastCounters = r.counters;
+          return true;
+        },
+        () => false, // a busy or wedged worker keeps its last figures; CPU use is measured from outside anyway
+      )
+      .finally(() => (this.statsInFlight = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+    try {
+      return await Promise.race([this.statsInFlight, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async simple(req: ControlRequest): Promise<void> {
