@@ -11,6 +11,7 @@ import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from 
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
+import { createCountersBuffer, readCounters } from './shared-counters.js';
 import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
@@ -91,6 +92,8 @@ class WorkerVm implements EngineVm {
   private lastStats: VmStats | undefined;
   private tids: number[] = [];
   private statsInFlight: Promise<boolean> | undefined;
+  /** Published by the worker (shared-counters.ts); read without a round trip. */
+  private countersBuffer = createCountersBuffer();
   private cpuMeter = new VmCpuMeter();
 
   constructor(
@@ -104,11 +107,14 @@ class WorkerVm implements EngineVm {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
+    // A fresh buffer per worker: nothing of an earlier run is read as this one's counters.
+    this.countersBuffer = createCountersBuffer();
     const init: WorkerInit = {
       config: this.config,
       runtimeModule: this.runtimeModule,
       consolePort: channel.port2,
       nice: this.options.nice ?? 10,
+      counters: this.countersBuffer,
     };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
@@ -183,7 +189,10 @@ class WorkerVm implements EngineVm {
   async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
     const worker = this.worker;
     if (!worker) throw new WorkerRequestError('the VM is not running');
-    const fresh = await this.refreshCounters(waitMs);
+    // Published counters need no waiting; before the first publication (booting) ask the worker.
+    const published = readCounters(new Float64Array(this.countersBuffer));
+    if (published) this.lastCounters = published;
+    const fresh = published ? true : await this.refreshCounters(waitMs);
     const counters = this.lastCounters;
     const now = performance.now();
     const elu = worker.performance.eventLoopUtilization();
