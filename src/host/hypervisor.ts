@@ -42,6 +42,7 @@ import {
   type CpuSettings,
 } from './cpu/settings.js';
 import { Monitor } from './monitor/monitor.js';
+import { PolicyLoop } from './cpu/policy-loop.js';
 import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
 import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
 import type { VmViewStats } from './actions.js';
@@ -90,6 +91,7 @@ export class Hypervisor implements HostChannel {
   readonly cpu: CpuManager;
   private readonly cpuSkipped: string[];
   readonly monitor: Monitor;
+  private readonly policies: PolicyLoop;
 
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
@@ -97,12 +99,14 @@ export class Hypervisor implements HostChannel {
     const probed = probeCpuEnforcer(opts.cpuMechanism ?? 'auto');
     this.cpuSkipped = probed.skipped;
     this.cpu = new CpuManager(probed.enforcer, this.events, this.log);
-    this.monitor = new Monitor(() => this.monitored(), this.cpu, this.log);
+    this.monitor = new Monitor(() => this.monitored(), this.log);
+    this.policies = new PolicyLoop(this.cpu, this.log);
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
   async init(): Promise<void> {
     this.monitor.start();
+    this.policies.start();
     this.registry.sweep();
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
       const live = this.track(rec);
@@ -126,6 +130,7 @@ export class Hypervisor implements HostChannel {
   async close(): Promise<void> {
     this.closed = true;
     this.monitor.stop();
+    this.policies.stop();
     await Promise.all(
       [...this.vms.values()].map(async (live) => {
         if (live.vm) {
