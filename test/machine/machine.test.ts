@@ -131,3 +131,27 @@ test('pause keeps guest time still; resume continues it', () => {
   now += 1;
   assert.equal(m.clock.now() - t1, 10_000);
 });
+
+test('a run-loop pacer rests the loop between busy slices, and console input does not cut the rest short', async () => {
+  const { m } = machine({ onRun: (h) => (h.hartId === 0 ? 1000 : 0) });
+  let asked = 0;
+  let slicesAtRest = -1;
+  m.setPacer(() => {
+    asked++;
+    if (asked === 3) {
+      slicesAtRest = m.stats().slices;
+      return 200; // a long rest after the third slice
+    }
+    return 0;
+  });
+  m.start();
+  await new Promise((r) => setTimeout(r, 60));
+  m.sendConsoleInput([0x41]); // wakes an idle loop, but must not end a pacer rest
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(m.stats().slices, slicesAtRest, 'no slice ran during the rest');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(m.stats().slices > slicesAtRest, 'the loop runs again after the rest');
+  m.setPacer(null);
+  assert.equal(m.onlineHarts(), 1, 'builtin SBI: only the boot hart runs');
+  m.stop();
+});
