@@ -1,15 +1,19 @@
-/** Prometheus text exposition (format 0.0.4) of host and per-VM figures. */
+/**
+ * /metrics with prom-client: the default process metrics, a histogram of API latency, and host and per-VM
+ * figures refreshed from the host layer at each scrape.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { HostInfo, VmView } from '../host/actions.js';
 import type { VmStats } from '../host/engine.js';
 import { VM_STATES } from '../host/lifecycle.js';
 
-function label(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
-
 type Kind = 'gauge' | 'counter';
 const VM_METRICS: [keyof VmStats, string, Kind, string][] = [
-  ['cpuPercent', 'typevisor_vm_cpu_percent', 'gauge', 'Share of one host core used by the VM thread'],
+  ['cpuPercent', 'typevisor_vm_cpu_percent', 'gauge', 'Percent of one host core the VM threads ran (kernel schedstat)'],
+  ['stealPercent', 'typevisor_vm_steal_percent', 'gauge', 'Percent of the time the VM threads waited runnable'],
+  ['cpuTimeSeconds', 'typevisor_vm_cpu_seconds_total', 'counter', 'CPU time of the VM threads since start'],
+  ['stealSeconds', 'typevisor_vm_steal_seconds_total', 'counter', 'Runnable-but-waiting time since start'],
+  ['vcpusOnline', 'typevisor_vm_vcpus_online', 'gauge', 'Harts the guest has running (SBI HSM)'],
   ['instret', 'typevisor_vm_instructions_total', 'counter', 'Instructions retired since start'],
   ['instructionsPerSecond', 'typevisor_vm_instructions_per_second', 'gauge', 'Instructions retired per second'],
   ['residentBytes', 'typevisor_vm_resident_bytes', 'gauge', 'Host memory holding guest RAM'],
@@ -26,44 +30,77 @@ const VM_METRICS: [keyof VmStats, string, Kind, string][] = [
   ['uptimeSeconds', 'typevisor_vm_uptime_seconds', 'gauge', 'Seconds since the VM started'],
 ];
 
-export function prometheusText(host: HostInfo, vms: VmView[]): string {
-  const lines: string[] = [];
-  const metric = (name: string, kind: Kind, help: string, samples: [string, number][]): void => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${kind}`);
-    for (const [labels, v] of samples) lines.push(`${name}${labels} ${Number.isFinite(v) ? v : 0}`);
-  };
-  metric('typevisor_host_cpus', 'gauge', 'Host logical CPUs', [['', host.cpus]]);
-  metric('typevisor_host_memory_bytes', 'gauge', 'Host memory', [['', host.memoryBytes]]);
-  metric('typevisor_host_free_memory_bytes', 'gauge', 'Host free memory', [['', host.freeMemoryBytes]]);
-  metric('typevisor_daemon_rss_bytes', 'gauge', 'Daemon process resident memory (all VM threads included)', [
-    ['', host.daemon.rssBytes],
-  ]);
-  metric(
-    'typevisor_vms',
-    'gauge',
-    'VMs by state',
-    VM_STATES.map((s) => [`{state="${s}"}`, host.vms.byState[s] ?? 0]),
-  );
-  metric(
-    'typevisor_vm_state',
-    'gauge',
-    'Current state of each VM (1 for its state)',
-    vms.map((v) => [`{vm="${label(v.name)}",state="${v.state}"}`, 1]),
-  );
-  metric(
-    'typevisor_vm_vcpus',
-    'gauge',
-    'Configured vCPUs',
-    vms.map((v) => [`{vm="${label(v.name)}"}`, v.config.cpus]),
-  );
-  const live = vms.filter((v) => v.stats !== null);
-  for (const [key, name, kind, help] of VM_METRICS) {
-    metric(
-      name,
-      kind,
-      help,
-      live.map((v) => [`{vm="${label(v.name)}"}`, v.stats![key]]),
-    );
+export class ApiMetrics {
+  readonly registry = new Registry();
+  readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  private readonly hostGauges: Record<'cpus' | 'memory' | 'free' | 'rss', Gauge>;
+  private readonly vmsByState: Gauge<'state'>;
+  private readonly vmState: Gauge<'vm' | 'state'>;
+  private readonly vcpus: Gauge<'vm'>;
+  private readonly cpuWeight: Gauge<'vm'>;
+  private readonly cpuCap: Gauge<'vm'>;
+  private readonly perVm = new Map<keyof VmStats, Gauge<'vm'> | Counter<'vm'>>();
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'typevisor_daemon_' });
+    this.requestDuration = new Histogram({
+      name: 'typevisor_api_request_duration_seconds',
+      help: 'API request latency',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    });
+    const g = (name: string, help: string) => new Gauge({ name, help, registers });
+    this.hostGauges = {
+      cpus: g('typevisor_host_cpus', 'Host logical CPUs'),
+      memory: g('typevisor_host_memory_bytes', 'Host memory'),
+      free: g('typevisor_host_free_memory_bytes', 'Host free memory'),
+      rss: g('typevisor_daemon_rss_bytes', 'Daemon process resident memory (all VM threads included)'),
+    };
+    this.vmsByState = new Gauge({ name: 'typevisor_vms', help: 'VMs by state', labelNames: ['state'], registers });
+    this.vmState = new Gauge({
+      name: 'typevisor_vm_state',
+      help: 'Current state of each VM (1 for its state)',
+      labelNames: ['vm', 'state'],
+      registers,
+    });
+    this.vcpus = new Gauge({ name: 'typevisor_vm_vcpus', help: 'Configured vCPUs', labelNames: ['vm'], registers });
+    this.cpuWeight = new Gauge({ name: 'typevisor_vm_cpu_weight', help: 'CPU weight', labelNames: ['vm'], registers });
+    this.cpuCap = new Gauge({
+      name: 'typevisor_vm_cpu_cap_percent',
+      help: 'CPU cap in force (burst included); absent when uncapped',
+      labelNames: ['vm'],
+      registers,
+    });
+    for (const [key, name, kind, help] of VM_METRICS) {
+      const opts = { name, help, labelNames: ['vm'] as const, registers };
+      this.perVm.set(key, kind === 'counter' ? new Counter(opts) : new Gauge(opts));
+    }
   }
-  return lines.join('\n') + '\n';
+
+  /** Refreshes the host and VM figures, then renders every metric. */
+  async render(host: HostInfo, vms: VmView[]): Promise<string> {
+    this.hostGauges.cpus.set(host.cpus);
+    this.hostGauges.memory.set(host.memoryBytes);
+    this.hostGauges.free.set(host.freeMemoryBytes);
+    this.hostGauges.rss.set(host.daemon.rssBytes);
+    for (const s of VM_STATES) this.vmsByState.set({ state: s }, host.vms.byState[s] ?? 0);
+    // VMs come and go: start every per-VM series afresh so deleted VMs disappear.
+    for (const m of [this.vmState, this.vcpus, this.cpuWeight, this.cpuCap, ...this.perVm.values()]) m.reset();
+    for (const v of vms) {
+      this.vmState.set({ vm: v.name, state: v.state }, 1);
+      this.vcpus.set({ vm: v.name }, v.config.cpus);
+      this.cpuWeight.set({ vm: v.name }, v.cpu.weight);
+      if (v.cpu.effectiveCapPercent !== null) this.cpuCap.set({ vm: v.name }, v.cpu.effectiveCapPercent);
+      if (!v.stats) continue;
+      for (const [key, metric] of this.perVm) {
+        const value = Number(v.stats[key]);
+        if (!Number.isFinite(value)) continue;
+        if (metric instanceof Counter) metric.inc({ vm: v.name }, Math.max(0, value));
+        else metric.set({ vm: v.name }, value);
+      }
+    }
+    return this.registry.metrics();
+  }
 }

@@ -29,6 +29,13 @@ const json = (s: z.ZodType, description: string, io: 'input' | 'output' = 'outpu
 const errorResponse = (description: string) => json(ErrorSchema, description);
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } };
 
+const historyParam = {
+  name: 'history',
+  in: 'query',
+  description: "seconds of history, 1-900, or 'all' (default)",
+  schema: { type: 'string', pattern: '^(all|\\d{1,4})$' },
+};
+
 export function openApiDocument(): Record<string, unknown> {
   const vmErrors = { '400': errorResponse('invalid name'), '404': errorResponse('no such VM') };
   return {
@@ -127,6 +134,42 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: 'The retained console output',
           responses: { '200': { description: 'bytes', content: { 'text/plain': { schema: { type: 'string' } } } }, ...vmErrors },
+        },
+      },
+      '/vms/{name}/stats': {
+        parameters: [nameParam, historyParam],
+        get: {
+          summary: "The VM's monitoring history: one sample a second (CPU, steal, instructions/s, memory, disk and net rates)",
+          responses: { '200': { description: '{ name, intervalSeconds, samples[] } oldest first' }, ...vmErrors },
+        },
+      },
+      '/host/stats': {
+        parameters: [historyParam],
+        get: {
+          summary: "The host's monitoring history: CPU, idle cores, the VMs' CPU and steal, memory, disk and net rates",
+          responses: { '200': { description: '{ intervalSeconds, samples[] } oldest first' } },
+        },
+      },
+      '/events': {
+        get: {
+          summary:
+            'Server-Sent Events: state changes, settings changes and policy actions, each with its reason (follow=false: the recent ones as JSON)',
+          parameters: [
+            { name: 'follow', in: 'query', schema: { type: 'string', enum: ['true', 'false', '1', '0'] } },
+            {
+              name: 'after',
+              in: 'query',
+              description: 'only events after this id (or the Last-Event-ID header)',
+              schema: { type: 'string' },
+            },
+            { name: 'vm', in: 'query', description: 'only this VM', schema: { type: 'string' } },
+          ],
+          responses: {
+            '200': {
+              description: 'text/event-stream (id, event: <type>, data: <JSON event>), or { events[] }',
+              content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+          },
         },
       },
       '/host': {

@@ -29,6 +29,21 @@ export const DiskBody = z
   })
   .strict();
 
+/** CPU settings in a create or update body; ranges are checked by the host (they depend on its cores). */
+export const CpuBody = z
+  .object({
+    weight: z.number().describe('proportional share under contention, 1..10000 (default 100)'),
+    capPercent: z.number().nullable().describe('at most this percent of one host core (150 = 1.5 cores); null: no cap'),
+    cpuset: z.string().max(256).nullable().describe("host cores the VM may run on ('0', '0-1', '0,2'); null: every core"),
+    burst: z
+      .object({ capPercent: z.number(), seconds: z.number() })
+      .strict()
+      .nullable()
+      .describe('while the host is idle, a VM at its cap may use capPercent for at most seconds; null: no burst'),
+  })
+  .partial()
+  .strict();
+
 export const CreateVmBody = z
   .object({
     name: VmName,
@@ -52,6 +67,7 @@ export const CreateVmBody = z
     rng: z.boolean().default(true),
     balloon: z.boolean().default(true),
     virtioConsole: z.boolean().default(true).describe('virtio-console port for the guest agent (graceful shutdown)'),
+    cpu: CpuBody.optional(),
   })
   .strict();
 
@@ -68,6 +84,7 @@ export const UpdateVmBody = z
       .max(MAX_MEMORY_MIB)
       .optional()
       .describe('running VMs: memory the virtio-balloon should take back from the guest'),
+    cpu: CpuBody.optional().describe('CPU settings; a running VM gets them at once'),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'nothing to update');
@@ -82,6 +99,25 @@ export const ActionBody = z
       .max(600)
       .optional()
       .describe('shutdown: seconds to wait for the guest before forcing'),
+  })
+  .strict();
+
+export const HistoryQuery = z
+  .object({
+    history: z
+      .string()
+      .regex(/^(all|\d{1,4})$/, "seconds of history (1-900) or 'all'")
+      .optional(),
+  })
+  .strict();
+export const EventsQuery = z
+  .object({
+    follow: z.enum(['true', 'false', '1', '0']).optional(),
+    after: z
+      .string()
+      .regex(/^\d{1,15}$/)
+      .optional(),
+    vm: z.string().regex(VM_NAME_RE).optional(),
   })
   .strict();
 
@@ -162,7 +198,12 @@ export const DeleteQuery = z.object({ force: z.enum(['true', 'false', '1', '0'])
 
 export const VmStatsSchema = z.object({
   instret: z.number(),
-  cpuPercent: z.number(),
+  vcpusOnline: z.number().describe('harts the guest has running (SBI HSM)'),
+  cpuPercent: z.number().describe("percent of one host core the VM's threads really ran (kernel schedstat)"),
+  stealPercent: z.number().describe('percent of the time they waited runnable for a host core'),
+  cpuTimeSeconds: z.number().describe('CPU time since the VM started'),
+  stealSeconds: z.number().describe('runnable-but-waiting time since the VM started'),
+  capUsePercent: z.number().nullable().describe('cpuPercent as a share of the cap in force'),
   instructionsPerSecond: z.number(),
   residentBytes: z.number(),
   memoryBytes: z.number(),
@@ -190,6 +231,17 @@ export const VmViewSchema = z.object({
   updatedAt: z.string(),
   config: z.object({}).passthrough().describe('the VM configuration (src/vm/config.ts VmConfig)'),
   stats: VmStatsSchema.nullable(),
+  cpu: z.object({
+    weight: z.number(),
+    capPercent: z.number().nullable(),
+    cpuset: z.array(z.number()).nullable(),
+    burst: z.object({ capPercent: z.number(), seconds: z.number() }).nullable(),
+    mechanism: z.string(),
+    effectiveCapPercent: z.number().nullable(),
+    bursting: z.boolean(),
+    threads: z.array(z.number()),
+    perCoreNs: z.array(z.number()).nullable(),
+  }),
 });
 
 export const VmListSchema = z.object({ vms: z.array(VmViewSchema) });
@@ -243,6 +295,7 @@ export const HostInfoSchema = z.object({
   }),
   vms: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
   usage: z.object({ vcpus: z.number(), memoryBytes: z.number(), residentBytes: z.number(), cpuPercent: z.number() }),
+  cpuControl: z.object({ mechanism: z.string(), detail: z.string(), skipped: z.array(z.string()) }),
 });
 
 /** The first problem zod found, phrased for a person: "memoryMiB: Too big: expected number to be <=16384". */

@@ -10,7 +10,9 @@ import { z } from 'zod';
 import type { HostChannel } from '../host/actions.js';
 import { HostError, httpStatusFor } from '../host/errors.js';
 import { isValidVmName } from '../host/home.js';
-import { prometheusText } from './metrics.js';
+import { ApiMetrics } from './metrics.js';
+import { serveEvents } from './events-route.js';
+import type { Logger } from 'pino';
 import { openApiDocument } from './openapi.js';
 import { WebConsole } from './web.js';
 import {
@@ -18,6 +20,8 @@ import {
   ActionName,
   CreateVmBody,
   DeleteQuery,
+  EventsQuery,
+  HistoryQuery,
   ExecBody,
   ListQuery,
   describeZodError,
@@ -36,6 +40,8 @@ export interface ApiOptions {
   log?: (line: string) => void;
   /** Where the built web console lives (default: dist/web); tests point it elsewhere. */
   webDir?: string;
+  /** Structured logger: one line per request (method, url, status, ms). */
+  logger?: Logger;
 }
 
 /** Request body limit of POST /vms/:name/exec (every other route keeps the 64 KiB default). */
@@ -140,6 +146,23 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       }
     });
   }
+
+  const metrics = new ApiMetrics();
+  app.addHook('onResponse', async (req, reply) => {
+    const ms = reply.elapsedTime;
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requestDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, ms / 1000);
+    const vm = (req.params as { name?: unknown } | undefined)?.name;
+    opts.logger?.info(
+      {
+        req: { method: req.method, url: req.url },
+        ...(isValidVmName(vm) ? { vm } : {}),
+        status: reply.statusCode,
+        ms: Math.round(ms * 10) / 10,
+      },
+      'api request',
+    );
+  });
 
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   await web.register(app);
@@ -261,7 +284,34 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   app.get('/metrics', async (_req, reply) => {
     const [host, vms] = await Promise.all([channel.send({ type: 'host-info' }), channel.send({ type: 'stats-all' })]);
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(prometheusText(host, vms));
+    return reply.type(metrics.registry.contentType).send(await metrics.render(host, vms));
+  });
+
+  const historySeconds = (req: FastifyRequest): number | undefined => {
+    const h = parse(HistoryQuery, req.query).history;
+    if (h === undefined || h === 'all') return undefined;
+    const n = Number(h);
+    if (n < 1 || n > 900) throw new ApiError(400, 'INVALID_REQUEST', 'history: seconds from 1 to 900, or all');
+    return n;
+  };
+
+  app.get('/vms/:name/stats', async (req) => {
+    const name = nameParam(req);
+    return channel.send({ type: 'vm-history', name, seconds: historySeconds(req) });
+  });
+
+  app.get('/host/stats', async (req) => channel.send({ type: 'host-history', seconds: historySeconds(req) }));
+
+  app.get('/events', async (req, reply) => {
+    const q = parse(EventsQuery, req.query);
+    const header = req.headers['last-event-id'];
+    const after =
+      q.after !== undefined ? Number(q.after) : typeof header === 'string' && /^\d+$/.test(header) ? Number(header) : 0;
+    if (q.follow === 'false' || q.follow === '0') {
+      const { events } = await channel.send({ type: 'events', afterId: after });
+      return { events: q.vm ? events.filter((e) => e.vm === q.vm) : events };
+    }
+    return serveEvents(channel, req, reply, after, q.vm);
   });
 
   app.get('/healthz', async () => ({ ok: true }));

@@ -188,6 +188,43 @@ export class Client {
     return r.body;
   }
 
+  /**
+   * A streaming GET (Server-Sent Events): resolves with the response once its headers arrive; the caller reads
+   * the body as it comes. A non-2xx answer is read whole and becomes a ClientError.
+   */
+  stream(path: string): Promise<IncomingMessage> {
+    const e = this.endpoint;
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (e.token) headers.authorization = `Bearer ${e.token}`;
+    const target = e.socketPath ? { socketPath: e.socketPath, path } : { ...splitUrl(e.baseUrl!), path };
+    const secure = e.baseUrl?.startsWith('https:') ?? false;
+    const send = secure ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send({ ...target, method: 'GET', headers, ...(secure ? trust(e) : {}) }, (res: IncomingMessage) => {
+        if ((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return resolve(res);
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let msg = `HTTP ${res.statusCode}`;
+          let code: string | undefined;
+          try {
+            const err = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error: { code: string; message: string } })
+              .error;
+            msg = err.message;
+            code = err.code;
+          } catch {
+            /* not JSON */
+          }
+          reject(new ClientError(statusExit(res.statusCode ?? 0), msg, code, res.statusCode));
+        });
+      });
+      req.on('error', (err) =>
+        reject(new ClientError(EXIT.UNREACHABLE, `daemon at ${e.socketPath ?? e.baseUrl}: ${err.message}`)),
+      );
+      req.end();
+    });
+  }
+
   /** Opens a WebSocket to `path` (the console). */
   websocket(path: string): WebSocket {
     const e = this.endpoint;

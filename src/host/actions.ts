@@ -5,6 +5,10 @@
 import type { VmState } from './lifecycle.js';
 import type { VmStats } from './engine.js';
 import type { VmConfig } from '../vm/config.js';
+import type { CpuPatch } from './cpu/settings.js';
+import type { CpuView } from './cpu/manager.js';
+import type { HostEvent } from './events.js';
+import type { HostSample, VmSample } from './monitor/samples.js';
 import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
 
 export interface DiskSpec {
@@ -36,6 +40,8 @@ export interface CreateVmSpec {
   rng: boolean;
   balloon: boolean;
   virtioConsole: boolean;
+  /** CPU weight, cap, cpuset and burst (defaults: weight 100, no cap, every core, no burst). */
+  cpu?: CpuPatch;
 }
 
 export interface UpdateVmSpec {
@@ -45,6 +51,8 @@ export interface UpdateVmSpec {
   autostart?: boolean;
   /** Running VMs only: how much memory the balloon should take back (not persisted). */
   balloonTargetMiB?: number;
+  /** CPU settings; they apply at once to a running VM. */
+  cpu?: CpuPatch;
 }
 
 export const VM_ACTIONS = ['start', 'shutdown', 'stop', 'pause', 'resume', 'reboot'] as const;
@@ -62,7 +70,11 @@ export type HostAction =
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
-  | { type: 'stats-all' };
+  | { type: 'stats-all' }
+  | { type: 'vm-history'; name: string; seconds?: number }
+  | { type: 'host-history'; seconds?: number }
+  /** Recent events after `afterId`, and (with a listener) every later one until unsubscribe is called. */
+  | { type: 'events'; afterId?: number; listener?: (e: HostEvent) => void };
 
 /** A console viewer: receives guest output; its input goes through ConsoleSession.write. */
 export interface ConsoleViewer {
@@ -86,7 +98,13 @@ export interface VmView {
   updatedAt: string;
   config: VmConfig;
   /** Live figures while the VM has a worker; null otherwise. */
-  stats: VmStats | null;
+  stats: VmViewStats | null;
+  cpu: CpuView;
+}
+
+export interface VmViewStats extends VmStats {
+  /** The VM's CPU as a share of its cap in force (null when uncapped). */
+  capUsePercent: number | null;
 }
 
 export interface ActionOutcome {
@@ -105,6 +123,14 @@ export interface HostInfo {
   daemon: { pid: number; uptimeSeconds: number; rssBytes: number; heapUsedBytes: number; engine: string; version: string };
   vms: { total: number; byState: Record<VmState, number> };
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };
+  /** How CPU settings are enforced on this host, and why better mechanisms were passed over. */
+  cpuControl: { mechanism: string; detail: string; skipped: string[] };
+}
+
+export interface EventsResult {
+  events: HostEvent[];
+  /** Present when a listener was given. */
+  unsubscribe?: () => void;
 }
 
 /** What each action answers with, by action type. */
@@ -120,6 +146,9 @@ interface HostResults {
   'console-attach': ConsoleSession;
   'host-info': HostInfo;
   'stats-all': VmView[];
+  'vm-history': { name: string; intervalSeconds: number; samples: VmSample[] };
+  'host-history': { intervalSeconds: number; samples: HostSample[] };
+  events: EventsResult;
 }
 
 /** The result type for each action. */

@@ -14,6 +14,8 @@ import { guestsCacheDir } from '../guests/paths.js';
 import type { Engine } from './engine.js';
 import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
+import type { Logger } from 'pino';
+import type { MechanismChoice } from './cpu/probe.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -55,6 +57,10 @@ export interface DaemonOptions {
   tls?: { cert: string; key: string };
   /** Directories API clients may name kernels, initrds and firmware from, besides <home>/images and the guest cache. */
   allowPaths?: string[];
+  /** Structured logger: API requests and VM events go here, one JSON line each, with the VM name as a field. */
+  logger?: Logger;
+  /** CPU enforcement: 'auto' (best available) or a named mechanism. */
+  cpuMechanism?: MechanismChoice;
 }
 
 export interface RunningDaemon {
@@ -115,7 +121,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
   const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
   log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);
-  const hypervisor = new Hypervisor({ home: layout, engine, shutdownTimeoutMs: opts.shutdownTimeoutMs, log, pathPolicy });
+  const hypervisor = new Hypervisor({
+    home: layout,
+    engine,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+    log,
+    cpuMechanism: opts.cpuMechanism,
+    pathPolicy,
+  });
+  const logger = opts.logger;
+  if (logger) {
+    hypervisor.events.subscribe((e) => {
+      const { reason, type, id, time: _time, ...fields } = e;
+      void _time;
+      logger.info({ event: type, eventId: id, ...fields }, reason);
+    });
+  }
   await hypervisor.init();
 
   const listens = opts.listen?.length ? opts.listen : [{ kind: 'unix', path: layout.socket } as ListenSpec];
@@ -125,7 +146,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   try {
     for (const l of listens) {
       const tcp = l.kind === 'tcp';
-      const app = await buildApi({ channel: hypervisor, token: tcp ? token : undefined, tls: tcp ? opts.tls : undefined, log });
+      const app = await buildApi({
+        channel: hypervisor,
+        token: tcp ? token : undefined,
+        tls: tcp ? opts.tls : undefined,
+        log,
+        logger,
+      });
       apps.push(app);
       if (l.kind === 'unix') {
         // A socket file left by a dead daemon would make listen fail with EADDRINUSE.

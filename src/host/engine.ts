@@ -13,8 +13,17 @@ import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
  * computes from successive samples.
  */
 export interface VmStats extends RuntimeCounters {
-  /** Share of one host core the VM's thread was busy over the last sample window, 0..100. */
+  /**
+   * Share of one host core the VM's threads really ran over the last sample window (kernel schedstat; 150 = one
+   * and a half cores). Engines that cannot see thread times report wall-clock busy time instead.
+   */
   cpuPercent: number;
+  /** Share of the window the VM's threads waited runnable for a host core (steal, as the guest would see it). */
+  stealPercent: number;
+  /** CPU time the VM's threads got since the VM started. */
+  cpuTimeSeconds: number;
+  /** Time they waited runnable since the VM started. */
+  stealSeconds: number;
   /** Instructions per second over the last sample window. */
   instructionsPerSecond: number;
   /** Seconds since the VM started. */
@@ -22,7 +31,15 @@ export interface VmStats extends RuntimeCounters {
 }
 
 export function emptyStats(): VmStats {
-  return { ...zeroCounters(), cpuPercent: 0, instructionsPerSecond: 0, uptimeSeconds: 0 };
+  return {
+    ...zeroCounters(),
+    cpuPercent: 0,
+    stealPercent: 0,
+    cpuTimeSeconds: 0,
+    stealSeconds: 0,
+    instructionsPerSecond: 0,
+    uptimeSeconds: 0,
+  };
 }
 
 /** Why an engine VM ended on its own (not because the host stopped it). */
@@ -37,6 +54,8 @@ export interface EngineEvents {
   /** The guest asked for a reset; the engine has already restarted it in place. */
   guestReboot(): void;
   exit(exit: VmExit): void;
+  /** The Linux thread ids (of this process) that run the VM's guest code, as soon as they are known. */
+  threads?(tids: number[]): void;
 }
 
 export interface EngineVm {
@@ -50,10 +69,18 @@ export interface EngineVm {
   requestShutdown(): Promise<void>;
   /** Resets the machine and boots again. */
   reboot(): Promise<void>;
-  stats(): Promise<VmStats>;
+  /**
+   * Current figures. `waitMs` bounds how long to wait for the VM's own counters (a VM thread held back by its
+   * cap or a busy core answers late); past it the last counters are used, with CPU figures still fresh.
+   */
+  stats(waitMs?: number): Promise<VmStats>;
   /** Bytes typed by a console viewer, for the guest's console. */
   consoleInput(bytes: Uint8Array): void;
   setBalloonTarget(bytes: number): Promise<void>;
+  /** Thread ids running guest code (empty until known, or where threads are not visible). */
+  threadIds(): number[];
+  /** A cap the VM's run loop enforces itself (no cgroup available); null removes it. */
+  setRunLoopCap(percent: number | null): Promise<void>;
   /**
    * Runs a command in the guest through its agent. Rejects with an AgentError (src/vm/agent-client.ts) whose
    * `failure` says why (no agent channel, timeout, the VM ended, the agent refused).

@@ -31,6 +31,23 @@ import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, t
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
 import { guestsCacheDir } from '../guests/paths.js';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
+import { EventBus } from './events.js';
+import { CpuManager, describeCpu } from './cpu/manager.js';
+import { probeCpuEnforcer, type MechanismChoice } from './cpu/probe.js';
+import { CpuEnforceError } from './cpu/enforcer.js';
+import {
+  applyCpuPatch,
+  cpuSettingsFromRecord,
+  CpuSettingsError,
+  defaultCpuSettings,
+  type CpuPatch,
+  type CpuSettings,
+} from './cpu/settings.js';
+import { Monitor } from './monitor/monitor.js';
+import { PolicyLoop } from './cpu/policy-loop.js';
+import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
+import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
+import type { VmViewStats } from './actions.js';
 import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
 
 export interface HypervisorOptions {
@@ -43,6 +60,8 @@ export interface HypervisorOptions {
   log?: (line: string) => void;
   /** Which host files API clients may name as kernel/initrd/firmware (default: the image store and guest cache). */
   pathPolicy?: PathPolicy;
+  /** How to enforce CPU settings: the best the host offers ('auto', default) or one named mechanism. */
+  cpuMechanism?: MechanismChoice;
 }
 
 interface LiveVm {
@@ -58,6 +77,10 @@ interface LiveVm {
 }
 
 const MIB = 1024 * 1024;
+/** How long an API read waits for a VM's own counters (its CPU figures come from the kernel regardless). */
+const API_STATS_WAIT_MS = 10;
+/** The monitor's 1 s samples wait longer, so the history has every VM's counters. */
+const MONITOR_STATS_WAIT_MS = 250;
 const VERSION = '0.1.0';
 
 export class Hypervisor implements HostChannel {
@@ -68,6 +91,11 @@ export class Hypervisor implements HostChannel {
   private readonly startedAt = Date.now();
   private readonly log: (line: string) => void;
   private closed = false;
+  readonly events = new EventBus();
+  readonly cpu: CpuManager;
+  private readonly cpuSkipped: string[];
+  readonly monitor: Monitor;
+  private readonly policies: PolicyLoop;
 
   private readonly paths: PathPolicy;
 
@@ -75,10 +103,17 @@ export class Hypervisor implements HostChannel {
     this.registry = new Registry(opts.home.vmsDir);
     this.paths = opts.pathPolicy ?? daemonPathPolicy(opts.home.imagesDir, guestsCacheDir());
     this.log = opts.log ?? (() => {});
+    const probed = probeCpuEnforcer(opts.cpuMechanism ?? 'auto');
+    this.cpuSkipped = probed.skipped;
+    this.cpu = new CpuManager(probed.enforcer, this.events, this.log);
+    this.monitor = new Monitor(() => this.monitored(), this.log);
+    this.policies = new PolicyLoop(this.cpu, this.log);
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
   async init(): Promise<void> {
+    this.monitor.start();
+    this.policies.start();
     this.registry.sweep();
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
       const live = this.track(rec);
@@ -101,6 +136,8 @@ export class Hypervisor implements HostChannel {
   /** Stops every VM (daemon exit). Records say stopped so a restart does not mistake them for crashed. */
   async close(): Promise<void> {
     this.closed = true;
+    this.monitor.stop();
+    this.policies.stop();
     await Promise.all(
       [...this.vms.values()].map(async (live) => {
         if (live.vm) {
@@ -112,6 +149,7 @@ export class Hypervisor implements HostChannel {
         await live.log.flush();
       }),
     );
+    this.cpu.closeAll();
     await this.registry.settled();
   }
 
@@ -151,6 +189,23 @@ export class Hypervisor implements HostChannel {
         return this.hostInfo();
       case 'stats-all':
         return Promise.all([...this.vms.values()].map(async (l) => this.view(l, await this.sampleStats(l))));
+      case 'vm-history': {
+        const live = this.find(action.name);
+        return {
+          name: live.rec.name,
+          intervalSeconds: SAMPLE_INTERVAL_MS / 1000,
+          samples: this.monitor.vmHistory(live.rec.name, action.seconds ?? HISTORY_SECONDS),
+        };
+      }
+      case 'host-history':
+        return {
+          intervalSeconds: SAMPLE_INTERVAL_MS / 1000,
+          samples: this.monitor.hostHistory(action.seconds ?? HISTORY_SECONDS),
+        };
+      case 'events': {
+        const events = this.events.since(action.afterId ?? 0);
+        return action.listener ? { events, unsubscribe: this.events.subscribe(action.listener) } : { events };
+      }
       default: {
         const never: never = action;
         throw new HostError('INVALID_REQUEST', `unknown action ${JSON.stringify(never)}`);
@@ -182,6 +237,7 @@ export class Hypervisor implements HostChannel {
       }
       const files = checkRequestedFiles(this.paths, spec);
       if (files.kernel) await refuseNonKernel(files.kernel, spec.kernelFormat ?? 'auto');
+      const cpu = this.checkedCpu(defaultCpuSettings(), spec.cpu ?? {});
 
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
@@ -243,10 +299,12 @@ export class Hypervisor implements HostChannel {
           image: image?.name,
           bootMarker: image?.bootMarker,
           config,
+          cpu,
         };
         await this.registry.save(rec);
         const live = this.track(rec);
         this.log(`created ${spec.name}`);
+        this.events.emit({ type: 'vm-created', vm: spec.name, reason: `created (${describeCpu(cpu)})` });
         return this.view(live, null);
       } catch (err) {
         await this.registry.remove(spec.name);
@@ -262,6 +320,14 @@ export class Hypervisor implements HostChannel {
   private update(name: string, patch: UpdateVmSpec): Promise<VmView> {
     const live = this.find(name);
     return this.withLock(live, async () => {
+      // Refuse bad CPU settings before anything else in the patch acts.
+      if (patch.cpu) this.checkedCpu(this.cpuOf(live), patch.cpu);
+      // vCPUs of a running VM: hot-plug (harts online/offline), not a new board size.
+      if (patch.vcpus !== undefined && live.vm && patch.memoryMiB === undefined && patch.cmdline === undefined) {
+        await this.hotplug(live, patch.vcpus);
+        if (Object.keys(patch).length === 1) return this.view(live, await this.sampleStats(live));
+        patch = { ...patch, vcpus: undefined };
+      }
       const touchesMachine = patch.vcpus !== undefined || patch.memoryMiB !== undefined || patch.cmdline !== undefined;
       if (touchesMachine) this.check(live, 'update');
       if (patch.balloonTargetMiB !== undefined) {
@@ -280,8 +346,30 @@ export class Hypervisor implements HostChannel {
       };
       const problems = validateVmConfig(config);
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
-      live.rec = { ...live.rec, config, autostart: patch.autostart ?? live.rec.autostart, updatedAt: new Date().toISOString() };
+      // CPU settings are checked in full first and applied to the running VM before they are recorded.
+      const cpu = patch.cpu ? this.checkedCpu(this.cpuOf(live), patch.cpu) : this.cpuOf(live);
+      if (patch.cpu && live.vm) {
+        try {
+          await this.cpu.update(name, cpu);
+        } catch (err) {
+          throw new HostError('ENGINE_ERROR', `${name}: the CPU settings could not be applied: ${(err as Error).message}`);
+        }
+      }
+      live.rec = {
+        ...live.rec,
+        config,
+        cpu,
+        autostart: patch.autostart ?? live.rec.autostart,
+        updatedAt: new Date().toISOString(),
+      };
       await this.registry.save(live.rec);
+      if (patch.cpu)
+        this.events.emit({
+          type: 'settings',
+          vm: name,
+          changes: { cpu: patch.cpu },
+          reason: `cpu set to ${describeCpu(cpu)}${live.vm ? ` (in force now, ${this.cpu.enforcer.mechanism})` : ' (from the next start)'}`,
+        });
       return this.view(live, null);
     });
   }
@@ -296,6 +384,9 @@ export class Hypervisor implements HostChannel {
         await vm.stop();
       }
       this.vms.delete(name);
+      this.cpu.detach(name);
+      this.monitor.forget(name);
+      this.events.emit({ type: 'vm-deleted', vm: name, reason: force ? 'deleted (forced)' : 'deleted' });
       await live.log.flush();
       for (const waiter of live.stateWaiters) waiter();
       await this.registry.remove(name);
@@ -374,6 +465,46 @@ export class Hypervisor implements HostChannel {
    * Runs a command through the guest agent. Not under the VM's lock: commands run concurrently, and a stop
    * must not wait for one (it ends it instead).
    */
+  /** Brings harts online or offline in a running guest through its agent, and confirms it from SBI HSM. */
+  private async hotplug(live: LiveVm, online: number): Promise<void> {
+    const name = live.rec.name;
+    const max = live.rec.config.cpus;
+    const problem = hotplugProblem(online, max);
+    if (problem) throw new HostError('INVALID_CONFIG', problem);
+    if (live.rec.state !== 'running')
+      throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}: vCPUs are hot-plugged in a running guest`);
+    if (!live.rec.config.virtioConsole)
+      throw new HostError('AGENT_UNAVAILABLE', `'${name}' has no guest agent channel: vCPUs cannot be hot-plugged`);
+    const before = (await this.sampleStats(live))?.vcpusOnline;
+    let result: ExecResult;
+    try {
+      result = await live.vm!.exec({ argv: hotplugCommand(online, max), timeoutMs: 30_000 });
+    } catch (err) {
+      throw execError(name, { argv: ['vcpu hot-plug'], timeoutMs: 30_000 }, err);
+    }
+    if (result.exitCode !== 0) {
+      const why = Buffer.from(result.stderr).toString('utf8').trim() || `exit status ${result.exitCode}`;
+      throw new HostError('ENGINE_ERROR', `${name}: the guest could not change its online vCPUs: ${why}`);
+    }
+    const end = Date.now() + 5000;
+    let now = (await this.sampleStats(live))?.vcpusOnline;
+    while (now !== online && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = (await this.sampleStats(live))?.vcpusOnline;
+    }
+    if (now !== online)
+      throw new HostError(
+        'ENGINE_ERROR',
+        `${name}: the guest reports vCPUs ${Buffer.from(result.stdout).toString().trim()} online but ${now} harts run`,
+      );
+    this.events.emit({
+      type: 'settings',
+      vm: name,
+      changes: { vcpusOnline: online },
+      reason: `vCPUs online ${before ?? '?'} -> ${online} of ${max} (guest cpus ${Buffer.from(result.stdout).toString().trim()})`,
+    });
+  }
+
   private async exec(name: string, req: ExecRequest): Promise<ExecResult> {
     const live = this.find(name);
     if (this.closed) throw new HostError('VM_BUSY', 'the daemon is shutting down');
@@ -396,17 +527,25 @@ export class Hypervisor implements HostChannel {
       console: (bytes) => this.onConsole(live, bytes),
       guestReboot: () => this.onGuestReboot(live, engineVm),
       exit: (exit) => this.onExit(live, engineVm, exit),
+      threads: (tids) => this.cpu.threadsReported(live.rec.name, engineVm, tids),
     });
+    try {
+      this.cpu.attach(live.rec.name, engineVm, this.cpuOf(live));
+    } catch (err) {
+      throw new HostError('ENGINE_ERROR', `could not place '${live.rec.name}' under its CPU settings: ${(err as Error).message}`);
+    }
     live.vm = engineVm;
     live.lastStats = null;
     this.setState(live, 'running');
     try {
       await engineVm.start();
+      await this.cpu.started(live.rec.name);
     } catch (err) {
       const message = (err as Error).message;
       if (live.vm === engineVm) {
         live.vm = undefined;
         await engineVm.stop().catch(() => {});
+        this.cpu.detach(live.rec.name, engineVm);
         this.setState(live, 'crashed', `start failed: ${message}`);
       }
       throw new HostError('ENGINE_ERROR', `could not start '${live.rec.name}': ${message}`);
@@ -417,7 +556,10 @@ export class Hypervisor implements HostChannel {
     this.check(live, 'stop');
     const vm = live.vm;
     live.vm = undefined;
-    if (vm) await vm.stop();
+    if (vm) {
+      await vm.stop();
+      this.cpu.detach(live.rec.name, vm);
+    }
     if (live.rec.state !== 'crashed' || to === 'crashed') this.setState(live, to, reason);
   }
 
@@ -443,7 +585,10 @@ export class Hypervisor implements HostChannel {
   private onExit(live: LiveVm, vm: EngineVm, exit: VmExit): void {
     if (live.vm !== vm || this.vms.get(live.rec.name) !== live) return;
     live.vm = undefined;
-    void vm.stop().catch(() => {});
+    void vm
+      .stop()
+      .catch(() => {})
+      .then(() => this.cpu.detach(live.rec.name, vm));
     const event: LifecycleEvent = exit.kind === 'poweroff' ? 'guest-poweroff' : 'crash';
     const to = nextState(live.rec.state, event);
     if (to) this.setState(live, to, exit.kind === 'poweroff' ? 'the guest powered off' : exit.message);
@@ -482,6 +627,7 @@ export class Hypervisor implements HostChannel {
   }
 
   private setState(live: LiveVm, state: VmState, reason?: string): void {
+    const previous = live.rec.state;
     live.rec = { ...live.rec, state, stateReason: reason, updatedAt: new Date().toISOString() };
     if (reason === undefined) delete live.rec.stateReason;
     if (this.vms.get(live.rec.name) === live) {
@@ -489,6 +635,7 @@ export class Hypervisor implements HostChannel {
       this.registry.save(live.rec).catch((err: Error) => this.log(`${live.rec.name}: could not save vm.json: ${err.message}`));
     }
     for (const w of live.stateWaiters) w();
+    this.events.emit({ type: 'vm-state', vm: live.rec.name, state, previous, reason: reason ?? `${state} by request` });
   }
 
   private waitForState(live: LiveVm, done: (s: VmState) => boolean, timeoutMs: number): Promise<void> {
@@ -523,10 +670,14 @@ export class Hypervisor implements HostChannel {
     }
   }
 
-  private async sampleStats(live: LiveVm): Promise<VmStats | null> {
+  /**
+   * Fresh figures of a live VM. API reads wait only briefly for the VM's counters so that a VM starved by
+   * its weight or cap cannot slow the API; the monitor (API_STATS_WAIT_MS unless given) waits longer.
+   */
+  private async sampleStats(live: LiveVm, waitMs = API_STATS_WAIT_MS): Promise<VmStats | null> {
     if (!live.vm) return null;
     try {
-      live.lastStats = await live.vm.stats();
+      live.lastStats = await live.vm.stats(waitMs);
     } catch {
       /* keep the last sample */
     }
@@ -544,8 +695,13 @@ export class Hypervisor implements HostChannel {
     };
   }
 
-  private view(live: LiveVm, stats: VmStats | null): VmView {
+  private view(live: LiveVm, raw: VmStats | null): VmView {
     const r = live.rec;
+    const cpu = this.cpu.view(r.name, this.cpuOf(live));
+    const cap = cpu.effectiveCapPercent;
+    const stats: VmViewStats | null = raw
+      ? { ...raw, capUsePercent: cap === null ? null : Math.round((raw.cpuPercent / cap) * 1000) / 10 }
+      : null;
     return {
       name: r.name,
       uuid: r.uuid,
@@ -558,7 +714,44 @@ export class Hypervisor implements HostChannel {
       updatedAt: r.updatedAt,
       config: r.config,
       stats,
+      cpu,
     };
+  }
+
+  // ---- CPU allocation ---------------------------------------------------------------------------------------
+
+  private cpuOf(live: LiveVm): CpuSettings {
+    return cpuSettingsFromRecord(live.rec.cpu, this.cpu.hostCores);
+  }
+
+  /** The settings after a patch, refused (INVALID_CONFIG) when the host or its mechanism cannot honour them. */
+  private checkedCpu(current: CpuSettings, patch: CpuPatch): CpuSettings {
+    try {
+      const next = applyCpuPatch(current, patch, this.cpu.hostCores);
+      this.cpu.check(next);
+      return next;
+    } catch (err) {
+      if (err instanceof CpuSettingsError || err instanceof CpuEnforceError) throw new HostError('INVALID_CONFIG', err.message);
+      throw err;
+    }
+  }
+
+  /** The figures the monitor records each second. */
+  private async monitored(): Promise<
+    { name: string; state: string; stats: VmStats | null; weight: number; capPercent: number | null }[]
+  > {
+    return Promise.all(
+      [...this.vms.values()].map(async (live) => {
+        const cpu = this.cpu.view(live.rec.name, this.cpuOf(live));
+        return {
+          name: live.rec.name,
+          state: live.rec.state,
+          stats: live.rec.state === 'running' ? await this.sampleStats(live, MONITOR_STATS_WAIT_MS) : null,
+          weight: cpu.weight,
+          capPercent: cpu.effectiveCapPercent,
+        };
+      }),
+    );
   }
 
   private async hostInfo(): Promise<HostInfo> {
@@ -597,6 +790,7 @@ export class Hypervisor implements HostChannel {
       },
       vms: { total: this.vms.size, byState },
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
+      cpuControl: { mechanism: this.cpu.enforcer.mechanism, detail: this.cpu.enforcer.detail, skipped: this.cpuSkipped },
     };
   }
 }

@@ -12,6 +12,7 @@ import { isValidVmName } from './home.js';
 import { isVmState, type VmState } from './lifecycle.js';
 import type { VmConfig } from '../vm/config.js';
 import { LatestValueWriter } from './write-queue.js';
+import type { CpuSettings } from './cpu/settings.js';
 
 export const RECORD_SCHEMA = 1;
 
@@ -30,6 +31,8 @@ export interface VmRecord {
   /** Text on the console that means "booted" (from the image), for tools that wait for boot. */
   bootMarker?: string;
   config: VmConfig;
+  /** CPU allocation (absent in records written before it existed: the defaults). */
+  cpu?: CpuSettings;
 }
 
 export class RecordError extends Error {

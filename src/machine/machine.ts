@@ -48,6 +48,12 @@ export interface MachineOptions {
   budget?: number;
 }
 
+/**
+ * Asked after each busy slice how long the run loop must rest before the next one (0 = go on). A host that
+ * cannot cap the thread from outside (no writable cgroup) enforces a CPU cap this way.
+ */
+export type RunLoopPacer = () => number;
+
 export type MachineExit =
   | { kind: 'poweroff' }
   | { kind: 'reboot' }
@@ -130,6 +136,9 @@ export class Machine {
   private stateValue: MachineState = 'created';
   private pendingExit: MachineExit | null = null;
   private sleepTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A rest imposed by the pacer; unlike an idle sleep, interrupts do not end it (that would defeat the cap). */
+  private paceTimer: ReturnType<typeof setTimeout> | null = null;
+  private pacer: RunLoopPacer | null = null;
   private scheduled = false;
   private outBuf: number[] = [];
   private hostMsRun = 0;
@@ -281,6 +290,11 @@ export class Machine {
     this.finish({ kind: 'stopped' });
   }
 
+  /** Installs (or removes, with null) the run loop's pacer; takes effect after the current slice. */
+  setPacer(pacer: RunLoopPacer | null): void {
+    this.pacer = pacer;
+  }
+
   stats(): MachineStats {
     return {
       instret: this.harts.map((h) => h.instret),
@@ -290,6 +304,13 @@ export class Machine {
       sleeps: this.sleeps,
       sbiCalls: this.sbi?.calls ?? 0,
     };
+  }
+
+  /** Harts currently running (the built-in SBI starts and stops them through HSM). */
+  onlineHarts(): number {
+    let n = 0;
+    for (const r of this.running) if (r) n++;
+    return n;
   }
 
   /** Wakes an idle run loop (device completion, console input). Safe to call any time. */
@@ -360,7 +381,16 @@ export class Machine {
       return;
     }
     if (idle) this.sleepUntilDeadline();
+    else if (this.pacer) this.paceOrContinue(this.pacer());
     else this.schedule();
+  }
+
+  private paceOrContinue(restMs: number): void {
+    if (!(restMs > 0)) return this.schedule();
+    this.paceTimer = setTimeout(() => {
+      this.paceTimer = null;
+      this.schedule();
+    }, restMs);
   }
 
   private currentHart = 0;
@@ -394,6 +424,8 @@ export class Machine {
   private cancelSleep(): void {
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.sleepTimer = null;
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = null;
   }
 
   private requestExit(e: MachineExit): void {

@@ -21,6 +21,7 @@ class MachineRuntime implements GuestRuntime {
   private stopped = false;
   /** Instructions retired by boards before the last guest reboot, so the counter never goes backwards. */
   private instretBefore = 0;
+  private pacer: (() => number) | null = null;
   /** The guest agent on virtio-console (`typevisor exec`, graceful shutdown); follows the board across reboots. */
   private readonly agent = new AgentClient({
     write: (text) => this.devices?.console?.input(text),
@@ -56,6 +57,7 @@ class MachineRuntime implements GuestRuntime {
     this.stopPolling?.();
     this.stopPolling = this.devices.pollBalloonStats(5_000);
     this.machine = machine;
+    machine.setPacer(this.pacer);
     void machine.exited.then((exit) => this.onExit(machine, exit));
     if (!this.stopped) machine.start();
   }
@@ -115,6 +117,10 @@ class MachineRuntime implements GuestRuntime {
       return Promise.reject(new AgentError('no-agent', 'this VM has no guest agent channel (virtio-console)'));
     return this.agent.exec(req);
   }
+  setPacer(pacer: (() => number) | null): void {
+    this.pacer = pacer;
+    this.machine?.setPacer(pacer);
+  }
   setBalloonTarget(bytes: number): void {
     this.devices?.balloon?.setTarget(Math.floor(bytes / PAGE));
   }
@@ -123,6 +129,7 @@ class MachineRuntime implements GuestRuntime {
     const v = this.devices?.counters();
     return {
       instret: this.instretBefore + (m ? this.instretOf(m) : 0),
+      vcpusOnline: m ? m.onlineHarts() : 0,
       residentBytes: m ? m.ram.allocatedBytes : 0,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       balloonBytes: v?.balloonBytes ?? 0,

@@ -18,6 +18,8 @@ export type ControlRequest =
   | { id: number; type: 'reboot' }
   | { id: number; type: 'stats' }
   | { id: number; type: 'balloon'; targetBytes: number }
+  /** A CPU cap the run loop enforces itself (percent of one core; null removes it): hosts without cgroups. */
+  | { id: number; type: 'cpu-cap'; percent: number | null }
   /**
    * Run a command through the guest agent. Handled concurrently with other requests (a long command must not
    * hold up stop or stats); the reply carries `exec` or an error with `agentFailure`.
@@ -29,6 +31,8 @@ export type ControlType = ControlRequest['type'];
 /** Raw counters a runtime reports; rates are computed on the host side. */
 export interface RuntimeCounters {
   instret: number;
+  /** Harts the guest has running (SBI HSM started); all of them with external firmware, which owns HSM. */
+  vcpusOnline: number;
   residentBytes: number;
   memoryBytes: number;
   balloonBytes: number;
@@ -51,7 +55,9 @@ export type WorkerMessage =
   /** The guest reset itself and was booted again in place. */
   | { type: 'guest-reboot' }
   /** The machine hit an unrecoverable error. The worker then exits. */
-  | { type: 'fault'; message: string };
+  | { type: 'fault'; message: string }
+  /** The Linux thread ids that run guest code (sent once at start-up, before any reply). */
+  | { type: 'threads'; tids: number[] };
 
 /** What the worker is constructed with. */
 export interface WorkerInit {
@@ -61,6 +67,8 @@ export interface WorkerInit {
   consolePort: MessagePort;
   /** Scheduling niceness of the VM's thread (Linux), above the daemon's so the control plane wins. */
   nice?: number;
+  /** Where the worker publishes its counters for the host to read without asking (shared-counters.ts). */
+  counters?: SharedArrayBuffer;
 }
 
 /** Console port messages: Uint8Array chunks in both directions. */

@@ -35,6 +35,8 @@ export interface GuestRuntime {
   agentExec?(req: ExecRequest): Promise<ExecResult>;
   counters(): RuntimeCounters;
   setBalloonTarget?(bytes: number): void;
+  /** Installs a run-loop pacer (a CPU cap enforced from inside); runtimes without one cannot be capped that way. */
+  setPacer?(pacer: (() => number) | null): void;
 }
 
 export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<GuestRuntime>;
@@ -42,6 +44,7 @@ export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<G
 export function zeroCounters(): RuntimeCounters {
   return {
     instret: 0,
+    vcpusOnline: 0,
     residentBytes: 0,
     memoryBytes: 0,
     balloonBytes: 0,

@@ -10,6 +10,8 @@ import type { VmConfig } from './config.js';
 import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
+import { VmCpuMeter } from '../host/cpu/accounting.js';
+import { createCountersBuffer, readCounters } from './shared-counters.js';
 import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
@@ -42,6 +44,9 @@ export interface WorkerEngineOptions {
   requestTimeoutMs?: number;
 }
 
+/** Default wait for a worker's counters (see refreshCounters). */
+const STATS_TIMEOUT_MS = 250;
+const STATS_GIVE_UP_MS = 5000;
 const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 8 };
 
 export class WorkerEngine implements Engine {
@@ -85,6 +90,11 @@ class WorkerVm implements EngineVm {
   private lastCounters: RuntimeCounters = zeroCounters();
   private lastSample: { at: number; instret: number; elu: ReturnType<Worker['performance']['eventLoopUtilization']> } | undefined;
   private lastStats: VmStats | undefined;
+  private tids: number[] = [];
+  private statsInFlight: Promise<boolean> | undefined;
+  /** Published by the worker (shared-counters.ts); read without a round trip. */
+  private countersBuffer = createCountersBuffer();
+  private cpuMeter = new VmCpuMeter();
 
   constructor(
     private readonly config: VmConfig,
@@ -97,11 +107,14 @@ class WorkerVm implements EngineVm {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
+    // A fresh buffer per worker: nothing of an earlier run is read as this one's counters.
+    this.countersBuffer = createCountersBuffer();
     const init: WorkerInit = {
       config: this.config,
       runtimeModule: this.runtimeModule,
       consolePort: channel.port2,
       nice: this.options.nice ?? 10,
+      counters: this.countersBuffer,
     };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
@@ -124,6 +137,8 @@ class WorkerVm implements EngineVm {
     this.startedAt = Date.now();
     this.lastSample = undefined;
     this.lastStats = undefined;
+    this.tids = [];
+    this.cpuMeter = new VmCpuMeter();
     // Booting loads the machine module and guest images, which may take a while the first time.
     await this.request({ id: 0, type: 'start' }, 60_000);
   }
@@ -145,6 +160,12 @@ class WorkerVm implements EngineVm {
   setBalloonTarget(bytes: number): Promise<void> {
     return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
   }
+  threadIds(): number[] {
+    return [...this.tids];
+  }
+  setRunLoopCap(percent: number | null): Promise<void> {
+    return this.simple({ id: 0, type: 'cpu-cap', percent });
+  }
 
   async stop(): Promise<void> {
     const worker = this.worker;
@@ -165,32 +186,35 @@ class WorkerVm implements EngineVm {
     this.consolePort?.postMessage(bytes);
   }
 
-  async stats(): Promise<VmStats> {
+  async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
     const worker = this.worker;
     if (!worker) throw new WorkerRequestError('the VM is not running');
-    let counters = this.lastCounters;
-    try {
-      counters = (await this.request({ id: 0, type: 'stats' }, 1_000)).counters ?? counters;
-    } catch {
-      // A busy or wedged worker keeps its last figures; CPU use below is measured from outside anyway.
-    }
-    this.lastCounters = counters;
+    // Published counters need no waiting; before the first publication (booting) ask the worker.
+    const published = readCounters(new Float64Array(this.countersBuffer));
+    if (published) this.lastCounters = published;
+    const fresh = published ? true : await this.refreshCounters(waitMs);
+    const counters = this.lastCounters;
     const now = performance.now();
     const elu = worker.performance.eventLoopUtilization();
     let cpuPercent = this.lastStats?.cpuPercent ?? 0;
     let ips = this.lastStats?.instructionsPerSecond ?? 0;
     const prev = this.lastSample;
-    if (prev && now - prev.at >= 50) {
+    if (prev && fresh && now - prev.at >= 50) {
       const window = worker.performance.eventLoopUtilization(elu, prev.elu);
       cpuPercent = Math.round(window.utilization * 1000) / 10;
       ips = Math.max(0, Math.round(((counters.instret - prev.instret) * 1000) / (now - prev.at)));
     } else if (!prev) {
       cpuPercent = Math.round(elu.utilization * 1000) / 10;
     }
-    if (!prev || now - prev.at >= 50) this.lastSample = { at: now, instret: counters.instret, elu };
+    if (fresh && (!prev || now - prev.at >= 50)) this.lastSample = { at: now, instret: counters.instret, elu };
+    // The kernel's account of the thread is the truth; event-loop utilisation only where threads are not visible.
+    const cpu = this.tids.length ? this.cpuMeter.sample(this.tids, now) : undefined;
     const stats: VmStats = {
       ...counters,
-      cpuPercent,
+      cpuPercent: cpu ? cpu.cpuPercent : cpuPercent,
+      stealPercent: cpu?.stealPercent ?? 0,
+      cpuTimeSeconds: cpu?.cpuTimeSeconds ?? 0,
+      stealSeconds: cpu?.stealSeconds ?? 0,
       instructionsPerSecond: ips,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 100) / 10,
     };
@@ -202,6 +226,31 @@ class WorkerVm implements EngineVm {
     const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
     if (!reply.exec) throw new WorkerRequestError('the VM worker answered an exec without a result');
     return reply.exec;
+  }
+
+  /**
+   * Asks the worker for its counters and waits at most `waitMs` for them: a worker held back by its weight,
+   * its cap or a loaded host must not hold up the API. One request is in flight at a time (concurrent reads
+   * share it) and a late answer still lands in lastCounters for the next read; a wedged worker's request
+   * times out after STATS_GIVE_UP_MS. True when fresh counters arrived in time.
+   */
+  private async refreshCounters(waitMs: number): Promise<boolean> {
+    this.statsInFlight ??= this.request({ id: 0, type: 'stats' }, STATS_GIVE_UP_MS)
+      .then(
+        (r) => {
+          if (r.counters) this.lastCounters = r.counters;
+          return true;
+        },
+        () => false, // a busy or wedged worker keeps its last figures; CPU use is measured from outside anyway
+      )
+      .finally(() => (this.statsInFlight = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+    try {
+      return await Promise.race([this.statsInFlight, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async simple(req: ControlRequest): Promise<void> {
@@ -241,6 +290,10 @@ class WorkerVm implements EngineVm {
       case 'fault':
         this.stopping = true;
         this.events.exit({ kind: 'crash', message: msg.message });
+        return;
+      case 'threads':
+        this.tids = msg.tids.filter((t) => Number.isInteger(t) && t > 0);
+        this.events.threads?.(this.tids);
         return;
       case 'guest-reboot':
         this.startedAt = Date.now();

@@ -9,6 +9,8 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
+import { CpuPacer } from './cpu-pacer.js';
+import { PUBLISH_INTERVAL_MS, writeCounters } from './shared-counters.js';
 import { AgentError } from './agent-client.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
@@ -20,15 +22,35 @@ const init = workerData as WorkerInit;
  * VMs' control messages) stays responsive when guests saturate the host's cores. On Linux setpriority() takes a
  * thread id and affects only that thread; elsewhere this is skipped.
  */
-function lowerThreadPriority(nice: number): void {
+function ownThreadId(): number | undefined {
   try {
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+    return Number.isInteger(tid) && tid > 0 ? tid : undefined;
   } catch {
-    /* not Linux, or not permitted: run at the default priority */
+    return undefined; // not Linux
   }
 }
-if (init.nice !== undefined) lowerThreadPriority(init.nice);
+const tid = ownThreadId();
+if (tid !== undefined && init.nice !== undefined) {
+  try {
+    setPriority(tid, init.nice);
+  } catch {
+    /* not permitted: run at the default priority */
+  }
+}
+// The host places this thread under the VM's CPU limits (cgroups or affinity) by its thread id.
+if (tid !== undefined) port.postMessage({ type: 'threads', tids: [tid] } satisfies WorkerMessage);
+
+if (init.counters) {
+  const view = new Float64Array(init.counters);
+  // unref: publishing must not keep an ending worker alive.
+  setInterval(() => {
+    if (runtime) writeCounters(view, runtime.counters());
+  }, PUBLISH_INTERVAL_MS).unref();
+}
+
+/** The run-loop cap, kept across guest reboots (a new runtime gets the same pacer). */
+let pacer: CpuPacer | null = null;
 
 let runtime: GuestRuntime | undefined;
 let createRuntime: CreateRuntime | undefined;
@@ -69,6 +91,7 @@ async function rebootInPlace(): Promise<void> {
   runtime = undefined;
   if (old) await old.stop();
   runtime = await (await loadFactory())(init.config, hooks);
+  if (pacer) runtime.setPacer?.(() => pacer!.next());
   await runtime.start();
 }
 
@@ -102,7 +125,23 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
     case 'start': {
       if (runtime) throw new Error('already started');
       runtime = await (await loadFactory())(init.config, hooks);
+      if (pacer) runtime.setPacer?.(() => pacer!.next());
       await runtime.start();
+      return { type: 'reply', id: req.id, ok: true };
+    }
+    case 'cpu-cap': {
+      // Before start the pacer is kept for the runtime start creates.
+      const r = runtime;
+      if (r && !r.setPacer) throw new Error('this guest runtime cannot cap its run loop');
+      if (req.percent === null) {
+        pacer = null;
+        r?.setPacer?.(null);
+      } else if (pacer) pacer.setCap(req.percent);
+      else {
+        const p = new CpuPacer(req.percent);
+        pacer = p;
+        r?.setPacer?.(() => p.next());
+      }
       return { type: 'reply', id: req.id, ok: true };
     }
     case 'pause':

@@ -1,6 +1,7 @@
 import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
 import { aliasValue, parseCpusFlag, parseMemoryFlag } from '../units.js';
+import { settingParseOptions, settingsBody, settingsUsage } from '../settings-options.js';
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -20,7 +21,8 @@ export const run = defineVerb({
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
-image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a plain number of MiB (default 256M).`,
+image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a plain number of MiB (default 256M).
+${settingsUsage(true)}`,
   options: {
     vcpus: { type: 'string' },
     cpus: { type: 'string', short: 'c' },
@@ -34,6 +36,7 @@ image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a
     'no-root-disk': { type: 'boolean' },
     autostart: { type: 'boolean' },
     start: { type: 'boolean' },
+    ...settingParseOptions(true),
   },
   minArgs: 1,
   maxArgs: 1,
@@ -56,6 +59,7 @@ image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a
       disks: (values.disk ?? []).map(parseDisk),
       rootDisk: values['no-root-disk'] ? false : undefined,
       autostart: values.autostart,
+      cpu: settingsBody(values, true).cpu,
     };
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));
     if (values.start) vm = (await client.json<{ vm: VmView }>('POST', `/vms/${vm.name}/actions/start`, {})).vm;

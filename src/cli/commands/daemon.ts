@@ -4,11 +4,14 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultHome } from '../../host/home.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
+import { MECHANISM_CHOICES, MechanismUnavailableError, type MechanismChoice } from '../../host/cpu/probe.js';
+import { pino } from 'pino';
 
 export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
-                        [--tls-cert FILE --tls-key FILE] [--allow-path DIR]...
+                        [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
+                        [--log-level trace|debug|info|warn|error]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
 and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
@@ -17,7 +20,9 @@ With --tls-cert/--tls-key (PEM) TCP listeners speak HTTPS and WSS only, so the t
 in clear; clients use --url https://HOST:PORT, and --ca FILE for a certificate no system CA signed.
 API clients may name kernel, initrd and firmware files only under <home>/images, the built guest cache
 (the 'default' image) and each --allow-path DIR (symlinks leading out and '..' are refused: 403 PATH_NOT_ALLOWED).
-Stops every VM on SIGINT/SIGTERM.`;
+CPU settings are enforced with cgroup v2, else cgroup v1, else sched_setaffinity/setpriority and a cap in the
+VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an error). Logs are JSON lines (pino)
+on stderr. Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
   let values;
@@ -31,6 +36,8 @@ export async function run(argv: string[]): Promise<number> {
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         'allow-path': { type: 'string', multiple: true },
+        'cpu-mechanism': { type: 'string' },
+        'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -79,8 +86,24 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`typevisor daemon: --allow-path ${notDir} is not a directory`);
     return 2;
   }
+  const mechanism = values['cpu-mechanism'] ?? process.env.TYPEVISOR_CPU_MECHANISM ?? 'auto';
+  if (!(MECHANISM_CHOICES as readonly string[]).includes(mechanism)) {
+    console.error(`typevisor daemon: --cpu-mechanism takes one of ${MECHANISM_CHOICES.join(', ')}, got ${mechanism}`);
+    return 2;
+  }
+  const level = values['log-level'] ?? 'info';
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) {
+    console.error(`typevisor daemon: --log-level takes trace, debug, info, warn, error, fatal or silent`);
+    return 2;
+  }
   const home = values.home ? values.home : defaultHome();
-  const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
+  const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  const log = (line: string) => {
+    // Lines about one VM start with its name ("vm1: ..."): keep it as a field.
+    const m = /^([a-z0-9][a-z0-9-]*): (.*)$/s.exec(line);
+    if (m) logger.info({ vm: m[1] }, m[2]);
+    else logger.info(line);
+  };
   let daemon;
   try {
     daemon = await startDaemon({
@@ -92,8 +115,14 @@ export async function run(argv: string[]): Promise<number> {
       log,
       tls,
       allowPaths: allowed,
+      logger,
+      cpuMechanism: mechanism as MechanismChoice,
     });
   } catch (err) {
+    if (err instanceof MechanismUnavailableError) {
+      console.error(`typevisor daemon: --cpu-mechanism ${mechanism} is not available here: ${err.message}`);
+      return 1;
+    }
     if (err instanceof DaemonLockError) {
       console.error(`typevisor daemon: ${err.message}`);
       return 1;
@@ -102,6 +131,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   // One line on stdout so scripts (and tests) know the daemon is ready and where.
   console.log(`listening ${daemon.addresses.map(formatListen).join(' ')}`);
+  const cpu = daemon.hypervisor.cpu.enforcer;
+  log(`cpu allocation: ${cpu.mechanism} (${cpu.detail})`);
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {
       log(`${sig}: stopping VMs`);

@@ -25,6 +25,7 @@ export const run = defineVerb({
     console.log(
       `daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`,
     );
+    console.log(`cpu ctl   ${h.cpuControl.mechanism} (${h.cpuControl.detail})`);
     console.log(`vms       ${h.vms.total}${states ? ` (${states})` : ''}`);
     console.log(
       `usage     ${h.usage.vcpus} vcpus, ${bytes(h.usage.memoryBytes)} configured, ${bytes(h.usage.residentBytes)} resident, ${h.usage.cpuPercent} % cpu`,

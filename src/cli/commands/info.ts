@@ -1,6 +1,7 @@
 import type { VmView } from '../../host/actions.js';
 import { bytes, si } from '../format.js';
 import { defineVerb, enc, printJson } from '../verb.js';
+import { formatCpu } from '../format-cpu.js';
 
 export const summary = "show a VM's configuration, state and live stats";
 
@@ -24,6 +25,7 @@ export const run = defineVerb({
       ['autostart', vm.autostart ? 'yes' : 'no'],
       ['image', vm.image ?? '-'],
       ['vcpus', String(c.cpus)],
+      ['cpu alloc', formatCpu(vm)],
       ['memory', `${c.memoryMiB} MiB`],
       ['firmware', c.firmware.kind === 'file' ? c.firmware.path : c.firmware.kind],
       ['kernel', c.kernel ?? '-'],
@@ -35,7 +37,10 @@ export const run = defineVerb({
     const s = vm.stats;
     if (s) {
       rows.push(
-        ['cpu', `${s.cpuPercent.toFixed(1)} %`],
+        [
+          'cpu',
+          `${s.cpuPercent.toFixed(1)} % (steal ${s.stealPercent.toFixed(1)} %${s.capUsePercent === null ? '' : `, ${s.capUsePercent.toFixed(0)} % of cap`}), ${s.cpuTimeSeconds.toFixed(1)} s total, ${s.stealSeconds.toFixed(1)} s steal`,
+        ],
         ['instructions', `${si(s.instret)} (${si(s.instructionsPerSecond)}/s)`],
         ['resident', bytes(s.residentBytes)],
         ['balloon', bytes(s.balloonBytes)],

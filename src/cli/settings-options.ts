@@ -1,0 +1,104 @@
+/**
+ * The settings a user can change on a VM, as one table: each entry is a command-line option, its help, and how
+ * its value goes into the PATCH /vms/:name body. `typevisor set` takes them all; `typevisor create` takes the
+ * ones marked `atCreate`. A new setting (e.g. a NIC rate) is one more entry.
+ */
+import { UsageError } from './verb.js';
+
+export type PatchBody = Record<string, unknown> & { cpu?: Record<string, unknown> };
+
+export interface SettingOption {
+  flag: string;
+  /** Shown in usage: `--flag VALUE`. */
+  value: string;
+  help: string;
+  /** Also accepted by `typevisor create`. */
+  atCreate: boolean;
+  apply(body: PatchBody, raw: string): void;
+}
+
+const cpu = (body: PatchBody): Record<string, unknown> => (body.cpu ??= {});
+const none = (raw: string): boolean => raw === 'none' || raw === 'off';
+
+function number(flag: string, raw: string, integer: boolean): number {
+  const ok = integer ? /^-?\d+$/.test(raw) : /^-?\d+(\.\d+)?$/.test(raw);
+  if (!ok) throw new UsageError(`${flag} takes ${integer ? 'a whole number' : 'a number'}, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+export const SETTING_OPTIONS: SettingOption[] = [
+  {
+    flag: 'cpu-weight',
+    value: 'N',
+    help: 'share of the host CPU under contention, 1-10000 (default 100)',
+    atCreate: true,
+    apply: (b, raw) => void (cpu(b).weight = number('--cpu-weight', raw, true)),
+  },
+  {
+    flag: 'cpu-cap',
+    value: 'PCT|none',
+    help: 'at most PCT percent of one host core (150 = 1.5 cores), even on an idle host',
+    atCreate: true,
+    apply: (b, raw) => void (cpu(b).capPercent = none(raw) ? null : number('--cpu-cap', raw, false)),
+  },
+  {
+    flag: 'cpuset',
+    value: 'LIST|none',
+    help: 'host cores the VM may run on, e.g. 0 or 0-1 or 0,2',
+    atCreate: true,
+    apply: (b, raw) => void (cpu(b).cpuset = none(raw) ? null : raw),
+  },
+  {
+    flag: 'cpu-burst',
+    value: 'PCT[:SECONDS]|none',
+    help: 'while the host is idle, raise a VM at its cap to PCT for at most SECONDS (default 30)',
+    atCreate: true,
+    apply: (b, raw) => {
+      if (none(raw)) return void (cpu(b).burst = null);
+      const m = /^(\d+(?:\.\d+)?)(?::(\d+(?:\.\d+)?))?$/.exec(raw);
+      if (!m) throw new UsageError(`--cpu-burst takes PCT[:SECONDS] (e.g. 80:30) or none, got ${JSON.stringify(raw)}`);
+      cpu(b).burst = { capPercent: Number(m[1]), seconds: m[2] === undefined ? 30 : Number(m[2]) };
+    },
+  },
+  {
+    flag: 'vcpus',
+    value: 'N',
+    help: 'vCPUs (a stopped VM: its size; a running VM: harts online, up to its size)',
+    atCreate: false,
+    apply: (b, raw) => void (b.vcpus = number('--vcpus', raw, true)),
+  },
+  {
+    flag: 'autostart',
+    value: 'yes|no',
+    help: 'start the VM when the daemon starts',
+    atCreate: false,
+    apply: (b, raw) => {
+      if (raw !== 'yes' && raw !== 'no') throw new UsageError(`--autostart takes yes or no, got ${JSON.stringify(raw)}`);
+      b.autostart = raw === 'yes';
+    },
+  },
+];
+
+/** parseArgs option specs for the table (every option takes a string). */
+export function settingParseOptions(atCreate: boolean): Record<string, { type: 'string' }> {
+  return Object.fromEntries(
+    SETTING_OPTIONS.filter((o) => !atCreate || o.atCreate).map((o) => [o.flag, { type: 'string' as const }]),
+  );
+}
+
+export function settingsUsage(atCreate: boolean): string {
+  const opts = SETTING_OPTIONS.filter((o) => !atCreate || o.atCreate);
+  const w = Math.max(...opts.map((o) => o.flag.length + o.value.length + 3));
+  return opts.map((o) => `  ${`--${o.flag} ${o.value}`.padEnd(w)}  ${o.help}`).join('\n');
+}
+
+/** Builds the PATCH body from parsed values; options not given are left out. */
+export function settingsBody(values: Record<string, unknown>, atCreate: boolean): PatchBody {
+  const body: PatchBody = {};
+  for (const o of SETTING_OPTIONS) {
+    if (atCreate && !o.atCreate) continue;
+    const raw = values[o.flag];
+    if (typeof raw === 'string') o.apply(body, raw);
+  }
+  return body;
+}
