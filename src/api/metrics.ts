@@ -8,7 +8,8 @@ function label(v: string): string {
 }
 
 type Kind = 'gauge' | 'counter';
-const VM_METRICS: [keyof VmStats, string, Kind, string][] = [
+type NumericStat = { [K in keyof VmStats]: VmStats[K] extends number ? K : never }[keyof VmStats];
+const VM_METRICS: [NumericStat, string, Kind, string][] = [
   ['cpuPercent', 'typevisor_vm_cpu_percent', 'gauge', 'Share of one host core used by the VM thread'],
   ['instret', 'typevisor_vm_instructions_total', 'counter', 'Instructions retired since start'],
   ['instructionsPerSecond', 'typevisor_vm_instructions_per_second', 'gauge', 'Instructions retired per second'],
@@ -63,6 +64,22 @@ export function prometheusText(host: HostInfo, vms: VmView[]): string {
       kind,
       help,
       live.map((v) => [`{vm="${label(v.name)}"}`, v.stats![key]]),
+    );
+  }
+  const NIC_METRICS = [
+    ['rxBytes', 'typevisor_nic_rx_bytes_total', 'Bytes delivered to the guest by the NIC'],
+    ['rxPackets', 'typevisor_nic_rx_packets_total', 'Frames delivered to the guest by the NIC'],
+    ['rxDropped', 'typevisor_nic_rx_dropped_total', 'Frames for the guest dropped (no buffers, queue full)'],
+    ['txBytes', 'typevisor_nic_tx_bytes_total', 'Bytes the guest sent through the NIC'],
+    ['txPackets', 'typevisor_nic_tx_packets_total', 'Frames the guest sent through the NIC'],
+    ['txDropped', 'typevisor_nic_tx_dropped_total', 'Frames from the guest dropped (malformed)'],
+  ] as const;
+  for (const [key, name, help] of NIC_METRICS) {
+    metric(
+      name,
+      'counter',
+      help,
+      live.flatMap((v) => v.stats!.nics.map((n, i): [string, number] => [`{vm="${label(v.name)}",nic="${i}",mac="${n.mac}"}`, n[key]])),
     );
   }
   return lines.join('\n') + '\n';

@@ -29,6 +29,41 @@ export const DiskBody = z
   })
   .strict();
 
+export const RateLimitBody = z
+  .object({
+    bytesPerSecond: z.number().positive().max(1e12).optional().describe('sustained rate in bytes per second'),
+    packetsPerSecond: z.number().positive().max(1e9).optional(),
+    burstBytes: z.number().min(1518).max(1e12).optional().describe('bucket size; at least one full frame'),
+    burstPackets: z.number().positive().max(1e9).optional(),
+  })
+  .strict()
+  .refine((r) => r.bytesPerSecond !== undefined || r.packetsPerSecond !== undefined, 'give bytesPerSecond and/or packetsPerSecond');
+
+const NetworkName = z.string().regex(VM_NAME_RE, 'must be [a-z0-9-]').describe('network name');
+
+export const NicBody = z
+  .object({
+    network: NetworkName.default('default'),
+    mac: z
+      .string()
+      .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, 'must look like 52:54:00:12:34:56')
+      .optional()
+      .describe('generated when absent'),
+    rx: RateLimitBody.optional().describe('limit on traffic to the guest'),
+    tx: RateLimitBody.optional().describe('limit on traffic from the guest'),
+  })
+  .strict();
+
+export const PublishBody = z
+  .object({
+    proto: z.enum(['tcp', 'udp']).default('tcp'),
+    hostIp: z.string().max(64).optional().describe('address to bind on the host (default 127.0.0.1)'),
+    hostPort: z.number().int().min(1).max(65535),
+    guestPort: z.number().int().min(1).max(65535),
+    nic: z.number().int().min(0).max(3).default(0),
+  })
+  .strict();
+
 export const CreateVmBody = z
   .object({
     name: VmName,
@@ -48,6 +83,25 @@ export const CreateVmBody = z
     rng: z.boolean().default(true),
     balloon: z.boolean().default(true),
     virtioConsole: z.boolean().default(true).describe('virtio-console port for the guest agent (graceful shutdown)'),
+    nics: z.array(NicBody).max(4).optional().describe("NICs; absent: one on the 'default' network; [] for none"),
+    publish: z.array(PublishBody).max(64).optional().describe('host ports forwarded to guest ports (nat networks)'),
+  })
+  .strict();
+
+export const NicRateBody = z
+  .object({
+    nic: z.number().int().min(0).max(3).default(0),
+    rx: RateLimitBody.nullable().optional().describe('null removes the limit'),
+    tx: RateLimitBody.nullable().optional().describe('null removes the limit'),
+  })
+  .strict();
+
+export const CreateNetworkBody = z
+  .object({
+    name: NetworkName,
+    mode: z.enum(['nat', 'isolated']).default('nat'),
+    subnet: z.string().max(32).optional().describe('IPv4 CIDR; default: the first free 10.0.N.0/24'),
+    dnsHosts: z.record(z.string().max(253), z.string().max(15)).optional().describe('extra names its DNS answers'),
   })
   .strict();
 
@@ -64,6 +118,7 @@ export const UpdateVmBody = z
       .max(MAX_MEMORY_MIB)
       .optional()
       .describe('running VMs: memory the virtio-balloon should take back from the guest'),
+    nicRates: z.array(NicRateBody).max(4).optional().describe('NIC bandwidth limits; applied live to a running VM'),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'nothing to update');
@@ -99,6 +154,17 @@ export const VmStatsSchema = z.object({
   netTxBytes: z.number(),
   netRxPackets: z.number(),
   netTxPackets: z.number(),
+  nics: z.array(
+    z.object({
+      mac: z.string(),
+      rxBytes: z.number(),
+      rxPackets: z.number(),
+      rxDropped: z.number(),
+      txBytes: z.number(),
+      txPackets: z.number(),
+      txDropped: z.number(),
+    }),
+  ),
   uptimeSeconds: z.number(),
 });
 
@@ -113,7 +179,22 @@ export const VmViewSchema = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
   config: z.object({}).passthrough().describe('the VM configuration (src/vm/config.ts VmConfig)'),
+  addresses: z.array(z.object({ nic: z.number(), network: z.string(), mac: z.string(), ip: z.string().optional() })),
   stats: VmStatsSchema.nullable(),
+});
+
+export const NetworkViewSchema = z.object({
+  name: z.string(),
+  mode: z.enum(['nat', 'isolated']),
+  subnet: z.string(),
+  gateway: z.string().optional(),
+  dns: z.string(),
+  dnsHosts: z.record(z.string(), z.string()),
+  createdAt: z.string(),
+  running: z.boolean(),
+  vms: z.array(z.string()),
+  leases: z.array(z.object({ mac: z.string(), ip: z.string(), hostname: z.string().optional() })),
+  stats: z.record(z.string(), z.unknown()).nullable(),
 });
 
 export const VmListSchema = z.object({ vms: z.array(VmViewSchema) });
@@ -136,6 +217,10 @@ export const ERROR_CODES = [
   'VM_EXISTS',
   'INVALID_STATE',
   'VM_BUSY',
+  'NETWORK_NOT_FOUND',
+  'NETWORK_EXISTS',
+  'NETWORK_IN_USE',
+  'PORT_IN_USE',
   'ENGINE_ERROR',
   'STORAGE_ERROR',
   'INTERNAL',

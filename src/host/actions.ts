@@ -4,7 +4,9 @@
  */
 import type { VmState } from './lifecycle.js';
 import type { VmStats } from './engine.js';
-import type { VmConfig } from '../vm/config.js';
+import type { NicRateLimit, VmConfig } from '../vm/config.js';
+import type { NetworkMode, NetworkRecord } from './networks.js';
+import type { NetworkLease } from './network-manager.js';
 
 export interface DiskSpec {
   /** Virtual size in MiB; an overlay defaults to its backing image's size. */
@@ -12,6 +14,24 @@ export interface DiskSpec {
   format: 'raw' | 'qcow2';
   /** Name of an image whose root filesystem backs this disk (qcow2 overlay). */
   backing?: string;
+}
+
+export interface NicSpec {
+  network: string;
+  /** Generated (52:54:00:xx:xx:xx, unique on the host) when absent. */
+  mac?: string;
+  rx?: NicRateLimit;
+  tx?: NicRateLimit;
+}
+
+export interface PublishSpec {
+  proto: 'tcp' | 'udp';
+  /** Default 127.0.0.1: a published port is reachable from this host only unless asked otherwise. */
+  hostIp?: string;
+  hostPort: number;
+  guestPort: number;
+  /** Index of the NIC whose network forwards the port (default 0). */
+  nic?: number;
 }
 
 export interface CreateVmSpec {
@@ -33,6 +53,16 @@ export interface CreateVmSpec {
   rng: boolean;
   balloon: boolean;
   virtioConsole: boolean;
+  /** NICs; absent = one NIC on the 'default' network, [] = no network. */
+  nics?: NicSpec[];
+  publish?: PublishSpec[];
+}
+
+/** A live change of one NIC's limits: null removes a direction's limit, absent leaves it. */
+export interface NicRatePatch {
+  nic: number;
+  rx?: NicRateLimit | null;
+  tx?: NicRateLimit | null;
 }
 
 export interface UpdateVmSpec {
@@ -42,6 +72,8 @@ export interface UpdateVmSpec {
   autostart?: boolean;
   /** Running VMs only: how much memory the balloon should take back (not persisted). */
   balloonTargetMiB?: number;
+  /** NIC limits, applied live to a running VM and kept in its record. */
+  nicRates?: NicRatePatch[];
 }
 
 export const VM_ACTIONS = ['start', 'shutdown', 'stop', 'pause', 'resume', 'reboot'] as const;
@@ -57,6 +89,10 @@ export type HostAction =
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
+  | { type: 'network-list' }
+  | { type: 'network-get'; name: string }
+  | { type: 'network-create'; spec: { name: string; mode: NetworkMode; subnet?: string; dnsHosts?: Record<string, string> } }
+  | { type: 'network-delete'; name: string }
   | { type: 'stats-all' };
 
 /** A console viewer: receives guest output; its input goes through ConsoleSession.write. */
@@ -80,6 +116,8 @@ export interface VmView {
   createdAt: string;
   updatedAt: string;
   config: VmConfig;
+  /** Each NIC with the address its network leased to it (when it has one). */
+  addresses: { nic: number; network: string; mac: string; ip?: string }[];
   /** Live figures while the VM has a worker; null otherwise. */
   stats: VmStats | null;
 }
@@ -102,6 +140,16 @@ export interface HostInfo {
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };
 }
 
+export interface NetworkView extends NetworkRecord {
+  gateway?: string;
+  dns: string;
+  running: boolean;
+  /** VMs with a NIC on this network. */
+  vms: string[];
+  leases: NetworkLease[];
+  stats: Record<string, unknown> | null;
+}
+
 /** What each action answers with, by action type. */
 interface HostResults {
   list: VmView[];
@@ -114,6 +162,10 @@ interface HostResults {
   'console-attach': ConsoleSession;
   'host-info': HostInfo;
   'stats-all': VmView[];
+  'network-list': NetworkView[];
+  'network-get': NetworkView;
+  'network-create': NetworkView;
+  'network-delete': { deleted: string };
 }
 
 /** The result type for each action. */

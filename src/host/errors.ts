@@ -11,6 +11,10 @@ export type HostErrorCode =
   | 'IMAGE_NOT_FOUND'
   | 'INVALID_STATE'
   | 'VM_BUSY'
+  | 'NETWORK_NOT_FOUND'
+  | 'NETWORK_EXISTS'
+  | 'NETWORK_IN_USE'
+  | 'PORT_IN_USE'
   | 'ENGINE_ERROR'
   | 'STORAGE_ERROR';
 
@@ -24,6 +28,10 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   VM_EXISTS: 'conflict',
   INVALID_STATE: 'conflict',
   VM_BUSY: 'conflict',
+  NETWORK_NOT_FOUND: 'not-found',
+  NETWORK_EXISTS: 'conflict',
+  NETWORK_IN_USE: 'conflict',
+  PORT_IN_USE: 'conflict',
   ENGINE_ERROR: 'internal',
   STORAGE_ERROR: 'internal',
 };

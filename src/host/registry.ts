@@ -28,6 +28,8 @@ export interface VmRecord {
   /** Text on the console that means "booted" (from the image), for tools that wait for boot. */
   bootMarker?: string;
   config: VmConfig;
+  /** Addresses the VM's networks leased to its NICs (mac → IPv4), kept so they stay stable. */
+  leases?: Record<string, string>;
 }
 
 export class RecordError extends Error {

@@ -4,7 +4,7 @@
  * never delays control messages behind its output.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { VmConfig } from './config.js';
+import type { NicRateLimit, VmConfig } from './config.js';
 
 /** Host → worker requests. Every one gets exactly one `reply` with the same id. */
 export type ControlRequest =
@@ -16,9 +16,21 @@ export type ControlRequest =
   | { id: number; type: 'shutdown' }
   | { id: number; type: 'reboot' }
   | { id: number; type: 'stats' }
-  | { id: number; type: 'balloon'; targetBytes: number };
+  | { id: number; type: 'balloon'; targetBytes: number }
+  | { id: number; type: 'nic-rate'; nic: number; rx: NicRateLimit | null; tx: NicRateLimit | null };
 
 export type ControlType = ControlRequest['type'];
+
+/** One NIC's counters, as its virtio-net device counts them. */
+export interface NicCounters {
+  mac: string;
+  rxBytes: number;
+  rxPackets: number;
+  rxDropped: number;
+  txBytes: number;
+  txPackets: number;
+  txDropped: number;
+}
 
 /** Raw counters a runtime reports; rates are computed on the host side. */
 export interface RuntimeCounters {
@@ -34,6 +46,8 @@ export interface RuntimeCounters {
   netTxBytes: number;
   netRxPackets: number;
   netTxPackets: number;
+  /** Per NIC, in config order (the net* fields are their sums). */
+  nics: NicCounters[];
 }
 
 /** Worker → host messages. */
@@ -53,6 +67,8 @@ export interface WorkerInit {
   /** Module exporting `createRuntime` (see runtime.ts); absolute path or file URL. */
   runtimeModule: string;
   consolePort: MessagePort;
+  /** One per NIC in config order: the link to its network's worker (frames in batches, src/net). */
+  nicPorts?: MessagePort[];
   /** Scheduling niceness of the VM's thread (Linux), above the daemon's so the control plane wins. */
   nice?: number;
 }

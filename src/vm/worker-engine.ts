@@ -9,7 +9,8 @@ import { extname } from 'node:path';
 import type { VmConfig } from './config.js';
 import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
-import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
+import type { Engine, EngineEvents, EngineResources, EngineVm, VmStats } from '../host/engine.js';
+import type { NicRateLimit } from './config.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the worker needs the tsx loader too. */
@@ -49,8 +50,8 @@ export class WorkerEngine implements Engine {
   constructor(private readonly options: WorkerEngineOptions = {}) {
     this.runtimeModule = options.runtimeModule ?? defaultRuntimeModule();
   }
-  create(config: VmConfig, events: EngineEvents): EngineVm {
-    return new WorkerVm(config, events, this.runtimeModule, this.options);
+  create(config: VmConfig, events: EngineEvents, resources: EngineResources = {}): EngineVm {
+    return new WorkerVm(config, events, this.runtimeModule, this.options, resources);
   }
 }
 
@@ -84,6 +85,7 @@ class WorkerVm implements EngineVm {
     private readonly events: EngineEvents,
     private readonly runtimeModule: string,
     private readonly options: WorkerEngineOptions,
+    private readonly resources: EngineResources,
   ) {}
 
   async start(): Promise<void> {
@@ -94,12 +96,13 @@ class WorkerVm implements EngineVm {
       config: this.config,
       runtimeModule: this.runtimeModule,
       consolePort: channel.port2,
+      nicPorts: this.resources.nicPorts ?? [],
       nice: this.options.nice ?? 10,
     };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
       workerData: init,
-      transferList: [channel.port2],
+      transferList: [channel.port2, ...(this.resources.nicPorts ?? [])],
       resourceLimits: this.options.resourceLimits ?? DEFAULT_LIMITS,
       name: `vm:${this.config.name}`,
       stdout: false,
@@ -137,6 +140,9 @@ class WorkerVm implements EngineVm {
   }
   setBalloonTarget(bytes: number): Promise<void> {
     return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
+  }
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void> {
+    return this.simple({ id: 0, type: 'nic-rate', nic, rx, tx });
   }
 
   async stop(): Promise<void> {

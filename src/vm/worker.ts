@@ -8,7 +8,8 @@ import { pathToFileURL } from 'node:url';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
-import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
+import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
+import { NicLink } from './nic-link.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
 const port = parentPort;
@@ -28,6 +29,9 @@ function lowerThreadPriority(nice: number): void {
   }
 }
 if (init.nice !== undefined) lowerThreadPriority(init.nice);
+
+/** Links to the VM's networks; they outlive each runtime (a reboot in place builds a new one over them). */
+const resources: RuntimeResources = { nicLinks: (init.nicPorts ?? []).map((p) => new NicLink(p)) };
 
 let runtime: GuestRuntime | undefined;
 let createRuntime: CreateRuntime | undefined;
@@ -67,7 +71,7 @@ async function rebootInPlace(): Promise<void> {
   const old = runtime;
   runtime = undefined;
   if (old) await old.stop();
-  runtime = await (await loadFactory())(init.config, hooks);
+  runtime = await (await loadFactory())(init.config, hooks, resources);
   await runtime.start();
 }
 
@@ -83,6 +87,11 @@ async function finish(msg: WorkerMessage): Promise<void> {
     /* the VM is ending anyway */
   }
   post(msg);
+  closePorts();
+}
+
+function closePorts(): void {
+  for (const l of resources.nicLinks) l.close();
   init.consolePort.close();
   port.close();
 }
@@ -100,7 +109,7 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
   switch (req.type) {
     case 'start': {
       if (runtime) throw new Error('already started');
-      runtime = await (await loadFactory())(init.config, hooks);
+      runtime = await (await loadFactory())(init.config, hooks, resources);
       await runtime.start();
       return { type: 'reply', id: req.id, ok: true };
     }
@@ -131,6 +140,12 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
       r.setBalloonTarget(req.targetBytes);
       return { type: 'reply', id: req.id, ok: true };
     }
+    case 'nic-rate': {
+      const r = need();
+      if (!r.setNicRate) throw new Error('this VM has no NICs');
+      r.setNicRate(req.nic, req.rx, req.tx);
+      return { type: 'reply', id: req.id, ok: true };
+    }
     default: {
       const never: never = req;
       throw new Error(`unknown request ${JSON.stringify(never)}`);
@@ -149,10 +164,7 @@ port.on('message', (req: ControlRequest) => {
       reply = { type: 'reply', id: req.id, ok: false, error: errorText(err) };
     }
     if (!ending || req.type === 'stop') post(reply);
-    if (req.type === 'stop') {
-      init.consolePort.close();
-      port.close();
-    }
+    if (req.type === 'stop') closePorts();
   });
 });
 

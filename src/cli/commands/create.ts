@@ -1,5 +1,6 @@
 import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
+import { parseNic, parsePublish } from '../net-options.js';
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -17,9 +18,12 @@ export const run = defineVerb({
   name: 'create',
   usage: `create NAME [--vcpus N] [--memory MIB] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
+                 [--nic network=NAME[,mac=MAC][,rate=RATE][,burst=SIZE][,rx-rate=RATE][,tx-rate=RATE][,pps=N]]...
+                 [--no-nic] [--publish [HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
-image's root filesystem as its first disk.`,
+image's root filesystem as its first disk. Without --nic it gets one NIC on the 'default' NAT network.
+RATE is bytes per second (512K, 2M, 1G) or bits (100mbit); --publish binds 127.0.0.1 unless HOSTIP is given.`,
   options: {
     vcpus: { type: 'string' },
     memory: { type: 'string', short: 'm' },
@@ -32,6 +36,9 @@ image's root filesystem as its first disk.`,
     'no-root-disk': { type: 'boolean' },
     autostart: { type: 'boolean' },
     start: { type: 'boolean' },
+    nic: { type: 'string', multiple: true },
+    'no-nic': { type: 'boolean' },
+    publish: { type: 'string', multiple: true, short: 'p' },
   },
   minArgs: 1,
   maxArgs: 1,
@@ -59,7 +66,10 @@ image's root filesystem as its first disk.`,
       disks: (values.disk ?? []).map(parseDisk),
       rootDisk: values['no-root-disk'] ? false : undefined,
       autostart: values.autostart,
+      nics: values['no-nic'] ? [] : values.nic?.map(parseNic),
+      publish: values.publish?.map(parsePublish),
     };
+    if (values['no-nic'] && values.nic) throw new UsageError('--no-nic and --nic exclude each other');
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));
     if (values.start) vm = (await client.json<{ vm: VmView }>('POST', `/vms/${vm.name}/actions/start`, {})).vm;
     if (values.json) printJson(vm);
