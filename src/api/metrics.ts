@@ -79,7 +79,9 @@ export function prometheusText(host: HostInfo, vms: VmView[]): string {
       name,
       'counter',
       help,
-      live.flatMap((v) => v.stats!.nics.map((n, i): [string, number] => [`{vm="${label(v.name)}",nic="${i}",mac="${n.mac}"}`, n[key]])),
+      live.flatMap((v) =>
+        v.stats!.nics.map((n, i): [string, number] => [`{vm="${label(v.name)}",nic="${i}",mac="${n.mac}"}`, n[key]]),
+      ),
     );
   }
   return lines.join('\n') + '\n';

@@ -37,7 +37,10 @@ export const RateLimitBody = z
     burstPackets: z.number().positive().max(1e9).optional(),
   })
   .strict()
-  .refine((r) => r.bytesPerSecond !== undefined || r.packetsPerSecond !== undefined, 'give bytesPerSecond and/or packetsPerSecond');
+  .refine(
+    (r) => r.bytesPerSecond !== undefined || r.packetsPerSecond !== undefined,
+    'give bytesPerSecond and/or packetsPerSecond',
+  );
 
 const NetworkName = z.string().regex(VM_NAME_RE, 'must be [a-z0-9-]').describe('network name');
 

@@ -61,7 +61,8 @@ function limit(rate: string | undefined, burst: string | undefined, pps: string 
 export function parseNic(text: string): NicSpec {
   const kv = keyValues(text, '--nic');
   const known = ['network', 'mac', 'rate', 'burst', 'rx-rate', 'tx-rate', 'pps'];
-  for (const k of kv.keys()) if (!known.includes(k)) throw new UsageError(`--nic: unknown key '${k}' (one of ${known.join(', ')})`);
+  for (const k of kv.keys())
+    if (!known.includes(k)) throw new UsageError(`--nic: unknown key '${k}' (one of ${known.join(', ')})`);
   const network = kv.get('network');
   if (!network) throw new UsageError('--nic needs network=NAME');
   const both = limit(kv.get('rate'), kv.get('burst'), kv.get('pps'));
@@ -101,7 +102,8 @@ export function parseNicRate(text: string): NicRateChange {
   const kv = keyValues(body, '--nic-rate');
   for (const k of kv.keys())
     if (!['rx', 'tx', 'burst'].includes(k)) throw new UsageError(`--nic-rate: unknown key '${k}' (rx, tx, burst)`);
-  const dir = (v: string | undefined) => (v === undefined ? undefined : v === 'none' ? null : limit(v, kv.get('burst'), undefined)!);
+  const dir = (v: string | undefined) =>
+    v === undefined ? undefined : v === 'none' ? null : limit(v, kv.get('burst'), undefined)!;
   const rx = dir(kv.get('rx'));
   const tx = dir(kv.get('tx'));
   return { nic, ...(rx !== undefined ? { rx } : {}), ...(tx !== undefined ? { tx } : {}) };

@@ -177,7 +177,10 @@ export class Hypervisor implements HostChannel {
         const users = this.networkUsers(action.name);
         this.networks.get(action.name);
         if (users.length)
-          throw new HostError('NETWORK_IN_USE', `network '${action.name}' is used by VM${users.length > 1 ? 's' : ''} ${users.join(', ')}`);
+          throw new HostError(
+            'NETWORK_IN_USE',
+            `network '${action.name}' is used by VM${users.length > 1 ? 's' : ''} ${users.join(', ')}`,
+          );
         this.networks.remove(action.name);
         return { deleted: action.name };
       }
@@ -629,7 +632,9 @@ export class Hypervisor implements HostChannel {
   private async releaseNet(live: LiveVm): Promise<void> {
     const net = live.net;
     live.net = undefined;
-    await net?.release().catch((err: unknown) => this.log(`${live.rec.name}: releasing its networks failed: ${(err as Error).message}`));
+    await net
+      ?.release()
+      .catch((err: unknown) => this.log(`${live.rec.name}: releasing its networks failed: ${(err as Error).message}`));
   }
 
   /** NICs for a new VM: one on 'default' unless the request says otherwise; MACs generated unique on this host. */
@@ -641,7 +646,8 @@ export class Hypervisor implements HostChannel {
       this.networks.get(spec.network);
       let mac = spec.mac?.toLowerCase();
       if (mac !== undefined) {
-        if (!MAC_RE.test(mac)) throw new HostError('INVALID_CONFIG', `MAC ${JSON.stringify(spec.mac)} must look like 52:54:00:12:34:56`);
+        if (!MAC_RE.test(mac))
+          throw new HostError('INVALID_CONFIG', `MAC ${JSON.stringify(spec.mac)} must look like 52:54:00:12:34:56`);
         if (taken.has(mac)) throw new HostError('INVALID_CONFIG', `MAC ${mac} is already used by another NIC on this host`);
       } else {
         // 52:54:00 is the prefix QEMU and libvirt give guests: locally administered, unicast.
@@ -658,23 +664,42 @@ export class Hypervisor implements HostChannel {
     for (const live of this.vms.values())
       for (const p of live.rec.config.publish ?? []) inUse.set(`${p.proto}:${p.hostPort}`, live.rec.name);
     return specs.map((spec) => {
-      const p: PublishedPort = { proto: spec.proto, hostIp: spec.hostIp ?? '127.0.0.1', hostPort: spec.hostPort, guestPort: spec.guestPort, nic: spec.nic ?? 0 };
+      const p: PublishedPort = {
+        proto: spec.proto,
+        hostIp: spec.hostIp ?? '127.0.0.1',
+        hostPort: spec.hostPort,
+        guestPort: spec.guestPort,
+        nic: spec.nic ?? 0,
+      };
       const nic = nics[p.nic];
-      if (!nic) throw new HostError('INVALID_CONFIG', `published port ${p.hostPort} names NIC ${p.nic}, but the VM has ${nics.length} NIC(s)`);
-      if (parseIpv4(p.hostIp) === undefined) throw new HostError('INVALID_CONFIG', `host address ${JSON.stringify(p.hostIp)} is not an IPv4 address`);
+      if (!nic)
+        throw new HostError(
+          'INVALID_CONFIG',
+          `published port ${p.hostPort} names NIC ${p.nic}, but the VM has ${nics.length} NIC(s)`,
+        );
+      if (parseIpv4(p.hostIp) === undefined)
+        throw new HostError('INVALID_CONFIG', `host address ${JSON.stringify(p.hostIp)} is not an IPv4 address`);
       if (this.networks.get(nic.network).mode !== 'nat')
-        throw new HostError('INVALID_CONFIG', `network '${nic.network}' is isolated: ports can only be published on a nat network`);
+        throw new HostError(
+          'INVALID_CONFIG',
+          `network '${nic.network}' is isolated: ports can only be published on a nat network`,
+        );
       const key = `${p.proto}:${p.hostPort}`;
       const owner = inUse.get(key);
       if (owner !== undefined)
-        throw new HostError('PORT_IN_USE', `host port ${p.hostPort}/${p.proto} is already published by ${owner === '' ? 'this request' : `VM '${owner}'`}`);
+        throw new HostError(
+          'PORT_IN_USE',
+          `host port ${p.hostPort}/${p.proto} is already published by ${owner === '' ? 'this request' : `VM '${owner}'`}`,
+        );
       inUse.set(key, '');
       return p;
     });
   }
 
   private networkUsers(network: string): string[] {
-    return [...this.vms.values()].filter((l) => (l.rec.config.nics ?? []).some((n) => n.network === network)).map((l) => l.rec.name);
+    return [...this.vms.values()]
+      .filter((l) => (l.rec.config.nics ?? []).some((n) => n.network === network))
+      .map((l) => l.rec.name);
   }
 
   private knownLeases(network: string): Record<string, string> {

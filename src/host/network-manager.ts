@@ -97,7 +97,8 @@ export class NetworkManager {
         }
         for (const p of config.publish ?? []) {
           const nic = nics[p.nic];
-          if (!nic) throw new HostError('INVALID_CONFIG', `published port ${p.hostPort} names NIC ${p.nic}, which does not exist`);
+          if (!nic)
+            throw new HostError('INVALID_CONFIG', `published port ${p.hostPort} names NIC ${p.nic}, which does not exist`);
           const spec = forwardSpec(p, nic);
           const run = await this.ensure(nic.network);
           try {

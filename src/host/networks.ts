@@ -50,12 +50,16 @@ export function formatIpv4(ip: number): string {
 export function parseSubnet(text: string): Cidr {
   const m = /^([0-9.]+)\/(\d{1,2})$/.exec(text);
   const ip = m ? parseIpv4(m[1]!) : undefined;
-  if (!m || ip === undefined) throw new HostError('INVALID_CONFIG', `subnet ${JSON.stringify(text)} is not an IPv4 CIDR like 10.0.3.0/24`);
+  if (!m || ip === undefined)
+    throw new HostError('INVALID_CONFIG', `subnet ${JSON.stringify(text)} is not an IPv4 CIDR like 10.0.3.0/24`);
   const prefix = Number(m[2]);
   if (prefix < 8 || prefix > 29) throw new HostError('INVALID_CONFIG', `subnet ${text}: the prefix must be from /8 to /29`);
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   if ((ip & mask) >>> 0 !== ip)
-    throw new HostError('INVALID_CONFIG', `subnet ${text} has host bits set; the network address is ${formatIpv4((ip & mask) >>> 0)}/${prefix}`);
+    throw new HostError(
+      'INVALID_CONFIG',
+      `subnet ${text} has host bits set; the network address is ${formatIpv4((ip & mask) >>> 0)}/${prefix}`,
+    );
   const inside = (base: string, bits: number) => {
     const b = parseIpv4(base)!;
     const bm = (0xffffffff << (32 - bits)) >>> 0;
@@ -145,7 +149,8 @@ export class NetworkRegistry {
     for (const [host, ip] of Object.entries(dnsHosts)) {
       if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(host) || host.length > 253)
         throw new HostError('INVALID_CONFIG', `DNS name ${JSON.stringify(host)} is not a valid host name`);
-      if (parseIpv4(ip) === undefined) throw new HostError('INVALID_CONFIG', `DNS entry ${host}: ${JSON.stringify(ip)} is not an IPv4 address`);
+      if (parseIpv4(ip) === undefined)
+        throw new HostError('INVALID_CONFIG', `DNS entry ${host}: ${JSON.stringify(ip)} is not an IPv4 address`);
     }
     const rec: NetworkRecord = {
       schema: NETWORK_SCHEMA,

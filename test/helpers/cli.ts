@@ -8,7 +8,11 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(home: string, args: string[], opts: { input?: string | Uint8Array; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  home: string,
+  args: string[],
+  opts: { input?: string | Uint8Array; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, cliArgs(...args, '--home', home), {
       env: { ...process.env, TYPEVISOR_URL: '' },

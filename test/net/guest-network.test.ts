@@ -33,7 +33,12 @@ async function guest(vm: string, script: string, timeoutSeconds = 300): Promise<
 
 /** Boots a VM and waits until its agent answers and its first NIC has a DHCP lease; returns that address. */
 async function bootWithAddress(vm: string): Promise<string> {
-  await waitFor(`${vm} agent`, async () => ((await cli('exec', vm, '--timeout', '5', '--', 'true')).status === 0 ? true : undefined), 600_000, 1000);
+  await waitFor(
+    `${vm} agent`,
+    async () => ((await cli('exec', vm, '--timeout', '5', '--', 'true')).status === 0 ? true : undefined),
+    600_000,
+    1000,
+  );
   return waitFor(
     `${vm} DHCP lease`,
     async () => (await d.client.json<VmView>('GET', `/vms/${vm}`)).addresses[0]?.ip,
@@ -126,7 +131,7 @@ test('host → VM through a published port, VM → host through the NAT and the 
   }
 });
 
-test('isolated networks: VMs on one never see the other network\'s frames', { timeout: 900_000 }, async (t) => {
+test("isolated networks: VMs on one never see the other network's frames", { timeout: 900_000 }, async (t) => {
   assert.equal((await cli('network', 'create', 'iso1', '--mode', 'isolated', '--subnet', '10.0.51.0/24')).status, 0);
   assert.equal((await cli('network', 'create', 'iso2', '--mode', 'isolated', '--subnet', '10.0.52.0/24')).status, 0);
   for (const [vm, net] of [

@@ -43,7 +43,12 @@ isolated networks only join their VMs to each other (DHCP and DNS for their name
           if (!host || !ip || rest.length) throw new UsageError(`--dns-host takes NAME=IP, got ${entry}`);
           dnsHosts[host] = ip;
         }
-        const body = { name: needName(), mode, ...(values.subnet ? { subnet: values.subnet } : {}), ...(values['dns-host'] ? { dnsHosts } : {}) };
+        const body = {
+          name: needName(),
+          mode,
+          ...(values.subnet ? { subnet: values.subnet } : {}),
+          ...(values['dns-host'] ? { dnsHosts } : {}),
+        };
         const net = await client.json<NetworkView>('POST', '/networks', body);
         if (values.json) printJson(net);
         else console.log(`created network ${net.name} (${net.mode}, ${net.subnet})`);
@@ -57,7 +62,14 @@ isolated networks only join their VMs to each other (DHCP and DNS for their name
           console.log(
             table(
               ['NAME', 'MODE', 'SUBNET', 'GATEWAY', 'VMS', 'STATE'],
-              networks.map((n) => [n.name, n.mode, n.subnet, n.gateway ?? '-', String(n.vms.length), n.running ? 'running' : 'idle']),
+              networks.map((n) => [
+                n.name,
+                n.mode,
+                n.subnet,
+                n.gateway ?? '-',
+                String(n.vms.length),
+                n.running ? 'running' : 'idle',
+              ]),
             ),
           );
         return 0;
