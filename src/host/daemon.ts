@@ -51,6 +51,8 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** PEM certificate chain and key: TCP listeners then serve HTTPS/WSS (the unix socket stays plain). */
   tls?: { cert: string; key: string };
+  /** Subnet of the 'default' NAT network. */
+  defaultSubnet?: string;
 }
 
 export interface RunningDaemon {
@@ -109,7 +111,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const token = ensureToken(layout.tokenFile);
 
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
-  const hypervisor = new Hypervisor({ home: layout, engine, shutdownTimeoutMs: opts.shutdownTimeoutMs, log });
+  const hypervisor = new Hypervisor({
+    home: layout,
+    engine,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+    log,
+    defaultSubnet: opts.defaultSubnet,
+  });
   await hypervisor.init();
 
   const listens = opts.listen?.length ? opts.listen : [{ kind: 'unix', path: layout.socket } as ListenSpec];

@@ -137,12 +137,12 @@ export async function attachVirtioDevices(
     const slot = board.attachVirtio(
       (ctx) =>
         (device = new VirtioNet(ctx, {
-          mac: macBytes(nic.mac),
+          mac: nic.mac,
           onTransmit: (frame) => link.send(frame),
           onTransmitBatchEnd: () => link.flush(),
+          rateLimits: rates,
         })),
     );
-    if (rates.rx || rates.tx) device.setRateLimits(rates);
     link.bind((frame) => device.receive(frame));
     nics.unshift({ config: nic, device, slot });
   }
@@ -180,10 +180,10 @@ export async function attachVirtioDevices(
             mac: n.config.mac,
             rxBytes: m.rxBytes ?? 0,
             rxPackets: m.rxPackets ?? 0,
-            rxDropped: m.rxDropped ?? 0,
+            rxDropped: (m.rxDropped ?? 0) + (m.rxErrors ?? 0),
             txBytes: m.txBytes ?? 0,
             txPackets: m.txPackets ?? 0,
-            txDropped: m.txDropped ?? 0,
+            txDropped: (m.txDropped ?? 0) + (m.txErrors ?? 0),
           };
         }),
       };
@@ -225,8 +225,4 @@ export async function attachVirtioDevices(
     if (exit.kind !== 'reboot') void attached.close().catch(() => {});
   });
   return attached;
-}
-
-function macBytes(mac: string): Uint8Array {
-  return Uint8Array.from(mac.split(':').map((h) => parseInt(h, 16)));
 }

@@ -2,18 +2,20 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { defaultHome } from '../../host/home.js';
+import { HostError } from '../../host/errors.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
 
 export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
-                        [--tls-cert FILE --tls-key FILE]
+                        [--tls-cert FILE --tls-key FILE] [--default-subnet CIDR]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
 and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
 TCP listeners require 'Authorization: Bearer <token>'; the token is in <home>/token (mode 0600).
 With --tls-cert/--tls-key (PEM) TCP listeners speak HTTPS and WSS only, so the token never crosses the network
 in clear; clients use --url https://HOST:PORT, and --ca FILE for a certificate no system CA signed.
+--default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24 otherwise).
 Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -27,6 +29,7 @@ export async function run(argv: string[]): Promise<number> {
         'shutdown-timeout': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
+        'default-subnet': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -81,11 +84,16 @@ export async function run(argv: string[]): Promise<number> {
       shutdownTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
       log,
       tls,
+      defaultSubnet: values['default-subnet'],
     });
   } catch (err) {
     if (err instanceof DaemonLockError) {
       console.error(`typevisor daemon: ${err.message}`);
       return 1;
+    }
+    if (err instanceof HostError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 2;
     }
     throw err;
   }
