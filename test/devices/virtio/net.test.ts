@@ -549,6 +549,38 @@ test('virtio-net: throttled transmit chains survive saveState/loadState and go o
   assert.equal(env.mock.collect(TX).length, 5);
 });
 
+test('virtio-net: a driver reset drops what waits and releases held chains; close() stops everything', () => {
+  const time = new FakeTime();
+  const env = setup({ ...time.options, rateLimits: { tx: { bytesPerSecond: 1, burstBytes: 1518 } } });
+  const { mock, dev, sent } = env;
+  sendFrame(mock, frame(1000, 1));
+  sendFrame(mock, frame(1000, 2));
+  mock.kick(TX);
+  assert.equal(sent.length, 1);
+  assert.equal(dev.metrics().txBacklog, 1);
+  // 1 B/s: the next 1000 bytes need 482 s; a timer waits at most a minute, then re-arms.
+  assert.equal(time.pending, 1);
+  assert.ok(time.runNext());
+  assert.equal(time.now, 60_000);
+  assert.equal(time.pending, 1);
+  assert.equal(dev.metrics().txBacklog, 1);
+  assert.ok(dev.receive(frame(100)));
+  assert.equal(dev.pendingRxFrames, 1);
+  // Driver reset (status 0) and a fresh init: nothing from before survives, the device works again.
+  mock.init(2, ALL, 256);
+  assert.equal(dev.pendingRxFrames, 0);
+  assert.equal(dev.metrics().txBacklog, 0);
+  assert.equal(time.pending, 0);
+  assert.equal(dev.metrics().rxDropped, 1);
+  dev.setRateLimits({ tx: null });
+  sendFrame(mock, frame(200, 3));
+  mock.kick(TX);
+  assert.deepEqual(sent.at(-1), frame(200, 3));
+  dev.close();
+  assert.ok(!dev.receive(frame(100)), 'closed: host frames are dropped');
+  assert.equal(dev.metrics().rxDropped, 2);
+});
+
 test('virtio-net: fuzzed transmit chains never throw and keep the counters consistent', () => {
   const { mock, dev, sent } = setup({}, ALL, 64);
   let chains = 0;
