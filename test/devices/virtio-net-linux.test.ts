@@ -237,6 +237,16 @@ test(
       assert.equal((await stat('rx_packets')) - guestRxBefore, rx.rxPackets - rxBefore.rxPackets);
       console.log(`rx limit ${rxRate} B/s: ${fed} frames delivered, throttled ${rx.rxThrottledMs.toFixed(0)} ms`);
       net.setRateLimits({ rx: null });
+
+      // Link down/up from the host reaches the driver through the configuration interrupt (VIRTIO_NET_S_LINK_UP).
+      const carrier = (want: number) =>
+        vm.sh(
+          `for i in 1 2 3 4 5 6 7 8 9 10; do c=$(cat /sys/class/net/eth0/carrier); [ "$c" = ${want} ] && break; sleep 0.2; done; echo carrier=$c`,
+        );
+      net.setLinkUp(false);
+      assert.match(await carrier(0), /carrier=0/);
+      net.setLinkUp(true);
+      assert.match(await carrier(1), /carrier=1/);
       assert.match(await vm.sh('ping -c 1 10.0.9.2'), /1 packets transmitted, 1 (packets )?received/);
     } finally {
       machine.sendConsoleInput(Buffer.from('poweroff -f\n', 'latin1'));
