@@ -324,7 +324,11 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
       return false;
     }
     this.rxPending.push(frame);
-    this.guard(() => this.deliver());
+    try {
+      this.deliver();
+    } catch (e) {
+      this.fail(e); // (guard() without a closure per frame)
+    }
     return true;
   }
 
