@@ -15,7 +15,8 @@
  * (DEVICE_NEEDS_RESET).
  */
 import { MAX_FRAME_BYTES, RateLimiter, checkRateLimitSpec, limitsAnything, type RateLimitSpec } from '../../net/rate-limiter.js';
-import { VirtioMmioDevice, type VirtioContext } from './mmio.js';
+import type { DeviceState } from '../device.js';
+import { VirtioMmioDevice, type VirtioContext, type VirtioDeviceState } from './mmio.js';
 import { bit, hasFeature } from './regs.js';
 import { VirtqueueError, type DescriptorChain } from './virtqueue.js';
 
@@ -61,6 +62,8 @@ export const NET_QUEUE_SIZE = 256;
 export const DEFAULT_RX_PENDING_FRAMES = 256;
 /** Largest chain accepted on either queue; bigger is a transport error. Frames are far smaller; this bounds work. */
 const MAX_CHAIN_BYTES = 1024 * 1024;
+/** Longest single timer wait; a longer refill (a very low rate) re-arms, and setTimeout's 2^31 ms limit is never hit. */
+const MAX_TIMER_MS = 60_000;
 
 export const RECEIVEQ = 0;
 export const TRANSMITQ = 1;
@@ -212,6 +215,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   /** Transmit chains taken from the ring while throttled: owned by the device, not yet completed. */
   private txBacklog: DescriptorChain[] = [];
   private txInBatch = false;
+  private closed = false;
 
   private rxLimiter: RateLimiter | null = null;
   private txLimiter: RateLimiter | null = null;
@@ -267,7 +271,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     if (!Number.isInteger(this.rxPendingLimit) || this.rxPendingLimit < 0)
       throw new Error(`virtio-net: rxPendingFrames must be an integer >= 0 (got ${this.rxPendingLimit})`);
     this.now = options.now ?? (() => globalThis.performance.now());
-    this.setTimer = options.setTimer ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
+    this.setTimer = options.setTimer ?? defaultSetTimer;
     this.clearTimer = options.clearTimer ?? ((h) => globalThis.clearTimeout(h as Parameters<typeof clearTimeout>[0]));
     this.writeMac(this.macText);
     this.configView.setUint16(CFG_MAX_VIRTQUEUE_PAIRS, 1, true);
@@ -315,12 +319,16 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
       this.stats.rxErrors++;
       return false;
     }
-    if (!this.link || this.rxPending.length >= this.rxPendingLimit) {
+    if (!this.link || this.closed || this.rxPending.length >= this.rxPendingLimit) {
       this.stats.rxDropped++;
       return false;
     }
     this.rxPending.push(frame);
-    this.deliver();
+    try {
+      this.deliver();
+    } catch (e) {
+      this.fail(e); // (guard() without a closure per frame)
+    }
     return true;
   }
 
@@ -362,8 +370,9 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     }
   }
 
-  /** Stops timers and drops waiting frames (the VM is gone); the device answers nothing useful afterwards. */
+  /** Stops timers and drops waiting frames (the VM is gone); later host frames are dropped. Idempotent. */
   close(): void {
+    this.closed = true;
     this.cancelTimer('rx');
     this.cancelTimer('tx');
     this.dropPendingRx();
@@ -399,6 +408,12 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   protected override processQueue(queue: number): void {
     super.processQueue(queue);
     if (queue === TRANSMITQ) this.endTxBatch();
+  }
+
+  /** The transport's restore re-submits held transmit chains; those that go out at once end a batch too. */
+  override loadState(state: DeviceState<VirtioDeviceState<VirtioNetStateData>>): void {
+    super.loadState(state);
+    this.endTxBatch();
   }
 
   protected override onFeaturesNegotiated(features: bigint): void {
@@ -536,13 +551,10 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private scheduleTx(): void {
     if (this.txTimer !== null || this.txLimiter === null || this.txBacklog.length === 0) return;
     const wait = this.txLimiter.msUntilAvailable(this.now(), VirtioNet.txCost(this.txBacklog[0]!));
-    this.txTimer = this.setTimer(
-      () => {
-        this.txTimer = null;
-        this.guard(() => this.drainTx());
-      },
-      Math.max(1, Math.ceil(wait)),
-    );
+    this.txTimer = this.setTimer(() => {
+      this.txTimer = null;
+      this.guard(() => this.drainTx());
+    }, timerDelay(wait));
   }
 
   // ---- receive ----
@@ -596,13 +608,10 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     this.throttled('rx', now);
     if (this.rxTimer === null) {
       const wait = this.rxLimiter!.msUntilAvailable(now, bytes);
-      this.rxTimer = this.setTimer(
-        () => {
-          this.rxTimer = null;
-          this.guard(() => this.deliver());
-        },
-        Math.max(1, Math.ceil(wait)),
-      );
+      this.rxTimer = this.setTimer(() => {
+        this.rxTimer = null;
+        this.guard(() => this.deliver());
+      }, timerDelay(wait));
     }
     return false;
   }
@@ -683,4 +692,15 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private writeStatusField(): void {
     this.configView.setUint16(CFG_STATUS, this.link ? VIRTIO_NET_S_LINK_UP : 0, true);
   }
+}
+
+function timerDelay(ms: number): number {
+  return Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms)));
+}
+
+/** globalThis.setTimeout, unref'd where the host has that (Node), so a throttled NIC never keeps a process alive. */
+function defaultSetTimer(fn: () => void, ms: number): unknown {
+  const handle: unknown = globalThis.setTimeout(fn, ms);
+  (handle as { unref?: () => void }).unref?.();
+  return handle;
 }
