@@ -8,6 +8,8 @@ import {
   DeletedSchema,
   NetworkViewSchema,
   ErrorSchema,
+  ExecBody,
+  ExecResultSchema,
   HostInfoSchema,
   UpdateVmBody,
   VmListSchema,
@@ -93,6 +95,22 @@ export function openApiDocument(): Record<string, unknown> {
             '200': json(ActionOutcomeSchema, 'the VM after the action'),
             ...vmErrors,
             '409': errorResponse('wrong state'),
+          },
+        },
+      },
+      '/vms/{name}/exec': {
+        parameters: [nameParam],
+        post: {
+          summary:
+            'Run a command in a running VM through its guest agent; answers once it exits. Output is kept up to 8 MiB per stream (truncated says when cut). The body may be up to 32 MiB.',
+          requestBody: { required: true, ...json(ExecBody, 'the command', 'input') },
+          responses: {
+            '200': json(ExecResultSchema, 'the command ran (whatever its exit status)'),
+            '400': errorResponse('invalid body, or cwd is not a directory in the guest'),
+            '404': errorResponse('no such VM'),
+            '409': errorResponse('the VM is not running, has no guest agent channel, or stopped/rebooted during the command'),
+            '413': errorResponse('body above 32 MiB'),
+            '504': errorResponse('the command did not finish within timeoutMs (it was killed), or the agent did not answer'),
           },
         },
       },

@@ -139,6 +139,78 @@ export const ActionBody = z
   })
   .strict();
 
+const KIB = 1024;
+const MAX_EXEC_STDIN = 8 * 1024 * KIB;
+const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
+const noNul = (s: string) => !s.includes('\0');
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
+
+export const ExecBody = z
+  .object({
+    argv: z
+      .array(
+        z
+          .string()
+          .refine((a) => utf8Bytes(a) <= 64 * KIB, 'an argument must be at most 64 KiB')
+          .refine(noNul, 'an argument must not contain NUL characters'),
+      )
+      .min(1, 'argv must name a command')
+      .max(256, 'at most 256 arguments')
+      .refine((a) => a[0] !== '', 'argv[0] must not be empty')
+      .describe('the command and its arguments (run by sh in the guest, each argument quoted)'),
+    stdin: z
+      .string()
+      .max(Math.ceil(MAX_EXEC_STDIN / 3) * 4, 'stdin must be at most 8 MiB')
+      .refine((b) => b.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(b), 'stdin must be base64')
+      .refine((b) => Buffer.byteLength(b, 'base64') <= MAX_EXEC_STDIN, 'stdin must be at most 8 MiB')
+      .optional()
+      .describe('bytes for the command’s standard input, base64 (default: none, /dev/null)'),
+    cwd: z
+      .string()
+      .min(1)
+      .max(4096)
+      .startsWith('/', 'cwd must be an absolute path')
+      .refine(noNul, 'cwd must not contain NUL characters')
+      .optional()
+      .describe('directory in the guest to run in (default /)'),
+    env: z
+      .record(
+        z.string(),
+        z
+          .string()
+          .refine((v) => utf8Bytes(v) <= 64 * KIB, 'an environment value must be at most 64 KiB')
+          .refine(noNul, 'an environment value must not contain NUL characters'),
+      )
+      .superRefine((e, ctx) => {
+        const names = Object.keys(e);
+        const bad = names.find((k) => !ENV_NAME_RE.test(k));
+        if (bad !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            message: `environment name ${JSON.stringify(bad.slice(0, 64))} must match [A-Za-z_][A-Za-z0-9_]* (at most 256 characters)`,
+          });
+        if (names.length > 256) ctx.addIssue({ code: 'custom', message: 'at most 256 environment variables' });
+      })
+      .optional()
+      .describe('extra environment variables'),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(3_600_000)
+      .default(60_000)
+      .describe('milliseconds the command may run before it is killed and the request fails with 504'),
+  })
+  .strict();
+
+export const ExecResultSchema = z.object({
+  exitCode: z.number().int().describe('the exit status (128+N when killed by signal N)'),
+  stdout: z.string().describe('base64'),
+  stderr: z.string().describe('base64'),
+  truncated: z.boolean().describe('stdout or stderr went past 8 MiB and was cut there'),
+  durationMs: z.number(),
+});
+
 export const ListQuery = z.object({ stats: z.enum(['true', 'false', '1', '0']).optional() }).strict();
 export const DeleteQuery = z.object({ force: z.enum(['true', 'false', '1', '0']).optional() }).strict();
 
@@ -224,6 +296,9 @@ export const ERROR_CODES = [
   'NETWORK_EXISTS',
   'NETWORK_IN_USE',
   'PORT_IN_USE',
+  'AGENT_UNAVAILABLE',
+  'EXEC_ABORTED',
+  'EXEC_TIMEOUT',
   'ENGINE_ERROR',
   'STORAGE_ERROR',
   'INTERNAL',

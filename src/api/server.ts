@@ -18,6 +18,7 @@ import {
   CreateNetworkBody,
   CreateVmBody,
   DeleteQuery,
+  ExecBody,
   ListQuery,
   describeZodError,
   UpdateVmBody,
@@ -35,6 +36,9 @@ export interface ApiOptions {
   log?: (line: string) => void;
 }
 
+/** Request body limit of POST /vms/:name/exec (every other route keeps the 64 KiB default). */
+export const EXEC_BODY_LIMIT = 32 * 1024 * 1024;
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -50,6 +54,10 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new ApiError(400, 'INVALID_REQUEST', describeZodError(r.error));
   return r.data;
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
 }
 
 function nameParam(req: FastifyRequest): string {
@@ -169,6 +177,30 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       action: action.data,
       timeoutMs: body.timeoutSeconds !== undefined ? body.timeoutSeconds * 1000 : undefined,
     });
+  });
+
+  // Larger bodies than elsewhere: up to 8 MiB of stdin (base64) and 256 arguments of up to 64 KiB.
+  app.post('/vms/:name/exec', { bodyLimit: EXEC_BODY_LIMIT }, async (req) => {
+    const name = nameParam(req);
+    const body = parse(ExecBody, req.body);
+    const result = await channel.send({
+      type: 'exec',
+      name,
+      request: {
+        argv: body.argv,
+        stdin: body.stdin !== undefined ? new Uint8Array(Buffer.from(body.stdin, 'base64')) : undefined,
+        cwd: body.cwd,
+        env: body.env,
+        timeoutMs: body.timeoutMs,
+      },
+    });
+    return {
+      exitCode: result.exitCode,
+      stdout: base64(result.stdout),
+      stderr: base64(result.stderr),
+      truncated: result.truncated,
+      durationMs: result.durationMs,
+    };
   });
 
   app.get('/vms/:name/console.log', async (req, reply) => {

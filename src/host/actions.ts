@@ -7,6 +7,7 @@ import type { VmStats } from './engine.js';
 import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { NetworkMode, NetworkRecord } from './networks.js';
 import type { NetworkLease } from './network-manager.js';
+import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
 
 export interface DiskSpec {
   /** Virtual size in MiB; an overlay defaults to its backing image's size. */
@@ -86,6 +87,8 @@ export type HostAction =
   | { type: 'update'; name: string; patch: UpdateVmSpec }
   | { type: 'delete'; name: string; force: boolean }
   | { type: 'action'; name: string; action: VmAction; timeoutMs?: number }
+  /** Runs a command in a running VM through its guest agent. */
+  | { type: 'exec'; name: string; request: ExecRequest }
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
@@ -158,6 +161,7 @@ interface HostResults {
   update: VmView;
   delete: { deleted: string };
   action: ActionOutcome;
+  exec: ExecResult;
   'console-log': Buffer;
   'console-attach': ConsoleSession;
   'host-info': HostInfo;

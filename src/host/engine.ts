@@ -7,6 +7,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { RuntimeCounters } from '../vm/protocol.js';
 import { zeroCounters } from '../vm/runtime.js';
+import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
 
 /**
  * Live figures of one VM: the worker's raw counters (totals since the VM (re)started) plus the rates the host
@@ -56,6 +57,11 @@ export interface EngineVm {
   setBalloonTarget(bytes: number): Promise<void>;
   /** Changes one NIC's limits while the VM runs (null: unlimited in that direction). */
   setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void>;
+  /**
+   * Runs a command in the guest through its agent. Rejects with an AgentError (src/vm/agent-client.ts) whose
+   * `failure` says why (no agent channel, timeout, the VM ended, the agent refused).
+   */
+  exec(req: ExecRequest): Promise<ExecResult>;
 }
 
 /** Host resources a VM is given at creation, beyond its config. */

@@ -1,5 +1,5 @@
 /** Errors the host layer raises, each with a stable machine-readable code and an HTTP-ish kind. */
-export type HostErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'internal';
+export type HostErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'timeout' | 'internal';
 
 export type HostErrorCode =
   | 'INVALID_REQUEST'
@@ -15,6 +15,9 @@ export type HostErrorCode =
   | 'NETWORK_EXISTS'
   | 'NETWORK_IN_USE'
   | 'PORT_IN_USE'
+  | 'AGENT_UNAVAILABLE'
+  | 'EXEC_ABORTED'
+  | 'EXEC_TIMEOUT'
   | 'ENGINE_ERROR'
   | 'STORAGE_ERROR';
 
@@ -32,6 +35,9 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   NETWORK_EXISTS: 'conflict',
   NETWORK_IN_USE: 'conflict',
   PORT_IN_USE: 'conflict',
+  AGENT_UNAVAILABLE: 'conflict',
+  EXEC_ABORTED: 'conflict',
+  EXEC_TIMEOUT: 'timeout',
   ENGINE_ERROR: 'internal',
   STORAGE_ERROR: 'internal',
 };
@@ -58,6 +64,8 @@ export function httpStatusFor(kind: HostErrorKind): number {
       return 409;
     case 'unavailable':
       return 503;
+    case 'timeout':
+      return 504;
     case 'internal':
       return 500;
   }

@@ -43,6 +43,7 @@ import {
   type PublishedPort,
   type VmConfig,
 } from '../vm/config.js';
+import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
 
 export interface HypervisorOptions {
   home: HomeLayout;
@@ -159,6 +160,8 @@ export class Hypervisor implements HostChannel {
         return this.remove(action.name, action.force);
       case 'action':
         return this.act(action.name, action.action, action.timeoutMs);
+      case 'exec':
+        return this.exec(action.name, action.request);
       case 'console-log':
         return this.find(action.name).log.read();
       case 'console-attach':
@@ -432,6 +435,25 @@ export class Hypervisor implements HostChannel {
       });
     }
     return { vm: this.view(live, null), forced };
+  }
+
+  /**
+   * Runs a command through the guest agent. Not under the VM's lock: commands run concurrently, and a stop
+   * must not wait for one (it ends it instead).
+   */
+  private async exec(name: string, req: ExecRequest): Promise<ExecResult> {
+    const live = this.find(name);
+    if (this.closed) throw new HostError('VM_BUSY', 'the daemon is shutting down');
+    const vm = live.vm;
+    if (live.rec.state !== 'running' || !vm)
+      throw new HostError('INVALID_STATE', `cannot run a command in a VM that is ${live.rec.state}; start it first`);
+    if (!live.rec.config.virtioConsole)
+      throw new HostError('AGENT_UNAVAILABLE', `'${name}' has no guest agent channel (created with virtioConsole: false)`);
+    try {
+      return await vm.exec(req);
+    } catch (err) {
+      throw execError(name, req, err);
+    }
   }
 
   private async doStart(live: LiveVm): Promise<void> {
@@ -777,6 +799,28 @@ export class Hypervisor implements HostChannel {
       vms: { total: this.vms.size, byState },
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
     };
+  }
+}
+
+/** What an exec failure means to the API client. */
+function execError(name: string, req: ExecRequest, err: unknown): HostError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!(err instanceof AgentError)) return new HostError('ENGINE_ERROR', `${name}: ${message}`);
+  switch (err.failure) {
+    case 'no-agent':
+      return new HostError('AGENT_UNAVAILABLE', `${name}: ${message}`);
+    case 'invalid':
+      return new HostError('INVALID_REQUEST', message);
+    case 'not-ready':
+    case 'timeout':
+      return new HostError('EXEC_TIMEOUT', `${name}: ${message}`);
+    case 'gone':
+      return new HostError('EXEC_ABORTED', `${name}: ${message}`);
+    case 'refused':
+      if (err.reason === 'no-such-cwd')
+        return new HostError('INVALID_REQUEST', `cwd ${JSON.stringify(req.cwd)} is not a directory in the guest`);
+      if (err.reason === 'busy') return new HostError('VM_BUSY', `${name}: the guest agent runs too many commands already`);
+      return new HostError('ENGINE_ERROR', `${name}: ${message}`);
   }
 }
 

@@ -10,6 +10,7 @@ import type { NicRateLimit } from './config.js';
 import { defaultHartFactory, loadBootImages, type BootImages } from './machine-runner.js';
 import { attachVirtioDevices, type AttachedVirtioDevices } from './virtio-devices.js';
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
+import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 import { randomBytes } from 'node:crypto';
 
 const PAGE = 4096;
@@ -21,10 +22,13 @@ class MachineRuntime implements GuestRuntime {
   private stopped = false;
   /** Instructions retired by boards before the last guest reboot, so the counter never goes backwards. */
   private instretBefore = 0;
-  private readonly agentText = new TextDecoder();
-  private agentLine = '';
   /** Current NIC limits: the config's, then live changes (kept across guest reboots). */
   private readonly nicRates: { rx: NicRateLimit | null; tx: NicRateLimit | null }[];
+  /** The guest agent on virtio-console (`typevisor exec`, graceful shutdown); follows the board across reboots. */
+  private readonly agent = new AgentClient({
+    write: (text) => this.devices?.console?.input(text),
+    backlog: () => this.devices?.console?.pendingInputBytes ?? 0,
+  });
 
   constructor(
     private readonly config: VmConfig,
@@ -55,7 +59,7 @@ class MachineRuntime implements GuestRuntime {
     });
     // Same config object on every boot: attachVirtioDevices reuses the disks it already opened.
     this.devices = await attachVirtioDevices(machine, this.config, {
-      onConsoleOutput: (b) => this.onAgentOutput(b),
+      onConsoleOutput: (b) => this.agent.receive(b),
       nicLinks: this.resources.nicLinks,
       nicRates: this.nicRates,
     });
@@ -66,11 +70,6 @@ class MachineRuntime implements GuestRuntime {
     if (!this.stopped) machine.start();
   }
 
-  /** The guest agent answers on virtio-console (pong, ...); kept only as the last line for diagnostics. */
-  private onAgentOutput(bytes: Uint8Array): void {
-    this.agentLine = (this.agentLine + this.agentText.decode(bytes, { stream: true })).slice(-256);
-  }
-
   private onExit(machine: Machine, exit: MachineExit): void {
     if (machine !== this.machine || this.stopped) return;
     switch (exit.kind) {
@@ -78,6 +77,7 @@ class MachineRuntime implements GuestRuntime {
         this.hooks.poweroff();
         return;
       case 'reboot':
+        this.agent.reset('the guest rebooted while the request was in flight');
         this.instretBefore += this.instretOf(machine);
         this.boot().then(
           () => this.hooks.rebooted(),
@@ -107,6 +107,7 @@ class MachineRuntime implements GuestRuntime {
   }
   async stop(): Promise<void> {
     this.stopped = true;
+    this.agent.close('the VM was stopped (or reset) while the request was in flight');
     this.stopPolling?.();
     this.machine?.stop();
     await this.devices?.close();
@@ -115,7 +116,14 @@ class MachineRuntime implements GuestRuntime {
     this.machine?.sendConsoleInput(bytes);
   }
   agentSend(line: string): boolean {
-    return this.devices?.agentSend(line) ?? false;
+    if (!this.devices?.console) return false;
+    this.agent.sendLine(line);
+    return true;
+  }
+  agentExec(req: ExecRequest): Promise<ExecResult> {
+    if (!this.devices?.console)
+      return Promise.reject(new AgentError('no-agent', 'this VM has no guest agent channel (virtio-console)'));
+    return this.agent.exec(req);
   }
   setBalloonTarget(bytes: number): void {
     this.devices?.balloon?.setTarget(Math.floor(bytes / PAGE));

@@ -5,6 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { NicRateLimit, VmConfig } from './config.js';
+import type { AgentFailure, ExecRequest, ExecResult } from './agent-client.js';
 
 /** Host → worker requests. Every one gets exactly one `reply` with the same id. */
 export type ControlRequest =
@@ -17,7 +18,12 @@ export type ControlRequest =
   | { id: number; type: 'reboot' }
   | { id: number; type: 'stats' }
   | { id: number; type: 'balloon'; targetBytes: number }
-  | { id: number; type: 'nic-rate'; nic: number; rx: NicRateLimit | null; tx: NicRateLimit | null };
+  | { id: number; type: 'nic-rate'; nic: number; rx: NicRateLimit | null; tx: NicRateLimit | null }
+  /**
+   * Run a command through the guest agent. Handled concurrently with other requests (a long command must not
+   * hold up stop or stats); the reply carries `exec` or an error with `agentFailure`.
+   */
+  | ({ id: number; type: 'exec' } & ExecRequest);
 
 export type ControlType = ControlRequest['type'];
 
@@ -52,8 +58,8 @@ export interface RuntimeCounters {
 
 /** Worker → host messages. */
 export type WorkerMessage =
-  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters }
-  | { type: 'reply'; id: number; ok: false; error: string }
+  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters; exec?: ExecResult }
+  | { type: 'reply'; id: number; ok: false; error: string; agentFailure?: AgentFailure; agentReason?: string }
   /** The guest powered off by itself. The worker then exits. */
   | { type: 'poweroff' }
   /** The guest reset itself and was booted again in place. */

@@ -6,6 +6,7 @@
 import type { NicRateLimit, VmConfig } from './config.js';
 import type { RuntimeCounters } from './protocol.js';
 import type { NicLink } from './nic-link.js';
+import type { ExecRequest, ExecResult } from './agent-client.js';
 
 export interface RuntimeHooks {
   /** Guest console output (UART). */
@@ -28,6 +29,11 @@ export interface GuestRuntime {
   consoleInput(bytes: Uint8Array): void;
   /** Sends one line to the guest agent on virtio-console; false when this VM has no agent channel. */
   agentSend(line: string): boolean;
+  /**
+   * Runs a command in the guest through its agent. Rejects with an AgentError (agent-client.ts) whose `failure`
+   * says why; a runtime without an agent channel rejects with failure 'no-agent'.
+   */
+  agentExec?(req: ExecRequest): Promise<ExecResult>;
   counters(): RuntimeCounters;
   setBalloonTarget?(bytes: number): void;
   setNicRate?(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void;

@@ -11,6 +11,7 @@ import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from 
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineResources, EngineVm, VmStats } from '../host/engine.js';
 import type { NicRateLimit } from './config.js';
+import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the worker needs the tsx loader too. */
@@ -55,11 +56,17 @@ export class WorkerEngine implements Engine {
   }
 }
 
+type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
+
 interface Pending {
-  resolve(counters: RuntimeCounters | undefined): void;
+  type: ControlRequest['type'];
+  resolve(reply: OkReply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
 }
+
+/** How much longer than an exec's own timeout the host waits for the worker's answer. */
+const EXEC_REPLY_GRACE_MS = 10_000;
 
 export class WorkerRequestError extends Error {
   constructor(message: string) {
@@ -169,7 +176,7 @@ class WorkerVm implements EngineVm {
     if (!worker) throw new WorkerRequestError('the VM is not running');
     let counters = this.lastCounters;
     try {
-      counters = (await this.request({ id: 0, type: 'stats' }, 1_000)) ?? counters;
+      counters = (await this.request({ id: 0, type: 'stats' }, 1_000)).counters ?? counters;
     } catch {
       // A busy or wedged worker keeps its last figures; CPU use below is measured from outside anyway.
     }
@@ -197,11 +204,17 @@ class WorkerVm implements EngineVm {
     return stats;
   }
 
+  async exec(req: ExecRequest): Promise<ExecResult> {
+    const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
+    if (!reply.exec) throw new WorkerRequestError('the VM worker answered an exec without a result');
+    return reply.exec;
+  }
+
   private async simple(req: ControlRequest): Promise<void> {
     await this.request(req, this.options.requestTimeoutMs ?? 10_000);
   }
 
-  private request(req: ControlRequest, timeoutMs: number): Promise<RuntimeCounters | undefined> {
+  private request(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new WorkerRequestError('the VM is not running'));
     const id = this.nextId++;
@@ -210,7 +223,7 @@ class WorkerVm implements EngineVm {
         this.pending.delete(id);
         reject(new WorkerRequestError(`the VM worker did not answer '${req.type}' within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { type: req.type, resolve, reject, timer });
       worker.postMessage({ ...req, id });
     });
   }
@@ -222,7 +235,8 @@ class WorkerVm implements EngineVm {
         if (!p) return;
         this.pending.delete(msg.id);
         clearTimeout(p.timer);
-        if (msg.ok) p.resolve(msg.counters);
+        if (msg.ok) p.resolve(msg);
+        else if (msg.agentFailure) p.reject(new AgentError(msg.agentFailure, msg.error, msg.agentReason));
         else p.reject(new WorkerRequestError(msg.error));
         return;
       }
@@ -252,7 +266,11 @@ class WorkerVm implements EngineVm {
     this.consolePort = undefined;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new WorkerRequestError('the VM worker exited'));
+      p.reject(
+        p.type === 'exec'
+          ? new AgentError('gone', 'the VM ended while the command ran')
+          : new WorkerRequestError('the VM worker exited'),
+      );
       this.pending.delete(id);
     }
     if (!this.stopping) {

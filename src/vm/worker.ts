@@ -10,6 +10,7 @@ import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import { NicLink } from './nic-link.js';
+import { AgentError } from './agent-client.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
 const port = parentPort;
@@ -134,6 +135,14 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
       return { type: 'reply', id: req.id, ok: true };
     case 'stats':
       return { type: 'reply', id: req.id, ok: true, counters: need().counters() };
+    case 'exec': {
+      const r = need();
+      if (!r.agentExec) throw new AgentError('no-agent', 'this VM runtime cannot run commands in the guest');
+      const { id, type, ...exec } = req;
+      void type;
+      const result = await r.agentExec(exec);
+      return { type: 'reply', id, ok: true, exec: result };
+    }
     case 'balloon': {
       const r = need();
       if (!r.setBalloonTarget) throw new Error('this VM has no balloon');
@@ -153,15 +162,33 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
   }
 }
 
-// Requests are handled one at a time in arrival order, so a pause never overtakes the start before it.
+function failure(id: number, err: unknown): WorkerMessage {
+  if (err instanceof AgentError)
+    return { type: 'reply', id, ok: false, error: err.message, agentFailure: err.failure, agentReason: err.reason };
+  return { type: 'reply', id, ok: false, error: errorText(err) };
+}
+
+// Requests are handled one at a time in arrival order, so a pause never overtakes the start before it. Execs
+// run alongside: they wait on the guest, and a stop must be able to end them.
 let queue: Promise<void> = Promise.resolve();
 port.on('message', (req: ControlRequest) => {
+  if (req.type === 'exec') {
+    const postLate = (msg: WorkerMessage): void => {
+      try {
+        post(msg);
+      } catch {
+        /* the worker is ending and its port is closed */
+      }
+    };
+    handle(req).then(postLate, (err: unknown) => postLate(failure(req.id, err)));
+    return;
+  }
   queue = queue.then(async () => {
     let reply: WorkerMessage;
     try {
       reply = await handle(req);
     } catch (err) {
-      reply = { type: 'reply', id: req.id, ok: false, error: errorText(err) };
+      reply = failure(req.id, err);
     }
     if (!ending || req.type === 'stop') post(reply);
     if (req.type === 'stop') closePorts();
