@@ -37,7 +37,7 @@ export class SwitchPort {
   constructor(
     readonly id: string,
     readonly fixedMac: Mac | undefined,
-    readonly deliver: (frame: Uint8Array) => void,
+    readonly deliver: (frame: Uint8Array, exclusive: boolean) => void,
   ) {}
 }
 
@@ -61,7 +61,7 @@ export class L2Switch {
     this.now = opts.now;
   }
 
-  attach(id: string, deliver: (frame: Uint8Array) => void, opts: SwitchPortOptions = {}): SwitchPort {
+  attach(id: string, deliver: (frame: Uint8Array, exclusive: boolean) => void, opts: SwitchPortOptions = {}): SwitchPort {
     if (this.ports.some((p) => p.id === id)) throw new Error(`switch port '${id}' is already attached`);
     const port = new SwitchPort(id, opts.fixedMac, deliver);
     this.ports.push(port);
@@ -110,23 +110,24 @@ export class L2Switch {
           c.rxDropped++;
           return;
         }
-        this.send(entry.port, frame);
+        this.send(entry.port, frame, true);
         return;
       }
     }
     let sent = false;
     for (const port of this.ports) {
       if (port === ingress) continue;
-      this.send(port, frame);
+      this.send(port, frame, false);
       sent = true;
     }
     if (!sent) c.rxDropped++;
   }
 
-  private send(port: SwitchPort, frame: Uint8Array): void {
+  /** `exclusive`: this port is the frame's only recipient (a flooded frame is shared by every port). */
+  private send(port: SwitchPort, frame: Uint8Array, exclusive: boolean): void {
     port.counters.txFrames++;
     port.counters.txBytes += frame.length;
-    port.deliver(frame);
+    port.deliver(frame, exclusive);
   }
 
   private learn(mac: Mac, port: SwitchPort, now: number): void {
