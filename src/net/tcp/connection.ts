@@ -411,6 +411,7 @@ export class TcpEndpoint {
     this.rcvAccept = seqAdd(this.rcvNxt, Math.min(this.capacity(), 0xffff));
     if (hasAck) {
       this.sndUna = seg.ack;
+      this.sampleRtt(seg.ack);
       this.takeSendWindow(seg.window, seg.seq, seg.ack, false);
       this.establish();
       if (this.isClosed()) return;
@@ -695,11 +696,13 @@ export class TcpEndpoint {
       default:
         break;
     }
+    if (this.st === 'TIME-WAIT') this.startTimeWait();
+    // onEnd first: an app that answers with end() gets its FIN onto the ACK of the guest's.
     this.ackPending = true;
+    this.onEnd?.();
+    if (this.isClosed()) return;
     this.output();
     if (this.ackPending) this.sendAck();
-    if (this.st === 'TIME-WAIT') this.startTimeWait();
-    this.onEnd?.();
   }
 
   // ---- sending ----
@@ -816,6 +819,10 @@ export class TcpEndpoint {
     // Offer scaling in our SYN; in a SYN-ACK only answer an offer.
     if (!withAck || this.wscaleOk) seg.windowScale = this.rcvWscale;
     this.send(seg);
+    // The handshake gives the first RTT sample (RFC 6298 §2), unless this SYN is a repeat (Karn).
+    this.rttTiming = this.counters.retransmits === 0;
+    this.rttSeq = seqAdd(this.iss, 1);
+    this.rttStart = this.io.now();
     if (withAck) {
       this.clearAckPending();
       this.rcvAccept = seqMax(this.rcvAccept, seqAdd(this.rcvNxt, seg.window));
