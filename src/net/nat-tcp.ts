@@ -12,6 +12,7 @@ import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpEndpointIo, type TcpSegment
 import type { AcceptConnection, HostSocketError, HostTcpHandlers, HostTcpSocket } from './host-io.js';
 import { hostAddressFor, natDestinationAllowed, type GatewayContext } from './gateway-context.js';
 import type { TcpEndpointLike } from './tcp-endpoint.js';
+import { isConnectionRequest } from './tcp/connection.js';
 
 export interface TcpNatCounters {
   /** Guest SYNs that became connections to the host. */
@@ -97,9 +98,10 @@ export class TcpNat {
     if (conn) {
       conn.lastActive = this.ctx.clock.now();
       conn.ep.handleSegment(seg);
-      return;
+      // A SYN that ended TIME-WAIT closed the old endpoint: it opens a new connection on the same ports.
+      if (!conn.closed || !isConnectionRequest(seg)) return;
     }
-    if ((seg.flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN) {
+    if (!isConnectionRequest(seg)) {
       this.resetStray(guestMac, guestIp, dst, seg);
       return;
     }

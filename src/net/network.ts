@@ -9,7 +9,7 @@ import { parseCidr, parseHostAddress, SubnetError, type SubnetPlan } from './sub
 import { Gateway, type GatewayCounters } from './gateway.js';
 import type { HostSockets, NetClock } from './host-io.js';
 import type { DnsResolver } from './dns.js';
-import type { TcpEndpointFactory } from './tcp-endpoint.js';
+import { tcpEndpointFactory, type TcpEndpointFactory } from './tcp-endpoint.js';
 import type { DhcpCounters } from './dhcp.js';
 import type { UdpNatCounters } from './nat-udp.js';
 import type { TcpNatCounters } from './nat-tcp.js';
@@ -31,6 +31,7 @@ export interface VirtualNetworkConfig {
   sockets: HostSockets;
   resolver?: DnsResolver;
   clock: NetClock;
+  /** Default: TcpEndpoint with its default buffers. */
   tcp?: TcpEndpointFactory;
   /** A MAC got a new address; persist it so the VM keeps it across restarts. */
   onLease?: (mac: string, ip: string) => void;
@@ -178,7 +179,7 @@ export class VirtualNetwork {
         mac: this.gatewayMac,
         clock,
         sockets: config.sockets,
-        tcp: config.tcp,
+        tcp: config.tcp ?? tcpEndpointFactory(),
         send: (frame) => {
           if (gatewayRef.port) this.switch.receive(gatewayRef.port, frame);
         },

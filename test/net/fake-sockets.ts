@@ -7,6 +7,8 @@ export class FakeSockets implements HostSockets {
   udpClosed = 0;
   tcpConnects: { address: string; port: number; handlers: HostTcpHandlers; destroyed: boolean }[] = [];
   udpHandlers: HostUdpHandlers[] = [];
+  /** When set, host connects succeed (asynchronously, as real ones do). */
+  constructor(private readonly autoConnect = false) {}
 
   udpOpen(handlers: HostUdpHandlers) {
     this.udpOpened++;
@@ -22,6 +24,7 @@ export class FakeSockets implements HostSockets {
   tcpConnect(address: string, port: number, handlers: HostTcpHandlers) {
     const rec = { address, port, handlers, destroyed: false };
     this.tcpConnects.push(rec);
+    if (this.autoConnect) queueMicrotask(() => handlers.onConnect?.());
     return {
       write: () => {},
       end: () => {},

@@ -93,7 +93,9 @@ export class TestGuest {
             if (typeof s !== 'string') {
               r.tcp = { src: ip.src, dst: ip.dst, seg: s };
               if (this.onTcp && ip.dst === this.ip) {
-                this.onTcp(ip.src, ip.dst, s);
+                // Asynchronously, as a real NIC would: an endpoint must not be re-entered from its own emit.
+                const onTcp = this.onTcp;
+                queueMicrotask(() => onTcp(ip.src, ip.dst, s));
                 return;
               }
             }

@@ -132,11 +132,17 @@ test('hostile: 20 000 random, mutated and structured frames never throw and keep
   const { net, clock } = makeNetwork({ sockets, resolver: { lookupA: async () => 'NXDOMAIN' } });
   const s = run(net, fc.oneof(fc.uint8Array({ maxLength: 1600 }), mutatedFrame(), structuredFrame()), 20_000);
   assert.ok(s.udpNat!.flows <= 512, 'the UDP flow table stays bounded');
-  assert.ok(s.tcpNat.connections === 0, 'no TCP endpoint factory: every SYN was reset');
+  assert.ok(s.tcpNat.pending <= 128, 'host connects in flight stay bounded');
   assert.ok(s.macTable.size <= 3);
   clock.advance(120_000);
-  assert.equal(net.stats().udpNat!.flows, 0, 'idle flows are swept');
+  const after = net.stats();
+  assert.equal(after.udpNat!.flows, 0, 'idle flows are swept');
+  assert.equal(after.tcpNat.pending, 0, 'connects that never completed timed out');
   assert.equal(sockets.udpOpened, sockets.udpClosed);
+  assert.ok(
+    sockets.tcpConnects.every((c) => c.destroyed),
+    'every host socket of a failed connect was destroyed',
+  );
   net.close();
 });
 
@@ -144,4 +150,60 @@ test('hostile: the same storm at an isolated network opens no host socket', () =
   const { net } = makeNetwork({ mode: 'isolated' });
   run(net, fc.oneof(fc.uint8Array({ maxLength: 1600 }), mutatedFrame(), structuredFrame()), 20_000);
   net.close();
+});
+
+function synFrom(srcPort: number, dst = ip('93.184.216.34'), dstPort = 80): Uint8Array {
+  return buildTcpFrame(GW_MAC, MACS[0], ip('10.0.2.15'), dst, {
+    srcPort,
+    dstPort,
+    seq: srcPort * 1000,
+    ack: 0,
+    flags: 0x02,
+    window: 65535,
+    mss: 1460,
+    payload: new Uint8Array(0),
+  });
+}
+
+test('hostile: a SYN flood stays within the pending-connect limit; the rest get RST', () => {
+  const sockets = new FakeSockets();
+  const { net, clock } = makeNetwork({ sockets });
+  let rsts = 0;
+  const nic = net.attach('a', { mac: '52:54:00:00:00:01' }, (f) => {
+    if (f.length >= 54 && f[23] === 6 && f[47] & 0x04) rsts++;
+  });
+  for (let i = 0; i < 1000; i++) nic.receive(synFrom(10000 + i));
+  let s = net.stats().tcpNat;
+  assert.equal(s.pending, 128);
+  assert.equal(s.connectsStarted, 128);
+  assert.equal(s.refusedPendingLimit, 872);
+  assert.equal(sockets.tcpConnects.length, 128, 'no host socket beyond the limit');
+  assert.equal(rsts, 872);
+  // A retransmitted SYN for a pending connection is not a new connection.
+  nic.receive(synFrom(10000));
+  assert.equal(net.stats().tcpNat.connectsStarted, 128);
+  clock.advance(30_000);
+  s = net.stats().tcpNat;
+  assert.equal(s.pending, 0);
+  assert.equal(s.connectsFailed, 128);
+  assert.equal(s.connections, 0);
+  assert.equal(rsts, 872 + 128, 'each timed-out connect was refused with RST');
+  net.close();
+});
+
+test('hostile: connections per guest address are bounded', async () => {
+  const sockets = new FakeSockets(true);
+  const { net } = makeNetwork({ sockets, limits: { maxTcpPerGuest: 20 } });
+  const nic = net.attach('a', { mac: '52:54:00:00:00:01' }, () => {});
+  for (let i = 0; i < 50; i++) {
+    nic.receive(synFrom(20000 + i));
+    await new Promise((r) => setImmediate(r));
+  }
+  const s = net.stats().tcpNat;
+  assert.equal(s.connections, 20);
+  assert.equal(s.connectsSucceeded, 20);
+  assert.equal(s.refusedGuestLimit, 30);
+  net.close();
+  assert.equal(net.stats().tcpNat.connections, 0, 'close aborts every connection');
+  assert.ok(sockets.tcpConnects.every((c) => c.destroyed));
 });
