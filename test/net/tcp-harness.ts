@@ -3,7 +3,7 @@
  * and the link can drop, duplicate, delay or reorder any segment, so every run is deterministic.
  */
 import { TcpEndpoint, isConnectionRequest, type TcpCloseReason, type TcpEndpointOptions } from '../../src/net/tcp/connection.js';
-import type { TcpEndpointIo, TcpSegment } from '../../src/net/tcp/types.js';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpEndpointIo, type TcpSegment } from '../../src/net/tcp/types.js';
 
 interface Timer {
   at: number;
@@ -110,11 +110,39 @@ export class Link {
 
   private deliver(to: Side, seg: TcpSegment): void {
     const ep = this.endpoints[to];
-    if (ep !== undefined) ep.handleSegment(seg);
+    if (ep !== undefined && ep.state === 'CLOSED') this.refuseForClosed(to, seg);
+    else if (ep !== undefined) ep.handleSegment(seg);
     else if (to === 'b' && isConnectionRequest(seg)) {
       const created = this.onSyn(seg);
       if (created) this.endpoints.b = created;
     }
+  }
+
+  /** What a stack does with a segment for a connection it no longer has (RFC 9293 §3.10.7.1). */
+  private refuseForClosed(side: Side, seg: TcpSegment): void {
+    if (seg.flags & TCP_RST) return;
+    const len = seg.payload.length + (seg.flags & TCP_SYN ? 1 : 0) + (seg.flags & TCP_FIN ? 1 : 0);
+    const reply: TcpSegment =
+      seg.flags & TCP_ACK
+        ? {
+            srcPort: seg.dstPort,
+            dstPort: seg.srcPort,
+            seq: seg.ack,
+            ack: 0,
+            flags: TCP_RST,
+            window: 0,
+            payload: new Uint8Array(0),
+          }
+        : {
+            srcPort: seg.dstPort,
+            dstPort: seg.srcPort,
+            seq: 0,
+            ack: (seg.seq + len) >>> 0,
+            flags: TCP_RST | TCP_ACK,
+            window: 0,
+            payload: new Uint8Array(0),
+          };
+    this.carry(side, reply);
   }
 }
 
@@ -173,7 +201,8 @@ export function connectedPair(
   const a = TcpEndpoint.connect({ localPort: PORT_A, remotePort: PORT_B, ...optsA }, link.io('a'));
   ra.attach(a);
   link.endpoints.a = a;
-  link.clock.advance(50);
+  // A lossy link may drop SYNs: wait for the retransmissions (up to a simulated minute).
+  for (let waited = 0; waited < 60_000 && b === undefined; waited += 50) link.clock.advance(50);
   if (b === undefined) throw new Error('no passive endpoint was created');
   return { link, a, b, ra, rb };
 }

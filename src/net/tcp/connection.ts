@@ -455,7 +455,8 @@ export class TcpEndpoint {
           this.closeWith('closed');
           return;
         }
-        if (flags & TCP_FIN) this.startTimeWait();
+        // The guest is still retransmitting (our last ACK was lost): stay around to answer it.
+        this.startTimeWait();
       }
       this.counters.droppedSegments++;
       this.challengeAck();
@@ -829,8 +830,13 @@ export class TcpEndpoint {
     }
   }
 
+  /**
+   * A pure ACK carries SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT (go-back-N) the guest may already hold
+   * more than we are resending, and a pure ACK numbered below its RCV.NXT would be unacceptable to it; it would answer
+   * with an ACK of its own, and two such ends ping-pong ACKs.
+   */
   private sendAck(): void {
-    this.emit(TCP_ACK, this.sndNxt, EMPTY);
+    this.emit(TCP_ACK, this.sndMax, EMPTY);
   }
 
   /** An ACK for a dropped segment, rate-limited so a flood of junk cannot make us flood back (RFC 5961 §7). */
@@ -1038,7 +1044,7 @@ export class TcpEndpoint {
   private abortWith(reason: TcpCloseReason): void {
     if (this.isClosed()) return;
     // No RST in SYN-SENT: the guest has no connection to reset (RFC 9293 §3.10.5).
-    if (this.st !== 'SYN-SENT' && this.st !== 'TIME-WAIT') this.emit(TCP_RST | TCP_ACK, this.sndNxt, EMPTY);
+    if (this.st !== 'SYN-SENT' && this.st !== 'TIME-WAIT') this.emit(TCP_RST | TCP_ACK, this.sndMax, EMPTY);
     this.closeWith(reason);
   }
 
