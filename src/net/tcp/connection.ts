@@ -397,7 +397,7 @@ export class TcpEndpoint {
   private onSynSentSegment(seg: TcpSegment): void {
     const hasAck = (seg.flags & TCP_ACK) !== 0;
     if (hasAck && !(seqGt(seg.ack, this.iss) && seqLe(seg.ack, this.sndMax))) {
-      if (!(seg.flags & TCP_RST)) this.emitRst(seg.ack);
+      if (!(seg.flags & TCP_RST) && this.allowChallenge()) this.emitRst(seg.ack);
       return;
     }
     if (seg.flags & TCP_RST) {
@@ -433,6 +433,13 @@ export class TcpEndpoint {
     let payload = seg.payload;
     const segLen = payload.length + (flags & TCP_SYN ? 1 : 0) + (flags & TCP_FIN ? 1 : 0);
 
+    // A new connection request on the same port pair ends TIME-WAIT (RFC 9293 §3.10.7.4 allows reopening when the
+    // SYN's sequence number is beyond what the old connection used); the NAT then starts a new endpoint.
+    if (this.st === 'TIME-WAIT' && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && seqGt(seq, this.rcvNxt)) {
+      this.closeWith('closed');
+      return;
+    }
+
     // 1. Sequence number check.
     if (!this.acceptable(seq, segLen)) {
       if (flags & TCP_RST) return;
@@ -451,10 +458,6 @@ export class TcpEndpoint {
         return;
       }
       if (this.st === 'TIME-WAIT') {
-        if (flags & TCP_SYN && !(flags & TCP_ACK) && seqGt(seq, this.rcvNxt)) {
-          this.closeWith('closed');
-          return;
-        }
         // The guest is still retransmitting (our last ACK was lost): stay around to answer it.
         this.startTimeWait();
       }
@@ -502,7 +505,7 @@ export class TcpEndpoint {
     if (!(flags & TCP_ACK)) return;
     if (this.st === 'SYN-RECEIVED') {
       if (!(seqGt(seg.ack, this.sndUna) && seqLe(seg.ack, this.sndMax))) {
-        this.emitRst(seg.ack);
+        if (this.allowChallenge()) this.emitRst(seg.ack);
         return;
       }
       this.setSendWindow(seg.window, seq, seg.ack, true);
@@ -839,7 +842,10 @@ export class TcpEndpoint {
     this.emit(TCP_ACK, this.sndMax, EMPTY);
   }
 
-  /** An ACK for a dropped segment, rate-limited so a flood of junk cannot make us flood back (RFC 5961 §7). */
+  /**
+   * An ACK for a dropped segment, rate-limited so a flood of junk cannot make us flood back (RFC 5961 §7). Linux's
+   * zero-window probes and keepalives (one old byte's sequence number, no data) are answered here too.
+   */
   private challengeAck(): void {
     if (this.allowChallenge()) {
       this.counters.challengeAcks++;
@@ -964,8 +970,11 @@ export class TcpEndpoint {
 
   private growCwnd(acked: number): void {
     if (this.inRecovery) return;
+    // Slow start counts bytes acknowledged, up to two segments per ACK (RFC 3465, L = 2: we are ACKed every other).
     const grow =
-      this.cwnd < this.ssthresh ? Math.min(acked, this.sndMss) : Math.max(1, Math.floor((this.sndMss * this.sndMss) / this.cwnd));
+      this.cwnd < this.ssthresh
+        ? Math.min(acked, 2 * this.sndMss)
+        : Math.max(1, Math.floor((this.sndMss * this.sndMss) / this.cwnd));
     this.cwnd = Math.min(this.cwnd + grow, MAX_BUFFER);
   }
 
