@@ -14,55 +14,88 @@ interface Timer {
 /** A clock whose timers fire only from advance()/runUntilIdle(), in (time, creation) order. */
 export class FakeClock {
   now = 0;
-  private timers = new Map<number, Timer>();
+  /** A binary min-heap on (at, id); cleared timers stay in it until they surface (lazy deletion). */
+  private heap: Timer[] = [];
+  private live = new Set<number>();
   private nextId = 1;
 
   setTimer(ms: number, fn: () => void): number {
     const id = this.nextId++;
-    this.timers.set(id, { at: this.now + Math.max(0, ms), id, fn });
+    this.live.add(id);
+    this.push({ at: this.now + Math.max(0, ms), id, fn });
     return id;
   }
 
   clearTimer(handle: unknown): void {
-    this.timers.delete(handle as number);
+    this.live.delete(handle as number);
   }
 
   get pending(): number {
-    return this.timers.size;
+    return this.live.size;
   }
 
   /** Runs every timer due within the next ms milliseconds (including ones those timers set), then sets now. */
   advance(ms: number): void {
     const end = this.now + ms;
-    for (;;) {
-      const next = this.earliest();
-      if (next === undefined || next.at > end) break;
-      this.timers.delete(next.id);
-      this.now = next.at;
-      next.fn();
-    }
+    this.runWhile((at) => at <= end);
     this.now = end;
   }
 
   /** Runs timers until none is left or limitMs of simulated time passed; returns the time spent. */
   runUntilIdle(limitMs = 600_000): number {
     const start = this.now;
-    for (;;) {
-      const next = this.earliest();
-      if (next === undefined || next.at - start > limitMs) break;
-      this.timers.delete(next.id);
-      this.now = next.at;
-      next.fn();
-    }
+    this.runWhile((at) => at - start <= limitMs);
     return this.now - start;
   }
 
-  private earliest(): Timer | undefined {
-    let best: Timer | undefined;
-    for (const t of this.timers.values()) {
-      if (best === undefined || t.at < best.at || (t.at === best.at && t.id < best.id)) best = t;
+  private runWhile(due: (at: number) => boolean): void {
+    for (;;) {
+      const next = this.peekLive();
+      if (next === undefined || !due(next.at)) return;
+      this.pop();
+      this.live.delete(next.id);
+      this.now = next.at;
+      next.fn();
     }
-    return best;
+  }
+
+  private peekLive(): Timer | undefined {
+    while (this.heap.length > 0 && !this.live.has(this.heap[0]!.id)) this.pop();
+    return this.heap[0];
+  }
+
+  private static before(x: Timer, y: Timer): boolean {
+    return x.at < y.at || (x.at === y.at && x.id < y.id);
+  }
+
+  private push(t: Timer): void {
+    const h = this.heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!FakeClock.before(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    h[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && FakeClock.before(h[l]!, h[m]!)) m = l;
+      if (r < h.length && FakeClock.before(h[r]!, h[m]!)) m = r;
+      if (m === i) return;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
+    }
   }
 }
 
