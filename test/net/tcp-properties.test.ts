@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import type { TcpEndpoint } from '../../src/net/tcp/connection.js';
+import { TcpEndpoint } from '../../src/net/tcp/connection.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment } from '../../src/net/tcp/types.js';
 import { Link, PORT_A, PORT_B, connectedPair, randomBytes, type LinkVerdict } from './tcp-harness.js';
 import { lossyTransfer } from './tcp-scenarios.js';
@@ -197,4 +197,93 @@ test('hostile segments never throw, keep every buffer bounded and draw only well
   );
   // The generator must reach past the checks, or the property proves little.
   for (const [what, runs] of Object.entries(seen)) assert.ok(runs >= 5, `only ${runs} runs reached '${what}'`);
+});
+
+test('hostile segments during the handshake never throw and draw only bounded, well-formed answers', () => {
+  const RCV = 64 * 1024;
+  const ISS = 4242;
+  const PEER_ISN = 7777;
+  const seen = { established: 0, closed: 0, stillHandshaking: 0 };
+  fc.assert(
+    fc.property(
+      fc.constantFrom('syn-sent', 'pending', 'syn-received'),
+      fc.array(hostileStep, { minLength: 1, maxLength: 100, size: 'max' }),
+      (mode, steps) => {
+        const link = new Link();
+        const out: TcpSegment[] = [];
+        link.fault = (_from, seg) => {
+          out.push(seg);
+          return { copies: 0 };
+        };
+        const opts = { localPort: PORT_B, remotePort: PORT_A, initialSeq: ISS, receiveBufferBytes: RCV, mss: 1000 };
+        const syn: TcpSegment = {
+          srcPort: PORT_A,
+          dstPort: PORT_B,
+          seq: PEER_ISN,
+          ack: 0,
+          flags: TCP_SYN,
+          window: 65535,
+          windowScale: 7,
+          payload: new Uint8Array(0),
+        };
+        const ep = mode === 'syn-sent' ? TcpEndpoint.connect(opts, link.io('b')) : TcpEndpoint.fromSyn(syn, opts, link.io('b'));
+        if (mode === 'syn-received') ep.accept();
+        let blocked = false;
+        ep.onDrain = () => (blocked = false);
+        for (const s of steps) {
+          switch (s.kind) {
+            case 'segment': {
+              const seg: TcpSegment = {
+                srcPort: PORT_A,
+                dstPort: PORT_B,
+                seq: (PEER_ISN + (mode === 'syn-sent' ? 0 : 1) + s.seqOffset) >>> 0,
+                ack: (ISS + 1 + s.ackOffset) >>> 0,
+                flags: s.flags,
+                window: s.window,
+                payload: randomBytes(s.length, s.seqOffset),
+              };
+              if (s.mss !== undefined) seg.mss = s.mss;
+              if (s.windowScale !== undefined) seg.windowScale = s.windowScale;
+              ep.handleSegment(seg);
+              break;
+            }
+            case 'write':
+              if (!blocked) blocked = !ep.write(randomBytes(s.amount % 20_000, s.amount));
+              break;
+            case 'consume':
+              ep.consumed(s.amount);
+              break;
+            case 'time':
+              link.clock.advance(s.amount % 5000);
+              break;
+            case 'flush':
+              ep.flush();
+              break;
+            case 'end':
+              ep.end();
+              break;
+          }
+          const st = ep.stats();
+          assert.ok(st.reassemblyBytes + st.unconsumed <= RCV);
+          assert.ok(st.sendBuffered <= 64 * 1024 + 20_000);
+        }
+        if (ep.state === 'CLOSED') seen.closed++;
+        else if (ep.state === 'SYN-SENT' || ep.state === 'SYN-RECEIVED') seen.stillHandshaking++;
+        else seen.established++;
+        link.clock.advance(600_000);
+        for (const seg of out) {
+          assert.ok(Number.isInteger(seg.seq) && seg.seq >= 0 && seg.seq < 2 ** 32);
+          assert.ok(Number.isInteger(seg.ack) && seg.ack >= 0 && seg.ack < 2 ** 32);
+          assert.ok(Number.isInteger(seg.window) && seg.window >= 0 && seg.window <= 0xffff);
+          assert.ok(seg.payload.length <= 1000);
+          if (seg.flags & TCP_SYN) assert.equal(seg.seq, ISS, 'every SYN or SYN-ACK carries our ISN');
+        }
+        if (mode === 'pending') assert.equal(out.length, 0, 'nothing at all is sent before accept()');
+        const segmentsIn = steps.filter((s) => s.kind === 'segment').length;
+        assert.ok(out.length <= 3 * segmentsIn + 400, `${out.length} segments out for ${segmentsIn} in`);
+      },
+    ),
+    { numRuns: 3 * Number(process.env.TCP_PROPERTY_RUNS ?? 60) },
+  );
+  for (const [what, runs] of Object.entries(seen)) assert.ok(runs >= 3, `only ${runs} runs ended ${what}`);
 });

@@ -524,7 +524,7 @@ export class TcpEndpoint {
       this.challengeAck();
       return;
     }
-    this.onAck(seg, seq, payload.length, flags);
+    this.onAck(seg, payload.length, flags);
     if (this.isClosed()) return;
     if (this.finAcked) {
       if (this.st === 'FIN-WAIT-1') this.st = 'FIN-WAIT-2';
@@ -583,7 +583,7 @@ export class TcpEndpoint {
   }
 
   /** An acceptable ACK (RFC 9293 §3.10.7.4 fifth step), within [SND.UNA - MAX.SND.WND, SND.MAX]. */
-  private onAck(seg: TcpSegment, seq: number, payloadLength: number, flags: number): void {
+  private onAck(seg: TcpSegment, payloadLength: number, flags: number): void {
     const ack = seg.ack;
     const scaledWindow = seg.window * (1 << this.sndWscale);
     if (seqGt(ack, this.sndUna)) {
@@ -639,7 +639,8 @@ export class TcpEndpoint {
         this.cwnd = Math.min(this.cwnd + this.sndMss, MAX_BUFFER);
       }
     }
-    this.setSendWindow(seg.window, seq, ack, true);
+    // SND.WL1 compares the segment's own sequence number, before any trimming.
+    this.setSendWindow(seg.window, seg.seq, ack, true);
   }
 
   /** Accepts a window advertisement unless an older segment carries it (SND.WL1/WL2, RFC 9293 §3.10.7.4). */
