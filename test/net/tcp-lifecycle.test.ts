@@ -178,3 +178,35 @@ test('after close every method is a harmless no-op', () => {
   link.clock.advance(10); // the RST reaches b, which closes too
   assert.equal(link.clock.pending, 0, 'no timer outlives the endpoints');
 });
+
+test('a malformed segment from a buggy caller (negative, fractional, NaN, oversized fields) is normalized, not thrown on', () => {
+  const { b, link } = connectedPair({ initialSeq: 1000 }, { initialSeq: 5000 });
+  const junk = [-1, 2 ** 40, 0.5, Number.NaN, Infinity, -Infinity];
+  for (const v of junk) {
+    b.handleSegment({
+      srcPort: v,
+      dstPort: v,
+      seq: v,
+      ack: v,
+      flags: v,
+      window: v,
+      mss: v,
+      windowScale: v,
+      payload: new Uint8Array(3),
+    });
+    b.handleSegment({
+      srcPort: PORT_A,
+      dstPort: PORT_B,
+      seq: v,
+      ack: 5001,
+      flags: TCP_ACK,
+      window: v,
+      payload: null as unknown as Uint8Array,
+    });
+  }
+  assert.equal(b.state, 'ESTABLISHED');
+  for (const l of link.log) {
+    assert.ok(Number.isInteger(l.seg.seq) && l.seg.seq >= 0 && l.seg.seq < 2 ** 32);
+    assert.ok(Number.isInteger(l.seg.ack) && l.seg.ack >= 0 && l.seg.ack < 2 ** 32);
+  }
+});

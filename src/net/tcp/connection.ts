@@ -1083,8 +1083,24 @@ function randomSeq(): number {
   return word[0]!;
 }
 
-/** Normalizes the numeric fields, so a malformed segment from a buggy caller is treated like a hostile one. */
+/**
+ * Normalizes the numeric fields, so a malformed segment from a buggy caller is treated like a hostile one. A segment
+ * from the parser is already clean and passes through without a copy (no allocation per segment).
+ */
 function sanitize(seg: TcpSegment): TcpSegment {
+  if (
+    seg.seq >>> 0 === seg.seq &&
+    seg.ack >>> 0 === seg.ack &&
+    (seg.flags & 0xff) === seg.flags &&
+    (seg.window & 0xffff) === seg.window &&
+    (seg.srcPort & 0xffff) === seg.srcPort &&
+    (seg.dstPort & 0xffff) === seg.dstPort &&
+    (seg.mss === undefined || (seg.mss & 0xffff) === seg.mss) &&
+    (seg.windowScale === undefined || (seg.windowScale & 0xff) === seg.windowScale) &&
+    seg.payload instanceof Uint8Array
+  ) {
+    return seg;
+  }
   const out: TcpSegment = {
     srcPort: seg.srcPort & 0xffff,
     dstPort: seg.dstPort & 0xffff,
