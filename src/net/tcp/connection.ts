@@ -222,7 +222,9 @@ export class TcpEndpoint {
     this.maxRetransmits = clampInt(opts.maxRetransmits ?? 10, 1, 100);
     this.maxSynRetransmits = clampInt(opts.maxSynRetransmits ?? 5, 1, 100);
     this.reassembly = new Reassembly(clampInt(opts.maxReassemblyPieces ?? 64, 0, 4096));
-    this.rto = new RtoEstimator(opts.minRtoMs ?? 200, opts.maxRtoMs ?? 30_000, opts.initialRtoMs ?? 1000);
+    const minRto = clampInt(opts.minRtoMs ?? 200, 1, 60_000);
+    const maxRto = clampInt(opts.maxRtoMs ?? 30_000, minRto, 600_000);
+    this.rto = new RtoEstimator(minRto, maxRto, clampInt(opts.initialRtoMs ?? 1000, minRto, maxRto));
     this.iss = opts.initialSeq !== undefined ? opts.initialSeq >>> 0 : randomSeq();
     this.sndUna = this.iss;
     this.sndNxt = this.iss;
