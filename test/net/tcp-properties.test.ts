@@ -215,7 +215,14 @@ test('hostile segments during the handshake never throw and draw only bounded, w
           out.push(seg);
           return { copies: 0 };
         };
-        const opts = { localPort: PORT_B, remotePort: PORT_A, initialSeq: ISS, receiveBufferBytes: RCV, mss: 1000 };
+        const opts = {
+          localPort: PORT_B,
+          remotePort: PORT_A,
+          initialSeq: ISS,
+          receiveBufferBytes: RCV,
+          sendBufferBytes: RCV,
+          mss: 1000,
+        };
         const syn: TcpSegment = {
           srcPort: PORT_A,
           dstPort: PORT_B,
