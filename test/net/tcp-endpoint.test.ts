@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TcpEndpoint } from '../../src/net/tcp/connection.js';
-import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpSegment } from '../../src/net/tcp/types.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment } from '../../src/net/tcp/types.js';
 import { Link, PORT_A, PORT_B, Recorder, connectedPair, pump, randomBytes } from './tcp-harness.js';
 
 test('handshake: active open meets passive open, both ends ESTABLISHED and told so', () => {
@@ -401,4 +401,42 @@ test('out-of-order segments are held and ACKed at once; the hole fills and deliv
   assert.equal(dup.from, 'b');
   link.clock.advance(40);
   assert.deepEqual(rb.bytes(), data);
+});
+
+test('window updates: consuming less than an MSS of a closed window sends nothing; a worthwhile amount sends one', () => {
+  const { a, b, rb, link } = connectedPair({}, { receiveBufferBytes: 16 * 1024 });
+  rb.autoConsume = false;
+  pump(a, randomBytes(100_000, 15), 100_000, false);
+  link.clock.advance(50);
+  // 11 full segments filled 16060 bytes; a does not send the silly 324-byte rest.
+  const shown = b.stats().receiveWindow;
+  assert.equal(shown, 16 * 1024 - 11 * 1460);
+  const fromB = (): number => link.log.filter((l) => l.from === 'b').length;
+  const before = fromB();
+  b.consumed(1000); // below min(MSS, buffer / 2): the guest would only send a silly small segment
+  link.clock.advance(0);
+  assert.equal(fromB(), before);
+  b.consumed(1000); // now 2000 bytes free: worth telling
+  link.clock.advance(0);
+  assert.equal(fromB(), before + 1);
+  const update = link.log.at(-1)!.seg;
+  assert.equal(update.payload.length, 0);
+  assert.equal(link.log[1]!.seg.windowScale, 0, '16 KiB needs no scaling');
+  assert.equal(update.window, shown + 2000);
+  assert.equal(b.stats().windowUpdates, 1);
+  void a;
+});
+
+test('PSH marks only the segment that empties the queue', () => {
+  const { a, link } = connectedPair();
+  a.write(randomBytes(5000, 16));
+  const data = link.log.filter((l) => l.from === 'a' && l.seg.payload.length > 0).map((l) => l.seg);
+  assert.deepEqual(
+    data.map((s) => s.payload.length),
+    [1460, 1460, 1460, 620],
+  );
+  assert.deepEqual(
+    data.map((s) => (s.flags & TCP_PSH) !== 0),
+    [false, false, false, true],
+  );
 });

@@ -3,7 +3,7 @@
  * and the link can drop, duplicate, delay or reorder any segment, so every run is deterministic.
  */
 import { TcpEndpoint, isConnectionRequest, type TcpCloseReason, type TcpEndpointOptions } from '../../src/net/tcp/connection.js';
-import type { TcpEndpointIo, TcpSegment } from '../../src/net/tcp/types.js';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpEndpointIo, type TcpSegment } from '../../src/net/tcp/types.js';
 
 interface Timer {
   at: number;
@@ -14,55 +14,88 @@ interface Timer {
 /** A clock whose timers fire only from advance()/runUntilIdle(), in (time, creation) order. */
 export class FakeClock {
   now = 0;
-  private timers = new Map<number, Timer>();
+  /** A binary min-heap on (at, id); cleared timers stay in it until they surface (lazy deletion). */
+  private heap: Timer[] = [];
+  private live = new Set<number>();
   private nextId = 1;
 
   setTimer(ms: number, fn: () => void): number {
     const id = this.nextId++;
-    this.timers.set(id, { at: this.now + Math.max(0, ms), id, fn });
+    this.live.add(id);
+    this.push({ at: this.now + Math.max(0, ms), id, fn });
     return id;
   }
 
   clearTimer(handle: unknown): void {
-    this.timers.delete(handle as number);
+    this.live.delete(handle as number);
   }
 
   get pending(): number {
-    return this.timers.size;
+    return this.live.size;
   }
 
   /** Runs every timer due within the next ms milliseconds (including ones those timers set), then sets now. */
   advance(ms: number): void {
     const end = this.now + ms;
-    for (;;) {
-      const next = this.earliest();
-      if (next === undefined || next.at > end) break;
-      this.timers.delete(next.id);
-      this.now = next.at;
-      next.fn();
-    }
+    this.runWhile((at) => at <= end);
     this.now = end;
   }
 
   /** Runs timers until none is left or limitMs of simulated time passed; returns the time spent. */
   runUntilIdle(limitMs = 600_000): number {
     const start = this.now;
-    for (;;) {
-      const next = this.earliest();
-      if (next === undefined || next.at - start > limitMs) break;
-      this.timers.delete(next.id);
-      this.now = next.at;
-      next.fn();
-    }
+    this.runWhile((at) => at - start <= limitMs);
     return this.now - start;
   }
 
-  private earliest(): Timer | undefined {
-    let best: Timer | undefined;
-    for (const t of this.timers.values()) {
-      if (best === undefined || t.at < best.at || (t.at === best.at && t.id < best.id)) best = t;
+  private runWhile(due: (at: number) => boolean): void {
+    for (;;) {
+      const next = this.peekLive();
+      if (next === undefined || !due(next.at)) return;
+      this.pop();
+      this.live.delete(next.id);
+      this.now = next.at;
+      next.fn();
     }
-    return best;
+  }
+
+  private peekLive(): Timer | undefined {
+    while (this.heap.length > 0 && !this.live.has(this.heap[0]!.id)) this.pop();
+    return this.heap[0];
+  }
+
+  private static before(x: Timer, y: Timer): boolean {
+    return x.at < y.at || (x.at === y.at && x.id < y.id);
+  }
+
+  private push(t: Timer): void {
+    const h = this.heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!FakeClock.before(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    h[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && FakeClock.before(h[l]!, h[m]!)) m = l;
+      if (r < h.length && FakeClock.before(h[r]!, h[m]!)) m = r;
+      if (m === i) return;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
+    }
   }
 }
 
@@ -110,11 +143,39 @@ export class Link {
 
   private deliver(to: Side, seg: TcpSegment): void {
     const ep = this.endpoints[to];
-    if (ep !== undefined) ep.handleSegment(seg);
+    if (ep !== undefined && ep.state === 'CLOSED') this.refuseForClosed(to, seg);
+    else if (ep !== undefined) ep.handleSegment(seg);
     else if (to === 'b' && isConnectionRequest(seg)) {
       const created = this.onSyn(seg);
       if (created) this.endpoints.b = created;
     }
+  }
+
+  /** What a stack does with a segment for a connection it no longer has (RFC 9293 §3.10.7.1). */
+  private refuseForClosed(side: Side, seg: TcpSegment): void {
+    if (seg.flags & TCP_RST) return;
+    const len = seg.payload.length + (seg.flags & TCP_SYN ? 1 : 0) + (seg.flags & TCP_FIN ? 1 : 0);
+    const reply: TcpSegment =
+      seg.flags & TCP_ACK
+        ? {
+            srcPort: seg.dstPort,
+            dstPort: seg.srcPort,
+            seq: seg.ack,
+            ack: 0,
+            flags: TCP_RST,
+            window: 0,
+            payload: new Uint8Array(0),
+          }
+        : {
+            srcPort: seg.dstPort,
+            dstPort: seg.srcPort,
+            seq: 0,
+            ack: (seg.seq + len) >>> 0,
+            flags: TCP_RST | TCP_ACK,
+            window: 0,
+            payload: new Uint8Array(0),
+          };
+    this.carry(side, reply);
   }
 }
 
@@ -173,7 +234,8 @@ export function connectedPair(
   const a = TcpEndpoint.connect({ localPort: PORT_A, remotePort: PORT_B, ...optsA }, link.io('a'));
   ra.attach(a);
   link.endpoints.a = a;
-  link.clock.advance(50);
+  // A lossy link may drop SYNs: wait for the retransmissions (up to a simulated minute).
+  for (let waited = 0; waited < 60_000 && b === undefined; waited += 50) link.clock.advance(50);
   if (b === undefined) throw new Error('no passive endpoint was created');
   return { link, a, b, ra, rb };
 }

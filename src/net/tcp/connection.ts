@@ -222,7 +222,9 @@ export class TcpEndpoint {
     this.maxRetransmits = clampInt(opts.maxRetransmits ?? 10, 1, 100);
     this.maxSynRetransmits = clampInt(opts.maxSynRetransmits ?? 5, 1, 100);
     this.reassembly = new Reassembly(clampInt(opts.maxReassemblyPieces ?? 64, 0, 4096));
-    this.rto = new RtoEstimator(opts.minRtoMs ?? 200, opts.maxRtoMs ?? 30_000, opts.initialRtoMs ?? 1000);
+    const minRto = clampInt(opts.minRtoMs ?? 200, 1, 60_000);
+    const maxRto = clampInt(opts.maxRtoMs ?? 30_000, minRto, 600_000);
+    this.rto = new RtoEstimator(minRto, maxRto, clampInt(opts.initialRtoMs ?? 1000, minRto, maxRto));
     this.iss = opts.initialSeq !== undefined ? opts.initialSeq >>> 0 : randomSeq();
     this.sndUna = this.iss;
     this.sndNxt = this.iss;
@@ -397,7 +399,7 @@ export class TcpEndpoint {
   private onSynSentSegment(seg: TcpSegment): void {
     const hasAck = (seg.flags & TCP_ACK) !== 0;
     if (hasAck && !(seqGt(seg.ack, this.iss) && seqLe(seg.ack, this.sndMax))) {
-      if (!(seg.flags & TCP_RST)) this.emitRst(seg.ack);
+      if (!(seg.flags & TCP_RST) && this.allowChallenge()) this.emitRst(seg.ack);
       return;
     }
     if (seg.flags & TCP_RST) {
@@ -433,6 +435,13 @@ export class TcpEndpoint {
     let payload = seg.payload;
     const segLen = payload.length + (flags & TCP_SYN ? 1 : 0) + (flags & TCP_FIN ? 1 : 0);
 
+    // A new connection request on the same port pair ends TIME-WAIT (RFC 9293 §3.10.7.4 allows reopening when the
+    // SYN's sequence number is beyond what the old connection used); the NAT then starts a new endpoint.
+    if (this.st === 'TIME-WAIT' && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && seqGt(seq, this.rcvNxt)) {
+      this.closeWith('closed');
+      return;
+    }
+
     // 1. Sequence number check.
     if (!this.acceptable(seq, segLen)) {
       if (flags & TCP_RST) return;
@@ -451,11 +460,8 @@ export class TcpEndpoint {
         return;
       }
       if (this.st === 'TIME-WAIT') {
-        if (flags & TCP_SYN && !(flags & TCP_ACK) && seqGt(seq, this.rcvNxt)) {
-          this.closeWith('closed');
-          return;
-        }
-        if (flags & TCP_FIN) this.startTimeWait();
+        // The guest is still retransmitting (our last ACK was lost): stay around to answer it.
+        this.startTimeWait();
       }
       this.counters.droppedSegments++;
       this.challengeAck();
@@ -501,7 +507,7 @@ export class TcpEndpoint {
     if (!(flags & TCP_ACK)) return;
     if (this.st === 'SYN-RECEIVED') {
       if (!(seqGt(seg.ack, this.sndUna) && seqLe(seg.ack, this.sndMax))) {
-        this.emitRst(seg.ack);
+        if (this.allowChallenge()) this.emitRst(seg.ack);
         return;
       }
       this.setSendWindow(seg.window, seq, seg.ack, true);
@@ -520,7 +526,7 @@ export class TcpEndpoint {
       this.challengeAck();
       return;
     }
-    this.onAck(seg, seq, payload.length, flags);
+    this.onAck(seg, payload.length, flags);
     if (this.isClosed()) return;
     if (this.finAcked) {
       if (this.st === 'FIN-WAIT-1') this.st = 'FIN-WAIT-2';
@@ -579,7 +585,7 @@ export class TcpEndpoint {
   }
 
   /** An acceptable ACK (RFC 9293 §3.10.7.4 fifth step), within [SND.UNA - MAX.SND.WND, SND.MAX]. */
-  private onAck(seg: TcpSegment, seq: number, payloadLength: number, flags: number): void {
+  private onAck(seg: TcpSegment, payloadLength: number, flags: number): void {
     const ack = seg.ack;
     const scaledWindow = seg.window * (1 << this.sndWscale);
     if (seqGt(ack, this.sndUna)) {
@@ -635,7 +641,8 @@ export class TcpEndpoint {
         this.cwnd = Math.min(this.cwnd + this.sndMss, MAX_BUFFER);
       }
     }
-    this.setSendWindow(seg.window, seq, ack, true);
+    // SND.WL1 compares the segment's own sequence number, before any trimming.
+    this.setSendWindow(seg.window, seg.seq, ack, true);
   }
 
   /** Accepts a window advertisement unless an older segment carries it (SND.WL1/WL2, RFC 9293 §3.10.7.4). */
@@ -829,11 +836,19 @@ export class TcpEndpoint {
     }
   }
 
+  /**
+   * A pure ACK carries SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT (go-back-N) the guest may already hold
+   * more than we are resending, and a pure ACK numbered below its RCV.NXT would be unacceptable to it; it would answer
+   * with an ACK of its own, and two such ends ping-pong ACKs.
+   */
   private sendAck(): void {
-    this.emit(TCP_ACK, this.sndNxt, EMPTY);
+    this.emit(TCP_ACK, this.sndMax, EMPTY);
   }
 
-  /** An ACK for a dropped segment, rate-limited so a flood of junk cannot make us flood back (RFC 5961 §7). */
+  /**
+   * An ACK for a dropped segment, rate-limited so a flood of junk cannot make us flood back (RFC 5961 §7). Linux's
+   * zero-window probes and keepalives (one old byte's sequence number, no data) are answered here too.
+   */
   private challengeAck(): void {
     if (this.allowChallenge()) {
       this.counters.challengeAcks++;
@@ -958,8 +973,11 @@ export class TcpEndpoint {
 
   private growCwnd(acked: number): void {
     if (this.inRecovery) return;
+    // Slow start counts bytes acknowledged, up to two segments per ACK (RFC 3465, L = 2: we are ACKed every other).
     const grow =
-      this.cwnd < this.ssthresh ? Math.min(acked, this.sndMss) : Math.max(1, Math.floor((this.sndMss * this.sndMss) / this.cwnd));
+      this.cwnd < this.ssthresh
+        ? Math.min(acked, 2 * this.sndMss)
+        : Math.max(1, Math.floor((this.sndMss * this.sndMss) / this.cwnd));
     this.cwnd = Math.min(this.cwnd + grow, MAX_BUFFER);
   }
 
@@ -1038,7 +1056,7 @@ export class TcpEndpoint {
   private abortWith(reason: TcpCloseReason): void {
     if (this.isClosed()) return;
     // No RST in SYN-SENT: the guest has no connection to reset (RFC 9293 §3.10.5).
-    if (this.st !== 'SYN-SENT' && this.st !== 'TIME-WAIT') this.emit(TCP_RST | TCP_ACK, this.sndNxt, EMPTY);
+    if (this.st !== 'SYN-SENT' && this.st !== 'TIME-WAIT') this.emit(TCP_RST | TCP_ACK, this.sndMax, EMPTY);
     this.closeWith(reason);
   }
 
@@ -1067,8 +1085,24 @@ function randomSeq(): number {
   return word[0]!;
 }
 
-/** Normalizes the numeric fields, so a malformed segment from a buggy caller is treated like a hostile one. */
+/**
+ * Normalizes the numeric fields, so a malformed segment from a buggy caller is treated like a hostile one. A segment
+ * from the parser is already clean and passes through without a copy (no allocation per segment).
+ */
 function sanitize(seg: TcpSegment): TcpSegment {
+  if (
+    seg.seq >>> 0 === seg.seq &&
+    seg.ack >>> 0 === seg.ack &&
+    (seg.flags & 0xff) === seg.flags &&
+    (seg.window & 0xffff) === seg.window &&
+    (seg.srcPort & 0xffff) === seg.srcPort &&
+    (seg.dstPort & 0xffff) === seg.dstPort &&
+    (seg.mss === undefined || (seg.mss & 0xffff) === seg.mss) &&
+    (seg.windowScale === undefined || (seg.windowScale & 0xff) === seg.windowScale) &&
+    seg.payload instanceof Uint8Array
+  ) {
+    return seg;
+  }
   const out: TcpSegment = {
     srcPort: seg.srcPort & 0xffff,
     dstPort: seg.dstPort & 0xffff,
