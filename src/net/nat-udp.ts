@@ -85,7 +85,7 @@ export class UdpNat {
     flow.lastActive = this.ctx.clock.now();
     this.counters.toHostDatagrams++;
     this.counters.toHostBytes += payload.length;
-    // The payload is a view over the guest frame: the socket copies it before send returns.
+    // The payload is a view over the guest frame, which nothing reuses after delivery: no copy needed.
     flow.socket.send(payload, dstPort, hostAddressFor(plan, dst, formatIp));
   }
 

@@ -179,3 +179,32 @@ test('network worker: a bad configuration is a named error, and a closed VM port
     ['gateway'],
   );
 });
+
+test('network worker: garbage on a NIC port is dropped, the network keeps working', async (t) => {
+  const net = await startNetwork({ name: 'wk3', subnet: '10.0.2.0/24', mode: 'isolated' });
+  t.after(() => net.close());
+  const port = await net.attachNic('x', { mac: '52:54:00:00:00:01' });
+  port.postMessage('not an array');
+  port.postMessage([1, 'two', { three: 3 }, new Uint8Array(70_000), new Uint8Array(5)]);
+  port.postMessage(Array.from({ length: 5000 }, () => new Uint8Array(60)));
+  port.postMessage(null);
+  const g = portGuest(port);
+  g.link.send(
+    buildUdpFrame(
+      BROADCAST_MAC,
+      parseMac('52:54:00:00:00:01'),
+      0,
+      0xffffffff,
+      68,
+      67,
+      buildDhcpRequest({ messageType: DHCPDISCOVER, xid: 7, chaddr: parseMac('52:54:00:00:00:01'), flags: 0x8000 }),
+    ),
+  );
+  const offer = await g.next((f) => parseDhcpReply(udpOf(f)?.payload ?? new Uint8Array())?.xid === 7);
+  assert.ok(offer);
+  const s = await net.stats();
+  const p = s.ports.find((p) => p.id === 'x')!;
+  // The 5-byte frame and 4096 of the 5000 60-byte frames reached the switch; the rest was dropped at the port.
+  assert.equal(p.rxFrames, 1 + 4096 + 1);
+  assert.ok(p.rxDropped >= 1);
+});
