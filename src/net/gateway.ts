@@ -103,7 +103,7 @@ export class Gateway {
     });
     this.udpNat = opts.mode === 'nat' ? new UdpNat(ctx, opts.udp) : undefined;
     // Forwards need the TCP table in isolated mode too (host → guest needs no way out).
-    this.tcpNat = new TcpNat(ctx, opts.tcp);
+    this.tcpNat = new TcpNat(ctx, { ...opts.tcp, outbound: opts.mode === 'nat' });
     this.forwards = new Forwards(ctx, this.tcpNat, (mac) => this.dhcp.leaseOf(mac), opts.udp.idleMs);
   }
 
@@ -113,6 +113,12 @@ export class Gateway {
 
   private isOurs(ip: Ip4): boolean {
     return ip === this.ctx.plan.gateway || ip === this.ctx.plan.dns;
+  }
+
+  /** A source address a guest may use: a host address of the subnet that is not one of the gateway's. */
+  private isGuestAddress(ip: Ip4): boolean {
+    const { plan } = this.ctx;
+    return inSubnet(plan, ip) && ip !== plan.network && ip !== plan.broadcast && !this.isOurs(ip);
   }
 
   /** A frame the switch delivered to the gateway's port. */
@@ -191,8 +197,8 @@ export class Gateway {
       else this.counters.notForUs++;
       return;
     }
-    if (ip.dst === plan.gateway && this.forwards.udpFromGuest(udp.srcPort, udp.dstPort, udp.payload)) return;
-    if (!this.udpNat || !inSubnet(plan, ip.src)) {
+    if (ip.dst === plan.gateway && this.forwards.udpFromGuest(srcMac, udp.srcPort, udp.dstPort, udp.payload)) return;
+    if (!this.udpNat || !this.isGuestAddress(ip.src)) {
       this.counters.notForUs++;
       return;
     }
@@ -200,7 +206,7 @@ export class Gateway {
   }
 
   private onTcp(frame: Uint8Array, srcMac: Mac, dstMac: Mac, ip: Ipv4Header): void {
-    if (dstMac !== this.ctx.mac || !inSubnet(this.ctx.plan, ip.src)) {
+    if (dstMac !== this.ctx.mac || !this.isGuestAddress(ip.src)) {
       this.counters.notForUs++;
       return;
     }

@@ -34,6 +34,8 @@ export interface TcpNatCounters {
 }
 
 export interface TcpNatOptions {
+  /** nat mode: guests may open connections out. Isolated networks only carry forwarded connections in. */
+  outbound: boolean;
   maxPerGuest: number;
   maxPending: number;
   idleMs: number;
@@ -60,6 +62,8 @@ export class TcpNat {
   private readonly conns = new Map<number, Map<number, TcpConn>>();
   private readonly perGuest = new Map<Ip4, number>();
   private pendingCount = 0;
+  /** Endpoints that took segments in the current batch of frames: flushed once at its end. */
+  private readonly touched = new Set<TcpConn>();
   private total = 0;
   private nextEphemeral = EPHEMERAL_FIRST;
   readonly counters: TcpNatCounters = {
@@ -98,6 +102,7 @@ export class TcpNat {
     if (conn) {
       conn.lastActive = this.ctx.clock.now();
       conn.ep.handleSegment(seg);
+      this.touched.add(conn);
       // A SYN that ended TIME-WAIT closed the old endpoint: it opens a new connection on the same ports.
       if (!conn.closed || !isConnectionRequest(seg)) return;
     }
@@ -106,7 +111,7 @@ export class TcpNat {
       return;
     }
     const factory = this.ctx.tcp;
-    if (!factory || !natDestinationAllowed(this.ctx.plan, dst) || seg.dstPort === 0) {
+    if (!factory || !this.opts.outbound || !natDestinationAllowed(this.ctx.plan, dst) || seg.dstPort === 0) {
       this.counters.deniedDestination++;
       this.reset(guestMac, guestIp, dst, seg);
       return;
@@ -149,6 +154,16 @@ export class TcpNat {
     c.socket.pause();
     ep.onConnect = () => c.socket?.resume();
     return true;
+  }
+
+  /**
+   * End of a batch of guest frames: endpoints send their pending ACKs and window updates now instead of on a
+   * zero-delay timer (which Node rounds up to 1 ms per round trip).
+   */
+  flushTouched(): void {
+    if (this.touched.size === 0) return;
+    for (const c of this.touched) if (!c.closed) c.ep.flush();
+    this.touched.clear();
   }
 
   private freeLocalPort(guestKey: number): number | undefined {
@@ -248,6 +263,7 @@ export class TcpNat {
 
   private remove(c: TcpConn): void {
     if (c.closed) return;
+    this.touched.delete(c);
     this.settle(c);
     c.closed = true;
     const peers = this.conns.get(c.guestKey);

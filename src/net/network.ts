@@ -83,6 +83,8 @@ export class NetworkError extends Error {
 export interface NicAttachment {
   /** A frame from the guest. Never throws on content. */
   receive(frame: Uint8Array): void;
+  /** Frames from the guest that arrived together: like receive() on each, then the TCP endpoints flush once. */
+  receiveBatch(frames: readonly Uint8Array[]): void;
   detach(): void;
 }
 
@@ -250,6 +252,10 @@ export class VirtualNetwork {
     if (hostname !== undefined && !this.hostnames.has(hostname)) this.hostnames.set(hostname, mac);
     return {
       receive: (frame) => this.switch.receive(port, frame),
+      receiveBatch: (frames) => {
+        for (const frame of frames) this.switch.receive(port, frame);
+        this.gateway.tcpNat.flushTouched();
+      },
       detach: () => this.detachNic(nic),
     };
   }
