@@ -64,7 +64,7 @@ export interface GatewayOptions {
   leaseSeconds: number;
   maxDnsInFlight: number;
   udp: { maxFlows: number; idleMs: number };
-  tcp: { maxPerGuest: number; maxPending: number; idleMs: number; pendingTimeoutMs: number };
+  tcp: { maxPerGuest: number; maxTotal: number; maxPending: number; idleMs: number; pendingTimeoutMs: number };
 }
 
 export class Gateway {

@@ -19,7 +19,7 @@ export interface TcpNatCounters {
   connectsStarted: number;
   connectsSucceeded: number;
   connectsFailed: number;
-  /** SYNs answered with RST because a limit was reached. */
+  /** SYNs answered with RST because a limit was reached: pending connects, or connections (per guest or all). */
   refusedPendingLimit: number;
   refusedGuestLimit: number;
   deniedDestination: number;
@@ -37,6 +37,8 @@ export interface TcpNatOptions {
   /** nat mode: guests may open connections out. Isolated networks only carry forwarded connections in. */
   outbound: boolean;
   maxPerGuest: number;
+  /** All connections of the network: each may hold its two buffers (256 KiB each by default). */
+  maxTotal: number;
   maxPending: number;
   idleMs: number;
   pendingTimeoutMs: number;
@@ -121,7 +123,7 @@ export class TcpNat {
       this.reset(guestMac, guestIp, dst, seg);
       return;
     }
-    if ((this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest) {
+    if ((this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest || this.total >= this.opts.maxTotal) {
       this.counters.refusedGuestLimit++;
       this.reset(guestMac, guestIp, dst, seg);
       return;
@@ -143,7 +145,7 @@ export class TcpNat {
   openToGuest(guestMac: Mac, guestIp: Ip4, guestPort: number, accept: AcceptConnection): boolean {
     const factory = this.ctx.tcp;
     const guestKey = guestIp * 65536 + guestPort;
-    if (!factory || (this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest) return false;
+    if (!factory || (this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest || this.total >= this.opts.maxTotal) return false;
     const localPort = this.freeLocalPort(guestKey);
     if (localPort === undefined) return false;
     const ep = factory.connect(localPort, guestPort, this.io(guestMac, guestIp, this.ctx.plan.gateway));

@@ -46,6 +46,7 @@ export interface NetworkLimits {
   maxUdpFlows: number;
   udpIdleMs: number;
   maxTcpPerGuest: number;
+  maxTcpTotal: number;
   maxTcpPending: number;
   tcpIdleMs: number;
   tcpConnectTimeoutMs: number;
@@ -61,6 +62,7 @@ export const DEFAULT_LIMITS: NetworkLimits = {
   maxUdpFlows: 512,
   udpIdleMs: 60_000,
   maxTcpPerGuest: 1024,
+  maxTcpTotal: 4096,
   maxTcpPending: 128,
   tcpIdleMs: 2 * 3600_000,
   tcpConnectTimeoutMs: 30_000,
@@ -200,6 +202,7 @@ export class VirtualNetwork {
         udp: { maxFlows: this.limits.maxUdpFlows, idleMs: this.limits.udpIdleMs },
         tcp: {
           maxPerGuest: this.limits.maxTcpPerGuest,
+          maxTotal: this.limits.maxTcpTotal,
           maxPending: this.limits.maxTcpPending,
           idleMs: this.limits.tcpIdleMs,
           pendingTimeoutMs: this.limits.tcpConnectTimeoutMs,
