@@ -31,7 +31,8 @@ import { TcpNat } from './nat-tcp.js';
 import { Forwards } from './forwards.js';
 import { inSubnet, type SubnetPlan } from './subnet.js';
 
-export const HOST_ALIAS = 'host.typevisor.internal';
+export const INTERNAL_ZONE = 'typevisor.internal';
+export const HOST_ALIAS = `host.${INTERNAL_ZONE}`;
 
 export interface GatewayCounters {
   rxFrames: number;
@@ -248,6 +249,12 @@ export class Gateway {
     return this.dhcp.leaseOf(mac) ?? 'nodata';
   }
 
+  /** Names in our own zones are answered here or not at all: never leaked to the host's resolvers. */
+  private isInternalName(name: string): boolean {
+    const { domain } = this.opts;
+    return name === domain || name.endsWith(`.${domain}`) || name === INTERNAL_ZONE || name.endsWith(`.${INTERNAL_ZONE}`);
+  }
+
   private onDns(srcMac: Mac, guestIp: Ip4, guestPort: number, payload: Uint8Array): void {
     this.counters.dnsQueries++;
     const q = parseDnsQuery(payload);
@@ -273,7 +280,7 @@ export class Gateway {
       return;
     }
     const resolver = this.opts.resolver;
-    if (this.opts.mode === 'isolated' || !resolver || q.qclass !== CLASS_IN || q.name === '') {
+    if (this.opts.mode === 'isolated' || !resolver || q.qclass !== CLASS_IN || q.name === '' || this.isInternalName(q.name)) {
       this.counters.dnsNxdomain++;
       this.replyDns(srcMac, guestIp, guestPort, buildDnsResponse(q.id, q.recursionDesired, RCODE_NXDOMAIN, q.question, [], true));
       return;
