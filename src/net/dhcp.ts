@@ -446,9 +446,18 @@ export class DhcpServer {
         this.counters.release++;
         if (this.byMac.get(msg.chaddr) === msg.ciaddr) this.bound.delete(msg.chaddr);
         return undefined;
-      case DHCPDECLINE:
+      case DHCPDECLINE: {
+        // RFC 2131 §4.3.3: the client found the address in use (a guest with a static address took it). Keep it
+        // out of the pool, unowned, and let the client's next DISCOVER get another one.
         this.counters.decline++;
+        const ip = this.byMac.get(msg.chaddr);
+        if (ip !== undefined && msg.requestedIp === ip) {
+          this.byMac.delete(msg.chaddr);
+          this.bound.delete(msg.chaddr);
+          this.byIp.set(ip, DECLINED);
+        }
         return undefined;
+      }
       case DHCPINFORM: {
         this.counters.inform++;
         if (msg.ciaddr === 0) return undefined;
@@ -461,6 +470,9 @@ export class DhcpServer {
     }
   }
 }
+
+/** byIp owner of an address a client declined: no MAC has it, nobody is offered it. */
+const DECLINED: Mac = 0;
 
 function inPool(plan: SubnetPlan, ip: Ip4): boolean {
   return ip >= plan.poolStart && ip <= plan.poolEnd;

@@ -208,11 +208,12 @@ export class Forwards {
   }
 
   /** A guest datagram to gateway:dstPort: true if a UDP forward owned it. */
-  udpFromGuest(srcPort: number, dstPort: number, payload: Uint8Array): boolean {
+  udpFromGuest(srcMac: Mac, srcPort: number, dstPort: number, payload: Uint8Array): boolean {
     const f = this.udpByLocalPort.get(dstPort);
     if (!f) return false;
     const peer = f.udpPeers!.get(dstPort);
-    if (!peer || srcPort !== f.info.guestPort) return true;
+    // Only the forward's own guest, from the forwarded port, answers its host peers.
+    if (!peer || srcMac !== f.mac || srcPort !== f.info.guestPort) return true;
     peer.lastActive = this.ctx.clock.now();
     f.udpSocket?.send(payload, peer.port, peer.address);
     return true;

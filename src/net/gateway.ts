@@ -31,7 +31,8 @@ import { TcpNat } from './nat-tcp.js';
 import { Forwards } from './forwards.js';
 import { inSubnet, type SubnetPlan } from './subnet.js';
 
-export const HOST_ALIAS = 'host.typevisor.internal';
+export const INTERNAL_ZONE = 'typevisor.internal';
+export const HOST_ALIAS = `host.${INTERNAL_ZONE}`;
 
 export interface GatewayCounters {
   rxFrames: number;
@@ -64,7 +65,7 @@ export interface GatewayOptions {
   leaseSeconds: number;
   maxDnsInFlight: number;
   udp: { maxFlows: number; idleMs: number };
-  tcp: { maxPerGuest: number; maxPending: number; idleMs: number; pendingTimeoutMs: number };
+  tcp: { maxPerGuest: number; maxTotal: number; maxPending: number; idleMs: number; pendingTimeoutMs: number };
 }
 
 export class Gateway {
@@ -103,7 +104,7 @@ export class Gateway {
     });
     this.udpNat = opts.mode === 'nat' ? new UdpNat(ctx, opts.udp) : undefined;
     // Forwards need the TCP table in isolated mode too (host → guest needs no way out).
-    this.tcpNat = new TcpNat(ctx, opts.tcp);
+    this.tcpNat = new TcpNat(ctx, { ...opts.tcp, outbound: opts.mode === 'nat' });
     this.forwards = new Forwards(ctx, this.tcpNat, (mac) => this.dhcp.leaseOf(mac), opts.udp.idleMs);
   }
 
@@ -113,6 +114,12 @@ export class Gateway {
 
   private isOurs(ip: Ip4): boolean {
     return ip === this.ctx.plan.gateway || ip === this.ctx.plan.dns;
+  }
+
+  /** A source address a guest may use: a host address of the subnet that is not one of the gateway's. */
+  private isGuestAddress(ip: Ip4): boolean {
+    const { plan } = this.ctx;
+    return inSubnet(plan, ip) && ip !== plan.network && ip !== plan.broadcast && !this.isOurs(ip);
   }
 
   /** A frame the switch delivered to the gateway's port. */
@@ -191,8 +198,8 @@ export class Gateway {
       else this.counters.notForUs++;
       return;
     }
-    if (ip.dst === plan.gateway && this.forwards.udpFromGuest(udp.srcPort, udp.dstPort, udp.payload)) return;
-    if (!this.udpNat || !inSubnet(plan, ip.src)) {
+    if (ip.dst === plan.gateway && this.forwards.udpFromGuest(srcMac, udp.srcPort, udp.dstPort, udp.payload)) return;
+    if (!this.udpNat || !this.isGuestAddress(ip.src)) {
       this.counters.notForUs++;
       return;
     }
@@ -200,7 +207,7 @@ export class Gateway {
   }
 
   private onTcp(frame: Uint8Array, srcMac: Mac, dstMac: Mac, ip: Ipv4Header): void {
-    if (dstMac !== this.ctx.mac || !inSubnet(this.ctx.plan, ip.src)) {
+    if (dstMac !== this.ctx.mac || !this.isGuestAddress(ip.src)) {
       this.counters.notForUs++;
       return;
     }
@@ -242,6 +249,12 @@ export class Gateway {
     return this.dhcp.leaseOf(mac) ?? 'nodata';
   }
 
+  /** Names in our own zones are answered here or not at all: never leaked to the host's resolvers. */
+  private isInternalName(name: string): boolean {
+    const { domain } = this.opts;
+    return name === domain || name.endsWith(`.${domain}`) || name === INTERNAL_ZONE || name.endsWith(`.${INTERNAL_ZONE}`);
+  }
+
   private onDns(srcMac: Mac, guestIp: Ip4, guestPort: number, payload: Uint8Array): void {
     this.counters.dnsQueries++;
     const q = parseDnsQuery(payload);
@@ -267,7 +280,7 @@ export class Gateway {
       return;
     }
     const resolver = this.opts.resolver;
-    if (this.opts.mode === 'isolated' || !resolver || q.qclass !== CLASS_IN || q.name === '') {
+    if (this.opts.mode === 'isolated' || !resolver || q.qclass !== CLASS_IN || q.name === '' || this.isInternalName(q.name)) {
       this.counters.dnsNxdomain++;
       this.replyDns(srcMac, guestIp, guestPort, buildDnsResponse(q.id, q.recursionDesired, RCODE_NXDOMAIN, q.question, [], true));
       return;

@@ -19,7 +19,7 @@ export interface TcpNatCounters {
   connectsStarted: number;
   connectsSucceeded: number;
   connectsFailed: number;
-  /** SYNs answered with RST because a limit was reached. */
+  /** SYNs answered with RST because a limit was reached: pending connects, or connections (per guest or all). */
   refusedPendingLimit: number;
   refusedGuestLimit: number;
   deniedDestination: number;
@@ -34,7 +34,11 @@ export interface TcpNatCounters {
 }
 
 export interface TcpNatOptions {
+  /** nat mode: guests may open connections out. Isolated networks only carry forwarded connections in. */
+  outbound: boolean;
   maxPerGuest: number;
+  /** All connections of the network: each may hold its two buffers (256 KiB each by default). */
+  maxTotal: number;
   maxPending: number;
   idleMs: number;
   pendingTimeoutMs: number;
@@ -60,6 +64,8 @@ export class TcpNat {
   private readonly conns = new Map<number, Map<number, TcpConn>>();
   private readonly perGuest = new Map<Ip4, number>();
   private pendingCount = 0;
+  /** Endpoints that took segments in the current batch of frames: flushed once at its end. */
+  private readonly touched = new Set<TcpConn>();
   private total = 0;
   private nextEphemeral = EPHEMERAL_FIRST;
   readonly counters: TcpNatCounters = {
@@ -98,6 +104,7 @@ export class TcpNat {
     if (conn) {
       conn.lastActive = this.ctx.clock.now();
       conn.ep.handleSegment(seg);
+      this.touched.add(conn);
       // A SYN that ended TIME-WAIT closed the old endpoint: it opens a new connection on the same ports.
       if (!conn.closed || !isConnectionRequest(seg)) return;
     }
@@ -106,7 +113,7 @@ export class TcpNat {
       return;
     }
     const factory = this.ctx.tcp;
-    if (!factory || !natDestinationAllowed(this.ctx.plan, dst) || seg.dstPort === 0) {
+    if (!factory || !this.opts.outbound || !natDestinationAllowed(this.ctx.plan, dst) || seg.dstPort === 0) {
       this.counters.deniedDestination++;
       this.reset(guestMac, guestIp, dst, seg);
       return;
@@ -116,7 +123,7 @@ export class TcpNat {
       this.reset(guestMac, guestIp, dst, seg);
       return;
     }
-    if ((this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest) {
+    if ((this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest || this.total >= this.opts.maxTotal) {
       this.counters.refusedGuestLimit++;
       this.reset(guestMac, guestIp, dst, seg);
       return;
@@ -138,7 +145,7 @@ export class TcpNat {
   openToGuest(guestMac: Mac, guestIp: Ip4, guestPort: number, accept: AcceptConnection): boolean {
     const factory = this.ctx.tcp;
     const guestKey = guestIp * 65536 + guestPort;
-    if (!factory || (this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest) return false;
+    if (!factory || (this.perGuest.get(guestIp) ?? 0) >= this.opts.maxPerGuest || this.total >= this.opts.maxTotal) return false;
     const localPort = this.freeLocalPort(guestKey);
     if (localPort === undefined) return false;
     const ep = factory.connect(localPort, guestPort, this.io(guestMac, guestIp, this.ctx.plan.gateway));
@@ -149,6 +156,16 @@ export class TcpNat {
     c.socket.pause();
     ep.onConnect = () => c.socket?.resume();
     return true;
+  }
+
+  /**
+   * End of a batch of guest frames: endpoints send their pending ACKs and window updates now instead of on a
+   * zero-delay timer (which Node rounds up to 1 ms per round trip).
+   */
+  flushTouched(): void {
+    if (this.touched.size === 0) return;
+    for (const c of this.touched) if (!c.closed) c.ep.flush();
+    this.touched.clear();
   }
 
   private freeLocalPort(guestKey: number): number | undefined {
@@ -248,6 +265,7 @@ export class TcpNat {
 
   private remove(c: TcpConn): void {
     if (c.closed) return;
+    this.touched.delete(c);
     this.settle(c);
     c.closed = true;
     const peers = this.conns.get(c.guestKey);

@@ -41,8 +41,7 @@ function attach(nicId: string, mac: string, hostname: string | undefined, nicPor
   let attachment: NicAttachment | undefined;
   const link = connectNicPort(nicPort, {
     onFrames(frames) {
-      if (!attachment) return;
-      for (const f of frames) attachment.receive(f);
+      attachment?.receiveBatch(frames);
     },
     onClose() {
       // The VM side went away (VM stopped or crashed): unplug.

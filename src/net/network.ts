@@ -46,6 +46,7 @@ export interface NetworkLimits {
   maxUdpFlows: number;
   udpIdleMs: number;
   maxTcpPerGuest: number;
+  maxTcpTotal: number;
   maxTcpPending: number;
   tcpIdleMs: number;
   tcpConnectTimeoutMs: number;
@@ -61,6 +62,7 @@ export const DEFAULT_LIMITS: NetworkLimits = {
   maxUdpFlows: 512,
   udpIdleMs: 60_000,
   maxTcpPerGuest: 1024,
+  maxTcpTotal: 4096,
   maxTcpPending: 128,
   tcpIdleMs: 2 * 3600_000,
   tcpConnectTimeoutMs: 30_000,
@@ -83,6 +85,8 @@ export class NetworkError extends Error {
 export interface NicAttachment {
   /** A frame from the guest. Never throws on content. */
   receive(frame: Uint8Array): void;
+  /** Frames from the guest that arrived together: like receive() on each, then the TCP endpoints flush once. */
+  receiveBatch(frames: readonly Uint8Array[]): void;
   detach(): void;
 }
 
@@ -198,6 +202,7 @@ export class VirtualNetwork {
         udp: { maxFlows: this.limits.maxUdpFlows, idleMs: this.limits.udpIdleMs },
         tcp: {
           maxPerGuest: this.limits.maxTcpPerGuest,
+          maxTotal: this.limits.maxTcpTotal,
           maxPending: this.limits.maxTcpPending,
           idleMs: this.limits.tcpIdleMs,
           pendingTimeoutMs: this.limits.tcpConnectTimeoutMs,
@@ -250,6 +255,10 @@ export class VirtualNetwork {
     if (hostname !== undefined && !this.hostnames.has(hostname)) this.hostnames.set(hostname, mac);
     return {
       receive: (frame) => this.switch.receive(port, frame),
+      receiveBatch: (frames) => {
+        for (const frame of frames) this.switch.receive(port, frame);
+        this.gateway.tcpNat.flushTouched();
+      },
       detach: () => this.detachNic(nic),
     };
   }

@@ -5,6 +5,7 @@ import { TestGuest } from './guest.js';
 import { makeNetwork, ip } from './rig.js';
 import {
   DHCPACK,
+  DHCPDECLINE,
   DHCPDISCOVER,
   DHCPINFORM,
   DHCPNAK,
@@ -207,4 +208,22 @@ test('subnet: CIDR validation with named errors', () => {
     code: 'AddressOutsideSubnet',
   });
   assert.throws(() => makeNetwork({ leases: { 'zz:54:00:00:00:01': '10.0.2.20' } }), { name: 'NetworkError', code: 'BadMac' });
+});
+
+test('DHCP: a declined address leaves the pool and the client gets another', () => {
+  const { net, leases } = makeNetwork();
+  const g = new TestGuest(net, 'a', '52:54:00:00:00:01');
+  g.dhcp();
+  assert.equal(formatIp(g.ip), '10.0.2.15');
+  g.dhcpSend(DHCPDECLINE, { requestedIp: g.ip });
+  g.dhcp();
+  assert.equal(formatIp(g.ip), '10.0.2.16');
+  assert.deepEqual(
+    leases.map((l) => l[1]),
+    ['10.0.2.15', '10.0.2.16'],
+  );
+  const other = new TestGuest(net, 'b', '52:54:00:00:00:02');
+  other.dhcp();
+  assert.equal(formatIp(other.ip), '10.0.2.17', 'the declined address is not offered again');
+  assert.equal(net.stats().dhcp.decline, 1);
 });

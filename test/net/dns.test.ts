@@ -143,3 +143,18 @@ test('DNS: malformed queries get FORMERR/NOTIMP or nothing, never a throw', asyn
   );
   assert.ok(net.stats().gateway.dnsErrors > 0);
 });
+
+test('DNS: unknown names in the internal zones are NXDOMAIN in nat mode too, never forwarded', async () => {
+  const asked: string[] = [];
+  const { a } = guests('nat', {
+    lookupA: async (name) => {
+      asked.push(name);
+      return { addresses: [ip('192.0.2.99')] };
+    },
+  });
+  assert.equal((await a.dns(DNS, 'nobody.typevisor.internal')).rcode, RCODE_NXDOMAIN);
+  assert.equal((await a.dns(DNS, 'typevisor.internal', 1, 0x2222)).rcode, RCODE_NXDOMAIN);
+  assert.deepEqual(asked, []);
+  assert.deepEqual((await a.dns(DNS, 'example.com', 1, 0x3333)).answers.map(formatIp), ['192.0.2.99']);
+  assert.deepEqual(asked, ['example.com']);
+});

@@ -191,18 +191,36 @@ test('hostile: a SYN flood stays within the pending-connect limit; the rest get 
   net.close();
 });
 
-test('hostile: connections per guest address are bounded', async () => {
+test('hostile: connections per guest address, and per network, are bounded', async () => {
   const sockets = new FakeSockets(true);
-  const { net } = makeNetwork({ sockets, limits: { maxTcpPerGuest: 20 } });
+  const { net } = makeNetwork({ sockets, limits: { maxTcpPerGuest: 20, maxTcpTotal: 25 } });
   const nic = net.attach('a', { mac: '52:54:00:00:00:01' }, () => {});
+  const nic2 = net.attach('b', { mac: '52:54:00:00:00:02' }, () => {});
   for (let i = 0; i < 50; i++) {
     nic.receive(synFrom(20000 + i));
     await new Promise((r) => setImmediate(r));
   }
-  const s = net.stats().tcpNat;
+  let s = net.stats().tcpNat;
   assert.equal(s.connections, 20);
   assert.equal(s.connectsSucceeded, 20);
   assert.equal(s.refusedGuestLimit, 30);
+  for (let i = 0; i < 10; i++) {
+    nic2.receive(
+      buildTcpFrame(GW_MAC, MACS[1], ip('10.0.2.16'), ip('93.184.216.34'), {
+        srcPort: 30000 + i,
+        dstPort: 80,
+        seq: 1,
+        ack: 0,
+        flags: 0x02,
+        window: 65535,
+        payload: new Uint8Array(0),
+      }),
+    );
+    await new Promise((r) => setImmediate(r));
+  }
+  s = net.stats().tcpNat;
+  assert.equal(s.connections, 25, 'the second guest got what the network cap left');
+  assert.equal(s.refusedGuestLimit, 35);
   net.close();
   assert.equal(net.stats().tcpNat.connections, 0, 'close aborts every connection');
   assert.ok(sockets.tcpConnects.every((c) => c.destroyed));

@@ -7,6 +7,8 @@ import { buildArpFrame, ARP_REQUEST } from '../../src/net/packet/arp.js';
 import { buildIcmpEchoFrame } from '../../src/net/packet/icmp.js';
 import { BROADCAST_MAC, formatMac } from '../../src/net/packet/ethernet.js';
 import { NetworkError } from '../../src/net/network.js';
+import { buildTcpFrame } from '../../src/net/packet/tcp.js';
+import { TCP_RST, TCP_SYN } from '../../src/net/tcp/types.js';
 
 test('gateway: ARP and ping for the gateway and DNS addresses, nothing for others', () => {
   const { net } = makeNetwork();
@@ -102,4 +104,45 @@ test('network: a NIC cannot send as another (anti-spoofing) nor attach twice', (
     code(() => net.attach('z', { mac: '52:54:00:00:00:0a' }, () => {})),
     'Closed',
   );
+});
+
+test('isolated: a guest SYN to the gateway (no forward) gets RST and never reaches the host', () => {
+  // noSockets (the default in makeNetwork) fails the test if any host connection is attempted.
+  const { net } = makeNetwork({ mode: 'isolated' });
+  const g = new TestGuest(net, 'a', '52:54:00:00:00:01');
+  g.dhcp();
+  g.gatewayMac = g.arp(ip('10.0.2.2'))!;
+  g.send(
+    buildTcpFrame(g.gatewayMac, g.mac, g.ip, ip('10.0.2.2'), {
+      srcPort: 40000,
+      dstPort: 22,
+      seq: 1,
+      ack: 0,
+      flags: TCP_SYN,
+      window: 1000,
+      payload: new Uint8Array(0),
+    }),
+  );
+  const rst = g.take((r) => r.tcp !== undefined);
+  assert.ok(rst && rst.tcp!.seg.flags & TCP_RST);
+  assert.equal(net.stats().tcpNat.deniedDestination, 1);
+  // A guest claiming the gateway's own address as its source is not NATed anywhere.
+  const nat = makeNetwork().net;
+  const h = new TestGuest(nat, 'h', '52:54:00:00:00:02');
+  h.dhcp();
+  h.gatewayMac = h.arp(ip('10.0.2.2'))!;
+  h.send(
+    buildTcpFrame(h.gatewayMac, h.mac, ip('10.0.2.2'), ip('10.0.2.2'), {
+      srcPort: 40000,
+      dstPort: 22,
+      seq: 1,
+      ack: 0,
+      flags: TCP_SYN,
+      window: 1000,
+      payload: new Uint8Array(0),
+    }),
+  );
+  h.sendUdp(ip('192.0.2.1'), 1, 2, new Uint8Array(1), h.gatewayMac, ip('10.0.2.3'));
+  assert.equal(nat.stats().tcpNat.connectsStarted, 0);
+  assert.equal(nat.stats().udpNat!.flowsOpened, 0);
 });

@@ -210,3 +210,17 @@ test('a malformed segment from a buggy caller (negative, fractional, NaN, oversi
     assert.ok(Number.isInteger(l.seg.ack) && l.seg.ack >= 0 && l.seg.ack < 2 ** 32);
   }
 });
+
+test("Linux-style zero-window probes and keepalives (an old byte's number, no data) draw an ACK with our window", () => {
+  const { b, rb, link } = connectedPair({ initialSeq: 1000 }, { initialSeq: 5000, receiveBufferBytes: 64 * 1024 });
+  rb.autoConsume = false;
+  const before = link.log.length;
+  b.handleSegment({ srcPort: PORT_A, dstPort: PORT_B, seq: 1000, ack: 5001, flags: TCP_ACK, window: 1000, payload: EMPTY });
+  const answer = link.log.slice(before);
+  assert.equal(answer.length, 1);
+  assert.equal(answer[0]!.from, 'b');
+  assert.equal(answer[0]!.seg.flags, TCP_ACK);
+  assert.equal(answer[0]!.seg.ack, 1001);
+  assert.equal(answer[0]!.seg.window * 2, 64 * 1024, 'the current window (64 KiB, scale 1)');
+  assert.equal(b.state, 'ESTABLISHED');
+});
