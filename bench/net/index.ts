@@ -104,7 +104,7 @@ async function typevisor(): Promise<Figures> {
     for (const vm of ['bench-a', 'bench-b'])
       await waitFor(
         `${vm} agent`,
-        async () => ((await cli('exec', vm, '--timeout', '5', '--', 'true')).status === 0 ? true : undefined),
+        async () => ((await cli('exec', vm, '--timeout', '120', '--', 'true')).status === 0 ? true : undefined),
         600_000,
         1000,
       );

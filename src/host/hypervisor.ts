@@ -31,7 +31,7 @@ import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
-import { NetworkManager, type NetworkLease, type StartNetwork, type VmNetworkLink } from './network-manager.js';
+import { NetworkManager, type ForwardSpec, type NetworkLease, type StartNetwork, type VmNetworkLink } from './network-manager.js';
 import { DEFAULT_NETWORK, NetworkRegistry, formatIpv4, parseIpv4, parseSubnet, type NetworkRecord } from './networks.js';
 import {
   defaultVmConfig,
@@ -177,8 +177,9 @@ export class Hypervisor implements HostChannel {
       case 'network-create':
         return this.networkView(this.networks.create(action.spec));
       case 'network-delete': {
-        const users = this.networkUsers(action.name);
         this.networks.get(action.name);
+        if (action.name === DEFAULT_NETWORK) throw new HostError('INVALID_STATE', "the 'default' network cannot be removed");
+        const users = this.networkUsers(action.name);
         if (users.length)
           throw new HostError(
             'NETWORK_IN_USE',
@@ -832,8 +833,36 @@ function checkHostFile(what: string, p: string): void {
   if (!existsSync(p) || !statSync(p).isFile()) throw new HostError('INVALID_PATH', `${what} ${p} is not a file`);
 }
 
-/** Loaded on first use so a daemon whose VMs have no NICs never pays for the network code. */
-const defaultStartNetwork: StartNetwork = async (spec) => {
-  const { startNetworkWorker } = await import('../net/network-host.js');
-  return startNetworkWorker(spec);
+/**
+ * Loaded on first use so a daemon whose VMs have no NICs never pays for the network code. Forwards are named
+ * by their spec here and by the id the network gave them there.
+ */
+const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) => {
+  const { startNetwork } = await import('../net/network-host.js');
+  const handle = await startNetwork({
+    name: record.name,
+    subnet: record.subnet,
+    mode: record.mode,
+    dnsHosts: record.dnsHosts,
+    leases,
+  });
+  handle.onLease(onLease);
+  const forwardIds = new Map<string, string>();
+  const key = (f: ForwardSpec) => `${f.proto}:${f.hostIp}:${f.hostPort}`;
+  return {
+    attachNic: ({ nicId, mac, hostname }) => handle.attachNic(nicId, { mac, hostname }),
+    detachNic: (nicId) => handle.detachNic(nicId),
+    addForward: async (f) => {
+      const info = await handle.addForward(f);
+      forwardIds.set(key(f), info.id);
+    },
+    removeForward: async (f) => {
+      const id = forwardIds.get(key(f));
+      forwardIds.delete(key(f));
+      if (id !== undefined) await handle.removeForward(id);
+    },
+    leases: () => handle.leases(),
+    stats: async () => ({ ...(await handle.stats()) }),
+    close: () => handle.close(),
+  };
 };

@@ -28,7 +28,7 @@ export interface RunningNetwork {
   /** Plugs a NIC in; the returned port is the VM side of the link (frames in batches). */
   attachNic(nic: { nicId: string; mac: string; hostname: string }): Promise<MessagePort>;
   detachNic(nicId: string): Promise<void>;
-  /** Rejects with an Error whose `code` is e.g. 'EADDRINUSE' when the host port cannot be bound. */
+  /** Rejects with an Error whose `code` says why the host port cannot be bound ('AddressInUse', ...). */
   addForward(forward: ForwardSpec): Promise<void>;
   removeForward(forward: ForwardSpec): Promise<void>;
   leases(): Promise<NetworkLease[]>;
@@ -200,8 +200,11 @@ function forwardSpec(p: PublishedPort, nic: NicConfig): ForwardSpec {
 function forwardError(p: PublishedPort, err: unknown): HostError {
   const code = (err as { code?: string }).code;
   const where = `${p.hostIp}:${p.hostPort}/${p.proto}`;
-  if (code === 'EADDRINUSE') return new HostError('PORT_IN_USE', `host port ${where} is already in use`);
-  if (code === 'EACCES') return new HostError('PORT_IN_USE', `host port ${where} needs privileges the daemon does not have`);
-  if (code === 'EADDRNOTAVAIL') return new HostError('INVALID_CONFIG', `host address ${p.hostIp} is not an address of this host`);
+  if (code === 'EADDRINUSE' || code === 'AddressInUse')
+    return new HostError('PORT_IN_USE', `host port ${where} is already in use`);
+  if (code === 'EACCES' || code === 'PermissionDenied')
+    return new HostError('PORT_IN_USE', `host port ${where} needs privileges the daemon does not have`);
+  if (code === 'EADDRNOTAVAIL' || code === 'BadAddress')
+    return new HostError('INVALID_CONFIG', `host address ${p.hostIp} is not an address of this host`);
   return new HostError('ENGINE_ERROR', `publishing ${where} failed: ${(err as Error).message}`);
 }

@@ -14,7 +14,9 @@ export function runCli(
   opts: { input?: string | Uint8Array; timeoutMs?: number } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs(...args, '--home', home), {
+    // --home right after the verb: anything after a `--` belongs to the guest command (exec).
+    const [verb, ...rest] = args;
+    const child = spawn(process.execPath, cliArgs(verb!, '--home', home, ...rest), {
       env: { ...process.env, TYPEVISOR_URL: '' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

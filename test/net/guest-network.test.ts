@@ -33,9 +33,18 @@ async function guest(vm: string, script: string, timeoutSeconds = 300): Promise<
 
 /** Boots a VM and waits until its agent answers and its first NIC has a DHCP lease; returns that address. */
 async function bootWithAddress(vm: string): Promise<string> {
+  // The ready marker comes after init started the agent: a request sent earlier could reach the port before
+  // the agent listens on it.
+  await waitFor(
+    `${vm} boot`,
+    async () =>
+      (await d.client.text(`/vms/${vm}/console.log`)).toString('latin1').includes('typevisor-guest: ready') ? true : undefined,
+    600_000,
+    500,
+  );
   await waitFor(
     `${vm} agent`,
-    async () => ((await cli('exec', vm, '--timeout', '5', '--', 'true')).status === 0 ? true : undefined),
+    async () => ((await cli('exec', vm, '--timeout', '120', '--', 'true')).status === 0 ? true : undefined),
     600_000,
     1000,
   );

@@ -4,12 +4,15 @@ import { defineVerb, enc, printJson, UsageError } from '../verb.js';
 
 export const summary = 'manage virtual networks: create, ls, info, rm';
 
+/** The switch's and the NAT's live figures, from the network's stats (src/net NetworkStats). */
 function counters(stats: Record<string, unknown> | null): string {
   if (!stats) return '-';
-  const n = (k: string) => (typeof stats[k] === 'number' ? (stats[k] as number) : undefined);
-  const frames = n('frames') ?? n('rxFrames');
-  const b = n('bytes') ?? n('rxBytes');
-  return frames !== undefined ? `${frames} frames${b !== undefined ? `, ${bytes(b)}` : ''}` : '-';
+  const ports = Array.isArray(stats.ports) ? (stats.ports as { rxFrames?: number; rxBytes?: number; rxDropped?: number }[]) : [];
+  const sum = (k: 'rxFrames' | 'rxBytes' | 'rxDropped') => ports.reduce((a, p) => a + (p[k] ?? 0), 0);
+  const tcp = stats.tcpNat as { connections?: number } | undefined;
+  const udp = stats.udpNat as { flows?: number } | undefined;
+  const nat = tcp || udp ? `; NAT ${tcp?.connections ?? 0} TCP connections, ${udp?.flows ?? 0} UDP flows` : '';
+  return `${ports.length} ports, ${sum('rxFrames')} frames (${bytes(sum('rxBytes'))}) switched, ${sum('rxDropped')} dropped${nat}`;
 }
 
 export const run = defineVerb({
