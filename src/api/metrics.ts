@@ -8,7 +8,17 @@ import type { VmStats } from '../host/engine.js';
 import { VM_STATES } from '../host/lifecycle.js';
 
 type Kind = 'gauge' | 'counter';
-const VM_METRICS: [keyof VmStats, string, Kind, string][] = [
+type NumericStat = { [K in keyof VmStats]: VmStats[K] extends number ? K : never }[keyof VmStats];
+type NicStat = 'rxBytes' | 'rxPackets' | 'rxDropped' | 'txBytes' | 'txPackets' | 'txDropped';
+const NIC_METRICS: [NicStat, string, string][] = [
+  ['rxBytes', 'typevisor_nic_rx_bytes_total', 'Bytes delivered to the guest by the NIC'],
+  ['rxPackets', 'typevisor_nic_rx_packets_total', 'Frames delivered to the guest by the NIC'],
+  ['rxDropped', 'typevisor_nic_rx_dropped_total', 'Frames for the guest dropped (no buffers, queue full, malformed)'],
+  ['txBytes', 'typevisor_nic_tx_bytes_total', 'Bytes the guest sent through the NIC'],
+  ['txPackets', 'typevisor_nic_tx_packets_total', 'Frames the guest sent through the NIC'],
+  ['txDropped', 'typevisor_nic_tx_dropped_total', 'Frames from the guest dropped (malformed)'],
+];
+const VM_METRICS: [NumericStat, string, Kind, string][] = [
   ['cpuPercent', 'typevisor_vm_cpu_percent', 'gauge', 'Percent of one host core the VM threads ran (kernel schedstat)'],
   ['stealPercent', 'typevisor_vm_steal_percent', 'gauge', 'Percent of the time the VM threads waited runnable'],
   ['cpuTimeSeconds', 'typevisor_vm_cpu_seconds_total', 'counter', 'CPU time of the VM threads since start'],
@@ -39,7 +49,8 @@ export class ApiMetrics {
   private readonly vcpus: Gauge<'vm'>;
   private readonly cpuWeight: Gauge<'vm'>;
   private readonly cpuCap: Gauge<'vm'>;
-  private readonly perVm = new Map<keyof VmStats, Gauge<'vm'> | Counter<'vm'>>();
+  private readonly perVm = new Map<NumericStat, Gauge<'vm'> | Counter<'vm'>>();
+  private readonly perNic = new Map<NicStat, Counter<'vm' | 'nic' | 'mac'>>();
 
   constructor() {
     const registers = [this.registry];
@@ -77,6 +88,8 @@ export class ApiMetrics {
       const opts = { name, help, labelNames: ['vm'] as const, registers };
       this.perVm.set(key, kind === 'counter' ? new Counter(opts) : new Gauge(opts));
     }
+    for (const [key, name, help] of NIC_METRICS)
+      this.perNic.set(key, new Counter({ name, help, labelNames: ['vm', 'nic', 'mac'] as const, registers }));
   }
 
   /** Refreshes the host and VM figures, then renders every metric. */
@@ -87,7 +100,8 @@ export class ApiMetrics {
     this.hostGauges.rss.set(host.daemon.rssBytes);
     for (const s of VM_STATES) this.vmsByState.set({ state: s }, host.vms.byState[s] ?? 0);
     // VMs come and go: start every per-VM series afresh so deleted VMs disappear.
-    for (const m of [this.vmState, this.vcpus, this.cpuWeight, this.cpuCap, ...this.perVm.values()]) m.reset();
+    for (const m of [this.vmState, this.vcpus, this.cpuWeight, this.cpuCap, ...this.perVm.values(), ...this.perNic.values()])
+      m.reset();
     for (const v of vms) {
       this.vmState.set({ vm: v.name, state: v.state }, 1);
       this.vcpus.set({ vm: v.name }, v.config.cpus);
@@ -100,7 +114,10 @@ export class ApiMetrics {
         if (metric instanceof Counter) metric.inc({ vm: v.name }, Math.max(0, value));
         else metric.set({ vm: v.name }, value);
       }
+      for (const [i, nic] of (v.stats.nics ?? []).entries())
+        for (const [key, metric] of this.perNic) metric.inc({ vm: v.name, nic: String(i), mac: nic.mac }, Math.max(0, nic[key]));
     }
     return this.registry.metrics();
   }
+
 }

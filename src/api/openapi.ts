@@ -3,8 +3,10 @@ import { z } from 'zod';
 import {
   ActionBody,
   ActionOutcomeSchema,
+  CreateNetworkBody,
   CreateVmBody,
   DeletedSchema,
+  NetworkViewSchema,
   ErrorSchema,
   ExecBody,
   ExecResultSchema,
@@ -169,6 +171,36 @@ export function openApiDocument(): Record<string, unknown> {
               description: 'text/event-stream (id, event: <type>, data: <JSON event>), or { events[] }',
               content: { 'text/event-stream': { schema: { type: 'string' } } },
             },
+          },
+        },
+      },
+      '/networks': {
+        get: {
+          summary: 'List virtual networks',
+          responses: { '200': json(z.object({ networks: z.array(NetworkViewSchema) }), 'every network') },
+        },
+        post: {
+          summary: 'Create a virtual network (nat: switch + user-mode NAT gateway; isolated: switch + DHCP/DNS only)',
+          requestBody: { required: true, ...json(CreateNetworkBody, 'the new network', 'input') },
+          responses: {
+            '201': json(NetworkViewSchema, 'created'),
+            '400': errorResponse('invalid body, subnet or overlap'),
+            '409': errorResponse('a network with that name exists'),
+          },
+        },
+      },
+      '/networks/{name}': {
+        parameters: [nameParam],
+        get: {
+          summary: 'A network: subnet, leases, live counters',
+          responses: { '200': json(NetworkViewSchema, 'the network'), '404': errorResponse('no such network') },
+        },
+        delete: {
+          summary: "Remove a network (refused while a VM has a NIC on it, and for 'default')",
+          responses: {
+            '200': json(DeletedSchema, 'deleted'),
+            '404': errorResponse('no such network'),
+            '409': errorResponse('in use'),
           },
         },
       },

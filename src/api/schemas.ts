@@ -44,6 +44,44 @@ export const CpuBody = z
   .partial()
   .strict();
 
+export const RateLimitBody = z
+  .object({
+    bytesPerSecond: z.number().positive().max(1e12).optional().describe('sustained rate in bytes per second'),
+    packetsPerSecond: z.number().positive().max(1e9).optional(),
+    burstBytes: z.number().min(1518).max(1e12).optional().describe('bucket size; at least one full frame'),
+    burstPackets: z.number().positive().max(1e9).optional(),
+  })
+  .strict()
+  .refine(
+    (r) => r.bytesPerSecond !== undefined || r.packetsPerSecond !== undefined,
+    'give bytesPerSecond and/or packetsPerSecond',
+  );
+
+const NetworkName = z.string().regex(VM_NAME_RE, 'must be [a-z0-9-]').describe('network name');
+
+export const NicBody = z
+  .object({
+    network: NetworkName.default('default'),
+    mac: z
+      .string()
+      .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, 'must look like 52:54:00:12:34:56')
+      .optional()
+      .describe('generated when absent'),
+    rx: RateLimitBody.optional().describe('limit on traffic to the guest'),
+    tx: RateLimitBody.optional().describe('limit on traffic from the guest'),
+  })
+  .strict();
+
+export const PublishBody = z
+  .object({
+    proto: z.enum(['tcp', 'udp']).default('tcp'),
+    hostIp: z.string().max(64).optional().describe('address to bind on the host (default 127.0.0.1)'),
+    hostPort: z.number().int().min(1).max(65535),
+    guestPort: z.number().int().min(1).max(65535),
+    nic: z.number().int().min(0).max(3).default(0),
+  })
+  .strict();
+
 export const CreateVmBody = z
   .object({
     name: VmName,
@@ -68,6 +106,25 @@ export const CreateVmBody = z
     balloon: z.boolean().default(true),
     virtioConsole: z.boolean().default(true).describe('virtio-console port for the guest agent (graceful shutdown)'),
     cpu: CpuBody.optional(),
+    nics: z.array(NicBody).max(4).optional().describe("NICs; absent: one on the 'default' network; [] for none"),
+    publish: z.array(PublishBody).max(64).optional().describe('host ports forwarded to guest ports (nat networks)'),
+  })
+  .strict();
+
+export const NicRateBody = z
+  .object({
+    nic: z.number().int().min(0).max(3).default(0),
+    rx: RateLimitBody.nullable().optional().describe('null removes the limit'),
+    tx: RateLimitBody.nullable().optional().describe('null removes the limit'),
+  })
+  .strict();
+
+export const CreateNetworkBody = z
+  .object({
+    name: NetworkName,
+    mode: z.enum(['nat', 'isolated']).default('nat'),
+    subnet: z.string().max(32).optional().describe('IPv4 CIDR; default: the first free 10.0.N.0/24'),
+    dnsHosts: z.record(z.string().max(253), z.string().max(15)).optional().describe('extra names its DNS answers'),
   })
   .strict();
 
@@ -85,6 +142,7 @@ export const UpdateVmBody = z
       .optional()
       .describe('running VMs: memory the virtio-balloon should take back from the guest'),
     cpu: CpuBody.optional().describe('CPU settings; a running VM gets them at once'),
+    nicRates: z.array(NicRateBody).max(4).optional().describe('NIC bandwidth limits; applied live to a running VM'),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'nothing to update');
@@ -216,6 +274,17 @@ export const VmStatsSchema = z.object({
   netTxBytes: z.number(),
   netRxPackets: z.number(),
   netTxPackets: z.number(),
+  nics: z.array(
+    z.object({
+      mac: z.string(),
+      rxBytes: z.number(),
+      rxPackets: z.number(),
+      rxDropped: z.number(),
+      txBytes: z.number(),
+      txPackets: z.number(),
+      txDropped: z.number(),
+    }),
+  ),
   uptimeSeconds: z.number(),
 });
 
@@ -230,6 +299,7 @@ export const VmViewSchema = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
   config: z.object({}).passthrough().describe('the VM configuration (src/vm/config.ts VmConfig)'),
+  addresses: z.array(z.object({ nic: z.number(), network: z.string(), mac: z.string(), ip: z.string().optional() })),
   stats: VmStatsSchema.nullable(),
   cpu: z.object({
     weight: z.number(),
@@ -242,6 +312,20 @@ export const VmViewSchema = z.object({
     threads: z.array(z.number()),
     perCoreNs: z.array(z.number()).nullable(),
   }),
+});
+
+export const NetworkViewSchema = z.object({
+  name: z.string(),
+  mode: z.enum(['nat', 'isolated']),
+  subnet: z.string(),
+  gateway: z.string().optional(),
+  dns: z.string(),
+  dnsHosts: z.record(z.string(), z.string()),
+  createdAt: z.string(),
+  running: z.boolean(),
+  vms: z.array(z.string()),
+  leases: z.array(z.object({ mac: z.string(), ip: z.string(), hostname: z.string().optional() })),
+  stats: z.record(z.string(), z.unknown()).nullable(),
 });
 
 export const VmListSchema = z.object({ vms: z.array(VmViewSchema) });
@@ -267,6 +351,10 @@ export const ERROR_CODES = [
   'VM_EXISTS',
   'INVALID_STATE',
   'VM_BUSY',
+  'NETWORK_NOT_FOUND',
+  'NETWORK_EXISTS',
+  'NETWORK_IN_USE',
+  'PORT_IN_USE',
   'AGENT_UNAVAILABLE',
   'EXEC_ABORTED',
   'EXEC_TIMEOUT',

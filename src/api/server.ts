@@ -18,6 +18,7 @@ import { WebConsole } from './web.js';
 import {
   ActionBody,
   ActionName,
+  CreateNetworkBody,
   CreateVmBody,
   DeleteQuery,
   EventsQuery,
@@ -279,6 +280,14 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       socket.on('error', () => session.close());
     },
   );
+
+  app.get('/networks', async () => ({ networks: await channel.send({ type: 'network-list' }) }));
+  app.post('/networks', async (req, reply) => {
+    const spec = parse(CreateNetworkBody, req.body);
+    return reply.code(201).send(await channel.send({ type: 'network-create', spec }));
+  });
+  app.get('/networks/:name', async (req) => channel.send({ type: 'network-get', name: nameParam(req) }));
+  app.delete('/networks/:name', async (req) => channel.send({ type: 'network-delete', name: nameParam(req) }));
 
   app.get('/host', async () => channel.send({ type: 'host-info' }));
 

@@ -3,6 +3,7 @@
  * its value goes into the PATCH /vms/:name body. `typevisor set` takes them all; `typevisor create` takes the
  * ones marked `atCreate`. A new setting (e.g. a NIC rate) is one more entry.
  */
+import { parseNicRate } from './net-options.js';
 import { UsageError } from './verb.js';
 
 export type PatchBody = Record<string, unknown> & { cpu?: Record<string, unknown> };
@@ -59,6 +60,13 @@ export const SETTING_OPTIONS: SettingOption[] = [
       if (!m) throw new UsageError(`--cpu-burst takes PCT[:SECONDS] (e.g. 80:30) or none, got ${JSON.stringify(raw)}`);
       cpu(b).burst = { capPercent: Number(m[1]), seconds: m[2] === undefined ? 30 : Number(m[2]) };
     },
+  },
+  {
+    flag: 'nic-rate',
+    value: '[NIC:]RATE[,burst=SIZE]|[NIC:]rx=RATE,tx=RATE|[NIC:]none',
+    help: "a NIC's bandwidth limit (RATE: 512K, 2M, 1G bytes/s or 100mbit; NIC index, default 0)",
+    atCreate: false,
+    apply: (b, raw) => void ((b.nicRates ??= []) as unknown[]).push(parseNicRate(raw)),
   },
   {
     flag: 'vcpus',

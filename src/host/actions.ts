@@ -4,7 +4,9 @@
  */
 import type { VmState } from './lifecycle.js';
 import type { VmStats } from './engine.js';
-import type { VmConfig } from '../vm/config.js';
+import type { NicRateLimit, VmConfig } from '../vm/config.js';
+import type { NetworkMode, NetworkRecord } from './networks.js';
+import type { NetworkLease } from './network-manager.js';
 import type { CpuPatch } from './cpu/settings.js';
 import type { CpuView } from './cpu/manager.js';
 import type { HostEvent } from './events.js';
@@ -17,6 +19,24 @@ export interface DiskSpec {
   format: 'raw' | 'qcow2';
   /** Name of an image whose root filesystem backs this disk (qcow2 overlay). */
   backing?: string;
+}
+
+export interface NicSpec {
+  network: string;
+  /** Generated (52:54:00:xx:xx:xx, unique on the host) when absent. */
+  mac?: string;
+  rx?: NicRateLimit;
+  tx?: NicRateLimit;
+}
+
+export interface PublishSpec {
+  proto: 'tcp' | 'udp';
+  /** Default 127.0.0.1: a published port is reachable from this host only unless asked otherwise. */
+  hostIp?: string;
+  hostPort: number;
+  guestPort: number;
+  /** Index of the NIC whose network forwards the port (default 0). */
+  nic?: number;
 }
 
 export interface CreateVmSpec {
@@ -42,6 +62,16 @@ export interface CreateVmSpec {
   virtioConsole: boolean;
   /** CPU weight, cap, cpuset and burst (defaults: weight 100, no cap, every core, no burst). */
   cpu?: CpuPatch;
+  /** NICs; absent = one NIC on the 'default' network, [] = no network. */
+  nics?: NicSpec[];
+  publish?: PublishSpec[];
+}
+
+/** A live change of one NIC's limits: null removes a direction's limit, absent leaves it. */
+export interface NicRatePatch {
+  nic: number;
+  rx?: NicRateLimit | null;
+  tx?: NicRateLimit | null;
 }
 
 export interface UpdateVmSpec {
@@ -53,6 +83,8 @@ export interface UpdateVmSpec {
   balloonTargetMiB?: number;
   /** CPU settings; they apply at once to a running VM. */
   cpu?: CpuPatch;
+  /** NIC limits, applied live to a running VM and kept in its record. */
+  nicRates?: NicRatePatch[];
 }
 
 export const VM_ACTIONS = ['start', 'shutdown', 'stop', 'pause', 'resume', 'reboot'] as const;
@@ -71,6 +103,10 @@ export type HostAction =
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
   | { type: 'stats-all' }
+  | { type: 'network-list' }
+  | { type: 'network-get'; name: string }
+  | { type: 'network-create'; spec: { name: string; mode: NetworkMode; subnet?: string; dnsHosts?: Record<string, string> } }
+  | { type: 'network-delete'; name: string }
   | { type: 'vm-history'; name: string; seconds?: number }
   | { type: 'host-history'; seconds?: number }
   /** Recent events after `afterId`, and (with a listener) every later one until unsubscribe is called. */
@@ -97,6 +133,8 @@ export interface VmView {
   createdAt: string;
   updatedAt: string;
   config: VmConfig;
+  /** Each NIC with the address its network leased to it (when it has one). */
+  addresses: { nic: number; network: string; mac: string; ip?: string }[];
   /** Live figures while the VM has a worker; null otherwise. */
   stats: VmViewStats | null;
   cpu: CpuView;
@@ -133,6 +171,16 @@ export interface EventsResult {
   unsubscribe?: () => void;
 }
 
+export interface NetworkView extends NetworkRecord {
+  gateway?: string;
+  dns: string;
+  running: boolean;
+  /** VMs with a NIC on this network. */
+  vms: string[];
+  leases: NetworkLease[];
+  stats: Record<string, unknown> | null;
+}
+
 /** What each action answers with, by action type. */
 interface HostResults {
   list: VmView[];
@@ -149,6 +197,10 @@ interface HostResults {
   'vm-history': { name: string; intervalSeconds: number; samples: VmSample[] };
   'host-history': { intervalSeconds: number; samples: HostSample[] };
   events: EventsResult;
+  'network-list': NetworkView[];
+  'network-get': NetworkView;
+  'network-create': NetworkView;
+  'network-delete': { deleted: string };
 }
 
 /** The result type for each action. */

@@ -61,6 +61,8 @@ export interface DaemonOptions {
   logger?: Logger;
   /** CPU enforcement: 'auto' (best available) or a named mechanism. */
   cpuMechanism?: MechanismChoice;
+  /** Subnet of the 'default' NAT network. */
+  defaultSubnet?: string;
 }
 
 export interface RunningDaemon {
@@ -128,6 +130,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     log,
     cpuMechanism: opts.cpuMechanism,
     pathPolicy,
+    defaultSubnet: opts.defaultSubnet,
   });
   const logger = opts.logger;
   if (logger) {

@@ -3,7 +3,8 @@
  * The built-in engine (src/vm/worker-engine.ts) runs each VM in its own worker_thread; a later engine may
  * drive qemu-system/KVM behind the same interface.
  */
-import type { VmConfig } from '../vm/config.js';
+import type { MessagePort } from 'node:worker_threads';
+import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { RuntimeCounters } from '../vm/protocol.js';
 import { zeroCounters } from '../vm/runtime.js';
 import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
@@ -81,6 +82,8 @@ export interface EngineVm {
   threadIds(): number[];
   /** A cap the VM's run loop enforces itself (no cgroup available); null removes it. */
   setRunLoopCap(percent: number | null): Promise<void>;
+  /** Changes one NIC's limits while the VM runs (null: unlimited in that direction). */
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void>;
   /**
    * Runs a command in the guest through its agent. Rejects with an AgentError (src/vm/agent-client.ts) whose
    * `failure` says why (no agent channel, timeout, the VM ended, the agent refused).
@@ -88,7 +91,13 @@ export interface EngineVm {
   exec(req: ExecRequest): Promise<ExecResult>;
 }
 
+/** Host resources a VM is given at creation, beyond its config. */
+export interface EngineResources {
+  /** One per NIC in config order: the VM side of its link to the network (see src/host/network-manager.ts). */
+  nicPorts?: MessagePort[];
+}
+
 export interface Engine {
   readonly name: string;
-  create(config: VmConfig, events: EngineEvents): EngineVm;
+  create(config: VmConfig, events: EngineEvents, resources?: EngineResources): EngineVm;
 }

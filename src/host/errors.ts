@@ -12,6 +12,10 @@ export type HostErrorCode =
   | 'IMAGE_NOT_FOUND'
   | 'INVALID_STATE'
   | 'VM_BUSY'
+  | 'NETWORK_NOT_FOUND'
+  | 'NETWORK_EXISTS'
+  | 'NETWORK_IN_USE'
+  | 'PORT_IN_USE'
   | 'AGENT_UNAVAILABLE'
   | 'EXEC_ABORTED'
   | 'EXEC_TIMEOUT'
@@ -29,6 +33,10 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   VM_EXISTS: 'conflict',
   INVALID_STATE: 'conflict',
   VM_BUSY: 'conflict',
+  NETWORK_NOT_FOUND: 'not-found',
+  NETWORK_EXISTS: 'conflict',
+  NETWORK_IN_USE: 'conflict',
+  PORT_IN_USE: 'conflict',
   AGENT_UNAVAILABLE: 'conflict',
   EXEC_ABORTED: 'conflict',
   EXEC_TIMEOUT: 'timeout',

@@ -3,7 +3,7 @@
  * actions (actions.ts) and drives VMs only through an Engine. Every state change goes through lifecycle.ts and is
  * persisted atomically before the action reports success.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type {
@@ -15,6 +15,9 @@ import type {
   HostChannel,
   HostInfo,
   HostResult,
+  NetworkView,
+  NicSpec,
+  PublishSpec,
   UpdateVmSpec,
   VmAction,
   VmView,
@@ -30,7 +33,6 @@ import { refuseNonKernel } from './kernel-file.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
 import { guestsCacheDir } from '../guests/paths.js';
-import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
 import { EventBus } from './events.js';
 import { CpuManager, describeCpu } from './cpu/manager.js';
 import { probeCpuEnforcer, type MechanismChoice } from './cpu/probe.js';
@@ -48,6 +50,18 @@ import { PolicyLoop } from './cpu/policy-loop.js';
 import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
 import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
 import type { VmViewStats } from './actions.js';
+import { NetworkManager, type ForwardSpec, type NetworkLease, type StartNetwork, type VmNetworkLink } from './network-manager.js';
+import { DEFAULT_NETWORK, NetworkRegistry, formatIpv4, parseIpv4, parseSubnet, type NetworkRecord } from './networks.js';
+import {
+  defaultVmConfig,
+  MAC_RE,
+  validateRate,
+  validateVmConfig,
+  type DiskConfig,
+  type NicConfig,
+  type PublishedPort,
+  type VmConfig,
+} from '../vm/config.js';
 import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
 
 export interface HypervisorOptions {
@@ -62,6 +76,10 @@ export interface HypervisorOptions {
   pathPolicy?: PathPolicy;
   /** How to enforce CPU settings: the best the host offers ('auto', default) or one named mechanism. */
   cpuMechanism?: MechanismChoice;
+  /** Starts one virtual network (its switch and gateway); default: a network worker (src/net/network-host.ts). */
+  startNetwork?: StartNetwork;
+  /** Subnet of the 'default' NAT network. */
+  defaultSubnet?: string;
 }
 
 interface LiveVm {
@@ -74,6 +92,8 @@ interface LiveVm {
   /** Woken on every state change (graceful shutdown waits on it). */
   stateWaiters: Set<() => void>;
   lastStats: VmStats | null;
+  /** The VM's NICs and published ports while it runs. */
+  net: VmNetworkLink | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -85,6 +105,8 @@ const VERSION = '0.1.0';
 
 export class Hypervisor implements HostChannel {
   readonly registry: Registry;
+  readonly networks: NetworkRegistry;
+  private readonly netManager: NetworkManager;
   private readonly vms = new Map<string, LiveVm>();
   /** Names being created right now (their folder may not exist yet). */
   private readonly creating = new Set<string>();
@@ -108,12 +130,21 @@ export class Hypervisor implements HostChannel {
     this.cpu = new CpuManager(probed.enforcer, this.events, this.log);
     this.monitor = new Monitor(() => this.monitored(), this.log);
     this.policies = new PolicyLoop(this.cpu, this.log);
+    this.networks = new NetworkRegistry(opts.home.networksDir, opts.defaultSubnet, this.log);
+    this.netManager = new NetworkManager({
+      registry: this.networks,
+      start: opts.startNetwork ?? defaultStartNetwork,
+      knownLeases: (network) => this.knownLeases(network),
+      onLease: (network, lease) => this.onLease(network, lease),
+      log: this.log,
+    });
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
   async init(): Promise<void> {
     this.monitor.start();
     this.policies.start();
+    this.networks.load();
     this.registry.sweep();
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
       const live = this.track(rec);
@@ -146,10 +177,12 @@ export class Hypervisor implements HostChannel {
           await vm.stop().catch(() => {});
           if (isActive(live.rec.state)) this.setState(live, 'stopped', 'the daemon stopped');
         }
+        await this.releaseNet(live);
         await live.log.flush();
       }),
     );
     this.cpu.closeAll();
+    await this.netManager.close();
     await this.registry.settled();
   }
 
@@ -206,6 +239,24 @@ export class Hypervisor implements HostChannel {
         const events = this.events.since(action.afterId ?? 0);
         return action.listener ? { events, unsubscribe: this.events.subscribe(action.listener) } : { events };
       }
+      case 'network-list':
+        return Promise.all(this.networks.list().map((n) => this.networkView(n)));
+      case 'network-get':
+        return this.networkView(this.networks.get(action.name));
+      case 'network-create':
+        return this.networkView(this.networks.create(action.spec));
+      case 'network-delete': {
+        this.networks.get(action.name);
+        if (action.name === DEFAULT_NETWORK) throw new HostError('INVALID_STATE', "the 'default' network cannot be removed");
+        const users = this.networkUsers(action.name);
+        if (users.length)
+          throw new HostError(
+            'NETWORK_IN_USE',
+            `network '${action.name}' is used by VM${users.length > 1 ? 's' : ''} ${users.join(', ')}`,
+          );
+        this.networks.remove(action.name);
+        return { deleted: action.name };
+      }
       default: {
         const never: never = action;
         throw new HostError('INVALID_REQUEST', `unknown action ${JSON.stringify(never)}`);
@@ -239,6 +290,8 @@ export class Hypervisor implements HostChannel {
       if (files.kernel) await refuseNonKernel(files.kernel, spec.kernelFormat ?? 'auto');
       const cpu = this.checkedCpu(defaultCpuSettings(), spec.cpu ?? {});
 
+      const nics = this.planNics(spec.nics);
+      const publish = this.planPublish(spec.publish ?? [], nics);
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
         name: spec.name,
@@ -258,6 +311,8 @@ export class Hypervisor implements HostChannel {
         rng: spec.rng,
         balloon: spec.balloon,
         virtioConsole: spec.virtioConsole,
+        nics,
+        publish,
       });
       const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length;
       const problems = validateVmConfig({
@@ -338,8 +393,30 @@ export class Hypervisor implements HostChannel {
         const bytes = patch.balloonTargetMiB * MIB;
         await this.engineCall(live, (vm) => vm.setBalloonTarget(bytes));
       }
+      const nics = (live.rec.config.nics ?? []).map((n) => ({ ...n }));
+      for (const r of patch.nicRates ?? []) {
+        const nic = nics[r.nic];
+        if (!nic) throw new HostError('INVALID_CONFIG', `'${name}' has no NIC ${r.nic}`);
+        for (const dir of ['rx', 'tx'] as const) {
+          const limit = r[dir];
+          if (limit === undefined) continue;
+          if (limit === null) delete nic[dir];
+          else {
+            const problems = validateRate(`${dir} rate`, limit);
+            if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
+            nic[dir] = limit;
+          }
+        }
+      }
+      if (patch.nicRates?.length && live.vm) {
+        for (const r of patch.nicRates) {
+          const nic = nics[r.nic]!;
+          await this.engineCall(live, (vm) => vm.setNicRate(r.nic, nic.rx ?? null, nic.tx ?? null));
+        }
+      }
       const config: VmConfig = {
         ...live.rec.config,
+        ...(patch.nicRates?.length ? { nics } : {}),
         cpus: patch.vcpus ?? live.rec.config.cpus,
         memoryMiB: patch.memoryMiB ?? live.rec.config.memoryMiB,
         append: patch.cmdline ?? live.rec.config.append,
@@ -383,6 +460,7 @@ export class Hypervisor implements HostChannel {
         live.vm = undefined;
         await vm.stop();
       }
+      await this.releaseNet(live);
       this.vms.delete(name);
       this.cpu.detach(name);
       this.monitor.forget(name);
@@ -523,15 +601,24 @@ export class Hypervisor implements HostChannel {
   private async doStart(live: LiveVm): Promise<void> {
     this.check(live, 'start');
     checkConfigFiles(this.paths, live.rec.config);
-    const engineVm = this.opts.engine.create(live.rec.config, {
-      console: (bytes) => this.onConsole(live, bytes),
-      guestReboot: () => this.onGuestReboot(live, engineVm),
-      exit: (exit) => this.onExit(live, engineVm, exit),
-      threads: (tids) => this.cpu.threadsReported(live.rec.name, engineVm, tids),
-    });
+    for (const nic of live.rec.config.nics ?? []) this.networks.get(nic.network);
+    await this.releaseNet(live);
+    const net = await this.netManager.connectVm(live.rec.name, live.rec.config);
+    live.net = net;
+    const engineVm = this.opts.engine.create(
+      live.rec.config,
+      {
+        console: (bytes) => this.onConsole(live, bytes),
+        guestReboot: () => this.onGuestReboot(live, engineVm),
+        exit: (exit) => this.onExit(live, engineVm, exit),
+        threads: (tids) => this.cpu.threadsReported(live.rec.name, engineVm, tids),
+      },
+      { nicPorts: net.ports },
+    );
     try {
       this.cpu.attach(live.rec.name, engineVm, this.cpuOf(live));
     } catch (err) {
+      await this.releaseNet(live);
       throw new HostError('ENGINE_ERROR', `could not place '${live.rec.name}' under its CPU settings: ${(err as Error).message}`);
     }
     live.vm = engineVm;
@@ -546,6 +633,7 @@ export class Hypervisor implements HostChannel {
         live.vm = undefined;
         await engineVm.stop().catch(() => {});
         this.cpu.detach(live.rec.name, engineVm);
+        await this.releaseNet(live);
         this.setState(live, 'crashed', `start failed: ${message}`);
       }
       throw new HostError('ENGINE_ERROR', `could not start '${live.rec.name}': ${message}`);
@@ -560,6 +648,7 @@ export class Hypervisor implements HostChannel {
       await vm.stop();
       this.cpu.detach(live.rec.name, vm);
     }
+    await this.releaseNet(live);
     if (live.rec.state !== 'crashed' || to === 'crashed') this.setState(live, to, reason);
   }
 
@@ -588,7 +677,10 @@ export class Hypervisor implements HostChannel {
     void vm
       .stop()
       .catch(() => {})
-      .then(() => this.cpu.detach(live.rec.name, vm));
+      .then(() => {
+        this.cpu.detach(live.rec.name, vm);
+        if (live.vm === undefined) return this.releaseNet(live);
+      });
     const event: LifecycleEvent = exit.kind === 'poweroff' ? 'guest-poweroff' : 'crash';
     const to = nextState(live.rec.state, event);
     if (to) this.setState(live, to, exit.kind === 'poweroff' ? 'the guest powered off' : exit.message);
@@ -606,6 +698,7 @@ export class Hypervisor implements HostChannel {
       lock: Promise.resolve(),
       stateWaiters: new Set(),
       lastStats: null,
+      net: undefined,
     };
     this.vms.set(rec.name, live);
     return live;
@@ -713,6 +806,12 @@ export class Hypervisor implements HostChannel {
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
       config: r.config,
+      addresses: (r.config.nics ?? []).map((n, nic) => ({
+        nic,
+        network: n.network,
+        mac: n.mac,
+        ...(r.leases?.[n.mac] ? { ip: r.leases[n.mac] } : {}),
+      })),
       stats,
       cpu,
     };
@@ -752,6 +851,121 @@ export class Hypervisor implements HostChannel {
         };
       }),
     );
+  }
+
+  // ---- networks ---------------------------------------------------------------------------------------------
+
+  private async releaseNet(live: LiveVm): Promise<void> {
+    const net = live.net;
+    live.net = undefined;
+    await net
+      ?.release()
+      .catch((err: unknown) => this.log(`${live.rec.name}: releasing its networks failed: ${(err as Error).message}`));
+  }
+
+  /** NICs for a new VM: one on 'default' unless the request says otherwise; MACs generated unique on this host. */
+  private planNics(specs: NicSpec[] | undefined): NicConfig[] {
+    const wanted = specs ?? [{ network: DEFAULT_NETWORK }];
+    const taken = new Set<string>();
+    for (const live of this.vms.values()) for (const n of live.rec.config.nics ?? []) taken.add(n.mac);
+    return wanted.map((spec) => {
+      this.networks.get(spec.network);
+      let mac = spec.mac?.toLowerCase();
+      if (mac !== undefined) {
+        if (!MAC_RE.test(mac))
+          throw new HostError('INVALID_CONFIG', `MAC ${JSON.stringify(spec.mac)} must look like 52:54:00:12:34:56`);
+        if (taken.has(mac)) throw new HostError('INVALID_CONFIG', `MAC ${mac} is already used by another NIC on this host`);
+      } else {
+        // 52:54:00 is the prefix QEMU and libvirt give guests: locally administered, unicast.
+        do mac = ['52', '54', '00', ...randomBytes(3).toString('hex').match(/../g)!].join(':');
+        while (taken.has(mac));
+      }
+      taken.add(mac);
+      return { network: spec.network, mac, ...(spec.rx ? { rx: spec.rx } : {}), ...(spec.tx ? { tx: spec.tx } : {}) };
+    });
+  }
+
+  private planPublish(specs: PublishSpec[], nics: NicConfig[]): PublishedPort[] {
+    const inUse = new Map<string, string>();
+    for (const live of this.vms.values())
+      for (const p of live.rec.config.publish ?? []) inUse.set(`${p.proto}:${p.hostPort}`, live.rec.name);
+    return specs.map((spec) => {
+      const p: PublishedPort = {
+        proto: spec.proto,
+        hostIp: spec.hostIp ?? '127.0.0.1',
+        hostPort: spec.hostPort,
+        guestPort: spec.guestPort,
+        nic: spec.nic ?? 0,
+      };
+      const nic = nics[p.nic];
+      if (!nic)
+        throw new HostError(
+          'INVALID_CONFIG',
+          `published port ${p.hostPort} names NIC ${p.nic}, but the VM has ${nics.length} NIC(s)`,
+        );
+      if (parseIpv4(p.hostIp) === undefined)
+        throw new HostError('INVALID_CONFIG', `host address ${JSON.stringify(p.hostIp)} is not an IPv4 address`);
+      if (this.networks.get(nic.network).mode !== 'nat')
+        throw new HostError(
+          'INVALID_CONFIG',
+          `network '${nic.network}' is isolated: ports can only be published on a nat network`,
+        );
+      const key = `${p.proto}:${p.hostPort}`;
+      const owner = inUse.get(key);
+      if (owner !== undefined)
+        throw new HostError(
+          'PORT_IN_USE',
+          `host port ${p.hostPort}/${p.proto} is already published by ${owner === '' ? 'this request' : `VM '${owner}'`}`,
+        );
+      inUse.set(key, '');
+      return p;
+    });
+  }
+
+  private networkUsers(network: string): string[] {
+    return [...this.vms.values()]
+      .filter((l) => (l.rec.config.nics ?? []).some((n) => n.network === network))
+      .map((l) => l.rec.name);
+  }
+
+  private knownLeases(network: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const live of this.vms.values())
+      for (const n of live.rec.config.nics ?? []) {
+        const ip = live.rec.leases?.[n.mac];
+        if (n.network === network && ip) out[n.mac] = ip;
+      }
+    return out;
+  }
+
+  /** A network leased an address: keep it in the VM's record so the VM gets it again next time. */
+  private onLease(network: string, lease: NetworkLease): void {
+    for (const live of this.vms.values()) {
+      if (!(live.rec.config.nics ?? []).some((n) => n.network === network && n.mac === lease.mac)) continue;
+      if (live.rec.leases?.[lease.mac] === lease.ip) return;
+      live.rec = { ...live.rec, leases: { ...live.rec.leases, [lease.mac]: lease.ip } };
+      try {
+        this.registry.save(live.rec);
+      } catch (err) {
+        this.log(`${live.rec.name}: could not save its lease: ${(err as Error).message}`);
+      }
+      this.log(`${live.rec.name}: ${lease.mac} leased ${lease.ip} on ${network}`);
+      return;
+    }
+  }
+
+  private async networkView(rec: NetworkRecord): Promise<NetworkView> {
+    const cidr = parseSubnet(rec.subnet);
+    const running = this.netManager.isRunning(rec.name);
+    return {
+      ...rec,
+      ...(rec.mode === 'nat' ? { gateway: formatIpv4(cidr.network + 2) } : {}),
+      dns: formatIpv4(cidr.network + 3),
+      running,
+      vms: this.networkUsers(rec.name),
+      leases: running ? await this.netManager.leases(rec.name) : [],
+      stats: running ? await this.netManager.stats(rec.name) : null,
+    };
   }
 
   private async hostInfo(): Promise<HostInfo> {
@@ -816,3 +1030,37 @@ function execError(name: string, req: ExecRequest, err: unknown): HostError {
       return new HostError('ENGINE_ERROR', `${name}: ${message}`);
   }
 }
+
+/**
+ * Loaded on first use so a daemon whose VMs have no NICs never pays for the network code. Forwards are named
+ * by their spec here and by the id the network gave them there.
+ */
+const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) => {
+  const { startNetwork } = await import('../net/network-host.js');
+  const handle = await startNetwork({
+    name: record.name,
+    subnet: record.subnet,
+    mode: record.mode,
+    dnsHosts: record.dnsHosts,
+    leases,
+  });
+  handle.onLease(onLease);
+  const forwardIds = new Map<string, string>();
+  const key = (f: ForwardSpec) => `${f.proto}:${f.hostIp}:${f.hostPort}`;
+  return {
+    attachNic: ({ nicId, mac, hostname }) => handle.attachNic(nicId, { mac, hostname }),
+    detachNic: (nicId) => handle.detachNic(nicId),
+    addForward: async (f) => {
+      const info = await handle.addForward(f);
+      forwardIds.set(key(f), info.id);
+    },
+    removeForward: async (f) => {
+      const id = forwardIds.get(key(f));
+      forwardIds.delete(key(f));
+      if (id !== undefined) await handle.removeForward(id);
+    },
+    leases: () => handle.leases(),
+    stats: async () => ({ ...(await handle.stats()) }),
+    close: () => handle.close(),
+  };
+};

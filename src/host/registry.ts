@@ -33,6 +33,8 @@ export interface VmRecord {
   config: VmConfig;
   /** CPU allocation (absent in records written before it existed: the defaults). */
   cpu?: CpuSettings;
+  /** Addresses the VM's networks leased to its NICs (mac → IPv4), kept so they stay stable. */
+  leases?: Record<string, string>;
 }
 
 export class RecordError extends Error {

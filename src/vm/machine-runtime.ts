@@ -5,7 +5,8 @@
  */
 import type { VmConfig } from './config.js';
 import type { RuntimeCounters } from './protocol.js';
-import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
+import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
+import type { NicRateLimit } from './config.js';
 import { defaultHartFactory, loadBootImages, type BootImages } from './machine-runner.js';
 import { attachVirtioDevices, type AttachedVirtioDevices } from './virtio-devices.js';
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
@@ -22,6 +23,8 @@ class MachineRuntime implements GuestRuntime {
   /** Instructions retired by boards before the last guest reboot, so the counter never goes backwards. */
   private instretBefore = 0;
   private pacer: (() => number) | null = null;
+  /** Current NIC limits: the config's, then live changes (kept across guest reboots). */
+  private readonly nicRates: { rx: NicRateLimit | null; tx: NicRateLimit | null }[];
   /** The guest agent on virtio-console (`typevisor exec`, graceful shutdown); follows the board across reboots. */
   private readonly agent = new AgentClient({
     write: (text) => this.devices?.console?.input(text),
@@ -33,7 +36,10 @@ class MachineRuntime implements GuestRuntime {
     private readonly hooks: RuntimeHooks,
     private readonly images: BootImages,
     private readonly createHart: HartFactory,
-  ) {}
+    private readonly resources: RuntimeResources,
+  ) {
+    this.nicRates = (config.nics ?? []).map((n) => ({ rx: n.rx ?? null, tx: n.tx ?? null }));
+  }
 
   async start(): Promise<void> {
     await this.boot();
@@ -53,7 +59,11 @@ class MachineRuntime implements GuestRuntime {
       rngSeed: new Uint8Array(randomBytes(32)),
     });
     // Same config object on every boot: attachVirtioDevices reuses the disks it already opened.
-    this.devices = await attachVirtioDevices(machine, this.config, { onConsoleOutput: (b) => this.agent.receive(b) });
+    this.devices = await attachVirtioDevices(machine, this.config, {
+      onConsoleOutput: (b) => this.agent.receive(b),
+      nicLinks: this.resources.nicLinks,
+      nicRates: this.nicRates,
+    });
     this.stopPolling?.();
     this.stopPolling = this.devices.pollBalloonStats(5_000);
     this.machine = machine;
@@ -124,9 +134,17 @@ class MachineRuntime implements GuestRuntime {
   setBalloonTarget(bytes: number): void {
     this.devices?.balloon?.setTarget(Math.floor(bytes / PAGE));
   }
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void {
+    const device = this.devices?.nics.find((n) => n.config === this.config.nics?.[nic])?.device;
+    if (!device || !this.nicRates[nic]) throw new Error(`this VM has no NIC ${nic}`);
+    this.nicRates[nic] = { rx, tx };
+    device.setRateLimits({ rx, tx });
+  }
   counters(): RuntimeCounters {
     const m = this.machine;
     const v = this.devices?.counters();
+    const nics = v?.nics ?? [];
+    const sum = (f: (n: (typeof nics)[number]) => number) => nics.reduce((a, n) => a + f(n), 0);
     return {
       instret: this.instretBefore + (m ? this.instretOf(m) : 0),
       vcpusOnline: m ? m.onlineHarts() : 0,
@@ -137,15 +155,16 @@ class MachineRuntime implements GuestRuntime {
       diskWriteBytes: v?.diskWriteBytes ?? 0,
       diskReadOps: v?.diskReadOps ?? 0,
       diskWriteOps: v?.diskWriteOps ?? 0,
-      netRxBytes: 0,
-      netTxBytes: 0,
-      netRxPackets: 0,
-      netTxPackets: 0,
+      netRxBytes: sum((n) => n.rxBytes),
+      netTxBytes: sum((n) => n.txBytes),
+      netRxPackets: sum((n) => n.rxPackets),
+      netTxPackets: sum((n) => n.txPackets),
+      nics,
     };
   }
 }
 
-export const createRuntime: CreateRuntime = async (config, hooks) => {
+export const createRuntime: CreateRuntime = async (config, hooks, resources) => {
   const images = await loadBootImages(config);
-  return new MachineRuntime(config, hooks, images, await defaultHartFactory());
+  return new MachineRuntime(config, hooks, images, await defaultHartFactory(), resources ?? { nicLinks: [] });
 };

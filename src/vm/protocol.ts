@@ -4,7 +4,7 @@
  * never delays control messages behind its output.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { VmConfig } from './config.js';
+import type { NicRateLimit, VmConfig } from './config.js';
 import type { AgentFailure, ExecRequest, ExecResult } from './agent-client.js';
 
 /** Host → worker requests. Every one gets exactly one `reply` with the same id. */
@@ -20,6 +20,7 @@ export type ControlRequest =
   | { id: number; type: 'balloon'; targetBytes: number }
   /** A CPU cap the run loop enforces itself (percent of one core; null removes it): hosts without cgroups. */
   | { id: number; type: 'cpu-cap'; percent: number | null }
+  | { id: number; type: 'nic-rate'; nic: number; rx: NicRateLimit | null; tx: NicRateLimit | null }
   /**
    * Run a command through the guest agent. Handled concurrently with other requests (a long command must not
    * hold up stop or stats); the reply carries `exec` or an error with `agentFailure`.
@@ -27,6 +28,17 @@ export type ControlRequest =
   | ({ id: number; type: 'exec' } & ExecRequest);
 
 export type ControlType = ControlRequest['type'];
+
+/** One NIC's counters, as its virtio-net device counts them. */
+export interface NicCounters {
+  mac: string;
+  rxBytes: number;
+  rxPackets: number;
+  rxDropped: number;
+  txBytes: number;
+  txPackets: number;
+  txDropped: number;
+}
 
 /** Raw counters a runtime reports; rates are computed on the host side. */
 export interface RuntimeCounters {
@@ -44,6 +56,8 @@ export interface RuntimeCounters {
   netTxBytes: number;
   netRxPackets: number;
   netTxPackets: number;
+  /** Per NIC, in config order (the net* fields are their sums). */
+  nics: NicCounters[];
 }
 
 /** Worker → host messages. */
@@ -65,6 +79,8 @@ export interface WorkerInit {
   /** Module exporting `createRuntime` (see runtime.ts); absolute path or file URL. */
   runtimeModule: string;
   consolePort: MessagePort;
+  /** One per NIC in config order: the link to its network's worker (frames in batches, src/net). */
+  nicPorts?: MessagePort[];
   /** Scheduling niceness of the VM's thread (Linux), above the daemon's so the control plane wins. */
   nice?: number;
   /** Where the worker publishes its counters for the host to read without asking (shared-counters.ts). */

@@ -3,8 +3,9 @@
  * src/machine; the indirection keeps the worker independent of the board and lets the worker be exercised with
  * any module that exports `createRuntime`.
  */
-import type { VmConfig } from './config.js';
+import type { NicRateLimit, VmConfig } from './config.js';
 import type { RuntimeCounters } from './protocol.js';
+import type { NicLink } from './nic-link.js';
 import type { ExecRequest, ExecResult } from './agent-client.js';
 
 export interface RuntimeHooks {
@@ -37,9 +38,16 @@ export interface GuestRuntime {
   setBalloonTarget?(bytes: number): void;
   /** Installs a run-loop pacer (a CPU cap enforced from inside); runtimes without one cannot be capped that way. */
   setPacer?(pacer: (() => number) | null): void;
+  setNicRate?(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void;
 }
 
-export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<GuestRuntime>;
+/** Host resources handed to a runtime beyond its config; they outlive a runtime rebuilt by a guest reboot. */
+export interface RuntimeResources {
+  /** One per config NIC, in order. */
+  nicLinks: NicLink[];
+}
+
+export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks, resources?: RuntimeResources) => Promise<GuestRuntime>;
 
 export function zeroCounters(): RuntimeCounters {
   return {
@@ -56,5 +64,6 @@ export function zeroCounters(): RuntimeCounters {
     netTxBytes: 0,
     netRxPackets: 0,
     netTxPackets: 0,
+    nics: [],
   };
 }

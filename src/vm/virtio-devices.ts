@@ -12,9 +12,12 @@ import { VirtioBalloon, type VirtioBalloonOptions } from '../devices/virtio/ball
 import { VirtioBlk } from '../devices/virtio/blk.js';
 import { VirtioConsole } from '../devices/virtio/console.js';
 import { VirtioRng } from '../devices/virtio/rng.js';
+import { VirtioNet } from '../devices/virtio/net.js';
+import type { NicCounters } from './protocol.js';
+import type { NicLink } from './nic-link.js';
 import type { BlockBackend } from '../storage/backend.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
-import type { DiskConfig, VmConfig } from './config.js';
+import type { DiskConfig, NicConfig, NicRateLimit, VmConfig } from './config.js';
 
 /** What the board gives each factory (src/machine's VirtioAttachContext satisfies it). */
 export interface VirtioSlotContext {
@@ -40,6 +43,16 @@ export interface AttachOptions {
   balloon?: VirtioBalloonOptions;
   /** Host bytes from the guest's virtio-console port (the guest agent's channel). */
   onConsoleOutput?: (bytes: Uint8Array) => void;
+  /** One link per config NIC (in order); a NIC without a link is not attached. */
+  nicLinks?: NicLink[];
+  /** Current limits per NIC (live changes survive a guest reboot); default: the config's. */
+  nicRates?: { rx: NicRateLimit | null; tx: NicRateLimit | null }[];
+}
+
+export interface AttachedNic {
+  config: NicConfig;
+  device: VirtioNet;
+  slot: number;
 }
 
 export interface AttachedDisk {
@@ -56,6 +69,7 @@ export interface VirtioCounters {
   diskWriteOps: number;
   /** Bytes the guest holds in its balloon (device-side count of received pages). */
   balloonBytes: number;
+  nics: NicCounters[];
 }
 
 export interface AttachedVirtioDevices {
@@ -63,6 +77,7 @@ export interface AttachedVirtioDevices {
   console?: VirtioConsole;
   rng?: VirtioRng;
   balloon?: VirtioBalloon;
+  nics: AttachedNic[];
   /** Sends a line to the guest agent over virtio-console; false when there is no console. */
   agentSend(line: string): boolean;
   counters(): VirtioCounters;
@@ -111,6 +126,26 @@ export async function attachVirtioDevices(
   if (config.virtioConsole) {
     board.attachVirtio((ctx) => (console = new VirtioConsole(ctx, { onOutput: options.onConsoleOutput })));
   }
+  const nics: AttachedNic[] = [];
+  const nicConfigs = config.nics ?? [];
+  for (let i = nicConfigs.length - 1; i >= 0; i--) {
+    const link = options.nicLinks?.[i];
+    if (!link) continue;
+    const nic = nicConfigs[i]!;
+    const rates = options.nicRates?.[i] ?? { rx: nic.rx ?? null, tx: nic.tx ?? null };
+    let device!: VirtioNet;
+    const slot = board.attachVirtio(
+      (ctx) =>
+        (device = new VirtioNet(ctx, {
+          mac: nic.mac,
+          onTransmit: (frame) => link.send(frame),
+          onTransmitBatchEnd: () => link.flush(),
+          rateLimits: rates,
+        })),
+    );
+    link.bind((frame) => device.receive(frame));
+    nics.unshift({ config: nic, device, slot });
+  }
   const disks: AttachedDisk[] = [];
   for (let i = config.disks.length - 1; i >= 0; i--) {
     const d = config.disks[i]!;
@@ -126,13 +161,32 @@ export async function attachVirtioDevices(
     console,
     rng,
     balloon,
+    nics,
     agentSend(line: string): boolean {
       if (!console) return false;
       console.input(line.endsWith('\n') ? line : `${line}\n`);
       return true;
     },
     counters(): VirtioCounters {
-      const c: VirtioCounters = { diskReadBytes: 0, diskWriteBytes: 0, diskReadOps: 0, diskWriteOps: 0, balloonBytes: 0 };
+      const c: VirtioCounters = {
+        diskReadBytes: 0,
+        diskWriteBytes: 0,
+        diskReadOps: 0,
+        diskWriteOps: 0,
+        balloonBytes: 0,
+        nics: nics.map((n) => {
+          const m = n.device.metrics();
+          return {
+            mac: n.config.mac,
+            rxBytes: m.rxBytes ?? 0,
+            rxPackets: m.rxPackets ?? 0,
+            rxDropped: (m.rxDropped ?? 0) + (m.rxErrors ?? 0),
+            txBytes: m.txBytes ?? 0,
+            txPackets: m.txPackets ?? 0,
+            txDropped: (m.txDropped ?? 0) + (m.txErrors ?? 0),
+          };
+        }),
+      };
       for (const d of disks) {
         const m = d.device.metrics();
         c.diskReadBytes += m.readBytes ?? 0;

@@ -9,7 +9,8 @@ import { extname } from 'node:path';
 import type { VmConfig } from './config.js';
 import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
-import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
+import type { Engine, EngineEvents, EngineResources, EngineVm, VmStats } from '../host/engine.js';
+import type { NicRateLimit } from './config.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
 import { createCountersBuffer, readCounters } from './shared-counters.js';
 import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
@@ -55,8 +56,8 @@ export class WorkerEngine implements Engine {
   constructor(private readonly options: WorkerEngineOptions = {}) {
     this.runtimeModule = options.runtimeModule ?? defaultRuntimeModule();
   }
-  create(config: VmConfig, events: EngineEvents): EngineVm {
-    return new WorkerVm(config, events, this.runtimeModule, this.options);
+  create(config: VmConfig, events: EngineEvents, resources: EngineResources = {}): EngineVm {
+    return new WorkerVm(config, events, this.runtimeModule, this.options, resources);
   }
 }
 
@@ -101,6 +102,7 @@ class WorkerVm implements EngineVm {
     private readonly events: EngineEvents,
     private readonly runtimeModule: string,
     private readonly options: WorkerEngineOptions,
+    private readonly resources: EngineResources,
   ) {}
 
   async start(): Promise<void> {
@@ -113,13 +115,14 @@ class WorkerVm implements EngineVm {
       config: this.config,
       runtimeModule: this.runtimeModule,
       consolePort: channel.port2,
+      nicPorts: this.resources.nicPorts ?? [],
       nice: this.options.nice ?? 10,
       counters: this.countersBuffer,
     };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
       workerData: init,
-      transferList: [channel.port2],
+      transferList: [channel.port2, ...(this.resources.nicPorts ?? [])],
       resourceLimits: this.options.resourceLimits ?? DEFAULT_LIMITS,
       name: `vm:${this.config.name}`,
       stdout: false,
@@ -166,6 +169,9 @@ class WorkerVm implements EngineVm {
   setRunLoopCap(percent: number | null): Promise<void> {
     return this.simple({ id: 0, type: 'cpu-cap', percent });
   }
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void> {
+    return this.simple({ id: 0, type: 'nic-rate', nic, rx, tx });
+  }
 
   async stop(): Promise<void> {
     const worker = this.worker;
@@ -190,7 +196,10 @@ class WorkerVm implements EngineVm {
     const worker = this.worker;
     if (!worker) throw new WorkerRequestError('the VM is not running');
     // Published counters need no waiting; before the first publication (booting) ask the worker.
-    const published = readCounters(new Float64Array(this.countersBuffer));
+    const published = readCounters(
+      new Float64Array(this.countersBuffer),
+      (this.config.nics ?? []).map((n) => n.mac),
+    );
     if (published) this.lastCounters = published;
     const fresh = published ? true : await this.refreshCounters(waitMs);
     const counters = this.lastCounters;

@@ -8,7 +8,8 @@ import { pathToFileURL } from 'node:url';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
-import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
+import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
+import { NicLink } from './nic-link.js';
 import { CpuPacer } from './cpu-pacer.js';
 import { PUBLISH_INTERVAL_MS, writeCounters } from './shared-counters.js';
 import { AgentError } from './agent-client.js';
@@ -52,6 +53,9 @@ if (init.counters) {
 /** The run-loop cap, kept across guest reboots (a new runtime gets the same pacer). */
 let pacer: CpuPacer | null = null;
 
+/** Links to the VM's networks; they outlive each runtime (a reboot in place builds a new one over them). */
+const resources: RuntimeResources = { nicLinks: (init.nicPorts ?? []).map((p) => new NicLink(p)) };
+
 let runtime: GuestRuntime | undefined;
 let createRuntime: CreateRuntime | undefined;
 let ending = false;
@@ -90,7 +94,7 @@ async function rebootInPlace(): Promise<void> {
   const old = runtime;
   runtime = undefined;
   if (old) await old.stop();
-  runtime = await (await loadFactory())(init.config, hooks);
+  runtime = await (await loadFactory())(init.config, hooks, resources);
   if (pacer) runtime.setPacer?.(() => pacer!.next());
   await runtime.start();
 }
@@ -107,6 +111,11 @@ async function finish(msg: WorkerMessage): Promise<void> {
     /* the VM is ending anyway */
   }
   post(msg);
+  closePorts();
+}
+
+function closePorts(): void {
+  for (const l of resources.nicLinks) l.close();
   init.consolePort.close();
   port.close();
 }
@@ -124,7 +133,7 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
   switch (req.type) {
     case 'start': {
       if (runtime) throw new Error('already started');
-      runtime = await (await loadFactory())(init.config, hooks);
+      runtime = await (await loadFactory())(init.config, hooks, resources);
       if (pacer) runtime.setPacer?.(() => pacer!.next());
       await runtime.start();
       return { type: 'reply', id: req.id, ok: true };
@@ -179,6 +188,12 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
       r.setBalloonTarget(req.targetBytes);
       return { type: 'reply', id: req.id, ok: true };
     }
+    case 'nic-rate': {
+      const r = need();
+      if (!r.setNicRate) throw new Error('this VM has no NICs');
+      r.setNicRate(req.nic, req.rx, req.tx);
+      return { type: 'reply', id: req.id, ok: true };
+    }
     default: {
       const never: never = req;
       throw new Error(`unknown request ${JSON.stringify(never)}`);
@@ -215,10 +230,7 @@ port.on('message', (req: ControlRequest) => {
       reply = failure(req.id, err);
     }
     if (!ending || req.type === 'stop') post(reply);
-    if (req.type === 'stop') {
-      init.consolePort.close();
-      port.close();
-    }
+    if (req.type === 'stop') closePorts();
   });
 });
 

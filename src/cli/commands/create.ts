@@ -2,6 +2,7 @@ import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
 import { aliasValue, parseCpusFlag, parseMemoryFlag } from '../units.js';
 import { settingParseOptions, settingsBody, settingsUsage } from '../settings-options.js';
+import { parseNic, parsePublish } from '../net-options.js';
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -19,9 +20,13 @@ export const run = defineVerb({
   name: 'create',
   usage: `create NAME [--vcpus|--cpus N] [--memory SIZE] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
+                 [--nic network=NAME[,mac=MAC][,rate=RATE][,burst=SIZE][,rx-rate=RATE][,tx-rate=RATE][,pps=N]]...
+                 [--no-nic] [--publish [HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
 image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a plain number of MiB (default 256M).
+Without --nic it gets one NIC on the 'default' NAT network. RATE is bytes per second (512K, 2M, 1G) or bits
+(100mbit); --publish binds 127.0.0.1 unless HOSTIP is given.
 ${settingsUsage(true)}`,
   options: {
     vcpus: { type: 'string' },
@@ -37,6 +42,9 @@ ${settingsUsage(true)}`,
     autostart: { type: 'boolean' },
     start: { type: 'boolean' },
     ...settingParseOptions(true),
+    nic: { type: 'string', multiple: true },
+    'no-nic': { type: 'boolean' },
+    publish: { type: 'string', multiple: true, short: 'p' },
   },
   minArgs: 1,
   maxArgs: 1,
@@ -60,7 +68,10 @@ ${settingsUsage(true)}`,
       rootDisk: values['no-root-disk'] ? false : undefined,
       autostart: values.autostart,
       cpu: settingsBody(values, true).cpu,
+      nics: values['no-nic'] ? [] : values.nic?.map(parseNic),
+      publish: values.publish?.map(parsePublish),
     };
+    if (values['no-nic'] && values.nic) throw new UsageError('--no-nic and --nic exclude each other');
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));
     if (values.start) vm = (await client.json<{ vm: VmView }>('POST', `/vms/${vm.name}/actions/start`, {})).vm;
     if (values.json) printJson(vm);

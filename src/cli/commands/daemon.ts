@@ -3,6 +3,7 @@ import { createSecureContext } from 'node:tls';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultHome } from '../../host/home.js';
+import { HostError } from '../../host/errors.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
 import { MECHANISM_CHOICES, MechanismUnavailableError, type MechanismChoice } from '../../host/cpu/probe.js';
 import { pino } from 'pino';
@@ -11,6 +12,7 @@ export const summary = 'run the hypervisor daemon (REST API on a unix socket, op
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
                         [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
+                        [--default-subnet CIDR]
                         [--log-level trace|debug|info|warn|error]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
@@ -22,7 +24,8 @@ API clients may name kernel, initrd and firmware files only under <home>/images,
 (the 'default' image) and each --allow-path DIR (symlinks leading out and '..' are refused: 403 PATH_NOT_ALLOWED).
 CPU settings are enforced with cgroup v2, else cgroup v1, else sched_setaffinity/setpriority and a cap in the
 VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an error). Logs are JSON lines (pino)
-on stderr. Stops every VM on SIGINT/SIGTERM.`;
+on stderr. --default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24 otherwise).
+Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
   let values;
@@ -38,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
         'allow-path': { type: 'string', multiple: true },
         'cpu-mechanism': { type: 'string' },
         'log-level': { type: 'string' },
+        'default-subnet': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -117,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
       allowPaths: allowed,
       logger,
       cpuMechanism: mechanism as MechanismChoice,
+      defaultSubnet: values['default-subnet'],
     });
   } catch (err) {
     if (err instanceof MechanismUnavailableError) {
@@ -126,6 +131,10 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof DaemonLockError) {
       console.error(`typevisor daemon: ${err.message}`);
       return 1;
+    }
+    if (err instanceof HostError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 2;
     }
     throw err;
   }
