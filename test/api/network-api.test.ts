@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkView, VmView } from '../../src/host/actions.js';
 import { ClientError } from '../../src/cli/client.js';
-import { removeHome, snapshotTree, startDaemonProcess, type DaemonHandle } from '../host/daemon-harness.js';
+import { removeHome, snapshotTree, startDaemonProcess, toyKernel, type DaemonHandle } from '../host/daemon-harness.js';
 import { runCli } from '../helpers/cli.js';
 
 let d: DaemonHandle;
@@ -20,8 +20,8 @@ const TIMEOUT = { timeout: 120_000 };
 
 before(async () => {
   d = await startDaemonProcess();
-  kernel = join(d.home, 'kernel.bin');
-  writeFileSync(kernel, 'toy');
+  kernel = join(d.kernels, 'kernel.bin');
+  writeFileSync(kernel, toyKernel());
 });
 after(async () => {
   await d.stop();
