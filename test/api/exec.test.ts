@@ -59,7 +59,7 @@ const consoleText = async () => (await d.client.text(`/vms/${VM}/console.log`)).
 
 before(async () => {
   d = await startDaemonProcess({ runtime: 'machine' });
-  const vm = await d.client.json<VmView>('POST', '/vms', { name: VM, memoryMiB: 192 });
+  const vm = await d.client.json<VmView>('POST', '/vms', { name: VM, memoryMiB: 192, nics: [] });
   await d.client.json('POST', `/vms/${VM}/actions/start`, {});
   await waitFor('the guest boot', async () => ((await consoleText()).includes(vm.bootMarker!) ? true : undefined), 600_000, 500);
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { HostInfo, VmView } from '../../src/host/actions.js';
 import { renderTop, ratesBetween } from '../../src/cli/top-view.js';
 import { cliArgs } from '../helpers/paths.js';
-import { removeHome, startDaemonProcess, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
+import { removeHome, startDaemonProcess, toyKernel, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
 
 let d: DaemonHandle;
 
@@ -22,8 +22,8 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 
 before(async () => {
   d = await startDaemonProcess();
-  const kernel = join(d.home, 'k');
-  writeFileSync(kernel, 'toy');
+  const kernel = join(d.kernels, 'k');
+  writeFileSync(kernel, toyKernel());
   for (const [name, mode, weight] of [
     ['busy', 'spin', 400],
     ['calm', 'idle', 100],

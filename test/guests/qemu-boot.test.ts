@@ -143,7 +143,7 @@ describe('guest images under qemu-system-riscv64 -M virt', { timeout: 6 * BOOT_T
         agent.send('ping');
         await agent.waitFor(/^pong$/m, STEP_TIMEOUT_MS);
         agent.send('bogus');
-        await agent.waitFor(/^error unknown-command$/m, STEP_TIMEOUT_MS);
+        await agent.waitFor(/^error - unknown-command$/m, STEP_TIMEOUT_MS);
         agent.send('shutdown');
         await agent.waitFor(/^ok shutdown$/m, STEP_TIMEOUT_MS);
         const status = await vm.waitExit(STEP_TIMEOUT_MS);

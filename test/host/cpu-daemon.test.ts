@@ -14,7 +14,7 @@ import type { HostInfo, VmView } from '../../src/host/actions.js';
 import type { HostEvent } from '../../src/host/events.js';
 import { weightToNice } from '../../src/host/cpu/fallback.js';
 import { cliArgs } from '../helpers/paths.js';
-import { removeHome, startDaemonProcess, waitFor, type DaemonHandle } from './daemon-harness.js';
+import { removeHome, startDaemonProcess, toyKernel, waitFor, type DaemonHandle } from './daemon-harness.js';
 
 const TIMEOUT = { timeout: 90_000 };
 
@@ -35,8 +35,8 @@ const niceOf = (d: DaemonHandle, tid: number) => {
 };
 
 async function startToy(d: DaemonHandle, name: string, cpu: object): Promise<VmView> {
-  const kernel = join(d.home, 'k');
-  writeFileSync(kernel, 'toy');
+  const kernel = join(d.kernels, 'k');
+  writeFileSync(kernel, toyKernel());
   await d.client.json('POST', '/vms', { name, kernel, cmdline: 'toy=spin', memoryMiB: 32, cpu });
   await d.client.json('POST', `/vms/${name}/actions/start`, {});
   return waitFor(
@@ -125,8 +125,8 @@ describe('cgroup v1', () => {
   });
 
   test('a stopped VM takes new settings at its next start', TIMEOUT, async () => {
-    const kernel = join(d.home, 'k');
-    writeFileSync(kernel, 'toy');
+    const kernel = join(d.kernels, 'k');
+    writeFileSync(kernel, toyKernel());
     assert.equal(
       cli(d, 'create', 's', '--kernel', kernel, '--cmdline', 'toy=idle', '--memory', '32', '--cpu-weight', '300').status,
       0,
