@@ -79,10 +79,11 @@ function runTests(list, concurrency) {
     let tail = '';
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk);
-      tail = (tail + chunk.toString()).slice(-4096);
+      // Long enough to hold the summary even when the runner lists every failure after it.
+      tail = (tail + chunk.toString()).slice(-1_048_576);
     });
     child.on('close', (code, signal) => {
-      const count = (name) => Number(new RegExp(`ℹ ${name} (\\d+)`).exec(tail)?.[1] ?? 0);
+      const count = (name) => Number([...tail.matchAll(new RegExp(`ℹ ${name} (\\d+)`, 'g'))].at(-1)?.[1] ?? 0);
       resolve({
         ok: code === 0,
         code: code ?? signal,
