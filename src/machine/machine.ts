@@ -64,6 +64,15 @@ export interface MachineStats {
   sbiCalls: number;
 }
 
+/** Board-level state that belongs to no device: which harts run, the built-in SBI's HSM states, guest time. */
+export interface BoardState {
+  /** mtime (10 MHz ticks) at save time: a restored machine's clock continues from here. */
+  mtime: number;
+  running: boolean[];
+  /** HSM state per hart (built-in SBI only, else null). */
+  sbiHsm: number[] | null;
+}
+
 export type MachineState = 'created' | 'running' | 'paused' | 'exited';
 
 export interface VirtioAttachContext {
@@ -248,6 +257,24 @@ export class Machine {
   /** Devices attached to virtio slots, in slot order. */
   get virtioDevices(): MmioDevice[] {
     return this.virtioSlots.slice(0, this.virtioUsed);
+  }
+
+  /** Board-level state for snapshots (src/machine/snapshot); devices and harts save their own. */
+  saveBoardState(): BoardState {
+    return { mtime: this.clock.now(), running: [...this.running], sbiHsm: this.sbi ? [...this.sbi.hsm] : null };
+  }
+
+  /** Restores board-level state into a machine that has not started; throws a RangeError on a mismatch. */
+  loadBoardState(s: BoardState): void {
+    if (this.stateValue !== 'created') throw new RangeError('state can only be loaded before the machine starts');
+    if (s.running.length !== this.harts.length)
+      throw new RangeError(`${s.running.length} harts in the state, ${this.harts.length} here`);
+    if ((s.sbiHsm === null) !== !this.sbi) throw new RangeError('the state and this machine differ in firmware (built-in SBI)');
+    if (s.sbiHsm && s.sbiHsm.length !== this.harts.length) throw new RangeError('SBI HSM state per hart does not match');
+    if (!Number.isFinite(s.mtime) || s.mtime < 0) throw new RangeError(`mtime ${s.mtime}`);
+    s.running.forEach((r, i) => (this.running[i] = r));
+    if (s.sbiHsm && this.sbi) s.sbiHsm.forEach((v, i) => (this.sbi!.hsm[i] = v));
+    this.clock.set(s.mtime);
   }
 
   /** Console input (host → guest UART). */
