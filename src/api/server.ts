@@ -11,6 +11,7 @@ import type { HostChannel } from '../host/actions.js';
 import { HostError, httpStatusFor } from '../host/errors.js';
 import { isValidVmName } from '../host/home.js';
 import { prometheusText } from './metrics.js';
+import { registerSnapshotRoutes } from './snapshot-routes.js';
 import { openApiDocument } from './openapi.js';
 import {
   ActionBody,
@@ -221,6 +222,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  registerSnapshotRoutes(app, channel);
 
   return app;
 }

@@ -57,7 +57,23 @@ export type HostAction =
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
-  | { type: 'stats-all' };
+  | { type: 'stats-all' }
+  /** Writes the VM's machine state and disks into a new directory `path`; `stop` ends the VM afterwards. */
+  | { type: 'save'; name: string; path: string; stop: boolean }
+  /** Creates a VM from a save directory and runs it from the saved state. */
+  | { type: 'restore'; path: string; newName?: string };
+
+/** What save and restore report (timings measured in the VM worker and in the host). */
+export interface StateOutcome {
+  vm: VmView;
+  path: string;
+  stateBytes: number;
+  ramChunks: number;
+  /** Worker time: pause to state file durable (save), or request to guest running (restore). */
+  workerMs: number;
+  /** Host time for the whole action. */
+  totalMs: number;
+}
 
 /** A console viewer: receives guest output; its input goes through ConsoleSession.write. */
 export interface ConsoleViewer {
@@ -114,6 +130,8 @@ interface HostResults {
   'console-attach': ConsoleSession;
   'host-info': HostInfo;
   'stats-all': VmView[];
+  save: StateOutcome;
+  restore: StateOutcome;
 }
 
 /** The result type for each action. */

@@ -4,7 +4,7 @@
  * drive qemu-system/KVM behind the same interface.
  */
 import type { VmConfig } from '../vm/config.js';
-import type { RuntimeCounters } from '../vm/protocol.js';
+import type { RuntimeCounters, StateFileInfo } from '../vm/protocol.js';
 import { zeroCounters } from '../vm/runtime.js';
 
 /**
@@ -53,6 +53,10 @@ export interface EngineVm {
   /** Bytes typed by a console viewer, for the guest's console. */
   consoleInput(bytes: Uint8Array): void;
   setBalloonTarget(bytes: number): Promise<void>;
+  /** Instead of start(): runs the VM from a machine state file (engines with snapshots only). */
+  restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Writes the paused VM's machine state to `path` atomically, after flushing its disks. */
+  saveState?(path: string): Promise<StateFileInfo>;
 }
 
 export interface Engine {

@@ -12,7 +12,10 @@ export type HostErrorCode =
   | 'INVALID_STATE'
   | 'VM_BUSY'
   | 'ENGINE_ERROR'
-  | 'STORAGE_ERROR';
+  | 'STORAGE_ERROR'
+  | 'SNAPSHOT_NOT_FOUND'
+  | 'SNAPSHOT_EXISTS'
+  | 'BAD_STATE_FILE';
 
 const KIND: Record<HostErrorCode, HostErrorKind> = {
   INVALID_REQUEST: 'invalid',
@@ -26,6 +29,9 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   VM_BUSY: 'conflict',
   ENGINE_ERROR: 'internal',
   STORAGE_ERROR: 'internal',
+  SNAPSHOT_NOT_FOUND: 'not-found',
+  SNAPSHOT_EXISTS: 'conflict',
+  BAD_STATE_FILE: 'invalid',
 };
 
 export class HostError extends Error {

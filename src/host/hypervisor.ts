@@ -4,10 +4,11 @@
  * persisted atomically before the action reports success.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
 import { isAbsolute, join, normalize } from 'node:path';
 import type {
+  StateOutcome,
   ActionOutcome,
   ConsoleSession,
   ConsoleViewer,
@@ -29,6 +30,8 @@ import { resolveImage, type GuestImage } from './images.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
+import type { StateFileInfo } from '../vm/protocol.js';
+import { completeSave, copyDisk, prepareSaveDir, readSaveManifest, SAVE_FORMAT, SAVE_VERSION, STATE_FILE } from './snapshots.js';
 
 export interface HypervisorOptions {
   home: HomeLayout;
@@ -134,6 +137,10 @@ export class Hypervisor implements HostChannel {
         return this.hostInfo();
       case 'stats-all':
         return Promise.all([...this.vms.values()].map(async (l) => this.view(l, await this.sampleStats(l))));
+      case 'save':
+        return this.save(action.name, action.path, action.stop);
+      case 'restore':
+        return this.restoreSaved(action.path, action.newName);
       default: {
         const never: never = action;
         throw new HostError('INVALID_REQUEST', `unknown action ${JSON.stringify(never)}`);
@@ -357,7 +364,117 @@ export class Hypervisor implements HostChannel {
     return { vm: this.view(live, null), forced };
   }
 
-  private async doStart(live: LiveVm): Promise<void> {
+  // ---- save / restore (files in snapshots.ts) ---------------------------------------------------------------
+
+  private save(name: string, path: string, stop: boolean): Promise<StateOutcome> {
+    const live = this.find(name);
+    return this.withLock(live, async () => {
+      const t0 = performance.now();
+      if (live.rec.state !== 'running' && live.rec.state !== 'paused')
+        throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; only a running or paused VM can be saved`);
+      const vm = live.vm;
+      if (!vm?.saveState) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot save VMs`);
+      const tmp = prepareSaveDir(path);
+      const wasRunning = live.rec.state === 'running';
+      try {
+        if (wasRunning) await this.engineCall(live, (v) => v.pause());
+        let info!: StateFileInfo;
+        await this.engineCall(live, async (v) => void (info = await v.saveState!(join(tmp, STATE_FILE))));
+        completeSave(
+          tmp,
+          path,
+          {
+            format: SAVE_FORMAT,
+            version: SAVE_VERSION,
+            name,
+            savedAt: new Date().toISOString(),
+            image: live.rec.image,
+            bootMarker: live.rec.bootMarker,
+            state: STATE_FILE,
+          },
+          live.rec.config,
+        );
+        if (stop) await this.doStop(live, 'saved and stopped');
+        else if (wasRunning) await this.engineCall(live, (v) => v.resume());
+        return {
+          vm: this.view(live, null),
+          path,
+          stateBytes: info.bytes,
+          ramChunks: info.ramChunks,
+          workerMs: info.ms,
+          totalMs: performance.now() - t0,
+        };
+      } catch (err) {
+        rmSync(tmp, { recursive: true, force: true });
+        if (wasRunning && live.vm && live.rec.state === 'running') await live.vm.resume().catch(() => {});
+        if (err instanceof HostError) throw err;
+        throw new HostError('STORAGE_ERROR', `saving '${name}' failed: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private async restoreSaved(path: string, newName?: string): Promise<StateOutcome> {
+    const t0 = performance.now();
+    const manifest = readSaveManifest(path);
+    const name = newName ?? manifest.name;
+    if (!isValidVmName(name))
+      throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
+    if (this.vms.has(name) || this.creating.has(name) || this.registry.exists(name))
+      throw new HostError('VM_EXISTS', `a VM named '${name}' already exists`);
+    this.creating.add(name);
+    let live: LiveVm;
+    try {
+      const dir = this.registry.createDir(name);
+      try {
+        const disks = manifest.config.disks.map((d) => {
+          const target = join(dir, d.path);
+          copyDisk(join(path, d.path), target);
+          return { ...d, path: target };
+        });
+        const now = new Date().toISOString();
+        const rec: VmRecord = {
+          schema: RECORD_SCHEMA,
+          name,
+          uuid: randomUUID(),
+          createdAt: now,
+          updatedAt: now,
+          state: 'defined',
+          autostart: false,
+          ...(manifest.image ? { image: manifest.image } : {}),
+          ...(manifest.bootMarker ? { bootMarker: manifest.bootMarker } : {}),
+          config: { ...manifest.config, name, disks },
+        };
+        this.registry.save(rec);
+        live = this.track(rec);
+      } catch (err) {
+        this.registry.remove(name);
+        throw new HostError('STORAGE_ERROR', `restoring ${path} failed: ${(err as Error).message}`);
+      }
+    } finally {
+      this.creating.delete(name);
+    }
+    // A file from elsewhere is checked whole (every RAM chunk's checksum) before the guest runs: no lazy RAM.
+    let info: StateFileInfo | void;
+    try {
+      info = await this.withLock(live, () => this.doStart(live, { path: join(path, manifest.state), lazyRam: false }));
+    } catch (err) {
+      // A refused restore leaves no VM behind.
+      this.vms.delete(name);
+      this.registry.remove(name);
+      throw err;
+    }
+    this.log(`restored ${name} from ${path}`);
+    return {
+      vm: this.view(live, null),
+      path,
+      stateBytes: info!.bytes,
+      ramChunks: info!.ramChunks,
+      workerMs: info!.ms,
+      totalMs: performance.now() - t0,
+    };
+  }
+
+  private async doStart(live: LiveVm, restore?: { path: string; lazyRam: boolean }): Promise<StateFileInfo | void> {
     this.check(live, 'start');
     const engineVm = this.opts.engine.create(live.rec.config, {
       console: (bytes) => this.onConsole(live, bytes),
@@ -368,15 +485,18 @@ export class Hypervisor implements HostChannel {
     live.lastStats = null;
     this.setState(live, 'running');
     try {
-      await engineVm.start();
+      if (!restore) return await engineVm.start();
+      if (!engineVm.restore) throw new Error(`the ${this.opts.engine.name} engine cannot restore VMs`);
+      return await engineVm.restore(restore.path, { lazyRam: restore.lazyRam });
     } catch (err) {
       const message = (err as Error).message;
       if (live.vm === engineVm) {
         live.vm = undefined;
         await engineVm.stop().catch(() => {});
-        this.setState(live, 'crashed', `start failed: ${message}`);
+        this.setState(live, 'crashed', `${restore ? 'restore' : 'start'} failed: ${message}`);
       }
-      throw new HostError('ENGINE_ERROR', `could not start '${live.rec.name}': ${message}`);
+      if (restore && /machine state (file|section)/.test(message)) throw new HostError('BAD_STATE_FILE', message);
+      throw new HostError('ENGINE_ERROR', `could not ${restore ? 'restore' : 'start'} '${live.rec.name}': ${message}`);
     }
   }
 

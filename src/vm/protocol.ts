@@ -8,7 +8,9 @@ import type { VmConfig } from './config.js';
 
 /** Host → worker requests. Every one gets exactly one `reply` with the same id. */
 export type ControlRequest =
-  | { id: number; type: 'start' }
+  | { id: number; type: 'start'; restore?: { path: string; lazyRam: boolean } }
+  /** Writes the machine state to a file; the VM must be paused. */
+  | { id: number; type: 'save-state'; path: string }
   | { id: number; type: 'pause' }
   | { id: number; type: 'resume' }
   | { id: number; type: 'stop' }
@@ -36,9 +38,18 @@ export interface RuntimeCounters {
   netTxPackets: number;
 }
 
+/** What saving or restoring a machine state file did. */
+export interface StateFileInfo {
+  bytes: number;
+  /** RAM chunks (2 MiB) holding data in the file. */
+  ramChunks: number;
+  /** Time spent in the worker (save: pause to file durable; restore: start of request to the guest running). */
+  ms: number;
+}
+
 /** Worker → host messages. */
 export type WorkerMessage =
-  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters }
+  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters; state?: StateFileInfo }
   | { type: 'reply'; id: number; ok: false; error: string }
   /** The guest powered off by itself. The worker then exits. */
   | { type: 'poweroff' }

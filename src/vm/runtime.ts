@@ -4,7 +4,7 @@
  * any module that exports `createRuntime`.
  */
 import type { VmConfig } from './config.js';
-import type { RuntimeCounters } from './protocol.js';
+import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 
 export interface RuntimeHooks {
   /** Guest console output (UART). */
@@ -29,6 +29,10 @@ export interface GuestRuntime {
   agentSend(line: string): boolean;
   counters(): RuntimeCounters;
   setBalloonTarget?(bytes: number): void;
+  /** Starts from a machine state file (src/machine/snapshot) instead of booting. */
+  restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Writes the machine state to `path` (atomically); the guest must be paused. Disks are flushed first. */
+  saveState?(path: string): Promise<StateFileInfo>;
 }
 
 export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<GuestRuntime>;

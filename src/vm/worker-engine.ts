@@ -7,7 +7,7 @@ import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'n
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
 import type { VmConfig } from './config.js';
-import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from './protocol.js';
+import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerInit, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
 
@@ -54,8 +54,10 @@ export class WorkerEngine implements Engine {
   }
 }
 
+type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
+
 interface Pending {
-  resolve(counters: RuntimeCounters | undefined): void;
+  resolve(reply: OkReply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
 }
@@ -87,6 +89,25 @@ class WorkerVm implements EngineVm {
   ) {}
 
   async start(): Promise<void> {
+    this.spawn();
+    // Booting loads the machine module and guest images, which may take a while the first time.
+    await this.request({ id: 0, type: 'start' }, 60_000);
+  }
+
+  async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    this.spawn();
+    const reply = await this.requestReply({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
+    return reply.state;
+  }
+
+  async saveState(path: string): Promise<StateFileInfo> {
+    const reply = await this.requestReply({ id: 0, type: 'save-state', path }, 600_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the saved state');
+    return reply.state;
+  }
+
+  private spawn(): void {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
@@ -117,8 +138,6 @@ class WorkerVm implements EngineVm {
     this.startedAt = Date.now();
     this.lastSample = undefined;
     this.lastStats = undefined;
-    // Booting loads the machine module and guest images, which may take a while the first time.
-    await this.request({ id: 0, type: 'start' }, 60_000);
   }
 
   pause(): Promise<void> {
@@ -195,7 +214,11 @@ class WorkerVm implements EngineVm {
     await this.request(req, this.options.requestTimeoutMs ?? 10_000);
   }
 
-  private request(req: ControlRequest, timeoutMs: number): Promise<RuntimeCounters | undefined> {
+  private async request(req: ControlRequest, timeoutMs: number): Promise<RuntimeCounters | undefined> {
+    return (await this.requestReply(req, timeoutMs)).counters;
+  }
+
+  private requestReply(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new WorkerRequestError('the VM is not running'));
     const id = this.nextId++;
@@ -216,7 +239,7 @@ class WorkerVm implements EngineVm {
         if (!p) return;
         this.pending.delete(msg.id);
         clearTimeout(p.timer);
-        if (msg.ok) p.resolve(msg.counters);
+        if (msg.ok) p.resolve(msg);
         else p.reject(new WorkerRequestError(msg.error));
         return;
       }

@@ -101,8 +101,18 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
     case 'start': {
       if (runtime) throw new Error('already started');
       runtime = await (await loadFactory())(init.config, hooks);
+      if (req.restore) {
+        if (!runtime.restore) throw new Error('this runtime cannot restore a machine state');
+        const state = await runtime.restore(req.restore.path, { lazyRam: req.restore.lazyRam });
+        return { type: 'reply', id: req.id, ok: true, state };
+      }
       await runtime.start();
       return { type: 'reply', id: req.id, ok: true };
+    }
+    case 'save-state': {
+      const r = need();
+      if (!r.saveState) throw new Error('this runtime cannot save its machine state');
+      return { type: 'reply', id: req.id, ok: true, state: await r.saveState(req.path) };
     }
     case 'pause':
       await need().pause();
