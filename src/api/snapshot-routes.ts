@@ -11,6 +11,10 @@ import { describeZodError } from './schemas.js';
 
 const AbsolutePath = z.string().min(1).max(4096);
 export const SaveBody = z.object({ path: AbsolutePath, stop: z.boolean().optional() }).strict();
+export const SnapshotCreateBody = z
+  .object({ name: z.string().min(1).max(63).optional(), diskOnly: z.boolean().optional() })
+  .strict();
+export const CloneBody = z.object({ name: z.string().min(1).max(63), running: z.boolean().optional() }).strict();
 export const RestoreBody = z.object({ path: AbsolutePath, name: z.string().min(1).max(63).optional() }).strict();
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -25,10 +29,41 @@ function vmName(req: FastifyRequest): string {
   return name;
 }
 
+function snapshotName(req: FastifyRequest): string {
+  const name = (req.params as { snapshot?: unknown }).snapshot;
+  if (!isValidVmName(name))
+    throw new HostError('INVALID_NAME', `snapshot name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
+  return name;
+}
+
 export function registerSnapshotRoutes(app: FastifyInstance, channel: HostChannel): void {
   app.post('/vms/:name/save', async (req) => {
     const body = parse(SaveBody, req.body);
     return channel.send({ type: 'save', name: vmName(req), path: body.path, stop: body.stop ?? false });
+  });
+  app.get('/vms/:name/snapshots', async (req) => ({
+    snapshots: await channel.send({ type: 'snapshot-list', name: vmName(req) }),
+  }));
+  app.post('/vms/:name/snapshots', async (req, reply) => {
+    const body = parse(SnapshotCreateBody, req.body);
+    const out = await channel.send({
+      type: 'snapshot-create',
+      name: vmName(req),
+      snapshot: body.name,
+      diskOnly: body.diskOnly ?? false,
+    });
+    return reply.code(201).send(out);
+  });
+  app.post('/vms/:name/snapshots/:snapshot/restore', async (req) =>
+    channel.send({ type: 'snapshot-restore', name: vmName(req), snapshot: snapshotName(req) }),
+  );
+  app.delete('/vms/:name/snapshots/:snapshot', async (req) =>
+    channel.send({ type: 'snapshot-delete', name: vmName(req), snapshot: snapshotName(req) }),
+  );
+  app.post('/vms/:name/clone', async (req, reply) => {
+    const body = parse(CloneBody, req.body);
+    const out = await channel.send({ type: 'clone', source: vmName(req), target: body.name, running: body.running ?? false });
+    return reply.code(201).send(out);
   });
   app.post('/restore', async (req, reply) => {
     const body = parse(RestoreBody, req.body);

@@ -61,7 +61,36 @@ export type HostAction =
   /** Writes the VM's machine state and disks into a new directory `path`; `stop` ends the VM afterwards. */
   | { type: 'save'; name: string; path: string; stop: boolean }
   /** Creates a VM from a save directory and runs it from the saved state. */
-  | { type: 'restore'; path: string; newName?: string };
+  | { type: 'restore'; path: string; newName?: string }
+  /** Snapshot of the disks (and, for a running or paused VM, its machine state unless diskOnly). */
+  | { type: 'snapshot-create'; name: string; snapshot?: string; diskOnly: boolean }
+  | { type: 'snapshot-list'; name: string }
+  /** Reverts the disks to the snapshot; a snapshot with machine state resumes the VM where it was. */
+  | { type: 'snapshot-restore'; name: string; snapshot: string }
+  | { type: 'snapshot-delete'; name: string; snapshot: string }
+  /** A linked clone: new VM whose disks are thin overlays over the source's disks frozen now. */
+  | { type: 'clone'; source: string; target: string; running: boolean };
+
+export interface SnapshotView {
+  name: string;
+  parent: string | null;
+  createdAt: string;
+  vmState: 'running' | 'paused' | 'stopped';
+  /** Holds memory and device state (restoring it resumes the guest). */
+  hasState: boolean;
+  stateBytes: number;
+  /** The snapshot the VM's disks derive from now. */
+  current: boolean;
+}
+
+export interface SnapshotOutcome {
+  vm: VmView;
+  snapshot: SnapshotView;
+  /** Host time for the whole action. */
+  totalMs: number;
+  /** Worker time: pause to state durable (create), request to guest running (restore). */
+  workerMs?: number;
+}
 
 /** What save and restore report (timings measured in the VM worker and in the host). */
 export interface StateOutcome {
@@ -132,6 +161,11 @@ interface HostResults {
   'stats-all': VmView[];
   save: StateOutcome;
   restore: StateOutcome;
+  'snapshot-create': SnapshotOutcome;
+  'snapshot-list': SnapshotView[];
+  'snapshot-restore': SnapshotOutcome;
+  'snapshot-delete': { deleted: string };
+  clone: { vm: VmView; source: string; totalMs: number };
 }
 
 /** The result type for each action. */

@@ -57,6 +57,10 @@ export interface EngineVm {
   restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
   /** Writes the paused VM's machine state to `path` atomically, after flushing its disks. */
   saveState?(path: string): Promise<StateFileInfo>;
+  /** Paused VMs only: disk i continues on the image at paths[i] (null: unchanged). */
+  switchDisks?(paths: (string | null)[]): Promise<void>;
+  /** Sends one line to the guest agent (e.g. a clone's new identity); rejects when there is no agent channel. */
+  sendAgentRequest?(line: string): Promise<void>;
 }
 
 export interface Engine {

@@ -6,6 +6,7 @@
 import type { VmConfig } from './config.js';
 import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import { openStateFile, writeStateFileAtomic } from './state-file.js';
+import { openDisk as openDiskImage } from '../storage/index.js';
 import { captureMachineState, restoreMachineState } from '../machine/snapshot/machine-state.js';
 import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
@@ -107,6 +108,24 @@ class MachineRuntime implements GuestRuntime {
       close();
     };
     setTimeout(step, 1);
+  }
+
+  /**
+   * Moves each disk onto a new image (a snapshot's new overlay) while the guest is paused: in-flight requests
+   * finish on the old image, which is then flushed and closed. `paths[i]` replaces disk i; null keeps it.
+   */
+  async switchDisks(paths: (string | null)[]): Promise<void> {
+    const machine = this.machine;
+    if (!machine || machine.state !== 'paused') throw new Error('the VM must be paused to switch its disks');
+    const disks = this.devices?.disks ?? [];
+    if (paths.length !== disks.length) throw new Error(`${paths.length} paths for ${disks.length} disks`);
+    for (const [i, d] of disks.entries()) {
+      const path = paths[i];
+      if (!path) continue;
+      await d.device.whenIdle();
+      const next = await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly });
+      await d.backend.switchTo(next);
+    }
   }
 
   async saveState(path: string): Promise<StateFileInfo> {

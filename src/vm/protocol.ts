@@ -11,6 +11,10 @@ export type ControlRequest =
   | { id: number; type: 'start'; restore?: { path: string; lazyRam: boolean } }
   /** Writes the machine state to a file; the VM must be paused. */
   | { id: number; type: 'save-state'; path: string }
+  /** Paused VMs only: disk i continues on the image at paths[i] (null: unchanged). */
+  | { id: number; type: 'switch-disks'; paths: (string | null)[] }
+  /** One line for the guest agent (virtio-console). */
+  | { id: number; type: 'agent'; line: string }
   | { id: number; type: 'pause' }
   | { id: number; type: 'resume' }
   | { id: number; type: 'stop' }

@@ -107,6 +107,14 @@ class WorkerVm implements EngineVm {
     return reply.state;
   }
 
+  sendAgentRequest(line: string): Promise<void> {
+    return this.simple({ id: 0, type: 'agent', line });
+  }
+
+  switchDisks(paths: (string | null)[]): Promise<void> {
+    return this.request({ id: 0, type: 'switch-disks', paths }, 60_000).then(() => undefined);
+  }
+
   private spawn(): void {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;

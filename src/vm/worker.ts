@@ -109,6 +109,16 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
       await runtime.start();
       return { type: 'reply', id: req.id, ok: true };
     }
+    case 'agent':
+      if (/[\r\n]/.test(req.line) || !need().agentSend(req.line))
+        throw new Error('no guest agent channel, or a bad request line');
+      return { type: 'reply', id: req.id, ok: true };
+    case 'switch-disks': {
+      const r = need();
+      if (!r.switchDisks) throw new Error('this runtime cannot switch disks');
+      await r.switchDisks(req.paths);
+      return { type: 'reply', id: req.id, ok: true };
+    }
     case 'save-state': {
       const r = need();
       if (!r.saveState) throw new Error('this runtime cannot save its machine state');
