@@ -59,6 +59,10 @@ export interface EngineVm {
   saveState?(path: string): Promise<StateFileInfo>;
   /** Paused VMs only: disk i continues on the image at paths[i] (null: unchanged). */
   switchDisks?(paths: (string | null)[]): Promise<void>;
+  /** Stops the guest and closes its disks but keeps the engine's VM (thread) for restoreInPlace. */
+  releaseGuest?(): Promise<void>;
+  /** After releaseGuest: runs the machine state at `path` in the same VM (a warm snapshot revert). */
+  restoreInPlace?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
   /** Sends one line to the guest agent (e.g. a clone's new identity); rejects when there is no agent channel. */
   sendAgentRequest?(line: string): Promise<void>;
 }

@@ -85,6 +85,15 @@ export class Hypervisor implements HostChannel {
         this.setState(live, 'stopped', 'the daemon exited while the VM was running');
       }
     }
+    // Snapshot operations cut short by a crash leave partial folders, .next overlays or unreferenced layers.
+    const roots = this.allDiskPaths();
+    for (const live of this.vms.values()) {
+      try {
+        this.store(live).sweep(live.rec.config.disks, roots);
+      } catch (err) {
+        this.log(`${live.rec.name}: snapshot sweep failed: ${(err as Error).message}`);
+      }
+    }
     for (const live of this.vms.values()) {
       if (live.rec.autostart) {
         try {
@@ -604,11 +613,32 @@ export class Hypervisor implements HostChannel {
       const store = this.store(live);
       const meta = store.get(snapshot);
       if (live.rec.state === 'rebooting') throw new HostError('INVALID_STATE', `'${name}' is rebooting`);
+      const statePath = store.statePath(meta);
+      let workerMs: number | undefined;
+      // A live VM reverting to a memory snapshot keeps its (warm) worker: the guest is released, the disks
+      // reverted, and the state loaded in the same thread.
+      const vm = live.vm;
+      if (vm && statePath && vm.releaseGuest && vm.restoreInPlace) {
+        try {
+          await vm.releaseGuest();
+          await store.revertDisks(meta, live.rec.config.disks);
+          workerMs = (await vm.restoreInPlace(statePath, { lazyRam: true })).ms;
+        } catch (err) {
+          if (live.vm === vm) await this.doStop(live, `revert to ${snapshot} failed: ${(err as Error).message}`, 'crashed');
+          throw new HostError('ENGINE_ERROR', `reverting '${name}' to ${snapshot} failed: ${(err as Error).message}`);
+        }
+        if (live.rec.state !== 'running') this.setState(live, 'running');
+        if (meta.vmState === 'paused') {
+          await this.engineCall(live, (v) => v.pause());
+          this.setState(live, 'paused');
+        }
+        store.sweep(live.rec.config.disks, this.allDiskPaths());
+        this.log(`${name}: reverted to snapshot ${snapshot} in place`);
+        return { vm: this.view(live, null), snapshot: this.snapshotView(store, meta), totalMs: performance.now() - t0, workerMs };
+      }
       if (live.vm) await this.doStop(live, `reverting to snapshot ${snapshot}`);
       await store.revertDisks(meta, live.rec.config.disks);
       store.sweep(live.rec.config.disks, this.allDiskPaths());
-      let workerMs: number | undefined;
-      const statePath = store.statePath(meta);
       if (statePath) {
         const info = await this.doStart(live, { path: statePath, lazyRam: true });
         workerMs = info ? info.ms : undefined;
@@ -720,7 +750,9 @@ export class Hypervisor implements HostChannel {
       const path: string = statePath;
       await this.withLock(live, () => this.doStart(live, { path, lazyRam: true }));
       // The clone runs the source's guest: give it its own identity from inside (agent) where it can.
-      await this.engineCall(live, async (v) => v.sendAgentRequest?.(identityRequest(guestIdentity(target)))).catch(() => {});
+      await this.engineCall(live, async (v) => v.sendAgentRequest?.(identityRequest(guestIdentity(target)))).catch((err: Error) =>
+        this.log(`${target}: the guest agent did not take the clone identity: ${err.message}`),
+      );
     }
     this.log(`cloned ${source} to ${target}${running ? ' (running)' : ''}`);
     return { vm: this.view(live, null), source, totalMs: performance.now() - t0 };

@@ -13,6 +13,10 @@ export type ControlRequest =
   | { id: number; type: 'save-state'; path: string }
   /** Paused VMs only: disk i continues on the image at paths[i] (null: unchanged). */
   | { id: number; type: 'switch-disks'; paths: (string | null)[] }
+  /** Stops the guest and closes its disks; the worker stays for a following `restore-state`. */
+  | { id: number; type: 'release-guest' }
+  /** After release-guest: runs the machine state at `path` in this worker. */
+  | { id: number; type: 'restore-state'; path: string; lazyRam: boolean }
   /** One line for the guest agent (virtio-console). */
   | { id: number; type: 'agent'; line: string }
   | { id: number; type: 'pause' }

@@ -33,6 +33,8 @@ export interface GuestRuntime {
   restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
   /** Writes the machine state to `path` (atomically); the guest must be paused. Disks are flushed first. */
   saveState?(path: string): Promise<StateFileInfo>;
+  /** Stops the guest and closes its disks, keeping the runtime for a following restore() (snapshot revert). */
+  releaseGuest?(): Promise<void>;
   /** Paused guests only: disk i continues on the image at paths[i] (null: unchanged). */
   switchDisks?(paths: (string | null)[]): Promise<void>;
 }

@@ -107,6 +107,18 @@ class WorkerVm implements EngineVm {
     return reply.state;
   }
 
+  releaseGuest(): Promise<void> {
+    return this.request({ id: 0, type: 'release-guest' }, 60_000).then(() => undefined);
+  }
+
+  async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    const reply = await this.requestReply({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
+    this.startedAt = Date.now();
+    this.lastSample = undefined;
+    return reply.state;
+  }
+
   sendAgentRequest(line: string): Promise<void> {
     return this.simple({ id: 0, type: 'agent', line });
   }

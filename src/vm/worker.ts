@@ -109,6 +109,17 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
       await runtime.start();
       return { type: 'reply', id: req.id, ok: true };
     }
+    case 'release-guest': {
+      const r = need();
+      if (!r.releaseGuest) throw new Error('this runtime cannot release its guest');
+      await r.releaseGuest();
+      return { type: 'reply', id: req.id, ok: true };
+    }
+    case 'restore-state': {
+      const r = need();
+      if (!r.restore) throw new Error('this runtime cannot restore a machine state');
+      return { type: 'reply', id: req.id, ok: true, state: await r.restore(req.path, { lazyRam: req.lazyRam }) };
+    }
     case 'agent':
       if (/[\r\n]/.test(req.line) || !need().agentSend(req.line))
         throw new Error('no guest agent channel, or a bad request line');

@@ -137,12 +137,18 @@ test(
     for (const c of CLONES) {
       const con = await VmConsole.open(d.client, c);
       consoles.push(con);
-      const [who, host, id] = (await con.sh(`cat /root/who; echo ${c} > /root/who; sync; hostname; cat /etc/machine-id`))
-        .trim()
-        .split('\n');
-      assert.equal(who, 'source');
-      assert.equal(host, c);
-      ids.add(id!);
+      assert.equal((await con.sh(`cat /root/who; echo ${c} > /root/who; sync`)).trim(), 'source');
+      // The agent applies the new identity asynchronously, right after the clone resumes.
+      const id = await waitFor(
+        `${c} identity`,
+        async () => {
+          const [host, machineId] = (await con.sh('hostname; cat /etc/machine-id')).trim().split('\n');
+          return host === c ? machineId : undefined;
+        },
+        60_000,
+        500,
+      );
+      ids.add(id);
     }
     assert.equal(ids.size, CLONES.length, 'every clone has its own machine id');
     for (const [i, c] of CLONES.entries())
