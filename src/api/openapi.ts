@@ -12,6 +12,7 @@ import {
   VmViewSchema,
 } from './schemas.js';
 import { VM_ACTIONS } from '../host/actions.js';
+import { snapshotOpenApiPaths } from './snapshot-routes.js';
 
 function schema(s: z.ZodType, io: 'input' | 'output' = 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -118,6 +119,7 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       '/openapi.json': { get: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.1' } } } },
+      ...snapshotOpenApiPaths(),
     },
   };
 }

@@ -71,3 +71,65 @@ export function registerSnapshotRoutes(app: FastifyInstance, channel: HostChanne
     return reply.code(201).send(out);
   });
 }
+
+function body(s: z.ZodType, description: string): Record<string, unknown> {
+  const schema = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  delete schema.$schema;
+  return { description, content: { 'application/json': { schema } } };
+}
+
+/** The routes above in the OpenAPI document (openapi.ts). */
+export function snapshotOpenApiPaths(): Record<string, unknown> {
+  const name = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } };
+  const snap = { ...name, name: 'snapshot' };
+  const ok = (d: string) => ({ description: d });
+  const errors = { '400': ok('invalid request'), '404': ok('no such VM or snapshot'), '409': ok('wrong state or name taken') };
+  return {
+    '/vms/{name}/save': {
+      parameters: [name],
+      post: {
+        summary: 'Save the VM (machine state + disk copies) into a new directory; it runs on unless stop',
+        requestBody: { required: true, ...body(SaveBody, 'absolute path of the new directory') },
+        responses: { '200': ok('{vm, path, stateBytes, ramChunks, workerMs, totalMs}'), ...errors },
+      },
+    },
+    '/restore': {
+      post: {
+        summary: 'Create a VM from a save directory and run it from its state (corrupt state: 400 BAD_STATE_FILE)',
+        requestBody: { required: true, ...body(RestoreBody, 'the save directory and an optional new name') },
+        responses: { '201': ok('{vm, path, stateBytes, ramChunks, workerMs, totalMs}'), ...errors },
+      },
+    },
+    '/vms/{name}/snapshots': {
+      parameters: [name],
+      get: { summary: 'The VM snapshots (a tree: each names its parent)', responses: { '200': ok('{snapshots}'), ...errors } },
+      post: {
+        summary: 'Snapshot the disks, and the memory of a running or paused VM unless diskOnly',
+        requestBody: { required: false, ...body(SnapshotCreateBody, 'snapshot name (default: snap-<time>)') },
+        responses: { '201': ok('{vm, snapshot, workerMs, totalMs}'), ...errors },
+      },
+    },
+    '/vms/{name}/snapshots/{snapshot}/restore': {
+      parameters: [name, snap],
+      post: {
+        summary: 'Revert to the snapshot (a memory snapshot resumes the guest)',
+        responses: { '200': ok('{vm, snapshot, workerMs, totalMs}'), ...errors },
+      },
+    },
+    '/vms/{name}/snapshots/{snapshot}': {
+      parameters: [name, snap],
+      delete: {
+        summary: 'Delete the snapshot (any one, also in the middle of a chain)',
+        responses: { '200': ok('{deleted}'), ...errors },
+      },
+    },
+    '/vms/{name}/clone': {
+      parameters: [name],
+      post: {
+        summary: 'Linked clone (thin overlays; a new identity); running: resumes from the source memory',
+        requestBody: { required: true, ...body(CloneBody, 'the clone name') },
+        responses: { '201': ok('{vm, source, totalMs}'), ...errors },
+      },
+    },
+  };
+}

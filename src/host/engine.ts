@@ -57,8 +57,8 @@ export interface EngineVm {
   restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
   /** Writes the paused VM's machine state to `path` atomically, after flushing its disks. */
   saveState?(path: string): Promise<StateFileInfo>;
-  /** Paused VMs only: disk i continues on the image at paths[i] (null: unchanged). */
-  switchDisks?(paths: (string | null)[]): Promise<void>;
+  /** Paused VMs only: 'detach' closes disk i's image cleanly, 'attach' opens paths[i] for it (null: unchanged). */
+  switchDisks?(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void>;
   /** Stops the guest and closes its disks but keeps the engine's VM (thread) for restoreInPlace. */
   releaseGuest?(): Promise<void>;
   /** After releaseGuest: runs the machine state at `path` in the same VM (a warm snapshot revert). */

@@ -542,20 +542,17 @@ export class Hypervisor implements HostChannel {
     if (withState) {
       if (!live.vm?.saveState) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot save VMs`);
       await this.engineCall(live, async (v) => void (info = await v.saveState!(join(tmp, SNAPSHOT_STATE_FILE))));
-    } else if (live.vm) {
-      // Disk-only snapshot of a live VM: its disks must still be idle and durable at the freeze.
-      if (!live.vm.saveState)
-        throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot snapshot a live VM`);
-      await this.engineCall(live, async (v) => void (await v.saveState!(join(tmp, '.discard.tvstate'))));
-      rmSync(join(tmp, '.discard.tvstate'), { force: true });
     }
     const disks = live.rec.config.disks;
-    const { layers, overlays } = await store.freezeDisks(disks);
-    store.switchOverlays(disks, overlays, layers);
+    const writable = disks.map((d) => (d.readOnly ? null : d.path));
+    // The worker closes each image cleanly before it is frozen: a layer never carries a dirty bit or leaks.
     if (live.vm) {
       if (!live.vm.switchDisks) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot switch disks`);
-      await this.engineCall(live, (v) => v.switchDisks!(disks.map((d, i) => (overlays[i] ? d.path : null))));
+      await this.engineCall(live, (v) => v.switchDisks!(writable, 'detach'));
     }
+    const { layers, overlays } = await store.freezeDisks(disks);
+    store.switchOverlays(disks, overlays, layers);
+    if (live.vm) await this.engineCall(live, (v) => v.switchDisks!(writable, 'attach'));
     return { layers, info };
   }
 

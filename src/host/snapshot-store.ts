@@ -38,6 +38,8 @@ import { HostError } from './errors.js';
 import { VM_NAME_RE } from './home.js';
 import type { DiskConfig } from '../vm/config.js';
 import { MAX_CLUSTER_BITS, parseHeader } from '../storage/qcow2/format.js';
+import { Qcow2Image } from '../storage/qcow2/image.js';
+import { openDisk } from '../storage/index.js';
 
 export const SNAPSHOT_FORMAT = 'typevisor-snapshot';
 export const SNAPSHOT_STATE_FILE = 'machine.tvstate';
@@ -136,6 +138,7 @@ export class SnapshotStore {
         continue;
       }
       const layer = join(this.layersDir, `${id}-disk${i}.qcow2`);
+      await repairLeaks(d.path);
       linkSync(d.path, layer);
       const next = `${d.path}.next`;
       rmSync(next, { force: true });
@@ -251,6 +254,19 @@ export class SnapshotStore {
       if (l !== null && (typeof l !== 'string' || !l.startsWith('snapshots/layers/') || l.includes('..')))
         throw new HostError('STORAGE_ERROR', `${path}: bad layer ${JSON.stringify(l)}`);
     return m;
+  }
+}
+
+/**
+ * A layer is never written again, so it must be clean when frozen: clusters leaked by an earlier crash of the VM
+ * (refcount decrements that never reached the file; harmless, but `qemu-img check` reports them) are given back.
+ */
+async function repairLeaks(path: string): Promise<void> {
+  const disk = await openDisk(path, { format: 'qcow2', readOnly: false, forRepair: true });
+  try {
+    if (disk instanceof Qcow2Image && (await disk.check('none')).leaks > 0) await disk.check('leaks');
+  } finally {
+    await disk.close();
   }
 }
 

@@ -46,6 +46,8 @@ export interface MachineOptions {
   hostNowMs?: () => number;
   /** Instructions per hart per turn; a slice runs turns until SLICE_MS has passed. */
   budget?: number;
+  /** The machine will load a saved state before it starts (src/machine/snapshot): boot images are not placed. */
+  forRestore?: boolean;
 }
 
 export type MachineExit =
@@ -193,12 +195,16 @@ export class Machine {
       initrd: opts.initrd,
       firmware: opts.firmware,
     });
-    for (const p of this.plan.placements) {
-      this.ram.write(p.addr, p.bytes);
-      if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
+    // A machine built to load a saved state gets all of its RAM from the state: placing the images would be
+    // wasted work (tens of MiB copied, then released).
+    if (!opts.forRestore) {
+      for (const p of this.plan.placements) {
+        this.ram.write(p.addr, p.bytes);
+        if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
+      }
     }
     this.deviceTree = this.buildDeviceTree();
-    this.ram.write(this.plan.fdtAddr, this.deviceTree);
+    if (!opts.forRestore) this.ram.write(this.plan.fdtAddr, this.deviceTree);
     this.tohost = this.plan.symbols?.get('tohost');
 
     const fdt = this.plan.fdtAddr;

@@ -44,8 +44,9 @@ class MachineRuntime implements GuestRuntime {
   }
 
   /** A board with its virtio devices attached, not started. */
-  private async buildMachine(): Promise<Machine> {
+  private async buildMachine(forRestore = false): Promise<Machine> {
     const machine = new Machine({
+      forRestore,
       harts: this.config.cpus,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       firmware: this.images.firmware,
@@ -86,7 +87,7 @@ class MachineRuntime implements GuestRuntime {
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     const t0 = performance.now();
     if (this.machine) throw new Error('a machine is running: release it first');
-    const machine = await this.buildMachine();
+    const machine = await this.buildMachine(true);
     const opened = openStateFile(path);
     let report;
     try {
@@ -125,10 +126,11 @@ class MachineRuntime implements GuestRuntime {
   }
 
   /**
-   * Moves each disk onto a new image (a snapshot's new overlay) while the guest is paused: in-flight requests
-   * finish on the old image, which is then flushed and closed. `paths[i]` replaces disk i; null keeps it.
+   * Moves disks onto new images (a snapshot's new overlays) while the guest is paused, in two steps so that the
+   * host freezes an image only once it is closed cleanly: `detach` (in-flight requests finish, the image is
+   * flushed and closed) for every disk whose path is not null, then `attach` opens the new images.
    */
-  async switchDisks(paths: (string | null)[]): Promise<void> {
+  async switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
     const machine = this.machine;
     if (!machine || machine.state !== 'paused') throw new Error('the VM must be paused to switch its disks');
     const disks = this.devices?.disks ?? [];
@@ -136,9 +138,12 @@ class MachineRuntime implements GuestRuntime {
     for (const [i, d] of disks.entries()) {
       const path = paths[i];
       if (!path) continue;
-      await d.device.whenIdle();
-      const next = await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly });
-      await d.backend.switchTo(next);
+      if (phase === 'detach') {
+        await d.device.whenIdle();
+        await d.backend.detach();
+      } else {
+        await d.backend.attach(await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly }));
+      }
     }
   }
 

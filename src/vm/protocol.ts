@@ -11,8 +11,8 @@ export type ControlRequest =
   | { id: number; type: 'start'; restore?: { path: string; lazyRam: boolean } }
   /** Writes the machine state to a file; the VM must be paused. */
   | { id: number; type: 'save-state'; path: string }
-  /** Paused VMs only: disk i continues on the image at paths[i] (null: unchanged). */
-  | { id: number; type: 'switch-disks'; paths: (string | null)[] }
+  /** Paused VMs only: 'detach' closes disk i's image cleanly, 'attach' opens paths[i] for it (null: unchanged). */
+  | { id: number; type: 'switch-disks'; paths: (string | null)[]; phase: 'detach' | 'attach' }
   /** Stops the guest and closes its disks; the worker stays for a following `restore-state`. */
   | { id: number; type: 'release-guest' }
   /** After release-guest: runs the machine state at `path` in this worker. */

@@ -35,8 +35,8 @@ export interface GuestRuntime {
   saveState?(path: string): Promise<StateFileInfo>;
   /** Stops the guest and closes its disks, keeping the runtime for a following restore() (snapshot revert). */
   releaseGuest?(): Promise<void>;
-  /** Paused guests only: disk i continues on the image at paths[i] (null: unchanged). */
-  switchDisks?(paths: (string | null)[]): Promise<void>;
+  /** Paused guests only: 'detach' closes disk i's image, 'attach' opens paths[i] for it (null: unchanged). */
+  switchDisks?(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void>;
 }
 
 export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<GuestRuntime>;

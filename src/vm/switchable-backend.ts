@@ -7,10 +7,16 @@
 import type { BlockBackend } from '../storage/backend.js';
 
 export class SwitchableBackend implements BlockBackend {
-  constructor(private inner: BlockBackend) {}
+  private detachedSize = 0;
+  constructor(private innerValue: BlockBackend | null) {}
+
+  private get inner(): BlockBackend {
+    if (!this.innerValue) throw new Error('the disk image is detached (a snapshot is being taken)');
+    return this.innerValue;
+  }
 
   get size(): number {
-    return this.inner.size;
+    return this.innerValue ? this.innerValue.size : this.detachedSize;
   }
   get readOnly(): boolean {
     return this.inner.readOnly;
@@ -37,7 +43,28 @@ export class SwitchableBackend implements BlockBackend {
     return this.inner.allocatedBytes();
   }
   close(): Promise<void> {
-    return this.inner.close();
+    return this.innerValue ? this.innerValue.close() : Promise.resolve();
+  }
+
+  /**
+   * Flushes and closes the image (clean: no dirty bit, no pending refcount updates), so it can be frozen as a
+   * snapshot layer; attach() gives the disk its next image. The guest must be paused and the device idle.
+   */
+  async detach(): Promise<void> {
+    const old = this.inner;
+    this.detachedSize = old.size;
+    this.innerValue = null;
+    if (!old.readOnly) await old.flush();
+    await old.close();
+  }
+
+  async attach(next: BlockBackend): Promise<void> {
+    if (this.innerValue) throw new Error('the disk already has an image');
+    if (next.size !== this.detachedSize) {
+      await next.close();
+      throw new Error(`the new image is ${next.size} bytes, the disk is ${this.detachedSize}`);
+    }
+    this.innerValue = next;
   }
 
   /** Makes `next` the image (same virtual size), then flushes and closes the previous one. */
@@ -47,7 +74,7 @@ export class SwitchableBackend implements BlockBackend {
       throw new Error(`the new image is ${next.size} bytes, the disk is ${this.inner.size}`);
     }
     const old = this.inner;
-    this.inner = next;
+    this.innerValue = next;
     if (!old.readOnly) await old.flush();
     await old.close();
   }

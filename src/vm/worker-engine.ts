@@ -123,8 +123,8 @@ class WorkerVm implements EngineVm {
     return this.simple({ id: 0, type: 'agent', line });
   }
 
-  switchDisks(paths: (string | null)[]): Promise<void> {
-    return this.request({ id: 0, type: 'switch-disks', paths }, 60_000).then(() => undefined);
+  switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    return this.request({ id: 0, type: 'switch-disks', paths, phase }, 60_000).then(() => undefined);
   }
 
   private spawn(): void {

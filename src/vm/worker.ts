@@ -127,7 +127,7 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
     case 'switch-disks': {
       const r = need();
       if (!r.switchDisks) throw new Error('this runtime cannot switch disks');
-      await r.switchDisks(req.paths);
+      await r.switchDisks(req.paths, req.phase);
       return { type: 'reply', id: req.id, ok: true };
     }
     case 'save-state': {

@@ -44,8 +44,11 @@ test(
   async (t) => {
     assert.ok(guestsBuilt(), 'guest images not built: run `typevisor guest build`');
     const home = tempHome();
-    t.after(() => removeHome(home));
     let d = await startDaemonProcess({ runtime: 'machine', home });
+    t.after(async () => {
+      await d.stop();
+      removeHome(home);
+    });
     await d.client.json('POST', '/vms', { name: 'vm', memoryMiB: 256 });
     await d.client.json('POST', '/vms/vm/actions/start', {});
     let con = await bootedConsole(d, 'vm', 0);
@@ -53,7 +56,7 @@ test(
     await d.client.json('POST', '/vms/vm/snapshots', { name: 'base' });
     const vmDir = join(home, 'vms', 'vm');
 
-    for (const [i, delayMs] of [5, 60, 150].entries()) {
+    for (const [i, delayMs] of [5, 150, 300, 600].entries()) {
       await con.sh(`echo round${i} > /root/f; sync`);
       const snap = `s${i}`;
       const pending = d.client.json('POST', '/vms/vm/snapshots', { name: snap }).catch(() => undefined);

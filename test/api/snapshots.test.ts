@@ -10,11 +10,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { SnapshotView, VmView } from '../../src/host/actions.js';
-import { guestsBuilt } from '../../src/guests/index.js';
+import { guestArtifacts, guestsBuilt } from '../../src/guests/index.js';
+import { buildGuests } from '../../src/guests/build.js';
 import { cliArgs } from '../helpers/paths.js';
 import { VmConsole } from '../helpers/vm-console.js';
 import { removeHome, startDaemonProcess, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
@@ -54,7 +55,17 @@ test(
       await d.stop();
       removeHome(d.home);
     });
-    await d.client.json('POST', '/vms', { name: 'vm', memoryMiB: 256 });
+    // The root filesystem of this checkout's guests/userland (its agent answers `identity`): the shared guest
+    // cache's "current" entry may be another checkout's build.
+    const rootfs = (await buildGuests(['rootfs'])).find((r) => r.name === 'rootfs');
+    const imageDir = join(d.home, 'images', 'here');
+    mkdirSync(imageDir, { recursive: true });
+    const marker = guestArtifacts().marker;
+    writeFileSync(
+      join(imageDir, 'image.json'),
+      JSON.stringify({ kernel: guestArtifacts().kernel, rootfs: join(rootfs!.dir, 'rootfs.ext4'), marker }),
+    );
+    await d.client.json('POST', '/vms', { name: 'vm', memoryMiB: 256, image: 'here' });
     await d.client.json('POST', '/vms/vm/actions/start', {});
     let vm = await booted(d, 'vm');
     consoles.push(vm);

@@ -44,6 +44,7 @@ test('Linux saved mid-run continues in a fresh machine: counter, uptime, console
     bootargs: config.append ?? '',
     createHart: await defaultHartFactory(),
     onConsoleOutput: (bytes) => b.got('serial', bytes),
+    forRestore: true,
   });
   b.machine = machine;
   b.virtio = await attachVirtioDevices(machine, config, { onConsoleOutput: (bytes) => b.got('hvc', bytes) });
