@@ -119,5 +119,4 @@ export class ApiMetrics {
     }
     return this.registry.metrics();
   }
-
 }

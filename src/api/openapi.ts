@@ -17,6 +17,7 @@ import {
 } from './schemas.js';
 import { VM_ACTIONS } from '../host/actions.js';
 import { LoginBody, SessionSchema } from './web.js';
+import { snapshotOpenApiPaths } from './snapshot-routes.js';
 
 function schema(s: z.ZodType, io: 'input' | 'output' = 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -232,6 +233,7 @@ export function openApiDocument(): Record<string, unknown> {
         },
         delete: { summary: 'Log out (needs X-CSRF-Token)', responses: { '200': { description: 'logged out' } } },
       },
+      ...snapshotOpenApiPaths(),
     },
   };
 }

@@ -360,6 +360,9 @@ export const ERROR_CODES = [
   'EXEC_TIMEOUT',
   'ENGINE_ERROR',
   'STORAGE_ERROR',
+  'SNAPSHOT_NOT_FOUND',
+  'SNAPSHOT_EXISTS',
+  'BAD_STATE_FILE',
   'INTERNAL',
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];

@@ -13,6 +13,7 @@ import { isValidVmName } from '../host/home.js';
 import { ApiMetrics } from './metrics.js';
 import { serveEvents } from './events-route.js';
 import type { Logger } from 'pino';
+import { registerSnapshotRoutes } from './snapshot-routes.js';
 import { openApiDocument } from './openapi.js';
 import { WebConsole } from './web.js';
 import {
@@ -324,6 +325,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  registerSnapshotRoutes(app, channel);
 
   return app;
 }

@@ -110,7 +110,52 @@ export type HostAction =
   | { type: 'vm-history'; name: string; seconds?: number }
   | { type: 'host-history'; seconds?: number }
   /** Recent events after `afterId`, and (with a listener) every later one until unsubscribe is called. */
-  | { type: 'events'; afterId?: number; listener?: (e: HostEvent) => void };
+  | { type: 'events'; afterId?: number; listener?: (e: HostEvent) => void }
+  /** Writes the VM's machine state and disks into a new directory `path`; `stop` ends the VM afterwards. */
+  | { type: 'save'; name: string; path: string; stop: boolean }
+  /** Creates a VM from a save directory and runs it from the saved state. */
+  | { type: 'restore'; path: string; newName?: string }
+  /** Snapshot of the disks (and, for a running or paused VM, its machine state unless diskOnly). */
+  | { type: 'snapshot-create'; name: string; snapshot?: string; diskOnly: boolean }
+  | { type: 'snapshot-list'; name: string }
+  /** Reverts the disks to the snapshot; a snapshot with machine state resumes the VM where it was. */
+  | { type: 'snapshot-restore'; name: string; snapshot: string }
+  | { type: 'snapshot-delete'; name: string; snapshot: string }
+  /** A linked clone: new VM whose disks are thin overlays over the source's disks frozen now. */
+  | { type: 'clone'; source: string; target: string; running: boolean };
+
+export interface SnapshotView {
+  name: string;
+  parent: string | null;
+  createdAt: string;
+  vmState: 'running' | 'paused' | 'stopped';
+  /** Holds memory and device state (restoring it resumes the guest). */
+  hasState: boolean;
+  stateBytes: number;
+  /** The snapshot the VM's disks derive from now. */
+  current: boolean;
+}
+
+export interface SnapshotOutcome {
+  vm: VmView;
+  snapshot: SnapshotView;
+  /** Host time for the whole action. */
+  totalMs: number;
+  /** Worker time: pause to state durable (create), request to guest running (restore). */
+  workerMs?: number;
+}
+
+/** What save and restore report (timings measured in the VM worker and in the host). */
+export interface StateOutcome {
+  vm: VmView;
+  path: string;
+  stateBytes: number;
+  ramChunks: number;
+  /** Worker time: pause to state file durable (save), or request to guest running (restore). */
+  workerMs: number;
+  /** Host time for the whole action. */
+  totalMs: number;
+}
 
 /** A console viewer: receives guest output; its input goes through ConsoleSession.write. */
 export interface ConsoleViewer {
@@ -201,6 +246,13 @@ interface HostResults {
   'network-get': NetworkView;
   'network-create': NetworkView;
   'network-delete': { deleted: string };
+  save: StateOutcome;
+  restore: StateOutcome;
+  'snapshot-create': SnapshotOutcome;
+  'snapshot-list': SnapshotView[];
+  'snapshot-restore': SnapshotOutcome;
+  'snapshot-delete': { deleted: string };
+  clone: { vm: VmView; source: string; totalMs: number };
 }
 
 /** The result type for each action. */

@@ -5,7 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { NicRateLimit, VmConfig } from '../vm/config.js';
-import type { RuntimeCounters } from '../vm/protocol.js';
+import type { RuntimeCounters, StateFileInfo } from '../vm/protocol.js';
 import { zeroCounters } from '../vm/runtime.js';
 import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
 
@@ -89,6 +89,18 @@ export interface EngineVm {
    * `failure` says why (no agent channel, timeout, the VM ended, the agent refused).
    */
   exec(req: ExecRequest): Promise<ExecResult>;
+  /** Instead of start(): runs the VM from a machine state file (engines with snapshots only). */
+  restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Writes the paused VM's machine state to `path` atomically, after flushing its disks. */
+  saveState?(path: string): Promise<StateFileInfo>;
+  /** Paused VMs only: 'detach' closes disk i's image cleanly, 'attach' opens paths[i] for it (null: unchanged). */
+  switchDisks?(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void>;
+  /** Stops the guest and closes its disks but keeps the engine's VM (thread) for restoreInPlace. */
+  releaseGuest?(): Promise<void>;
+  /** After releaseGuest: runs the machine state at `path` in the same VM (a warm snapshot revert). */
+  restoreInPlace?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Sends one line to the guest agent (e.g. a clone's new identity); rejects when there is no agent channel. */
+  sendAgentRequest?(line: string): Promise<void>;
 }
 
 /** Host resources a VM is given at creation, beyond its config. */

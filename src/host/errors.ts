@@ -20,7 +20,10 @@ export type HostErrorCode =
   | 'EXEC_ABORTED'
   | 'EXEC_TIMEOUT'
   | 'ENGINE_ERROR'
-  | 'STORAGE_ERROR';
+  | 'STORAGE_ERROR'
+  | 'SNAPSHOT_NOT_FOUND'
+  | 'SNAPSHOT_EXISTS'
+  | 'BAD_STATE_FILE';
 
 const KIND: Record<HostErrorCode, HostErrorKind> = {
   INVALID_REQUEST: 'invalid',
@@ -42,6 +45,9 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   EXEC_TIMEOUT: 'timeout',
   ENGINE_ERROR: 'internal',
   STORAGE_ERROR: 'internal',
+  SNAPSHOT_NOT_FOUND: 'not-found',
+  SNAPSHOT_EXISTS: 'conflict',
+  BAD_STATE_FILE: 'invalid',
 };
 
 export class HostError extends Error {

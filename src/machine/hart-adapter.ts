@@ -5,6 +5,8 @@
 import type { Bus } from '../riscv/bus.js';
 import * as C from '../riscv/csr.js';
 import { Hart } from '../riscv/hart.js';
+import { HART_STATE_TYPE, HART_STATE_VERSION, type HartArchState } from '../riscv/hart-state.js';
+import { checkState, type DeviceState } from '../devices/device.js';
 import type { HartPort } from './hart-port.js';
 import type { HartFactoryOptions } from './machine.js';
 
@@ -146,6 +148,13 @@ export class HartAdapter implements HartPort {
     }
     if (mipBit === MIP_STIP) return; // with Sstc, STIP follows stimecmp
     this.hart.setPending(mipBit, level);
+  }
+  saveArchState(): DeviceState<HartArchState> {
+    return { type: HART_STATE_TYPE, version: HART_STATE_VERSION, data: this.hart.saveArchState() };
+  }
+  loadArchState(state: DeviceState): void {
+    checkState(state, HART_STATE_TYPE, HART_STATE_VERSION);
+    this.hart.loadArchState(state.data as HartArchState);
   }
   flushTlb(): void {
     this.hart.flushTlb();

@@ -2,6 +2,8 @@
  * What the machine needs from a hart. The real Hart (src/riscv/hart.ts) is adapted to this in hart-adapter.ts,
  * which keeps the board, SBI and run loop testable with a scripted fake hart.
  */
+import type { DeviceState } from '../devices/device.js';
+
 export const PRIV_U = 0;
 export const PRIV_S = 1;
 export const PRIV_M = 3;
@@ -40,6 +42,10 @@ export interface HartPort {
    * counters enabled, PMP open, Sstc enabled, FS initial.
    */
   enterSupervisor(pc: number): void;
+  /** Architectural state for machine snapshots (named, versioned); absent: this hart cannot be saved. */
+  saveArchState?(): DeviceState;
+  /** Replaces the architectural state with one saveArchState produced (shape already checked); throws on a bad one. */
+  loadArchState?(state: DeviceState): void;
   /** Last N retired pcs, newest last, for fault reports (optional). */
   recentPcs?(): number[];
   /** The last few traps taken, oldest first, as "cause=… epc=… tval=…" lines, for fault reports (optional). */

@@ -46,6 +46,8 @@ export interface MachineOptions {
   hostNowMs?: () => number;
   /** Instructions per hart per turn; a slice runs turns until SLICE_MS has passed. */
   budget?: number;
+  /** The machine will load a saved state before it starts (src/machine/snapshot): boot images are not placed. */
+  forRestore?: boolean;
 }
 
 /**
@@ -68,6 +70,15 @@ export interface MachineStats {
   slices: number;
   sleeps: number;
   sbiCalls: number;
+}
+
+/** Board-level state that belongs to no device: which harts run, the built-in SBI's HSM states, guest time. */
+export interface BoardState {
+  /** mtime (10 MHz ticks) at save time: a restored machine's clock continues from here. */
+  mtime: number;
+  running: boolean[];
+  /** HSM state per hart (built-in SBI only, else null). */
+  sbiHsm: number[] | null;
 }
 
 export type MachineState = 'created' | 'running' | 'paused' | 'exited';
@@ -193,12 +204,16 @@ export class Machine {
       initrd: opts.initrd,
       firmware: opts.firmware,
     });
-    for (const p of this.plan.placements) {
-      this.ram.write(p.addr, p.bytes);
-      if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
+    // A machine built to load a saved state gets all of its RAM from the state: placing the images would be
+    // wasted work (tens of MiB copied, then released).
+    if (!opts.forRestore) {
+      for (const p of this.plan.placements) {
+        this.ram.write(p.addr, p.bytes);
+        if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
+      }
     }
     this.deviceTree = this.buildDeviceTree();
-    this.ram.write(this.plan.fdtAddr, this.deviceTree);
+    if (!opts.forRestore) this.ram.write(this.plan.fdtAddr, this.deviceTree);
     this.tohost = this.plan.symbols?.get('tohost');
 
     const fdt = this.plan.fdtAddr;
@@ -257,6 +272,24 @@ export class Machine {
   /** Devices attached to virtio slots, in slot order. */
   get virtioDevices(): MmioDevice[] {
     return this.virtioSlots.slice(0, this.virtioUsed);
+  }
+
+  /** Board-level state for snapshots (src/machine/snapshot); devices and harts save their own. */
+  saveBoardState(): BoardState {
+    return { mtime: this.clock.now(), running: [...this.running], sbiHsm: this.sbi ? [...this.sbi.hsm] : null };
+  }
+
+  /** Restores board-level state into a machine that has not started; throws a RangeError on a mismatch. */
+  loadBoardState(s: BoardState): void {
+    if (this.stateValue !== 'created') throw new RangeError('state can only be loaded before the machine starts');
+    if (s.running.length !== this.harts.length)
+      throw new RangeError(`${s.running.length} harts in the state, ${this.harts.length} here`);
+    if ((s.sbiHsm === null) !== !this.sbi) throw new RangeError('the state and this machine differ in firmware (built-in SBI)');
+    if (s.sbiHsm && s.sbiHsm.length !== this.harts.length) throw new RangeError('SBI HSM state per hart does not match');
+    if (!Number.isFinite(s.mtime) || s.mtime < 0) throw new RangeError(`mtime ${s.mtime}`);
+    s.running.forEach((r, i) => (this.running[i] = r));
+    if (s.sbiHsm && this.sbi) s.sbiHsm.forEach((v, i) => (this.sbi!.hsm[i] = v));
+    this.clock.set(s.mtime);
   }
 
   /** Console input (host → guest UART). */

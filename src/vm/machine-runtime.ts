@@ -4,7 +4,11 @@
  * runVm does), and exposes the guest agent channel (virtio-console) for graceful shutdown.
  */
 import type { VmConfig } from './config.js';
-import type { RuntimeCounters } from './protocol.js';
+import type { RuntimeCounters, StateFileInfo } from './protocol.js';
+import { openStateFile, writeStateFileAtomic } from './state-file.js';
+import { openDisk as openDiskImage } from '../storage/index.js';
+import { captureMachineState, restoreMachineState } from '../machine/snapshot/machine-state.js';
+import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicRateLimit } from './config.js';
 import { defaultHartFactory, loadBootImages, type BootImages } from './machine-runner.js';
@@ -46,7 +50,14 @@ class MachineRuntime implements GuestRuntime {
   }
 
   private async boot(): Promise<void> {
+    const machine = await this.buildMachine();
+    this.launch(machine);
+  }
+
+  /** A board with its virtio devices attached, not started. */
+  private async buildMachine(forRestore = false): Promise<Machine> {
     const machine = new Machine({
+      forRestore,
       harts: this.config.cpus,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       firmware: this.images.firmware,
@@ -64,12 +75,110 @@ class MachineRuntime implements GuestRuntime {
       nicLinks: this.resources.nicLinks,
       nicRates: this.nicRates,
     });
+    return machine;
+  }
+
+  private launch(machine: Machine): void {
     this.stopPolling?.();
-    this.stopPolling = this.devices.pollBalloonStats(5_000);
+    this.stopPolling = this.devices!.pollBalloonStats(5_000);
     this.machine = machine;
     machine.setPacer(this.pacer);
     void machine.exited.then((exit) => this.onExit(machine, exit));
     if (!this.stopped) machine.start();
+  }
+
+  /**
+   * Ends the current machine and closes its disks but keeps this runtime (and its warm thread) for a following
+   * restore(): a snapshot revert then costs no new worker.
+   */
+  async releaseGuest(): Promise<void> {
+    const machine = this.machine;
+    this.machine = undefined;
+    this.stopPolling?.();
+    machine?.stop();
+    await this.devices?.close();
+    this.devices = undefined;
+  }
+
+  async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    const t0 = performance.now();
+    if (this.machine) throw new Error('a machine is running: release it first');
+    const machine = await this.buildMachine(true);
+    const opened = openStateFile(path);
+    let report;
+    try {
+      report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam });
+    } catch (err) {
+      opened.close();
+      await this.devices?.close();
+      throw err;
+    }
+    this.launch(machine);
+    if (machine.ram.lazyChunksLeft > 0) this.prefetch(machine, opened.close);
+    else opened.close();
+    return { bytes: opened.size, ramChunks: report.ramChunks, ms: performance.now() - t0 };
+  }
+
+  /**
+   * After a lazy restore, reads the chunks the guest has not touched yet in the background, a few per event-loop
+   * turn between the machine's slices, then closes the state file.
+   */
+  private prefetch(machine: Machine, close: () => void): void {
+    const step = (): void => {
+      if (this.machine !== machine || machine.state === 'exited') return close();
+      try {
+        if (machine.state === 'paused' || machine.ram.fillLazyChunks(2) > 0) {
+          setTimeout(step, 1);
+          return;
+        }
+      } catch (err) {
+        close();
+        this.hooks.fault(`restoring RAM failed: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      close();
+    };
+    setTimeout(step, 1);
+  }
+
+  /**
+   * Moves disks onto new images (a snapshot's new overlays) while the guest is paused, in two steps so that the
+   * host freezes an image only once it is closed cleanly: `detach` (in-flight requests finish, the image is
+   * flushed and closed) for every disk whose path is not null, then `attach` opens the new images.
+   */
+  async switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    const machine = this.machine;
+    if (!machine || machine.state !== 'paused') throw new Error('the VM must be paused to switch its disks');
+    const disks = this.devices?.disks ?? [];
+    if (paths.length !== disks.length) throw new Error(`${paths.length} paths for ${disks.length} disks`);
+    for (const [i, d] of disks.entries()) {
+      const path = paths[i];
+      if (!path) continue;
+      if (phase === 'detach') {
+        await d.device.whenIdle();
+        await d.backend.detach();
+      } else {
+        await d.backend.attach(await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly }));
+      }
+    }
+  }
+
+  async saveState(path: string): Promise<StateFileInfo> {
+    const machine = this.machine;
+    if (!machine || machine.state !== 'paused') throw new Error('the VM must be paused to save its state');
+    const t0 = performance.now();
+    // Requests already in flight finish first, so the disks hold everything the saved device state has completed.
+    await Promise.all((this.devices?.disks ?? []).map((d) => d.device.whenIdle()));
+    await Promise.all((this.devices?.disks ?? []).filter((d) => !d.backend.readOnly).map((d) => d.backend.flush()));
+    const sections = captureMachineState(machine);
+    const ram = sections.find((s) => s.kind === 'chunks');
+    const { parts } = encodeStateFile(sections);
+    const bytes = writeStateFileAtomic(path, parts);
+    return {
+      bytes,
+      ramChunks: ram?.kind === 'chunks' ? ram.chunks.filter((c) => c.bytes).length : 0,
+      ms: performance.now() - t0,
+    };
   }
 
   private onExit(machine: Machine, exit: MachineExit): void {

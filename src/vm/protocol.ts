@@ -9,7 +9,17 @@ import type { AgentFailure, ExecRequest, ExecResult } from './agent-client.js';
 
 /** Host → worker requests. Every one gets exactly one `reply` with the same id. */
 export type ControlRequest =
-  | { id: number; type: 'start' }
+  | { id: number; type: 'start'; restore?: { path: string; lazyRam: boolean } }
+  /** Writes the machine state to a file; the VM must be paused. */
+  | { id: number; type: 'save-state'; path: string }
+  /** Paused VMs only: 'detach' closes disk i's image cleanly, 'attach' opens paths[i] for it (null: unchanged). */
+  | { id: number; type: 'switch-disks'; paths: (string | null)[]; phase: 'detach' | 'attach' }
+  /** Stops the guest and closes its disks; the worker stays for a following `restore-state`. */
+  | { id: number; type: 'release-guest' }
+  /** After release-guest: runs the machine state at `path` in this worker. */
+  | { id: number; type: 'restore-state'; path: string; lazyRam: boolean }
+  /** One line for the guest agent (virtio-console). */
+  | { id: number; type: 'agent'; line: string }
   | { id: number; type: 'pause' }
   | { id: number; type: 'resume' }
   | { id: number; type: 'stop' }
@@ -60,9 +70,18 @@ export interface RuntimeCounters {
   nics: NicCounters[];
 }
 
+/** What saving or restoring a machine state file did. */
+export interface StateFileInfo {
+  bytes: number;
+  /** RAM chunks (2 MiB) holding data in the file. */
+  ramChunks: number;
+  /** Time spent in the worker (save: pause to file durable; restore: start of request to the guest running). */
+  ms: number;
+}
+
 /** Worker → host messages. */
 export type WorkerMessage =
-  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters; exec?: ExecResult }
+  | { type: 'reply'; id: number; ok: true; counters?: RuntimeCounters; exec?: ExecResult; state?: StateFileInfo }
   | { type: 'reply'; id: number; ok: false; error: string; agentFailure?: AgentFailure; agentReason?: string }
   /** The guest powered off by itself. The worker then exits. */
   | { type: 'poweroff' }

@@ -4,7 +4,7 @@
  * any module that exports `createRuntime`.
  */
 import type { NicRateLimit, VmConfig } from './config.js';
-import type { RuntimeCounters } from './protocol.js';
+import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import type { NicLink } from './nic-link.js';
 import type { ExecRequest, ExecResult } from './agent-client.js';
 
@@ -39,6 +39,14 @@ export interface GuestRuntime {
   /** Installs a run-loop pacer (a CPU cap enforced from inside); runtimes without one cannot be capped that way. */
   setPacer?(pacer: (() => number) | null): void;
   setNicRate?(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void;
+  /** Starts from a machine state file (src/machine/snapshot) instead of booting. */
+  restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Writes the machine state to `path` (atomically); the guest must be paused. Disks are flushed first. */
+  saveState?(path: string): Promise<StateFileInfo>;
+  /** Stops the guest and closes its disks, keeping the runtime for a following restore() (snapshot revert). */
+  releaseGuest?(): Promise<void>;
+  /** Paused guests only: 'detach' closes disk i's image, 'attach' opens paths[i] for it (null: unchanged). */
+  switchDisks?(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void>;
 }
 
 /** Host resources handed to a runtime beyond its config; they outlive a runtime rebuilt by a guest reboot. */

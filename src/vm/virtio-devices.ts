@@ -18,6 +18,7 @@ import type { NicLink } from './nic-link.js';
 import type { BlockBackend } from '../storage/backend.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
 import type { DiskConfig, NicConfig, NicRateLimit, VmConfig } from './config.js';
+import { SwitchableBackend } from './switchable-backend.js';
 
 /** What the board gives each factory (src/machine's VirtioAttachContext satisfies it). */
 export interface VirtioSlotContext {
@@ -57,7 +58,7 @@ export interface AttachedNic {
 
 export interface AttachedDisk {
   config: DiskConfig;
-  backend: BlockBackend;
+  backend: SwitchableBackend;
   device: VirtioBlk;
   slot: number;
 }
@@ -88,12 +89,14 @@ export interface AttachedVirtioDevices {
 }
 
 /** Open backends per config object, so a guest reboot (same config) reuses them. */
-const openDisks = new WeakMap<VmConfig, Promise<BlockBackend[]>>();
+const openDisks = new WeakMap<VmConfig, Promise<SwitchableBackend[]>>();
 
-async function openAll(config: VmConfig, open: OpenDiskFn): Promise<BlockBackend[]> {
-  const opened: BlockBackend[] = [];
+async function openAll(config: VmConfig, open: OpenDiskFn): Promise<SwitchableBackend[]> {
+  const opened: SwitchableBackend[] = [];
   try {
-    for (const d of config.disks) opened.push(await open(d.path, { format: d.format, readOnly: d.readOnly }));
+    // Wrapped, so a snapshot can move a running disk onto a new overlay (switchable-backend.ts).
+    for (const d of config.disks)
+      opened.push(new SwitchableBackend(await open(d.path, { format: d.format, readOnly: d.readOnly })));
   } catch (err) {
     await Promise.allSettled(opened.map((b) => b.close()));
     throw err;

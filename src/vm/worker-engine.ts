@@ -7,7 +7,7 @@ import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'n
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
 import type { VmConfig } from './config.js';
-import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from './protocol.js';
+import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerInit, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineResources, EngineVm, VmStats } from '../host/engine.js';
 import type { NicRateLimit } from './config.js';
@@ -106,6 +106,45 @@ class WorkerVm implements EngineVm {
   ) {}
 
   async start(): Promise<void> {
+    this.spawn();
+    // Booting loads the machine module and guest images, which may take a while the first time.
+    await this.request({ id: 0, type: 'start' }, 60_000);
+  }
+
+  async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    this.spawn();
+    const reply = await this.requestReply({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
+    return reply.state;
+  }
+
+  async saveState(path: string): Promise<StateFileInfo> {
+    const reply = await this.requestReply({ id: 0, type: 'save-state', path }, 600_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the saved state');
+    return reply.state;
+  }
+
+  releaseGuest(): Promise<void> {
+    return this.request({ id: 0, type: 'release-guest' }, 60_000).then(() => undefined);
+  }
+
+  async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    const reply = await this.requestReply({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
+    this.startedAt = Date.now();
+    this.lastSample = undefined;
+    return reply.state;
+  }
+
+  sendAgentRequest(line: string): Promise<void> {
+    return this.simple({ id: 0, type: 'agent', line });
+  }
+
+  switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    return this.request({ id: 0, type: 'switch-disks', paths, phase }, 60_000).then(() => undefined);
+  }
+
+  private spawn(): void {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
@@ -142,8 +181,6 @@ class WorkerVm implements EngineVm {
     this.lastStats = undefined;
     this.tids = [];
     this.cpuMeter = new VmCpuMeter();
-    // Booting loads the machine module and guest images, which may take a while the first time.
-    await this.request({ id: 0, type: 'start' }, 60_000);
   }
 
   pause(): Promise<void> {
@@ -264,6 +301,10 @@ class WorkerVm implements EngineVm {
 
   private async simple(req: ControlRequest): Promise<void> {
     await this.request(req, this.options.requestTimeoutMs ?? 10_000);
+  }
+
+  private requestReply(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
+    return this.request(req, timeoutMs);
   }
 
   private request(req: ControlRequest, timeoutMs: number): Promise<OkReply> {

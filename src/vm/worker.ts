@@ -135,6 +135,11 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
       if (runtime) throw new Error('already started');
       runtime = await (await loadFactory())(init.config, hooks, resources);
       if (pacer) runtime.setPacer?.(() => pacer!.next());
+      if (req.restore) {
+        if (!runtime.restore) throw new Error('this runtime cannot restore a machine state');
+        const state = await runtime.restore(req.restore.path, { lazyRam: req.restore.lazyRam });
+        return { type: 'reply', id: req.id, ok: true, state };
+      }
       await runtime.start();
       return { type: 'reply', id: req.id, ok: true };
     }
@@ -152,6 +157,32 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
         r?.setPacer?.(() => p.next());
       }
       return { type: 'reply', id: req.id, ok: true };
+    }
+    case 'release-guest': {
+      const r = need();
+      if (!r.releaseGuest) throw new Error('this runtime cannot release its guest');
+      await r.releaseGuest();
+      return { type: 'reply', id: req.id, ok: true };
+    }
+    case 'restore-state': {
+      const r = need();
+      if (!r.restore) throw new Error('this runtime cannot restore a machine state');
+      return { type: 'reply', id: req.id, ok: true, state: await r.restore(req.path, { lazyRam: req.lazyRam }) };
+    }
+    case 'agent':
+      if (/[\r\n]/.test(req.line) || !need().agentSend(req.line))
+        throw new Error('no guest agent channel, or a bad request line');
+      return { type: 'reply', id: req.id, ok: true };
+    case 'switch-disks': {
+      const r = need();
+      if (!r.switchDisks) throw new Error('this runtime cannot switch disks');
+      await r.switchDisks(req.paths, req.phase);
+      return { type: 'reply', id: req.id, ok: true };
+    }
+    case 'save-state': {
+      const r = need();
+      if (!r.saveState) throw new Error('this runtime cannot save its machine state');
+      return { type: 'reply', id: req.id, ok: true, state: await r.saveState(req.path) };
     }
     case 'pause':
       await need().pause();
