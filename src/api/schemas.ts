@@ -44,6 +44,32 @@ export const CpuBody = z
   .partial()
   .strict();
 
+/** Memory settings; ranges against the maximum are checked by the host. */
+export const MemoryBody = z
+  .object({
+    minMiB: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_MEMORY_MIB)
+      .nullable()
+      .describe('the floor the balloon never takes the guest under; null: the maximum (no ballooning)'),
+    weight: z.number().int().describe('share of the memory pool under pressure, 1..10000 (default 100)'),
+  })
+  .partial()
+  .strict();
+
+export const MemoryUpdateBody = MemoryBody.extend({
+  targetMiB: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_MEMORY_MIB)
+    .nullable()
+    .optional()
+    .describe('running VMs: pin the guest size within [min, max] MiB (the balloon takes the rest); null: the policy decides'),
+}).strict();
+
 export const CreateVmBody = z
   .object({
     name: VmName,
@@ -64,6 +90,7 @@ export const CreateVmBody = z
     balloon: z.boolean().default(true),
     virtioConsole: z.boolean().default(true).describe('virtio-console port for the guest agent (graceful shutdown)'),
     cpu: CpuBody.optional(),
+    memory: MemoryBody.optional(),
   })
   .strict();
 
@@ -81,6 +108,7 @@ export const UpdateVmBody = z
       .optional()
       .describe('running VMs: memory the virtio-balloon should take back from the guest'),
     cpu: CpuBody.optional().describe('CPU settings; a running VM gets them at once'),
+    memory: MemoryUpdateBody.optional().describe('memory floor, weight and (running VMs) target'),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'nothing to update');
@@ -194,6 +222,18 @@ export const VmStatsSchema = z.object({
   residentBytes: z.number(),
   memoryBytes: z.number(),
   balloonBytes: z.number(),
+  balloonTargetBytes: z.number(),
+  balloonDeflateOnOom: z.boolean().describe('the guest may take its balloon back when it runs out of memory'),
+  guestStatsUpdates: z.number().describe('balloon statistics reports received'),
+  guestTotalBytes: z.number().nullable(),
+  guestFreeBytes: z.number().nullable(),
+  guestAvailableBytes: z.number().nullable().describe("the guest's MemAvailable"),
+  guestCachesBytes: z.number().nullable(),
+  guestMajorFaults: z.number().nullable(),
+  guestMinorFaults: z.number().nullable(),
+  guestSwapInBytes: z.number().nullable(),
+  guestSwapOutBytes: z.number().nullable(),
+  guestOomKills: z.number().nullable().describe('null: the guest kernel does not report it (before Linux 6.12)'),
   diskReadBytes: z.number(),
   diskWriteBytes: z.number(),
   diskReadOps: z.number(),
@@ -228,6 +268,13 @@ export const VmViewSchema = z.object({
     threads: z.array(z.number()),
     perCoreNs: z.array(z.number()).nullable(),
   }),
+  memory: z.object({
+    maxMiB: z.number(),
+    minMiB: z.number().describe('the floor in force'),
+    weight: z.number(),
+    targetMiB: z.number().nullable(),
+    sizeMiB: z.number().nullable().describe('what the balloon gives the guest now'),
+  }),
 });
 
 export const VmListSchema = z.object({ vms: z.array(VmViewSchema) });
@@ -255,6 +302,7 @@ export const ERROR_CODES = [
   'EXEC_TIMEOUT',
   'ENGINE_ERROR',
   'STORAGE_ERROR',
+  'MEMORY_BUDGET',
   'INTERNAL',
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];
@@ -279,6 +327,25 @@ export const HostInfoSchema = z.object({
   vms: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
   usage: z.object({ vcpus: z.number(), memoryBytes: z.number(), residentBytes: z.number(), cpuPercent: z.number() }),
   cpuControl: z.object({ mechanism: z.string(), detail: z.string(), skipped: z.array(z.string()) }),
+  memory: z.object({
+    budgetBytes: z.number(),
+    overcommit: z.number(),
+    commitLimitBytes: z.number(),
+    committedBytes: z.number(),
+    floorsBytes: z.number(),
+    residentBytes: z.number(),
+    headroomBytes: z.number(),
+    policyTargetBytes: z.number(),
+    vms: z.array(
+      z.object({
+        name: z.string(),
+        maxBytes: z.number(),
+        floorBytes: z.number(),
+        sizeBytes: z.number().nullable(),
+        residentBytes: z.number(),
+      }),
+    ),
+  }),
 });
 
 /** The first problem zod found, phrased for a person: "memoryMiB: Too big: expected number to be <=16384". */

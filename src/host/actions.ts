@@ -10,6 +10,8 @@ import type { CpuView } from './cpu/manager.js';
 import type { HostEvent } from './events.js';
 import type { HostSample, VmSample } from './monitor/samples.js';
 import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
+import type { MemoryPatch } from './memory/settings.js';
+import type { HostMemoryView, MemoryView } from './memory/manager.js';
 
 export interface DiskSpec {
   /** Virtual size in MiB; an overlay defaults to its backing image's size. */
@@ -40,6 +42,8 @@ export interface CreateVmSpec {
   virtioConsole: boolean;
   /** CPU weight, cap, cpuset and burst (defaults: weight 100, no cap, every core, no burst). */
   cpu?: CpuPatch;
+  /** Memory floor and weight (defaults: the maximum, i.e. no ballooning; weight 100). */
+  memory?: MemoryPatch;
 }
 
 export interface UpdateVmSpec {
@@ -51,6 +55,8 @@ export interface UpdateVmSpec {
   balloonTargetMiB?: number;
   /** CPU settings; they apply at once to a running VM. */
   cpu?: CpuPatch;
+  /** Memory floor and weight; targetMiB pins a running VM's size (null hands it back to the policy). */
+  memory?: MemoryPatch & { targetMiB?: number | null };
 }
 
 export const VM_ACTIONS = ['start', 'shutdown', 'stop', 'pause', 'resume', 'reboot'] as const;
@@ -98,6 +104,7 @@ export interface VmView {
   /** Live figures while the VM has a worker; null otherwise. */
   stats: VmViewStats | null;
   cpu: CpuView;
+  memory: MemoryView;
 }
 
 export interface VmViewStats extends VmStats {
@@ -123,6 +130,8 @@ export interface HostInfo {
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };
   /** How CPU settings are enforced on this host, and why better mechanisms were passed over. */
   cpuControl: { mechanism: string; detail: string; skipped: string[] };
+  /** The memory budget, what running VMs commit and hold, and the headroom. */
+  memory: HostMemoryView;
 }
 
 export interface EventsResult {

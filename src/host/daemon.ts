@@ -14,6 +14,7 @@ import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
 import type { Logger } from 'pino';
 import type { MechanismChoice } from './cpu/probe.js';
+import type { MemoryBudget } from './memory/budget.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -57,6 +58,8 @@ export interface DaemonOptions {
   logger?: Logger;
   /** CPU enforcement: 'auto' (best available) or a named mechanism. */
   cpuMechanism?: MechanismChoice;
+  /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
+  memoryBudget?: MemoryBudget;
 }
 
 export interface RunningDaemon {
@@ -121,6 +124,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     shutdownTimeoutMs: opts.shutdownTimeoutMs,
     log,
     cpuMechanism: opts.cpuMechanism,
+    memoryBudget: opts.memoryBudget,
   });
   const logger = opts.logger;
   if (logger) {

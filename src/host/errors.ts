@@ -15,7 +15,9 @@ export type HostErrorCode =
   | 'EXEC_ABORTED'
   | 'EXEC_TIMEOUT'
   | 'ENGINE_ERROR'
-  | 'STORAGE_ERROR';
+  | 'STORAGE_ERROR'
+  /** Starting the VM would break the host memory budget (admission control). */
+  | 'MEMORY_BUDGET';
 
 const KIND: Record<HostErrorCode, HostErrorKind> = {
   INVALID_REQUEST: 'invalid',
@@ -32,6 +34,7 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   EXEC_TIMEOUT: 'timeout',
   ENGINE_ERROR: 'internal',
   STORAGE_ERROR: 'internal',
+  MEMORY_BUDGET: 'conflict',
 };
 
 export class HostError extends Error {

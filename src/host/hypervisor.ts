@@ -46,6 +46,19 @@ import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
 import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
 import type { VmViewStats } from './actions.js';
 import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
+import {
+  applyMemoryPatch,
+  checkMemoryTarget,
+  defaultMemorySettings,
+  describeMemory,
+  floorMiB,
+  memorySettingsFromRecord,
+  MemorySettingsError,
+  type MemoryPatch,
+  type MemorySettings,
+} from './memory/settings.js';
+import { admissionProblem, defaultBudgetMiB, type MemoryBudget } from './memory/budget.js';
+import { MemoryManager, type VmMemoryFigures } from './memory/manager.js';
 
 export interface HypervisorOptions {
   home: HomeLayout;
@@ -57,6 +70,8 @@ export interface HypervisorOptions {
   log?: (line: string) => void;
   /** How to enforce CPU settings: the best the host offers ('auto', default) or one named mechanism. */
   cpuMechanism?: MechanismChoice;
+  /** Host memory budget and overcommit ratio (default: host RAM minus a reserve, 1.0). */
+  memoryBudget?: MemoryBudget;
 }
 
 interface LiveVm {
@@ -90,6 +105,8 @@ export class Hypervisor implements HostChannel {
   readonly cpu: CpuManager;
   private readonly cpuSkipped: string[];
   readonly monitor: Monitor;
+  readonly memoryBudget: MemoryBudget;
+  readonly memory: MemoryManager;
 
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
@@ -97,7 +114,15 @@ export class Hypervisor implements HostChannel {
     const probed = probeCpuEnforcer(opts.cpuMechanism ?? 'auto');
     this.cpuSkipped = probed.skipped;
     this.cpu = new CpuManager(probed.enforcer, this.events, this.log);
-    this.monitor = new Monitor(() => this.monitored(), this.cpu, this.log);
+    this.memoryBudget = opts.memoryBudget ?? { budgetMiB: defaultBudgetMiB(), overcommit: 1 };
+    this.memory = new MemoryManager(this.memoryBudget, this.events, this.log);
+    this.monitor = new Monitor(
+      () => this.monitored(),
+      this.cpu,
+      this.log,
+      undefined,
+      (samples) => this.memory.tick(samples, (name) => this.vms.get(name)?.vm),
+    );
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
@@ -223,6 +248,12 @@ export class Hypervisor implements HostChannel {
         if (p !== undefined) checkHostFile(what, p);
       if (spec.firmware !== 'builtin' && spec.firmware !== 'none') checkHostFile('firmware', spec.firmware);
       const cpu = this.checkedCpu(defaultCpuSettings(), spec.cpu ?? {});
+      const memory = checkedMemory(defaultMemorySettings(), spec.memory ?? {}, spec.memoryMiB);
+      if (floorMiB(memory, spec.memoryMiB) > this.memoryBudget.budgetMiB)
+        throw new HostError(
+          'INVALID_CONFIG',
+          `'${spec.name}' needs at least ${floorMiB(memory, spec.memoryMiB)} MiB but the whole memory budget is ${this.memoryBudget.budgetMiB} MiB`,
+        );
 
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
@@ -285,11 +316,16 @@ export class Hypervisor implements HostChannel {
           bootMarker: image?.bootMarker,
           config,
           cpu,
+          memory,
         };
         this.registry.save(rec);
         const live = this.track(rec);
         this.log(`created ${spec.name}`);
-        this.events.emit({ type: 'vm-created', vm: spec.name, reason: `created (${describeCpu(cpu)})` });
+        this.events.emit({
+          type: 'vm-created',
+          vm: spec.name,
+          reason: `created (${describeCpu(cpu)}; ${describeMemory(memory, spec.memoryMiB)})`,
+        });
         return this.view(live, null);
       } catch (err) {
         this.registry.remove(spec.name);
@@ -305,8 +341,23 @@ export class Hypervisor implements HostChannel {
   private update(name: string, patch: UpdateVmSpec): Promise<VmView> {
     const live = this.find(name);
     return this.withLock(live, async () => {
-      // Refuse bad CPU settings before anything else in the patch acts.
+      // Refuse bad CPU and memory settings before anything else in the patch acts.
       if (patch.cpu) this.checkedCpu(this.cpuOf(live), patch.cpu);
+      const maxMiB = patch.memoryMiB ?? live.rec.config.memoryMiB;
+      const memory = checkedMemory(this.memoryOf(live), patch.memory ?? {}, maxMiB);
+      const targetMiB = patch.memory?.targetMiB;
+      if (targetMiB !== undefined) {
+        if (!live.vm || live.rec.state !== 'running')
+          throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; a memory target applies to a running VM`);
+        if (!live.rec.config.balloon)
+          throw new HostError('INVALID_CONFIG', `'${name}' has no balloon device: its memory cannot be resized`);
+        if (targetMiB !== null) checkedTarget(targetMiB, memory, maxMiB);
+      }
+      if (live.vm && patch.memory?.minMiB !== undefined) {
+        const others = this.admitted().filter((v) => v.name !== name);
+        const problem = admissionProblem(this.memoryBudget, others, { name, maxMiB, floorMiB: floorMiB(memory, maxMiB) });
+        if (problem) throw new HostError('MEMORY_BUDGET', problem);
+      }
       // vCPUs of a running VM: hot-plug (harts online/offline), not a new board size.
       if (patch.vcpus !== undefined && live.vm && patch.memoryMiB === undefined && patch.cmdline === undefined) {
         await this.hotplug(live, patch.vcpus);
@@ -340,10 +391,13 @@ export class Hypervisor implements HostChannel {
           throw new HostError('ENGINE_ERROR', `${name}: the CPU settings could not be applied: ${(err as Error).message}`);
         }
       }
+      if (targetMiB !== undefined) await this.memory.setTarget(name, live.vm!, targetMiB, maxMiB);
+      if (live.vm && patch.memory) this.memory.update(name, memory, maxMiB);
       live.rec = {
         ...live.rec,
         config,
         cpu,
+        memory,
         autostart: patch.autostart ?? live.rec.autostart,
         updatedAt: new Date().toISOString(),
       };
@@ -354,6 +408,19 @@ export class Hypervisor implements HostChannel {
           vm: name,
           changes: { cpu: patch.cpu },
           reason: `cpu set to ${describeCpu(cpu)}${live.vm ? ` (in force now, ${this.cpu.enforcer.mechanism})` : ' (from the next start)'}`,
+        });
+      if (patch.memory)
+        this.events.emit({
+          type: 'settings',
+          vm: name,
+          changes: { memory: patch.memory },
+          reason:
+            `${describeMemory(memory, maxMiB)}` +
+            (targetMiB === undefined
+              ? ''
+              : targetMiB === null
+                ? ', target cleared (the policy sizes it)'
+                : `, target ${targetMiB} MiB`),
         });
       return this.view(live, null);
     });
@@ -370,6 +437,7 @@ export class Hypervisor implements HostChannel {
       }
       this.vms.delete(name);
       this.cpu.detach(name);
+      this.memory.detach(name);
       this.monitor.forget(name);
       this.events.emit({ type: 'vm-deleted', vm: name, reason: force ? 'deleted (forced)' : 'deleted' });
       live.log.flush();
@@ -507,6 +575,13 @@ export class Hypervisor implements HostChannel {
 
   private async doStart(live: LiveVm): Promise<void> {
     this.check(live, 'start');
+    const maxMiB = live.rec.config.memoryMiB;
+    const problem = admissionProblem(this.memoryBudget, this.admitted(), {
+      name: live.rec.name,
+      maxMiB,
+      floorMiB: floorMiB(this.memoryOf(live), maxMiB),
+    });
+    if (problem) throw new HostError('MEMORY_BUDGET', problem);
     const engineVm = this.opts.engine.create(live.rec.config, {
       console: (bytes) => this.onConsole(live, bytes),
       guestReboot: () => this.onGuestReboot(live, engineVm),
@@ -520,6 +595,7 @@ export class Hypervisor implements HostChannel {
     }
     live.vm = engineVm;
     live.lastStats = null;
+    this.memory.attach(live.rec.name, live.rec.config, this.memoryOf(live));
     this.setState(live, 'running');
     try {
       await engineVm.start();
@@ -530,6 +606,7 @@ export class Hypervisor implements HostChannel {
         live.vm = undefined;
         await engineVm.stop().catch(() => {});
         this.cpu.detach(live.rec.name, engineVm);
+        this.memory.detach(live.rec.name);
         this.setState(live, 'crashed', `start failed: ${message}`);
       }
       throw new HostError('ENGINE_ERROR', `could not start '${live.rec.name}': ${message}`);
@@ -544,6 +621,7 @@ export class Hypervisor implements HostChannel {
       await vm.stop();
       this.cpu.detach(live.rec.name, vm);
     }
+    this.memory.detach(live.rec.name);
     if (live.rec.state !== 'crashed' || to === 'crashed') this.setState(live, to, reason);
   }
 
@@ -569,6 +647,7 @@ export class Hypervisor implements HostChannel {
   private onExit(live: LiveVm, vm: EngineVm, exit: VmExit): void {
     if (live.vm !== vm || this.vms.get(live.rec.name) !== live) return;
     live.vm = undefined;
+    this.memory.detach(live.rec.name);
     void vm
       .stop()
       .catch(() => {})
@@ -701,7 +780,25 @@ export class Hypervisor implements HostChannel {
       config: r.config,
       stats,
       cpu,
+      memory: this.memory.view(r.name, this.memoryOf(live), r.config.memoryMiB),
     };
+  }
+
+  // ---- memory allocation ------------------------------------------------------------------------------------
+
+  private memoryOf(live: LiveVm): MemorySettings {
+    return memorySettingsFromRecord(live.rec.memory, live.rec.config.memoryMiB);
+  }
+
+  /** The VMs holding memory now (admission counts them), with their maxima and floors. */
+  private admitted(): { name: string; maxMiB: number; floorMiB: number }[] {
+    return [...this.vms.values()]
+      .filter((l) => l.vm !== undefined)
+      .map((l) => ({
+        name: l.rec.name,
+        maxMiB: l.rec.config.memoryMiB,
+        floorMiB: floorMiB(this.memoryOf(l), l.rec.config.memoryMiB),
+      }));
   }
 
   // ---- CPU allocation ---------------------------------------------------------------------------------------
@@ -746,12 +843,14 @@ export class Hypervisor implements HostChannel {
     let memoryBytes = 0;
     let residentBytes = 0;
     let cpuPercent = 0;
+    const perVm: VmMemoryFigures[] = [];
     for (const live of this.vms.values()) {
       byState[live.rec.state]++;
       if (!isActive(live.rec.state)) continue;
       vcpus += live.rec.config.cpus;
       memoryBytes += live.rec.config.memoryMiB * MIB;
       const s = await this.sampleStats(live);
+      if (s) perVm.push({ name: live.rec.name, stats: s });
       residentBytes += s?.residentBytes ?? 0;
       cpuPercent += s?.cpuPercent ?? 0;
     }
@@ -775,7 +874,26 @@ export class Hypervisor implements HostChannel {
       vms: { total: this.vms.size, byState },
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
       cpuControl: { mechanism: this.cpu.enforcer.mechanism, detail: this.cpu.enforcer.detail, skipped: this.cpuSkipped },
+      memory: this.memory.hostView(this.admitted(), perVm),
     };
+  }
+}
+
+function checkedMemory(current: MemorySettings, patch: MemoryPatch, maxMiB: number): MemorySettings {
+  try {
+    return applyMemoryPatch(current, patch, maxMiB);
+  } catch (err) {
+    if (err instanceof MemorySettingsError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
+  }
+}
+
+function checkedTarget(targetMiB: number, s: MemorySettings, maxMiB: number): void {
+  try {
+    checkMemoryTarget(targetMiB, s, maxMiB);
+  } catch (err) {
+    if (err instanceof MemorySettingsError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
   }
 }
 

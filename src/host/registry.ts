@@ -11,6 +11,7 @@ import { isValidVmName } from './home.js';
 import { isVmState, type VmState } from './lifecycle.js';
 import type { VmConfig } from '../vm/config.js';
 import type { CpuSettings } from './cpu/settings.js';
+import type { MemorySettings } from './memory/settings.js';
 
 export const RECORD_SCHEMA = 1;
 
@@ -31,6 +32,8 @@ export interface VmRecord {
   config: VmConfig;
   /** CPU allocation (absent in records written before it existed: the defaults). */
   cpu?: CpuSettings;
+  /** Memory floor and weight (absent: no floor below the maximum, weight 100). */
+  memory?: MemorySettings;
 }
 
 export class RecordError extends Error {

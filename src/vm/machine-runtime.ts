@@ -7,7 +7,7 @@ import type { VmConfig } from './config.js';
 import type { RuntimeCounters } from './protocol.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
 import { defaultHartFactory, loadBootImages, type BootImages } from './machine-runner.js';
-import { attachVirtioDevices, type AttachedVirtioDevices } from './virtio-devices.js';
+import { attachVirtioDevices, guestMemoryCounters, type AttachedVirtioDevices } from './virtio-devices.js';
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
 import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 import { randomBytes } from 'node:crypto';
@@ -55,7 +55,8 @@ class MachineRuntime implements GuestRuntime {
     // Same config object on every boot: attachVirtioDevices reuses the disks it already opened.
     this.devices = await attachVirtioDevices(machine, this.config, { onConsoleOutput: (b) => this.agent.receive(b) });
     this.stopPolling?.();
-    this.stopPolling = this.devices.pollBalloonStats(5_000);
+    // The host's memory policy samples every second; fresh guest figures let it react within one sample.
+    this.stopPolling = this.devices.pollBalloonStats(1_000);
     this.machine = machine;
     machine.setPacer(this.pacer);
     void machine.exited.then((exit) => this.onExit(machine, exit));
@@ -133,6 +134,7 @@ class MachineRuntime implements GuestRuntime {
       residentBytes: m ? m.ram.allocatedBytes : 0,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       balloonBytes: v?.balloonBytes ?? 0,
+      ...guestMemoryCounters(this.devices?.balloon),
       diskReadBytes: v?.diskReadBytes ?? 0,
       diskWriteBytes: v?.diskWriteBytes ?? 0,
       diskReadOps: v?.diskReadOps ?? 0,

@@ -36,6 +36,22 @@ export interface RuntimeCounters {
   residentBytes: number;
   memoryBytes: number;
   balloonBytes: number;
+  /** Guest memory statistics from virtio-balloon (null until the guest reports them, or when it does not). */
+  guestStatsUpdates: number;
+  guestTotalBytes: number | null;
+  guestFreeBytes: number | null;
+  guestAvailableBytes: number | null;
+  guestCachesBytes: number | null;
+  guestMajorFaults: number | null;
+  guestMinorFaults: number | null;
+  guestSwapInBytes: number | null;
+  guestSwapOutBytes: number | null;
+  /** Reported by guests from Linux 6.12 on; null from older ones. */
+  guestOomKills: number | null;
+  /** The balloon size the host asks for. */
+  balloonTargetBytes: number;
+  /** The guest accepted deflate-on-OOM (it may take its balloon back under sudden pressure). */
+  balloonDeflateOnOom: boolean;
   diskReadBytes: number;
   diskWriteBytes: number;
   diskReadOps: number;

@@ -1,6 +1,6 @@
 import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
-import { settingParseOptions, settingsBody, settingsUsage } from '../settings-options.js';
+import { settingParseOptions, settingsBody, settingsUsage, sizeOption } from '../settings-options.js';
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -16,7 +16,7 @@ function parseDisk(s: string): { sizeMiB?: number; format: 'raw' | 'qcow2'; back
 
 export const run = defineVerb({
   name: 'create',
-  usage: `create NAME [--vcpus N] [--memory MIB] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
+  usage: `create NAME [--vcpus N] [--memory SIZE] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
@@ -53,7 +53,7 @@ ${settingsUsage(true)}`,
     const body = {
       name: positionals[0],
       vcpus: num(values.vcpus, '--vcpus'),
-      memoryMiB: num(values.memory, '--memory'),
+      memoryMiB: values.memory === undefined ? undefined : sizeOption('--memory', values.memory),
       image: values.image,
       kernel: abs(values.kernel),
       initrd: abs(values.initrd),
@@ -63,6 +63,7 @@ ${settingsUsage(true)}`,
       rootDisk: values['no-root-disk'] ? false : undefined,
       autostart: values.autostart,
       cpu: settingsBody(values, true).cpu,
+      memory: settingsBody(values, true).memory,
     };
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));
     if (values.start) vm = (await client.json<{ vm: VmView }>('POST', `/vms/${vm.name}/actions/start`, {})).vm;

@@ -5,12 +5,14 @@ import { defaultHome } from '../../host/home.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
 import { MECHANISM_CHOICES, MechanismUnavailableError, type MechanismChoice } from '../../host/cpu/probe.js';
 import { pino } from 'pino';
+import { BudgetError, checkBudget, defaultBudgetMiB, type MemoryBudget } from '../../host/memory/budget.js';
+import { parseSizeMiB, SizeError } from '../../host/memory/settings.js';
 
 export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
                         [--tls-cert FILE --tls-key FILE] [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
-                        [--log-level trace|debug|info|warn|error]
+                        [--log-level trace|debug|info|warn|error] [--memory-budget SIZE] [--overcommit RATIO]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
 and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
@@ -18,7 +20,10 @@ TCP listeners require 'Authorization: Bearer <token>'; the token is in <home>/to
 With --tls-cert/--tls-key (PEM) TCP listeners speak HTTPS and WSS only, so the token never crosses the network
 in clear; clients use --url https://HOST:PORT, and --ca FILE for a certificate no system CA signed.
 CPU settings are enforced with cgroup v2, else cgroup v1, else sched_setaffinity/setpriority and a cap in the
-VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an error). Logs are JSON lines (pino)
+VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an error).
+--memory-budget (e.g. 8G; default host RAM minus max(1 GiB, 10 %)) is what VMs may hold; the running VMs'
+maximums may add up to budget × --overcommit (default 1.0) and their minimums to the budget: a start past
+either is refused (409 MEMORY_BUDGET). Logs are JSON lines (pino)
 on stderr. Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -34,6 +39,8 @@ export async function run(argv: string[]): Promise<number> {
         'tls-key': { type: 'string' },
         'cpu-mechanism': { type: 'string' },
         'log-level': { type: 'string' },
+        'memory-budget': { type: 'string' },
+        overcommit: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -86,6 +93,21 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`typevisor daemon: --log-level takes trace, debug, info, warn, error, fatal or silent`);
     return 2;
   }
+  let memoryBudget: MemoryBudget;
+  try {
+    const budgetMiB =
+      values['memory-budget'] !== undefined ? parseSizeMiB(values['memory-budget'], '--memory-budget') : defaultBudgetMiB();
+    const ratio = values.overcommit ?? '1';
+    if (!/^\d+(\.\d+)?$/.test(ratio)) throw new BudgetError(`--overcommit takes a ratio like 1.5, got ${JSON.stringify(ratio)}`);
+    memoryBudget = { budgetMiB, overcommit: Number(ratio) };
+    checkBudget(memoryBudget);
+  } catch (err) {
+    if (err instanceof SizeError || err instanceof BudgetError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
   const home = values.home ? values.home : defaultHome();
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const log = (line: string) => {
@@ -106,6 +128,7 @@ export async function run(argv: string[]): Promise<number> {
       tls,
       logger,
       cpuMechanism: mechanism as MechanismChoice,
+      memoryBudget,
     });
   } catch (err) {
     if (err instanceof MechanismUnavailableError) {
@@ -122,6 +145,7 @@ export async function run(argv: string[]): Promise<number> {
   console.log(`listening ${daemon.addresses.map(formatListen).join(' ')}`);
   const cpu = daemon.hypervisor.cpu.enforcer;
   log(`cpu allocation: ${cpu.mechanism} (${cpu.detail})`);
+  log(`memory budget: ${memoryBudget.budgetMiB} MiB, overcommit ${memoryBudget.overcommit}`);
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {
       log(`${sig}: stopping VMs`);

@@ -38,6 +38,8 @@ export class Monitor {
     private readonly cpu: CpuManager,
     private readonly log: (line: string) => void = () => {},
     private readonly intervalMs = SAMPLE_INTERVAL_MS,
+    /** More policies (memory) run after the CPU's, on the same samples. */
+    private readonly afterSample: (samples: ReadonlyMap<string, VmSample>) => Promise<void> = async () => {},
   ) {}
 
   start(): void {
@@ -87,6 +89,7 @@ export class Monitor {
       const measured = this.hostSample(t, [...samples.values()]);
       // Policies act on measured idle capacity only: the first sample has nothing to compare with.
       if (measured) await this.cpu.tick(performance.now(), this.idleCores, (name) => samples.get(name)?.cpuPercent);
+      await this.afterSample(samples);
     } catch (err) {
       this.log(`monitor: sample failed: ${(err as Error).message}`);
     } finally {
@@ -111,6 +114,14 @@ export class Monitor {
       weight: vm.weight,
       residentBytes: s.residentBytes,
       balloonBytes: s.balloonBytes,
+      guestAvailableBytes: s.guestAvailableBytes,
+      guestFreeBytes: s.guestFreeBytes,
+      guestCachesBytes: s.guestCachesBytes,
+      guestMajorFaults: s.guestMajorFaults,
+      guestMinorFaults: s.guestMinorFaults,
+      guestSwapInBytes: s.guestSwapInBytes,
+      guestSwapOutBytes: s.guestSwapOutBytes,
+      guestOomKills: s.guestOomKills,
       diskReadBytesPerSecond: rate(s.diskReadBytes, p?.stats.diskReadBytes),
       diskWriteBytesPerSecond: rate(s.diskWriteBytes, p?.stats.diskWriteBytes),
       netRxBytesPerSecond: rate(s.netRxBytes, p?.stats.netRxBytes),

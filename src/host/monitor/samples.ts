@@ -14,6 +14,15 @@ export interface VmSample {
   weight: number;
   residentBytes: number;
   balloonBytes: number;
+  /** Guest figures from its balloon statistics (null until reported). */
+  guestAvailableBytes: number | null;
+  guestFreeBytes: number | null;
+  guestCachesBytes: number | null;
+  guestMajorFaults: number | null;
+  guestMinorFaults: number | null;
+  guestSwapInBytes: number | null;
+  guestSwapOutBytes: number | null;
+  guestOomKills: number | null;
   diskReadBytesPerSecond: number;
   diskWriteBytesPerSecond: number;
   netRxBytesPerSecond: number;
