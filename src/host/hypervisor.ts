@@ -324,7 +324,7 @@ export class Hypervisor implements HostChannel {
         this.events.emit({
           type: 'vm-created',
           vm: spec.name,
-          reason: `created (${describeCpu(cpu)}; ${describeMemory(memory, spec.memoryMiB)})`,
+          reason: `created (${describeCpu(cpu)}) (${describeMemory(memory, spec.memoryMiB)})`,
         });
         return this.view(live, null);
       } catch (err) {
