@@ -65,6 +65,8 @@ export interface MachineStats {
   instret: number[];
   hostMsRun: number;
   allocatedRamBytes: number;
+  /** Host bytes the harts' decode caches hold. */
+  decodeCacheBytes: number;
   slices: number;
   sleeps: number;
   sbiCalls: number;
@@ -300,6 +302,7 @@ export class Machine {
       instret: this.harts.map((h) => h.instret),
       hostMsRun: this.hostMsRun,
       allocatedRamBytes: this.ram.allocatedBytes,
+      decodeCacheBytes: this.harts.reduce((a, h) => a + (h.decodeCacheBytes?.() ?? 0), 0),
       slices: this.slices,
       sleeps: this.sleeps,
       sbiCalls: this.sbi?.calls ?? 0,

@@ -11,6 +11,7 @@ import { attachVirtioDevices, guestMemoryCounters, type AttachedVirtioDevices } 
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
 import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 import { randomBytes } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
 
 const PAGE = 4096;
 
@@ -128,10 +129,18 @@ class MachineRuntime implements GuestRuntime {
   counters(): RuntimeCounters {
     const m = this.machine;
     const v = this.devices?.counters();
+    const ms = m?.stats();
+    const guestRamBytes = ms?.allocatedRamBytes ?? 0;
+    const decodeCacheBytes = ms?.decodeCacheBytes ?? 0;
+    // This runs in the VM's worker: the heap figures are its own isolate's.
+    const workerHeapBytes = getHeapStatistics().total_heap_size;
     return {
       instret: this.instretBefore + (m ? this.instretOf(m) : 0),
       vcpusOnline: m ? m.onlineHarts() : 0,
-      residentBytes: m ? m.ram.allocatedBytes : 0,
+      residentBytes: guestRamBytes + decodeCacheBytes + workerHeapBytes,
+      guestRamBytes,
+      decodeCacheBytes,
+      workerHeapBytes,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       balloonBytes: v?.balloonBytes ?? 0,
       ...guestMemoryCounters(this.devices?.balloon),

@@ -33,7 +33,14 @@ export interface RuntimeCounters {
   instret: number;
   /** Harts the guest has running (SBI HSM started); all of them with external firmware, which owns HSM. */
   vcpusOnline: number;
+  /** Host memory the VM holds: guestRamBytes + decodeCacheBytes + workerHeapBytes. */
   residentBytes: number;
+  /** Guest RAM chunks allocated on the host. */
+  guestRamBytes: number;
+  /** The harts' decoded-instruction pages. */
+  decodeCacheBytes: number;
+  /** The worker isolate's own V8 heap (committed). */
+  workerHeapBytes: number;
   memoryBytes: number;
   balloonBytes: number;
   /** Guest memory statistics from virtio-balloon (null until the guest reports them, or when it does not). */

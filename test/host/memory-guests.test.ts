@@ -5,7 +5,7 @@
  *
  * - reclaim: 300 MiB written then freed in a guest comes back to the host (free page reporting) to within 20 MiB
  *   of where it was, within 10 s;
- * - overcommit: four 512 MiB VMs (floor 128 MiB) on a 1 GiB budget with --overcommit 2: idle they fit (the policy
+ * - overcommit: four 512 MiB VMs (floor 64 MiB) on a 1 GiB budget with --overcommit 2: idle they fit (the policy
  *   balloons them down); one fills 400 MiB and the policy moves memory to it from the idle ones, with no guest
  *   OOM kill and the VMs' resident memory under the budget; when it frees the memory the others get theirs back;
  *   no VM ever goes under its floor; events show each step with its reason.
@@ -164,7 +164,7 @@ describe('overcommit under policy (four real guests)', () => {
     d = await startDaemonProcess({ runtime: 'machine', extraArgs: ['--memory-budget', '1G', '--overcommit', '2'] });
     await bootGuests(
       d,
-      names.map((name) => ({ name, memoryMiB: 512, memory: { minMiB: 128 } })),
+      names.map((name) => ({ name, memoryMiB: 512, memory: { minMiB: 64 } })),
     );
     // Floors and the budget are watched all along, not just at the checkpoints.
     watcher = (async () => {
@@ -199,7 +199,7 @@ describe('overcommit under policy (four real guests)', () => {
       180_000,
       1000,
     );
-    for (const [n, size] of s) assert.ok(size >= 128 && size < 512, `${n}: ${size} MiB`);
+    for (const [n, size] of s) assert.ok(size >= 64 && size < 512, `${n}: ${size} MiB`);
   });
 
   test(
@@ -247,7 +247,7 @@ describe('overcommit under policy (four real guests)', () => {
         1000,
       );
       assert.ok(after.get('o1')! < before.get('o1')!, `o1 shrank back: ${before.get('o1')} -> ${after.get('o1')}`);
-      assert.ok(minSizeSeen >= 128, `smallest size seen ${minSizeSeen} MiB`);
+      assert.ok(minSizeSeen >= 64, `smallest size seen ${minSizeSeen} MiB`);
       assert.ok(maxResidentSeen <= BUDGET, `VMs' resident memory peaked at ${maxResidentSeen / MIB} MiB`);
       const { events } = await d.client.json<{ events: HostEvent[] }>('GET', '/events?follow=false');
       const policy = events.filter(

@@ -35,7 +35,7 @@ export const run = defineVerb({
     );
     for (const v of m.vms)
       console.log(
-        `  ${v.name.padEnd(12)} max ${bytes(v.maxBytes)}, floor ${bytes(v.floorBytes)}, size ${v.sizeBytes === null ? '-' : bytes(v.sizeBytes)}, resident ${bytes(v.residentBytes)}`,
+        `  ${v.name.padEnd(12)} max ${bytes(v.maxBytes)}, floor ${bytes(v.floorBytes)}, size ${v.sizeBytes === null ? '-' : bytes(v.sizeBytes)}, resident ${bytes(v.residentBytes)} (guest RAM ${bytes(v.guestRamBytes)}, overhead ${bytes(v.overheadBytes)})`,
       );
     console.log(
       `usage     ${h.usage.vcpus} vcpus, ${bytes(h.usage.memoryBytes)} configured, ${bytes(h.usage.residentBytes)} resident, ${h.usage.cpuPercent} % cpu`,

@@ -57,7 +57,16 @@ export interface HostMemoryView {
   headroomBytes: number;
   /** The policy keeps the VMs' sizes within this. */
   policyTargetBytes: number;
-  vms: { name: string; maxBytes: number; floorBytes: number; sizeBytes: number | null; residentBytes: number }[];
+  vms: {
+    name: string;
+    maxBytes: number;
+    floorBytes: number;
+    sizeBytes: number | null;
+    residentBytes: number;
+    guestRamBytes: number;
+    /** Decode caches + worker heap: what the VM costs beyond its guest RAM. */
+    overheadBytes: number;
+  }[];
 }
 
 export class MemoryManager {
@@ -69,8 +78,12 @@ export class MemoryManager {
     private readonly log: (line: string) => void = () => {},
   ) {}
 
+  /** The VMs' measured overhead (decode caches, worker heaps) at the last step: it comes out of the pool. */
+  private overheadMiB = 0;
+
+  /** What the guests' sizes may add up to: the target share of the budget less the VMs' own overhead. */
   get poolMiB(): number {
-    return Math.floor(this.budget.budgetMiB * POLICY_TARGET_FRACTION);
+    return Math.max(0, Math.floor(this.budget.budgetMiB * POLICY_TARGET_FRACTION - this.overheadMiB));
   }
 
   attach(name: string, config: VmConfig, settings: MemorySettings): void {
@@ -120,7 +133,7 @@ export class MemoryManager {
   }
 
   hostView(admitted: AdmittedVm[], figures: VmMemoryFigures[]): HostMemoryView {
-    const resident = new Map(figures.map((f) => [f.name, f.stats.residentBytes]));
+    const stats = new Map(figures.map((f) => [f.name, f.stats]));
     const residentBytes = figures.reduce((a, f) => a + f.stats.residentBytes, 0);
     const budgetBytes = this.budget.budgetMiB * MIB;
     return {
@@ -137,7 +150,9 @@ export class MemoryManager {
         maxBytes: v.maxMiB * MIB,
         floorBytes: v.floorMiB * MIB,
         sizeBytes: this.managed.has(v.name) ? this.managed.get(v.name)!.sizeMiB * MIB : null,
-        residentBytes: resident.get(v.name) ?? 0,
+        residentBytes: stats.get(v.name)?.residentBytes ?? 0,
+        guestRamBytes: stats.get(v.name)?.guestRamBytes ?? 0,
+        overheadBytes: (stats.get(v.name)?.decodeCacheBytes ?? 0) + (stats.get(v.name)?.workerHeapBytes ?? 0),
       })),
     };
   }
@@ -145,6 +160,7 @@ export class MemoryManager {
   /** One policy step over the monitor's fresh samples. */
   async tick(samples: ReadonlyMap<string, VmSample>, vmOf: (name: string) => EngineVm | undefined): Promise<void> {
     const policyVms: PolicyVm[] = [];
+    this.overheadMiB = [...this.managed.keys()].reduce((a, n) => a + (samples.get(n)?.overheadBytes ?? 0), 0) / MIB;
     for (const [name, m] of this.managed) {
       const s = samples.get(name);
       let majorRate = 0;

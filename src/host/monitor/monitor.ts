@@ -113,6 +113,7 @@ export class Monitor {
       capPercent: vm.capPercent,
       weight: vm.weight,
       residentBytes: s.residentBytes,
+      overheadBytes: s.decodeCacheBytes + s.workerHeapBytes,
       balloonBytes: s.balloonBytes,
       guestAvailableBytes: s.guestAvailableBytes,
       guestFreeBytes: s.guestFreeBytes,

@@ -13,6 +13,8 @@ export interface VmSample {
   capPercent: number | null;
   weight: number;
   residentBytes: number;
+  /** Decode caches + worker heap (residentBytes minus guest RAM). */
+  overheadBytes: number;
   balloonBytes: number;
   /** Guest figures from its balloon statistics (null until reported). */
   guestAvailableBytes: number | null;
