@@ -114,6 +114,7 @@ function vm(name: string, o: Partial<PolicyVm> = {}): PolicyVm {
     balloonMiB: 0,
     majorFaultsPerSecond: 0,
     pinnedMiB: null,
+    lastWantMiB: null,
     ...o,
   };
 }
@@ -179,4 +180,12 @@ describe('policy', () => {
     assert.equal(s.get('a'), 10);
     assert.equal(s.get('b'), 90);
   });
+});
+
+test('growth driven by a rising want is "grow"; a pool share handed back without it is "return"', () => {
+  const base = { sizeMiB: 200, balloonMiB: 312, availableMiB: 150, lastWantMiB: 100 };
+  const rising = decide([vm('a', { ...base, availableMiB: 100, lastWantMiB: 100 }), vm('b', { availableMiB: 470 })], 800);
+  assert.equal(rising.find((d) => d.name === 'a')?.action, 'grow');
+  const flat = decide([vm('a', { ...base, lastWantMiB: 150 }), vm('b', { availableMiB: 470 })], 800);
+  assert.equal(flat.find((d) => d.name === 'a')?.action, 'return');
 });

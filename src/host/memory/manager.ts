@@ -8,7 +8,7 @@ import type { EventBus } from '../events.js';
 import type { VmSample } from '../monitor/samples.js';
 import type { VmConfig } from '../../vm/config.js';
 import type { MemoryBudget, AdmittedVm } from './budget.js';
-import { decide, type PolicyVm } from './policy.js';
+import { decide, wantOf, type PolicyVm } from './policy.js';
 import { floorMiB, type MemorySettings } from './settings.js';
 
 const MIB = 1024 * 1024;
@@ -24,6 +24,7 @@ interface Managed {
   pinnedMiB: number | null;
   lastMajorFaults: number | null;
   lastT: number;
+  lastWantMiB: number | null;
 }
 
 export interface MemoryView {
@@ -95,6 +96,7 @@ export class MemoryManager {
       pinnedMiB: null,
       lastMajorFaults: null,
       lastT: 0,
+      lastWantMiB: null,
     });
   }
 
@@ -183,9 +185,12 @@ export class MemoryManager {
         balloonMiB: s ? s.balloonBytes / MIB : 0,
         majorFaultsPerSecond: majorRate,
         pinnedMiB: canMove ? m.pinnedMiB : null,
+        lastWantMiB: m.lastWantMiB,
       });
     }
-    for (const d of decide(policyVms, this.poolMiB)) {
+    const decisions = decide(policyVms, this.poolMiB);
+    for (const v of policyVms) if (v.availableMiB !== null) this.managed.get(v.name)!.lastWantMiB = wantOf(v).wantMiB;
+    for (const d of decisions) {
       const m = this.managed.get(d.name);
       const vm = vmOf(d.name);
       if (!m || !vm) continue;

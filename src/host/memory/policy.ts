@@ -24,6 +24,8 @@ export interface PolicyVm {
   majorFaultsPerSecond: number;
   /** A size pinned by the user (typevisor set --memory-target), or null. */
   pinnedMiB: number | null;
+  /** What it wanted at the previous step (null: first step): a rising want marks growth by demand. */
+  lastWantMiB: number | null;
 }
 
 export interface PolicyDecision {
@@ -130,7 +132,9 @@ export function decide(vms: PolicyVm[], poolMiB: number): PolicyDecision[] {
     const edge = to === v.floorMiB || to === v.maxMiB || to === v.pinnedMiB;
     if (to === v.sizeMiB || (Math.abs(to - v.sizeMiB) < MIN_STEP_MIB && !edge)) continue;
     const want = wants.get(v.name)!;
-    const action = to < v.sizeMiB ? 'reclaim' : want.wantMiB > v.sizeMiB ? 'grow' : 'return';
+    // Growth the guest's own demand drives is 'grow'; a share of the pool handed back without it is 'return'.
+    const demand = want.wantMiB > v.sizeMiB || (v.lastWantMiB !== null && want.wantMiB > v.lastWantMiB);
+    const action = to < v.sizeMiB ? 'reclaim' : demand ? 'grow' : 'return';
     out.push({
       name: v.name,
       fromMiB: v.sizeMiB,
