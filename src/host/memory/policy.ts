@@ -133,7 +133,7 @@ export function decide(vms: PolicyVm[], poolMiB: number): PolicyDecision[] {
     if (to === v.sizeMiB || (Math.abs(to - v.sizeMiB) < MIN_STEP_MIB && !edge)) continue;
     const want = wants.get(v.name)!;
     // Growth the guest's own demand drives is 'grow'; a share of the pool handed back without it is 'return'.
-    const demand = want.wantMiB > v.sizeMiB || (v.lastWantMiB !== null && want.wantMiB > v.lastWantMiB);
+    const demand = want.wantMiB > v.sizeMiB || (v.lastWantMiB !== null && want.wantMiB >= v.lastWantMiB + MIN_STEP_MIB);
     const action = to < v.sizeMiB ? 'reclaim' : demand ? 'grow' : 'return';
     out.push({
       name: v.name,
