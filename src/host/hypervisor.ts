@@ -42,6 +42,7 @@ import {
   type CpuSettings,
 } from './cpu/settings.js';
 import { Monitor } from './monitor/monitor.js';
+import { PolicyLoop } from './cpu/policy-loop.js';
 import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
 import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
 import type { VmViewStats } from './actions.js';
@@ -88,7 +89,7 @@ interface LiveVm {
 
 const MIB = 1024 * 1024;
 /** How long an API read waits for a VM's own counters (its CPU figures come from the kernel regardless). */
-const API_STATS_WAIT_MS = 30;
+const API_STATS_WAIT_MS = 10;
 /** The monitor's 1 s samples wait longer, so the history has every VM's counters. */
 const MONITOR_STATS_WAIT_MS = 250;
 const VERSION = '0.1.0';
@@ -105,6 +106,7 @@ export class Hypervisor implements HostChannel {
   readonly cpu: CpuManager;
   private readonly cpuSkipped: string[];
   readonly monitor: Monitor;
+  private readonly policies: PolicyLoop;
   readonly memoryBudget: MemoryBudget;
   readonly memory: MemoryManager;
 
@@ -118,16 +120,17 @@ export class Hypervisor implements HostChannel {
     this.memory = new MemoryManager(this.memoryBudget, this.events, this.log);
     this.monitor = new Monitor(
       () => this.monitored(),
-      this.cpu,
       this.log,
       undefined,
       (samples) => this.memory.tick(samples, (name) => this.vms.get(name)?.vm),
     );
+    this.policies = new PolicyLoop(this.cpu, this.log);
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
   async init(): Promise<void> {
     this.monitor.start();
+    this.policies.start();
     this.registry.sweep();
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
       const live = this.track(rec);
@@ -151,6 +154,7 @@ export class Hypervisor implements HostChannel {
   async close(): Promise<void> {
     this.closed = true;
     this.monitor.stop();
+    this.policies.stop();
     await Promise.all(
       [...this.vms.values()].map(async (live) => {
         if (live.vm) {

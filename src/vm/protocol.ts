@@ -90,6 +90,8 @@ export interface WorkerInit {
   consolePort: MessagePort;
   /** Scheduling niceness of the VM's thread (Linux), above the daemon's so the control plane wins. */
   nice?: number;
+  /** Where the worker publishes its counters for the host to read without asking (shared-counters.ts). */
+  counters?: SharedArrayBuffer;
 }
 
 /** Console port messages: Uint8Array chunks in both directions. */

@@ -11,6 +11,7 @@ import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from 
 import { zeroCounters } from './runtime.js';
 import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
+import { createCountersBuffer, readCounters } from './shared-counters.js';
 import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
@@ -43,7 +44,9 @@ export interface WorkerEngineOptions {
   requestTimeoutMs?: number;
 }
 
+/** Default wait for a worker's counters (see refreshCounters). */
 const STATS_TIMEOUT_MS = 250;
+const STATS_GIVE_UP_MS = 5000;
 const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 8 };
 
 export class WorkerEngine implements Engine {
@@ -88,6 +91,9 @@ class WorkerVm implements EngineVm {
   private lastSample: { at: number; instret: number; elu: ReturnType<Worker['performance']['eventLoopUtilization']> } | undefined;
   private lastStats: VmStats | undefined;
   private tids: number[] = [];
+  private statsInFlight: Promise<boolean> | undefined;
+  /** Published by the worker (shared-counters.ts); read without a round trip. */
+  private countersBuffer = createCountersBuffer();
   private cpuMeter = new VmCpuMeter();
 
   constructor(
@@ -101,11 +107,14 @@ class WorkerVm implements EngineVm {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
+    // A fresh buffer per worker: nothing of an earlier run is read as this one's counters.
+    this.countersBuffer = createCountersBuffer();
     const init: WorkerInit = {
       config: this.config,
       runtimeModule: this.runtimeModule,
       consolePort: channel.port2,
       nice: this.options.nice ?? 10,
+      counters: this.countersBuffer,
     };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
@@ -180,17 +189,11 @@ class WorkerVm implements EngineVm {
   async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
     const worker = this.worker;
     if (!worker) throw new WorkerRequestError('the VM is not running');
-    let counters = this.lastCounters;
-    let fresh = false;
-    try {
-      // Short: a worker held back by its CPU cap (or a loaded host) must not hold up the API; CFS throttles
-      // for at most one 100 ms period, so the next sample gets through.
-      counters = (await this.request({ id: 0, type: 'stats' }, waitMs)).counters ?? counters;
-      fresh = true;
-    } catch {
-      // A busy or wedged worker keeps its last figures; CPU use below is measured from outside anyway.
-    }
-    this.lastCounters = counters;
+    // Published counters need no waiting; before the first publication (booting) ask the worker.
+    const published = readCounters(new Float64Array(this.countersBuffer));
+    if (published) this.lastCounters = published;
+    const fresh = published ? true : await this.refreshCounters(waitMs);
+    const counters = this.lastCounters;
     const now = performance.now();
     const elu = worker.performance.eventLoopUtilization();
     let cpuPercent = this.lastStats?.cpuPercent ?? 0;
@@ -223,6 +226,31 @@ class WorkerVm implements EngineVm {
     const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
     if (!reply.exec) throw new WorkerRequestError('the VM worker answered an exec without a result');
     return reply.exec;
+  }
+
+  /**
+   * Asks the worker for its counters and waits at most `waitMs` for them: a worker held back by its weight,
+   * its cap or a loaded host must not hold up the API. One request is in flight at a time (concurrent reads
+   * share it) and a late answer still lands in lastCounters for the next read; a wedged worker's request
+   * times out after STATS_GIVE_UP_MS. True when fresh counters arrived in time.
+   */
+  private async refreshCounters(waitMs: number): Promise<boolean> {
+    this.statsInFlight ??= this.request({ id: 0, type: 'stats' }, STATS_GIVE_UP_MS)
+      .then(
+        (r) => {
+          if (r.counters) this.lastCounters = r.counters;
+          return true;
+        },
+        () => false, // a busy or wedged worker keeps its last figures; CPU use is measured from outside anyway
+      )
+      .finally(() => (this.statsInFlight = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+    try {
+      return await Promise.race([this.statsInFlight, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async simple(req: ControlRequest): Promise<void> {

@@ -10,6 +10,7 @@ import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
 import { CpuPacer } from './cpu-pacer.js';
+import { PUBLISH_INTERVAL_MS, writeCounters } from './shared-counters.js';
 import { AgentError } from './agent-client.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
@@ -39,6 +40,14 @@ if (tid !== undefined && init.nice !== undefined) {
 }
 // The host places this thread under the VM's CPU limits (cgroups or affinity) by its thread id.
 if (tid !== undefined) port.postMessage({ type: 'threads', tids: [tid] } satisfies WorkerMessage);
+
+if (init.counters) {
+  const view = new Float64Array(init.counters);
+  // unref: publishing must not keep an ending worker alive.
+  setInterval(() => {
+    if (runtime) writeCounters(view, runtime.counters());
+  }, PUBLISH_INTERVAL_MS).unref();
+}
 
 /** The run-loop cap, kept across guest reboots (a new runtime gets the same pacer). */
 let pacer: CpuPacer | null = null;

@@ -205,3 +205,13 @@ test('cgroup mounts and memberships parse from /proc text', () => {
   assert.equal(own.get('cpuacct'), '/a');
   assert.equal(own.get(''), '/user.slice');
 });
+
+test('shared counters: nothing before the first write, then the last values written', async () => {
+  const { createCountersBuffer, readCounters, writeCounters } = await import('../../src/vm/shared-counters.js');
+  const { zeroCounters } = await import('../../src/vm/runtime.js');
+  const view = new Float64Array(createCountersBuffer());
+  assert.equal(readCounters(view), undefined);
+  writeCounters(view, { ...zeroCounters(), instret: 123_456_789_012, vcpusOnline: 2, diskReadBytes: 4096 });
+  writeCounters(view, { ...zeroCounters(), instret: 123_456_789_999, vcpusOnline: 1, netTxPackets: 7 });
+  assert.deepEqual(readCounters(view), { ...zeroCounters(), instret: 123_456_789_999, vcpusOnline: 1, netTxPackets: 7 });
+});

@@ -63,6 +63,11 @@ export class VmCpuMeter {
     private readonly read: (pid: number, tid: number) => ThreadTimes | null = readThreadTimes,
   ) {}
 
+  /** True once a first reading exists (rates need two). */
+  get sampled(): boolean {
+    return this.window !== null;
+  }
+
   /** Reads every thread now; rates are over the time since the previous call at least minWindowMs ago. */
   sample(tids: readonly number[], nowMs = performance.now(), minWindowMs = 200): CpuRates {
     for (const tid of [...this.last.keys()]) {

@@ -119,7 +119,12 @@ export class CpuManager {
     };
   }
 
-  /** One policy step per monitoring sample. */
+  /** The thread ids of every placed VM, by name. */
+  placedThreads(): Map<string, number[]> {
+    return new Map([...this.placed].map(([name, p]) => [name, p.vm.threadIds()]));
+  }
+
+  /** One policy step (src/host/cpu/policy-loop.ts calls it every 500 ms). */
   async tick(nowMs: number, hostIdleCores: number, cpuPercentOf: (name: string) => number | undefined): Promise<void> {
     for (const [name, p] of this.placed) {
       const cpuPercent = cpuPercentOf(name);

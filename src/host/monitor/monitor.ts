@@ -1,10 +1,10 @@
 /**
  * The monitor: once a second it samples every running VM and the host into history rings (HISTORY_SECONDS at
- * 1 s), then gives the CPU policies their step. It never touches a VM itself; the host hands it the figures.
+ * 1 s). It never touches a VM itself; the host hands it the figures. (The CPU policies run on their own,
+ * faster clock: src/host/cpu/policy-loop.ts.)
  */
 import { freemem, totalmem, cpus } from 'node:os';
 import type { VmStats } from '../engine.js';
-import type { CpuManager } from '../cpu/manager.js';
 import { readHostCpuTimes, type HostCpuTimes } from '../cpu/accounting.js';
 import { Ring } from './ring.js';
 import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS, type HostSample, type VmSample } from './samples.js';
@@ -30,15 +30,14 @@ export class Monitor {
   private lastHost: { t: number; times: HostCpuTimes } | undefined;
   private running = false;
   private readonly cores = cpus().length;
-  /** Idle host capacity (cores) over the last interval; the burst policy reads it. */
+  /** Idle host capacity (cores) over the last interval. */
   idleCores = this.cores;
 
   constructor(
     private readonly collect: () => Promise<MonitoredVm[]>,
-    private readonly cpu: CpuManager,
     private readonly log: (line: string) => void = () => {},
     private readonly intervalMs = SAMPLE_INTERVAL_MS,
-    /** More policies (memory) run after the CPU's, on the same samples. */
+    /** Policies that act on the monitor's samples (memory) run after each one. */
     private readonly afterSample: (samples: ReadonlyMap<string, VmSample>) => Promise<void> = async () => {},
   ) {}
 
@@ -86,9 +85,7 @@ export class Monitor {
         if (!ring) this.vmRings.set(vm.name, (ring = new Ring<VmSample>(HISTORY_SECONDS)));
         ring.push(s);
       }
-      const measured = this.hostSample(t, [...samples.values()]);
-      // Policies act on measured idle capacity only: the first sample has nothing to compare with.
-      if (measured) await this.cpu.tick(performance.now(), this.idleCores, (name) => samples.get(name)?.cpuPercent);
+      this.hostSample(t, [...samples.values()]);
       await this.afterSample(samples);
     } catch (err) {
       this.log(`monitor: sample failed: ${(err as Error).message}`);
@@ -130,11 +127,9 @@ export class Monitor {
     };
   }
 
-  /** Records the host sample; true when its CPU figures are measured over an interval. */
-  private hostSample(t: number, vms: VmSample[]): boolean {
+  private hostSample(t: number, vms: VmSample[]): void {
     const times = readHostCpuTimes();
     let cpuPercent = 0;
-    const measured = !!(times && this.lastHost);
     if (times && this.lastHost) {
       const busy = times.busy - this.lastHost.times.busy;
       const idle = times.idle - this.lastHost.times.idle;
@@ -159,6 +154,5 @@ export class Monitor {
       netRxBytesPerSecond: sum((v) => v.netRxBytesPerSecond),
       netTxBytesPerSecond: sum((v) => v.netTxBytesPerSecond),
     });
-    return measured;
   }
 }
