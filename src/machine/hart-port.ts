@@ -37,6 +37,8 @@ export interface HartPort {
   flushDecodeCache(): void;
   /** Host bytes held by decoded instruction pages (optional: harts without a decode cache hold none). */
   decodeCacheBytes?(): number;
+  /** Frees the decoded pages (optional): an idle guest's memory trim. */
+  trimDecodeCache?(): void;
   /**
    * Puts the hart where OpenSBI leaves it before jumping to the kernel: S-mode at `pc`, delegations set,
    * counters enabled, PMP open, Sstc enabled, FS initial.

@@ -796,6 +796,11 @@ export class Hart {
     this.updateContext();
   }
   /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
+  /** Frees every decoded page (an idle guest's memory trim); they are decoded again when next run. */
+  trimDecodeCache(): void {
+    this.dropDecodeCache();
+  }
+
   /** Host bytes the decoded pages hold (each: the decoded slots plus the halfword snapshot). */
   decodeCacheBytes(): number {
     return this.decodeCache.size * DECODED_PAGE_BYTES;
