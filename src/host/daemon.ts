@@ -15,6 +15,7 @@ import { WorkerEngine } from '../vm/worker-engine.js';
 import type { Logger } from 'pino';
 import type { MechanismChoice } from './cpu/probe.js';
 import type { MemoryBudget } from './memory/budget.js';
+import { fixMmapThreshold } from './memory/malloc.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -117,6 +118,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   writeFileAtomic(layout.pidFile, `${process.pid}\n`, 0o600);
   const token = ensureToken(layout.tokenFile);
 
+  // Before any VM allocates guest RAM: chunks the guests give back must leave the process (malloc.ts).
+  if (!fixMmapThreshold()) log('memory: could not fix the malloc mmap threshold; freed guest RAM may stay in RSS');
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
   const hypervisor = new Hypervisor({
     home: layout,

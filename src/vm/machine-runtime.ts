@@ -12,6 +12,7 @@ import { Machine, type HartFactory, type MachineExit } from '../machine/machine.
 import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 import { randomBytes } from 'node:crypto';
 import { getHeapStatistics } from 'node:v8';
+import { collectAfterRelease } from './release-gc.js';
 
 const PAGE = 4096;
 
@@ -57,7 +58,12 @@ class MachineRuntime implements GuestRuntime {
     this.devices = await attachVirtioDevices(machine, this.config, { onConsoleOutput: (b) => this.agent.receive(b) });
     this.stopPolling?.();
     // The host's memory policy samples every second; fresh guest figures let it react within one sample.
-    this.stopPolling = this.devices.pollBalloonStats(1_000);
+    const stopStats = this.devices.pollBalloonStats(1_000);
+    const stopGc = collectAfterRelease(() => this.machine?.ram.allocatedBytes ?? 0);
+    this.stopPolling = () => {
+      stopStats();
+      stopGc();
+    };
     this.machine = machine;
     machine.setPacer(this.pacer);
     void machine.exited.then((exit) => this.onExit(machine, exit));
