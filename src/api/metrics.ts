@@ -8,7 +8,8 @@ import type { VmStats } from '../host/engine.js';
 import { VM_STATES } from '../host/lifecycle.js';
 
 type Kind = 'gauge' | 'counter';
-type NumericStat = { [K in keyof VmStats]: VmStats[K] extends number ? K : never }[keyof VmStats];
+// Every scalar figure (null guest figures are skipped at render time); the per-NIC list has its own metrics.
+type NumericStat = Exclude<keyof VmStats, 'nics'>;
 type NicStat = 'rxBytes' | 'rxPackets' | 'rxDropped' | 'txBytes' | 'txPackets' | 'txDropped';
 const NIC_METRICS: [NicStat, string, string][] = [
   ['rxBytes', 'typevisor_nic_rx_bytes_total', 'Bytes delivered to the guest by the NIC'],
@@ -26,9 +27,22 @@ const VM_METRICS: [NumericStat, string, Kind, string][] = [
   ['vcpusOnline', 'typevisor_vm_vcpus_online', 'gauge', 'Harts the guest has running (SBI HSM)'],
   ['instret', 'typevisor_vm_instructions_total', 'counter', 'Instructions retired since start'],
   ['instructionsPerSecond', 'typevisor_vm_instructions_per_second', 'gauge', 'Instructions retired per second'],
-  ['residentBytes', 'typevisor_vm_resident_bytes', 'gauge', 'Host memory holding guest RAM'],
+  ['residentBytes', 'typevisor_vm_resident_bytes', 'gauge', 'Host memory the VM holds (guest RAM, decode caches, worker heap)'],
+  ['guestRamBytes', 'typevisor_vm_guest_ram_bytes', 'gauge', 'Host memory holding guest RAM'],
+  ['decodeCacheBytes', 'typevisor_vm_decode_cache_bytes', 'gauge', 'Decoded instruction pages'],
+  ['workerHeapBytes', 'typevisor_vm_worker_heap_bytes', 'gauge', 'The VM worker isolate heap'],
   ['memoryBytes', 'typevisor_vm_memory_bytes', 'gauge', 'Guest RAM size'],
   ['balloonBytes', 'typevisor_vm_balloon_bytes', 'gauge', 'Memory held by the balloon'],
+  ['balloonTargetBytes', 'typevisor_vm_balloon_target_bytes', 'gauge', 'Balloon size the host asks for'],
+  ['guestAvailableBytes', 'typevisor_vm_guest_available_bytes', 'gauge', 'Guest MemAvailable (balloon stats)'],
+  ['guestFreeBytes', 'typevisor_vm_guest_free_bytes', 'gauge', 'Guest MemFree (balloon stats)'],
+  ['guestCachesBytes', 'typevisor_vm_guest_caches_bytes', 'gauge', 'Guest disk caches (balloon stats)'],
+  ['guestTotalBytes', 'typevisor_vm_guest_total_bytes', 'gauge', 'Guest MemTotal (balloon stats)'],
+  ['guestMajorFaults', 'typevisor_vm_guest_major_faults_total', 'counter', 'Guest major page faults'],
+  ['guestMinorFaults', 'typevisor_vm_guest_minor_faults_total', 'counter', 'Guest minor page faults'],
+  ['guestSwapInBytes', 'typevisor_vm_guest_swap_in_bytes_total', 'counter', 'Guest swap-in bytes'],
+  ['guestSwapOutBytes', 'typevisor_vm_guest_swap_out_bytes_total', 'counter', 'Guest swap-out bytes'],
+  ['guestOomKills', 'typevisor_vm_guest_oom_kills_total', 'counter', 'Guest OOM kills (Linux 6.12+ guests)'],
   ['diskReadBytes', 'typevisor_vm_disk_read_bytes_total', 'counter', 'Bytes read from disks'],
   ['diskWriteBytes', 'typevisor_vm_disk_write_bytes_total', 'counter', 'Bytes written to disks'],
   ['diskReadOps', 'typevisor_vm_disk_read_ops_total', 'counter', 'Disk read requests'],
@@ -43,7 +57,10 @@ const VM_METRICS: [NumericStat, string, Kind, string][] = [
 export class ApiMetrics {
   readonly registry = new Registry();
   readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
-  private readonly hostGauges: Record<'cpus' | 'memory' | 'free' | 'rss', Gauge>;
+  private readonly hostGauges: Record<
+    'cpus' | 'memory' | 'free' | 'rss' | 'budget' | 'committed' | 'floors' | 'resident' | 'headroom',
+    Gauge
+  >;
   private readonly vmsByState: Gauge<'state'>;
   private readonly vmState: Gauge<'vm' | 'state'>;
   private readonly vcpus: Gauge<'vm'>;
@@ -68,6 +85,11 @@ export class ApiMetrics {
       memory: g('typevisor_host_memory_bytes', 'Host memory'),
       free: g('typevisor_host_free_memory_bytes', 'Host free memory'),
       rss: g('typevisor_daemon_rss_bytes', 'Daemon process resident memory (all VM threads included)'),
+      budget: g('typevisor_host_memory_budget_bytes', 'Memory budget for VMs (--memory-budget)'),
+      committed: g('typevisor_host_memory_committed_bytes', "Running VMs' maximum memory"),
+      floors: g('typevisor_host_memory_floors_bytes', "Running VMs' memory minimums"),
+      resident: g('typevisor_host_memory_vm_resident_bytes', 'Guest RAM the running VMs hold'),
+      headroom: g('typevisor_host_memory_headroom_bytes', 'Budget minus resident'),
     };
     this.vmsByState = new Gauge({ name: 'typevisor_vms', help: 'VMs by state', labelNames: ['state'], registers });
     this.vmState = new Gauge({
@@ -98,6 +120,11 @@ export class ApiMetrics {
     this.hostGauges.memory.set(host.memoryBytes);
     this.hostGauges.free.set(host.freeMemoryBytes);
     this.hostGauges.rss.set(host.daemon.rssBytes);
+    this.hostGauges.budget.set(host.memory.budgetBytes);
+    this.hostGauges.committed.set(host.memory.committedBytes);
+    this.hostGauges.floors.set(host.memory.floorsBytes);
+    this.hostGauges.resident.set(host.memory.residentBytes);
+    this.hostGauges.headroom.set(host.memory.headroomBytes);
     for (const s of VM_STATES) this.vmsByState.set({ state: s }, host.vms.byState[s] ?? 0);
     // VMs come and go: start every per-VM series afresh so deleted VMs disappear.
     for (const m of [this.vmState, this.vcpus, this.cpuWeight, this.cpuCap, ...this.perVm.values(), ...this.perNic.values()])
@@ -109,7 +136,9 @@ export class ApiMetrics {
       if (v.cpu.effectiveCapPercent !== null) this.cpuCap.set({ vm: v.name }, v.cpu.effectiveCapPercent);
       if (!v.stats) continue;
       for (const [key, metric] of this.perVm) {
-        const value = Number(v.stats[key]);
+        const raw = v.stats[key];
+        if (raw === null) continue; // the guest does not report it
+        const value = Number(raw);
         if (!Number.isFinite(value)) continue;
         if (metric instanceof Counter) metric.inc({ vm: v.name }, Math.max(0, value));
         else metric.set({ vm: v.name }, value);

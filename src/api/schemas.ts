@@ -81,6 +81,31 @@ export const PublishBody = z
     nic: z.number().int().min(0).max(3).default(0),
   })
   .strict();
+/** Memory settings; ranges against the maximum are checked by the host. */
+export const MemoryBody = z
+  .object({
+    minMiB: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_MEMORY_MIB)
+      .nullable()
+      .describe('the floor the balloon never takes the guest under; null: the maximum (no ballooning)'),
+    weight: z.number().int().describe('share of the memory pool under pressure, 1..10000 (default 100)'),
+  })
+  .partial()
+  .strict();
+
+export const MemoryUpdateBody = MemoryBody.extend({
+  targetMiB: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_MEMORY_MIB)
+    .nullable()
+    .optional()
+    .describe('running VMs: pin the guest size within [min, max] MiB (the balloon takes the rest); null: the policy decides'),
+}).strict();
 
 export const CreateVmBody = z
   .object({
@@ -125,6 +150,7 @@ export const CreateNetworkBody = z
     mode: z.enum(['nat', 'isolated']).default('nat'),
     subnet: z.string().max(32).optional().describe('IPv4 CIDR; default: the first free 10.0.N.0/24'),
     dnsHosts: z.record(z.string().max(253), z.string().max(15)).optional().describe('extra names its DNS answers'),
+    memory: MemoryBody.optional(),
   })
   .strict();
 
@@ -143,6 +169,7 @@ export const UpdateVmBody = z
       .describe('running VMs: memory the virtio-balloon should take back from the guest'),
     cpu: CpuBody.optional().describe('CPU settings; a running VM gets them at once'),
     nicRates: z.array(NicRateBody).max(4).optional().describe('NIC bandwidth limits; applied live to a running VM'),
+    memory: MemoryUpdateBody.optional().describe('memory floor, weight and (running VMs) target'),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'nothing to update');
@@ -263,9 +290,24 @@ export const VmStatsSchema = z.object({
   stealSeconds: z.number().describe('runnable-but-waiting time since the VM started'),
   capUsePercent: z.number().nullable().describe('cpuPercent as a share of the cap in force'),
   instructionsPerSecond: z.number(),
-  residentBytes: z.number(),
+  residentBytes: z.number().describe('host memory the VM holds: guest RAM + decode caches + worker heap'),
+  guestRamBytes: z.number().describe('guest RAM chunks allocated on the host'),
+  decodeCacheBytes: z.number().describe("the harts' decoded-instruction pages"),
+  workerHeapBytes: z.number().describe("the VM worker isolate's V8 heap"),
   memoryBytes: z.number(),
   balloonBytes: z.number(),
+  balloonTargetBytes: z.number(),
+  balloonDeflateOnOom: z.boolean().describe('the guest may take its balloon back when it runs out of memory'),
+  guestStatsUpdates: z.number().describe('balloon statistics reports received'),
+  guestTotalBytes: z.number().nullable(),
+  guestFreeBytes: z.number().nullable(),
+  guestAvailableBytes: z.number().nullable().describe("the guest's MemAvailable"),
+  guestCachesBytes: z.number().nullable(),
+  guestMajorFaults: z.number().nullable(),
+  guestMinorFaults: z.number().nullable(),
+  guestSwapInBytes: z.number().nullable(),
+  guestSwapOutBytes: z.number().nullable(),
+  guestOomKills: z.number().nullable().describe('null: the guest kernel does not report it (before Linux 6.12)'),
   diskReadBytes: z.number(),
   diskWriteBytes: z.number(),
   diskReadOps: z.number(),
@@ -311,6 +353,13 @@ export const VmViewSchema = z.object({
     bursting: z.boolean(),
     threads: z.array(z.number()),
     perCoreNs: z.array(z.number()).nullable(),
+  }),
+  memory: z.object({
+    maxMiB: z.number(),
+    minMiB: z.number().describe('the floor in force'),
+    weight: z.number(),
+    targetMiB: z.number().nullable(),
+    sizeMiB: z.number().nullable().describe('what the balloon gives the guest now'),
   }),
 });
 
@@ -363,6 +412,7 @@ export const ERROR_CODES = [
   'SNAPSHOT_NOT_FOUND',
   'SNAPSHOT_EXISTS',
   'BAD_STATE_FILE',
+  'MEMORY_BUDGET',
   'INTERNAL',
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];
@@ -387,6 +437,27 @@ export const HostInfoSchema = z.object({
   vms: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
   usage: z.object({ vcpus: z.number(), memoryBytes: z.number(), residentBytes: z.number(), cpuPercent: z.number() }),
   cpuControl: z.object({ mechanism: z.string(), detail: z.string(), skipped: z.array(z.string()) }),
+  memory: z.object({
+    budgetBytes: z.number(),
+    overcommit: z.number(),
+    commitLimitBytes: z.number(),
+    committedBytes: z.number(),
+    floorsBytes: z.number(),
+    residentBytes: z.number(),
+    headroomBytes: z.number(),
+    policyTargetBytes: z.number(),
+    vms: z.array(
+      z.object({
+        name: z.string(),
+        maxBytes: z.number(),
+        floorBytes: z.number(),
+        sizeBytes: z.number().nullable(),
+        residentBytes: z.number(),
+        guestRamBytes: z.number(),
+        overheadBytes: z.number().describe('decode caches + worker heap: the fixed cost of the VM'),
+      }),
+    ),
+  }),
 });
 
 /** The first problem zod found, phrased for a person: "memoryMiB: Too big: expected number to be <=16384". */

@@ -5,6 +5,7 @@
  */
 import { parseNicRate } from './net-options.js';
 import { UsageError } from './verb.js';
+import { parseSizeMiB, SizeError } from '../host/memory/settings.js';
 
 export type PatchBody = Record<string, unknown> & { cpu?: Record<string, unknown> };
 
@@ -19,6 +20,18 @@ export interface SettingOption {
 }
 
 const cpu = (body: PatchBody): Record<string, unknown> => (body.cpu ??= {});
+const memory = (body: PatchBody): Record<string, unknown> =>
+  ((body.memory as Record<string, unknown> | undefined) ??= {}) as Record<string, unknown>;
+
+/** A size option ("512M", "1G") in MiB, or a usage error naming the option. */
+export function sizeOption(flag: string, raw: string): number {
+  try {
+    return parseSizeMiB(raw, flag);
+  } catch (err) {
+    if (err instanceof SizeError) throw new UsageError(err.message);
+    throw err;
+  }
+}
 const none = (raw: string): boolean => raw === 'none' || raw === 'off';
 
 function number(flag: string, raw: string, integer: boolean): number {
@@ -67,6 +80,27 @@ export const SETTING_OPTIONS: SettingOption[] = [
     help: "a NIC's bandwidth limit (RATE: 512K, 2M, 1G bytes/s or 100mbit; NIC index, default 0)",
     atCreate: false,
     apply: (b, raw) => void ((b.nicRates ??= []) as unknown[]).push(parseNicRate(raw)),
+  },
+  {
+    flag: 'memory-min',
+    value: 'SIZE|none',
+    help: 'the floor the balloon never takes the guest under (default: the maximum, no ballooning)',
+    atCreate: true,
+    apply: (b, raw) => void (memory(b).minMiB = none(raw) ? null : sizeOption('--memory-min', raw)),
+  },
+  {
+    flag: 'memory-weight',
+    value: 'N',
+    help: 'share of host memory under pressure, 1-10000 (default 100)',
+    atCreate: true,
+    apply: (b, raw) => void (memory(b).weight = number('--memory-weight', raw, true)),
+  },
+  {
+    flag: 'memory-target',
+    value: 'SIZE|auto',
+    help: "running VM: pin the guest's size within [min, max] (the balloon takes the rest); auto: the policy",
+    atCreate: false,
+    apply: (b, raw) => void (memory(b).targetMiB = raw === 'auto' || none(raw) ? null : sizeOption('--memory-target', raw)),
   },
   {
     flag: 'vcpus',

@@ -87,7 +87,7 @@ export function renderTop(
   const header = [
     `typevisor top - ${now.toLocaleTimeString()}  ${host.hostname}: ${host.cpus} cores, cpu control ${host.cpuControl.mechanism}`,
     `VMs: ${vms.length} total, ${running} running   host CPU ${hostCpu ? `${hostCpu.cpuPercent.toFixed(0)} %` : '-'} (idle ${hostCpu ? hostCpu.idleCores.toFixed(2) : '-'} cores)   VMs CPU ${vmCpu.toFixed(1)} %, steal ${vmSteal.toFixed(1)} %`,
-    `memory ${bytes(host.memoryBytes - host.freeMemoryBytes)} used of ${bytes(host.memoryBytes)}, VMs resident ${bytes(host.usage.residentBytes)}   sort: ${sort} (keys: ${Object.entries(
+    `memory ${bytes(host.memoryBytes - host.freeMemoryBytes)} used of ${bytes(host.memoryBytes)}, VMs resident ${bytes(host.usage.residentBytes)}${host.memory ? ` of budget ${bytes(host.memory.budgetBytes)}` : ''}   sort: ${sort} (keys: ${Object.entries(
       SORT_KEYS,
     )
       .map(([k, v]) => `${k}=${v}`)
@@ -104,6 +104,9 @@ export function renderTop(
     'CPUSET',
     'INSTR/S',
     'RESIDENT',
+    'SIZE',
+    'AVAIL',
+    'MAJFLT',
     'DISK R/W /s',
     'NET RX/TX /s',
     'CPU TIME',
@@ -121,13 +124,16 @@ export function renderTop(
       vm.cpu.cpuset ? vm.cpu.cpuset.join(',') : 'all',
       s ? si(s.instructionsPerSecond) : '-',
       s ? bytes(s.residentBytes) : '-',
+      vm.memory?.sizeMiB != null ? `${vm.memory.sizeMiB}M` : '-',
+      s && s.guestAvailableBytes !== null ? bytes(s.guestAvailableBytes) : '-',
+      s && s.guestMajorFaults !== null ? si(s.guestMajorFaults) : '-',
       s ? `${bytes(r.diskRead)}/${bytes(r.diskWrite)}` : '-',
       s ? `${bytes(r.netRx)}/${bytes(r.netTx)}` : '-',
       s ? `${s.cpuTimeSeconds.toFixed(1)}s` : '-',
     ];
   });
   const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
-  const right = new Set([2, 3, 4, 5, 7, 8, 9, 10, 11]);
+  const right = new Set([2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14]);
   const fmt = (r: string[]) =>
     r
       .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))

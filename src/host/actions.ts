@@ -12,6 +12,8 @@ import type { CpuView } from './cpu/manager.js';
 import type { HostEvent } from './events.js';
 import type { HostSample, VmSample } from './monitor/samples.js';
 import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
+import type { MemoryPatch } from './memory/settings.js';
+import type { HostMemoryView, MemoryView } from './memory/manager.js';
 
 export interface DiskSpec {
   /** Virtual size in MiB; an overlay defaults to its backing image's size. */
@@ -65,6 +67,8 @@ export interface CreateVmSpec {
   /** NICs; absent = one NIC on the 'default' network, [] = no network. */
   nics?: NicSpec[];
   publish?: PublishSpec[];
+  /** Memory floor and weight (defaults: the maximum, i.e. no ballooning; weight 100). */
+  memory?: MemoryPatch;
 }
 
 /** A live change of one NIC's limits: null removes a direction's limit, absent leaves it. */
@@ -85,6 +89,8 @@ export interface UpdateVmSpec {
   cpu?: CpuPatch;
   /** NIC limits, applied live to a running VM and kept in its record. */
   nicRates?: NicRatePatch[];
+  /** Memory floor and weight; targetMiB pins a running VM's size (null hands it back to the policy). */
+  memory?: MemoryPatch & { targetMiB?: number | null };
 }
 
 export const VM_ACTIONS = ['start', 'shutdown', 'stop', 'pause', 'resume', 'reboot'] as const;
@@ -183,6 +189,7 @@ export interface VmView {
   /** Live figures while the VM has a worker; null otherwise. */
   stats: VmViewStats | null;
   cpu: CpuView;
+  memory: MemoryView;
 }
 
 export interface VmViewStats extends VmStats {
@@ -208,6 +215,8 @@ export interface HostInfo {
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };
   /** How CPU settings are enforced on this host, and why better mechanisms were passed over. */
   cpuControl: { mechanism: string; detail: string; skipped: string[] };
+  /** The memory budget, what running VMs commit and hold, and the headroom. */
+  memory: HostMemoryView;
 }
 
 export interface EventsResult {

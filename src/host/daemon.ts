@@ -16,6 +16,8 @@ import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
 import type { Logger } from 'pino';
 import type { MechanismChoice } from './cpu/probe.js';
+import type { MemoryBudget } from './memory/budget.js';
+import { fixMmapThreshold } from './memory/malloc.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -63,6 +65,8 @@ export interface DaemonOptions {
   cpuMechanism?: MechanismChoice;
   /** Subnet of the 'default' NAT network. */
   defaultSubnet?: string;
+  /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
+  memoryBudget?: MemoryBudget;
 }
 
 export interface RunningDaemon {
@@ -120,6 +124,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   writeFileAtomic(layout.pidFile, `${process.pid}\n`, 0o600);
   const token = ensureToken(layout.tokenFile);
 
+  // Before any VM allocates guest RAM: chunks the guests give back must leave the process (malloc.ts).
+  if (!fixMmapThreshold()) log('memory: could not fix the malloc mmap threshold; freed guest RAM may stay in RSS');
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
   const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
   log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);
@@ -131,6 +137,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     cpuMechanism: opts.cpuMechanism,
     pathPolicy,
     defaultSubnet: opts.defaultSubnet,
+    memoryBudget: opts.memoryBudget,
   });
   const logger = opts.logger;
   if (logger) {

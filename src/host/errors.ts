@@ -23,7 +23,10 @@ export type HostErrorCode =
   | 'STORAGE_ERROR'
   | 'SNAPSHOT_NOT_FOUND'
   | 'SNAPSHOT_EXISTS'
-  | 'BAD_STATE_FILE';
+  | 'BAD_STATE_FILE'
+
+  /** Starting the VM would break the host memory budget (admission control). */
+  | 'MEMORY_BUDGET';
 
 const KIND: Record<HostErrorCode, HostErrorKind> = {
   INVALID_REQUEST: 'invalid',
@@ -48,6 +51,7 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   SNAPSHOT_NOT_FOUND: 'not-found',
   SNAPSHOT_EXISTS: 'conflict',
   BAD_STATE_FILE: 'invalid',
+  MEMORY_BUDGET: 'conflict',
 };
 
 export class HostError extends Error {

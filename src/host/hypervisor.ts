@@ -71,6 +71,19 @@ import type { StateFileInfo } from '../vm/protocol.js';
 import { backingOf, SnapshotStore, SNAPSHOT_FORMAT, SNAPSHOT_STATE_FILE, type SnapshotMeta } from './snapshot-store.js';
 import { cloneIdentity, guestIdentity, identityRequest } from './clone-identity.js';
 import { completeSave, copyDisk, prepareSaveDir, readSaveManifest, SAVE_FORMAT, SAVE_VERSION, STATE_FILE } from './snapshots.js';
+import {
+  applyMemoryPatch,
+  checkMemoryTarget,
+  defaultMemorySettings,
+  describeMemory,
+  floorMiB,
+  memorySettingsFromRecord,
+  MemorySettingsError,
+  type MemoryPatch,
+  type MemorySettings,
+} from './memory/settings.js';
+import { admissionProblem, defaultBudgetMiB, type MemoryBudget } from './memory/budget.js';
+import { MemoryManager, type VmMemoryFigures } from './memory/manager.js';
 
 export interface HypervisorOptions {
   home: HomeLayout;
@@ -88,6 +101,8 @@ export interface HypervisorOptions {
   startNetwork?: StartNetwork;
   /** Subnet of the 'default' NAT network. */
   defaultSubnet?: string;
+  /** Host memory budget and overcommit ratio (default: host RAM minus a reserve, 1.0). */
+  memoryBudget?: MemoryBudget;
 }
 
 interface LiveVm {
@@ -126,6 +141,8 @@ export class Hypervisor implements HostChannel {
   private readonly cpuSkipped: string[];
   readonly monitor: Monitor;
   private readonly policies: PolicyLoop;
+  readonly memoryBudget: MemoryBudget;
+  readonly memory: MemoryManager;
 
   private readonly paths: PathPolicy;
 
@@ -136,7 +153,14 @@ export class Hypervisor implements HostChannel {
     const probed = probeCpuEnforcer(opts.cpuMechanism ?? 'auto');
     this.cpuSkipped = probed.skipped;
     this.cpu = new CpuManager(probed.enforcer, this.events, this.log);
-    this.monitor = new Monitor(() => this.monitored(), this.log);
+    this.memoryBudget = opts.memoryBudget ?? { budgetMiB: defaultBudgetMiB(), overcommit: 1 };
+    this.memory = new MemoryManager(this.memoryBudget, this.events, this.log);
+    this.monitor = new Monitor(
+      () => this.monitored(),
+      this.log,
+      undefined,
+      (samples) => this.memory.tick(samples, (name) => this.vms.get(name)?.vm),
+    );
     this.policies = new PolicyLoop(this.cpu, this.log);
     this.networks = new NetworkRegistry(opts.home.networksDir, opts.defaultSubnet, this.log);
     this.netManager = new NetworkManager({
@@ -320,6 +344,12 @@ export class Hypervisor implements HostChannel {
       const files = checkRequestedFiles(this.paths, spec);
       if (files.kernel) await refuseNonKernel(files.kernel, spec.kernelFormat ?? 'auto');
       const cpu = this.checkedCpu(defaultCpuSettings(), spec.cpu ?? {});
+      const memory = checkedMemory(defaultMemorySettings(), spec.memory ?? {}, spec.memoryMiB);
+      if (floorMiB(memory, spec.memoryMiB) > this.memoryBudget.budgetMiB)
+        throw new HostError(
+          'INVALID_CONFIG',
+          `'${spec.name}' needs at least ${floorMiB(memory, spec.memoryMiB)} MiB but the whole memory budget is ${this.memoryBudget.budgetMiB} MiB`,
+        );
 
       const nics = this.planNics(spec.nics);
       const publish = this.planPublish(spec.publish ?? [], nics);
@@ -386,11 +416,16 @@ export class Hypervisor implements HostChannel {
           bootMarker: image?.bootMarker,
           config,
           cpu,
+          memory,
         };
         await this.registry.save(rec);
         const live = this.track(rec);
         this.log(`created ${spec.name}`);
-        this.events.emit({ type: 'vm-created', vm: spec.name, reason: `created (${describeCpu(cpu)})` });
+        this.events.emit({
+          type: 'vm-created',
+          vm: spec.name,
+          reason: `created (${describeCpu(cpu)}) (${describeMemory(memory, spec.memoryMiB)})`,
+        });
         return this.view(live, null);
       } catch (err) {
         await this.registry.remove(spec.name);
@@ -406,8 +441,23 @@ export class Hypervisor implements HostChannel {
   private update(name: string, patch: UpdateVmSpec): Promise<VmView> {
     const live = this.find(name);
     return this.withLock(live, async () => {
-      // Refuse bad CPU settings before anything else in the patch acts.
+      // Refuse bad CPU and memory settings before anything else in the patch acts.
       if (patch.cpu) this.checkedCpu(this.cpuOf(live), patch.cpu);
+      const maxMiB = patch.memoryMiB ?? live.rec.config.memoryMiB;
+      const memory = checkedMemory(this.memoryOf(live), patch.memory ?? {}, maxMiB);
+      const targetMiB = patch.memory?.targetMiB;
+      if (targetMiB !== undefined) {
+        if (!live.vm || live.rec.state !== 'running')
+          throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; a memory target applies to a running VM`);
+        if (!live.rec.config.balloon)
+          throw new HostError('INVALID_CONFIG', `'${name}' has no balloon device: its memory cannot be resized`);
+        if (targetMiB !== null) checkedTarget(targetMiB, memory, maxMiB);
+      }
+      if (live.vm && patch.memory?.minMiB !== undefined) {
+        const others = this.admitted().filter((v) => v.name !== name);
+        const problem = admissionProblem(this.memoryBudget, others, { name, maxMiB, floorMiB: floorMiB(memory, maxMiB) });
+        if (problem) throw new HostError('MEMORY_BUDGET', problem);
+      }
       // vCPUs of a running VM: hot-plug (harts online/offline), not a new board size.
       if (patch.vcpus !== undefined && live.vm && patch.memoryMiB === undefined && patch.cmdline === undefined) {
         await this.hotplug(live, patch.vcpus);
@@ -463,10 +513,13 @@ export class Hypervisor implements HostChannel {
           throw new HostError('ENGINE_ERROR', `${name}: the CPU settings could not be applied: ${(err as Error).message}`);
         }
       }
+      if (targetMiB !== undefined) await this.memory.setTarget(name, live.vm!, targetMiB, maxMiB);
+      if (live.vm && patch.memory) this.memory.update(name, memory, maxMiB);
       live.rec = {
         ...live.rec,
         config,
         cpu,
+        memory,
         autostart: patch.autostart ?? live.rec.autostart,
         updatedAt: new Date().toISOString(),
       };
@@ -477,6 +530,19 @@ export class Hypervisor implements HostChannel {
           vm: name,
           changes: { cpu: patch.cpu },
           reason: `cpu set to ${describeCpu(cpu)}${live.vm ? ` (in force now, ${this.cpu.enforcer.mechanism})` : ' (from the next start)'}`,
+        });
+      if (patch.memory)
+        this.events.emit({
+          type: 'settings',
+          vm: name,
+          changes: { memory: patch.memory },
+          reason:
+            `${describeMemory(memory, maxMiB)}` +
+            (targetMiB === undefined
+              ? ''
+              : targetMiB === null
+                ? ', target cleared (the policy sizes it)'
+                : `, target ${targetMiB} MiB`),
         });
       return this.view(live, null);
     });
@@ -500,6 +566,7 @@ export class Hypervisor implements HostChannel {
       await this.releaseNet(live);
       this.vms.delete(name);
       this.cpu.detach(name);
+      this.memory.detach(name);
       this.monitor.forget(name);
       this.events.emit({ type: 'vm-deleted', vm: name, reason: force ? 'deleted (forced)' : 'deleted' });
       await live.log.flush();
@@ -1019,6 +1086,13 @@ export class Hypervisor implements HostChannel {
 
   private async doStart(live: LiveVm, restore?: { path: string; lazyRam: boolean }): Promise<StateFileInfo | void> {
     this.check(live, 'start');
+    const maxMiB = live.rec.config.memoryMiB;
+    const problem = admissionProblem(this.memoryBudget, this.admitted(), {
+      name: live.rec.name,
+      maxMiB,
+      floorMiB: floorMiB(this.memoryOf(live), maxMiB),
+    });
+    if (problem) throw new HostError('MEMORY_BUDGET', problem);
     checkConfigFiles(this.paths, live.rec.config);
     for (const nic of live.rec.config.nics ?? []) this.networks.get(nic.network);
     await this.releaseNet(live);
@@ -1042,6 +1116,7 @@ export class Hypervisor implements HostChannel {
     }
     live.vm = engineVm;
     live.lastStats = null;
+    this.memory.attach(live.rec.name, live.rec.config, this.memoryOf(live));
     this.setState(live, 'running');
     try {
       if (!restore) {
@@ -1060,6 +1135,7 @@ export class Hypervisor implements HostChannel {
         await engineVm.stop().catch(() => {});
         this.cpu.detach(live.rec.name, engineVm);
         await this.releaseNet(live);
+        this.memory.detach(live.rec.name);
         this.setState(live, 'crashed', `${restore ? 'restore' : 'start'} failed: ${message}`);
       }
       if (restore && /machine state (file|section)/.test(message)) throw new HostError('BAD_STATE_FILE', message);
@@ -1076,6 +1152,7 @@ export class Hypervisor implements HostChannel {
       this.cpu.detach(live.rec.name, vm);
     }
     await this.releaseNet(live);
+    this.memory.detach(live.rec.name);
     if (live.rec.state !== 'crashed' || to === 'crashed') this.setState(live, to, reason);
   }
 
@@ -1101,6 +1178,7 @@ export class Hypervisor implements HostChannel {
   private onExit(live: LiveVm, vm: EngineVm, exit: VmExit): void {
     if (live.vm !== vm || this.vms.get(live.rec.name) !== live) return;
     live.vm = undefined;
+    this.memory.detach(live.rec.name);
     void vm
       .stop()
       .catch(() => {})
@@ -1241,7 +1319,25 @@ export class Hypervisor implements HostChannel {
       })),
       stats,
       cpu,
+      memory: this.memory.view(r.name, this.memoryOf(live), r.config.memoryMiB),
     };
+  }
+
+  // ---- memory allocation ------------------------------------------------------------------------------------
+
+  private memoryOf(live: LiveVm): MemorySettings {
+    return memorySettingsFromRecord(live.rec.memory, live.rec.config.memoryMiB);
+  }
+
+  /** The VMs holding memory now (admission counts them), with their maxima and floors. */
+  private admitted(): { name: string; maxMiB: number; floorMiB: number }[] {
+    return [...this.vms.values()]
+      .filter((l) => l.vm !== undefined)
+      .map((l) => ({
+        name: l.rec.name,
+        maxMiB: l.rec.config.memoryMiB,
+        floorMiB: floorMiB(this.memoryOf(l), l.rec.config.memoryMiB),
+      }));
   }
 
   // ---- CPU allocation ---------------------------------------------------------------------------------------
@@ -1401,6 +1497,7 @@ export class Hypervisor implements HostChannel {
     let memoryBytes = 0;
     let residentBytes = 0;
     let cpuPercent = 0;
+    const perVm: VmMemoryFigures[] = [];
     // Sampled together: one busy worker's slow answer must not add up across every VM.
     const live = [...this.vms.values()];
     const samples = await Promise.all(live.map((l) => (isActive(l.rec.state) ? this.sampleStats(l) : null)));
@@ -1409,8 +1506,10 @@ export class Hypervisor implements HostChannel {
       if (!isActive(l.rec.state)) continue;
       vcpus += l.rec.config.cpus;
       memoryBytes += l.rec.config.memoryMiB * MIB;
-      residentBytes += samples[i]?.residentBytes ?? 0;
-      cpuPercent += samples[i]?.cpuPercent ?? 0;
+      const s = samples[i];
+      if (s) perVm.push({ name: l.rec.name, stats: s });
+      residentBytes += s?.residentBytes ?? 0;
+      cpuPercent += s?.cpuPercent ?? 0;
     }
     const mem = process.memoryUsage();
     const cpuList = cpus();
@@ -1432,7 +1531,26 @@ export class Hypervisor implements HostChannel {
       vms: { total: this.vms.size, byState },
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
       cpuControl: { mechanism: this.cpu.enforcer.mechanism, detail: this.cpu.enforcer.detail, skipped: this.cpuSkipped },
+      memory: this.memory.hostView(this.admitted(), perVm),
     };
+  }
+}
+
+function checkedMemory(current: MemorySettings, patch: MemoryPatch, maxMiB: number): MemorySettings {
+  try {
+    return applyMemoryPatch(current, patch, maxMiB);
+  } catch (err) {
+    if (err instanceof MemorySettingsError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
+  }
+}
+
+function checkedTarget(targetMiB: number, s: MemorySettings, maxMiB: number): void {
+  try {
+    checkMemoryTarget(targetMiB, s, maxMiB);
+  } catch (err) {
+    if (err instanceof MemorySettingsError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
   }
 }
 

@@ -13,6 +13,7 @@ import { isVmState, type VmState } from './lifecycle.js';
 import type { VmConfig } from '../vm/config.js';
 import { LatestValueWriter } from './write-queue.js';
 import type { CpuSettings } from './cpu/settings.js';
+import type { MemorySettings } from './memory/settings.js';
 
 export const RECORD_SCHEMA = 1;
 
@@ -35,6 +36,8 @@ export interface VmRecord {
   cpu?: CpuSettings;
   /** Addresses the VM's networks leased to its NICs (mac → IPv4), kept so they stay stable. */
   leases?: Record<string, string>;
+  /** Memory floor and weight (absent: no floor below the maximum, weight 100). */
+  memory?: MemorySettings;
 }
 
 export class RecordError extends Error {

@@ -162,6 +162,12 @@ export class HartAdapter implements HartPort {
   flushTlbRange(start: number, size: number, asid: number): void {
     this.hart.flushTlbRange(start, size, asid);
   }
+  trimDecodeCache(): void {
+    this.hart.trimDecodeCache();
+  }
+  decodeCacheBytes(): number {
+    return this.hart.decodeCacheBytes();
+  }
   flushDecodeCache(): void {
     this.hart.flushDecodeCache();
   }

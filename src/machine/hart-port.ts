@@ -37,6 +37,10 @@ export interface HartPort {
   /** Remote sfence.vma over [start, start+size) for `asid` (-1: every address space); size 0 or -1 is everything. */
   flushTlbRange(start: number, size: number, asid: number): void;
   flushDecodeCache(): void;
+  /** Host bytes held by decoded instruction pages (optional: harts without a decode cache hold none). */
+  decodeCacheBytes?(): number;
+  /** Frees the decoded pages (optional): an idle guest's memory trim. */
+  trimDecodeCache?(): void;
   /**
    * Puts the hart where OpenSBI leaves it before jumping to the kernel: S-mode at `pc`, delegations set,
    * counters enabled, PMP open, Sstc enabled, FS initial.

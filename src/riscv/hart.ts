@@ -460,6 +460,8 @@ const TLB_MASK = TLB_SIZE - 1;
 const FLUSH_PAGES_MAX = 64;
 /** Flushes everything once the decode cache holds this many pages (16 KiB each). */
 const DECODE_CACHE_LIMIT = 2048;
+/** DecodedPage's typed arrays: code ((PAGE_SLOTS + 2) × 2 int32) and snap (PAGE_SLOTS uint16). */
+const DECODED_PAGE_BYTES = (PAGE_SLOTS + 2) * 2 * 4 + PAGE_SLOTS * 2;
 
 const ACC_FETCH = 0;
 const ACC_LOAD = 1;
@@ -894,6 +896,16 @@ export class Hart {
     this.updateContext();
   }
   /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
+  /** Frees every decoded page (an idle guest's memory trim); they are decoded again when next run. */
+  trimDecodeCache(): void {
+    this.dropDecodeCache();
+  }
+
+  /** Host bytes the decoded pages hold (each: the decoded slots plus the halfword snapshot). */
+  decodeCacheBytes(): number {
+    return this.decodeCache.size * DECODED_PAGE_BYTES;
+  }
+
   flushDecodeCache(): void {
     this.codeEpoch++;
     this.fetchTag.fill(NaN);

@@ -12,10 +12,12 @@ import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicRateLimit } from './config.js';
 import { defaultHartFactory, loadBootImages, type BootImages } from './machine-runner.js';
-import { attachVirtioDevices, type AttachedVirtioDevices } from './virtio-devices.js';
+import { attachVirtioDevices, guestMemoryCounters, type AttachedVirtioDevices } from './virtio-devices.js';
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
 import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 import { randomBytes } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
+import { collectAfterRelease } from './release-gc.js';
 
 const PAGE = 4096;
 
@@ -80,7 +82,13 @@ class MachineRuntime implements GuestRuntime {
 
   private launch(machine: Machine): void {
     this.stopPolling?.();
-    this.stopPolling = this.devices!.pollBalloonStats(5_000);
+    // The host's memory policy samples every second; fresh guest figures let it react within one sample.
+    const stopStats = this.devices!.pollBalloonStats(1_000);
+    const stopGc = collectAfterRelease(() => this.machine?.ram.allocatedBytes ?? 0);
+    this.stopPolling = () => {
+      stopStats();
+      stopGc();
+    };
     this.machine = machine;
     machine.setPacer(this.pacer);
     void machine.exited.then((exit) => this.onExit(machine, exit));
@@ -254,12 +262,21 @@ class MachineRuntime implements GuestRuntime {
     const v = this.devices?.counters();
     const nics = v?.nics ?? [];
     const sum = (f: (n: (typeof nics)[number]) => number) => nics.reduce((a, n) => a + f(n), 0);
+    const ms = m?.stats();
+    const guestRamBytes = ms?.allocatedRamBytes ?? 0;
+    const decodeCacheBytes = ms?.decodeCacheBytes ?? 0;
+    // This runs in the VM's worker: the heap figures are its own isolate's.
+    const workerHeapBytes = getHeapStatistics().total_heap_size;
     return {
       instret: this.instretBefore + (m ? this.instretOf(m) : 0),
       vcpusOnline: m ? m.onlineHarts() : 0,
-      residentBytes: m ? m.ram.allocatedBytes : 0,
+      residentBytes: guestRamBytes + decodeCacheBytes + workerHeapBytes,
+      guestRamBytes,
+      decodeCacheBytes,
+      workerHeapBytes,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       balloonBytes: v?.balloonBytes ?? 0,
+      ...guestMemoryCounters(this.devices?.balloon),
       diskReadBytes: v?.diskReadBytes ?? 0,
       diskWriteBytes: v?.diskWriteBytes ?? 0,
       diskReadOps: v?.diskReadOps ?? 0,

@@ -55,9 +55,32 @@ export interface RuntimeCounters {
   instret: number;
   /** Harts the guest has running (SBI HSM started); all of them with external firmware, which owns HSM. */
   vcpusOnline: number;
+  /** Host memory the VM holds: guestRamBytes + decodeCacheBytes + workerHeapBytes. */
   residentBytes: number;
+  /** Guest RAM chunks allocated on the host. */
+  guestRamBytes: number;
+  /** The harts' decoded-instruction pages. */
+  decodeCacheBytes: number;
+  /** The worker isolate's own V8 heap (committed). */
+  workerHeapBytes: number;
   memoryBytes: number;
   balloonBytes: number;
+  /** Guest memory statistics from virtio-balloon (null until the guest reports them, or when it does not). */
+  guestStatsUpdates: number;
+  guestTotalBytes: number | null;
+  guestFreeBytes: number | null;
+  guestAvailableBytes: number | null;
+  guestCachesBytes: number | null;
+  guestMajorFaults: number | null;
+  guestMinorFaults: number | null;
+  guestSwapInBytes: number | null;
+  guestSwapOutBytes: number | null;
+  /** Reported by guests from Linux 6.12 on; null from older ones. */
+  guestOomKills: number | null;
+  /** The balloon size the host asks for. */
+  balloonTargetBytes: number;
+  /** The guest accepted deflate-on-OOM (it may take its balloon back under sudden pressure). */
+  balloonDeflateOnOom: boolean;
   diskReadBytes: number;
   diskWriteBytes: number;
   diskReadOps: number;

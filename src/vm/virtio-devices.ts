@@ -19,6 +19,43 @@ import type { BlockBackend } from '../storage/backend.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
 import type { DiskConfig, NicConfig, NicRateLimit, VmConfig } from './config.js';
 import { SwitchableBackend } from './switchable-backend.js';
+import type { RuntimeCounters } from './protocol.js';
+
+/** The guest memory figures of the runtime counters, from the balloon's latest statistics. */
+export type GuestMemoryCounters = Pick<
+  RuntimeCounters,
+  | 'guestStatsUpdates'
+  | 'guestTotalBytes'
+  | 'guestFreeBytes'
+  | 'guestAvailableBytes'
+  | 'guestCachesBytes'
+  | 'guestMajorFaults'
+  | 'guestMinorFaults'
+  | 'guestSwapInBytes'
+  | 'guestSwapOutBytes'
+  | 'guestOomKills'
+  | 'balloonTargetBytes'
+  | 'balloonDeflateOnOom'
+>;
+
+export function guestMemoryCounters(balloon: VirtioBalloon | undefined): GuestMemoryCounters {
+  const v = balloon?.stats().values ?? {};
+  const n = (k: string): number | null => (typeof v[k] === 'number' ? v[k] : null);
+  return {
+    guestStatsUpdates: balloon?.stats().updates ?? 0,
+    guestTotalBytes: n('totalMemory'),
+    guestFreeBytes: n('freeMemory'),
+    guestAvailableBytes: n('availableMemory'),
+    guestCachesBytes: n('diskCaches'),
+    guestMajorFaults: n('majorFaults'),
+    guestMinorFaults: n('minorFaults'),
+    guestSwapInBytes: n('swapIn'),
+    guestSwapOutBytes: n('swapOut'),
+    guestOomKills: n('oomKills'),
+    balloonTargetBytes: (balloon?.targetPages ?? 0) * 4096,
+    balloonDeflateOnOom: balloon?.deflateOnOom ?? false,
+  };
+}
 
 /** What the board gives each factory (src/machine's VirtioAttachContext satisfies it). */
 export interface VirtioSlotContext {

@@ -70,6 +70,7 @@ ${settingsUsage(true)}`,
       cpu: settingsBody(values, true).cpu,
       nics: values['no-nic'] ? [] : values.nic?.map(parseNic),
       publish: values.publish?.map(parsePublish),
+      memory: settingsBody(values, true).memory,
     };
     if (values['no-nic'] && values.nic) throw new UsageError('--no-nic and --nic exclude each other');
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));

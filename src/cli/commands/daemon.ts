@@ -7,13 +7,15 @@ import { HostError } from '../../host/errors.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
 import { MECHANISM_CHOICES, MechanismUnavailableError, type MechanismChoice } from '../../host/cpu/probe.js';
 import { pino } from 'pino';
+import { BudgetError, checkBudget, defaultBudgetMiB, type MemoryBudget } from '../../host/memory/budget.js';
+import { parseSizeMiB, SizeError } from '../../host/memory/settings.js';
 
 export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
                         [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
                         [--default-subnet CIDR]
-                        [--log-level trace|debug|info|warn|error]
+                        [--log-level trace|debug|info|warn|error] [--memory-budget SIZE] [--overcommit RATIO]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
 and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
@@ -23,7 +25,10 @@ in clear; clients use --url https://HOST:PORT, and --ca FILE for a certificate n
 API clients may name kernel, initrd and firmware files only under <home>/images, the built guest cache
 (the 'default' image) and each --allow-path DIR (symlinks leading out and '..' are refused: 403 PATH_NOT_ALLOWED).
 CPU settings are enforced with cgroup v2, else cgroup v1, else sched_setaffinity/setpriority and a cap in the
-VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an error). Logs are JSON lines (pino)
+VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an error).
+--memory-budget (e.g. 8G; default host RAM minus max(1 GiB, 10 %)) is what VMs may hold; the running VMs'
+maximums may add up to budget × --overcommit (default 1.0) and their minimums to the budget: a start past
+either is refused (409 MEMORY_BUDGET). Logs are JSON lines (pino)
 on stderr. --default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24 otherwise).
 Stops every VM on SIGINT/SIGTERM.`;
 
@@ -42,6 +47,8 @@ export async function run(argv: string[]): Promise<number> {
         'cpu-mechanism': { type: 'string' },
         'log-level': { type: 'string' },
         'default-subnet': { type: 'string' },
+        'memory-budget': { type: 'string' },
+        overcommit: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -100,6 +107,21 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`typevisor daemon: --log-level takes trace, debug, info, warn, error, fatal or silent`);
     return 2;
   }
+  let memoryBudget: MemoryBudget;
+  try {
+    const budgetMiB =
+      values['memory-budget'] !== undefined ? parseSizeMiB(values['memory-budget'], '--memory-budget') : defaultBudgetMiB();
+    const ratio = values.overcommit ?? '1';
+    if (!/^\d+(\.\d+)?$/.test(ratio)) throw new BudgetError(`--overcommit takes a ratio like 1.5, got ${JSON.stringify(ratio)}`);
+    memoryBudget = { budgetMiB, overcommit: Number(ratio) };
+    checkBudget(memoryBudget);
+  } catch (err) {
+    if (err instanceof SizeError || err instanceof BudgetError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
   const home = values.home ? values.home : defaultHome();
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const log = (line: string) => {
@@ -122,6 +144,7 @@ export async function run(argv: string[]): Promise<number> {
       logger,
       cpuMechanism: mechanism as MechanismChoice,
       defaultSubnet: values['default-subnet'],
+      memoryBudget,
     });
   } catch (err) {
     if (err instanceof MechanismUnavailableError) {
@@ -142,6 +165,7 @@ export async function run(argv: string[]): Promise<number> {
   console.log(`listening ${daemon.addresses.map(formatListen).join(' ')}`);
   const cpu = daemon.hypervisor.cpu.enforcer;
   log(`cpu allocation: ${cpu.mechanism} (${cpu.detail})`);
+  log(`memory budget: ${memoryBudget.budgetMiB} MiB, overcommit ${memoryBudget.overcommit}`);
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {
       log(`${sig}: stopping VMs`);

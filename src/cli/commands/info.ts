@@ -34,11 +34,15 @@ export const run = defineVerb({
       ...c.disks.map((d, i): [string, string] => [`disk${i}`, `${d.path} (${d.format}${d.readOnly ? ', read-only' : ''})`]),
       ...(c.nics ?? []).map((n, i): [string, string] => {
         const ip = vm.addresses.find((a) => a.nic === i)?.ip;
-        const lim = (l: typeof n.rx) => (l?.bytesPerSecond ? `${bytes(l.bytesPerSecond)}/s` : l?.packetsPerSecond ? `${l.packetsPerSecond} pkt/s` : '');
+        const lim = (l: typeof n.rx) =>
+          l?.bytesPerSecond ? `${bytes(l.bytesPerSecond)}/s` : l?.packetsPerSecond ? `${l.packetsPerSecond} pkt/s` : '';
         const rates = [n.rx ? `rx ≤ ${lim(n.rx)}` : '', n.tx ? `tx ≤ ${lim(n.tx)}` : ''].filter(Boolean).join(', ');
         return [`nic${i}`, `${n.network} ${n.mac} ${ip ?? '(no address yet)'}${rates ? ` [${rates}]` : ''}`];
       }),
-      ...(c.publish ?? []).map((p): [string, string] => ['publish', `${p.hostIp}:${p.hostPort} → nic${p.nic}:${p.guestPort}/${p.proto}`]),
+      ...(c.publish ?? []).map((p): [string, string] => [
+        'publish',
+        `${p.hostIp}:${p.hostPort} → nic${p.nic}:${p.guestPort}/${p.proto}`,
+      ]),
       ['created', vm.createdAt],
     ];
     const s = vm.stats;

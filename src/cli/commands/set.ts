@@ -3,7 +3,7 @@ import { formatCpu } from '../format-cpu.js';
 import { settingParseOptions, settingsBody, settingsUsage } from '../settings-options.js';
 import { defineVerb, enc, printJson, UsageError } from '../verb.js';
 
-export const summary = "change a VM's settings (CPU weight, cap, cpuset, burst, vCPUs), live when it runs";
+export const summary = "change a VM's settings (CPU, memory floor, weight and target, vCPUs), live when it runs";
 
 export const run = defineVerb({
   name: 'set',
@@ -19,6 +19,12 @@ ${settingsUsage(false)}`,
     if (Object.keys(body).length === 0) throw new UsageError('nothing to set: give at least one option');
     const vm = await client.json<VmView>('PATCH', `/vms/${enc(positionals[0]!)}`, body);
     if (values.json) printJson(vm);
+    else if (body.memory && !body.cpu)
+      console.log(
+        `${vm.name}: memory max ${vm.memory.maxMiB} MiB, min ${vm.memory.minMiB} MiB, weight ${vm.memory.weight}` +
+          (vm.memory.sizeMiB === null ? '' : `, size ${vm.memory.sizeMiB} MiB`) +
+          (vm.memory.targetMiB === null ? '' : ` (pinned)`),
+      );
     else console.log(`${vm.name}: ${formatCpu(vm)}${vm.state === 'running' ? '' : ` (${vm.state}: from the next start)`}`);
     return 0;
   },

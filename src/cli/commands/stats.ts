@@ -7,10 +7,10 @@ export const summary = 'live table of per-VM CPU, instructions/s, memory, disk a
 
 function render(vms: VmView[]): string {
   return table(
-    ['NAME', 'STATE', 'CPU%', 'INSTR/S', 'RESIDENT', 'MEMORY', 'BALLOON', 'DISK R/W', 'NET RX/TX', 'UPTIME'],
+    ['NAME', 'STATE', 'CPU%', 'INSTR/S', 'RESIDENT', 'MEMORY', 'BALLOON', 'AVAIL', 'MAJFLT', 'DISK R/W', 'NET RX/TX', 'UPTIME'],
     vms.map((v) => {
       const s = v.stats;
-      if (!s) return [v.name, v.state, '-', '-', '-', `${v.config.memoryMiB} MiB`, '-', '-', '-', '-'];
+      if (!s) return [v.name, v.state, '-', '-', '-', `${v.config.memoryMiB} MiB`, '-', '-', '-', '-', '-', '-'];
       return [
         v.name,
         v.state,
@@ -19,6 +19,8 @@ function render(vms: VmView[]): string {
         bytes(s.residentBytes),
         bytes(s.memoryBytes),
         bytes(s.balloonBytes),
+        s.guestAvailableBytes === null ? '-' : bytes(s.guestAvailableBytes),
+        s.guestMajorFaults === null ? '-' : String(s.guestMajorFaults),
         `${bytes(s.diskReadBytes)}/${bytes(s.diskWriteBytes)}`,
         `${bytes(s.netRxBytes)}/${bytes(s.netTxBytes)}`,
         `${Math.round(s.uptimeSeconds)}s`,

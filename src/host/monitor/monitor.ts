@@ -37,6 +37,8 @@ export class Monitor {
     private readonly collect: () => Promise<MonitoredVm[]>,
     private readonly log: (line: string) => void = () => {},
     private readonly intervalMs = SAMPLE_INTERVAL_MS,
+    /** Policies that act on the monitor's samples (memory) run after each one. */
+    private readonly afterSample: (samples: ReadonlyMap<string, VmSample>) => Promise<void> = async () => {},
   ) {}
 
   start(): void {
@@ -84,6 +86,7 @@ export class Monitor {
         ring.push(s);
       }
       this.hostSample(t, [...samples.values()]);
+      await this.afterSample(samples);
     } catch (err) {
       this.log(`monitor: sample failed: ${(err as Error).message}`);
     } finally {
@@ -107,7 +110,16 @@ export class Monitor {
       capPercent: vm.capPercent,
       weight: vm.weight,
       residentBytes: s.residentBytes,
+      overheadBytes: s.decodeCacheBytes + s.workerHeapBytes,
       balloonBytes: s.balloonBytes,
+      guestAvailableBytes: s.guestAvailableBytes,
+      guestFreeBytes: s.guestFreeBytes,
+      guestCachesBytes: s.guestCachesBytes,
+      guestMajorFaults: s.guestMajorFaults,
+      guestMinorFaults: s.guestMinorFaults,
+      guestSwapInBytes: s.guestSwapInBytes,
+      guestSwapOutBytes: s.guestSwapOutBytes,
+      guestOomKills: s.guestOomKills,
       diskReadBytesPerSecond: rate(s.diskReadBytes, p?.stats.diskReadBytes),
       diskWriteBytesPerSecond: rate(s.diskWriteBytes, p?.stats.diskWriteBytes),
       netRxBytesPerSecond: rate(s.netRxBytes, p?.stats.netRxBytes),

@@ -13,7 +13,18 @@ export interface VmSample {
   capPercent: number | null;
   weight: number;
   residentBytes: number;
+  /** Decode caches + worker heap (residentBytes minus guest RAM). */
+  overheadBytes: number;
   balloonBytes: number;
+  /** Guest figures from its balloon statistics (null until reported). */
+  guestAvailableBytes: number | null;
+  guestFreeBytes: number | null;
+  guestCachesBytes: number | null;
+  guestMajorFaults: number | null;
+  guestMinorFaults: number | null;
+  guestSwapInBytes: number | null;
+  guestSwapOutBytes: number | null;
+  guestOomKills: number | null;
   diskReadBytesPerSecond: number;
   diskWriteBytesPerSecond: number;
   netRxBytesPerSecond: number;
