@@ -780,7 +780,7 @@ export class Hypervisor implements HostChannel {
           autostart: false,
           ...(manifest.image ? { image: manifest.image } : {}),
           ...(manifest.bootMarker ? { bootMarker: manifest.bootMarker } : {}),
-          config: { ...manifest.config, name, disks },
+          config: this.withoutHostConflicts({ ...manifest.config, name, disks }),
         };
         this.registry.save(rec);
         live = this.track(rec);
@@ -1384,6 +1384,25 @@ export class Hypervisor implements HostChannel {
     await net
       ?.release()
       .catch((err: unknown) => this.log(`${live.rec.name}: releasing its networks failed: ${(err as Error).message}`));
+  }
+
+  /**
+   * A restored VM's config where another VM on this host already uses its MACs or host ports (the original still
+   * runs): those NICs get fresh MACs (a new address from their network) and those published ports are dropped.
+   */
+  private withoutHostConflicts(config: VmConfig): VmConfig {
+    const macs = new Set<string>();
+    const ports = new Set<string>();
+    for (const live of this.vms.values()) {
+      for (const n of live.rec.config.nics ?? []) macs.add(n.mac);
+      for (const p of live.rec.config.publish ?? []) ports.add(`${p.proto}:${p.hostPort}`);
+    }
+    const fresh = cloneIdentity(config);
+    return {
+      ...config,
+      nics: (config.nics ?? []).map((n, i) => (macs.has(n.mac) ? fresh.nics![i]! : n)),
+      publish: (config.publish ?? []).filter((p) => !ports.has(`${p.proto}:${p.hostPort}`)),
+    };
   }
 
   /** NICs for a new VM: one on 'default' unless the request says otherwise; MACs generated unique on this host. */

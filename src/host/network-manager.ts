@@ -91,7 +91,14 @@ export class NetworkManager {
         for (const [i, nic] of nics.entries()) {
           const run = await this.ensure(nic.network);
           const nicId = `${vmName}#${i}`;
-          ports.push(await run.network.attachNic({ nicId, mac: nic.mac, hostname: vmName }));
+          try {
+            ports.push(await run.network.attachNic({ nicId, mac: nic.mac, hostname: vmName }));
+          } catch (err) {
+            throw new HostError(
+              'INVALID_CONFIG',
+              `NIC ${i} (${nic.mac}) cannot join network '${nic.network}': ${(err as Error).message}`,
+            );
+          }
           run.nics.add(nicId);
           attached.push({ net: nic.network, nicId });
         }
