@@ -133,6 +133,7 @@ export const CreateVmBody = z
     cpu: CpuBody.optional(),
     nics: z.array(NicBody).max(4).optional().describe("NICs; absent: one on the 'default' network; [] for none"),
     publish: z.array(PublishBody).max(64).optional().describe('host ports forwarded to guest ports (nat networks)'),
+    memory: MemoryBody.optional(),
   })
   .strict();
 
@@ -150,7 +151,6 @@ export const CreateNetworkBody = z
     mode: z.enum(['nat', 'isolated']).default('nat'),
     subnet: z.string().max(32).optional().describe('IPv4 CIDR; default: the first free 10.0.N.0/24'),
     dnsHosts: z.record(z.string().max(253), z.string().max(15)).optional().describe('extra names its DNS answers'),
-    memory: MemoryBody.optional(),
   })
   .strict();
 

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostInfo, VmView } from '../../src/host/actions.js';
 import { cliArgs } from '../helpers/paths.js';
-import { removeHome, startDaemonProcess, tempHome, type DaemonHandle } from './daemon-harness.js';
+import { removeHome, startDaemonProcess, tempHome, toyKernel, type DaemonHandle } from './daemon-harness.js';
 
 const TIMEOUT = { timeout: 120_000 };
 const MIB = 1024 * 1024;
@@ -32,8 +32,8 @@ describe('memory settings, budget and admission (toy guests)', () => {
   let kernel: string;
   before(async () => {
     d = await startDaemonProcess({ extraArgs: ['--memory-budget', '1G', '--overcommit', '2'] });
-    kernel = join(d.home, 'k');
-    writeFileSync(kernel, 'toy');
+    kernel = join(d.kernels, 'k');
+    writeFileSync(kernel, toyKernel());
   });
   after(async () => {
     await d.stop();
@@ -62,7 +62,7 @@ describe('memory settings, budget and admission (toy guests)', () => {
       [['set', 'm1', '--memory-weight', '0'], 1, /memory weight must be a whole number from 1 to 10000/],
       [['set', 'm1', '--memory-target', '300M'], 4, /a memory target applies to a running VM/],
       [['create', 'm3', '--kernel', kernel, '--memory', '256M', '--memory-min', '1G'], 1, /minimum \(1024 MiB\) is above/],
-      [['create', 'm3', '--kernel', kernel, '--memory', 'lots'], 2, /--memory "lots" is not a size/],
+      [['create', 'm3', '--kernel', kernel, '--memory', 'lots'], 2, /--memory: cannot parse 'lots'/],
       [
         ['create', 'm3', '--kernel', kernel, '--memory', '2G'],
         1,
