@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The whole suite: type-check and build, make sure the guest images exist (cached), then run every test
 // file under dist/test with node's test runner. `--unit` skips the guest build for a quick local loop;
-// other arguments filter test files by substring.
+// other arguments filter test files by substring. `--jit=0|1|eager` sets TYPEVISOR_JIT for the tests (the hart's
+// block JIT: off, on, or translating every block on first entry), e.g. `node scripts/test.mjs --jit=eager riscv machine`.
 //
 // Files whose source carries an `// @exclusive` line measure something about the host (API latency under a
 // spinning guest, idle CPU use): they run one at a time after the parallel batch, so two test files never
@@ -13,6 +14,8 @@ import { join } from 'node:path';
 const root = new URL('..', import.meta.url).pathname;
 const unitOnly = process.argv.includes('--unit');
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const jitArg = process.argv.find((a) => a.startsWith('--jit='));
+const jitEnv = jitArg ? { TYPEVISOR_JIT: jitArg.slice('--jit='.length) } : {};
 
 function step(title, cmd, args) {
   console.log(`\n== ${title}`);
@@ -53,7 +56,7 @@ function runTests(list, concurrency) {
     const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...list], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, TYPEVISOR_TEST: '1' },
+      env: { ...process.env, TYPEVISOR_TEST: '1', ...jitEnv },
     });
     let tail = '';
     child.stdout.on('data', (chunk) => {
