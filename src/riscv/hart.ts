@@ -34,6 +34,8 @@
  * and executed by one switch. Loads/stores/fetches go through direct-mapped software TLBs whose tags fold in
  * the translation context (effective privilege, SUM, MXR), so the fast path is one compare and a DataView
  * access. Interrupts and the budget are checked when control leaves a page or a branch is taken.
+ * With the block JIT on (src/riscv/jit, `jit` option or TYPEVISOR_JIT), hot block entries run as translated
+ * functions instead; the interpreter remains the reference and runs everything else.
  */
 import type { Bus } from './bus.js';
 import { FP_OPS } from './fpu/index.js';
