@@ -2,6 +2,8 @@
 // The whole suite: type-check and build, make sure the guest images exist (cached), then run every test
 // file under dist/test with node's test runner. Every skipped test is listed with its reason before the last
 // line. `--unit` skips the guest build for a quick local loop; other arguments filter test files by substring.
+// `--jit=0|1|eager` sets TYPEVISOR_JIT for the tests (the hart's block JIT: off, on, or translating every block
+// on first entry), e.g. `node scripts/test.mjs --jit=eager riscv machine`.
 //
 // Files whose source carries an `// @exclusive` line measure something about the host (API latency under a
 // spinning guest, idle CPU use): they run one at a time after the parallel batch, so two test files never
@@ -14,6 +16,8 @@ import { join } from 'node:path';
 const root = new URL('..', import.meta.url).pathname;
 const unitOnly = process.argv.includes('--unit');
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const jitArg = process.argv.find((a) => a.startsWith('--jit='));
+const jitEnv = jitArg ? { TYPEVISOR_JIT: jitArg.slice('--jit='.length) } : {};
 
 function step(title, cmd, args) {
   console.log(`\n== ${title}`);
@@ -74,7 +78,7 @@ function runTests(list, concurrency) {
     const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...reporters, ...list], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, TYPEVISOR_TEST: '1' },
+      env: { ...process.env, TYPEVISOR_TEST: '1', ...jitEnv },
     });
     let tail = '';
     child.stdout.on('data', (chunk) => {
