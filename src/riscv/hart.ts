@@ -37,6 +37,7 @@
  * With the block JIT on (src/riscv/jit, `jit` option or TYPEVISOR_JIT), hot block entries run as translated
  * functions instead; the interpreter remains the reference and runs everything else.
  */
+import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
 import { FP_OPS } from './fpu/index.js';
 import { FpState, FP_MNEMONICS, type FpExec } from './fpu/state.js';
@@ -2805,43 +2806,6 @@ const S_SEPC = 6;
 const S_SCAUSE = 7;
 const S_STVAL = 8;
 const S_STVEC = 9;
-
-function shl(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd + 1] = (hi << s) | (lo >>> (32 - s));
-    x[rd] = lo << s;
-  } else {
-    x[rd + 1] = lo << (s - 32);
-    x[rd] = 0;
-  }
-}
-function shr(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd] = (lo >>> s) | (hi << (32 - s));
-    x[rd + 1] = hi >>> s;
-  } else {
-    x[rd] = hi >>> (s - 32);
-    x[rd + 1] = 0;
-  }
-}
-function sar(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd] = (lo >>> s) | (hi << (32 - s));
-    x[rd + 1] = hi >> s;
-  } else {
-    x[rd] = hi >> (s - 32);
-    x[rd + 1] = hi >> 31;
-  }
-}
 
 /**
  * For the interpreter at a taken in-page branch with the JIT on: true while the target stays cold (counting

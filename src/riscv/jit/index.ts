@@ -9,6 +9,7 @@
  * `TYPEVISOR_JIT=eager` translates every block on its first entry (tests use it so short programs run
  * translated code); `TYPEVISOR_JIT=threshold=N` sets the hotness.
  */
+import { sar, shl, shr } from '../shift64.js';
 import { FP_OPS } from '../fpu/index.js';
 import { FP_MNEMONICS } from '../fpu/state.js';
 import * as I64 from '../int64.js';
@@ -60,43 +61,6 @@ export class PageBlocks {
 }
 
 const FP_FNS = FP_MNEMONICS.map((m) => FP_OPS[m]);
-
-function shl(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd + 1] = (hi << s) | (lo >>> (32 - s));
-    x[rd] = lo << s;
-  } else {
-    x[rd + 1] = lo << (s - 32);
-    x[rd] = 0;
-  }
-}
-function shr(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd] = (lo >>> s) | (hi << (32 - s));
-    x[rd + 1] = hi >>> s;
-  } else {
-    x[rd] = hi >>> (s - 32);
-    x[rd + 1] = 0;
-  }
-}
-function sar(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd] = (lo >>> s) | (hi << (32 - s));
-    x[rd + 1] = hi >> s;
-  } else {
-    x[rd] = hi >> (s - 32);
-    x[rd + 1] = hi >> 31;
-  }
-}
 
 export interface JitStats {
   /** Block entries translated (a page's slot that got a function). */
