@@ -883,17 +883,13 @@ export class Hypervisor implements HostChannel {
       try {
         if (isLive && state === 'running') await this.engineCall(live, (v) => v.pause());
         const { layers, info } = await this.freezeVm(live, store, tmp, withState);
-        const meta: SnapshotMeta = {
-          format: SNAPSHOT_FORMAT,
-          version: 1,
-          name: snapName,
+        const meta = snapshotMeta(
+          snapName,
           parent,
-          createdAt: new Date().toISOString(),
-          vmState: isLive ? (state as 'running' | 'paused') : 'stopped',
+          isLive ? (state as 'running' | 'paused') : 'stopped',
           layers,
-          state: withState ? SNAPSHOT_STATE_FILE : null,
-          stateBytes: info?.bytes ?? 0,
-        };
+          withState ? info : null,
+        );
         store.finish(tmp, meta);
         if (isLive && state === 'running') await this.engineCall(live, (v) => v.resume());
         this.log(`${name}: snapshot ${snapName} created`);
@@ -1004,17 +1000,13 @@ export class Hypervisor implements HostChannel {
           if (isLive && state === 'running') await this.engineCall(src, (v) => v.resume());
           // The clone's base is a snapshot of the source: listed by 'snapshot ls', and its layers stay while any
           // VM's disks reach them.
-          const meta: SnapshotMeta = {
-            format: SNAPSHOT_FORMAT,
-            version: 1,
-            name: snapName,
+          const meta = snapshotMeta(
+            snapName,
             parent,
-            createdAt: new Date().toISOString(),
-            vmState: isLive ? (state as 'running' | 'paused') : 'stopped',
+            isLive ? (state as 'running' | 'paused') : 'stopped',
             layers,
-            state: running ? SNAPSHOT_STATE_FILE : null,
-            stateBytes: info?.bytes ?? 0,
-          };
+            running ? info : null,
+          );
           store.finish(tmp, meta);
           const disks: DiskConfig[] = [];
           for (const [i, d] of src.rec.config.disks.entries()) {
@@ -1628,3 +1620,24 @@ const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) =>
     close: () => handle.close(),
   };
 };
+
+/** The record of a snapshot just frozen: its layers and, when it holds machine state, that state's size. */
+function snapshotMeta(
+  name: string,
+  parent: string | null,
+  vmState: SnapshotMeta['vmState'],
+  layers: SnapshotMeta['layers'],
+  state: StateFileInfo | null | undefined,
+): SnapshotMeta {
+  return {
+    format: SNAPSHOT_FORMAT,
+    version: 1,
+    name,
+    parent,
+    createdAt: new Date().toISOString(),
+    vmState,
+    layers,
+    state: state !== null ? SNAPSHOT_STATE_FILE : null,
+    stateBytes: state?.bytes ?? 0,
+  };
+}
