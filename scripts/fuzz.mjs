@@ -20,6 +20,8 @@ const TARGETS = {
   'qcow2-model': ['test/storage/qcow2-fuzz.test.js', '^model-based'],
   loaders: ['test/machine/loaders-fuzz.test.js', 'fuzz'],
   api: ['test/api/api-fuzz.test.js', 'fuzz'],
+  net: ['test/net/hostile.test.js', '^hostile storm'],
+  'tcp-segments': ['test/net/tcp-properties.test.js', '^hostile segments'],
   guest: ['test/machine/hostile-guest.test.js', 'hostile guest'],
 };
 

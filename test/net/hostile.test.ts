@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { makeNetwork, ip } from './rig.js';
+import { fuzzParams } from '../helpers/fuzz.js';
 import { FakeSockets } from './fake-sockets.js';
 import { buildUdpFrame } from '../../src/net/packet/udp.js';
 import { buildTcpFrame } from '../../src/net/packet/tcp.js';
@@ -110,7 +111,7 @@ function run(net: VirtualNetwork, frames: fc.Arbitrary<Uint8Array>, numRuns: num
       fed.set(id, (fed.get(id) ?? 0) + 1);
       nic.receive(frame);
     }),
-    { numRuns },
+    fuzzParams(numRuns),
   );
   const s = net.stats();
   for (const { id } of nics) {
@@ -127,7 +128,7 @@ function run(net: VirtualNetwork, frames: fc.Arbitrary<Uint8Array>, numRuns: num
   return s;
 }
 
-test('hostile: 20 000 random, mutated and structured frames never throw and keep counters consistent (nat)', () => {
+test('hostile storm: random, mutated and structured frames (20 000 in the suite) never throw and keep counters consistent (nat)', () => {
   const sockets = new FakeSockets();
   const { net, clock } = makeNetwork({ sockets, resolver: { lookupA: async () => 'NXDOMAIN' } });
   const s = run(net, fc.oneof(fc.uint8Array({ maxLength: 1600 }), mutatedFrame(), structuredFrame()), 20_000);
@@ -146,7 +147,7 @@ test('hostile: 20 000 random, mutated and structured frames never throw and keep
   net.close();
 });
 
-test('hostile: the same storm at an isolated network opens no host socket', () => {
+test('hostile storm: the same frames at an isolated network opens no host socket', () => {
   const { net } = makeNetwork({ mode: 'isolated' });
   run(net, fc.oneof(fc.uint8Array({ maxLength: 1600 }), mutatedFrame(), structuredFrame()), 20_000);
   net.close();

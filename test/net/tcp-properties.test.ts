@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { fuzzParams } from '../helpers/fuzz.js';
 import { TcpEndpoint } from '../../src/net/tcp/connection.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment } from '../../src/net/tcp/types.js';
 import { Link, PORT_A, PORT_B, connectedPair, randomBytes, type LinkVerdict } from './tcp-harness.js';
@@ -193,7 +194,7 @@ test('hostile segments never throw, keep every buffer bounded and draw only well
       const segmentsIn = steps.filter((s) => s.kind === 'segment').length;
       assert.ok(out.length <= 3 * segmentsIn + 400, `${out.length} segments out for ${segmentsIn} in`);
     }),
-    { numRuns: 5 * Number(process.env.TCP_PROPERTY_RUNS ?? 60) },
+    fuzzParams(5 * Number(process.env.TCP_PROPERTY_RUNS ?? 60)),
   );
   // The generator must reach past the checks, or the property proves little.
   for (const [what, runs] of Object.entries(seen)) assert.ok(runs >= 5, `only ${runs} runs reached '${what}'`);
@@ -290,7 +291,7 @@ test('hostile segments during the handshake never throw and draw only bounded, w
         assert.ok(out.length <= 3 * segmentsIn + 400, `${out.length} segments out for ${segmentsIn} in`);
       },
     ),
-    { numRuns: 3 * Number(process.env.TCP_PROPERTY_RUNS ?? 60) },
+    fuzzParams(3 * Number(process.env.TCP_PROPERTY_RUNS ?? 60)),
   );
   for (const [what, runs] of Object.entries(seen)) assert.ok(runs >= 3, `only ${runs} runs ended ${what}`);
 });
