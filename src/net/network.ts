@@ -2,8 +2,9 @@
  * One virtual network: the L2 switch joining its NICs, plus the gateway (DHCP and DNS always; NAT and the way
  * out in nat mode). Free of Node built-ins: host sockets, the resolver and time are injected.
  */
-import { formatMac, isMulticastMac, parseMac, type Mac } from './packet/ethernet.js';
-import { formatIp, type Ip4 } from './packet/ipv4.js';
+import { ETH_HEADER_LENGTH, ETHERTYPE_ARP, formatMac, isMulticastMac, parseMac, readMac, type Mac } from './packet/ethernet.js';
+import { formatIp, readIp, type Ip4 } from './packet/ipv4.js';
+import { ARP_PACKET_LENGTH } from './packet/arp.js';
 import { L2Switch, type PortCounters, type SwitchPort } from './switch.js';
 import { parseCidr, parseHostAddress, SubnetError, type SubnetPlan } from './subnet.js';
 import { Gateway, type GatewayCounters } from './gateway.js';
@@ -16,6 +17,8 @@ import type { TcpNatCounters } from './nat-tcp.js';
 import type { ForwardInfo, ForwardSpec } from './forwards.js';
 
 export type NetworkMode = 'nat' | 'isolated';
+
+const isArp = (frame: Uint8Array) => frame.length >= ETH_HEADER_LENGTH && ((frame[12]! << 8) | frame[13]!) === ETHERTYPE_ARP;
 
 export interface VirtualNetworkConfig {
   name: string;
@@ -254,13 +257,44 @@ export class VirtualNetwork {
     this.nics.set(nicId, nic);
     if (hostname !== undefined && !this.hostnames.has(hostname)) this.hostnames.set(hostname, mac);
     return {
-      receive: (frame) => this.switch.receive(port, frame),
+      receive: (frame) => this.fromNic(nic, frame),
       receiveBatch: (frames) => {
-        for (const frame of frames) this.switch.receive(port, frame);
+        for (const frame of frames) this.fromNic(nic, frame);
         this.gateway.tcpNat.flushTouched();
       },
       detach: () => this.detachNic(nic),
     };
+  }
+
+  private fromNic(nic: Nic, frame: Uint8Array): void {
+    if (isArp(frame) && this.arpSpoofs(nic, frame)) {
+      const c = nic.port.counters;
+      c.rxFrames++;
+      c.rxBytes += frame.length;
+      c.rxDropped++;
+      c.arpSpoofDropped++;
+      return;
+    }
+    this.switch.receive(nic.port, frame);
+  }
+
+  /**
+   * libvirt's no-arp-spoofing: an ARP packet from a NIC must name that NIC's MAC as its sender and must not claim
+   * an address that belongs to someone else (the gateway's, the DNS's, or another MAC's lease). Otherwise one
+   * guest answers for the gateway and takes every neighbour's traffic (found by test/net/guest-hostile.test.ts).
+   * Addresses nobody holds stay claimable, so a guest configured by hand still works.
+   */
+  private arpSpoofs(nic: Nic, frame: Uint8Array): boolean {
+    // Shorter than an Ethernet/IPv4 ARP packet: every receiver discards it anyway.
+    if (frame.length < ETH_HEADER_LENGTH + ARP_PACKET_LENGTH) return false;
+    // A forged Ethernet source is the switch's to drop (and count as a MAC spoof).
+    if (readMac(frame, 6) !== nic.mac) return false;
+    if (readMac(frame, ETH_HEADER_LENGTH + 8) !== nic.mac) return true;
+    const claimed = readIp(frame, ETH_HEADER_LENGTH + 14);
+    if (claimed === 0) return false; // an RFC 5227 probe claims nothing
+    if (claimed === this.plan.gateway || claimed === this.plan.dns) return true;
+    const holder = this.gateway.dhcp.holderOf(claimed);
+    return holder !== undefined && holder !== nic.mac;
   }
 
   private detachNic(nic: Nic): void {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { TestGuest } from './guest.js';
 import { makeNetwork, ip } from './rig.js';
 import { buildUdpFrame } from '../../src/net/packet/udp.js';
-import { buildArpFrame, ARP_REQUEST } from '../../src/net/packet/arp.js';
+import { buildArpFrame, ARP_REPLY, ARP_REQUEST } from '../../src/net/packet/arp.js';
 import { buildIcmpEchoFrame } from '../../src/net/packet/icmp.js';
-import { BROADCAST_MAC, formatMac } from '../../src/net/packet/ethernet.js';
+import { BROADCAST_MAC, formatMac, writeMac } from '../../src/net/packet/ethernet.js';
 import { NetworkError } from '../../src/net/network.js';
 import { buildTcpFrame } from '../../src/net/packet/tcp.js';
 import { TCP_RST, TCP_SYN } from '../../src/net/tcp/types.js';
@@ -52,6 +52,33 @@ test('switch: two guests on one network exchange frames; guests on another netwo
   const portB = s.ports.find((p) => p.id === 'b')!;
   assert.ok(portA.rxFrames >= 3);
   assert.ok(portB.txFrames >= 3);
+});
+
+test("network: a NIC cannot claim the gateway, the DNS or a neighbour's lease in ARP (no-arp-spoofing)", () => {
+  const { net } = makeNetwork();
+  const a = new TestGuest(net, 'a', '52:54:00:00:00:01');
+  const b = new TestGuest(net, 'b', '52:54:00:00:00:02');
+  a.dhcp();
+  b.dhcp();
+  const framesToB = () => net.stats().ports.find((p) => p.id === 'b')!.txFrames;
+  const before = framesToB();
+  // a answers for the gateway, the DNS and b itself, as a guest stealing b's traffic would (unicast and broadcast).
+  for (const claimed of [ip('10.0.2.2'), ip('10.0.2.3'), b.ip]) {
+    a.send(buildArpFrame(ARP_REPLY, a.mac, claimed, b.mac, b.ip, b.mac));
+    a.send(buildArpFrame(ARP_REQUEST, a.mac, claimed, 0, b.ip, BROADCAST_MAC));
+  }
+  // The sender hardware address must be the NIC's own, even when the Ethernet source is.
+  const forged = buildArpFrame(ARP_REQUEST, a.mac, a.ip, 0, b.ip, BROADCAST_MAC);
+  writeMac(forged, 14 + 8, b.mac);
+  a.send(forged);
+  assert.equal(framesToB(), before, 'a spoofed ARP reached b');
+  const port = net.stats().ports.find((p) => p.id === 'a')!;
+  assert.equal(port.arpSpoofDropped, 7);
+  assert.equal(port.rxDropped, 7);
+  // Its own address, an RFC 5227 probe (sender 0.0.0.0) and an address nobody holds pass.
+  for (const own of [a.ip, 0, ip('10.0.2.200')]) a.send(buildArpFrame(ARP_REQUEST, a.mac, own, 0, b.ip, BROADCAST_MAC));
+  assert.equal(framesToB(), before + 3);
+  assert.equal(net.stats().ports.find((p) => p.id === 'a')!.arpSpoofDropped, 7);
 });
 
 test('network: a NIC cannot send as another (anti-spoofing) nor attach twice', () => {
