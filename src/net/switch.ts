@@ -21,6 +21,8 @@ export interface PortCounters {
    * DNS's) or a sender hardware address other than the port's. Counted by the network, which knows the leases.
    */
   arpSpoofDropped: number;
+  /** Of rxDropped: IPv4 from a source address the NIC may not use (network.ts: only its lease, once it has one). */
+  ipSpoofDropped: number;
 }
 
 export interface SwitchPortOptions {
@@ -45,6 +47,7 @@ export class SwitchPort {
     rxDropped: 0,
     spoofDropped: 0,
     arpSpoofDropped: 0,
+    ipSpoofDropped: 0,
   };
   attached = true;
   constructor(
