@@ -6,8 +6,8 @@
  * AF_PACKET as fast as the guest can: runts, truncated and oversized frames, bad IP versions, header and total
  * lengths and checksums, fragments, bad UDP/TCP lengths, checksums, data offsets and options, nonsense TCP
  * flags, SYN and UDP floods (to host ports this test listens on), ICMP garbage and echo floods, DHCP garbage
- * (foreign chaddrs, bad cookies, overrunning options), bad ARP, spoofed and multicast source MACs, VLAN tags and
- * random garbage.
+ * (foreign chaddrs, bad cookies, overrunning options), bad ARP and ARP claiming the gateway, spoofed and multicast
+ * source MACs, IPv4 from a neighbour's or the gateway's address, VLAN tags and random garbage.
  *
  * While it floods, a neighbour VM streams to the host through the same NAT:
  * - the daemon's API p99 (GET /vms every 10 ms over the whole flood) stays under 50 ms;
@@ -202,6 +202,7 @@ test(
       else if (kind !== 'total') assert.ok(sent >= 50, `only ${sent} ${kind} frames were sent (${refused} refused)`);
     }
     assert.ok(hostilePort.arpSpoofDropped > hostilePortBefore.arpSpoofDropped, 'ARP claiming the gateway was not dropped');
+    assert.ok(hostilePort.ipSpoofDropped > hostilePortBefore.ipSpoofDropped, "IPv4 from a neighbour's address was not dropped");
     for (const [when, table] of [
       ['mid-flood', midArpTable],
       ['after the flood', victimArp],
@@ -248,6 +249,7 @@ interface PortCounters {
   rxDropped: number;
   spoofDropped: number;
   arpSpoofDropped: number;
+  ipSpoofDropped: number;
 }
 interface NetStats {
   ports: PortCounters[];
