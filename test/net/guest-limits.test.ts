@@ -5,14 +5,15 @@
  * byte it receives, and reads the limited NIC's frame counter through the API at the window edges:
  * - `lim` is created with `--nic network=default,rate=2M,burst=64K`: over 10 s of steady state its NIC sends
  *   2 MiB/s ± 10 % of frames, and the host receives 2 MiB/s ± 10 % of payload;
+ * - `free` (no limit) streams beside it the while. Its rate with `lim` sending at 2 MiB/s is compared with its rate
+ *   with `lim` held to 16 KiB/s, in interleaved 4 s segments (lim toggled through PATCH /vms/lim), so a machine
+ *   whose load drifts affects both sides alike: it keeps NEIGHBOUR_KEEPS of its rate;
  * - `typevisor set lim --nic-rate 4M,burst=64K` raises it live (free has stopped by then): the first second after
  *   the CLI returns already runs above the midpoint (3 MiB/s), and the 6 s after that at 4 MiB/s ± 10 % (frames
  *   and payload);
- * - `free` (no limit) streams beside it at 2 MiB/s and keeps NEIGHBOUR_KEEPS of its rate alone (measured before
- *   and after, lim idle);
- * - finally `--nic-rate none` lifts the limit, and `lim` must then exceed 4 MiB/s by a clear margin (as must
- *   `free` alone): proof that 4 MiB/s was the limiter's doing and not the guest's ceiling. When a guest cannot go
- *   that fast on this machine, the test fails saying so instead of passing on numbers that prove nothing.
+ * - finally `--nic-rate none` lifts the limit, and `lim` must then exceed 4 MiB/s by a clear margin: proof that
+ *   4 MiB/s was the limiter's doing and not the guest's ceiling. When the guest cannot go that fast on this
+ *   machine, the test fails saying so instead of passing on numbers that prove nothing.
  * The burst (64 KiB, 1/32 s at 2 MiB/s) is small and the windows start after a warm-up, so no burst inflates them.
  */
 import { after, before, test } from 'node:test';
@@ -25,16 +26,22 @@ const LOW = 2;
 const HIGH = 4;
 /** Token bucket size: 1/32 s at LOW, so a burst cannot inflate a 10 s window by more than 0.3 %. */
 const BURST = '64K';
+const BURST_BYTES = 64 * 1024;
 /** Seconds a stream runs before its windows count: TCP's slow start and the token bucket's initial burst. */
 const WARM_MS = 3000;
 /** How far a limited rate may stray from its target (the issue's ± 10 %). */
 const RATE_TOLERANCE = 0.1;
 /**
- * `free` streaming beside `lim` at 2 MiB/s keeps at least this share of its rate alone. Both VMs share 2 host
- * cores with the network worker and the daemon, so some slowdown is CPU, not the limiter; a limiter that throttled
- * the wrong NIC would cut `free` to 2 MiB/s, far below this.
+ * `free` beside `lim` at 2 MiB/s keeps at least this share of its rate beside `lim` held to 16 KiB/s. Both VMs
+ * share 2 host cores with the network worker and the daemon, so some slowdown is CPU, not the limiter; a limiter
+ * that throttled the wrong NIC would cut `free` to 2 MiB/s or less.
  */
-const NEIGHBOUR_KEEPS = 0.7;
+const NEIGHBOUR_KEEPS = 0.75;
+/** `lim`'s transmit limit while it is "quiet" in the neighbour comparison, bytes/s. */
+const QUIET = 16 * 1024;
+/** Neighbour segments: this many (quiet, limited) pairs of SEGMENT_MS each; the first second of each is skipped. */
+const SEGMENT_PAIRS = 4;
+const SEGMENT_MS = 4000;
 /** `lim` unlimited must reach 4 MiB/s × this for the 4 MiB/s phase to mean anything. */
 const HEADROOM = 1.15;
 
@@ -78,22 +85,7 @@ test(
         .join(' | '),
     );
 
-    /** free streams alone (lim idle) after a warm-up; its MiB/s over 6 s. */
-    const freeAlone = async () => {
-      await g.streamToHost('free', freeSink.port);
-      await freeSink.flowing('free');
-      await sleep(WARM_MS);
-      const from = performance.now();
-      await sleep(6000);
-      const rate = freeSink.rate(from, performance.now());
-      freeSink.dropAll();
-      return rate;
-    };
-
-    // 1. free alone.
-    const alone1 = await freeAlone();
-
-    // 2. lim at LOW with free beside it, 10 s of steady state.
+    // 1. Both stream: lim at LOW, free unlimited; 10 s of steady state.
     await g.streamToHost('free', freeSink.port);
     await g.streamToHost('lim', limSink.port);
     await Promise.all([freeSink.flowing('free'), limSink.flowing('lim')]);
@@ -103,7 +95,28 @@ test(
     const low1 = await nicMark('lim');
     const limLow = limSink.rate(low0.t, low1.t);
     const limLowFrames = frameRate(low0, low1);
-    const freeBeside = freeSink.rate(low0.t, low1.t);
+
+    // 2. The neighbour: free's rate beside lim at LOW against beside lim held quiet, interleaved.
+    const txLimit = (bytesPerSecond: number) =>
+      g.d.client.json('PATCH', '/vms/lim', { nicRates: [{ nic: 0, tx: { bytesPerSecond, burstBytes: BURST_BYTES } }] });
+    const segments = { quiet: { free: 0, lim: 0, ms: 0 }, limited: { free: 0, lim: 0, ms: 0 } };
+    const perSegment: string[] = [];
+    for (let i = 0; i < SEGMENT_PAIRS * 2; i++) {
+      const kind = i % 2 === 0 ? 'quiet' : 'limited';
+      await txLimit(kind === 'quiet' ? QUIET : LOW * MiB);
+      const from = performance.now() + 1000;
+      await sleep(SEGMENT_MS);
+      const to = performance.now();
+      const seg = segments[kind];
+      seg.free += freeSink.bytesAt(to) - freeSink.bytesAt(from);
+      seg.lim += limSink.bytesAt(to) - limSink.bytesAt(from);
+      seg.ms += to - from;
+      perSegment.push(`${kind} ${freeSink.rate(from, to).toFixed(2)}/${limSink.rate(from, to).toFixed(2)}`);
+    }
+    const mibps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
+    const freeQuiet = mibps(segments.quiet.free, segments.quiet.ms);
+    const freeBeside = mibps(segments.limited.free, segments.limited.ms);
+    const limBeside = mibps(segments.limited.lim, segments.limited.ms);
     // free stops, so the raised limit below is not shared with it (a guest reaches only so much through the NAT).
     freeSink.dropAll();
     await sleep(2000);
@@ -120,32 +133,24 @@ test(
     const firstSecond = limSink.rate(setDone, setDone + 1000);
     const limHigh = limSink.rate(high0.t, high1.t);
     const limHighFrames = frameRate(high0, high1);
-    limSink.dropAll();
 
-    // 4. free alone again.
-    const alone2 = await freeAlone();
-
-    // 5. lim without a limit: what this guest can do here and now.
+    // 4. lim without a limit: what this guest can do here and now.
     assert.equal((await g.cli('set', 'lim', '--nic-rate', 'none')).status, 0);
-    await g.streamToHost('lim', limSink.port);
-    await limSink.flowing('lim unlimited');
     await sleep(WARM_MS);
     const openFrom = performance.now();
     await sleep(6000);
     const limOpen = limSink.rate(openFrom, performance.now());
     limSink.dropAll();
 
-    const alone = (alone1 + alone2) / 2;
-    t.diagnostic(
-      `free alone: ${alone1.toFixed(2)} MiB/s before, ${alone2.toFixed(2)} MiB/s after; lim unlimited: ${limOpen.toFixed(2)} MiB/s`,
-    );
     t.diagnostic(
       `lim at ${LOW} MiB/s: ${limLowFrames.toFixed(3)} MiB/s of frames at the NIC, ${limLow.toFixed(3)} MiB/s of payload at the host ` +
-        `over ${((low1.t - low0.t) / 1000).toFixed(1)} s; 1 s windows ${fmtRates(limSink.windows(low0.t, low1.t))}`,
+        `over ${((low1.t - low0.t) / 1000).toFixed(1)} s; 1 s windows ${fmtRates(limSink.windows(low0.t, low1.t))}; ` +
+        `free beside it ${freeSink.rate(low0.t, low1.t).toFixed(2)} MiB/s`,
     );
     t.diagnostic(
-      `free beside lim at ${LOW} MiB/s: ${freeBeside.toFixed(2)} MiB/s (${((freeBeside / alone) * 100).toFixed(0)} % of alone); ` +
-        `1 s windows ${fmtRates(freeSink.windows(low0.t, low1.t))}`,
+      `free beside lim at ${LOW} MiB/s: ${freeBeside.toFixed(2)} MiB/s (lim ${limBeside.toFixed(2)}); beside lim held to ` +
+        `${QUIET / 1024} KiB/s: ${freeQuiet.toFixed(2)} MiB/s (${((freeBeside / freeQuiet) * 100).toFixed(0)} %); ` +
+        `segments free/lim MiB/s: ${perSegment.join(', ')}`,
     );
     t.diagnostic(
       `set --nic-rate ${HIGH}M: the CLI ran ${(setDone - setStart).toFixed(0)} ms; 250 ms windows from 1 s before it returned: ` +
@@ -155,13 +160,13 @@ test(
       `lim at ${HIGH} MiB/s: ${limHighFrames.toFixed(3)} MiB/s of frames at the NIC, ${limHigh.toFixed(3)} MiB/s of payload at the host ` +
         `over ${((high1.t - high0.t) / 1000).toFixed(1)} s; 1 s windows ${fmtRates(limSink.windows(high0.t, high1.t))}`,
     );
+    t.diagnostic(`lim unlimited: ${limOpen.toFixed(2)} MiB/s`);
 
     const floor = HIGH * HEADROOM;
     assert.ok(
-      limOpen >= floor && Math.min(alone1, alone2) >= floor,
-      `a guest streams only ${Math.min(limOpen, alone1, alone2).toFixed(2)} MiB/s without a limit on this machine now ` +
-        `(lim ${limOpen.toFixed(2)}, free ${alone1.toFixed(2)}/${alone2.toFixed(2)}); at least ${floor.toFixed(1)} MiB/s is ` +
-        `needed to tell a ${HIGH} MiB/s limit from the guest's own ceiling (is the machine loaded?)`,
+      limOpen >= floor,
+      `the guest streams only ${limOpen.toFixed(2)} MiB/s without a limit on this machine now; at least ` +
+        `${floor.toFixed(1)} MiB/s is needed to tell a ${HIGH} MiB/s limit from the guest's own ceiling (is the machine loaded?)`,
     );
     // The limit counts Ethernet frames; the payload the host receives is ~95 % of them (TCP/IP headers).
     for (const [what, rate, target] of [
@@ -180,8 +185,13 @@ test(
       `the first second after the change to ${HIGH} MiB/s moved ${firstSecond.toFixed(2)} MiB/s`,
     );
     assert.ok(
-      freeBeside >= alone * NEIGHBOUR_KEEPS,
-      `free streamed ${freeBeside.toFixed(2)} MiB/s beside lim at ${LOW} MiB/s, under ${NEIGHBOUR_KEEPS} × its ${alone.toFixed(2)} MiB/s alone`,
+      freeBeside >= freeQuiet * NEIGHBOUR_KEEPS,
+      `free streamed ${freeBeside.toFixed(2)} MiB/s beside lim at ${LOW} MiB/s, under ${NEIGHBOUR_KEEPS} × its ` +
+        `${freeQuiet.toFixed(2)} MiB/s beside lim held quiet`,
+    );
+    assert.ok(
+      Math.abs(limBeside - LOW) <= LOW * RATE_TOLERANCE * 2,
+      `lim moved ${limBeside.toFixed(2)} MiB/s in the limited segments`,
     );
     for (const vm of ['lim', 'free']) await g.cli('rm', '--force', vm);
   },
