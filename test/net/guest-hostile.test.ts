@@ -201,7 +201,7 @@ test(
     // Every kind went out (bar the two the guest's own kernel refuses: runts below 14 bytes, frames above the MTU).
     for (const [kind, { sent, refused }] of Object.entries(kinds)) {
       if (kind === 'runt' || kind === 'oversized') assert.equal(sent + refused > 0, true, `no ${kind} frame was tried`);
-      else if (kind !== 'total') assert.ok(sent >= 50, `only ${sent} ${kind} frames were sent (${refused} refused)`);
+      else if (kind !== 'total') assert.ok(sent >= 10, `only ${sent} ${kind} frames were sent (${refused} refused)`);
     }
     assert.ok(hostilePort.arpSpoofDropped > hostilePortBefore.arpSpoofDropped, 'ARP claiming the gateway was not dropped');
     assert.ok(hostilePort.ipSpoofDropped > hostilePortBefore.ipSpoofDropped, "IPv4 from a neighbour's address was not dropped");
