@@ -326,6 +326,11 @@ export class DhcpServer {
     return this.byMac.get(mac);
   }
 
+  /** The MAC holding `ip` (bound or only offered), if any. */
+  holderOf(ip: Ip4): Mac | undefined {
+    return this.byIp.get(ip);
+  }
+
   isBound(mac: Mac): boolean {
     return this.bound.has(mac);
   }

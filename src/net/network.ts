@@ -2,8 +2,18 @@
  * One virtual network: the L2 switch joining its NICs, plus the gateway (DHCP and DNS always; NAT and the way
  * out in nat mode). Free of Node built-ins: host sockets, the resolver and time are injected.
  */
-import { formatMac, isMulticastMac, parseMac, type Mac } from './packet/ethernet.js';
-import { formatIp, type Ip4 } from './packet/ipv4.js';
+import {
+  ETH_HEADER_LENGTH,
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
+  formatMac,
+  isMulticastMac,
+  parseMac,
+  readMac,
+  type Mac,
+} from './packet/ethernet.js';
+import { formatIp, readIp, type Ip4 } from './packet/ipv4.js';
+import { ARP_PACKET_LENGTH } from './packet/arp.js';
 import { L2Switch, type PortCounters, type SwitchPort } from './switch.js';
 import { parseCidr, parseHostAddress, SubnetError, type SubnetPlan } from './subnet.js';
 import { Gateway, type GatewayCounters } from './gateway.js';
@@ -16,6 +26,9 @@ import type { TcpNatCounters } from './nat-tcp.js';
 import type { ForwardInfo, ForwardSpec } from './forwards.js';
 
 export type NetworkMode = 'nat' | 'isolated';
+
+/** An IPv4 header without options. */
+const IPV4_MIN_HEADER = 20;
 
 export interface VirtualNetworkConfig {
   name: string;
@@ -254,13 +267,60 @@ export class VirtualNetwork {
     this.nics.set(nicId, nic);
     if (hostname !== undefined && !this.hostnames.has(hostname)) this.hostnames.set(hostname, mac);
     return {
-      receive: (frame) => this.switch.receive(port, frame),
+      receive: (frame) => this.fromNic(nic, frame),
       receiveBatch: (frames) => {
-        for (const frame of frames) this.switch.receive(port, frame);
+        for (const frame of frames) this.fromNic(nic, frame);
         this.gateway.tcpNat.flushTouched();
       },
       detach: () => this.detachNic(nic),
     };
+  }
+
+  private fromNic(nic: Nic, frame: Uint8Array): void {
+    const spoof = this.addressSpoof(nic, frame);
+    if (spoof !== null) {
+      const c = nic.port.counters;
+      c.rxFrames++;
+      c.rxBytes += frame.length;
+      c.rxDropped++;
+      c[spoof]++;
+      return;
+    }
+    this.switch.receive(nic.port, frame);
+  }
+
+  /**
+   * libvirt's no-arp-spoofing and no-ip-spoofing, on top of the switch's MAC pinning: an ARP packet must name the
+   * NIC's MAC as its sender, and ARP sender and IPv4 source addresses must be ones the NIC may claim (mayClaim).
+   * Without this one guest answers ARP for the gateway and takes every neighbour's traffic (found by
+   * test/net/guest-hostile.test.ts), or opens NAT connections in a neighbour's name and uses up its quota.
+   */
+  private addressSpoof(nic: Nic, frame: Uint8Array): 'arpSpoofDropped' | 'ipSpoofDropped' | null {
+    // A forged Ethernet source is the switch's to drop (and count as a MAC spoof); a runt its to count.
+    if (frame.length < ETH_HEADER_LENGTH || readMac(frame, 6) !== nic.mac) return null;
+    const etherType = (frame[12]! << 8) | frame[13]!;
+    if (etherType === ETHERTYPE_ARP) {
+      // Shorter than an Ethernet/IPv4 ARP packet: every receiver discards it anyway.
+      if (frame.length < ETH_HEADER_LENGTH + ARP_PACKET_LENGTH) return null;
+      const sender = readMac(frame, ETH_HEADER_LENGTH + 8);
+      return sender === nic.mac && this.mayClaim(nic, readIp(frame, ETH_HEADER_LENGTH + 14)) ? null : 'arpSpoofDropped';
+    }
+    if (etherType === ETHERTYPE_IPV4 && frame.length >= ETH_HEADER_LENGTH + IPV4_MIN_HEADER) {
+      return this.mayClaim(nic, readIp(frame, ETH_HEADER_LENGTH + 12)) ? null : 'ipSpoofDropped';
+    }
+    return null;
+  }
+
+  /**
+   * 0.0.0.0 always (a DHCP client, an RFC 5227 probe). A NIC holding a lease: only that address. A NIC without one
+   * (a guest configured by hand): any address but the gateway's, the DNS's and another MAC's lease.
+   */
+  private mayClaim(nic: Nic, ip: Ip4): boolean {
+    if (ip === 0) return true;
+    const lease = this.gateway.dhcp.leaseOf(nic.mac);
+    if (lease !== undefined) return ip === lease;
+    if (ip === this.plan.gateway || ip === this.plan.dns) return false;
+    return this.gateway.dhcp.holderOf(ip) === undefined;
   }
 
   private detachNic(nic: Nic): void {

@@ -16,6 +16,13 @@ export interface PortCounters {
   rxDropped: number;
   /** Of rxDropped: frames whose source MAC was not the port's fixed MAC, or was a multicast address. */
   spoofDropped: number;
+  /**
+   * Of rxDropped: ARP claiming an address that is not the sender's (another NIC's lease, the gateway's or the
+   * DNS's) or a sender hardware address other than the port's. Counted by the network, which knows the leases.
+   */
+  arpSpoofDropped: number;
+  /** Of rxDropped: IPv4 from a source address the NIC may not use (network.ts: only its lease, once it has one). */
+  ipSpoofDropped: number;
 }
 
 export interface SwitchPortOptions {
@@ -32,7 +39,16 @@ export interface SwitchOptions {
 }
 
 export class SwitchPort {
-  readonly counters: PortCounters = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, rxDropped: 0, spoofDropped: 0 };
+  readonly counters: PortCounters = {
+    rxFrames: 0,
+    rxBytes: 0,
+    txFrames: 0,
+    txBytes: 0,
+    rxDropped: 0,
+    spoofDropped: 0,
+    arpSpoofDropped: 0,
+    ipSpoofDropped: 0,
+  };
   attached = true;
   constructor(
     readonly id: string,

@@ -7,75 +7,23 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { VmView } from '../../src/host/actions.js';
-import { removeHome, startDaemonProcess, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
-import { runCli } from '../helpers/cli.js';
+import { removeHome } from '../host/daemon-harness.js';
+import { fetchText, freePort, GuestDaemon } from './daemon-guests.js';
 
-let d: DaemonHandle;
-const cli = (...args: string[]) => runCli(d.home, args);
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** Runs a command in the guest; fails the test with the guest's output when it exits non-zero. */
-async function guest(vm: string, script: string, timeoutSeconds = 300): Promise<string> {
-  const r = await cli('exec', vm, '--timeout', String(timeoutSeconds), '--', 'sh', '-c', script);
-  assert.equal(r.status, 0, `${vm}: '${script}' exited ${r.status}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** Boots a VM and waits until its agent answers and its first NIC has a DHCP lease; returns that address. */
-async function bootWithAddress(vm: string): Promise<string> {
-  // The ready marker comes after init started the agent: a request sent earlier could reach the port before
-  // the agent listens on it.
-  await waitFor(
-    `${vm} boot`,
-    async () =>
-      (await d.client.text(`/vms/${vm}/console.log`)).toString('latin1').includes('typevisor-guest: ready') ? true : undefined,
-    600_000,
-    500,
-  );
-  await waitFor(
-    `${vm} agent`,
-    async () => ((await cli('exec', vm, '--timeout', '120', '--', 'true')).status === 0 ? true : undefined),
-    600_000,
-    1000,
-  );
-  return waitFor(
-    `${vm} DHCP lease`,
-    async () => (await d.client.json<VmView>('GET', `/vms/${vm}`)).addresses[0]?.ip,
-    120_000,
-    500,
-  );
-}
-
-function fetchText(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet(url, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.setTimeout(30_000, () => req.destroy(new Error(`no answer from ${url} in 30 s`)));
-  });
-}
+let g: GuestDaemon;
+const cli = (...args: string[]) => g.cli(...args);
+const guest = (vm: string, script: string, timeoutSeconds?: number) => g.guest(vm, script, timeoutSeconds);
+const bootWithAddress = (vm: string) => g.bootWithAddress(vm);
 
 const rxPackets = async (vm: string) => Number((await guest(vm, 'cat /sys/class/net/eth0/statistics/rx_packets')).trim());
 
 before(async () => {
-  d = await startDaemonProcess({ runtime: 'machine' });
+  g = await GuestDaemon.start();
 });
 after(async () => {
-  await d.stop();
-  removeHome(d.home);
+  await g.d.stop();
+  removeHome(g.d.home);
 });
 
 test('two VMs on the default network: DHCP, ping, 50 MiB over nc with matching sha256', { timeout: 1_200_000 }, async (t) => {
@@ -104,7 +52,7 @@ test('two VMs on the default network: DHCP, ping, 50 MiB over nc with matching s
   assert.equal(received, sent);
 
   // The NIC counters moved with the data (both directions, at the device).
-  const stats = await d.client.json<VmView>('GET', '/vms/neta');
+  const stats = await g.vm('neta');
   assert.ok(stats.stats!.nics[0]!.txBytes > 50 * 1024 * 1024, `neta tx ${stats.stats!.nics[0]!.txBytes}`);
   assert.ok(stats.stats!.netTxPackets > 30_000);
   for (const vm of ['neta', 'netb']) await cli('rm', '--force', vm);

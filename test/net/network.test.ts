@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { TestGuest } from './guest.js';
 import { makeNetwork, ip } from './rig.js';
 import { buildUdpFrame } from '../../src/net/packet/udp.js';
-import { buildArpFrame, ARP_REQUEST } from '../../src/net/packet/arp.js';
+import { buildArpFrame, ARP_REPLY, ARP_REQUEST } from '../../src/net/packet/arp.js';
 import { buildIcmpEchoFrame } from '../../src/net/packet/icmp.js';
-import { BROADCAST_MAC, formatMac } from '../../src/net/packet/ethernet.js';
+import { BROADCAST_MAC, formatMac, writeMac } from '../../src/net/packet/ethernet.js';
 import { NetworkError } from '../../src/net/network.js';
 import { buildTcpFrame } from '../../src/net/packet/tcp.js';
 import { TCP_RST, TCP_SYN } from '../../src/net/tcp/types.js';
@@ -52,6 +52,73 @@ test('switch: two guests on one network exchange frames; guests on another netwo
   const portB = s.ports.find((p) => p.id === 'b')!;
   assert.ok(portA.rxFrames >= 3);
   assert.ok(portB.txFrames >= 3);
+});
+
+test("network: a NIC cannot claim the gateway, the DNS or a neighbour's lease in ARP (no-arp-spoofing)", () => {
+  const { net } = makeNetwork();
+  const a = new TestGuest(net, 'a', '52:54:00:00:00:01');
+  const b = new TestGuest(net, 'b', '52:54:00:00:00:02');
+  a.dhcp();
+  b.dhcp();
+  const framesToB = () => net.stats().ports.find((p) => p.id === 'b')!.txFrames;
+  const portA = () => net.stats().ports.find((p) => p.id === 'a')!;
+  const before = framesToB();
+  // a answers for the gateway, the DNS and b itself, as a guest stealing b's traffic would (unicast and broadcast),
+  // and claims an address nobody holds although it has a lease of its own.
+  for (const claimed of [ip('10.0.2.2'), ip('10.0.2.3'), b.ip, ip('10.0.2.200')]) {
+    a.send(buildArpFrame(ARP_REPLY, a.mac, claimed, b.mac, b.ip, b.mac));
+    a.send(buildArpFrame(ARP_REQUEST, a.mac, claimed, 0, b.ip, BROADCAST_MAC));
+  }
+  // The sender hardware address must be the NIC's own, even when the Ethernet source is.
+  const forged = buildArpFrame(ARP_REQUEST, a.mac, a.ip, 0, b.ip, BROADCAST_MAC);
+  writeMac(forged, 14 + 8, b.mac);
+  a.send(forged);
+  assert.equal(framesToB(), before, 'a spoofed ARP reached b');
+  assert.equal(portA().arpSpoofDropped, 9);
+  assert.equal(portA().rxDropped, 9);
+  // Its own address and an RFC 5227 probe (sender 0.0.0.0) pass.
+  for (const own of [a.ip, 0]) a.send(buildArpFrame(ARP_REQUEST, a.mac, own, 0, b.ip, BROADCAST_MAC));
+  assert.equal(framesToB(), before + 2);
+  // A NIC without a lease (configured by hand) may use any address nobody holds, but not the gateway's.
+  const c = new TestGuest(net, 'c', '52:54:00:00:00:03');
+  c.send(buildArpFrame(ARP_REQUEST, c.mac, ip('10.0.2.200'), 0, b.ip, BROADCAST_MAC));
+  c.send(buildArpFrame(ARP_REPLY, c.mac, ip('10.0.2.2'), b.mac, b.ip, b.mac));
+  assert.equal(framesToB(), before + 3);
+  assert.equal(net.stats().ports.find((p) => p.id === 'c')!.arpSpoofDropped, 1);
+});
+
+test('network: IPv4 from a NIC must come from its lease (no-ip-spoofing), or 0.0.0.0', () => {
+  const { net } = makeNetwork();
+  const a = new TestGuest(net, 'a', '52:54:00:00:00:01');
+  const b = new TestGuest(net, 'b', '52:54:00:00:00:02');
+  a.dhcp();
+  b.dhcp();
+  const gatewayMac = a.arp(ip('10.0.2.2'))!;
+  b.inbox.length = 0;
+  const payload = Uint8Array.from([1]);
+  // As b (to b's neighbours, and to the NAT, whose per-guest quota is b's), as the gateway, as an unheld address.
+  for (const src of [b.ip, ip('10.0.2.2'), ip('10.0.2.200')]) {
+    a.send(buildUdpFrame(BROADCAST_MAC, a.mac, src, 0xffffffff, 1000, 9, payload));
+    a.send(
+      buildTcpFrame(gatewayMac, a.mac, src, ip('10.0.2.2'), {
+        srcPort: 1000,
+        dstPort: 80,
+        seq: 1,
+        ack: 0,
+        flags: TCP_SYN,
+        window: 1000,
+        mss: 1460,
+        payload: new Uint8Array(0),
+      }),
+    );
+  }
+  assert.equal(b.inbox.length, 0);
+  assert.equal(net.stats().ports.find((p) => p.id === 'a')!.ipSpoofDropped, 6);
+  assert.equal(net.stats().tcpNat.connectsStarted, 0);
+  // Its own address and 0.0.0.0 (a DHCP client) pass.
+  a.send(buildUdpFrame(BROADCAST_MAC, a.mac, a.ip, 0xffffffff, 1000, 9, payload));
+  a.send(buildUdpFrame(BROADCAST_MAC, a.mac, 0, 0xffffffff, 1000, 9, payload));
+  assert.equal(b.inbox.filter((r) => r.udp?.dstPort === 9).length, 2);
 });
 
 test('network: a NIC cannot send as another (anti-spoofing) nor attach twice', () => {

@@ -12,7 +12,8 @@ import { readIp, writeIp, type Ip4 } from './ipv4.js';
 
 export const ARP_REQUEST = 1;
 export const ARP_REPLY = 2;
-const ARP_LENGTH = 28;
+/** An Ethernet/IPv4 ARP packet's length (after the Ethernet header). */
+export const ARP_PACKET_LENGTH = 28;
 
 export interface ArpPacket {
   op: number;
@@ -24,7 +25,7 @@ export interface ArpPacket {
 
 /** Parses an Ethernet/IPv4 ARP packet (RFC 826); any other hardware or protocol type is BadArpHeader. */
 export function parseArp(frame: Uint8Array, offset: number): ArpPacket | PacketError {
-  if (frame.length - offset < ARP_LENGTH) return 'FrameTooShort';
+  if (frame.length - offset < ARP_PACKET_LENGTH) return 'FrameTooShort';
   const htype = (frame[offset] << 8) | frame[offset + 1];
   const ptype = (frame[offset + 2] << 8) | frame[offset + 3];
   if (htype !== 1 || ptype !== ETHERTYPE_IPV4 || frame[offset + 4] !== 6 || frame[offset + 5] !== 4) return 'BadArpHeader';
@@ -41,7 +42,7 @@ export function parseArp(frame: Uint8Array, offset: number): ArpPacket | PacketE
 
 /** A complete ARP frame; the Ethernet destination is the target MAC, or broadcast for a request. */
 export function buildArpFrame(op: number, senderMac: Mac, senderIp: Ip4, targetMac: Mac, targetIp: Ip4, ethDst: Mac): Uint8Array {
-  const frame = new Uint8Array(ETH_HEADER_LENGTH + ARP_LENGTH);
+  const frame = new Uint8Array(ETH_HEADER_LENGTH + ARP_PACKET_LENGTH);
   writeEthernetHeader(frame, ethDst, senderMac, ETHERTYPE_ARP);
   const o = ETH_HEADER_LENGTH;
   frame[o + 1] = 1;
