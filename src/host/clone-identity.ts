@@ -5,8 +5,9 @@
  *   a network (and a DHCP server leases each its own address).
  *   Published ports are dropped (the source keeps its host ports). Any new per-VM identity field belongs here.
  * - Inside the guest (guestIdentity + the agent's `identity` request): a clone resumed from the source's memory
- *   shares its machine id, hostname and kernel entropy pool; the host sends a fresh machine id, a random seed
- *   (mixed into /dev/urandom) and the clone's name as hostname.
+ *   shares its machine id, hostname, kernel entropy pool and NIC addresses; the host sends a fresh machine id, a
+ *   random seed (mixed into /dev/urandom), the clone's name as hostname and its NICs' new MACs (the guest sets
+ *   them and asks its network for a new lease).
  */
 import { randomBytes } from 'node:crypto';
 import type { VmConfig } from '../vm/config.js';
@@ -32,13 +33,15 @@ export interface GuestIdentity {
   /** 64 hex digits of fresh randomness for the guest's entropy pool. */
   seed: string;
   hostname: string;
+  /** The clone's NIC MACs in order (eth0, eth1, ...): the guest takes them and asks for new leases. */
+  macs: string[];
 }
 
-export function guestIdentity(hostname: string): GuestIdentity {
-  return { machineId: randomBytes(16).toString('hex'), seed: randomBytes(32).toString('hex'), hostname };
+export function guestIdentity(hostname: string, macs: string[] = []): GuestIdentity {
+  return { machineId: randomBytes(16).toString('hex'), seed: randomBytes(32).toString('hex'), hostname, macs };
 }
 
 /** The guest agent request that applies it (guests/userland/sbin/typevisor-agent answers `ok identity`). */
 export function identityRequest(id: GuestIdentity): string {
-  return `identity ${id.machineId} ${id.seed} ${id.hostname}`;
+  return ['identity', id.machineId, id.seed, id.hostname, ...id.macs].join(' ');
 }

@@ -801,6 +801,9 @@ export class Hypervisor implements HostChannel {
       this.registry.remove(name);
       throw err;
     }
+    // The original still runs here, so this copy got new MACs: the guest takes them (and a new identity) from the agent.
+    if ((live.rec.config.nics ?? []).some((n, i) => n.mac !== manifest.config.nics?.[i]?.mac))
+      await this.sendGuestIdentity(live, name);
     this.log(`restored ${name} from ${path}`);
     return {
       vm: this.view(live, null),
@@ -1048,12 +1051,24 @@ export class Hypervisor implements HostChannel {
       const path: string = statePath;
       await this.withLock(live, () => this.doStart(live, { path, lazyRam: true }));
       // The clone runs the source's guest: give it its own identity from inside (agent) where it can.
-      await this.engineCall(live, async (v) => v.sendAgentRequest?.(identityRequest(guestIdentity(target)))).catch((err: Error) =>
-        this.log(`${target}: the guest agent did not take the clone identity: ${err.message}`),
-      );
+      await this.sendGuestIdentity(live, target);
     }
     this.log(`cloned ${source} to ${target}${running ? ' (running)' : ''}`);
     return { vm: this.view(live, null), source, totalMs: performance.now() - t0 };
+  }
+
+  /**
+   * A VM running another machine's memory (a clone, or a restored copy beside its original) gets its own identity
+   * from inside, through the agent: machine id, entropy, hostname, and its NICs' new MACs with new leases.
+   */
+  private async sendGuestIdentity(live: LiveVm, hostname: string): Promise<void> {
+    const id = guestIdentity(
+      hostname,
+      (live.rec.config.nics ?? []).map((n) => n.mac),
+    );
+    await this.engineCall(live, async (v) => v.sendAgentRequest?.(identityRequest(id))).catch((err: Error) =>
+      this.log(`${live.rec.name}: the guest agent did not take its new identity: ${err.message}`),
+    );
   }
 
   /** Every VM's disk images: the roots that keep snapshot layers alive (clones sit on other VMs' layers). */

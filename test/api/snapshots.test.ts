@@ -4,8 +4,8 @@
  *   both files are as they were, the counter continues, uptime is continuous, the console answers;
  * - delete the middle snapshot: the others restore with the right data, and `qemu-img check` is clean on every
  *   layer and disk (`qemu-img info --backing-chain` walks them);
- * - fan-out: the same running VM cloned several times, all running at once, each with its own hostname and
- *   machine id (set through the agent) and its own disk changes.
+ * - fan-out: the same running VM cloned several times, all running at once, each with its own hostname,
+ *   machine id, MAC and DHCP address (set through the agent), reaching the gateway, and its own disk changes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -145,23 +145,34 @@ test(
       t.diagnostic(`clone ${c}: ${out.totalMs.toFixed(0)} ms`);
     }
     const ids = new Set<string>();
+    const sourceIp = /inet (\d+\.\d+\.\d+\.\d+)/.exec(await vm.sh('ip -4 -o addr show dev eth0'))?.[1];
+    assert.ok(sourceIp, 'the source has a DHCP address');
+    const addrs = new Set<string>([sourceIp]);
     for (const c of CLONES) {
       const con = await VmConsole.open(d.client, c);
       consoles.push(con);
       assert.equal((await con.sh(`cat /root/who; echo ${c} > /root/who; sync`)).trim(), 'source');
-      // The agent applies the new identity asynchronously, right after the clone resumes.
+      // The agent applies the new identity asynchronously, right after the clone resumes: hostname, machine id,
+      // the clone's MAC, and a new DHCP lease for it.
+      const mac = (await d.client.json<VmView>('GET', `/vms/${c}`)).addresses[0]!.mac;
       const id = await waitFor(
         `${c} identity`,
         async () => {
-          const [host, machineId] = (await con.sh('hostname; cat /etc/machine-id')).trim().split('\n');
-          return host === c ? machineId : undefined;
+          const probe = 'hostname; cat /etc/machine-id /sys/class/net/eth0/address; ip -4 -o addr show dev eth0';
+          const [host, machineId, guestMac, addr] = (await con.sh(probe)).trim().split('\n');
+          const ip = /inet (\d+\.\d+\.\d+\.\d+)/.exec(addr ?? '')?.[1];
+          return host === c && guestMac === mac && ip !== undefined ? { machineId: machineId!, ip } : undefined;
         },
-        60_000,
-        500,
+        120_000,
+        1000,
       );
-      ids.add(id);
+      ids.add(id.machineId);
+      addrs.add(id.ip);
+      // Its frames pass the switch (its own MAC and lease): the gateway answers.
+      assert.match(await con.sh('ping -c 1 -W 5 10.0.2.2 >/dev/null && echo reachable'), /reachable/, `${c} reaches the gateway`);
     }
     assert.equal(ids.size, CLONES.length, 'every clone has its own machine id');
+    assert.equal(addrs.size, CLONES.length + 1, `every clone has its own address: ${[...addrs].join(' ')}`);
     for (const [i, c] of CLONES.entries())
       assert.equal((await consoles[consoles.length - CLONES.length + i]!.sh('cat /root/who')).trim(), c);
     assert.equal((await vm.sh('cat /root/who')).trim(), 'source');
