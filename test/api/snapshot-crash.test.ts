@@ -2,7 +2,8 @@
  * Crash safety of snapshots: the daemon is killed with SIGKILL at several moments of a live `snapshot create`.
  * After a restart every snapshot is complete or absent, the older snapshot still restores with its data, the
  * VM boots from its disk with the data written before the crash, and `qemu-img check` is clean on the disk and
- * every layer.
+ * every layer. Thread mode: there the VM dies with the daemon (a VM process outlives it and is reattached, see
+ * test/host/process-mode.test.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,7 +45,7 @@ test(
   async (t) => {
     assert.ok(guestsBuilt(), 'guest images not built: run `typevisor guest build`');
     const home = tempHome();
-    let d = await startDaemonProcess({ runtime: 'machine', home });
+    let d = await startDaemonProcess({ runtime: 'machine', home, vmMode: 'thread' });
     t.after(async () => {
       await d.stop();
       removeHome(home);
@@ -65,7 +66,7 @@ test(
       await d.stop('SIGKILL');
       await pending;
 
-      d = await startDaemonProcess({ runtime: 'machine', home });
+      d = await startDaemonProcess({ runtime: 'machine', home, vmMode: 'thread' });
       const snaps = (await d.client.json<{ snapshots: SnapshotView[] }>('GET', '/vms/vm/snapshots')).snapshots.map((s) => s.name);
       assert.ok(snaps.includes('base'), `round ${i}: ${snaps.join(',')}`);
       // Complete or absent: a listed snapshot has its description, its state file and its layers.
