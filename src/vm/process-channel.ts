@@ -27,7 +27,7 @@ const MAX_PAYLOAD: Record<number, number> = {
 /** Bytes waiting in the socket beyond which console and NIC records are dropped. */
 const DROP_ABOVE_BYTES = 8 * 1024 * 1024;
 
-export type ChannelErrorCode = 'UnknownKind' | 'RecordTooLarge' | 'BadJson' | 'BadNicRecord' | 'BadCounters';
+export type ChannelErrorCode = 'UnknownKind' | 'RecordTooLarge' | 'EmptyRecord' | 'BadJson' | 'BadNicRecord' | 'BadCounters';
 
 export class ChannelError extends Error {
   constructor(
@@ -199,7 +199,8 @@ export class ProcessChannel {
         const kind = buf[off + 4]!;
         const max = MAX_PAYLOAD[kind];
         if (max === undefined) throw new ChannelError('UnknownKind', `record kind ${kind}`);
-        if (len < 1 || len - 1 > max) throw new ChannelError('RecordTooLarge', `a kind ${kind} record of ${len - 1} bytes`);
+        if (len < 1) throw new ChannelError('EmptyRecord', 'a record without its kind');
+        if (len - 1 > max) throw new ChannelError('RecordTooLarge', `a kind ${kind} record of ${len - 1} bytes`);
         if (buf.length - off < 4 + len) break;
         const payload = buf.subarray(off + 5, off + 4 + len);
         off += 4 + len;
