@@ -15,6 +15,7 @@ import type { Engine } from './engine.js';
 import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
 import { ProcessEngine, processModeWorks } from '../vm/process-engine.js';
+import { VmProcessCgroups } from './vm-process-cgroup.js';
 import type { Logger } from 'pino';
 import { HostError } from './errors.js';
 import type { MechanismChoice } from './cpu/probe.js';
@@ -144,7 +145,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (vmMode === 'process' && !processModeWorks())
     throw new HostError('INVALID_CONFIG', 'process mode needs Linux with /proc; use --vm-mode thread');
   // VM processes an earlier daemon left running are taken over whichever mode new VMs use.
-  const processEngine = processModeWorks() ? new ProcessEngine({ runtimeModule: opts.runtimeModule }) : undefined;
+  let cgroups: VmProcessCgroups | undefined;
+  if (processModeWorks()) {
+    const probed = VmProcessCgroups.probe();
+    if (typeof probed === 'string') log(`VM processes get no cgroup of their own (memory and pids limits): ${probed}`);
+    else cgroups = probed;
+  }
+  const processEngine = processModeWorks() ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, log }) : undefined;
   const engine = opts.engine ?? (vmMode === 'process' ? processEngine! : new WorkerEngine({ runtimeModule: opts.runtimeModule }));
   log(`VMs run as ${opts.engine ? `the ${engine.name} engine's` : vmMode === 'process' ? 'processes' : 'worker threads'}`);
   const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { extname, join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import type { NicRateLimit, VmConfig } from './config.js';
 import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
@@ -29,6 +29,7 @@ import {
   type ProcessRuntimeFile,
 } from './process-protocol.js';
 import { defaultRuntimeModule } from './worker-engine.js';
+import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the VM process needs the tsx loader too. */
@@ -43,6 +44,9 @@ export interface ProcessEngineOptions {
   requestTimeoutMs?: number;
   /** V8 old-generation limit per VM process (MiB; guest RAM lives outside it). */
   maxOldSpaceMb?: number;
+  /** A memory and pids cgroup per VM process (src/host/vm-process-cgroup.ts), where the host offers them. */
+  cgroups?: VmProcessCgroups;
+  log?: (line: string) => void;
 }
 
 /** How long a new VM process may take to listen (module loading under a loaded host, tsx). */
@@ -111,6 +115,7 @@ export class ProcessEngine implements Engine {
     const runtime = readJson<ProcessRuntimeFile>(join(vmDir, PROCESS_FILES.runtime));
     if (runtime && Number.isInteger(runtime.pid) && sameProcessAlive(runtime.pid, runtime.startTime))
       return { kind: 'alive', pid: runtime.pid };
+    this.options.cgroups?.release(basename(vmDir), vmDir);
     const note = takeExitNote(vmDir);
     if (note?.kind === 'poweroff')
       return { kind: 'gone', state: 'stopped', reason: 'the guest powered off while the daemon was down' };
@@ -278,6 +283,7 @@ class ProcessVm implements EngineVm {
     await this.closed;
     rmSync(join(this.vmDir, PROCESS_FILES.runtime), { force: true });
     rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
+    this.options.cgroups?.release(this.config.name, this.vmDir);
   }
 
   /** Lets go of the process, which keeps running for the next daemon to reattach (daemon exit). */
@@ -394,6 +400,11 @@ class ProcessVm implements EngineVm {
     }
     const runtime = readJson<ProcessRuntimeFile>(join(this.vmDir, PROCESS_FILES.runtime));
     if (!runtime || runtime.pid !== child.pid) throw new ProcessRequestError('the VM process did not record itself');
+    try {
+      this.options.cgroups?.place(this.config.name, this.vmDir, runtime.pid, this.config.memoryMiB);
+    } catch (err) {
+      this.options.log?.(`${this.config.name}: runs without its own memory/pids cgroup: ${(err as Error).message}`);
+    }
     await this.attach(runtime);
   }
 
@@ -470,6 +481,7 @@ class ProcessVm implements EngineVm {
       });
     const note = takeExitNote(this.vmDir);
     rmSync(join(this.vmDir, PROCESS_FILES.runtime), { force: true });
+    this.options.cgroups?.release(this.config.name, this.vmDir);
     if (note?.kind === 'fault') return note.message ?? 'the machine failed';
     if (note?.kind === 'terminated') return 'the VM process was terminated (SIGTERM); its disks were flushed';
     if (child?.signalCode) return `the VM process (pid ${this.pid}) was killed by ${child.signalCode}`;

@@ -3,11 +3,13 @@
  * has the same evidence with Linux guests): a VM process killed with SIGKILL marks only its VM crashed; a daemon
  * killed with -9 leaves its VM processes running and the next daemon reattaches to them (console, stats, control,
  * paused state); a VM process that died while no daemon ran is recorded crashed with the reason; SIGTERM stops
- * VMs unless --keep-vms-on-exit.
+ * VMs unless --keep-vms-on-exit; each VM process has a memory and pids cgroup of its own (where cgroup v1 is
+ * writable).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { VM_PROCESS_OVERHEAD_MIB, VM_PROCESS_PIDS_MAX, VmProcessCgroups } from '../../src/host/vm-process-cgroup.js';
 import { join } from 'node:path';
 import type { VmView } from '../../src/host/actions.js';
 import { removeHome, startDaemonProcess, toyKernel, vmProcesses, waitFor, type DaemonHandle } from './daemon-harness.js';
@@ -192,6 +194,45 @@ test(
       await consoleEcho(b, 'kept', 'still');
       assert.equal(await b.stop('SIGTERM'), 0);
       assert.deepEqual(vmProcesses(home), [], 'without the flag SIGTERM stops them');
+    } finally {
+      await b?.stop();
+      await a.stop();
+      removeHome(home);
+    }
+  },
+);
+
+test(
+  'process mode: each VM process gets a memory and pids cgroup of its own, kept across a daemon restart',
+  TIMEOUT,
+  async (t) => {
+    const probe = VmProcessCgroups.probe();
+    if (typeof probe === 'string') {
+      // Needs writable cgroup v1 memory and pids hierarchies (root); the daemon runs VMs without them otherwise.
+      t.skip(`no writable cgroup v1 memory/pids here: ${probe}`);
+      return;
+    }
+    const a = await startDaemonProcess({ vmMode: 'process' });
+    const home = a.home;
+    let b: DaemonHandle | undefined;
+    try {
+      await withToyVms(a, [['lim', 'idle']]);
+      const pid = vmProcesses(home)[0]!.pid;
+      const g = probe.groups('lim', join(home, 'vms', 'lim'));
+      const inGroup = (dir: string) => readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid));
+      assert.ok(inGroup(g.memory) && inGroup(g.pids), 'the VM process sits in its own groups');
+      assert.equal(
+        readFileSync(join(g.memory, 'memory.limit_in_bytes'), 'utf8').trim(),
+        String((32 + VM_PROCESS_OVERHEAD_MIB) * 1024 * 1024),
+      );
+      assert.equal(readFileSync(join(g.pids, 'pids.max'), 'utf8').trim(), String(VM_PROCESS_PIDS_MAX));
+      assert.ok(!inGroup(g.memory.replace(/\/[^/]+$/, '')), 'not in the daemon group any more');
+      await a.stop('SIGKILL');
+      b = await startDaemonProcess({ home, vmMode: 'process' });
+      assert.equal((await view(b, 'lim')).state, 'running');
+      assert.ok(inGroup(g.memory) && inGroup(g.pids), 'a reattached VM keeps its limits');
+      await b.client.json('POST', '/vms/lim/actions/stop', {});
+      assert.ok(!existsSync(g.memory) && !existsSync(g.pids), 'the groups go with the process');
     } finally {
       await b?.stop();
       await a.stop();
