@@ -125,6 +125,8 @@ export type LeftBehind =
 /** A VM taken over from an earlier daemon, and what it was doing. */
 export interface ReattachedVm {
   vm: EngineVm;
+  /** False when the earlier daemon died before the guest started (or after it was released for a revert). */
+  started: boolean;
   paused: boolean;
   /** A snapshot operation had closed its disks when the earlier daemon died. */
   disksDetached: boolean;

@@ -1214,6 +1214,10 @@ export class Hypervisor implements HostChannel {
         await this.doStop(live, 'the daemon died during a snapshot that had closed its disks; stopped');
         return;
       }
+      if (!found.started) {
+        await this.doStop(live, 'the daemon died before the guest started (or while reverting it); stopped');
+        return;
+      }
       const want = isActive(live.rec.state) ? live.rec.state : 'running';
       if (want === 'paused' && !found.paused) await vm.pause();
       if (want !== 'paused' && found.paused) await vm.resume();

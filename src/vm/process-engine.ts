@@ -119,6 +119,8 @@ export class ProcessEngine implements Engine {
     const note = takeExitNote(vmDir);
     if (note?.kind === 'poweroff')
       return { kind: 'gone', state: 'stopped', reason: 'the guest powered off while the daemon was down' };
+    if (note?.kind === 'stopped')
+      return { kind: 'gone', state: 'stopped', reason: 'stopped as the earlier daemon asked, which died before it heard' };
     if (note?.kind === 'fault')
       return { kind: 'gone', state: 'crashed', reason: `while the daemon was down: ${note.message ?? 'the machine failed'}` };
     if (note?.kind === 'terminated')
@@ -150,7 +152,13 @@ export class ProcessEngine implements Engine {
       await vm.stop().catch(() => {});
       throw err;
     }
-    return { vm, paused: hello.status.phase === 'paused', disksDetached: hello.status.disksDetached };
+    const phase = hello.status.phase;
+    return {
+      vm,
+      started: phase === 'running' || phase === 'paused',
+      paused: phase === 'paused',
+      disksDetached: hello.status.disksDetached,
+    };
   }
 }
 

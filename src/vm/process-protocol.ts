@@ -35,8 +35,11 @@ export interface ProcessRuntimeFile {
 }
 
 export interface ProcessExitFile {
-  /** poweroff: the guest powered off; fault: the machine failed; terminated: the process got SIGTERM. */
-  kind: 'poweroff' | 'fault' | 'terminated';
+  /**
+   * poweroff: the guest powered off; fault: the machine failed; terminated: the process got SIGTERM; stopped: the
+   * daemon asked it to stop (and may have died before it heard the answer).
+   */
+  kind: 'poweroff' | 'fault' | 'terminated' | 'stopped';
   message?: string;
   pid: number;
   at: string;

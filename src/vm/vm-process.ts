@@ -118,6 +118,7 @@ function exitProcess(): void {
   if (endEvent?.type === 'poweroff') writeExit('poweroff');
   else if (endEvent?.type === 'fault') writeExit('fault', endEvent.message);
   else if (terminated) writeExit('terminated', 'the VM process got SIGTERM');
+  else writeExit('stopped');
   rmSync(runtimeFile, { force: true });
   server.close();
   try {
