@@ -149,7 +149,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (processModeWorks()) {
     const probed = VmProcessCgroups.probe();
     if (typeof probed === 'string') log(`VM processes get no cgroup of their own (memory and pids limits): ${probed}`);
-    else cgroups = probed;
+    else {
+      cgroups = probed;
+      cgroups.sweep();
+    }
   }
   const processEngine = processModeWorks() ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, log }) : undefined;
   const engine = opts.engine ?? (vmMode === 'process' ? processEngine! : new WorkerEngine({ runtimeModule: opts.runtimeModule }));

@@ -10,7 +10,7 @@
  * so its children cannot get domain controllers (the no-internal-process rule): not done there yet.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCgroupMounts, parseProcCgroup, writeText } from './cpu/cgroupfs.js';
 
@@ -87,14 +87,38 @@ export class VmProcessCgroups {
     return g;
   }
 
-  /** Removes the VM's groups once no process is left in them (a live one keeps them). */
-  release(vmName: string, vmDir: string): void {
+  /**
+   * Removes the VM's groups once no process is left in them. An ended process stays listed until its parent reaps
+   * it, so a busy group is tried again a few times (a live process keeps its groups).
+   */
+  release(vmName: string, vmDir: string, attempts = 10): void {
     const g = this.groups(vmName, vmDir);
+    let busy = false;
     for (const dir of [g.memory, g.pids]) {
       try {
         rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EBUSY') busy = true;
+      }
+    }
+    if (busy && attempts > 1) setTimeout(() => this.release(vmName, vmDir, attempts - 1), 300).unref();
+  }
+
+  /** Removes the groups of VM processes that are gone (left by a daemon that died, or by a failed removal). */
+  sweep(): void {
+    for (const base of [this.memoryBase, this.pidsBase]) {
+      let names: string[];
+      try {
+        names = readdirSync(base).filter((n) => n.startsWith('tv-'));
       } catch {
-        /* absent, or still holding the process */
+        continue;
+      }
+      for (const n of names) {
+        try {
+          if (readFileSync(join(base, n, 'cgroup.procs'), 'utf8').trim() === '') rmdirSync(join(base, n));
+        } catch {
+          /* in use, or gone already */
+        }
       }
     }
   }

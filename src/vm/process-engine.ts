@@ -87,6 +87,21 @@ function lastLogLine(vmDir: string): string | undefined {
   }
 }
 
+/** The last lines of the VM process's log, joined (what it said about its connections, for a broken channel). */
+function logTail(vmDir: string, lines: number): string | undefined {
+  try {
+    const text = readFileSync(join(vmDir, PROCESS_FILES.log), 'utf8').slice(-8192);
+    const tail = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .slice(-lines);
+    return tail.length ? tail.join(' | ').slice(0, 1000) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** How a VM process ended, from the note it left (vm-process-exit.json), consumed once read. */
 function takeExitNote(vmDir: string): ProcessExitFile | undefined {
   const path = join(vmDir, PROCESS_FILES.exit);
@@ -462,18 +477,22 @@ class ProcessVm implements EngineVm {
     this.channel = undefined;
     for (const p of this.nicPorts) p.close();
     this.nicPorts = [];
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(
-        p.type === 'exec'
-          ? new AgentError('gone', 'the VM ended while the command ran')
-          : new ProcessRequestError('the VM process closed its channel'),
-      );
-      this.pending.delete(id);
-    }
-    if (this.stopping || this.ended) return;
-    this.ended = true;
-    void this.whyGone(err).then((message) => this.events.exit({ kind: 'crash', message }));
+    const unexpected = !this.stopping && !this.ended;
+    if (unexpected) this.ended = true;
+    const reasonOf = unexpected ? this.whyGone(err) : Promise.resolve('the VM process closed its channel');
+    // Requests in flight fail with the reason the process ended (found out first: its exit status, note or log).
+    void reasonOf.then((reason) => {
+      for (const [id, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(
+          p.type === 'exec'
+            ? new AgentError('gone', 'the VM ended while the command ran')
+            : new ProcessRequestError(unexpected ? `the VM process ended: ${reason}` : reason),
+        );
+        this.pending.delete(id);
+      }
+      if (unexpected) this.events.exit({ kind: 'crash', message: reason });
+    });
   }
 
   /** Why the process closed its channel without being asked to: its exit note, its exit status, or its log. */
@@ -502,7 +521,8 @@ class ProcessVm implements EngineVm {
     if (sameProcessAlive(this.pid, this.startTime)) {
       // A process that dropped its channel (a malformed record) cannot be driven any more.
       process.kill(this.pid, 'SIGKILL');
-      return `the VM process (pid ${this.pid}) broke its channel${err ? ` (${err.message})` : ''} and was killed`;
+      const tail = logTail(this.vmDir, 4);
+      return `the VM process (pid ${this.pid}) broke its channel${err ? ` (${err.message})` : ''} and was killed${tail ? `; its log ends: ${tail}` : ''}`;
     }
     return `the VM process (pid ${this.pid}) ended${last ? `; its log ends: ${last}` : ''}`;
   }

@@ -149,6 +149,7 @@ function accept(socket: Socket): void {
     control: (msg) => {
       if (!greeted) {
         if (msg.type !== 'hello' || typeof msg.id !== 'number') {
+          log(`closing a connection whose first record is no hello (${String(msg.type)})`);
           ch.destroy();
           return;
         }
@@ -163,7 +164,10 @@ function accept(socket: Socket): void {
           if (!ch.isOpen) return;
           const previous = channel;
           channel = ch;
-          if (previous && previous !== ch) previous.destroy();
+          if (previous && previous !== ch) {
+            log('a new daemon connection said hello: closing the previous one');
+            previous.destroy();
+          }
           const reply: HelloReply = {
             type: 'hello',
             id,
@@ -194,7 +198,7 @@ function accept(socket: Socket): void {
       /* only the VM sends counters */
     },
     close: (err) => {
-      if (err) log(`daemon connection closed: ${err.message}`);
+      log(`daemon connection closed${err ? `: ${err.message}` : ''}${channel === ch ? '' : ' (not the current one)'}`);
       if (channel === ch) channel = undefined;
     },
   });
