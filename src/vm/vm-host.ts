@@ -102,6 +102,11 @@ export class VmHost {
     };
   }
 
+  /** Ends the VM as a fault (the host's side found it cannot go on), stopping the runtime first. */
+  fail(message: string): void {
+    void this.finish({ type: 'fault', message });
+  }
+
   status(): VmHostStatus {
     return { phase: this.phase, disksDetached: this.disksDetached, bootedAt: this.bootedAt };
   }
