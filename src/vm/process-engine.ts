@@ -80,7 +80,9 @@ function lastLogLine(vmDir: string): string | undefined {
     const lines = text
       .split('\n')
       .map((l) => l.trim())
-      .filter((l) => l && !/ vm-process \d+: (hosting|daemon connection closed)/.test(l));
+      .filter(
+        (l) => l && !/ vm-process \d+: (hosting|daemon connection closed|a new daemon connection|closing a connection)/.test(l),
+      );
     return lines.at(-1)?.slice(0, 300);
   } catch {
     return undefined;
