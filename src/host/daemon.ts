@@ -14,7 +14,10 @@ import { guestsCacheDir } from '../guests/paths.js';
 import type { Engine } from './engine.js';
 import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
+import { ProcessEngine, processModeWorks } from '../vm/process-engine.js';
+import { VmProcessCgroups } from './vm-process-cgroup.js';
 import type { Logger } from 'pino';
+import { HostError } from './errors.js';
 import type { MechanismChoice } from './cpu/probe.js';
 import type { MemoryBudget } from './memory/budget.js';
 import { fixMmapThreshold } from './memory/malloc.js';
@@ -67,6 +70,18 @@ export interface DaemonOptions {
   defaultSubnet?: string;
   /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
   memoryBudget?: MemoryBudget;
+  /** How new VMs run: a process each (default where it works, see defaultVmMode) or a worker thread each. */
+  vmMode?: VmMode;
+  /** On close (SIGTERM), VM processes keep running for the next daemon instead of being stopped. */
+  keepVmsOnExit?: boolean;
+}
+
+export type VmMode = 'process' | 'thread';
+export const VM_MODES: readonly VmMode[] = ['process', 'thread'];
+
+/** Process mode where VM processes can be spawned and recognised again after a restart (Linux /proc); else thread. */
+export function defaultVmMode(): VmMode {
+  return processModeWorks() ? 'process' : 'thread';
 }
 
 export interface RunningDaemon {
@@ -126,7 +141,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   // Before any VM allocates guest RAM: chunks the guests give back must leave the process (malloc.ts).
   if (!fixMmapThreshold()) log('memory: could not fix the malloc mmap threshold; freed guest RAM may stay in RSS');
-  const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
+  const vmMode = opts.vmMode ?? defaultVmMode();
+  if (vmMode === 'process' && !processModeWorks())
+    throw new HostError('INVALID_CONFIG', 'process mode needs Linux with /proc; use --vm-mode thread');
+  // VM processes an earlier daemon left running are taken over whichever mode new VMs use.
+  let cgroups: VmProcessCgroups | undefined;
+  if (processModeWorks()) {
+    const probed = VmProcessCgroups.probe();
+    if (typeof probed === 'string') log(`VM processes get no cgroup of their own (memory and pids limits): ${probed}`);
+    else {
+      cgroups = probed;
+      cgroups.sweep();
+    }
+  }
+  const processEngine = processModeWorks() ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, log }) : undefined;
+  const engine = opts.engine ?? (vmMode === 'process' ? processEngine! : new WorkerEngine({ runtimeModule: opts.runtimeModule }));
+  log(`VMs run as ${opts.engine ? `the ${engine.name} engine's` : vmMode === 'process' ? 'processes' : 'worker threads'}`);
   const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
   log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);
   const hypervisor = new Hypervisor({
@@ -138,6 +168,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     pathPolicy,
     defaultSubnet: opts.defaultSubnet,
     memoryBudget: opts.memoryBudget,
+    reattachEngine: opts.engine?.reattach ? opts.engine : processEngine,
+    keepVmsOnExit: opts.keepVmsOnExit,
   });
   const logger = opts.logger;
   if (logger) {

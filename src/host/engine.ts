@@ -101,15 +101,42 @@ export interface EngineVm {
   restoreInPlace?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
   /** Sends one line to the guest agent (e.g. a clone's new identity); rejects when there is no agent channel. */
   sendAgentRequest?(line: string): Promise<void>;
+  /**
+   * Engines whose VMs outlive the daemon (process mode): lets go of the VM, which keeps running for the next
+   * daemon to reattach. Resolves once the host's side of the channel is closed.
+   */
+  detach?(): Promise<void>;
 }
 
 /** Host resources a VM is given at creation, beyond its config. */
 export interface EngineResources {
   /** One per NIC in config order: the VM side of its link to the network (see src/host/network-manager.ts). */
   nicPorts?: MessagePort[];
+  /** The VM's folder (process mode keeps its socket, runtime file and log there). */
+  vmDir?: string;
+}
+
+/** What an engine whose VMs outlive the daemon finds of a VM when the daemon starts. */
+export type LeftBehind =
+  | { kind: 'alive'; pid: number }
+  /** The VM ended while no daemon watched: the state it should be recorded in, and why. */
+  | { kind: 'gone'; state: 'stopped' | 'crashed'; reason: string };
+
+/** A VM taken over from an earlier daemon, and what it was doing. */
+export interface ReattachedVm {
+  vm: EngineVm;
+  /** False when the earlier daemon died before the guest started (or after it was released for a revert). */
+  started: boolean;
+  paused: boolean;
+  /** A snapshot operation had closed its disks when the earlier daemon died. */
+  disksDetached: boolean;
 }
 
 export interface Engine {
   readonly name: string;
   create(config: VmConfig, events: EngineEvents, resources?: EngineResources): EngineVm;
+  /** Engines whose VMs outlive the daemon: what is left of the VM whose folder is `vmDir` (undefined: nothing). */
+  leftBehind?(vmDir: string): LeftBehind | undefined;
+  /** Takes over the VM left running in `resources.vmDir` (leftBehind said 'alive'); rejects when it cannot. */
+  reattach?(config: VmConfig, events: EngineEvents, resources: EngineResources): Promise<ReattachedVm>;
 }

@@ -103,6 +103,10 @@ export interface HypervisorOptions {
   defaultSubnet?: string;
   /** Host memory budget and overcommit ratio (default: host RAM minus a reserve, 1.0). */
   memoryBudget?: MemoryBudget;
+  /** The engine that finds and takes over VMs an earlier daemon left running (process mode); default `engine`. */
+  reattachEngine?: Engine;
+  /** On close, VMs whose engine can let go of them (process mode) keep running for the next daemon. */
+  keepVmsOnExit?: boolean;
 }
 
 interface LiveVm {
@@ -178,12 +182,17 @@ export class Hypervisor implements HostChannel {
     this.policies.start();
     this.networks.load();
     this.registry.sweep();
+    const leftRunning: LiveVm[] = [];
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
       const live = this.track(rec);
-      if (isActive(rec.state)) {
+      const left = this.leftBehind(live);
+      if (left?.kind === 'alive') leftRunning.push(live);
+      else if (left && isActive(rec.state)) this.setState(live, left.state, left.reason);
+      else if (isActive(rec.state)) {
         this.setState(live, 'stopped', 'the daemon exited while the VM was running');
       }
     }
+    for (const live of leftRunning) await this.withLock(live, () => this.reattach(live));
     // Snapshot operations cut short by a crash leave partial folders, .next overlays or unreferenced layers.
     const roots = this.allDiskPaths();
     for (const live of this.vms.values()) {
@@ -194,7 +203,7 @@ export class Hypervisor implements HostChannel {
       }
     }
     for (const live of this.vms.values()) {
-      if (live.rec.autostart) {
+      if (live.rec.autostart && !live.vm) {
         try {
           await this.withLock(live, () => this.doStart(live));
           this.log(`autostarted ${live.rec.name}`);
@@ -212,7 +221,13 @@ export class Hypervisor implements HostChannel {
     this.policies.stop();
     await Promise.all(
       [...this.vms.values()].map(async (live) => {
-        if (live.vm) {
+        if (live.vm?.detach && this.opts.keepVmsOnExit) {
+          // The VM process runs on; its record keeps its state for the next daemon, which reattaches.
+          const vm = live.vm;
+          live.vm = undefined;
+          await vm.detach!().catch(() => {});
+          this.cpu.detach(live.rec.name, vm);
+        } else if (live.vm) {
           const vm = live.vm;
           live.vm = undefined;
           await vm.stop().catch(() => {});
@@ -1113,7 +1128,7 @@ export class Hypervisor implements HostChannel {
         exit: (exit) => this.onExit(live, engineVm, exit),
         threads: (tids) => this.cpu.threadsReported(live.rec.name, engineVm, tids),
       },
-      { nicPorts: net.ports },
+      { nicPorts: net.ports, vmDir: this.registry.vmDir(live.rec.name) },
     );
     try {
       this.cpu.attach(live.rec.name, engineVm, this.cpuOf(live));
@@ -1161,6 +1176,82 @@ export class Hypervisor implements HostChannel {
     await this.releaseNet(live);
     this.memory.detach(live.rec.name);
     if (live.rec.state !== 'crashed' || to === 'crashed') this.setState(live, to, reason);
+  }
+
+  // ---- VMs an earlier daemon left running (process mode) -------------------------------------------------------
+
+  private leftBehind(live: LiveVm): ReturnType<NonNullable<Engine['leftBehind']>> {
+    const engine = this.opts.reattachEngine ?? this.opts.engine;
+    try {
+      return engine.leftBehind?.(this.registry.vmDir(live.rec.name));
+    } catch (err) {
+      this.log(`${live.rec.name}: could not look for its VM process: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Takes over a VM process an earlier daemon left running: its NICs join the (new) network workers, console,
+   * stats and control come back, and it is put back in the state its record asks for (a snapshot the earlier
+   * daemon was taking when it died may have paused it). One whose disks a snapshot had closed is stopped.
+   */
+  private async reattach(live: LiveVm): Promise<void> {
+    const engine = this.opts.reattachEngine ?? this.opts.engine;
+    const name = live.rec.name;
+    const vmDir = this.registry.vmDir(name);
+    let net: VmNetworkLink | undefined;
+    try {
+      if (!engine.reattach) throw new Error(`the ${engine.name} engine cannot reattach VMs`);
+      net = await this.netManager.connectVm(name, live.rec.config);
+      live.net = net;
+      let vmRef: EngineVm | undefined;
+      const found = await engine.reattach(
+        live.rec.config,
+        {
+          console: (bytes) => this.onConsole(live, bytes),
+          guestReboot: () => vmRef && this.onGuestReboot(live, vmRef),
+          exit: (exit) => vmRef && this.onExit(live, vmRef, exit),
+          threads: (tids) => vmRef && this.cpu.threadsReported(name, vmRef, tids),
+        },
+        { nicPorts: net.ports, vmDir },
+      );
+      const vm = (vmRef = found.vm);
+      live.vm = vm;
+      live.lastStats = null;
+      try {
+        this.cpu.attach(name, vm, this.cpuOf(live));
+        this.cpu.threadsReported(name, vm, vm.threadIds());
+      } catch (err) {
+        this.log(`${name}: reattached without its CPU settings: ${(err as Error).message}`);
+      }
+      this.memory.attach(name, live.rec.config, this.memoryOf(live));
+      if (found.disksDetached) {
+        await this.doStop(live, 'the daemon died during a snapshot that had closed its disks; stopped');
+        return;
+      }
+      if (!found.started) {
+        await this.doStop(live, 'the daemon died before the guest started (or while reverting it); stopped');
+        return;
+      }
+      const want = isActive(live.rec.state) ? live.rec.state : 'running';
+      if (want === 'paused' && !found.paused) await vm.pause();
+      if (want !== 'paused' && found.paused) await vm.resume();
+      this.setState(live, want === 'paused' ? 'paused' : 'running', 'reattached after a daemon restart');
+      await this.cpu.started(name);
+      this.log(`${name}: reattached to its VM process`);
+    } catch (err) {
+      const vm = live.vm;
+      live.vm = undefined;
+      if (vm) {
+        await vm.stop().catch(() => {});
+        this.cpu.detach(name, vm);
+      }
+      await this.releaseNet(live);
+      this.memory.detach(name);
+      const message = `could not reattach to its VM process: ${(err as Error).message}`;
+      this.log(`${name}: ${message}`);
+      this.setState(live, 'crashed', message);
+    }
   }
 
   // ---- engine events ----------------------------------------------------------------------------------------

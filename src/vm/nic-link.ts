@@ -1,25 +1,38 @@
 /**
- * The VM side of a NIC's link to its network's worker: src/net's frame port (batches of frames on a MessagePort),
- * plus a receiver that can be rebound. The link outlives the virtio-net device it feeds, since a guest reboot
- * builds a new board (and device) over the same link.
+ * The VM side of a NIC's link to its network: a frame transport (src/net's frame port on a MessagePort in a
+ * worker, or a channel multiplexed on the VM process's socket), plus a receiver that can be rebound. The link
+ * outlives the virtio-net device it feeds, since a guest reboot builds a new board (and device) over the same link.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { connectNicPort, type NicLink as FramePort } from '../net/frame-port.js';
+import { connectNicPort } from '../net/frame-port.js';
+
+/** Where a link's guest frames go. */
+export interface FrameTransport {
+  /** `owned`: the caller gives the frame away (its buffer may be transferred). */
+  send(frame: Uint8Array, owned?: boolean): void;
+  /** Sends the queued frames now instead of at the end of the turn. */
+  flush(): void;
+  close(): void;
+}
 
 export class NicLink {
   private receiver: ((frame: Uint8Array) => void) | undefined;
-  private readonly port: FramePort;
+  private readonly transport: FrameTransport;
   /** Frames from the network that arrived while no device was bound (between boots), dropped. */
   droppedUnbound = 0;
 
-  constructor(port: MessagePort) {
-    this.port = connectNicPort(port, {
-      onFrames: (frames) => {
-        const deliver = this.receiver;
-        if (!deliver) this.droppedUnbound += frames.length;
-        else for (const f of frames) deliver(f);
-      },
+  /** `connect` builds the transport, handing it the function that takes the network's frames. */
+  constructor(connect: (onFrames: (frames: Uint8Array[]) => void) => FrameTransport) {
+    this.transport = connect((frames) => {
+      const deliver = this.receiver;
+      if (!deliver) this.droppedUnbound += frames.length;
+      else for (const f of frames) deliver(f);
     });
+  }
+
+  /** A link over a MessagePort to the network's worker (frames in batches, src/net/frame-port.ts). */
+  static overPort(port: MessagePort): NicLink {
+    return new NicLink((onFrames) => connectNicPort(port, { onFrames }));
   }
 
   /** Routes frames from the network to a device (the newest board's); undefined while none is attached. */
@@ -29,16 +42,16 @@ export class NicLink {
 
   /** Queues a guest frame for the network; the device hands over a fresh copy, so its buffer is transferred. */
   send(frame: Uint8Array): void {
-    this.port.send(frame, true);
+    this.transport.send(frame, true);
   }
 
   /** Posts the queued frames now (at the end of a transmit batch) instead of at the end of the turn. */
   flush(): void {
-    this.port.flush();
+    this.transport.flush();
   }
 
   close(): void {
     this.receiver = undefined;
-    this.port.close();
+    this.transport.close();
   }
 }

@@ -364,44 +364,49 @@ describe('daemon API', () => {
 });
 
 describe('daemon restarts and access', () => {
-  test('a daemon killed with VMs running comes back with them stopped, and autostart VMs running', TIMEOUT, async () => {
-    const a = await startDaemonProcess();
-    const k = join(a.kernels, 'k');
-    writeFileSync(k, toyKernel());
-    try {
-      for (const [name, autostart] of [
-        ['keep', false],
-        ['auto', true],
-      ] as const) {
-        await a.client.json('POST', '/vms', { name, kernel: k, cmdline: 'toy=idle', memoryMiB: 32, autostart });
-        await a.client.json('POST', `/vms/${name}/actions/start`, {});
-      }
-      await a.client.json('POST', '/vms', { name: 'idle', kernel: k, memoryMiB: 32 });
-      await a.stop('SIGKILL');
-      const rec = (n: string) =>
-        JSON.parse(readFileSync(join(a.home, 'vms', n, 'vm.json'), 'utf8')) as { state: string; stateReason?: string };
-      assert.equal(rec('keep').state, 'running', 'the record still says running after the crash');
-      const b = await startDaemonProcess({ home: a.home });
+  test(
+    'thread mode: a daemon killed with VMs running comes back with them stopped, and autostart VMs running',
+    TIMEOUT,
+    async () => {
+      // Worker threads die with the daemon (process mode's VMs outlive it: test/host/process-mode.test.ts).
+      const a = await startDaemonProcess({ vmMode: 'thread' });
+      const k = join(a.kernels, 'k');
+      writeFileSync(k, toyKernel());
       try {
-        const { vms } = await b.client.json<{ vms: VmView[] }>('GET', '/vms');
-        const by = Object.fromEntries(vms.map((v) => [v.name, v]));
-        assert.equal(by.keep!.state, 'stopped');
-        assert.match(by.keep!.stateReason ?? '', /daemon exited/);
-        assert.equal(by.auto!.state, 'running');
-        assert.equal(by.idle!.state, 'defined');
-        assert.equal(rec('keep').state, 'stopped');
-        assert.equal(rec('auto').state, 'running');
-        // A clean stop records every VM stopped.
-        assert.equal(await b.stop(), 0);
-        assert.equal(rec('auto').state, 'stopped');
+        for (const [name, autostart] of [
+          ['keep', false],
+          ['auto', true],
+        ] as const) {
+          await a.client.json('POST', '/vms', { name, kernel: k, cmdline: 'toy=idle', memoryMiB: 32, autostart });
+          await a.client.json('POST', `/vms/${name}/actions/start`, {});
+        }
+        await a.client.json('POST', '/vms', { name: 'idle', kernel: k, memoryMiB: 32 });
+        await a.stop('SIGKILL');
+        const rec = (n: string) =>
+          JSON.parse(readFileSync(join(a.home, 'vms', n, 'vm.json'), 'utf8')) as { state: string; stateReason?: string };
+        assert.equal(rec('keep').state, 'running', 'the record still says running after the crash');
+        const b = await startDaemonProcess({ home: a.home, vmMode: 'thread' });
+        try {
+          const { vms } = await b.client.json<{ vms: VmView[] }>('GET', '/vms');
+          const by = Object.fromEntries(vms.map((v) => [v.name, v]));
+          assert.equal(by.keep!.state, 'stopped');
+          assert.match(by.keep!.stateReason ?? '', /daemon exited/);
+          assert.equal(by.auto!.state, 'running');
+          assert.equal(by.idle!.state, 'defined');
+          assert.equal(rec('keep').state, 'stopped');
+          assert.equal(rec('auto').state, 'running');
+          // A clean stop records every VM stopped.
+          assert.equal(await b.stop(), 0);
+          assert.equal(rec('auto').state, 'stopped');
+        } finally {
+          await b.stop();
+        }
       } finally {
-        await b.stop();
+        await a.stop();
+        removeHome(a.home);
       }
-    } finally {
-      await a.stop();
-      removeHome(a.home);
-    }
-  });
+    },
+  );
 
   test('unix socket and token are mode 0600; TCP needs the bearer token; one daemon per home', TIMEOUT, async () => {
     const a = await startDaemonProcess({ extraArgs: ['--listen', 'tcp:127.0.0.1:0', '--listen', `unix:${join(tmpHomeSock())}`] });

@@ -2,7 +2,9 @@
  * Crash safety of snapshots: the daemon is killed with SIGKILL at several moments of a live `snapshot create`.
  * After a restart every snapshot is complete or absent, the older snapshot still restores with its data, the
  * VM boots from its disk with the data written before the crash, and `qemu-img check` is clean on the disk and
- * every layer.
+ * every layer. In both VM modes: in thread mode the VM dies with the daemon; in process mode it outlives it and the
+ * next daemon reattaches to it (resuming it when the snapshot had paused it), or stops it when the snapshot had
+ * closed its disks, before the sweep.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,64 +40,80 @@ async function qemuImgClean(path: string): Promise<void> {
   assert.match(String(r.stdout), /No errors were found/, `${path}: ${String(r.stdout)}`);
 }
 
-test(
-  'kill -9 of the daemon during a live snapshot leaves disks and older snapshots intact',
-  { timeout: 1_800_000 },
-  async (t) => {
-    assert.ok(guestsBuilt(), 'guest images not built: run `typevisor guest build`');
-    const home = tempHome();
-    let d = await startDaemonProcess({ runtime: 'machine', home });
-    t.after(async () => {
-      await d.stop();
-      removeHome(home);
-    });
-    await d.client.json('POST', '/vms', { name: 'vm', memoryMiB: 256 });
-    await d.client.json('POST', '/vms/vm/actions/start', {});
-    let con = await bootedConsole(d, 'vm', 0);
-    await con.sh('echo base > /root/f; sync');
-    await d.client.json('POST', '/vms/vm/snapshots', { name: 'base' });
-    const vmDir = join(home, 'vms', 'vm');
-
-    for (const [i, delayMs] of [5, 150, 300, 600].entries()) {
-      await con.sh(`echo round${i} > /root/f; sync`);
-      const snap = `s${i}`;
-      const pending = d.client.json('POST', '/vms/vm/snapshots', { name: snap }).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, delayMs));
-      con.close();
-      await d.stop('SIGKILL');
-      await pending;
-
-      d = await startDaemonProcess({ runtime: 'machine', home });
-      const snaps = (await d.client.json<{ snapshots: SnapshotView[] }>('GET', '/vms/vm/snapshots')).snapshots.map((s) => s.name);
-      assert.ok(snaps.includes('base'), `round ${i}: ${snaps.join(',')}`);
-      // Complete or absent: a listed snapshot has its description, its state file and its layers.
-      for (const s of snaps) {
-        assert.ok(existsSync(join(vmDir, 'snapshots', s, 'machine.tvstate')), `${s} has no state`);
-      }
-      assert.deepEqual(
-        readdirSync(join(vmDir, 'snapshots')).filter((e) => e.startsWith('.')),
-        [],
-        'the sweep removed partial folders',
-      );
-      assert.equal(existsSync(join(vmDir, 'root.qcow2.next')), false);
-      t.diagnostic(`round ${i} (kill after ${delayMs} ms): snapshot ${snap} ${snaps.includes(snap) ? 'complete' : 'absent'}`);
-      for (const l of readdirSync(join(vmDir, 'snapshots', 'layers'))) await qemuImgClean(join(vmDir, 'snapshots', 'layers', l));
-
-      // The VM boots again from its disk with the data synced before the crash.
-      const log = (await d.client.text('/vms/vm/console.log')).length;
+for (const vmMode of ['thread', 'process'] as const)
+  test(
+    `${vmMode} mode: kill -9 of the daemon during a live snapshot leaves disks and older snapshots intact`,
+    { timeout: 1_800_000 },
+    async (t) => {
+      assert.ok(guestsBuilt(), 'guest images not built: run `typevisor guest build`');
+      const home = tempHome();
+      let d = await startDaemonProcess({ runtime: 'machine', home, vmMode });
+      t.after(async () => {
+        await d.stop();
+        removeHome(home);
+      });
+      await d.client.json('POST', '/vms', { name: 'vm', memoryMiB: 256 });
       await d.client.json('POST', '/vms/vm/actions/start', {});
-      con = await bootedConsole(d, 'vm', log);
-      assert.equal((await con.sh('cat /root/f')).trim(), `round${i}`);
-    }
+      let con = await bootedConsole(d, 'vm', 0);
+      await con.sh('echo base > /root/f; sync');
+      await d.client.json('POST', '/vms/vm/snapshots', { name: 'base' });
+      const vmDir = join(home, 'vms', 'vm');
 
-    // The oldest snapshot still restores with its data; the disk is clean once the VM is stopped.
-    await d.client.json('POST', '/vms/vm/snapshots/base/restore', {});
-    con.close();
-    con = await VmConsole.open(d.client, 'vm');
-    assert.equal((await con.sh('cat /root/f')).trim(), 'base');
-    con.close();
-    await d.client.json('POST', '/vms/vm/actions/stop', {});
-    await qemuImgClean(join(vmDir, 'root.qcow2'));
-    await d.stop();
-  },
-);
+      for (const [i, delayMs] of [5, 150, 300, 600].entries()) {
+        await con.sh(`echo round${i} > /root/f; sync`);
+        const snap = `s${i}`;
+        const pending = d.client.json('POST', '/vms/vm/snapshots', { name: snap }).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, delayMs));
+        con.close();
+        await d.stop('SIGKILL');
+        await pending;
+
+        d = await startDaemonProcess({ runtime: 'machine', home, vmMode });
+        const snaps = (await d.client.json<{ snapshots: SnapshotView[] }>('GET', '/vms/vm/snapshots')).snapshots.map(
+          (s) => s.name,
+        );
+        assert.ok(snaps.includes('base'), `round ${i}: ${snaps.join(',')}`);
+        // Complete or absent: a listed snapshot has its description, its state file and its layers.
+        for (const s of snaps) {
+          assert.ok(existsSync(join(vmDir, 'snapshots', s, 'machine.tvstate')), `${s} has no state`);
+        }
+        assert.deepEqual(
+          readdirSync(join(vmDir, 'snapshots')).filter((e) => e.startsWith('.')),
+          [],
+          'the sweep removed partial folders',
+        );
+        assert.equal(existsSync(join(vmDir, 'root.qcow2.next')), false);
+        t.diagnostic(`round ${i} (kill after ${delayMs} ms): snapshot ${snap} ${snaps.includes(snap) ? 'complete' : 'absent'}`);
+        for (const l of readdirSync(join(vmDir, 'snapshots', 'layers')))
+          await qemuImgClean(join(vmDir, 'snapshots', 'layers', l));
+
+        const vm = await d.client.json<VmView>('GET', '/vms/vm');
+        if (vm.state === 'running') {
+          // Process mode: the VM outlived the daemon and was reattached (and resumed, had the snapshot paused it).
+          assert.equal(vmMode, 'process', `thread mode VM still running: ${vm.stateReason}`);
+          assert.match(vm.stateReason ?? '', /reattached/);
+          con = await VmConsole.open(d.client, 'vm');
+          await con.sh('true');
+          t.diagnostic(`round ${i}: the VM was reattached and runs on`);
+        } else {
+          // The VM boots again from its disk with the data synced before the crash. In process mode only a VM
+          // whose disks the snapshot had closed is stopped rather than reattached.
+          if (vmMode === 'process') assert.match(vm.stateReason ?? '', /snapshot that had closed its disks/);
+          const log = (await d.client.text('/vms/vm/console.log')).length;
+          await d.client.json('POST', '/vms/vm/actions/start', {});
+          con = await bootedConsole(d, 'vm', log);
+        }
+        assert.equal((await con.sh('cat /root/f')).trim(), `round${i}`);
+      }
+
+      // The oldest snapshot still restores with its data; the disk is clean once the VM is stopped.
+      await d.client.json('POST', '/vms/vm/snapshots/base/restore', {});
+      con.close();
+      con = await VmConsole.open(d.client, 'vm');
+      assert.equal((await con.sh('cat /root/f')).trim(), 'base');
+      con.close();
+      await d.client.json('POST', '/vms/vm/actions/stop', {});
+      await qemuImgClean(join(vmDir, 'root.qcow2'));
+      await d.stop();
+    },
+  );

@@ -27,7 +27,8 @@ function cli(d: DaemonHandle, ...args: string[]): { status: number | null; stdou
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const procFile = (d: DaemonHandle, tid: number, f: string) => readFileSync(`/proc/${d.proc.pid}/task/${tid}/${f}`, 'utf8');
+// The VM's thread is the daemon's (thread mode) or a VM process's main thread (process mode): found by its own id.
+const procFile = (_d: DaemonHandle, tid: number, f: string) => readFileSync(`/proc/${tid}/task/${tid}/${f}`, 'utf8');
 const allowed = (d: DaemonHandle, tid: number) => /Cpus_allowed_list:\s*(\S+)/.exec(procFile(d, tid, 'status'))![1];
 const niceOf = (d: DaemonHandle, tid: number) => {
   const stat = procFile(d, tid, 'stat');

@@ -10,6 +10,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cliArgs } from '../helpers/paths.js';
 import { Client } from '../../src/cli/client.js';
+import { sameProcessAlive } from '../../src/vm/process-identity.js';
 
 const ext = extname(fileURLToPath(import.meta.url));
 export const TOY_RUNTIME = fileURLToPath(new URL(`./fixtures/toy-runtime${ext}`, import.meta.url));
@@ -36,6 +37,8 @@ export interface DaemonSpawnOptions {
   startTimeoutMs?: number;
   /** --allow-path directories; default `<home>/kernels` (created). */
   allowPaths?: string[];
+  /** --vm-mode; default: the daemon's default (process on Linux), or $TYPEVISOR_VM_MODE. */
+  vmMode?: 'process' | 'thread';
 }
 
 /**
@@ -64,7 +67,16 @@ export async function startDaemonProcess(o: DaemonSpawnOptions = {}): Promise<Da
   else delete env.TYPEVISOR_RUNTIME_MODULE;
   const proc = spawn(
     process.execPath,
-    cliArgs('daemon', '--home', home, '--shutdown-timeout', '5', ...allow, ...(o.extraArgs ?? [])),
+    cliArgs(
+      'daemon',
+      '--home',
+      home,
+      '--shutdown-timeout',
+      '5',
+      ...allow,
+      ...(o.vmMode ? ['--vm-mode', o.vmMode] : []),
+      ...(o.extraArgs ?? []),
+    ),
     {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -132,7 +144,36 @@ export function snapshotTree(dir: string, skip: (rel: string) => boolean = () =>
   return out;
 }
 
+/** The VM processes (process mode) running for VMs under `home`: name, pid. */
+export function vmProcesses(home: string): { name: string; pid: number; startTime: number }[] {
+  const vms = join(home, 'vms');
+  const out: { name: string; pid: number; startTime: number }[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(vms);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    try {
+      const r = JSON.parse(readFileSync(join(vms, name, 'vm-process.json'), 'utf8')) as { pid: number; startTime: number };
+      if (sameProcessAlive(r.pid, r.startTime)) out.push({ name, pid: r.pid, startTime: r.startTime });
+    } catch {
+      /* no VM process */
+    }
+  }
+  return out;
+}
+
+/** Removes a test home, first killing VM processes a killed daemon left running there (they outlive it). */
 export function removeHome(home: string): void {
+  for (const p of vmProcesses(home)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
   rmSync(home, { recursive: true, force: true });
 }
 

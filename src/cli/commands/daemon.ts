@@ -4,7 +4,17 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultHome } from '../../host/home.js';
 import { HostError } from '../../host/errors.js';
-import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
+import {
+  DaemonLockError,
+  defaultVmMode,
+  formatListen,
+  ListenSpecError,
+  parseListen,
+  startDaemon,
+  VM_MODES,
+  type ListenSpec,
+  type VmMode,
+} from '../../host/daemon.js';
 import { MECHANISM_CHOICES, MechanismUnavailableError, type MechanismChoice } from '../../host/cpu/probe.js';
 import { pino } from 'pino';
 import { BudgetError, checkBudget, defaultBudgetMiB, type MemoryBudget } from '../../host/memory/budget.js';
@@ -14,7 +24,7 @@ export const summary = 'run the hypervisor daemon (REST API on a unix socket, op
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
                         [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
-                        [--default-subnet CIDR]
+                        [--default-subnet CIDR] [--vm-mode process|thread] [--keep-vms-on-exit]
                         [--log-level trace|debug|info|warn|error] [--memory-budget SIZE] [--overcommit RATIO]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
@@ -30,7 +40,11 @@ VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an err
 maximums may add up to budget × --overcommit (default 1.0) and their minimums to the budget: a start past
 either is refused (409 MEMORY_BUDGET). Logs are JSON lines (pino)
 on stderr. --default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24 otherwise).
-Stops every VM on SIGINT/SIGTERM.`;
+--vm-mode process (the default on Linux) runs each VM in a process of its own, which outlives the daemon: a
+daemon that dies (kill -9, a crash) leaves its VMs running and the next daemon on the same home reattaches to
+them (console, stats, control). --vm-mode thread runs each VM in a worker thread of the daemon (denser; VMs die
+with the daemon). Either way VM processes left running by an earlier daemon are reattached.
+Stops every VM on SIGINT/SIGTERM; with --keep-vms-on-exit VM processes keep running for the next daemon.`;
 
 export async function run(argv: string[]): Promise<number> {
   let values;
@@ -49,6 +63,8 @@ export async function run(argv: string[]): Promise<number> {
         'default-subnet': { type: 'string' },
         'memory-budget': { type: 'string' },
         overcommit: { type: 'string' },
+        'vm-mode': { type: 'string' },
+        'keep-vms-on-exit': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -122,6 +138,11 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  const vmMode = values['vm-mode'] ?? process.env.TYPEVISOR_VM_MODE ?? defaultVmMode();
+  if (!(VM_MODES as readonly string[]).includes(vmMode)) {
+    console.error(`typevisor daemon: --vm-mode takes process or thread, got ${JSON.stringify(vmMode)}`);
+    return 2;
+  }
   const home = values.home ? values.home : defaultHome();
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const log = (line: string) => {
@@ -145,6 +166,8 @@ export async function run(argv: string[]): Promise<number> {
       cpuMechanism: mechanism as MechanismChoice,
       defaultSubnet: values['default-subnet'],
       memoryBudget,
+      vmMode: vmMode as VmMode,
+      keepVmsOnExit: values['keep-vms-on-exit'] === true,
     });
   } catch (err) {
     if (err instanceof MechanismUnavailableError) {
@@ -168,7 +191,7 @@ export async function run(argv: string[]): Promise<number> {
   log(`memory budget: ${memoryBudget.budgetMiB} MiB, overcommit ${memoryBudget.overcommit}`);
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {
-      log(`${sig}: stopping VMs`);
+      log(values['keep-vms-on-exit'] ? `${sig}: leaving VM processes running` : `${sig}: stopping VMs`);
       daemon.close().then(
         () => resolve(0),
         () => resolve(1),

@@ -22,7 +22,12 @@ export function readThreadTimes(pid: number, tid: number): ThreadTimes | null {
   try {
     return parseSchedstat(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
   } catch {
-    return null; // the thread has exited
+    // A thread of another process (a VM process in process mode) is found through its own thread group.
+    try {
+      return parseSchedstat(readFileSync(`/proc/${tid}/task/${tid}/schedstat`, 'utf8'));
+    } catch {
+      return null; // the thread has exited
+    }
   }
 }
 

@@ -1,0 +1,637 @@
+/**
+ * Process mode: every VM runs in a child process of its own (vm-process.ts), spawned detached (its own session)
+ * so that it outlives the daemon, and driven over a unix socket in the VM's folder (process-channel.ts) with the
+ * same typed requests as a worker thread. NIC frames travel on the socket and the daemon bridges them to the
+ * network's worker. A daemon that starts while such a process runs takes it over (`reattach`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { basename, extname, join } from 'node:path';
+import type { NicRateLimit, VmConfig } from './config.js';
+import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerMessage } from './protocol.js';
+import { zeroCounters } from './runtime.js';
+import type { Engine, EngineEvents, EngineResources, EngineVm, LeftBehind, ReattachedVm, VmStats } from '../host/engine.js';
+import { VmCpuMeter } from '../host/cpu/accounting.js';
+import { readCounters } from './shared-counters.js';
+import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
+import { connectNicPort, type NicLink as FramePort } from '../net/frame-port.js';
+import { ProcessChannel } from './process-channel.js';
+import { processStartTime, sameProcessAlive } from './process-identity.js';
+import { writeJsonAtomic } from '../host/atomic.js';
+import {
+  PROCESS_FILES,
+  vmSocketPath,
+  type HelloReply,
+  type ProcessExitFile,
+  type ProcessInit,
+  type ProcessRuntimeFile,
+} from './process-protocol.js';
+import { defaultRuntimeModule } from './worker-engine.js';
+import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
+
+const moduleExt = extname(fileURLToPath(import.meta.url));
+/** Under tsx (tests and development from source) the VM process needs the tsx loader too. */
+const runningFromSource = moduleExt === '.ts';
+
+export interface ProcessEngineOptions {
+  /** Module exporting createRuntime; defaults to the machine in src/machine (machine-runtime.ts). */
+  runtimeModule?: string;
+  /** Niceness of VM processes' guest threads (default 10: below the daemon's). */
+  nice?: number;
+  /** How long a control request may take before the process is considered wedged. */
+  requestTimeoutMs?: number;
+  /** V8 old-generation limit per VM process (MiB; guest RAM lives outside it). */
+  maxOldSpaceMb?: number;
+  /** A memory and pids cgroup per VM process (src/host/vm-process-cgroup.ts), where the host offers them. */
+  cgroups?: VmProcessCgroups;
+  log?: (line: string) => void;
+}
+
+/** How long a new VM process may take to listen (module loading under a loaded host, tsx). */
+const SPAWN_TIMEOUT_MS = 60_000;
+const HELLO_TIMEOUT_MS = 15_000;
+const STATS_TIMEOUT_MS = 250;
+const STATS_GIVE_UP_MS = 5000;
+/** How much longer than an exec's own timeout the host waits for the VM's answer. */
+const EXEC_REPLY_GRACE_MS = 10_000;
+
+export class ProcessRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProcessRequestError';
+  }
+}
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last line the VM process wrote to its log (why it died, when it says so). */
+function lastLogLine(vmDir: string): string | undefined {
+  try {
+    const text = readFileSync(join(vmDir, PROCESS_FILES.log), 'utf8').slice(-4096);
+    // The process's own routine lines say nothing about why it ended.
+    const lines = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(
+        (l) => l && !/ vm-process \d+: (hosting|daemon connection closed|a new daemon connection|closing a connection)/.test(l),
+      );
+    return lines.at(-1)?.slice(0, 300);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last lines of the VM process's log, joined (what it said about its connections, for a broken channel). */
+function logTail(vmDir: string, lines: number): string | undefined {
+  try {
+    const text = readFileSync(join(vmDir, PROCESS_FILES.log), 'utf8').slice(-8192);
+    const tail = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .slice(-lines);
+    return tail.length ? tail.join(' | ').slice(0, 1000) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How a VM process ended, from the note it left (vm-process-exit.json), consumed once read. */
+function takeExitNote(vmDir: string): ProcessExitFile | undefined {
+  const path = join(vmDir, PROCESS_FILES.exit);
+  const note = readJson<ProcessExitFile>(path);
+  rmSync(path, { force: true });
+  return note && typeof note.kind === 'string' ? note : undefined;
+}
+
+function vmEntry(): string {
+  return fileURLToPath(new URL(`./vm-process${moduleExt}`, import.meta.url));
+}
+
+export class ProcessEngine implements Engine {
+  readonly name = 'builtin-process';
+  readonly runtimeModule: string;
+  constructor(private readonly options: ProcessEngineOptions = {}) {
+    this.runtimeModule = options.runtimeModule ?? defaultRuntimeModule();
+  }
+
+  create(config: VmConfig, events: EngineEvents, resources: EngineResources = {}): EngineVm {
+    if (!resources.vmDir) throw new ProcessRequestError('process mode needs the VM folder (EngineResources.vmDir)');
+    return new ProcessVm(config, events, this.runtimeModule, this.options, resources, resources.vmDir);
+  }
+
+  leftBehind(vmDir: string): LeftBehind | undefined {
+    const runtime = readJson<ProcessRuntimeFile>(join(vmDir, PROCESS_FILES.runtime));
+    if (runtime && Number.isInteger(runtime.pid) && sameProcessAlive(runtime.pid, runtime.startTime))
+      return { kind: 'alive', pid: runtime.pid };
+    this.options.cgroups?.release(basename(vmDir), vmDir);
+    const note = takeExitNote(vmDir);
+    if (note?.kind === 'poweroff')
+      return { kind: 'gone', state: 'stopped', reason: 'the guest powered off while the daemon was down' };
+    if (note?.kind === 'stopped')
+      return { kind: 'gone', state: 'stopped', reason: 'stopped as the earlier daemon asked, which died before it heard' };
+    if (note?.kind === 'fault')
+      return { kind: 'gone', state: 'crashed', reason: `while the daemon was down: ${note.message ?? 'the machine failed'}` };
+    if (note?.kind === 'terminated')
+      return { kind: 'gone', state: 'crashed', reason: 'the VM process was terminated (SIGTERM) while the daemon was down' };
+    if (runtime) {
+      rmSync(join(vmDir, PROCESS_FILES.runtime), { force: true });
+      const last = lastLogLine(vmDir);
+      return {
+        kind: 'gone',
+        state: 'crashed',
+        reason: `the VM process (pid ${runtime.pid}) ended while the daemon was down${last ? `; its log ends: ${last}` : ''}`,
+      };
+    }
+    return undefined;
+  }
+
+  async reattach(config: VmConfig, events: EngineEvents, resources: EngineResources): Promise<ReattachedVm> {
+    const vmDir = resources.vmDir;
+    if (!vmDir) throw new ProcessRequestError('reattaching needs the VM folder (EngineResources.vmDir)');
+    const runtime = readJson<ProcessRuntimeFile>(join(vmDir, PROCESS_FILES.runtime));
+    if (!runtime || !sameProcessAlive(runtime.pid, runtime.startTime)) throw new ProcessRequestError('the VM process is gone');
+    const vm = new ProcessVm(config, events, this.runtimeModule, this.options, resources, vmDir);
+    let hello: HelloReply;
+    try {
+      hello = await vm.attach(runtime);
+    } catch (err) {
+      // A process that cannot be driven must not hold on to the VM's disks.
+      if (sameProcessAlive(runtime.pid, runtime.startTime)) process.kill(runtime.pid, 'SIGKILL');
+      await vm.stop().catch(() => {});
+      throw err;
+    }
+    const phase = hello.status.phase;
+    return {
+      vm,
+      started: phase === 'running' || phase === 'paused',
+      paused: phase === 'paused',
+      disksDetached: hello.status.disksDetached,
+    };
+  }
+}
+
+type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
+
+interface Pending {
+  type: ControlRequest['type'] | 'hello';
+  resolve(reply: OkReply | HelloReply): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+class ProcessVm implements EngineVm {
+  private channel: ProcessChannel | undefined;
+  private child: ChildProcess | undefined;
+  private pid = 0;
+  private startTime = 0;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  /** Set once the host ended or let go of the process, so its end is not reported as a crash. */
+  private stopping = false;
+  /** Set once the VM's end was reported (poweroff, fault or crash). */
+  private ended = false;
+  private bootedAt = Date.now();
+  private lastCounters: RuntimeCounters = zeroCounters();
+  private pushed: Float64Array | undefined;
+  private lastSample: { at: number; instret: number } | undefined;
+  private lastStats: VmStats | undefined;
+  private tids: number[] = [];
+  private statsInFlight: Promise<boolean> | undefined;
+  private cpuMeter = new VmCpuMeter();
+  private nicPorts: FramePort[] = [];
+  private closed: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly config: VmConfig,
+    private readonly events: EngineEvents,
+    private readonly runtimeModule: string,
+    private readonly options: ProcessEngineOptions,
+    private readonly resources: EngineResources,
+    private readonly vmDir: string,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.spawn();
+    await this.request({ id: 0, type: 'start' }, 60_000);
+  }
+
+  async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    await this.spawn();
+    const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
+    if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
+    return reply.state;
+  }
+
+  async saveState(path: string): Promise<StateFileInfo> {
+    const reply = await this.request({ id: 0, type: 'save-state', path }, 600_000);
+    if (!reply.state) throw new ProcessRequestError('the VM process did not report the saved state');
+    return reply.state;
+  }
+
+  async releaseGuest(): Promise<void> {
+    await this.request({ id: 0, type: 'release-guest' }, 60_000);
+  }
+
+  async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    const reply = await this.request({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
+    if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
+    this.bootedAt = Date.now();
+    this.lastSample = undefined;
+    return reply.state;
+  }
+
+  sendAgentRequest(line: string): Promise<void> {
+    return this.simple({ id: 0, type: 'agent', line });
+  }
+
+  async switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    await this.request({ id: 0, type: 'switch-disks', paths, phase }, 60_000);
+  }
+
+  pause(): Promise<void> {
+    return this.simple({ id: 0, type: 'pause' });
+  }
+  resume(): Promise<void> {
+    return this.simple({ id: 0, type: 'resume' });
+  }
+  requestShutdown(): Promise<void> {
+    return this.simple({ id: 0, type: 'shutdown' });
+  }
+  async reboot(): Promise<void> {
+    this.lastSample = undefined;
+    await this.request({ id: 0, type: 'reboot' }, 60_000);
+    this.bootedAt = Date.now();
+  }
+  setBalloonTarget(bytes: number): Promise<void> {
+    return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
+  }
+  threadIds(): number[] {
+    return [...this.tids];
+  }
+  setRunLoopCap(percent: number | null): Promise<void> {
+    return this.simple({ id: 0, type: 'cpu-cap', percent });
+  }
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void> {
+    return this.simple({ id: 0, type: 'nic-rate', nic, rx, tx });
+  }
+
+  consoleInput(bytes: Uint8Array): void {
+    this.channel?.sendConsole(bytes);
+  }
+
+  /** Forced stop: the process flushes and closes its disks and exits; a wedged one is killed. */
+  async stop(): Promise<void> {
+    if (!this.pid) return;
+    this.stopping = true;
+    if (this.channel?.isOpen) {
+      try {
+        await this.request({ id: 0, type: 'stop' }, 3_000);
+      } catch {
+        /* killed below */
+      }
+    }
+    const gone = await this.waitGone(3_000);
+    if (!gone && sameProcessAlive(this.pid, this.startTime)) {
+      process.kill(this.pid, 'SIGKILL');
+      await this.waitGone(5_000);
+    }
+    this.channel?.destroy();
+    await this.closed;
+    rmSync(join(this.vmDir, PROCESS_FILES.runtime), { force: true });
+    rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
+    this.options.cgroups?.release(this.config.name, this.vmDir);
+  }
+
+  /** Lets go of the process, which keeps running for the next daemon to reattach (daemon exit). */
+  async detach(): Promise<void> {
+    this.stopping = true;
+    this.channel?.end();
+    await this.closed;
+  }
+
+  async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
+    if (!this.channel?.isOpen) throw new ProcessRequestError('the VM is not running');
+    const published = this.pushed
+      ? readCounters(
+          this.pushed,
+          (this.config.nics ?? []).map((n) => n.mac),
+        )
+      : undefined;
+    if (published) this.lastCounters = published;
+    const fresh = published ? true : await this.refreshCounters(waitMs);
+    const counters = this.lastCounters;
+    const now = performance.now();
+    let ips = this.lastStats?.instructionsPerSecond ?? 0;
+    const prev = this.lastSample;
+    if (prev && fresh && now - prev.at >= 50)
+      ips = Math.max(0, Math.round(((counters.instret - prev.instret) * 1000) / (now - prev.at)));
+    if (fresh && (!prev || now - prev.at >= 50)) this.lastSample = { at: now, instret: counters.instret };
+    const cpu = this.tids.length ? this.cpuMeter.sample(this.tids, now) : undefined;
+    const stats: VmStats = {
+      ...counters,
+      cpuPercent: cpu?.cpuPercent ?? 0,
+      stealPercent: cpu?.stealPercent ?? 0,
+      cpuTimeSeconds: cpu?.cpuTimeSeconds ?? 0,
+      stealSeconds: cpu?.stealSeconds ?? 0,
+      instructionsPerSecond: ips,
+      uptimeSeconds: Math.round((Date.now() - this.bootedAt) / 100) / 10,
+    };
+    this.lastStats = stats;
+    return stats;
+  }
+
+  async exec(req: ExecRequest): Promise<ExecResult> {
+    const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
+    if (!reply.exec) throw new ProcessRequestError('the VM process answered an exec without a result');
+    return reply.exec;
+  }
+
+  // ---- the process and its channel ----------------------------------------------------------------------------
+
+  private async spawn(): Promise<void> {
+    if (this.pid) throw new ProcessRequestError('the VM process already exists');
+    const socketPath = vmSocketPath(this.vmDir);
+    const initFile = join(this.vmDir, PROCESS_FILES.init);
+    const init: ProcessInit = {
+      config: this.config,
+      runtimeModule: this.runtimeModule,
+      nice: this.options.nice ?? 10,
+      socketPath,
+      vmDir: this.vmDir,
+    };
+    writeJsonAtomic(initFile, init, 0o600);
+    rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
+    const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);
+    const args = [
+      `--max-old-space-size=${this.options.maxOldSpaceMb ?? 256}`,
+      ...(runningFromSource ? ['--import', 'tsx'] : []),
+      vmEntry(),
+      '--init',
+      initFile,
+    ];
+    let child: ChildProcess;
+    try {
+      // detached: a session of its own, so the daemon's death (or a signal to its process group) leaves it running.
+      child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], cwd: this.vmDir });
+    } finally {
+      closeSync(logFd);
+    }
+    this.child = child;
+    child.unref();
+    const ready = child.stdio[3] as NodeJS.ReadableStream & { unref?(): void };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new ProcessRequestError(`the VM process did not start within ${SPAWN_TIMEOUT_MS} ms`)),
+          SPAWN_TIMEOUT_MS,
+        );
+        let text = '';
+        ready.setEncoding('utf8');
+        ready.on('data', (d: string) => {
+          text += d;
+          if (text.includes('ready\n')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.once('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          const last = lastLogLine(this.vmDir);
+          reject(
+            new ProcessRequestError(
+              `the VM process exited (${signal ?? `code ${code}`}) before it was ready${last ? `: ${last}` : ''}`,
+            ),
+          );
+        });
+      });
+    } catch (err) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      throw err;
+    } finally {
+      (ready as unknown as { destroy(): void }).destroy();
+    }
+    const runtime = readJson<ProcessRuntimeFile>(join(this.vmDir, PROCESS_FILES.runtime));
+    if (!runtime || runtime.pid !== child.pid) throw new ProcessRequestError('the VM process did not record itself');
+    try {
+      this.options.cgroups?.place(this.config.name, this.vmDir, runtime.pid, this.config.memoryMiB);
+    } catch (err) {
+      this.options.log?.(`${this.config.name}: runs without its own memory/pids cgroup: ${(err as Error).message}`);
+    }
+    await this.attach(runtime);
+  }
+
+  /** Connects to a listening VM process, says hello, and wires console, counters and NICs. */
+  async attach(runtime: ProcessRuntimeFile): Promise<HelloReply> {
+    this.pid = runtime.pid;
+    this.startTime = runtime.startTime;
+    this.stopping = false;
+    this.cpuMeter = new VmCpuMeter(runtime.pid);
+    const socket = connect(runtime.socketPath);
+    let markClosed!: () => void;
+    this.closed = new Promise((r) => (markClosed = r));
+    const channel = new ProcessChannel(socket, {
+      control: (msg) => this.onMessage(msg),
+      console: (bytes) => this.events.console(bytes),
+      nic: (index, frame) => this.nicPorts[index]?.send(frame, true),
+      counters: (values) => (this.pushed = values),
+      close: (err) => {
+        markClosed();
+        this.onClosed(channel, err);
+      },
+    });
+    this.channel = channel;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const hello = (await this.send({ type: 'hello', id: 0, name: this.config.name }, HELLO_TIMEOUT_MS)) as HelloReply;
+    if (!hello.ok || hello.name !== this.config.name || hello.pid !== runtime.pid) {
+      channel.destroy();
+      throw new ProcessRequestError(
+        `the process on ${runtime.socketPath} is not '${this.config.name}': ${hello.error ?? hello.name}`,
+      );
+    }
+    this.bootedAt = hello.status.bootedAt;
+    this.tids = (hello.tids ?? []).filter((t) => Number.isInteger(t) && t > 0);
+    if (this.tids.length) this.events.threads?.(this.tids);
+    // Frames between the VM and its networks' workers pass through here (the VM process has no MessagePorts).
+    this.nicPorts = (this.resources.nicPorts ?? []).map((port, index) =>
+      connectNicPort(port, { onFrames: (frames) => frames.forEach((f) => channel.sendNic(index, f)) }),
+    );
+    return hello;
+  }
+
+  private onClosed(channel: ProcessChannel, err: Error | undefined): void {
+    if (this.channel !== channel) return;
+    this.channel = undefined;
+    for (const p of this.nicPorts) p.close();
+    this.nicPorts = [];
+    const unexpected = !this.stopping && !this.ended;
+    if (unexpected) this.ended = true;
+    const reasonOf = unexpected ? this.whyGone(err) : Promise.resolve('the VM process closed its channel');
+    // Requests in flight fail with the reason the process ended (found out first: its exit status, note or log).
+    void reasonOf.then((reason) => {
+      for (const [id, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(
+          p.type === 'exec'
+            ? new AgentError('gone', 'the VM ended while the command ran')
+            : new ProcessRequestError(unexpected ? `the VM process ended: ${reason}` : reason),
+        );
+        this.pending.delete(id);
+      }
+      if (unexpected) this.events.exit({ kind: 'crash', message: reason });
+    });
+  }
+
+  /** Why the process closed its channel without being asked to: its exit note, its exit status, or its log. */
+  private async whyGone(err: Error | undefined): Promise<string> {
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    const note = takeExitNote(this.vmDir);
+    rmSync(join(this.vmDir, PROCESS_FILES.runtime), { force: true });
+    this.options.cgroups?.release(this.config.name, this.vmDir);
+    if (note?.kind === 'fault') return note.message ?? 'the machine failed';
+    if (note?.kind === 'terminated') return 'the VM process was terminated (SIGTERM); its disks were flushed';
+    if (child?.signalCode) return `the VM process (pid ${this.pid}) was killed by ${child.signalCode}`;
+    const last = lastLogLine(this.vmDir);
+    if (child && child.exitCode !== null)
+      return `the VM process (pid ${this.pid}) exited with code ${child.exitCode}${last ? `: ${last}` : ''}`;
+    // A process killed from outside closes its socket a moment before it is gone.
+    if (await this.waitGone(1000))
+      return `the VM process (pid ${this.pid}) ended unexpectedly${last ? `; its log ends: ${last}` : ''}`;
+    if (sameProcessAlive(this.pid, this.startTime)) {
+      // A process that dropped its channel (a malformed record) cannot be driven any more.
+      process.kill(this.pid, 'SIGKILL');
+      const tail = logTail(this.vmDir, 4);
+      return `the VM process (pid ${this.pid}) broke its channel${err ? ` (${err.message})` : ''} and was killed${tail ? `; its log ends: ${tail}` : ''}`;
+    }
+    return `the VM process (pid ${this.pid}) ended${last ? `; its log ends: ${last}` : ''}`;
+  }
+
+  private waitGone(ms: number): Promise<boolean> {
+    const end = Date.now() + ms;
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!sameProcessAlive(this.pid, this.startTime)) resolve(true);
+        else if (Date.now() > end) resolve(false);
+        else setTimeout(check, 20);
+      };
+      check();
+    });
+  }
+
+  private async refreshCounters(waitMs: number): Promise<boolean> {
+    this.statsInFlight ??= this.request({ id: 0, type: 'stats' }, STATS_GIVE_UP_MS)
+      .then(
+        (r) => {
+          if (r.counters) this.lastCounters = r.counters;
+          return true;
+        },
+        () => false,
+      )
+      .finally(() => (this.statsInFlight = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+    try {
+      return await Promise.race([this.statsInFlight, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async simple(req: ControlRequest): Promise<void> {
+    await this.request(req, this.options.requestTimeoutMs ?? 10_000);
+  }
+
+  private async request(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
+    return (await this.send(req, timeoutMs)) as OkReply;
+  }
+
+  private send(
+    req: ControlRequest | { type: 'hello'; id: number; name: string },
+    timeoutMs: number,
+  ): Promise<OkReply | HelloReply> {
+    const channel = this.channel;
+    if (!channel?.isOpen) return Promise.reject(new ProcessRequestError('the VM is not running'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new ProcessRequestError(`the VM process did not answer '${req.type}' within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { type: req.type, resolve, reject, timer });
+      channel.sendControl({ ...req, id });
+    });
+  }
+
+  /** Messages from the VM process: the same replies and events as a worker's, plus the hello reply. */
+  private onMessage(msg: Record<string, unknown>): void {
+    const m = msg as unknown as WorkerMessage | HelloReply;
+    switch (m.type) {
+      case 'hello':
+      case 'reply': {
+        const p = typeof m.id === 'number' ? this.pending.get(m.id) : undefined;
+        if (!p) return;
+        this.pending.delete(m.id);
+        clearTimeout(p.timer);
+        if (m.type === 'hello' || m.ok) p.resolve(m as OkReply | HelloReply);
+        else if (m.agentFailure) p.reject(new AgentError(m.agentFailure, String(m.error), m.agentReason));
+        else p.reject(new ProcessRequestError(String(m.error)));
+        return;
+      }
+      case 'poweroff':
+        if (this.ended) return;
+        this.ended = true;
+        this.stopping = true;
+        rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
+        this.events.exit({ kind: 'poweroff' });
+        return;
+      case 'fault':
+        if (this.ended) return;
+        this.ended = true;
+        this.stopping = true;
+        rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
+        this.events.exit({ kind: 'crash', message: String(m.message) });
+        return;
+      case 'threads':
+        if (!Array.isArray(m.tids)) return;
+        this.tids = m.tids.filter((t) => Number.isInteger(t) && t > 0);
+        this.events.threads?.(this.tids);
+        return;
+      case 'guest-reboot':
+        this.bootedAt = Date.now();
+        this.lastSample = undefined;
+        this.events.guestReboot();
+        return;
+      default:
+        /* unknown messages from a newer or confused process are ignored */
+        return;
+    }
+  }
+}
+
+/** Process mode works where VM processes can be told apart after a daemon restart (/proc) and spawned. */
+export function processModeWorks(): boolean {
+  return process.platform === 'linux' && processStartTime(process.pid) !== undefined && existsSync(vmEntry());
+}
