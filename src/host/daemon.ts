@@ -17,7 +17,7 @@ import { WorkerEngine } from '../vm/worker-engine.js';
 import type { Logger } from 'pino';
 import type { MechanismChoice } from './cpu/probe.js';
 import type { MemoryBudget } from './memory/budget.js';
-import { fixMmapThreshold } from './memory/malloc.js';
+import { fixMmapThreshold, startMallocTrim } from './memory/malloc.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -126,6 +126,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   // Before any VM allocates guest RAM: chunks the guests give back must leave the process (malloc.ts).
   if (!fixMmapThreshold()) log('memory: could not fix the malloc mmap threshold; freed guest RAM may stay in RSS');
+  // What idle VMs free in small blocks (decoded pages, compiler zones) stays in the malloc arenas otherwise.
+  const stopMallocTrim = startMallocTrim();
+  if (!stopMallocTrim) log('memory: no malloc_trim; memory the VMs free in small blocks may stay in RSS');
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
   const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
   log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);
@@ -184,6 +187,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
     }
   } catch (err) {
+    stopMallocTrim?.();
     await Promise.all(apps.map((a) => a.close().catch(() => {})));
     await hypervisor.close();
     throw err;
@@ -206,6 +210,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     token,
     close() {
       closing ??= (async () => {
+        stopMallocTrim?.();
         await Promise.all(apps.map((a) => a.close().catch(() => {})));
         await hypervisor.close();
         for (const s of sockets) if (existsSync(s)) unlinkSync(s);

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cliArgs } from '../helpers/paths.js';
+import { builtCliArgs, cliArgs } from '../helpers/paths.js';
 import { Client } from '../../src/cli/client.js';
 
 const ext = extname(fileURLToPath(import.meta.url));
@@ -36,6 +36,8 @@ export interface DaemonSpawnOptions {
   startTimeoutMs?: number;
   /** --allow-path directories; default `<home>/kernels` (created). */
   allowPaths?: string[];
+  /** Run the built CLI (dist/) whatever mode the caller runs in: benchmarks measure what production runs. */
+  built?: boolean;
 }
 
 /**
@@ -64,7 +66,7 @@ export async function startDaemonProcess(o: DaemonSpawnOptions = {}): Promise<Da
   else delete env.TYPEVISOR_RUNTIME_MODULE;
   const proc = spawn(
     process.execPath,
-    cliArgs('daemon', '--home', home, '--shutdown-timeout', '5', ...allow, ...(o.extraArgs ?? [])),
+    (o.built ? builtCliArgs : cliArgs)('daemon', '--home', home, '--shutdown-timeout', '5', ...allow, ...(o.extraArgs ?? [])),
     {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
