@@ -2,14 +2,18 @@
  * Memory benchmark (issue 12): density, reclaim latency and the policy's reaction time, with real guests on a
  * real daemon, and the qemu-system-riscv64 process per VM as the side-by-side density figure.
  *
- * - density: N idle booted 64 MiB VMs; the daemon's RSS growth per VM (the whole process: guest RAM, decode
- *   caches, worker isolates) and the API's breakdown; how many such VMs fit in 8 GiB of host RSS;
+ * - density: N idle booted 64 MiB VMs added to a daemon already running one (which pays for what they share:
+ *   the default network's worker, modules loaded on first use), each settled (its idle trim done); the daemon's
+ *   RSS growth per VM (the whole process: guest RAM, decode caches, worker isolates) and the API's breakdown;
+ *   how many such VMs fit in 8 GiB of host RSS. The daemon runs from dist/ (build first), as in production;
+ *   --source runs it from TypeScript through tsx, whose loader every worker then carries;
  * - reclaim latency: a 256 MiB guest writes 150 MiB to tmpfs and deletes it; time from the delete to the VM's
  *   resident memory being back within 20 MiB;
  * - policy reaction: two 256 MiB VMs (floor 64 MiB) on a 384 MiB budget; one writes 120 MiB at once; time from
  *   the write to the policy's first 'grow' event for it, and whether any guest OOM-killed.
  *
- *   npx tsx bench/memory/index.ts [--vms N] [--skip-qemu]
+ *   npx tsc -p tsconfig.json && npx tsx bench/memory/index.ts [--vms N] [--skip-qemu] [--source]
+ *     [--only density|reclaim|reaction]
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -18,10 +22,19 @@ import { parseArgs } from 'node:util';
 import type { VmView } from '../../src/host/actions.js';
 import type { HostEvent } from '../../src/host/events.js';
 import { guestArtifacts } from '../../src/guests/index.js';
+import { IDLE_TRIM_COLLECT_BYTES } from '../../src/machine/machine.js';
 import { removeHome, startDaemonProcess, waitFor, type DaemonHandle } from '../../test/host/daemon-harness.js';
 import { repoRoot } from '../../test/helpers/paths.js';
 
-const { values } = parseArgs({ options: { vms: { type: 'string', default: '4' }, 'skip-qemu': { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: {
+    vms: { type: 'string', default: '6' },
+    'skip-qemu': { type: 'boolean' },
+    /** Run the daemon from the TypeScript sources through tsx (workers load tsx too): not what production runs. */
+    source: { type: 'boolean' },
+    only: { type: 'string' },
+  },
+});
 const MIB = 1024 * 1024;
 const g = guestArtifacts();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -58,28 +71,79 @@ async function boot(d: DaemonHandle, specs: { name: string; memoryMiB: number; m
 
 const vm = (d: DaemonHandle, n: string) => d.client.json<VmView>('GET', `/vms/${n}`);
 
+/** The daemon's own (main isolate) V8 heap, from its /metrics: its growth is not the VMs' and is shown apart. */
+async function mainHeapBytes(d: DaemonHandle): Promise<number> {
+  const text = (await d.client.text('/metrics')).toString();
+  return Number(/^typevisor_daemon_nodejs_heap_size_total_bytes (\S+)$/m.exec(text)?.[1] ?? NaN);
+}
+
+const cpuSecondsOf = (pid: number): number => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime in USER_HZ ticks
+};
+
+/**
+ * Waits for boot to settle: every VM's idle trim has run (its decode caches are down to the idle loop's pages)
+ * and its worker has collected after it, so what is measured is what an idle VM keeps.
+ */
+async function settle(d: DaemonHandle, names: string[]): Promise<void> {
+  await waitFor(
+    'the idle trim in every VM',
+    async () => {
+      const views = await Promise.all(names.map((x) => vm(d, x)));
+      return views.every((v) => v.stats!.decodeCacheBytes < IDLE_TRIM_COLLECT_BYTES) || undefined;
+    },
+    180_000,
+    1000,
+  );
+  await sleep(5000);
+}
+
 async function density(n: number): Promise<number> {
-  const d = await startDaemonProcess({ runtime: 'machine', extraArgs: ['--memory-budget', '16G'] });
+  const d = await startDaemonProcess({ runtime: 'machine', built: !values.source, extraArgs: ['--memory-budget', '16G'] });
   try {
     await sleep(3000);
-    const base = rssOf(d.proc.pid!);
+    const rss0 = rssOf(d.proc.pid!);
+    // The first VM also pays for what every later one shares (the default network's worker, modules the daemon
+    // loads on first use): it is booted and settled first, and the figure is the growth per VM after it.
+    await boot(d, [{ name: 'first', memoryMiB: 64 }]);
+    await settle(d, ['first']);
+    const rss1 = rssOf(d.proc.pid!);
+    const heap1 = await mainHeapBytes(d);
     const names = Array.from({ length: n }, (_, i) => `idle${i}`);
+    const cpu0 = cpuSecondsOf(d.proc.pid!);
+    const t0 = performance.now();
     await boot(
       d,
       names.map((name) => ({ name, memoryMiB: 64 })),
     );
-    await sleep(15_000); // idle: free page reporting has returned what boot freed
-    const rss = rssOf(d.proc.pid!);
-    const perVm = (rss - base) / n;
+    const bootS = (performance.now() - t0) / 1000;
+    const bootCpu = (cpuSecondsOf(d.proc.pid!) - cpu0) / n;
+    await settle(d, [...names, 'first']);
+    const rss2 = rssOf(d.proc.pid!);
+    const heap2 = await mainHeapBytes(d);
+    const perVm = (rss2 - rss1) / n;
     const views = await Promise.all(names.map((x) => vm(d, x)));
     const avg = (f: (v: VmView) => number) => views.reduce((a, v) => a + f(v), 0) / n;
-    console.log(`density (${n} idle 64 MiB VMs, load ${loadavg()[0]!.toFixed(1)}):`);
-    console.log(`  daemon RSS ${mib(base)} before, ${mib(rss)} after: ${mib(perVm)} per idle VM`);
+    const api = avg((v) => v.stats!.residentBytes);
     console.log(
-      `  API per VM: resident ${mib(avg((v) => v.stats!.residentBytes))} = guest RAM ${mib(avg((v) => v.stats!.guestRamBytes))}` +
-        ` + decode caches ${mib(avg((v) => v.stats!.decodeCacheBytes))} + worker heap ${mib(avg((v) => v.stats!.workerHeapBytes))}`,
+      `density (${n} idle 64 MiB VMs after a first one, daemon from ${values.source ? 'source (tsx)' : 'dist'}, load ${loadavg()[0]!.toFixed(1)}):`,
     );
-    console.log(`  idle 64 MiB VMs in 8 GiB of host RSS: ${Math.floor((8 * 1024 * MIB - base) / perVm)}`);
+    console.log(`  boot: ${bootS.toFixed(1)} s for all ${n}, ${bootCpu.toFixed(2)} daemon CPU s per VM`);
+    console.log(
+      `  daemon RSS ${mib(rss0)} empty, ${mib(rss1)} with the first VM, ${mib(rss2)} with ${n + 1}: ${mib(perVm)} per added idle VM` +
+        ` (${mib((rss2 - rss0) / (n + 1))} per VM with the first one's share)`,
+    );
+    console.log(
+      `  daemon's own heap ${mib(heap1)} -> ${mib(heap2)} meanwhile (${mib((heap2 - heap1) / n)} per VM of the figure)`,
+    );
+    console.log(
+      `  API per VM: resident ${mib(api)} = guest RAM ${mib(avg((v) => v.stats!.guestRamBytes))}` +
+        ` + decode caches ${mib(avg((v) => v.stats!.decodeCacheBytes))} + worker heap ${mib(avg((v) => v.stats!.workerHeapBytes))};` +
+        ` not in it: ${mib(perVm - api)} (the worker thread's isolate outside its heap, stacks, allocator)`,
+    );
+    console.log(`  idle 64 MiB VMs in 8 GiB of host RSS: ${1 + Math.floor((8 * 1024 * MIB - rss1) / perVm)}`);
     return perVm;
   } finally {
     await d.stop();
@@ -88,7 +152,7 @@ async function density(n: number): Promise<number> {
 }
 
 async function reclaim(): Promise<void> {
-  const d = await startDaemonProcess({ runtime: 'machine', extraArgs: ['--memory-budget', '2G'] });
+  const d = await startDaemonProcess({ runtime: 'machine', built: !values.source, extraArgs: ['--memory-budget', '2G'] });
   try {
     await boot(d, [{ name: 'r', memoryMiB: 256 }]);
     await sleep(8000);
@@ -117,7 +181,11 @@ async function reclaim(): Promise<void> {
 }
 
 async function reaction(): Promise<void> {
-  const d = await startDaemonProcess({ runtime: 'machine', extraArgs: ['--memory-budget', '384M', '--overcommit', '2'] });
+  const d = await startDaemonProcess({
+    runtime: 'machine',
+    built: !values.source,
+    extraArgs: ['--memory-budget', '384M', '--overcommit', '2'],
+  });
   try {
     await boot(
       d,
@@ -205,10 +273,14 @@ function qemuIdleRss(): Promise<number> {
   });
 }
 
-const perVm = await density(Number(values.vms));
-if (!values['skip-qemu']) {
-  const q = await qemuIdleRss();
-  console.log(`qemu-system-riscv64 -m 64, idle after boot: RSS ${mib(q)} per VM; typevisor/qemu ${(perVm / q).toFixed(2)}x`);
+const only = values.only;
+if (only && !['density', 'reclaim', 'reaction'].includes(only)) throw new Error(`--only density|reclaim|reaction, not ${only}`);
+if (!only || only === 'density') {
+  const perVm = await density(Number(values.vms));
+  if (!values['skip-qemu']) {
+    const q = await qemuIdleRss();
+    console.log(`qemu-system-riscv64 -m 64, idle after boot: RSS ${mib(q)} per VM; typevisor/qemu ${(perVm / q).toFixed(2)}x`);
+  }
 }
-await reclaim();
-await reaction();
+if (!only || only === 'reclaim') await reclaim();
+if (!only || only === 'reaction') await reaction();

@@ -446,6 +446,10 @@ export const HostInfoSchema = z.object({
     residentBytes: z.number(),
     headroomBytes: z.number(),
     policyTargetBytes: z.number(),
+    measuredOverheadPerVmBytes: z
+      .number()
+      .nullable()
+      .describe("the daemon's RSS beyond its RSS with no VM and the guests' RAM, per running VM (null: none running)"),
     vms: z.array(
       z.object({
         name: z.string(),

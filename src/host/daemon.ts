@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { HostError } from './errors.js';
 import type { MechanismChoice } from './cpu/probe.js';
 import type { MemoryBudget } from './memory/budget.js';
-import { fixMmapThreshold } from './memory/malloc.js';
+import { fixMmapThreshold, startMallocTrim } from './memory/malloc.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -141,6 +141,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   // Before any VM allocates guest RAM: chunks the guests give back must leave the process (malloc.ts).
   if (!fixMmapThreshold()) log('memory: could not fix the malloc mmap threshold; freed guest RAM may stay in RSS');
+  // What idle VMs free in small blocks (decoded pages, compiler zones) stays in the malloc arenas otherwise.
+  const stopMallocTrim = startMallocTrim();
+  if (!stopMallocTrim) log('memory: no malloc_trim; memory the VMs free in small blocks may stay in RSS');
   const vmMode = opts.vmMode ?? defaultVmMode();
   if (vmMode === 'process' && !processModeWorks())
     throw new HostError('INVALID_CONFIG', 'process mode needs Linux with /proc; use --vm-mode thread');
@@ -216,6 +219,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
     }
   } catch (err) {
+    stopMallocTrim?.();
     await Promise.all(apps.map((a) => a.close().catch(() => {})));
     await hypervisor.close();
     throw err;
@@ -238,6 +242,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     token,
     close() {
       closing ??= (async () => {
+        stopMallocTrim?.();
         await Promise.all(apps.map((a) => a.close().catch(() => {})));
         await hypervisor.close();
         for (const s of sockets) if (existsSync(s)) unlinkSync(s);

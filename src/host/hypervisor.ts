@@ -138,6 +138,11 @@ export class Hypervisor implements HostChannel {
   /** Names being created right now (their folder may not exist yet). */
   private readonly creating = new Set<string>();
   private readonly startedAt = Date.now();
+  /**
+   * The daemon's RSS with no VM running (at start-up, and again whenever the host view finds none): the base
+   * the host view's measured per-VM overhead is counted from.
+   */
+  private emptyRssBytes = process.memoryUsage.rss();
   private readonly log: (line: string) => void;
   private closed = false;
   readonly events = new EventBus();
@@ -163,7 +168,10 @@ export class Hypervisor implements HostChannel {
       () => this.monitored(),
       this.log,
       undefined,
-      (samples) => this.memory.tick(samples, (name) => this.vms.get(name)?.vm),
+      (samples) => {
+        if (![...this.vms.values()].some((l) => isActive(l.rec.state))) this.emptyRssBytes = process.memoryUsage.rss();
+        return this.memory.tick(samples, (name) => this.vms.get(name)?.vm);
+      },
     );
     this.policies = new PolicyLoop(this.cpu, this.log);
     this.networks = new NetworkRegistry(opts.home.networksDir, opts.defaultSubnet, this.log);
@@ -1629,6 +1637,11 @@ export class Hypervisor implements HostChannel {
       cpuPercent += s?.cpuPercent ?? 0;
     }
     const mem = process.memoryUsage();
+    const active = live.filter((l) => isActive(l.rec.state)).length;
+    if (active === 0) this.emptyRssBytes = mem.rss;
+    // What each VM really costs beyond its RAM, isolate and thread included (the API figures count its heap only).
+    const guestRam = perVm.reduce((a, f) => a + f.stats.guestRamBytes, 0);
+    const measuredOverhead = active > 0 ? Math.max(0, (mem.rss - this.emptyRssBytes - guestRam) / active) : null;
     const cpuList = cpus();
     return {
       hostname: hostname(),
@@ -1648,7 +1661,7 @@ export class Hypervisor implements HostChannel {
       vms: { total: this.vms.size, byState },
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
       cpuControl: { mechanism: this.cpu.enforcer.mechanism, detail: this.cpu.enforcer.detail, skipped: this.cpuSkipped },
-      memory: this.memory.hostView(this.admitted(), perVm),
+      memory: this.memory.hostView(this.admitted(), perVm, measuredOverhead),
     };
   }
 }

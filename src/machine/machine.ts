@@ -15,7 +15,7 @@ import { SifiveTest, type SysconEvent } from '../devices/syscon.js';
 import { GuestRam } from './memory.js';
 import { MachineClock } from './clock.js';
 import { buildDeviceTree } from './devicetree.js';
-import { planBoot, type BootPlan, type FirmwareImage } from './loaders/boot.js';
+import { planBoot, type BootLayout, type FirmwareImage } from './loaders/boot.js';
 import { BuiltinSbi } from './sbi.js';
 import type { HartPort } from './hart-port.js';
 import * as L from './layout.js';
@@ -48,6 +48,11 @@ export interface MachineOptions {
   budget?: number;
   /** The machine will load a saved state before it starts (src/machine/snapshot): boot images are not placed. */
   forRestore?: boolean;
+  /**
+   * Called after an idle trim freed at least IDLE_TRIM_COLLECT_BYTES of decoded pages: the host can collect
+   * the garbage at once (an idle thread allocates too little to collect it for a long time).
+   */
+  onIdleTrim?: (freedBytes: number) => void;
 }
 
 /**
@@ -98,6 +103,8 @@ const SLICE_MS = 4;
 /** A guest that ran under 2 % of the last 10 s trims its decode caches (trimWhenIdle). */
 const IDLE_TRIM_WINDOW_MS = 10_000;
 const IDLE_TRIM_BUSY_FRACTION = 0.02;
+/** A trim that freed this much is worth a collection (the first after boot frees ~10 MiB; later ones ~1.5). */
+export const IDLE_TRIM_COLLECT_BYTES = 4 * 1024 * 1024;
 const DEFAULT_BUDGET = 50_000;
 const VIRTIO_MAGIC = 0x74726976; // "virt"
 
@@ -138,7 +145,7 @@ export class Machine {
   readonly test: SifiveTest;
   readonly harts: HartPort[] = [];
   readonly bus: Bus;
-  readonly plan: BootPlan;
+  readonly plan: BootLayout;
   readonly deviceTree: Uint8Array;
   readonly sbi?: BuiltinSbi;
 
@@ -165,7 +172,12 @@ export class Machine {
   readonly exited: Promise<MachineExit>;
   onExit?: (e: MachineExit) => void;
 
-  constructor(private readonly opts: MachineOptions) {
+  /** The options without the boot images: those are copied into RAM once and not kept (an idle VM's memory). */
+  private readonly opts: Omit<MachineOptions, 'kernel' | 'initrd' | 'firmware'>;
+
+  constructor(opts: MachineOptions) {
+    const { kernel, initrd, firmware, ...rest } = opts;
+    this.opts = rest;
     if (!Number.isInteger(opts.harts) || opts.harts < 1 || opts.harts > 8)
       throw new RangeError(`harts must be 1..8, got ${opts.harts}`);
     this.exited = new Promise((r) => (this.exitResolve = r));
@@ -202,17 +214,18 @@ export class Machine {
       this.harts.push(opts.createHart(this.bus, { hartId: h, readTime: () => this.clock.now() }));
 
     // Boot: place the images, describe the board, and set up the boot hart(s).
-    this.plan = planBoot({
+    const { placements, ...layout } = planBoot({
       ramBase: this.ram.base,
       ramSize: this.ram.size,
-      kernel: opts.kernel,
-      initrd: opts.initrd,
-      firmware: opts.firmware,
+      kernel,
+      initrd,
+      firmware,
     });
+    this.plan = layout;
     // A machine built to load a saved state gets all of its RAM from the state: placing the images would be
     // wasted work (tens of MiB copied, then released).
     if (!opts.forRestore) {
-      for (const p of this.plan.placements) {
+      for (const p of placements) {
         this.ram.write(p.addr, p.bytes);
         if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
       }
@@ -222,7 +235,7 @@ export class Machine {
     this.tohost = this.plan.symbols?.get('tohost');
 
     const fdt = this.plan.fdtAddr;
-    if (opts.firmware.kind === 'builtin') {
+    if (firmware.kind === 'builtin') {
       this.sbi = new BuiltinSbi({
         harts: this.harts,
         ram: this.ram,
@@ -451,7 +464,12 @@ export class Machine {
     const elapsed = now - this.trimWindowStart;
     if (elapsed < IDLE_TRIM_WINDOW_MS) return;
     if ((this.hostMsRun - this.trimWindowRun) / elapsed < IDLE_TRIM_BUSY_FRACTION) {
-      for (const h of this.harts) h.trimDecodeCache?.();
+      let freed = 0;
+      for (const h of this.harts) {
+        freed += h.decodeCacheBytes?.() ?? 0;
+        h.trimDecodeCache?.();
+      }
+      if (freed >= IDLE_TRIM_COLLECT_BYTES) this.opts.onIdleTrim?.(freed);
     }
     this.trimWindowStart = now;
     this.trimWindowRun = this.hostMsRun;

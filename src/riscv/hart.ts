@@ -609,6 +609,8 @@ export class Hart {
   private readonly fetchPage: (DecodedPage | null)[] = new Array<DecodedPage | null>(TLB_SIZE).fill(null);
   private readonly loadTag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly loadView: DataView[];
+  /** What an empty load/store entry views (never read: its tag never matches). */
+  private readonly noView = new DataView(new ArrayBuffer(8));
   private readonly loadOff = new Int32Array(TLB_SIZE);
   private readonly storeTag = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly storeView: DataView[];
@@ -674,9 +676,8 @@ export class Hart {
     private readonly opts: HartOptions,
   ) {
     this.hartId = opts.hartId;
-    const dummy = new DataView(new ArrayBuffer(8));
-    this.loadView = new Array<DataView>(TLB_SIZE).fill(dummy);
-    this.storeView = new Array<DataView>(TLB_SIZE).fill(dummy);
+    this.loadView = new Array<DataView>(TLB_SIZE).fill(this.noView);
+    this.storeView = new Array<DataView>(TLB_SIZE).fill(this.noView);
     this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
     this.chunkMask = 2 ** bus.chunkShift - 1;
     const jitOptions = opts.jit === undefined ? jitFromEnv() : opts.jit || null;
@@ -959,10 +960,14 @@ export class Hart {
     this.genSatpHi[this.tlbGen] = this.satpHi;
     this.updateContext();
   }
-  /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
-  /** Frees every decoded page (an idle guest's memory trim); they are decoded again when next run. */
+  /**
+   * Frees every decoded page and this isolate's shared decodes (an idle guest's memory trim); they are decoded
+   * again when next run.
+   */
   trimDecodeCache(): void {
     this.dropDecodeCache();
+    this.currentPage = null;
+    resetPackCache();
   }
 
   /** Host bytes the decoded pages hold (each: the decoded slots plus the halfword snapshot). */
@@ -970,12 +975,21 @@ export class Hart {
     return this.decodeCache.size * DECODED_PAGE_BYTES;
   }
 
+  /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
   flushDecodeCache(): void {
     this.codeEpoch++;
+    this.clearFetchTlb();
+  }
+  /**
+   * The pages go with the tags: a fetch entry left behind would keep a page the decode cache dropped (20 KiB,
+   * and the RAM chunk it views, which may have been given back) alive for as long as its slot is not reused.
+   */
+  private clearFetchTlb(): void {
     this.fetchTag.fill(NaN);
+    this.fetchPage.fill(null);
   }
   private clearTlbTables(): void {
-    this.fetchTag.fill(NaN);
+    this.clearFetchTlb();
     this.loadTag.fill(NaN);
     this.storeTag.fill(NaN);
   }
@@ -988,13 +1002,25 @@ export class Hart {
     const per = 2 ** (this.bus.chunkShift - 12);
     const lo = chunkIndex * per;
     const hi = lo + per;
+    // Entries are cleared along with their tags: a released chunk's buffer must not stay reachable from here.
     for (let i = 0; i < TLB_SIZE; i++) {
       const lp = this.loadPpn[i]!;
-      if (lp >= lo && lp < hi) this.loadTag[i] = NaN;
+      if (lp >= lo && lp < hi) {
+        this.loadTag[i] = NaN;
+        this.loadView[i] = this.noView;
+        this.loadPpn[i] = -1;
+      }
       const sp = this.storePpn[i]!;
-      if (sp >= lo && sp < hi) this.storeTag[i] = NaN;
+      if (sp >= lo && sp < hi) {
+        this.storeTag[i] = NaN;
+        this.storeView[i] = this.noView;
+        this.storePpn[i] = -1;
+      }
       const fp = this.fetchPage[i];
-      if (fp && fp.ppn >= lo && fp.ppn < hi) this.fetchTag[i] = NaN;
+      if (fp && fp.ppn >= lo && fp.ppn < hi) {
+        this.fetchTag[i] = NaN;
+        this.fetchPage[i] = null;
+      }
     }
     for (let ppn = lo; ppn < hi && ppn < this.codePages.length; ppn++) {
       if (this.codePages[ppn]) {
@@ -1951,7 +1977,7 @@ export class Hart {
   private invalidateCode(ppn: number): void {
     this.codePages[ppn] = 0;
     this.decodeCache.delete(ppn);
-    this.fetchTag.fill(NaN);
+    this.clearFetchTlb();
   }
 
   /** Enters a translated RAM page into the store TLB, unless it holds decoded code or PMP limits the page. */
@@ -2832,6 +2858,16 @@ export function decodedWords(insn: number): { w: number; imm: number } {
 const packCache = new Map<number, number>();
 const packWords = new Int32Array(2);
 const PACK_CACHE_LIMIT = 1 << 18;
+/** The decoded words of packCache's entries, by index (allocated on first use, dropped by resetPackCache). */
+let packStoreW0 = new Int32Array(0);
+let packStoreW1 = new Int32Array(0);
+
+/** Forgets the shared decodes; the index arrays are replaced, so the memory they touched goes back. */
+function resetPackCache(): void {
+  packCache.clear();
+  packStoreW0 = new Int32Array(0);
+  packStoreW1 = new Int32Array(0);
+}
 
 function packDecoded(code: Int32Array, slot: number, insn: number): void {
   const i2 = slot * 2;
@@ -2846,12 +2882,15 @@ function packDecoded(code: Int32Array, slot: number, insn: number): void {
   code[i2 + 1] = packWords[1]!;
   if (packCache.size >= PACK_CACHE_LIMIT) packCache.clear();
   const index = packCache.size;
+  if (packStoreW0.length === 0) {
+    // Zero-filled mappings: only the pages indexes reach are ever resident.
+    packStoreW0 = new Int32Array(PACK_CACHE_LIMIT);
+    packStoreW1 = new Int32Array(PACK_CACHE_LIMIT);
+  }
   packStoreW0[index] = packWords[0]!;
   packStoreW1[index] = packWords[1]!;
   packCache.set(insn, index);
 }
-const packStoreW0 = new Int32Array(PACK_CACHE_LIMIT);
-const packStoreW1 = new Int32Array(PACK_CACHE_LIMIT);
 
 function packDecodedUncached(code: Int32Array, slot: number, insn: number): void {
   const d = decode(insn);

@@ -25,6 +25,11 @@ function gcFunction(): (() => void) | null {
   return collect;
 }
 
+/** A full collection in this isolate now (a no-op where gc() could not be exposed). */
+export function collectGarbage(): void {
+  gcFunction()?.();
+}
+
 /** Polls `allocatedBytes` every `periodMs`; returns a function that stops it. */
 export function collectAfterRelease(allocatedBytes: () => number, periodMs = 500): () => void {
   let high = allocatedBytes();

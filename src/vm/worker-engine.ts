@@ -48,7 +48,12 @@ export interface WorkerEngineOptions {
 /** Default wait for a worker's counters (see refreshCounters). */
 const STATS_TIMEOUT_MS = 250;
 const STATS_GIVE_UP_MS = 5000;
-const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 8 };
+/**
+ * The young generation is both semi-spaces, and an idle worker keeps what it once grew to resident: at 32 MiB
+ * (Node's default) it was the largest part of an idle VM after its RAM. 4 MiB cost no measurable boot time
+ * (docs/performance.md, memory): a boot allocates much, but little of it survives a scavenge.
+ */
+export const VM_WORKER_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 4, stackSizeMb: 8 };
 
 export class WorkerEngine implements Engine {
   readonly name = 'builtin';
@@ -162,7 +167,7 @@ class WorkerVm implements EngineVm {
       eval: runningFromSource,
       workerData: init,
       transferList: [channel.port2, ...(this.resources.nicPorts ?? [])],
-      resourceLimits: this.options.resourceLimits ?? DEFAULT_LIMITS,
+      resourceLimits: this.options.resourceLimits ?? VM_WORKER_LIMITS,
       name: `vm:${this.config.name}`,
       stdout: false,
       stderr: false,

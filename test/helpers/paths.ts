@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,4 +13,11 @@ export function cliArgs(...args: string[]): string[] {
   return fromDist
     ? [join(repoRoot, 'dist/src/cli/main.js'), ...args]
     : ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args];
+}
+
+/** argv that runs the built CLI (dist/); throws when there is no build. */
+export function builtCliArgs(...args: string[]): string[] {
+  const main = join(repoRoot, 'dist/src/cli/main.js');
+  if (!existsSync(main)) throw new Error(`no build at ${main}: run 'npx tsc -p tsconfig.json' first`);
+  return [main, ...args];
 }

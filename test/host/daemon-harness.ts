@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cliArgs } from '../helpers/paths.js';
+import { builtCliArgs, cliArgs } from '../helpers/paths.js';
 import { Client } from '../../src/cli/client.js';
 import { sameProcessAlive } from '../../src/vm/process-identity.js';
 
@@ -39,6 +39,8 @@ export interface DaemonSpawnOptions {
   allowPaths?: string[];
   /** --vm-mode; default: the daemon's default (process on Linux), or $TYPEVISOR_VM_MODE. */
   vmMode?: 'process' | 'thread';
+  /** Run the built CLI (dist/) whatever mode the caller runs in: benchmarks measure what production runs. */
+  built?: boolean;
 }
 
 /**
@@ -67,7 +69,7 @@ export async function startDaemonProcess(o: DaemonSpawnOptions = {}): Promise<Da
   else delete env.TYPEVISOR_RUNTIME_MODULE;
   const proc = spawn(
     process.execPath,
-    cliArgs(
+    (o.built ? builtCliArgs : cliArgs)(
       'daemon',
       '--home',
       home,

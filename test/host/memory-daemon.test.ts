@@ -143,6 +143,15 @@ describe('memory settings, budget and admission (toy guests)', () => {
       /memory\s+budget 1\.0 ?GiB \(overcommit 2: maximums up to 2\.0 ?GiB\), committed 2\.0 ?GiB, floors 896/,
     );
     assert.match(r.stdout, /headroom/);
+    // Four toy VMs run: the per-VM overhead measured from the daemon's RSS is there, next to the counted one.
+    // (Toy workers cost a few MiB each, within the daemon heap's own swings, so only its presence is checked here;
+    // bench/memory compares it with real guests.)
+    assert.equal(typeof h.memory.measuredOverheadPerVmBytes, 'number');
+    assert.ok(h.memory.measuredOverheadPerVmBytes! >= 0);
+    assert.match(
+      r.stdout,
+      /per VM\s+overhead \S+ ?\S*iB measured \(daemon RSS beyond the empty daemon and the guests' RAM\), \S+ ?\S*B counted/,
+    );
     // Stopping a VM frees its commitment: m2 now starts.
     assert.equal(cli(d, 'stop', 'a1', '--force').status, 0);
     assert.equal(cli(d, 'start', 'm2').status, 0);

@@ -14,6 +14,9 @@ export class FakeHart implements HartPort {
   /** [start, size, asid] of every remote sfence.vma range. */
   rangeFlushes: [number, number, number][] = [];
   decodeFlushes = 0;
+  /** What decodeCacheBytes reports until the next trim. */
+  decodeBytes = 0;
+  trims = 0;
   exitRequests = 0;
   ecallHandler?: (hart: HartPort) => boolean;
   onRun?: (hart: FakeHart, budget: number) => number;
@@ -56,6 +59,13 @@ export class FakeHart implements HartPort {
   }
   flushDecodeCache(): void {
     this.decodeFlushes++;
+  }
+  decodeCacheBytes(): number {
+    return this.decodeBytes;
+  }
+  trimDecodeCache(): void {
+    this.trims++;
+    this.decodeBytes = 0;
   }
   enterSupervisor(pc: number): void {
     this.pc = pc;

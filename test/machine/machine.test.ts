@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine, type MachineOptions } from '../../src/machine/machine.js';
+import { IDLE_TRIM_COLLECT_BYTES, Machine, type MachineOptions } from '../../src/machine/machine.js';
 import { IMAGE_MAGIC2 } from '../../src/machine/loaders/image.js';
 import { parseFdt } from '../../src/machine/fdt.js';
 import { FakeHart } from './fake-hart.js';
@@ -151,5 +151,76 @@ test('a run-loop pacer rests the loop between busy slices, and console input doe
   assert.ok(performance.now() - rest.at >= 990, 'the loop ran again only once the rest was over');
   m.setPacer(null);
   assert.equal(m.onlineHarts(), 1, 'builtin SBI: only the boot hart runs');
+  m.stop();
+});
+
+test('the machine does not keep its boot images once they are in RAM (an idle VM would hold a kernel copy)', async () => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const refs: WeakRef<object>[] = [];
+  const build = () => {
+    const kernel = image();
+    const initrd = new Uint8Array(8192).fill(7);
+    refs.push(new WeakRef(kernel.buffer), new WeakRef(initrd.buffer));
+    // Not through machine(): its createHart closure keeps the overrides (and so the images) alive.
+    return new Machine({
+      harts: 1,
+      memoryBytes: 64 << 20,
+      firmware: { kind: 'builtin' },
+      kernel,
+      initrd,
+      createHart: (_bus, o) => new FakeHart(o.hartId),
+    });
+  };
+  const m = build();
+  await new Promise((r) => setImmediate(r));
+  gc();
+  assert.deepEqual(
+    refs.map((r) => r.deref() === undefined),
+    [true, true],
+    'kernel and initrd buffers collected while the machine lives',
+  );
+  const placed = new Uint8Array(16);
+  m.ram.read(m.plan.initrd!.start, placed);
+  assert.deepEqual([...placed], new Array(16).fill(7), 'the initrd is in guest RAM');
+});
+
+test('an idle machine trims its harts, and asks for a collection only when the trim freed enough', async () => {
+  let now = 0;
+  const trims: number[] = [];
+  const m = new Machine({
+    harts: 1,
+    memoryBytes: 64 << 20,
+    firmware: { kind: 'builtin' },
+    kernel: image(),
+    hostNowMs: () => now,
+    onIdleTrim: (freed) => trims.push(freed),
+    createHart: (_bus, o) => {
+      const h = new FakeHart(o.hartId);
+      h.onRun = (hart) => ((hart.waiting = true), 0); // WFI at once: the guest is idle
+      return h;
+    },
+  });
+  const hart = m.harts[0] as FakeHart;
+  hart.decodeBytes = IDLE_TRIM_COLLECT_BYTES * 2; // what a boot leaves decoded
+  m.start();
+  // Guest-idle host time passes in 3 s steps; every wake lets the idle loop look at its trim window.
+  const until = async (done: () => boolean) => {
+    for (let i = 0; i < 500 && !done(); i++) {
+      now += 3000;
+      m.wake();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  };
+  await until(() => hart.trims >= 1);
+  assert.ok(hart.trims >= 1, 'the idle hart was trimmed');
+  assert.deepEqual(trims, [IDLE_TRIM_COLLECT_BYTES * 2], 'one collection for the big first trim');
+  hart.decodeBytes = IDLE_TRIM_COLLECT_BYTES / 4; // the idle loop's few pages, decoded again
+  const before = hart.trims;
+  await until(() => hart.trims > before);
+  assert.ok(hart.trims > before, 'trimmed again');
+  assert.equal(trims.length, 1, 'a small trim is not worth a collection');
   m.stop();
 });

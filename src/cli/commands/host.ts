@@ -33,6 +33,13 @@ export const run = defineVerb({
         `committed ${bytes(m.committedBytes)}, floors ${bytes(m.floorsBytes)}, resident ${bytes(m.residentBytes)}, ` +
         `headroom ${bytes(m.headroomBytes)}, policy target ${bytes(m.policyTargetBytes)}`,
     );
+    if (m.measuredOverheadPerVmBytes !== null) {
+      const api = m.vms.length ? m.vms.reduce((a, v) => a + v.overheadBytes, 0) / m.vms.length : 0;
+      console.log(
+        `per VM    overhead ${bytes(m.measuredOverheadPerVmBytes)} measured (daemon RSS beyond the empty daemon and the guests' RAM), ` +
+          `${bytes(api)} counted (decode caches + worker heap)`,
+      );
+    }
     for (const v of m.vms)
       console.log(
         `  ${v.name.padEnd(12)} max ${bytes(v.maxBytes)}, floor ${bytes(v.floorBytes)}, size ${v.sizeBytes === null ? '-' : bytes(v.sizeBytes)}, resident ${bytes(v.residentBytes)} (guest RAM ${bytes(v.guestRamBytes)}, overhead ${bytes(v.overheadBytes)})`,

@@ -58,6 +58,11 @@ export interface HostMemoryView {
   headroomBytes: number;
   /** The policy keeps the VMs' sizes within this. */
   policyTargetBytes: number;
+  /**
+   * The daemon's RSS beyond its RSS with no VM running and beyond the guests' RAM, per running VM: what a VM
+   * costs besides its RAM, measured (worker isolate and thread included); null with no VM running.
+   */
+  measuredOverheadPerVmBytes: number | null;
   vms: {
     name: string;
     maxBytes: number;
@@ -134,7 +139,7 @@ export class MemoryManager {
     };
   }
 
-  hostView(admitted: AdmittedVm[], figures: VmMemoryFigures[]): HostMemoryView {
+  hostView(admitted: AdmittedVm[], figures: VmMemoryFigures[], measuredOverheadPerVmBytes: number | null = null): HostMemoryView {
     const stats = new Map(figures.map((f) => [f.name, f.stats]));
     const residentBytes = figures.reduce((a, f) => a + f.stats.residentBytes, 0);
     const budgetBytes = this.budget.budgetMiB * MIB;
@@ -147,6 +152,7 @@ export class MemoryManager {
       residentBytes,
       headroomBytes: budgetBytes - residentBytes,
       policyTargetBytes: this.poolMiB * MIB,
+      measuredOverheadPerVmBytes: measuredOverheadPerVmBytes === null ? null : Math.round(measuredOverheadPerVmBytes),
       vms: admitted.map((v) => ({
         name: v.name,
         maxBytes: v.maxMiB * MIB,

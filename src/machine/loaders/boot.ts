@@ -59,6 +59,9 @@ export interface BootPlan {
   symbols?: ReadonlyMap<string, number>;
 }
 
+/** A plan once its images are in RAM: where things are, without the image bytes (a running board needs none). */
+export type BootLayout = Omit<BootPlan, 'placements'>;
+
 const MiB = 1024 * 1024;
 const FDT_ALIGN = 2 * MiB;
 /** OpenSBI needs its 2 MiB below the kernel, and PMP-protects it (reserved in the device tree). */
