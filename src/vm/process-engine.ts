@@ -373,6 +373,8 @@ class ProcessVm implements EngineVm {
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);
     const args = [
       `--max-old-space-size=${this.options.maxOldSpaceMb ?? 256}`,
+      // The same small young generation as a VM worker (VM_WORKER_LIMITS): an idle VM's scavenge space stays small.
+      '--max-semi-space-size=1',
       ...(runningFromSource ? ['--import', 'tsx'] : []),
       vmEntry(),
       '--init',

@@ -12,7 +12,7 @@ import { createServer, type Socket } from 'node:net';
 import { closeSync, existsSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../host/atomic.js';
-import { fixMmapThreshold } from '../host/memory/malloc.js';
+import { fixMmapThreshold, startMallocTrim } from '../host/memory/malloc.js';
 import type { ControlRequest, WorkerMessage } from './protocol.js';
 import { NicLink } from './nic-link.js';
 import { ProcessChannel } from './process-channel.js';
@@ -55,6 +55,8 @@ const exitFile = join(init.vmDir, PROCESS_FILES.exit);
 process.title = `typevisor-vm ${name}`;
 // Before the guest allocates RAM: chunks it gives back must leave the process (see src/host/memory/malloc.ts).
 fixMmapThreshold();
+// What the VM frees in small blocks (decoded pages, compiler zones) leaves the process, as in the daemon.
+startMallocTrim();
 const tid = ownThreadId();
 lowerThreadPriority(tid, init.nice);
 const startTime = processStartTime(process.pid) ?? 0;
