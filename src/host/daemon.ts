@@ -67,6 +67,8 @@ export interface DaemonOptions {
   defaultSubnet?: string;
   /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
   memoryBudget?: MemoryBudget;
+  /** VM workers the built-in engine keeps started ahead of need (src/host/worker-pool.ts); default 0. */
+  warmWorkers?: number;
 }
 
 export interface RunningDaemon {
@@ -126,7 +128,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   // Before any VM allocates guest RAM: chunks the guests give back must leave the process (malloc.ts).
   if (!fixMmapThreshold()) log('memory: could not fix the malloc mmap threshold; freed guest RAM may stay in RSS');
-  const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
+  const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule, warmWorkers: opts.warmWorkers, log });
   const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
   log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);
   const hypervisor = new Hypervisor({

@@ -112,4 +112,6 @@ export interface EngineResources {
 export interface Engine {
   readonly name: string;
   create(config: VmConfig, events: EngineEvents, resources?: EngineResources): EngineVm;
+  /** Releases what the engine holds besides its VMs (warm workers); called once the host has stopped every VM. */
+  close?(): Promise<void>;
 }

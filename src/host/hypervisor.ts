@@ -190,7 +190,7 @@ export class Hypervisor implements HostChannel {
       }
     }
     // Snapshot operations cut short by a crash leave partial folders, .next overlays or unreferenced layers.
-    this.snapshots.sweepAll();
+    await this.snapshots.sweepAll();
     for (const live of this.vms.values()) {
       if (live.rec.autostart) {
         try {
@@ -221,6 +221,7 @@ export class Hypervisor implements HostChannel {
       }),
     );
     this.cpu.closeAll();
+    await this.opts.engine.close?.();
     await this.netManager.close();
     await this.registry.settled();
   }
@@ -702,6 +703,7 @@ export class Hypervisor implements HostChannel {
 
   private async doStart(live: LiveVm, restore?: { path: string; lazyRam: boolean }): Promise<StateFileInfo | void> {
     this.check(live, 'start');
+    const t0 = performance.now();
     const maxMiB = live.rec.config.memoryMiB;
     const problem = admissionProblem(this.memoryBudget, this.admitted(), {
       name: live.rec.name,
@@ -712,8 +714,10 @@ export class Hypervisor implements HostChannel {
     checkConfigFiles(this.paths, live.rec.config);
     for (const nic of live.rec.config.nics ?? []) this.networks.get(nic.network);
     await this.releaseNet(live);
+    const t1 = performance.now();
     const net = await this.netManager.connectVm(live.rec.name, live.rec.config);
     live.net = net;
+    const t2 = performance.now();
     const engineVm = this.opts.engine.create(
       live.rec.config,
       {
@@ -741,9 +745,13 @@ export class Hypervisor implements HostChannel {
         return;
       }
       if (!engineVm.restore) throw new Error(`the ${this.opts.engine.name} engine cannot restore VMs`);
+      const t3 = performance.now();
       const info = await engineVm.restore(restore.path, { lazyRam: restore.lazyRam });
+      const t4 = performance.now();
       await this.cpu.started(live.rec.name);
-      return info;
+      const t5 = performance.now();
+      const host = { checks: t1 - t0, connectNetworks: t2 - t1, placeVm: t3 - t2, cpuStarted: t5 - t4 };
+      return { ...info, phases: { ...host, ...info.phases } };
     } catch (err) {
       const message = (err as Error).message;
       if (live.vm === engineVm) {

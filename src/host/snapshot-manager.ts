@@ -5,7 +5,7 @@
  * reached through SnapshotHost.
  */
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { SnapshotOutcome, SnapshotView, StateOutcome, VmView } from './actions.js';
 import { createDiskFile } from './disks.js';
@@ -15,7 +15,14 @@ import { isValidVmName } from './home.js';
 import type { VmState } from './lifecycle.js';
 import type { LiveVm } from './live-vm.js';
 import { RECORD_SCHEMA, type Registry, type VmRecord } from './registry.js';
-import { backingOf, SnapshotStore, SNAPSHOT_FORMAT, SNAPSHOT_STATE_FILE, type SnapshotMeta } from './snapshot-store.js';
+import {
+  backingOf,
+  SnapshotStore,
+  SNAPSHOT_FORMAT,
+  SNAPSHOT_STATE_FILE,
+  type LayerUsers,
+  type SnapshotMeta,
+} from './snapshot-store.js';
 import { cloneIdentity, guestIdentity, identityRequest } from './clone-identity.js';
 import { completeSave, copyDisk, prepareSaveDir, readSaveManifest, SAVE_FORMAT, SAVE_VERSION, STATE_FILE } from './snapshots.js';
 import type { DiskConfig, VmConfig } from '../vm/config.js';
@@ -50,6 +57,22 @@ export interface SnapshotHost {
   withoutHostConflicts(config: VmConfig): VmConfig;
 }
 
+/** Times the steps of one operation, for the benchmark (SnapshotOutcome.phases). */
+class PhaseClock {
+  private readonly out: Record<string, number> = {};
+  constructor(private mark: number) {}
+  step(name: string): void {
+    const now = performance.now();
+    this.out[name] = Math.round((now - this.mark) * 10) / 10;
+    this.mark = now;
+  }
+  /** The host's steps, then the worker's (prefixed `worker.`). */
+  with(worker: Record<string, number> | undefined): Record<string, number> {
+    const w = Object.entries(worker ?? {}).map(([k, v]) => [`worker.${k}`, Math.round(v * 10) / 10]);
+    return { ...this.out, ...Object.fromEntries(w) };
+  }
+}
+
 export class SnapshotManager {
   constructor(private readonly host: SnapshotHost) {}
 
@@ -57,15 +80,24 @@ export class SnapshotManager {
    * Removes what snapshot operations cut short by a crash leave behind (partial folders, .next overlays,
    * unreferenced layers), for every VM.
    */
-  sweepAll(): void {
-    const roots = this.allDiskPaths();
+  async sweepAll(): Promise<void> {
     for (const live of this.host.liveVms()) {
       try {
-        this.store(live).sweep(live.rec.config.disks, roots);
+        await this.store(live).sweep(live.rec.config.disks, this.layerUsers(live));
       } catch (err) {
         this.host.log(`${live.rec.name}: snapshot sweep failed: ${(err as Error).message}`);
       }
     }
+  }
+
+  /** Who rests on `live`'s layers, and which disks a merge of its layers may rewrite (its own, when not running). */
+  private layerUsers(live: LiveVm): LayerUsers {
+    const all = [...this.host.liveVms()];
+    return {
+      roots: this.allDiskPaths(),
+      images: [...this.allDiskPaths(), ...all.flatMap((l) => this.store(l).ownImages())],
+      mergeableDisks: live.vm ? [] : live.rec.config.disks.map((d) => d.path),
+    };
   }
 
   save(name: string, path: string, stop: boolean): Promise<StateOutcome> {
@@ -200,6 +232,20 @@ export class SnapshotManager {
   }
 
   /**
+   * Housekeeping that need not hold up the reply, run under the VM's lock right after it: the snapshot's spare
+   * overlays for its next revert, and the sweep of what the operation left unreferenced.
+   */
+  private afterwards(live: LiveVm, store: SnapshotStore, meta: SnapshotMeta): void {
+    void this.host
+      .withLock(live, async () => {
+        if (!existsSync(join(store.dir, meta.name))) return; // deleted meanwhile
+        await store.prepareSpares(meta);
+        await store.sweep(live.rec.config.disks, this.layerUsers(live));
+      })
+      .catch((err: Error) => this.host.log(`${live.rec.name}: snapshot housekeeping failed: ${err.message}`));
+  }
+
+  /**
    * Freezes the VM's disks as layers and moves it onto new overlays; with `withState` (a live VM) its machine state
    * is saved first into `tmp`. The guest stays paused throughout and is resumed by the caller.
    */
@@ -235,7 +281,7 @@ export class SnapshotManager {
       if (state !== 'running' && state !== 'paused' && state !== 'stopped' && state !== 'defined' && state !== 'crashed')
         throw new HostError('INVALID_STATE', `'${name}' is ${state}; wait until it is running, paused or stopped`);
       const store = this.store(live);
-      store.sweep(live.rec.config.disks, this.allDiskPaths());
+      await store.sweep(live.rec.config.disks, this.layerUsers(live));
       const snapName =
         snapshot ?? `snap-${new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15).toLowerCase()}`;
       const tmp = store.begin(snapName, live.rec.config.disks);
@@ -254,6 +300,7 @@ export class SnapshotManager {
         );
         store.finish(tmp, meta);
         if (isLive && state === 'running') await this.host.engineCall(live, (v) => v.resume());
+        this.afterwards(live, store, meta);
         this.host.log(`${name}: snapshot ${snapName} created`);
         return {
           vm: this.host.view(live),
@@ -274,19 +321,31 @@ export class SnapshotManager {
     const live = this.host.find(name);
     return this.host.withLock(live, async () => {
       const t0 = performance.now();
+      const phases = new PhaseClock(t0);
       const store = this.store(live);
       const meta = store.get(snapshot);
       if (live.rec.state === 'rebooting') throw new HostError('INVALID_STATE', `'${name}' is rebooting`);
       const statePath = store.statePath(meta);
-      let workerMs: number | undefined;
+      let info: StateFileInfo | void = undefined;
+      const done = (): SnapshotOutcome => ({
+        vm: this.host.view(live),
+        snapshot: this.snapshotView(store, meta),
+        totalMs: performance.now() - t0,
+        workerMs: info ? info.ms : undefined,
+        phases: phases.with(info ? info.phases : undefined),
+      });
       // A live VM reverting to a memory snapshot keeps its (warm) worker: the guest is released, the disks
       // reverted, and the state loaded in the same thread.
       const vm = live.vm;
       if (vm && statePath && vm.releaseGuest && vm.restoreInPlace) {
+        phases.step('lookup');
         try {
           await vm.releaseGuest();
+          phases.step('releaseGuest');
           await store.revertDisks(meta, live.rec.config.disks);
-          workerMs = (await vm.restoreInPlace(statePath, { lazyRam: true })).ms;
+          phases.step('revertDisks');
+          info = await vm.restoreInPlace(statePath, { lazyRam: true });
+          phases.step('restore');
         } catch (err) {
           if (live.vm === vm) await this.host.stop(live, `revert to ${snapshot} failed: ${(err as Error).message}`, 'crashed');
           throw new HostError('ENGINE_ERROR', `reverting '${name}' to ${snapshot} failed: ${(err as Error).message}`);
@@ -296,30 +355,33 @@ export class SnapshotManager {
           await this.host.engineCall(live, (v) => v.pause());
           this.host.setState(live, 'paused');
         }
-        store.sweep(live.rec.config.disks, this.allDiskPaths());
+        this.afterwards(live, store, meta);
         this.host.log(`${name}: reverted to snapshot ${snapshot} in place`);
-        return { vm: this.host.view(live), snapshot: this.snapshotView(store, meta), totalMs: performance.now() - t0, workerMs };
+        return done();
       }
+      phases.step('lookup');
       if (live.vm) await this.host.stop(live, `reverting to snapshot ${snapshot}`);
+      phases.step('stop');
       await store.revertDisks(meta, live.rec.config.disks);
-      store.sweep(live.rec.config.disks, this.allDiskPaths());
+      phases.step('revertDisks');
+      this.afterwards(live, store, meta);
       if (statePath) {
-        const info = await this.host.start(live, { path: statePath, lazyRam: true });
-        workerMs = info ? info.ms : undefined;
+        info = await this.host.start(live, { path: statePath, lazyRam: true });
+        phases.step('start');
         if (meta.vmState === 'paused') {
           await this.host.engineCall(live, (v) => v.pause());
           this.host.setState(live, 'paused');
         }
       }
       this.host.log(`${name}: reverted to snapshot ${snapshot}`);
-      return { vm: this.host.view(live), snapshot: this.snapshotView(store, meta), totalMs: performance.now() - t0, workerMs };
+      return done();
     });
   }
 
   snapshotDelete(name: string, snapshot: string): Promise<{ deleted: string }> {
     const live = this.host.find(name);
     return this.host.withLock(live, async () => {
-      this.store(live).remove(snapshot, this.allDiskPaths());
+      await this.store(live).remove(snapshot, this.layerUsers(live));
       this.host.log(`${name}: snapshot ${snapshot} deleted`);
       return { deleted: snapshot };
     });
@@ -345,7 +407,7 @@ export class SnapshotManager {
         if (running && !isLive)
           throw new HostError('INVALID_STATE', `'${source}' is ${state}; --running needs a running or paused VM`);
         const store = this.store(src);
-        store.sweep(src.rec.config.disks, this.allDiskPaths());
+        await store.sweep(src.rec.config.disks, this.layerUsers(src));
         const snapName = `clone-${target}`;
         const tmp = store.begin(snapName, src.rec.config.disks);
         const parent = store.current();

@@ -112,7 +112,9 @@ class MachineRuntime implements GuestRuntime {
     const t0 = performance.now();
     if (this.machine) throw new Error('a machine is running: release it first');
     const machine = await this.buildMachine(true);
+    const t1 = performance.now();
     const opened = openStateFile(path);
+    const t2 = performance.now();
     let report;
     try {
       report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam });
@@ -121,10 +123,17 @@ class MachineRuntime implements GuestRuntime {
       await this.devices?.close();
       throw err;
     }
+    const t3 = performance.now();
     this.launch(machine);
     if (machine.ram.lazyChunksLeft > 0) this.prefetch(machine, opened.close);
     else opened.close();
-    return { bytes: opened.size, ramChunks: report.ramChunks, ms: performance.now() - t0 };
+    const t4 = performance.now();
+    return {
+      bytes: opened.size,
+      ramChunks: report.ramChunks,
+      ms: t4 - t0,
+      phases: { buildMachine: t1 - t0, openStateFile: t2 - t1, loadState: t3 - t2, launch: t4 - t3 },
+    };
   }
 
   /**
@@ -294,3 +303,6 @@ export const createRuntime: CreateRuntime = async (config, hooks, resources) => 
   const images = await loadBootImages(config);
   return new MachineRuntime(config, hooks, images, await defaultHartFactory(), resources ?? { nicLinks: [] });
 };
+
+/** Run by a pooled worker before it is handed a VM (src/vm/worker-adopt.ts). */
+export { warmUp } from './warm-up.js';

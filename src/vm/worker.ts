@@ -4,7 +4,6 @@
  * Whatever the guest does only ever blocks this thread, never the daemon's.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { pathToFileURL } from 'node:url';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
@@ -13,10 +12,11 @@ import { NicLink } from './nic-link.js';
 import { CpuPacer } from './cpu-pacer.js';
 import { PUBLISH_INTERVAL_MS, writeCounters } from './shared-counters.js';
 import { AgentError } from './agent-client.js';
+import { receiveInit, runtimeModuleUrl } from './worker-adopt.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
 const port = parentPort;
-const init = workerData as WorkerInit;
+const init: WorkerInit = await receiveInit(port, workerData);
 
 /**
  * Guest threads run at a lower scheduling priority than the daemon's thread, so the control plane (API, other
@@ -82,8 +82,7 @@ const hooks: RuntimeHooks = {
 
 async function loadFactory(): Promise<CreateRuntime> {
   if (!createRuntime) {
-    const spec = init.runtimeModule.startsWith('file:') ? init.runtimeModule : pathToFileURL(init.runtimeModule).href;
-    const mod = (await import(spec)) as { createRuntime?: CreateRuntime };
+    const mod = (await import(runtimeModuleUrl(init.runtimeModule))) as { createRuntime?: CreateRuntime };
     if (typeof mod.createRuntime !== 'function') throw new Error(`${init.runtimeModule} does not export createRuntime`);
     createRuntime = mod.createRuntime;
   }
@@ -133,12 +132,17 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
   switch (req.type) {
     case 'start': {
       if (runtime) throw new Error('already started');
-      runtime = await (await loadFactory())(init.config, hooks, resources);
+      const t0 = performance.now();
+      const factory = await loadFactory();
+      const t1 = performance.now();
+      runtime = await factory(init.config, hooks, resources);
+      const t2 = performance.now();
       if (pacer) runtime.setPacer?.(() => pacer!.next());
       if (req.restore) {
         if (!runtime.restore) throw new Error('this runtime cannot restore a machine state');
         const state = await runtime.restore(req.restore.path, { lazyRam: req.restore.lazyRam });
-        return { type: 'reply', id: req.id, ok: true, state };
+        const phases = { loadRuntimeModule: t1 - t0, createRuntime: t2 - t1, ...state.phases };
+        return { type: 'reply', id: req.id, ok: true, state: { ...state, ms: performance.now() - t0, phases } };
       }
       await runtime.start();
       return { type: 'reply', id: req.id, ok: true };

@@ -14,7 +14,7 @@ export const summary = 'run the hypervisor daemon (REST API on a unix socket, op
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
                         [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
-                        [--default-subnet CIDR]
+                        [--default-subnet CIDR] [--warm-workers N]
                         [--log-level trace|debug|info|warn|error] [--memory-budget SIZE] [--overcommit RATIO]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
@@ -30,6 +30,8 @@ VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an err
 maximums may add up to budget × --overcommit (default 1.0) and their minimums to the budget: a start past
 either is refused (409 MEMORY_BUDGET). Logs are JSON lines (pino)
 on stderr. --default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24 otherwise).
+--warm-workers N (default 1, or $TYPEVISOR_WARM_WORKERS; 0 turns it off) keeps N VM workers started ahead of need,
+so a VM start or restore skips the worker's start-up; none is kept while free host memory is under 512 MiB.
 Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -49,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
         'default-subnet': { type: 'string' },
         'memory-budget': { type: 'string' },
         overcommit: { type: 'string' },
+        'warm-workers': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -122,6 +125,11 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  const warm = values['warm-workers'] ?? process.env.TYPEVISOR_WARM_WORKERS ?? '1';
+  if (!/^\d{1,2}$/.test(warm) || Number(warm) > 16) {
+    console.error(`typevisor daemon: --warm-workers takes a number from 0 to 16, got ${JSON.stringify(warm)}`);
+    return 2;
+  }
   const home = values.home ? values.home : defaultHome();
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const log = (line: string) => {
@@ -145,6 +153,7 @@ export async function run(argv: string[]): Promise<number> {
       cpuMechanism: mechanism as MechanismChoice,
       defaultSubnet: values['default-subnet'],
       memoryBudget,
+      warmWorkers: Number(warm),
     });
   } catch (err) {
     if (err instanceof MechanismUnavailableError) {
