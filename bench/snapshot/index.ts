@@ -197,7 +197,12 @@ async function qemu(): Promise<void> {
 }
 
 await typevisor();
-if (!values['skip-qemu']) await qemu();
+let qemuFailure: string | undefined;
+if (!values['skip-qemu'])
+  await qemu().catch((err: Error) => {
+    // The typevisor rows are still worth printing; say what went wrong on the qemu side.
+    qemuFailure = err.message.split('\n')[0];
+  });
 const f = (n: number | undefined, w: number): string => (n === undefined ? '-' : n.toFixed(0)).padStart(w);
 console.log(`snapshot of a booted 256 MiB busybox VM (1 vCPU; load average ${loadavg()[0]!.toFixed(1)}):`);
 console.log('  engine            load   snapshot ms   (paused ms)  size MiB  restore→running ms  restore→console ms');
@@ -205,3 +210,4 @@ for (const r of rows)
   console.log(
     `  ${r.engine.padEnd(17)} ${r.load.padEnd(5)} ${f(r.snapshotMs, 12)} ${f(r.pausedMs, 13)} ${r.sizeMiB.toFixed(1).padStart(9)} ${f(r.runningMs, 19)} ${f(r.consoleMs, 19)}`,
   );
+if (qemuFailure) console.log(`  qemu: ${qemuFailure} (its rows above, if any, are the ones that finished)`);

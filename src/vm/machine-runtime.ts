@@ -7,7 +7,7 @@ import type { VmConfig } from './config.js';
 import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import { openStateFile, writeStateFileAtomic } from './state-file.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
-import { captureMachineState, restoreMachineState } from '../machine/snapshot/machine-state.js';
+import { captureMachineState, restoreMachineState, type RestoreReport } from '../machine/snapshot/machine-state.js';
 import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicRateLimit } from './config.js';
@@ -117,7 +117,8 @@ class MachineRuntime implements GuestRuntime {
     const t2 = performance.now();
     let report;
     try {
-      report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam });
+      // A lazy restore is of a file the host wrote (a snapshot): its chunks are checked just after they are used.
+      report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam, checkLater: opts.lazyRam });
     } catch (err) {
       opened.close();
       await this.devices?.close();
@@ -125,7 +126,7 @@ class MachineRuntime implements GuestRuntime {
     }
     const t3 = performance.now();
     this.launch(machine);
-    if (machine.ram.lazyChunksLeft > 0) this.prefetch(machine, opened.close);
+    if (machine.ram.lazyChunksLeft > 0 || report.checkRam(0) > 0) this.prefetch(machine, report, opened.close);
     else opened.close();
     const t4 = performance.now();
     return {
@@ -137,14 +138,21 @@ class MachineRuntime implements GuestRuntime {
   }
 
   /**
-   * After a lazy restore, reads the chunks the guest has not touched yet in the background, a few per event-loop
-   * turn between the machine's slices, then closes the state file.
+   * After a lazy restore, checks the chunks the guest already got (their CRC) and reads the ones it has not touched
+   * yet, in the background, a few per event-loop turn between the machine's slices, then closes the state file. A
+   * corrupt chunk stops the machine, naming it.
    */
-  private prefetch(machine: Machine, close: () => void): void {
+  private prefetch(machine: Machine, report: RestoreReport, close: () => void): void {
     const step = (): void => {
       if (this.machine !== machine || machine.state === 'exited') return close();
       try {
-        if (machine.state === 'paused' || machine.ram.fillLazyChunks(2) > 0) {
+        if (machine.state === 'paused') {
+          setTimeout(step, 1);
+          return;
+        }
+        const checksLeft = report.checkRam(1);
+        const left = machine.ram.fillLazyChunks(checksLeft > 0 ? 1 : 2);
+        if (left > 0 || report.checkRam(0) > 0) {
           setTimeout(step, 1);
           return;
         }
