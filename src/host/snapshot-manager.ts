@@ -232,12 +232,13 @@ export class SnapshotManager {
   }
 
   /**
-   * Housekeeping that need not hold up the reply, run under the VM's lock right after it: the snapshot's spare
-   * overlays for its next revert, and the sweep of what the operation left unreferenced.
+   * Housekeeping that need not hold up the reply, run under the VM's lock right after it: the fsyncs of a revert,
+   * the snapshot's spare overlays for its next revert, and the sweep of what the operation left unreferenced.
    */
   private afterwards(live: LiveVm, store: SnapshotStore, meta: SnapshotMeta): void {
     void this.host
       .withLock(live, async () => {
+        store.syncRevert(live.rec.config.disks);
         if (!existsSync(join(store.dir, meta.name))) return; // deleted meanwhile
         await store.prepareSpares(meta);
         await store.sweep(live.rec.config.disks, this.layerUsers(live));
@@ -342,7 +343,8 @@ export class SnapshotManager {
         try {
           await vm.releaseGuest();
           phases.step('releaseGuest');
-          await store.revertDisks(meta, live.rec.config.disks);
+          // Not synced yet: the guest runs on before the fsyncs, which follow the reply (afterwards).
+          await store.revertDisks(meta, live.rec.config.disks, false);
           phases.step('revertDisks');
           info = await vm.restoreInPlace(statePath, { lazyRam: true });
           phases.step('restore');
@@ -362,7 +364,7 @@ export class SnapshotManager {
       phases.step('lookup');
       if (live.vm) await this.host.stop(live, `reverting to snapshot ${snapshot}`);
       phases.step('stop');
-      await store.revertDisks(meta, live.rec.config.disks);
+      await store.revertDisks(meta, live.rec.config.disks, false);
       phases.step('revertDisks');
       this.afterwards(live, store, meta);
       if (statePath) {

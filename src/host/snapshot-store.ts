@@ -24,6 +24,7 @@ import {
   closeSync,
   existsSync,
   fstatSync,
+  fsyncSync,
   linkSync,
   mkdirSync,
   openSync,
@@ -33,6 +34,7 @@ import {
   renameSync,
   rmSync,
   unlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fsyncDir, writeJsonAtomic } from './atomic.js';
@@ -120,8 +122,13 @@ export class SnapshotStore {
     }
   }
 
-  setCurrent(name: string | null): void {
-    writeJsonAtomic(join(this.dir, 'current'), { current: name }, 0o600);
+  /** Records the snapshot the disks now derive from; with `sync: false` atomic but not yet durable (see syncRevert). */
+  setCurrent(name: string | null, sync = true): void {
+    const path = join(this.dir, 'current');
+    if (sync) return writeJsonAtomic(path, { current: name }, 0o600);
+    const tmp = `${path}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify({ current: name }) + '\n', { mode: 0o600 });
+    renameSync(tmp, path);
   }
 
   /** Checks the name is free and the disks can be snapshotted; returns the partial folder to fill. */
@@ -171,12 +178,12 @@ export class SnapshotStore {
    * Makes the new overlays the VM's disks (atomic renames over the active images); the frozen layers, now only
    * reachable under their layer names, become read-only.
    */
-  switchOverlays(disks: DiskConfig[], overlays: (string | null)[], layers: (string | null)[] = []): void {
+  switchOverlays(disks: DiskConfig[], overlays: (string | null)[], layers: (string | null)[] = [], sync = true): void {
     disks.forEach((d, i) => {
       const next = overlays[i];
       if (next) renameSync(next, d.path);
     });
-    for (const dir of new Set(disks.map((d) => dirname(d.path)))) fsyncDir(dir);
+    if (sync) for (const dir of new Set(disks.map((d) => dirname(d.path)))) fsyncDir(dir);
     for (const l of layers) if (l) chmodSync(join(this.vmDir, l), 0o400);
   }
 
@@ -214,9 +221,9 @@ export class SnapshotStore {
 
   /**
    * New overlays over the snapshot's layers (its spares when made, else created now), renamed over the VM's disks
-   * (the old active images are dropped).
+   * (the old active images are dropped). `sync: false` leaves the fsyncs to syncRevert, after the reply.
    */
-  async revertDisks(meta: SnapshotMeta, disks: DiskConfig[]): Promise<void> {
+  async revertDisks(meta: SnapshotMeta, disks: DiskConfig[], sync = true): Promise<void> {
     if (meta.layers.length !== disks.length)
       throw new HostError('INVALID_STATE', `snapshot '${meta.name}' has ${meta.layers.length} disks, the VM has ${disks.length}`);
     const overlays: (string | null)[] = [];
@@ -236,8 +243,23 @@ export class SnapshotStore {
       await createDiskFile({ path: next, format: 'qcow2', backingFile: join(this.vmDir, layer), backingFormat: 'qcow2' });
       overlays.push(next);
     }
-    this.switchOverlays(disks, overlays);
-    this.setCurrent(meta.name);
+    this.switchOverlays(disks, overlays, [], sync);
+    this.setCurrent(meta.name, sync);
+  }
+
+  /**
+   * Makes a revert done with `sync: false` durable. Until then a crash may bring back the disks as they were before
+   * it (each image whole, old or new): the guest had not written anything durable since the revert anyway.
+   */
+  syncRevert(disks: DiskConfig[]): void {
+    for (const dir of new Set(disks.map((d) => dirname(d.path)))) fsyncDir(dir);
+    const fd = openSync(join(this.dir, 'current'), 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    fsyncDir(this.dir);
   }
 
   /**

@@ -104,7 +104,9 @@ class MachineRuntime implements GuestRuntime {
     this.machine = undefined;
     this.stopPolling?.();
     machine?.stop();
-    await this.devices?.close();
+    // The host replaces the writable images next (a revert renames new overlays over them), so their final flush
+    // need not hold up the revert: it finishes on the old files, which a new open of the same paths never sees.
+    void this.devices?.close().catch(() => {});
     this.devices = undefined;
   }
 
