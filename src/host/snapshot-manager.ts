@@ -57,6 +57,9 @@ export interface SnapshotHost {
   withoutHostConflicts(config: VmConfig): VmConfig;
 }
 
+/** How long after a snapshot operation's reply its housekeeping starts. */
+const AFTERWARDS_DELAY_MS = 200;
+
 /** Times the steps of one operation, for the benchmark (SnapshotOutcome.phases). */
 class PhaseClock {
   private readonly out: Record<string, number> = {};
@@ -236,9 +239,15 @@ export class SnapshotManager {
    * the snapshot's spare overlays for its next revert, and the sweep of what the operation left unreferenced.
    */
   private afterwards(live: LiveVm, store: SnapshotStore, meta: SnapshotMeta): void {
+    // A moment later, so the reply and the guest's first steps do not queue behind this work's I/O.
+    setTimeout(() => this.housekeeping(live, store, meta), AFTERWARDS_DELAY_MS).unref();
+  }
+
+  private housekeeping(live: LiveVm, store: SnapshotStore, meta: SnapshotMeta): void {
+    if (!existsSync(store.dir)) return; // the VM was deleted meanwhile
     void this.host
       .withLock(live, async () => {
-        store.syncRevert(live.rec.config.disks);
+        await store.syncRevert(live.rec.config.disks);
         if (!existsSync(join(store.dir, meta.name))) return; // deleted meanwhile
         await store.prepareSpares(meta);
         await store.sweep(live.rec.config.disks, this.layerUsers(live));

@@ -24,7 +24,6 @@ import {
   closeSync,
   existsSync,
   fstatSync,
-  fsyncSync,
   linkSync,
   mkdirSync,
   openSync,
@@ -37,7 +36,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fsyncDir, writeJsonAtomic } from './atomic.js';
+import { fsyncDir, fsyncDirAsync, writeJsonAtomic } from './atomic.js';
+import { open } from 'node:fs/promises';
 import { createDiskFile } from './disks.js';
 import { HostError } from './errors.js';
 import { VM_NAME_RE } from './home.js';
@@ -212,7 +212,7 @@ export class SnapshotStore {
       renameSync(tmp, spare);
       made = true;
     }
-    if (made) fsyncDir(join(this.dir, meta.name));
+    if (made) await fsyncDirAsync(join(this.dir, meta.name));
   }
 
   private sparePath(meta: SnapshotMeta, disk: number): string {
@@ -251,15 +251,15 @@ export class SnapshotStore {
    * Makes a revert done with `sync: false` durable. Until then a crash may bring back the disks as they were before
    * it (each image whole, old or new): the guest had not written anything durable since the revert anyway.
    */
-  syncRevert(disks: DiskConfig[]): void {
-    for (const dir of new Set(disks.map((d) => dirname(d.path)))) fsyncDir(dir);
-    const fd = openSync(join(this.dir, 'current'), 'r');
+  async syncRevert(disks: DiskConfig[]): Promise<void> {
+    for (const dir of new Set(disks.map((d) => dirname(d.path)))) await fsyncDirAsync(dir);
+    const fh = await open(join(this.dir, 'current'), 'r');
     try {
-      fsyncSync(fd);
+      await fh.sync();
     } finally {
-      closeSync(fd);
+      await fh.close();
     }
-    fsyncDir(this.dir);
+    await fsyncDirAsync(this.dir);
   }
 
   /**
