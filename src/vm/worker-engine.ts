@@ -55,6 +55,7 @@ export interface WorkerEngineOptions {
   log?: (line: string) => void;
 }
 
+const WARM_REFILL_DELAY_MS = 2_000;
 /** Default wait for a worker's counters (see refreshCounters). */
 const STATS_TIMEOUT_MS = 250;
 const STATS_GIVE_UP_MS = 5000;
@@ -74,6 +75,9 @@ export class WorkerEngine implements Engine {
         dispose: (w) => w.terminate().then(() => undefined),
         died: (w) => new Promise((resolve) => w.once('exit', resolve)),
         minFreeBytes: options.warmMinFreeBytes,
+        // A new worker's start and warm-up take a core for a few hundred ms: not while the VM that just took one
+        // restores or boots and answers its first commands.
+        refillDelayMs: WARM_REFILL_DELAY_MS,
         log: options.log,
       });
       this.pool.fill();
