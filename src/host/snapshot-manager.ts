@@ -310,6 +310,8 @@ export class SnapshotManager {
         );
         store.finish(tmp, meta);
         if (isLive && state === 'running') await this.host.engineCall(live, (v) => v.resume());
+        // The guest runs again; the spares for a revert are made now, so even a revert right after finds them.
+        await store.prepareSpares(meta).catch((err: Error) => this.host.log(`${name}: spare overlays: ${err.message}`));
         this.afterwards(live, store, meta);
         this.host.log(`${name}: snapshot ${snapName} created`);
         return {
