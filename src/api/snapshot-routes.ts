@@ -113,7 +113,7 @@ export function snapshotOpenApiPaths(): Record<string, unknown> {
       parameters: [name, snap],
       post: {
         summary: 'Revert to the snapshot (a memory snapshot resumes the guest)',
-        responses: { '200': ok('{vm, snapshot, workerMs, totalMs}'), ...errors },
+        responses: { '200': ok('{vm, snapshot, workerMs, totalMs, phases}'), ...errors },
       },
     },
     '/vms/{name}/snapshots/{snapshot}': {

@@ -149,6 +149,8 @@ export interface SnapshotOutcome {
   totalMs: number;
   /** Worker time: pause to state durable (create), request to guest running (restore). */
   workerMs?: number;
+  /** Restore: where the time went, in ms by step (host steps, then `worker.*`); for benchmarks. */
+  phases?: Record<string, number>;
 }
 
 /** What save and restore report (timings measured in the VM worker and in the host). */

@@ -70,7 +70,9 @@ export interface DaemonOptions {
   defaultSubnet?: string;
   /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
   memoryBudget?: MemoryBudget;
-  /** How new VMs run: a process each (default where it works, see defaultVmMode) or a worker thread each. */
+  /** VM workers the built-in engine keeps started ahead of need (src/host/worker-pool.ts); default 1 from the CLI, 0 here. */
+  warmWorkers?: number;
+  /** How new VMs run: a worker thread each (the default, see defaultVmMode) or a process each. */
   vmMode?: VmMode;
   /** On close (SIGTERM), VM processes keep running for the next daemon instead of being stopped. */
   keepVmsOnExit?: boolean;
@@ -79,9 +81,12 @@ export interface DaemonOptions {
 export type VmMode = 'process' | 'thread';
 export const VM_MODES: readonly VmMode[] = ['process', 'thread'];
 
-/** Process mode where VM processes can be spawned and recognised again after a restart (Linux /proc); else thread. */
+/**
+ * Thread mode for now: it is denser (docs/performance.md "VM mode") and its warm worker pool makes restores fast.
+ * Process mode (--vm-mode process, where processModeWorks) adds crash isolation and VMs that outlive the daemon.
+ */
 export function defaultVmMode(): VmMode {
-  return processModeWorks() ? 'process' : 'thread';
+  return 'thread';
 }
 
 export interface RunningDaemon {
@@ -158,7 +163,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   }
   const processEngine = processModeWorks() ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, log }) : undefined;
-  const engine = opts.engine ?? (vmMode === 'process' ? processEngine! : new WorkerEngine({ runtimeModule: opts.runtimeModule }));
+  const engine =
+    opts.engine ??
+    (vmMode === 'process'
+      ? processEngine!
+      : new WorkerEngine({ runtimeModule: opts.runtimeModule, warmWorkers: opts.warmWorkers, log }));
   log(`VMs run as ${opts.engine ? `the ${engine.name} engine's` : vmMode === 'process' ? 'processes' : 'worker threads'}`);
   const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
   log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);

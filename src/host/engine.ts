@@ -95,7 +95,10 @@ export interface EngineVm {
   saveState?(path: string): Promise<StateFileInfo>;
   /** Paused VMs only: 'detach' closes disk i's image cleanly, 'attach' opens paths[i] for it (null: unchanged). */
   switchDisks?(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void>;
-  /** Stops the guest and closes its disks but keeps the engine's VM (thread) for restoreInPlace. */
+  /**
+   * Stops the guest and lets go of its disks (closing them may finish afterwards: the caller replaces the writable
+   * images before restoreInPlace opens the paths again) but keeps the engine's VM (thread) for restoreInPlace.
+   */
   releaseGuest?(): Promise<void>;
   /** After releaseGuest: runs the machine state at `path` in the same VM (a warm snapshot revert). */
   restoreInPlace?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
@@ -139,4 +142,6 @@ export interface Engine {
   leftBehind?(vmDir: string): LeftBehind | undefined;
   /** Takes over the VM left running in `resources.vmDir` (leftBehind said 'alive'); rejects when it cannot. */
   reattach?(config: VmConfig, events: EngineEvents, resources: EngineResources): Promise<ReattachedVm>;
+  /** Releases what the engine holds besides its VMs (warm workers); called once the host has stopped every VM. */
+  close?(): Promise<void>;
 }

@@ -4,13 +4,9 @@
  * persisted atomically before the action reports success.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type {
-  SnapshotOutcome,
-  SnapshotView,
-  StateOutcome,
   ActionOutcome,
   ConsoleSession,
   ConsoleViewer,
@@ -68,9 +64,9 @@ import {
 } from '../vm/config.js';
 import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
 import type { StateFileInfo } from '../vm/protocol.js';
-import { backingOf, SnapshotStore, SNAPSHOT_FORMAT, SNAPSHOT_STATE_FILE, type SnapshotMeta } from './snapshot-store.js';
-import { cloneIdentity, guestIdentity, identityRequest } from './clone-identity.js';
-import { completeSave, copyDisk, prepareSaveDir, readSaveManifest, SAVE_FORMAT, SAVE_VERSION, STATE_FILE } from './snapshots.js';
+import { cloneIdentity } from './clone-identity.js';
+import type { LiveVm } from './live-vm.js';
+import { SnapshotManager } from './snapshot-manager.js';
 import {
   applyMemoryPatch,
   checkMemoryTarget,
@@ -109,20 +105,6 @@ export interface HypervisorOptions {
   keepVmsOnExit?: boolean;
 }
 
-interface LiveVm {
-  rec: VmRecord;
-  vm: EngineVm | undefined;
-  log: ConsoleLog;
-  viewers: Set<ConsoleViewer>;
-  /** Serialises user actions on this VM. */
-  lock: Promise<unknown>;
-  /** Woken on every state change (graceful shutdown waits on it). */
-  stateWaiters: Set<() => void>;
-  lastStats: VmStats | null;
-  /** The VM's NICs and published ports while it runs. */
-  net: VmNetworkLink | undefined;
-}
-
 const MIB = 1024 * 1024;
 /** How long an API read waits for a VM's own counters (its CPU figures come from the kernel regardless). */
 const API_STATS_WAIT_MS = 10;
@@ -154,6 +136,7 @@ export class Hypervisor implements HostChannel {
   readonly memory: MemoryManager;
 
   private readonly paths: PathPolicy;
+  private readonly snapshots: SnapshotManager;
 
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
@@ -182,6 +165,28 @@ export class Hypervisor implements HostChannel {
       onLease: (network, lease) => this.onLease(network, lease),
       log: this.log,
     });
+    this.snapshots = new SnapshotManager({
+      registry: this.registry,
+      engineName: opts.engine.name,
+      log: this.log,
+      find: (name) => this.find(name),
+      liveVms: () => this.vms.values(),
+      claimName: (name) => {
+        if (this.vms.has(name) || this.creating.has(name) || this.registry.exists(name))
+          throw new HostError('VM_EXISTS', `a VM named '${name}' already exists`);
+        this.creating.add(name);
+      },
+      releaseName: (name) => void this.creating.delete(name),
+      track: (rec) => this.track(rec),
+      forget: (name) => void this.vms.delete(name),
+      withLock: (live, fn) => this.withLock(live, fn),
+      engineCall: (live, fn) => this.engineCall(live, fn),
+      start: (live, restore) => this.doStart(live, restore),
+      stop: (live, reason, to) => this.doStop(live, reason, to),
+      setState: (live, state, reason) => this.setState(live, state, reason),
+      view: (live) => this.view(live, null),
+      withoutHostConflicts: (config) => this.withoutHostConflicts(config),
+    });
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
@@ -202,14 +207,7 @@ export class Hypervisor implements HostChannel {
     }
     for (const live of leftRunning) await this.withLock(live, () => this.reattach(live));
     // Snapshot operations cut short by a crash leave partial folders, .next overlays or unreferenced layers.
-    const roots = this.allDiskPaths();
-    for (const live of this.vms.values()) {
-      try {
-        this.store(live).sweep(live.rec.config.disks, roots);
-      } catch (err) {
-        this.log(`${live.rec.name}: snapshot sweep failed: ${(err as Error).message}`);
-      }
-    }
+    await this.snapshots.sweepAll();
     for (const live of this.vms.values()) {
       if (live.rec.autostart && !live.vm) {
         try {
@@ -246,6 +244,7 @@ export class Hypervisor implements HostChannel {
       }),
     );
     this.cpu.closeAll();
+    await this.opts.engine.close?.();
     await this.netManager.close();
     await this.registry.settled();
   }
@@ -322,19 +321,19 @@ export class Hypervisor implements HostChannel {
         return { deleted: action.name };
       }
       case 'save':
-        return this.save(action.name, action.path, action.stop);
+        return this.snapshots.save(action.name, action.path, action.stop);
       case 'restore':
-        return this.restoreSaved(action.path, action.newName);
+        return this.snapshots.restoreSaved(action.path, action.newName);
       case 'snapshot-create':
-        return this.snapshotCreate(action.name, action.snapshot, action.diskOnly);
+        return this.snapshots.snapshotCreate(action.name, action.snapshot, action.diskOnly);
       case 'snapshot-list':
-        return this.snapshotList(action.name);
+        return this.snapshots.snapshotList(action.name);
       case 'snapshot-restore':
-        return this.snapshotRestore(action.name, action.snapshot);
+        return this.snapshots.snapshotRestore(action.name, action.snapshot);
       case 'snapshot-delete':
-        return this.snapshotDelete(action.name, action.snapshot);
+        return this.snapshots.snapshotDelete(action.name, action.snapshot);
       case 'clone':
-        return this.clone(action.source, action.target, action.running);
+        return this.snapshots.clone(action.source, action.target, action.running);
       default: {
         const never: never = action;
         throw new HostError('INVALID_REQUEST', `unknown action ${JSON.stringify(never)}`);
@@ -575,7 +574,7 @@ export class Hypervisor implements HostChannel {
     const live = this.find(name);
     return this.withLock(live, async () => {
       if (!force) this.check(live, 'delete');
-      const dependents = this.dependentsOf(name);
+      const dependents = this.snapshots.dependentsOf(name);
       if (dependents.length)
         throw new HostError(
           'INVALID_STATE',
@@ -725,397 +724,9 @@ export class Hypervisor implements HostChannel {
     }
   }
 
-  // ---- save / restore (files in snapshots.ts) ---------------------------------------------------------------
-
-  private save(name: string, path: string, stop: boolean): Promise<StateOutcome> {
-    const live = this.find(name);
-    return this.withLock(live, async () => {
-      const t0 = performance.now();
-      if (live.rec.state !== 'running' && live.rec.state !== 'paused')
-        throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; only a running or paused VM can be saved`);
-      const vm = live.vm;
-      if (!vm?.saveState) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot save VMs`);
-      const tmp = prepareSaveDir(path);
-      const wasRunning = live.rec.state === 'running';
-      try {
-        if (wasRunning) await this.engineCall(live, (v) => v.pause());
-        let info!: StateFileInfo;
-        await this.engineCall(live, async (v) => void (info = await v.saveState!(join(tmp, STATE_FILE))));
-        completeSave(
-          tmp,
-          path,
-          {
-            format: SAVE_FORMAT,
-            version: SAVE_VERSION,
-            name,
-            savedAt: new Date().toISOString(),
-            image: live.rec.image,
-            bootMarker: live.rec.bootMarker,
-            state: STATE_FILE,
-          },
-          live.rec.config,
-        );
-        if (stop) await this.doStop(live, 'saved and stopped');
-        else if (wasRunning) await this.engineCall(live, (v) => v.resume());
-        return {
-          vm: this.view(live, null),
-          path,
-          stateBytes: info.bytes,
-          ramChunks: info.ramChunks,
-          workerMs: info.ms,
-          totalMs: performance.now() - t0,
-        };
-      } catch (err) {
-        rmSync(tmp, { recursive: true, force: true });
-        if (wasRunning && live.vm && live.rec.state === 'running') await live.vm.resume().catch(() => {});
-        if (err instanceof HostError) throw err;
-        throw new HostError('STORAGE_ERROR', `saving '${name}' failed: ${(err as Error).message}`);
-      }
-    });
-  }
-
-  private async restoreSaved(path: string, newName?: string): Promise<StateOutcome> {
-    const t0 = performance.now();
-    const manifest = readSaveManifest(path);
-    const name = newName ?? manifest.name;
-    if (!isValidVmName(name))
-      throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
-    if (this.vms.has(name) || this.creating.has(name) || this.registry.exists(name))
-      throw new HostError('VM_EXISTS', `a VM named '${name}' already exists`);
-    this.creating.add(name);
-    let live: LiveVm;
-    try {
-      const dir = this.registry.createDir(name);
-      try {
-        const disks = manifest.config.disks.map((d) => {
-          const target = join(dir, d.path);
-          copyDisk(join(path, d.path), target);
-          return { ...d, path: target };
-        });
-        const now = new Date().toISOString();
-        const rec: VmRecord = {
-          schema: RECORD_SCHEMA,
-          name,
-          uuid: randomUUID(),
-          createdAt: now,
-          updatedAt: now,
-          state: 'defined',
-          autostart: false,
-          ...(manifest.image ? { image: manifest.image } : {}),
-          ...(manifest.bootMarker ? { bootMarker: manifest.bootMarker } : {}),
-          config: this.withoutHostConflicts({ ...manifest.config, name, disks }),
-        };
-        this.registry.save(rec);
-        live = this.track(rec);
-      } catch (err) {
-        this.registry.remove(name);
-        throw new HostError('STORAGE_ERROR', `restoring ${path} failed: ${(err as Error).message}`);
-      }
-    } finally {
-      this.creating.delete(name);
-    }
-    // A file from elsewhere is checked whole (every RAM chunk's checksum) before the guest runs: no lazy RAM.
-    let info: StateFileInfo | void;
-    try {
-      info = await this.withLock(live, () => this.doStart(live, { path: join(path, manifest.state), lazyRam: false }));
-    } catch (err) {
-      // A refused restore leaves no VM behind.
-      this.vms.delete(name);
-      this.registry.remove(name);
-      throw err;
-    }
-    // The original still runs here, so this copy got new MACs: the guest takes them (and a new identity) from the agent.
-    if ((live.rec.config.nics ?? []).some((n, i) => n.mac !== manifest.config.nics?.[i]?.mac))
-      await this.sendGuestIdentity(live, name);
-    this.log(`restored ${name} from ${path}`);
-    return {
-      vm: this.view(live, null),
-      path,
-      stateBytes: info!.bytes,
-      ramChunks: info!.ramChunks,
-      workerMs: info!.ms,
-      totalMs: performance.now() - t0,
-    };
-  }
-
-  // ---- snapshots and clones (files in snapshot-store.ts) -----------------------------------------------------
-
-  private store(live: LiveVm): SnapshotStore {
-    return new SnapshotStore(this.registry.vmDir(live.rec.name));
-  }
-
-  private snapshotView(store: SnapshotStore, m: SnapshotMeta, current = store.current()): SnapshotView {
-    return {
-      name: m.name,
-      parent: m.parent,
-      createdAt: m.createdAt,
-      vmState: m.vmState,
-      hasState: m.state !== null,
-      stateBytes: m.stateBytes,
-      current: current === m.name,
-    };
-  }
-
-  private snapshotList(name: string): SnapshotView[] {
-    const live = this.find(name);
-    const store = this.store(live);
-    const current = store.current();
-    return store.list().map((m) => this.snapshotView(store, m, current));
-  }
-
-  /**
-   * Freezes the VM's disks as layers and moves it onto new overlays; with `withState` (a live VM) its machine state
-   * is saved first into `tmp`. The guest stays paused throughout and is resumed by the caller.
-   */
-  private async freezeVm(
-    live: LiveVm,
-    store: SnapshotStore,
-    tmp: string,
-    withState: boolean,
-  ): Promise<{ layers: (string | null)[]; info?: StateFileInfo }> {
-    let info: StateFileInfo | undefined;
-    if (withState) {
-      if (!live.vm?.saveState) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot save VMs`);
-      await this.engineCall(live, async (v) => void (info = await v.saveState!(join(tmp, SNAPSHOT_STATE_FILE))));
-    }
-    const disks = live.rec.config.disks;
-    const writable = disks.map((d) => (d.readOnly ? null : d.path));
-    // The worker closes each image cleanly before it is frozen: a layer never carries a dirty bit or leaks.
-    if (live.vm) {
-      if (!live.vm.switchDisks) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot switch disks`);
-      await this.engineCall(live, (v) => v.switchDisks!(writable, 'detach'));
-    }
-    const { layers, overlays } = await store.freezeDisks(disks);
-    store.switchOverlays(disks, overlays, layers);
-    if (live.vm) await this.engineCall(live, (v) => v.switchDisks!(writable, 'attach'));
-    return { layers, info };
-  }
-
-  private snapshotCreate(name: string, snapshot: string | undefined, diskOnly: boolean): Promise<SnapshotOutcome> {
-    const live = this.find(name);
-    return this.withLock(live, async () => {
-      const t0 = performance.now();
-      const state = live.rec.state;
-      if (state !== 'running' && state !== 'paused' && state !== 'stopped' && state !== 'defined' && state !== 'crashed')
-        throw new HostError('INVALID_STATE', `'${name}' is ${state}; wait until it is running, paused or stopped`);
-      const store = this.store(live);
-      store.sweep(live.rec.config.disks, this.allDiskPaths());
-      const snapName =
-        snapshot ?? `snap-${new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15).toLowerCase()}`;
-      const tmp = store.begin(snapName, live.rec.config.disks);
-      const isLive = !!live.vm && (state === 'running' || state === 'paused');
-      const withState = isLive && !diskOnly;
-      const parent = store.current();
-      try {
-        if (isLive && state === 'running') await this.engineCall(live, (v) => v.pause());
-        const { layers, info } = await this.freezeVm(live, store, tmp, withState);
-        const meta = snapshotMeta(
-          snapName,
-          parent,
-          isLive ? (state as 'running' | 'paused') : 'stopped',
-          layers,
-          withState ? info : null,
-        );
-        store.finish(tmp, meta);
-        if (isLive && state === 'running') await this.engineCall(live, (v) => v.resume());
-        this.log(`${name}: snapshot ${snapName} created`);
-        return {
-          vm: this.view(live, null),
-          snapshot: this.snapshotView(store, meta),
-          totalMs: performance.now() - t0,
-          workerMs: info?.ms,
-        };
-      } catch (err) {
-        rmSync(tmp, { recursive: true, force: true });
-        if (isLive && state === 'running' && live.vm && live.rec.state === 'running') await live.vm.resume().catch(() => {});
-        if (err instanceof HostError) throw err;
-        throw new HostError('STORAGE_ERROR', `snapshot of '${name}' failed: ${(err as Error).message}`);
-      }
-    });
-  }
-
-  private snapshotRestore(name: string, snapshot: string): Promise<SnapshotOutcome> {
-    const live = this.find(name);
-    return this.withLock(live, async () => {
-      const t0 = performance.now();
-      const store = this.store(live);
-      const meta = store.get(snapshot);
-      if (live.rec.state === 'rebooting') throw new HostError('INVALID_STATE', `'${name}' is rebooting`);
-      const statePath = store.statePath(meta);
-      let workerMs: number | undefined;
-      // A live VM reverting to a memory snapshot keeps its (warm) worker: the guest is released, the disks
-      // reverted, and the state loaded in the same thread.
-      const vm = live.vm;
-      if (vm && statePath && vm.releaseGuest && vm.restoreInPlace) {
-        try {
-          await vm.releaseGuest();
-          await store.revertDisks(meta, live.rec.config.disks);
-          workerMs = (await vm.restoreInPlace(statePath, { lazyRam: true })).ms;
-        } catch (err) {
-          if (live.vm === vm) await this.doStop(live, `revert to ${snapshot} failed: ${(err as Error).message}`, 'crashed');
-          throw new HostError('ENGINE_ERROR', `reverting '${name}' to ${snapshot} failed: ${(err as Error).message}`);
-        }
-        if (live.rec.state !== 'running') this.setState(live, 'running');
-        if (meta.vmState === 'paused') {
-          await this.engineCall(live, (v) => v.pause());
-          this.setState(live, 'paused');
-        }
-        store.sweep(live.rec.config.disks, this.allDiskPaths());
-        this.log(`${name}: reverted to snapshot ${snapshot} in place`);
-        return { vm: this.view(live, null), snapshot: this.snapshotView(store, meta), totalMs: performance.now() - t0, workerMs };
-      }
-      if (live.vm) await this.doStop(live, `reverting to snapshot ${snapshot}`);
-      await store.revertDisks(meta, live.rec.config.disks);
-      store.sweep(live.rec.config.disks, this.allDiskPaths());
-      if (statePath) {
-        const info = await this.doStart(live, { path: statePath, lazyRam: true });
-        workerMs = info ? info.ms : undefined;
-        if (meta.vmState === 'paused') {
-          await this.engineCall(live, (v) => v.pause());
-          this.setState(live, 'paused');
-        }
-      }
-      this.log(`${name}: reverted to snapshot ${snapshot}`);
-      return { vm: this.view(live, null), snapshot: this.snapshotView(store, meta), totalMs: performance.now() - t0, workerMs };
-    });
-  }
-
-  private snapshotDelete(name: string, snapshot: string): Promise<{ deleted: string }> {
-    const live = this.find(name);
-    return this.withLock(live, async () => {
-      this.store(live).remove(snapshot, this.allDiskPaths());
-      this.log(`${name}: snapshot ${snapshot} deleted`);
-      return { deleted: snapshot };
-    });
-  }
-
-  /**
-   * A linked clone: the source's disks are frozen as layers (the source continues on new overlays, as after a
-   * snapshot) and the clone gets its own overlays over the same layers. With `running`, the source's machine state
-   * is saved too and the clone resumes from it. The clone gets a fresh identity (cloneIdentity).
-   */
-  private async clone(
-    source: string,
-    target: string,
-    running: boolean,
-  ): Promise<{ vm: VmView; source: string; totalMs: number }> {
-    const t0 = performance.now();
-    const src = this.find(source);
-    if (!isValidVmName(target))
-      throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(target)} must match [a-z0-9][a-z0-9-]*`);
-    if (this.vms.has(target) || this.creating.has(target) || this.registry.exists(target))
-      throw new HostError('VM_EXISTS', `a VM named '${target}' already exists`);
-    this.creating.add(target);
-    let live: LiveVm;
-    let statePath: string | null = null;
-    try {
-      live = await this.withLock(src, async () => {
-        const state = src.rec.state;
-        const isLive = !!src.vm && (state === 'running' || state === 'paused');
-        if (running && !isLive)
-          throw new HostError('INVALID_STATE', `'${source}' is ${state}; --running needs a running or paused VM`);
-        const store = this.store(src);
-        store.sweep(src.rec.config.disks, this.allDiskPaths());
-        const snapName = `clone-${target}`;
-        const tmp = store.begin(snapName, src.rec.config.disks);
-        const parent = store.current();
-        const dir = this.registry.createDir(target);
-        try {
-          if (isLive && state === 'running') await this.engineCall(src, (v) => v.pause());
-          const { layers, info } = await this.freezeVm(src, store, tmp, running);
-          if (isLive && state === 'running') await this.engineCall(src, (v) => v.resume());
-          // The clone's base is a snapshot of the source: listed by 'snapshot ls', and its layers stay while any
-          // VM's disks reach them.
-          const meta = snapshotMeta(
-            snapName,
-            parent,
-            isLive ? (state as 'running' | 'paused') : 'stopped',
-            layers,
-            running ? info : null,
-          );
-          store.finish(tmp, meta);
-          const disks: DiskConfig[] = [];
-          for (const [i, d] of src.rec.config.disks.entries()) {
-            const path = join(dir, basename(d.path));
-            const layer = layers[i];
-            if (layer)
-              await createDiskFile({ path, format: 'qcow2', backingFile: join(store.vmDir, layer), backingFormat: 'qcow2' });
-            else copyDisk(d.path, path);
-            disks.push({ ...d, path });
-          }
-          statePath = store.statePath(meta);
-          const now = new Date().toISOString();
-          const rec: VmRecord = {
-            schema: RECORD_SCHEMA,
-            name: target,
-            uuid: randomUUID(),
-            createdAt: now,
-            updatedAt: now,
-            state: 'defined',
-            autostart: false,
-            ...(src.rec.image ? { image: src.rec.image } : {}),
-            ...(src.rec.bootMarker ? { bootMarker: src.rec.bootMarker } : {}),
-            config: cloneIdentity({ ...src.rec.config, name: target, disks }),
-          };
-          this.registry.save(rec);
-          return this.track(rec);
-        } catch (err) {
-          rmSync(tmp, { recursive: true, force: true });
-          this.registry.remove(target);
-          if (isLive && state === 'running' && src.vm && src.rec.state === 'running') await src.vm.resume().catch(() => {});
-          if (err instanceof HostError) throw err;
-          throw new HostError('STORAGE_ERROR', `cloning '${source}' failed: ${(err as Error).message}`);
-        }
-      });
-    } finally {
-      this.creating.delete(target);
-    }
-    if (statePath) {
-      const path: string = statePath;
-      await this.withLock(live, () => this.doStart(live, { path, lazyRam: true }));
-      // The clone runs the source's guest: give it its own identity from inside (agent) where it can.
-      await this.sendGuestIdentity(live, target);
-    }
-    this.log(`cloned ${source} to ${target}${running ? ' (running)' : ''}`);
-    return { vm: this.view(live, null), source, totalMs: performance.now() - t0 };
-  }
-
-  /**
-   * A VM running another machine's memory (a clone, or a restored copy beside its original) gets its own identity
-   * from inside, through the agent: machine id, entropy, hostname, and its NICs' new MACs with new leases.
-   */
-  private async sendGuestIdentity(live: LiveVm, hostname: string): Promise<void> {
-    const id = guestIdentity(
-      hostname,
-      (live.rec.config.nics ?? []).map((n) => n.mac),
-    );
-    await this.engineCall(live, async (v) => v.sendAgentRequest?.(identityRequest(id))).catch((err: Error) =>
-      this.log(`${live.rec.name}: the guest agent did not take its new identity: ${err.message}`),
-    );
-  }
-
-  /** Every VM's disk images: the roots that keep snapshot layers alive (clones sit on other VMs' layers). */
-  private allDiskPaths(): string[] {
-    return [...this.vms.values()].flatMap((l) => l.rec.config.disks.map((d) => d.path));
-  }
-
-  /** VMs whose disks are built on layers in `name`'s folder (its linked clones). */
-  private dependentsOf(name: string): string[] {
-    const dir = this.registry.vmDir(name) + '/';
-    return [...this.vms.values()]
-      .filter((l) => l.rec.name !== name)
-      .filter((l) =>
-        l.rec.config.disks.some((d) => {
-          for (let p = backingOf(d.path), depth = 0; p && depth < 32; p = backingOf(p), depth++)
-            if (p.startsWith(dir)) return true;
-          return false;
-        }),
-      )
-      .map((l) => l.rec.name);
-  }
-
   private async doStart(live: LiveVm, restore?: { path: string; lazyRam: boolean }): Promise<StateFileInfo | void> {
     this.check(live, 'start');
+    const t0 = performance.now();
     const maxMiB = live.rec.config.memoryMiB;
     const problem = admissionProblem(this.memoryBudget, this.admitted(), {
       name: live.rec.name,
@@ -1126,8 +737,10 @@ export class Hypervisor implements HostChannel {
     checkConfigFiles(this.paths, live.rec.config);
     for (const nic of live.rec.config.nics ?? []) this.networks.get(nic.network);
     await this.releaseNet(live);
+    const t1 = performance.now();
     const net = await this.netManager.connectVm(live.rec.name, live.rec.config);
     live.net = net;
+    const t2 = performance.now();
     const engineVm = this.opts.engine.create(
       live.rec.config,
       {
@@ -1155,9 +768,13 @@ export class Hypervisor implements HostChannel {
         return;
       }
       if (!engineVm.restore) throw new Error(`the ${this.opts.engine.name} engine cannot restore VMs`);
+      const t3 = performance.now();
       const info = await engineVm.restore(restore.path, { lazyRam: restore.lazyRam });
+      const t4 = performance.now();
       await this.cpu.started(live.rec.name);
-      return info;
+      const t5 = performance.now();
+      const host = { checks: t1 - t0, connectNetworks: t2 - t1, placeVm: t3 - t2, cpuStarted: t5 - t4 };
+      return { ...info, phases: { ...host, ...info.phases } };
     } catch (err) {
       const message = (err as Error).message;
       if (live.vm === engineVm) {
@@ -1739,24 +1356,3 @@ const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) =>
     close: () => handle.close(),
   };
 };
-
-/** The record of a snapshot just frozen: its layers and, when it holds machine state, that state's size. */
-function snapshotMeta(
-  name: string,
-  parent: string | null,
-  vmState: SnapshotMeta['vmState'],
-  layers: SnapshotMeta['layers'],
-  state: StateFileInfo | null | undefined,
-): SnapshotMeta {
-  return {
-    format: SNAPSHOT_FORMAT,
-    version: 1,
-    name,
-    parent,
-    createdAt: new Date().toISOString(),
-    vmState,
-    layers,
-    state: state !== null ? SNAPSHOT_STATE_FILE : null,
-    stateBytes: state?.bytes ?? 0,
-  };
-}

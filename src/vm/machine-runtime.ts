@@ -7,7 +7,7 @@ import type { VmConfig } from './config.js';
 import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import { openStateFile, writeStateFileAtomic } from './state-file.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
-import { captureMachineState, restoreMachineState } from '../machine/snapshot/machine-state.js';
+import { captureMachineState, restoreMachineState, type RestoreReport } from '../machine/snapshot/machine-state.js';
 import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicRateLimit } from './config.js';
@@ -112,7 +112,9 @@ class MachineRuntime implements GuestRuntime {
     this.machine = undefined;
     this.stopPolling?.();
     machine?.stop();
-    await this.devices?.close();
+    // The host replaces the writable images next (a revert renames new overlays over them), so their final flush
+    // need not hold up the revert: it finishes on the old files, which a new open of the same paths never sees.
+    void this.devices?.close().catch(() => {});
     this.devices = undefined;
   }
 
@@ -120,30 +122,47 @@ class MachineRuntime implements GuestRuntime {
     const t0 = performance.now();
     if (this.machine) throw new Error('a machine is running: release it first');
     const machine = await this.buildMachine(true);
+    const t1 = performance.now();
     const opened = openStateFile(path);
+    const t2 = performance.now();
     let report;
     try {
-      report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam });
+      // A lazy restore is of a file the host wrote (a snapshot): its chunks are checked just after they are used.
+      report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam, checkLater: opts.lazyRam });
     } catch (err) {
       opened.close();
       await this.devices?.close();
       throw err;
     }
+    const t3 = performance.now();
     this.launch(machine);
-    if (machine.ram.lazyChunksLeft > 0) this.prefetch(machine, opened.close);
+    if (machine.ram.lazyChunksLeft > 0 || report.checkRam(0) > 0) this.prefetch(machine, report, opened.close);
     else opened.close();
-    return { bytes: opened.size, ramChunks: report.ramChunks, ms: performance.now() - t0 };
+    const t4 = performance.now();
+    return {
+      bytes: opened.size,
+      ramChunks: report.ramChunks,
+      ms: t4 - t0,
+      phases: { buildMachine: t1 - t0, openStateFile: t2 - t1, loadState: t3 - t2, launch: t4 - t3 },
+    };
   }
 
   /**
-   * After a lazy restore, reads the chunks the guest has not touched yet in the background, a few per event-loop
-   * turn between the machine's slices, then closes the state file.
+   * After a lazy restore, checks the chunks the guest already got (their CRC) and reads the ones it has not touched
+   * yet, in the background, a few per event-loop turn between the machine's slices, then closes the state file. A
+   * corrupt chunk stops the machine, naming it.
    */
-  private prefetch(machine: Machine, close: () => void): void {
+  private prefetch(machine: Machine, report: RestoreReport, close: () => void): void {
     const step = (): void => {
       if (this.machine !== machine || machine.state === 'exited') return close();
       try {
-        if (machine.state === 'paused' || machine.ram.fillLazyChunks(2) > 0) {
+        if (machine.state === 'paused') {
+          setTimeout(step, 1);
+          return;
+        }
+        const checksLeft = report.checkRam(1);
+        const left = machine.ram.fillLazyChunks(checksLeft > 0 ? 1 : 2);
+        if (left > 0 || report.checkRam(0) > 0) {
           setTimeout(step, 1);
           return;
         }
@@ -302,3 +321,6 @@ export const createRuntime: CreateRuntime = async (config, hooks, resources) => 
   const images = await loadBootImages(config);
   return new MachineRuntime(config, hooks, images, await defaultHartFactory(), resources ?? { nicLinks: [] });
 };
+
+/** Run by a pooled worker before it is handed a VM (src/vm/worker-adopt.ts). */
+export { warmUp } from './warm-up.js';

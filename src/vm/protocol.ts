@@ -100,6 +100,8 @@ export interface StateFileInfo {
   ramChunks: number;
   /** Time spent in the worker (save: pause to file durable; restore: start of request to the guest running). */
   ms: number;
+  /** Where a restore's time went, in ms by step (for benchmarks); steps are named by the runtime. */
+  phases?: Record<string, number>;
 }
 
 /** Worker → host messages. */

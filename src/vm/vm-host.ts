@@ -3,7 +3,6 @@
  * (protocol.ts). Both ways of running a VM use it: a worker thread of the daemon (worker.ts, MessagePorts) and a
  * process of its own (vm-process.ts, a unix socket). They differ only in how messages travel (`VmHostOutput`).
  */
-import { pathToFileURL } from 'node:url';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { ControlRequest, RuntimeCounters, WorkerMessage } from './protocol.js';
@@ -12,6 +11,7 @@ import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from
 import type { NicLink } from './nic-link.js';
 import { CpuPacer } from './cpu-pacer.js';
 import { AgentError } from './agent-client.js';
+import { runtimeModuleUrl } from './worker-adopt.js';
 
 /** Where a hosted VM's messages go. */
 export interface VmHostOutput {
@@ -158,8 +158,7 @@ export class VmHost {
   private async loadFactory(): Promise<CreateRuntime> {
     if (!this.createRuntime) {
       const m = this.init.runtimeModule;
-      const spec = m.startsWith('file:') ? m : pathToFileURL(m).href;
-      const mod = (await import(spec)) as { createRuntime?: CreateRuntime };
+      const mod = (await import(runtimeModuleUrl(m))) as { createRuntime?: CreateRuntime };
       if (typeof mod.createRuntime !== 'function') throw new Error(`${m} does not export createRuntime`);
       this.createRuntime = mod.createRuntime;
     }
@@ -213,13 +212,18 @@ export class VmHost {
     switch (req.type) {
       case 'start': {
         if (this.runtime) throw new Error('already started');
+        const t0 = performance.now();
+        await this.loadFactory();
+        const t1 = performance.now();
         this.runtime = await this.newRuntime();
+        const t2 = performance.now();
         this.bootedAt = Date.now();
         if (req.restore) {
           if (!this.runtime.restore) throw new Error('this runtime cannot restore a machine state');
           const state = await this.runtime.restore(req.restore.path, { lazyRam: req.restore.lazyRam });
           this.phase = 'running';
-          return { type: 'reply', id: req.id, ok: true, state };
+          const phases = { loadRuntimeModule: t1 - t0, createRuntime: t2 - t1, ...state.phases };
+          return { type: 'reply', id: req.id, ok: true, state: { ...state, ms: performance.now() - t0, phases } };
         }
         await this.runtime.start();
         this.phase = 'running';

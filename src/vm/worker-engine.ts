@@ -14,6 +14,8 @@ import type { NicRateLimit } from './config.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
 import { createCountersBuffer, readCounters } from './shared-counters.js';
 import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
+import { WarmPool } from '../host/worker-pool.js';
+import type { PooledWorkerData, PoolMessage } from './worker-adopt.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the worker needs the tsx loader too. */
@@ -43,8 +45,17 @@ export interface WorkerEngineOptions {
   nice?: number;
   /** How long a control request may take before the worker is considered wedged. */
   requestTimeoutMs?: number;
+  /**
+   * Workers kept started ahead of need (modules loaded, no VM), so a start or restore skips the thread start and
+   * module loading (src/host/worker-pool.ts). Default 0 (off); the daemon turns it on.
+   */
+  warmWorkers?: number;
+  /** No warm worker is started while free host memory is below this. */
+  warmMinFreeBytes?: number;
+  log?: (line: string) => void;
 }
 
+const WARM_REFILL_DELAY_MS = 2_000;
 /** Default wait for a worker's counters (see refreshCounters). */
 const STATS_TIMEOUT_MS = 250;
 const STATS_GIVE_UP_MS = 5000;
@@ -58,12 +69,71 @@ export const VM_WORKER_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, m
 export class WorkerEngine implements Engine {
   readonly name = 'builtin';
   readonly runtimeModule: string;
+  readonly pool: WarmPool<Worker> | undefined;
   constructor(private readonly options: WorkerEngineOptions = {}) {
     this.runtimeModule = options.runtimeModule ?? defaultRuntimeModule();
+    const size = options.warmWorkers ?? 0;
+    if (size > 0) {
+      this.pool = new WarmPool<Worker>({
+        size,
+        start: () => startPooledWorker(this.runtimeModule, options.resourceLimits ?? VM_WORKER_LIMITS),
+        dispose: (w) => w.terminate().then(() => undefined),
+        died: (w) => new Promise((resolve) => w.once('exit', resolve)),
+        minFreeBytes: options.warmMinFreeBytes,
+        // A new worker's start and warm-up take a core for a few hundred ms: not while the VM that just took one
+        // restores or boots and answers its first commands.
+        refillDelayMs: WARM_REFILL_DELAY_MS,
+        log: options.log,
+      });
+      this.pool.fill();
+    }
   }
   create(config: VmConfig, events: EngineEvents, resources: EngineResources = {}): EngineVm {
-    return new WorkerVm(config, events, this.runtimeModule, this.options, resources);
+    return new WorkerVm(config, events, this.runtimeModule, this.options, resources, this.pool);
   }
+  close(): Promise<void> {
+    return this.pool?.close() ?? Promise.resolve();
+  }
+}
+
+/**
+ * A worker with the runtime module loaded and no VM, for the warm pool; resolves once it says `pool-ready`.
+ * Idle, it does not keep the daemon alive (unref); WorkerVm refs it when it adopts it.
+ */
+function startPooledWorker(runtimeModule: string, resourceLimits: ResourceLimits): Promise<Worker> {
+  const worker = new Worker(workerEntry(), {
+    eval: runningFromSource,
+    workerData: { pooled: true, runtimeModule } satisfies PooledWorkerData,
+    resourceLimits,
+    name: 'vm:warm',
+    stdout: false,
+    stderr: false,
+  });
+  worker.unref();
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: PoolMessage): void => {
+      if (msg.type !== 'pool-ready') return;
+      cleanup();
+      resolve(worker);
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      void worker.terminate();
+      reject(err);
+    };
+    const onExit = (code: number): void => {
+      cleanup();
+      reject(new Error(`a warm VM worker exited with code ${code} before it was ready`));
+    };
+    const cleanup = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
 }
 
 type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
@@ -108,6 +178,7 @@ class WorkerVm implements EngineVm {
     private readonly runtimeModule: string,
     private readonly options: WorkerEngineOptions,
     private readonly resources: EngineResources,
+    private readonly pool?: WarmPool<Worker>,
   ) {}
 
   async start(): Promise<void> {
@@ -117,10 +188,13 @@ class WorkerVm implements EngineVm {
   }
 
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    const t0 = performance.now();
     this.spawn();
     const reply = await this.requestReply({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
-    return reply.state;
+    const ms = performance.now() - t0;
+    // What the worker did not account for: starting the thread and loading its modules, and the messages.
+    return { ...reply.state, ms, phases: { workerStartup: ms - reply.state.ms, ...reply.state.phases } };
   }
 
   async saveState(path: string): Promise<StateFileInfo> {
@@ -163,15 +237,22 @@ class WorkerVm implements EngineVm {
       nice: this.options.nice ?? 10,
       counters: this.countersBuffer,
     };
-    const worker = new Worker(workerEntry(), {
-      eval: runningFromSource,
-      workerData: init,
-      transferList: [channel.port2, ...(this.resources.nicPorts ?? [])],
-      resourceLimits: this.options.resourceLimits ?? VM_WORKER_LIMITS,
-      name: `vm:${this.config.name}`,
-      stdout: false,
-      stderr: false,
-    });
+    const transferList = [channel.port2, ...(this.resources.nicPorts ?? [])];
+    let worker = this.pool?.take();
+    if (worker) {
+      worker.ref();
+      worker.postMessage({ type: 'adopt', init } satisfies PoolMessage, transferList);
+    } else {
+      worker = new Worker(workerEntry(), {
+        eval: runningFromSource,
+        workerData: init,
+        transferList,
+        resourceLimits: this.options.resourceLimits ?? VM_WORKER_LIMITS,
+        name: `vm:${this.config.name}`,
+        stdout: false,
+        stderr: false,
+      });
+    }
     this.worker = worker;
     this.consolePort = channel.port1;
     channel.port1.on('message', (bytes: Uint8Array) => this.events.console(bytes));

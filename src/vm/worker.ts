@@ -8,10 +8,12 @@ import type { ControlRequest, WorkerInit, WorkerMessage } from './protocol.js';
 import { NicLink } from './nic-link.js';
 import { PUBLISH_INTERVAL_MS, writeCounters } from './shared-counters.js';
 import { lowerThreadPriority, ownThreadId, VmHost } from './vm-host.js';
+import { receiveInit } from './worker-adopt.js';
 
 if (!parentPort) throw new Error('src/vm/worker.ts must run inside a worker thread');
 const port = parentPort;
-const init = workerData as WorkerInit;
+// A pooled worker (src/host/worker-pool.ts) gets its VM later, from the host's `adopt` message.
+const init: WorkerInit = await receiveInit(port, workerData);
 
 const tid = ownThreadId();
 lowerThreadPriority(tid, init.nice);

@@ -2,16 +2,17 @@
  * Snapshots and linked clones of a real Linux guest through the daemon and the CLI (the issue's evidence):
  * - a chain of three live snapshots (a file on the disk, a file in tmpfs, a counter process); restore the first:
  *   both files are as they were, the counter continues, uptime is continuous, the console answers;
- * - delete the middle snapshot: the others restore with the right data, and `qemu-img check` is clean on every
- *   layer and disk (`qemu-img info --backing-chain` walks them);
+ * - delete the middle snapshot: its disk layer is merged into the next one's and its file goes, the others restore
+ *   with the right data, and `qemu-img check` is clean on every layer and disk (`qemu-img info --backing-chain`
+ *   walks them);
  * - fan-out: the same running VM cloned several times, all running at once, each with its own hostname,
  *   machine id, MAC and DHCP address (set through the agent), reaching the gateway, and its own disk changes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { SnapshotView, VmView } from '../../src/host/actions.js';
 import { guestArtifacts, guestsBuilt } from '../../src/guests/index.js';
@@ -109,13 +110,30 @@ test(
     assert.ok(Number(uptime) >= at.s1!.uptime && Number(uptime) < at.s1!.uptime + 60, `uptime ${at.s1!.uptime} -> ${uptime}`);
     assert.ok(Number(count) >= at.s1!.count && Number(count) < at.s3!.count + 100, `counter ${at.s1!.count} -> ${count}`);
 
-    // Delete the middle one; the others keep their data.
+    // Delete the middle one: its layer is merged into s3's, which then rests on s1's, and its file goes; the
+    // others keep their data.
+    const vmDir = join(d.home, 'vms', 'vm');
+    const layerOf = (snap: string): string =>
+      join(
+        vmDir,
+        (JSON.parse(readFileSync(join(vmDir, 'snapshots', snap, 'snapshot.json'), 'utf8')) as { layers: string[] }).layers[0]!,
+      );
+    const [l1, l2, l3] = ['s1', 's2', 's3'].map(layerOf);
+    const qcow2Layers = (): string[] => readdirSync(join(vmDir, 'snapshots', 'layers')).filter((f) => f.endsWith('.qcow2'));
+    assert.equal(qcow2Layers().length, 3);
     await cli(d.home, 'snapshot', 'rm', 'vm', 's2');
     const after = JSON.parse(await cli(d.home, 'snapshot', 'ls', 'vm', '--json')) as SnapshotView[];
     assert.deepEqual(
       after.map((s) => `${s.name}<${s.parent ?? ''}${s.current ? '*' : ''}`),
       ['s1<*', 's3<s1'],
     );
+    assert.ok(!existsSync(l2!), `s2's layer ${l2} is reclaimed`);
+    assert.deepEqual(qcow2Layers().sort(), [basename(l1!), basename(l3!)].sort());
+    const s3Info = JSON.parse((await run('qemu-img', ['info', '-U', '--output', 'json', l3!])).stdout) as {
+      'full-backing-filename'?: string;
+      'backing-filename'?: string;
+    };
+    assert.equal(s3Info['full-backing-filename'] ?? s3Info['backing-filename'], l1);
     for (const snap of ['s3', 's1']) {
       await cli(d.home, 'snapshot', 'restore', 'vm', snap);
       vm.close();
@@ -125,7 +143,6 @@ test(
     }
 
     // qemu-img: every layer and the active disk are clean, and the chain resolves.
-    const vmDir = join(d.home, 'vms', 'vm');
     const layers = readdirSync(join(vmDir, 'snapshots', 'layers')).map((l) => join(vmDir, 'snapshots', 'layers', l));
     assert.ok(layers.length >= 2, `layers: ${layers.join(', ')}`);
     for (const img of layers) {

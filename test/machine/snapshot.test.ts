@@ -133,6 +133,19 @@ test('corrupt, truncated and foreign state files are refused, naming the section
   const ramBad = good.slice();
   ramBad[good.length - 4096 - 64]! ^= 1;
   expectSnapshotError(() => restoreInto(ramBad), 'CHECKSUM_MISMATCH', 'ram');
+  // Lazily, with checkLater: the restore and the guest's first touch do not check; checkRam finds the corrupt
+  // chunk afterwards, and a good file's chunks all pass.
+  {
+    const mBad = counterMachine({ text: '' });
+    const rBad = restoreMachineState(mBad, new StateFile(bufferSource(ramBad)), { lazyRam: true, checkLater: true });
+    assert.equal(mBad.ram.fillLazyChunks(Infinity), 0, 'every chunk handed over unchecked');
+    assert.ok(rBad.checkRam(0) >= 1);
+    expectSnapshotError(() => rBad.checkRam(Infinity), 'CHECKSUM_MISMATCH', 'ram');
+    const mGood = counterMachine({ text: '' });
+    const rGood = restoreMachineState(mGood, new StateFile(bufferSource(good)), { lazyRam: true, checkLater: true });
+    mGood.ram.fillLazyChunks(Infinity);
+    assert.equal(rGood.checkRam(Infinity), 0);
+  }
   // Truncation anywhere.
   for (const cut of [10, 100, good.length >> 1, good.length - 1])
     expectSnapshotError(() => restoreInto(good.subarray(0, cut)), 'TRUNCATED', /.*/);

@@ -25,6 +25,7 @@ export const summary = 'run the hypervisor daemon (REST API on a unix socket, op
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
                         [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
                         [--default-subnet CIDR] [--vm-mode process|thread] [--keep-vms-on-exit]
+                        [--warm-workers N]
                         [--log-level trace|debug|info|warn|error] [--memory-budget SIZE] [--overcommit RATIO]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
@@ -44,6 +45,8 @@ on stderr. --default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24
 daemon that dies (kill -9, a crash) leaves its VMs running and the next daemon on the same home reattaches to
 them (console, stats, control). --vm-mode thread runs each VM in a worker thread of the daemon (denser; VMs die
 with the daemon). Either way VM processes left running by an earlier daemon are reattached.
+--warm-workers N (default 1, or $TYPEVISOR_WARM_WORKERS; 0 turns it off) keeps N VM workers started ahead of need,
+so a VM start or restore skips the worker's start-up (thread mode); none is kept while free host memory is under 512 MiB.
 Stops every VM on SIGINT/SIGTERM; with --keep-vms-on-exit VM processes keep running for the next daemon.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -65,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
         overcommit: { type: 'string' },
         'vm-mode': { type: 'string' },
         'keep-vms-on-exit': { type: 'boolean' },
+        'warm-workers': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -143,6 +147,11 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`typevisor daemon: --vm-mode takes process or thread, got ${JSON.stringify(vmMode)}`);
     return 2;
   }
+  const warm = values['warm-workers'] ?? process.env.TYPEVISOR_WARM_WORKERS ?? '1';
+  if (!/^\d{1,2}$/.test(warm) || Number(warm) > 16) {
+    console.error(`typevisor daemon: --warm-workers takes a number from 0 to 16, got ${JSON.stringify(warm)}`);
+    return 2;
+  }
   const home = values.home ? values.home : defaultHome();
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const log = (line: string) => {
@@ -168,6 +177,7 @@ export async function run(argv: string[]): Promise<number> {
       memoryBudget,
       vmMode: vmMode as VmMode,
       keepVmsOnExit: values['keep-vms-on-exit'] === true,
+      warmWorkers: Number(warm),
     });
   } catch (err) {
     if (err instanceof MechanismUnavailableError) {

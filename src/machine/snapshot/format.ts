@@ -296,9 +296,15 @@ export class StateFile {
 
   /** Reads one chunk's bytes and checks its CRC. */
   readChunk(section: string, ref: ChunkRef): Uint8Array {
+    const bytes = this.readChunkUnchecked(section, ref);
+    checkChunk(section, ref, bytes);
+    return bytes;
+  }
+
+  /** Reads one chunk's bytes without checking them: the caller checks them (checkChunk) before trusting them. */
+  readChunkUnchecked(section: string, ref: ChunkRef): Uint8Array {
     const bytes = this.src.read(ref.offset, ref.length);
     if (bytes.length !== ref.length) throw new SnapshotError('TRUNCATED', section, `chunk ${ref.index} cut short`);
-    if (crc32c(bytes) !== ref.crc) throw new SnapshotError('CHECKSUM_MISMATCH', section, `RAM chunk ${ref.index} is corrupt`);
     return bytes;
   }
 
@@ -308,6 +314,11 @@ export class StateFile {
     if (s.kind !== kind) throw new SnapshotError('BAD_SECTION_HEADER', name, `kind ${s.kind}, expected ${kind}`);
     return s;
   }
+}
+
+/** Checks a chunk's bytes (as read from the file) against its CRC. */
+export function checkChunk(section: string, ref: ChunkRef, bytes: Uint8Array): void {
+  if (crc32c(bytes) !== ref.crc) throw new SnapshotError('CHECKSUM_MISMATCH', section, `RAM chunk ${ref.index} is corrupt`);
 }
 
 function view(b: Uint8Array): DataView {

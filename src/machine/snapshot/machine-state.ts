@@ -13,7 +13,15 @@ import type { DeviceState, MmioDevice, Stateful } from '../../devices/device.js'
 import type { BoardState, Machine } from '../machine.js';
 import { crc32c } from './crc32c.js';
 import { SnapshotError } from './errors.js';
-import { encodeStateFile, type ChunkInput, type SectionInput, type StateFile, type ChunkTable } from './format.js';
+import {
+  checkChunk,
+  encodeStateFile,
+  type ChunkInput,
+  type ChunkRef,
+  type SectionInput,
+  type StateFile,
+  type ChunkTable,
+} from './format.js';
 import { checkShape, type StateValue } from './values.js';
 
 export const ENGINE = 'typevisor-rv64-interpreter';
@@ -163,7 +171,16 @@ export function readStateHeader(file: StateFile): StateHeader {
 export interface RestoreOptions {
   /** Read RAM chunks on first touch instead of now (the file must stay readable while the machine runs). */
   lazyRam?: boolean;
+  /**
+   * With lazyRam: a chunk read on first touch goes to the guest at once, and a copy of the bytes read is checked
+   * against its CRC later, through `RestoreReport.checkRam` (a CRC-32C of 2 MiB costs milliseconds in JS; a copy,
+   * a fraction of one). For a state file the host wrote itself; a failed check must stop the machine.
+   */
+  checkLater?: boolean;
 }
+
+/** Copies of lazily read chunks waiting for their CRC check, at most this many (the oldest is checked first). */
+const MAX_UNCHECKED = 8;
 
 export interface RestoreReport {
   header: StateHeader;
@@ -171,6 +188,11 @@ export interface RestoreReport {
   ramChunks: number;
   /** The caller's extra sections (`x-<name>` in the file), decoded but not checked. */
   extra: Record<string, StateValue>;
+  /**
+   * checkLater: checks up to `max` chunks read but not checked yet; returns how many are still waiting. Throws a
+   * SnapshotError (CHECKSUM_MISMATCH, section 'ram') for a corrupt one.
+   */
+  checkRam(max: number): number;
 }
 
 /**
@@ -220,9 +242,24 @@ export function restoreMachineState(m: Machine, file: StateFile, opts: RestoreOp
   if (!opts.lazyRam) for (const c of stored) eager.set(c.index, file.readChunk('ram', c).slice());
 
   // 2. Apply: RAM, harts, the board, then devices (which re-drive interrupt lines and re-submit virtio chains).
+  const unchecked: { ref: ChunkRef; copy: Uint8Array }[] = [];
+  const checkRam = (max: number): number => {
+    for (let i = 0; i < max && unchecked.length > 0; i++) {
+      const { ref, copy } = unchecked.shift()!;
+      checkChunk('ram', ref, copy);
+    }
+    return unchecked.length;
+  };
+  const readLazy = (ref: ChunkRef): Uint8Array => {
+    if (!opts.checkLater) return file.readChunk('ram', ref);
+    const bytes = file.readChunkUnchecked('ram', ref);
+    if (unchecked.length >= MAX_UNCHECKED) checkRam(1);
+    unchecked.push({ ref, copy: bytes.slice() });
+    return bytes;
+  };
   m.ram.setLazyChunks(
     stored.map((c) => c.index),
-    (index) => eager.get(index) ?? file.readChunk('ram', byIndex.get(index)!),
+    (index) => eager.get(index) ?? readLazy(byIndex.get(index)!),
   );
   if (!opts.lazyRam) {
     m.ram.fillLazyChunks(Infinity);
@@ -239,5 +276,5 @@ export function restoreMachineState(m: Machine, file: StateFile, opts: RestoreOp
   for (const h of harts) apply(h.name, () => h.hart.loadArchState!(h.state));
   apply('board', () => m.loadBoardState(board as unknown as BoardState));
   for (const d of devices) apply(d.name, () => d.dev.loadState(d.state));
-  return { header, ramChunks: stored.length, extra };
+  return { header, ramChunks: stored.length, extra, checkRam };
 }
