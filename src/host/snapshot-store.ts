@@ -280,7 +280,8 @@ export class SnapshotStore {
   }
 
   /**
-   * Removes what a crash can leave behind (partial folders, `.next`, `.tmp` and `.merge` files, unreferenced
+   * Removes what a crash can leave behind (partial folders, `.next`, `.tmp` and `.merge` files, half-written
+   * `current` files, unreferenced
    * layers) and reclaims layers no snapshot owns (collectLayers).
    */
   async sweep(disks: DiskConfig[], users: LayerUsers): Promise<void> {
@@ -288,6 +289,9 @@ export class SnapshotStore {
     for (const entry of readdirSync(this.dir)) {
       if (entry.startsWith('.partial-') || entry.startsWith('.deleted-'))
         rmSync(join(this.dir, entry), { recursive: true, force: true });
+      // The temporary file of an atomic write of `current` (writeJsonAtomic, setCurrent) cut short by a crash.
+      else if ((entry.startsWith('.current.') && entry.endsWith('.tmp')) || entry.startsWith('current.tmp-'))
+        rmSync(join(this.dir, entry), { force: true });
       else if (isValidSnapshotName(entry))
         for (const f of readdirSync(join(this.dir, entry)))
           if (f.endsWith('.tmp')) rmSync(join(this.dir, entry, f), { force: true });
