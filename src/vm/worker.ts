@@ -52,6 +52,8 @@ if (init.counters) {
 
 /** The run-loop cap, kept across guest reboots (a new runtime gets the same pacer). */
 let pacer: CpuPacer | null = null;
+/** Harts a boot brings up, kept across reboots: the config's, then live hot-plug. */
+let vcpusOnline = init.config.vcpusOnline;
 
 /** Links to the VM's networks; they outlive each runtime (a reboot in place builds a new one over them). */
 const resources: RuntimeResources = { nicLinks: (init.nicPorts ?? []).map((p) => new NicLink(p)) };
@@ -94,7 +96,7 @@ async function rebootInPlace(): Promise<void> {
   const old = runtime;
   runtime = undefined;
   if (old) await old.stop();
-  runtime = await (await loadFactory())(init.config, hooks, resources);
+  runtime = await (await loadFactory())({ ...init.config, vcpusOnline }, hooks, resources);
   if (pacer) runtime.setPacer?.(() => pacer!.next());
   await runtime.start();
 }
@@ -133,7 +135,7 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
   switch (req.type) {
     case 'start': {
       if (runtime) throw new Error('already started');
-      runtime = await (await loadFactory())(init.config, hooks, resources);
+      runtime = await (await loadFactory())({ ...init.config, vcpusOnline }, hooks, resources);
       if (pacer) runtime.setPacer?.(() => pacer!.next());
       if (req.restore) {
         if (!runtime.restore) throw new Error('this runtime cannot restore a machine state');
@@ -219,6 +221,10 @@ async function handle(req: ControlRequest): Promise<WorkerMessage> {
       r.setBalloonTarget(req.targetBytes);
       return { type: 'reply', id: req.id, ok: true };
     }
+    case 'vcpus-online':
+      vcpusOnline = req.count ?? undefined;
+      runtime?.setVcpusOnline?.(vcpusOnline);
+      return { type: 'reply', id: req.id, ok: true };
     case 'nic-rate': {
       const r = need();
       if (!r.setNicRate) throw new Error('this VM has no NICs');

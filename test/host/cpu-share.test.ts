@@ -164,7 +164,7 @@ describe('cgroup enforcement with real guests', { timeout: 1_200_000 }, () => {
     const since = (await rig.d.client.json<{ events: HostEvent[] }>('GET', '/events?follow=false')).events.at(-1)?.id ?? 0;
     const policyEvents = async () =>
       (await rig.d.client.json<{ events: HostEvent[] }>('GET', `/events?follow=false&vm=w100&after=${since}`)).events.filter(
-        (e): e is Extract<HostEvent, { type: 'policy' }> => e.type === 'policy',
+        (e): e is Extract<HostEvent, { type: 'policy' }> => e.type === 'policy' && e.policy === 'cpu-burst',
       );
     const core0 = coreIdleMeter(0);
     // t0 is taken before `typevisor exec` is sent: the 2 s include the time the command takes to start the loop.
@@ -202,7 +202,7 @@ describe('cgroup enforcement with real guests', { timeout: 1_200_000 }, () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as HostEvent)
-      .filter((e) => e.id > since && e.type === 'policy');
+      .filter((e) => e.id > since && e.type === 'policy' && e.policy === 'cpu-burst');
     assert.deepEqual(
       listed.map((e) => [e.type === 'policy' && e.action, e.reason]),
       [

@@ -18,6 +18,7 @@ import { weightToNice } from '../../src/host/cpu/fallback.js';
 import { parseCoreCpuTimes, parseSchedstat, VmCpuMeter, type ThreadTimes } from '../../src/host/cpu/accounting.js';
 import { idleOn, idleShares } from '../../src/host/cpu/policy-loop.js';
 import { CpuPacer } from '../../src/vm/cpu-pacer.js';
+import { bootArgs, defaultVmConfig, validateVmConfig } from '../../src/vm/config.js';
 import { BurstState } from '../../src/host/cpu/burst.js';
 import { Ring } from '../../src/host/monitor/ring.js';
 import { parseCgroupMounts, parseProcCgroup } from '../../src/host/cpu/cgroupfs.js';
@@ -266,4 +267,17 @@ test('shared counters: nothing before the first write, then the last values writ
   writeCounters(view, { ...zeroCounters(), instret: 123_456_789_012, vcpusOnline: 2, diskReadBytes: 4096 });
   writeCounters(view, { ...zeroCounters(), instret: 123_456_789_999, vcpusOnline: 1, netTxPackets: 7 });
   assert.deepEqual(readCounters(view), { ...zeroCounters(), instret: 123_456_789_999, vcpusOnline: 1, netTxPackets: 7 });
+});
+
+test('a kept online vCPU count becomes maxcpus= on the boot command line; a full or bad count adds nothing', () => {
+  assert.equal(bootArgs('console=ttyS0', 3, 2), 'console=ttyS0 maxcpus=2');
+  assert.equal(bootArgs(undefined, 3, 1), 'maxcpus=1');
+  assert.equal(bootArgs('console=ttyS0', 3, 3), 'console=ttyS0');
+  assert.equal(bootArgs('console=ttyS0', 3, undefined), 'console=ttyS0');
+  for (const bad of [0, 4, 1.5, NaN]) assert.equal(bootArgs('x', 3, bad), 'x');
+  assert.deepEqual(validateVmConfig(defaultVmConfig({ cpus: 3, vcpusOnline: 2 })), []);
+  assert.match(
+    validateVmConfig(defaultVmConfig({ cpus: 3, vcpusOnline: 4 })).join(),
+    /vcpusOnline must be an integer from 1 to cpus \(3\)/,
+  );
 });
