@@ -158,7 +158,7 @@ describe('cgroup enforcement with real guests', { timeout: 1_200_000 }, () => {
     for (const [n, m] of rest) assert.ok(m.used < IDLE_GUEST_SHARE, `${n} uses ${(m.used * 100).toFixed(1)} % of a core at rest`);
 
     // The evidence is about an idle host: core 0 has room for the burst before w100 turns busy.
-    const room = await waitForIdleCore(0, 0.85, 60_000);
+    const room = await waitForIdleCore(0, 0.8, 60_000);
     t.diagnostic(`core 0 before: ${(room * 100).toFixed(0)} % idle`);
 
     const since = (await rig.d.client.json<{ events: HostEvent[] }>('GET', '/events?follow=false')).events.at(-1)?.id ?? 0;
@@ -166,17 +166,22 @@ describe('cgroup enforcement with real guests', { timeout: 1_200_000 }, () => {
       (await rig.d.client.json<{ events: HostEvent[] }>('GET', `/events?follow=false&vm=w100&after=${since}`)).events.filter(
         (e): e is Extract<HostEvent, { type: 'policy' }> => e.type === 'policy' && e.policy === 'cpu-burst',
       );
+    // What core 0 and w100 did since w100 was told to turn busy, for the failure messages: a VM that never
+    // reaches its cap (other load holds it below 25 %) is not held back by the cap, and no burst is due.
     const core0 = coreIdleMeter(0);
+    const w100Before = rig.times('w100').cpu;
     // t0 is taken before `typevisor exec` is sent: the 2 s include the time the command takes to start the loop.
     const t0 = performance.now();
+    const meanwhile = () =>
+      `core 0 ${core0()}, w100 used ${(((rig.times('w100').cpu - w100Before) / ((performance.now() - t0) * 1e6)) * 100).toFixed(1)} % of a core`;
     await rig.busy('w100');
     const execMs = performance.now() - t0;
-    const start = await waitForPolicy(policyEvents, 'burst-start', 10_000, () => `core 0 ${core0()} meanwhile`);
+    const start = await waitForPolicy(policyEvents, 'burst-start', 10_000, meanwhile);
     const raisedAfter = (start.at - t0) / 1000;
     t.diagnostic(
       `burst granted ${raisedAfter.toFixed(2)} s after w100 was told to turn busy (exec ${execMs.toFixed(0)} ms): ${start.event.reason}`,
     );
-    assert.ok(raisedAfter <= 2, `raised after ${raisedAfter.toFixed(2)} s (core 0 ${core0()} meanwhile)`);
+    assert.ok(raisedAfter <= 2, `raised after ${raisedAfter.toFixed(2)} s (${meanwhile()})`);
     const raised = await rig.d.client.json<VmView>('GET', '/vms/w100');
     assert.equal(raised.cpu.bursting, true);
     assert.equal(raised.cpu.effectiveCapPercent, 90);
@@ -188,7 +193,7 @@ describe('cgroup enforcement with real guests', { timeout: 1_200_000 }, () => {
 
     const t1 = performance.now();
     await rig.busy('w200');
-    const end = await waitForPolicy(policyEvents, 'burst-end', 10_000, () => `core 0 ${core0()}`);
+    const end = await waitForPolicy(policyEvents, 'burst-end', 10_000, meanwhile);
     t.diagnostic(`burst taken back ${((end.at - t1) / 1000).toFixed(2)} s after w200 was told to turn busy: ${end.event.reason}`);
     assert.match(end.event.reason, /contended/);
     const lowered = await rig.d.client.json<VmView>('GET', '/vms/w100');
