@@ -20,6 +20,9 @@ import { idleOn, idleShares } from '../../src/host/cpu/policy-loop.js';
 import { CpuPacer } from '../../src/vm/cpu-pacer.js';
 import { bootArgs, defaultVmConfig, validateVmConfig } from '../../src/vm/config.js';
 import { BurstState } from '../../src/host/cpu/burst.js';
+import { CpuManager } from '../../src/host/cpu/manager.js';
+import type { CpuEnforcer } from '../../src/host/cpu/enforcer.js';
+import type { EngineVm } from '../../src/host/engine.js';
 import { Ring } from '../../src/host/monitor/ring.js';
 import { parseCgroupMounts, parseProcCgroup } from '../../src/host/cpu/cgroupfs.js';
 import { EventBus, type HostEvent } from '../../src/host/events.js';
@@ -280,4 +283,63 @@ test('a kept online vCPU count becomes maxcpus= on the boot command line; a full
     validateVmConfig(defaultVmConfig({ cpus: 3, vcpusOnline: 4 })).join(),
     /vcpusOnline must be an integer from 1 to cpus \(3\)/,
   );
+});
+
+test("the manager asks for idle capacity on each VM's own cores, applies the burst cap and emits both actions", async () => {
+  const applied: (number | null)[] = [];
+  const enforcer: CpuEnforcer = {
+    mechanism: 'cgroup-v1',
+    detail: 'test',
+    refuse: () => null,
+    open: () => ({
+      addThreads() {},
+      apply(s) {
+        applied.push(s.capPercent);
+        return { runLoopCapPercent: null };
+      },
+      perCoreNs: () => null,
+      close() {},
+    }),
+    close() {},
+  };
+  const vm = { threadIds: () => [1], setRunLoopCap: async () => {} } as unknown as EngineVm;
+  const events = new EventBus();
+  const m = new CpuManager(enforcer, events);
+  const burst = { capPercent: 90, seconds: 60 };
+  m.attach('a', vm, { weight: 100, capPercent: 25, cpuset: [0], burst });
+  m.attach('b', vm, { weight: 100, capPercent: 25, cpuset: [1], burst });
+  // Core 0 is idle, core 1 is taken by others: only a (pinned to core 0) has room.
+  const idle = new Map([
+    [0, 0.7],
+    [1, 0],
+  ]);
+  const asked: (readonly number[] | null)[] = [];
+  const idleOnCores = (cpuset: readonly number[] | null) => (asked.push(cpuset), idleOn(idle, cpuset));
+  await m.tick(0, idleOnCores, () => 25);
+  assert.deepEqual(asked, [[0], [1]]);
+  const started = events.since().filter((e) => e.type === 'policy');
+  assert.equal(started.length, 1);
+  assert.equal(started[0]!.vm, 'a');
+  assert.deepEqual(started[0]!.type === 'policy' && started[0]!.values, {
+    capPercent: 90,
+    cpuPercent: 25,
+    idleCores: 0.7,
+    cores: 1,
+  });
+  assert.equal(applied.at(-1), 90);
+  assert.equal(m.view('a', { weight: 100, capPercent: 25, cpuset: [0], burst }).effectiveCapPercent, 90);
+  // Bursting alone fills core 0: no contention. A competitor there holds it at a third: taken back.
+  idle.set(0, 0.08);
+  await m.tick(500, idleOnCores, (name) => (name === 'a' ? 89 : 25));
+  assert.equal(events.since().filter((e) => e.type === 'policy').length, 1);
+  idle.set(0, 0);
+  await m.tick(1000, idleOnCores, (name) => (name === 'a' ? 33 : 25));
+  const ended = events
+    .since()
+    .filter((e) => e.type === 'policy')
+    .at(-1)!;
+  assert.equal(ended.type === 'policy' && ended.action, 'burst-end');
+  assert.match(ended.reason, /contended .*33\.0 % of its 90 % burst cap/);
+  assert.equal(applied.at(-1), 25);
+  m.closeAll();
 });
