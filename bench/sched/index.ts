@@ -1,6 +1,6 @@
 /**
- * CPU allocation benchmark: three Linux guests in busy loops on a typevisor daemon, measured from the host
- * (schedstat of each VM thread), for each enforcement mechanism:
+ * CPU allocation benchmark: three Linux guests in busy loops (started with `typevisor exec`) on a typevisor
+ * daemon, measured from the host (schedstat of each VM thread), for each enforcement mechanism:
  *   fairness  — weight mixes pinned to core 0: the largest relative error of a VM's share against its ideal
  *               (total × weight / Σ weights);
  *   cap       — one busy VM capped at 25 % and 50 %: measured share and the error against the cap (with the
@@ -45,7 +45,7 @@ for (const mechanism of mechanisms) {
   const rig = new Rig(await startDaemonProcess({ runtime: 'machine', extraArgs: ['--cpu-mechanism', mechanism] }));
   try {
     await rig.boot(NAMES.map((name) => ({ name, cpu: { cpuset: '0' } })));
-    for (const n of NAMES) rig.busy(n);
+    await Promise.all(NAMES.map((n) => rig.busy(n)));
     await sleep(2000);
 
     console.log('fairness (3 busy VMs pinned to core 0):');
@@ -63,7 +63,7 @@ for (const mechanism of mechanisms) {
       );
     }
 
-    for (const n of ['b', 'c']) rig.idle(n);
+    await Promise.all(['b', 'c'].map((n) => rig.idle(n)));
     for (const n of NAMES) await rig.set(n, { weight: 100, cpuset: null });
     console.log('caps (one busy VM):');
     for (const cap of [25, 50]) {
@@ -103,9 +103,8 @@ for (const mechanism of mechanisms) {
     console.log(
       `  no limits ${(free / 1e6).toFixed(1)} M/s, non-binding limits ${(limited / 1e6).toFixed(1)} M/s (ratio ${(limited / free).toFixed(3)})`,
     );
-    for (const n of NAMES) rig.idle(n);
+    await Promise.all(NAMES.map((n) => rig.idle(n)));
   } finally {
-    rig.close();
     await rig.d.stop();
     removeHome(rig.d.home);
   }

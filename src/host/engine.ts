@@ -84,6 +84,8 @@ export interface EngineVm {
   setRunLoopCap(percent: number | null): Promise<void>;
   /** Changes one NIC's limits while the VM runs (null: unlimited in that direction). */
   setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void>;
+  /** Harts every later boot of this VM (guest reboots included) brings up; null: all. */
+  setVcpusOnline(count: number | null): Promise<void>;
   /**
    * Runs a command in the guest through its agent. Rejects with an AgentError (src/vm/agent-client.ts) whose
    * `failure` says why (no agent channel, timeout, the VM ended, the agent refused).

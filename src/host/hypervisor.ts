@@ -524,6 +524,8 @@ export class Hypervisor implements HostChannel {
         memoryMiB: patch.memoryMiB ?? live.rec.config.memoryMiB,
         append: patch.cmdline ?? live.rec.config.append,
       };
+      // A new board size brings every hart of it online.
+      if (patch.vcpus !== undefined) delete config.vcpusOnline;
       const problems = validateVmConfig(config);
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
       // CPU settings are checked in full first and applied to the running VM before they are recorded.
@@ -666,10 +668,9 @@ export class Hypervisor implements HostChannel {
   }
 
   /**
-   * Runs a command through the guest agent. Not under the VM's lock: commands run concurrently, and a stop
-   * must not wait for one (it ends it instead).
+   * Brings harts online or offline in a running guest through its agent, confirms it from SBI HSM, and keeps
+   * the count for every later boot (a guest reboot included: the worker boots with `maxcpus=`).
    */
-  /** Brings harts online or offline in a running guest through its agent, and confirms it from SBI HSM. */
   private async hotplug(live: LiveVm, online: number): Promise<void> {
     const name = live.rec.name;
     const max = live.rec.config.cpus;
@@ -701,6 +702,12 @@ export class Hypervisor implements HostChannel {
         'ENGINE_ERROR',
         `${name}: the guest reports vCPUs ${Buffer.from(result.stdout).toString().trim()} online but ${now} harts run`,
       );
+    const kept = online < max ? online : undefined;
+    await this.engineCall(live, (vm) => vm.setVcpusOnline(kept ?? null));
+    const config: VmConfig = { ...live.rec.config, vcpusOnline: kept };
+    if (kept === undefined) delete config.vcpusOnline;
+    live.rec = { ...live.rec, config, updatedAt: new Date().toISOString() };
+    await this.registry.save(live.rec);
     this.events.emit({
       type: 'settings',
       vm: name,
@@ -709,6 +716,10 @@ export class Hypervisor implements HostChannel {
     });
   }
 
+  /**
+   * Runs a command through the guest agent. Not under the VM's lock: commands run concurrently, and a stop
+   * must not wait for one (it ends it instead).
+   */
   private async exec(name: string, req: ExecRequest): Promise<ExecResult> {
     const live = this.find(name);
     if (this.closed) throw new HostError('VM_BUSY', 'the daemon is shutting down');

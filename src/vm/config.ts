@@ -62,6 +62,11 @@ export interface VmConfig {
   publish?: PublishedPort[];
   /** Derive mtime from retired instructions instead of the host clock (reproducible runs). */
   deterministicTime?: boolean;
+  /**
+   * Harts kept online (1..cpus; absent = all): set by `typevisor set NAME --vcpus N` on a running VM, and brought
+   * up by every later boot (`maxcpus=` on the kernel command line) so the count survives a guest reboot.
+   */
+  vcpusOnline?: number;
 }
 
 export const MAX_CPUS = 8;
@@ -88,6 +93,8 @@ export function defaultVmConfig(overrides: Partial<VmConfig> = {}): VmConfig {
 export function validateVmConfig(c: VmConfig): string[] {
   const errors: string[] = [];
   if (!Number.isInteger(c.cpus) || c.cpus < 1 || c.cpus > MAX_CPUS) errors.push(`cpus must be an integer from 1 to ${MAX_CPUS}`);
+  if (c.vcpusOnline !== undefined && (!Number.isInteger(c.vcpusOnline) || c.vcpusOnline < 1 || c.vcpusOnline > c.cpus))
+    errors.push(`vcpusOnline must be an integer from 1 to cpus (${c.cpus})`);
   if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < MIN_MEMORY_MIB || c.memoryMiB > MAX_MEMORY_MIB) {
     errors.push(`memory must be from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB} MiB`);
   }
@@ -136,4 +143,15 @@ export function validateRate(what: string, r: NicRateLimit): string[] {
     errors.push(`${what}: give bytes per second and/or packets per second`);
   if (r.burstBytes !== undefined && r.burstBytes < 1518) errors.push(`${what}: a burst must hold one frame (1518 bytes)`);
   return errors;
+}
+
+/**
+ * The kernel command line of a boot: the VM's own, plus `maxcpus=N` while fewer harts than the board has are
+ * kept online (Linux then brings up N and leaves the rest offline but hot-pluggable). A count that is not a
+ * whole number below the board's adds nothing.
+ */
+export function bootArgs(append: string | undefined, cpus: number, vcpusOnline: number | undefined): string {
+  const base = append ?? '';
+  if (vcpusOnline === undefined || !Number.isInteger(vcpusOnline) || vcpusOnline < 1 || vcpusOnline >= cpus) return base;
+  return base ? `${base} maxcpus=${vcpusOnline}` : `maxcpus=${vcpusOnline}`;
 }

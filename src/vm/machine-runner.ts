@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import type { VmConfig } from './config.js';
+import { bootArgs, type VmConfig } from './config.js';
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
 import type { FirmwareImage } from '../machine/loaders/boot.js';
 import { createHart as createRealHart } from '../machine/hart-adapter.js';
@@ -70,7 +70,7 @@ export async function createMachine(
     firmware: images.firmware,
     kernel: images.kernel,
     initrd: images.initrd,
-    bootargs: config.append ?? '',
+    bootargs: bootArgs(config.append, config.cpus, config.vcpusOnline),
     deterministicTime: config.deterministicTime,
     createHart: createHart ?? createRealHart,
     onConsoleOutput: (b) => io.onConsoleOutput(b),

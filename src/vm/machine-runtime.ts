@@ -3,7 +3,7 @@
  * keeps running across guest reboots by building a fresh board on the same open disks (as machine-runner's
  * runVm does), and exposes the guest agent channel (virtio-console) for graceful shutdown.
  */
-import type { VmConfig } from './config.js';
+import { bootArgs, type VmConfig } from './config.js';
 import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import { openStateFile, writeStateFileAtomic } from './state-file.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
@@ -29,6 +29,8 @@ class MachineRuntime implements GuestRuntime {
   /** Instructions retired by boards before the last guest reboot, so the counter never goes backwards. */
   private instretBefore = 0;
   private pacer: (() => number) | null = null;
+  /** Harts the next boot brings up: the config's, then live hot-plug (kept across guest reboots). */
+  private vcpusOnline: number | undefined;
   /** Current NIC limits: the config's, then live changes (kept across guest reboots). */
   private readonly nicRates: { rx: NicRateLimit | null; tx: NicRateLimit | null }[];
   /** The guest agent on virtio-console (`typevisor exec`, graceful shutdown); follows the board across reboots. */
@@ -49,6 +51,7 @@ class MachineRuntime implements GuestRuntime {
     private readonly resources: RuntimeResources,
   ) {
     this.nicRates = (config.nics ?? []).map((n) => ({ rx: n.rx ?? null, tx: n.tx ?? null }));
+    this.vcpusOnline = config.vcpusOnline;
   }
 
   async start(): Promise<void> {
@@ -71,7 +74,7 @@ class MachineRuntime implements GuestRuntime {
       firmware: images.firmware,
       kernel: images.kernel,
       initrd: images.initrd,
-      bootargs: this.config.append ?? '',
+      bootargs: bootArgs(this.config.append, this.config.cpus, this.vcpusOnline),
       deterministicTime: this.config.deterministicTime,
       createHart: this.createHart,
       onConsoleOutput: (b) => this.hooks.console(b),
@@ -277,6 +280,9 @@ class MachineRuntime implements GuestRuntime {
   }
   setBalloonTarget(bytes: number): void {
     this.devices?.balloon?.setTarget(Math.floor(bytes / PAGE));
+  }
+  setVcpusOnline(count: number | undefined): void {
+    this.vcpusOnline = count;
   }
   setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void {
     const device = this.devices?.nics.find((n) => n.config === this.config.nics?.[nic])?.device;

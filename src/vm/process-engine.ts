@@ -274,6 +274,9 @@ class ProcessVm implements EngineVm {
   setBalloonTarget(bytes: number): Promise<void> {
     return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
   }
+  setVcpusOnline(count: number | null): Promise<void> {
+    return this.simple({ id: 0, type: 'vcpus-online', count });
+  }
   threadIds(): number[] {
     return [...this.tids];
   }

@@ -31,6 +31,8 @@ export type ControlRequest =
   /** A CPU cap the run loop enforces itself (percent of one core; null removes it): hosts without cgroups. */
   | { id: number; type: 'cpu-cap'; percent: number | null }
   | { id: number; type: 'nic-rate'; nic: number; rx: NicRateLimit | null; tx: NicRateLimit | null }
+  /** Harts every later boot brings up (null: all), after a live hot-plug. */
+  | { id: number; type: 'vcpus-online'; count: number | null }
   /**
    * Run a command through the guest agent. Handled concurrently with other requests (a long command must not
    * hold up stop or stats); the reply carries `exec` or an error with `agentFailure`.

@@ -39,6 +39,8 @@ export interface GuestRuntime {
   /** Installs a run-loop pacer (a CPU cap enforced from inside); runtimes without one cannot be capped that way. */
   setPacer?(pacer: (() => number) | null): void;
   setNicRate?(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void;
+  /** Harts the next boot (a guest reboot) brings up; undefined = all. */
+  setVcpusOnline?(count: number | undefined): void;
   /** Starts from a machine state file (src/machine/snapshot) instead of booting. */
   restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
   /** Writes the machine state to `path` (atomically); the guest must be paused. Disks are flushed first. */

@@ -73,6 +73,8 @@ function errorText(err: unknown): string {
 export class VmHost {
   /** The run-loop cap, kept across guest reboots (a new runtime gets the same pacer). */
   private pacer: CpuPacer | null = null;
+  /** Harts a boot brings up, kept across reboots: the config's, then live hot-plug. */
+  private vcpusOnline: number | undefined;
   private readonly resources: RuntimeResources;
   private runtime: GuestRuntime | undefined;
   private createRuntime: CreateRuntime | undefined;
@@ -90,6 +92,7 @@ export class VmHost {
     private readonly out: VmHostOutput,
   ) {
     this.resources = { nicLinks: init.nicLinks };
+    this.vcpusOnline = init.config.vcpusOnline;
     this.hooks = {
       // Copy: the runtime may reuse its buffer after the call returns.
       console: (bytes) => out.console(bytes.slice()),
@@ -166,7 +169,9 @@ export class VmHost {
   }
 
   private async newRuntime(): Promise<GuestRuntime> {
-    const r = await (await this.loadFactory())(this.init.config, this.hooks, this.resources);
+    const r = await (
+      await this.loadFactory()
+    )({ ...this.init.config, vcpusOnline: this.vcpusOnline }, this.hooks, this.resources);
     const pacer = this.pacer;
     if (pacer) r.setPacer?.(() => pacer.next());
     return r;
@@ -313,6 +318,10 @@ export class VmHost {
         r.setBalloonTarget(req.targetBytes);
         return { type: 'reply', id: req.id, ok: true };
       }
+      case 'vcpus-online':
+        this.vcpusOnline = req.count ?? undefined;
+        this.runtime?.setVcpusOnline?.(this.vcpusOnline);
+        return { type: 'reply', id: req.id, ok: true };
       case 'nic-rate': {
         const r = this.need();
         if (!r.setNicRate) throw new Error('this VM has no NICs');

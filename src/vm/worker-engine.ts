@@ -295,6 +295,9 @@ class WorkerVm implements EngineVm {
   setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void> {
     return this.simple({ id: 0, type: 'nic-rate', nic, rx, tx });
   }
+  setVcpusOnline(count: number | null): Promise<void> {
+    return this.simple({ id: 0, type: 'vcpus-online', count });
+  }
 
   async stop(): Promise<void> {
     const worker = this.worker;

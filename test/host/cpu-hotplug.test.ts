@@ -31,6 +31,15 @@ function cli(...args: string[]) {
   });
 }
 
+/** `typevisor exec NAME -- ARGV...` (--home before '--': everything after it is the guest command). */
+function execIn(name: string, ...argv: string[]) {
+  return spawnSync(process.execPath, cliArgs('exec', '--home', d.home, name, '--', ...argv), {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, TYPEVISOR_URL: '' },
+  });
+}
+
 test('the hot-plug command is valid sh and the limits are checked', () => {
   const [sh, flag, script] = hotplugCommand(2, 4);
   assert.deepEqual([sh, flag], ['sh', '-c']);
@@ -96,4 +105,56 @@ test('a running 3-vCPU guest goes to 1 vCPU and back to 3', { timeout: 600_000 }
     reasons.join('; '),
   );
   await d.client.json('DELETE', '/vms/hp?force=true');
+});
+
+test('the online count survives a guest reboot and a host reboot; a full count is not kept', { timeout: 900_000 }, async (t) => {
+  await d.client.json('POST', '/vms', { name: 'hpr', vcpus: 3, memoryMiB: 128, rootDisk: false });
+  await d.client.json('POST', '/vms/hpr/actions/start', {});
+  const marker = (await d.client.json<VmView>('GET', '/vms/hpr')).bootMarker!;
+  const boots = async () => (await d.client.text('/vms/hpr/console.log')).toString('latin1').split(marker).length - 1;
+  const booted = (n: number) => waitFor(`boot ${n}`, async () => ((await boots()) >= n ? true : undefined), 600_000, 500);
+  const online = async () => (await d.client.json<VmView>('GET', '/vms/hpr')).stats!.vcpusOnline;
+  const guestOnline = () => {
+    const r = execIn('hpr', 'cat', '/sys/devices/system/cpu/online');
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  const kept = async () => (await d.client.json<VmView>('GET', '/vms/hpr')).config.vcpusOnline;
+  await booted(1);
+  await waitFor('3 harts up', async () => ((await online()) === 3 ? true : undefined), 60_000, 200);
+
+  const down = cli('set', 'hpr', '--vcpus', '2');
+  assert.equal(down.status, 0, down.stderr);
+  assert.equal(await kept(), 2, 'the count is kept in the record');
+
+  // The guest reboots itself: busybox reboot signals init, which syncs and resets the machine.
+  const t0 = performance.now();
+  const r = execIn('hpr', 'reboot');
+  assert.ok(r.status === 0 || r.status === 204, `reboot in the guest: ${r.status} ${r.stderr}`);
+  await booted(2);
+  t.diagnostic(`guest reboot to the boot marker: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await waitFor('2 harts after the guest reboot', async () => ((await online()) === 2 ? true : undefined), 60_000, 200);
+  assert.equal(guestOnline(), '0-1');
+  assert.match(
+    (await d.client.text('/vms/hpr/console.log')).toString('latin1'),
+    /Kernel command line:.* maxcpus=2/,
+    'the second boot brought up 2 harts',
+  );
+
+  // The host reboots it: the same count.
+  const down1 = cli('set', 'hpr', '--vcpus', '1');
+  assert.equal(down1.status, 0, down1.stderr);
+  const reboot = cli('reboot', 'hpr');
+  assert.equal(reboot.status, 0, reboot.stderr);
+  await booted(3);
+  await waitFor('1 hart after the host reboot', async () => ((await online()) === 1 ? true : undefined), 60_000, 200);
+  assert.equal(guestOnline(), '0');
+
+  // Offline harts of a reboot come back online by hot-plug, and a full count is no longer kept.
+  const up = cli('set', 'hpr', '--vcpus', '3');
+  assert.equal(up.status, 0, up.stderr);
+  assert.equal(await online(), 3);
+  assert.equal(guestOnline(), '0-2');
+  assert.equal(await kept(), undefined);
+  await d.client.json('DELETE', '/vms/hpr?force=true');
 });

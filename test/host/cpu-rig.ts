@@ -1,20 +1,29 @@
 /**
- * Real Linux guests on a daemon, driven through their consoles (busy loops on demand), and their threads' CPU
- * measured from the host (/proc/<pid>/task/<tid>/schedstat): shared by the CPU share tests and bench/sched.
+ * Real Linux guests on a daemon running busy loops started and stopped with `typevisor exec` (the guest agent,
+ * not the console: a keystroke typed before the console shell is interactive kills it, and the guest powers
+ * off), and their threads' CPU measured from the host (/proc/<pid>/task/<tid>/schedstat): shared by the CPU
+ * share tests and bench/sched.
  */
 import { readFileSync } from 'node:fs';
-import type WebSocket from 'ws';
 import type { VmView } from '../../src/host/actions.js';
 import { guestArtifacts } from '../../src/guests/index.js';
+import { runCli } from '../helpers/cli.js';
 import { waitFor, type DaemonHandle } from './daemon-harness.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A guest at rest (its console shell waiting, timer ticks only) uses far less of a core than this. */
+export const IDLE_GUEST_SHARE = 0.1;
+
 interface Guest {
   name: string;
   tid: number;
-  ws: WebSocket;
+  /** Guest pid of the running busy loop, if any. */
+  loop: number | null;
 }
+
+/** Starts a busy loop in the background (no tty, output discarded) and prints its pid. */
+const START_LOOP = 'while :; do :; done </dev/null >/dev/null 2>&1 & echo $!';
 
 export class Rig {
   readonly guests = new Map<string, Guest>();
@@ -33,20 +42,37 @@ export class Rig {
         600_000,
         500,
       );
-      const ws = this.d.client.websocket(`/vms/${s.name}/console`);
-      await new Promise<void>((resolve, reject) => {
-        ws.once('open', () => resolve());
-        ws.once('error', reject);
-      });
-      this.guests.set(s.name, { name: s.name, tid: vm.cpu.threads[0]!, ws });
+      this.guests.set(s.name, { name: s.name, tid: vm.cpu.threads[0]!, loop: null });
     }
+    // The agent answers once it runs: every guest can take commands before a test starts.
+    await Promise.all(specs.map((s) => this.exec(s.name, 'true')));
   }
 
-  busy(name: string): void {
-    this.guests.get(name)!.ws.send('while :; do :; done\n');
+  /** `typevisor exec NAME -- sh -c SCRIPT`: its stdout, or an error with the status and stderr. */
+  async exec(name: string, script: string): Promise<string> {
+    const r = await runCli(this.d.home, ['exec', name, '--timeout', '120', '--', 'sh', '-c', script], { timeoutMs: 180_000 });
+    if (r.status !== 0) {
+      const state = (await this.d.client.json<VmView>('GET', `/vms/${name}`).catch(() => null))?.state ?? 'unknown';
+      throw new Error(`typevisor exec ${name} -- sh -c '${script}' exited ${r.status} (VM ${state}): ${r.stderr.trim()}`);
+    }
+    return r.stdout;
   }
-  idle(name: string): void {
-    this.guests.get(name)!.ws.send('\x03');
+
+  /** Starts a busy loop in the guest; it runs until idle(). */
+  async busy(name: string): Promise<void> {
+    const g = this.guests.get(name)!;
+    if (g.loop !== null) return;
+    const pid = Number((await this.exec(name, START_LOOP)).trim());
+    if (!Number.isInteger(pid) || pid <= 1) throw new Error(`${name}: the busy loop did not report its pid`);
+    g.loop = pid;
+  }
+
+  /** Stops the guest's busy loop (kill fails, and so does this, if the loop is not running). */
+  async idle(name: string): Promise<void> {
+    const g = this.guests.get(name)!;
+    if (g.loop === null) return;
+    await this.exec(name, `kill ${g.loop}`);
+    g.loop = null;
   }
 
   /** ns on a CPU and waiting for one, per guest thread. */
@@ -74,10 +100,6 @@ export class Rig {
 
   set(name: string, cpu: object): Promise<VmView> {
     return this.d.client.json<VmView>('PATCH', `/vms/${name}`, { cpu });
-  }
-
-  close(): void {
-    for (const g of this.guests.values()) g.ws.close();
   }
 }
 

@@ -15,9 +15,14 @@ import {
 } from '../../src/host/cpu/settings.js';
 import { capToQuotaUs, weightToShares } from '../../src/host/cpu/enforcer.js';
 import { weightToNice } from '../../src/host/cpu/fallback.js';
-import { parseSchedstat, VmCpuMeter, type ThreadTimes } from '../../src/host/cpu/accounting.js';
+import { parseCoreCpuTimes, parseSchedstat, VmCpuMeter, type ThreadTimes } from '../../src/host/cpu/accounting.js';
+import { idleOn, idleShares } from '../../src/host/cpu/policy-loop.js';
 import { CpuPacer } from '../../src/vm/cpu-pacer.js';
+import { bootArgs, defaultVmConfig, validateVmConfig } from '../../src/vm/config.js';
 import { BurstState } from '../../src/host/cpu/burst.js';
+import { CpuManager } from '../../src/host/cpu/manager.js';
+import type { CpuEnforcer } from '../../src/host/cpu/enforcer.js';
+import type { EngineVm } from '../../src/host/engine.js';
 import { Ring } from '../../src/host/monitor/ring.js';
 import { parseCgroupMounts, parseProcCgroup } from '../../src/host/cpu/cgroupfs.js';
 import { EventBus, type HostEvent } from '../../src/host/events.js';
@@ -133,19 +138,70 @@ test('the run-loop pacer holds a thread to its cap and follows a raised cap', ()
 test('burst: granted at the cap on an idle host, taken back on contention or when the time is up', () => {
   const settings = { weight: 100, capPercent: 25, cpuset: null, burst: { capPercent: 80, seconds: 10 } };
   const b = new BurstState();
-  assert.equal(b.decide({ nowMs: 0, settings, cpuPercent: 10, hostIdleCores: 1.8 }), null, 'not at its cap');
-  assert.equal(b.decide({ nowMs: 0, settings, cpuPercent: 25, hostIdleCores: 0.3 }), null, 'host not idle');
-  assert.equal(b.decide({ nowMs: 1000, settings, cpuPercent: 24.5, hostIdleCores: 1.7 })?.action, 'burst-start');
-  assert.equal(b.decide({ nowMs: 2000, settings, cpuPercent: 80, hostIdleCores: 1.0 }), null);
-  const end = b.decide({ nowMs: 3000, settings, cpuPercent: 60, hostIdleCores: 0.05 });
+  assert.equal(b.decide({ nowMs: 0, settings, cpuPercent: 10, cores: 2, idleCores: 1.8 }), null, 'not at its cap');
+  assert.equal(b.decide({ nowMs: 0, settings, cpuPercent: 25, cores: 2, idleCores: 0.3 }), null, 'host not idle');
+  assert.equal(b.decide({ nowMs: 1000, settings, cpuPercent: 24.5, cores: 2, idleCores: 1.7 })?.action, 'burst-start');
+  assert.equal(b.decide({ nowMs: 2000, settings, cpuPercent: 80, cores: 2, idleCores: 1.0 }), null);
+  const end = b.decide({ nowMs: 3000, settings, cpuPercent: 60, cores: 2, idleCores: 0.05 });
   assert.equal(end?.action, 'burst-end');
   assert.match(end!.reason, /contended/);
-  assert.equal(b.decide({ nowMs: 4000, settings, cpuPercent: 25, hostIdleCores: 1.8 }), null, 'backs off after contention');
-  assert.equal(b.decide({ nowMs: 9000, settings, cpuPercent: 25, hostIdleCores: 1.8 })?.action, 'burst-start');
-  const timeUp = b.decide({ nowMs: 19_000, settings, cpuPercent: 80, hostIdleCores: 1.0 });
+  assert.equal(b.decide({ nowMs: 4000, settings, cpuPercent: 25, cores: 2, idleCores: 1.8 }), null, 'backs off after contention');
+  assert.equal(b.decide({ nowMs: 9000, settings, cpuPercent: 25, cores: 2, idleCores: 1.8 })?.action, 'burst-start');
+  const timeUp = b.decide({ nowMs: 19_000, settings, cpuPercent: 80, cores: 2, idleCores: 1.0 });
   assert.match(timeUp!.reason, /lasted its 10 s/);
-  assert.equal(b.decide({ nowMs: 25_000, settings, cpuPercent: 25, hostIdleCores: 1.8 }), null, 'waits as long as it burst');
-  assert.equal(b.decide({ nowMs: 29_000, settings, cpuPercent: 25, hostIdleCores: 1.8 })?.action, 'burst-start');
+  assert.equal(
+    b.decide({ nowMs: 25_000, settings, cpuPercent: 25, cores: 2, idleCores: 1.8 }),
+    null,
+    'waits as long as it burst',
+  );
+  assert.equal(b.decide({ nowMs: 29_000, settings, cpuPercent: 25, cores: 2, idleCores: 1.8 })?.action, 'burst-start');
+});
+
+test('burst on its own cores: a burst that fills them is no contention; a competitor holding it below its burst is', () => {
+  // One core, cap 25 %, burst 90 %: the burst alone leaves < 0.2 idle cores there.
+  const settings = { weight: 100, capPercent: 25, cpuset: [0], burst: { capPercent: 90, seconds: 60 } };
+  const b = new BurstState();
+  assert.equal(b.decide({ nowMs: 0, settings, cpuPercent: 25, cores: 1, idleCores: 0.72 })?.action, 'burst-start');
+  assert.equal(b.decide({ nowMs: 500, settings, cpuPercent: 89, cores: 1, idleCores: 0.08 }), null, 'its own burst');
+  const end = b.decide({ nowMs: 1000, settings, cpuPercent: 48, cores: 1, idleCores: 0.01 });
+  assert.equal(end?.action, 'burst-end', 'a second VM on its core holds it at half');
+  assert.match(end!.reason, /contended .*gets 48\.0 % of its 90 % burst cap/);
+  // Two cores, burst 90 %: it leaves 1.1 cores, and others taking them is contention even at its burst cap.
+  const two = { ...settings, cpuset: null };
+  const c = new BurstState();
+  assert.equal(c.decide({ nowMs: 0, settings: two, cpuPercent: 25, cores: 2, idleCores: 1.7 })?.action, 'burst-start');
+  assert.equal(c.decide({ nowMs: 500, settings: two, cpuPercent: 90, cores: 2, idleCores: 1.0 }), null);
+  assert.match(
+    c.decide({ nowMs: 1000, settings: two, cpuPercent: 90, cores: 2, idleCores: 0.05 })!.reason,
+    /others took the 1\.10 cores/,
+  );
+});
+
+test('the policy counts idle capacity on the cores a VM may use', () => {
+  const stat = (idle0: number, idle1: number) =>
+    `cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 100 0 0 ${idle0} 0 0 0 0 0 0\ncpu1 100 0 0 ${idle1} 0 0 0 0 0 0\nintr 1 2 3\n`;
+  const a = parseCoreCpuTimes(stat(0, 0));
+  const b = parseCoreCpuTimes(stat(10, 40)); // core 0: 10 idle of 10; core 1: 40 idle of 40 — then busy 0
+  const c = parseCoreCpuTimes(stat(10, 40).replace('cpu0 100', 'cpu0 130'));
+  assert.deepEqual(
+    [...idleShares(a, b)],
+    [
+      [0, 1],
+      [1, 1],
+    ],
+  );
+  const shares = idleShares(b, parseCoreCpuTimes(stat(15, 40).replace('cpu0 100', 'cpu0 115').replace('cpu1 100', 'cpu1 150')));
+  assert.deepEqual(
+    [...shares],
+    [
+      [0, 0.25],
+      [1, 0],
+    ],
+  );
+  assert.deepEqual(idleOn(shares, [0]), { idleCores: 0.25, cores: 1 });
+  assert.deepEqual(idleOn(shares, null), { idleCores: 0.25, cores: 2 });
+  assert.deepEqual(idleOn(shares, [1, 7]), { idleCores: 0, cores: 1 }, 'a core without readings does not count');
+  assert.deepEqual([...idleShares(c, parseCoreCpuTimes(stat(10, 50)))], [[1, 1]], 'a counter that went backwards: no window');
 });
 
 test('the history ring keeps the newest samples in order', () => {
@@ -214,4 +270,76 @@ test('shared counters: nothing before the first write, then the last values writ
   writeCounters(view, { ...zeroCounters(), instret: 123_456_789_012, vcpusOnline: 2, diskReadBytes: 4096 });
   writeCounters(view, { ...zeroCounters(), instret: 123_456_789_999, vcpusOnline: 1, netTxPackets: 7 });
   assert.deepEqual(readCounters(view), { ...zeroCounters(), instret: 123_456_789_999, vcpusOnline: 1, netTxPackets: 7 });
+});
+
+test('a kept online vCPU count becomes maxcpus= on the boot command line; a full or bad count adds nothing', () => {
+  assert.equal(bootArgs('console=ttyS0', 3, 2), 'console=ttyS0 maxcpus=2');
+  assert.equal(bootArgs(undefined, 3, 1), 'maxcpus=1');
+  assert.equal(bootArgs('console=ttyS0', 3, 3), 'console=ttyS0');
+  assert.equal(bootArgs('console=ttyS0', 3, undefined), 'console=ttyS0');
+  for (const bad of [0, 4, 1.5, NaN]) assert.equal(bootArgs('x', 3, bad), 'x');
+  assert.deepEqual(validateVmConfig(defaultVmConfig({ cpus: 3, vcpusOnline: 2 })), []);
+  assert.match(
+    validateVmConfig(defaultVmConfig({ cpus: 3, vcpusOnline: 4 })).join(),
+    /vcpusOnline must be an integer from 1 to cpus \(3\)/,
+  );
+});
+
+test("the manager asks for idle capacity on each VM's own cores, applies the burst cap and emits both actions", async () => {
+  const applied: (number | null)[] = [];
+  const enforcer: CpuEnforcer = {
+    mechanism: 'cgroup-v1',
+    detail: 'test',
+    refuse: () => null,
+    open: () => ({
+      addThreads() {},
+      apply(s) {
+        applied.push(s.capPercent);
+        return { runLoopCapPercent: null };
+      },
+      perCoreNs: () => null,
+      close() {},
+    }),
+    close() {},
+  };
+  const vm = { threadIds: () => [1], setRunLoopCap: async () => {} } as unknown as EngineVm;
+  const events = new EventBus();
+  const m = new CpuManager(enforcer, events);
+  const burst = { capPercent: 90, seconds: 60 };
+  m.attach('a', vm, { weight: 100, capPercent: 25, cpuset: [0], burst });
+  m.attach('b', vm, { weight: 100, capPercent: 25, cpuset: [1], burst });
+  // Core 0 is idle, core 1 is taken by others: only a (pinned to core 0) has room.
+  const idle = new Map([
+    [0, 0.7],
+    [1, 0],
+  ]);
+  const asked: (readonly number[] | null)[] = [];
+  const idleOnCores = (cpuset: readonly number[] | null) => (asked.push(cpuset), idleOn(idle, cpuset));
+  await m.tick(0, idleOnCores, () => 25);
+  assert.deepEqual(asked, [[0], [1]]);
+  const started = events.since().filter((e) => e.type === 'policy');
+  assert.equal(started.length, 1);
+  assert.equal(started[0]!.vm, 'a');
+  assert.deepEqual(started[0]!.type === 'policy' && started[0]!.values, {
+    capPercent: 90,
+    cpuPercent: 25,
+    idleCores: 0.7,
+    cores: 1,
+  });
+  assert.equal(applied.at(-1), 90);
+  assert.equal(m.view('a', { weight: 100, capPercent: 25, cpuset: [0], burst }).effectiveCapPercent, 90);
+  // Bursting alone fills core 0: no contention. A competitor there holds it at a third: taken back.
+  idle.set(0, 0.08);
+  await m.tick(500, idleOnCores, (name) => (name === 'a' ? 89 : 25));
+  assert.equal(events.since().filter((e) => e.type === 'policy').length, 1);
+  idle.set(0, 0);
+  await m.tick(1000, idleOnCores, (name) => (name === 'a' ? 33 : 25));
+  const ended = events
+    .since()
+    .filter((e) => e.type === 'policy')
+    .at(-1)!;
+  assert.equal(ended.type === 'policy' && ended.action, 'burst-end');
+  assert.match(ended.reason, /contended .*33\.0 % of its 90 % burst cap/);
+  assert.equal(applied.at(-1), 25);
+  m.closeAll();
 });

@@ -121,13 +121,33 @@ export interface HostCpuTimes {
 
 export function readHostCpuTimes(): HostCpuTimes | null {
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
-    const f = line.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal (guest time is already in user)
-    const idle = (f[3] ?? 0) + (f[4] ?? 0);
-    const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
-    return { busy, idle };
+    return parseCpuTimes(readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!);
   } catch {
     return null;
   }
+}
+
+/** Each core's busy and idle jiffies from /proc/stat's cpuN lines, indexed by core number (offline: absent). */
+export function readCoreCpuTimes(): (HostCpuTimes | undefined)[] | null {
+  try {
+    return parseCoreCpuTimes(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+export function parseCoreCpuTimes(text: string): (HostCpuTimes | undefined)[] {
+  const out: (HostCpuTimes | undefined)[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^cpu(\d+)\s/.exec(line);
+    if (m && Number(m[1]) < 4096) out[Number(m[1])] = parseCpuTimes(line);
+  }
+  return out;
+}
+
+/** One "cpu..." line: user nice system idle iowait irq softirq steal (guest time is already in user). */
+function parseCpuTimes(line: string): HostCpuTimes {
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const v = (i: number) => (Number.isFinite(f[i]) ? f[i]! : 0);
+  return { busy: v(0) + v(1) + v(2) + v(5) + v(6) + v(7), idle: v(3) + v(4) };
 }

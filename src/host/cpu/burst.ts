@@ -1,8 +1,15 @@
 /**
  * The burst policy (in the spirit of Xen credit's BOOST and VMware's idle-capacity reclaim, but bounded): a VM
- * running at its cap is raised to its burst cap while the host has idle capacity, for at most the burst's
- * duration, and lowered again as soon as the host is contended or the time is up. After a burst it waits as
- * long as the burst lasted before the next one, so bursting cannot become a permanently higher cap.
+ * running at its cap is raised to its burst cap while the cores it may run on (its cpuset, or every core) have
+ * idle capacity, for at most the burst's duration, and lowered again as soon as those cores are contended or
+ * the time is up. After a burst it waits as long as the burst lasted before the next one, so bursting cannot
+ * become a permanently higher cap.
+ *
+ * Idle capacity is counted on the VM's own cores: idle time on a core it may not use is no room for it, and
+ * a competitor on its cores is contention even while another core idles. A bursting VM's own use is not
+ * contention: on a single core, a burst to 90 % leaves < 0.2 idle cores by itself, so low idle time means
+ * contention only when the burst leaves room that others have taken, or when something holds the VM below its
+ * burst cap.
  */
 import type { CpuSettings } from './settings.js';
 
@@ -11,8 +18,10 @@ export interface BurstInput {
   settings: CpuSettings;
   /** The VM's CPU over the last sample. */
   cpuPercent: number;
-  /** Idle host capacity over the last sample, in cores. */
-  hostIdleCores: number;
+  /** Idle capacity over the last sample on the cores the VM may run on, in cores. */
+  idleCores: number;
+  /** How many cores the VM may run on. */
+  cores: number;
 }
 
 export type BurstDecision = { action: 'burst-start' | 'burst-end'; reason: string } | null;
@@ -25,6 +34,18 @@ export const IDLE_TO_GRANT = 0.5;
 export const IDLE_CONTENDED = 0.2;
 /** After a burst is taken back for contention, wait this long before granting another. */
 const CONTENDED_BACKOFF_MS = 5000;
+
+/** Why a running burst's cores are contended, or null when they are not. */
+function contended(i: BurstInput, burstCapPercent: number): string | null {
+  if (i.idleCores >= IDLE_CONTENDED) return null;
+  const idle = `${i.idleCores.toFixed(2)} idle cores < ${IDLE_CONTENDED} on the ${i.cores} it may use`;
+  if (i.cpuPercent < AT_CAP * burstCapPercent)
+    return `its cores are contended (${idle}; it gets ${i.cpuPercent.toFixed(1)} % of its ${burstCapPercent} % burst cap)`;
+  const leftToOthers = i.cores - burstCapPercent / 100;
+  if (leftToOthers >= 2 * IDLE_CONTENDED)
+    return `its cores are contended (${idle}; others took the ${leftToOthers.toFixed(2)} cores its burst leaves)`;
+  return null; // the VM alone fills its cores, at its burst cap
+}
 
 export class BurstState {
   active = false;
@@ -43,22 +64,20 @@ export class BurstState {
         this.end(i.nowMs, burst.seconds * 1000);
         return { action: 'burst-end', reason: `the burst lasted its ${burst.seconds} s` };
       }
-      if (i.hostIdleCores < IDLE_CONTENDED) {
+      const contention = contended(i, burst.capPercent);
+      if (contention) {
         this.end(i.nowMs, CONTENDED_BACKOFF_MS);
-        return {
-          action: 'burst-end',
-          reason: `the host is contended (${i.hostIdleCores.toFixed(2)} idle cores < ${IDLE_CONTENDED})`,
-        };
+        return { action: 'burst-end', reason: contention };
       }
       return null;
     }
     if (!burst || capPercent === null || i.nowMs < this.notBefore) return null;
-    if (i.cpuPercent < AT_CAP * capPercent || i.hostIdleCores < IDLE_TO_GRANT) return null;
+    if (i.cpuPercent < AT_CAP * capPercent || i.idleCores < IDLE_TO_GRANT) return null;
     this.active = true;
     this.since = i.nowMs;
     return {
       action: 'burst-start',
-      reason: `at its cap (${i.cpuPercent.toFixed(1)} % of ${capPercent} %) with ${i.hostIdleCores.toFixed(2)} idle cores`,
+      reason: `at its cap (${i.cpuPercent.toFixed(1)} % of ${capPercent} %) with ${i.idleCores.toFixed(2)} idle cores of the ${i.cores} it may use`,
     };
   }
 

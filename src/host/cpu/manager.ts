@@ -19,6 +19,12 @@ interface Placed {
   runLoopCap: number | null | undefined;
 }
 
+/** Idle capacity over the last policy step on some cores: the sum of their idle shares, and how many. */
+export interface IdleCapacity {
+  idleCores: number;
+  cores: number;
+}
+
 /** What the API shows of a VM's CPU allocation. */
 export interface CpuView extends CpuSettings {
   mechanism: string;
@@ -125,11 +131,17 @@ export class CpuManager {
   }
 
   /** One policy step (src/host/cpu/policy-loop.ts calls it every 500 ms). */
-  async tick(nowMs: number, hostIdleCores: number, cpuPercentOf: (name: string) => number | undefined): Promise<void> {
+  async tick(
+    nowMs: number,
+    idleOn: (cpuset: readonly number[] | null) => IdleCapacity,
+    cpuPercentOf: (name: string) => number | undefined,
+  ): Promise<void> {
     for (const [name, p] of this.placed) {
       const cpuPercent = cpuPercentOf(name);
       if (cpuPercent === undefined) continue;
-      const decision = p.burst.decide({ nowMs, settings: p.settings, cpuPercent, hostIdleCores });
+      const { idleCores, cores } = idleOn(p.settings.cpuset);
+      if (cores === 0) continue;
+      const decision = p.burst.decide({ nowMs, settings: p.settings, cpuPercent, idleCores, cores });
       if (!decision) continue;
       try {
         await this.enforce(p);
@@ -145,7 +157,7 @@ export class CpuManager {
         policy: 'cpu-burst',
         action: decision.action,
         reason: decision.reason,
-        values: { capPercent: cap, cpuPercent, hostIdleCores: Math.round(hostIdleCores * 100) / 100 },
+        values: { capPercent: cap, cpuPercent, idleCores: Math.round(idleCores * 100) / 100, cores },
       });
     }
   }
