@@ -2,6 +2,7 @@
  * One virtual network: the L2 switch joining its NICs, plus the gateway (DHCP and DNS always; NAT and the way
  * out in nat mode). Free of Node built-ins: host sockets, the resolver and time are injected.
  */
+import type { FrameOffload } from './packet/offload.js';
 import { formatMac, isMulticastMac, parseMac, type Mac } from './packet/ethernet.js';
 import { formatIp, type Ip4 } from './packet/ipv4.js';
 import { L2Switch, type PortCounters, type SwitchPort } from './switch.js';
@@ -83,10 +84,10 @@ export class NetworkError extends Error {
 }
 
 export interface NicAttachment {
-  /** A frame from the guest. Never throws on content. */
-  receive(frame: Uint8Array): void;
+  /** A frame from the guest, with its offload metadata if any. Never throws on content. */
+  receive(frame: Uint8Array, offload?: FrameOffload | null): void;
   /** Frames from the guest that arrived together: like receive() on each, then the TCP endpoints flush once. */
-  receiveBatch(frames: readonly Uint8Array[]): void;
+  receiveBatch(frames: readonly Uint8Array[], offloads?: readonly (FrameOffload | null)[]): void;
   detach(): void;
 }
 
@@ -184,8 +185,8 @@ export class VirtualNetwork {
         clock,
         sockets: config.sockets,
         tcp: config.tcp ?? tcpEndpointFactory(),
-        send: (frame) => {
-          if (gatewayRef.port) this.switch.receive(gatewayRef.port, frame);
+        send: (frame, offload) => {
+          if (gatewayRef.port) this.switch.receive(gatewayRef.port, frame, offload);
         },
       },
       {
@@ -209,7 +210,9 @@ export class VirtualNetwork {
         },
       },
     );
-    this.gatewayPort = this.switch.attach('gateway', (frame) => this.gateway.receive(frame), { fixedMac: this.gatewayMac });
+    this.gatewayPort = this.switch.attach('gateway', (frame, _exclusive, offload) => this.gateway.receive(frame, offload), {
+      fixedMac: this.gatewayMac,
+    });
     gatewayRef.port = this.gatewayPort;
     this.scheduleSweep();
   }
@@ -232,7 +235,11 @@ export class VirtualNetwork {
    * Plugs a NIC into the switch. `deliver` receives frames for the guest (the same Uint8Array may go to
    * several ports when flooded; `exclusive` says this port is its only recipient, so it may be transferred).
    */
-  attach(nicId: string, info: NicInfo, deliver: (frame: Uint8Array, exclusive: boolean) => void): NicAttachment {
+  attach(
+    nicId: string,
+    info: NicInfo,
+    deliver: (frame: Uint8Array, exclusive: boolean, offload?: FrameOffload) => void,
+  ): NicAttachment {
     if (this.closed) throw new NetworkError('Closed', `network '${this.name}' is closed`);
     if (this.nics.has(nicId)) throw new NetworkError('NicExists', `NIC '${nicId}' is already attached to '${this.name}'`);
     if (this.nics.size >= this.limits.maxNics)
@@ -254,9 +261,10 @@ export class VirtualNetwork {
     this.nics.set(nicId, nic);
     if (hostname !== undefined && !this.hostnames.has(hostname)) this.hostnames.set(hostname, mac);
     return {
-      receive: (frame) => this.switch.receive(port, frame),
-      receiveBatch: (frames) => {
-        for (const frame of frames) this.switch.receive(port, frame);
+      receive: (frame, offload) => this.switch.receive(port, frame, offload),
+      receiveBatch: (frames, offloads) => {
+        if (offloads) for (let i = 0; i < frames.length; i++) this.switch.receive(port, frames[i]!, offloads[i]);
+        else for (const frame of frames) this.switch.receive(port, frame);
         this.gateway.tcpNat.flushTouched();
       },
       detach: () => this.detachNic(nic),

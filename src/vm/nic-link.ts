@@ -5,31 +5,35 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { connectNicPort, type NicLink as FramePort } from '../net/frame-port.js';
+import type { FrameOffload } from '../net/packet/offload.js';
+
+type Receiver = (frame: Uint8Array, offload?: FrameOffload | null) => void;
 
 export class NicLink {
-  private receiver: ((frame: Uint8Array) => void) | undefined;
+  private receiver: Receiver | undefined;
   private readonly port: FramePort;
   /** Frames from the network that arrived while no device was bound (between boots), dropped. */
   droppedUnbound = 0;
 
   constructor(port: MessagePort) {
     this.port = connectNicPort(port, {
-      onFrames: (frames) => {
+      onFrames: (frames, offloads) => {
         const deliver = this.receiver;
         if (!deliver) this.droppedUnbound += frames.length;
+        else if (offloads) for (let i = 0; i < frames.length; i++) deliver(frames[i]!, offloads[i]);
         else for (const f of frames) deliver(f);
       },
     });
   }
 
   /** Routes frames from the network to a device (the newest board's); undefined while none is attached. */
-  bind(receiver: ((frame: Uint8Array) => void) | undefined): void {
+  bind(receiver: Receiver | undefined): void {
     this.receiver = receiver;
   }
 
   /** Queues a guest frame for the network; the device hands over a fresh copy, so its buffer is transferred. */
-  send(frame: Uint8Array): void {
-    this.port.send(frame, true);
+  send(frame: Uint8Array, offload?: FrameOffload): void {
+    this.port.send(frame, true, offload);
   }
 
   /** Posts the queued frames now (at the end of a transmit batch) instead of at the end of the turn. */

@@ -17,15 +17,18 @@ const OPT_TIMESTAMP = 8;
  * Parses a TCP segment (RFC 9293) into the TcpSegment the endpoint consumes. The payload is a view over the
  * frame: the endpoint must copy what it keeps. Options: MSS, window scale, SACK-permitted and timestamps are
  * read; SACK blocks and unknown kinds are skipped by their length; a malformed option list is BadTcpOption.
+ * `checksumPending`: the sender left the checksum to us (NEEDS_CSUM offload), so it is not verified.
  */
-export function parseTcp(frame: Uint8Array, ip: Ipv4Header): TcpSegment | PacketError {
+export function parseTcp(frame: Uint8Array, ip: Ipv4Header, checksumPending = false): TcpSegment | PacketError {
   const o = ip.payloadOffset;
   const length = ip.payloadLength;
   if (length < TCP_HEADER_LENGTH) return 'BadTcpDataOffset';
   const dataOffset = (frame[o + 12] >>> 4) * 4;
   if (dataOffset < TCP_HEADER_LENGTH || dataOffset > length) return 'BadTcpDataOffset';
-  const sum = sumBytes(frame, o, o + length, pseudoHeaderSum(ip.src, ip.dst, IPPROTO_TCP, length));
-  if (foldChecksum(sum) !== 0) return 'BadTcpChecksum';
+  if (!checksumPending) {
+    const sum = sumBytes(frame, o, o + length, pseudoHeaderSum(ip.src, ip.dst, IPPROTO_TCP, length));
+    if (foldChecksum(sum) !== 0) return 'BadTcpChecksum';
+  }
   const seg: TcpSegment = {
     srcPort: (frame[o] << 8) | frame[o + 1],
     dstPort: (frame[o + 2] << 8) | frame[o + 3],

@@ -17,6 +17,7 @@ import {
   VIRTIO_NET_HDR_GSO_TCPV4,
   VIRTIO_NET_HDR_LEN,
   VirtioNet,
+  OFFLOAD_FEATURES,
   formatMac,
   parseMac,
   randomMac,
@@ -126,8 +127,8 @@ test('virtio-net: device id 1, offered features, configuration space (MAC, link,
   for (const f of [VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU])
     assert.ok(hasFeature(offered, f));
   for (const f of [VIRTIO_F_VERSION_1, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC]) assert.ok(hasFeature(offered, f));
-  assert.ok(!hasFeature(offered, VIRTIO_NET_F_CSUM), 'no checksum offload in this version');
   const expectedFeatures =
+    OFFLOAD_FEATURES |
     bit(VIRTIO_NET_F_MAC) |
     bit(VIRTIO_NET_F_STATUS) |
     bit(VIRTIO_NET_F_MRG_RXBUF) |
@@ -138,6 +139,10 @@ test('virtio-net: device id 1, offered features, configuration space (MAC, link,
   assert.equal(offered, expectedFeatures);
   assert.equal(dev.negotiatedFeatures, expectedFeatures);
   assert.ok(dev.mergeableRxBuffers);
+  assert.deepEqual({ ...dev.negotiatedOffloads }, { txChecksum: true, txGso: true, rxChecksum: true, rxGso: true });
+  const off = setup({ offload: false });
+  assert.ok(!hasFeature(off.mock.deviceFeatures(), VIRTIO_NET_F_CSUM), 'offload=off offers no offload');
+  assert.equal(off.mock.deviceFeatures() & OFFLOAD_FEATURES, 0n);
   const mac = [0, 1, 2, 3, 4, 5].map((i) => mock.config8(i));
   assert.deepEqual(mac, [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
   const cfg16 = (o: number) => mock.dev.read(0x100 + o, 2);
@@ -195,7 +200,7 @@ test('virtio-net: transmit hands over the exact frame bytes (split, combined, in
 });
 
 test('virtio-net: malformed transmit frames are dropped with a named error each; the device keeps working', () => {
-  const { mock, dev, sent } = setup();
+  const { mock, dev, sent } = setup({ offload: false });
   const cases: [Uint8Array[], string][] = [
     [[txHeader({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM }), frame(60)], 'ChecksumNotNegotiated'],
     [[txHeader({ flags: 4 }), frame(60)], 'UnknownHeaderFlags'],
