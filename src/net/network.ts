@@ -11,6 +11,7 @@ import { Gateway, type GatewayCounters } from './gateway.js';
 import type { HostSockets, NetClock } from './host-io.js';
 import type { DnsResolver } from './dns.js';
 import { tcpEndpointFactory, type TcpEndpointFactory } from './tcp-endpoint.js';
+import { MAX_SUPER_SEGMENT } from './tcp/connection.js';
 import type { DhcpCounters } from './dhcp.js';
 import type { UdpNatCounters } from './nat-udp.js';
 import type { TcpNatCounters } from './nat-tcp.js';
@@ -184,7 +185,8 @@ export class VirtualNetwork {
         mac: this.gatewayMac,
         clock,
         sockets: config.sockets,
-        tcp: config.tcp ?? tcpEndpointFactory(),
+        // Super-segments toward guests: their virtio-net takes them whole (GUEST_TSO4) or cuts them in software.
+        tcp: config.tcp ?? tcpEndpointFactory({ superSegmentBytes: MAX_SUPER_SEGMENT }),
         send: (frame, offload) => {
           if (gatewayRef.port) this.switch.receive(gatewayRef.port, frame, offload);
         },

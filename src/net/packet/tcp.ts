@@ -92,8 +92,18 @@ function write32(buf: Uint8Array, off: number, v: number): void {
   buf[off + 3] = v & 0xff;
 }
 
-/** A complete Ethernet+IPv4+TCP frame for `seg`, with both checksums. */
-export function buildTcpFrame(dstMac: Mac, srcMac: Mac, src: Ip4, dst: Ip4, seg: TcpSegment): Uint8Array {
+/**
+ * A complete Ethernet+IPv4+TCP frame for `seg`, with both checksums; with `partialChecksum` the TCP checksum
+ * field holds only the pseudo-header sum, for a receiver told NEEDS_CSUM (offload metadata) to finish or skip.
+ */
+export function buildTcpFrame(
+  dstMac: Mac,
+  srcMac: Mac,
+  src: Ip4,
+  dst: Ip4,
+  seg: TcpSegment,
+  partialChecksum = false,
+): Uint8Array {
   const headerLength = TCP_HEADER_LENGTH + optionsLength(seg);
   const tcpLength = headerLength + seg.payload.length;
   const frame = new Uint8Array(ETH_HEADER_LENGTH + IPV4_HEADER_LENGTH + tcpLength);
@@ -141,7 +151,8 @@ export function buildTcpFrame(dstMac: Mac, srcMac: Mac, src: Ip4, dst: Ip4, seg:
     write32(frame, i + 8, seg.timestamp.echo);
   }
   frame.set(seg.payload, o + headerLength);
-  const c = foldChecksum(sumBytes(frame, o, o + tcpLength, pseudoHeaderSum(src, dst, IPPROTO_TCP, tcpLength)));
+  const pseudo = pseudoHeaderSum(src, dst, IPPROTO_TCP, tcpLength);
+  const c = partialChecksum ? ~foldChecksum(pseudo) & 0xffff : foldChecksum(sumBytes(frame, o, o + tcpLength, pseudo));
   frame[o + 16] = c >>> 8;
   frame[o + 17] = c & 0xff;
   return frame;
