@@ -23,7 +23,6 @@ import { attachVirtioDevices } from '../../src/vm/virtio-devices.js';
 import { MiB, Vm } from './linux-vm.js';
 import { requireGuest } from '../helpers/guest.js';
 
-
 const GUEST_MAC = '52:54:00:12:34:56';
 const PEER_MAC = Uint8Array.of(0x02, 0, 0, 0, 0x09, 0x02);
 const PEER_IP = Uint8Array.of(10, 0, 9, 2);

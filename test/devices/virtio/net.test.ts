@@ -791,3 +791,33 @@ test('virtio-net offloads: a super-segment for a driver with GUEST_TSO4 arrives 
   assert.ok(!off.dev.receive(big, { ...meta, csumOffset: 4 }), 'bad metadata from the network is dropped');
   assert.equal(off.dev.metrics().rxErrors, 1);
 });
+
+test('virtio-net offloads: a pending super-segment keeps its metadata across saveState/loadState; bad metadata in state is refused', () => {
+  const { mock, dev, ram } = setup();
+  const big = tsoFrame(8000);
+  const meta: FrameOffload = { flags: 1, gsoType: 1, gsoSize: 1448, csumStart: 34, csumOffset: 16 };
+  assert.ok(dev.receive(frame(100, 1)));
+  assert.ok(dev.receive(big, meta));
+  assert.equal(dev.pendingRxFrames, 2, 'no receive buffers yet');
+  const state = structuredClone(dev.saveState());
+  const dev2 = new VirtioNet({ ram, irq: mock.irq, name: 'net0' }, {});
+  dev2.loadState(state);
+  mock.attach(dev2);
+  assert.ok(dev2.negotiatedOffloads.rxGso, 'negotiated offloads come back with the features');
+  for (let i = 0; i < 4; i++) mock.post(RX, [], [4096]);
+  mock.kick(RX);
+  const used = mock.collect(RX);
+  const first = usedBytes(used[0]!);
+  assert.deepEqual(first.subarray(0, 10), new Uint8Array(10), 'the plain frame: plain header');
+  const rest = concat(...used.slice(1).map(usedBytes));
+  const h = new DataView(rest.buffer, rest.byteOffset);
+  assert.deepEqual([h.getUint8(0), h.getUint8(1), h.getUint16(4, true)], [1, 1, 1448]);
+  assert.deepEqual(rest.subarray(VIRTIO_NET_HDR_LEN), big);
+  const device = state.data.device as { pendingRxOffload: unknown[] };
+  for (const bad of [[null], [null, { ...meta, csumOffset: 4 }], [null, { flags: 'x' }]]) {
+    const tampered = structuredClone(state);
+    (tampered.data.device as { pendingRxOffload: unknown[] }).pendingRxOffload = bad;
+    assert.throws(() => new VirtioNet({ ram, irq: mock.irq, name: 'net1' }, {}).loadState(tampered), JSON.stringify(bad));
+  }
+  assert.equal(device.pendingRxOffload.length, 2);
+});
