@@ -11,7 +11,9 @@
  * load average, and bytes per guest instruction (typevisor from its instret counter; qemu with --qemu-insns,
  * which counts with a TCG plugin in a separate, slower pass).
  *
- *   npx tsx bench/net/index.ts [--mib 32] [--runs 1] [--skip-qemu | --skip-typevisor] [--qemu-insns]
+ *   npx tsx bench/net/index.ts [--mib 32] [--runs 1] [--skip-qemu | --skip-typevisor] [--qemu-insns] [--offload off]
+ *
+ * `--offload off` gives typevisor's NICs `offload=off` (no virtio-net checksum/TSO offloads), to measure them.
  *
  * With several runs (typevisor and qemu alternate, so both see the same neighbours) each figure is the best.
  */
@@ -33,8 +35,10 @@ const { values } = parseArgs({
     'skip-qemu': { type: 'boolean' },
     'skip-typevisor': { type: 'boolean' },
     'qemu-insns': { type: 'boolean' },
+    offload: { type: 'string', default: 'on' },
   },
 });
+if (values.offload !== 'on' && values.offload !== 'off') throw new Error(`--offload must be on or off, not ${values.offload}`);
 const MIB = Number(values.mib);
 if (!Number.isInteger(MIB) || MIB < 1) throw new Error(`--mib must be a positive integer, not ${values.mib}`);
 const BYTES = MIB * 2 ** 20;
@@ -171,6 +175,7 @@ async function typevisor(): Promise<Figures> {
   try {
     const fwd = await freePort();
     const base = ['--kernel', g.kernel, '--initrd', g.initramfs, '--cmdline', APPEND, '--memory', '256'];
+    if (values.offload === 'off') base.push('--nic', 'network=default,offload=off');
     await cli('create', 'bench-a', ...base, '--publish', `${fwd}:${FWD_GUEST_PORT}`, '--start');
     await cli('create', 'bench-b', ...base, '--start');
     const a = new DaemonVm(d, 'bench-a');

@@ -69,6 +69,10 @@ export const NicBody = z
       .describe('generated when absent'),
     rx: RateLimitBody.optional().describe('limit on traffic to the guest'),
     tx: RateLimitBody.optional().describe('limit on traffic from the guest'),
+    offload: z
+      .boolean()
+      .optional()
+      .describe('virtio-net checksum and TCP segmentation offloads (default true); false to debug without them'),
   })
   .strict();
 

@@ -1,6 +1,6 @@
 /**
  * The CLI's spelling of NICs, published ports and bandwidth limits, shared by `create` and `set`:
- *   --nic network=NAME[,mac=MAC][,rate=RATE][,burst=SIZE][,rx-rate=RATE][,tx-rate=RATE][,pps=N]
+ *   --nic network=NAME[,mac=MAC][,rate=RATE][,burst=SIZE][,rx-rate=RATE][,tx-rate=RATE][,pps=N][,offload=on|off]
  *   --publish [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]
  *   --nic-rate [NIC:]RATE[,burst=SIZE] | [NIC:]rx=RATE,tx=RATE | [NIC:]none
  * RATE is bytes per second with a binary suffix (512K, 2M, 1G) or bits in the tc/libvirt style (100mbit).
@@ -60,7 +60,7 @@ function limit(rate: string | undefined, burst: string | undefined, pps: string 
 
 export function parseNic(text: string): NicSpec {
   const kv = keyValues(text, '--nic');
-  const known = ['network', 'mac', 'rate', 'burst', 'rx-rate', 'tx-rate', 'pps'];
+  const known = ['network', 'mac', 'rate', 'burst', 'rx-rate', 'tx-rate', 'pps', 'offload'];
   for (const k of kv.keys())
     if (!known.includes(k)) throw new UsageError(`--nic: unknown key '${k}' (one of ${known.join(', ')})`);
   const network = kv.get('network');
@@ -68,7 +68,16 @@ export function parseNic(text: string): NicSpec {
   const both = limit(kv.get('rate'), kv.get('burst'), kv.get('pps'));
   const rx = kv.has('rx-rate') ? limit(kv.get('rx-rate'), kv.get('burst'), kv.get('pps')) : both;
   const tx = kv.has('tx-rate') ? limit(kv.get('tx-rate'), kv.get('burst'), kv.get('pps')) : both;
-  return { network, ...(kv.has('mac') ? { mac: kv.get('mac')! } : {}), ...(rx ? { rx } : {}), ...(tx ? { tx } : {}) };
+  const offload = kv.get('offload');
+  if (offload !== undefined && offload !== 'on' && offload !== 'off')
+    throw new UsageError(`--nic: offload=${offload} must be on or off`);
+  return {
+    network,
+    ...(kv.has('mac') ? { mac: kv.get('mac')! } : {}),
+    ...(rx ? { rx } : {}),
+    ...(tx ? { tx } : {}),
+    ...(offload === 'off' ? { offload: false } : {}),
+  };
 }
 
 export function parsePublish(text: string): PublishSpec {

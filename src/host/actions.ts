@@ -29,6 +29,8 @@ export interface NicSpec {
   mac?: string;
   rx?: NicRateLimit;
   tx?: NicRateLimit;
+  /** virtio-net checksum/TSO offloads (default true); false for debugging. */
+  offload?: boolean;
 }
 
 export interface PublishSpec {

@@ -1157,7 +1157,13 @@ export class Hypervisor implements HostChannel {
         while (taken.has(mac));
       }
       taken.add(mac);
-      return { network: spec.network, mac, ...(spec.rx ? { rx: spec.rx } : {}), ...(spec.tx ? { tx: spec.tx } : {}) };
+      return {
+        network: spec.network,
+        mac,
+        ...(spec.rx ? { rx: spec.rx } : {}),
+        ...(spec.tx ? { tx: spec.tx } : {}),
+        ...(spec.offload === false ? { offload: false } : {}),
+      };
     });
   }
 

@@ -1,4 +1,5 @@
 /** What the gateway's services (NAT, forwards) share: the network plan, the gateway's identity, the way out. */
+import type { FrameOffload } from './packet/offload.js';
 import type { Mac } from './packet/ethernet.js';
 import { parseIp, type Ip4 } from './packet/ipv4.js';
 import type { HostSockets, NetClock } from './host-io.js';
@@ -11,8 +12,8 @@ export interface GatewayContext {
   clock: NetClock;
   sockets: HostSockets;
   tcp: TcpEndpointFactory | undefined;
-  /** Puts a frame the gateway built onto the switch. */
-  send(frame: Uint8Array): void;
+  /** Puts a frame the gateway built onto the switch (with offload metadata: a TCP super-segment for a guest). */
+  send(frame: Uint8Array, offload?: FrameOffload): void;
 }
 
 export const HOST_LOOPBACK = '127.0.0.1';

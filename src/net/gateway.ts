@@ -9,6 +9,7 @@ import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseIpv4, type Ip4, type Ipv4H
 import { buildIcmpEchoFrame, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, parseIcmp } from './packet/icmp.js';
 import { buildUdpFrame, parseUdp } from './packet/udp.js';
 import { parseTcp } from './packet/tcp.js';
+import { MAX_GSO_FRAME_BYTES, OFFLOAD_F_NEEDS_CSUM, OFFLOAD_GSO_NONE, type FrameOffload } from './packet/offload.js';
 import { zeroPacketErrorCounts, type PacketError } from './packet/errors.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpServer, parseDhcp } from './dhcp.js';
 import {
@@ -74,6 +75,8 @@ export class Gateway {
   readonly tcpNat: TcpNat;
   readonly forwards: Forwards;
   private dnsInFlight = 0;
+  /** Whether the frame being handled left its L4 checksum to us (set per frame by receive). */
+  private checksumPending = false;
   private closed = false;
   readonly counters: GatewayCounters = {
     rxFrames: 0,
@@ -122,11 +125,17 @@ export class Gateway {
     return inSubnet(plan, ip) && ip !== plan.network && ip !== plan.broadcast && !this.isOurs(ip);
   }
 
-  /** A frame the switch delivered to the gateway's port. */
-  receive(frame: Uint8Array): void {
+  /**
+   * A frame the switch delivered to the gateway's port, with offload metadata the switch checked against it:
+   * a checksum the guest left to us is not verified (nobody computed it), and a GSO super-segment (IPv4/TCP
+   * up to 64 KiB) goes to the TCP endpoint whole: it terminates the connection, so it never needs cutting.
+   */
+  receive(frame: Uint8Array, offload?: FrameOffload): void {
     if (this.closed) return;
     this.counters.rxFrames++;
-    const eth = parseEthernet(frame);
+    this.checksumPending = offload !== undefined && (offload.flags & OFFLOAD_F_NEEDS_CSUM) !== 0;
+    const gso = offload !== undefined && offload.gsoType !== OFFLOAD_GSO_NONE;
+    const eth = gso ? parseEthernet(frame, MAX_GSO_FRAME_BYTES) : parseEthernet(frame);
     if (typeof eth === 'string') return this.count(eth);
     if (eth.dst !== this.ctx.mac && !isMulticastMac(eth.dst)) {
       this.counters.notForUs++;
@@ -179,7 +188,7 @@ export class Gateway {
   }
 
   private onUdp(frame: Uint8Array, srcMac: Mac, dstMac: Mac, ip: Ipv4Header): void {
-    const udp = parseUdp(frame, ip);
+    const udp = parseUdp(frame, ip, this.checksumPending);
     if (typeof udp === 'string') return this.count(udp);
     const { plan } = this.ctx;
     if (
@@ -211,7 +220,7 @@ export class Gateway {
       this.counters.notForUs++;
       return;
     }
-    const seg = parseTcp(frame, ip);
+    const seg = parseTcp(frame, ip, this.checksumPending);
     if (typeof seg === 'string') return this.count(seg);
     // Isolated networks have no way out: only forwarded connections (to the gateway's ports) exist.
     if (this.opts.mode === 'isolated' && ip.dst !== this.ctx.plan.gateway) {

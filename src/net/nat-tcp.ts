@@ -6,8 +6,9 @@
  * still pending on the host (a SYN flood gets RSTs beyond that), and idle connections are aborted.
  */
 import { buildTcpFrame } from './packet/tcp.js';
-import { formatIp, type Ip4 } from './packet/ipv4.js';
-import type { Mac } from './packet/ethernet.js';
+import { formatIp, IPV4_HEADER_LENGTH, type Ip4 } from './packet/ipv4.js';
+import { ETH_HEADER_LENGTH, type Mac } from './packet/ethernet.js';
+import { OFFLOAD_F_NEEDS_CSUM, OFFLOAD_GSO_TCPV4 } from './packet/offload.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpEndpointIo, type TcpSegment } from './tcp/types.js';
 import type { AcceptConnection, HostSocketError, HostTcpHandlers, HostTcpSocket } from './host-io.js';
 import { hostAddressFor, natDestinationAllowed, type GatewayContext } from './gateway-context.js';
@@ -181,7 +182,18 @@ export class TcpNat {
   private io(guestMac: Mac, guestIp: Ip4, from: Ip4): TcpEndpointIo {
     const { clock } = this.ctx;
     return {
-      emit: (seg) => this.ctx.send(buildTcpFrame(guestMac, this.ctx.mac, from, guestIp, seg)),
+      emit: (seg) => {
+        if (seg.gsoSize === undefined) return this.ctx.send(buildTcpFrame(guestMac, this.ctx.mac, from, guestIp, seg));
+        // A super-segment: the guest's NIC (or virtio-net in software) cuts it and finishes the checksum.
+        const frame = buildTcpFrame(guestMac, this.ctx.mac, from, guestIp, seg, true);
+        this.ctx.send(frame, {
+          flags: OFFLOAD_F_NEEDS_CSUM,
+          gsoType: OFFLOAD_GSO_TCPV4,
+          gsoSize: seg.gsoSize,
+          csumStart: ETH_HEADER_LENGTH + IPV4_HEADER_LENGTH,
+          csumOffset: 16,
+        });
+      },
       now: () => clock.now(),
       setTimer: (ms, fn) => clock.setTimer(ms, fn),
       clearTimer: (h) => clock.clearTimer(h),

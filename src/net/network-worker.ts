@@ -40,8 +40,8 @@ try {
 function attach(nicId: string, mac: string, hostname: string | undefined, nicPort: MessagePort): void {
   let attachment: NicAttachment | undefined;
   const link = connectNicPort(nicPort, {
-    onFrames(frames) {
-      attachment?.receiveBatch(frames);
+    onFrames(frames, offloads) {
+      attachment?.receiveBatch(frames, offloads);
     },
     onClose() {
       // The VM side went away (VM stopped or crashed): unplug.
@@ -49,7 +49,7 @@ function attach(nicId: string, mac: string, hostname: string | undefined, nicPor
     },
   });
   try {
-    attachment = net.attach(nicId, { mac, hostname }, (frame, exclusive) => link.send(frame, exclusive));
+    attachment = net.attach(nicId, { mac, hostname }, (frame, exclusive, offload) => link.send(frame, exclusive, offload));
   } catch (e) {
     link.close();
     throw e;

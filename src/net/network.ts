@@ -2,6 +2,7 @@
  * One virtual network: the L2 switch joining its NICs, plus the gateway (DHCP and DNS always; NAT and the way
  * out in nat mode). Free of Node built-ins: host sockets, the resolver and time are injected.
  */
+import type { FrameOffload } from './packet/offload.js';
 import {
   ETH_HEADER_LENGTH,
   ETHERTYPE_ARP,
@@ -20,6 +21,7 @@ import { Gateway, type GatewayCounters } from './gateway.js';
 import type { HostSockets, NetClock } from './host-io.js';
 import type { DnsResolver } from './dns.js';
 import { tcpEndpointFactory, type TcpEndpointFactory } from './tcp-endpoint.js';
+import { MAX_SUPER_SEGMENT } from './tcp/connection.js';
 import type { DhcpCounters } from './dhcp.js';
 import type { UdpNatCounters } from './nat-udp.js';
 import type { TcpNatCounters } from './nat-tcp.js';
@@ -96,10 +98,10 @@ export class NetworkError extends Error {
 }
 
 export interface NicAttachment {
-  /** A frame from the guest. Never throws on content. */
-  receive(frame: Uint8Array): void;
+  /** A frame from the guest, with its offload metadata if any. Never throws on content. */
+  receive(frame: Uint8Array, offload?: FrameOffload | null): void;
   /** Frames from the guest that arrived together: like receive() on each, then the TCP endpoints flush once. */
-  receiveBatch(frames: readonly Uint8Array[]): void;
+  receiveBatch(frames: readonly Uint8Array[], offloads?: readonly (FrameOffload | null)[]): void;
   detach(): void;
 }
 
@@ -196,9 +198,10 @@ export class VirtualNetwork {
         mac: this.gatewayMac,
         clock,
         sockets: config.sockets,
-        tcp: config.tcp ?? tcpEndpointFactory(),
-        send: (frame) => {
-          if (gatewayRef.port) this.switch.receive(gatewayRef.port, frame);
+        // Super-segments toward guests: their virtio-net takes them whole (GUEST_TSO4) or cuts them in software.
+        tcp: config.tcp ?? tcpEndpointFactory({ superSegmentBytes: MAX_SUPER_SEGMENT }),
+        send: (frame, offload) => {
+          if (gatewayRef.port) this.switch.receive(gatewayRef.port, frame, offload);
         },
       },
       {
@@ -222,7 +225,9 @@ export class VirtualNetwork {
         },
       },
     );
-    this.gatewayPort = this.switch.attach('gateway', (frame) => this.gateway.receive(frame), { fixedMac: this.gatewayMac });
+    this.gatewayPort = this.switch.attach('gateway', (frame, _exclusive, offload) => this.gateway.receive(frame, offload), {
+      fixedMac: this.gatewayMac,
+    });
     gatewayRef.port = this.gatewayPort;
     this.scheduleSweep();
   }
@@ -245,7 +250,11 @@ export class VirtualNetwork {
    * Plugs a NIC into the switch. `deliver` receives frames for the guest (the same Uint8Array may go to
    * several ports when flooded; `exclusive` says this port is its only recipient, so it may be transferred).
    */
-  attach(nicId: string, info: NicInfo, deliver: (frame: Uint8Array, exclusive: boolean) => void): NicAttachment {
+  attach(
+    nicId: string,
+    info: NicInfo,
+    deliver: (frame: Uint8Array, exclusive: boolean, offload?: FrameOffload) => void,
+  ): NicAttachment {
     if (this.closed) throw new NetworkError('Closed', `network '${this.name}' is closed`);
     if (this.nics.has(nicId)) throw new NetworkError('NicExists', `NIC '${nicId}' is already attached to '${this.name}'`);
     if (this.nics.size >= this.limits.maxNics)
@@ -267,16 +276,17 @@ export class VirtualNetwork {
     this.nics.set(nicId, nic);
     if (hostname !== undefined && !this.hostnames.has(hostname)) this.hostnames.set(hostname, mac);
     return {
-      receive: (frame) => this.fromNic(nic, frame),
-      receiveBatch: (frames) => {
-        for (const frame of frames) this.fromNic(nic, frame);
+      receive: (frame, offload) => this.fromNic(nic, frame, offload),
+      receiveBatch: (frames, offloads) => {
+        if (offloads) for (let i = 0; i < frames.length; i++) this.fromNic(nic, frames[i]!, offloads[i]);
+        else for (const frame of frames) this.fromNic(nic, frame);
         this.gateway.tcpNat.flushTouched();
       },
       detach: () => this.detachNic(nic),
     };
   }
 
-  private fromNic(nic: Nic, frame: Uint8Array): void {
+  private fromNic(nic: Nic, frame: Uint8Array, offload?: FrameOffload | null): void {
     const spoof = this.addressSpoof(nic, frame);
     if (spoof !== null) {
       const c = nic.port.counters;
@@ -286,7 +296,7 @@ export class VirtualNetwork {
       c[spoof]++;
       return;
     }
-    this.switch.receive(nic.port, frame);
+    this.switch.receive(nic.port, frame, offload);
   }
 
   /**

@@ -4,8 +4,12 @@
  * every port but the ingress. The MAC table is bounded and entries age out, so a guest that cycles source MACs
  * cannot grow memory; a port attached with a fixed MAC may only send with that source MAC (libvirt's
  * clean-traffic), so a guest cannot steal another's traffic by spoofing its address.
+ *
+ * A frame may carry offload metadata (src/net/packet/offload.ts): it is checked against the frame here, once,
+ * and handed on with the frame; each receiver finishes or segments it in software if it cannot take it as is.
  */
 import { ETH_HEADER_LENGTH, ETH_MAX_FRAME, isMulticastMac, readMac, type Mac } from './packet/ethernet.js';
+import { checkOffload, type FrameOffload } from './packet/offload.js';
 
 export interface PortCounters {
   rxFrames: number;
@@ -23,6 +27,8 @@ export interface PortCounters {
   arpSpoofDropped: number;
   /** Of rxDropped: IPv4 from a source address the NIC may not use (network.ts: only its lease, once it has one). */
   ipSpoofDropped: number;
+  /** Of rxDropped: frames whose offload metadata did not fit them (checkOffload). */
+  offloadDropped: number;
 }
 
 export interface SwitchPortOptions {
@@ -48,12 +54,13 @@ export class SwitchPort {
     spoofDropped: 0,
     arpSpoofDropped: 0,
     ipSpoofDropped: 0,
+    offloadDropped: 0,
   };
   attached = true;
   constructor(
     readonly id: string,
     readonly fixedMac: Mac | undefined,
-    readonly deliver: (frame: Uint8Array, exclusive: boolean) => void,
+    readonly deliver: (frame: Uint8Array, exclusive: boolean, offload?: FrameOffload) => void,
   ) {}
 }
 
@@ -77,7 +84,11 @@ export class L2Switch {
     this.now = opts.now;
   }
 
-  attach(id: string, deliver: (frame: Uint8Array, exclusive: boolean) => void, opts: SwitchPortOptions = {}): SwitchPort {
+  attach(
+    id: string,
+    deliver: (frame: Uint8Array, exclusive: boolean, offload?: FrameOffload) => void,
+    opts: SwitchPortOptions = {},
+  ): SwitchPort {
     if (this.ports.some((p) => p.id === id)) throw new Error(`switch port '${id}' is already attached`);
     const port = new SwitchPort(id, opts.fixedMac, deliver);
     this.ports.push(port);
@@ -100,16 +111,23 @@ export class L2Switch {
     return this.table.size;
   }
 
-  /** A frame from `ingress`. Never throws on frame content. */
-  receive(ingress: SwitchPort, frame: Uint8Array): void {
+  /** A frame from `ingress`, with its offload metadata if any. Never throws on frame content. */
+  receive(ingress: SwitchPort, frame: Uint8Array, offload?: FrameOffload | null): void {
     if (!ingress.attached) return;
     const c = ingress.counters;
     c.rxFrames++;
     c.rxBytes += frame.length;
-    if (frame.length < ETH_HEADER_LENGTH || frame.length > ETH_MAX_FRAME) {
+    if (offload) {
+      if (frame.length < ETH_HEADER_LENGTH || checkOffload(frame, offload) !== null) {
+        c.rxDropped++;
+        c.offloadDropped++;
+        return;
+      }
+    } else if (frame.length < ETH_HEADER_LENGTH || frame.length > ETH_MAX_FRAME) {
       c.rxDropped++;
       return;
     }
+    const meta = offload ?? undefined;
     const src = readMac(frame, 6);
     if (isMulticastMac(src) || (ingress.fixedMac !== undefined && src !== ingress.fixedMac)) {
       c.rxDropped++;
@@ -126,24 +144,24 @@ export class L2Switch {
           c.rxDropped++;
           return;
         }
-        this.send(entry.port, frame, true);
+        this.send(entry.port, frame, true, meta);
         return;
       }
     }
     let sent = false;
     for (const port of this.ports) {
       if (port === ingress) continue;
-      this.send(port, frame, false);
+      this.send(port, frame, false, meta);
       sent = true;
     }
     if (!sent) c.rxDropped++;
   }
 
   /** `exclusive`: this port is the frame's only recipient (a flooded frame is shared by every port). */
-  private send(port: SwitchPort, frame: Uint8Array, exclusive: boolean): void {
+  private send(port: SwitchPort, frame: Uint8Array, exclusive: boolean, offload: FrameOffload | undefined): void {
     port.counters.txFrames++;
     port.counters.txBytes += frame.length;
-    port.deliver(frame, exclusive);
+    port.deliver(frame, exclusive, offload);
   }
 
   private learn(mac: Mac, port: SwitchPort, now: number): void {

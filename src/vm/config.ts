@@ -30,6 +30,8 @@ export interface NicConfig {
   rx?: NicRateLimit;
   /** Guest-sent traffic. */
   tx?: NicRateLimit;
+  /** Checksum and TCP segmentation offloads (virtio-net CSUM/TSO4, both ways); default on, false for debugging. */
+  offload?: boolean;
 }
 
 /** A host port forwarded to a guest port through the NAT of the network of NIC `nic`. */

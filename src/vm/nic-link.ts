@@ -5,27 +5,32 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { connectNicPort } from '../net/frame-port.js';
+import type { FrameOffload } from '../net/packet/offload.js';
 
 /** Where a link's guest frames go. */
 export interface FrameTransport {
-  /** `owned`: the caller gives the frame away (its buffer may be transferred). */
-  send(frame: Uint8Array, owned?: boolean): void;
+  /** `owned`: the caller gives the frame away (its buffer may be transferred); `offload`: its offload metadata. */
+  send(frame: Uint8Array, owned?: boolean, offload?: FrameOffload): void;
   /** Sends the queued frames now instead of at the end of the turn. */
   flush(): void;
   close(): void;
 }
 
+type Receiver = (frame: Uint8Array, offload?: FrameOffload | null) => void;
+type OnFrames = (frames: Uint8Array[], offloads?: (FrameOffload | null)[]) => void;
+
 export class NicLink {
-  private receiver: ((frame: Uint8Array) => void) | undefined;
+  private receiver: Receiver | undefined;
   private readonly transport: FrameTransport;
   /** Frames from the network that arrived while no device was bound (between boots), dropped. */
   droppedUnbound = 0;
 
   /** `connect` builds the transport, handing it the function that takes the network's frames. */
-  constructor(connect: (onFrames: (frames: Uint8Array[]) => void) => FrameTransport) {
-    this.transport = connect((frames) => {
+  constructor(connect: (onFrames: OnFrames) => FrameTransport) {
+    this.transport = connect((frames, offloads) => {
       const deliver = this.receiver;
       if (!deliver) this.droppedUnbound += frames.length;
+      else if (offloads) for (let i = 0; i < frames.length; i++) deliver(frames[i]!, offloads[i]);
       else for (const f of frames) deliver(f);
     });
   }
@@ -36,13 +41,13 @@ export class NicLink {
   }
 
   /** Routes frames from the network to a device (the newest board's); undefined while none is attached. */
-  bind(receiver: ((frame: Uint8Array) => void) | undefined): void {
+  bind(receiver: Receiver | undefined): void {
     this.receiver = receiver;
   }
 
   /** Queues a guest frame for the network; the device hands over a fresh copy, so its buffer is transferred. */
-  send(frame: Uint8Array): void {
-    this.transport.send(frame, true);
+  send(frame: Uint8Array, offload?: FrameOffload): void {
+    this.transport.send(frame, true, offload);
   }
 
   /** Posts the queued frames now (at the end of a transmit batch) instead of at the end of the turn. */

@@ -365,7 +365,9 @@ class ProcessVm implements EngineVm {
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);
     const init: ProcessInit = {
-      config: this.config,
+      // The socket's NIC records carry bare frames, not virtio-net offload metadata (src/net/packet/offload.ts):
+      // a VM process's NICs offer no checksum/TSO offloads until they do.
+      config: { ...this.config, nics: (this.config.nics ?? []).map((n) => ({ ...n, offload: false })) },
       runtimeModule: this.runtimeModule,
       nice: this.options.nice ?? 10,
       socketPath,

@@ -178,12 +178,13 @@ export async function attachVirtioDevices(
       (ctx) =>
         (device = new VirtioNet(ctx, {
           mac: nic.mac,
-          onTransmit: (frame) => link.send(frame),
+          onTransmit: (frame, offload) => link.send(frame, offload),
           onTransmitBatchEnd: () => link.flush(),
           rateLimits: rates,
+          offload: nic.offload !== false,
         })),
     );
-    link.bind((frame) => device.receive(frame));
+    link.bind((frame, offload) => device.receive(frame, offload));
     nics.unshift({ config: nic, device, slot });
   }
   const disks: AttachedDisk[] = [];

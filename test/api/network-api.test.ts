@@ -165,9 +165,17 @@ test('a host port in use refuses the start with 409 and leaves the VM stopped', 
 });
 
 test('NIC limits are set at create and changed live; the record keeps them', TIMEOUT, async () => {
-  const made = await runCli(d.home, ['create', 'limited', '--kernel', kernel, '--nic', 'network=default,rate=2M,burst=256K']);
+  const made = await runCli(d.home, [
+    'create',
+    'limited',
+    '--kernel',
+    kernel,
+    '--nic',
+    'network=default,rate=2M,burst=256K,offload=off',
+  ]);
   assert.equal(made.status, 0, made.stderr);
   let vm = await d.client.json<VmView>('GET', '/vms/limited');
+  assert.equal(vm.config.nics![0]!.offload, false, 'offload=off is kept in the record');
   assert.deepEqual(vm.config.nics![0]!.rx, { bytesPerSecond: 2 * 2 ** 20, burstBytes: 256 * 1024 });
   assert.deepEqual(vm.config.nics![0]!.tx, vm.config.nics![0]!.rx);
   assert.match(vm.config.nics![0]!.mac, /^52:54:00(:[0-9a-f]{2}){3}$/);

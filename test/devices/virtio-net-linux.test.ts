@@ -8,7 +8,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Machine } from '../../src/machine/machine.js';
-import { VirtioNet, VIRTIO_NET_F_MRG_RXBUF } from '../../src/devices/virtio/net.js';
+import {
+  VirtioNet,
+  VIRTIO_NET_F_CSUM,
+  VIRTIO_NET_F_GUEST_CSUM,
+  VIRTIO_NET_F_GUEST_TSO4,
+  VIRTIO_NET_F_HOST_TSO4,
+  VIRTIO_NET_F_MRG_RXBUF,
+} from '../../src/devices/virtio/net.js';
 import { hasFeature } from '../../src/devices/virtio/regs.js';
 import { defaultVmConfig } from '../../src/vm/config.js';
 import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
@@ -148,6 +155,10 @@ test(
       // The guest's view of the negotiated features: bit 15 (MRG_RXBUF) of the virtio device's feature string.
       const features = (await vm.sh('cat /sys/class/net/eth0/device/features')).trim();
       assert.equal(features[VIRTIO_NET_F_MRG_RXBUF], '1', `features ${features}`);
+      // The offloads, seen from both sides: checksum and TSO4 each way.
+      for (const bitNo of [VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_GUEST_TSO4])
+        assert.equal(features[bitNo], '1', `offload feature bit ${bitNo} in ${features}`);
+      assert.deepEqual({ ...net.negotiatedOffloads }, { txChecksum: true, txGso: true, rxChecksum: true, rxGso: true });
 
       const ping = await vm.sh('ip addr add 10.0.9.1/24 dev eth0 && ip link set eth0 up && ping -c 3 10.0.9.2', 120_000);
       assert.match(ping, /3 packets transmitted, 3 (packets )?received, 0% packet loss/);

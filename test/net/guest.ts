@@ -2,6 +2,7 @@
  * A synthetic guest for network tests: it owns a NIC on a VirtualNetwork and speaks ARP, DHCP, ICMP, UDP and
  * DNS with the packet builders, so every test drives the network exactly as a real guest's frames would.
  */
+import { softwareFrames } from '../../src/net/packet/offload.js';
 import {
   parseEthernet,
   parseMac,
@@ -59,8 +60,16 @@ export class TestGuest {
     this.mac = parseMac(macText);
     // Distinct transaction ids per guest: broadcast replies reach every guest on the network.
     this.xid = (this.mac % 0x10000) * 0x1000;
-    this.nic = net.attach(id, { mac: macText, hostname }, (frame) => this.deliver(frame.slice()));
+    // Like a virtio-net whose driver negotiated no offloads: super-segments are cut and checksummed in software.
+    this.nic = net.attach(id, { mac: macText, hostname }, (frame, _exclusive, offload) => {
+      if (!offload) return this.deliver(frame.slice());
+      this.offloadedFrames++;
+      softwareFrames(frame, offload, (f) => this.deliver(f === frame ? frame.slice() : f));
+    });
   }
+
+  /** Frames that arrived with offload metadata (super-segments from the NAT), before the software fallback. */
+  offloadedFrames = 0;
 
   send(frame: Uint8Array): void {
     this.nic.receive(frame);

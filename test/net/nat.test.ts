@@ -102,7 +102,7 @@ test('TCP NAT: 20 MiB each way arrives byte-exact, with half-close', async (t) =
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
-  const { net, tcp } = setup();
+  const { net, tcp, g } = setup();
   t.after(() => {
     net.close();
     server.close();
@@ -117,6 +117,7 @@ test('TCP NAT: 20 MiB each way arrives byte-exact, with half-close', async (t) =
   assert.equal(await serverGot, `${up.length}:${sha(up)}`, 'guest → host byte-exact');
   const s = net.stats().tcpNat;
   assert.ok(s.toHostBytes === up.length && s.toGuestBytes === down.length);
+  assert.ok(g.offloadedFrames > 0, 'the NAT sent super-segments (cut in software by this offload-less guest)');
 });
 
 test('TCP NAT: a refused host port refuses the guest connection; limits are enforced', async (t) => {

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { L2Switch } from '../../src/net/switch.js';
+import { buildTcpFrame } from '../../src/net/packet/tcp.js';
+import type { FrameOffload } from '../../src/net/packet/offload.js';
 import { BROADCAST_MAC, ETHERTYPE_IPV4, writeEthernetHeader, type Mac } from '../../src/net/packet/ethernet.js';
 
 function frame(dst: Mac, src: Mac, len = 60): Uint8Array {
@@ -84,4 +86,28 @@ test('switch: detach forgets the port and its addresses', () => {
   assert.equal(inbox.c.length, 2);
   sw.receive(b, frame(BROADCAST_MAC, 0x525400000002));
   assert.equal(b.counters.rxFrames, 1, 'a detached port takes nothing');
+});
+
+test('switch: offload metadata is checked against its frame once and travels with it; a misfit is dropped and counted', () => {
+  const sw = new L2Switch({ now: () => 0 });
+  const got: [number, FrameOffload | undefined][] = [];
+  const a = sw.attach('a', () => {}, { fixedMac: 0x525400000001 });
+  sw.attach('b', (f, _x, o) => got.push([f.length, o]), { fixedMac: 0x525400000002 });
+  const tcp = buildTcpFrame(0x525400000002, 0x525400000001, 0x0a000210, 0x0a000211, {
+    srcPort: 1,
+    dstPort: 2,
+    seq: 0,
+    ack: 0,
+    flags: 0x10,
+    window: 100,
+    payload: new Uint8Array(9000),
+  });
+  const gso: FrameOffload = { flags: 1, gsoType: 1, gsoSize: 1448, csumStart: 34, csumOffset: 16 };
+  sw.receive(a, tcp, gso);
+  assert.deepEqual(got, [[tcp.length, gso]]);
+  sw.receive(a, tcp, { ...gso, csumStart: 30 });
+  sw.receive(a, tcp);
+  assert.equal(got.length, 1, 'a misfit, and a jumbo frame without GSO metadata, go nowhere');
+  assert.equal(a.counters.offloadDropped, 1);
+  assert.equal(a.counters.rxDropped, 2);
 });

@@ -1,9 +1,13 @@
 /**
  * virtio-net (virtio 1.2 §5.1), device id 1: one receive/transmit queue pair carrying Ethernet frames, each behind
- * a 12-byte struct virtio_net_hdr_v1. The host side is a frame port: `receive(frame)` delivers a frame to the
- * guest, `onTransmit(frame)` gets each frame the guest sends. Offered: MAC, STATUS (link), MTU (1500) and
- * MRG_RXBUF (a received frame may span several guest buffers, as Linux prefers). No checksum or GSO offloads
- * yet: every header passes through `parseTxHeader`/`writeRxHeader`, the one place a later CSUM/TSO step changes.
+ * a 12-byte struct virtio_net_hdr_v1. The host side is a frame port: `receive(frame, offload?)` delivers a frame
+ * to the guest, `onTransmit(frame, offload?)` gets each frame the guest sends. Offered: MAC, STATUS (link), MTU
+ * (1500), MRG_RXBUF (a received frame may span several guest buffers, as Linux prefers) and, unless the NIC's
+ * `offload` option is off, the checksum and TCPv4 segmentation offloads both ways (§5.1.6.2, §5.1.6.4): CSUM +
+ * HOST_TSO4 (the guest may send 64 KiB TCP super-segments with the checksum left undone) and GUEST_CSUM +
+ * GUEST_TSO4 (the host may deliver the same). The header's offload fields travel with the frame as a
+ * FrameOffload (src/net/packet/offload.ts). A frame for the guest whose offloads the driver did not negotiate is
+ * finished in software here (segmented, checksummed), so senders never need to know the receiver's features.
  *
  * Bandwidth per direction is a RateLimiter (src/net/rate-limiter.ts). A throttled transmit queue keeps the
  * guest's chains (owned, not completed) and resumes on a timer, so the guest's queue fills and its driver stops:
@@ -19,6 +23,15 @@ import type { DeviceState } from '../device.js';
 import { VirtioMmioDevice, type VirtioContext, type VirtioDeviceState } from './mmio.js';
 import { bit, hasFeature } from './regs.js';
 import { VirtqueueError, type DescriptorChain } from './virtqueue.js';
+import {
+  checkOffload,
+  MAX_GSO_FRAME_BYTES,
+  OFFLOAD_F_NEEDS_CSUM,
+  readOffload,
+  softwareFrames,
+  type FrameOffload,
+  type OffloadError,
+} from '../../net/packet/offload.js';
 
 export const VIRTIO_ID_NET = 1;
 
@@ -85,14 +98,26 @@ export type TxFrameErrorKind =
   | 'ChecksumNotNegotiated' // VIRTIO_NET_HDR_F_NEEDS_CSUM without VIRTIO_NET_F_CSUM
   | 'UnknownHeaderFlags' // flag bits a transmit header must not carry
   | 'GsoNotNegotiated' // a gso_type other than NONE without a negotiated GSO feature
+  | 'UnsupportedGsoType' // a gso_type other than TCPV4 (UDP, TCPV6, ECN are not offered)
   | 'FrameTooShort' // fewer than 14 bytes after the header
-  | 'FrameTooLong'; // more than MTU 1500 + 14 + a 4-byte VLAN tag
+  | 'FrameTooLong' // more than MTU 1500 + 14 + a 4-byte VLAN tag (64 KiB + 14 with GSO)
+  | OffloadError; // offload fields that do not fit the frame (checkOffload)
 
-/** The offloads in effect; all false in this version (the parser already refuses what they would allow). */
+/** The offloads the driver negotiated. */
 export interface NetOffloads {
+  /** VIRTIO_NET_F_CSUM: the guest may send NEEDS_CSUM frames. */
   txChecksum: boolean;
+  /** VIRTIO_NET_F_HOST_TSO4: the guest may send TCPv4 GSO frames. */
   txGso: boolean;
+  /** VIRTIO_NET_F_GUEST_CSUM: we may deliver NEEDS_CSUM / DATA_VALID frames. */
+  rxChecksum: boolean;
+  /** VIRTIO_NET_F_GUEST_TSO4: we may deliver TCPv4 GSO frames. */
+  rxGso: boolean;
 }
+
+/** The offload features a NIC offers when its offloads are on. */
+export const OFFLOAD_FEATURES =
+  bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO4);
 
 /** Parses a transmit header from `bytes` (12 bytes) into `into`; returns why it is unacceptable, or null. */
 export function parseTxHeader(bytes: DataView, into: VirtioNetHeader, offloads: NetOffloads): TxFrameErrorKind | null {
@@ -105,13 +130,29 @@ export function parseTxHeader(bytes: DataView, into: VirtioNetHeader, offloads: 
   into.numBuffers = bytes.getUint16(10, true); // §5.1.6.2: meaningless on transmit, ignored
   if (into.flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) return 'UnknownHeaderFlags';
   if (into.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM && !offloads.txChecksum) return 'ChecksumNotNegotiated';
-  if (into.gsoType !== VIRTIO_NET_HDR_GSO_NONE && !offloads.txGso) return 'GsoNotNegotiated';
+  if (into.gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
+    if (!offloads.txGso) return 'GsoNotNegotiated';
+    if (into.gsoType !== VIRTIO_NET_HDR_GSO_TCPV4) return 'UnsupportedGsoType';
+  }
   return null;
 }
 
-/** Fills a receive header: no offload information, `numBuffers` buffers for this frame. */
-export function writeRxHeader(into: DataView, numBuffers: number): void {
+/** The offload metadata a parsed transmit header carries, or undefined when it asks for none. */
+export function txOffloadOf(h: VirtioNetHeader): FrameOffload | undefined {
+  if (h.flags === 0 && h.gsoType === VIRTIO_NET_HDR_GSO_NONE) return undefined;
+  return { flags: h.flags, gsoType: h.gsoType, gsoSize: h.gsoSize, csumStart: h.csumStart, csumOffset: h.csumOffset };
+}
+
+/** Fills a receive header: the frame's offload metadata (if any), `numBuffers` buffers for this frame. */
+export function writeRxHeader(into: DataView, numBuffers: number, offload?: FrameOffload | null): void {
   for (let i = 0; i < 10; i++) into.setUint8(i, 0);
+  if (offload) {
+    into.setUint8(0, offload.flags);
+    into.setUint8(1, offload.gsoType);
+    into.setUint16(4, offload.gsoSize, true);
+    into.setUint16(6, offload.csumStart, true);
+    into.setUint16(8, offload.csumOffset, true);
+  }
   into.setUint16(10, numBuffers, true);
 }
 
@@ -150,8 +191,10 @@ export interface NetRateLimits {
 export interface VirtioNetOptions {
   /** "xx:xx:xx:xx:xx:xx", unicast; default a random 52:54:00:xx:xx:xx. */
   mac?: string;
-  /** Each frame the guest sends: a fresh copy the receiver may keep or transfer. */
-  onTransmit?: (frame: Uint8Array) => void;
+  /** Each frame the guest sends: a fresh copy the receiver may keep or transfer, with its offload metadata. */
+  onTransmit?: (frame: Uint8Array, offload?: FrameOffload) => void;
+  /** Offer the checksum and TCPv4 segmentation offloads (default true); off is for debugging. */
+  offload?: boolean;
   /** After the frames of one queue notification (or one throttle resume) were handed to onTransmit. */
   onTransmitBatchEnd?: () => void;
   /** Link state at start (default up). */
@@ -171,6 +214,8 @@ export interface VirtioNetStateData {
   linkUp: boolean;
   /** Frames received from the host and not yet delivered to the guest. */
   pendingRx: Uint8Array[];
+  /** Their offload metadata (null for none), when any has some. */
+  pendingRxOffload?: (FrameOffload | null)[];
 }
 
 /** What metrics() adds to the transport's counters. */
@@ -199,7 +244,7 @@ type Direction = 'rx' | 'tx';
 export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private macText: string;
   private link: boolean;
-  private onTransmit: (frame: Uint8Array) => void;
+  private onTransmit: (frame: Uint8Array, offload?: FrameOffload) => void;
   private onTransmitBatchEnd: (() => void) | undefined;
   private readonly rxPendingLimit: number;
   private readonly now: () => number;
@@ -207,11 +252,14 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private readonly clearTimer: (handle: unknown) => void;
 
   private mergeable = false;
-  private readonly offloads: NetOffloads = { txChecksum: false, txGso: false };
+  private readonly offloads: NetOffloads = { txChecksum: false, txGso: false, rxChecksum: false, rxGso: false };
+  private readonly offerOffloads: boolean;
   /** Guest receive buffers, in the order the driver made them available. */
   private rxBuffers: DescriptorChain[] = [];
   /** Host frames waiting for receive buffers or receive tokens, oldest first. */
   private rxPending: Uint8Array[] = [];
+  /** rxPending's offload metadata, index for index; null while no pending frame has any (the plain path). */
+  private rxPendingOffload: (FrameOffload | null)[] | null = null;
   /** Transmit chains taken from the ring while throttled: owned by the device, not yet completed. */
   private txBacklog: DescriptorChain[] = [];
   private txInBatch = false;
@@ -257,12 +305,17 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     super(
       ctx,
       VIRTIO_ID_NET,
-      bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MRG_RXBUF) | bit(VIRTIO_NET_F_MTU),
+      bit(VIRTIO_NET_F_MAC) |
+        bit(VIRTIO_NET_F_STATUS) |
+        bit(VIRTIO_NET_F_MRG_RXBUF) |
+        bit(VIRTIO_NET_F_MTU) |
+        (options.offload === false ? 0n : OFFLOAD_FEATURES),
       [queue, queue],
       CONFIG_SIZE,
       'virtio-net',
       1,
     );
+    this.offerOffloads = options.offload !== false;
     this.macText = options.mac ?? randomMac();
     this.link = options.linkUp ?? true;
     this.onTransmit = options.onTransmit ?? (() => {});
@@ -288,6 +341,14 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   get linkUp(): boolean {
     return this.link;
   }
+  /** Whether the NIC offers offloads (its `offload` option). */
+  get offloadsOffered(): boolean {
+    return this.offerOffloads;
+  }
+  /** The offloads the driver negotiated (all false before FEATURES_OK). */
+  get negotiatedOffloads(): Readonly<NetOffloads> {
+    return this.offloads;
+  }
   /** Whether the driver negotiated VIRTIO_NET_F_MRG_RXBUF. */
   get mergeableRxBuffers(): boolean {
     return this.mergeable;
@@ -305,24 +366,48 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   }
 
   /** Replaces the transmit handlers (e.g. when the NIC is plugged into a switch after construction). */
-  setTransmitHandler(onTransmit: (frame: Uint8Array) => void, onTransmitBatchEnd?: () => void): void {
+  setTransmitHandler(onTransmit: (frame: Uint8Array, offload?: FrameOffload) => void, onTransmitBatchEnd?: () => void): void {
     this.onTransmit = onTransmit;
     this.onTransmitBatchEnd = onTransmitBatchEnd;
   }
 
   /**
-   * A frame for the guest. The device keeps `frame` (no copy) until it is delivered: the caller must not change it
-   * afterwards. Returns false when it was dropped (bad length, link down, pending queue full).
+   * A frame for the guest, with offload metadata if any. The device keeps `frame` (no copy) until it is
+   * delivered: the caller must not change it afterwards. Offloads the driver did not negotiate are done here in
+   * software first. Returns false when it was dropped (bad length or offload metadata, link down, queue full).
    */
-  receive(frame: Uint8Array): boolean {
+  receive(frame: Uint8Array, offload?: FrameOffload | null): boolean {
+    if (offload) return this.receiveOffloaded(frame, offload);
     if (frame.length < MIN_FRAME_BYTES || frame.length > MAX_FRAME_BYTES) {
       this.stats.rxErrors++;
       return false;
     }
+    return this.enqueueRx(frame, null);
+  }
+
+  private receiveOffloaded(frame: Uint8Array, offload: FrameOffload): boolean {
+    if (frame.length < MIN_FRAME_BYTES || checkOffload(frame, offload) !== null) {
+      this.stats.rxErrors++;
+      return false;
+    }
+    const o = this.offloads;
+    const gso = offload.gsoType !== VIRTIO_NET_HDR_GSO_NONE;
+    if (o.rxChecksum && (!gso || o.rxGso)) return this.enqueueRx(frame, offload);
+    if (!gso && !(offload.flags & OFFLOAD_F_NEEDS_CSUM)) return this.enqueueRx(frame, null); // DATA_VALID: a hint only
+    let all = true;
+    softwareFrames(frame, offload, (f) => {
+      if (!this.enqueueRx(f, null)) all = false;
+    });
+    return all;
+  }
+
+  private enqueueRx(frame: Uint8Array, offload: FrameOffload | null): boolean {
     if (!this.link || this.closed || this.rxPending.length >= this.rxPendingLimit) {
       this.stats.rxDropped++;
       return false;
     }
+    if (offload !== null && this.rxPendingOffload === null) this.rxPendingOffload = this.rxPending.map(() => null);
+    this.rxPendingOffload?.push(offload);
     this.rxPending.push(frame);
     try {
       this.deliver();
@@ -418,10 +503,17 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
 
   protected override onFeaturesNegotiated(features: bigint): void {
     this.mergeable = hasFeature(features, VIRTIO_NET_F_MRG_RXBUF);
+    const o = this.offloads;
+    o.txChecksum = hasFeature(features, VIRTIO_NET_F_CSUM);
+    o.txGso = o.txChecksum && hasFeature(features, VIRTIO_NET_F_HOST_TSO4);
+    o.rxChecksum = hasFeature(features, VIRTIO_NET_F_GUEST_CSUM);
+    o.rxGso = o.rxChecksum && hasFeature(features, VIRTIO_NET_F_GUEST_TSO4);
   }
 
   protected override onReset(): void {
     this.mergeable = false;
+    const o = this.offloads;
+    o.txChecksum = o.txGso = o.rxChecksum = o.rxGso = false;
     this.rxBuffers = [];
     this.txBacklog = [];
     this.cancelTimer('rx');
@@ -431,17 +523,27 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   }
 
   protected saveDevice(): VirtioNetStateData {
-    return { mac: this.macText, linkUp: this.link, pendingRx: this.rxPending.map((f) => f.slice()) };
+    const state: VirtioNetStateData = { mac: this.macText, linkUp: this.link, pendingRx: this.rxPending.map((f) => f.slice()) };
+    if (this.rxPendingOffload) state.pendingRxOffload = this.rxPendingOffload.map((o) => (o ? { ...o } : null));
+    return state;
   }
 
   protected loadDevice(data: VirtioNetStateData): void {
     if (typeof data.mac !== 'string' || !parseMac(data.mac)) throw new Error(`virtio-net: bad MAC in state: ${String(data.mac)}`);
     if (!Array.isArray(data.pendingRx) || data.pendingRx.length > this.rxPendingLimit)
       throw new Error('virtio-net: pending frames in state exceed the bound');
-    for (const f of data.pendingRx) {
-      if (!(f instanceof Uint8Array) || checkFrameLength(f.length) !== null)
-        throw new Error('virtio-net: bad pending frame in state');
-    }
+    const meta = data.pendingRxOffload;
+    if (meta !== undefined && (!Array.isArray(meta) || meta.length !== data.pendingRx.length))
+      throw new Error('virtio-net: pending offload metadata in state does not match the frames');
+    const offloads = meta?.map((m) => (m === null ? null : readOffload(m)));
+    data.pendingRx.forEach((f, i) => {
+      const o = offloads?.[i];
+      if (o === undefined && meta?.[i] !== undefined) throw new Error('virtio-net: bad pending offload in state');
+      const bad =
+        !(f instanceof Uint8Array) ||
+        (o ? f.length < MIN_FRAME_BYTES || checkOffload(f, o) !== null : checkFrameLength(f.length) !== null);
+      if (bad) throw new Error('virtio-net: bad pending frame in state');
+    });
     this.cancelTimer('rx');
     this.cancelTimer('tx');
     this.macText = data.mac;
@@ -451,6 +553,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     this.rxBuffers = [];
     this.txBacklog = [];
     this.rxPending = data.pendingRx.map((f) => f.slice());
+    this.rxPendingOffload = offloads ?? null;
     // The transport re-submits the chains the device owned (receive buffers, throttled transmits) after this.
   }
 
@@ -494,15 +597,26 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     if (frameLength < 0) error = 'HeaderTooShort';
     else {
       this.copyOut(chain, this.hdrBytes);
-      error = parseTxHeader(this.hdrView, this.txHeader, this.offloads) ?? checkFrameLength(frameLength);
+      error = parseTxHeader(this.hdrView, this.txHeader, this.offloads);
+      if (error === null) {
+        const gso = this.txHeader.gsoType !== VIRTIO_NET_HDR_GSO_NONE;
+        error = gso ? (frameLength > MAX_GSO_FRAME_BYTES ? 'FrameTooLong' : null) : checkFrameLength(frameLength);
+        if (frameLength < MIN_FRAME_BYTES) error = 'FrameTooShort';
+      }
     }
     if (error !== null) {
-      this.stats.txErrors++;
-      this.lastTxErrorKind = error;
-      this.complete(chain, 0);
+      this.refuseTx(chain, error);
       return;
     }
     const frame = this.readChain(chain, VIRTIO_NET_HDR_LEN, frameLength);
+    const offload = txOffloadOf(this.txHeader);
+    if (offload !== undefined) {
+      const bad = checkOffload(frame, offload);
+      if (bad !== null) {
+        this.refuseTx(chain, bad);
+        return;
+      }
+    }
     this.complete(chain, 0);
     if (!this.link) {
       this.stats.txDropped++;
@@ -510,7 +624,8 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     }
     this.txInBatch = true;
     try {
-      this.onTransmit(frame);
+      if (offload === undefined) this.onTransmit(frame);
+      else this.onTransmit(frame, offload);
     } catch {
       this.stats.txDropped++; // a backend bug must not break the device
       this.stats.backendErrors++;
@@ -518,6 +633,12 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     }
     this.stats.txPackets++;
     this.stats.txBytes += frameLength;
+  }
+
+  private refuseTx(chain: DescriptorChain, error: TxFrameErrorKind): void {
+    this.stats.txErrors++;
+    this.lastTxErrorKind = error;
+    this.complete(chain, 0);
   }
 
   /** Sends backlogged chains while the limiter allows; re-arms the timer for the rest. */
@@ -568,13 +689,13 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
       if (count === 0) return; // wait for the guest's next receive buffers
       if (count < 0) {
         // Without MRG_RXBUF the frame must fit one buffer; this one never will.
-        this.rxPending.shift();
+        this.shiftPendingRx();
         this.stats.rxErrors++;
         continue;
       }
       if (this.rxLimiter !== null && !this.admitRx(frame.length)) return;
-      this.rxPending.shift();
-      this.writeFrame(frame, count);
+      const offload = this.shiftPendingRx();
+      this.writeFrame(frame, count, offload);
       this.stats.rxPackets++;
       this.stats.rxBytes += frame.length;
     }
@@ -616,9 +737,19 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     return false;
   }
 
+  /** Takes the oldest pending frame off the queue; returns its offload metadata. */
+  private shiftPendingRx(): FrameOffload | null {
+    this.rxPending.shift();
+    const meta = this.rxPendingOffload;
+    if (meta === null) return null;
+    const offload = meta.shift() ?? null;
+    if (this.rxPending.length === 0) this.rxPendingOffload = null;
+    return offload;
+  }
+
   /** Writes header + frame across the first `count` receive buffers, one used entry per buffer (§5.1.6.4). */
-  private writeFrame(frame: Uint8Array, count: number): void {
-    writeRxHeader(this.hdrView, count);
+  private writeFrame(frame: Uint8Array, count: number, offload: FrameOffload | null): void {
+    writeRxHeader(this.hdrView, count, offload);
     let at = 0;
     for (let i = 0; i < count; i++) {
       const chain = this.rxBuffers.shift()!;
@@ -680,6 +811,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private dropPendingRx(): void {
     this.stats.rxDropped += this.rxPending.length;
     this.rxPending = [];
+    this.rxPendingOffload = null;
     this.unthrottled('rx');
   }
 

@@ -71,9 +71,10 @@ export interface EthernetHeader {
  * broadcast domain, and a guest that tags its frames is either misconfigured or probing for a trunk.
  * 802.3 length-field frames (ethertype < 0x600) are refused as UnknownEtherType.
  */
-export function parseEthernet(frame: Uint8Array): EthernetHeader | PacketError {
+/** `maxLength`: larger for a frame that carries GSO metadata (a TCP super-segment). */
+export function parseEthernet(frame: Uint8Array, maxLength = ETH_MAX_FRAME): EthernetHeader | PacketError {
   if (frame.length < ETH_HEADER_LENGTH) return 'FrameTooShort';
-  if (frame.length > ETH_MAX_FRAME) return 'FrameTooLong';
+  if (frame.length > maxLength) return 'FrameTooLong';
   const etherType = (frame[12] << 8) | frame[13];
   if (etherType === ETHERTYPE_VLAN) return 'VlanTagged';
   if (etherType < 0x600) return 'UnknownEtherType';

@@ -17,15 +17,18 @@ const OPT_TIMESTAMP = 8;
  * Parses a TCP segment (RFC 9293) into the TcpSegment the endpoint consumes. The payload is a view over the
  * frame: the endpoint must copy what it keeps. Options: MSS, window scale, SACK-permitted and timestamps are
  * read; SACK blocks and unknown kinds are skipped by their length; a malformed option list is BadTcpOption.
+ * `checksumPending`: the sender left the checksum to us (NEEDS_CSUM offload), so it is not verified.
  */
-export function parseTcp(frame: Uint8Array, ip: Ipv4Header): TcpSegment | PacketError {
+export function parseTcp(frame: Uint8Array, ip: Ipv4Header, checksumPending = false): TcpSegment | PacketError {
   const o = ip.payloadOffset;
   const length = ip.payloadLength;
   if (length < TCP_HEADER_LENGTH) return 'BadTcpDataOffset';
   const dataOffset = (frame[o + 12] >>> 4) * 4;
   if (dataOffset < TCP_HEADER_LENGTH || dataOffset > length) return 'BadTcpDataOffset';
-  const sum = sumBytes(frame, o, o + length, pseudoHeaderSum(ip.src, ip.dst, IPPROTO_TCP, length));
-  if (foldChecksum(sum) !== 0) return 'BadTcpChecksum';
+  if (!checksumPending) {
+    const sum = sumBytes(frame, o, o + length, pseudoHeaderSum(ip.src, ip.dst, IPPROTO_TCP, length));
+    if (foldChecksum(sum) !== 0) return 'BadTcpChecksum';
+  }
   const seg: TcpSegment = {
     srcPort: (frame[o] << 8) | frame[o + 1],
     dstPort: (frame[o + 2] << 8) | frame[o + 3],
@@ -89,8 +92,18 @@ function write32(buf: Uint8Array, off: number, v: number): void {
   buf[off + 3] = v & 0xff;
 }
 
-/** A complete Ethernet+IPv4+TCP frame for `seg`, with both checksums. */
-export function buildTcpFrame(dstMac: Mac, srcMac: Mac, src: Ip4, dst: Ip4, seg: TcpSegment): Uint8Array {
+/**
+ * A complete Ethernet+IPv4+TCP frame for `seg`, with both checksums; with `partialChecksum` the TCP checksum
+ * field holds only the pseudo-header sum, for a receiver told NEEDS_CSUM (offload metadata) to finish or skip.
+ */
+export function buildTcpFrame(
+  dstMac: Mac,
+  srcMac: Mac,
+  src: Ip4,
+  dst: Ip4,
+  seg: TcpSegment,
+  partialChecksum = false,
+): Uint8Array {
   const headerLength = TCP_HEADER_LENGTH + optionsLength(seg);
   const tcpLength = headerLength + seg.payload.length;
   const frame = new Uint8Array(ETH_HEADER_LENGTH + IPV4_HEADER_LENGTH + tcpLength);
@@ -138,7 +151,8 @@ export function buildTcpFrame(dstMac: Mac, srcMac: Mac, src: Ip4, dst: Ip4, seg:
     write32(frame, i + 8, seg.timestamp.echo);
   }
   frame.set(seg.payload, o + headerLength);
-  const c = foldChecksum(sumBytes(frame, o, o + tcpLength, pseudoHeaderSum(src, dst, IPPROTO_TCP, tcpLength)));
+  const pseudo = pseudoHeaderSum(src, dst, IPPROTO_TCP, tcpLength);
+  const c = partialChecksum ? ~foldChecksum(pseudo) & 0xffff : foldChecksum(sumBytes(frame, o, o + tcpLength, pseudo));
   frame[o + 16] = c >>> 8;
   frame[o + 17] = c & 0xff;
   return frame;

@@ -13,13 +13,14 @@ export interface UdpDatagram {
 }
 
 /** Parses UDP (RFC 768). A zero checksum means the sender did not compute one, which IPv4 allows. */
-export function parseUdp(frame: Uint8Array, ip: Ipv4Header): UdpDatagram | PacketError {
+/** `checksumPending`: the sender left the checksum to us (NEEDS_CSUM offload), so it is not verified. */
+export function parseUdp(frame: Uint8Array, ip: Ipv4Header, checksumPending = false): UdpDatagram | PacketError {
   const o = ip.payloadOffset;
   if (ip.payloadLength < UDP_HEADER_LENGTH) return 'BadUdpLength';
   const length = (frame[o + 4] << 8) | frame[o + 5];
   if (length < UDP_HEADER_LENGTH || length > ip.payloadLength) return 'BadUdpLength';
   const checksum = (frame[o + 6] << 8) | frame[o + 7];
-  if (checksum !== 0) {
+  if (checksum !== 0 && !checksumPending) {
     const sum = sumBytes(frame, o, o + length, pseudoHeaderSum(ip.src, ip.dst, IPPROTO_UDP, length));
     if (foldChecksum(sum) !== 0) return 'BadUdpChecksum';
   }

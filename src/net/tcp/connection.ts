@@ -34,6 +34,12 @@ export interface TcpEndpointOptions {
   maxSynRetransmits?: number;
   /** Out-of-order pieces held for reassembly; default 64 (their bytes are bounded by the window anyway). */
   maxReassemblyPieces?: number;
+  /**
+   * The most payload bytes one segment may carry when the layer below cuts it into MSS-sized pieces (GSO: the
+   * guest's NIC, or virtio-net in software); such a segment names its MSS in `gsoSize`. Default 0: never more than
+   * the MSS. Window, congestion and silly-window rules are unchanged: a super-segment is just fewer emits.
+   */
+  superSegmentBytes?: number;
 }
 
 export type TcpCloseReason = 'closed' | 'reset' | 'refused' | 'timeout' | 'aborted';
@@ -102,6 +108,8 @@ const DEFAULT_MSS = 1460;
 const DEFAULT_PEER_MSS = 536;
 /** A hostile MSS option of 1 would turn every write into one-byte segments. */
 const MIN_MSS = 64;
+/** A super-segment still fits one IPv4 packet: 65535 minus the IP header and a TCP header with full options. */
+export const MAX_SUPER_SEGMENT = 65535 - 20 - 60;
 const DEFAULT_BUFFER = 256 * 1024;
 const MAX_BUFFER = 1 << 30;
 const MAX_WINDOW_SCALE = 14;
@@ -155,6 +163,7 @@ export class TcpEndpoint {
   private maxSndWnd = 0;
   private sndWscale = 0;
   private sndMss = DEFAULT_PEER_MSS;
+  private readonly superSegment: number;
   private cwnd = 0;
   private ssthresh = MAX_BUFFER;
   private dupAcks = 0;
@@ -216,6 +225,7 @@ export class TcpEndpoint {
     this.localPort = opts.localPort & 0xffff;
     this.remotePort = opts.remotePort & 0xffff;
     this.ourMss = clampInt(opts.mss ?? DEFAULT_MSS, MIN_MSS, 0xffff);
+    this.superSegment = clampInt(opts.superSegmentBytes ?? 0, 0, MAX_SUPER_SEGMENT);
     this.rcvBuf = clampInt(opts.receiveBufferBytes ?? DEFAULT_BUFFER, 2 * this.ourMss, MAX_BUFFER);
     this.sndBufLimit = clampInt(opts.sendBufferBytes ?? DEFAULT_BUFFER, 1, MAX_BUFFER);
     this.timeWaitMs = Math.max(0, opts.timeWaitMs ?? 2000);
@@ -723,7 +733,7 @@ export class TcpEndpoint {
       if (unsent < 0 || this.finAcked) break; // all data and the FIN are out
       const inFlight = seqDiff(this.sndNxt, this.sndUna);
       const usable = Math.min(this.sndWnd, this.cwnd) - inFlight;
-      const len = Math.max(0, Math.min(this.sndMss, unsent, usable));
+      const len = Math.max(0, Math.min(this.superSegment > this.sndMss ? this.superSegment : this.sndMss, unsent, usable));
       const fin = this.finQueued && len === unsent;
       if (len === 0 && !fin) break;
       // Sender-side silly window avoidance: a short segment goes out only if it ends the queue or the window is half
@@ -894,6 +904,7 @@ export class TcpEndpoint {
       flags,
       window: flags & TCP_SYN ? 0 : this.advertiseWindow(),
       payload,
+      ...(payload.length > this.sndMss ? { gsoSize: this.sndMss } : {}),
     };
   }
 

@@ -32,6 +32,8 @@ export interface TcpSegment {
   sackPermitted?: boolean;
   timestamp?: { value: number; echo: number };
   payload: Uint8Array;
+  /** Set by an endpoint on a segment longer than its MSS (superSegmentBytes): the size to cut it into. */
+  gsoSize?: number;
 }
 
 /** What an endpoint needs from its surroundings; injected so tests drive time by hand. */

@@ -17,6 +17,7 @@ import {
   VIRTIO_NET_HDR_GSO_TCPV4,
   VIRTIO_NET_HDR_LEN,
   VirtioNet,
+  OFFLOAD_FEATURES,
   formatMac,
   parseMac,
   randomMac,
@@ -35,6 +36,10 @@ import {
   hasFeature,
 } from '../../../src/devices/virtio/regs.js';
 import { VirtioDriverMock, type UsedEntry } from './driver-mock.js';
+import { buildTcpFrame, parseTcp } from '../../../src/net/packet/tcp.js';
+import { parseIpv4 } from '../../../src/net/packet/ipv4.js';
+import { foldChecksum, pseudoHeaderSum } from '../../../src/net/packet/checksum.js';
+import type { FrameOffload } from '../../../src/net/packet/offload.js';
 
 const MiB = 1024 * 1024;
 const RX = 0;
@@ -81,13 +86,51 @@ function frame(length: number, seed = 1): Uint8Array {
   return f;
 }
 
-function txHeader(fields: { flags?: number; gsoType?: number; numBuffers?: number } = {}): Uint8Array {
+interface HeaderFields {
+  flags?: number;
+  gsoType?: number;
+  gsoSize?: number;
+  csumStart?: number;
+  csumOffset?: number;
+  numBuffers?: number;
+}
+
+function txHeader(fields: HeaderFields = {}): Uint8Array {
   const h = new Uint8Array(VIRTIO_NET_HDR_LEN);
+  const v = new DataView(h.buffer);
   h[0] = fields.flags ?? 0;
   h[1] = fields.gsoType ?? 0;
-  new DataView(h.buffer).setUint16(10, fields.numBuffers ?? 0, true);
+  v.setUint16(4, fields.gsoSize ?? 0, true);
+  v.setUint16(6, fields.csumStart ?? 0, true);
+  v.setUint16(8, fields.csumOffset ?? 0, true);
+  v.setUint16(10, fields.numBuffers ?? 0, true);
   return h;
 }
+
+/** A TCPv4 super-segment with `payload` bytes of data and the checksum field left partial, as Linux's TSO sends. */
+function tsoFrame(payload: number): Uint8Array {
+  const data = frame(payload, 3);
+  const f = buildTcpFrame(0x525400000002, 0x525400123456, 0x0a000210, 0x0a000202, {
+    srcPort: 40000,
+    dstPort: 5001,
+    seq: 1000,
+    ack: 1,
+    flags: 0x18,
+    window: 500,
+    payload: data,
+  });
+  const partial = ~foldChecksum(pseudoHeaderSum(0x0a000210, 0x0a000202, 6, f.length - 34)) & 0xffff;
+  f[34 + 16] = partial >>> 8;
+  f[34 + 17] = partial & 0xff;
+  return f;
+}
+const TSO = {
+  flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  gsoType: VIRTIO_NET_HDR_GSO_TCPV4,
+  gsoSize: 1448,
+  csumStart: 34,
+  csumOffset: 16,
+};
 
 const concat = (...parts: Uint8Array[]): Uint8Array => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -126,8 +169,8 @@ test('virtio-net: device id 1, offered features, configuration space (MAC, link,
   for (const f of [VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU])
     assert.ok(hasFeature(offered, f));
   for (const f of [VIRTIO_F_VERSION_1, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC]) assert.ok(hasFeature(offered, f));
-  assert.ok(!hasFeature(offered, VIRTIO_NET_F_CSUM), 'no checksum offload in this version');
   const expectedFeatures =
+    OFFLOAD_FEATURES |
     bit(VIRTIO_NET_F_MAC) |
     bit(VIRTIO_NET_F_STATUS) |
     bit(VIRTIO_NET_F_MRG_RXBUF) |
@@ -138,6 +181,10 @@ test('virtio-net: device id 1, offered features, configuration space (MAC, link,
   assert.equal(offered, expectedFeatures);
   assert.equal(dev.negotiatedFeatures, expectedFeatures);
   assert.ok(dev.mergeableRxBuffers);
+  assert.deepEqual({ ...dev.negotiatedOffloads }, { txChecksum: true, txGso: true, rxChecksum: true, rxGso: true });
+  const off = setup({ offload: false });
+  assert.ok(!hasFeature(off.mock.deviceFeatures(), VIRTIO_NET_F_CSUM), 'offload=off offers no offload');
+  assert.equal(off.mock.deviceFeatures() & OFFLOAD_FEATURES, 0n);
   const mac = [0, 1, 2, 3, 4, 5].map((i) => mock.config8(i));
   assert.deepEqual(mac, [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
   const cfg16 = (o: number) => mock.dev.read(0x100 + o, 2);
@@ -195,7 +242,7 @@ test('virtio-net: transmit hands over the exact frame bytes (split, combined, in
 });
 
 test('virtio-net: malformed transmit frames are dropped with a named error each; the device keeps working', () => {
-  const { mock, dev, sent } = setup();
+  const { mock, dev, sent } = setup({ offload: false });
   const cases: [Uint8Array[], string][] = [
     [[txHeader({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM }), frame(60)], 'ChecksumNotNegotiated'],
     [[txHeader({ flags: 4 }), frame(60)], 'UnknownHeaderFlags'],
@@ -673,4 +720,104 @@ test('virtio-net: fuzzed receive buffers and frames (with and without MRG_RXBUF)
     ),
     { numRuns: 100 },
   );
+});
+
+test('virtio-net offloads: a TSO super-segment goes out whole with its metadata; hostile offload headers are refused by name', () => {
+  const got: [Uint8Array, FrameOffload | undefined][] = [];
+  const { mock, dev } = setup({ onTransmit: (f, o) => got.push([f, o]) });
+  const big = tsoFrame(30000);
+  sendFrame(mock, big, txHeader(TSO));
+  sendFrame(mock, frame(60), txHeader());
+  mock.kick(TX);
+  assert.equal(dev.lastTxError, null);
+  assert.equal(got.length, 2);
+  assert.deepEqual(got[0]![0], big);
+  assert.deepEqual(got[0]![1], { flags: 1, gsoType: 1, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
+  assert.equal(got[1]![1], undefined, 'a frame without offload carries no metadata');
+  const cases: [Uint8Array, Uint8Array, string][] = [
+    [txHeader({ ...TSO, gsoType: 3 }), big, 'UnsupportedGsoType'],
+    [txHeader({ ...TSO, gsoType: 0x81 }), big, 'UnsupportedGsoType'],
+    [txHeader({ ...TSO, gsoSize: 0 }), big, 'OffloadBadGsoSize'],
+    [txHeader({ ...TSO, flags: 0 }), big, 'OffloadGsoWithoutChecksum'],
+    [txHeader({ ...TSO, csumStart: 0xffff }), big, 'OffloadChecksumOutsideFrame'],
+    [txHeader({ ...TSO, csumOffset: 6 }), big, 'OffloadGsoChecksumMismatch'],
+    [txHeader(TSO), frame(3000), 'OffloadGsoNotTcp4'],
+    [txHeader({ flags: 1, csumStart: 34, csumOffset: 16 }), big, 'FrameTooLong'],
+    [txHeader(TSO), frame(14 + 65536), 'FrameTooLong'],
+    [txHeader({ flags: 2 }), frame(60), 'UnknownHeaderFlags'],
+  ];
+  for (const [h, f, kind] of cases) {
+    sendFrame(mock, f, h);
+    mock.kick(TX);
+    assert.equal(dev.lastTxError, kind);
+  }
+  assert.equal(got.length, 2);
+  assert.equal(dev.metrics().txErrors, cases.length);
+  assert.equal(dev.needsReset, false);
+});
+
+test('virtio-net offloads: a super-segment for a driver with GUEST_TSO4 arrives whole with its header; without, segmented in software', () => {
+  const big = tsoFrame(20000);
+  const meta: FrameOffload = { flags: 1, gsoType: 1, gsoSize: 1448, csumStart: 34, csumOffset: 16 };
+  const on = setup();
+  for (let i = 0; i < 24; i++) on.mock.post(RX, [], [4096]);
+  on.mock.kick(RX);
+  assert.ok(on.dev.receive(big, meta));
+  const used = on.mock.collect(RX);
+  const bytes = concat(...used.map(usedBytes));
+  const h = new DataView(bytes.buffer, bytes.byteOffset);
+  assert.deepEqual(
+    [h.getUint8(0), h.getUint8(1), h.getUint16(4, true), h.getUint16(6, true), h.getUint16(8, true)],
+    [1, 1, 1448, 34, 16],
+  );
+  assert.equal(h.getUint16(10, true), used.length);
+  assert.deepEqual(bytes.subarray(VIRTIO_NET_HDR_LEN), big);
+
+  const off = setup({ offload: false });
+  for (let i = 0; i < 20; i++) off.mock.post(RX, [], [2048]);
+  off.mock.kick(RX);
+  assert.ok(off.dev.receive(big, meta));
+  const segs = off.mock.collect(RX).map(usedBytes);
+  assert.equal(segs.length, Math.ceil(20000 / 1448));
+  let total = 0;
+  for (const s of segs) {
+    assert.deepEqual(s.subarray(0, 10), new Uint8Array(10), 'plain header');
+    const f = s.subarray(VIRTIO_NET_HDR_LEN);
+    const tcp = parseTcp(f, parseIpv4(f, 14) as never);
+    assert.equal(typeof tcp, 'object', 'checksums complete');
+    total += (tcp as { payload: Uint8Array }).payload.length;
+  }
+  assert.equal(total, 20000);
+  assert.ok(!off.dev.receive(big, { ...meta, csumOffset: 4 }), 'bad metadata from the network is dropped');
+  assert.equal(off.dev.metrics().rxErrors, 1);
+});
+
+test('virtio-net offloads: a pending super-segment keeps its metadata across saveState/loadState; bad metadata in state is refused', () => {
+  const { mock, dev, ram } = setup();
+  const big = tsoFrame(8000);
+  const meta: FrameOffload = { flags: 1, gsoType: 1, gsoSize: 1448, csumStart: 34, csumOffset: 16 };
+  assert.ok(dev.receive(frame(100, 1)));
+  assert.ok(dev.receive(big, meta));
+  assert.equal(dev.pendingRxFrames, 2, 'no receive buffers yet');
+  const state = structuredClone(dev.saveState());
+  const dev2 = new VirtioNet({ ram, irq: mock.irq, name: 'net0' }, {});
+  dev2.loadState(state);
+  mock.attach(dev2);
+  assert.ok(dev2.negotiatedOffloads.rxGso, 'negotiated offloads come back with the features');
+  for (let i = 0; i < 4; i++) mock.post(RX, [], [4096]);
+  mock.kick(RX);
+  const used = mock.collect(RX);
+  const first = usedBytes(used[0]!);
+  assert.deepEqual(first.subarray(0, 10), new Uint8Array(10), 'the plain frame: plain header');
+  const rest = concat(...used.slice(1).map(usedBytes));
+  const h = new DataView(rest.buffer, rest.byteOffset);
+  assert.deepEqual([h.getUint8(0), h.getUint8(1), h.getUint16(4, true)], [1, 1, 1448]);
+  assert.deepEqual(rest.subarray(VIRTIO_NET_HDR_LEN), big);
+  const device = state.data.device as { pendingRxOffload: unknown[] };
+  for (const bad of [[null], [null, { ...meta, csumOffset: 4 }], [null, { flags: 'x' }]]) {
+    const tampered = structuredClone(state);
+    (tampered.data.device as { pendingRxOffload: unknown[] }).pendingRxOffload = bad;
+    assert.throws(() => new VirtioNet({ ram, irq: mock.irq, name: 'net1' }, {}).loadState(tampered), JSON.stringify(bad));
+  }
+  assert.equal(device.pendingRxOffload.length, 2);
 });
