@@ -51,6 +51,19 @@ export const CreateVmBody = z
   })
   .strict();
 
+export const ImportImageBody = z
+  .object({
+    name: ImageName,
+    disk: HostPath.describe('raw or qcow2 disk to copy into the image store'),
+    kernel: HostPath.optional().describe('riscv64 Linux Image or ELF booted directly'),
+    initrd: HostPath.optional(),
+    cmdline: z.string().max(4096).optional(),
+    firmware: HostPath.optional().describe('M-mode firmware for a firmware-booted image (default: the built OpenSBI)'),
+    boot: z.enum(['kernel', 'firmware']).optional().describe("'firmware': the disk boots itself through U-Boot"),
+    os: z.string().max(200).optional(),
+  })
+  .strict();
+
 export const UpdateVmBody = z
   .object({
     vcpus: z.number().int().min(1).max(MAX_CPUS).optional(),
@@ -133,6 +146,8 @@ export const ERROR_CODES = [
   'NOT_FOUND',
   'VM_NOT_FOUND',
   'IMAGE_NOT_FOUND',
+  'IMAGE_EXISTS',
+  'IMAGE_IN_USE',
   'VM_EXISTS',
   'INVALID_STATE',
   'VM_BUSY',

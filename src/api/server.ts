@@ -17,6 +17,7 @@ import {
   ActionName,
   CreateVmBody,
   DeleteQuery,
+  ImportImageBody,
   ListQuery,
   describeZodError,
   UpdateVmBody,
@@ -212,6 +213,14 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       socket.on('error', () => session.close());
     },
   );
+
+  app.get('/images', async () => ({ images: await channel.send({ type: 'image-list' }) }));
+  app.post('/images', async (req, reply) => {
+    const spec = parse(ImportImageBody, req.body);
+    return reply.code(201).send(await channel.send({ type: 'image-import', spec }));
+  });
+  app.get('/images/:name', async (req) => channel.send({ type: 'image-get', name: nameParam(req) }));
+  app.delete('/images/:name', async (req) => channel.send({ type: 'image-delete', name: nameParam(req) }));
 
   app.get('/host', async () => channel.send({ type: 'host-info' }));
 

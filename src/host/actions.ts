@@ -3,6 +3,7 @@
  * rpc_interface: the front end never touches a VM or worker, it only sends one of these and gets a result.
  */
 import type { VmState } from './lifecycle.js';
+import type { ImageView, ImportSpec } from './image-store.js';
 import type { VmStats } from './engine.js';
 import type { VmConfig } from '../vm/config.js';
 
@@ -57,6 +58,10 @@ export type HostAction =
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
+  | { type: 'image-list' }
+  | { type: 'image-get'; name: string }
+  | { type: 'image-import'; spec: ImportSpec }
+  | { type: 'image-delete'; name: string }
   | { type: 'stats-all' };
 
 /** A console viewer: receives guest output; its input goes through ConsoleSession.write. */
@@ -114,6 +119,10 @@ interface HostResults {
   'console-attach': ConsoleSession;
   'host-info': HostInfo;
   'stats-all': VmView[];
+  'image-list': ImageView[];
+  'image-get': ImageView;
+  'image-import': ImageView;
+  'image-delete': { deleted: string };
 }
 
 /** The result type for each action. */

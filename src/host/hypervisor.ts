@@ -26,6 +26,7 @@ import type { Engine, EngineVm, VmExit, VmStats } from './engine.js';
 import { HostError } from './errors.js';
 import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
+import { ImageStore } from './image-store.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
@@ -57,6 +58,7 @@ const VERSION = '0.1.0';
 
 export class Hypervisor implements HostChannel {
   readonly registry: Registry;
+  readonly images: ImageStore;
   private readonly vms = new Map<string, LiveVm>();
   /** Names being created right now (their folder may not exist yet). */
   private readonly creating = new Set<string>();
@@ -66,6 +68,9 @@ export class Hypervisor implements HostChannel {
 
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
+    this.images = new ImageStore(opts.home.imagesDir, (image) =>
+      [...this.vms.values()].filter((l) => l.rec.image === image).map((l) => l.rec.name),
+    );
     this.log = opts.log ?? (() => {});
   }
 
@@ -132,6 +137,15 @@ export class Hypervisor implements HostChannel {
         return this.attach(action.name, action.viewer);
       case 'host-info':
         return this.hostInfo();
+      case 'image-list':
+        return this.images.list();
+      case 'image-get':
+        return this.images.get(action.name);
+      case 'image-import':
+        return this.images.import(action.spec);
+      case 'image-delete':
+        await this.images.remove(action.name);
+        return { deleted: action.name };
       case 'stats-all':
         return Promise.all([...this.vms.values()].map(async (l) => this.view(l, await this.sampleStats(l))));
       default: {
@@ -180,11 +194,13 @@ export class Hypervisor implements HostChannel {
         initrd: spec.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
         append: spec.cmdline ?? (spec.kernel ? undefined : rootFromDisk ? image?.rootCmdline : image?.cmdline),
         firmware:
-          spec.firmware === 'builtin'
-            ? { kind: 'builtin' }
-            : spec.firmware === 'none'
-              ? { kind: 'none' }
-              : { kind: 'file', path: spec.firmware },
+          spec.firmware === 'builtin' && image?.firmware
+            ? { kind: 'file', path: image.firmware }
+            : spec.firmware === 'builtin'
+              ? { kind: 'builtin' }
+              : spec.firmware === 'none'
+                ? { kind: 'none' }
+                : { kind: 'file', path: spec.firmware },
         disks: [],
         rng: spec.rng,
         balloon: spec.balloon,
