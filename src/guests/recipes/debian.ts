@@ -77,8 +77,9 @@ export const debian: Recipe = {
     );
     rmSync(join(root, 'etc/apt/sources.list'), { force: true });
     await chroot(ctx, root, ['systemctl', 'enable', 'systemd-networkd', 'systemd-resolved', 'ssh', 'typevisor-agent']);
-    // First boot must not stop at the console asking for a locale, a keymap or a root password.
-    await chroot(ctx, root, ['systemctl', 'mask', 'systemd-firstboot.service']);
+    // First boot must not stop at the console asking for a locale, a keymap or a root password, and /dev/hvc0
+    // belongs to the agent: no login prompt may be started on it.
+    await chroot(ctx, root, ['systemctl', 'mask', 'systemd-firstboot.service', 'serial-getty@hvc0.service']);
     // A small initramfs (MODULES=list, from the files above), then extlinux.conf from /etc/default/u-boot (the kernel's install hook ran before that file was in place).
     await chroot(ctx, root, ['update-initramfs', '-u', '-k', 'all']);
     await chroot(ctx, root, ['u-boot-update']);
