@@ -2,6 +2,11 @@
 # Installs everything typevisor needs on Debian 12 and builds it: apt packages (only those missing),
 # npm packages (npm ci), the TypeScript build, and the guest images (cached; a rerun takes seconds).
 # Idempotent and non-interactive (works with CI=true and no stdin). Run it from anywhere in the clone.
+# apt waits up to 10 minutes for the dpkg lock (a fresh machine often runs unattended-upgrades at first boot).
+# The busybox build uses `apt-get source busybox`: when apt has no deb-src entry, it adds one,
+# /etc/apt/sources.list.d/typevisor-src.sources (Debian main, this machine's mirror and suite).
+# The first guest build takes about 15 minutes on 2 cores (Linux kernel 4-10 min, busybox ~3 min);
+# later runs are cache hits and take seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +30,8 @@ APT_PACKAGES=(
   qemu-system-misc qemu-user qemu-utils device-tree-compiler e2fsprogs cpio gdb-multiarch
   # test certificates for the daemon's TLS listener
   openssl
+  # the web console's browser tests (driven by playwright-core; no browser download)
+  chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -36,9 +43,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   say "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # Update the lists once, only when the install cannot proceed with the ones we have.
-  if ! "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null; then
-    "${SUDO[@]}" apt-get update -q </dev/null
-    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+  # DPkg::Lock::Timeout: wait for the dpkg lock (unattended-upgrades on a fresh machine) instead of failing.
+  APT=(apt-get -o DPkg::Lock::Timeout=600)
+  if ! "${SUDO[@]}" "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}" </dev/null; then
+    "${SUDO[@]}" "${APT[@]}" update -q </dev/null
+    "${SUDO[@]}" "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}" </dev/null
   fi
 else
   say "apt packages: all present"
@@ -57,6 +66,12 @@ say "npm run build"
 npm run --silent build </dev/null
 
 # --- guest images (Linux, busybox initramfs and rootfs, firmware), cached by input hash
-say "typevisor guest build"
+if node bin/typevisor.js guest path >/dev/null 2>&1; then
+  say "typevisor guest build (checking the cache)"
+else
+  say "typevisor guest build: the first build takes about 15 minutes on 2 cores (Linux kernel 4-10 min, busybox ~3 min);"
+  say "  busybox comes from 'apt-get source busybox': if apt has no deb-src entry, one is added in"
+  say "  /etc/apt/sources.list.d/typevisor-src.sources (Debian main, this machine's mirror)"
+fi
 node bin/typevisor.js guest build </dev/null
 say "done"

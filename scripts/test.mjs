@@ -1,18 +1,23 @@
 #!/usr/bin/env node
 // The whole suite: type-check and build, make sure the guest images exist (cached), then run every test
-// file under dist/test with node's test runner. `--unit` skips the guest build for a quick local loop;
-// other arguments filter test files by substring.
+// file under dist/test with node's test runner. Every skipped test is listed with its reason before the last
+// line. `--unit` skips the guest build for a quick local loop; other arguments filter test files by substring.
+// `--jit=0|1|eager` sets TYPEVISOR_JIT for the tests (the hart's block JIT: off, on, or translating every block
+// on first entry), e.g. `node scripts/test.mjs --jit=eager riscv machine`.
 //
 // Files whose source carries an `// @exclusive` line measure something about the host (API latency under a
 // spinning guest, idle CPU use): they run one at a time after the parallel batch, so two test files never
 // compete for the 2 cores while such a measurement is taken.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const unitOnly = process.argv.includes('--unit');
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const jitArg = process.argv.find((a) => a.startsWith('--jit='));
+const jitEnv = jitArg ? { TYPEVISOR_JIT: jitArg.slice('--jit='.length) } : {};
 
 function step(title, cmd, args) {
   console.log(`\n== ${title}`);
@@ -24,6 +29,7 @@ function step(title, cmd, args) {
 }
 
 step('type-check and build', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
+step('web console (cached by input hash)', process.execPath, [join(root, 'scripts/build-web.mjs')]);
 if (!unitOnly && existsSync(join(root, 'dist/src/cli/commands/guest.js'))) {
   step('guest images (cached by input hash)', process.execPath, [join(root, 'bin/typevisor.js'), 'guest', 'build']);
 }
@@ -47,22 +53,49 @@ const isExclusive = (f) => /^\/\/ @exclusive\b/m.test(readFileSync(f, 'utf8'));
 const parallel = files.filter((f) => !isExclusive(f));
 const exclusive = files.filter(isExclusive);
 
-/** Runs node's test runner, streaming its output, and returns its exit status and summary counts. */
+const skipDir = mkdtempSync(join(tmpdir(), 'typevisor-skips-'));
+let runs = 0;
+
+/** The skips one run recorded through scripts/skip-reporter.mjs: {file, name, reason}. */
+function readSkips(file) {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+}
+
+/** Runs node's test runner, streaming its output, and returns its exit status, summary counts and skips. */
 function runTests(list, concurrency) {
+  const skipFile = join(skipDir, `run-${runs++}.jsonl`);
+  const reporters = [
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    `--test-reporter=${join(root, 'scripts/skip-reporter.mjs')}`,
+    `--test-reporter-destination=${skipFile}`,
+  ];
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...list], {
+    const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...reporters, ...list], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, TYPEVISOR_TEST: '1' },
+      env: { ...process.env, TYPEVISOR_TEST: '1', ...jitEnv },
     });
     let tail = '';
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk);
-      tail = (tail + chunk.toString()).slice(-4096);
+      // Long enough to hold the summary even when the runner lists every failure after it.
+      tail = (tail + chunk.toString()).slice(-1_048_576);
     });
     child.on('close', (code, signal) => {
-      const count = (name) => Number(new RegExp(`ℹ ${name} (\\d+)`).exec(tail)?.[1] ?? 0);
-      resolve({ ok: code === 0, code: code ?? signal, passed: count('pass'), failed: count('fail'), skipped: count('skipped') });
+      const count = (name) => Number([...tail.matchAll(new RegExp(`ℹ ${name} (\\d+)`, 'g'))].at(-1)?.[1] ?? 0);
+      resolve({
+        ok: code === 0,
+        code: code ?? signal,
+        passed: count('pass'),
+        failed: count('fail'),
+        skipped: count('skipped'),
+        skips: readSkips(skipFile),
+      });
     });
   });
 }
@@ -86,6 +119,13 @@ const total = results.reduce(
     skipped: 0,
   },
 );
+rmSync(skipDir, { recursive: true, force: true });
+// A test may skip only for what CI cannot fix (e.g. too few cores); every skip is listed with its reason.
+const skips = results.flatMap((r) => r.skips);
+if (skips.length) {
+  console.log(`\n== ${skips.length} skipped:`);
+  for (const s of skips) console.log(`  ${s.file ? s.file.slice(root.length) + ': ' : ''}${s.name}: ${s.reason}`);
+}
 const ok = results.every((r) => r.ok);
 // A run that failed without a counted failure (a crash, a file that did not load) still fails.
 const failed = ok ? total.failed : Math.max(total.failed, 1);

@@ -2,7 +2,9 @@
  * CPU benchmark: integer-, memory- and FP-heavy bare-metal loops, run on the typevisor hart and on
  * qemu-system-riscv64 (-M virt -bios none) in the same run. Prints guest MIPS, wall times and the ratio.
  *
- *   npx tsx bench/cpu/index.ts [--interp-only] [--scale N]
+ *   npx tsx bench/cpu/index.ts [--no-qemu] [--scale N]
+ *
+ * TYPEVISOR_JIT=0 runs the interpreter alone (see src/riscv/jit).
  *
  * The programs power off through the sifive,test syscon at 0x100000 (0x5555), which both machines implement.
  */
@@ -56,6 +58,7 @@ function buildCWorkload(rounds: number): string {
 
 const scaleArg = process.argv.indexOf('--scale');
 const SCALE = scaleArg > 0 ? Number(process.argv[scaleArg + 1]) : 1;
+const NO_QEMU = process.argv.includes('--no-qemu');
 
 const PRELUDE = `
 .option norelax
@@ -211,7 +214,7 @@ function main(): void {
   } catch {
     console.error('qemu-system-riscv64 not found');
   }
-  const startup = qemuStartupMs();
+  const startup = NO_QEMU ? 0 : qemuStartupMs();
   console.log(
     `qemu-system-riscv64 start+exit: ${startup.toFixed(0)} ms (subtracted); qemu runs ${QEMU_SCALE}x the work of typevisor`,
   );
@@ -231,7 +234,7 @@ function main(): void {
     const n2 = runOnHart(readFileSync(build(2))).instructions;
     const b = n2 - r.instructions;
     const qInsns = r.instructions - b + b * QEMU_SCALE;
-    const q = runOnQemu(build(QEMU_SCALE));
+    const q = NO_QEMU ? undefined : runOnQemu(build(QEMU_SCALE));
     const mips = r.instructions / r.wallMs / 1000;
     const cpuMips = r.instructions / r.cpuMs / 1000;
     const qnet = q ? Math.max(1, q.wallMs - startup) : NaN;

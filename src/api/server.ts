@@ -10,14 +10,22 @@ import { z } from 'zod';
 import type { HostChannel } from '../host/actions.js';
 import { HostError, httpStatusFor } from '../host/errors.js';
 import { isValidVmName } from '../host/home.js';
-import { prometheusText } from './metrics.js';
+import { ApiMetrics } from './metrics.js';
+import { serveEvents } from './events-route.js';
+import type { Logger } from 'pino';
+import { registerSnapshotRoutes } from './snapshot-routes.js';
 import { openApiDocument } from './openapi.js';
+import { WebConsole } from './web.js';
 import {
   ActionBody,
   ActionName,
+  CreateNetworkBody,
   CreateVmBody,
   DeleteQuery,
   ImportImageBody,
+  EventsQuery,
+  HistoryQuery,
+  ExecBody,
   ListQuery,
   describeZodError,
   UpdateVmBody,
@@ -33,7 +41,14 @@ export interface ApiOptions {
   /** Serve HTTPS (and WSS) with this PEM certificate chain and key. */
   tls?: { cert: string; key: string };
   log?: (line: string) => void;
+  /** Where the built web console lives (default: dist/web); tests point it elsewhere. */
+  webDir?: string;
+  /** Structured logger: one line per request (method, url, status, ms). */
+  logger?: Logger;
 }
+
+/** Request body limit of POST /vms/:name/exec (every other route keeps the 64 KiB default). */
+export const EXEC_BODY_LIMIT = 32 * 1024 * 1024;
 
 export class ApiError extends Error {
   constructor(
@@ -50,6 +65,10 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new ApiError(400, 'INVALID_REQUEST', describeZodError(r.error));
   return r.data;
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
 }
 
 function nameParam(req: FastifyRequest): string {
@@ -113,17 +132,43 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
 
+  const web = new WebConsole({ token: opts.token, secure: opts.tls !== undefined, staticDir: opts.webDir });
   if (opts.token) {
     const token = opts.token;
     app.addHook('onRequest', async (req, reply) => {
-      if (!tokenMatches(req.headers.authorization, token)) {
+      if (tokenMatches(req.headers.authorization, token)) return;
+      // Browsers: the console's pages are public, and a cookie session stands in for the token.
+      const auth = web.authorize(req);
+      if (auth.kind === 'refused') {
+        await sendError(reply, auth.status, auth.code, auth.message);
+        return reply;
+      }
+      if (auth.kind === 'none') {
         await sendError(reply.header('www-authenticate', 'Bearer'), 401, 'UNAUTHORIZED', 'missing or wrong bearer token');
         return reply;
       }
     });
   }
 
+  const metrics = new ApiMetrics();
+  app.addHook('onResponse', async (req, reply) => {
+    const ms = reply.elapsedTime;
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requestDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, ms / 1000);
+    const vm = (req.params as { name?: unknown } | undefined)?.name;
+    opts.logger?.info(
+      {
+        req: { method: req.method, url: req.url },
+        ...(isValidVmName(vm) ? { vm } : {}),
+        status: reply.statusCode,
+        ms: Math.round(ms * 10) / 10,
+      },
+      'api request',
+    );
+  });
+
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  await web.register(app);
 
   app.get('/openapi.json', async () => openApiDocument());
 
@@ -169,6 +214,30 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       action: action.data,
       timeoutMs: body.timeoutSeconds !== undefined ? body.timeoutSeconds * 1000 : undefined,
     });
+  });
+
+  // Larger bodies than elsewhere: up to 8 MiB of stdin (base64) and 256 arguments of up to 64 KiB.
+  app.post('/vms/:name/exec', { bodyLimit: EXEC_BODY_LIMIT }, async (req) => {
+    const name = nameParam(req);
+    const body = parse(ExecBody, req.body);
+    const result = await channel.send({
+      type: 'exec',
+      name,
+      request: {
+        argv: body.argv,
+        stdin: body.stdin !== undefined ? new Uint8Array(Buffer.from(body.stdin, 'base64')) : undefined,
+        cwd: body.cwd,
+        env: body.env,
+        timeoutMs: body.timeoutMs,
+      },
+    });
+    return {
+      exitCode: result.exitCode,
+      stdout: base64(result.stdout),
+      stderr: base64(result.stderr),
+      truncated: result.truncated,
+      durationMs: result.durationMs,
+    };
   });
 
   app.get('/vms/:name/console.log', async (req, reply) => {
@@ -221,15 +290,51 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   });
   app.get('/images/:name', async (req) => channel.send({ type: 'image-get', name: nameParam(req) }));
   app.delete('/images/:name', async (req) => channel.send({ type: 'image-delete', name: nameParam(req) }));
+  app.get('/networks', async () => ({ networks: await channel.send({ type: 'network-list' }) }));
+  app.post('/networks', async (req, reply) => {
+    const spec = parse(CreateNetworkBody, req.body);
+    return reply.code(201).send(await channel.send({ type: 'network-create', spec }));
+  });
+  app.get('/networks/:name', async (req) => channel.send({ type: 'network-get', name: nameParam(req) }));
+  app.delete('/networks/:name', async (req) => channel.send({ type: 'network-delete', name: nameParam(req) }));
 
   app.get('/host', async () => channel.send({ type: 'host-info' }));
 
   app.get('/metrics', async (_req, reply) => {
     const [host, vms] = await Promise.all([channel.send({ type: 'host-info' }), channel.send({ type: 'stats-all' })]);
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(prometheusText(host, vms));
+    return reply.type(metrics.registry.contentType).send(await metrics.render(host, vms));
+  });
+
+  const historySeconds = (req: FastifyRequest): number | undefined => {
+    const h = parse(HistoryQuery, req.query).history;
+    if (h === undefined || h === 'all') return undefined;
+    const n = Number(h);
+    if (n < 1 || n > 900) throw new ApiError(400, 'INVALID_REQUEST', 'history: seconds from 1 to 900, or all');
+    return n;
+  };
+
+  app.get('/vms/:name/stats', async (req) => {
+    const name = nameParam(req);
+    return channel.send({ type: 'vm-history', name, seconds: historySeconds(req) });
+  });
+
+  app.get('/host/stats', async (req) => channel.send({ type: 'host-history', seconds: historySeconds(req) }));
+
+  app.get('/events', async (req, reply) => {
+    const q = parse(EventsQuery, req.query);
+    const header = req.headers['last-event-id'];
+    const after =
+      q.after !== undefined ? Number(q.after) : typeof header === 'string' && /^\d+$/.test(header) ? Number(header) : 0;
+    if (q.follow === 'false' || q.follow === '0') {
+      const { events } = await channel.send({ type: 'events', afterId: after });
+      return { events: q.vm ? events.filter((e) => e.vm === q.vm) : events };
+    }
+    return serveEvents(channel, req, reply, after, q.vm);
   });
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  registerSnapshotRoutes(app, channel);
 
   return app;
 }

@@ -1,7 +1,27 @@
 /** The lifecycle verbs (start, pause, resume, reboot, stop, shutdown): one action on one or more VMs. */
-import type { ActionOutcome, VmAction } from '../host/actions.js';
-import { ClientError } from './client.js';
+import type { ActionOutcome, VmAction, VmView } from '../host/actions.js';
+import { Client, ClientError, EXIT } from './client.js';
 import { defineVerb, enc, printJson } from './verb.js';
+
+const INACTIVE = new Set(['defined', 'stopped', 'crashed']);
+
+/**
+ * A refusal in the words of the verb the user typed: `stop` on a VM that is not running says it is already
+ * stopped (exit 4), rather than the daemon's "cannot shutdown a VM that is stopped".
+ */
+async function explain(client: Client, verb: string, name: string, err: unknown): Promise<unknown> {
+  if (!(err instanceof ClientError) || err.code !== 'INVALID_STATE') return err;
+  if (verb !== 'stop' && verb !== 'shutdown' && verb !== 'pause') return err;
+  const vm = await client.json<VmView>('GET', `/vms/${enc(name)}`).catch(() => undefined);
+  if (!vm || !INACTIVE.has(vm.state)) return err;
+  const what =
+    vm.state === 'defined'
+      ? 'has not been started'
+      : vm.state === 'crashed'
+        ? `is not running (it crashed${vm.stateReason ? `: ${vm.stateReason}` : ''})`
+        : 'is already stopped';
+  return new ClientError(EXIT.CONFLICT, `${name} ${what}`, err.code, err.status);
+}
 
 export function actionVerb(verb: string, describe: string, pick: (values: { force?: boolean }) => VmAction) {
   return defineVerb({
@@ -24,7 +44,11 @@ export function actionVerb(verb: string, describe: string, pick: (values: { forc
       const results: ActionOutcome[] = [];
       for (const name of positionals) {
         try {
-          const out = await client.json<ActionOutcome>('POST', `/vms/${enc(name)}/actions/${action}`, body);
+          const out = await client
+            .json<ActionOutcome>('POST', `/vms/${enc(name)}/actions/${action}`, body)
+            .catch(async (err: unknown) => {
+              throw await explain(client, verb, name, err);
+            });
           results.push(out);
           if (!values.json)
             console.log(

@@ -53,12 +53,15 @@ export class ClientError extends Error {
 }
 
 export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = process.env): Endpoint {
-  const url = o.url ?? env.TYPEVISOR_URL;
+  const url = tcpAsUrl(o.url ?? env.TYPEVISOR_URL, o.ca ?? env.TYPEVISOR_CA);
   const home = o.home ?? defaultHome(env);
   if (url) {
     if (url.startsWith('unix:')) return { socketPath: url.slice(5) };
     if (!/^https?:\/\/[^/]+\/?$/.test(url))
-      throw new ClientError(EXIT.USAGE, `--url takes http://HOST:PORT or unix:/path, got ${url}`);
+      throw new ClientError(
+        EXIT.USAGE,
+        `--url takes unix:/path, tcp:HOST:PORT, http://HOST:PORT or https://HOST:PORT, got ${url}`,
+      );
     let token = o.token ?? env.TYPEVISOR_TOKEN;
     if (!token) {
       try {
@@ -80,6 +83,17 @@ export function resolveEndpoint(o: EndpointOptions, env: NodeJS.ProcessEnv = pro
     return { baseUrl: url.replace(/\/$/, ''), token, ca };
   }
   return { socketPath: homeLayout(home).socket };
+}
+
+/**
+ * `tcp:HOST:PORT`, the daemon's own --listen spelling, as a URL: https:// when a CA is given (a TLS daemon),
+ * else http://. IPv6 hosts keep their brackets (tcp:[::1]:8080).
+ */
+export function tcpAsUrl(url: string | undefined, ca: string | undefined): string | undefined {
+  if (!url?.startsWith('tcp:')) return url;
+  const m = /^tcp:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(url);
+  if (!m) throw new ClientError(EXIT.USAGE, `--url tcp: takes tcp:HOST:PORT, got ${url}`);
+  return `${ca ? 'https' : 'http'}://${m[1]}:${m[2]}`;
 }
 
 export interface Reply {
@@ -172,6 +186,43 @@ export class Client {
       throw new ClientError(statusExit(r.status), msg, code, r.status);
     }
     return r.body;
+  }
+
+  /**
+   * A streaming GET (Server-Sent Events): resolves with the response once its headers arrive; the caller reads
+   * the body as it comes. A non-2xx answer is read whole and becomes a ClientError.
+   */
+  stream(path: string): Promise<IncomingMessage> {
+    const e = this.endpoint;
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (e.token) headers.authorization = `Bearer ${e.token}`;
+    const target = e.socketPath ? { socketPath: e.socketPath, path } : { ...splitUrl(e.baseUrl!), path };
+    const secure = e.baseUrl?.startsWith('https:') ?? false;
+    const send = secure ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send({ ...target, method: 'GET', headers, ...(secure ? trust(e) : {}) }, (res: IncomingMessage) => {
+        if ((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300) return resolve(res);
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let msg = `HTTP ${res.statusCode}`;
+          let code: string | undefined;
+          try {
+            const err = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error: { code: string; message: string } })
+              .error;
+            msg = err.message;
+            code = err.code;
+          } catch {
+            /* not JSON */
+          }
+          reject(new ClientError(statusExit(res.statusCode ?? 0), msg, code, res.statusCode));
+        });
+      });
+      req.on('error', (err) =>
+        reject(new ClientError(EXIT.UNREACHABLE, `daemon at ${e.socketPath ?? e.baseUrl}: ${err.message}`)),
+      );
+      req.end();
+    });
   }
 
   /** Opens a WebSocket to `path` (the console). */

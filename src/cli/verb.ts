@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Client, ClientError, EXIT, EXIT_CODES_HELP, resolveEndpoint } from './client.js';
+import { FlagError, inCliWords } from './units.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -18,8 +19,8 @@ export const COMMON_OPTIONS = {
 
 export const COMMON_HELP = `common options:
   --json          machine-readable output
-  --url URL       daemon address: unix:/path, http://HOST:PORT or https://HOST:PORT (default: the socket in the
-                  home; $TYPEVISOR_URL)
+  --url URL       daemon address: unix:/path, tcp:HOST:PORT (as in 'daemon --listen'; https with --ca),
+                  http://HOST:PORT or https://HOST:PORT (default: the socket in the home; $TYPEVISOR_URL)
   --token TOKEN   bearer token for TCP ($TYPEVISOR_TOKEN; default: <home>/token)
   --ca FILE       PEM certificate(s) to trust for an https:// daemon ($TYPEVISOR_CA)
   --home DIR      daemon home ($TYPEVISOR_HOME)
@@ -66,7 +67,7 @@ export function defineVerb<O extends Options>(spec: {
       const client = new Client(resolveEndpoint({ url: values.url, token: values.token, home: values.home, ca: values.ca }));
       return await spec.run({ values: parsed.values as never, positionals: parsed.positionals, client });
     } catch (err) {
-      if (err instanceof UsageError) {
+      if (err instanceof UsageError || err instanceof FlagError) {
         console.error(`typevisor ${spec.name}: ${err.message}\n\n${help}`);
         return EXIT.USAGE;
       }
@@ -74,7 +75,9 @@ export function defineVerb<O extends Options>(spec: {
         if ((parsed.values as { json?: boolean }).json) {
           console.log(JSON.stringify({ error: { code: err.code ?? 'CLIENT_ERROR', message: err.message } }));
         }
-        console.error(`typevisor ${spec.name}: ${err.message}${err.code ? ` [${err.code}]` : ''}`);
+        // The daemon speaks in API fields (memoryMiB); the user typed flags (--memory).
+        const message = err.code ? inCliWords(err.message) : err.message;
+        console.error(`typevisor ${spec.name}: ${message}${err.code ? ` [${err.code}]` : ''}`);
         return err.exitCode;
       }
       throw err;

@@ -48,7 +48,8 @@ let updated = false;
 
 function apt(args: string[], log: (line: string) => void): boolean {
   log(`apt-get ${args.join(' ')}`);
-  const out = query('apt-get', args, { DEBIAN_FRONTEND: 'noninteractive' });
+  // Wait (up to 10 min) for the dpkg lock an unattended upgrade may hold on a fresh machine, instead of failing.
+  const out = query('apt-get', ['-o', 'DPkg::Lock::Timeout=600', ...args], { DEBIAN_FRONTEND: 'noninteractive' });
   return out !== undefined;
 }
 

@@ -5,7 +5,16 @@
 import type { VmState } from './lifecycle.js';
 import type { ImageView, ImportSpec } from './image-store.js';
 import type { VmStats } from './engine.js';
-import type { VmConfig } from '../vm/config.js';
+import type { NicRateLimit, VmConfig } from '../vm/config.js';
+import type { NetworkMode, NetworkRecord } from './networks.js';
+import type { NetworkLease } from './network-manager.js';
+import type { CpuPatch } from './cpu/settings.js';
+import type { CpuView } from './cpu/manager.js';
+import type { HostEvent } from './events.js';
+import type { HostSample, VmSample } from './monitor/samples.js';
+import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
+import type { MemoryPatch } from './memory/settings.js';
+import type { HostMemoryView, MemoryView } from './memory/manager.js';
 
 export interface DiskSpec {
   /** Virtual size in MiB; an overlay defaults to its backing image's size. */
@@ -13,6 +22,24 @@ export interface DiskSpec {
   format: 'raw' | 'qcow2';
   /** Name of an image whose root filesystem backs this disk (qcow2 overlay). */
   backing?: string;
+}
+
+export interface NicSpec {
+  network: string;
+  /** Generated (52:54:00:xx:xx:xx, unique on the host) when absent. */
+  mac?: string;
+  rx?: NicRateLimit;
+  tx?: NicRateLimit;
+}
+
+export interface PublishSpec {
+  proto: 'tcp' | 'udp';
+  /** Default 127.0.0.1: a published port is reachable from this host only unless asked otherwise. */
+  hostIp?: string;
+  hostPort: number;
+  guestPort: number;
+  /** Index of the NIC whose network forwards the port (default 0). */
+  nic?: number;
 }
 
 export interface CreateVmSpec {
@@ -23,6 +50,8 @@ export interface CreateVmSpec {
   image?: string;
   kernel?: string;
   initrd?: string;
+  /** 'auto' (default): the kernel must be a RISC-V Linux Image or riscv64 ELF; 'raw': load its bytes as they are. */
+  kernelFormat?: 'auto' | 'raw';
   cmdline?: string;
   /** 'builtin' (SBI in the hypervisor), 'none' (bare-metal kernel in M-mode), or an absolute firmware path. */
   firmware: string;
@@ -34,6 +63,20 @@ export interface CreateVmSpec {
   rng: boolean;
   balloon: boolean;
   virtioConsole: boolean;
+  /** CPU weight, cap, cpuset and burst (defaults: weight 100, no cap, every core, no burst). */
+  cpu?: CpuPatch;
+  /** NICs; absent = one NIC on the 'default' network, [] = no network. */
+  nics?: NicSpec[];
+  publish?: PublishSpec[];
+  /** Memory floor and weight (defaults: the maximum, i.e. no ballooning; weight 100). */
+  memory?: MemoryPatch;
+}
+
+/** A live change of one NIC's limits: null removes a direction's limit, absent leaves it. */
+export interface NicRatePatch {
+  nic: number;
+  rx?: NicRateLimit | null;
+  tx?: NicRateLimit | null;
 }
 
 export interface UpdateVmSpec {
@@ -43,6 +86,12 @@ export interface UpdateVmSpec {
   autostart?: boolean;
   /** Running VMs only: how much memory the balloon should take back (not persisted). */
   balloonTargetMiB?: number;
+  /** CPU settings; they apply at once to a running VM. */
+  cpu?: CpuPatch;
+  /** NIC limits, applied live to a running VM and kept in its record. */
+  nicRates?: NicRatePatch[];
+  /** Memory floor and weight; targetMiB pins a running VM's size (null hands it back to the policy). */
+  memory?: MemoryPatch & { targetMiB?: number | null };
 }
 
 export const VM_ACTIONS = ['start', 'shutdown', 'stop', 'pause', 'resume', 'reboot'] as const;
@@ -55,6 +104,8 @@ export type HostAction =
   | { type: 'update'; name: string; patch: UpdateVmSpec }
   | { type: 'delete'; name: string; force: boolean }
   | { type: 'action'; name: string; action: VmAction; timeoutMs?: number }
+  /** Runs a command in a running VM through its guest agent. */
+  | { type: 'exec'; name: string; request: ExecRequest }
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
@@ -62,7 +113,60 @@ export type HostAction =
   | { type: 'image-get'; name: string }
   | { type: 'image-import'; spec: ImportSpec }
   | { type: 'image-delete'; name: string }
-  | { type: 'stats-all' };
+  | { type: 'stats-all' }
+  | { type: 'network-list' }
+  | { type: 'network-get'; name: string }
+  | { type: 'network-create'; spec: { name: string; mode: NetworkMode; subnet?: string; dnsHosts?: Record<string, string> } }
+  | { type: 'network-delete'; name: string }
+  | { type: 'vm-history'; name: string; seconds?: number }
+  | { type: 'host-history'; seconds?: number }
+  /** Recent events after `afterId`, and (with a listener) every later one until unsubscribe is called. */
+  | { type: 'events'; afterId?: number; listener?: (e: HostEvent) => void }
+  /** Writes the VM's machine state and disks into a new directory `path`; `stop` ends the VM afterwards. */
+  | { type: 'save'; name: string; path: string; stop: boolean }
+  /** Creates a VM from a save directory and runs it from the saved state. */
+  | { type: 'restore'; path: string; newName?: string }
+  /** Snapshot of the disks (and, for a running or paused VM, its machine state unless diskOnly). */
+  | { type: 'snapshot-create'; name: string; snapshot?: string; diskOnly: boolean }
+  | { type: 'snapshot-list'; name: string }
+  /** Reverts the disks to the snapshot; a snapshot with machine state resumes the VM where it was. */
+  | { type: 'snapshot-restore'; name: string; snapshot: string }
+  | { type: 'snapshot-delete'; name: string; snapshot: string }
+  /** A linked clone: new VM whose disks are thin overlays over the source's disks frozen now. */
+  | { type: 'clone'; source: string; target: string; running: boolean };
+
+export interface SnapshotView {
+  name: string;
+  parent: string | null;
+  createdAt: string;
+  vmState: 'running' | 'paused' | 'stopped';
+  /** Holds memory and device state (restoring it resumes the guest). */
+  hasState: boolean;
+  stateBytes: number;
+  /** The snapshot the VM's disks derive from now. */
+  current: boolean;
+}
+
+export interface SnapshotOutcome {
+  vm: VmView;
+  snapshot: SnapshotView;
+  /** Host time for the whole action. */
+  totalMs: number;
+  /** Worker time: pause to state durable (create), request to guest running (restore). */
+  workerMs?: number;
+}
+
+/** What save and restore report (timings measured in the VM worker and in the host). */
+export interface StateOutcome {
+  vm: VmView;
+  path: string;
+  stateBytes: number;
+  ramChunks: number;
+  /** Worker time: pause to state file durable (save), or request to guest running (restore). */
+  workerMs: number;
+  /** Host time for the whole action. */
+  totalMs: number;
+}
 
 /** A console viewer: receives guest output; its input goes through ConsoleSession.write. */
 export interface ConsoleViewer {
@@ -85,8 +189,17 @@ export interface VmView {
   createdAt: string;
   updatedAt: string;
   config: VmConfig;
+  /** Each NIC with the address its network leased to it (when it has one). */
+  addresses: { nic: number; network: string; mac: string; ip?: string }[];
   /** Live figures while the VM has a worker; null otherwise. */
-  stats: VmStats | null;
+  stats: VmViewStats | null;
+  cpu: CpuView;
+  memory: MemoryView;
+}
+
+export interface VmViewStats extends VmStats {
+  /** The VM's CPU as a share of its cap in force (null when uncapped). */
+  capUsePercent: number | null;
 }
 
 export interface ActionOutcome {
@@ -105,6 +218,26 @@ export interface HostInfo {
   daemon: { pid: number; uptimeSeconds: number; rssBytes: number; heapUsedBytes: number; engine: string; version: string };
   vms: { total: number; byState: Record<VmState, number> };
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };
+  /** How CPU settings are enforced on this host, and why better mechanisms were passed over. */
+  cpuControl: { mechanism: string; detail: string; skipped: string[] };
+  /** The memory budget, what running VMs commit and hold, and the headroom. */
+  memory: HostMemoryView;
+}
+
+export interface EventsResult {
+  events: HostEvent[];
+  /** Present when a listener was given. */
+  unsubscribe?: () => void;
+}
+
+export interface NetworkView extends NetworkRecord {
+  gateway?: string;
+  dns: string;
+  running: boolean;
+  /** VMs with a NIC on this network. */
+  vms: string[];
+  leases: NetworkLease[];
+  stats: Record<string, unknown> | null;
 }
 
 /** What each action answers with, by action type. */
@@ -115,6 +248,7 @@ interface HostResults {
   update: VmView;
   delete: { deleted: string };
   action: ActionOutcome;
+  exec: ExecResult;
   'console-log': Buffer;
   'console-attach': ConsoleSession;
   'host-info': HostInfo;
@@ -123,6 +257,20 @@ interface HostResults {
   'image-get': ImageView;
   'image-import': ImageView;
   'image-delete': { deleted: string };
+  'vm-history': { name: string; intervalSeconds: number; samples: VmSample[] };
+  'host-history': { intervalSeconds: number; samples: HostSample[] };
+  events: EventsResult;
+  'network-list': NetworkView[];
+  'network-get': NetworkView;
+  'network-create': NetworkView;
+  'network-delete': { deleted: string };
+  save: StateOutcome;
+  restore: StateOutcome;
+  'snapshot-create': SnapshotOutcome;
+  'snapshot-list': SnapshotView[];
+  'snapshot-restore': SnapshotOutcome;
+  'snapshot-delete': { deleted: string };
+  clone: { vm: VmView; source: string; totalMs: number };
 }
 
 /** The result type for each action. */

@@ -5,6 +5,7 @@
 import { closeSync, fsyncSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -41,5 +42,46 @@ export function fsyncDir(dir: string): void {
     /* some filesystems refuse fsync on directories; the rename is still atomic */
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * writeFileAtomic without blocking the event loop: the same steps (temporary file, fsync, rename, directory
+ * fsync) through fs/promises, so a slow disk delays only this write, not the API.
+ */
+export async function writeFileAtomicAsync(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await fsyncDirAsync(dirname(path));
+}
+
+export async function writeJsonAtomicAsync(path: string, value: unknown, mode = 0o644): Promise<void> {
+  await writeFileAtomicAsync(path, JSON.stringify(value, null, 2) + '\n', mode);
+}
+
+export async function fsyncDirAsync(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch {
+    /* some filesystems refuse fsync on directories; the rename is still atomic */
+  } finally {
+    await fh?.close().catch(() => {});
   }
 }

@@ -9,9 +9,15 @@ import type { FastifyInstance } from 'fastify';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { homeLayout, type HomeLayout } from './home.js';
 import { Hypervisor } from './hypervisor.js';
+import { daemonPathPolicy } from './path-policy.js';
+import { guestsCacheDir } from '../guests/paths.js';
 import type { Engine } from './engine.js';
 import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
+import type { Logger } from 'pino';
+import type { MechanismChoice } from './cpu/probe.js';
+import type { MemoryBudget } from './memory/budget.js';
+import { fixMmapThreshold } from './memory/malloc.js';
 
 export type ListenSpec = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
@@ -51,6 +57,16 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** PEM certificate chain and key: TCP listeners then serve HTTPS/WSS (the unix socket stays plain). */
   tls?: { cert: string; key: string };
+  /** Directories API clients may name kernels, initrds and firmware from, besides <home>/images and the guest cache. */
+  allowPaths?: string[];
+  /** Structured logger: API requests and VM events go here, one JSON line each, with the VM name as a field. */
+  logger?: Logger;
+  /** CPU enforcement: 'auto' (best available) or a named mechanism. */
+  cpuMechanism?: MechanismChoice;
+  /** Subnet of the 'default' NAT network. */
+  defaultSubnet?: string;
+  /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
+  memoryBudget?: MemoryBudget;
 }
 
 export interface RunningDaemon {
@@ -108,8 +124,29 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   writeFileAtomic(layout.pidFile, `${process.pid}\n`, 0o600);
   const token = ensureToken(layout.tokenFile);
 
+  // Before any VM allocates guest RAM: chunks the guests give back must leave the process (malloc.ts).
+  if (!fixMmapThreshold()) log('memory: could not fix the malloc mmap threshold; freed guest RAM may stay in RSS');
   const engine = opts.engine ?? new WorkerEngine({ runtimeModule: opts.runtimeModule });
-  const hypervisor = new Hypervisor({ home: layout, engine, shutdownTimeoutMs: opts.shutdownTimeoutMs, log });
+  const pathPolicy = daemonPathPolicy(layout.imagesDir, guestsCacheDir(), opts.allowPaths);
+  log(`API clients may name boot files under: ${pathPolicy.allowed.join(', ')}`);
+  const hypervisor = new Hypervisor({
+    home: layout,
+    engine,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+    log,
+    cpuMechanism: opts.cpuMechanism,
+    pathPolicy,
+    defaultSubnet: opts.defaultSubnet,
+    memoryBudget: opts.memoryBudget,
+  });
+  const logger = opts.logger;
+  if (logger) {
+    hypervisor.events.subscribe((e) => {
+      const { reason, type, id, time: _time, ...fields } = e;
+      void _time;
+      logger.info({ event: type, eventId: id, ...fields }, reason);
+    });
+  }
   await hypervisor.init();
 
   const listens = opts.listen?.length ? opts.listen : [{ kind: 'unix', path: layout.socket } as ListenSpec];
@@ -119,7 +156,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   try {
     for (const l of listens) {
       const tcp = l.kind === 'tcp';
-      const app = await buildApi({ channel: hypervisor, token: tcp ? token : undefined, tls: tcp ? opts.tls : undefined, log });
+      const app = await buildApi({
+        channel: hypervisor,
+        token: tcp ? token : undefined,
+        tls: tcp ? opts.tls : undefined,
+        log,
+        logger,
+      });
       apps.push(app);
       if (l.kind === 'unix') {
         // A socket file left by a dead daemon would make listen fail with EADDRINUSE.

@@ -3,17 +3,28 @@
  * The built-in engine (src/vm/worker-engine.ts) runs each VM in its own worker_thread; a later engine may
  * drive qemu-system/KVM behind the same interface.
  */
-import type { VmConfig } from '../vm/config.js';
-import type { RuntimeCounters } from '../vm/protocol.js';
+import type { MessagePort } from 'node:worker_threads';
+import type { NicRateLimit, VmConfig } from '../vm/config.js';
+import type { RuntimeCounters, StateFileInfo } from '../vm/protocol.js';
 import { zeroCounters } from '../vm/runtime.js';
+import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
 
 /**
  * Live figures of one VM: the worker's raw counters (totals since the VM (re)started) plus the rates the host
  * computes from successive samples.
  */
 export interface VmStats extends RuntimeCounters {
-  /** Share of one host core the VM's thread was busy over the last sample window, 0..100. */
+  /**
+   * Share of one host core the VM's threads really ran over the last sample window (kernel schedstat; 150 = one
+   * and a half cores). Engines that cannot see thread times report wall-clock busy time instead.
+   */
   cpuPercent: number;
+  /** Share of the window the VM's threads waited runnable for a host core (steal, as the guest would see it). */
+  stealPercent: number;
+  /** CPU time the VM's threads got since the VM started. */
+  cpuTimeSeconds: number;
+  /** Time they waited runnable since the VM started. */
+  stealSeconds: number;
   /** Instructions per second over the last sample window. */
   instructionsPerSecond: number;
   /** Seconds since the VM started. */
@@ -21,7 +32,15 @@ export interface VmStats extends RuntimeCounters {
 }
 
 export function emptyStats(): VmStats {
-  return { ...zeroCounters(), cpuPercent: 0, instructionsPerSecond: 0, uptimeSeconds: 0 };
+  return {
+    ...zeroCounters(),
+    cpuPercent: 0,
+    stealPercent: 0,
+    cpuTimeSeconds: 0,
+    stealSeconds: 0,
+    instructionsPerSecond: 0,
+    uptimeSeconds: 0,
+  };
 }
 
 /** Why an engine VM ended on its own (not because the host stopped it). */
@@ -36,6 +55,8 @@ export interface EngineEvents {
   /** The guest asked for a reset; the engine has already restarted it in place. */
   guestReboot(): void;
   exit(exit: VmExit): void;
+  /** The Linux thread ids (of this process) that run the VM's guest code, as soon as they are known. */
+  threads?(tids: number[]): void;
 }
 
 export interface EngineVm {
@@ -49,13 +70,46 @@ export interface EngineVm {
   requestShutdown(): Promise<void>;
   /** Resets the machine and boots again. */
   reboot(): Promise<void>;
-  stats(): Promise<VmStats>;
+  /**
+   * Current figures. `waitMs` bounds how long to wait for the VM's own counters (a VM thread held back by its
+   * cap or a busy core answers late); past it the last counters are used, with CPU figures still fresh.
+   */
+  stats(waitMs?: number): Promise<VmStats>;
   /** Bytes typed by a console viewer, for the guest's console. */
   consoleInput(bytes: Uint8Array): void;
   setBalloonTarget(bytes: number): Promise<void>;
+  /** Thread ids running guest code (empty until known, or where threads are not visible). */
+  threadIds(): number[];
+  /** A cap the VM's run loop enforces itself (no cgroup available); null removes it. */
+  setRunLoopCap(percent: number | null): Promise<void>;
+  /** Changes one NIC's limits while the VM runs (null: unlimited in that direction). */
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void>;
+  /**
+   * Runs a command in the guest through its agent. Rejects with an AgentError (src/vm/agent-client.ts) whose
+   * `failure` says why (no agent channel, timeout, the VM ended, the agent refused).
+   */
+  exec(req: ExecRequest): Promise<ExecResult>;
+  /** Instead of start(): runs the VM from a machine state file (engines with snapshots only). */
+  restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Writes the paused VM's machine state to `path` atomically, after flushing its disks. */
+  saveState?(path: string): Promise<StateFileInfo>;
+  /** Paused VMs only: 'detach' closes disk i's image cleanly, 'attach' opens paths[i] for it (null: unchanged). */
+  switchDisks?(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void>;
+  /** Stops the guest and closes its disks but keeps the engine's VM (thread) for restoreInPlace. */
+  releaseGuest?(): Promise<void>;
+  /** After releaseGuest: runs the machine state at `path` in the same VM (a warm snapshot revert). */
+  restoreInPlace?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Sends one line to the guest agent (e.g. a clone's new identity); rejects when there is no agent channel. */
+  sendAgentRequest?(line: string): Promise<void>;
+}
+
+/** Host resources a VM is given at creation, beyond its config. */
+export interface EngineResources {
+  /** One per NIC in config order: the VM side of its link to the network (see src/host/network-manager.ts). */
+  nicPorts?: MessagePort[];
 }
 
 export interface Engine {
   readonly name: string;
-  create(config: VmConfig, events: EngineEvents): EngineVm;
+  create(config: VmConfig, events: EngineEvents, resources?: EngineResources): EngineVm;
 }

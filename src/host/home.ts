@@ -15,6 +15,7 @@ export interface HomeLayout {
   tokenFile: string;
   pidFile: string;
   imagesDir: string;
+  networksDir: string;
 }
 
 export function homeLayout(root: string): HomeLayout {
@@ -25,6 +26,7 @@ export function homeLayout(root: string): HomeLayout {
     tokenFile: join(root, 'token'),
     pidFile: join(root, 'daemon.pid'),
     imagesDir: join(root, 'images'),
+    networksDir: join(root, 'networks'),
   };
 }
 

@@ -3,11 +3,14 @@
  * actions (actions.ts) and drives VMs only through an Engine. Every state change goes through lifecycle.ts and is
  * persisted atomically before the action reports success.
  */
-import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
-import { isAbsolute, join, normalize } from 'node:path';
+import { basename, join } from 'node:path';
 import type {
+  SnapshotOutcome,
+  SnapshotView,
+  StateOutcome,
   ActionOutcome,
   ConsoleSession,
   ConsoleViewer,
@@ -16,6 +19,9 @@ import type {
   HostChannel,
   HostInfo,
   HostResult,
+  NetworkView,
+  NicSpec,
+  PublishSpec,
   UpdateVmSpec,
   VmAction,
   VmView,
@@ -27,9 +33,58 @@ import { HostError } from './errors.js';
 import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
 import { ImageStore } from './image-store.js';
+import { checkConfigFiles, checkRequestedFiles, daemonPathPolicy, type PathPolicy } from './path-policy.js';
+import { refuseNonKernel } from './kernel-file.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
 import { Registry, RECORD_SCHEMA, type VmRecord } from './registry.js';
-import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig } from '../vm/config.js';
+import { guestsCacheDir } from '../guests/paths.js';
+import { EventBus } from './events.js';
+import { CpuManager, describeCpu } from './cpu/manager.js';
+import { probeCpuEnforcer, type MechanismChoice } from './cpu/probe.js';
+import { CpuEnforceError } from './cpu/enforcer.js';
+import {
+  applyCpuPatch,
+  cpuSettingsFromRecord,
+  CpuSettingsError,
+  defaultCpuSettings,
+  type CpuPatch,
+  type CpuSettings,
+} from './cpu/settings.js';
+import { Monitor } from './monitor/monitor.js';
+import { PolicyLoop } from './cpu/policy-loop.js';
+import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
+import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
+import type { VmViewStats } from './actions.js';
+import { NetworkManager, type ForwardSpec, type NetworkLease, type StartNetwork, type VmNetworkLink } from './network-manager.js';
+import { DEFAULT_NETWORK, NetworkRegistry, formatIpv4, parseIpv4, parseSubnet, type NetworkRecord } from './networks.js';
+import {
+  defaultVmConfig,
+  MAC_RE,
+  validateRate,
+  validateVmConfig,
+  type DiskConfig,
+  type NicConfig,
+  type PublishedPort,
+  type VmConfig,
+} from '../vm/config.js';
+import { AgentError, type ExecRequest, type ExecResult } from '../vm/agent-client.js';
+import type { StateFileInfo } from '../vm/protocol.js';
+import { backingOf, SnapshotStore, SNAPSHOT_FORMAT, SNAPSHOT_STATE_FILE, type SnapshotMeta } from './snapshot-store.js';
+import { cloneIdentity, guestIdentity, identityRequest } from './clone-identity.js';
+import { completeSave, copyDisk, prepareSaveDir, readSaveManifest, SAVE_FORMAT, SAVE_VERSION, STATE_FILE } from './snapshots.js';
+import {
+  applyMemoryPatch,
+  checkMemoryTarget,
+  defaultMemorySettings,
+  describeMemory,
+  floorMiB,
+  memorySettingsFromRecord,
+  MemorySettingsError,
+  type MemoryPatch,
+  type MemorySettings,
+} from './memory/settings.js';
+import { admissionProblem, defaultBudgetMiB, type MemoryBudget } from './memory/budget.js';
+import { MemoryManager, type VmMemoryFigures } from './memory/manager.js';
 
 export interface HypervisorOptions {
   home: HomeLayout;
@@ -39,6 +94,16 @@ export interface HypervisorOptions {
   /** Console log size before rotation. */
   consoleLogBytes?: number;
   log?: (line: string) => void;
+  /** Which host files API clients may name as kernel/initrd/firmware (default: the image store and guest cache). */
+  pathPolicy?: PathPolicy;
+  /** How to enforce CPU settings: the best the host offers ('auto', default) or one named mechanism. */
+  cpuMechanism?: MechanismChoice;
+  /** Starts one virtual network (its switch and gateway); default: a network worker (src/net/network-host.ts). */
+  startNetwork?: StartNetwork;
+  /** Subnet of the 'default' NAT network. */
+  defaultSubnet?: string;
+  /** Host memory budget and overcommit ratio (default: host RAM minus a reserve, 1.0). */
+  memoryBudget?: MemoryBudget;
 }
 
 interface LiveVm {
@@ -51,36 +116,86 @@ interface LiveVm {
   /** Woken on every state change (graceful shutdown waits on it). */
   stateWaiters: Set<() => void>;
   lastStats: VmStats | null;
+  /** The VM's NICs and published ports while it runs. */
+  net: VmNetworkLink | undefined;
 }
 
 const MIB = 1024 * 1024;
+/** How long an API read waits for a VM's own counters (its CPU figures come from the kernel regardless). */
+const API_STATS_WAIT_MS = 10;
+/** The monitor's 1 s samples wait longer, so the history has every VM's counters. */
+const MONITOR_STATS_WAIT_MS = 250;
 const VERSION = '0.1.0';
 
 export class Hypervisor implements HostChannel {
   readonly registry: Registry;
   readonly images: ImageStore;
+  readonly networks: NetworkRegistry;
+  private readonly netManager: NetworkManager;
   private readonly vms = new Map<string, LiveVm>();
   /** Names being created right now (their folder may not exist yet). */
   private readonly creating = new Set<string>();
   private readonly startedAt = Date.now();
   private readonly log: (line: string) => void;
   private closed = false;
+  readonly events = new EventBus();
+  readonly cpu: CpuManager;
+  private readonly cpuSkipped: string[];
+  readonly monitor: Monitor;
+  private readonly policies: PolicyLoop;
+  readonly memoryBudget: MemoryBudget;
+  readonly memory: MemoryManager;
+
+  private readonly paths: PathPolicy;
 
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
+    this.paths = opts.pathPolicy ?? daemonPathPolicy(opts.home.imagesDir, guestsCacheDir());
     this.images = new ImageStore(opts.home.imagesDir, (image) =>
       [...this.vms.values()].filter((l) => l.rec.image === image).map((l) => l.rec.name),
     );
     this.log = opts.log ?? (() => {});
+    const probed = probeCpuEnforcer(opts.cpuMechanism ?? 'auto');
+    this.cpuSkipped = probed.skipped;
+    this.cpu = new CpuManager(probed.enforcer, this.events, this.log);
+    this.memoryBudget = opts.memoryBudget ?? { budgetMiB: defaultBudgetMiB(), overcommit: 1 };
+    this.memory = new MemoryManager(this.memoryBudget, this.events, this.log);
+    this.monitor = new Monitor(
+      () => this.monitored(),
+      this.log,
+      undefined,
+      (samples) => this.memory.tick(samples, (name) => this.vms.get(name)?.vm),
+    );
+    this.policies = new PolicyLoop(this.cpu, this.log);
+    this.networks = new NetworkRegistry(opts.home.networksDir, opts.defaultSubnet, this.log);
+    this.netManager = new NetworkManager({
+      registry: this.networks,
+      start: opts.startNetwork ?? defaultStartNetwork,
+      knownLeases: (network) => this.knownLeases(network),
+      onLease: (network, lease) => this.onLease(network, lease),
+      log: this.log,
+    });
   }
 
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
   async init(): Promise<void> {
+    this.monitor.start();
+    this.policies.start();
+    this.networks.load();
     this.registry.sweep();
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
       const live = this.track(rec);
       if (isActive(rec.state)) {
         this.setState(live, 'stopped', 'the daemon exited while the VM was running');
+      }
+    }
+    // Snapshot operations cut short by a crash leave partial folders, .next overlays or unreferenced layers.
+    const roots = this.allDiskPaths();
+    for (const live of this.vms.values()) {
+      try {
+        this.store(live).sweep(live.rec.config.disks, roots);
+      } catch (err) {
+        this.log(`${live.rec.name}: snapshot sweep failed: ${(err as Error).message}`);
       }
     }
     for (const live of this.vms.values()) {
@@ -98,6 +213,8 @@ export class Hypervisor implements HostChannel {
   /** Stops every VM (daemon exit). Records say stopped so a restart does not mistake them for crashed. */
   async close(): Promise<void> {
     this.closed = true;
+    this.monitor.stop();
+    this.policies.stop();
     await Promise.all(
       [...this.vms.values()].map(async (live) => {
         if (live.vm) {
@@ -106,9 +223,13 @@ export class Hypervisor implements HostChannel {
           await vm.stop().catch(() => {});
           if (isActive(live.rec.state)) this.setState(live, 'stopped', 'the daemon stopped');
         }
-        live.log.flush();
+        await this.releaseNet(live);
+        await live.log.flush();
       }),
     );
+    this.cpu.closeAll();
+    await this.netManager.close();
+    await this.registry.settled();
   }
 
   send<A extends HostAction>(action: A): Promise<HostResult<A>> {
@@ -118,9 +239,12 @@ export class Hypervisor implements HostChannel {
   private async dispatch(action: HostAction): Promise<unknown> {
     switch (action.type) {
       case 'list':
+        // What the API reports is on disk: reads wait for the (asynchronous) vm.json writes already asked for.
+        await this.registry.settled();
         return [...this.vms.values()].map((l) => this.view(l, null));
       case 'get': {
         const live = this.find(action.name);
+        await this.registry.settled(action.name);
         return this.view(live, action.withStats ? await this.sampleStats(live) : null);
       }
       case 'create':
@@ -129,8 +253,13 @@ export class Hypervisor implements HostChannel {
         return this.update(action.name, action.patch);
       case 'delete':
         return this.remove(action.name, action.force);
-      case 'action':
-        return this.act(action.name, action.action, action.timeoutMs);
+      case 'action': {
+        const outcome = await this.act(action.name, action.action, action.timeoutMs);
+        await this.registry.settled(action.name); // states reached through engine events (a graceful power-off)
+        return outcome;
+      }
+      case 'exec':
+        return this.exec(action.name, action.request);
       case 'console-log':
         return this.find(action.name).log.read();
       case 'console-attach':
@@ -148,6 +277,55 @@ export class Hypervisor implements HostChannel {
         return { deleted: action.name };
       case 'stats-all':
         return Promise.all([...this.vms.values()].map(async (l) => this.view(l, await this.sampleStats(l))));
+      case 'vm-history': {
+        const live = this.find(action.name);
+        return {
+          name: live.rec.name,
+          intervalSeconds: SAMPLE_INTERVAL_MS / 1000,
+          samples: this.monitor.vmHistory(live.rec.name, action.seconds ?? HISTORY_SECONDS),
+        };
+      }
+      case 'host-history':
+        return {
+          intervalSeconds: SAMPLE_INTERVAL_MS / 1000,
+          samples: this.monitor.hostHistory(action.seconds ?? HISTORY_SECONDS),
+        };
+      case 'events': {
+        const events = this.events.since(action.afterId ?? 0);
+        return action.listener ? { events, unsubscribe: this.events.subscribe(action.listener) } : { events };
+      }
+      case 'network-list':
+        return Promise.all(this.networks.list().map((n) => this.networkView(n)));
+      case 'network-get':
+        return this.networkView(this.networks.get(action.name));
+      case 'network-create':
+        return this.networkView(this.networks.create(action.spec));
+      case 'network-delete': {
+        this.networks.get(action.name);
+        if (action.name === DEFAULT_NETWORK) throw new HostError('INVALID_STATE', "the 'default' network cannot be removed");
+        const users = this.networkUsers(action.name);
+        if (users.length)
+          throw new HostError(
+            'NETWORK_IN_USE',
+            `network '${action.name}' is used by VM${users.length > 1 ? 's' : ''} ${users.join(', ')}`,
+          );
+        this.networks.remove(action.name);
+        return { deleted: action.name };
+      }
+      case 'save':
+        return this.save(action.name, action.path, action.stop);
+      case 'restore':
+        return this.restoreSaved(action.path, action.newName);
+      case 'snapshot-create':
+        return this.snapshotCreate(action.name, action.snapshot, action.diskOnly);
+      case 'snapshot-list':
+        return this.snapshotList(action.name);
+      case 'snapshot-restore':
+        return this.snapshotRestore(action.name, action.snapshot);
+      case 'snapshot-delete':
+        return this.snapshotDelete(action.name, action.snapshot);
+      case 'clone':
+        return this.clone(action.source, action.target, action.running);
       default: {
         const never: never = action;
         throw new HostError('INVALID_REQUEST', `unknown action ${JSON.stringify(never)}`);
@@ -177,21 +355,26 @@ export class Hypervisor implements HostChannel {
           throw new HostError('INVALID_CONFIG', `image '${d.backing}' has no root filesystem to back a disk`);
         if (!d.backing && !d.sizeMiB) throw new HostError('INVALID_CONFIG', 'a disk without a backing image needs sizeMiB');
       }
-      for (const [what, p] of [
-        ['kernel', spec.kernel],
-        ['initrd', spec.initrd],
-      ] as const)
-        if (p !== undefined) checkHostFile(what, p);
-      if (spec.firmware !== 'builtin' && spec.firmware !== 'none') checkHostFile('firmware', spec.firmware);
+      const files = checkRequestedFiles(this.paths, spec);
+      if (files.kernel) await refuseNonKernel(files.kernel, spec.kernelFormat ?? 'auto');
+      const cpu = this.checkedCpu(defaultCpuSettings(), spec.cpu ?? {});
+      const memory = checkedMemory(defaultMemorySettings(), spec.memory ?? {}, spec.memoryMiB);
+      if (floorMiB(memory, spec.memoryMiB) > this.memoryBudget.budgetMiB)
+        throw new HostError(
+          'INVALID_CONFIG',
+          `'${spec.name}' needs at least ${floorMiB(memory, spec.memoryMiB)} MiB but the whole memory budget is ${this.memoryBudget.budgetMiB} MiB`,
+        );
 
+      const nics = this.planNics(spec.nics);
+      const publish = this.planPublish(spec.publish ?? [], nics);
       const rootFromDisk = !!(image?.rootfs && spec.rootDisk);
       const config: VmConfig = defaultVmConfig({
         name: spec.name,
         cpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,
-        kernel: spec.kernel ?? image?.kernel,
+        kernel: files.kernel ?? image?.kernel,
         // An image boots from its root filesystem overlay when it has one, else from its initrd.
-        initrd: spec.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
+        initrd: files.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
         append: spec.cmdline ?? (spec.kernel ? undefined : rootFromDisk ? image?.rootCmdline : image?.cmdline),
         firmware:
           spec.firmware === 'builtin' && image?.firmware
@@ -200,11 +383,13 @@ export class Hypervisor implements HostChannel {
               ? { kind: 'builtin' }
               : spec.firmware === 'none'
                 ? { kind: 'none' }
-                : { kind: 'file', path: spec.firmware },
+                : { kind: 'file', path: files.firmware },
         disks: [],
         rng: spec.rng,
         balloon: spec.balloon,
         virtioConsole: spec.virtioConsole,
+        nics,
+        publish,
       });
       const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length;
       const problems = validateVmConfig({
@@ -246,13 +431,20 @@ export class Hypervisor implements HostChannel {
           image: image?.name,
           bootMarker: image?.bootMarker,
           config,
+          cpu,
+          memory,
         };
-        this.registry.save(rec);
+        await this.registry.save(rec);
         const live = this.track(rec);
         this.log(`created ${spec.name}`);
+        this.events.emit({
+          type: 'vm-created',
+          vm: spec.name,
+          reason: `created (${describeCpu(cpu)}) (${describeMemory(memory, spec.memoryMiB)})`,
+        });
         return this.view(live, null);
       } catch (err) {
-        this.registry.remove(spec.name);
+        await this.registry.remove(spec.name);
         if (err instanceof HostError) throw err;
         if (err instanceof DiskCreateError) throw new HostError('STORAGE_ERROR', err.message);
         throw new HostError('STORAGE_ERROR', `creating the VM's files failed: ${(err as Error).message}`);
@@ -265,6 +457,29 @@ export class Hypervisor implements HostChannel {
   private update(name: string, patch: UpdateVmSpec): Promise<VmView> {
     const live = this.find(name);
     return this.withLock(live, async () => {
+      // Refuse bad CPU and memory settings before anything else in the patch acts.
+      if (patch.cpu) this.checkedCpu(this.cpuOf(live), patch.cpu);
+      const maxMiB = patch.memoryMiB ?? live.rec.config.memoryMiB;
+      const memory = checkedMemory(this.memoryOf(live), patch.memory ?? {}, maxMiB);
+      const targetMiB = patch.memory?.targetMiB;
+      if (targetMiB !== undefined) {
+        if (!live.vm || live.rec.state !== 'running')
+          throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; a memory target applies to a running VM`);
+        if (!live.rec.config.balloon)
+          throw new HostError('INVALID_CONFIG', `'${name}' has no balloon device: its memory cannot be resized`);
+        if (targetMiB !== null) checkedTarget(targetMiB, memory, maxMiB);
+      }
+      if (live.vm && patch.memory?.minMiB !== undefined) {
+        const others = this.admitted().filter((v) => v.name !== name);
+        const problem = admissionProblem(this.memoryBudget, others, { name, maxMiB, floorMiB: floorMiB(memory, maxMiB) });
+        if (problem) throw new HostError('MEMORY_BUDGET', problem);
+      }
+      // vCPUs of a running VM: hot-plug (harts online/offline), not a new board size.
+      if (patch.vcpus !== undefined && live.vm && patch.memoryMiB === undefined && patch.cmdline === undefined) {
+        await this.hotplug(live, patch.vcpus);
+        if (Object.keys(patch).length === 1) return this.view(live, await this.sampleStats(live));
+        patch = { ...patch, vcpus: undefined };
+      }
       const touchesMachine = patch.vcpus !== undefined || patch.memoryMiB !== undefined || patch.cmdline !== undefined;
       if (touchesMachine) this.check(live, 'update');
       if (patch.balloonTargetMiB !== undefined) {
@@ -275,16 +490,76 @@ export class Hypervisor implements HostChannel {
         const bytes = patch.balloonTargetMiB * MIB;
         await this.engineCall(live, (vm) => vm.setBalloonTarget(bytes));
       }
+      const nics = (live.rec.config.nics ?? []).map((n) => ({ ...n }));
+      for (const r of patch.nicRates ?? []) {
+        const nic = nics[r.nic];
+        if (!nic) throw new HostError('INVALID_CONFIG', `'${name}' has no NIC ${r.nic}`);
+        for (const dir of ['rx', 'tx'] as const) {
+          const limit = r[dir];
+          if (limit === undefined) continue;
+          if (limit === null) delete nic[dir];
+          else {
+            const problems = validateRate(`${dir} rate`, limit);
+            if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
+            nic[dir] = limit;
+          }
+        }
+      }
+      if (patch.nicRates?.length && live.vm) {
+        for (const r of patch.nicRates) {
+          const nic = nics[r.nic]!;
+          await this.engineCall(live, (vm) => vm.setNicRate(r.nic, nic.rx ?? null, nic.tx ?? null));
+        }
+      }
       const config: VmConfig = {
         ...live.rec.config,
+        ...(patch.nicRates?.length ? { nics } : {}),
         cpus: patch.vcpus ?? live.rec.config.cpus,
         memoryMiB: patch.memoryMiB ?? live.rec.config.memoryMiB,
         append: patch.cmdline ?? live.rec.config.append,
       };
       const problems = validateVmConfig(config);
       if (problems.length) throw new HostError('INVALID_CONFIG', problems.join('; '));
-      live.rec = { ...live.rec, config, autostart: patch.autostart ?? live.rec.autostart, updatedAt: new Date().toISOString() };
-      this.registry.save(live.rec);
+      // CPU settings are checked in full first and applied to the running VM before they are recorded.
+      const cpu = patch.cpu ? this.checkedCpu(this.cpuOf(live), patch.cpu) : this.cpuOf(live);
+      if (patch.cpu && live.vm) {
+        try {
+          await this.cpu.update(name, cpu);
+        } catch (err) {
+          throw new HostError('ENGINE_ERROR', `${name}: the CPU settings could not be applied: ${(err as Error).message}`);
+        }
+      }
+      if (targetMiB !== undefined) await this.memory.setTarget(name, live.vm!, targetMiB, maxMiB);
+      if (live.vm && patch.memory) this.memory.update(name, memory, maxMiB);
+      live.rec = {
+        ...live.rec,
+        config,
+        cpu,
+        memory,
+        autostart: patch.autostart ?? live.rec.autostart,
+        updatedAt: new Date().toISOString(),
+      };
+      await this.registry.save(live.rec);
+      if (patch.cpu)
+        this.events.emit({
+          type: 'settings',
+          vm: name,
+          changes: { cpu: patch.cpu },
+          reason: `cpu set to ${describeCpu(cpu)}${live.vm ? ` (in force now, ${this.cpu.enforcer.mechanism})` : ' (from the next start)'}`,
+        });
+      if (patch.memory)
+        this.events.emit({
+          type: 'settings',
+          vm: name,
+          changes: { memory: patch.memory },
+          reason:
+            `${describeMemory(memory, maxMiB)}` +
+            (targetMiB === undefined
+              ? ''
+              : targetMiB === null
+                ? ', target cleared (the policy sizes it)'
+                : `, target ${targetMiB} MiB`),
+        });
       return this.view(live, null);
     });
   }
@@ -293,15 +568,26 @@ export class Hypervisor implements HostChannel {
     const live = this.find(name);
     return this.withLock(live, async () => {
       if (!force) this.check(live, 'delete');
+      const dependents = this.dependentsOf(name);
+      if (dependents.length)
+        throw new HostError(
+          'INVALID_STATE',
+          `'${name}' holds the disk layers of its linked clones ${dependents.join(', ')}; delete them first`,
+        );
       if (live.vm) {
         const vm = live.vm;
         live.vm = undefined;
         await vm.stop();
       }
+      await this.releaseNet(live);
       this.vms.delete(name);
-      live.log.flush();
+      this.cpu.detach(name);
+      this.memory.detach(name);
+      this.monitor.forget(name);
+      this.events.emit({ type: 'vm-deleted', vm: name, reason: force ? 'deleted (forced)' : 'deleted' });
+      await live.log.flush();
       for (const waiter of live.stateWaiters) waiter();
-      this.registry.remove(name);
+      await this.registry.remove(name);
       this.log(`deleted ${name}`);
       return { deleted: name };
     });
@@ -373,26 +659,495 @@ export class Hypervisor implements HostChannel {
     return { vm: this.view(live, null), forced };
   }
 
-  private async doStart(live: LiveVm): Promise<void> {
-    this.check(live, 'start');
-    const engineVm = this.opts.engine.create(live.rec.config, {
-      console: (bytes) => this.onConsole(live, bytes),
-      guestReboot: () => this.onGuestReboot(live, engineVm),
-      exit: (exit) => this.onExit(live, engineVm, exit),
+  /**
+   * Runs a command through the guest agent. Not under the VM's lock: commands run concurrently, and a stop
+   * must not wait for one (it ends it instead).
+   */
+  /** Brings harts online or offline in a running guest through its agent, and confirms it from SBI HSM. */
+  private async hotplug(live: LiveVm, online: number): Promise<void> {
+    const name = live.rec.name;
+    const max = live.rec.config.cpus;
+    const problem = hotplugProblem(online, max);
+    if (problem) throw new HostError('INVALID_CONFIG', problem);
+    if (live.rec.state !== 'running')
+      throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}: vCPUs are hot-plugged in a running guest`);
+    if (!live.rec.config.virtioConsole)
+      throw new HostError('AGENT_UNAVAILABLE', `'${name}' has no guest agent channel: vCPUs cannot be hot-plugged`);
+    const before = (await this.sampleStats(live))?.vcpusOnline;
+    let result: ExecResult;
+    try {
+      result = await live.vm!.exec({ argv: hotplugCommand(online, max), timeoutMs: 30_000 });
+    } catch (err) {
+      throw execError(name, { argv: ['vcpu hot-plug'], timeoutMs: 30_000 }, err);
+    }
+    if (result.exitCode !== 0) {
+      const why = Buffer.from(result.stderr).toString('utf8').trim() || `exit status ${result.exitCode}`;
+      throw new HostError('ENGINE_ERROR', `${name}: the guest could not change its online vCPUs: ${why}`);
+    }
+    const end = Date.now() + 5000;
+    let now = (await this.sampleStats(live))?.vcpusOnline;
+    while (now !== online && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = (await this.sampleStats(live))?.vcpusOnline;
+    }
+    if (now !== online)
+      throw new HostError(
+        'ENGINE_ERROR',
+        `${name}: the guest reports vCPUs ${Buffer.from(result.stdout).toString().trim()} online but ${now} harts run`,
+      );
+    this.events.emit({
+      type: 'settings',
+      vm: name,
+      changes: { vcpusOnline: online },
+      reason: `vCPUs online ${before ?? '?'} -> ${online} of ${max} (guest cpus ${Buffer.from(result.stdout).toString().trim()})`,
     });
+  }
+
+  private async exec(name: string, req: ExecRequest): Promise<ExecResult> {
+    const live = this.find(name);
+    if (this.closed) throw new HostError('VM_BUSY', 'the daemon is shutting down');
+    const vm = live.vm;
+    if (live.rec.state !== 'running' || !vm)
+      throw new HostError('INVALID_STATE', `cannot run a command in a VM that is ${live.rec.state}; start it first`);
+    if (!live.rec.config.virtioConsole)
+      throw new HostError('AGENT_UNAVAILABLE', `'${name}' has no guest agent channel (created with virtioConsole: false)`);
+    try {
+      return await vm.exec(req);
+    } catch (err) {
+      throw execError(name, req, err);
+    }
+  }
+
+  // ---- save / restore (files in snapshots.ts) ---------------------------------------------------------------
+
+  private save(name: string, path: string, stop: boolean): Promise<StateOutcome> {
+    const live = this.find(name);
+    return this.withLock(live, async () => {
+      const t0 = performance.now();
+      if (live.rec.state !== 'running' && live.rec.state !== 'paused')
+        throw new HostError('INVALID_STATE', `'${name}' is ${live.rec.state}; only a running or paused VM can be saved`);
+      const vm = live.vm;
+      if (!vm?.saveState) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot save VMs`);
+      const tmp = prepareSaveDir(path);
+      const wasRunning = live.rec.state === 'running';
+      try {
+        if (wasRunning) await this.engineCall(live, (v) => v.pause());
+        let info!: StateFileInfo;
+        await this.engineCall(live, async (v) => void (info = await v.saveState!(join(tmp, STATE_FILE))));
+        completeSave(
+          tmp,
+          path,
+          {
+            format: SAVE_FORMAT,
+            version: SAVE_VERSION,
+            name,
+            savedAt: new Date().toISOString(),
+            image: live.rec.image,
+            bootMarker: live.rec.bootMarker,
+            state: STATE_FILE,
+          },
+          live.rec.config,
+        );
+        if (stop) await this.doStop(live, 'saved and stopped');
+        else if (wasRunning) await this.engineCall(live, (v) => v.resume());
+        return {
+          vm: this.view(live, null),
+          path,
+          stateBytes: info.bytes,
+          ramChunks: info.ramChunks,
+          workerMs: info.ms,
+          totalMs: performance.now() - t0,
+        };
+      } catch (err) {
+        rmSync(tmp, { recursive: true, force: true });
+        if (wasRunning && live.vm && live.rec.state === 'running') await live.vm.resume().catch(() => {});
+        if (err instanceof HostError) throw err;
+        throw new HostError('STORAGE_ERROR', `saving '${name}' failed: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private async restoreSaved(path: string, newName?: string): Promise<StateOutcome> {
+    const t0 = performance.now();
+    const manifest = readSaveManifest(path);
+    const name = newName ?? manifest.name;
+    if (!isValidVmName(name))
+      throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(name)} must match [a-z0-9][a-z0-9-]*`);
+    if (this.vms.has(name) || this.creating.has(name) || this.registry.exists(name))
+      throw new HostError('VM_EXISTS', `a VM named '${name}' already exists`);
+    this.creating.add(name);
+    let live: LiveVm;
+    try {
+      const dir = this.registry.createDir(name);
+      try {
+        const disks = manifest.config.disks.map((d) => {
+          const target = join(dir, d.path);
+          copyDisk(join(path, d.path), target);
+          return { ...d, path: target };
+        });
+        const now = new Date().toISOString();
+        const rec: VmRecord = {
+          schema: RECORD_SCHEMA,
+          name,
+          uuid: randomUUID(),
+          createdAt: now,
+          updatedAt: now,
+          state: 'defined',
+          autostart: false,
+          ...(manifest.image ? { image: manifest.image } : {}),
+          ...(manifest.bootMarker ? { bootMarker: manifest.bootMarker } : {}),
+          config: this.withoutHostConflicts({ ...manifest.config, name, disks }),
+        };
+        this.registry.save(rec);
+        live = this.track(rec);
+      } catch (err) {
+        this.registry.remove(name);
+        throw new HostError('STORAGE_ERROR', `restoring ${path} failed: ${(err as Error).message}`);
+      }
+    } finally {
+      this.creating.delete(name);
+    }
+    // A file from elsewhere is checked whole (every RAM chunk's checksum) before the guest runs: no lazy RAM.
+    let info: StateFileInfo | void;
+    try {
+      info = await this.withLock(live, () => this.doStart(live, { path: join(path, manifest.state), lazyRam: false }));
+    } catch (err) {
+      // A refused restore leaves no VM behind.
+      this.vms.delete(name);
+      this.registry.remove(name);
+      throw err;
+    }
+    this.log(`restored ${name} from ${path}`);
+    return {
+      vm: this.view(live, null),
+      path,
+      stateBytes: info!.bytes,
+      ramChunks: info!.ramChunks,
+      workerMs: info!.ms,
+      totalMs: performance.now() - t0,
+    };
+  }
+
+  // ---- snapshots and clones (files in snapshot-store.ts) -----------------------------------------------------
+
+  private store(live: LiveVm): SnapshotStore {
+    return new SnapshotStore(this.registry.vmDir(live.rec.name));
+  }
+
+  private snapshotView(store: SnapshotStore, m: SnapshotMeta, current = store.current()): SnapshotView {
+    return {
+      name: m.name,
+      parent: m.parent,
+      createdAt: m.createdAt,
+      vmState: m.vmState,
+      hasState: m.state !== null,
+      stateBytes: m.stateBytes,
+      current: current === m.name,
+    };
+  }
+
+  private snapshotList(name: string): SnapshotView[] {
+    const live = this.find(name);
+    const store = this.store(live);
+    const current = store.current();
+    return store.list().map((m) => this.snapshotView(store, m, current));
+  }
+
+  /**
+   * Freezes the VM's disks as layers and moves it onto new overlays; with `withState` (a live VM) its machine state
+   * is saved first into `tmp`. The guest stays paused throughout and is resumed by the caller.
+   */
+  private async freezeVm(
+    live: LiveVm,
+    store: SnapshotStore,
+    tmp: string,
+    withState: boolean,
+  ): Promise<{ layers: (string | null)[]; info?: StateFileInfo }> {
+    let info: StateFileInfo | undefined;
+    if (withState) {
+      if (!live.vm?.saveState) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot save VMs`);
+      await this.engineCall(live, async (v) => void (info = await v.saveState!(join(tmp, SNAPSHOT_STATE_FILE))));
+    }
+    const disks = live.rec.config.disks;
+    const writable = disks.map((d) => (d.readOnly ? null : d.path));
+    // The worker closes each image cleanly before it is frozen: a layer never carries a dirty bit or leaks.
+    if (live.vm) {
+      if (!live.vm.switchDisks) throw new HostError('ENGINE_ERROR', `the ${this.opts.engine.name} engine cannot switch disks`);
+      await this.engineCall(live, (v) => v.switchDisks!(writable, 'detach'));
+    }
+    const { layers, overlays } = await store.freezeDisks(disks);
+    store.switchOverlays(disks, overlays, layers);
+    if (live.vm) await this.engineCall(live, (v) => v.switchDisks!(writable, 'attach'));
+    return { layers, info };
+  }
+
+  private snapshotCreate(name: string, snapshot: string | undefined, diskOnly: boolean): Promise<SnapshotOutcome> {
+    const live = this.find(name);
+    return this.withLock(live, async () => {
+      const t0 = performance.now();
+      const state = live.rec.state;
+      if (state !== 'running' && state !== 'paused' && state !== 'stopped' && state !== 'defined' && state !== 'crashed')
+        throw new HostError('INVALID_STATE', `'${name}' is ${state}; wait until it is running, paused or stopped`);
+      const store = this.store(live);
+      store.sweep(live.rec.config.disks, this.allDiskPaths());
+      const snapName =
+        snapshot ?? `snap-${new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15).toLowerCase()}`;
+      const tmp = store.begin(snapName, live.rec.config.disks);
+      const isLive = !!live.vm && (state === 'running' || state === 'paused');
+      const withState = isLive && !diskOnly;
+      const parent = store.current();
+      try {
+        if (isLive && state === 'running') await this.engineCall(live, (v) => v.pause());
+        const { layers, info } = await this.freezeVm(live, store, tmp, withState);
+        const meta = snapshotMeta(
+          snapName,
+          parent,
+          isLive ? (state as 'running' | 'paused') : 'stopped',
+          layers,
+          withState ? info : null,
+        );
+        store.finish(tmp, meta);
+        if (isLive && state === 'running') await this.engineCall(live, (v) => v.resume());
+        this.log(`${name}: snapshot ${snapName} created`);
+        return {
+          vm: this.view(live, null),
+          snapshot: this.snapshotView(store, meta),
+          totalMs: performance.now() - t0,
+          workerMs: info?.ms,
+        };
+      } catch (err) {
+        rmSync(tmp, { recursive: true, force: true });
+        if (isLive && state === 'running' && live.vm && live.rec.state === 'running') await live.vm.resume().catch(() => {});
+        if (err instanceof HostError) throw err;
+        throw new HostError('STORAGE_ERROR', `snapshot of '${name}' failed: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private snapshotRestore(name: string, snapshot: string): Promise<SnapshotOutcome> {
+    const live = this.find(name);
+    return this.withLock(live, async () => {
+      const t0 = performance.now();
+      const store = this.store(live);
+      const meta = store.get(snapshot);
+      if (live.rec.state === 'rebooting') throw new HostError('INVALID_STATE', `'${name}' is rebooting`);
+      const statePath = store.statePath(meta);
+      let workerMs: number | undefined;
+      // A live VM reverting to a memory snapshot keeps its (warm) worker: the guest is released, the disks
+      // reverted, and the state loaded in the same thread.
+      const vm = live.vm;
+      if (vm && statePath && vm.releaseGuest && vm.restoreInPlace) {
+        try {
+          await vm.releaseGuest();
+          await store.revertDisks(meta, live.rec.config.disks);
+          workerMs = (await vm.restoreInPlace(statePath, { lazyRam: true })).ms;
+        } catch (err) {
+          if (live.vm === vm) await this.doStop(live, `revert to ${snapshot} failed: ${(err as Error).message}`, 'crashed');
+          throw new HostError('ENGINE_ERROR', `reverting '${name}' to ${snapshot} failed: ${(err as Error).message}`);
+        }
+        if (live.rec.state !== 'running') this.setState(live, 'running');
+        if (meta.vmState === 'paused') {
+          await this.engineCall(live, (v) => v.pause());
+          this.setState(live, 'paused');
+        }
+        store.sweep(live.rec.config.disks, this.allDiskPaths());
+        this.log(`${name}: reverted to snapshot ${snapshot} in place`);
+        return { vm: this.view(live, null), snapshot: this.snapshotView(store, meta), totalMs: performance.now() - t0, workerMs };
+      }
+      if (live.vm) await this.doStop(live, `reverting to snapshot ${snapshot}`);
+      await store.revertDisks(meta, live.rec.config.disks);
+      store.sweep(live.rec.config.disks, this.allDiskPaths());
+      if (statePath) {
+        const info = await this.doStart(live, { path: statePath, lazyRam: true });
+        workerMs = info ? info.ms : undefined;
+        if (meta.vmState === 'paused') {
+          await this.engineCall(live, (v) => v.pause());
+          this.setState(live, 'paused');
+        }
+      }
+      this.log(`${name}: reverted to snapshot ${snapshot}`);
+      return { vm: this.view(live, null), snapshot: this.snapshotView(store, meta), totalMs: performance.now() - t0, workerMs };
+    });
+  }
+
+  private snapshotDelete(name: string, snapshot: string): Promise<{ deleted: string }> {
+    const live = this.find(name);
+    return this.withLock(live, async () => {
+      this.store(live).remove(snapshot, this.allDiskPaths());
+      this.log(`${name}: snapshot ${snapshot} deleted`);
+      return { deleted: snapshot };
+    });
+  }
+
+  /**
+   * A linked clone: the source's disks are frozen as layers (the source continues on new overlays, as after a
+   * snapshot) and the clone gets its own overlays over the same layers. With `running`, the source's machine state
+   * is saved too and the clone resumes from it. The clone gets a fresh identity (cloneIdentity).
+   */
+  private async clone(
+    source: string,
+    target: string,
+    running: boolean,
+  ): Promise<{ vm: VmView; source: string; totalMs: number }> {
+    const t0 = performance.now();
+    const src = this.find(source);
+    if (!isValidVmName(target))
+      throw new HostError('INVALID_NAME', `VM name ${JSON.stringify(target)} must match [a-z0-9][a-z0-9-]*`);
+    if (this.vms.has(target) || this.creating.has(target) || this.registry.exists(target))
+      throw new HostError('VM_EXISTS', `a VM named '${target}' already exists`);
+    this.creating.add(target);
+    let live: LiveVm;
+    let statePath: string | null = null;
+    try {
+      live = await this.withLock(src, async () => {
+        const state = src.rec.state;
+        const isLive = !!src.vm && (state === 'running' || state === 'paused');
+        if (running && !isLive)
+          throw new HostError('INVALID_STATE', `'${source}' is ${state}; --running needs a running or paused VM`);
+        const store = this.store(src);
+        store.sweep(src.rec.config.disks, this.allDiskPaths());
+        const snapName = `clone-${target}`;
+        const tmp = store.begin(snapName, src.rec.config.disks);
+        const parent = store.current();
+        const dir = this.registry.createDir(target);
+        try {
+          if (isLive && state === 'running') await this.engineCall(src, (v) => v.pause());
+          const { layers, info } = await this.freezeVm(src, store, tmp, running);
+          if (isLive && state === 'running') await this.engineCall(src, (v) => v.resume());
+          // The clone's base is a snapshot of the source: listed by 'snapshot ls', and its layers stay while any
+          // VM's disks reach them.
+          const meta = snapshotMeta(
+            snapName,
+            parent,
+            isLive ? (state as 'running' | 'paused') : 'stopped',
+            layers,
+            running ? info : null,
+          );
+          store.finish(tmp, meta);
+          const disks: DiskConfig[] = [];
+          for (const [i, d] of src.rec.config.disks.entries()) {
+            const path = join(dir, basename(d.path));
+            const layer = layers[i];
+            if (layer)
+              await createDiskFile({ path, format: 'qcow2', backingFile: join(store.vmDir, layer), backingFormat: 'qcow2' });
+            else copyDisk(d.path, path);
+            disks.push({ ...d, path });
+          }
+          statePath = store.statePath(meta);
+          const now = new Date().toISOString();
+          const rec: VmRecord = {
+            schema: RECORD_SCHEMA,
+            name: target,
+            uuid: randomUUID(),
+            createdAt: now,
+            updatedAt: now,
+            state: 'defined',
+            autostart: false,
+            ...(src.rec.image ? { image: src.rec.image } : {}),
+            ...(src.rec.bootMarker ? { bootMarker: src.rec.bootMarker } : {}),
+            config: cloneIdentity({ ...src.rec.config, name: target, disks }),
+          };
+          this.registry.save(rec);
+          return this.track(rec);
+        } catch (err) {
+          rmSync(tmp, { recursive: true, force: true });
+          this.registry.remove(target);
+          if (isLive && state === 'running' && src.vm && src.rec.state === 'running') await src.vm.resume().catch(() => {});
+          if (err instanceof HostError) throw err;
+          throw new HostError('STORAGE_ERROR', `cloning '${source}' failed: ${(err as Error).message}`);
+        }
+      });
+    } finally {
+      this.creating.delete(target);
+    }
+    if (statePath) {
+      const path: string = statePath;
+      await this.withLock(live, () => this.doStart(live, { path, lazyRam: true }));
+      // The clone runs the source's guest: give it its own identity from inside (agent) where it can.
+      await this.engineCall(live, async (v) => v.sendAgentRequest?.(identityRequest(guestIdentity(target)))).catch((err: Error) =>
+        this.log(`${target}: the guest agent did not take the clone identity: ${err.message}`),
+      );
+    }
+    this.log(`cloned ${source} to ${target}${running ? ' (running)' : ''}`);
+    return { vm: this.view(live, null), source, totalMs: performance.now() - t0 };
+  }
+
+  /** Every VM's disk images: the roots that keep snapshot layers alive (clones sit on other VMs' layers). */
+  private allDiskPaths(): string[] {
+    return [...this.vms.values()].flatMap((l) => l.rec.config.disks.map((d) => d.path));
+  }
+
+  /** VMs whose disks are built on layers in `name`'s folder (its linked clones). */
+  private dependentsOf(name: string): string[] {
+    const dir = this.registry.vmDir(name) + '/';
+    return [...this.vms.values()]
+      .filter((l) => l.rec.name !== name)
+      .filter((l) =>
+        l.rec.config.disks.some((d) => {
+          for (let p = backingOf(d.path), depth = 0; p && depth < 32; p = backingOf(p), depth++)
+            if (p.startsWith(dir)) return true;
+          return false;
+        }),
+      )
+      .map((l) => l.rec.name);
+  }
+
+  private async doStart(live: LiveVm, restore?: { path: string; lazyRam: boolean }): Promise<StateFileInfo | void> {
+    this.check(live, 'start');
+    const maxMiB = live.rec.config.memoryMiB;
+    const problem = admissionProblem(this.memoryBudget, this.admitted(), {
+      name: live.rec.name,
+      maxMiB,
+      floorMiB: floorMiB(this.memoryOf(live), maxMiB),
+    });
+    if (problem) throw new HostError('MEMORY_BUDGET', problem);
+    checkConfigFiles(this.paths, live.rec.config);
+    for (const nic of live.rec.config.nics ?? []) this.networks.get(nic.network);
+    await this.releaseNet(live);
+    const net = await this.netManager.connectVm(live.rec.name, live.rec.config);
+    live.net = net;
+    const engineVm = this.opts.engine.create(
+      live.rec.config,
+      {
+        console: (bytes) => this.onConsole(live, bytes),
+        guestReboot: () => this.onGuestReboot(live, engineVm),
+        exit: (exit) => this.onExit(live, engineVm, exit),
+        threads: (tids) => this.cpu.threadsReported(live.rec.name, engineVm, tids),
+      },
+      { nicPorts: net.ports },
+    );
+    try {
+      this.cpu.attach(live.rec.name, engineVm, this.cpuOf(live));
+    } catch (err) {
+      await this.releaseNet(live);
+      throw new HostError('ENGINE_ERROR', `could not place '${live.rec.name}' under its CPU settings: ${(err as Error).message}`);
+    }
     live.vm = engineVm;
     live.lastStats = null;
+    this.memory.attach(live.rec.name, live.rec.config, this.memoryOf(live));
     this.setState(live, 'running');
     try {
-      await engineVm.start();
+      if (!restore) {
+        await engineVm.start();
+        await this.cpu.started(live.rec.name);
+        return;
+      }
+      if (!engineVm.restore) throw new Error(`the ${this.opts.engine.name} engine cannot restore VMs`);
+      const info = await engineVm.restore(restore.path, { lazyRam: restore.lazyRam });
+      await this.cpu.started(live.rec.name);
+      return info;
     } catch (err) {
       const message = (err as Error).message;
       if (live.vm === engineVm) {
         live.vm = undefined;
         await engineVm.stop().catch(() => {});
-        this.setState(live, 'crashed', `start failed: ${message}`);
+        this.cpu.detach(live.rec.name, engineVm);
+        await this.releaseNet(live);
+        this.memory.detach(live.rec.name);
+        this.setState(live, 'crashed', `${restore ? 'restore' : 'start'} failed: ${message}`);
       }
-      throw new HostError('ENGINE_ERROR', `could not start '${live.rec.name}': ${message}`);
+      if (restore && /machine state (file|section)/.test(message)) throw new HostError('BAD_STATE_FILE', message);
+      throw new HostError('ENGINE_ERROR', `could not ${restore ? 'restore' : 'start'} '${live.rec.name}': ${message}`);
     }
   }
 
@@ -400,7 +1155,12 @@ export class Hypervisor implements HostChannel {
     this.check(live, 'stop');
     const vm = live.vm;
     live.vm = undefined;
-    if (vm) await vm.stop();
+    if (vm) {
+      await vm.stop();
+      this.cpu.detach(live.rec.name, vm);
+    }
+    await this.releaseNet(live);
+    this.memory.detach(live.rec.name);
     if (live.rec.state !== 'crashed' || to === 'crashed') this.setState(live, to, reason);
   }
 
@@ -426,7 +1186,14 @@ export class Hypervisor implements HostChannel {
   private onExit(live: LiveVm, vm: EngineVm, exit: VmExit): void {
     if (live.vm !== vm || this.vms.get(live.rec.name) !== live) return;
     live.vm = undefined;
-    void vm.stop().catch(() => {});
+    this.memory.detach(live.rec.name);
+    void vm
+      .stop()
+      .catch(() => {})
+      .then(() => {
+        this.cpu.detach(live.rec.name, vm);
+        if (live.vm === undefined) return this.releaseNet(live);
+      });
     const event: LifecycleEvent = exit.kind === 'poweroff' ? 'guest-poweroff' : 'crash';
     const to = nextState(live.rec.state, event);
     if (to) this.setState(live, to, exit.kind === 'poweroff' ? 'the guest powered off' : exit.message);
@@ -444,6 +1211,7 @@ export class Hypervisor implements HostChannel {
       lock: Promise.resolve(),
       stateWaiters: new Set(),
       lastStats: null,
+      net: undefined,
     };
     this.vms.set(rec.name, live);
     return live;
@@ -465,16 +1233,15 @@ export class Hypervisor implements HostChannel {
   }
 
   private setState(live: LiveVm, state: VmState, reason?: string): void {
+    const previous = live.rec.state;
     live.rec = { ...live.rec, state, stateReason: reason, updatedAt: new Date().toISOString() };
     if (reason === undefined) delete live.rec.stateReason;
     if (this.vms.get(live.rec.name) === live) {
-      try {
-        this.registry.save(live.rec);
-      } catch (err) {
-        this.log(`${live.rec.name}: could not save vm.json: ${(err as Error).message}`);
-      }
+      // Written in order off the event loop; user actions wait for it in withLock before they report success.
+      this.registry.save(live.rec).catch((err: Error) => this.log(`${live.rec.name}: could not save vm.json: ${err.message}`));
     }
     for (const w of live.stateWaiters) w();
+    this.events.emit({ type: 'vm-state', vm: live.rec.name, state, previous, reason: reason ?? `${state} by request` });
   }
 
   private waitForState(live: LiveVm, done: (s: VmState) => boolean, timeoutMs: number): Promise<void> {
@@ -494,7 +1261,8 @@ export class Hypervisor implements HostChannel {
   }
 
   private withLock<T>(live: LiveVm, fn: () => Promise<T>): Promise<T> {
-    const run = live.lock.then(fn, fn);
+    // The action reports success only once the state it reached is on disk.
+    const run = live.lock.then(fn, fn).finally(() => this.registry.settled(live.rec.name));
     live.lock = run.catch(() => {});
     return run;
   }
@@ -508,10 +1276,14 @@ export class Hypervisor implements HostChannel {
     }
   }
 
-  private async sampleStats(live: LiveVm): Promise<VmStats | null> {
+  /**
+   * Fresh figures of a live VM. API reads wait only briefly for the VM's counters so that a VM starved by
+   * its weight or cap cannot slow the API; the monitor (API_STATS_WAIT_MS unless given) waits longer.
+   */
+  private async sampleStats(live: LiveVm, waitMs = API_STATS_WAIT_MS): Promise<VmStats | null> {
     if (!live.vm) return null;
     try {
-      live.lastStats = await live.vm.stats();
+      live.lastStats = await live.vm.stats(waitMs);
     } catch {
       /* keep the last sample */
     }
@@ -529,8 +1301,13 @@ export class Hypervisor implements HostChannel {
     };
   }
 
-  private view(live: LiveVm, stats: VmStats | null): VmView {
+  private view(live: LiveVm, raw: VmStats | null): VmView {
     const r = live.rec;
+    const cpu = this.cpu.view(r.name, this.cpuOf(live));
+    const cap = cpu.effectiveCapPercent;
+    const stats: VmViewStats | null = raw
+      ? { ...raw, capUsePercent: cap === null ? null : Math.round((raw.cpuPercent / cap) * 1000) / 10 }
+      : null;
     return {
       name: r.name,
       uuid: r.uuid,
@@ -542,7 +1319,202 @@ export class Hypervisor implements HostChannel {
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
       config: r.config,
+      addresses: (r.config.nics ?? []).map((n, nic) => ({
+        nic,
+        network: n.network,
+        mac: n.mac,
+        ...(r.leases?.[n.mac] ? { ip: r.leases[n.mac] } : {}),
+      })),
       stats,
+      cpu,
+      memory: this.memory.view(r.name, this.memoryOf(live), r.config.memoryMiB),
+    };
+  }
+
+  // ---- memory allocation ------------------------------------------------------------------------------------
+
+  private memoryOf(live: LiveVm): MemorySettings {
+    return memorySettingsFromRecord(live.rec.memory, live.rec.config.memoryMiB);
+  }
+
+  /** The VMs holding memory now (admission counts them), with their maxima and floors. */
+  private admitted(): { name: string; maxMiB: number; floorMiB: number }[] {
+    return [...this.vms.values()]
+      .filter((l) => l.vm !== undefined)
+      .map((l) => ({
+        name: l.rec.name,
+        maxMiB: l.rec.config.memoryMiB,
+        floorMiB: floorMiB(this.memoryOf(l), l.rec.config.memoryMiB),
+      }));
+  }
+
+  // ---- CPU allocation ---------------------------------------------------------------------------------------
+
+  private cpuOf(live: LiveVm): CpuSettings {
+    return cpuSettingsFromRecord(live.rec.cpu, this.cpu.hostCores);
+  }
+
+  /** The settings after a patch, refused (INVALID_CONFIG) when the host or its mechanism cannot honour them. */
+  private checkedCpu(current: CpuSettings, patch: CpuPatch): CpuSettings {
+    try {
+      const next = applyCpuPatch(current, patch, this.cpu.hostCores);
+      this.cpu.check(next);
+      return next;
+    } catch (err) {
+      if (err instanceof CpuSettingsError || err instanceof CpuEnforceError) throw new HostError('INVALID_CONFIG', err.message);
+      throw err;
+    }
+  }
+
+  /** The figures the monitor records each second. */
+  private async monitored(): Promise<
+    { name: string; state: string; stats: VmStats | null; weight: number; capPercent: number | null }[]
+  > {
+    return Promise.all(
+      [...this.vms.values()].map(async (live) => {
+        const cpu = this.cpu.view(live.rec.name, this.cpuOf(live));
+        return {
+          name: live.rec.name,
+          state: live.rec.state,
+          stats: live.rec.state === 'running' ? await this.sampleStats(live, MONITOR_STATS_WAIT_MS) : null,
+          weight: cpu.weight,
+          capPercent: cpu.effectiveCapPercent,
+        };
+      }),
+    );
+  }
+
+  // ---- networks ---------------------------------------------------------------------------------------------
+
+  private async releaseNet(live: LiveVm): Promise<void> {
+    const net = live.net;
+    live.net = undefined;
+    await net
+      ?.release()
+      .catch((err: unknown) => this.log(`${live.rec.name}: releasing its networks failed: ${(err as Error).message}`));
+  }
+
+  /**
+   * A restored VM's config where another VM on this host already uses its MACs or host ports (the original still
+   * runs): those NICs get fresh MACs (a new address from their network) and those published ports are dropped.
+   */
+  private withoutHostConflicts(config: VmConfig): VmConfig {
+    const macs = new Set<string>();
+    const ports = new Set<string>();
+    for (const live of this.vms.values()) {
+      for (const n of live.rec.config.nics ?? []) macs.add(n.mac);
+      for (const p of live.rec.config.publish ?? []) ports.add(`${p.proto}:${p.hostPort}`);
+    }
+    const fresh = cloneIdentity(config);
+    return {
+      ...config,
+      nics: (config.nics ?? []).map((n, i) => (macs.has(n.mac) ? fresh.nics![i]! : n)),
+      publish: (config.publish ?? []).filter((p) => !ports.has(`${p.proto}:${p.hostPort}`)),
+    };
+  }
+
+  /** NICs for a new VM: one on 'default' unless the request says otherwise; MACs generated unique on this host. */
+  private planNics(specs: NicSpec[] | undefined): NicConfig[] {
+    const wanted = specs ?? [{ network: DEFAULT_NETWORK }];
+    const taken = new Set<string>();
+    for (const live of this.vms.values()) for (const n of live.rec.config.nics ?? []) taken.add(n.mac);
+    return wanted.map((spec) => {
+      this.networks.get(spec.network);
+      let mac = spec.mac?.toLowerCase();
+      if (mac !== undefined) {
+        if (!MAC_RE.test(mac))
+          throw new HostError('INVALID_CONFIG', `MAC ${JSON.stringify(spec.mac)} must look like 52:54:00:12:34:56`);
+        if (taken.has(mac)) throw new HostError('INVALID_CONFIG', `MAC ${mac} is already used by another NIC on this host`);
+      } else {
+        // 52:54:00 is the prefix QEMU and libvirt give guests: locally administered, unicast.
+        do mac = ['52', '54', '00', ...randomBytes(3).toString('hex').match(/../g)!].join(':');
+        while (taken.has(mac));
+      }
+      taken.add(mac);
+      return { network: spec.network, mac, ...(spec.rx ? { rx: spec.rx } : {}), ...(spec.tx ? { tx: spec.tx } : {}) };
+    });
+  }
+
+  private planPublish(specs: PublishSpec[], nics: NicConfig[]): PublishedPort[] {
+    const inUse = new Map<string, string>();
+    for (const live of this.vms.values())
+      for (const p of live.rec.config.publish ?? []) inUse.set(`${p.proto}:${p.hostPort}`, live.rec.name);
+    return specs.map((spec) => {
+      const p: PublishedPort = {
+        proto: spec.proto,
+        hostIp: spec.hostIp ?? '127.0.0.1',
+        hostPort: spec.hostPort,
+        guestPort: spec.guestPort,
+        nic: spec.nic ?? 0,
+      };
+      const nic = nics[p.nic];
+      if (!nic)
+        throw new HostError(
+          'INVALID_CONFIG',
+          `published port ${p.hostPort} names NIC ${p.nic}, but the VM has ${nics.length} NIC(s)`,
+        );
+      if (parseIpv4(p.hostIp) === undefined)
+        throw new HostError('INVALID_CONFIG', `host address ${JSON.stringify(p.hostIp)} is not an IPv4 address`);
+      if (this.networks.get(nic.network).mode !== 'nat')
+        throw new HostError(
+          'INVALID_CONFIG',
+          `network '${nic.network}' is isolated: ports can only be published on a nat network`,
+        );
+      const key = `${p.proto}:${p.hostPort}`;
+      const owner = inUse.get(key);
+      if (owner !== undefined)
+        throw new HostError(
+          'PORT_IN_USE',
+          `host port ${p.hostPort}/${p.proto} is already published by ${owner === '' ? 'this request' : `VM '${owner}'`}`,
+        );
+      inUse.set(key, '');
+      return p;
+    });
+  }
+
+  private networkUsers(network: string): string[] {
+    return [...this.vms.values()]
+      .filter((l) => (l.rec.config.nics ?? []).some((n) => n.network === network))
+      .map((l) => l.rec.name);
+  }
+
+  private knownLeases(network: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const live of this.vms.values())
+      for (const n of live.rec.config.nics ?? []) {
+        const ip = live.rec.leases?.[n.mac];
+        if (n.network === network && ip) out[n.mac] = ip;
+      }
+    return out;
+  }
+
+  /** A network leased an address: keep it in the VM's record so the VM gets it again next time. */
+  private onLease(network: string, lease: NetworkLease): void {
+    for (const live of this.vms.values()) {
+      if (!(live.rec.config.nics ?? []).some((n) => n.network === network && n.mac === lease.mac)) continue;
+      if (live.rec.leases?.[lease.mac] === lease.ip) return;
+      live.rec = { ...live.rec, leases: { ...live.rec.leases, [lease.mac]: lease.ip } };
+      try {
+        this.registry.save(live.rec);
+      } catch (err) {
+        this.log(`${live.rec.name}: could not save its lease: ${(err as Error).message}`);
+      }
+      this.log(`${live.rec.name}: ${lease.mac} leased ${lease.ip} on ${network}`);
+      return;
+    }
+  }
+
+  private async networkView(rec: NetworkRecord): Promise<NetworkView> {
+    const cidr = parseSubnet(rec.subnet);
+    const running = this.netManager.isRunning(rec.name);
+    return {
+      ...rec,
+      ...(rec.mode === 'nat' ? { gateway: formatIpv4(cidr.network + 2) } : {}),
+      dns: formatIpv4(cidr.network + 3),
+      running,
+      vms: this.networkUsers(rec.name),
+      leases: running ? await this.netManager.leases(rec.name) : [],
+      stats: running ? await this.netManager.stats(rec.name) : null,
     };
   }
 
@@ -552,12 +1524,17 @@ export class Hypervisor implements HostChannel {
     let memoryBytes = 0;
     let residentBytes = 0;
     let cpuPercent = 0;
-    for (const live of this.vms.values()) {
-      byState[live.rec.state]++;
-      if (!isActive(live.rec.state)) continue;
-      vcpus += live.rec.config.cpus;
-      memoryBytes += live.rec.config.memoryMiB * MIB;
-      const s = await this.sampleStats(live);
+    const perVm: VmMemoryFigures[] = [];
+    // Sampled together: one busy worker's slow answer must not add up across every VM.
+    const live = [...this.vms.values()];
+    const samples = await Promise.all(live.map((l) => (isActive(l.rec.state) ? this.sampleStats(l) : null)));
+    for (const [i, l] of live.entries()) {
+      byState[l.rec.state]++;
+      if (!isActive(l.rec.state)) continue;
+      vcpus += l.rec.config.cpus;
+      memoryBytes += l.rec.config.memoryMiB * MIB;
+      const s = samples[i];
+      if (s) perVm.push({ name: l.rec.name, stats: s });
       residentBytes += s?.residentBytes ?? 0;
       cpuPercent += s?.cpuPercent ?? 0;
     }
@@ -580,14 +1557,103 @@ export class Hypervisor implements HostChannel {
       },
       vms: { total: this.vms.size, byState },
       usage: { vcpus, memoryBytes, residentBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 },
+      cpuControl: { mechanism: this.cpu.enforcer.mechanism, detail: this.cpu.enforcer.detail, skipped: this.cpuSkipped },
+      memory: this.memory.hostView(this.admitted(), perVm),
     };
   }
 }
 
-/** A kernel/initrd/firmware path from a request: absolute, normalised (no '..'), an existing regular file. */
-function checkHostFile(what: string, p: string): void {
-  if (!isAbsolute(p) || normalize(p) !== p || p.split('/').includes('..')) {
-    throw new HostError('INVALID_PATH', `${what} path must be absolute and normalised, got ${JSON.stringify(p)}`);
+function checkedMemory(current: MemorySettings, patch: MemoryPatch, maxMiB: number): MemorySettings {
+  try {
+    return applyMemoryPatch(current, patch, maxMiB);
+  } catch (err) {
+    if (err instanceof MemorySettingsError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
   }
-  if (!existsSync(p) || !statSync(p).isFile()) throw new HostError('INVALID_PATH', `${what} ${p} is not a file`);
+}
+
+function checkedTarget(targetMiB: number, s: MemorySettings, maxMiB: number): void {
+  try {
+    checkMemoryTarget(targetMiB, s, maxMiB);
+  } catch (err) {
+    if (err instanceof MemorySettingsError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
+  }
+}
+
+/** What an exec failure means to the API client. */
+function execError(name: string, req: ExecRequest, err: unknown): HostError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!(err instanceof AgentError)) return new HostError('ENGINE_ERROR', `${name}: ${message}`);
+  switch (err.failure) {
+    case 'no-agent':
+      return new HostError('AGENT_UNAVAILABLE', `${name}: ${message}`);
+    case 'invalid':
+      return new HostError('INVALID_REQUEST', message);
+    case 'not-ready':
+    case 'timeout':
+      return new HostError('EXEC_TIMEOUT', `${name}: ${message}`);
+    case 'gone':
+      return new HostError('EXEC_ABORTED', `${name}: ${message}`);
+    case 'refused':
+      if (err.reason === 'no-such-cwd')
+        return new HostError('INVALID_REQUEST', `cwd ${JSON.stringify(req.cwd)} is not a directory in the guest`);
+      if (err.reason === 'busy') return new HostError('VM_BUSY', `${name}: the guest agent runs too many commands already`);
+      return new HostError('ENGINE_ERROR', `${name}: ${message}`);
+  }
+}
+
+/**
+ * Loaded on first use so a daemon whose VMs have no NICs never pays for the network code. Forwards are named
+ * by their spec here and by the id the network gave them there.
+ */
+const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) => {
+  const { startNetwork } = await import('../net/network-host.js');
+  const handle = await startNetwork({
+    name: record.name,
+    subnet: record.subnet,
+    mode: record.mode,
+    dnsHosts: record.dnsHosts,
+    leases,
+  });
+  handle.onLease(onLease);
+  const forwardIds = new Map<string, string>();
+  const key = (f: ForwardSpec) => `${f.proto}:${f.hostIp}:${f.hostPort}`;
+  return {
+    attachNic: ({ nicId, mac, hostname }) => handle.attachNic(nicId, { mac, hostname }),
+    detachNic: (nicId) => handle.detachNic(nicId),
+    addForward: async (f) => {
+      const info = await handle.addForward(f);
+      forwardIds.set(key(f), info.id);
+    },
+    removeForward: async (f) => {
+      const id = forwardIds.get(key(f));
+      forwardIds.delete(key(f));
+      if (id !== undefined) await handle.removeForward(id);
+    },
+    leases: () => handle.leases(),
+    stats: async () => ({ ...(await handle.stats()) }),
+    close: () => handle.close(),
+  };
+};
+
+/** The record of a snapshot just frozen: its layers and, when it holds machine state, that state's size. */
+function snapshotMeta(
+  name: string,
+  parent: string | null,
+  vmState: SnapshotMeta['vmState'],
+  layers: SnapshotMeta['layers'],
+  state: StateFileInfo | null | undefined,
+): SnapshotMeta {
+  return {
+    format: SNAPSHOT_FORMAT,
+    version: 1,
+    name,
+    parent,
+    createdAt: new Date().toISOString(),
+    vmState,
+    layers,
+    state: state !== null ? SNAPSHOT_STATE_FILE : null,
+    stateBytes: state?.bytes ?? 0,
+  };
 }

@@ -4,12 +4,16 @@
  * record, and a person can read and edit it.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeJsonAtomic } from './atomic.js';
+import { writeJsonAtomicAsync } from './atomic.js';
 import { isValidVmName } from './home.js';
 import { isVmState, type VmState } from './lifecycle.js';
 import type { VmConfig } from '../vm/config.js';
+import { LatestValueWriter } from './write-queue.js';
+import type { CpuSettings } from './cpu/settings.js';
+import type { MemorySettings } from './memory/settings.js';
 
 export const RECORD_SCHEMA = 1;
 
@@ -28,6 +32,12 @@ export interface VmRecord {
   /** Text on the console that means "booted" (from the image), for tools that wait for boot. */
   bootMarker?: string;
   config: VmConfig;
+  /** CPU allocation (absent in records written before it existed: the defaults). */
+  cpu?: CpuSettings;
+  /** Addresses the VM's networks leased to its NICs (mac → IPv4), kept so they stay stable. */
+  leases?: Record<string, string>;
+  /** Memory floor and weight (absent: no floor below the maximum, weight 100). */
+  memory?: MemorySettings;
 }
 
 export class RecordError extends Error {
@@ -59,6 +69,9 @@ export function parseRecord(path: string, text: string): VmRecord {
 }
 
 export class Registry {
+  /** One ordered writer per VM, so its vm.json writes land in order without blocking the event loop. */
+  private readonly writers = new Map<string, LatestValueWriter<VmRecord>>();
+
   constructor(readonly vmsDir: string) {
     mkdirSync(vmsDir, { recursive: true, mode: 0o700 });
   }
@@ -101,17 +114,35 @@ export class Registry {
     return dir;
   }
 
-  save(rec: VmRecord): void {
-    writeJsonAtomic(this.recordPath(rec.name), rec, 0o600);
+  /**
+   * Replaces vm.json atomically (tmp + fsync + rename + directory fsync) off the event loop. Writes of one VM land
+   * in the order they were asked for; the promise settles when this record, or a newer one, is on disk.
+   */
+  save(rec: VmRecord): Promise<void> {
+    const path = this.recordPath(rec.name);
+    let writer = this.writers.get(rec.name);
+    if (!writer) {
+      writer = new LatestValueWriter((r: VmRecord) => writeJsonAtomicAsync(path, r, 0o600));
+      this.writers.set(rec.name, writer);
+    }
+    return writer.write(rec);
+  }
+
+  /** Resolves when every vm.json write asked for so far (for one VM, or all) has finished. */
+  async settled(name?: string): Promise<void> {
+    const writers = name === undefined ? [...this.writers.values()] : [this.writers.get(name)];
+    await Promise.all(writers.map((w) => w?.idle()));
   }
 
   /** Removes a VM's folder: renamed away first (atomic), then deleted, so a crash never leaves half a VM. */
-  remove(name: string): void {
+  async remove(name: string): Promise<void> {
     const dir = this.vmDir(name);
+    await this.settled(name);
+    this.writers.delete(name);
     if (!existsSync(dir)) return;
     const trash = join(this.vmsDir, `.deleted-${name}-${randomBytes(4).toString('hex')}`);
     renameSync(dir, trash);
-    rmSync(trash, { recursive: true, force: true });
+    await rm(trash, { recursive: true, force: true });
   }
 
   /** Removes leftovers of deletes or creates interrupted by a crash. */

@@ -5,6 +5,8 @@
 import type { Bus } from '../riscv/bus.js';
 import * as C from '../riscv/csr.js';
 import { Hart } from '../riscv/hart.js';
+import { HART_STATE_TYPE, HART_STATE_VERSION, type HartArchState } from '../riscv/hart-state.js';
+import { checkState, type DeviceState } from '../devices/device.js';
 import type { HartPort } from './hart-port.js';
 import type { HartFactoryOptions } from './machine.js';
 
@@ -30,12 +32,20 @@ const MEDELEG_ALL_BUT_SBI =
 const MIDELEG_S = (1 << 1) | (1 << 5) | (1 << 9); // SSI, STI, SEI
 
 const TRAP_RING = 16;
+const ECALL_FROM_U = 8;
+const ECALL_FROM_S = 9;
+const ECALL_FROM_M = 11;
 
 export class HartAdapter implements HartPort {
   private handler?: (hart: HartPort) => boolean;
   // A ring of the last traps (cause, interrupt, epc, tval): cheap, and the first thing to look at after a fault.
   private readonly trapRing = new Float64Array(TRAP_RING * 4);
   private trapCount = 0;
+  // The run of identical exceptions (a guest trapping at one pc forever makes no progress).
+  private sameRun = 0;
+  private lastCause = -1;
+  private lastEpc = 0;
+  private lastTval = 0;
 
   constructor(readonly hart: Hart) {
     hart.onTrap = (_h, cause, interrupt, tval, epc) => {
@@ -44,7 +54,27 @@ export class HartAdapter implements HartPort {
       this.trapRing[i + 1] = interrupt ? 1 : 0;
       this.trapRing[i + 2] = epc;
       this.trapRing[i + 3] = tval;
+      if (interrupt) return;
+      if (cause === ECALL_FROM_U || cause === ECALL_FROM_S || cause === ECALL_FROM_M) {
+        this.sameRun = 0;
+        this.lastCause = -1;
+      } else if (cause === this.lastCause && epc === this.lastEpc && tval === this.lastTval) this.sameRun++;
+      else {
+        this.sameRun = 1;
+        this.lastCause = cause;
+        this.lastEpc = epc;
+        this.lastTval = tval;
+      }
     };
+  }
+
+  sameTrapRun(): number {
+    return this.sameRun;
+  }
+
+  resetTrapRun(): void {
+    this.sameRun = 0;
+    this.lastCause = -1;
   }
 
   recentTraps(): string[] {
@@ -119,11 +149,24 @@ export class HartAdapter implements HartPort {
     if (mipBit === MIP_STIP) return; // with Sstc, STIP follows stimecmp
     this.hart.setPending(mipBit, level);
   }
+  saveArchState(): DeviceState<HartArchState> {
+    return { type: HART_STATE_TYPE, version: HART_STATE_VERSION, data: this.hart.saveArchState() };
+  }
+  loadArchState(state: DeviceState): void {
+    checkState(state, HART_STATE_TYPE, HART_STATE_VERSION);
+    this.hart.loadArchState(state.data as HartArchState);
+  }
   flushTlb(): void {
     this.hart.flushTlb();
   }
   flushTlbRange(start: number, size: number, asid: number): void {
     this.hart.flushTlbRange(start, size, asid);
+  }
+  trimDecodeCache(): void {
+    this.hart.trimDecodeCache();
+  }
+  decodeCacheBytes(): number {
+    return this.hart.decodeCacheBytes();
   }
   flushDecodeCache(): void {
     this.hart.flushDecodeCache();

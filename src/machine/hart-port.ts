@@ -2,6 +2,8 @@
  * What the machine needs from a hart. The real Hart (src/riscv/hart.ts) is adapted to this in hart-adapter.ts,
  * which keeps the board, SBI and run loop testable with a scripted fake hart.
  */
+import type { DeviceState } from '../devices/device.js';
+
 export const PRIV_U = 0;
 export const PRIV_S = 1;
 export const PRIV_M = 3;
@@ -35,13 +37,28 @@ export interface HartPort {
   /** Remote sfence.vma over [start, start+size) for `asid` (-1: every address space); size 0 or -1 is everything. */
   flushTlbRange(start: number, size: number, asid: number): void;
   flushDecodeCache(): void;
+  /** Host bytes held by decoded instruction pages (optional: harts without a decode cache hold none). */
+  decodeCacheBytes?(): number;
+  /** Frees the decoded pages (optional): an idle guest's memory trim. */
+  trimDecodeCache?(): void;
   /**
    * Puts the hart where OpenSBI leaves it before jumping to the kernel: S-mode at `pc`, delegations set,
    * counters enabled, PMP open, Sstc enabled, FS initial.
    */
   enterSupervisor(pc: number): void;
+  /** Architectural state for machine snapshots (named, versioned); absent: this hart cannot be saved. */
+  saveArchState?(): DeviceState;
+  /** Replaces the architectural state with one saveArchState produced (shape already checked); throws on a bad one. */
+  loadArchState?(state: DeviceState): void;
   /** Last N retired pcs, newest last, for fault reports (optional). */
   recentPcs?(): number[];
   /** The last few traps taken, oldest first, as "cause=… epc=… tval=…" lines, for fault reports (optional). */
   recentTraps?(): string[];
+  /**
+   * How many times in a row the hart has taken the very same exception (cause, epc, tval), interrupts aside;
+   * ecalls never count (a loop of system calls is progress). The machine calls a long run a fault (optional).
+   */
+  sameTrapRun?(): number;
+  /** Forgets the current run (the guest showed progress, e.g. console output). */
+  resetTrapRun?(): void;
 }

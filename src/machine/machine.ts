@@ -46,7 +46,15 @@ export interface MachineOptions {
   hostNowMs?: () => number;
   /** Instructions per hart per turn; a slice runs turns until SLICE_MS has passed. */
   budget?: number;
+  /** The machine will load a saved state before it starts (src/machine/snapshot): boot images are not placed. */
+  forRestore?: boolean;
 }
+
+/**
+ * Asked after each busy slice how long the run loop must rest before the next one (0 = go on). A host that
+ * cannot cap the thread from outside (no writable cgroup) enforces a CPU cap this way.
+ */
+export type RunLoopPacer = () => number;
 
 export type MachineExit =
   | { kind: 'poweroff' }
@@ -59,9 +67,20 @@ export interface MachineStats {
   instret: number[];
   hostMsRun: number;
   allocatedRamBytes: number;
+  /** Host bytes the harts' decode caches hold. */
+  decodeCacheBytes: number;
   slices: number;
   sleeps: number;
   sbiCalls: number;
+}
+
+/** Board-level state that belongs to no device: which harts run, the built-in SBI's HSM states, guest time. */
+export interface BoardState {
+  /** mtime (10 MHz ticks) at save time: a restored machine's clock continues from here. */
+  mtime: number;
+  running: boolean[];
+  /** HSM state per hart (built-in SBI only, else null). */
+  sbiHsm: number[] | null;
 }
 
 export type MachineState = 'created' | 'running' | 'paused' | 'exited';
@@ -76,6 +95,9 @@ export interface VirtioAttachContext {
 
 export const DEFAULT_ISA = 'rv64imafdc_zicsr_zifencei_zicntr_sstc';
 const SLICE_MS = 4;
+/** A guest that ran under 2 % of the last 10 s trims its decode caches (trimWhenIdle). */
+const IDLE_TRIM_WINDOW_MS = 10_000;
+const IDLE_TRIM_BUSY_FRACTION = 0.02;
 const DEFAULT_BUDGET = 50_000;
 const VIRTIO_MAGIC = 0x74726976; // "virt"
 
@@ -130,6 +152,9 @@ export class Machine {
   private stateValue: MachineState = 'created';
   private pendingExit: MachineExit | null = null;
   private sleepTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A rest imposed by the pacer; unlike an idle sleep, interrupts do not end it (that would defeat the cap). */
+  private paceTimer: ReturnType<typeof setTimeout> | null = null;
+  private pacer: RunLoopPacer | null = null;
   private scheduled = false;
   private outBuf: number[] = [];
   private hostMsRun = 0;
@@ -184,12 +209,16 @@ export class Machine {
       initrd: opts.initrd,
       firmware: opts.firmware,
     });
-    for (const p of this.plan.placements) {
-      this.ram.write(p.addr, p.bytes);
-      if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
+    // A machine built to load a saved state gets all of its RAM from the state: placing the images would be
+    // wasted work (tens of MiB copied, then released).
+    if (!opts.forRestore) {
+      for (const p of this.plan.placements) {
+        this.ram.write(p.addr, p.bytes);
+        if (p.zeroFill) this.ram.discard(p.addr + p.bytes.length, p.zeroFill);
+      }
     }
     this.deviceTree = this.buildDeviceTree();
-    this.ram.write(this.plan.fdtAddr, this.deviceTree);
+    if (!opts.forRestore) this.ram.write(this.plan.fdtAddr, this.deviceTree);
     this.tohost = this.plan.symbols?.get('tohost');
 
     const fdt = this.plan.fdtAddr;
@@ -250,6 +279,24 @@ export class Machine {
     return this.virtioSlots.slice(0, this.virtioUsed);
   }
 
+  /** Board-level state for snapshots (src/machine/snapshot); devices and harts save their own. */
+  saveBoardState(): BoardState {
+    return { mtime: this.clock.now(), running: [...this.running], sbiHsm: this.sbi ? [...this.sbi.hsm] : null };
+  }
+
+  /** Restores board-level state into a machine that has not started; throws a RangeError on a mismatch. */
+  loadBoardState(s: BoardState): void {
+    if (this.stateValue !== 'created') throw new RangeError('state can only be loaded before the machine starts');
+    if (s.running.length !== this.harts.length)
+      throw new RangeError(`${s.running.length} harts in the state, ${this.harts.length} here`);
+    if ((s.sbiHsm === null) !== !this.sbi) throw new RangeError('the state and this machine differ in firmware (built-in SBI)');
+    if (s.sbiHsm && s.sbiHsm.length !== this.harts.length) throw new RangeError('SBI HSM state per hart does not match');
+    if (!Number.isFinite(s.mtime) || s.mtime < 0) throw new RangeError(`mtime ${s.mtime}`);
+    s.running.forEach((r, i) => (this.running[i] = r));
+    if (s.sbiHsm && this.sbi) s.sbiHsm.forEach((v, i) => (this.sbi!.hsm[i] = v));
+    this.clock.set(s.mtime);
+  }
+
   /** Console input (host → guest UART). */
   sendConsoleInput(bytes: Uint8Array | number[]): void {
     this.uart.receive(bytes);
@@ -281,15 +328,28 @@ export class Machine {
     this.finish({ kind: 'stopped' });
   }
 
+  /** Installs (or removes, with null) the run loop's pacer; takes effect after the current slice. */
+  setPacer(pacer: RunLoopPacer | null): void {
+    this.pacer = pacer;
+  }
+
   stats(): MachineStats {
     return {
       instret: this.harts.map((h) => h.instret),
       hostMsRun: this.hostMsRun,
       allocatedRamBytes: this.ram.allocatedBytes,
+      decodeCacheBytes: this.harts.reduce((a, h) => a + (h.decodeCacheBytes?.() ?? 0), 0),
       slices: this.slices,
       sleeps: this.sleeps,
       sbiCalls: this.sbi?.calls ?? 0,
     };
+  }
+
+  /** Harts currently running (the built-in SBI starts and stops them through HSM). */
+  onlineHarts(): number {
+    let n = 0;
+    for (const r of this.running) if (r) n++;
+    return n;
   }
 
   /** Wakes an idle run loop (device completion, console input). Safe to call any time. */
@@ -326,6 +386,7 @@ export class Machine {
           if (hart.waiting && now < hart.stimecmp && !hart.hasPendingInterrupt()) continue;
           this.currentHart = h;
           const retired = hart.run(this.budget);
+          if (hart.sameTrapRun !== undefined && hart.sameTrapRun() >= TRAP_LOOP_LIMIT) throw noProgress(hart);
           // A waiting hart whose Sstc deadline passed while STIE is masked stays asleep: that is idle, not work.
           if (retired > 0 || !hart.waiting) ran = true;
           if (this.pendingExit) break;
@@ -359,12 +420,45 @@ export class Machine {
       return;
     }
     if (idle) this.sleepUntilDeadline();
+    else if (this.pacer) this.paceOrContinue(this.pacer());
     else this.schedule();
   }
 
+  private paceOrContinue(restMs: number): void {
+    if (!(restMs > 0)) return this.schedule();
+    this.paceTimer = setTimeout(() => {
+      this.paceTimer = null;
+      this.schedule();
+    }, restMs);
+  }
+
   private currentHart = 0;
+  /** The idle-trim window: when it began (host ms) and hostMsRun then. */
+  private trimWindowStart = -1;
+  private trimWindowRun = 0;
+
+  /**
+   * A guest that has been nearly idle for a while gives its decoded pages back (an idle VM's largest fixed cost
+   * after its RAM); the few pages its idle loop runs are decoded again in microseconds when it wakes.
+   */
+  private trimWhenIdle(): void {
+    const now = this.hostNow();
+    if (this.trimWindowStart < 0) {
+      this.trimWindowStart = now;
+      this.trimWindowRun = this.hostMsRun;
+      return;
+    }
+    const elapsed = now - this.trimWindowStart;
+    if (elapsed < IDLE_TRIM_WINDOW_MS) return;
+    if ((this.hostMsRun - this.trimWindowRun) / elapsed < IDLE_TRIM_BUSY_FRACTION) {
+      for (const h of this.harts) h.trimDecodeCache?.();
+    }
+    this.trimWindowStart = now;
+    this.trimWindowRun = this.hostMsRun;
+  }
 
   private sleepUntilDeadline(): void {
+    this.trimWhenIdle();
     let deadline = this.clint.nextDeadline();
     const now = this.clock.now();
     for (let h = 0; h < this.harts.length; h++) {
@@ -393,6 +487,8 @@ export class Machine {
   private cancelSleep(): void {
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.sleepTimer = null;
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = null;
   }
 
   private requestExit(e: MachineExit): void {
@@ -460,6 +556,7 @@ export class Machine {
   }
 
   private output(b: number): void {
+    this.harts[this.currentHart]?.resetTrapRun?.(); // console output is progress
     this.outBuf.push(b);
     if (this.outBuf.length >= 4096) this.flushOutput();
   }
@@ -509,4 +606,17 @@ export class Machine {
     const fields = [FW_DYNAMIC_INFO_MAGIC, 2, kernel, NEXT_MODE_S, 0, 0]; // magic, version, next_addr, next_mode, options, boot_hart
     fields.forEach((v, i) => this.ram.writeU64(addr + i * 8, v));
   }
+}
+
+/**
+ * Identical exceptions in a row (same cause, pc and tval, no console output between) after which a hart is
+ * reported as making no progress: a healthy guest never repeats one fault this often (each retry of a
+ * handled fault changes something), while a broken one (a trap handler that faults itself, a kernel jumping
+ * to unmapped memory) would spin at 100% CPU forever.
+ */
+export const TRAP_LOOP_LIMIT = 1_000_000;
+
+function noProgress(hart: HartPort): Error {
+  const last = hart.recentTraps?.().at(-1) ?? 'unknown';
+  return new Error(`no progress: the same exception repeated ${TRAP_LOOP_LIMIT} times in a row with no console output (${last})`);
 }

@@ -29,6 +29,10 @@ export class GuestRam {
   private readonly chunks: (DataView | null)[];
   private readonly remapListeners: ((chunkIndex: number) => void)[] = [];
   private allocated = 0;
+  /** Chunks still to be read from a restored snapshot on first touch (1 = pending); null when none are. */
+  private lazyPending: Uint8Array | null = null;
+  private lazyLeft = 0;
+  private lazyFill: ((index: number) => Uint8Array) | null = null;
 
   constructor(sizeBytes: number, base = RAM_BASE) {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % PAGE_SIZE !== 0) {
@@ -57,6 +61,7 @@ export class GuestRam {
     const index = Math.floor(rel / CHUNK_SIZE);
     const existing = this.chunks[index];
     if (existing) return existing;
+    if (this.lazyLeft > 0 && this.lazyPending![index]) return this.fillLazyChunk(index);
     if (!forWrite) return ZERO_CHUNK;
     const fresh = new DataView(new ArrayBuffer(Math.min(CHUNK_SIZE, this.size - index * CHUNK_SIZE)));
     this.chunks[index] = fresh;
@@ -67,6 +72,7 @@ export class GuestRam {
 
   /** Gives a whole chunk back to the host. Returns true when host memory was actually released. */
   releaseChunk(index: number): boolean {
+    if (this.lazyLeft > 0 && this.lazyPending![index]) this.dropLazy(index);
     if (index < 0 || index >= this.chunks.length || !this.chunks[index]) return false;
     this.chunks[index] = null;
     this.allocated--;
@@ -92,12 +98,83 @@ export class GuestRam {
       if (p === chunkStart && stop === chunkEnd) {
         if (this.releaseChunk(index)) released += chunkEnd - chunkStart;
       } else {
-        const c = this.chunks[index];
+        const c = this.lazyLeft > 0 && this.lazyPending![index] ? this.chunk(p, true) : this.chunks[index];
         if (c) new Uint8Array(c.buffer, p - chunkStart, stop - p).fill(0);
       }
       p = stop;
     }
     return released;
+  }
+
+  /**
+   * Snapshot restore: forgets every chunk, then marks `indexes` as holding data that `fill(index)` supplies on
+   * first touch (or through fillLazyChunks). `fill` returns the chunk's bytes (its full length) or throws.
+   */
+  setLazyChunks(indexes: readonly number[], fill: (index: number) => Uint8Array): void {
+    for (let i = 0; i < this.chunks.length; i++) if (this.chunks[i]) this.releaseChunk(i);
+    this.lazyPending = new Uint8Array(this.chunks.length);
+    this.lazyLeft = 0;
+    for (const i of indexes) {
+      if (!Number.isInteger(i) || i < 0 || i >= this.chunks.length) throw new GuestMemoryError('OUT_OF_RANGE', `chunk ${i}`);
+      if (!this.lazyPending[i]) this.lazyLeft++;
+      this.lazyPending[i] = 1;
+    }
+    this.lazyFill = fill;
+    if (this.lazyLeft === 0) this.endLazy();
+  }
+
+  /** Chunks of a restored snapshot not read yet. */
+  get lazyChunksLeft(): number {
+    return this.lazyLeft;
+  }
+
+  /** Reads up to `max` pending chunks (background prefetch after a restore); returns how many are left. */
+  fillLazyChunks(max: number): number {
+    for (let i = 0; i < this.chunks.length && max > 0 && this.lazyLeft > 0; i++) {
+      if (this.lazyPending![i]) {
+        this.fillLazyChunk(i);
+        max--;
+      }
+    }
+    return this.lazyLeft;
+  }
+
+  /** Indexes of the chunks that hold data (allocated, or pending from a restore), ascending. */
+  storedChunkIndexes(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.chunks.length; i++) if (this.chunks[i] || (this.lazyLeft > 0 && this.lazyPending![i])) out.push(i);
+    return out;
+  }
+
+  /** The bytes of chunk `index` (a view, not a copy), reading it first if it is pending; null when it is zero. */
+  chunkBytes(index: number): Uint8Array | null {
+    const c = this.chunk(this.base + index * CHUNK_SIZE, false);
+    if (!c || c === ZERO_CHUNK) return null;
+    return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+  }
+
+  private fillLazyChunk(index: number): DataView {
+    const length = Math.min(CHUNK_SIZE, this.size - index * CHUNK_SIZE);
+    const bytes = this.lazyFill!(index);
+    if (bytes.length !== length) throw new GuestMemoryError('BAD_LENGTH', `restored chunk ${index} has ${bytes.length} bytes`);
+    const owned = bytes.byteOffset === 0 && bytes.buffer.byteLength === length ? bytes : bytes.slice();
+    const dv = new DataView(owned.buffer as ArrayBuffer);
+    this.dropLazy(index);
+    this.chunks[index] = dv;
+    this.allocated++;
+    this.notifyRemap(index);
+    return dv;
+  }
+
+  private dropLazy(index: number): void {
+    this.lazyPending![index] = 0;
+    if (--this.lazyLeft === 0) this.endLazy();
+  }
+
+  private endLazy(): void {
+    this.lazyPending = null;
+    this.lazyFill = null;
+    this.lazyLeft = 0;
   }
 
   onRemap(listener: (chunkIndex: number) => void): void {

@@ -34,13 +34,18 @@
  * and executed by one switch. Loads/stores/fetches go through direct-mapped software TLBs whose tags fold in
  * the translation context (effective privilege, SUM, MXR), so the fast path is one compare and a DataView
  * access. Interrupts and the budget are checked when control leaves a page or a branch is taken.
+ * With the block JIT on (src/riscv/jit, `jit` option or TYPEVISOR_JIT), hot block entries run as translated
+ * functions instead; the interpreter remains the reference and runs everything else.
  */
+import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
 import { FP_OPS } from './fpu/index.js';
 import { FpState, FP_MNEMONICS, type FpExec } from './fpu/state.js';
 import { decode } from './decode.js';
 import * as C from './csr.js';
 import * as I64 from './int64.js';
+import type { HartArchState } from './hart-state.js';
+import { BlockJit, PageBlocks, jitFromEnv, type BlockFn, type JitOptions, type JitStats } from './jit/index.js';
 
 export * from './csr.js';
 
@@ -149,10 +154,12 @@ export interface HartOptions {
   hartId: number;
   /** mtime in ticks (10 MHz); read by the time CSR and for Sstc. */
   readTime: () => number;
+  /** Block translation (default: from TYPEVISOR_JIT, off when unset); false runs the interpreter alone. */
+  jit?: JitOptions | false;
 }
 
 /** Executed operations. Compressed instructions decode to the base operation they expand to. */
-const enum Op {
+export const enum Op {
   DECODE = 0, // slot not decoded yet
   PAGE_END, // sentinel after the last slot of a page
   CROSS, // a 32-bit instruction straddling the page end
@@ -445,10 +452,10 @@ const FP_FNS: FpExec[] = FP_MNEMONICS.map((m) => FP_OPS[m]);
 
 // Decoded slot word 0: op[7:0] | rd[14:8] | rs1[21:15] | rs2[28:22] | step[30:29] (halfwords to the next insn).
 // Integer register fields hold 2*index (an offset into x); rd = x0 is stored as 64, the write sink.
-const RD_SHIFT = 8;
-const RS1_SHIFT = 15;
-const RS2_SHIFT = 22;
-const STEP_SHIFT = 29;
+export const RD_SHIFT = 8;
+export const RS1_SHIFT = 15;
+export const RS2_SHIFT = 22;
+export const STEP_SHIFT = 29;
 const SINK = 64;
 
 const PAGE_SLOTS = 2048;
@@ -459,6 +466,8 @@ const TLB_MASK = TLB_SIZE - 1;
 const FLUSH_PAGES_MAX = 64;
 /** Flushes everything once the decode cache holds this many pages (16 KiB each). */
 const DECODE_CACHE_LIMIT = 2048;
+/** DecodedPage's typed arrays: code ((PAGE_SLOTS + 2) × 2 int32) and snap (PAGE_SLOTS uint16). */
+const DECODED_PAGE_BYTES = (PAGE_SLOTS + 2) * 2 * 4 + PAGE_SLOTS * 2;
 
 const ACC_FETCH = 0;
 const ACC_LOAD = 1;
@@ -466,6 +475,23 @@ const ACC_STORE = 2;
 
 const TWO32 = 4294967296;
 const TWO56 = 2 ** 56;
+
+/** Distinct do-nothing blocks (they return the budget) that make the block call site megamorphic. */
+const WARM_BLOCKS: BlockFn[] = [0, 1, 2, 3, 4, 5, 6, 7].map(
+  (i) =>
+    // Distinct closures of distinct functions: V8 counts call-site targets by function.
+    [
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => limit,
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => limit + 0,
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => limit - 0,
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => limit | 0,
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => limit * 1,
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => +limit,
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => limit >> 0,
+      (_h: unknown, _x: Int32Array, _pb: number, _n: number, limit: number) => Math.trunc(limit),
+    ][i]!,
+);
+let blockCallSiteWarmed = false;
 
 /** Thrown (never allocated per trap) to unwind from a faulting instruction to the run loop. */
 const TRAP = { trap: true };
@@ -476,6 +502,8 @@ class DecodedPage {
   /** The page's memory, and a copy of the halfwords the decoded slots came from (checked after fence.i). */
   readonly live: Uint16Array | null;
   readonly snap = new Uint16Array(PAGE_SLOTS);
+  /** Blocks translated from this page (they die with it). */
+  jitBlocks: PageBlocks | null = null;
   constructor(
     readonly ppn: number,
     readonly view: DataView | null,
@@ -627,6 +655,19 @@ export class Hart {
   private mmioTouched = false;
   /** Instructions retired in the current run() before the instruction in execSlow. */
   private retiredInRun = 0;
+  /** Block translator, or null when the interpreter runs alone. */
+  private readonly jit: BlockJit | null;
+  /** Set by translated code before anything that can trap: the pc and the run()-relative count retired before it. */
+  private jitPc = 0;
+  private jitN = 0;
+  private readonly jitSlotReader = (slot: number): { w: number; imm: number } => {
+    const page = this.currentPage!;
+    if ((page.code[slot * 2]! & 0xff) === Op.DECODE) this.decodeSlot(page, slot);
+    this.slotWords.w = page.code[slot * 2]!;
+    this.slotWords.imm = page.code[slot * 2 + 1]!;
+    return this.slotWords;
+  };
+  private readonly slotWords = { w: 0, imm: 0 };
 
   constructor(
     readonly bus: Bus,
@@ -638,6 +679,27 @@ export class Hart {
     this.storeView = new Array<DataView>(TLB_SIZE).fill(dummy);
     this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
     this.chunkMask = 2 ** bus.chunkShift - 1;
+    const jitOptions = opts.jit === undefined ? jitFromEnv() : opts.jit || null;
+    this.jit = jitOptions
+      ? new BlockJit(
+          {
+            loadTag: this.loadTag,
+            loadView: this.loadView,
+            loadOff: this.loadOff,
+            storeTag: this.storeTag,
+            storeView: this.storeView,
+            storeOff: this.storeOff,
+            codePages: this.codePages,
+          },
+          jitOptions,
+        )
+      : null;
+    if (this.jit !== null && !blockCallSiteWarmed) {
+      // Make runBlocks' call site megamorphic before real blocks reach it: V8 then never inlines a block
+      // into it (or it into run()), so a new block target does not deoptimize and recompile the run loop.
+      blockCallSiteWarmed = true;
+      for (const fn of WARM_BLOCKS) this.runBlocks(fn, this.scratch, 0, 0, 0);
+    }
     // A chunk's backing changed: TLB entries and decoded pages may point at the old (zero) buffer.
     bus.onRamRemap((chunkIndex) => this.chunkRemapped(chunkIndex));
     this.reset(bus.ramBase);
@@ -667,6 +729,105 @@ export class Hart {
     this.pcValue = pc;
     this.updateContext();
     this.dropDecodeCache();
+  }
+
+  // ---- snapshots: the one place that knows which fields are architectural (see hart-state.ts) ----
+
+  /** The architectural state, copied (the hart may keep running afterwards). */
+  saveArchState(): HartArchState {
+    return {
+      x: this.x.slice(0, 64),
+      f: this.fp.i32.slice(),
+      fflags: this.fp.fflags,
+      frm: this.fp.frm,
+      pc: this.pcValue,
+      priv: this.privLevel,
+      waiting: this.waiting,
+      instret: this.instret,
+      mstatus: this.mstatus,
+      medeleg: this.medeleg,
+      mideleg: this.mideleg,
+      mie: this.mie,
+      mipSw: this.mipSw,
+      mipHw: this.mipHw,
+      mcounteren: this.mcounteren,
+      scounteren: this.scounteren,
+      menvcfgLo: this.menvcfgLo,
+      menvcfgHi: this.menvcfgHi,
+      senvcfg: this.senvcfg,
+      mcountinhibit: this.mcountinhibit,
+      csr64: this.csr64.slice(),
+      satpLo: this.satpLo,
+      satpHi: this.satpHi,
+      stimecmpLo: this.stimecmpLo,
+      stimecmpHi: this.stimecmpHi,
+      cycleOffset: this.cycleOffset,
+      instretOffset: this.instretOffset,
+      pmpcfg: this.pmpcfg.slice(),
+      pmpaddrLo: this.pmpaddrLo.slice(),
+      pmpaddrHi: this.pmpaddrHi.slice(),
+      resValid: this.resValid,
+      resAddr: this.resAddr,
+    };
+  }
+
+  /**
+   * Replaces the architectural state and rebuilds everything derived from it (translation, PMP ranges, interrupt
+   * summary); TLBs and decoded code start empty. Throws a RangeError on a state of the wrong shape.
+   */
+  loadArchState(s: HartArchState): void {
+    const sizes: [ArrayLike<number>, number, string][] = [
+      [s.x, 64, 'x'],
+      [s.f, 64, 'f'],
+      [s.csr64, this.csr64.length, 'csr64'],
+      [s.pmpcfg, 16, 'pmpcfg'],
+      [s.pmpaddrLo, 16, 'pmpaddrLo'],
+      [s.pmpaddrHi, 16, 'pmpaddrHi'],
+    ];
+    for (const [a, n, name] of sizes)
+      if (a.length !== n) throw new RangeError(`hart state: ${name} has ${a.length} entries, expected ${n}`);
+    if (s.priv !== PRV_U && s.priv !== PRV_S && s.priv !== PRV_M) throw new RangeError(`hart state: privilege ${s.priv}`);
+    this.x.set(s.x);
+    this.x[0] = this.x[1] = 0;
+    this.fp.i32.set(s.f);
+    this.fp.fflags = s.fflags & 0x1f;
+    this.fp.frm = s.frm & 7;
+    this.pcValue = s.pc;
+    this.privLevel = s.priv;
+    this.waiting = s.waiting;
+    this.instret = s.instret;
+    this.mstatus = s.mstatus | 0;
+    this.medeleg = s.medeleg | 0;
+    this.mideleg = s.mideleg | 0;
+    this.mie = s.mie | 0;
+    this.mipSw = s.mipSw | 0;
+    this.mipHw = s.mipHw | 0;
+    this.mcounteren = s.mcounteren | 0;
+    this.scounteren = s.scounteren | 0;
+    this.menvcfgLo = s.menvcfgLo | 0;
+    this.menvcfgHi = s.menvcfgHi | 0;
+    this.senvcfg = s.senvcfg | 0;
+    this.mcountinhibit = s.mcountinhibit | 0;
+    this.csr64.set(s.csr64);
+    this.stimecmpLo = s.stimecmpLo | 0;
+    this.stimecmpHi = s.stimecmpHi | 0;
+    this.cycleOffset = s.cycleOffset;
+    this.instretOffset = s.instretOffset;
+    this.pmpcfg.set(s.pmpcfg);
+    this.pmpaddrLo.set(s.pmpaddrLo);
+    this.pmpaddrHi.set(s.pmpaddrHi);
+    this.resValid = s.resValid;
+    this.resAddr = s.resAddr;
+    this.exitRequested = false;
+    this.updatePmp(); // also flushes the TLB
+    this.genSatpHi.fill(-1);
+    this.lastGen = 0;
+    this.satpLo = this.satpHi = 0;
+    this.satpMode = SATP_MODE_BARE;
+    this.writeSatp(s.satpLo | 0, s.satpHi | 0);
+    this.dropDecodeCache();
+    this.updateContext();
+    this.updateIrq();
   }
 
   get pc(): number {
@@ -708,6 +869,11 @@ export class Hart {
     if (level) this.mipHw |= mask;
     else this.mipHw &= ~mask;
     this.updateIrq();
+  }
+
+  /** Blocks translated so far and the instructions in them, or null when the JIT is off. */
+  get jitStats(): JitStats | null {
+    return this.jit ? { ...this.jit.stats } : null;
   }
 
   /** Makes run() return at the next block boundary. */
@@ -794,6 +960,16 @@ export class Hart {
     this.updateContext();
   }
   /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
+  /** Frees every decoded page (an idle guest's memory trim); they are decoded again when next run. */
+  trimDecodeCache(): void {
+    this.dropDecodeCache();
+  }
+
+  /** Host bytes the decoded pages hold (each: the decoded slots plus the halfword snapshot). */
+  decodeCacheBytes(): number {
+    return this.decodeCache.size * DECODED_PAGE_BYTES;
+  }
+
   flushDecodeCache(): void {
     this.codeEpoch++;
     this.fetchTag.fill(NaN);
@@ -884,9 +1060,16 @@ export class Hart {
     const storeOff = this.storeOff;
     const fetchTag = this.fetchTag;
     const fetchPage = this.fetchPage;
+    const jit = this.jit;
+    // With the JIT on, the interpreter counts the entries of in-page branch targets and stops at hot ones,
+    // so they reach the translator; `hits` belongs to the page being interpreted (null: no counting).
+    let follow = budget;
+    const hot = jit === null ? 0 : jit.options.threshold;
+    let inBlock = false;
     let n = 0;
     // These are read by the trap handler (catch) to find the faulting pc, so they live outside the try.
     /* eslint-disable no-useless-assignment */
+    let hits: PageBlocks | null = null;
     let pageBase = 0;
     let slot = 0;
     let code: Int32Array = this.scratch.code;
@@ -908,6 +1091,18 @@ export class Hart {
         code = this.fetchPageFor(pc0);
         if (slot === PAGE_SLOTS - 1) code = this.maybeCross(code, pc0);
         fetching = false;
+        hits = null;
+        if (jit !== null && code !== this.scratch.code) {
+          const page = this.currentPage!;
+          hits = page.jitBlocks ??= new PageBlocks();
+          const block = jit.lookup(hits, slot, this.jitSlotReader);
+          if (block !== null) {
+            inBlock = true;
+            n = this.runBlocks(block, page, pageBase, n, budget);
+            inBlock = false;
+            continue;
+          }
+        }
         inner: for (;;) {
           const i2 = slot << 1;
           const w = code[i2]!;
@@ -951,7 +1146,7 @@ export class Hart {
                 const ret = pageBase + slot * 2 + (w >>> STEP_SHIFT) * 2;
                 x[rd] = ret | 0;
                 x[rd + 1] = Math.floor(ret / TWO32) | 0;
-                if (off >= 0 && off < 4096 && n < budget) {
+                if (off >= 0 && off < 4096 && n < follow && (hits === null || staysCold(hits, off >>> 1, hot))) {
                   slot = off >>> 1;
                   continue inner;
                 }
@@ -965,7 +1160,7 @@ export class Hart {
                 x[rd] = ret | 0;
                 x[rd + 1] = Math.floor(ret / TWO32) | 0;
                 const off = target - pageBase;
-                if (off >= 0 && off < 4096 && n < budget) {
+                if (off >= 0 && off < 4096 && n < follow && (hits === null || staysCold(hits, off >>> 1, hot))) {
                   slot = off >>> 1;
                   continue inner;
                 }
@@ -975,7 +1170,7 @@ export class Hart {
               case Op.BEQ:
                 if (x[r1] === x[r2] && x[r1 + 1] === x[r2 + 1]) {
                   const off = slot * 2 + imm;
-                  if (off >= 0 && off < 4096 && n < budget) {
+                  if (off >= 0 && off < 4096 && n < follow && (hits === null || staysCold(hits, off >>> 1, hot))) {
                     slot = off >>> 1;
                     continue inner;
                   }
@@ -986,7 +1181,7 @@ export class Hart {
               case Op.BNE:
                 if (x[r1] !== x[r2] || x[r1 + 1] !== x[r2 + 1]) {
                   const off = slot * 2 + imm;
-                  if (off >= 0 && off < 4096 && n < budget) {
+                  if (off >= 0 && off < 4096 && n < follow && (hits === null || staysCold(hits, off >>> 1, hot))) {
                     slot = off >>> 1;
                     continue inner;
                   }
@@ -1001,7 +1196,7 @@ export class Hart {
                 const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
                 if (lt === ((w & 0xff) === Op.BLT)) {
                   const off = slot * 2 + imm;
-                  if (off >= 0 && off < 4096 && n < budget) {
+                  if (off >= 0 && off < 4096 && n < follow && (hits === null || staysCold(hits, off >>> 1, hot))) {
                     slot = off >>> 1;
                     continue inner;
                   }
@@ -1017,7 +1212,7 @@ export class Hart {
                 const lt = ah < bh || (ah === bh && x[r1]! >>> 0 < x[r2]! >>> 0);
                 if (lt === ((w & 0xff) === Op.BLTU)) {
                   const off = slot * 2 + imm;
-                  if (off >= 0 && off < 4096 && n < budget) {
+                  if (off >= 0 && off < 4096 && n < follow && (hits === null || staysCold(hits, off >>> 1, hot))) {
                     slot = off >>> 1;
                     continue inner;
                   }
@@ -1299,7 +1494,7 @@ export class Hart {
           // A taken branch or jump left the page: follow it through the fetch TLB without leaving the loop.
           const toff = tgt & 0xfff;
           const fti = (tgt >>> 12) & TLB_MASK;
-          if (fetchTag[fti] === tgt - toff + fctx && n < budget) {
+          if (fetchTag[fti] === tgt - toff + fctx && n < follow && jit === null) {
             const p = fetchPage[fti]!;
             this.currentPage = p;
             code = p.code;
@@ -1312,8 +1507,15 @@ export class Hart {
         }
       } catch (e) {
         if (e !== TRAP) throw e;
-        if (!fetching) n--; // the faulting instruction did not retire
+        if (inBlock) {
+          // Translated code recorded where it was: the count before the faulting instruction, and its pc.
+          inBlock = false;
+          n = this.jitN;
+          pageBase = this.jitPc - (this.jitPc & 0xfff);
+          slot = (this.jitPc & 0xfff) >>> 1;
+        } else if (!fetching) n--; // the faulting instruction did not retire
         budget--; // traps use budget too, so a trap storm (e.g. mtvec at unmapped memory) still ends run()
+        follow = budget;
         this.takeTrap(this.trapCause, false, this.trapTval, pageBase + slot * 2);
       }
       x[SINK] = 0;
@@ -1322,6 +1524,31 @@ export class Hart {
     this.instret += n;
     this.retiredInRun = 0;
     return n;
+  }
+
+  /**
+   * Runs translated blocks from `block`, chaining to the next one while it is translated and reachable
+   * through the fetch TLB (same privilege, address space and unflushed mapping); anything else goes back to
+   * run(). Kept out of run() so the calls to many different block functions do not churn run()'s optimized code.
+   */
+  private runBlocks(block: BlockFn, page: DecodedPage, pageBase: number, n: number, budget: number): number {
+    const x = this.x;
+    const fetchTag = this.fetchTag;
+    for (;;) {
+      n = block(this, x, pageBase, n, budget, page.ppn);
+      if (n >= budget || this.irqPending || this.exitRequested || this.waiting) return n;
+      const pc = this.pcValue;
+      const toff = pc & 0xfff;
+      const fti = (pc >>> 12) & TLB_MASK;
+      if (fetchTag[fti] !== pc - toff + this.fetchCtx) return n;
+      const next = this.fetchPage[fti]!;
+      const fn = next.jitBlocks?.fns?.[toff >>> 1];
+      if (fn === undefined) return n;
+      block = fn;
+      page = next;
+      this.currentPage = next;
+      pageBase = pc - toff;
+    }
   }
 
   /** Instructions retired so far, including the current run() slice (for the counter CSRs). */
@@ -2580,44 +2807,24 @@ const S_SCAUSE = 7;
 const S_STVAL = 8;
 const S_STVEC = 9;
 
-function shl(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd + 1] = (hi << s) | (lo >>> (32 - s));
-    x[rd] = lo << s;
-  } else {
-    x[rd + 1] = lo << (s - 32);
-    x[rd] = 0;
-  }
-}
-function shr(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd] = (lo >>> s) | (hi << (32 - s));
-    x[rd + 1] = hi >>> s;
-  } else {
-    x[rd] = hi >>> (s - 32);
-    x[rd + 1] = 0;
-  }
-}
-function sar(x: Int32Array, rd: number, lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    x[rd] = lo;
-    x[rd + 1] = hi;
-  } else if (s < 32) {
-    x[rd] = (lo >>> s) | (hi << (32 - s));
-    x[rd + 1] = hi >> s;
-  } else {
-    x[rd] = hi >> (s - 32);
-    x[rd + 1] = hi >> 31;
-  }
+/**
+ * For the interpreter at a taken in-page branch with the JIT on: true while the target stays cold (counting
+ * the entry), false once it is hot or translated, so the run loop hands it to the translator.
+ */
+function staysCold(blocks: PageBlocks, slot: number, threshold: number): boolean {
+  const h = blocks.hits[slot]!;
+  if (h >= threshold) return false;
+  blocks.hits[slot] = h + 1;
+  return true;
 }
 
-/** Packs one decoded instruction into a page's slot. */
+/** The decoded slot words of one instruction, as the run loop and the JIT see them (for tests and tools). */
+export function decodedWords(insn: number): { w: number; imm: number } {
+  const words = new Int32Array(2);
+  packDecodedUncached(words, 0, insn | 0);
+  return { w: words[0]!, imm: words[1]! };
+}
+
 /**
  * Decoded words depend only on the instruction bits (immediates are pc-relative), so identical instructions
  * share one decode: a kernel repeats the same loads, moves and returns thousands of times.

@@ -4,12 +4,20 @@
  * runVm does), and exposes the guest agent channel (virtio-console) for graceful shutdown.
  */
 import type { VmConfig } from './config.js';
-import type { RuntimeCounters } from './protocol.js';
-import type { CreateRuntime, GuestRuntime, RuntimeHooks } from './runtime.js';
+import type { RuntimeCounters, StateFileInfo } from './protocol.js';
+import { openStateFile, writeStateFileAtomic } from './state-file.js';
+import { openDisk as openDiskImage } from '../storage/index.js';
+import { captureMachineState, restoreMachineState } from '../machine/snapshot/machine-state.js';
+import { encodeStateFile } from '../machine/snapshot/format.js';
+import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
+import type { NicRateLimit } from './config.js';
 import { defaultHartFactory, loadBootImages, type BootImages } from './machine-runner.js';
-import { attachVirtioDevices, type AttachedVirtioDevices } from './virtio-devices.js';
+import { attachVirtioDevices, guestMemoryCounters, type AttachedVirtioDevices } from './virtio-devices.js';
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
+import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 import { randomBytes } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
+import { collectAfterRelease } from './release-gc.js';
 
 const PAGE = 4096;
 
@@ -20,22 +28,38 @@ class MachineRuntime implements GuestRuntime {
   private stopped = false;
   /** Instructions retired by boards before the last guest reboot, so the counter never goes backwards. */
   private instretBefore = 0;
-  private readonly agentText = new TextDecoder();
-  private agentLine = '';
+  private pacer: (() => number) | null = null;
+  /** Current NIC limits: the config's, then live changes (kept across guest reboots). */
+  private readonly nicRates: { rx: NicRateLimit | null; tx: NicRateLimit | null }[];
+  /** The guest agent on virtio-console (`typevisor exec`, graceful shutdown); follows the board across reboots. */
+  private readonly agent = new AgentClient({
+    write: (text) => this.devices?.console?.input(text),
+    backlog: () => this.devices?.console?.pendingInputBytes ?? 0,
+  });
 
   constructor(
     private readonly config: VmConfig,
     private readonly hooks: RuntimeHooks,
     private readonly images: BootImages,
     private readonly createHart: HartFactory,
-  ) {}
+    private readonly resources: RuntimeResources,
+  ) {
+    this.nicRates = (config.nics ?? []).map((n) => ({ rx: n.rx ?? null, tx: n.tx ?? null }));
+  }
 
   async start(): Promise<void> {
     await this.boot();
   }
 
   private async boot(): Promise<void> {
+    const machine = await this.buildMachine();
+    this.launch(machine);
+  }
+
+  /** A board with its virtio devices attached, not started. */
+  private async buildMachine(forRestore = false): Promise<Machine> {
     const machine = new Machine({
+      forRestore,
       harts: this.config.cpus,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       firmware: this.images.firmware,
@@ -48,17 +72,121 @@ class MachineRuntime implements GuestRuntime {
       rngSeed: new Uint8Array(randomBytes(32)),
     });
     // Same config object on every boot: attachVirtioDevices reuses the disks it already opened.
-    this.devices = await attachVirtioDevices(machine, this.config, { onConsoleOutput: (b) => this.onAgentOutput(b) });
+    this.devices = await attachVirtioDevices(machine, this.config, {
+      onConsoleOutput: (b) => this.agent.receive(b),
+      nicLinks: this.resources.nicLinks,
+      nicRates: this.nicRates,
+    });
+    return machine;
+  }
+
+  private launch(machine: Machine): void {
     this.stopPolling?.();
-    this.stopPolling = this.devices.pollBalloonStats(5_000);
+    // The host's memory policy samples every second; fresh guest figures let it react within one sample.
+    const stopStats = this.devices!.pollBalloonStats(1_000);
+    const stopGc = collectAfterRelease(() => this.machine?.ram.allocatedBytes ?? 0);
+    this.stopPolling = () => {
+      stopStats();
+      stopGc();
+    };
     this.machine = machine;
+    machine.setPacer(this.pacer);
     void machine.exited.then((exit) => this.onExit(machine, exit));
     if (!this.stopped) machine.start();
   }
 
-  /** The guest agent answers on virtio-console (pong, ...); kept only as the last line for diagnostics. */
-  private onAgentOutput(bytes: Uint8Array): void {
-    this.agentLine = (this.agentLine + this.agentText.decode(bytes, { stream: true })).slice(-256);
+  /**
+   * Ends the current machine and closes its disks but keeps this runtime (and its warm thread) for a following
+   * restore(): a snapshot revert then costs no new worker.
+   */
+  async releaseGuest(): Promise<void> {
+    const machine = this.machine;
+    this.machine = undefined;
+    this.stopPolling?.();
+    machine?.stop();
+    await this.devices?.close();
+    this.devices = undefined;
+  }
+
+  async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    const t0 = performance.now();
+    if (this.machine) throw new Error('a machine is running: release it first');
+    const machine = await this.buildMachine(true);
+    const opened = openStateFile(path);
+    let report;
+    try {
+      report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam });
+    } catch (err) {
+      opened.close();
+      await this.devices?.close();
+      throw err;
+    }
+    this.launch(machine);
+    if (machine.ram.lazyChunksLeft > 0) this.prefetch(machine, opened.close);
+    else opened.close();
+    return { bytes: opened.size, ramChunks: report.ramChunks, ms: performance.now() - t0 };
+  }
+
+  /**
+   * After a lazy restore, reads the chunks the guest has not touched yet in the background, a few per event-loop
+   * turn between the machine's slices, then closes the state file.
+   */
+  private prefetch(machine: Machine, close: () => void): void {
+    const step = (): void => {
+      if (this.machine !== machine || machine.state === 'exited') return close();
+      try {
+        if (machine.state === 'paused' || machine.ram.fillLazyChunks(2) > 0) {
+          setTimeout(step, 1);
+          return;
+        }
+      } catch (err) {
+        close();
+        this.hooks.fault(`restoring RAM failed: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      close();
+    };
+    setTimeout(step, 1);
+  }
+
+  /**
+   * Moves disks onto new images (a snapshot's new overlays) while the guest is paused, in two steps so that the
+   * host freezes an image only once it is closed cleanly: `detach` (in-flight requests finish, the image is
+   * flushed and closed) for every disk whose path is not null, then `attach` opens the new images.
+   */
+  async switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    const machine = this.machine;
+    if (!machine || machine.state !== 'paused') throw new Error('the VM must be paused to switch its disks');
+    const disks = this.devices?.disks ?? [];
+    if (paths.length !== disks.length) throw new Error(`${paths.length} paths for ${disks.length} disks`);
+    for (const [i, d] of disks.entries()) {
+      const path = paths[i];
+      if (!path) continue;
+      if (phase === 'detach') {
+        await d.device.whenIdle();
+        await d.backend.detach();
+      } else {
+        await d.backend.attach(await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly }));
+      }
+    }
+  }
+
+  async saveState(path: string): Promise<StateFileInfo> {
+    const machine = this.machine;
+    if (!machine || machine.state !== 'paused') throw new Error('the VM must be paused to save its state');
+    const t0 = performance.now();
+    // Requests already in flight finish first, so the disks hold everything the saved device state has completed.
+    await Promise.all((this.devices?.disks ?? []).map((d) => d.device.whenIdle()));
+    await Promise.all((this.devices?.disks ?? []).filter((d) => !d.backend.readOnly).map((d) => d.backend.flush()));
+    const sections = captureMachineState(machine);
+    const ram = sections.find((s) => s.kind === 'chunks');
+    const { parts } = encodeStateFile(sections);
+    const bytes = writeStateFileAtomic(path, parts);
+    return {
+      bytes,
+      ramChunks: ram?.kind === 'chunks' ? ram.chunks.filter((c) => c.bytes).length : 0,
+      ms: performance.now() - t0,
+    };
   }
 
   private onExit(machine: Machine, exit: MachineExit): void {
@@ -68,6 +196,7 @@ class MachineRuntime implements GuestRuntime {
         this.hooks.poweroff();
         return;
       case 'reboot':
+        this.agent.reset('the guest rebooted while the request was in flight');
         this.instretBefore += this.instretOf(machine);
         this.boot().then(
           () => this.hooks.rebooted(),
@@ -97,6 +226,7 @@ class MachineRuntime implements GuestRuntime {
   }
   async stop(): Promise<void> {
     this.stopped = true;
+    this.agent.close('the VM was stopped (or reset) while the request was in flight');
     this.stopPolling?.();
     this.machine?.stop();
     await this.devices?.close();
@@ -105,32 +235,62 @@ class MachineRuntime implements GuestRuntime {
     this.machine?.sendConsoleInput(bytes);
   }
   agentSend(line: string): boolean {
-    return this.devices?.agentSend(line) ?? false;
+    if (!this.devices?.console) return false;
+    this.agent.sendLine(line);
+    return true;
+  }
+  agentExec(req: ExecRequest): Promise<ExecResult> {
+    if (!this.devices?.console)
+      return Promise.reject(new AgentError('no-agent', 'this VM has no guest agent channel (virtio-console)'));
+    return this.agent.exec(req);
+  }
+  setPacer(pacer: (() => number) | null): void {
+    this.pacer = pacer;
+    this.machine?.setPacer(pacer);
   }
   setBalloonTarget(bytes: number): void {
     this.devices?.balloon?.setTarget(Math.floor(bytes / PAGE));
   }
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void {
+    const device = this.devices?.nics.find((n) => n.config === this.config.nics?.[nic])?.device;
+    if (!device || !this.nicRates[nic]) throw new Error(`this VM has no NIC ${nic}`);
+    this.nicRates[nic] = { rx, tx };
+    device.setRateLimits({ rx, tx });
+  }
   counters(): RuntimeCounters {
     const m = this.machine;
     const v = this.devices?.counters();
+    const nics = v?.nics ?? [];
+    const sum = (f: (n: (typeof nics)[number]) => number) => nics.reduce((a, n) => a + f(n), 0);
+    const ms = m?.stats();
+    const guestRamBytes = ms?.allocatedRamBytes ?? 0;
+    const decodeCacheBytes = ms?.decodeCacheBytes ?? 0;
+    // This runs in the VM's worker: the heap figures are its own isolate's.
+    const workerHeapBytes = getHeapStatistics().total_heap_size;
     return {
       instret: this.instretBefore + (m ? this.instretOf(m) : 0),
-      residentBytes: m ? m.ram.allocatedBytes : 0,
+      vcpusOnline: m ? m.onlineHarts() : 0,
+      residentBytes: guestRamBytes + decodeCacheBytes + workerHeapBytes,
+      guestRamBytes,
+      decodeCacheBytes,
+      workerHeapBytes,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       balloonBytes: v?.balloonBytes ?? 0,
+      ...guestMemoryCounters(this.devices?.balloon),
       diskReadBytes: v?.diskReadBytes ?? 0,
       diskWriteBytes: v?.diskWriteBytes ?? 0,
       diskReadOps: v?.diskReadOps ?? 0,
       diskWriteOps: v?.diskWriteOps ?? 0,
-      netRxBytes: 0,
-      netTxBytes: 0,
-      netRxPackets: 0,
-      netTxPackets: 0,
+      netRxBytes: sum((n) => n.rxBytes),
+      netTxBytes: sum((n) => n.txBytes),
+      netRxPackets: sum((n) => n.rxPackets),
+      netTxPackets: sum((n) => n.txPackets),
+      nics,
     };
   }
 }
 
-export const createRuntime: CreateRuntime = async (config, hooks) => {
+export const createRuntime: CreateRuntime = async (config, hooks, resources) => {
   const images = await loadBootImages(config);
-  return new MachineRuntime(config, hooks, images, await defaultHartFactory());
+  return new MachineRuntime(config, hooks, images, await defaultHartFactory(), resources ?? { nicLinks: [] });
 };

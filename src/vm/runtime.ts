@@ -3,8 +3,10 @@
  * src/machine; the indirection keeps the worker independent of the board and lets the worker be exercised with
  * any module that exports `createRuntime`.
  */
-import type { VmConfig } from './config.js';
-import type { RuntimeCounters } from './protocol.js';
+import type { NicRateLimit, VmConfig } from './config.js';
+import type { RuntimeCounters, StateFileInfo } from './protocol.js';
+import type { NicLink } from './nic-link.js';
+import type { ExecRequest, ExecResult } from './agent-client.js';
 
 export interface RuntimeHooks {
   /** Guest console output (UART). */
@@ -27,18 +29,56 @@ export interface GuestRuntime {
   consoleInput(bytes: Uint8Array): void;
   /** Sends one line to the guest agent on virtio-console; false when this VM has no agent channel. */
   agentSend(line: string): boolean;
+  /**
+   * Runs a command in the guest through its agent. Rejects with an AgentError (agent-client.ts) whose `failure`
+   * says why; a runtime without an agent channel rejects with failure 'no-agent'.
+   */
+  agentExec?(req: ExecRequest): Promise<ExecResult>;
   counters(): RuntimeCounters;
   setBalloonTarget?(bytes: number): void;
+  /** Installs a run-loop pacer (a CPU cap enforced from inside); runtimes without one cannot be capped that way. */
+  setPacer?(pacer: (() => number) | null): void;
+  setNicRate?(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void;
+  /** Starts from a machine state file (src/machine/snapshot) instead of booting. */
+  restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /** Writes the machine state to `path` (atomically); the guest must be paused. Disks are flushed first. */
+  saveState?(path: string): Promise<StateFileInfo>;
+  /** Stops the guest and closes its disks, keeping the runtime for a following restore() (snapshot revert). */
+  releaseGuest?(): Promise<void>;
+  /** Paused guests only: 'detach' closes disk i's image, 'attach' opens paths[i] for it (null: unchanged). */
+  switchDisks?(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void>;
 }
 
-export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks) => Promise<GuestRuntime>;
+/** Host resources handed to a runtime beyond its config; they outlive a runtime rebuilt by a guest reboot. */
+export interface RuntimeResources {
+  /** One per config NIC, in order. */
+  nicLinks: NicLink[];
+}
+
+export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks, resources?: RuntimeResources) => Promise<GuestRuntime>;
 
 export function zeroCounters(): RuntimeCounters {
   return {
     instret: 0,
+    vcpusOnline: 0,
     residentBytes: 0,
+    guestRamBytes: 0,
+    decodeCacheBytes: 0,
+    workerHeapBytes: 0,
     memoryBytes: 0,
     balloonBytes: 0,
+    guestStatsUpdates: 0,
+    guestTotalBytes: null,
+    guestFreeBytes: null,
+    guestAvailableBytes: null,
+    guestCachesBytes: null,
+    guestMajorFaults: null,
+    guestMinorFaults: null,
+    guestSwapInBytes: null,
+    guestSwapOutBytes: null,
+    guestOomKills: null,
+    balloonTargetBytes: 0,
+    balloonDeflateOnOom: false,
     diskReadBytes: 0,
     diskWriteBytes: 0,
     diskReadOps: 0,
@@ -47,5 +87,6 @@ export function zeroCounters(): RuntimeCounters {
     netTxBytes: 0,
     netRxPackets: 0,
     netTxPackets: 0,
+    nics: [],
   };
 }

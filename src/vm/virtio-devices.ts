@@ -12,9 +12,50 @@ import { VirtioBalloon, type VirtioBalloonOptions } from '../devices/virtio/ball
 import { VirtioBlk } from '../devices/virtio/blk.js';
 import { VirtioConsole } from '../devices/virtio/console.js';
 import { VirtioRng } from '../devices/virtio/rng.js';
+import { VirtioNet } from '../devices/virtio/net.js';
+import type { NicCounters } from './protocol.js';
+import type { NicLink } from './nic-link.js';
 import type { BlockBackend } from '../storage/backend.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
-import type { DiskConfig, VmConfig } from './config.js';
+import type { DiskConfig, NicConfig, NicRateLimit, VmConfig } from './config.js';
+import { SwitchableBackend } from './switchable-backend.js';
+import type { RuntimeCounters } from './protocol.js';
+
+/** The guest memory figures of the runtime counters, from the balloon's latest statistics. */
+export type GuestMemoryCounters = Pick<
+  RuntimeCounters,
+  | 'guestStatsUpdates'
+  | 'guestTotalBytes'
+  | 'guestFreeBytes'
+  | 'guestAvailableBytes'
+  | 'guestCachesBytes'
+  | 'guestMajorFaults'
+  | 'guestMinorFaults'
+  | 'guestSwapInBytes'
+  | 'guestSwapOutBytes'
+  | 'guestOomKills'
+  | 'balloonTargetBytes'
+  | 'balloonDeflateOnOom'
+>;
+
+export function guestMemoryCounters(balloon: VirtioBalloon | undefined): GuestMemoryCounters {
+  const v = balloon?.stats().values ?? {};
+  const n = (k: string): number | null => (typeof v[k] === 'number' ? v[k] : null);
+  return {
+    guestStatsUpdates: balloon?.stats().updates ?? 0,
+    guestTotalBytes: n('totalMemory'),
+    guestFreeBytes: n('freeMemory'),
+    guestAvailableBytes: n('availableMemory'),
+    guestCachesBytes: n('diskCaches'),
+    guestMajorFaults: n('majorFaults'),
+    guestMinorFaults: n('minorFaults'),
+    guestSwapInBytes: n('swapIn'),
+    guestSwapOutBytes: n('swapOut'),
+    guestOomKills: n('oomKills'),
+    balloonTargetBytes: (balloon?.targetPages ?? 0) * 4096,
+    balloonDeflateOnOom: balloon?.deflateOnOom ?? false,
+  };
+}
 
 /** What the board gives each factory (src/machine's VirtioAttachContext satisfies it). */
 export interface VirtioSlotContext {
@@ -40,11 +81,21 @@ export interface AttachOptions {
   balloon?: VirtioBalloonOptions;
   /** Host bytes from the guest's virtio-console port (the guest agent's channel). */
   onConsoleOutput?: (bytes: Uint8Array) => void;
+  /** One link per config NIC (in order); a NIC without a link is not attached. */
+  nicLinks?: NicLink[];
+  /** Current limits per NIC (live changes survive a guest reboot); default: the config's. */
+  nicRates?: { rx: NicRateLimit | null; tx: NicRateLimit | null }[];
+}
+
+export interface AttachedNic {
+  config: NicConfig;
+  device: VirtioNet;
+  slot: number;
 }
 
 export interface AttachedDisk {
   config: DiskConfig;
-  backend: BlockBackend;
+  backend: SwitchableBackend;
   device: VirtioBlk;
   slot: number;
 }
@@ -56,6 +107,7 @@ export interface VirtioCounters {
   diskWriteOps: number;
   /** Bytes the guest holds in its balloon (device-side count of received pages). */
   balloonBytes: number;
+  nics: NicCounters[];
 }
 
 export interface AttachedVirtioDevices {
@@ -63,6 +115,7 @@ export interface AttachedVirtioDevices {
   console?: VirtioConsole;
   rng?: VirtioRng;
   balloon?: VirtioBalloon;
+  nics: AttachedNic[];
   /** Sends a line to the guest agent over virtio-console; false when there is no console. */
   agentSend(line: string): boolean;
   counters(): VirtioCounters;
@@ -73,12 +126,14 @@ export interface AttachedVirtioDevices {
 }
 
 /** Open backends per config object, so a guest reboot (same config) reuses them. */
-const openDisks = new WeakMap<VmConfig, Promise<BlockBackend[]>>();
+const openDisks = new WeakMap<VmConfig, Promise<SwitchableBackend[]>>();
 
-async function openAll(config: VmConfig, open: OpenDiskFn): Promise<BlockBackend[]> {
-  const opened: BlockBackend[] = [];
+async function openAll(config: VmConfig, open: OpenDiskFn): Promise<SwitchableBackend[]> {
+  const opened: SwitchableBackend[] = [];
   try {
-    for (const d of config.disks) opened.push(await open(d.path, { format: d.format, readOnly: d.readOnly }));
+    // Wrapped, so a snapshot can move a running disk onto a new overlay (switchable-backend.ts).
+    for (const d of config.disks)
+      opened.push(new SwitchableBackend(await open(d.path, { format: d.format, readOnly: d.readOnly })));
   } catch (err) {
     await Promise.allSettled(opened.map((b) => b.close()));
     throw err;
@@ -111,6 +166,26 @@ export async function attachVirtioDevices(
   if (config.virtioConsole) {
     board.attachVirtio((ctx) => (console = new VirtioConsole(ctx, { onOutput: options.onConsoleOutput })));
   }
+  const nics: AttachedNic[] = [];
+  const nicConfigs = config.nics ?? [];
+  for (let i = nicConfigs.length - 1; i >= 0; i--) {
+    const link = options.nicLinks?.[i];
+    if (!link) continue;
+    const nic = nicConfigs[i]!;
+    const rates = options.nicRates?.[i] ?? { rx: nic.rx ?? null, tx: nic.tx ?? null };
+    let device!: VirtioNet;
+    const slot = board.attachVirtio(
+      (ctx) =>
+        (device = new VirtioNet(ctx, {
+          mac: nic.mac,
+          onTransmit: (frame) => link.send(frame),
+          onTransmitBatchEnd: () => link.flush(),
+          rateLimits: rates,
+        })),
+    );
+    link.bind((frame) => device.receive(frame));
+    nics.unshift({ config: nic, device, slot });
+  }
   const disks: AttachedDisk[] = [];
   for (let i = config.disks.length - 1; i >= 0; i--) {
     const d = config.disks[i]!;
@@ -126,13 +201,32 @@ export async function attachVirtioDevices(
     console,
     rng,
     balloon,
+    nics,
     agentSend(line: string): boolean {
       if (!console) return false;
       console.input(line.endsWith('\n') ? line : `${line}\n`);
       return true;
     },
     counters(): VirtioCounters {
-      const c: VirtioCounters = { diskReadBytes: 0, diskWriteBytes: 0, diskReadOps: 0, diskWriteOps: 0, balloonBytes: 0 };
+      const c: VirtioCounters = {
+        diskReadBytes: 0,
+        diskWriteBytes: 0,
+        diskReadOps: 0,
+        diskWriteOps: 0,
+        balloonBytes: 0,
+        nics: nics.map((n) => {
+          const m = n.device.metrics();
+          return {
+            mac: n.config.mac,
+            rxBytes: m.rxBytes ?? 0,
+            rxPackets: m.rxPackets ?? 0,
+            rxDropped: (m.rxDropped ?? 0) + (m.rxErrors ?? 0),
+            txBytes: m.txBytes ?? 0,
+            txPackets: m.txPackets ?? 0,
+            txDropped: (m.txDropped ?? 0) + (m.txErrors ?? 0),
+          };
+        }),
+      };
       for (const d of disks) {
         const m = d.device.metrics();
         c.diskReadBytes += m.readBytes ?? 0;

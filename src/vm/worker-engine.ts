@@ -7,9 +7,13 @@ import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'n
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
 import type { VmConfig } from './config.js';
-import type { ControlRequest, RuntimeCounters, WorkerInit, WorkerMessage } from './protocol.js';
+import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerInit, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
-import type { Engine, EngineEvents, EngineVm, VmStats } from '../host/engine.js';
+import type { Engine, EngineEvents, EngineResources, EngineVm, VmStats } from '../host/engine.js';
+import type { NicRateLimit } from './config.js';
+import { VmCpuMeter } from '../host/cpu/accounting.js';
+import { createCountersBuffer, readCounters } from './shared-counters.js';
+import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the worker needs the tsx loader too. */
@@ -41,6 +45,9 @@ export interface WorkerEngineOptions {
   requestTimeoutMs?: number;
 }
 
+/** Default wait for a worker's counters (see refreshCounters). */
+const STATS_TIMEOUT_MS = 250;
+const STATS_GIVE_UP_MS = 5000;
 const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 8 };
 
 export class WorkerEngine implements Engine {
@@ -49,16 +56,22 @@ export class WorkerEngine implements Engine {
   constructor(private readonly options: WorkerEngineOptions = {}) {
     this.runtimeModule = options.runtimeModule ?? defaultRuntimeModule();
   }
-  create(config: VmConfig, events: EngineEvents): EngineVm {
-    return new WorkerVm(config, events, this.runtimeModule, this.options);
+  create(config: VmConfig, events: EngineEvents, resources: EngineResources = {}): EngineVm {
+    return new WorkerVm(config, events, this.runtimeModule, this.options, resources);
   }
 }
 
+type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
+
 interface Pending {
-  resolve(counters: RuntimeCounters | undefined): void;
+  type: ControlRequest['type'];
+  resolve(reply: OkReply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
 }
+
+/** How much longer than an exec's own timeout the host waits for the worker's answer. */
+const EXEC_REPLY_GRACE_MS = 10_000;
 
 export class WorkerRequestError extends Error {
   constructor(message: string) {
@@ -78,28 +91,77 @@ class WorkerVm implements EngineVm {
   private lastCounters: RuntimeCounters = zeroCounters();
   private lastSample: { at: number; instret: number; elu: ReturnType<Worker['performance']['eventLoopUtilization']> } | undefined;
   private lastStats: VmStats | undefined;
+  private tids: number[] = [];
+  private statsInFlight: Promise<boolean> | undefined;
+  /** Published by the worker (shared-counters.ts); read without a round trip. */
+  private countersBuffer = createCountersBuffer();
+  private cpuMeter = new VmCpuMeter();
 
   constructor(
     private readonly config: VmConfig,
     private readonly events: EngineEvents,
     private readonly runtimeModule: string,
     private readonly options: WorkerEngineOptions,
+    private readonly resources: EngineResources,
   ) {}
 
   async start(): Promise<void> {
+    this.spawn();
+    // Booting loads the machine module and guest images, which may take a while the first time.
+    await this.request({ id: 0, type: 'start' }, 60_000);
+  }
+
+  async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    this.spawn();
+    const reply = await this.requestReply({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
+    return reply.state;
+  }
+
+  async saveState(path: string): Promise<StateFileInfo> {
+    const reply = await this.requestReply({ id: 0, type: 'save-state', path }, 600_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the saved state');
+    return reply.state;
+  }
+
+  releaseGuest(): Promise<void> {
+    return this.request({ id: 0, type: 'release-guest' }, 60_000).then(() => undefined);
+  }
+
+  async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    const reply = await this.requestReply({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
+    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
+    this.startedAt = Date.now();
+    this.lastSample = undefined;
+    return reply.state;
+  }
+
+  sendAgentRequest(line: string): Promise<void> {
+    return this.simple({ id: 0, type: 'agent', line });
+  }
+
+  switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    return this.request({ id: 0, type: 'switch-disks', paths, phase }, 60_000).then(() => undefined);
+  }
+
+  private spawn(): void {
     if (this.worker) throw new WorkerRequestError('the VM worker already exists');
     this.stopping = false;
     const channel = new MessageChannel();
+    // A fresh buffer per worker: nothing of an earlier run is read as this one's counters.
+    this.countersBuffer = createCountersBuffer();
     const init: WorkerInit = {
       config: this.config,
       runtimeModule: this.runtimeModule,
       consolePort: channel.port2,
+      nicPorts: this.resources.nicPorts ?? [],
       nice: this.options.nice ?? 10,
+      counters: this.countersBuffer,
     };
     const worker = new Worker(workerEntry(), {
       eval: runningFromSource,
       workerData: init,
-      transferList: [channel.port2],
+      transferList: [channel.port2, ...(this.resources.nicPorts ?? [])],
       resourceLimits: this.options.resourceLimits ?? DEFAULT_LIMITS,
       name: `vm:${this.config.name}`,
       stdout: false,
@@ -117,8 +179,8 @@ class WorkerVm implements EngineVm {
     this.startedAt = Date.now();
     this.lastSample = undefined;
     this.lastStats = undefined;
-    // Booting loads the machine module and guest images, which may take a while the first time.
-    await this.request({ id: 0, type: 'start' }, 60_000);
+    this.tids = [];
+    this.cpuMeter = new VmCpuMeter();
   }
 
   pause(): Promise<void> {
@@ -137,6 +199,15 @@ class WorkerVm implements EngineVm {
   }
   setBalloonTarget(bytes: number): Promise<void> {
     return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
+  }
+  threadIds(): number[] {
+    return [...this.tids];
+  }
+  setRunLoopCap(percent: number | null): Promise<void> {
+    return this.simple({ id: 0, type: 'cpu-cap', percent });
+  }
+  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void> {
+    return this.simple({ id: 0, type: 'nic-rate', nic, rx, tx });
   }
 
   async stop(): Promise<void> {
@@ -158,32 +229,38 @@ class WorkerVm implements EngineVm {
     this.consolePort?.postMessage(bytes);
   }
 
-  async stats(): Promise<VmStats> {
+  async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
     const worker = this.worker;
     if (!worker) throw new WorkerRequestError('the VM is not running');
-    let counters = this.lastCounters;
-    try {
-      counters = (await this.request({ id: 0, type: 'stats' }, 1_000)) ?? counters;
-    } catch {
-      // A busy or wedged worker keeps its last figures; CPU use below is measured from outside anyway.
-    }
-    this.lastCounters = counters;
+    // Published counters need no waiting; before the first publication (booting) ask the worker.
+    const published = readCounters(
+      new Float64Array(this.countersBuffer),
+      (this.config.nics ?? []).map((n) => n.mac),
+    );
+    if (published) this.lastCounters = published;
+    const fresh = published ? true : await this.refreshCounters(waitMs);
+    const counters = this.lastCounters;
     const now = performance.now();
     const elu = worker.performance.eventLoopUtilization();
     let cpuPercent = this.lastStats?.cpuPercent ?? 0;
     let ips = this.lastStats?.instructionsPerSecond ?? 0;
     const prev = this.lastSample;
-    if (prev && now - prev.at >= 50) {
+    if (prev && fresh && now - prev.at >= 50) {
       const window = worker.performance.eventLoopUtilization(elu, prev.elu);
       cpuPercent = Math.round(window.utilization * 1000) / 10;
       ips = Math.max(0, Math.round(((counters.instret - prev.instret) * 1000) / (now - prev.at)));
     } else if (!prev) {
       cpuPercent = Math.round(elu.utilization * 1000) / 10;
     }
-    if (!prev || now - prev.at >= 50) this.lastSample = { at: now, instret: counters.instret, elu };
+    if (fresh && (!prev || now - prev.at >= 50)) this.lastSample = { at: now, instret: counters.instret, elu };
+    // The kernel's account of the thread is the truth; event-loop utilisation only where threads are not visible.
+    const cpu = this.tids.length ? this.cpuMeter.sample(this.tids, now) : undefined;
     const stats: VmStats = {
       ...counters,
-      cpuPercent,
+      cpuPercent: cpu ? cpu.cpuPercent : cpuPercent,
+      stealPercent: cpu?.stealPercent ?? 0,
+      cpuTimeSeconds: cpu?.cpuTimeSeconds ?? 0,
+      stealSeconds: cpu?.stealSeconds ?? 0,
       instructionsPerSecond: ips,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 100) / 10,
     };
@@ -191,11 +268,46 @@ class WorkerVm implements EngineVm {
     return stats;
   }
 
+  async exec(req: ExecRequest): Promise<ExecResult> {
+    const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
+    if (!reply.exec) throw new WorkerRequestError('the VM worker answered an exec without a result');
+    return reply.exec;
+  }
+
+  /**
+   * Asks the worker for its counters and waits at most `waitMs` for them: a worker held back by its weight,
+   * its cap or a loaded host must not hold up the API. One request is in flight at a time (concurrent reads
+   * share it) and a late answer still lands in lastCounters for the next read; a wedged worker's request
+   * times out after STATS_GIVE_UP_MS. True when fresh counters arrived in time.
+   */
+  private async refreshCounters(waitMs: number): Promise<boolean> {
+    this.statsInFlight ??= this.request({ id: 0, type: 'stats' }, STATS_GIVE_UP_MS)
+      .then(
+        (r) => {
+          if (r.counters) this.lastCounters = r.counters;
+          return true;
+        },
+        () => false, // a busy or wedged worker keeps its last figures; CPU use is measured from outside anyway
+      )
+      .finally(() => (this.statsInFlight = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+    try {
+      return await Promise.race([this.statsInFlight, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async simple(req: ControlRequest): Promise<void> {
     await this.request(req, this.options.requestTimeoutMs ?? 10_000);
   }
 
-  private request(req: ControlRequest, timeoutMs: number): Promise<RuntimeCounters | undefined> {
+  private requestReply(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
+    return this.request(req, timeoutMs);
+  }
+
+  private request(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new WorkerRequestError('the VM is not running'));
     const id = this.nextId++;
@@ -204,7 +316,7 @@ class WorkerVm implements EngineVm {
         this.pending.delete(id);
         reject(new WorkerRequestError(`the VM worker did not answer '${req.type}' within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { type: req.type, resolve, reject, timer });
       worker.postMessage({ ...req, id });
     });
   }
@@ -216,7 +328,8 @@ class WorkerVm implements EngineVm {
         if (!p) return;
         this.pending.delete(msg.id);
         clearTimeout(p.timer);
-        if (msg.ok) p.resolve(msg.counters);
+        if (msg.ok) p.resolve(msg);
+        else if (msg.agentFailure) p.reject(new AgentError(msg.agentFailure, msg.error, msg.agentReason));
         else p.reject(new WorkerRequestError(msg.error));
         return;
       }
@@ -227,6 +340,10 @@ class WorkerVm implements EngineVm {
       case 'fault':
         this.stopping = true;
         this.events.exit({ kind: 'crash', message: msg.message });
+        return;
+      case 'threads':
+        this.tids = msg.tids.filter((t) => Number.isInteger(t) && t > 0);
+        this.events.threads?.(this.tids);
         return;
       case 'guest-reboot':
         this.startedAt = Date.now();
@@ -246,7 +363,11 @@ class WorkerVm implements EngineVm {
     this.consolePort = undefined;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new WorkerRequestError('the VM worker exited'));
+      p.reject(
+        p.type === 'exec'
+          ? new AgentError('gone', 'the VM ended while the command ran')
+          : new WorkerRequestError('the VM worker exited'),
+      );
       this.pending.delete(id);
     }
     if (!this.stopping) {

@@ -15,6 +15,7 @@ import {
   removeHome,
   snapshotTree,
   startDaemonProcess,
+  toyKernel,
   waitFor,
   type DaemonHandle,
 } from '../host/daemon-harness.js';
@@ -39,8 +40,8 @@ function onDisk(name: string): { state: string } {
 
 before(async () => {
   d = await startDaemonProcess();
-  kernel = join(d.home, 'kernel.bin');
-  writeFileSync(kernel, 'not really a kernel: the toy runtime ignores it');
+  kernel = join(d.kernels, 'kernel.bin');
+  writeFileSync(kernel, toyKernel());
 });
 after(async () => {
   await d.client.json<{ vms: VmView[] }>('GET', '/vms').then(
@@ -94,9 +95,10 @@ describe('daemon API', () => {
       ['negative memory', 'POST', '/vms', { name: 'x', kernel, memoryMiB: -1 }, 400, 'INVALID_REQUEST'],
       ['unknown field', 'POST', '/vms', { name: 'x', kernel, evil: true }, 400, 'INVALID_REQUEST'],
       ['relative kernel path', 'POST', '/vms', { name: 'x', kernel: 'vmlinux' }, 400, 'INVALID_PATH'],
-      ['kernel path with ..', 'POST', '/vms', { name: 'x', kernel: '/tmp/../etc/passwd' }, 400, 'INVALID_PATH'],
-      ['missing kernel file', 'POST', '/vms', { name: 'x', kernel: '/nonexistent/kernel' }, 400, 'INVALID_PATH'],
-      ['firmware is a directory', 'POST', '/vms', { name: 'x', kernel, firmware: '/etc' }, 400, 'INVALID_PATH'],
+      ['kernel path with ..', 'POST', '/vms', { name: 'x', kernel: '/tmp/../etc/passwd' }, 403, 'PATH_NOT_ALLOWED'],
+      ['kernel outside the allowed dirs', 'POST', '/vms', { name: 'x', kernel: '/nonexistent/kernel' }, 403, 'PATH_NOT_ALLOWED'],
+      ['missing kernel file', 'POST', '/vms', { name: 'x', kernel: kernel + '.missing' }, 400, 'INVALID_PATH'],
+      ['firmware is a directory', 'POST', '/vms', { name: 'x', kernel, firmware: d.kernels }, 400, 'INVALID_PATH'],
       ['seven disks', 'POST', '/vms', { name: 'x', kernel, disks: new Array(7).fill({ sizeMiB: 1 }) }, 400, 'INVALID_REQUEST'],
       ['huge disk', 'POST', '/vms', { name: 'x', kernel, disks: [{ sizeMiB: 1e12 }] }, 400, 'INVALID_REQUEST'],
       ['disk without size or backing', 'POST', '/vms', { name: 'x', kernel, disks: [{ format: 'raw' }] }, 400, 'INVALID_CONFIG'],
@@ -233,6 +235,46 @@ describe('daemon API', () => {
     await d.client.json('DELETE', '/vms/deaf');
   });
 
+  test(
+    'exec reaches the runtime through the worker; no agent channel, a silent agent and a stop give clear errors',
+    TIMEOUT,
+    async () => {
+      const exec = async (name: string, body: unknown) => {
+        const r = await d.client.raw('POST', `/vms/${name}/exec`, body);
+        return {
+          status: r.status,
+          body: JSON.parse(r.body.toString()) as Record<string, unknown> & { error?: { code: string } },
+        };
+      };
+      await create('ex', { cmdline: 'toy=idle', memoryMiB: 32 });
+      assert.equal((await exec('ex', { argv: ['echo'] })).body.error?.code, 'INVALID_STATE');
+      await act('ex', 'start');
+      const ok = await exec('ex', { argv: ['echo', 'a b', 'c'] });
+      assert.equal(ok.status, 200);
+      assert.deepEqual(
+        [ok.body.exitCode, Buffer.from(ok.body.stdout as string, 'base64').toString(), ok.body.truncated],
+        [0, 'a b c\n', false],
+      );
+
+      await create('mute', { cmdline: 'toy=idle', memoryMiB: 32, virtioConsole: false });
+      await act('mute', 'start');
+      const mute = await exec('mute', { argv: ['true'] });
+      assert.deepEqual([mute.status, mute.body.error?.code], [409, 'AGENT_UNAVAILABLE']);
+
+      await create('deaf', { cmdline: 'toy=noagent', memoryMiB: 32 });
+      await act('deaf', 'start');
+      const deaf = await exec('deaf', { argv: ['true'], timeoutMs: 300 });
+      assert.deepEqual([deaf.status, deaf.body.error?.code], [504, 'EXEC_TIMEOUT']);
+      // A command in flight holds up nothing else, and a stop ends it with a clear error.
+      const hanging = exec('deaf', { argv: ['true'], timeoutMs: 60_000 });
+      assert.equal((await get('deaf')).state, 'running');
+      await act('deaf', 'pause');
+      await act('deaf', 'stop');
+      const ended = await hanging;
+      assert.deepEqual([ended.status, ended.body.error?.code], [409, 'EXEC_ABORTED']);
+    },
+  );
+
   test('a crashing machine is reported crashed with its reason and can be started again', TIMEOUT, async () => {
     await create('crashy', { cmdline: 'toy=crash', memoryMiB: 32 });
     await act('crashy', 'start');
@@ -324,8 +366,8 @@ describe('daemon API', () => {
 describe('daemon restarts and access', () => {
   test('a daemon killed with VMs running comes back with them stopped, and autostart VMs running', TIMEOUT, async () => {
     const a = await startDaemonProcess();
-    const k = join(a.home, 'k');
-    writeFileSync(k, 'k');
+    const k = join(a.kernels, 'k');
+    writeFileSync(k, toyKernel());
     try {
       for (const [name, autostart] of [
         ['keep', false],

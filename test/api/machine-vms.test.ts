@@ -10,15 +10,15 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { ActionOutcome, VmView } from '../../src/host/actions.js';
 import { repoRoot } from '../helpers/paths.js';
+import { requireTool } from '../helpers/require.js';
 import { latencyPercentiles, removeHome, startDaemonProcess, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
 
 let d: DaemonHandle;
 const elf: Record<'echo' | 'garbage', string> = { echo: '', garbage: '' };
-let toolchain = true;
 
 function build(mode: number, name: string): string {
-  const obj = join(d.home, `${name}.o`);
-  const out = join(d.home, `${name}.elf`);
+  const obj = join(d.kernels, `${name}.o`);
+  const out = join(d.kernels, `${name}.elf`);
   execFileSync('riscv64-linux-gnu-as', [
     '-march=rv64imac_zicsr',
     '--defsym',
@@ -33,12 +33,9 @@ function build(mode: number, name: string): string {
 
 before(async () => {
   d = await startDaemonProcess({ runtime: 'machine' });
-  try {
-    elf.echo = build(0, 'echo');
-    elf.garbage = build(1, 'garbage');
-  } catch {
-    toolchain = false;
-  }
+  requireTool('riscv64-linux-gnu-as', 'binutils-riscv64-linux-gnu');
+  elf.echo = build(0, 'echo');
+  elf.garbage = build(1, 'garbage');
 });
 after(async () => {
   await d.stop();
@@ -53,7 +50,6 @@ test(
   'bare-metal guests: console, pause/resume, isolation from a spinning and a device-hammering guest',
   { timeout: 180_000 },
   async (t) => {
-    if (!toolchain) return t.skip('riscv64-linux-gnu binutils not installed');
     for (const [name, kernel] of [
       ['echo1', elf.echo],
       ['echo2', elf.echo],
@@ -130,7 +126,6 @@ test(
   'an image-based VM gets a thin qcow2 overlay of the image root filesystem, plus extra disks',
   { timeout: 120_000 },
   async (t) => {
-    if (!toolchain) return t.skip('riscv64-linux-gnu binutils not installed');
     const { mkdirSync, writeFileSync, copyFileSync, truncateSync } = await import('node:fs');
     const dir = join(d.home, 'images', 'tiny');
     mkdirSync(dir, { recursive: true });

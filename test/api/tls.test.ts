@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/paths.js';
 import { Client, resolveEndpoint } from '../../src/cli/client.js';
-import { removeHome, startDaemonProcess, tempHome, type DaemonHandle } from '../host/daemon-harness.js';
+import { removeHome, startDaemonProcess, tempHome, toyKernel, type DaemonHandle } from '../host/daemon-harness.js';
 
 let d: DaemonHandle;
 let dir: string;
@@ -59,9 +59,12 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 before(async () => {
   dir = tempHome('tv-tls-');
   ({ cert, key } = selfSigned('daemon'));
-  d = await startDaemonProcess({ extraArgs: ['--listen', 'tcp:127.0.0.1:0', '--tls-cert', cert, '--tls-key', key] });
+  d = await startDaemonProcess({
+    extraArgs: ['--listen', 'tcp:127.0.0.1:0', '--tls-cert', cert, '--tls-key', key],
+    allowPaths: [dir],
+  });
   url = `https://${d.addresses.find((a) => a.startsWith('tcp:'))!.slice(4)}`;
-  writeFileSync(join(dir, 'kernel.bin'), 'toy');
+  writeFileSync(join(dir, 'kernel.bin'), toyKernel());
 });
 after(async () => {
   await d.stop();

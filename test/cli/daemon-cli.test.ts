@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliArgs } from '../helpers/paths.js';
-import { removeHome, startDaemonProcess, tempHome, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
+import { removeHome, startDaemonProcess, tempHome, toyKernel, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
 
 let d: DaemonHandle;
 let kernel: string;
@@ -21,8 +21,8 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 
 before(async () => {
   d = await startDaemonProcess();
-  kernel = join(d.home, 'kernel.bin');
-  writeFileSync(kernel, 'toy');
+  kernel = join(d.kernels, 'kernel.bin');
+  writeFileSync(kernel, toyKernel());
 });
 after(async () => {
   await d.stop();
@@ -61,7 +61,7 @@ test(
     assert.equal(cli('info', 'nope').status, 3);
     const wrong = cli('pause', 'web');
     assert.equal(wrong.status, 4);
-    assert.match(wrong.stderr, /cannot pause a VM that is defined \[INVALID_STATE\]/);
+    assert.match(wrong.stderr, /web has not been started \[INVALID_STATE\]/);
 
     const ls = cli('ls');
     assert.equal(ls.status, 0);

@@ -7,11 +7,10 @@ import { readFile } from 'node:fs/promises';
 import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import { defaultVmConfig, type VmConfig } from '../../src/vm/config.js';
 import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
-import { builtGuest } from '../helpers/guest.js';
+import { requireGuest } from '../helpers/guest.js';
 import { TextWaiter } from '../helpers/text-waiter.js';
 import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from '../../src/vm/virtio-devices.js';
 
-export const guest = builtGuest;
 export const MiB = 1024 * 1024;
 
 /** One booted VM with its UART console and virtio-console captured. */
@@ -83,7 +82,7 @@ export class Vm {
 
 export function diskConfig(path: string, format: 'raw' | 'qcow2'): VmConfig {
   return defaultVmConfig({
-    kernel: guest!.kernel,
+    kernel: requireGuest().kernel,
     memoryMiB: 256,
     append: 'console=ttyS0 root=/dev/vda rw',
     disks: [{ path, format, readOnly: false, serial: 'typevisor-root' }],
@@ -92,7 +91,7 @@ export function diskConfig(path: string, format: 'raw' | 'qcow2'): VmConfig {
 
 export async function bootToShell(config: VmConfig, options: AttachOptions = {}): Promise<Vm> {
   const vm = await Vm.boot(config, options);
-  await vm.waitFor('serial', guest!.marker, 300_000);
+  await vm.waitFor('serial', requireGuest().marker, 300_000);
   vm.machine.sendConsoleInput(Buffer.from('\n', 'latin1'));
   await vm.waitFor('serial', /# $/m, 30_000);
   return vm;

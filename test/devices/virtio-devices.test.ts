@@ -79,7 +79,14 @@ test('attachVirtioDevices: balloon, rng, console, then disks in reverse (Linux p
   assert.equal(new TextDecoder().decode(id.data.subarray(0, 3)), 'AAA');
   const w = await blkRequest(disk0, VIRTIO_BLK_T_OUT, 0, { out: new Uint8Array(512).fill(9) });
   assert.equal(w.status, VIRTIO_BLK_S_OK);
-  assert.deepEqual(vd.counters(), { diskReadBytes: 0, diskWriteBytes: 512, diskReadOps: 0, diskWriteOps: 1, balloonBytes: 0 });
+  assert.deepEqual(vd.counters(), {
+    diskReadBytes: 0,
+    diskWriteBytes: 512,
+    diskReadOps: 0,
+    diskWriteOps: 1,
+    balloonBytes: 0,
+    nics: [],
+  });
   // The guest agent channel.
   const con = board.slots[2]!.mock.init(2);
   assert.equal(vd.agentSend('ping'), true);

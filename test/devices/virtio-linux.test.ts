@@ -10,18 +10,17 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDisk } from '../../src/storage/index.js';
-import { MiB, bootToShell, diskConfig, guest, sha } from './linux-vm.js';
-
-const skip = guest ? false : 'guest images not built (typevisor guest build)';
+import { requireGuest } from '../helpers/guest.js';
+import { MiB, bootToShell, diskConfig, sha } from './linux-vm.js';
 
 test(
   'Linux: root on virtio-blk (raw); hwrng, hvc0 both ways, balloon; a written file survives a reboot',
-  { skip, timeout: 900_000 },
+  { timeout: 900_000 },
   async () => {
     const dir = await mkdtemp(join(tmpdir(), 'typevisor-vlinux-'));
     try {
       const disk = join(dir, 'root.ext4');
-      await copyFile(guest!.rootfs, disk);
+      await copyFile(requireGuest().rootfs, disk);
       const extra = join(dir, 'extra.raw');
       await createDisk(extra, { format: 'raw', size: 8 * MiB });
       const config = diskConfig(disk, 'raw');
@@ -89,13 +88,13 @@ test(
 
 test(
   'Linux: root on a qcow2 overlay of the base image; the base is unchanged and qemu-img check is clean',
-  { skip, timeout: 900_000 },
+  { timeout: 900_000 },
   async () => {
     const dir = await mkdtemp(join(tmpdir(), 'typevisor-vlinux-'));
     try {
       const base = join(dir, 'base.ext4');
       const overlay = join(dir, 'overlay.qcow2');
-      await copyFile(guest!.rootfs, base);
+      await copyFile(requireGuest().rootfs, base);
       const baseHash = await sha(base);
       await createDisk(overlay, { format: 'qcow2', backingFile: base, backingFormat: 'raw' });
       const vm = await bootToShell(diskConfig(overlay, 'qcow2'));

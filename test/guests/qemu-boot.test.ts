@@ -8,14 +8,15 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GUEST_NAMES, guestArtifacts, guestsBuilt, type GuestArtifacts } from '../../src/guests/index.js';
+import { GUEST_NAMES, type GuestArtifacts } from '../../src/guests/index.js';
+import { requireGuest } from '../helpers/guest.js';
+import { requireTool } from '../helpers/require.js';
 import { ConsoleProcess, Expect } from '../helpers/console.js';
 import { cliArgs, repoRoot } from '../helpers/paths.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 const STEP_TIMEOUT_MS = 30_000;
 const PROMPT = 'typevisor:/# ';
-const notBuilt = guestsBuilt() ? false : 'guest images not built: run `typevisor guest build`';
 
 function qemu(a: GuestArtifacts, extra: string[], append: string): ConsoleProcess {
   return new ConsoleProcess('qemu-system-riscv64', [
@@ -66,11 +67,12 @@ async function shellSession(vm: ConsoleProcess, marker: string, extra: (vm: Cons
   }
 }
 
-describe('guest images under qemu-system-riscv64 -M virt', { skip: notBuilt, timeout: 6 * BOOT_TIMEOUT_MS }, () => {
+describe('guest images under qemu-system-riscv64 -M virt', { timeout: 6 * BOOT_TIMEOUT_MS }, () => {
   let a: GuestArtifacts;
   let tmp: string;
   before(() => {
-    a = guestArtifacts();
+    requireTool('qemu-system-riscv64', 'qemu-system-misc');
+    a = requireGuest();
     tmp = mkdtempSync(join(tmpdir(), 'tv-guests-'));
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -141,7 +143,7 @@ describe('guest images under qemu-system-riscv64 -M virt', { skip: notBuilt, tim
         agent.send('ping');
         await agent.waitFor(/^pong$/m, STEP_TIMEOUT_MS);
         agent.send('bogus');
-        await agent.waitFor(/^error unknown-command$/m, STEP_TIMEOUT_MS);
+        await agent.waitFor(/^error - unknown-command$/m, STEP_TIMEOUT_MS);
         agent.send('shutdown');
         await agent.waitFor(/^ok shutdown$/m, STEP_TIMEOUT_MS);
         const status = await vm.waitExit(STEP_TIMEOUT_MS);

@@ -2,7 +2,7 @@
 // (checked against GNU cpio), the ELF check, cache keys and the progress display.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -13,7 +13,9 @@ import { GUEST_READY_MARKER, guestArtifacts, GuestsNotBuiltError, guestsBuilt } 
 import { applyFragment, parseKconfig, unmetRequirements } from '../../src/guests/kconfig.js';
 import { Progress } from '../../src/guests/progress.js';
 import type { Recipe } from '../../src/guests/recipe.js';
+import { stageUserland } from '../../src/guests/recipes/userland.js';
 import { repoRoot } from '../helpers/paths.js';
+import { requireTool } from '../helpers/require.js';
 
 describe('kconfig', () => {
   it('reads set and unset options', () => {
@@ -89,8 +91,8 @@ describe('kconfig', () => {
 });
 
 describe('cpio newc writer', () => {
-  it('writes an archive GNU cpio lists and extracts identically', (t) => {
-    if (spawnSync('cpio', ['--version']).status !== 0) return t.skip('cpio not installed');
+  it('writes an archive GNU cpio lists and extracts identically', () => {
+    requireTool('cpio', 'cpio');
     const dir = mkdtempSync(join(tmpdir(), 'tv-cpio-'));
     try {
       const src = join(dir, 'src');
@@ -272,4 +274,77 @@ describe('progress', () => {
 it('the init script prints the exported ready marker', () => {
   const init = readFileSync(join(repoRoot, 'guests/userland/sbin/typevisor-init'), 'utf8');
   assert.ok(init.includes(`echo "${GUEST_READY_MARKER}"`));
+});
+
+describe('guest userland networking', () => {
+  const script = join(repoRoot, 'guests/userland/usr/share/udhcpc/default.script');
+
+  it('both images carry the udhcpc script, executable, at the path init gives udhcpc', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tv-stage-'));
+    try {
+      const bb = join(dir, 'bb');
+      mkdirSync(bb);
+      writeFileSync(join(bb, 'busybox'), 'not really busybox');
+      writeFileSync(join(bb, 'busybox.links'), '/bin/sh\n/sbin/udhcpc\n/sbin/ip\n');
+      const dest = join(dir, 'root');
+      stageUserland(bb, join(repoRoot, 'guests'), dest, ['init']);
+      const staged = join(dest, 'usr/share/udhcpc/default.script');
+      assert.equal(statSync(staged).mode & 0o111, 0o111);
+      assert.equal(readFileSync(staged, 'utf8'), readFileSync(script, 'utf8'));
+      const init = readFileSync(join(dest, 'sbin/typevisor-init'), 'utf8');
+      const call = /^\s*udhcpc (.*)$/m.exec(init)?.[1] ?? '';
+      assert.match(call, /-i eth0 /);
+      assert.match(call, / -b /, 'udhcpc goes to the background instead of holding up boot');
+      assert.match(call, / -s \/usr\/share\/udhcpc\/default\.script /);
+      assert.match(init, /if \[ -e \/sys\/class\/net\/eth0 \]; then/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the udhcpc script applies a lease (address, routes, resolv.conf) and clears it (checked with dash and a fake ip)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tv-dhcp-'));
+    try {
+      mkdirSync(join(dir, 'bin'));
+      const log = join(dir, 'ip.log');
+      // The fake ip records its arguments; `addr show` lists nothing, so the lease's address is new, and there
+      // is no default route to delete.
+      writeFileSync(join(dir, 'bin/ip'), `#!/bin/sh\necho "$*" >>"${log}"\ncase "$*" in *"route del"*) exit 2 ;; esac\n`, {
+        mode: 0o755,
+      });
+      const resolv = join(dir, 'resolv.conf');
+      const run = (event: string, lease: Record<string, string>) => {
+        writeFileSync(log, '');
+        const r = spawnSync('dash', [script, event], {
+          env: { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, UDHCPC_RESOLV_CONF: resolv, interface: 'eth0', ...lease },
+          encoding: 'utf8',
+        });
+        assert.equal(r.status, 0, r.stderr);
+        return readFileSync(log, 'utf8').trim().split('\n').filter(Boolean);
+      };
+      const bound = run('bound', {
+        ip: '10.0.2.15',
+        mask: '24',
+        broadcast: '10.0.2.255',
+        router: '10.0.2.2 10.0.2.1',
+        dns: '10.0.2.3 1.1.1.1',
+        domain: 'example.test',
+        mtu: '1500',
+      });
+      assert.deepEqual(bound, [
+        'link set dev eth0 mtu 1500',
+        '-4 addr show dev eth0',
+        '-4 addr flush dev eth0',
+        '-4 addr add 10.0.2.15/24 broadcast 10.0.2.255 dev eth0',
+        '-4 route del default dev eth0',
+        '-4 route add default via 10.0.2.2 dev eth0 metric 0',
+        '-4 route add default via 10.0.2.1 dev eth0 metric 1',
+      ]);
+      assert.equal(readFileSync(resolv, 'utf8'), 'search example.test\nnameserver 10.0.2.3\nnameserver 1.1.1.1\n');
+      assert.deepEqual(run('deconfig', {}), ['-4 addr flush dev eth0', 'link set dev eth0 up']);
+      assert.deepEqual(run('leasefail', {}), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

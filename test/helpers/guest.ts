@@ -1,19 +1,15 @@
 /**
- * The guest images built by `typevisor guest build`, for the tests that boot Linux. `builtGuest` is undefined,
- * and `skipWithoutGuest` says why, when they are not built, so those tests skip instead of failing.
+ * The guest images built by `typevisor guest build`, for the tests that boot Linux. A missing image fails the
+ * test that needs it (CI builds them first: `npm test` runs `typevisor guest build`), it never skips.
  */
-import { existsSync } from 'node:fs';
-import type { GuestArtifacts } from '../../src/guests/index.js';
+import assert from 'node:assert/strict';
+import { guestArtifacts, type GuestArtifacts } from '../../src/guests/index.js';
 
-async function load(): Promise<GuestArtifacts | undefined> {
+/** The built guest images; fails the calling test, naming the command that builds them, when they are missing. */
+export function requireGuest(): GuestArtifacts {
   try {
-    const mod = (await import('../../src/guests/index' + '.js')) as { guestArtifacts: () => GuestArtifacts };
-    const a = mod.guestArtifacts();
-    return existsSync(a.kernel) && existsSync(a.initramfs) ? a : undefined;
-  } catch {
-    return undefined;
+    return guestArtifacts();
+  } catch (err) {
+    assert.fail(`guest images are required: ${(err as Error).message}`);
   }
 }
-
-export const builtGuest = await load();
-export const skipWithoutGuest: string | false = builtGuest ? false : 'guest images not built (typevisor guest build)';

@@ -4,7 +4,7 @@
  * exercised without booting a guest; `runtime: 'machine'` uses the real machine.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,8 @@ export const TOY_RUNTIME = fileURLToPath(new URL(`./fixtures/toy-runtime${ext}`,
 
 export interface DaemonHandle {
   home: string;
+  /** `<home>/kernels`, passed as --allow-path: where tests put the kernels they name in requests. */
+  kernels: string;
   socket: string;
   client: Client;
   proc: ChildProcess;
@@ -32,6 +34,19 @@ export interface DaemonSpawnOptions {
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
   startTimeoutMs?: number;
+  /** --allow-path directories; default `<home>/kernels` (created). */
+  allowPaths?: string[];
+}
+
+/**
+ * A file the daemon accepts as a kernel (a RISC-V Linux Image header: "RSC\x05" at 0x38) for the toy runtime,
+ * which never boots it.
+ */
+export function toyKernel(): Buffer {
+  const b = Buffer.alloc(4096);
+  b.writeUInt32LE(0x20_0000, 8); // text_offset
+  b.writeUInt32LE(0x05435352, 0x38); // "RSC\x05"
+  return b;
 }
 
 export function tempHome(prefix = 'tv-home-'): string {
@@ -41,13 +56,20 @@ export function tempHome(prefix = 'tv-home-'): string {
 export async function startDaemonProcess(o: DaemonSpawnOptions = {}): Promise<DaemonHandle> {
   const home = o.home ?? tempHome();
   const socket = join(home, 'typevisor.sock');
+  const kernels = join(home, 'kernels');
+  mkdirSync(kernels, { recursive: true });
+  const allow = (o.allowPaths ?? [kernels]).flatMap((dir) => ['--allow-path', dir]);
   const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
   if ((o.runtime ?? 'toy') === 'toy') env.TYPEVISOR_RUNTIME_MODULE = TOY_RUNTIME;
   else delete env.TYPEVISOR_RUNTIME_MODULE;
-  const proc = spawn(process.execPath, cliArgs('daemon', '--home', home, '--shutdown-timeout', '5', ...(o.extraArgs ?? [])), {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    cliArgs('daemon', '--home', home, '--shutdown-timeout', '5', ...allow, ...(o.extraArgs ?? [])),
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const stdout: string[] = [];
   const stderr: string[] = [];
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
@@ -73,6 +95,7 @@ export async function startDaemonProcess(o: DaemonSpawnOptions = {}): Promise<Da
   });
   return {
     home,
+    kernels,
     socket,
     client: new Client({ socketPath: socket }),
     proc,

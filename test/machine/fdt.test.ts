@@ -12,6 +12,7 @@ function dtc(blob: Uint8Array): { status: number | null; stdout: string; stderr:
   const file = join(dir, 'x.dtb');
   writeFileSync(file, blob);
   const r = spawnSync('dtc', ['-I', 'dtb', '-O', 'dts', file], { encoding: 'utf8' });
+  if (r.error) throw new Error(`dtc is required but not runnable (${r.error.message}): apt-get install device-tree-compiler`);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { fuzzParams } from '../helpers/fuzz.js';
 import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import * as L from '../../src/machine/layout.js';
 import { OPCODES } from '../../src/riscv/opcodes.js';
@@ -170,6 +171,7 @@ test(
     const diskBytes = Buffer.alloc(2 ** 20, 0x5a);
     try {
       let runs = 0;
+      const params = fuzzParams(24);
       let instructions = 0;
       await fc.assert(
         fc.asyncProperty(fc.integer(), fc.constantFrom(1, 2), async (seed, harts) => {
@@ -208,11 +210,11 @@ test(
           if (config.disks[0]!.readOnly)
             assert.ok(readFileSync(diskPath).equals(diskBytes), `seed ${seed}: read-only disk changed`);
         }),
-        { numRuns: 24 },
+        params,
       );
-      assert.equal(runs, 24);
+      assert.equal(runs, params.numRuns);
       // The streams really executed (not one trap and a hang): on the order of a million instructions per run.
-      assert.ok(instructions > 24 * 10_000, `only ${instructions} instructions in ${runs} runs`);
+      assert.ok(instructions > runs * 10_000, `only ${instructions} instructions in ${runs} runs`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -131,3 +131,25 @@ test('pause keeps guest time still; resume continues it', () => {
   now += 1;
   assert.equal(m.clock.now() - t1, 10_000);
 });
+
+test('a run-loop pacer rests the loop between busy slices, and console input does not cut the rest short', async () => {
+  const { m } = machine({ onRun: (h) => (h.hartId === 0 ? 1000 : 0) });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  let asked = 0;
+  let rest: { at: number; slices: number } | undefined;
+  m.setPacer(() => {
+    if (++asked !== 3) return 0;
+    rest = { at: performance.now(), slices: m.stats().slices };
+    return 1000; // one long rest after the third slice
+  });
+  m.start();
+  while (!rest) await sleep(5);
+  m.sendConsoleInput([0x41]); // wakes an idle loop, but must not end a pacer rest
+  await sleep(100);
+  assert.equal(m.stats().slices, rest.slices, 'no slice ran during the rest');
+  while (m.stats().slices === rest.slices) await sleep(10);
+  assert.ok(performance.now() - rest.at >= 990, 'the loop ran again only once the rest was over');
+  m.setPacer(null);
+  assert.equal(m.onlineHarts(), 1, 'builtin SBI: only the boot hart runs');
+  m.stop();
+});

@@ -1,7 +1,7 @@
 /** Runs a Linux-user-style static ELF on qemu-riscv64 and on the hart (S-mode, bare, write/exit shim). */
 import { execFileSync } from 'node:child_process';
 import { parseElf } from '../../src/machine/loaders/elf.js';
-import { CSR_MSTATUS, PRV_S } from '../../src/riscv/hart.js';
+import { CSR_MSTATUS, PRV_S, type HartOptions } from '../../src/riscv/hart.js';
 import { loadElf, makeMachine } from './harness.js';
 
 export const QEMU_CPU = 'rv64,zba=true,zbb=true,zbs=true';
@@ -13,11 +13,19 @@ export function runOnQemu(elfPath: string): Uint8Array {
 export interface HartRunOptions {
   /** Force every instruction through a fresh decode (no effect on semantics; used to diff interpreter paths). */
   ramBytes?: number;
+  /** Translation setting for the hart (default: from TYPEVISOR_JIT). */
+  jit?: HartOptions['jit'];
 }
+
+/** The two engines every differential test runs: the interpreter and the JIT translating every block. */
+export const ENGINES: readonly { name: string; jit: HartOptions['jit'] }[] = [
+  { name: 'interpreter', jit: false },
+  { name: 'jit', jit: { threshold: 0 } },
+];
 
 /** Runs the ELF on the hart; returns what it wrote to fd 1. */
 export function runOnHart(elfBytes: Uint8Array, opts: HartRunOptions = {}): Uint8Array {
-  const m = makeMachine(opts.ramBytes ?? 64 << 20);
+  const m = makeMachine(opts.ramBytes ?? 64 << 20, opts.jit);
   const elf = parseElf(elfBytes);
   loadElf(m, elf);
   const out: Uint8Array[] = [];

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 import { GuestRam } from '../../src/machine/memory.js';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
-import { Hart, MIP_MSIP, IRQ_MSI, IRQ_MTI } from '../../src/riscv/hart.js';
+import { Hart, MIP_MSIP, IRQ_MSI, IRQ_MTI, type HartOptions } from '../../src/riscv/hart.js';
 import { Htif, type HtifResult } from '../../src/riscv/htif.js';
 import type { Bus } from '../../src/riscv/bus.js';
 
@@ -108,7 +108,8 @@ export interface Machine {
   poweredOff: boolean;
 }
 
-export function makeMachine(ramBytes = 16 << 20): Machine {
+/** `jit` overrides the hart's translation setting (default: from TYPEVISOR_JIT). */
+export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit']): Machine {
   const ram = new GuestRam(ramBytes, RAM_BASE);
   const consoleBytes: number[] = [];
   const ref: { hart?: Hart } = {};
@@ -136,7 +137,7 @@ export function makeMachine(ramBytes = 16 << 20): Machine {
       return false;
     },
   });
-  const hart = new Hart(bus, { hartId: 0, readTime: () => clint.time });
+  const hart = new Hart(bus, { hartId: 0, readTime: () => clint.time, ...(jit === undefined ? {} : { jit }) });
   ref.hart = hart;
   m.bus = bus;
   m.hart = hart;
@@ -155,14 +156,22 @@ export interface ProgramResult {
   result: HtifResult | undefined;
   instructions: number;
   console: string;
+  hart: Hart;
+}
+
+export interface RunOptions {
+  jit?: HartOptions['jit'];
+  /** Called with the machine before the first instruction (e.g. to hook traps). */
+  setup?: (m: Machine) => void;
 }
 
 /** Runs a bare-metal ELF until HTIF reports, poweroff, or `maxInstructions`. mtime advances 1 tick per 100 instructions. */
-export function runProgram(elfBytes: Uint8Array, maxInstructions = 50_000_000): ProgramResult {
-  const m = makeMachine();
+export function runProgram(elfBytes: Uint8Array, maxInstructions = 50_000_000, opts: RunOptions = {}): ProgramResult {
+  const m = makeMachine(undefined, opts.jit);
   const elf = parseElf(elfBytes);
   loadElf(m, elf);
   const htif = Htif.fromSymbols(elf.symbols, m.ram);
+  opts.setup?.(m);
   let total = 0;
   let result: HtifResult | undefined;
   while (total < maxInstructions && !m.poweredOff) {
@@ -173,7 +182,7 @@ export function runProgram(elfBytes: Uint8Array, maxInstructions = 50_000_000): 
     result = htif?.poll();
     if (result) break;
   }
-  return { result, instructions: total, console: String.fromCharCode(...m.console) };
+  return { result, instructions: total, console: String.fromCharCode(...m.console), hart: m.hart };
 }
 
 export { MIP_MSIP };

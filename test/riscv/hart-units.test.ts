@@ -520,3 +520,15 @@ describe('CSR side effects', () => {
     assert.equal((st >> 5n) & 1n, 1n, 'SPIE set by sret');
   });
 });
+
+describe('decode cache trim (idle VMs give their decoded pages back)', () => {
+  test('trimDecodeCache frees every decoded page and the code still runs correctly afterwards', () => {
+    const r = cpu('add a0, a1, a2').reg('a1', 2).reg('a2', 3).run().expectReg('a0', 5n);
+    assert.ok(r.hart.decodeCacheBytes() > 0, 'the run decoded a page');
+    r.hart.trimDecodeCache();
+    assert.equal(r.hart.decodeCacheBytes(), 0);
+    r.hart.pc = r.sym('_start');
+    r.reg('a1', 40).reg('a2', 2).run().expectReg('a0', 42n);
+    assert.ok(r.hart.decodeCacheBytes() > 0, 'decoded again');
+  });
+});

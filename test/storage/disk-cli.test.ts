@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliArgs, repoRoot } from '../helpers/paths.js';
 import { fillRandom, qemu, rng, tempDir } from './helpers.js';
@@ -44,15 +44,18 @@ test('disk create / info / check on a fresh qcow2 and an overlay', { timeout: 12
   assert.equal(r.status, 0, r.err);
   r = disk('info', '--json', '@overlay.qcow2');
   assert.equal(r.status, 0, r.err);
-  const info = JSON.parse(r.out) as Record<string, unknown> & { backingImage: Record<string, unknown> };
-  assert.equal(info.format, 'qcow2');
-  assert.equal(info.virtualSize, 10 * 2 ** 30);
-  assert.equal(info.clusterSize, 65536);
-  assert.equal(info.backingFilename, 'base.qcow2');
-  assert.equal(info.backingFormat, 'qcow2');
-  assert.equal(info.dirty, false);
-  assert.equal(info.corrupt, false);
-  assert.equal(info.backingImage.format, 'qcow2');
+  // The same keys and values as `qemu-img info --output=json` on the same image.
+  const info = JSON.parse(r.out) as Record<string, unknown>;
+  const theirs = JSON.parse(qemu('qemu-img', 'info', '--output=json', join(dir, 'overlay.qcow2')).out) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(info).sort(), Object.keys(theirs).sort());
+  for (const key of ['virtual-size', 'format', 'cluster-size', 'backing-filename', 'backing-filename-format', 'dirty-flag'])
+    assert.deepEqual(info[key], theirs[key], key);
+  assert.equal(info['full-backing-filename'], join(dir, 'base.qcow2'));
+  assert.equal(typeof info['actual-size'], 'number');
+  assert.deepEqual(
+    (info['format-specific'] as { data: Record<string, unknown> }).data,
+    (theirs['format-specific'] as { data: Record<string, unknown> }).data,
+  );
   r = disk('info', '@overlay.qcow2');
   assert.match(r.out, /virtual size: 10 GiB \(10737418240 bytes\)/);
   assert.match(r.out, /backing file: base.qcow2/);
@@ -62,9 +65,22 @@ test('disk create / info / check on a fresh qcow2 and an overlay', { timeout: 12
   assert.match(r.out, /No errors were found on the image/);
   assert.equal(qemu('qemu-img', 'check', join(dir, 'overlay.qcow2')).status, 0);
 
+  r = disk('check', '--json', '@overlay.qcow2');
+  const check = JSON.parse(r.out) as Record<string, unknown>;
+  const theirCheck = JSON.parse(qemu('qemu-img', 'check', '--output=json', join(dir, 'overlay.qcow2')).out) as Record<
+    string,
+    unknown
+  >;
+  assert.deepEqual(Object.keys(check).sort(), Object.keys(theirCheck).sort());
+  assert.equal(check['total-clusters'], theirCheck['total-clusters']);
+
   r = disk('create', '-f', 'raw', '@disk.raw', '512M');
   assert.equal(r.status, 0, r.err);
   assert.equal(statSync(join(dir, 'disk.raw')).size, 512 * 2 ** 20);
+  const rawInfo = JSON.parse(disk('info', '--json', '@disk.raw').out) as Record<string, unknown>;
+  const theirRaw = JSON.parse(qemu('qemu-img', 'info', '--output=json', join(dir, 'disk.raw')).out) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(rawInfo).sort(), Object.keys(theirRaw).sort());
+  for (const key of ['virtual-size', 'format', 'actual-size', 'dirty-flag']) assert.deepEqual(rawInfo[key], theirRaw[key], key);
   assert.equal(disk('check', '@disk.raw').status, 63);
 });
 
@@ -119,6 +135,24 @@ test('disk convert: qcow2 -> raw -> qcow2 with progress, sparse output, same dat
   assert.equal(r.status, 0, r.err);
   assert.ok(readFileSync(join(dir, 'back.raw')).equals(bytes));
   assert.ok(statSync(join(dir, 'back.raw')).blocks * 512 < 3 * 2 ** 20, 'raw output is sparse');
+});
+
+test('a failed disk convert removes its partial output and keeps an existing file', { timeout: 60_000 }, () => {
+  // A qcow2 whose L1 table points past the end of the file: the copy fails part way.
+  const bad = join(dir, 'broken.qcow2');
+  assert.equal(qemu('qemu-img', 'create', '-f', 'qcow2', bad, '64M').status, 0);
+  assert.equal(qemu('qemu-io', '-c', 'write -P 0x22 0 64k', bad).status, 0);
+  const img = readFileSync(bad);
+  const l1 = Number(img.readBigUInt64BE(40));
+  img.writeBigUInt64BE(0x8000_0000_0000_0000n | 0x7000_0000n, l1); // L2 table far beyond the end
+  writeFileSync(bad, img);
+  let r = disk('convert', '-O', 'qcow2', '@broken.qcow2', '@partial.qcow2');
+  assert.notEqual(r.status, 0, r.out);
+  assert.equal(existsSync(join(dir, 'partial.qcow2')), false, 'no partial output left');
+  writeFileSync(join(dir, 'keep.raw'), 'precious');
+  r = disk('convert', '-O', 'raw', '@broken.qcow2', '@keep.raw');
+  assert.notEqual(r.status, 0);
+  assert.equal(readFileSync(join(dir, 'keep.raw'), 'utf8'), 'precious', 'an existing destination is not touched');
 });
 
 test('disk: usage errors exit 2, missing files exit 1 with a message', { timeout: 60_000 }, () => {

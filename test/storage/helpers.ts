@@ -12,6 +12,8 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
 /** Runs a qemu tool synchronously; returns its exit status and output. */
 export function qemu(tool: 'qemu-img' | 'qemu-io', ...args: string[]): { status: number; out: string } {
   const r = spawnSync(tool, args, { encoding: 'utf8', timeout: 60_000 });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT')
+    throw new Error(`${tool} is required but not installed: apt-get install qemu-utils`);
   return { status: r.status ?? -1, out: (r.stdout ?? '') + (r.stderr ?? '') };
 }
 

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { fuzzParams } from '../helpers/fuzz.js';
 import { createDisk, openDisk, Qcow2Image, StorageError, type BlockBackend } from '../../src/storage/index.js';
 import { applyOp, fillRandom, qemu, rng, tempDir, type Op } from './helpers.js';
 
@@ -153,7 +154,7 @@ test(
       fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 6 }), async (muts) => {
         await exercise(mutate(template, muts, regions));
       }),
-      { numRuns: 300, seed: 0x5eed },
+      fuzzParams(300, 0x5eed),
     );
     // Not vacuous: some mutated images must be refused and some must open and take I/O.
     assert.ok(outcomes.refused > 20 && outcomes.opened > 20, JSON.stringify(outcomes));
@@ -176,7 +177,7 @@ test('fuzz: mutated qemu-made compressed images', { timeout: 240_000 }, async ()
     fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 4 }), async (muts) => {
       await exercise(mutate(compressedTemplate, muts, regs));
     }),
-    { numRuns: 150, seed: 0xc0de },
+    fuzzParams(150, 0xc0de),
   );
 });
 
@@ -193,7 +194,7 @@ test('fuzz: random garbage headers and truncated files', { timeout: 60_000 }, as
         (err: unknown) => err instanceof StorageError && err.message.length > 10,
       );
     }),
-    { numRuns: 200, seed: 7 },
+    fuzzParams(200, 7),
   );
 });
 
@@ -269,7 +270,7 @@ for (const [clusterSize, backing] of [
             if (backing) assert.ok(readFileSync(basePath).equals(baseData), 'backing file unchanged');
           },
         ),
-        { numRuns: 40, seed: clusterSize },
+        fuzzParams(40, clusterSize),
       );
     },
   );

@@ -16,12 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDisk } from '../../src/storage/index.js';
 import { ConsoleProcess } from '../helpers/console.js';
-import { builtGuest, skipWithoutGuest } from '../helpers/guest.js';
+import { requireGuest } from '../helpers/guest.js';
 import { cliArgs } from '../helpers/paths.js';
 import { mulberry32 } from '../helpers/prng.js';
-
-const guest = builtGuest;
-const skip = skipWithoutGuest;
 
 const ITERATIONS = Number(process.env.TYPEVISOR_CRASH_ITERATIONS ?? 8);
 const SEED = Number(process.env.TYPEVISOR_CRASH_SEED ?? Date.now() % 1_000_000);
@@ -46,9 +43,9 @@ function dirtyFlag(image: string): boolean {
 
 test(
   `SIGKILL of the VM process during guest writes (${ITERATIONS}x): qcow2 stays consistent, flushed writes survive`,
-  { skip, timeout: 900_000 },
+  { timeout: 900_000 },
   async (t) => {
-    const g = guest!;
+    const g = requireGuest();
     const rand = mulberry32(SEED);
     t.diagnostic(`seed ${SEED} (TYPEVISOR_CRASH_SEED replays it)`);
     const dir = mkdtempSync(join(tmpdir(), 'tv-vmcrash-'));

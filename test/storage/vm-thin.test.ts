@@ -11,20 +11,17 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConsoleProcess } from '../helpers/console.js';
-import { builtGuest, skipWithoutGuest } from '../helpers/guest.js';
+import { requireGuest } from '../helpers/guest.js';
 import { cliArgs } from '../helpers/paths.js';
-
-const guest = builtGuest;
-const skip = skipWithoutGuest;
 
 const MiB = 1 << 20;
 const hostBytes = (path: string): number => statSync(path).blocks * 512;
 
 test(
   'a 10 GiB qcow2 disk is < 1 MiB on the host and ~100 MiB after the guest writes 100 MiB',
-  { skip, timeout: 600_000 },
+  { timeout: 600_000 },
   async (t) => {
-    const g = guest!;
+    const g = requireGuest();
     const dir = mkdtempSync(join(tmpdir(), 'tv-thin-'));
     try {
       const thin = join(dir, 'thin.qcow2');

@@ -1,5 +1,8 @@
 import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
+import { aliasValue, parseCpusFlag, parseMemoryFlag } from '../units.js';
+import { settingParseOptions, settingsBody, settingsUsage } from '../settings-options.js';
+import { parseNic, parsePublish } from '../net-options.js';
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -15,13 +18,19 @@ function parseDisk(s: string): { sizeMiB?: number; format: 'raw' | 'qcow2'; back
 
 export const run = defineVerb({
   name: 'create',
-  usage: `create NAME [--vcpus N] [--memory MIB] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
+  usage: `create NAME [--vcpus|--cpus N] [--memory SIZE] [--image NAME | --kernel PATH [--initrd PATH]] [--cmdline TEXT]
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
+                 [--nic network=NAME[,mac=MAC][,rate=RATE][,burst=SIZE][,rx-rate=RATE][,tx-rate=RATE][,pps=N]]...
+                 [--no-nic] [--publish [HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
-image's root filesystem as its first disk.`,
+image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a plain number of MiB (default 256M).
+Without --nic it gets one NIC on the 'default' NAT network. RATE is bytes per second (512K, 2M, 1G) or bits
+(100mbit); --publish binds 127.0.0.1 unless HOSTIP is given.
+${settingsUsage(true)}`,
   options: {
     vcpus: { type: 'string' },
+    cpus: { type: 'string', short: 'c' },
     memory: { type: 'string', short: 'm' },
     image: { type: 'string' },
     kernel: { type: 'string' },
@@ -32,16 +41,15 @@ image's root filesystem as its first disk.`,
     'no-root-disk': { type: 'boolean' },
     autostart: { type: 'boolean' },
     start: { type: 'boolean' },
+    ...settingParseOptions(true),
+    nic: { type: 'string', multiple: true },
+    'no-nic': { type: 'boolean' },
+    publish: { type: 'string', multiple: true, short: 'p' },
   },
   minArgs: 1,
   maxArgs: 1,
   async run({ values, positionals, client }) {
-    const num = (v: string | undefined, what: string) => {
-      if (v === undefined) return undefined;
-      const m = /^(\d+)([MG]?)$/.exec(v);
-      if (!m) throw new UsageError(`${what} takes a whole number, got ${v}`);
-      return Number(m[1]) * (m[2] === 'G' ? 1024 : 1);
-    };
+    const cpus = aliasValue(values, ['vcpus', 'cpus']);
     const abs = (p: string | undefined) => (p === undefined ? undefined : p.startsWith('/') ? p : `${process.cwd()}/${p}`);
     const firmware =
       values.firmware === undefined || values.firmware === 'builtin' || values.firmware === 'none'
@@ -49,8 +57,8 @@ image's root filesystem as its first disk.`,
         : abs(values.firmware);
     const body = {
       name: positionals[0],
-      vcpus: num(values.vcpus, '--vcpus'),
-      memoryMiB: num(values.memory, '--memory'),
+      vcpus: cpus === undefined ? undefined : parseCpusFlag(cpus.text, cpus.flag),
+      memoryMiB: values.memory === undefined ? undefined : parseMemoryFlag(values.memory),
       image: values.image,
       kernel: abs(values.kernel),
       initrd: abs(values.initrd),
@@ -59,7 +67,12 @@ image's root filesystem as its first disk.`,
       disks: (values.disk ?? []).map(parseDisk),
       rootDisk: values['no-root-disk'] ? false : undefined,
       autostart: values.autostart,
+      cpu: settingsBody(values, true).cpu,
+      nics: values['no-nic'] ? [] : values.nic?.map(parseNic),
+      publish: values.publish?.map(parsePublish),
+      memory: settingsBody(values, true).memory,
     };
+    if (values['no-nic'] && values.nic) throw new UsageError('--no-nic and --nic exclude each other');
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));
     if (values.start) vm = (await client.json<{ vm: VmView }>('POST', `/vms/${vm.name}/actions/start`, {})).vm;
     if (values.json) printJson(vm);

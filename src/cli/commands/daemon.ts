@@ -1,19 +1,35 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultHome } from '../../host/home.js';
+import { HostError } from '../../host/errors.js';
 import { DaemonLockError, formatListen, ListenSpecError, parseListen, startDaemon, type ListenSpec } from '../../host/daemon.js';
+import { MECHANISM_CHOICES, MechanismUnavailableError, type MechanismChoice } from '../../host/cpu/probe.js';
+import { pino } from 'pino';
+import { BudgetError, checkBudget, defaultBudgetMiB, type MemoryBudget } from '../../host/memory/budget.js';
+import { parseSizeMiB, SizeError } from '../../host/memory/settings.js';
 
 export const summary = 'run the hypervisor daemon (REST API on a unix socket, optionally TCP)';
 
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
-                        [--tls-cert FILE --tls-key FILE]
+                        [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
+                        [--default-subnet CIDR]
+                        [--log-level trace|debug|info|warn|error] [--memory-budget SIZE] [--overcommit RATIO]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
 and serves the API. Default listener: unix:<home>/typevisor.sock (mode 0600, no token needed).
 TCP listeners require 'Authorization: Bearer <token>'; the token is in <home>/token (mode 0600).
 With --tls-cert/--tls-key (PEM) TCP listeners speak HTTPS and WSS only, so the token never crosses the network
 in clear; clients use --url https://HOST:PORT, and --ca FILE for a certificate no system CA signed.
+API clients may name kernel, initrd and firmware files only under <home>/images, the built guest cache
+(the 'default' image) and each --allow-path DIR (symlinks leading out and '..' are refused: 403 PATH_NOT_ALLOWED).
+CPU settings are enforced with cgroup v2, else cgroup v1, else sched_setaffinity/setpriority and a cap in the
+VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an error).
+--memory-budget (e.g. 8G; default host RAM minus max(1 GiB, 10 %)) is what VMs may hold; the running VMs'
+maximums may add up to budget × --overcommit (default 1.0) and their minimums to the budget: a start past
+either is refused (409 MEMORY_BUDGET). Logs are JSON lines (pino)
+on stderr. --default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24 otherwise).
 Stops every VM on SIGINT/SIGTERM.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -27,6 +43,12 @@ export async function run(argv: string[]): Promise<number> {
         'shutdown-timeout': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
+        'allow-path': { type: 'string', multiple: true },
+        'cpu-mechanism': { type: 'string' },
+        'log-level': { type: 'string' },
+        'default-subnet': { type: 'string' },
+        'memory-budget': { type: 'string' },
+        overcommit: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -69,8 +91,45 @@ export async function run(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  const allowed = allowPaths(values['allow-path']);
+  const notDir = allowed.find((d) => !existsSync(d) || !statSync(d).isDirectory());
+  if (notDir !== undefined) {
+    console.error(`typevisor daemon: --allow-path ${notDir} is not a directory`);
+    return 2;
+  }
+  const mechanism = values['cpu-mechanism'] ?? process.env.TYPEVISOR_CPU_MECHANISM ?? 'auto';
+  if (!(MECHANISM_CHOICES as readonly string[]).includes(mechanism)) {
+    console.error(`typevisor daemon: --cpu-mechanism takes one of ${MECHANISM_CHOICES.join(', ')}, got ${mechanism}`);
+    return 2;
+  }
+  const level = values['log-level'] ?? 'info';
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) {
+    console.error(`typevisor daemon: --log-level takes trace, debug, info, warn, error, fatal or silent`);
+    return 2;
+  }
+  let memoryBudget: MemoryBudget;
+  try {
+    const budgetMiB =
+      values['memory-budget'] !== undefined ? parseSizeMiB(values['memory-budget'], '--memory-budget') : defaultBudgetMiB();
+    const ratio = values.overcommit ?? '1';
+    if (!/^\d+(\.\d+)?$/.test(ratio)) throw new BudgetError(`--overcommit takes a ratio like 1.5, got ${JSON.stringify(ratio)}`);
+    memoryBudget = { budgetMiB, overcommit: Number(ratio) };
+    checkBudget(memoryBudget);
+  } catch (err) {
+    if (err instanceof SizeError || err instanceof BudgetError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
   const home = values.home ? values.home : defaultHome();
-  const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
+  const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  const log = (line: string) => {
+    // Lines about one VM start with its name ("vm1: ..."): keep it as a field.
+    const m = /^([a-z0-9][a-z0-9-]*): (.*)$/s.exec(line);
+    if (m) logger.info({ vm: m[1] }, m[2]);
+    else logger.info(line);
+  };
   let daemon;
   try {
     daemon = await startDaemon({
@@ -81,16 +140,32 @@ export async function run(argv: string[]): Promise<number> {
       shutdownTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
       log,
       tls,
+      allowPaths: allowed,
+      logger,
+      cpuMechanism: mechanism as MechanismChoice,
+      defaultSubnet: values['default-subnet'],
+      memoryBudget,
     });
   } catch (err) {
+    if (err instanceof MechanismUnavailableError) {
+      console.error(`typevisor daemon: --cpu-mechanism ${mechanism} is not available here: ${err.message}`);
+      return 1;
+    }
     if (err instanceof DaemonLockError) {
       console.error(`typevisor daemon: ${err.message}`);
       return 1;
+    }
+    if (err instanceof HostError) {
+      console.error(`typevisor daemon: ${err.message}`);
+      return 2;
     }
     throw err;
   }
   // One line on stdout so scripts (and tests) know the daemon is ready and where.
   console.log(`listening ${daemon.addresses.map(formatListen).join(' ')}`);
+  const cpu = daemon.hypervisor.cpu.enforcer;
+  log(`cpu allocation: ${cpu.mechanism} (${cpu.detail})`);
+  log(`memory budget: ${memoryBudget.budgetMiB} MiB, overcommit ${memoryBudget.overcommit}`);
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {
       log(`${sig}: stopping VMs`);
@@ -108,4 +183,9 @@ function tlsProblem(cert: string | undefined, key: string | undefined, listen: L
   if (cert === undefined || key === undefined) return '--tls-cert and --tls-key go together';
   if (!listen.some((l) => l.kind === 'tcp')) return 'TLS applies to TCP listeners: add --listen tcp:HOST:PORT';
   return undefined;
+}
+
+/** --allow-path directories, absolute (relative ones are taken from the current directory, as the shell meant). */
+function allowPaths(dirs: string[] | undefined): string[] {
+  return (dirs ?? []).map((d) => resolve(d));
 }

@@ -3,7 +3,8 @@
  * Exit codes follow qemu-img: check returns 0 clean, 2 corruptions, 3 leaks only, 1 check failed,
  * 63 format without checks; other verbs 0 success, 1 failure, 2 usage error.
  */
-import { resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import {
   Qcow2Image,
   StorageError,
@@ -161,6 +162,38 @@ function printInfo(info: ImageInfo, indent = ''): void {
   }
 }
 
+/** `qemu-img info --output=json`'s shape and keys, so scripts written for qemu-img read ours unchanged. */
+function qemuInfoJson(info: ImageInfo): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (info.backingFormat !== undefined) out['backing-filename-format'] = info.backingFormat;
+  out['virtual-size'] = info.virtualSize;
+  out.filename = info.filename;
+  if (info.clusterSize !== undefined) out['cluster-size'] = info.clusterSize;
+  out.format = info.format;
+  out['actual-size'] = info.actualSize;
+  if (info.format === 'qcow2') {
+    out['format-specific'] = {
+      type: 'qcow2',
+      data: {
+        compat: info.compat,
+        'compression-type': 'zlib',
+        'lazy-refcounts': info.lazyRefcounts,
+        'refcount-bits': info.refcountBits,
+        corrupt: info.corrupt,
+        'extended-l2': false,
+      },
+    };
+  }
+  if (info.backingFilename !== undefined) {
+    out['full-backing-filename'] = isAbsolute(info.backingFilename)
+      ? info.backingFilename
+      : resolve(dirname(info.filename), info.backingFilename);
+    out['backing-filename'] = info.backingFilename;
+  }
+  out['dirty-flag'] = info.dirty ?? false;
+  return out;
+}
+
 async function info(argv: string[]): Promise<number> {
   const p = parseArgs(argv, ['-f']);
   const [path] = p.positional;
@@ -168,7 +201,7 @@ async function info(argv: string[]): Promise<number> {
   const disk = await openDisk(path, { format: formatFlag(p, '-f'), readOnly: true });
   try {
     const i = await describe(disk, path);
-    if (p.flags.has('--json')) console.log(JSON.stringify(i, null, 2));
+    if (p.flags.has('--json')) console.log(JSON.stringify(qemuInfoJson(i), null, 4));
     else printInfo(i);
   } finally {
     await disk.close();
@@ -205,7 +238,19 @@ async function check(argv: string[]): Promise<number> {
     await disk.close();
   }
   if (p.flags.has('--json')) {
-    console.log(JSON.stringify({ filename: path, format, ...report, messages: undefined, checkErrors: 0 }, null, 2));
+    // qemu-img check --output=json: counts that are zero are left out, as qemu-img does.
+    const counts: [string, number][] = [
+      ['image-end-offset', report.imageEndOffset],
+      ['total-clusters', report.totalClusters],
+      ['check-errors', 0],
+      ['leaks', report.leaks],
+      ['corruptions', report.corruptions],
+      ['allocated-clusters', report.allocatedClusters],
+      ['fragmented-clusters', report.fragmentedClusters],
+      ['compressed-clusters', report.compressedClusters],
+    ];
+    const shown = counts.filter(([k, v]) => v !== 0 || k === 'check-errors' || k === 'total-clusters');
+    console.log(JSON.stringify({ ...Object.fromEntries(shown), filename: path, format }, null, 4));
   } else {
     for (const m of report.messages.slice(0, 1000)) console.log(m);
     if (report.messages.length > 1000) console.log(`... ${report.messages.length - 1000} more`);
@@ -239,8 +284,10 @@ async function convert(argv: string[]): Promise<number> {
   if (!src || !dst || p.positional.length !== 2) throw new UsageError('convert needs SRC and DST');
   const outFormat = formatFlag(p, '-O') ?? 'raw';
   const input = await openDisk(src, { format: formatFlag(p, '-f'), readOnly: true });
+  let created = false;
   try {
     await createDisk(dst, { format: outFormat, size: input.size, ...parseOptions(p.flags.get('-o')) });
+    created = true;
     const output = await openDisk(dst, { format: outFormat });
     try {
       await copyAll(input, output, progressReporter(p.flags.has('-p') || process.stdout.isTTY === true));
@@ -248,6 +295,10 @@ async function convert(argv: string[]): Promise<number> {
     } finally {
       await output.close();
     }
+  } catch (err) {
+    // A failed convert leaves no partial output behind (a half-copied image looks like a good one).
+    if (created) await rm(dst, { force: true }).catch(() => {});
+    throw err;
   } finally {
     await input.close();
   }

@@ -25,7 +25,18 @@ export const run = defineVerb({
     console.log(
       `daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`,
     );
+    console.log(`cpu ctl   ${h.cpuControl.mechanism} (${h.cpuControl.detail})`);
     console.log(`vms       ${h.vms.total}${states ? ` (${states})` : ''}`);
+    const m = h.memory;
+    console.log(
+      `memory    budget ${bytes(m.budgetBytes)} (overcommit ${m.overcommit}: maximums up to ${bytes(m.commitLimitBytes)}), ` +
+        `committed ${bytes(m.committedBytes)}, floors ${bytes(m.floorsBytes)}, resident ${bytes(m.residentBytes)}, ` +
+        `headroom ${bytes(m.headroomBytes)}, policy target ${bytes(m.policyTargetBytes)}`,
+    );
+    for (const v of m.vms)
+      console.log(
+        `  ${v.name.padEnd(12)} max ${bytes(v.maxBytes)}, floor ${bytes(v.floorBytes)}, size ${v.sizeBytes === null ? '-' : bytes(v.sizeBytes)}, resident ${bytes(v.residentBytes)} (guest RAM ${bytes(v.guestRamBytes)}, overhead ${bytes(v.overheadBytes)})`,
+      );
     console.log(
       `usage     ${h.usage.vcpus} vcpus, ${bytes(h.usage.memoryBytes)} configured, ${bytes(h.usage.residentBytes)} resident, ${h.usage.cpuPercent} % cpu`,
     );

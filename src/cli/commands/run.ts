@@ -6,20 +6,26 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig, type FirmwareChoice } from '../../vm/config.js';
 import { runVm } from '../../vm/machine-runner.js';
+import { checkKernelFile } from '../../host/kernel-file.js';
+import { KERNEL_FORMAT_CHOICES, KernelFormatError, type KernelFormatChoice } from '../../machine/loaders/kernel-format.js';
+import { aliasValue, parseCpusFlag, parseMemoryFlag, parseSizeMiB } from '../units.js';
 import type { Machine } from '../../machine/machine.js';
 
 export const summary = 'run one VM in the foreground (console on this terminal)';
 
 const USAGE = `usage: typevisor run [options]
 
-With no --kernel, boots the default guest (kernel + busybox initramfs) built by 'typevisor guest build'.
+With no --kernel, boots the default guest (kernel + busybox initramfs) built by 'typevisor guest build',
+also under --firmware FILE (OpenSBI then starts the default kernel).
 
-  --kernel PATH          Linux Image, ELF or raw binary (U-Boot S-mode u-boot.bin works too)
+  --kernel PATH          RISC-V Linux Image or riscv64 ELF; 'none' with --firmware FILE boots the firmware alone
+  --kernel-format F      auto (default: Image or ELF, anything else is refused) | raw (load the bytes at RAM + 2 MiB,
+                         e.g. U-Boot's S-mode u-boot.bin)
   --initrd PATH          initramfs
   --append STRING        kernel command line
   --firmware F           builtin (SBI in the hypervisor, default) | none (bare-metal ELF in M-mode) | PATH (OpenSBI fw_jump/fw_dynamic)
-  --memory SIZE          RAM: MiB, or with a suffix: 512M, 1G (default 256M)
-  --cpus N               harts, 1-8 (default 1)
+  --memory SIZE          RAM: 512M, 1G, or a plain number of MiB (default 256M)
+  --cpus N, --vcpus N    harts, 1-8 (default 1)
   --drive SPEC           file=PATH[,format=raw|qcow2][,readonly=on][,serial=S] (repeatable)
   --deterministic-time   derive mtime from retired instructions (reproducible runs)
   --no-virtio            attach no virtio devices (rng, console, balloon)
@@ -29,15 +35,13 @@ Exit status: 0 on guest poweroff, the guest's code on a sifive,test failure, 70 
 
 export class UsageError extends Error {}
 
-/** "512" (MiB), "512M", "1G", "1048576K". */
+/** "512" (MiB), "512M", "1G", "1048576K" (src/cli/units.ts, shared with `create`). */
 export function parseMemory(s: string): number {
-  const m = /^(\d+)\s*([KMGT]?)i?B?$/i.exec(s.trim());
-  if (!m) throw new UsageError(`--memory: cannot parse '${s}' (examples: 512, 512M, 1G)`);
-  const n = Number(m[1]);
-  const unit = (m[2] ?? '').toUpperCase();
-  const mib = unit === 'K' ? n / 1024 : unit === 'G' ? n * 1024 : unit === 'T' ? n * 1024 * 1024 : n;
-  if (!Number.isInteger(mib)) throw new UsageError(`--memory: ${s} is not a whole number of MiB`);
-  return mib;
+  try {
+    return parseSizeMiB('--memory', s);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 export function parseDrive(spec: string): DiskConfig {
@@ -83,7 +87,12 @@ async function defaultGuest(): Promise<GuestArtifacts | string> {
   }
 }
 
-export function parseRunArgs(argv: string[]): { config: VmConfig; help: boolean; useDefaultGuest: boolean } {
+export function parseRunArgs(argv: string[]): {
+  config: VmConfig;
+  help: boolean;
+  useDefaultGuest: boolean;
+  kernelFormat: KernelFormatChoice;
+} {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -93,7 +102,9 @@ export function parseRunArgs(argv: string[]): { config: VmConfig; help: boolean;
       firmware: { type: 'string' },
       memory: { type: 'string', short: 'm' },
       cpus: { type: 'string', short: 'c' },
+      vcpus: { type: 'string' },
       smp: { type: 'string' },
+      'kernel-format': { type: 'string' },
       drive: { type: 'string', multiple: true },
       'deterministic-time': { type: 'boolean' },
       'no-virtio': { type: 'boolean' },
@@ -105,14 +116,27 @@ export function parseRunArgs(argv: string[]): { config: VmConfig; help: boolean;
   const fw = values.firmware ?? 'builtin';
   const firmware: FirmwareChoice =
     fw === 'builtin' ? { kind: 'builtin' } : fw === 'none' ? { kind: 'none' } : { kind: 'file', path: fw };
-  const cpusText = values.cpus ?? values.smp ?? '1';
-  if (!/^\d+$/.test(cpusText)) throw new UsageError(`--cpus: '${cpusText}' is not a number`);
+  let cpus: number;
+  let memoryMiB: number;
+  try {
+    const c = aliasValue(values, ['cpus', 'vcpus', 'smp']);
+    cpus = c ? parseCpusFlag(c.text, c.flag) : 1;
+    memoryMiB = values.memory ? parseMemoryFlag(values.memory) : 256;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const kernelFormat = (values['kernel-format'] ?? 'auto') as KernelFormatChoice;
+  if (!KERNEL_FORMAT_CHOICES.includes(kernelFormat))
+    throw new UsageError(`--kernel-format takes ${KERNEL_FORMAT_CHOICES.join(' or ')}, got '${values['kernel-format']}'`);
+  // --kernel none: boot external firmware alone (one carrying its own payload).
+  const noKernel = values.kernel === 'none';
+  if (noKernel && firmware.kind !== 'file') throw new UsageError('--kernel none needs --firmware FILE');
   const noVirtio = !!values['no-virtio'];
   const config = defaultVmConfig({
     name: values.name ?? 'run',
-    cpus: Number(cpusText),
-    memoryMiB: values.memory ? parseMemory(values.memory) : 256,
-    kernel: values.kernel,
+    cpus,
+    memoryMiB,
+    kernel: noKernel ? undefined : values.kernel,
     initrd: values.initrd,
     append: values.append,
     firmware,
@@ -120,7 +144,17 @@ export function parseRunArgs(argv: string[]): { config: VmConfig; help: boolean;
     deterministicTime: !!values['deterministic-time'],
     ...(noVirtio ? { rng: false, virtioConsole: false, balloon: false } : {}),
   });
-  return { config, help: !!values.help, useDefaultGuest: !values.kernel && firmware.kind !== 'none' };
+  return { config, help: !!values.help, useDefaultGuest: !values.kernel && firmware.kind !== 'none', kernelFormat };
+}
+
+/** Why the kernel file cannot boot, or undefined (an unreadable file is reported when the images are read). */
+async function kernelProblem(path: string, format: KernelFormatChoice): Promise<string | undefined> {
+  try {
+    await checkKernelFile(path, format);
+    return undefined;
+  } catch (err) {
+    return err instanceof KernelFormatError ? err.message : undefined;
+  }
 }
 
 const CTRL_A = 0x01;
@@ -138,7 +172,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const { config } = parsed;
-  if (parsed.useDefaultGuest && !(config.firmware.kind === 'file' && !config.kernel)) {
+  if (parsed.useDefaultGuest) {
     const guest = await defaultGuest();
     if (typeof guest === 'string') {
       console.error(`typevisor run: ${guest}`);
@@ -152,6 +186,14 @@ export async function run(argv: string[]): Promise<number> {
   if (problems.length) {
     console.error(`typevisor run: ${problems.join('; ')}`);
     return 2;
+  }
+  if (config.kernel !== undefined) {
+    // Refused before boot: a file that is no kernel would otherwise run as raw code and fail silently.
+    const problem = await kernelProblem(config.kernel, parsed.kernelFormat);
+    if (problem) {
+      console.error(`typevisor run: ${problem}`);
+      return 1;
+    }
   }
 
   const control: { machine?: Machine; stopped?: boolean } = {};

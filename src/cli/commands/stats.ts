@@ -1,15 +1,16 @@
 import type { VmView } from '../../host/actions.js';
 import { bytes, si, table } from '../format.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
+import { ClientError, EXIT } from '../client.js';
 
 export const summary = 'live table of per-VM CPU, instructions/s, memory, disk and net (--once for one sample)';
 
 function render(vms: VmView[]): string {
   return table(
-    ['NAME', 'STATE', 'CPU%', 'INSTR/S', 'RESIDENT', 'MEMORY', 'BALLOON', 'DISK R/W', 'NET RX/TX', 'UPTIME'],
+    ['NAME', 'STATE', 'CPU%', 'INSTR/S', 'RESIDENT', 'MEMORY', 'BALLOON', 'AVAIL', 'MAJFLT', 'DISK R/W', 'NET RX/TX', 'UPTIME'],
     vms.map((v) => {
       const s = v.stats;
-      if (!s) return [v.name, v.state, '-', '-', '-', `${v.config.memoryMiB} MiB`, '-', '-', '-', '-'];
+      if (!s) return [v.name, v.state, '-', '-', '-', `${v.config.memoryMiB} MiB`, '-', '-', '-', '-', '-', '-'];
       return [
         v.name,
         v.state,
@@ -18,6 +19,8 @@ function render(vms: VmView[]): string {
         bytes(s.residentBytes),
         bytes(s.memoryBytes),
         bytes(s.balloonBytes),
+        s.guestAvailableBytes === null ? '-' : bytes(s.guestAvailableBytes),
+        s.guestMajorFaults === null ? '-' : String(s.guestMajorFaults),
         `${bytes(s.diskReadBytes)}/${bytes(s.diskWriteBytes)}`,
         `${bytes(s.netRxBytes)}/${bytes(s.netTxBytes)}`,
         `${Math.round(s.uptimeSeconds)}s`,
@@ -38,7 +41,10 @@ export const run = defineVerb({
       return positionals.length ? vms.filter((v) => positionals.includes(v.name)) : vms;
     };
     // CPU % and instructions/s are rates: the daemon needs two samples, so take a short first one.
-    await sample();
+    const first = await client.json<{ vms: VmView[] }>('GET', '/vms?stats=true');
+    const unknown = positionals.filter((n) => !first.vms.some((v) => v.name === n));
+    if (unknown.length)
+      throw new ClientError(EXIT.NOT_FOUND, `no VM named ${unknown.map((n) => `'${n}'`).join(', ')}`, 'VM_NOT_FOUND');
     await new Promise((r) => setTimeout(r, 300));
     if (values.json || values.once) {
       const vms = await sample();

@@ -34,6 +34,12 @@ export const BALLOON_STAT_TAGS: Record<number, string> = {
   7: 'diskCaches', // VIRTIO_BALLOON_S_CACHES
   8: 'hugetlbAllocations', // VIRTIO_BALLOON_S_HTLB_PGALLOC
   9: 'hugetlbFailures', // VIRTIO_BALLOON_S_HTLB_PGFAIL
+  10: 'oomKills', // VIRTIO_BALLOON_S_OOM_KILL (Linux 6.12+)
+  11: 'allocStalls', // VIRTIO_BALLOON_S_ALLOC_STALL
+  12: 'asyncScans', // VIRTIO_BALLOON_S_ASYNC_SCAN
+  13: 'directScans', // VIRTIO_BALLOON_S_DIRECT_SCAN
+  14: 'asyncReclaims', // VIRTIO_BALLOON_S_ASYNC_RECLAIM
+  15: 'directReclaims', // VIRTIO_BALLOON_S_DIRECT_RECLAIM
 };
 const STAT_ENTRY = 10; // struct virtio_balloon_stat: le16 tag, le64 val (packed)
 
@@ -123,6 +129,10 @@ export class VirtioBalloon extends VirtioMmioDevice<VirtioBalloonStateData> {
   /** Pages the device has actually received through the inflate queue (minus deflated ones). */
   get balloonedPages(): number {
     return this.perChunk.reduce((n, c) => n + c, 0);
+  }
+  /** True once the guest accepted VIRTIO_BALLOON_F_DEFLATE_ON_OOM: it may take pages back when out of memory. */
+  get deflateOnOom(): boolean {
+    return this.has(VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
   }
   /** The latest guest memory statistics. */
   stats(): BalloonStats {

@@ -12,6 +12,7 @@ const DIRS: Record<string, number> = {
   usr: 0o755,
   'usr/bin': 0o755,
   'usr/sbin': 0o755,
+  'usr/share': 0o755,
   etc: 0o755,
   proc: 0o555,
   sys: 0o555,

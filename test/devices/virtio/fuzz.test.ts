@@ -10,10 +10,12 @@ import { GuestRam } from '../../../src/machine/memory.js';
 import { VirtioRng } from '../../../src/devices/virtio/rng.js';
 import { VirtioConsole } from '../../../src/devices/virtio/console.js';
 import { VirtioBlk } from '../../../src/devices/virtio/blk.js';
+import { VirtioBalloon } from '../../../src/devices/virtio/balloon.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../../src/devices/virtio/regs.js';
 import type { VirtioMmioDevice } from '../../../src/devices/virtio/mmio.js';
 import { VirtioDriverMock } from './driver-mock.js';
 import { MemoryBackend } from './memory-backend.js';
+import { fuzzParams } from '../../helpers/fuzz.js';
 
 const RAM_SIZE = 4 * 1024 * 1024;
 const QUEUE_SIZE = 16;
@@ -54,7 +56,10 @@ class SpyRam extends GuestRam {
   }
 }
 
-type Kind = 'rng' | 'console' | 'blk';
+type Kind = 'rng' | 'console' | 'blk' | 'balloon';
+
+/** Queues the driver sets up: console has receive + transmit; balloon inflate, deflate, stats, reporting. */
+const queuesOf = (kind: Kind): number => (kind === 'console' ? 2 : kind === 'balloon' ? 4 : 1);
 
 function rig(kind: Kind) {
   const ram = new SpyRam(RAM_SIZE);
@@ -63,10 +68,11 @@ function rig(kind: Kind) {
   let dev: VirtioMmioDevice;
   if (kind === 'rng') dev = new VirtioRng(ctx, (b) => b.fill(7));
   else if (kind === 'console') dev = new VirtioConsole(ctx);
+  else if (kind === 'balloon') dev = new VirtioBalloon(ctx);
   else dev = new VirtioBlk(ctx, new MemoryBackend(1024 * 1024), { maxInflight: 4 });
-  mock.attach(dev).init(kind === 'console' ? 2 : 1, undefined, QUEUE_SIZE);
+  mock.attach(dev).init(queuesOf(kind), undefined, QUEUE_SIZE);
   if (dev instanceof VirtioConsole) dev.input('x'.repeat(100));
-  return { ram, mock, dev };
+  return { ram, mock, dev, kind };
 }
 
 // Addresses a hostile driver would try: inside RAM, straddling its end, below it, beyond 2^32 and 2^53.
@@ -118,11 +124,11 @@ async function check(r: ReturnType<typeof rig>, act: () => void, expectedChains:
   }
   // Reads of every register stay harmless afterwards, and a reset always recovers.
   for (let off = 0; off < 0x200; off += 4) r.dev.read(off, 4);
-  r.mock.init(r.dev instanceof VirtioConsole ? 2 : 1, undefined, QUEUE_SIZE);
+  r.mock.init(queuesOf(r.kind), undefined, QUEUE_SIZE);
   assert.equal(r.dev.needsReset, false);
 }
 
-for (const kind of ['rng', 'console', 'blk'] as const) {
+for (const kind of ['rng', 'console', 'blk', 'balloon'] as const) {
   test(`fuzz (${kind}): random bytes in the descriptor table, indirect area and available ring`, async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -146,7 +152,7 @@ for (const kind of ['rng', 'console', 'blk'] as const) {
           );
         },
       ),
-      { numRuns: kind === 'blk' ? 150 : 300 },
+      fuzzParams(kind === 'blk' ? 150 : 300),
     );
   });
 
@@ -183,7 +189,7 @@ for (const kind of ['rng', 'console', 'blk'] as const) {
           );
         },
       ),
-      { numRuns: kind === 'blk' ? 150 : 300 },
+      fuzzParams(kind === 'blk' ? 150 : 300),
     );
   });
 }
@@ -228,7 +234,7 @@ test('fuzz: well-formed chains of random shapes are all processed (no false posi
         assert.equal(r.ram.outside, 0);
       },
     ),
-    { numRuns: 200 },
+    fuzzParams(200),
   );
 });
 

@@ -6,11 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FP_OPS, FpState } from '../../../src/riscv/fpu/index.js';
-import { OPS, buildHarness, runUnderQemu, toolsAvailable, type Vector } from './qemu-harness.js';
+import { OPS, buildHarness, requireFpTools, runUnderQemu, type Vector } from './qemu-harness.js';
 import { Gen, makeRng } from './vectors.js';
 
 const COUNT = Number(process.env.FPDIFF_COUNT ?? 150000);
-const tools = toolsAvailable();
 
 function hex(v: bigint): string {
   return '0x' + v.toString(16).padStart(16, '0');
@@ -45,49 +44,46 @@ function runOurs(fs: FpState, x: Int32Array, v: Vector): { r: bigint; flags: num
   return { r: (hi << 32n) | lo, flags: fs.fflags };
 }
 
-test(
-  'FP_OPS matches qemu-riscv64 bit for bit on random edge-biased vectors',
-  { skip: tools.ok ? false : tools.why, timeout: 240_000 },
-  () => {
-    const seed = Number(process.env.FPDIFF_SEED ?? Date.now() % 0x7fffffff);
-    console.log(`# fpdiff seed=${seed} count=${COUNT} (replay with FPDIFF_SEED=${seed})`);
-    const gen = new Gen(makeRng(seed));
-    const vectors: Vector[] = [];
-    for (let i = 0; i < COUNT; i++) {
-      const opIndex = gen.int(OPS.length);
-      vectors.push(gen.vector(opIndex, OPS[opIndex]));
+test('FP_OPS matches qemu-riscv64 bit for bit on random edge-biased vectors', { timeout: 240_000 }, () => {
+  requireFpTools();
+  const seed = Number(process.env.FPDIFF_SEED ?? Date.now() % 0x7fffffff);
+  console.log(`# fpdiff seed=${seed} count=${COUNT} (replay with FPDIFF_SEED=${seed})`);
+  const gen = new Gen(makeRng(seed));
+  const vectors: Vector[] = [];
+  for (let i = 0; i < COUNT; i++) {
+    const opIndex = gen.int(OPS.length);
+    vectors.push(gen.vector(opIndex, OPS[opIndex]));
+  }
+  const bin = buildHarness();
+  const expected = runUnderQemu(bin, vectors);
+  const fs = new FpState();
+  const x = new Int32Array(64);
+  const failures: string[] = [];
+  let mismatches = 0;
+  for (let i = 0; i < vectors.length; i++) {
+    const v = vectors[i];
+    const got = runOurs(fs, x, v);
+    const want = expected[i];
+    if (got.r !== want.r || got.flags !== want.flags) {
+      mismatches++;
+      if (failures.length < 25) {
+        failures.push(
+          `${OPS[v.op].m} rm=${v.rm} frm=${v.frm} a=${hex(v.a)} b=${hex(v.b)} c=${hex(v.c)}: ` +
+            `qemu ${hex(want.r)} flags=${want.flags.toString(2).padStart(5, '0')}, ours ${hex(got.r)} flags=${got.flags.toString(2).padStart(5, '0')}`,
+        );
+      }
     }
-    const bin = buildHarness();
-    const expected = runUnderQemu(bin, vectors);
-    const fs = new FpState();
-    const x = new Int32Array(64);
-    const failures: string[] = [];
-    let mismatches = 0;
+  }
+  if (mismatches) {
+    const byOp = new Map<string, number>();
     for (let i = 0; i < vectors.length; i++) {
-      const v = vectors[i];
-      const got = runOurs(fs, x, v);
-      const want = expected[i];
-      if (got.r !== want.r || got.flags !== want.flags) {
-        mismatches++;
-        if (failures.length < 25) {
-          failures.push(
-            `${OPS[v.op].m} rm=${v.rm} frm=${v.frm} a=${hex(v.a)} b=${hex(v.b)} c=${hex(v.c)}: ` +
-              `qemu ${hex(want.r)} flags=${want.flags.toString(2).padStart(5, '0')}, ours ${hex(got.r)} flags=${got.flags.toString(2).padStart(5, '0')}`,
-          );
-        }
+      const got = runOurs(fs, x, vectors[i]);
+      if (got.r !== expected[i].r || got.flags !== expected[i].flags) {
+        const m = OPS[vectors[i].op].m;
+        byOp.set(m, (byOp.get(m) ?? 0) + 1);
       }
     }
-    if (mismatches) {
-      const byOp = new Map<string, number>();
-      for (let i = 0; i < vectors.length; i++) {
-        const got = runOurs(fs, x, vectors[i]);
-        if (got.r !== expected[i].r || got.flags !== expected[i].flags) {
-          const m = OPS[vectors[i].op].m;
-          byOp.set(m, (byOp.get(m) ?? 0) + 1);
-        }
-      }
-      const summary = [...byOp].map(([m, n]) => `${m}:${n}`).join(' ');
-      assert.fail(`seed=${seed}: ${mismatches}/${vectors.length} mismatches (${summary})\n${failures.join('\n')}`);
-    }
-  },
-);
+    const summary = [...byOp].map(([m, n]) => `${m}:${n}`).join(' ');
+    assert.fail(`seed=${seed}: ${mismatches}/${vectors.length} mismatches (${summary})\n${failures.join('\n')}`);
+  }
+});

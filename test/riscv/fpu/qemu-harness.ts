@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FpMnemonic } from '../../../src/riscv/fpu/index.js';
+import { requireTool } from '../../helpers/require.js';
 
 /**
  * Operand shapes: F = FP register, X = integer register, first letter is the destination.
@@ -121,16 +122,10 @@ int main(void) {
   return lines.join('\n') + '\n';
 }
 
-export interface ToolStatus {
-  ok: boolean;
-  why?: string;
-}
-export function toolsAvailable(): ToolStatus {
-  for (const t of ['riscv64-linux-gnu-gcc', 'qemu-riscv64']) {
-    const r = spawnSync(t, ['--version'], { encoding: 'utf8' });
-    if (r.status !== 0) return { ok: false, why: `${t} not found` };
-  }
-  return { ok: true };
+/** Fails the calling test, naming the apt packages, when the cross compiler or qemu-riscv64 is missing. */
+export function requireFpTools(): void {
+  requireTool('riscv64-linux-gnu-gcc', 'gcc-riscv64-linux-gnu');
+  requireTool('qemu-riscv64', 'qemu-user');
 }
 
 /** Builds (or reuses) the harness binary and returns its path. */

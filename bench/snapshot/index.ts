@@ -1,0 +1,201 @@
+/**
+ * Snapshot benchmark: the same 256 MiB busybox guest (kernel + ext4 root disk as a qcow2 overlay) in typevisor
+ * (daemon: `snapshot create` / `snapshot restore`) and in qemu-system-riscv64 (`migrate` to a file, then a new
+ * qemu with `-incoming` from it), booted-idle and busy (100 MiB written to tmpfs and a CPU loop). For each:
+ * time to snapshot, snapshot size, time from the restore request to the guest running, and to its console
+ * answering a command.
+ *
+ *   npx tsx bench/snapshot/index.ts [--skip-qemu]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { SnapshotOutcome, VmView } from '../../src/host/actions.js';
+import { guestArtifacts } from '../../src/guests/index.js';
+import { createDisk } from '../../src/storage/index.js';
+import { VmConsole } from '../../test/helpers/vm-console.js';
+import { removeHome, startDaemonProcess, waitFor } from '../../test/host/daemon-harness.js';
+
+const { values } = parseArgs({ options: { 'skip-qemu': { type: 'boolean' } } });
+const g = guestArtifacts();
+const BUSY = '{ dd if=/dev/urandom of=/tmp/big bs=1M count=100 2>/dev/null; (while :; do :; done) >/dev/null 2>&1 & }';
+
+interface Row {
+  engine: string;
+  load: string;
+  snapshotMs: number;
+  /** Of it, the guest was paused (typevisor: worker pause to state durable). */
+  pausedMs?: number;
+  sizeMiB: number;
+  runningMs: number;
+  consoleMs: number;
+}
+const rows: Row[] = [];
+
+const dirBytes = (dir: string): number =>
+  readdirSync(dir, { withFileTypes: true }).reduce(
+    (n, e) => n + (e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size),
+    0,
+  );
+
+async function typevisor(): Promise<void> {
+  const d = await startDaemonProcess({ runtime: 'machine' });
+  try {
+    await d.client.json('POST', '/vms', { name: 'b', memoryMiB: 256 });
+    await d.client.json('POST', '/vms/b/actions/start', {});
+    const marker = (await d.client.json<VmView>('GET', '/vms/b')).bootMarker!;
+    await waitFor(
+      'boot',
+      async () => ((await d.client.text('/vms/b/console.log')).toString('latin1').includes(marker) ? true : undefined),
+      600_000,
+      200,
+    );
+    let con = await VmConsole.open(d.client, 'b');
+    await con.sh('true');
+    for (const load of ['idle', 'busy']) {
+      if (load === 'busy') await con.sh(BUSY, 300_000);
+      const t0 = performance.now();
+      const created = await d.client.json<SnapshotOutcome>('POST', '/vms/b/snapshots', { name: load });
+      const snapshotMs = performance.now() - t0;
+      // Memory and device state, as in qemu's migration stream (the disk layer is the image itself: linked).
+      const size = dirBytes(join(d.home, 'vms', 'b', 'snapshots', load));
+      con.close();
+      const t1 = performance.now();
+      const restored = await d.client.json<SnapshotOutcome>('POST', `/vms/b/snapshots/${load}/restore`, {});
+      const runningMs = performance.now() - t1;
+      con = await VmConsole.open(d.client, 'b');
+      await con.sh('echo $((6*7))');
+      const consoleMs = performance.now() - t1;
+      rows.push({
+        engine: 'typevisor',
+        load,
+        snapshotMs,
+        pausedMs: created.workerMs,
+        sizeMiB: size / 2 ** 20,
+        runningMs,
+        consoleMs,
+      });
+      console.error(`typevisor ${load}: restore inside the worker ${restored.workerMs?.toFixed(1)} ms`);
+    }
+    con.close();
+  } finally {
+    await d.stop();
+    removeHome(d.home);
+  }
+}
+
+/** A qemu-system-riscv64 with its serial on stdio and an HMP monitor on a unix socket. */
+class Qemu {
+  out = '';
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly monitor: string,
+  ) {}
+
+  static start(dir: string, disk: string, extra: string[]): Qemu {
+    const monitor = join(dir, `mon-${Date.now()}.sock`);
+    const args = ['-M', 'virt', '-m', '256', '-smp', '1', '-display', 'none', '-serial', 'stdio'];
+    args.push('-monitor', `unix:${monitor},server,nowait`, '-kernel', g.kernel, '-append', 'root=/dev/vda rw console=ttyS0');
+    args.push('-drive', `file=${disk},format=qcow2,if=none,id=d0`, '-device', 'virtio-blk-device,drive=d0', ...extra);
+    const q = new Qemu(spawn('qemu-system-riscv64', args, { stdio: ['pipe', 'pipe', 'pipe'] }), monitor);
+    q.proc.stdout!.on('data', (b: Buffer) => (q.out += b.toString('latin1')));
+    return q;
+  }
+
+  async waitFor(text: string, from: number, ms = 600_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!this.out.slice(from).includes(text)) {
+      if (Date.now() > end) throw new Error(`qemu: no ${text}\n${this.out.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  async sh(cmd: string, ms = 300_000): Promise<void> {
+    const from = this.out.length;
+    this.proc.stdin!.write(`${cmd}; echo Q-$((1000+7))-END\n`);
+    await this.waitFor('Q-1007-END', from, ms);
+  }
+
+  /** One HMP command; resolves with its output once the monitor prompt returns. */
+  async hmp(cmd: string): Promise<string> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await new Promise<string>((resolve, reject) => {
+          const s = createConnection(this.monitor);
+          let buf = '';
+          let sent = false;
+          s.on('data', (b) => {
+            buf += b.toString('latin1');
+            if (!sent && buf.includes('(qemu)')) {
+              sent = true;
+              buf = '';
+              s.write(`${cmd}\n`);
+            } else if (sent && buf.includes('(qemu)')) {
+              s.end();
+              resolve(buf);
+            }
+          });
+          s.on('error', reject);
+        });
+      } catch (err) {
+        if (attempt > 200) throw err;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  async quit(): Promise<void> {
+    const exited = new Promise((r) => this.proc.once('exit', r));
+    this.proc.kill('SIGKILL');
+    await exited;
+  }
+}
+
+async function qemu(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tv-bench-snap-'));
+  try {
+    const disk = join(dir, 'root.qcow2');
+    await createDisk(disk, { format: 'qcow2', backingFile: g.rootfs, backingFormat: 'raw' });
+    let q = Qemu.start(dir, disk, []);
+    await q.waitFor(g.marker, 0);
+    await q.sh('true');
+    for (const load of ['idle', 'busy']) {
+      if (load === 'busy') await q.sh(BUSY);
+      const file = join(dir, `${load}.mig`);
+      const t0 = performance.now();
+      await q.hmp(`migrate "exec:cat > ${file}"`);
+      for (;;) {
+        const info = await q.hmp('info migrate');
+        if (/Migration status: completed/.test(info)) break;
+        if (/Migration status: (failed|cancelled)/.test(info)) throw new Error(info);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const snapshotMs = performance.now() - t0;
+      await q.quit();
+      const t1 = performance.now();
+      q = Qemu.start(dir, disk, ['-incoming', `exec:cat ${file}`]);
+      // Without -S, qemu starts the guest as soon as the incoming stream is loaded.
+      while (!/VM status: running/.test(await q.hmp('info status'))) await new Promise((r) => setTimeout(r, 2));
+      const runningMs = performance.now() - t1;
+      await q.sh('echo $((6*7))');
+      const consoleMs = performance.now() - t1;
+      rows.push({ engine: 'qemu', load, snapshotMs, sizeMiB: statSync(file).size / 2 ** 20, runningMs, consoleMs });
+    }
+    await q.quit();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await typevisor();
+if (!values['skip-qemu']) await qemu();
+const f = (n: number | undefined, w: number): string => (n === undefined ? '-' : n.toFixed(0)).padStart(w);
+console.log(`snapshot of a booted 256 MiB busybox VM (1 vCPU; load average ${loadavg()[0]!.toFixed(1)}):`);
+console.log('  engine     load   snapshot ms   (paused ms)  size MiB  restore→running ms  restore→console ms');
+for (const r of rows)
+  console.log(
+    `  ${r.engine.padEnd(10)} ${r.load.padEnd(5)} ${f(r.snapshotMs, 12)} ${f(r.pausedMs, 13)} ${r.sizeMiB.toFixed(1).padStart(9)} ${f(r.runningMs, 19)} ${f(r.consoleMs, 19)}`,
+  );

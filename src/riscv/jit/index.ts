@@ -1,0 +1,136 @@
+/**
+ * Block translation for the hart: hot block entries of a decoded page are compiled into JS functions
+ * (see codegen.ts) and cached on the page, so they live exactly as long as the decoded page they came from:
+ * a store into the page, a fence.i that finds the page changed, or a remapped RAM chunk drops the page and
+ * with it every block translated from it.
+ *
+ * Off by default for now (a Linux boot is slower with it, see docs/performance.md): `TYPEVISOR_JIT=1` (or the
+ * hart option `jit: { threshold }`) turns it on; the interpreter stays the reference it is tested against.
+ * `TYPEVISOR_JIT=eager` translates every block on its first entry (tests use it so short programs run
+ * translated code); `TYPEVISOR_JIT=threshold=N` sets the hotness.
+ */
+import { sar, shl, shr } from '../shift64.js';
+import { FP_OPS } from '../fpu/index.js';
+import { FP_MNEMONICS } from '../fpu/state.js';
+import * as I64 from '../int64.js';
+import { generateBlock, PRELUDE, type SlotReader } from './codegen.js';
+
+export { generateBlock, MAX_BLOCK } from './codegen.js';
+
+/** A translated block: see codegen.ts for the contract. */
+export type BlockFn = (h: unknown, x: Int32Array, pb: number, n: number, limit: number, ppn: number) => number;
+
+/** What generated code reads from the hart besides its own fields. */
+export interface JitEnv {
+  loadTag: Float64Array;
+  loadView: DataView[];
+  loadOff: Int32Array;
+  storeTag: Float64Array;
+  storeView: DataView[];
+  storeOff: Int32Array;
+  codePages: Uint8Array;
+}
+
+export interface JitOptions {
+  /** Entries of a block start before it is translated (0: on the first entry). */
+  threshold: number;
+}
+
+/**
+ * Default hotness. A translation only pays once V8 has optimized it, which takes hundreds of calls: code
+ * entered fewer times runs faster on the interpreter (measured on a Linux boot, docs/performance.md).
+ */
+export const DEFAULT_THRESHOLD = 1000;
+
+/** The JIT setting from the environment (TYPEVISOR_JIT=0|1|eager|threshold=N; unset: off), for hosts that have one. */
+export function jitFromEnv(): JitOptions | null {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const v = env?.TYPEVISOR_JIT;
+  if (v === '1' || v === 'on') return { threshold: DEFAULT_THRESHOLD };
+  if (v === 'eager') return { threshold: 0 };
+  const t = v?.startsWith('threshold=') ? Number(v.slice('threshold='.length)) : NaN;
+  if (Number.isInteger(t) && t >= 0 && t <= 0xffff) return { threshold: t };
+  return null;
+}
+
+/** Per decoded page: entry counts (interpreter and dispatcher) and translated blocks by start slot. */
+export class PageBlocks {
+  readonly hits = new Uint16Array(2048);
+  /** Allocated with the page's first translation: most decoded pages never get one. */
+  fns: (BlockFn | undefined)[] | null = null;
+}
+
+const FP_FNS = FP_MNEMONICS.map((m) => FP_OPS[m]);
+
+export interface JitStats {
+  /** Block entries translated (a page's slot that got a function). */
+  blocks: number;
+  /** Instructions in those blocks. */
+  translatedInsns: number;
+  /** Distinct block sources compiled with `new Function` (the rest reused an identical translation). */
+  compiled: number;
+}
+
+type Factory = (e: Record<string, unknown>) => BlockFn;
+/**
+ * Compiled sources shared by every hart in this isolate: V8 then also shares the optimized code of the
+ * closures they make. Bounded: cleared when full (a translation is rebuilt on its next use).
+ */
+const factories = new Map<string, Factory>();
+const FACTORY_LIMIT = 1 << 14;
+
+export class BlockJit {
+  private readonly env: Record<string, unknown>;
+  readonly stats: JitStats = { blocks: 0, translatedInsns: 0, compiled: 0 };
+  /** This hart's block functions by source: identical code on another page reuses the same function. */
+  private readonly bySource = new Map<string, BlockFn>();
+  constructor(
+    env: JitEnv,
+    readonly options: JitOptions,
+  ) {
+    this.env = { ...env, mul64: I64.mul64, r64: I64.r, fpFns: FP_FNS, shl, shr, sar };
+  }
+
+  /**
+   * The block starting at `slot` of `page`, translating it once it is hot; null while it is cold (the
+   * interpreter runs it) or when no block can start there.
+   */
+  lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
+    const fn = blocks.fns?.[slot];
+    if (fn !== undefined) return fn;
+    const h = blocks.hits[slot]!;
+    if (h < this.options.threshold) {
+      blocks.hits[slot] = h + 1;
+      return null;
+    }
+    const src = generateBlock(read, slot);
+    if (src === null) {
+      blocks.hits[slot] = 0;
+      return null;
+    }
+    let compiled = this.bySource.get(src.body);
+    if (compiled === undefined) {
+      compiled = this.compile(src.body);
+      if (this.bySource.size >= FACTORY_LIMIT) this.bySource.clear();
+      this.bySource.set(src.body, compiled);
+    }
+    (blocks.fns ??= new Array<BlockFn | undefined>(2048))[slot] = compiled;
+    this.stats.blocks++;
+    this.stats.translatedInsns += src.length;
+    return compiled;
+  }
+
+  private compile(body: string): BlockFn {
+    let make = factories.get(body);
+    if (make === undefined) {
+      this.stats.compiled++;
+      make = new Function(
+        'E',
+        `"use strict"; ${PRELUDE}\nreturn function block(h, x, pb, n, limit, ppn) {\n${body}\n};`,
+      ) as Factory;
+      if (factories.size >= FACTORY_LIMIT) factories.clear();
+      factories.set(body, make);
+    }
+    return make(this.env);
+  }
+}
