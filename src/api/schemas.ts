@@ -134,6 +134,20 @@ export const CreateVmBody = z
     nics: z.array(NicBody).max(4).optional().describe("NICs; absent: one on the 'default' network; [] for none"),
     publish: z.array(PublishBody).max(64).optional().describe('host ports forwarded to guest ports (nat networks)'),
     memory: MemoryBody.optional(),
+    firstBoot: z
+      .object({
+        sshAuthorizedKeys: z
+          .array(z.string().max(16 * 1024))
+          .max(64)
+          .optional(),
+        userData: z
+          .string()
+          .max(64 * 1024)
+          .optional(),
+      })
+      .strict()
+      .optional()
+      .describe('first-boot configuration (NoCloud-style seed disk): ssh public keys and cloud-config or script user-data'),
   })
   .strict();
 

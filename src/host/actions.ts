@@ -4,6 +4,7 @@
  */
 import type { VmState } from './lifecycle.js';
 import type { ImageView, ImportSpec } from './image-store.js';
+import type { FirstBootInput } from './first-boot/config.js';
 import type { VmStats } from './engine.js';
 import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { NetworkMode, NetworkRecord } from './networks.js';
@@ -70,6 +71,8 @@ export interface CreateVmSpec {
   publish?: PublishSpec[];
   /** Memory floor and weight (defaults: the maximum, i.e. no ballooning; weight 100). */
   memory?: MemoryPatch;
+  /** First-boot configuration: a seed disk the image's first-boot units apply (src/host/first-boot). */
+  firstBoot?: FirstBootInput;
 }
 
 /** A live change of one NIC's limits: null removes a direction's limit, absent leaves it. */
@@ -195,6 +198,8 @@ export interface VmView {
   stats: VmViewStats | null;
   cpu: CpuView;
   memory: MemoryView;
+  /** Who `typevisor ssh` logs in as (from the first-boot configuration). */
+  login?: { user: string };
 }
 
 export interface VmViewStats extends VmStats {

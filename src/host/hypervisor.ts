@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import type {
@@ -33,6 +34,8 @@ import { HostError } from './errors.js';
 import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
 import { ImageStore } from './image-store.js';
+import { FirstBootError, parseFirstBoot, type FirstBootConfig, type FirstBootInput } from './first-boot/config.js';
+import { SEED_FILE, SEED_SERIAL, seedImage } from './first-boot/seed.js';
 import { checkConfigFiles, checkRequestedFiles, daemonPathPolicy, type PathPolicy } from './path-policy.js';
 import { refuseNonKernel } from './kernel-file.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
@@ -391,7 +394,8 @@ export class Hypervisor implements HostChannel {
         nics,
         publish,
       });
-      const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length;
+      const firstBoot = spec.firstBoot ? parsedFirstBoot(spec.firstBoot, spec.name) : undefined;
+      const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length + (firstBoot ? 1 : 0);
       const problems = validateVmConfig({
         ...config,
         disks: new Array<DiskConfig>(plannedDisks).fill({ path: '', format: 'raw', readOnly: false }),
@@ -418,12 +422,18 @@ export class Hypervisor implements HostChannel {
           });
           disks.push({ path, format: d.format, readOnly: false, serial: `disk${i + 1}` });
         }
+        const uuid = randomUUID();
+        if (firstBoot) {
+          const path = join(dir, SEED_FILE);
+          await writeFile(path, seedImage(uuid, firstBoot), { mode: 0o600 });
+          disks.push({ path, format: 'raw', readOnly: true, serial: SEED_SERIAL });
+        }
         config.disks = disks;
         const now = new Date().toISOString();
         const rec: VmRecord = {
           schema: RECORD_SCHEMA,
           name: spec.name,
-          uuid: randomUUID(),
+          uuid,
           createdAt: now,
           updatedAt: now,
           state: 'defined',
@@ -433,6 +443,7 @@ export class Hypervisor implements HostChannel {
           config,
           cpu,
           memory,
+          ...(firstBoot ? { login: { user: firstBoot.users[0]!.name } } : {}),
         };
         await this.registry.save(rec);
         const live = this.track(rec);
@@ -1328,6 +1339,7 @@ export class Hypervisor implements HostChannel {
       stats,
       cpu,
       memory: this.memory.view(r.name, this.memoryOf(live), r.config.memoryMiB),
+      ...(r.login ? { login: r.login } : {}),
     };
   }
 
@@ -1656,4 +1668,14 @@ function snapshotMeta(
     state: state !== null ? SNAPSHOT_STATE_FILE : null,
     stateBytes: state?.bytes ?? 0,
   };
+}
+
+/** First-boot input parsed before the VM's folder exists; a FirstBootError becomes INVALID_CONFIG. */
+function parsedFirstBoot(input: FirstBootInput, vmName: string): FirstBootConfig {
+  try {
+    return parseFirstBoot(input, vmName);
+  } catch (err) {
+    if (err instanceof FirstBootError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
+  }
 }

@@ -3,7 +3,20 @@
 // through binfmt_misc, and the tree becomes one ext4 partition of a qcow2 disk. The image boots like a real
 // machine: OpenSBI, then U-Boot's distro boot, which reads /boot/extlinux/extlinux.conf (kept by u-boot-menu on
 // every kernel install) and loads Debian's own kernel and initramfs from the disk.
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { debianArchiveUri } from '../apt.js';
 import { cacheRoot } from '../paths.js';
@@ -16,6 +29,12 @@ export const DEBIAN_DISK_GIB = 4;
 export const DEBIAN_ROOT_LABEL = 'debian-root';
 /** Text Debian's console prints once systemd has brought the system up (the getty on ttyS0). */
 export const DEBIAN_LOGIN_MARKER = 'login:';
+/** A local apt repository (flat: .debs plus Packages) built next to the image, for tests that must not use the internet. */
+export const DEBIAN_REPO_DIR = 'repo';
+/** A small package the repository holds for `apt-get install` tests. */
+export const DEBIAN_REPO_TEST_PACKAGE = 'hello';
+/** Where the repository's newer kernel comes from: its linux-image-riscv64 is newer than the image's. */
+const KERNEL_UPGRADE_SUITE = `${DEBIAN_SUITE}-backports`;
 
 const PARTITION_START_MIB = 1;
 
@@ -40,14 +59,62 @@ async function chroot(ctx: BuildContext, root: string, args: string[]): Promise<
   await ctx.run('chroot', [root, ...args], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C.UTF-8' } });
 }
 
+/**
+ * Downloads (never installs) what tests install in a guest from a repository the host serves: a small package,
+ * and a newer kernel (linux-image-riscv64 from backports, with whatever it needs beyond the image) for the
+ * kernel-upgrade test. apt inside the image's own tree resolves the dependencies, so the set is exactly what the
+ * guest lacks. Returns the newer kernel's release (uname -r).
+ */
+async function buildLocalRepo(ctx: BuildContext, root: string): Promise<string> {
+  const backports = join(root, 'etc/apt/sources.list.d/build-backports.sources');
+  writeFileSync(
+    backports,
+    `Types: deb\nURIs: ${debianArchiveUri()}\nSuites: ${KERNEL_UPGRADE_SUITE}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n`,
+  );
+  // apt in the tree resolves names with the build machine's resolver (the image's resolv.conf points at
+  // systemd-resolved, which does not run in a chroot); the image's own file comes back afterwards.
+  const resolv = join(root, 'etc/resolv.conf');
+  const saved = lstatSync(resolv, { throwIfNoEntry: false });
+  const link = saved?.isSymbolicLink() ? readlinkSync(resolv) : undefined;
+  const text = saved?.isFile() ? readFileSync(resolv) : undefined;
+  rmSync(resolv, { force: true });
+  copyFileSync('/etc/resolv.conf', resolv);
+  try {
+    await chroot(ctx, root, ['apt-get', 'clean']);
+    await chroot(ctx, root, ['apt-get', 'update', '-q']);
+    const download = ['apt-get', 'install', '-y', '-q', '--download-only', '--no-install-recommends'];
+    await chroot(ctx, root, [...download, '-t', KERNEL_UPGRADE_SUITE, 'linux-image-riscv64']);
+    await chroot(ctx, root, [...download, DEBIAN_REPO_TEST_PACKAGE]);
+  } finally {
+    rmSync(backports);
+    rmSync(resolv);
+    if (link !== undefined) symlinkSync(link, resolv);
+    else if (text !== undefined) writeFileSync(resolv, text);
+  }
+  const repo = join(ctx.out, DEBIAN_REPO_DIR);
+  mkdirSync(repo, { recursive: true });
+  const archives = join(root, 'var/cache/apt/archives');
+  const debs = readdirSync(archives).filter((f) => f.endsWith('.deb'));
+  for (const f of debs) copyFileSync(join(archives, f), join(repo, f));
+  ctx.log(`local repository: ${debs.join(' ')}`);
+  const image = debs.map((f) => /^linux-image-(\d[^_]*-riscv64)_/.exec(f)?.[1]).find((v) => v !== undefined);
+  if (!image) throw new Error(`the local repository got no newer kernel package: ${debs.join(' ')}`);
+  if (!debs.some((f) => f.startsWith(`${DEBIAN_REPO_TEST_PACKAGE}_`)))
+    throw new Error(`the local repository lacks ${DEBIAN_REPO_TEST_PACKAGE}`);
+  await ctx.run('sh', ['-c', 'dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null && gzip -9nk Packages'], {
+    cwd: repo,
+  });
+  return image;
+}
+
 export const debian: Recipe = {
   name: 'debian',
-  revision: 1,
+  revision: 2,
   deps: [],
-  packages: ['debootstrap', 'qemu-user-static', 'binfmt-support', 'e2fsprogs', 'fdisk', 'qemu-utils'],
+  packages: ['debootstrap', 'qemu-user-static', 'binfmt-support', 'e2fsprogs', 'fdisk', 'qemu-utils', 'dpkg-dev'],
   keyPackages: ['debootstrap', 'qemu-user-static'],
   inputs: ['debian', 'userland/sbin/typevisor-agent'],
-  outputs: [DEBIAN_IMAGE_FILE, 'release.json'],
+  outputs: [DEBIAN_IMAGE_FILE, 'release.json', `${DEBIAN_REPO_DIR}/Packages`],
   async build(ctx) {
     await ensureBinfmt(ctx);
     const root = join(ctx.work, 'root');
@@ -76,7 +143,17 @@ export const debian: Recipe = {
       `Types: deb\nURIs: ${debianArchiveUri()}\nSuites: ${DEBIAN_SUITE}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n`,
     );
     rmSync(join(root, 'etc/apt/sources.list'), { force: true });
-    await chroot(ctx, root, ['systemctl', 'enable', 'systemd-networkd', 'systemd-resolved', 'ssh', 'typevisor-agent']);
+    await chroot(ctx, root, [
+      'systemctl',
+      'enable',
+      'systemd-networkd',
+      'systemd-resolved',
+      'ssh',
+      'typevisor-agent',
+      'typevisor-ssh-hostkeys',
+      'typevisor-seed-init',
+      'typevisor-seed-final',
+    ]);
     // First boot must not stop at the console asking for a locale, a keymap or a root password, and /dev/hvc0
     // belongs to the agent: no login prompt may be started on it.
     await chroot(ctx, root, ['systemctl', 'mask', 'systemd-firstboot.service', 'serial-getty@hvc0.service']);
@@ -88,6 +165,7 @@ export const debian: Recipe = {
       throw new Error(`extlinux.conf lacks the root label:\n${extlinux}`);
     const kernels = extlinux.match(/linux \/boot\/vmlinu[xz]-(\S+)/g) ?? [];
     if (kernels.length === 0) throw new Error(`extlinux.conf names no kernel:\n${extlinux}`);
+    const upgrade = await buildLocalRepo(ctx, root);
     // Each VM gets its own identity on first boot: machine-id and ssh host keys are generated there.
     writeFileSync(join(root, 'etc/machine-id'), 'uninitialized\n');
     rmSync(join(root, 'var/lib/dbus/machine-id'), { force: true });
@@ -112,7 +190,15 @@ export const debian: Recipe = {
     writeFileSync(
       join(ctx.out, 'release.json'),
       JSON.stringify(
-        { os: 'debian', release, arch: 'riscv64', kernel, rootLabel: DEBIAN_ROOT_LABEL, boot: 'opensbi+u-boot' },
+        {
+          os: 'debian',
+          release,
+          arch: 'riscv64',
+          kernel,
+          rootLabel: DEBIAN_ROOT_LABEL,
+          boot: 'opensbi+u-boot',
+          repo: { testPackage: DEBIAN_REPO_TEST_PACKAGE, upgradeKernel: upgrade },
+        },
         null,
         2,
       ) + '\n',
