@@ -178,6 +178,7 @@ export const ImportImageBody = z
     firmware: HostPath.optional().describe('M-mode firmware for a firmware-booted image (default: the built OpenSBI)'),
     boot: z.enum(['kernel', 'firmware']).optional().describe("'firmware': the disk boots itself through U-Boot"),
     os: z.string().max(200).optional(),
+    arch: z.string().max(32).optional().describe("the image's architecture; typevisor runs only riscv64"),
   })
   .strict();
 

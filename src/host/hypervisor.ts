@@ -273,8 +273,18 @@ export class Hypervisor implements HostChannel {
         return this.images.list();
       case 'image-get':
         return this.images.get(action.name);
-      case 'image-import':
-        return this.images.import(action.spec);
+      case 'image-import': {
+        // The files are read by the daemon: only from the directories its owner allowed (see path-policy.ts).
+        const s = action.spec;
+        const checked = (what: string, p: string | undefined) => (p === undefined ? undefined : this.paths.check(what, p));
+        return this.images.import({
+          ...s,
+          disk: checked('disk', s.disk)!,
+          kernel: checked('kernel', s.kernel),
+          initrd: checked('initrd', s.initrd),
+          firmware: checked('firmware', s.firmware),
+        });
+      }
       case 'image-delete':
         await this.images.remove(action.name);
         return { deleted: action.name };

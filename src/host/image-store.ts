@@ -13,6 +13,7 @@ import { isValidVmName } from './home.js';
 import { DEBIAN_IMAGE, resolveImage, type GuestImage } from './images.js';
 import { isLinuxImage } from '../machine/loaders/image.js';
 import { openDisk } from '../storage/index.js';
+import type { BlockBackend } from '../storage/backend.js';
 
 export const BUILTIN_IMAGES = ['default', DEBIAN_IMAGE] as const;
 
@@ -46,6 +47,8 @@ export interface ImportSpec {
   firmware?: string;
   boot?: 'kernel' | 'firmware';
   os?: string;
+  /** What the image says it is built for; anything but riscv64 is refused. */
+  arch?: string;
 }
 
 const EM_RISCV = 243;
@@ -73,6 +76,21 @@ async function checkKernel(path: string, what: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Why a disk cannot be an image, or undefined: it must hold whole sectors, and a disk that boots itself through
+ * U-Boot needs a partition table (an MBR's 0x55AA signature, which a GPT's protective MBR also has).
+ */
+async function diskProblem(backend: BlockBackend, boot: 'kernel' | 'firmware'): Promise<string | undefined> {
+  if (backend.size === 0 || backend.size % 512 !== 0)
+    return `its size (${backend.size} bytes) is not a whole number of 512-byte sectors`;
+  if (boot !== 'firmware') return undefined;
+  const mbr = new Uint8Array(512);
+  await backend.read(0, mbr);
+  if (mbr[510] !== 0x55 || mbr[511] !== 0xaa)
+    return 'it has no partition table (MBR or GPT), so U-Boot cannot boot it; import it with its --kernel instead';
+  return undefined;
 }
 
 export class ImageStore {
@@ -143,6 +161,8 @@ export class ImageStore {
       throw new HostError('INVALID_NAME', `image name ${JSON.stringify(spec.name)} must match [a-z0-9][a-z0-9-]*`);
     if ((BUILTIN_IMAGES as readonly string[]).includes(spec.name) || existsSync(join(this.imagesDir, spec.name)))
       throw new HostError('IMAGE_EXISTS', `an image named '${spec.name}' already exists`);
+    if (spec.arch !== undefined && spec.arch !== 'riscv64')
+      throw new HostError('INVALID_CONFIG', `unknown architecture '${spec.arch}': typevisor runs riscv64 images only`);
     const boot = spec.boot ?? (spec.kernel ? 'kernel' : 'firmware');
     if (boot === 'kernel' && !spec.kernel)
       throw new HostError(
@@ -151,13 +171,19 @@ export class ImageStore {
       );
     if (spec.kernel) await checkKernel(spec.kernel, 'kernel');
     let format: 'raw' | 'qcow2';
+    let problem: string | undefined;
     try {
       const backend = await openDisk(spec.disk, { readOnly: true });
-      format = backend.format === 'qcow2' ? 'qcow2' : 'raw';
-      await backend.close();
+      try {
+        format = backend.format === 'qcow2' ? 'qcow2' : 'raw';
+        problem = await diskProblem(backend, boot);
+      } finally {
+        await backend.close();
+      }
     } catch (err) {
       throw new HostError('INVALID_CONFIG', `disk ${spec.disk}: ${(err as Error).message}`);
     }
+    if (problem) throw new HostError('INVALID_CONFIG', `disk ${spec.disk}: ${problem}`);
     if (spec.initrd)
       await stat(spec.initrd).catch(() => {
         throw new HostError('INVALID_CONFIG', `initrd ${spec.initrd}: no such file`);

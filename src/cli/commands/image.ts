@@ -12,7 +12,7 @@ const GUEST_OF: Record<string, string> = {
 export const run = defineVerb({
   name: 'image',
   usage: `image ls | image info NAME | image build NAME | image rm NAME
-       image import NAME --disk FILE [--kernel FILE [--initrd FILE] [--cmdline TEXT] | --boot firmware [--firmware FILE]] [--os TEXT]
+       image import NAME --disk FILE [--kernel FILE [--initrd FILE] [--cmdline TEXT] | --boot firmware [--firmware FILE]] [--os TEXT] [--arch riscv64]
 
 Built-in images: 'default' (Linux 6.1 + busybox, boots its kernel directly) and 'debian-riscv64' (Debian trixie,
 boots like a real machine: OpenSBI, U-Boot, the disk's own extlinux.conf). 'image build' builds a built-in image
@@ -26,6 +26,7 @@ daemon's image store after checking them; the daemon reads the files, so they mu
     firmware: { type: 'string' },
     boot: { type: 'string' },
     os: { type: 'string' },
+    arch: { type: 'string' },
   },
   minArgs: 1,
   maxArgs: 2,
@@ -107,6 +108,7 @@ daemon's image store after checking them; the daemon reads the files, so they mu
           firmware: abs(values.firmware),
           boot: values.boot,
           os: values.os,
+          arch: values.arch,
         };
         const i = await client.json<ImageView>('POST', '/images', JSON.parse(JSON.stringify(body)));
         if (values.json) printJson(i);
