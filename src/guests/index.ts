@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { GuestCache } from './cache.js';
 import { guestsCacheDir } from './paths.js';
 import type { GuestName } from './recipe.js';
-import { DEBIAN_IMAGE_FILE, DEBIAN_LOGIN_MARKER } from './recipes/debian.js';
+import { DEBIAN_IMAGE_FILE, DEBIAN_LOGIN_MARKER, DEBIAN_REPO_DIR } from './recipes/debian.js';
 
 export { buildGuests, buildOrder, GuestBuildError, type BuildOptions, type BuildResult } from './build.js';
 export { GUEST_NAMES, isGuestName, type GuestName } from './recipe.js';
@@ -91,6 +91,10 @@ export interface DebianArtifacts {
   os: string;
   /** Console text once the system is up (the login prompt on ttyS0). */
   marker: string;
+  /** The build's folder (release.json). */
+  dir: string;
+  /** A flat apt repository (Packages and .debs) for tests: a small package and a newer kernel. */
+  repo: string;
 }
 
 /** The Debian image (`typevisor guest build debian`); throws GuestsNotBuiltError when it is not built. */
@@ -113,6 +117,8 @@ export function debianArtifacts(env: NodeJS.ProcessEnv = process.env): DebianArt
     uboot: join(fw!, 'u-boot.bin'),
     os: `Debian GNU/Linux ${release.release ?? '?'}, kernel ${release.kernel ?? '?'}`,
     marker: DEBIAN_LOGIN_MARKER,
+    dir: deb!,
+    repo: join(deb!, DEBIAN_REPO_DIR),
   };
 }
 
