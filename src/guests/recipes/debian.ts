@@ -17,8 +17,10 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { debianArchiveUri } from '../apt.js';
+import { closure, installedPackages, parseIndex, type DebStanza } from '../deb-closure.js';
 import { cacheRoot } from '../paths.js';
 import type { BuildContext, Recipe } from '../recipe.js';
 
@@ -59,18 +61,32 @@ async function chroot(ctx: BuildContext, root: string, args: string[]): Promise<
   await ctx.run('chroot', [root, ...args], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C.UTF-8' } });
 }
 
+/** A .deb from the archive, kept in the download cache; its SHA256 must match the index's. */
+async function fetchDeb(ctx: BuildContext, s: DebStanza, cacheDir: string, into: string): Promise<void> {
+  const name = basename(s.filename);
+  const cached = join(cacheDir, name);
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  if (!existsSync(cached) || sha(readFileSync(cached)) !== s.sha256) {
+    ctx.log(`fetching ${name} (${(s.size / 1048576).toFixed(1)} MiB)`);
+    const res = await fetch(`${debianArchiveUri()}/${s.filename}`);
+    if (!res.ok) throw new Error(`${s.filename}: HTTP ${res.status}`);
+    const body = Buffer.from(await res.arrayBuffer());
+    if (sha(body) !== s.sha256) throw new Error(`${name}: SHA256 differs from the archive index`);
+    writeFileSync(cached, body);
+  }
+  copyFileSync(cached, join(into, name));
+}
+
 /**
- * Downloads (never installs) what tests install in a guest from a repository the host serves: a small package,
- * and a newer kernel (linux-image-riscv64 from backports, with whatever it needs beyond the image) for the
- * kernel-upgrade test. apt inside the image's own tree resolves the dependencies, so the set is exactly what the
- * guest lacks. Returns the newer kernel's release (uname -r).
+ * Downloads (never installs) what tests install in a guest from a repository the host serves: a small package
+ * (apt in the image's tree resolves it against trixie), and a newer kernel: linux-image-riscv64 from
+ * trixie-backports with every dependency the image lacks, resolved from the suite's index by deb-closure.ts
+ * (this machine's mirror serves that index out of step with its signed InRelease, so apt refuses the suite).
+ * Returns the newer kernel's release (uname -r).
  */
-async function buildLocalRepo(ctx: BuildContext, root: string): Promise<string> {
-  const backports = join(root, 'etc/apt/sources.list.d/build-backports.sources');
-  writeFileSync(
-    backports,
-    `Types: deb\nURIs: ${debianArchiveUri()}\nSuites: ${KERNEL_UPGRADE_SUITE}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n`,
-  );
+async function buildLocalRepo(ctx: BuildContext, root: string, debCache: string): Promise<string> {
+  const repo = join(ctx.out, DEBIAN_REPO_DIR);
+  mkdirSync(repo, { recursive: true });
   // apt in the tree resolves names with the build machine's resolver (the image's resolv.conf points at
   // systemd-resolved, which does not run in a chroot); the image's own file comes back afterwards.
   const resolv = join(root, 'etc/resolv.conf');
@@ -82,21 +98,37 @@ async function buildLocalRepo(ctx: BuildContext, root: string): Promise<string> 
   try {
     await chroot(ctx, root, ['apt-get', 'clean']);
     await chroot(ctx, root, ['apt-get', 'update', '-q']);
-    const download = ['apt-get', 'install', '-y', '-q', '--download-only', '--no-install-recommends'];
-    await chroot(ctx, root, [...download, '-t', KERNEL_UPGRADE_SUITE, 'linux-image-riscv64']);
-    await chroot(ctx, root, [...download, DEBIAN_REPO_TEST_PACKAGE]);
+    await chroot(ctx, root, [
+      'apt-get',
+      'install',
+      '-y',
+      '-q',
+      '--download-only',
+      '--no-install-recommends',
+      DEBIAN_REPO_TEST_PACKAGE,
+    ]);
   } finally {
-    rmSync(backports);
     rmSync(resolv);
     if (link !== undefined) symlinkSync(link, resolv);
     else if (text !== undefined) writeFileSync(resolv, text);
   }
-  const repo = join(ctx.out, DEBIAN_REPO_DIR);
-  mkdirSync(repo, { recursive: true });
   const archives = join(root, 'var/cache/apt/archives');
-  const debs = readdirSync(archives).filter((f) => f.endsWith('.deb'));
-  for (const f of debs) copyFileSync(join(archives, f), join(repo, f));
-  ctx.log(`local repository: ${debs.join(' ')}`);
+  for (const f of readdirSync(archives).filter((f) => f.endsWith('.deb'))) copyFileSync(join(archives, f), join(repo, f));
+
+  const indexUrl = `${debianArchiveUri()}/dists/${KERNEL_UPGRADE_SUITE}/main/binary-riscv64/Packages.xz`;
+  ctx.log(`reading ${indexUrl}`);
+  const res = await fetch(indexUrl);
+  if (!res.ok) throw new Error(`${indexUrl}: HTTP ${res.status}`);
+  const xz = join(ctx.work, 'backports-Packages.xz');
+  writeFileSync(xz, Buffer.from(await res.arrayBuffer()));
+  await ctx.run('xz', ['-dk', xz]);
+  const index = parseIndex(readFileSync(xz.slice(0, -3), 'utf8'));
+  const installed = installedPackages(readFileSync(join(root, 'var/lib/dpkg/status'), 'utf8'));
+  const kernelDebs = closure(index, installed, 'linux-image-riscv64');
+  ctx.log(`newer kernel from ${KERNEL_UPGRADE_SUITE}: ${kernelDebs.map((s) => `${s.package}=${s.version}`).join(' ')}`);
+  for (const s of kernelDebs) await fetchDeb(ctx, s, debCache, repo);
+
+  const debs = readdirSync(repo).filter((f) => f.endsWith('.deb'));
   const image = debs.map((f) => /^linux-image-(\d[^_]*-riscv64)_/.exec(f)?.[1]).find((v) => v !== undefined);
   if (!image) throw new Error(`the local repository got no newer kernel package: ${debs.join(' ')}`);
   if (!debs.some((f) => f.startsWith(`${DEBIAN_REPO_TEST_PACKAGE}_`)))
@@ -109,9 +141,9 @@ async function buildLocalRepo(ctx: BuildContext, root: string): Promise<string> 
 
 export const debian: Recipe = {
   name: 'debian',
-  revision: 2,
+  revision: 3,
   deps: [],
-  packages: ['debootstrap', 'qemu-user-static', 'binfmt-support', 'e2fsprogs', 'fdisk', 'qemu-utils', 'dpkg-dev'],
+  packages: ['debootstrap', 'qemu-user-static', 'binfmt-support', 'e2fsprogs', 'fdisk', 'qemu-utils', 'dpkg-dev', 'xz-utils'],
   keyPackages: ['debootstrap', 'qemu-user-static'],
   inputs: ['debian', 'userland/sbin/typevisor-agent'],
   outputs: [DEBIAN_IMAGE_FILE, 'release.json', `${DEBIAN_REPO_DIR}/Packages`],
@@ -165,7 +197,7 @@ export const debian: Recipe = {
       throw new Error(`extlinux.conf lacks the root label:\n${extlinux}`);
     const kernels = extlinux.match(/linux \/boot\/vmlinu[xz]-(\S+)/g) ?? [];
     if (kernels.length === 0) throw new Error(`extlinux.conf names no kernel:\n${extlinux}`);
-    const upgrade = await buildLocalRepo(ctx, root);
+    const upgrade = await buildLocalRepo(ctx, root, debs);
     // Each VM gets its own identity on first boot: machine-id and ssh host keys are generated there.
     writeFileSync(join(root, 'etc/machine-id'), 'uninitialized\n');
     rmSync(join(root, 'var/lib/dbus/machine-id'), { force: true });
