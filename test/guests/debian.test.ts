@@ -1,3 +1,4 @@
+// @debian
 /**
  * Debian as a real guest OS, in as few boots as possible (a Debian boot is tens of minutes on the interpreter).
  *
@@ -10,6 +11,8 @@
  * beside it under the same daemon, and `apt-get install` of a newer kernel from the local repository; a reboot
  * then boots that kernel (uname -r) through the extlinux.conf u-boot-menu rewrote, and the VM shuts down through
  * the agent. The same image also boots under qemu-system-riscv64 -M virt.
+ *
+ * Not in `npm test` (one run takes longer than the suite's budget on 2 cores): `npm run test:debian`.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
