@@ -8,6 +8,10 @@
 // Files whose source carries an `// @exclusive` line measure something about the host (API latency under a
 // spinning guest, idle CPU use): they run one at a time after the parallel batch, so two test files never
 // compete for the 2 cores while such a measurement is taken.
+//
+// Files with a `// @debian` line boot the Debian image (tens of minutes per boot on the interpreter, more than
+// the whole suite's budget on 2 cores): they run only with `--debian` (`npm run test:debian`), which also builds
+// the debian image (cached), and then alone after the rest.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +22,7 @@ const unitOnly = process.argv.includes('--unit');
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const jitArg = process.argv.find((a) => a.startsWith('--jit='));
 const jitEnv = jitArg ? { TYPEVISOR_JIT: jitArg.slice('--jit='.length) } : {};
+const debian = process.argv.includes('--debian');
 
 function step(title, cmd, args) {
   console.log(`\n== ${title}`);
@@ -32,6 +37,8 @@ step('type-check and build', process.execPath, [join(root, 'node_modules/typescr
 step('web console (cached by input hash)', process.execPath, [join(root, 'scripts/build-web.mjs')]);
 if (!unitOnly && existsSync(join(root, 'dist/src/cli/commands/guest.js'))) {
   step('guest images (cached by input hash)', process.execPath, [join(root, 'bin/typevisor.js'), 'guest', 'build']);
+  if (debian)
+    step('debian image (cached by input hash)', process.execPath, [join(root, 'bin/typevisor.js'), 'guest', 'build', 'debian']);
 }
 
 function collect(dir, out) {
@@ -45,11 +52,13 @@ function collect(dir, out) {
 }
 let files = collect(join(root, 'dist/test'), []);
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
+const isDebian = (f) => /^\/\/ @debian\b/m.test(readFileSync(f, 'utf8'));
+files = files.filter((f) => isDebian(f) === debian);
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const isExclusive = (f) => /^\/\/ @exclusive\b/m.test(readFileSync(f, 'utf8'));
+const isExclusive = (f) => isDebian(f) || /^\/\/ @exclusive\b/m.test(readFileSync(f, 'utf8'));
 const parallel = files.filter((f) => !isExclusive(f));
 const exclusive = files.filter(isExclusive);
 

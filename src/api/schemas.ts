@@ -138,6 +138,20 @@ export const CreateVmBody = z
     nics: z.array(NicBody).max(4).optional().describe("NICs; absent: one on the 'default' network; [] for none"),
     publish: z.array(PublishBody).max(64).optional().describe('host ports forwarded to guest ports (nat networks)'),
     memory: MemoryBody.optional(),
+    firstBoot: z
+      .object({
+        sshAuthorizedKeys: z
+          .array(z.string().max(16 * 1024))
+          .max(64)
+          .optional(),
+        userData: z
+          .string()
+          .max(64 * 1024)
+          .optional(),
+      })
+      .strict()
+      .optional()
+      .describe('first-boot configuration (NoCloud-style seed disk): ssh public keys and cloud-config or script user-data'),
   })
   .strict();
 
@@ -155,6 +169,20 @@ export const CreateNetworkBody = z
     mode: z.enum(['nat', 'isolated']).default('nat'),
     subnet: z.string().max(32).optional().describe('IPv4 CIDR; default: the first free 10.0.N.0/24'),
     dnsHosts: z.record(z.string().max(253), z.string().max(15)).optional().describe('extra names its DNS answers'),
+  })
+  .strict();
+
+export const ImportImageBody = z
+  .object({
+    name: ImageName,
+    disk: HostPath.describe('raw or qcow2 disk to copy into the image store'),
+    kernel: HostPath.optional().describe('riscv64 Linux Image or ELF booted directly'),
+    initrd: HostPath.optional(),
+    cmdline: z.string().max(4096).optional(),
+    firmware: HostPath.optional().describe('M-mode firmware for a firmware-booted image (default: the built OpenSBI)'),
+    boot: z.enum(['kernel', 'firmware']).optional().describe("'firmware': the disk boots itself through U-Boot"),
+    os: z.string().max(200).optional(),
+    arch: z.string().max(32).optional().describe("the image's architecture; typevisor runs only riscv64"),
   })
   .strict();
 
@@ -401,6 +429,8 @@ export const ERROR_CODES = [
   'NOT_FOUND',
   'VM_NOT_FOUND',
   'IMAGE_NOT_FOUND',
+  'IMAGE_EXISTS',
+  'IMAGE_IN_USE',
   'VM_EXISTS',
   'INVALID_STATE',
   'VM_BUSY',

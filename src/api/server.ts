@@ -22,6 +22,7 @@ import {
   CreateNetworkBody,
   CreateVmBody,
   DeleteQuery,
+  ImportImageBody,
   EventsQuery,
   HistoryQuery,
   ExecBody,
@@ -282,6 +283,13 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     },
   );
 
+  app.get('/images', async () => ({ images: await channel.send({ type: 'image-list' }) }));
+  app.post('/images', async (req, reply) => {
+    const spec = parse(ImportImageBody, req.body);
+    return reply.code(201).send(await channel.send({ type: 'image-import', spec }));
+  });
+  app.get('/images/:name', async (req) => channel.send({ type: 'image-get', name: nameParam(req) }));
+  app.delete('/images/:name', async (req) => channel.send({ type: 'image-delete', name: nameParam(req) }));
   app.get('/networks', async () => ({ networks: await channel.send({ type: 'network-list' }) }));
   app.post('/networks', async (req, reply) => {
     const spec = parse(CreateNetworkBody, req.body);

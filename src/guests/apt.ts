@@ -107,6 +107,13 @@ function debianBinarySource(): AptSource | undefined {
   return undefined;
 }
 
+/** The Debian archive URI this machine's apt already uses (the debian recipe fetches other suites from it). */
+export function debianArchiveUri(): string {
+  const src = debianBinarySource();
+  if (!src) throw new AptError("cannot find this machine's Debian archive in /etc/apt (a deb entry for .../debian)");
+  return src.uri;
+}
+
 /**
  * Makes sure `apt-get source` can fetch `pkg`: when apt knows no source for it, adds a deb-src entry for
  * the same Debian archive and suite that binary packages come from, then updates the lists.

@@ -9,7 +9,7 @@ import { cacheHash, cacheKeyInputs, GuestCache, type Manifest } from './cache.js
 import { runLogged } from './exec.js';
 import { guestsCacheDir, recipesDir } from './paths.js';
 import { formatElapsed, Progress } from './progress.js';
-import { GUEST_NAMES, type BuildContext, type GuestName, type Recipe } from './recipe.js';
+import { DEFAULT_GUESTS, GUEST_NAMES, type BuildContext, type GuestName, type Recipe } from './recipe.js';
 import { RECIPES } from './recipes/index.js';
 
 export interface BuildOptions {
@@ -45,7 +45,7 @@ export function buildOrder(names: readonly GuestName[]): GuestName[] {
     for (const d of RECIPES[n].deps) visit(d);
     wanted.add(n);
   };
-  for (const n of names.length ? names : GUEST_NAMES) visit(n);
+  for (const n of names.length ? names : DEFAULT_GUESTS) visit(n);
   return GUEST_NAMES.filter((n) => wanted.has(n));
 }
 
@@ -54,7 +54,7 @@ export async function buildGuests(names: readonly GuestName[], opts: BuildOption
   const progress = opts.progress ?? new Progress();
   const hashes: Record<string, string> = {};
   const results: BuildResult[] = [];
-  const requested = new Set(names.length ? names : GUEST_NAMES);
+  const requested = new Set(names.length ? names : DEFAULT_GUESTS);
   for (const name of buildOrder(names)) {
     const recipe = RECIPES[name];
     const note = (line: string) => progress.say(`${name}: ${line}`);

@@ -36,6 +36,7 @@ function sha256(data: string | Uint8Array): string {
 
 function filesUnder(dir: string): string[] {
   if (!existsSync(dir)) return [];
+  if (statSync(dir).isFile()) return [dir];
   const out: string[] = [];
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);

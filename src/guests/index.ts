@@ -1,10 +1,11 @@
 // The guest images other parts of typevisor boot: where they are (without building anything), and the
 // console line the guest's init prints when it is ready. Build them with `typevisor guest build`.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GuestCache } from './cache.js';
 import { guestsCacheDir } from './paths.js';
 import type { GuestName } from './recipe.js';
+import { DEBIAN_IMAGE_FILE, DEBIAN_LOGIN_MARKER, DEBIAN_REPO_DIR } from './recipes/debian.js';
 
 export { buildGuests, buildOrder, GuestBuildError, type BuildOptions, type BuildResult } from './build.js';
 export { GUEST_NAMES, isGuestName, type GuestName } from './recipe.js';
@@ -78,6 +79,47 @@ export function guestArtifacts(env: NodeJS.ProcessEnv = process.env): GuestArtif
   }
   if (missing.size) throw new GuestsNotBuiltError([...missing]);
   return out as unknown as GuestArtifacts;
+}
+
+export interface DebianArtifacts {
+  /** The qcow2 disk: one ext4 partition with Debian, its kernel and /boot/extlinux/extlinux.conf. */
+  disk: string;
+  /** What boots it: OpenSBI (fw_jump) and U-Boot (S-mode) from the firmware guest. */
+  fwJump: string;
+  uboot: string;
+  /** e.g. 'Debian GNU/Linux trixie, kernel 6.12.57+deb13-riscv64'. */
+  os: string;
+  /** Console text once the system is up (the login prompt on ttyS0). */
+  marker: string;
+  /** The build's folder (release.json). */
+  dir: string;
+  /** A flat apt repository (Packages and .debs) for tests: a small package and a newer kernel. */
+  repo: string;
+}
+
+/** The Debian image (`typevisor guest build debian`); throws GuestsNotBuiltError when it is not built. */
+export function debianArtifacts(env: NodeJS.ProcessEnv = process.env): DebianArtifacts {
+  const cache = new GuestCache(guestsCacheDir(env));
+  const entry = (name: GuestName) => {
+    const cur = cache.current(name);
+    return cur ? cache.entryDir(name, cur.hash) : undefined;
+  };
+  const deb = entry('debian');
+  const fw = entry('firmware');
+  const missing: GuestName[] = [];
+  if (!deb || !existsSync(join(deb, DEBIAN_IMAGE_FILE))) missing.push('debian');
+  if (!fw || !existsSync(join(fw, 'u-boot.bin'))) missing.push('firmware');
+  if (missing.length) throw new GuestsNotBuiltError(missing);
+  const release = JSON.parse(readFileSync(join(deb!, 'release.json'), 'utf8')) as { release?: string; kernel?: string };
+  return {
+    disk: join(deb!, DEBIAN_IMAGE_FILE),
+    fwJump: join(fw!, 'fw_jump.bin'),
+    uboot: join(fw!, 'u-boot.bin'),
+    os: `Debian GNU/Linux ${release.release ?? '?'}, kernel ${release.kernel ?? '?'}`,
+    marker: DEBIAN_LOGIN_MARKER,
+    dir: deb!,
+    repo: join(deb!, DEBIAN_REPO_DIR),
+  };
 }
 
 /** True when guestArtifacts() would succeed. */

@@ -2,8 +2,10 @@
 // guests/, Debian package versions, the recipes it builds on) so the cache key can be computed without
 // building, and a build() that writes its outputs into ctx.out.
 
-export const GUEST_NAMES = ['firmware', 'linux', 'busybox', 'initramfs', 'rootfs'] as const;
+export const GUEST_NAMES = ['firmware', 'linux', 'busybox', 'initramfs', 'rootfs', 'debian'] as const;
 export type GuestName = (typeof GUEST_NAMES)[number];
+/** What `typevisor guest build` builds when no name is given: the fast minimal guest and its firmware. */
+export const DEFAULT_GUESTS: readonly GuestName[] = ['firmware', 'linux', 'busybox', 'initramfs', 'rootfs'];
 
 export function isGuestName(s: string): s is GuestName {
   return (GUEST_NAMES as readonly string[]).includes(s);

@@ -3,6 +3,8 @@
  * rpc_interface: the front end never touches a VM or worker, it only sends one of these and gets a result.
  */
 import type { VmState } from './lifecycle.js';
+import type { ImageView, ImportSpec } from './image-store.js';
+import type { FirstBootInput } from './first-boot/config.js';
 import type { VmStats } from './engine.js';
 import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { NetworkMode, NetworkRecord } from './networks.js';
@@ -71,6 +73,8 @@ export interface CreateVmSpec {
   publish?: PublishSpec[];
   /** Memory floor and weight (defaults: the maximum, i.e. no ballooning; weight 100). */
   memory?: MemoryPatch;
+  /** First-boot configuration: a seed disk the image's first-boot units apply (src/host/first-boot). */
+  firstBoot?: FirstBootInput;
 }
 
 /** A live change of one NIC's limits: null removes a direction's limit, absent leaves it. */
@@ -110,6 +114,10 @@ export type HostAction =
   | { type: 'console-log'; name: string }
   | { type: 'console-attach'; name: string; viewer: ConsoleViewer }
   | { type: 'host-info' }
+  | { type: 'image-list' }
+  | { type: 'image-get'; name: string }
+  | { type: 'image-import'; spec: ImportSpec }
+  | { type: 'image-delete'; name: string }
   | { type: 'stats-all' }
   | { type: 'network-list' }
   | { type: 'network-get'; name: string }
@@ -194,6 +202,8 @@ export interface VmView {
   stats: VmViewStats | null;
   cpu: CpuView;
   memory: MemoryView;
+  /** Who `typevisor ssh` logs in as (from the first-boot configuration). */
+  login?: { user: string };
 }
 
 export interface VmViewStats extends VmStats {
@@ -252,6 +262,10 @@ interface HostResults {
   'console-attach': ConsoleSession;
   'host-info': HostInfo;
   'stats-all': VmView[];
+  'image-list': ImageView[];
+  'image-get': ImageView;
+  'image-import': ImageView;
+  'image-delete': { deleted: string };
   'vm-history': { name: string; intervalSeconds: number; samples: VmSample[] };
   'host-history': { intervalSeconds: number; samples: HostSample[] };
   events: EventsResult;

@@ -10,6 +10,8 @@ export type HostErrorCode =
   | 'VM_NOT_FOUND'
   | 'VM_EXISTS'
   | 'IMAGE_NOT_FOUND'
+  | 'IMAGE_EXISTS'
+  | 'IMAGE_IN_USE'
   | 'INVALID_STATE'
   | 'VM_BUSY'
   | 'NETWORK_NOT_FOUND'
@@ -36,6 +38,8 @@ const KIND: Record<HostErrorCode, HostErrorKind> = {
   PATH_NOT_ALLOWED: 'forbidden',
   VM_NOT_FOUND: 'not-found',
   IMAGE_NOT_FOUND: 'not-found',
+  IMAGE_EXISTS: 'conflict',
+  IMAGE_IN_USE: 'conflict',
   VM_EXISTS: 'conflict',
   INVALID_STATE: 'conflict',
   VM_BUSY: 'conflict',

@@ -4,6 +4,7 @@
  * persisted atomically before the action reports success.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { cpus, freemem, hostname, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type {
@@ -28,6 +29,9 @@ import type { Engine, EngineVm, VmExit, VmStats } from './engine.js';
 import { HostError } from './errors.js';
 import { isValidVmName, type HomeLayout } from './home.js';
 import { resolveImage, type GuestImage } from './images.js';
+import { ImageStore } from './image-store.js';
+import { FirstBootError, parseFirstBoot, type FirstBootConfig, type FirstBootInput } from './first-boot/config.js';
+import { SEED_FILE, SEED_SERIAL, seedImage } from './first-boot/seed.js';
 import { checkConfigFiles, checkRequestedFiles, daemonPathPolicy, type PathPolicy } from './path-policy.js';
 import { refuseNonKernel } from './kernel-file.js';
 import { isActive, nextState, TransitionError, VM_STATES, type LifecycleEvent, type VmState } from './lifecycle.js';
@@ -114,6 +118,7 @@ const VERSION = '0.1.0';
 
 export class Hypervisor implements HostChannel {
   readonly registry: Registry;
+  readonly images: ImageStore;
   readonly networks: NetworkRegistry;
   private readonly netManager: NetworkManager;
   private readonly vms = new Map<string, LiveVm>();
@@ -141,6 +146,9 @@ export class Hypervisor implements HostChannel {
   constructor(private readonly opts: HypervisorOptions) {
     this.registry = new Registry(opts.home.vmsDir);
     this.paths = opts.pathPolicy ?? daemonPathPolicy(opts.home.imagesDir, guestsCacheDir());
+    this.images = new ImageStore(opts.home.imagesDir, (image) =>
+      [...this.vms.values()].filter((l) => l.rec.image === image).map((l) => l.rec.name),
+    );
     this.log = opts.log ?? (() => {});
     const probed = probeCpuEnforcer(opts.cpuMechanism ?? 'auto');
     this.cpuSkipped = probed.skipped;
@@ -283,6 +291,25 @@ export class Hypervisor implements HostChannel {
         return this.attach(action.name, action.viewer);
       case 'host-info':
         return this.hostInfo();
+      case 'image-list':
+        return this.images.list();
+      case 'image-get':
+        return this.images.get(action.name);
+      case 'image-import': {
+        // The files are read by the daemon: only from the directories its owner allowed (see path-policy.ts).
+        const s = action.spec;
+        const checked = (what: string, p: string | undefined) => (p === undefined ? undefined : this.paths.check(what, p));
+        return this.images.import({
+          ...s,
+          disk: checked('disk', s.disk)!,
+          kernel: checked('kernel', s.kernel),
+          initrd: checked('initrd', s.initrd),
+          firmware: checked('firmware', s.firmware),
+        });
+      }
+      case 'image-delete':
+        await this.images.remove(action.name);
+        return { deleted: action.name };
       case 'stats-all':
         return Promise.all([...this.vms.values()].map(async (l) => this.view(l, await this.sampleStats(l))));
       case 'vm-history': {
@@ -385,11 +412,13 @@ export class Hypervisor implements HostChannel {
         initrd: files.initrd ?? (spec.kernel || rootFromDisk ? undefined : image?.initrd),
         append: spec.cmdline ?? (spec.kernel ? undefined : rootFromDisk ? image?.rootCmdline : image?.cmdline),
         firmware:
-          spec.firmware === 'builtin'
-            ? { kind: 'builtin' }
-            : spec.firmware === 'none'
-              ? { kind: 'none' }
-              : { kind: 'file', path: files.firmware },
+          spec.firmware === 'builtin' && image?.firmware
+            ? { kind: 'file', path: image.firmware }
+            : spec.firmware === 'builtin'
+              ? { kind: 'builtin' }
+              : spec.firmware === 'none'
+                ? { kind: 'none' }
+                : { kind: 'file', path: files.firmware },
         disks: [],
         rng: spec.rng,
         balloon: spec.balloon,
@@ -397,7 +426,8 @@ export class Hypervisor implements HostChannel {
         nics,
         publish,
       });
-      const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length;
+      const firstBoot = spec.firstBoot ? parsedFirstBoot(spec.firstBoot, spec.name) : undefined;
+      const plannedDisks = (rootFromDisk ? 1 : 0) + spec.disks.length + (firstBoot ? 1 : 0);
       const problems = validateVmConfig({
         ...config,
         disks: new Array<DiskConfig>(plannedDisks).fill({ path: '', format: 'raw', readOnly: false }),
@@ -424,12 +454,18 @@ export class Hypervisor implements HostChannel {
           });
           disks.push({ path, format: d.format, readOnly: false, serial: `disk${i + 1}` });
         }
+        const uuid = randomUUID();
+        if (firstBoot) {
+          const path = join(dir, SEED_FILE);
+          await writeFile(path, seedImage(uuid, firstBoot), { mode: 0o600 });
+          disks.push({ path, format: 'raw', readOnly: true, serial: SEED_SERIAL });
+        }
         config.disks = disks;
         const now = new Date().toISOString();
         const rec: VmRecord = {
           schema: RECORD_SCHEMA,
           name: spec.name,
-          uuid: randomUUID(),
+          uuid,
           createdAt: now,
           updatedAt: now,
           state: 'defined',
@@ -439,6 +475,7 @@ export class Hypervisor implements HostChannel {
           config,
           cpu,
           memory,
+          ...(firstBoot ? { login: { user: firstBoot.users[0]!.name } } : {}),
         };
         await this.registry.save(rec);
         const live = this.track(rec);
@@ -1054,6 +1091,7 @@ export class Hypervisor implements HostChannel {
       stats,
       cpu,
       memory: this.memory.view(r.name, this.memoryOf(live), r.config.memoryMiB),
+      ...(r.login ? { login: r.login } : {}),
     };
   }
 
@@ -1373,3 +1411,13 @@ const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) =>
     close: () => handle.close(),
   };
 };
+
+/** First-boot input parsed before the VM's folder exists; a FirstBootError becomes INVALID_CONFIG. */
+function parsedFirstBoot(input: FirstBootInput, vmName: string): FirstBootConfig {
+  try {
+    return parseFirstBoot(input, vmName);
+  } catch (err) {
+    if (err instanceof FirstBootError) throw new HostError('INVALID_CONFIG', err.message);
+    throw err;
+  }
+}

@@ -20,7 +20,17 @@ export interface GuestImage {
   rootCmdline?: string;
   /** Console text meaning "booted". */
   bootMarker?: string;
+  /**
+   * M-mode firmware (OpenSBI) for images that boot like a real machine: `kernel` is then the firmware's payload
+   * (U-Boot), which finds the OS kernel on the disk itself. Absent: the kernel boots directly.
+   */
+  firmware?: string;
+  /** What the image holds, for people: e.g. 'Debian GNU/Linux 13 (trixie)'. */
+  os?: string;
 }
+
+/** The Debian image built by `typevisor guest build debian`. */
+export const DEBIAN_IMAGE = 'debian-riscv64';
 
 /** The guests' console is the UART (as `typevisor run` boots them). */
 const DEFAULT_CMDLINE = 'console=ttyS0';
@@ -56,7 +66,41 @@ export function imageFromArtifacts(name: string, raw: unknown): GuestImage {
   };
 }
 
+/** The built OpenSBI (fw_jump) and U-Boot that boot an image from its own disk. */
+async function debianBootChain(): Promise<{ fwJump: string; uboot: string }> {
+  const mod = (await import(new URL('../guests/index.js', import.meta.url).href)) as {
+    guestArtifacts: () => { fwJump: string; ubootSmode: string };
+  };
+  const a = mod.guestArtifacts();
+  return { fwJump: a.fwJump, uboot: a.ubootSmode };
+}
+
+/** The built Debian image: OpenSBI and U-Boot from the firmware guest, the disk from the debian guest. */
+async function debianImage(): Promise<GuestImage> {
+  type DebianModule = { debianArtifacts?: () => { disk: string; fwJump: string; uboot: string; os: string; marker: string } };
+  let artifacts;
+  try {
+    const mod = (await import(new URL('../guests/index.js', import.meta.url).href)) as DebianModule;
+    artifacts = mod.debianArtifacts!();
+  } catch (err) {
+    throw new HostError('IMAGE_NOT_FOUND', `the ${DEBIAN_IMAGE} image is not built: ${(err as Error).message}`);
+  }
+  return {
+    name: DEBIAN_IMAGE,
+    kernel: artifacts.uboot,
+    firmware: artifacts.fwJump,
+    rootfs: artifacts.disk,
+    rootfsFormat: 'qcow2',
+    // U-Boot reads the kernel command line from the disk's extlinux.conf.
+    cmdline: '',
+    rootCmdline: '',
+    bootMarker: artifacts.marker,
+    os: artifacts.os,
+  };
+}
+
 export async function resolveImage(name: string, imagesDir: string): Promise<GuestImage> {
+  if (name === DEBIAN_IMAGE) return debianImage();
   if (name === 'default') {
     let mod: ArtifactsModule;
     try {
@@ -97,10 +141,31 @@ export async function resolveImage(name: string, imagesDir: string): Promise<Gue
     if (!isAbsolute(s) && !full.startsWith(dir + '/')) return undefined;
     return full;
   };
-  return imageFromArtifacts(name, {
-    ...parsed,
-    kernel: inDir(parsed.kernel),
-    initrd: inDir(parsed.initrd ?? parsed.initramfs),
-    rootfs: inDir(parsed.rootfs),
-  });
+  if (parsed.boot === 'firmware') {
+    // The disk boots itself (U-Boot reads its boot config); firmware and U-Boot default to the built ones.
+    const built = await debianBootChain().catch(() => undefined);
+    const kernel = inDir(parsed.kernel) ?? built?.uboot;
+    const firmware = inDir(parsed.firmware) ?? built?.fwJump;
+    if (!kernel || !firmware)
+      throw new HostError(
+        'IMAGE_NOT_FOUND',
+        `image '${name}' boots through firmware, which is not built (run 'typevisor guest build firmware')`,
+      );
+    return {
+      ...imageFromArtifacts(name, { ...parsed, kernel, rootfs: inDir(parsed.rootfs) }),
+      firmware,
+      cmdline: '',
+      rootCmdline: '',
+      os: str(parsed.os),
+    };
+  }
+  return {
+    ...imageFromArtifacts(name, {
+      ...parsed,
+      kernel: inDir(parsed.kernel),
+      initrd: inDir(parsed.initrd ?? parsed.initramfs),
+      rootfs: inDir(parsed.rootfs),
+    }),
+    os: str(parsed.os),
+  };
 }

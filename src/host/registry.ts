@@ -38,6 +38,8 @@ export interface VmRecord {
   leases?: Record<string, string>;
   /** Memory floor and weight (absent: no floor below the maximum, weight 100). */
   memory?: MemorySettings;
+  /** The user first-boot configuration created for logins (`typevisor ssh`). */
+  login?: { user: string };
 }
 
 export class RecordError extends Error {

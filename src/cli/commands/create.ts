@@ -1,8 +1,18 @@
+import { readFileSync } from 'node:fs';
 import type { VmView } from '../../host/actions.js';
 import { defineVerb, printJson, UsageError } from '../verb.js';
 import { aliasValue, parseCpusFlag, parseMemoryFlag } from '../units.js';
 import { settingParseOptions, settingsBody, settingsUsage } from '../settings-options.js';
 import { parseNic, parsePublish } from '../net-options.js';
+
+/** A file an option names, read here (the daemon may not see the client's files). */
+function readOption(flag: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${(err as Error).message}`);
+  }
+}
 
 export const summary = 'create a VM on the daemon (from an image, or a kernel)';
 
@@ -22,11 +32,15 @@ export const run = defineVerb({
                  [--firmware builtin|none|PATH] [--disk SIZE[:FORMAT]]... [--no-root-disk] [--autostart] [--start]
                  [--nic network=NAME[,mac=MAC][,rate=RATE][,burst=SIZE][,rx-rate=RATE][,tx-rate=RATE][,pps=N]]...
                  [--no-nic] [--publish [HOSTIP:]HOSTPORT:GUESTPORT[/udp]]...
+                 [--ssh-key FILE]... [--user-data FILE]
 
 Creates a VM in state 'defined'. Without --kernel it boots the 'default' image with a thin qcow2 overlay of the
 image's root filesystem as its first disk. --memory takes a size: 512M, 1G, or a plain number of MiB (default 256M).
 Without --nic it gets one NIC on the 'default' NAT network. RATE is bytes per second (512K, 2M, 1G) or bits
 (100mbit); --publish binds 127.0.0.1 unless HOSTIP is given.
+--ssh-key (an OpenSSH public key file) and --user-data (a '#cloud-config' document or a '#!' script) give the VM
+a first-boot configuration, applied once by images that read it (debian-riscv64): the keys go to the login user
+('debian', with sudo, unless user-data names users). Publish guest port 22 to reach it with 'typevisor ssh'.
 ${settingsUsage(true)}`,
   options: {
     vcpus: { type: 'string' },
@@ -45,6 +59,8 @@ ${settingsUsage(true)}`,
     nic: { type: 'string', multiple: true },
     'no-nic': { type: 'boolean' },
     publish: { type: 'string', multiple: true, short: 'p' },
+    'ssh-key': { type: 'string', multiple: true },
+    'user-data': { type: 'string' },
   },
   minArgs: 1,
   maxArgs: 1,
@@ -71,6 +87,13 @@ ${settingsUsage(true)}`,
       nics: values['no-nic'] ? [] : values.nic?.map(parseNic),
       publish: values.publish?.map(parsePublish),
       memory: settingsBody(values, true).memory,
+      firstBoot:
+        values['ssh-key'] || values['user-data'] !== undefined
+          ? {
+              sshAuthorizedKeys: values['ssh-key']?.map((f) => readOption('--ssh-key', f)),
+              userData: values['user-data'] === undefined ? undefined : readOption('--user-data', values['user-data']),
+            }
+          : undefined,
     };
     if (values['no-nic'] && values.nic) throw new UsageError('--no-nic and --nic exclude each other');
     let vm = await client.json<VmView>('POST', '/vms', JSON.parse(JSON.stringify(body)));

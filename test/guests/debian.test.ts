@@ -1,0 +1,312 @@
+// @debian
+/**
+ * Debian as a real guest OS, in as few boots as possible (a Debian boot is tens of minutes on the interpreter).
+ *
+ * One VM made by `typevisor create --image debian-riscv64 --ssh-key --user-data --publish PORT:22` boots like a
+ * real machine (OpenSBI, U-Boot's distro boot, the disk's own extlinux.conf, Debian's kernel and initramfs,
+ * systemd to a login prompt). Its first boot applies the seed: hostname, two users with the key, apt sources that
+ * point only at a repository this test serves from the host's loopback (the guest reaches it through the NAT
+ * gateway; nothing goes to the internet), a package and runcmd. Then, in the same boot: exec and os-release,
+ * is-system-running, `typevisor ssh` as each user, a busybox guest and a VM with U-Boot at its prompt running
+ * beside it under the same daemon, and `apt-get install` of a newer kernel from the local repository; a reboot
+ * then boots that kernel (uname -r) through the extlinux.conf u-boot-menu rewrote, and the VM shuts down through
+ * the agent. The same image also boots under qemu-system-riscv64 -M virt.
+ *
+ * Not in `npm test` (one run takes longer than the suite's budget on 2 cores): `npm run test:debian`.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import type { VmView } from '../../src/host/actions.js';
+import { debianArtifacts, guestArtifacts } from '../../src/guests/index.js';
+import { createDisk } from '../../src/storage/index.js';
+import { Expect } from '../helpers/console.js';
+import { runCli } from '../helpers/cli.js';
+import { removeHome, startDaemonProcess, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
+
+const BOOT_MS = 3_600_000;
+const INSTALL_MS = 3_600_000;
+let d: DaemonHandle;
+let work: string;
+let repo: { server: Server; port: number; requests: string[]; dir: string; upgradeKernel: string };
+const cli = (...args: string[]) => runCli(d.home, args, { timeoutMs: 4_000_000 });
+
+/** A loopback HTTP server for the image's local repository (flat: Packages and .debs), logging what it served. */
+async function serveRepo(dir: string): Promise<{ server: Server; port: number; requests: string[] }> {
+  const files = new Set(readdirSync(dir));
+  const requests: string[] = [];
+  const server = createServer((req, res) => {
+    const name = decodeURIComponent((req.url ?? '/').split('?')[0]!.replace(/^\/+/, '').replace(/^\.\//, ''));
+    requests.push(name);
+    if (!files.has(name) || name.includes('/')) {
+      res.writeHead(404).end();
+      return;
+    }
+    const path = join(dir, name);
+    res.writeHead(200, { 'content-length': statSync(path).size });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(path).pipe(res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as { port: number }).port, requests };
+}
+
+async function freePort(): Promise<number> {
+  const s = createNetServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+before(async () => {
+  const a = debianArtifacts(); // fails, naming `typevisor guest build debian`, when the image is missing
+  guestArtifacts(); // the busybox guest for the side-by-side check
+  const release = JSON.parse(readFileSync(join(a.dir, 'release.json'), 'utf8')) as { repo?: { upgradeKernel?: string } };
+  assert.ok(release.repo?.upgradeKernel, 'the debian image was built without its local repository: rebuild it');
+  const served = await serveRepo(a.repo);
+  repo = { ...served, dir: a.repo, upgradeKernel: release.repo.upgradeKernel };
+  work = mkdtempSync(join(tmpdir(), 'tv-debian-'));
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'typevisor-test', '-f', join(work, 'key')]);
+  d = await startDaemonProcess({ runtime: 'machine' });
+});
+after(async () => {
+  await d?.stop();
+  if (d) removeHome(d.home);
+  repo?.server.close();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+test(
+  'debian-riscv64: first-boot config, exec, ssh, apt from a local repo, side by side, kernel upgrade and reboot',
+  { timeout: 2 * BOOT_MS + INSTALL_MS + 600_000 },
+  async (t) => {
+    const gateway = (await d.client.json<{ gateway: string }>('GET', '/networks/default')).gateway;
+    const sshPort = await freePort();
+    const key = readFileSync(join(work, 'key.pub'), 'utf8').trim();
+    writeFileSync(
+      join(work, 'user-data'),
+      `#cloud-config
+hostname: deb-first
+users:
+  - default
+  - name: tester
+    shell: /bin/bash
+    sudo: ALL=(ALL) NOPASSWD:ALL
+    ssh_authorized_keys:
+      - ${key}
+apt:
+  preserve_sources_list: false
+  sources:
+    local:
+      source: "deb [trusted=yes] http://${gateway}:${repo.port}/ ./"
+packages:
+  - hello
+write_files:
+  - path: /etc/typevisor-test
+    content: |
+      written by first boot
+runcmd:
+  - [sh, -c, "hello > /var/tmp/hello.out"]
+`,
+    );
+    const made = await cli(
+      'create',
+      'deb',
+      '--image',
+      'debian-riscv64',
+      '--memory',
+      '1024',
+      '--ssh-key',
+      join(work, 'key.pub'),
+      '--user-data',
+      join(work, 'user-data'),
+      '--publish',
+      `${sshPort}:22`,
+      '--start',
+    );
+    assert.equal(made.status, 0, made.stderr);
+    const vm = await d.client.json<VmView>('GET', '/vms/deb');
+    assert.equal(vm.config.firmware.kind, 'file');
+    assert.deepEqual(vm.login, { user: 'debian' });
+    assert.equal(vm.config.disks.at(-1)?.serial, 'cidata');
+
+    const t0 = Date.now();
+    /** Wall time since start, and the VM's own CPU time, steal and instructions: wall alone means little on a loaded host. */
+    const cost = async () => {
+      const s = (await d.client.json<VmView>('GET', '/vms/deb')).stats;
+      const wall = ((Date.now() - t0) / 1000).toFixed(0);
+      return s
+        ? `${wall} s wall, ${s.cpuTimeSeconds.toFixed(0)} s CPU, ${s.stealSeconds.toFixed(0)} s steal, ${(s.instret / 1e9).toFixed(1)} G instructions`
+        : `${wall} s wall`;
+    };
+    const consoleText = async () => (await d.client.text('/vms/deb/console.log')).toString('latin1');
+    await waitFor('the login prompt', async () => (/login:/.test(await consoleText()) ? true : undefined), BOOT_MS, 5000);
+    t.diagnostic(`Debian booted to login: ${await cost()}`);
+    const log = await consoleText();
+    assert.match(log, /OpenSBI/);
+    assert.match(log, /U-Boot 20\d\d/);
+    assert.match(log, /Found \/boot\/extlinux\/extlinux\.conf/);
+    assert.match(log, /Welcome to .*Debian GNU\/Linux 13 \(trixie\)/);
+    assert.match(log, /typevisor-seed: init done/);
+
+    // The agent runs as a systemd unit: exec works on this image too.
+    await waitFor(
+      'the agent',
+      async () => ((await cli('exec', 'deb', '--timeout', '60', '--', 'true')).status === 0 ? true : undefined),
+      900_000,
+      5000,
+    );
+    assert.match((await cli('exec', 'deb', '--', 'cat', '/etc/os-release')).stdout, /VERSION_CODENAME=trixie/);
+    // Waits for the first boot's final stage too (apt-get install from the local repository, runcmd).
+    const running = await cli('exec', 'deb', '--timeout', '3600', '--', 'systemctl', 'is-system-running', '--wait');
+    const failed = (await cli('exec', 'deb', '--', 'systemctl', '--failed', '--no-legend', '--plain')).stdout;
+    t.diagnostic(`systemctl is-system-running: ${running.stdout.trim()}; failed units: ${failed.trim() || 'none'}`);
+    assert.match(running.stdout, /^(running|degraded)/);
+    assert.doesNotMatch(failed, /typevisor-seed|ssh\.service/, 'a first-boot or ssh unit failed');
+    const seedLog = await cli('exec', 'deb', '--', 'journalctl', '-b', '-u', 'typevisor-seed-final', '--no-pager');
+    assert.match(seedLog.stdout, /typevisor-seed: final done/);
+    t.diagnostic(`Debian ready (first boot applied): ${await cost()}`);
+
+    // First boot: hostname, file, the package from the local repository (served by us), runcmd.
+    assert.equal((await cli('exec', 'deb', '--', 'hostname')).stdout.trim(), 'deb-first');
+    assert.equal((await cli('exec', 'deb', '--', 'cat', '/etc/typevisor-test')).stdout, 'written by first boot\n');
+    assert.equal((await cli('exec', 'deb', '--', 'cat', '/var/tmp/hello.out')).stdout, 'Hello, world!\n');
+    assert.ok(repo.requests.includes('Packages') || repo.requests.includes('Packages.gz'), repo.requests.join(' '));
+    assert.ok(
+      repo.requests.some((r) => r.startsWith('hello_')),
+      `hello was not fetched from us: ${repo.requests.join(' ')}`,
+    );
+    assert.doesNotMatch((await cli('exec', 'deb', '--', 'ls', '/etc/apt/sources.list.d')).stdout, /debian\.sources/);
+
+    // ssh through the published port, as each configured user, with the key.
+    const ssh = (...args: string[]) => cli('ssh', 'deb', '-i', join(work, 'key'), '-o', 'ConnectTimeout=600', ...args);
+    const asDefault = await ssh('--', 'id', '-un');
+    assert.equal(asDefault.status, 0, asDefault.stderr);
+    assert.equal(asDefault.stdout.trim(), 'debian');
+    const asTester = await ssh('-l', 'tester', '--', 'sudo', '-n', 'id', '-u');
+    assert.equal(asTester.status, 0, asTester.stderr);
+    assert.equal(asTester.stdout.trim(), '0');
+    const wrongKey = join(work, 'other');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', wrongKey]);
+    assert.notEqual((await cli('ssh', 'deb', '-i', wrongKey, '-o', 'BatchMode=yes', '--', 'true')).status, 0);
+
+    // Side by side under one daemon: the busybox guest, and U-Boot waiting at its prompt (no disk, no NIC).
+    const a = debianArtifacts();
+    assert.equal((await cli('create', 'bb', '--memory', '128', '--no-nic', '--start')).status, 0);
+    await d.client.json('POST', '/vms', {
+      name: 'ub',
+      memoryMiB: 128,
+      kernel: a.uboot,
+      kernelFormat: 'raw',
+      firmware: a.fwJump,
+      nics: [],
+      rootDisk: false,
+    });
+    assert.equal((await cli('start', 'ub')).status, 0);
+    await waitFor(
+      'the busybox guest',
+      async () => ((await cli('exec', 'bb', '--timeout', '60', '--', 'true')).status === 0 ? true : undefined),
+      1_200_000,
+      3000,
+    );
+    await waitFor(
+      'the U-Boot prompt',
+      async () => (/=> $/m.test((await d.client.text('/vms/ub/console.log')).toString('latin1')) ? true : undefined),
+      1_200_000,
+      3000,
+    );
+    const states = (await d.client.json<{ vms: VmView[] }>('GET', '/vms')).vms.map((v) => `${v.name}:${v.state}`);
+    assert.deepEqual(states.sort(), ['bb:running', 'deb:running', 'ub:running']);
+    assert.match((await cli('exec', 'bb', '--', 'cat', '/proc/version')).stdout, /Linux version 6\.1/);
+    assert.match((await cli('exec', 'deb', '--', 'uname', '-v')).stdout, /Debian/);
+    assert.equal((await cli('stop', 'bb')).status, 0);
+    assert.equal((await cli('stop', 'ub')).status, 0);
+
+    // Kernel upgrade from the local repository; u-boot-menu puts the newest kernel first in extlinux.conf.
+    const oldKernel = (await cli('exec', 'deb', '--', 'uname', '-r')).stdout.trim();
+    assert.match(oldKernel, /\+deb13-riscv64$/);
+    const tUp = Date.now();
+    const install = await ssh(
+      '--',
+      'set -o pipefail; sudo DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y linux-image-riscv64 2>&1 | tail -5',
+    );
+    assert.equal(install.status, 0, install.stdout + install.stderr);
+    t.diagnostic(`kernel package installed in ${((Date.now() - tUp) / 1000).toFixed(0)} s (since start: ${await cost()})`);
+    const extlinux = (await cli('exec', 'deb', '--', 'cat', '/boot/extlinux/extlinux.conf')).stdout;
+    assert.match(extlinux, new RegExp(`vmlinu[xz]-${repo.upgradeKernel.replace(/[.+]/g, '\\$&')}`));
+    assert.ok(
+      repo.requests.some((r) => r.startsWith('linux-')),
+      'the kernel did not come from the local repository',
+    );
+
+    const logBefore = (await consoleText()).length;
+    const tReboot = Date.now();
+    assert.equal((await cli('exec', 'deb', '--', 'systemctl', 'reboot', '--no-block')).status, 0);
+    await waitFor(
+      'the upgraded kernel',
+      async () => {
+        const r = await cli('exec', 'deb', '--timeout', '30', '--', 'uname', '-r');
+        return r.status === 0 && r.stdout.trim() !== oldKernel ? r.stdout.trim() : undefined;
+      },
+      BOOT_MS,
+      10_000,
+    ).then((k) => assert.equal(k, repo.upgradeKernel));
+    t.diagnostic(
+      `rebooted into ${repo.upgradeKernel} in ${((Date.now() - tReboot) / 1000).toFixed(0)} s (since start: ${await cost()})`,
+    );
+    const second = (await consoleText()).slice(logBefore);
+    assert.match(second, /Found \/boot\/extlinux\/extlinux\.conf/);
+    // The seed is not applied twice: the instance's stamps are kept.
+    assert.match(second, /typevisor-seed: init already done/);
+
+    // Graceful shutdown through the agent (systemctl poweroff).
+    const stop = await cli('shutdown', 'deb', '--timeout', '900');
+    assert.equal(stop.status, 0, stop.stderr);
+    assert.equal((await d.client.json<VmView>('GET', '/vms/deb')).state, 'stopped');
+  },
+);
+
+test('the same image boots under qemu-system-riscv64 -M virt with OpenSBI and U-Boot', { timeout: BOOT_MS }, async (t) => {
+  const a = debianArtifacts();
+  const dir = mkdtempSync(join(tmpdir(), 'tv-debian-qemu-'));
+  const overlay = join(dir, 'overlay.qcow2');
+  await createDisk(overlay, { format: 'qcow2', backingFile: a.disk, backingFormat: 'qcow2' });
+  const qemu = spawn(
+    'qemu-system-riscv64',
+    [
+      '-M',
+      'virt',
+      '-m',
+      '1024',
+      '-nographic',
+      '-bios',
+      a.fwJump,
+      '-kernel',
+      a.uboot,
+      '-drive',
+      `file=${overlay},format=qcow2,if=none,id=d0`,
+      '-device',
+      'virtio-blk-device,drive=d0',
+      '-nic',
+      'none',
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  const io = new Expect([qemu.stdout!, qemu.stderr!], qemu.stdin!);
+  try {
+    const t0 = Date.now();
+    await io.waitFor('Found /boot/extlinux/extlinux.conf', 600_000);
+    await io.waitFor(/Welcome to .*Debian GNU\/Linux 13/, BOOT_MS);
+    await io.waitFor('login:', BOOT_MS);
+    t.diagnostic(`qemu booted the image to login in ${((Date.now() - t0) / 1000).toFixed(0)} s (${basename(a.disk)})`);
+  } finally {
+    qemu.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
