@@ -8,7 +8,7 @@ import type { GuestName } from './recipe.js';
 import { DEBIAN_IMAGE_FILE, DEBIAN_LOGIN_MARKER, DEBIAN_REPO_DIR } from './recipes/debian.js';
 
 export { buildGuests, buildOrder, GuestBuildError, type BuildOptions, type BuildResult } from './build.js';
-export { GUEST_NAMES, isGuestName, type GuestName } from './recipe.js';
+export { DEFAULT_GUESTS, GUEST_NAMES, isGuestName, type GuestName } from './recipe.js';
 export { cacheRoot, guestsCacheDir } from './paths.js';
 
 /** The one line the guests' init prints on the console once the system is up (before the shell prompt). */
