@@ -157,6 +157,18 @@ test('burst: granted at the cap on an idle host, taken back on contention or whe
   assert.equal(b.decide({ nowMs: 29_000, settings, cpuPercent: 25, cores: 2, idleCores: 1.8 })?.action, 'burst-start');
 });
 
+test('burst: no grant on samples taken partly before a settings change (a VM that was busy elsewhere)', () => {
+  const settings = { weight: 100, capPercent: 25, cpuset: [0], burst: { capPercent: 90, seconds: 60 } };
+  const b = new BurstState();
+  b.settingsChanged();
+  // The VM was busy on its old core until just now: the next two samples still show it.
+  const busyElsewhere = { settings, cpuPercent: 100, cores: 1, idleCores: 0.9 };
+  assert.equal(b.decide({ nowMs: 0, ...busyElsewhere }), null);
+  assert.equal(b.decide({ nowMs: 500, ...busyElsewhere }), null);
+  assert.equal(b.decide({ nowMs: 1000, settings, cpuPercent: 2, cores: 1, idleCores: 0.95 }), null, 'at rest now');
+  assert.equal(b.decide({ nowMs: 1500, settings, cpuPercent: 25, cores: 1, idleCores: 0.7 })?.action, 'burst-start');
+});
+
 test('burst on its own cores: a burst that fills them is no contention; a competitor holding it below its burst is', () => {
   // One core, cap 25 %, burst 90 %: the burst alone leaves < 0.2 idle cores there.
   const settings = { weight: 100, capPercent: 25, cpuset: [0], burst: { capPercent: 90, seconds: 60 } };

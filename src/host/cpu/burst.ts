@@ -32,6 +32,8 @@ export const AT_CAP = 0.9;
 export const IDLE_TO_GRANT = 0.5;
 /** Below this many idle cores the host is contended and a burst is taken back. */
 export const IDLE_CONTENDED = 0.2;
+/** After a settings change, this many policy steps pass (one sample each) before a burst may be granted. */
+const SETTLE_STEPS = 2;
 /** After a burst is taken back for contention, wait this long before granting another. */
 const CONTENDED_BACKOFF_MS = 5000;
 
@@ -51,6 +53,8 @@ export class BurstState {
   active = false;
   private since = 0;
   private notBefore = 0;
+  /** Steps still to pass after a settings change before a burst may be granted. */
+  private settling = 0;
 
   decide(i: BurstInput): BurstDecision {
     const { burst, capPercent } = i.settings;
@@ -69,6 +73,10 @@ export class BurstState {
         this.end(i.nowMs, CONTENDED_BACKOFF_MS);
         return { action: 'burst-end', reason: contention };
       }
+      return null;
+    }
+    if (this.settling > 0) {
+      this.settling--;
       return null;
     }
     if (!burst || capPercent === null || i.nowMs < this.notBefore) return null;
@@ -90,5 +98,14 @@ export class BurstState {
     this.active = false;
     this.since = 0;
     this.notBefore = 0;
+    this.settling = 0;
+  }
+
+  /**
+   * New settings: no burst is granted on a sample taken partly under the old ones. (A VM just moved to a
+   * fresh cpuset, with a fresh cap, would otherwise be judged by the CPU it used on its old cores.)
+   */
+  settingsChanged(): void {
+    if (!this.active) this.settling = SETTLE_STEPS;
   }
 }

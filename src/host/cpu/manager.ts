@@ -89,6 +89,7 @@ export class CpuManager {
     const before = p.settings;
     p.settings = settings;
     if (!settings.burst || settings.capPercent === null) p.burst.reset();
+    else p.burst.settingsChanged();
     try {
       await this.enforce(p);
     } catch (err) {
