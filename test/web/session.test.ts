@@ -152,7 +152,8 @@ describe('web console over TCP', () => {
     const ok = await create({ 'x-csrf-token': s.csrf, origin: base });
     assert.notEqual(ok.status, 401);
     // The API's own answer (here the path policy refusing /nonexistent), not the CSRF check's.
-    if (ok.status !== 201) assert.notEqual(((await ok.clone().json()) as { error: { code: string } }).error.code, 'CSRF_REJECTED');
+    if (ok.status !== 201)
+      assert.notEqual(((await ok.clone().json()) as { error: { code: string } }).error.code, 'CSRF_REJECTED');
     if (ok.status === 201)
       await fetch(`${base}/vms/csrf-vm?force=true`, { method: 'DELETE', headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } });
   });
