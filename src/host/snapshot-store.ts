@@ -21,15 +21,11 @@
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
-  closeSync,
   existsSync,
-  fstatSync,
   linkSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
   unlinkSync,
@@ -42,10 +38,9 @@ import { createDiskFile } from './disks.js';
 import { HostError } from './errors.js';
 import { VM_NAME_RE } from './home.js';
 import type { DiskConfig } from '../vm/config.js';
-import { MAX_CLUSTER_BITS, parseHeader } from '../storage/qcow2/format.js';
 import { Qcow2Image } from '../storage/qcow2/image.js';
 import { openDisk } from '../storage/index.js';
-import { MERGE_SUFFIX, mergeLayerInto } from './layer-merge.js';
+import { backingInfo, MERGE_SUFFIX, mergeLayerInto } from './layer-merge.js';
 
 export const SNAPSHOT_FORMAT = 'typevisor-snapshot';
 export const SNAPSHOT_STATE_FILE = 'machine.tvstate';
@@ -394,21 +389,5 @@ async function repairLeaks(path: string): Promise<void> {
 
 /** The absolute backing file of a qcow2 image, or null (raw, no backing, unreadable). */
 export function backingOf(path: string): string | null {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return null;
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const head = new Uint8Array(Math.min(size, 2 ** MAX_CLUSTER_BITS));
-    readSync(fd, head, 0, head.length, 0);
-    const h = parseHeader(head, size);
-    return h.backingFile ? resolve(dirname(path), h.backingFile) : null;
-  } catch {
-    return null;
-  } finally {
-    closeSync(fd);
-  }
+  return backingInfo(path)?.path ?? null;
 }
