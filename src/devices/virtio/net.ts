@@ -73,6 +73,12 @@ export { MAX_FRAME_BYTES };
 export const NET_QUEUE_SIZE = 256;
 /** Default bound of frames waiting for guest receive buffers (or receive tokens). */
 export const DEFAULT_RX_PENDING_FRAMES = 256;
+/**
+ * Bytes held for the guest before new frames are dropped. With TSO a frame may be 64 KiB, so the frame bound alone
+ * would let one NIC pin 16 MiB of host memory while its guest does not read; 1 MiB still holds ~700 full-size
+ * Ethernet frames or 16 super-segments, more than a guest that reads at all ever leaves waiting.
+ */
+export const DEFAULT_RX_PENDING_BYTES = 1 << 20;
 /** Largest chain accepted on either queue; bigger is a transport error. Frames are far smaller; this bounds work. */
 const MAX_CHAIN_BYTES = 1024 * 1024;
 /** Longest single timer wait; a longer refill (a very low rate) re-arms, and setTimeout's 2^31 ms limit is never hit. */
@@ -201,6 +207,8 @@ export interface VirtioNetOptions {
   linkUp?: boolean;
   /** Frames held for the guest before new ones are dropped (default 256). */
   rxPendingFrames?: number;
+  /** Bytes held for the guest before new frames are dropped (default 1 MiB); one frame is always accepted. */
+  rxPendingBytes?: number;
   rateLimits?: NetRateLimits;
   /** Monotonic milliseconds (default performance.now). */
   now?: () => number;
@@ -247,6 +255,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private onTransmit: (frame: Uint8Array, offload?: FrameOffload) => void;
   private onTransmitBatchEnd: (() => void) | undefined;
   private readonly rxPendingLimit: number;
+  private readonly rxPendingByteLimit: number;
   private readonly now: () => number;
   private readonly setTimer: (fn: () => void, ms: number) => unknown;
   private readonly clearTimer: (handle: unknown) => void;
@@ -258,6 +267,8 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private rxBuffers: DescriptorChain[] = [];
   /** Host frames waiting for receive buffers or receive tokens, oldest first. */
   private rxPending: Uint8Array[] = [];
+  /** Sum of rxPending's frame lengths. */
+  private rxPendingByteCount = 0;
   /** rxPending's offload metadata, index for index; null while no pending frame has any (the plain path). */
   private rxPendingOffload: (FrameOffload | null)[] | null = null;
   /** Transmit chains taken from the ring while throttled: owned by the device, not yet completed. */
@@ -323,6 +334,9 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     this.rxPendingLimit = options.rxPendingFrames ?? DEFAULT_RX_PENDING_FRAMES;
     if (!Number.isInteger(this.rxPendingLimit) || this.rxPendingLimit < 0)
       throw new Error(`virtio-net: rxPendingFrames must be an integer >= 0 (got ${this.rxPendingLimit})`);
+    this.rxPendingByteLimit = options.rxPendingBytes ?? DEFAULT_RX_PENDING_BYTES;
+    if (!Number.isInteger(this.rxPendingByteLimit) || this.rxPendingByteLimit < 0)
+      throw new Error(`virtio-net: rxPendingBytes must be an integer >= 0 (got ${this.rxPendingByteLimit})`);
     this.now = options.now ?? (() => globalThis.performance.now());
     this.setTimer = options.setTimer ?? defaultSetTimer;
     this.clearTimer = options.clearTimer ?? ((h) => globalThis.clearTimeout(h as Parameters<typeof clearTimeout>[0]));
@@ -402,13 +416,19 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   }
 
   private enqueueRx(frame: Uint8Array, offload: FrameOffload | null): boolean {
-    if (!this.link || this.closed || this.rxPending.length >= this.rxPendingLimit) {
+    if (
+      !this.link ||
+      this.closed ||
+      this.rxPending.length >= this.rxPendingLimit ||
+      (this.rxPending.length > 0 && this.rxPendingByteCount + frame.length > this.rxPendingByteLimit)
+    ) {
       this.stats.rxDropped++;
       return false;
     }
     if (offload !== null && this.rxPendingOffload === null) this.rxPendingOffload = this.rxPending.map(() => null);
     this.rxPendingOffload?.push(offload);
     this.rxPending.push(frame);
+    this.rxPendingByteCount += frame.length;
     try {
       this.deliver();
     } catch (e) {
@@ -553,6 +573,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
     this.rxBuffers = [];
     this.txBacklog = [];
     this.rxPending = data.pendingRx.map((f) => f.slice());
+    this.rxPendingByteCount = this.rxPending.reduce((sum, f) => sum + f.length, 0);
     this.rxPendingOffload = offloads ?? null;
     // The transport re-submits the chains the device owned (receive buffers, throttled transmits) after this.
   }
@@ -565,6 +586,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
       rxThrottledMs: s.rxThrottledMs + (this.throttledSince.rx >= 0 ? now - this.throttledSince.rx : 0),
       txThrottledMs: s.txThrottledMs + (this.throttledSince.tx >= 0 ? now - this.throttledSince.tx : 0),
       pendingRxFrames: this.rxPending.length,
+      pendingRxBytes: this.rxPendingByteCount,
       rxBuffers: this.rxBuffers.length,
       txBacklog: this.txBacklog.length,
       linkUp: this.link ? 1 : 0,
@@ -739,7 +761,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
 
   /** Takes the oldest pending frame off the queue; returns its offload metadata. */
   private shiftPendingRx(): FrameOffload | null {
-    this.rxPending.shift();
+    this.rxPendingByteCount -= this.rxPending.shift()?.length ?? 0;
     const meta = this.rxPendingOffload;
     if (meta === null) return null;
     const offload = meta.shift() ?? null;
@@ -811,6 +833,7 @@ export class VirtioNet extends VirtioMmioDevice<VirtioNetStateData> {
   private dropPendingRx(): void {
     this.stats.rxDropped += this.rxPending.length;
     this.rxPending = [];
+    this.rxPendingByteCount = 0;
     this.rxPendingOffload = null;
     this.unthrottled('rx');
   }

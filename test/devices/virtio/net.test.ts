@@ -390,6 +390,23 @@ test('virtio-net: frames wait in a bounded pending queue, beyond it they are dro
   assert.equal(dev.metrics().rxDropped, 44 + 246 + 1);
 });
 
+test('virtio-net: the pending queue is bounded in bytes too (TSO frames are up to 64 KiB); one frame always fits', () => {
+  const { mock, dev } = setup({ rxPendingBytes: 5000 });
+  let accepted = 0;
+  for (let i = 0; i < 10; i++) if (dev.receive(frame(1500, i))) accepted++;
+  assert.equal(accepted, 3, '3 x 1500 B fit under 5000 B, a 4th does not');
+  assert.equal(dev.metrics().pendingRxBytes, 4500);
+  assert.equal(dev.metrics().rxDropped, 7);
+  assert.ok(dev.receive(frame(100, 99)), 'a small frame still fits beside them');
+  for (let i = 0; i < 4; i++) mock.post(RX, [], [2048]);
+  mock.kick(RX);
+  assert.equal(mock.collect(RX).length, 4);
+  assert.equal(dev.metrics().pendingRxBytes, 0, 'the byte count follows deliveries');
+  const lone = setup({ rxPendingBytes: 1000 });
+  assert.ok(lone.dev.receive(frame(1500)), 'an empty queue takes one frame larger than the bound');
+  assert.ok(!lone.dev.receive(frame(60)));
+});
+
 /** Keeps the guest's transmit queue full of `size`-byte frames and runs fake time to `untilMs`. */
 function pumpTx(env: ReturnType<typeof setup>, time: FakeTime, untilMs: number, size = 1514): void {
   const { mock } = env;
