@@ -227,9 +227,16 @@ export abstract class HostedVm implements EngineVm {
     return (await this.send(req, timeoutMs)) as unknown as OkReply;
   }
 
-  /** Sends any control message with an id and resolves with its reply (a `reply` or, in process mode, `hello`). */
-  protected send<R extends { type: string; id: number }>(req: R, timeoutMs: number): Promise<Record<string, unknown>> {
-    const transport = this.transport;
+  /**
+   * Sends any control message with an id and resolves with its reply (a `reply` or, in process mode, `hello`).
+   * `via`: a transport not yet open to every request (a VM process's channel before its hello is answered).
+   */
+  protected send<R extends { type: string; id: number }>(
+    req: R,
+    timeoutMs: number,
+    via: ControlTransport | undefined = this.transport,
+  ): Promise<Record<string, unknown>> {
+    const transport = via;
     if (!transport) return Promise.reject(new VmRequestError('the VM is not running'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {

@@ -14,7 +14,7 @@ import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import type { Engine, EngineEvents, EngineResources, EngineVm, LeftBehind, ReattachedVm } from '../host/engine.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
 import { readCounters } from './shared-counters.js';
-import { HostedVm, VmRequestError } from './hosted-vm.js';
+import { HostedVm, VmRequestError, type ControlTransport } from './hosted-vm.js';
 import { connectNicPort, type NicLink as FramePort } from '../net/frame-port.js';
 import { ProcessChannel } from './process-channel.js';
 import { processStartTime, sameProcessAlive } from './process-identity.js';
@@ -98,6 +98,10 @@ function takeExitNote(vmDir: string): ProcessExitFile | undefined {
   const note = readJson<ProcessExitFile>(path);
   rmSync(path, { force: true });
   return note && typeof note.kind === 'string' ? note : undefined;
+}
+
+function channelTransport(channel: ProcessChannel): ControlTransport {
+  return { post: (msg) => channel.sendControl(msg) };
 }
 
 function vmEntry(): string {
@@ -349,16 +353,23 @@ class ProcessVm extends HostedVm {
       },
     });
     this.channel = channel;
-    this.connected({ post: (msg) => channel.sendControl(msg) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
     });
-    const hello = (await this.send({ type: 'hello', id: 0, name: this.config.name }, HELLO_TIMEOUT_MS)) as unknown as HelloReply;
+    // The hello must be the first record on the connection (the process closes one that starts otherwise): until
+    // it is answered, no other request (a stats sample, say) may use the channel.
+    const hello = (await this.send(
+      { type: 'hello', id: 0, name: this.config.name },
+      HELLO_TIMEOUT_MS,
+      channelTransport(channel),
+    )) as unknown as HelloReply;
     if (!hello.ok || hello.name !== this.config.name || hello.pid !== runtime.pid) {
       channel.destroy();
       throw new VmRequestError(`the process on ${runtime.socketPath} is not '${this.config.name}': ${hello.error ?? hello.name}`);
     }
+    if (!channel.isOpen) throw new VmRequestError('the VM process closed its channel after its hello');
+    this.connected(channelTransport(channel));
     this.guestStarted(hello.status.bootedAt);
     const tids = (hello.tids ?? []).filter((t) => Number.isInteger(t) && t > 0);
     if (tids.length) this.setThreads(tids);
