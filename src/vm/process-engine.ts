@@ -259,9 +259,7 @@ class ProcessVm extends HostedVm {
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);
     const init: ProcessInit = {
-      // The socket's NIC records carry bare frames, not virtio-net offload metadata (src/net/packet/offload.ts):
-      // a VM process's NICs offer no checksum/TSO offloads until they do.
-      config: { ...this.config, nics: (this.config.nics ?? []).map((n) => ({ ...n, offload: false })) },
+      config: this.config,
       runtimeModule: this.runtimeModule,
       nice: this.options.nice ?? 10,
       socketPath,
@@ -345,7 +343,7 @@ class ProcessVm extends HostedVm {
     const channel = new ProcessChannel(socket, {
       control: (msg) => this.receive(msg),
       console: (bytes) => this.events.console(bytes),
-      nic: (index, frame) => this.nicPorts[index]?.send(frame, true),
+      nic: (index, frame, offload) => this.nicPorts[index]?.send(frame, true, offload),
       counters: (values) => (this.pushed = values),
       close: (err) => {
         markClosed();
@@ -375,7 +373,9 @@ class ProcessVm extends HostedVm {
     if (tids.length) this.setThreads(tids);
     // Frames between the VM and its networks' workers pass through here (the VM process has no MessagePorts).
     this.nicPorts = (this.resources.nicPorts ?? []).map((port, index) =>
-      connectNicPort(port, { onFrames: (frames) => frames.forEach((f) => channel.sendNic(index, f)) }),
+      connectNicPort(port, {
+        onFrames: (frames, offloads) => frames.forEach((f, i) => channel.sendNic(index, f, offloads?.[i] ?? undefined)),
+      }),
     );
     return hello;
   }
