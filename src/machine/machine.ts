@@ -3,7 +3,7 @@
  * the harts, the boot path (built-in SBI, external firmware or bare metal) and the time-sliced scheduler.
  *
  * It uses no Node built-ins (design.md §1b): images arrive as bytes, console bytes leave through a callback, and
- * time/yielding go through globals that browsers have too. The Node wiring is src/vm/machine-runner.ts.
+ * time/yielding go through globals that browsers have too. The Node wiring (images, devices, guest reboots) is src/vm/machine-loop.ts.
  */
 import type { Bus } from '../riscv/bus.js';
 import { type IrqLine, type MmioDevice, type AccessSize } from '../devices/device.js';

@@ -1,9 +1,9 @@
 /**
- * The default guest runtime of a VM worker: the typevisor machine (src/machine) with its virtio devices. It
- * keeps running across guest reboots by building a fresh board on the same open disks (as machine-runner's
- * runVm does), and exposes the guest agent channel (virtio-console) for graceful shutdown.
+ * The default guest runtime of a VM (what vm-host.ts runs in a VM worker or process): the typevisor machine, built
+ * and rebuilt across guest reboots by machine-loop.ts, plus what the daemon needs of it: snapshots (save, restore,
+ * disk switches), the guest agent channel (virtio-console: exec, graceful shutdown), live limits and counters.
  */
-import { bootArgs, type VmConfig } from './config.js';
+import type { VmConfig } from './config.js';
 import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import { openStateFile, writeStateFileAtomic } from './state-file.js';
 import { openDisk as openDiskImage } from '../storage/index.js';
@@ -11,26 +11,21 @@ import { captureMachineState, restoreMachineState, type RestoreReport } from '..
 import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicRateLimit } from './config.js';
-import { defaultHartFactory, loadBootImages, type BootImages } from './machine-runner.js';
-import { attachVirtioDevices, guestMemoryCounters, type AttachedVirtioDevices } from './virtio-devices.js';
-import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
+import { defaultHartFactory, loadBootImages, MachineLoop, type BootImages } from './machine-loop.js';
+import { guestMemoryCounters, type AttachedVirtioDevices } from './virtio-devices.js';
+import type { HartFactory, Machine, MachineExit } from '../machine/machine.js';
 import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
-import { randomBytes } from 'node:crypto';
 import { getHeapStatistics } from 'node:v8';
 import { collectAfterRelease, collectGarbage } from './release-gc.js';
 
 const PAGE = 4096;
 
 class MachineRuntime implements GuestRuntime {
-  private machine: Machine | undefined;
-  private devices: AttachedVirtioDevices | undefined;
+  private readonly loop: MachineLoop;
   private stopPolling: (() => void) | undefined;
-  private stopped = false;
   /** Instructions retired by boards before the last guest reboot, so the counter never goes backwards. */
   private instretBefore = 0;
   private pacer: (() => number) | null = null;
-  /** Harts the next boot brings up: the config's, then live hot-plug (kept across guest reboots). */
-  private vcpusOnline: number | undefined;
   /** Current NIC limits: the config's, then live changes (kept across guest reboots). */
   private readonly nicRates: { rx: NicRateLimit | null; tx: NicRateLimit | null }[];
   /** The guest agent on virtio-console (`typevisor exec`, graceful shutdown); follows the board across reboots. */
@@ -42,68 +37,56 @@ class MachineRuntime implements GuestRuntime {
   constructor(
     private readonly config: VmConfig,
     private readonly hooks: RuntimeHooks,
-    /**
-     * The images read when the VM was created, for its first board only: boards after it (a guest reboot, a
-     * restore) read the files again, so an idle VM does not hold a copy of its kernel and initrd (~6 MiB).
-     */
-    private firstImages: BootImages | undefined,
-    private readonly createHart: HartFactory,
-    private readonly resources: RuntimeResources,
+    images: BootImages,
+    createHart: HartFactory,
+    resources: RuntimeResources,
   ) {
     this.nicRates = (config.nics ?? []).map((n) => ({ rx: n.rx ?? null, tx: n.tx ?? null }));
-    this.vcpusOnline = config.vcpusOnline;
+    this.loop = new MachineLoop(
+      config,
+      {
+        onConsoleOutput: (b) => this.hooks.console(b),
+        onBoard: (machine, devices) => this.onBoard(machine, devices),
+        onReboot: (previous) => {
+          this.agent.reset('the guest rebooted while the request was in flight');
+          this.instretBefore += this.instretOf(previous);
+        },
+        onRebooted: () => this.hooks.rebooted(),
+        onRebootFailed: (err) => this.hooks.fault(`reboot failed: ${err instanceof Error ? err.message : String(err)}`),
+        onEnd: (exit) => this.onEnd(exit),
+      },
+      {
+        images,
+        createHart,
+        // The dropped decoded pages are garbage an idle worker would otherwise keep for a long time.
+        onIdleTrim: () => collectGarbage(),
+        virtio: { onConsoleOutput: (b) => this.agent.receive(b), nicLinks: resources.nicLinks, nicRates: this.nicRates },
+      },
+    );
+  }
+
+  private get machine(): Machine | undefined {
+    return this.loop.machine;
+  }
+  private get devices(): AttachedVirtioDevices | undefined {
+    return this.loop.devices;
   }
 
   async start(): Promise<void> {
-    await this.boot();
+    await this.loop.boot();
   }
 
-  private async boot(): Promise<void> {
-    const machine = await this.buildMachine();
-    this.launch(machine);
-  }
-
-  /** A board with its virtio devices attached, not started. */
-  private async buildMachine(forRestore = false): Promise<Machine> {
-    const images = this.firstImages ?? (await loadBootImages(this.config));
-    this.firstImages = undefined;
-    const machine = new Machine({
-      forRestore,
-      harts: this.config.cpus,
-      memoryBytes: this.config.memoryMiB * 1024 * 1024,
-      firmware: images.firmware,
-      kernel: images.kernel,
-      initrd: images.initrd,
-      bootargs: bootArgs(this.config.append, this.config.cpus, this.vcpusOnline),
-      deterministicTime: this.config.deterministicTime,
-      createHart: this.createHart,
-      onConsoleOutput: (b) => this.hooks.console(b),
-      // The dropped decoded pages are garbage an idle worker would otherwise keep for a long time.
-      onIdleTrim: () => collectGarbage(),
-      rngSeed: new Uint8Array(randomBytes(32)),
-    });
-    // Same config object on every boot: attachVirtioDevices reuses the disks it already opened.
-    this.devices = await attachVirtioDevices(machine, this.config, {
-      onConsoleOutput: (b) => this.agent.receive(b),
-      nicLinks: this.resources.nicLinks,
-      nicRates: this.nicRates,
-    });
-    return machine;
-  }
-
-  private launch(machine: Machine): void {
+  /** Every new board (boot, reboot, restore): the pacer and the polling follow it. */
+  private onBoard(machine: Machine, devices: AttachedVirtioDevices): void {
     this.stopPolling?.();
     // The host's memory policy samples every second; fresh guest figures let it react within one sample.
-    const stopStats = this.devices!.pollBalloonStats(1_000);
+    const stopStats = devices.pollBalloonStats(1_000);
     const stopGc = collectAfterRelease(() => this.machine?.ram.allocatedBytes ?? 0);
     this.stopPolling = () => {
       stopStats();
       stopGc();
     };
-    this.machine = machine;
     machine.setPacer(this.pacer);
-    void machine.exited.then((exit) => this.onExit(machine, exit));
-    if (!this.stopped) machine.start();
   }
 
   /**
@@ -111,20 +94,17 @@ class MachineRuntime implements GuestRuntime {
    * restore(): a snapshot revert then costs no new worker.
    */
   async releaseGuest(): Promise<void> {
-    const machine = this.machine;
-    this.machine = undefined;
     this.stopPolling?.();
-    machine?.stop();
+    const { devices } = this.loop.release();
     // The host replaces the writable images next (a revert renames new overlays over them), so their final flush
     // need not hold up the revert: it finishes on the old files, which a new open of the same paths never sees.
-    void this.devices?.close().catch(() => {});
-    this.devices = undefined;
+    void devices?.close().catch(() => {});
   }
 
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     const t0 = performance.now();
     if (this.machine) throw new Error('a machine is running: release it first');
-    const machine = await this.buildMachine(true);
+    const machine = await this.loop.build(true);
     const t1 = performance.now();
     const opened = openStateFile(path);
     const t2 = performance.now();
@@ -134,11 +114,11 @@ class MachineRuntime implements GuestRuntime {
       report = restoreMachineState(machine, opened.file, { lazyRam: opts.lazyRam, checkLater: opts.lazyRam });
     } catch (err) {
       opened.close();
-      await this.devices?.close();
+      await this.loop.release().devices?.close();
       throw err;
     }
     const t3 = performance.now();
-    this.launch(machine);
+    this.loop.launch(machine);
     if (machine.ram.lazyChunksLeft > 0 || report.checkRam(0) > 0) this.prefetch(machine, report, opened.close);
     else opened.close();
     const t4 = performance.now();
@@ -219,19 +199,10 @@ class MachineRuntime implements GuestRuntime {
     };
   }
 
-  private onExit(machine: Machine, exit: MachineExit): void {
-    if (machine !== this.machine || this.stopped) return;
+  private onEnd(exit: MachineExit): void {
     switch (exit.kind) {
       case 'poweroff':
         this.hooks.poweroff();
-        return;
-      case 'reboot':
-        this.agent.reset('the guest rebooted while the request was in flight');
-        this.instretBefore += this.instretOf(machine);
-        this.boot().then(
-          () => this.hooks.rebooted(),
-          (err: unknown) => this.hooks.fault(`reboot failed: ${err instanceof Error ? err.message : String(err)}`),
-        );
         return;
       case 'fail':
         this.hooks.fault(`the guest reported failure (sifive,test code ${exit.code})`);
@@ -239,6 +210,7 @@ class MachineRuntime implements GuestRuntime {
       case 'fault':
         this.hooks.fault(`machine fault on hart ${exit.hartId} at pc 0x${exit.pc.toString(16)}: ${exit.message}`);
         return;
+      case 'reboot':
       case 'stopped':
         return;
     }
@@ -255,10 +227,9 @@ class MachineRuntime implements GuestRuntime {
     this.machine?.resume();
   }
   async stop(): Promise<void> {
-    this.stopped = true;
     this.agent.close('the VM was stopped (or reset) while the request was in flight');
     this.stopPolling?.();
-    this.machine?.stop();
+    this.loop.stop();
     await this.devices?.close();
   }
   consoleInput(bytes: Uint8Array): void {
@@ -282,7 +253,7 @@ class MachineRuntime implements GuestRuntime {
     this.devices?.balloon?.setTarget(Math.floor(bytes / PAGE));
   }
   setVcpusOnline(count: number | undefined): void {
-    this.vcpusOnline = count;
+    this.loop.vcpusOnline = count;
   }
   setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): void {
     const device = this.devices?.nics.find((n) => n.config === this.config.nics?.[nic])?.device;

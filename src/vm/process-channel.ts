@@ -4,30 +4,49 @@
  *   u32 length (big-endian, of what follows) | u8 kind | payload
  *
  * kinds: CONTROL (UTF-8 JSON: protocol.ts requests, replies and events, plus the hello), CONSOLE (raw bytes),
- * NIC (u8 NIC index, then one Ethernet frame) and COUNTERS (the shared-counters.ts layout as float64s). Several
+ * NIC (u8 NIC index, then one Ethernet frame), NIC_OFFLOAD (u8 NIC index, the frame's offload metadata as five
+ * u16 — flags, gso type, gso size, csum start, csum offset — then the frame: src/net/packet/offload.ts) and
+ * COUNTERS (the shared-counters.ts layout as float64s). Several
  * records written in one event-loop turn leave in one writev (the socket is corked until setImmediate). Records are
  * parsed with bounded sizes; anything malformed closes the channel with a named ChannelError, never a throw into
  * the caller. Console and NIC records are dropped (and counted) while the peer is not reading, so a stalled peer
  * costs bounded memory; control records always go through.
  */
 import type { Socket } from 'node:net';
+import {
+  MAX_GSO_FRAME_BYTES,
+  MIN_GSO_SIZE,
+  OFFLOAD_F_DATA_VALID,
+  OFFLOAD_F_NEEDS_CSUM,
+  OFFLOAD_GSO_NONE,
+  OFFLOAD_GSO_TCPV4,
+  type FrameOffload,
+} from '../net/packet/offload.js';
 
 export const KIND_CONTROL = 1;
 export const KIND_CONSOLE = 2;
 export const KIND_NIC = 3;
 export const KIND_COUNTERS = 4;
+/** A frame with checksum/segmentation offload metadata; frames without any keep the plain NIC kind. */
+export const KIND_NIC_OFFLOAD = 5;
+/** The offload header of a NIC_OFFLOAD record: flags, gso type, gso size, csum start, csum offset (u16 each). */
+const OFFLOAD_HEADER_BYTES = 10;
+/** Largest frame either NIC kind carries: a 64 KiB GSO super-segment with its Ethernet header. */
+const MAX_NIC_FRAME_BYTES = MAX_GSO_FRAME_BYTES;
 
 /** Largest payload per kind (a control record may carry an exec's 8 MiB stdout and stderr in base64). */
 const MAX_PAYLOAD: Record<number, number> = {
   [KIND_CONTROL]: 48 * 1024 * 1024,
   [KIND_CONSOLE]: 1024 * 1024,
-  [KIND_NIC]: 1 + 65536,
+  [KIND_NIC]: 1 + MAX_NIC_FRAME_BYTES,
   [KIND_COUNTERS]: 64 * 1024,
+  [KIND_NIC_OFFLOAD]: 1 + OFFLOAD_HEADER_BYTES + MAX_NIC_FRAME_BYTES,
 };
 /** Bytes waiting in the socket beyond which console and NIC records are dropped. */
 const DROP_ABOVE_BYTES = 8 * 1024 * 1024;
 
-export type ChannelErrorCode = 'UnknownKind' | 'RecordTooLarge' | 'EmptyRecord' | 'BadJson' | 'BadNicRecord' | 'BadCounters';
+export type ChannelErrorCode =
+  'UnknownKind' | 'RecordTooLarge' | 'EmptyRecord' | 'BadJson' | 'BadNicRecord' | 'BadNicOffload' | 'BadCounters';
 
 export class ChannelError extends Error {
   constructor(
@@ -42,7 +61,8 @@ export class ChannelError extends Error {
 export interface ChannelHandlers {
   control(msg: Record<string, unknown>): void;
   console(bytes: Uint8Array): void;
-  nic(index: number, frame: Uint8Array): void;
+  /** `offload`: the frame's checksum/segmentation metadata, structurally valid (checked against the frame later). */
+  nic(index: number, frame: Uint8Array, offload?: FrameOffload): void;
   counters(values: Float64Array): void;
   /** The socket closed (error is set when a malformed record or a socket error closed it). */
   close(error?: Error): void;
@@ -115,16 +135,24 @@ export class ProcessChannel {
     this.write(KIND_CONSOLE, bytes);
   }
 
-  sendNic(index: number, frame: Uint8Array): void {
+  sendNic(index: number, frame: Uint8Array, offload?: FrameOffload): void {
     if (this.closed) return;
-    if (this.backlogged() || frame.length > 65536) {
+    if (this.backlogged() || frame.length > MAX_NIC_FRAME_BYTES) {
       this.counters.droppedFrames++;
       return;
     }
-    const head = Buffer.allocUnsafe(6);
-    head.writeUInt32BE(frame.length + 2, 0);
-    head[4] = KIND_NIC;
+    const extra = offload ? OFFLOAD_HEADER_BYTES : 0;
+    const head = Buffer.allocUnsafe(6 + extra);
+    head.writeUInt32BE(frame.length + 2 + extra, 0);
+    head[4] = offload ? KIND_NIC_OFFLOAD : KIND_NIC;
     head[5] = index;
+    if (offload) {
+      head.writeUInt16BE(offload.flags, 6);
+      head.writeUInt16BE(offload.gsoType, 8);
+      head.writeUInt16BE(offload.gsoSize, 10);
+      head.writeUInt16BE(offload.csumStart, 12);
+      head.writeUInt16BE(offload.csumOffset, 14);
+    }
     this.cork();
     this.socket.write(head);
     this.socket.write(frame);
@@ -234,6 +262,16 @@ export class ProcessChannel {
         this.handlers.nic(payload[0]!, frame);
         return;
       }
+      case KIND_NIC_OFFLOAD: {
+        const start = 1 + OFFLOAD_HEADER_BYTES;
+        if (payload.length < start)
+          throw new ChannelError('BadNicRecord', `a NIC offload record of ${payload.length} bytes (its header needs ${start})`);
+        const offload = parseOffload(payload);
+        const frame = new Uint8Array(payload.length - start);
+        frame.set(payload.subarray(start));
+        this.handlers.nic(payload[0]!, frame, offload);
+        return;
+      }
       case KIND_COUNTERS: {
         if (payload.length % 8 !== 0) throw new ChannelError('BadCounters', `${payload.length} bytes is no float64 array`);
         const values = new Float64Array(payload.length / 8);
@@ -243,4 +281,25 @@ export class ProcessChannel {
       }
     }
   }
+}
+
+const KNOWN_OFFLOAD_FLAGS = OFFLOAD_F_NEEDS_CSUM | OFFLOAD_F_DATA_VALID;
+
+/**
+ * The offload header of a NIC_OFFLOAD record (after the NIC index), as typed values. What can be judged without the
+ * frame is judged here (flags and GSO type we know, a GSO size the segmenter accepts); whether it fits its frame is
+ * the receiver's check (the switch, the virtio-net device: checkOffload).
+ */
+function parseOffload(payload: Buffer): FrameOffload {
+  const flags = payload.readUInt16BE(1);
+  const gsoType = payload.readUInt16BE(3);
+  const gsoSize = payload.readUInt16BE(5);
+  const csumStart = payload.readUInt16BE(7);
+  const csumOffset = payload.readUInt16BE(9);
+  if ((flags & ~KNOWN_OFFLOAD_FLAGS) !== 0) throw new ChannelError('BadNicOffload', `offload flags 0x${flags.toString(16)}`);
+  if (gsoType !== OFFLOAD_GSO_NONE && gsoType !== OFFLOAD_GSO_TCPV4)
+    throw new ChannelError('BadNicOffload', `GSO type ${gsoType}`);
+  if (gsoType === OFFLOAD_GSO_TCPV4 && gsoSize < MIN_GSO_SIZE)
+    throw new ChannelError('BadNicOffload', `GSO size ${gsoSize} (at least ${MIN_GSO_SIZE})`);
+  return { flags, gsoType, gsoSize, csumStart, csumOffset };
 }

@@ -9,13 +9,12 @@ import { connect } from 'node:net';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { basename, extname, join } from 'node:path';
-import type { NicRateLimit, VmConfig } from './config.js';
-import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerMessage } from './protocol.js';
-import { zeroCounters } from './runtime.js';
-import type { Engine, EngineEvents, EngineResources, EngineVm, LeftBehind, ReattachedVm, VmStats } from '../host/engine.js';
+import type { VmConfig } from './config.js';
+import type { RuntimeCounters, StateFileInfo } from './protocol.js';
+import type { Engine, EngineEvents, EngineResources, EngineVm, LeftBehind, ReattachedVm } from '../host/engine.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
 import { readCounters } from './shared-counters.js';
-import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
+import { HostedVm, VmRequestError, type ControlTransport } from './hosted-vm.js';
 import { connectNicPort, type NicLink as FramePort } from '../net/frame-port.js';
 import { ProcessChannel } from './process-channel.js';
 import { processStartTime, sameProcessAlive } from './process-identity.js';
@@ -52,17 +51,6 @@ export interface ProcessEngineOptions {
 /** How long a new VM process may take to listen (module loading under a loaded host, tsx). */
 const SPAWN_TIMEOUT_MS = 60_000;
 const HELLO_TIMEOUT_MS = 15_000;
-const STATS_TIMEOUT_MS = 250;
-const STATS_GIVE_UP_MS = 5000;
-/** How much longer than an exec's own timeout the host waits for the VM's answer. */
-const EXEC_REPLY_GRACE_MS = 10_000;
-
-export class ProcessRequestError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ProcessRequestError';
-  }
-}
 
 function readJson<T>(path: string): T | undefined {
   try {
@@ -112,6 +100,10 @@ function takeExitNote(vmDir: string): ProcessExitFile | undefined {
   return note && typeof note.kind === 'string' ? note : undefined;
 }
 
+function channelTransport(channel: ProcessChannel): ControlTransport {
+  return { post: (msg) => channel.sendControl(msg) };
+}
+
 function vmEntry(): string {
   return fileURLToPath(new URL(`./vm-process${moduleExt}`, import.meta.url));
 }
@@ -124,7 +116,7 @@ export class ProcessEngine implements Engine {
   }
 
   create(config: VmConfig, events: EngineEvents, resources: EngineResources = {}): EngineVm {
-    if (!resources.vmDir) throw new ProcessRequestError('process mode needs the VM folder (EngineResources.vmDir)');
+    if (!resources.vmDir) throw new VmRequestError('process mode needs the VM folder (EngineResources.vmDir)');
     return new ProcessVm(config, events, this.runtimeModule, this.options, resources, resources.vmDir);
   }
 
@@ -156,9 +148,9 @@ export class ProcessEngine implements Engine {
 
   async reattach(config: VmConfig, events: EngineEvents, resources: EngineResources): Promise<ReattachedVm> {
     const vmDir = resources.vmDir;
-    if (!vmDir) throw new ProcessRequestError('reattaching needs the VM folder (EngineResources.vmDir)');
+    if (!vmDir) throw new VmRequestError('reattaching needs the VM folder (EngineResources.vmDir)');
     const runtime = readJson<ProcessRuntimeFile>(join(vmDir, PROCESS_FILES.runtime));
-    if (!runtime || !sameProcessAlive(runtime.pid, runtime.startTime)) throw new ProcessRequestError('the VM process is gone');
+    if (!runtime || !sameProcessAlive(runtime.pid, runtime.startTime)) throw new VmRequestError('the VM process is gone');
     const vm = new ProcessVm(config, events, this.runtimeModule, this.options, resources, vmDir);
     let hello: HelloReply;
     try {
@@ -179,45 +171,26 @@ export class ProcessEngine implements Engine {
   }
 }
 
-type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
-
-interface Pending {
-  type: ControlRequest['type'] | 'hello';
-  resolve(reply: OkReply | HelloReply): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
-class ProcessVm implements EngineVm {
+class ProcessVm extends HostedVm {
+  protected readonly peer = 'the VM process';
   private channel: ProcessChannel | undefined;
   private child: ChildProcess | undefined;
   private pid = 0;
   private startTime = 0;
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
-  /** Set once the host ended or let go of the process, so its end is not reported as a crash. */
-  private stopping = false;
-  /** Set once the VM's end was reported (poweroff, fault or crash). */
-  private ended = false;
-  private bootedAt = Date.now();
-  private lastCounters: RuntimeCounters = zeroCounters();
   private pushed: Float64Array | undefined;
-  private lastSample: { at: number; instret: number } | undefined;
-  private lastStats: VmStats | undefined;
-  private tids: number[] = [];
-  private statsInFlight: Promise<boolean> | undefined;
-  private cpuMeter = new VmCpuMeter();
   private nicPorts: FramePort[] = [];
   private closed: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly config: VmConfig,
-    private readonly events: EngineEvents,
+    config: VmConfig,
+    events: EngineEvents,
     private readonly runtimeModule: string,
     private readonly options: ProcessEngineOptions,
     private readonly resources: EngineResources,
     private readonly vmDir: string,
-  ) {}
+  ) {
+    super(config, events, options.requestTimeoutMs ?? 10_000);
+  }
 
   async start(): Promise<void> {
     await this.spawn();
@@ -227,64 +200,8 @@ class ProcessVm implements EngineVm {
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     await this.spawn();
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
-    if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
+    if (!reply.state) throw new VmRequestError('the VM process did not report the restored state');
     return reply.state;
-  }
-
-  async saveState(path: string): Promise<StateFileInfo> {
-    const reply = await this.request({ id: 0, type: 'save-state', path }, 600_000);
-    if (!reply.state) throw new ProcessRequestError('the VM process did not report the saved state');
-    return reply.state;
-  }
-
-  async releaseGuest(): Promise<void> {
-    await this.request({ id: 0, type: 'release-guest' }, 60_000);
-  }
-
-  async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
-    const reply = await this.request({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
-    if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
-    this.bootedAt = Date.now();
-    this.lastSample = undefined;
-    return reply.state;
-  }
-
-  sendAgentRequest(line: string): Promise<void> {
-    return this.simple({ id: 0, type: 'agent', line });
-  }
-
-  async switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
-    await this.request({ id: 0, type: 'switch-disks', paths, phase }, 60_000);
-  }
-
-  pause(): Promise<void> {
-    return this.simple({ id: 0, type: 'pause' });
-  }
-  resume(): Promise<void> {
-    return this.simple({ id: 0, type: 'resume' });
-  }
-  requestShutdown(): Promise<void> {
-    return this.simple({ id: 0, type: 'shutdown' });
-  }
-  async reboot(): Promise<void> {
-    this.lastSample = undefined;
-    await this.request({ id: 0, type: 'reboot' }, 60_000);
-    this.bootedAt = Date.now();
-  }
-  setBalloonTarget(bytes: number): Promise<void> {
-    return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
-  }
-  setVcpusOnline(count: number | null): Promise<void> {
-    return this.simple({ id: 0, type: 'vcpus-online', count });
-  }
-  threadIds(): number[] {
-    return [...this.tids];
-  }
-  setRunLoopCap(percent: number | null): Promise<void> {
-    return this.simple({ id: 0, type: 'cpu-cap', percent });
-  }
-  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void> {
-    return this.simple({ id: 0, type: 'nic-rate', nic, rx, tx });
   }
 
   consoleInput(bytes: Uint8Array): void {
@@ -321,53 +238,28 @@ class ProcessVm implements EngineVm {
     await this.closed;
   }
 
-  async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
-    if (!this.channel?.isOpen) throw new ProcessRequestError('the VM is not running');
-    const published = this.pushed
+  protected publishedCounters(): RuntimeCounters | undefined {
+    return this.pushed
       ? readCounters(
           this.pushed,
           (this.config.nics ?? []).map((n) => n.mac),
         )
       : undefined;
-    if (published) this.lastCounters = published;
-    const fresh = published ? true : await this.refreshCounters(waitMs);
-    const counters = this.lastCounters;
-    const now = performance.now();
-    let ips = this.lastStats?.instructionsPerSecond ?? 0;
-    const prev = this.lastSample;
-    if (prev && fresh && now - prev.at >= 50)
-      ips = Math.max(0, Math.round(((counters.instret - prev.instret) * 1000) / (now - prev.at)));
-    if (fresh && (!prev || now - prev.at >= 50)) this.lastSample = { at: now, instret: counters.instret };
-    const cpu = this.tids.length ? this.cpuMeter.sample(this.tids, now) : undefined;
-    const stats: VmStats = {
-      ...counters,
-      cpuPercent: cpu?.cpuPercent ?? 0,
-      stealPercent: cpu?.stealPercent ?? 0,
-      cpuTimeSeconds: cpu?.cpuTimeSeconds ?? 0,
-      stealSeconds: cpu?.stealSeconds ?? 0,
-      instructionsPerSecond: ips,
-      uptimeSeconds: Math.round((Date.now() - this.bootedAt) / 100) / 10,
-    };
-    this.lastStats = stats;
-    return stats;
   }
 
-  async exec(req: ExecRequest): Promise<ExecResult> {
-    const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
-    if (!reply.exec) throw new ProcessRequestError('the VM process answered an exec without a result');
-    return reply.exec;
+  /** The process wrote its exit note for a daemon that might not be listening; this one heard the end itself. */
+  protected override onEnded(): void {
+    rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
   }
 
   // ---- the process and its channel ----------------------------------------------------------------------------
 
   private async spawn(): Promise<void> {
-    if (this.pid) throw new ProcessRequestError('the VM process already exists');
+    if (this.pid) throw new VmRequestError('the VM process already exists');
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);
     const init: ProcessInit = {
-      // The socket's NIC records carry bare frames, not virtio-net offload metadata (src/net/packet/offload.ts):
-      // a VM process's NICs offer no checksum/TSO offloads until they do.
-      config: { ...this.config, nics: (this.config.nics ?? []).map((n) => ({ ...n, offload: false })) },
+      config: this.config,
       runtimeModule: this.runtimeModule,
       nice: this.options.nice ?? 10,
       socketPath,
@@ -398,7 +290,7 @@ class ProcessVm implements EngineVm {
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new ProcessRequestError(`the VM process did not start within ${SPAWN_TIMEOUT_MS} ms`)),
+          () => reject(new VmRequestError(`the VM process did not start within ${SPAWN_TIMEOUT_MS} ms`)),
           SPAWN_TIMEOUT_MS,
         );
         let text = '';
@@ -418,7 +310,7 @@ class ProcessVm implements EngineVm {
           clearTimeout(timer);
           const last = lastLogLine(this.vmDir);
           reject(
-            new ProcessRequestError(
+            new VmRequestError(
               `the VM process exited (${signal ?? `code ${code}`}) before it was ready${last ? `: ${last}` : ''}`,
             ),
           );
@@ -431,7 +323,7 @@ class ProcessVm implements EngineVm {
       (ready as unknown as { destroy(): void }).destroy();
     }
     const runtime = readJson<ProcessRuntimeFile>(join(this.vmDir, PROCESS_FILES.runtime));
-    if (!runtime || runtime.pid !== child.pid) throw new ProcessRequestError('the VM process did not record itself');
+    if (!runtime || runtime.pid !== child.pid) throw new VmRequestError('the VM process did not record itself');
     try {
       this.options.cgroups?.place(this.config.name, this.vmDir, runtime.pid, this.config.memoryMiB);
     } catch (err) {
@@ -444,15 +336,14 @@ class ProcessVm implements EngineVm {
   async attach(runtime: ProcessRuntimeFile): Promise<HelloReply> {
     this.pid = runtime.pid;
     this.startTime = runtime.startTime;
-    this.stopping = false;
     this.cpuMeter = new VmCpuMeter(runtime.pid);
     const socket = connect(runtime.socketPath);
     let markClosed!: () => void;
     this.closed = new Promise((r) => (markClosed = r));
     const channel = new ProcessChannel(socket, {
-      control: (msg) => this.onMessage(msg),
+      control: (msg) => this.receive(msg),
       console: (bytes) => this.events.console(bytes),
-      nic: (index, frame) => this.nicPorts[index]?.send(frame, true),
+      nic: (index, frame, offload) => this.nicPorts[index]?.send(frame, true, offload),
       counters: (values) => (this.pushed = values),
       close: (err) => {
         markClosed();
@@ -464,19 +355,27 @@ class ProcessVm implements EngineVm {
       socket.once('connect', resolve);
       socket.once('error', reject);
     });
-    const hello = (await this.send({ type: 'hello', id: 0, name: this.config.name }, HELLO_TIMEOUT_MS)) as HelloReply;
+    // The hello must be the first record on the connection (the process closes one that starts otherwise): until
+    // it is answered, no other request (a stats sample, say) may use the channel.
+    const hello = (await this.send(
+      { type: 'hello', id: 0, name: this.config.name },
+      HELLO_TIMEOUT_MS,
+      channelTransport(channel),
+    )) as unknown as HelloReply;
     if (!hello.ok || hello.name !== this.config.name || hello.pid !== runtime.pid) {
       channel.destroy();
-      throw new ProcessRequestError(
-        `the process on ${runtime.socketPath} is not '${this.config.name}': ${hello.error ?? hello.name}`,
-      );
+      throw new VmRequestError(`the process on ${runtime.socketPath} is not '${this.config.name}': ${hello.error ?? hello.name}`);
     }
-    this.bootedAt = hello.status.bootedAt;
-    this.tids = (hello.tids ?? []).filter((t) => Number.isInteger(t) && t > 0);
-    if (this.tids.length) this.events.threads?.(this.tids);
+    if (!channel.isOpen) throw new VmRequestError('the VM process closed its channel after its hello');
+    this.connected(channelTransport(channel));
+    this.guestStarted(hello.status.bootedAt);
+    const tids = (hello.tids ?? []).filter((t) => Number.isInteger(t) && t > 0);
+    if (tids.length) this.setThreads(tids);
     // Frames between the VM and its networks' workers pass through here (the VM process has no MessagePorts).
     this.nicPorts = (this.resources.nicPorts ?? []).map((port, index) =>
-      connectNicPort(port, { onFrames: (frames) => frames.forEach((f) => channel.sendNic(index, f)) }),
+      connectNicPort(port, {
+        onFrames: (frames, offloads) => frames.forEach((f, i) => channel.sendNic(index, f, offloads?.[i] ?? undefined)),
+      }),
     );
     return hello;
   }
@@ -484,24 +383,16 @@ class ProcessVm implements EngineVm {
   private onClosed(channel: ProcessChannel, err: Error | undefined): void {
     if (this.channel !== channel) return;
     this.channel = undefined;
+    this.transport = undefined;
     for (const p of this.nicPorts) p.close();
     this.nicPorts = [];
     const unexpected = !this.stopping && !this.ended;
     if (unexpected) this.ended = true;
     const reasonOf = unexpected ? this.whyGone(err) : Promise.resolve('the VM process closed its channel');
     // Requests in flight fail with the reason the process ended (found out first: its exit status, note or log).
-    void reasonOf.then((reason) => {
-      for (const [id, p] of this.pending) {
-        clearTimeout(p.timer);
-        p.reject(
-          p.type === 'exec'
-            ? new AgentError('gone', 'the VM ended while the command ran')
-            : new ProcessRequestError(unexpected ? `the VM process ended: ${reason}` : reason),
-        );
-        this.pending.delete(id);
-      }
-      if (unexpected) this.events.exit({ kind: 'crash', message: reason });
-    });
+    void reasonOf.then((reason) =>
+      this.transportGone(unexpected ? `the VM process ended: ${reason}` : reason, unexpected ? reason : undefined),
+    );
   }
 
   /** Why the process closed its channel without being asked to: its exit note, its exit status, or its log. */
@@ -546,95 +437,6 @@ class ProcessVm implements EngineVm {
       };
       check();
     });
-  }
-
-  private async refreshCounters(waitMs: number): Promise<boolean> {
-    this.statsInFlight ??= this.request({ id: 0, type: 'stats' }, STATS_GIVE_UP_MS)
-      .then(
-        (r) => {
-          if (r.counters) this.lastCounters = r.counters;
-          return true;
-        },
-        () => false,
-      )
-      .finally(() => (this.statsInFlight = undefined));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
-    try {
-      return await Promise.race([this.statsInFlight, late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private async simple(req: ControlRequest): Promise<void> {
-    await this.request(req, this.options.requestTimeoutMs ?? 10_000);
-  }
-
-  private async request(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
-    return (await this.send(req, timeoutMs)) as OkReply;
-  }
-
-  private send(
-    req: ControlRequest | { type: 'hello'; id: number; name: string },
-    timeoutMs: number,
-  ): Promise<OkReply | HelloReply> {
-    const channel = this.channel;
-    if (!channel?.isOpen) return Promise.reject(new ProcessRequestError('the VM is not running'));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new ProcessRequestError(`the VM process did not answer '${req.type}' within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { type: req.type, resolve, reject, timer });
-      channel.sendControl({ ...req, id });
-    });
-  }
-
-  /** Messages from the VM process: the same replies and events as a worker's, plus the hello reply. */
-  private onMessage(msg: Record<string, unknown>): void {
-    const m = msg as unknown as WorkerMessage | HelloReply;
-    switch (m.type) {
-      case 'hello':
-      case 'reply': {
-        const p = typeof m.id === 'number' ? this.pending.get(m.id) : undefined;
-        if (!p) return;
-        this.pending.delete(m.id);
-        clearTimeout(p.timer);
-        if (m.type === 'hello' || m.ok) p.resolve(m as OkReply | HelloReply);
-        else if (m.agentFailure) p.reject(new AgentError(m.agentFailure, String(m.error), m.agentReason));
-        else p.reject(new ProcessRequestError(String(m.error)));
-        return;
-      }
-      case 'poweroff':
-        if (this.ended) return;
-        this.ended = true;
-        this.stopping = true;
-        rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
-        this.events.exit({ kind: 'poweroff' });
-        return;
-      case 'fault':
-        if (this.ended) return;
-        this.ended = true;
-        this.stopping = true;
-        rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
-        this.events.exit({ kind: 'crash', message: String(m.message) });
-        return;
-      case 'threads':
-        if (!Array.isArray(m.tids)) return;
-        this.tids = m.tids.filter((t) => Number.isInteger(t) && t > 0);
-        this.events.threads?.(this.tids);
-        return;
-      case 'guest-reboot':
-        this.bootedAt = Date.now();
-        this.lastSample = undefined;
-        this.events.guestReboot();
-        return;
-      default:
-        /* unknown messages from a newer or confused process are ignored */
-        return;
-    }
   }
 }
 

@@ -15,6 +15,7 @@ import { writeJsonAtomic } from '../host/atomic.js';
 import { fixMmapThreshold, startMallocTrim } from '../host/memory/malloc.js';
 import type { ControlRequest, WorkerMessage } from './protocol.js';
 import { NicLink } from './nic-link.js';
+import type { FrameOffload } from '../net/packet/offload.js';
 import { ProcessChannel } from './process-channel.js';
 import { processStartTime } from './process-identity.js';
 import {
@@ -68,13 +69,13 @@ let backlogBytes = 0;
 let ending = false;
 
 /** One receiver per NIC, set by its link; frames come from the daemon, which bridges them to the network. */
-const nicReceivers: ((frames: Uint8Array[]) => void)[] = [];
+const nicReceivers: ((frames: Uint8Array[], offloads?: (FrameOffload | null)[]) => void)[] = [];
 const nicLinks = (init.config.nics ?? []).map(
   (_nic, index) =>
     new NicLink((onFrames) => {
       nicReceivers[index] = onFrames;
       return {
-        send: (frame) => channel?.sendNic(index, frame),
+        send: (frame, _owned, offload) => channel?.sendNic(index, frame, offload),
         flush: () => channel?.flush(),
         close: () => {},
       };
@@ -207,8 +208,8 @@ function accept(socket: Socket): void {
     console: (bytes) => {
       if (channel === ch) guarded(() => host.consoleInput(bytes));
     },
-    nic: (index, frame) => {
-      if (channel === ch) guarded(() => nicReceivers[index]?.([frame]));
+    nic: (index, frame, offload) => {
+      if (channel === ch) guarded(() => nicReceivers[index]?.([frame], offload ? [offload] : undefined));
     },
     counters: () => {
       /* only the VM sends counters */

@@ -9,7 +9,7 @@ import { Machine } from '../machine/machine.js';
 import { captureMachineState, restoreMachineState } from '../machine/snapshot/machine-state.js';
 import { bufferSource, encodeStateFile, StateFile } from '../machine/snapshot/format.js';
 import { defaultVmConfig } from './config.js';
-import { defaultHartFactory } from './machine-runner.js';
+import { defaultHartFactory } from './machine-loop.js';
 import { attachVirtioDevices } from './virtio-devices.js';
 
 /**

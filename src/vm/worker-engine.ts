@@ -7,13 +7,12 @@ import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'n
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
 import type { VmConfig } from './config.js';
-import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerInit, WorkerMessage } from './protocol.js';
-import { zeroCounters } from './runtime.js';
-import type { Engine, EngineEvents, EngineResources, EngineVm, VmStats } from '../host/engine.js';
-import type { NicRateLimit } from './config.js';
+import type { EventLoopUtilization } from 'node:perf_hooks';
+import type { RuntimeCounters, StateFileInfo, WorkerInit } from './protocol.js';
+import type { Engine, EngineEvents, EngineResources, EngineVm } from '../host/engine.js';
 import { VmCpuMeter } from '../host/cpu/accounting.js';
 import { createCountersBuffer, readCounters } from './shared-counters.js';
-import { AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
+import { HostedVm, VmRequestError, type BusyWindow } from './hosted-vm.js';
 import { WarmPool } from '../host/worker-pool.js';
 import type { PooledWorkerData, PoolMessage } from './worker-adopt.js';
 
@@ -56,9 +55,6 @@ export interface WorkerEngineOptions {
 }
 
 const WARM_REFILL_DELAY_MS = 2_000;
-/** Default wait for a worker's counters (see refreshCounters). */
-const STATS_TIMEOUT_MS = 250;
-const STATS_GIVE_UP_MS = 5000;
 /**
  * The young generation is both semi-spaces, and an idle worker keeps what it once grew to resident: at 32 MiB
  * (Node's default) it was the largest part of an idle VM after its RAM. 4 MiB cost no measurable boot time
@@ -136,50 +132,26 @@ function startPooledWorker(runtimeModule: string, resourceLimits: ResourceLimits
   });
 }
 
-type OkReply = Extract<WorkerMessage, { type: 'reply'; ok: true }>;
-
-interface Pending {
-  type: ControlRequest['type'];
-  resolve(reply: OkReply): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
-/** How much longer than an exec's own timeout the host waits for the worker's answer. */
-const EXEC_REPLY_GRACE_MS = 10_000;
-
-export class WorkerRequestError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'WorkerRequestError';
-  }
-}
-
-class WorkerVm implements EngineVm {
+/** A worker-thread VM: the worker's own port carries control messages, a MessagePort the console. */
+class WorkerVm extends HostedVm {
+  protected readonly peer = 'the VM worker';
   private worker: Worker | undefined;
   private consolePort: MessagePort | undefined;
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
-  /** Set once the host itself ended the worker, so its exit is not reported as a crash. */
-  private stopping = false;
-  private startedAt = 0;
-  private lastCounters: RuntimeCounters = zeroCounters();
-  private lastSample: { at: number; instret: number; elu: ReturnType<Worker['performance']['eventLoopUtilization']> } | undefined;
-  private lastStats: VmStats | undefined;
-  private tids: number[] = [];
-  private statsInFlight: Promise<boolean> | undefined;
   /** Published by the worker (shared-counters.ts); read without a round trip. */
   private countersBuffer = createCountersBuffer();
-  private cpuMeter = new VmCpuMeter();
+  private elu: EventLoopUtilization | undefined;
+  private eluMark: EventLoopUtilization | undefined;
 
   constructor(
-    private readonly config: VmConfig,
-    private readonly events: EngineEvents,
+    config: VmConfig,
+    events: EngineEvents,
     private readonly runtimeModule: string,
     private readonly options: WorkerEngineOptions,
     private readonly resources: EngineResources,
     private readonly pool?: WarmPool<Worker>,
-  ) {}
+  ) {
+    super(config, events, options.requestTimeoutMs ?? 10_000);
+  }
 
   async start(): Promise<void> {
     this.spawn();
@@ -190,42 +162,15 @@ class WorkerVm implements EngineVm {
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     const t0 = performance.now();
     this.spawn();
-    const reply = await this.requestReply({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
-    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
+    const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
+    if (!reply.state) throw new VmRequestError('the VM worker did not report the restored state');
     const ms = performance.now() - t0;
     // What the worker did not account for: starting the thread and loading its modules, and the messages.
     return { ...reply.state, ms, phases: { workerStartup: ms - reply.state.ms, ...reply.state.phases } };
   }
 
-  async saveState(path: string): Promise<StateFileInfo> {
-    const reply = await this.requestReply({ id: 0, type: 'save-state', path }, 600_000);
-    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the saved state');
-    return reply.state;
-  }
-
-  releaseGuest(): Promise<void> {
-    return this.request({ id: 0, type: 'release-guest' }, 60_000).then(() => undefined);
-  }
-
-  async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
-    const reply = await this.requestReply({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
-    if (!reply.state) throw new WorkerRequestError('the VM worker did not report the restored state');
-    this.startedAt = Date.now();
-    this.lastSample = undefined;
-    return reply.state;
-  }
-
-  sendAgentRequest(line: string): Promise<void> {
-    return this.simple({ id: 0, type: 'agent', line });
-  }
-
-  switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
-    return this.request({ id: 0, type: 'switch-disks', paths, phase }, 60_000).then(() => undefined);
-  }
-
   private spawn(): void {
-    if (this.worker) throw new WorkerRequestError('the VM worker already exists');
-    this.stopping = false;
+    if (this.worker) throw new VmRequestError('the VM worker already exists');
     const channel = new MessageChannel();
     // A fresh buffer per worker: nothing of an earlier run is read as this one's counters.
     this.countersBuffer = createCountersBuffer();
@@ -256,47 +201,16 @@ class WorkerVm implements EngineVm {
     this.worker = worker;
     this.consolePort = channel.port1;
     channel.port1.on('message', (bytes: Uint8Array) => this.events.console(bytes));
-    worker.on('message', (msg: WorkerMessage) => this.onMessage(msg));
+    worker.on('message', (msg: Record<string, unknown>) => this.receive(msg));
     let errorText: string | undefined;
     worker.on('error', (err) => {
       errorText = err instanceof Error ? err.message : String(err);
     });
     worker.on('exit', (code) => this.onExit(worker, code, errorText));
-    this.startedAt = Date.now();
-    this.lastSample = undefined;
-    this.lastStats = undefined;
-    this.tids = [];
+    this.connected({ post: (msg) => worker.postMessage(msg) });
+    this.guestStarted(Date.now());
+    this.eluMark = undefined;
     this.cpuMeter = new VmCpuMeter();
-  }
-
-  pause(): Promise<void> {
-    return this.simple({ id: 0, type: 'pause' });
-  }
-  resume(): Promise<void> {
-    return this.simple({ id: 0, type: 'resume' });
-  }
-  requestShutdown(): Promise<void> {
-    return this.simple({ id: 0, type: 'shutdown' });
-  }
-  async reboot(): Promise<void> {
-    this.lastSample = undefined;
-    await this.request({ id: 0, type: 'reboot' }, 60_000);
-    this.startedAt = Date.now();
-  }
-  setBalloonTarget(bytes: number): Promise<void> {
-    return this.simple({ id: 0, type: 'balloon', targetBytes: bytes });
-  }
-  threadIds(): number[] {
-    return [...this.tids];
-  }
-  setRunLoopCap(percent: number | null): Promise<void> {
-    return this.simple({ id: 0, type: 'cpu-cap', percent });
-  }
-  setNicRate(nic: number, rx: NicRateLimit | null, tx: NicRateLimit | null): Promise<void> {
-    return this.simple({ id: 0, type: 'nic-rate', nic, rx, tx });
-  }
-  setVcpusOnline(count: number | null): Promise<void> {
-    return this.simple({ id: 0, type: 'vcpus-online', count });
   }
 
   async stop(): Promise<void> {
@@ -318,149 +232,37 @@ class WorkerVm implements EngineVm {
     this.consolePort?.postMessage(bytes);
   }
 
-  async stats(waitMs = STATS_TIMEOUT_MS): Promise<VmStats> {
-    const worker = this.worker;
-    if (!worker) throw new WorkerRequestError('the VM is not running');
-    // Published counters need no waiting; before the first publication (booting) ask the worker.
-    const published = readCounters(
+  protected publishedCounters(): RuntimeCounters | undefined {
+    return readCounters(
       new Float64Array(this.countersBuffer),
       (this.config.nics ?? []).map((n) => n.mac),
     );
-    if (published) this.lastCounters = published;
-    const fresh = published ? true : await this.refreshCounters(waitMs);
-    const counters = this.lastCounters;
-    const now = performance.now();
-    const elu = worker.performance.eventLoopUtilization();
-    let cpuPercent = this.lastStats?.cpuPercent ?? 0;
-    let ips = this.lastStats?.instructionsPerSecond ?? 0;
-    const prev = this.lastSample;
-    if (prev && fresh && now - prev.at >= 50) {
-      const window = worker.performance.eventLoopUtilization(elu, prev.elu);
-      cpuPercent = Math.round(window.utilization * 1000) / 10;
-      ips = Math.max(0, Math.round(((counters.instret - prev.instret) * 1000) / (now - prev.at)));
-    } else if (!prev) {
-      cpuPercent = Math.round(elu.utilization * 1000) / 10;
-    }
-    if (fresh && (!prev || now - prev.at >= 50)) this.lastSample = { at: now, instret: counters.instret, elu };
-    // The kernel's account of the thread is the truth; event-loop utilisation only where threads are not visible.
-    const cpu = this.tids.length ? this.cpuMeter.sample(this.tids, now) : undefined;
-    const stats: VmStats = {
-      ...counters,
-      cpuPercent: cpu ? cpu.cpuPercent : cpuPercent,
-      stealPercent: cpu?.stealPercent ?? 0,
-      cpuTimeSeconds: cpu?.cpuTimeSeconds ?? 0,
-      stealSeconds: cpu?.stealSeconds ?? 0,
-      instructionsPerSecond: ips,
-      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 100) / 10,
-    };
-    this.lastStats = stats;
-    return stats;
   }
 
-  async exec(req: ExecRequest): Promise<ExecResult> {
-    const reply = await this.request({ id: 0, type: 'exec', ...req }, req.timeoutMs + EXEC_REPLY_GRACE_MS);
-    if (!reply.exec) throw new WorkerRequestError('the VM worker answered an exec without a result');
-    return reply.exec;
-  }
-
-  /**
-   * Asks the worker for its counters and waits at most `waitMs` for them: a worker held back by its weight,
-   * its cap or a loaded host must not hold up the API. One request is in flight at a time (concurrent reads
-   * share it) and a late answer still lands in lastCounters for the next read; a wedged worker's request
-   * times out after STATS_GIVE_UP_MS. True when fresh counters arrived in time.
-   */
-  private async refreshCounters(waitMs: number): Promise<boolean> {
-    this.statsInFlight ??= this.request({ id: 0, type: 'stats' }, STATS_GIVE_UP_MS)
-      .then(
-        (r) => {
-          if (r.counters) this.lastCounters = r.counters;
-          return true;
-        },
-        () => false, // a busy or wedged worker keeps its last figures; CPU use is measured from outside anyway
-      )
-      .finally(() => (this.statsInFlight = undefined));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
-    try {
-      return await Promise.race([this.statsInFlight, late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private async simple(req: ControlRequest): Promise<void> {
-    await this.request(req, this.options.requestTimeoutMs ?? 10_000);
-  }
-
-  private requestReply(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
-    return this.request(req, timeoutMs);
-  }
-
-  private request(req: ControlRequest, timeoutMs: number): Promise<OkReply> {
+  /** The worker's event-loop utilisation, measured from outside: truthful even when the guest misbehaves. */
+  protected override busyPercent(window: BusyWindow): number | undefined {
     const worker = this.worker;
-    if (!worker) return Promise.reject(new WorkerRequestError('the VM is not running'));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new WorkerRequestError(`the VM worker did not answer '${req.type}' within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { type: req.type, resolve, reject, timer });
-      worker.postMessage({ ...req, id });
-    });
+    if (!worker) return undefined;
+    this.elu = worker.performance.eventLoopUtilization();
+    if (window === 'keep') return undefined;
+    const u =
+      window === 'since-last' && this.eluMark
+        ? worker.performance.eventLoopUtilization(this.elu, this.eluMark).utilization
+        : this.elu.utilization;
+    return Math.round(u * 1000) / 10;
   }
 
-  private onMessage(msg: WorkerMessage): void {
-    switch (msg.type) {
-      case 'reply': {
-        const p = this.pending.get(msg.id);
-        if (!p) return;
-        this.pending.delete(msg.id);
-        clearTimeout(p.timer);
-        if (msg.ok) p.resolve(msg);
-        else if (msg.agentFailure) p.reject(new AgentError(msg.agentFailure, msg.error, msg.agentReason));
-        else p.reject(new WorkerRequestError(msg.error));
-        return;
-      }
-      case 'poweroff':
-        this.stopping = true;
-        this.events.exit({ kind: 'poweroff' });
-        return;
-      case 'fault':
-        this.stopping = true;
-        this.events.exit({ kind: 'crash', message: msg.message });
-        return;
-      case 'threads':
-        this.tids = msg.tids.filter((t) => Number.isInteger(t) && t > 0);
-        this.events.threads?.(this.tids);
-        return;
-      case 'guest-reboot':
-        this.startedAt = Date.now();
-        this.lastSample = undefined;
-        this.events.guestReboot();
-        return;
-      default: {
-        const never: never = msg;
-        void never;
-      }
-    }
+  protected override markBusy(): void {
+    this.eluMark = this.elu;
   }
 
   private onExit(worker: Worker, code: number, errorText: string | undefined): void {
     if (this.worker !== worker) return;
     this.worker = undefined;
     this.consolePort = undefined;
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(
-        p.type === 'exec'
-          ? new AgentError('gone', 'the VM ended while the command ran')
-          : new WorkerRequestError('the VM worker exited'),
-      );
-      this.pending.delete(id);
-    }
-    if (!this.stopping) {
-      this.events.exit({ kind: 'crash', message: errorText ?? `the VM worker exited with code ${code}` });
-    }
+    this.transportGone(
+      'the VM worker exited',
+      this.stopping ? undefined : (errorText ?? `the VM worker exited with code ${code}`),
+    );
   }
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import { defaultVmConfig, type VmConfig } from '../../src/vm/config.js';
-import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
+import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-loop.js';
 import { requireGuest } from '../helpers/guest.js';
 import { TextWaiter } from '../helpers/text-waiter.js';
 import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from '../../src/vm/virtio-devices.js';

@@ -18,7 +18,7 @@ import {
 } from '../../src/devices/virtio/net.js';
 import { hasFeature } from '../../src/devices/virtio/regs.js';
 import { defaultVmConfig } from '../../src/vm/config.js';
-import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
+import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-loop.js';
 import { attachVirtioDevices } from '../../src/vm/virtio-devices.js';
 import { MiB, Vm } from './linux-vm.js';
 import { requireGuest } from '../helpers/guest.js';

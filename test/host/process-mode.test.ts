@@ -240,3 +240,31 @@ test(
     }
   },
 );
+
+test('process mode: stats sampled while a VM process starts never reach it before its hello', TIMEOUT, async () => {
+  // The daemon samples every running VM (API reads, the monitor): a sample sent on a new connection before the
+  // hello made the VM process close it, and the start or restore failed ("broke its channel").
+  const d = await startDaemonProcess({ vmMode: 'process' });
+  let polling = true;
+  let samples = 0;
+  const poller = (async () => {
+    while (polling) {
+      await d.client.json('GET', '/vms?stats=true').catch(() => undefined);
+      samples++;
+    }
+  })();
+  try {
+    await withToyVms(d, [['a', 'idle']]);
+    for (let i = 0; i < 25; i++) {
+      await d.client.json('POST', '/vms/a/actions/stop', {});
+      await d.client.json('POST', '/vms/a/actions/start', {});
+      assert.equal((await view(d, 'a')).state, 'running', `start ${i + 1}`);
+    }
+    assert.ok(samples > 25, `the VMs were sampled throughout (${samples} samples)`);
+  } finally {
+    polling = false;
+    await poller;
+    await d.stop();
+    removeHome(d.home);
+  }
+});

@@ -17,7 +17,7 @@ import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import * as L from '../../src/machine/layout.js';
 import { OPCODES } from '../../src/riscv/opcodes.js';
 import { defaultVmConfig } from '../../src/vm/config.js';
-import { defaultHartFactory } from '../../src/vm/machine-runner.js';
+import { defaultHartFactory } from '../../src/vm/machine-loop.js';
 import { attachVirtioDevices } from '../../src/vm/virtio-devices.js';
 import { mulberry32 } from '../helpers/prng.js';
 

@@ -9,7 +9,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Machine } from '../../src/machine/machine.js';
-import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-runner.js';
+import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-loop.js';
 import { attachVirtioDevices } from '../../src/vm/virtio-devices.js';
 import { bufferSource, encodeStateBytes, StateFile } from '../../src/machine/snapshot/format.js';
 import { captureMachineState, restoreMachineState } from '../../src/machine/snapshot/machine-state.js';

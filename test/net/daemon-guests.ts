@@ -42,8 +42,8 @@ export function fetchText(url: string): Promise<{ status: number; body: string }
 export class GuestDaemon {
   private constructor(readonly d: DaemonHandle) {}
 
-  static async start(): Promise<GuestDaemon> {
-    return new GuestDaemon(await startDaemonProcess({ runtime: 'machine' }));
+  static async start(opts: { vmMode?: 'process' | 'thread' } = {}): Promise<GuestDaemon> {
+    return new GuestDaemon(await startDaemonProcess({ runtime: 'machine', vmMode: opts.vmMode }));
   }
 
   cli(...args: string[]): Promise<CliResult> {

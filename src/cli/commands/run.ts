@@ -5,11 +5,10 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { defaultVmConfig, validateVmConfig, type DiskConfig, type VmConfig, type FirmwareChoice } from '../../vm/config.js';
-import { runVm } from '../../vm/machine-runner.js';
+import { MachineLoop } from '../../vm/machine-loop.js';
 import { checkKernelFile } from '../../host/kernel-file.js';
 import { KERNEL_FORMAT_CHOICES, KernelFormatError, type KernelFormatChoice } from '../../machine/loaders/kernel-format.js';
 import { aliasValue, parseCpusFlag, parseMemoryFlag, parseSizeMiB } from '../units.js';
-import type { Machine } from '../../machine/machine.js';
 
 export const summary = 'run one VM in the foreground (console on this terminal)';
 
@@ -196,13 +195,19 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
 
-  const control: { machine?: Machine; stopped?: boolean } = {};
+  let outputClosed = false;
+  const loop = new MachineLoop(config, {
+    onConsoleOutput: (bytes) => {
+      if (!outputClosed) process.stdout.write(bytes);
+    },
+    onReboot: () => process.stderr.write('\r\n[typevisor: guest reboot]\r\n'),
+  });
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
   let escape = false;
   let quitRequested = false;
   const onInput = (chunk: Buffer): void => {
-    const m = control.machine;
+    const m = loop.machine;
     if (!tty) {
       m?.sendConsoleInput(chunk);
       return;
@@ -215,8 +220,7 @@ export async function run(argv: string[]): Promise<number> {
         if (c === 'x') {
           quitRequested = true;
           process.stderr.write('\r\n[typevisor: terminated by Ctrl-A X]\r\n');
-          control.stopped = true;
-          m?.stop();
+          loop.stop();
           return;
         } else if (c === 'h') process.stderr.write('\r\n[Ctrl-A X quit, Ctrl-A C show stats, Ctrl-A Ctrl-A send Ctrl-A]\r\n');
         else if (c === 'c' && m) process.stderr.write(`\r\n[${JSON.stringify(m.stats())}]\r\n`);
@@ -240,26 +244,15 @@ export async function run(argv: string[]): Promise<number> {
 
   // When the reader of our console goes away (`typevisor run | head`), stop the guest and leave the way a
   // program killed by SIGPIPE does, instead of dying on an unhandled EPIPE.
-  let outputClosed = false;
   const onStdoutError = (err: NodeJS.ErrnoException): void => {
     if (err.code !== 'EPIPE') throw err;
     outputClosed = true;
-    control.stopped = true;
-    control.machine?.stop();
+    loop.stop();
   };
   process.stdout.on('error', onStdoutError);
 
   try {
-    const exit = await runVm(
-      config,
-      {
-        onConsoleOutput: (bytes) => {
-          if (!outputClosed) process.stdout.write(bytes);
-        },
-        onReboot: () => process.stderr.write('\r\n[typevisor: guest reboot]\r\n'),
-      },
-      control,
-    );
+    const exit = await loop.run();
     restoreTerminal();
     switch (exit.kind) {
       case 'poweroff':

@@ -1,0 +1,195 @@
+/**
+ * One VM's machine across guest reboots, the one place a board is built: reads the images a VmConfig names, builds
+ * the `virt` board (src/machine) with the real hart, attaches the virtio devices, and on a guest reboot builds a
+ * fresh board on the same open disks. `typevisor run` drives it directly (`run()`); in the daemon the machine runtime
+ * (machine-runtime.ts, run by a VM worker or process) drives it and adds snapshots, the agent and counters.
+ * No process.stdin/stdout here: console bytes are callbacks.
+ */
+import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { bootArgs, type VmConfig } from './config.js';
+import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
+import type { FirmwareImage } from '../machine/loaders/boot.js';
+import { createHart as createRealHart } from '../machine/hart-adapter.js';
+import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from './virtio-devices.js';
+
+export interface BootImages {
+  kernel?: Uint8Array;
+  initrd?: Uint8Array;
+  firmware: FirmwareImage;
+}
+
+export class ImageReadError extends Error {
+  constructor(what: string, path: string, cause: unknown) {
+    super(`cannot read ${what} '${path}': ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'ImageReadError';
+  }
+}
+
+async function readImage(what: string, path: string): Promise<Uint8Array> {
+  try {
+    const b = await readFile(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  } catch (err) {
+    throw new ImageReadError(what, path, err);
+  }
+}
+
+export async function loadBootImages(config: VmConfig): Promise<BootImages> {
+  const firmware: FirmwareImage =
+    config.firmware.kind === 'file'
+      ? { kind: 'external', bytes: await readImage('firmware', config.firmware.path) }
+      : { kind: config.firmware.kind };
+  return {
+    firmware,
+    kernel: config.kernel ? await readImage('kernel', config.kernel) : undefined,
+    initrd: config.initrd ? await readImage('initrd', config.initrd) : undefined,
+  };
+}
+
+/** The real RV64 hart. */
+export function defaultHartFactory(): HartFactory {
+  return createRealHart;
+}
+
+export interface MachineLoopEvents {
+  onConsoleOutput(bytes: Uint8Array): void;
+  /** A new board is built (at boot, for a restore, after every guest reboot), before it starts. */
+  onBoard?(machine: Machine, devices: AttachedVirtioDevices): void;
+  /** The guest reset itself: called with the old board, before the new one is built. */
+  onReboot?(previous: Machine): void;
+  /** The board after a guest reboot runs. */
+  onRebooted?(): void;
+  /** A guest reboot could not build the next board (an image gone, a disk that fails to open). */
+  onRebootFailed?(err: unknown): void;
+  /** The machine ended for good (poweroff, fail, fault, stopped) on its own: not after stop() or release(). */
+  onEnd?(exit: MachineExit): void;
+}
+
+export interface MachineLoopOptions {
+  /**
+   * The images read when the VM was created, for its first board only: boards after it (a guest reboot, a
+   * restore) read the files again, so an idle VM does not hold a copy of its kernel and initrd (~6 MiB).
+   */
+  images?: BootImages;
+  createHart?: HartFactory;
+  /** Devices beyond the config's plain ones (the agent's console, NIC links, live NIC limits). */
+  virtio?: AttachOptions;
+  /** Called when the run loop drops decoded pages (the daemon collects its garbage at once). */
+  onIdleTrim?: () => void;
+}
+
+export class MachineLoop {
+  /** The current board (undefined before the first build and after release()). */
+  machine: Machine | undefined;
+  devices: AttachedVirtioDevices | undefined;
+  /** Harts every later boot brings up: the config's, then live hot-plug (kept across guest reboots). */
+  vcpusOnline: number | undefined;
+  private stopped = false;
+  private images: BootImages | undefined;
+
+  constructor(
+    private readonly config: VmConfig,
+    private readonly events: MachineLoopEvents,
+    private readonly options: MachineLoopOptions = {},
+  ) {
+    this.images = options.images;
+    this.vcpusOnline = config.vcpusOnline;
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  /** Builds a board with its virtio devices (not started) and makes it the current one. */
+  async build(forRestore = false): Promise<Machine> {
+    const images = this.images ?? (await loadBootImages(this.config));
+    this.images = undefined;
+    const machine = new Machine({
+      forRestore,
+      harts: this.config.cpus,
+      memoryBytes: this.config.memoryMiB * 1024 * 1024,
+      firmware: images.firmware,
+      kernel: images.kernel,
+      initrd: images.initrd,
+      bootargs: bootArgs(this.config.append, this.config.cpus, this.vcpusOnline),
+      deterministicTime: this.config.deterministicTime,
+      createHart: this.options.createHart ?? createRealHart,
+      onConsoleOutput: (b) => this.events.onConsoleOutput(b),
+      onIdleTrim: this.options.onIdleTrim,
+      rngSeed: new Uint8Array(randomBytes(32)),
+    });
+    // Same config object on every boot: attachVirtioDevices reuses the disks it already opened.
+    const devices = await attachVirtioDevices(machine, this.config, this.options.virtio);
+    this.machine = machine;
+    this.devices = devices;
+    this.events.onBoard?.(machine, devices);
+    return machine;
+  }
+
+  /** Builds the first board and starts it. */
+  async boot(): Promise<Machine> {
+    const machine = await this.build();
+    this.launch(machine);
+    return machine;
+  }
+
+  /** Starts a built board (ends it at once if stopped meanwhile) and follows it: a guest reboot builds the next. */
+  launch(machine: Machine): void {
+    void machine.exited.then((exit) => this.onExit(machine, exit));
+    if (this.stopped) machine.stop();
+    else machine.start();
+  }
+
+  /** Resolves with the final exit: boots and follows guest reboots until the machine ends or stop() is called. */
+  run(): Promise<MachineExit> {
+    return new Promise((resolve, reject) => {
+      const onEnd = this.events.onEnd;
+      this.events.onEnd = (exit) => {
+        onEnd?.(exit);
+        resolve(exit);
+      };
+      const onRebootFailed = this.events.onRebootFailed;
+      this.events.onRebootFailed = (err) => {
+        onRebootFailed?.(err);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      };
+      this.boot().catch(reject);
+    });
+  }
+
+  /** Lets go of the current board without ending the loop: its exit is not followed (a snapshot revert). */
+  release(): { machine: Machine | undefined; devices: AttachedVirtioDevices | undefined } {
+    const released = { machine: this.machine, devices: this.devices };
+    this.machine = undefined;
+    this.devices = undefined;
+    released.machine?.stop();
+    return released;
+  }
+
+  /** Ends the machine for good; no further board is built. Disks stay open (close `devices`). */
+  stop(): void {
+    this.stopped = true;
+    this.machine?.stop();
+  }
+
+  private onExit(machine: Machine, exit: MachineExit): void {
+    if (machine !== this.machine) return;
+    if (this.stopped) {
+      if (exit.kind === 'stopped') this.events.onEnd?.(exit);
+      return;
+    }
+    if (exit.kind !== 'reboot') {
+      this.events.onEnd?.(exit);
+      return;
+    }
+    this.events.onReboot?.(machine);
+    this.build().then(
+      (next) => {
+        this.launch(next);
+        if (!this.stopped) this.events.onRebooted?.();
+      },
+      (err: unknown) => this.events.onRebootFailed?.(err),
+    );
+  }
+}
