@@ -109,6 +109,20 @@ export interface SectorAudit {
   firstProblems: string[];
 }
 
+/** A record's place in the writer's order: (round, rec). */
+export const recordId = (round: number, rec: number) => round * 2 ** 32 + rec;
+
+/** For every sector of a disk of `total` sectors, the recordId of the newest flushed record covering it, or -1. */
+export function newestFlushed(seed: number, rounds: RoundLog[], total: number): Float64Array {
+  const expected = new Float64Array(total).fill(-1);
+  for (const r of rounds)
+    for (let rec = 1; rec <= r.flushed; rec++) {
+      const { lba, count } = recordLayout(seed, r.round, rec, total);
+      expected.fill(recordId(r.round, rec), lba, lba + count);
+    }
+  return expected;
+}
+
 /**
  * Checks every sector of `raw` (the overlay converted to raw) against the flushed records of `rounds` and
  * `backing`. A sector's expected record is the newest flushed record covering it; records are ordered by
@@ -116,13 +130,7 @@ export interface SectorAudit {
  */
 export function auditImage(raw: string, backing: string, seed: number, rounds: RoundLog[]): SectorAudit {
   const total = statSync(raw).size / SECTOR;
-  const id = (round: number, rec: number) => round * 2 ** 32 + rec;
-  const expected = new Float64Array(total).fill(-1);
-  for (const r of rounds)
-    for (let rec = 1; rec <= r.flushed; rec++) {
-      const { lba, count } = recordLayout(seed, r.round, rec, total);
-      expected.fill(id(r.round, rec), lba, lba + count);
-    }
+  const expected = newestFlushed(seed, rounds, total);
   const flushedMark = new Map(rounds.map((r) => [r.round, r.flushed]));
   const audit: SectorAudit = { flushedSectorsIntact: 0, lostSectors: 0, lostRecords: [], corruptSectors: 0, firstProblems: [] };
   const lost = new Set<number>();
@@ -150,8 +158,8 @@ export function auditImage(raw: string, backing: string, seed: number, rounds: R
             problem(`sector ${s}: holds round ${v.round} record ${v.rec} sector ${v.idx} written for LBA ${v.lba}`);
           } else if (want === -1) {
             /* an unflushed write that landed, or a flushed one since overwritten by unflushed data: both fine */
-          } else if (id(v.round, v.rec) === want) audit.flushedSectorsIntact++;
-          else if (id(v.round, v.rec) > want && v.rec > mark) audit.flushedSectorsIntact++;
+          } else if (recordId(v.round, v.rec) === want) audit.flushedSectorsIntact++;
+          else if (recordId(v.round, v.rec) > want && v.rec > mark) audit.flushedSectorsIntact++;
           else {
             audit.lostSectors++;
             lost.add(want);
@@ -265,17 +273,11 @@ export function buildWriter(dir: string): Buffer {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
- * Highest flushed record reported for `round` in the VM's console log (and its rotated predecessor). A line may
- * follow a shell prompt, and kernel messages may cut it: only lines whose check word matches count.
+ * The writer's lines for `round` in console text: whether it started, the highest record it reported flushed,
+ * and any error lines. A line may follow a shell prompt, and kernel messages may cut it: only lines whose check
+ * word matches count.
  */
-function reportedFlushed(vmDir: string, round: number): { started: boolean; flushed: number; errors: string[] } {
-  let text = '';
-  for (const f of ['console.log.1', 'console.log'])
-    try {
-      text += readFileSync(join(vmDir, f), 'latin1');
-    } catch {
-      /* not there (yet) */
-    }
+export function parseReports(text: string, round: number): { started: boolean; flushed: number; errors: string[] } {
   let flushed = 0;
   let started = false;
   const errors: string[] = [];
@@ -287,6 +289,18 @@ function reportedFlushed(vmDir: string, round: number): { started: boolean; flus
       flushed = Math.max(flushed, Number(m[2]));
   }
   return { started, flushed, errors };
+}
+
+/** parseReports over the VM's console log and its rotated predecessor. */
+function reportedFlushed(vmDir: string, round: number): { started: boolean; flushed: number; errors: string[] } {
+  let text = '';
+  for (const f of ['console.log.1', 'console.log'])
+    try {
+      text += readFileSync(join(vmDir, f), 'latin1');
+    } catch {
+      /* not there (yet) */
+    }
+  return parseReports(text, round);
 }
 
 export async function runKillCampaign(o: CampaignOptions): Promise<CampaignResult> {
