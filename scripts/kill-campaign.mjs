@@ -2,7 +2,8 @@
 // The kill -9 campaign (issue 17): `npm run kill-campaign -- [--kills N] [--seed S] [--disk-mib M] [--no-build]`
 // SIGKILLs a process-mode VM N times while the guest writes to a qcow2 overlay, then checks the overlay with
 // qemu-img and every flushed record after each kill (test/storage/kill-campaign.ts describes a round). Prints a
-// line per kill and a summary; exits 1 if any image was corrupt or any flushed write was lost.
+// line per kill and a summary; exits 1 if any image was corrupt, any flushed write was lost, or the final leak
+// repair (`typevisor disk check -r leaks`) did not leave a clean image with every flushed write.
 // docs/security.md records the last long campaign.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -44,4 +45,6 @@ const { runKillCampaign, summary } = await import(join(root, 'dist/test/storage/
 console.log(`kill campaign: ${kills} kills, seed ${seed} (--seed ${seed} replays the layout and delays)`);
 const result = await runKillCampaign({ kills, seed, diskMiB, maxDelayMs, log: (line) => console.log(line) });
 console.log(summary(result));
-process.exit(result.corruptImages === 0 && result.lostFlushedRecords === 0 ? 0 : 1);
+const repaired = result.afterRepair;
+const clean = repaired && repaired.check.status === 0 && repaired.audit.lostSectors + repaired.audit.corruptSectors === 0;
+process.exit(result.corruptImages === 0 && result.lostFlushedRecords === 0 && clean ? 0 : 1);

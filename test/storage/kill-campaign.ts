@@ -14,7 +14,8 @@
  * - `qemu-img convert` it to raw and check every sector: a sector last covered by a flushed record must hold
  *   that record or a later write of the writer; a sector no flushed record covers must hold a whole sector of a
  *   record the writer issued, or the backing file's data.
- * Damage would accumulate: no round repairs anything.
+ * Damage would accumulate: no round repairs anything. After the last kill our `disk check -r leaks` repairs
+ * the overlay; qemu-img must then find it clean, and the audit runs again.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -256,6 +257,8 @@ export interface CampaignResult {
   maxLeaks: number;
   flushedRecords: number;
   finalSectorsVerified: number;
+  /** After the last kill: our `disk check -r leaks` on the overlay, then qemu-img check and the audit again. */
+  afterRepair?: { check: ImageCheck; audit: SectorAudit };
   seconds: number;
 }
 
@@ -314,6 +317,7 @@ export async function runKillCampaign(o: CampaignOptions): Promise<CampaignResul
   let d: DaemonHandle | undefined;
   const rounds: RoundResult[] = [];
   const logs: RoundLog[] = [];
+  let afterRepair: CampaignResult['afterRepair'];
   try {
     d = await startDaemonProcess({ runtime: 'machine', vmMode: 'process' });
     const home = d.home;
@@ -433,6 +437,21 @@ export async function runKillCampaign(o: CampaignOptions): Promise<CampaignResul
           `(${(res.ms / 1000).toFixed(1)} s)`,
       );
     }
+    // Leaks are the designed worst case of a kill: our own repair must clear them without touching data.
+    const repair = spawnSync(process.execPath, cliArgs('disk', 'check', '-r', 'leaks', '-f', 'qcow2', overlay), {
+      encoding: 'utf8',
+    });
+    if (repair.status !== 0) throw new Error(`disk check -r leaks: exit ${repair.status}\n${repair.stdout}${repair.stderr}`);
+    const raw = join(work, 'image.raw');
+    const conv = spawnSync('qemu-img', ['convert', '-O', 'raw', overlay, raw], { encoding: 'utf8' });
+    if (conv.status !== 0) throw new Error(`after the repair: qemu-img convert: ${conv.stderr}`);
+    afterRepair = { check: qemuImgCheck(overlay), audit: auditImage(raw, g.rootfs, o.seed, logs) };
+    rmSync(raw);
+    log(
+      `after disk check -r leaks: qemu-img check exit ${afterRepair.check.status} corruptions ${afterRepair.check.corruptions} ` +
+        `leaks ${afterRepair.check.leaks}; ${afterRepair.audit.flushedSectorsIntact} flushed sectors intact, ` +
+        `${afterRepair.audit.lostSectors} lost, ${afterRepair.audit.corruptSectors} corrupt`,
+    );
   } finally {
     if (d) {
       await d.stop();
@@ -452,6 +471,7 @@ export async function runKillCampaign(o: CampaignOptions): Promise<CampaignResul
     maxLeaks: Math.max(0, ...rounds.map((r) => r.check.leaks)),
     flushedRecords: logs.reduce((n, r) => n + r.flushed, 0),
     finalSectorsVerified: last?.audit.flushedSectorsIntact ?? 0,
+    afterRepair,
     seconds: (performance.now() - t0) / 1000,
   };
 }
@@ -461,6 +481,10 @@ export function summary(r: CampaignResult): string {
     `${r.kills} kills (seed ${r.seed}) in ${Math.round(r.seconds)} s: ${r.corruptImages} corrupt images, ` +
     `${r.lostFlushedRecords} lost flushed records, ${r.corruptSectors} corrupt sectors; ${r.flushedRecords} flushed records ` +
     `checked, ${r.finalSectorsVerified} sectors of flushed data verified in the last image; leaked clusters ${r.leakedClusters} ` +
-    `at the end (max ${r.maxLeaks})`
+    `at the end (max ${r.maxLeaks})` +
+    (r.afterRepair
+      ? `; after disk check -r leaks: qemu-img check exit ${r.afterRepair.check.status}, leaks ${r.afterRepair.check.leaks}, ` +
+        `${r.afterRepair.audit.lostSectors + r.afterRepair.audit.corruptSectors} bad sectors`
+      : '')
   );
 }
