@@ -40,12 +40,16 @@
 import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
 import { FP_OPS } from './fpu/index.js';
-import { FpState, FP_MNEMONICS, type FpExec } from './fpu/state.js';
+import { FP_MNEMONICS, type FpExec } from './fpu/state.js';
 import { decode } from './decode.js';
 import * as C from './csr.js';
 import * as I64 from './int64.js';
 import type { HartArchState } from './hart-state.js';
-import { BlockJit, PageBlocks, jitFromEnv, type BlockFn, type JitOptions, type JitStats } from './jit/index.js';
+import { PageBlocks, type BlockFn } from './jit/index.js';
+import * as K from './hart/constants.js';
+import { HartState, type HartOptions } from './hart/state.js';
+
+export type { HartOptions } from './hart/state.js';
 
 export * from './csr.js';
 
@@ -56,7 +60,6 @@ const {
   CAUSE_BREAKPOINT,
   CAUSE_FETCH_ACCESS,
   CAUSE_FETCH_PAGE_FAULT,
-  CAUSE_ILLEGAL_INSTRUCTION,
   CAUSE_LOAD_ACCESS,
   CAUSE_LOAD_PAGE_FAULT,
   CAUSE_MACHINE_ECALL,
@@ -149,14 +152,31 @@ const {
   SATP_MODE_SV39,
   SATP_MODE_SV48,
 } = C;
-
-export interface HartOptions {
-  hartId: number;
-  /** mtime in ticks (10 MHz); read by the time CSR and for Sstc. */
-  readTime: () => number;
-  /** Block translation (default: from TYPEVISOR_JIT, off when unset); false runs the interpreter alone. */
-  jit?: JitOptions | false;
-}
+const {
+  SINK,
+  PAGE_SLOTS,
+  TLB_SIZE,
+  TLB_MASK,
+  FLUSH_PAGES_MAX,
+  DECODE_CACHE_LIMIT,
+  DECODED_PAGE_BYTES,
+  ACC_FETCH,
+  ACC_LOAD,
+  ACC_STORE,
+  TWO32,
+  TWO56,
+  TRAP,
+  S_MSCRATCH,
+  S_MEPC,
+  S_MCAUSE,
+  S_MTVAL,
+  S_MTVEC,
+  S_SSCRATCH,
+  S_SEPC,
+  S_SCAUSE,
+  S_STVAL,
+  S_STVEC,
+} = K;
 
 /** Executed operations. Compressed instructions decode to the base operation they expand to. */
 export const enum Op {
@@ -456,25 +476,6 @@ export const RD_SHIFT = 8;
 export const RS1_SHIFT = 15;
 export const RS2_SHIFT = 22;
 export const STEP_SHIFT = 29;
-const SINK = 64;
-
-const PAGE_SLOTS = 2048;
-const TLB_BITS = 11;
-const TLB_SIZE = 1 << TLB_BITS;
-const TLB_MASK = TLB_SIZE - 1;
-/** Larger remote sfence.vma ranges flush the whole TLB rather than page by page. */
-const FLUSH_PAGES_MAX = 64;
-/** Flushes everything once the decode cache holds this many pages (16 KiB each). */
-const DECODE_CACHE_LIMIT = 2048;
-/** DecodedPage's typed arrays: code ((PAGE_SLOTS + 2) × 2 int32) and snap (PAGE_SLOTS uint16). */
-const DECODED_PAGE_BYTES = (PAGE_SLOTS + 2) * 2 * 4 + PAGE_SLOTS * 2;
-
-const ACC_FETCH = 0;
-const ACC_LOAD = 1;
-const ACC_STORE = 2;
-
-const TWO32 = 4294967296;
-const TWO56 = 2 ** 56;
 
 /** Distinct do-nothing blocks (they return the budget) that make the block call site megamorphic. */
 const WARM_BLOCKS: BlockFn[] = [0, 1, 2, 3, 4, 5, 6, 7].map(
@@ -493,10 +494,8 @@ const WARM_BLOCKS: BlockFn[] = [0, 1, 2, 3, 4, 5, 6, 7].map(
 );
 let blockCallSiteWarmed = false;
 
-/** Thrown (never allocated per trap) to unwind from a faulting instruction to the run loop. */
-const TRAP = { trap: true };
-
-class DecodedPage {
+/** One guest page of decoded instructions, owned by the decode cache and pointed at by the fetch TLB. */
+export class DecodedPage {
   /** Two words per halfword slot, plus the PAGE_END sentinel slot. */
   readonly code = new Int32Array((PAGE_SLOTS + 2) * 2);
   /** The page's memory, and a copy of the halfwords the decoded slots came from (checked after fence.i). */
@@ -545,156 +544,9 @@ function pmpRangeNapot(lo: number, hi: number): [number, number] {
   return [base, base + size];
 }
 
-export class Hart {
-  readonly hartId: number;
-  /** Integer registers as int32 halves (see the header); 66 entries, the last two are the x0 write sink. */
-  readonly x = new Int32Array(66);
-  readonly fp = new FpState();
-  private pcValue = 0;
-  private privLevel = PRV_M;
-  /** Current privilege: 0 U, 1 S, 3 M. Setting it (e.g. a firmware entering S-mode) updates the translation context. */
-  get priv(): number {
-    return this.privLevel;
-  }
-  set priv(p: number) {
-    this.privLevel = p;
-    this.updateContext();
-    this.updateIrq();
-  }
-  /** True after WFI until an enabled interrupt becomes pending (mip & mie != 0). */
-  waiting = false;
-  /** Instructions retired since construction. */
-  instret = 0;
-  /** Called on ECALL from S-mode before trapping; returning true retires the ecall (pc += 4). */
-  ecallHandler?: (hart: Hart) => boolean;
-  /** Debug hook: called for every trap taken (interrupt = cause has bit 63 set). */
-  onTrap?: (hart: Hart, cause: number, interrupt: boolean, tval: number, epc: number) => void;
-
-  // ---- CSR state. 64-bit data CSRs are kept as int32 halves. ----
-  mstatus = 0; // low word; the high word is constant UXL/SXL plus SD (derived from FS)
-  medeleg = 0;
-  mideleg = 0;
-  mie = 0;
-  /** Software-writable mip bits (SSIP, STIP when Sstc is off, SEIP). */
-  mipSw = 0;
-  /** Hardware-driven mip bits (MSIP, MTIP, MEIP, SEIP from the PLIC, STIP from Sstc). */
-  mipHw = 0;
-  mcounteren = 0;
-  scounteren = 0;
-  menvcfgLo = 0;
-  menvcfgHi = 0;
-  senvcfg = 0;
-  mcountinhibit = 0;
-  private readonly csr64 = new Int32Array(2 * 16);
-  satpLo = 0;
-  satpHi = 0;
-  private stimecmpLo = -1;
-  private stimecmpHi = -1;
-  private cycleOffset = 0;
-  private instretOffset = 0;
-  readonly pmpcfg = new Uint8Array(16);
-  readonly pmpaddrLo = new Int32Array(16);
-  readonly pmpaddrHi = new Int32Array(16);
-  private readonly pmpLo = new Float64Array(16);
-  private readonly pmpHi = new Float64Array(16);
-  private pmpActive = false;
-
-  // ---- translation state ----
-  private satpMode = 0;
-  private rootPpn = 0;
-  private fetchCtx = 0;
-  private dataCtx = 0;
-  private dataPriv = PRV_M;
-  private readonly fetchTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly fetchPage: (DecodedPage | null)[] = new Array<DecodedPage | null>(TLB_SIZE).fill(null);
-  private readonly loadTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly loadView: DataView[];
-  /** What an empty load/store entry views (never read: its tag never matches). */
-  private readonly noView = new DataView(new ArrayBuffer(8));
-  private readonly loadOff = new Int32Array(TLB_SIZE);
-  private readonly storeTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly storeView: DataView[];
-  private readonly storeOff = new Int32Array(TLB_SIZE);
-  /** RAM page number (from ramBase) behind each load/store entry, so a remapped chunk drops only its own. */
-  private readonly loadPpn = new Int32Array(TLB_SIZE).fill(-1);
-  private readonly storePpn = new Int32Array(TLB_SIZE).fill(-1);
-  private decodeCache = new Map<number, DecodedPage>();
-  /** One byte per RAM page: 1 when the page has a decoded-code entry (stores to it go the slow way). */
-  private readonly codePages: Uint8Array;
-  private readonly scratch = new DecodedPage(-1, null, 0, 0);
-  /** Bumped by fence.i: decoded pages from an older epoch are re-validated against memory before use. */
-  private codeEpoch = 0;
-  /**
-   * TLB generation of the current address space, folded into every tag. Each satp value in use gets its own
-   * generation, so switching back to an address space finds its entries again (ASID-tagged, as the spec
-   * allows: a satp write flushes nothing); fences retire generations instead of clearing the tables.
-   */
-  private tlbGen = 0;
-  /** Highest generation handed out since the tables were last cleared (8 bits fit in the tag's context). */
-  private lastGen = 0;
-  /** The satp value each live generation belongs to; satp hi -1 (mode 15, never accepted) marks a retired one. */
-  private readonly genSatpLo = new Int32Array(256);
-  private readonly genSatpHi = new Int32Array(256).fill(-1);
-  /**
-   * Virtual range covered by superpage translations since the last full flush. TLB entries hold 4 KiB slices,
-   * so a one-page sfence.vma inside this range flushes everything (as QEMU's large-page range does).
-   */
-  private superLo = Infinity;
-  private superHi = -Infinity;
-  private readonly chunkMask: number;
-
-  // ---- run-loop state ----
-  private irqPending = false;
-  private exitRequested = false;
-  private trapCause = 0;
-  private trapTval = 0;
-  private resValid = false;
-  private resAddr = 0;
-  /** Result pair for slow loads and CSR reads. */
-  private valLo = 0;
-  private valHi = 0;
-  /** Set by MMIO accesses so the run loop re-checks exit requests and interrupts right after them. */
-  private mmioTouched = false;
-  /** Instructions retired in the current run() before the instruction in execSlow. */
-  private retiredInRun = 0;
-  /** Block translator, or null when the interpreter runs alone. */
-  private readonly jit: BlockJit | null;
-  /** Set by translated code before anything that can trap: the pc and the run()-relative count retired before it. */
-  private jitPc = 0;
-  private jitN = 0;
-  private readonly jitSlotReader = (slot: number): { w: number; imm: number } => {
-    const page = this.currentPage!;
-    if ((page.code[slot * 2]! & 0xff) === Op.DECODE) this.decodeSlot(page, slot);
-    this.slotWords.w = page.code[slot * 2]!;
-    this.slotWords.imm = page.code[slot * 2 + 1]!;
-    return this.slotWords;
-  };
-  private readonly slotWords = { w: 0, imm: 0 };
-
-  constructor(
-    readonly bus: Bus,
-    private readonly opts: HartOptions,
-  ) {
-    this.hartId = opts.hartId;
-    this.loadView = new Array<DataView>(TLB_SIZE).fill(this.noView);
-    this.storeView = new Array<DataView>(TLB_SIZE).fill(this.noView);
-    this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
-    this.chunkMask = 2 ** bus.chunkShift - 1;
-    const jitOptions = opts.jit === undefined ? jitFromEnv() : opts.jit || null;
-    this.jit = jitOptions
-      ? new BlockJit(
-          {
-            loadTag: this.loadTag,
-            loadView: this.loadView,
-            loadOff: this.loadOff,
-            storeTag: this.storeTag,
-            storeView: this.storeView,
-            storeOff: this.storeOff,
-            codePages: this.codePages,
-          },
-          jitOptions,
-        )
-      : null;
+export class Hart extends HartState {
+  constructor(bus: Bus, opts: HartOptions) {
+    super(bus, opts);
     if (this.jit !== null && !blockCallSiteWarmed) {
       // Make runBlocks' call site megamorphic before real blocks reach it: V8 then never inlines a block
       // into it (or it into run()), so a new block target does not deoptimize and recompile the run loop.
@@ -705,6 +557,25 @@ export class Hart {
     bus.onRamRemap((chunkIndex) => this.chunkRemapped(chunkIndex));
     this.reset(bus.ramBase);
   }
+
+  /** Current privilege: 0 U, 1 S, 3 M. Setting it (e.g. a firmware entering S-mode) updates the translation context. */
+  get priv(): number {
+    return this.privLevel;
+  }
+  set priv(p: number) {
+    this.privLevel = p;
+    this.updateContext();
+    this.updateIrq();
+  }
+  private readonly scratch = new DecodedPage(-1, null, 0, 0);
+  private readonly jitSlotReader = (slot: number): { w: number; imm: number } => {
+    const page = this.currentPage!;
+    if ((page.code[slot * 2]! & 0xff) === Op.DECODE) this.decodeSlot(page, slot);
+    this.slotWords.w = page.code[slot * 2]!;
+    this.slotWords.imm = page.code[slot * 2 + 1]!;
+    return this.slotWords;
+  };
+  private readonly slotWords = { w: 0, imm: 0 };
 
   /** Resets to M-mode at `pc` with architectural reset values. */
   reset(pc: number): void {
@@ -831,55 +702,12 @@ export class Hart {
     this.updateIrq();
   }
 
-  get pc(): number {
-    return this.pcValue;
-  }
-  set pc(v: number) {
-    this.pcValue = v;
-  }
-
-  // ---- register helpers ----
-  getX(i: number): number {
-    return this.x[2 * i + 1]! * TWO32 + (this.x[2 * i]! >>> 0);
-  }
-  getXLo(i: number): number {
-    return this.x[2 * i]!;
-  }
-  getXHi(i: number): number {
-    return this.x[2 * i + 1]!;
-  }
-  /** The register as 16 hex digits (two's complement), exact for every value. */
-  getXHex(i: number): string {
-    return (this.x[2 * i + 1]! >>> 0).toString(16).padStart(8, '0') + (this.x[2 * i]! >>> 0).toString(16).padStart(8, '0');
-  }
-  /** Sets register i from a safe integer (negative values are two's complement). */
-  setX(i: number, value: number): void {
-    if (i === 0) return;
-    this.x[2 * i] = value | 0;
-    this.x[2 * i + 1] = Math.floor(value / TWO32) | 0;
-  }
-  setXHalves(i: number, lo: number, hi: number): void {
-    if (i === 0) return;
-    this.x[2 * i] = lo;
-    this.x[2 * i + 1] = hi;
-  }
-
   /** Drives a hardware interrupt line into mip (MSIP, MTIP, SEIP, MEIP). */
   setPending(mipBit: number, level: boolean): void {
     const mask = 1 << mipBit;
     if (level) this.mipHw |= mask;
     else this.mipHw &= ~mask;
     this.updateIrq();
-  }
-
-  /** Blocks translated so far and the instructions in them, or null when the JIT is off. */
-  get jitStats(): JitStats | null {
-    return this.jit ? { ...this.jit.stats } : null;
-  }
-
-  /** Makes run() return at the next block boundary. */
-  requestExit(): void {
-    this.exitRequested = true;
   }
 
   /** Sstc deadline as an unsigned number (2^64-1 when disabled reads as 1.8e19). */
@@ -1577,11 +1405,6 @@ export class Hart {
     }
   }
 
-  /** Instructions retired so far, including the current run() slice (for the counter CSRs). */
-  private retiredNow(): number {
-    return this.instret + this.retiredInRun;
-  }
-
   private currentPage: DecodedPage | null = null;
 
   /** Looks up (or builds) the decoded page for `pc` through the fetch TLB. Throws TRAP on a fetch fault. */
@@ -1661,17 +1484,6 @@ export class Hart {
     return s;
   }
 
-  // ---- traps ----
-  private raise(cause: number, tval: number): never {
-    this.trapCause = cause;
-    this.trapTval = tval;
-    throw TRAP;
-  }
-
-  private illegal(insnBits: number): never {
-    this.raise(CAUSE_ILLEGAL_INSTRUCTION, insnBits >>> 0);
-  }
-
   /** Enters the trap handler for an exception (or interrupt) raised at `epc`. */
   takeTrap(cause: number, interrupt: boolean, tval: number, epc: number): void {
     const from = this.privLevel;
@@ -1708,19 +1520,6 @@ export class Hart {
     const lo = this.csr64[slot * 2]!;
     const base = this.get64(slot) - (lo & 3);
     return interrupt && (lo & 3) === 1 ? base + 4 * cause : base;
-  }
-
-  // ---- 64-bit CSR storage ----
-  private get64(slot: number): number {
-    return this.csr64[slot * 2 + 1]! * TWO32 + (this.csr64[slot * 2]! >>> 0);
-  }
-  private set64(slot: number, lo: number, hi: number): void {
-    this.csr64[slot * 2] = lo;
-    this.csr64[slot * 2 + 1] = hi;
-  }
-  private setNum(slot: number, v: number): void {
-    this.csr64[slot * 2] = v | 0;
-    this.csr64[slot * 2 + 1] = Math.floor(v / TWO32) | 0;
   }
 
   // ---- translation context and MMU ----
@@ -2820,18 +2619,6 @@ const SSTATUS_MASK =
 const SSTATUS_WMASK = MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_SUM | MSTATUS_MXR;
 const MSTATUS_WMASK =
   SSTATUS_WMASK | MSTATUS_MIE | MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MPRV | MSTATUS_TVM | MSTATUS_TW | MSTATUS_TSR;
-
-// Slots in csr64 for CSRs holding full 64-bit data.
-const S_MSCRATCH = 0;
-const S_MEPC = 1;
-const S_MCAUSE = 2;
-const S_MTVAL = 3;
-const S_MTVEC = 4;
-const S_SSCRATCH = 5;
-const S_SEPC = 6;
-const S_SCAUSE = 7;
-const S_STVAL = 8;
-const S_STVEC = 9;
 
 /**
  * For the interpreter at a taken in-page branch with the JIT on: true while the target stays cold (counting
