@@ -40,12 +40,17 @@
 import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
 import { FP_OPS } from './fpu/index.js';
-import { FpState, FP_MNEMONICS, type FpExec } from './fpu/state.js';
+import { FP_MNEMONICS, type FpExec } from './fpu/state.js';
 import { decode } from './decode.js';
 import * as C from './csr.js';
 import * as I64 from './int64.js';
 import type { HartArchState } from './hart-state.js';
-import { BlockJit, PageBlocks, jitFromEnv, type BlockFn, type JitOptions, type JitStats } from './jit/index.js';
+import { PageBlocks, type BlockFn } from './jit/index.js';
+import * as K from './hart/constants.js';
+import { type HartOptions } from './hart/state.js';
+import { HartMemory } from './hart/memory.js';
+
+export type { HartOptions } from './hart/state.js';
 
 export * from './csr.js';
 
@@ -55,15 +60,9 @@ const { r: r64, mul64, mulhu64, mulh64, mulhsu64, div64, divu64, clz32x2, ctz32,
 const {
   CAUSE_BREAKPOINT,
   CAUSE_FETCH_ACCESS,
-  CAUSE_FETCH_PAGE_FAULT,
-  CAUSE_ILLEGAL_INSTRUCTION,
   CAUSE_LOAD_ACCESS,
-  CAUSE_LOAD_PAGE_FAULT,
   CAUSE_MACHINE_ECALL,
-  CAUSE_MISALIGNED_LOAD,
-  CAUSE_MISALIGNED_STORE,
   CAUSE_STORE_ACCESS,
-  CAUSE_STORE_PAGE_FAULT,
   CAUSE_SUPERVISOR_ECALL,
   CAUSE_USER_ECALL,
   CSR_CYCLE,
@@ -146,17 +145,26 @@ const {
   PRV_S,
   PRV_U,
   SATP_MODE_BARE,
-  SATP_MODE_SV39,
-  SATP_MODE_SV48,
 } = C;
-
-export interface HartOptions {
-  hartId: number;
-  /** mtime in ticks (10 MHz); read by the time CSR and for Sstc. */
-  readTime: () => number;
-  /** Block translation (default: from TYPEVISOR_JIT, off when unset); false runs the interpreter alone. */
-  jit?: JitOptions | false;
-}
+const {
+  SINK,
+  PAGE_SLOTS,
+  TLB_MASK,
+  DECODE_CACHE_LIMIT,
+  ACC_FETCH,
+  TWO32,
+  TRAP,
+  S_MSCRATCH,
+  S_MEPC,
+  S_MCAUSE,
+  S_MTVAL,
+  S_MTVEC,
+  S_SSCRATCH,
+  S_SEPC,
+  S_SCAUSE,
+  S_STVAL,
+  S_STVEC,
+} = K;
 
 /** Executed operations. Compressed instructions decode to the base operation they expand to. */
 export const enum Op {
@@ -456,25 +464,6 @@ export const RD_SHIFT = 8;
 export const RS1_SHIFT = 15;
 export const RS2_SHIFT = 22;
 export const STEP_SHIFT = 29;
-const SINK = 64;
-
-const PAGE_SLOTS = 2048;
-const TLB_BITS = 11;
-const TLB_SIZE = 1 << TLB_BITS;
-const TLB_MASK = TLB_SIZE - 1;
-/** Larger remote sfence.vma ranges flush the whole TLB rather than page by page. */
-const FLUSH_PAGES_MAX = 64;
-/** Flushes everything once the decode cache holds this many pages (16 KiB each). */
-const DECODE_CACHE_LIMIT = 2048;
-/** DecodedPage's typed arrays: code ((PAGE_SLOTS + 2) × 2 int32) and snap (PAGE_SLOTS uint16). */
-const DECODED_PAGE_BYTES = (PAGE_SLOTS + 2) * 2 * 4 + PAGE_SLOTS * 2;
-
-const ACC_FETCH = 0;
-const ACC_LOAD = 1;
-const ACC_STORE = 2;
-
-const TWO32 = 4294967296;
-const TWO56 = 2 ** 56;
 
 /** Distinct do-nothing blocks (they return the budget) that make the block call site megamorphic. */
 const WARM_BLOCKS: BlockFn[] = [0, 1, 2, 3, 4, 5, 6, 7].map(
@@ -493,10 +482,8 @@ const WARM_BLOCKS: BlockFn[] = [0, 1, 2, 3, 4, 5, 6, 7].map(
 );
 let blockCallSiteWarmed = false;
 
-/** Thrown (never allocated per trap) to unwind from a faulting instruction to the run loop. */
-const TRAP = { trap: true };
-
-class DecodedPage {
+/** One guest page of decoded instructions, owned by the decode cache and pointed at by the fetch TLB. */
+export class DecodedPage {
   /** Two words per halfword slot, plus the PAGE_END sentinel slot. */
   readonly code = new Int32Array((PAGE_SLOTS + 2) * 2);
   /** The page's memory, and a copy of the halfwords the decoded slots came from (checked after fence.i). */
@@ -524,177 +511,9 @@ class DecodedPage {
   }
 }
 
-function pmpRangeNapot(lo: number, hi: number): [number, number] {
-  // pmpaddr holds address bits 55:2; trailing ones give the size.
-  let ones = 0;
-  let v = lo >>> 0;
-  while (ones < 32 && v & 1) {
-    ones++;
-    v >>>= 1;
-  }
-  if (ones === 32) {
-    let h = hi & 0x3fffff;
-    while (ones < 54 && h & 1) {
-      ones++;
-      h >>>= 1;
-    }
-  }
-  const value = (hi & 0x3fffff) * TWO32 + (lo >>> 0);
-  const size = 2 ** (ones + 3);
-  const base = Math.floor(value / 2 ** (ones + 1)) * 2 ** (ones + 1) * 4;
-  return [base, base + size];
-}
-
-export class Hart {
-  readonly hartId: number;
-  /** Integer registers as int32 halves (see the header); 66 entries, the last two are the x0 write sink. */
-  readonly x = new Int32Array(66);
-  readonly fp = new FpState();
-  private pcValue = 0;
-  private privLevel = PRV_M;
-  /** Current privilege: 0 U, 1 S, 3 M. Setting it (e.g. a firmware entering S-mode) updates the translation context. */
-  get priv(): number {
-    return this.privLevel;
-  }
-  set priv(p: number) {
-    this.privLevel = p;
-    this.updateContext();
-    this.updateIrq();
-  }
-  /** True after WFI until an enabled interrupt becomes pending (mip & mie != 0). */
-  waiting = false;
-  /** Instructions retired since construction. */
-  instret = 0;
-  /** Called on ECALL from S-mode before trapping; returning true retires the ecall (pc += 4). */
-  ecallHandler?: (hart: Hart) => boolean;
-  /** Debug hook: called for every trap taken (interrupt = cause has bit 63 set). */
-  onTrap?: (hart: Hart, cause: number, interrupt: boolean, tval: number, epc: number) => void;
-
-  // ---- CSR state. 64-bit data CSRs are kept as int32 halves. ----
-  mstatus = 0; // low word; the high word is constant UXL/SXL plus SD (derived from FS)
-  medeleg = 0;
-  mideleg = 0;
-  mie = 0;
-  /** Software-writable mip bits (SSIP, STIP when Sstc is off, SEIP). */
-  mipSw = 0;
-  /** Hardware-driven mip bits (MSIP, MTIP, MEIP, SEIP from the PLIC, STIP from Sstc). */
-  mipHw = 0;
-  mcounteren = 0;
-  scounteren = 0;
-  menvcfgLo = 0;
-  menvcfgHi = 0;
-  senvcfg = 0;
-  mcountinhibit = 0;
-  private readonly csr64 = new Int32Array(2 * 16);
-  satpLo = 0;
-  satpHi = 0;
-  private stimecmpLo = -1;
-  private stimecmpHi = -1;
-  private cycleOffset = 0;
-  private instretOffset = 0;
-  readonly pmpcfg = new Uint8Array(16);
-  readonly pmpaddrLo = new Int32Array(16);
-  readonly pmpaddrHi = new Int32Array(16);
-  private readonly pmpLo = new Float64Array(16);
-  private readonly pmpHi = new Float64Array(16);
-  private pmpActive = false;
-
-  // ---- translation state ----
-  private satpMode = 0;
-  private rootPpn = 0;
-  private fetchCtx = 0;
-  private dataCtx = 0;
-  private dataPriv = PRV_M;
-  private readonly fetchTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly fetchPage: (DecodedPage | null)[] = new Array<DecodedPage | null>(TLB_SIZE).fill(null);
-  private readonly loadTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly loadView: DataView[];
-  /** What an empty load/store entry views (never read: its tag never matches). */
-  private readonly noView = new DataView(new ArrayBuffer(8));
-  private readonly loadOff = new Int32Array(TLB_SIZE);
-  private readonly storeTag = new Float64Array(TLB_SIZE).fill(NaN);
-  private readonly storeView: DataView[];
-  private readonly storeOff = new Int32Array(TLB_SIZE);
-  /** RAM page number (from ramBase) behind each load/store entry, so a remapped chunk drops only its own. */
-  private readonly loadPpn = new Int32Array(TLB_SIZE).fill(-1);
-  private readonly storePpn = new Int32Array(TLB_SIZE).fill(-1);
-  private decodeCache = new Map<number, DecodedPage>();
-  /** One byte per RAM page: 1 when the page has a decoded-code entry (stores to it go the slow way). */
-  private readonly codePages: Uint8Array;
-  private readonly scratch = new DecodedPage(-1, null, 0, 0);
-  /** Bumped by fence.i: decoded pages from an older epoch are re-validated against memory before use. */
-  private codeEpoch = 0;
-  /**
-   * TLB generation of the current address space, folded into every tag. Each satp value in use gets its own
-   * generation, so switching back to an address space finds its entries again (ASID-tagged, as the spec
-   * allows: a satp write flushes nothing); fences retire generations instead of clearing the tables.
-   */
-  private tlbGen = 0;
-  /** Highest generation handed out since the tables were last cleared (8 bits fit in the tag's context). */
-  private lastGen = 0;
-  /** The satp value each live generation belongs to; satp hi -1 (mode 15, never accepted) marks a retired one. */
-  private readonly genSatpLo = new Int32Array(256);
-  private readonly genSatpHi = new Int32Array(256).fill(-1);
-  /**
-   * Virtual range covered by superpage translations since the last full flush. TLB entries hold 4 KiB slices,
-   * so a one-page sfence.vma inside this range flushes everything (as QEMU's large-page range does).
-   */
-  private superLo = Infinity;
-  private superHi = -Infinity;
-  private readonly chunkMask: number;
-
-  // ---- run-loop state ----
-  private irqPending = false;
-  private exitRequested = false;
-  private trapCause = 0;
-  private trapTval = 0;
-  private resValid = false;
-  private resAddr = 0;
-  /** Result pair for slow loads and CSR reads. */
-  private valLo = 0;
-  private valHi = 0;
-  /** Set by MMIO accesses so the run loop re-checks exit requests and interrupts right after them. */
-  private mmioTouched = false;
-  /** Instructions retired in the current run() before the instruction in execSlow. */
-  private retiredInRun = 0;
-  /** Block translator, or null when the interpreter runs alone. */
-  private readonly jit: BlockJit | null;
-  /** Set by translated code before anything that can trap: the pc and the run()-relative count retired before it. */
-  private jitPc = 0;
-  private jitN = 0;
-  private readonly jitSlotReader = (slot: number): { w: number; imm: number } => {
-    const page = this.currentPage!;
-    if ((page.code[slot * 2]! & 0xff) === Op.DECODE) this.decodeSlot(page, slot);
-    this.slotWords.w = page.code[slot * 2]!;
-    this.slotWords.imm = page.code[slot * 2 + 1]!;
-    return this.slotWords;
-  };
-  private readonly slotWords = { w: 0, imm: 0 };
-
-  constructor(
-    readonly bus: Bus,
-    private readonly opts: HartOptions,
-  ) {
-    this.hartId = opts.hartId;
-    this.loadView = new Array<DataView>(TLB_SIZE).fill(this.noView);
-    this.storeView = new Array<DataView>(TLB_SIZE).fill(this.noView);
-    this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
-    this.chunkMask = 2 ** bus.chunkShift - 1;
-    const jitOptions = opts.jit === undefined ? jitFromEnv() : opts.jit || null;
-    this.jit = jitOptions
-      ? new BlockJit(
-          {
-            loadTag: this.loadTag,
-            loadView: this.loadView,
-            loadOff: this.loadOff,
-            storeTag: this.storeTag,
-            storeView: this.storeView,
-            storeOff: this.storeOff,
-            codePages: this.codePages,
-          },
-          jitOptions,
-        )
-      : null;
+export class Hart extends HartMemory {
+  constructor(bus: Bus, opts: HartOptions) {
+    super(bus, opts);
     if (this.jit !== null && !blockCallSiteWarmed) {
       // Make runBlocks' call site megamorphic before real blocks reach it: V8 then never inlines a block
       // into it (or it into run()), so a new block target does not deoptimize and recompile the run loop.
@@ -705,6 +524,25 @@ export class Hart {
     bus.onRamRemap((chunkIndex) => this.chunkRemapped(chunkIndex));
     this.reset(bus.ramBase);
   }
+
+  /** Current privilege: 0 U, 1 S, 3 M. Setting it (e.g. a firmware entering S-mode) updates the translation context. */
+  get priv(): number {
+    return this.privLevel;
+  }
+  set priv(p: number) {
+    this.privLevel = p;
+    this.updateContext();
+    this.updateIrq();
+  }
+  private readonly scratch = new DecodedPage(-1, null, 0, 0);
+  private readonly jitSlotReader = (slot: number): { w: number; imm: number } => {
+    const page = this.currentPage!;
+    if ((page.code[slot * 2]! & 0xff) === Op.DECODE) this.decodeSlot(page, slot);
+    this.slotWords.w = page.code[slot * 2]!;
+    this.slotWords.imm = page.code[slot * 2 + 1]!;
+    return this.slotWords;
+  };
+  private readonly slotWords = { w: 0, imm: 0 };
 
   /** Resets to M-mode at `pc` with architectural reset values. */
   reset(pc: number): void {
@@ -831,55 +669,12 @@ export class Hart {
     this.updateIrq();
   }
 
-  get pc(): number {
-    return this.pcValue;
-  }
-  set pc(v: number) {
-    this.pcValue = v;
-  }
-
-  // ---- register helpers ----
-  getX(i: number): number {
-    return this.x[2 * i + 1]! * TWO32 + (this.x[2 * i]! >>> 0);
-  }
-  getXLo(i: number): number {
-    return this.x[2 * i]!;
-  }
-  getXHi(i: number): number {
-    return this.x[2 * i + 1]!;
-  }
-  /** The register as 16 hex digits (two's complement), exact for every value. */
-  getXHex(i: number): string {
-    return (this.x[2 * i + 1]! >>> 0).toString(16).padStart(8, '0') + (this.x[2 * i]! >>> 0).toString(16).padStart(8, '0');
-  }
-  /** Sets register i from a safe integer (negative values are two's complement). */
-  setX(i: number, value: number): void {
-    if (i === 0) return;
-    this.x[2 * i] = value | 0;
-    this.x[2 * i + 1] = Math.floor(value / TWO32) | 0;
-  }
-  setXHalves(i: number, lo: number, hi: number): void {
-    if (i === 0) return;
-    this.x[2 * i] = lo;
-    this.x[2 * i + 1] = hi;
-  }
-
   /** Drives a hardware interrupt line into mip (MSIP, MTIP, SEIP, MEIP). */
   setPending(mipBit: number, level: boolean): void {
     const mask = 1 << mipBit;
     if (level) this.mipHw |= mask;
     else this.mipHw &= ~mask;
     this.updateIrq();
-  }
-
-  /** Blocks translated so far and the instructions in them, or null when the JIT is off. */
-  get jitStats(): JitStats | null {
-    return this.jit ? { ...this.jit.stats } : null;
-  }
-
-  /** Makes run() return at the next block boundary. */
-  requestExit(): void {
-    this.exitRequested = true;
   }
 
   /** Sstc deadline as an unsigned number (2^64-1 when disabled reads as 1.8e19). */
@@ -895,71 +690,6 @@ export class Hart {
     return this.mipHw | this.mipSw;
   }
 
-  /** sfence.vma x0, x0 semantics: forget every translation of every address space. */
-  flushTlb(): void {
-    this.genSatpHi.fill(-1);
-    this.superLo = Infinity;
-    this.superHi = -Infinity;
-    this.useNewGen();
-  }
-  /** sfence.vma x0, asid semantics: forget the translations of one address space (-1: of every one). */
-  private flushTlbAsid(asid: number): void {
-    if (asid < 0) {
-      this.flushTlb();
-      return;
-    }
-    for (let g = 0; g <= this.lastGen; g++) {
-      const hi = this.genSatpHi[g]!;
-      if (hi !== -1 && ((hi >>> 12) & 0xffff) === asid) this.genSatpHi[g] = -1;
-    }
-    if (this.genSatpHi[this.tlbGen] === -1) this.useNewGen();
-  }
-  /** sfence.vma va, asid semantics (`asid` -1: every address space). `va` is signed. */
-  flushTlbPage(va: number, asid = -1): void {
-    if (va >= this.superLo && va < this.superHi) {
-      this.flushTlbAsid(asid);
-      return;
-    }
-    // Every address space's entry for va lives in the same slot.
-    const ti = (va >>> 12) & TLB_MASK;
-    this.fetchTag[ti] = NaN;
-    this.loadTag[ti] = NaN;
-    this.storeTag[ti] = NaN;
-  }
-  /**
-   * SBI remote sfence.vma(_asid): a few pages are flushed one by one; a size of 0, -1 or more than
-   * FLUSH_PAGES_MAX pages flushes everything. `asid` -1 means every address space.
-   */
-  flushTlbRange(start: number, size: number, asid: number): void {
-    if (!(size > 0 && size <= FLUSH_PAGES_MAX * 4096)) {
-      this.flushTlbAsid(asid);
-      return;
-    }
-    for (let va = start - (start & 0xfff); va < start + size; va += 4096) this.flushTlbPage(va, asid);
-  }
-  /** Switches to the generation of the current satp value, reusing a live one when that satp was seen before. */
-  private selectGen(): void {
-    for (let g = this.lastGen; g >= 0; g--) {
-      if (this.genSatpHi[g] === this.satpHi && this.genSatpLo[g] === this.satpLo) {
-        this.tlbGen = g;
-        this.updateContext();
-        return;
-      }
-    }
-    this.useNewGen();
-  }
-  /** Gives the current satp a fresh generation; when all 256 are used, clears the tables and starts over. */
-  private useNewGen(): void {
-    if (++this.lastGen > 255) {
-      this.lastGen = 0;
-      this.clearTlbTables();
-      this.genSatpHi.fill(-1);
-    }
-    this.tlbGen = this.lastGen;
-    this.genSatpLo[this.tlbGen] = this.satpLo;
-    this.genSatpHi[this.tlbGen] = this.satpHi;
-    this.updateContext();
-  }
   /**
    * Frees every decoded page and this isolate's shared decodes (an idle guest's memory trim); they are decoded
    * again when next run.
@@ -968,73 +698,6 @@ export class Hart {
     this.dropDecodeCache();
     this.currentPage = null;
     resetPackCache();
-  }
-
-  /** Host bytes the decoded pages hold (each: the decoded slots plus the halfword snapshot). */
-  decodeCacheBytes(): number {
-    return this.decodeCache.size * DECODED_PAGE_BYTES;
-  }
-
-  /** fence.i semantics: decoded code is re-checked against memory before it runs again. */
-  flushDecodeCache(): void {
-    this.codeEpoch++;
-    this.clearFetchTlb();
-  }
-  /**
-   * The pages go with the tags: a fetch entry left behind would keep a page the decode cache dropped (20 KiB,
-   * and the RAM chunk it views, which may have been given back) alive for as long as its slot is not reused.
-   */
-  private clearFetchTlb(): void {
-    this.fetchTag.fill(NaN);
-    this.fetchPage.fill(null);
-  }
-  private clearTlbTables(): void {
-    this.clearFetchTlb();
-    this.loadTag.fill(NaN);
-    this.storeTag.fill(NaN);
-  }
-  /**
-   * A chunk's backing changed (allocated on first write, or released): forget the TLB entries and decoded
-   * pages that point into it, and only those (Linux touches every chunk early on; a full drop each time
-   * would re-decode the kernel over and over).
-   */
-  private chunkRemapped(chunkIndex: number): void {
-    const per = 2 ** (this.bus.chunkShift - 12);
-    const lo = chunkIndex * per;
-    const hi = lo + per;
-    // Entries are cleared along with their tags: a released chunk's buffer must not stay reachable from here.
-    for (let i = 0; i < TLB_SIZE; i++) {
-      const lp = this.loadPpn[i]!;
-      if (lp >= lo && lp < hi) {
-        this.loadTag[i] = NaN;
-        this.loadView[i] = this.noView;
-        this.loadPpn[i] = -1;
-      }
-      const sp = this.storePpn[i]!;
-      if (sp >= lo && sp < hi) {
-        this.storeTag[i] = NaN;
-        this.storeView[i] = this.noView;
-        this.storePpn[i] = -1;
-      }
-      const fp = this.fetchPage[i];
-      if (fp && fp.ppn >= lo && fp.ppn < hi) {
-        this.fetchTag[i] = NaN;
-        this.fetchPage[i] = null;
-      }
-    }
-    for (let ppn = lo; ppn < hi && ppn < this.codePages.length; ppn++) {
-      if (this.codePages[ppn]) {
-        this.codePages[ppn] = 0;
-        this.decodeCache.delete(ppn);
-      }
-    }
-  }
-
-  /** Drops every decoded page and TLB entry (reset, or the cache is full). */
-  private dropDecodeCache(): void {
-    for (const p of this.decodeCache.values()) if (p.ppn >= 0 && p.ppn < this.codePages.length) this.codePages[p.ppn] = 0;
-    this.decodeCache = new Map();
-    this.clearTlbTables();
   }
 
   // ---- interrupts ----
@@ -1577,11 +1240,6 @@ export class Hart {
     }
   }
 
-  /** Instructions retired so far, including the current run() slice (for the counter CSRs). */
-  private retiredNow(): number {
-    return this.instret + this.retiredInRun;
-  }
-
   private currentPage: DecodedPage | null = null;
 
   /** Looks up (or builds) the decoded page for `pc` through the fetch TLB. Throws TRAP on a fetch fault. */
@@ -1661,17 +1319,6 @@ export class Hart {
     return s;
   }
 
-  // ---- traps ----
-  private raise(cause: number, tval: number): never {
-    this.trapCause = cause;
-    this.trapTval = tval;
-    throw TRAP;
-  }
-
-  private illegal(insnBits: number): never {
-    this.raise(CAUSE_ILLEGAL_INSTRUCTION, insnBits >>> 0);
-  }
-
   /** Enters the trap handler for an exception (or interrupt) raised at `epc`. */
   takeTrap(cause: number, interrupt: boolean, tval: number, epc: number): void {
     const from = this.privLevel;
@@ -1710,161 +1357,6 @@ export class Hart {
     return interrupt && (lo & 3) === 1 ? base + 4 * cause : base;
   }
 
-  // ---- 64-bit CSR storage ----
-  private get64(slot: number): number {
-    return this.csr64[slot * 2 + 1]! * TWO32 + (this.csr64[slot * 2]! >>> 0);
-  }
-  private set64(slot: number, lo: number, hi: number): void {
-    this.csr64[slot * 2] = lo;
-    this.csr64[slot * 2 + 1] = hi;
-  }
-  private setNum(slot: number, v: number): void {
-    this.csr64[slot * 2] = v | 0;
-    this.csr64[slot * 2 + 1] = Math.floor(v / TWO32) | 0;
-  }
-
-  // ---- translation context and MMU ----
-  private updateContext(): void {
-    const st = this.mstatus;
-    const mprv = this.privLevel === PRV_M && (st & MSTATUS_MPRV) !== 0;
-    this.dataPriv = mprv ? (st & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT : this.privLevel;
-    const sumMxr = ((st & MSTATUS_SUM) !== 0 ? 4 : 0) | ((st & MSTATUS_MXR) !== 0 ? 8 : 0);
-    this.dataCtx = this.dataPriv | sumMxr | (this.tlbGen << 4);
-    this.fetchCtx = this.privLevel | (this.tlbGen << 4);
-  }
-
-  private writeSatp(lo: number, hi: number): void {
-    const mode = hi >>> 28;
-    if (mode !== SATP_MODE_BARE && mode !== SATP_MODE_SV39 && mode !== SATP_MODE_SV48) return;
-    this.satpLo = lo;
-    this.satpHi = hi;
-    this.satpMode = mode;
-    this.rootPpn = (hi & 0xfff) * TWO32 + (lo >>> 0);
-    this.selectGen();
-  }
-
-  private faultCause(acc: number, page: boolean): number {
-    if (page)
-      return acc === ACC_FETCH ? CAUSE_FETCH_PAGE_FAULT : acc === ACC_LOAD ? CAUSE_LOAD_PAGE_FAULT : CAUSE_STORE_PAGE_FAULT;
-    return acc === ACC_FETCH ? CAUSE_FETCH_ACCESS : acc === ACC_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS;
-  }
-
-  /** Virtual → physical for one access of `size` bytes; throws TRAP with the right cause and tval. */
-  private translate(va: number, acc: number, priv: number, size: number): number {
-    let pa: number;
-    if (priv === PRV_M || this.satpMode === SATP_MODE_BARE) {
-      if (!(va >= 0 && va < TWO56)) this.raise(this.faultCause(acc, false), va);
-      pa = va;
-    } else {
-      const levels = this.satpMode === SATP_MODE_SV39 ? 3 : 4;
-      const half = levels === 3 ? 2 ** 38 : 2 ** 47;
-      if (!(va >= -half && va < half)) this.raise(this.faultCause(acc, true), va);
-      const vpage = Math.floor(va / 4096);
-      let table = this.rootPpn * 4096;
-      const st = this.mstatus;
-      for (let level = levels - 1; ; level--) {
-        const idx = Math.floor(vpage / 2 ** (9 * level)) & 0x1ff;
-        const pteAddr = table + idx * 8;
-        if (!this.pmpAllows(pteAddr, 8, ACC_LOAD, PRV_S)) this.raise(this.faultCause(acc, false), va);
-        const view = this.ramView(pteAddr, false);
-        if (!view) this.raise(this.faultCause(acc, false), va);
-        const o = (pteAddr - this.bus.ramBase) & this.chunkMask;
-        let lo = view.getInt32(o, true);
-        const hi = view.getInt32(o + 4, true);
-        if ((lo & 1) === 0 || (lo & 6) === 4 || (hi & 0xffc00000) !== 0) this.raise(this.faultCause(acc, true), va);
-        const ppn = (hi & 0x3fffff) * 4194304 + (lo >>> 10);
-        if ((lo & 0xa) === 0) {
-          // Pointer to the next level.
-          if (level === 0) this.raise(this.faultCause(acc, true), va);
-          table = ppn * 4096;
-          continue;
-        }
-        // Leaf: permissions.
-        const user = (lo & 0x10) !== 0;
-        if (priv === PRV_U ? !user : user && (acc === ACC_FETCH || (st & MSTATUS_SUM) === 0))
-          this.raise(this.faultCause(acc, true), va);
-        const ok =
-          acc === ACC_FETCH
-            ? (lo & 8) !== 0
-            : acc === ACC_LOAD
-              ? (lo & 2) !== 0 || ((st & MSTATUS_MXR) !== 0 && (lo & 8) !== 0)
-              : (lo & 4) !== 0;
-        if (!ok) this.raise(this.faultCause(acc, true), va);
-        const span = 2 ** (9 * level);
-        if (level > 0) {
-          if (ppn % span !== 0) this.raise(this.faultCause(acc, true), va);
-          const base = Math.floor(vpage / span) * span * 4096;
-          if (base < this.superLo) this.superLo = base;
-          if (base + span * 4096 > this.superHi) this.superHi = base + span * 4096;
-        }
-        // Hardware A/D update (as QEMU does).
-        const want = 0x40 | (acc === ACC_STORE ? 0x80 : 0);
-        if ((lo & want) !== want) {
-          const wview = this.ramView(pteAddr, true);
-          if (!wview || !this.pmpAllows(pteAddr, 8, ACC_STORE, PRV_S)) this.raise(this.faultCause(acc, false), va);
-          lo |= want;
-          wview.setInt32(o, lo, true);
-        }
-        pa = (ppn + (vpage - Math.floor(vpage / span) * span)) * 4096 + (va & 0xfff);
-        break;
-      }
-    }
-    if (this.pmpActive && !this.pmpAllows(pa, size, acc, priv)) this.raise(this.faultCause(acc, false), va);
-    return pa;
-  }
-
-  private ramView(pa: number, forWrite: boolean): DataView | null {
-    if (pa < this.bus.ramBase || pa >= this.bus.ramBase + this.bus.ramSize) return null;
-    return this.bus.ramChunk(pa, forWrite);
-  }
-
-  // ---- PMP ----
-  private updatePmp(): void {
-    let prevTop = 0;
-    this.pmpActive = false;
-    for (let i = 0; i < 16; i++) {
-      const cfg = this.pmpcfg[i]!;
-      const a = (cfg >>> 3) & 3;
-      const lo = this.pmpaddrLo[i]!;
-      const hi = this.pmpaddrHi[i]!;
-      const addr = ((hi & 0x3fffff) * TWO32 + (lo >>> 0)) * 4;
-      let start = 0;
-      let end = 0;
-      if (a === 1) {
-        start = prevTop;
-        end = addr;
-      } else if (a === 2) {
-        start = addr;
-        end = addr + 4;
-      } else if (a === 3) {
-        [start, end] = pmpRangeNapot(lo, hi);
-      }
-      this.pmpLo[i] = start;
-      this.pmpHi[i] = end;
-      if (a !== 0) this.pmpActive = true;
-      prevTop = addr;
-    }
-    this.flushTlb();
-  }
-
-  /** PMP check for [pa, pa+size). Partial matches fail; no active entry allows everything (as QEMU). */
-  private pmpAllows(pa: number, size: number, acc: number, priv: number): boolean {
-    if (!this.pmpActive) return true;
-    const end = pa + size;
-    for (let i = 0; i < 16; i++) {
-      const cfg = this.pmpcfg[i]!;
-      if ((cfg & 0x18) === 0) continue;
-      const lo = this.pmpLo[i]!;
-      const hi = this.pmpHi[i]!;
-      if (end <= lo || pa >= hi) continue;
-      if (pa < lo || end > hi) return false; // partial match
-      if (priv === PRV_M && (cfg & 0x80) === 0) return true;
-      const bit = acc === ACC_FETCH ? 4 : acc === ACC_LOAD ? 1 : 2;
-      return (cfg & bit) !== 0;
-    }
-    return priv === PRV_M;
-  }
-
   // ---- slow memory paths ----
   /** Load through translation; result in valLo/valHi. Installs a load-TLB entry for RAM pages. */
   private loadSlow(va: number, op: number): void {
@@ -1891,153 +1383,6 @@ export class Hart {
       default:
         break;
     }
-  }
-
-  /** Reads `size` bytes (zero-extended into valLo/valHi) at virtual `va` with the data privilege. */
-  private loadRaw(va: number, size: number): void {
-    const off = va & 0xfff;
-    if (off + size > 4096) {
-      // Crosses a page: byte by byte (each byte translated; faults report the first faulting byte's page).
-      let lo = 0;
-      let hi = 0;
-      for (let i = 0; i < size; i++) {
-        this.loadRaw(va + i, 1);
-        if (i < 4) lo |= this.valLo << (8 * i);
-        else hi |= this.valLo << (8 * (i - 4));
-      }
-      this.valLo = lo;
-      this.valHi = hi;
-      return;
-    }
-    const pa = this.translate(va, ACC_LOAD, this.dataPriv, size);
-    const view = this.ramView(pa, false);
-    if (view) {
-      const o = (pa - this.bus.ramBase) & this.chunkMask;
-      if (this.pmpAllows(pa - off, 4096, ACC_LOAD, this.dataPriv)) {
-        const ti = (va >>> 12) & TLB_MASK;
-        this.loadTag[ti] = va - off + this.dataCtx;
-        this.loadView[ti] = view;
-        this.loadOff[ti] = o - off;
-        this.loadPpn[ti] = Math.floor((pa - this.bus.ramBase) / 4096);
-      }
-      this.valLo = size === 1 ? view.getUint8(o) : size === 2 ? view.getUint16(o, true) : view.getInt32(o, true);
-      this.valHi = size === 8 ? view.getInt32(o + 4, true) : 0;
-      return;
-    }
-    // MMIO: 8-byte accesses are two 4-byte ones, low half first.
-    this.mmioTouched = true;
-    if (size === 8) {
-      const a = this.bus.mmioRead(pa, 4);
-      const b = a === undefined ? undefined : this.bus.mmioRead(pa + 4, 4);
-      if (a === undefined || b === undefined) this.raise(CAUSE_LOAD_ACCESS, va);
-      this.valLo = a | 0;
-      this.valHi = b | 0;
-      return;
-    }
-    const v = this.bus.mmioRead(pa, size as 1 | 2 | 4);
-    if (v === undefined) this.raise(CAUSE_LOAD_ACCESS, va);
-    this.valLo = size === 4 ? v | 0 : v & (size === 1 ? 0xff : 0xffff);
-    this.valHi = 0;
-  }
-
-  /** Store through translation. Pages holding decoded code are invalidated and never enter the store TLB. */
-  private storeSlow(va: number, size: number, lo: number, hi: number): void {
-    const off = va & 0xfff;
-    if (off + size > 4096) {
-      // Check every byte's translation first so a fault leaves memory untouched.
-      for (let i = 0; i < size; i++) this.translate(va + i, ACC_STORE, this.dataPriv, 1);
-      for (let i = 0; i < size; i++) this.storeSlow(va + i, 1, i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4)), 0);
-      return;
-    }
-    const pa = this.translate(va, ACC_STORE, this.dataPriv, size);
-    const view = this.ramView(pa, true);
-    if (view) {
-      const o = (pa - this.bus.ramBase) & this.chunkMask;
-      const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
-      if (this.codePages[ppn]) this.invalidateCode(ppn);
-      else this.fillStoreTlb(va, pa, view);
-      if (size === 1) view.setUint8(o, lo & 0xff);
-      else if (size === 2) view.setUint16(o, lo & 0xffff, true);
-      else {
-        view.setInt32(o, lo, true);
-        if (size === 8) view.setInt32(o + 4, hi, true);
-      }
-      return;
-    }
-    this.mmioTouched = true;
-    if (size === 8) {
-      if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)) this.raise(CAUSE_STORE_ACCESS, va);
-      return;
-    }
-    const v = size === 4 ? lo >>> 0 : lo & (size === 1 ? 0xff : 0xffff);
-    if (!this.bus.mmioWrite(pa, size as 1 | 2 | 4, v)) this.raise(CAUSE_STORE_ACCESS, va);
-  }
-
-  /** A store hit a page with decoded code: drop the decoded copy (fence.i semantics are then automatic). */
-  private invalidateCode(ppn: number): void {
-    this.codePages[ppn] = 0;
-    this.decodeCache.delete(ppn);
-    this.clearFetchTlb();
-  }
-
-  /** Enters a translated RAM page into the store TLB, unless it holds decoded code or PMP limits the page. */
-  private fillStoreTlb(va: number, pa: number, view: DataView): void {
-    const off = va & 0xfff;
-    const rel = pa - this.bus.ramBase;
-    const ppn = Math.floor(rel / 4096);
-    if (this.codePages[ppn] || !this.pmpAllows(pa - off, 4096, ACC_STORE, this.dataPriv)) return;
-    const ti = (va >>> 12) & TLB_MASK;
-    this.storeTag[ti] = va - off + this.dataCtx;
-    this.storeView[ti] = view;
-    this.storeOff[ti] = (rel & this.chunkMask) - off;
-    this.storePpn[ti] = ppn;
-  }
-
-  /**
-   * Physical address for an AMO/LR/SC after alignment and translation checks (store permission; LR needs load).
-   * Kernels run atomics constantly (locks, refcounts), so they go through the store TLB: an aligned access
-   * stays in its page, and a store entry already proves write (hence read) permission, D set and PMP.
-   */
-  private amoAddress(va: number, size: number, isLoad: boolean): number {
-    if ((va & (size - 1)) !== 0) this.raise(isLoad ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, va);
-    const off = va & 0xfff;
-    const ti = (va >>> 12) & TLB_MASK;
-    if (this.storeTag[ti] === va - off + this.dataCtx) return this.bus.ramBase + this.storePpn[ti]! * 4096 + off;
-    const pa = this.translate(va, isLoad ? ACC_LOAD : ACC_STORE, this.dataPriv, size);
-    if (!isLoad) {
-      const view = this.ramView(pa, true);
-      if (view) this.fillStoreTlb(va, pa, view);
-    }
-    return pa;
-  }
-
-  private physRead(pa: number, size: number, va: number, cause: number): void {
-    const view = this.ramView(pa, false);
-    if (view) {
-      const o = (pa - this.bus.ramBase) & this.chunkMask;
-      this.valLo = view.getInt32(o, true);
-      this.valHi = size === 8 ? view.getInt32(o + 4, true) : this.valLo >> 31;
-      return;
-    }
-    const a = this.bus.mmioRead(pa, 4);
-    const b = size === 8 && a !== undefined ? this.bus.mmioRead(pa + 4, 4) : 0;
-    if (a === undefined || b === undefined) this.raise(cause, va);
-    this.valLo = a | 0;
-    this.valHi = size === 8 ? b | 0 : this.valLo >> 31;
-  }
-
-  private physWrite(pa: number, size: number, lo: number, hi: number, va: number): void {
-    const view = this.ramView(pa, true);
-    if (view) {
-      const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
-      if (this.codePages[ppn]) this.invalidateCode(ppn);
-      const o = (pa - this.bus.ramBase) & this.chunkMask;
-      view.setInt32(o, lo, true);
-      if (size === 8) view.setInt32(o + 4, hi, true);
-      return;
-    }
-    if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || (size === 8 && !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)))
-      this.raise(CAUSE_STORE_ACCESS, va);
   }
 
   // ---- everything that is not on the hot path ----
@@ -2820,18 +2165,6 @@ const SSTATUS_MASK =
 const SSTATUS_WMASK = MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_SUM | MSTATUS_MXR;
 const MSTATUS_WMASK =
   SSTATUS_WMASK | MSTATUS_MIE | MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MPRV | MSTATUS_TVM | MSTATUS_TW | MSTATUS_TSR;
-
-// Slots in csr64 for CSRs holding full 64-bit data.
-const S_MSCRATCH = 0;
-const S_MEPC = 1;
-const S_MCAUSE = 2;
-const S_MTVAL = 3;
-const S_MTVEC = 4;
-const S_SSCRATCH = 5;
-const S_SEPC = 6;
-const S_SCAUSE = 7;
-const S_STVAL = 8;
-const S_STVEC = 9;
 
 /**
  * For the interpreter at a taken in-page branch with the JIT on: true while the target stays cold (counting
