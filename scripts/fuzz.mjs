@@ -86,7 +86,8 @@ function runTarget(name) {
     child.on('close', (code) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const count = (k) => Number(new RegExp(`ℹ ${k} (\\d+)`).exec(out)?.[1] ?? 0);
-      resolve({ name, ok: code === 0, properties: count('pass') + count('fail'), failed: count('fail'), seconds });
+      const seeds = [...out.matchAll(/fuzz seed (\d+)/g)].map((m) => m[1]);
+      resolve({ name, ok: code === 0, properties: count('pass') + count('fail'), failed: count('fail'), seconds, seeds });
     });
   });
 }
@@ -96,10 +97,16 @@ for (const name of names) {
   console.log(`\n== fuzz ${name}: ${runs} cases per property${values.seed !== undefined ? `, seed ${values.seed}` : ''}`);
   results.push(await runTarget(name));
 }
-console.log('\ntarget              properties  cases/property  seconds  result');
+console.log(
+  `\nload average ${(await import('node:os'))
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}`,
+);
+console.log('target              properties  cases/property  seconds  result  seeds');
 for (const r of results) {
   console.log(
-    `${r.name.padEnd(20)}${String(r.properties).padStart(10)}${String(runs).padStart(16)}${r.seconds.toFixed(1).padStart(9)}  ${r.ok ? 'ok' : `FAILED (${r.failed})`}`,
+    `${r.name.padEnd(20)}${String(r.properties).padStart(10)}${String(runs).padStart(16)}${r.seconds.toFixed(1).padStart(9)}  ${r.ok ? 'ok' : `FAILED (${r.failed})`}  ${r.seeds.join(' ')}`,
   );
 }
 process.exit(results.every((r) => r.ok) ? 0 : 1);

@@ -8,5 +8,9 @@ export function fuzzParams(numRuns: number, seed?: number): { numRuns: number; s
   const runs = Number(process.env.TYPEVISOR_FUZZ_RUNS);
   if (!Number.isInteger(runs) || runs <= 0) return seed === undefined ? { numRuns } : { numRuns, seed };
   const replay = Number(process.env.TYPEVISOR_FUZZ_SEED);
-  return Number.isInteger(replay) ? { numRuns: runs, seed: replay } : { numRuns: runs };
+  if (Number.isInteger(replay)) return { numRuns: runs, seed: replay };
+  // A fresh seed, chosen here rather than by fast-check so a passing campaign can record it (and replay it).
+  const fresh = Math.floor(Math.random() * 2 ** 31);
+  console.log(`fuzz seed ${fresh} (${runs} runs)`);
+  return { numRuns: runs, seed: fresh };
 }
