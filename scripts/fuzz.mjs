@@ -15,6 +15,7 @@ const TARGETS = {
   'virtio-console': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(console\\)'],
   'virtio-blk': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(blk\\)'],
   'virtio-balloon': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(balloon\\)'],
+  'virtio-net': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(net (rx|tx)\\)'],
   'virtio-wellformed': ['test/devices/virtio/fuzz.test.js', '^fuzz: well-formed chains'],
   qcow2: ['test/storage/qcow2-fuzz.test.js', '^fuzz'],
   'qcow2-model': ['test/storage/qcow2-fuzz.test.js', '^model-based'],
