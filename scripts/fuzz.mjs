@@ -15,6 +15,7 @@ const TARGETS = {
   'virtio-console': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(console\\)'],
   'virtio-blk': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(blk\\)'],
   'virtio-balloon': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(balloon\\)'],
+  'virtio-net': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(net (rx|tx)\\)'],
   'virtio-wellformed': ['test/devices/virtio/fuzz.test.js', '^fuzz: well-formed chains'],
   qcow2: ['test/storage/qcow2-fuzz.test.js', '^fuzz'],
   'qcow2-model': ['test/storage/qcow2-fuzz.test.js', '^model-based'],
@@ -29,6 +30,7 @@ const { values, positionals } = parseArgs({
   options: {
     runs: { type: 'string', default: '1000' },
     seed: { type: 'string' },
+    seconds: { type: 'string' },
     list: { type: 'boolean' },
     'no-build': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -37,7 +39,7 @@ const { values, positionals } = parseArgs({
 });
 if (values.help || values.list || positionals.length === 0) {
   console.log(
-    `usage: npm run fuzz -- TARGET... [--runs N] [--seed S] [--no-build]\ntargets: ${Object.keys(TARGETS).join(', ')}, all`,
+    `usage: npm run fuzz -- TARGET... [--runs N] [--seconds T] [--seed S] [--no-build]\ntargets: ${Object.keys(TARGETS).join(', ')}, all`,
   );
   process.exit(values.help || values.list ? 0 : 2);
 }
@@ -57,6 +59,12 @@ if (values.seed !== undefined && !/^-?\d+$/.test(values.seed)) {
   process.exit(2);
 }
 
+const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+if (seconds !== undefined && !(seconds > 0)) {
+  console.error(`--seconds takes a positive number, got ${values.seconds}`);
+  process.exit(2);
+}
+
 if (!values['no-build']) {
   const b = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
     cwd: root,
@@ -69,6 +77,8 @@ if (!values['no-build']) {
 function runTarget(name) {
   const [file, pattern] = TARGETS[name];
   const env = { ...process.env, TYPEVISOR_FUZZ_RUNS: String(runs) };
+  if (seconds !== undefined) env.TYPEVISOR_FUZZ_SECONDS = String(seconds);
+  else delete env.TYPEVISOR_FUZZ_SECONDS;
   if (values.seed !== undefined) env.TYPEVISOR_FUZZ_SEED = values.seed;
   else delete env.TYPEVISOR_FUZZ_SEED;
   const t0 = process.hrtime.bigint();
@@ -84,22 +94,41 @@ function runTarget(name) {
       process.stdout.write(d);
     });
     child.on('close', (code) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       const count = (k) => Number(new RegExp(`ℹ ${k} (\\d+)`).exec(out)?.[1] ?? 0);
-      resolve({ name, ok: code === 0, properties: count('pass') + count('fail'), failed: count('fail'), seconds });
+      const seeds = [...out.matchAll(/fuzz seed (\d+)/g)].map((m) => m[1]);
+      const cases = [...out.matchAll(/fuzz result (\d+) cases/g)].map((m) => Number(m[1]));
+      resolve({
+        name,
+        ok: code === 0,
+        properties: count('pass') + count('fail'),
+        failed: count('fail'),
+        seconds: wall,
+        seeds,
+        cases,
+      });
     });
   });
 }
 
 const results = [];
 for (const name of names) {
-  console.log(`\n== fuzz ${name}: ${runs} cases per property${values.seed !== undefined ? `, seed ${values.seed}` : ''}`);
+  const budget = seconds !== undefined ? `, at most ${seconds} s per property` : '';
+  console.log(
+    `\n== fuzz ${name}: ${runs} cases per property${budget}${values.seed !== undefined ? `, seed ${values.seed}` : ''}`,
+  );
   results.push(await runTarget(name));
 }
-console.log('\ntarget              properties  cases/property  seconds  result');
+console.log(
+  `\nload average ${(await import('node:os'))
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}`,
+);
+console.log('target              properties  cases/property  seconds  result  seeds  (cases run per property)');
 for (const r of results) {
   console.log(
-    `${r.name.padEnd(20)}${String(r.properties).padStart(10)}${String(runs).padStart(16)}${r.seconds.toFixed(1).padStart(9)}  ${r.ok ? 'ok' : `FAILED (${r.failed})`}`,
+    `${r.name.padEnd(20)}${String(r.properties).padStart(10)}${String(runs).padStart(16)}${r.seconds.toFixed(1).padStart(9)}  ${r.ok ? 'ok' : `FAILED (${r.failed})`}  ${r.seeds.join(' ')}  (${r.cases.join(' ')})`,
   );
 }
 process.exit(results.every((r) => r.ok) ? 0 : 1);

@@ -29,6 +29,7 @@ export class MemoryBackend implements BlockBackend {
     if (this.readOnly) throw new StorageError('READ_ONLY', 'read-only');
     await this.step('write', offset, data.length);
     this.data.set(data, offset);
+    this.noteWritten(offset, data.length);
     this.unflushedWrites += data.length;
   }
   async flush(): Promise<void> {
@@ -49,6 +50,29 @@ export class MemoryBackend implements BlockBackend {
   }
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /**
+   * Back to a fresh, zeroed disk with no knobs set, so one backend can serve many fuzz cases: zeroes only the
+   * ranges written since the last reset (a 1 MiB allocation per case would cost more than the case itself).
+   */
+  reset(): void {
+    if (this.written === 'all') this.data.fill(0);
+    else for (const [at, n] of this.written) this.data.fill(0, at, at + n);
+    this.written = [];
+    this.flushes = 0;
+    this.unflushedWrites = 0;
+    this.delay = 0;
+    this.failNext.clear();
+    this.log.length = 0;
+    this.closed = false;
+  }
+
+  private written: [offset: number, length: number][] | 'all' = [];
+  private noteWritten(offset: number, length: number): void {
+    if (this.written === 'all') return;
+    if (this.written.length >= 64) this.written = 'all';
+    else this.written.push([offset, length]);
   }
 
   private async step(op: string, offset: number, length: number): Promise<void> {
