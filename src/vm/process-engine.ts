@@ -30,7 +30,7 @@ import {
 } from './process-protocol.js';
 import { defaultRuntimeModule } from './worker-engine.js';
 import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
-import { vmProcessEnv, vmProcessNodeFlags } from './vm-process-flags.js';
+import { vmProcessNodeFlags } from './vm-process-flags.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the VM process needs the tsx loader too. */
@@ -387,12 +387,7 @@ class ProcessVm implements EngineVm {
     let child: ChildProcess;
     try {
       // detached: a session of its own, so the daemon's death (or a signal to its process group) leaves it running.
-      child = spawn(process.execPath, args, {
-        detached: true,
-        stdio: ['ignore', logFd, logFd, 'pipe'],
-        cwd: this.vmDir,
-        env: vmProcessEnv(),
-      });
+      child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], cwd: this.vmDir });
     } finally {
       closeSync(logFd);
     }
