@@ -3,45 +3,42 @@
  * image) one after the other, and reports for each mode
  *   - start request → reply (the VM's worker or process exists and its machine was built),
  *   - start → the guest's ready marker on the console,
- *   - host memory per booted VM: thread mode, the daemon's RSS growth / N; process mode, the VM processes' RSS
- *     plus the daemon's growth, / N. Guest RAM actually allocated is shown too (the same in both modes).
+ *   - host memory per booted VM, RSS and PSS (/proc/PID/smaps_rollup; PSS splits pages shared among processes,
+ *     e.g. the node binary's text that every VM process maps, so it is what one more VM costs): thread mode, the
+ *     daemon's growth / N; process mode, the VM processes' memory plus the daemon's growth, / N; and the VMs
+ *     per GiB that PSS allows. Guest RAM actually allocated is shown too (the same in both modes).
  *
- *   npx tsx bench/vm-mode/index.ts [--count N] [--memory MIB] [--modes process,thread]
+ *   npx tsx bench/vm-mode/index.ts [--count N] [--memory MIB] [--modes process,thread] [--rest SECONDS]
  *   (or node dist/bench/vm-mode/index.js after a build, which runs VM processes from dist/ without tsx)
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { VmView } from '../../src/host/actions.js';
 import { removeHome, startDaemonProcess, vmProcesses, waitFor } from '../../test/host/daemon-harness.js';
+import { loadAverage, memoryOf, MiB, sumMemory, type Memory } from './proc-memory.js';
 
 const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '3' },
     memory: { type: 'string', default: '128' },
     modes: { type: 'string', default: 'process,thread' },
+    rest: { type: 'string', default: '10' },
   },
 });
 const COUNT = Number(values.count);
 const MEMORY = Number(values.memory);
-const MiB = 1024 * 1024;
-
-function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
-}
 
 interface ModeResult {
   mode: string;
   replyMs: number[];
   markerMs: number[];
-  perVmBytes: number;
+  perVm: Memory;
   guestRamPerVm: number;
 }
 
 async function measure(mode: 'process' | 'thread'): Promise<ModeResult> {
   const d = await startDaemonProcess({ runtime: 'machine', vmMode: mode, startTimeoutMs: 60_000 });
   try {
-    const idle = rssOf(d.proc.pid!);
+    const idle = memoryOf(d.proc.pid!);
     const replyMs: number[] = [];
     const markerMs: number[] = [];
     let guestRam = 0;
@@ -60,17 +57,15 @@ async function measure(mode: 'process' | 'thread'): Promise<ModeResult> {
       );
       markerMs.push(performance.now() - t0);
     }
-    await new Promise((r) => setTimeout(r, 3000)); // let the boot's garbage be collected
-    const daemonGrowth = rssOf(d.proc.pid!) - idle;
-    const procs = vmProcesses(d.home);
-    const vmRss = procs.reduce((sum, p) => sum + rssOf(p.pid), 0);
+    await new Promise((r) => setTimeout(r, Number(values.rest) * 1000)); // let the boot's garbage be collected
+    const all = sumMemory([memoryOf(d.proc.pid!), ...vmProcesses(d.home).map((p) => memoryOf(p.pid))]);
     for (let i = 0; i < COUNT; i++)
       guestRam += (await d.client.json<VmView>('GET', `/vms/m${i}?stats=true`)).stats!.guestRamBytes;
     return {
       mode,
       replyMs,
       markerMs,
-      perVmBytes: (Math.max(0, daemonGrowth) + vmRss) / COUNT,
+      perVm: { rss: (all.rss - idle.rss) / COUNT, pss: (all.pss - idle.pss) / COUNT },
       guestRamPerVm: guestRam / COUNT,
     };
   } finally {
@@ -82,12 +77,14 @@ async function measure(mode: 'process' | 'thread'): Promise<ModeResult> {
 const fmt = (ms: number[]) => ms.map((m) => (m / 1000).toFixed(1)).join(' / ') + ' s';
 const results: ModeResult[] = [];
 for (const mode of values.modes.split(',') as ('process' | 'thread')[]) results.push(await measure(mode));
+console.log(`${COUNT} VMs of ${MEMORY} MiB started one after the other; load average ${loadAverage()}`);
 console.log(
-  `${COUNT} VMs of ${MEMORY} MiB started one after the other; load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
+  '| mode | start → reply | start → ready marker | host memory per VM (RSS / PSS) | VMs per GiB (PSS) | of which guest RAM |',
 );
-console.log('| mode | start → reply | start → ready marker | host memory per VM | of which guest RAM |');
-console.log('| ---- | ------------- | -------------------- | ------------------ | ------------------ |');
+console.log(
+  '| ---- | ------------- | -------------------- | ------------------------------ | ----------------- | ------------------ |',
+);
 for (const r of results)
   console.log(
-    `| ${r.mode} | ${r.replyMs.map((m) => m.toFixed(0)).join(' / ')} ms | ${fmt(r.markerMs)} | ${(r.perVmBytes / MiB).toFixed(1)} MiB | ${(r.guestRamPerVm / MiB).toFixed(1)} MiB |`,
+    `| ${r.mode} | ${r.replyMs.map((m) => m.toFixed(0)).join(' / ')} ms | ${fmt(r.markerMs)} | ${(r.perVm.rss / MiB).toFixed(1)} / ${(r.perVm.pss / MiB).toFixed(1)} MiB | ${(1024 / (r.perVm.pss / MiB)).toFixed(1)} | ${(r.guestRamPerVm / MiB).toFixed(1)} MiB |`,
   );

@@ -29,6 +29,7 @@ import {
 } from './process-protocol.js';
 import { defaultRuntimeModule } from './worker-engine.js';
 import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
+import { vmProcessNodeFlags } from './vm-process-flags.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the VM process needs the tsx loader too. */
@@ -269,9 +270,7 @@ class ProcessVm extends HostedVm {
     rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);
     const args = [
-      `--max-old-space-size=${this.options.maxOldSpaceMb ?? 256}`,
-      // The same small young generation as a VM worker (VM_WORKER_LIMITS): an idle VM's scavenge space stays small.
-      '--max-semi-space-size=1',
+      ...vmProcessNodeFlags(this.options.maxOldSpaceMb ?? 256),
       ...(runningFromSource ? ['--import', 'tsx'] : []),
       vmEntry(),
       '--init',
