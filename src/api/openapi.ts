@@ -99,7 +99,8 @@ export function openApiDocument(): Record<string, unknown> {
           { name: 'action', in: 'path', required: true, schema: { type: 'string', enum: [...VM_ACTIONS] } },
         ],
         post: {
-          summary: 'start, shutdown (graceful, forced after timeoutSeconds), stop (forced), pause, resume, reboot',
+          summary:
+            'start, shutdown (graceful, forced after timeoutSeconds), stop (forced), pause, resume, reboot (a reset; graceful: through the guest agent, reset after timeoutSeconds)',
           requestBody: { required: false, ...json(ActionBody, 'options', 'input') },
           responses: {
             '200': json(ActionOutcomeSchema, 'the VM after the action'),

@@ -209,13 +209,18 @@ export const UpdateVmBody = z
 export const ActionName = z.enum(VM_ACTIONS);
 export const ActionBody = z
   .object({
+    // An hour at most: a systemd guest on an emulated CPU on a loaded host can take minutes to stop its services.
     timeoutSeconds: z
       .number()
       .int()
       .min(0)
-      .max(600)
+      .max(3600)
       .optional()
-      .describe('shutdown: seconds to wait for the guest before forcing'),
+      .describe('shutdown and a graceful reboot: seconds to wait for the guest before forcing'),
+    graceful: z
+      .boolean()
+      .optional()
+      .describe('reboot: ask the guest agent to reboot (reset after timeoutSeconds); without it, reset at once'),
   })
   .strict();
 

@@ -208,11 +208,14 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         `unknown action ${JSON.stringify(actionRaw)}; one of ${ActionName.options.join(', ')}`,
       );
     const body = parse(ActionBody, req.body ?? {});
+    if (body.graceful !== undefined && action.data !== 'reboot')
+      throw new ApiError(400, 'INVALID_REQUEST', `graceful applies to reboot only (${action.data} is given)`);
     return channel.send({
       type: 'action',
       name,
       action: action.data,
       timeoutMs: body.timeoutSeconds !== undefined ? body.timeoutSeconds * 1000 : undefined,
+      graceful: body.graceful,
     });
   });
 

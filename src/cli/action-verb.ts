@@ -23,18 +23,31 @@ async function explain(client: Client, verb: string, name: string, err: unknown)
   return new ClientError(EXIT.CONFLICT, `${name} ${what}`, err.code, err.status);
 }
 
-export function actionVerb(verb: string, describe: string, pick: (values: { force?: boolean }) => VmAction) {
+/** What a verb asks of the daemon: an action, graceful (reboot only: through the guest agent) or not. */
+export interface PickedAction {
+  action: VmAction;
+  graceful?: boolean;
+}
+
+const OPTIONS_USAGE: Record<string, string> = {
+  stop: '[--force] [--timeout SECONDS] ',
+  reboot: '[--force] [--timeout SECONDS] ',
+  shutdown: '[--timeout SECONDS] ',
+};
+
+export function actionVerb(verb: string, describe: string, pick: (values: { force?: boolean }) => VmAction | PickedAction) {
   return defineVerb({
     name: verb,
-    usage: `${verb} NAME... ${verb === 'stop' ? '[--force] [--timeout SECONDS]' : verb === 'shutdown' ? '[--timeout SECONDS]' : ''}[--json]\n\n${describe}`,
+    usage: `${verb} NAME... ${OPTIONS_USAGE[verb] ?? ''}[--json]\n\n${describe}`,
     options: {
       force: { type: 'boolean', short: 'f' },
       timeout: { type: 'string' },
     },
     minArgs: 1,
     async run({ values, positionals, client }) {
-      const action = pick(values);
-      const body: { timeoutSeconds?: number } = {};
+      const picked = pick(values);
+      const { action, graceful } = typeof picked === 'string' ? { action: picked, graceful: undefined } : picked;
+      const body: { timeoutSeconds?: number; graceful?: boolean } = graceful ? { graceful } : {};
       if (values.timeout !== undefined) {
         const t = Number(values.timeout);
         if (!Number.isInteger(t) || t < 0) throw new ClientError(2, '--timeout takes whole seconds');
@@ -52,7 +65,7 @@ export function actionVerb(verb: string, describe: string, pick: (values: { forc
           results.push(out);
           if (!values.json)
             console.log(
-              `${name}: ${out.vm.state}${out.forced ? ' (the guest did not power off in time; stopped by force)' : ''}`,
+              `${name}: ${out.vm.state}${out.forced ? (action === 'reboot' ? ' (the guest did not reboot in time, or has no agent; reset)' : ' (the guest did not power off in time; stopped by force)') : ''}`,
             );
         } catch (err) {
           if (!(err instanceof ClientError) || positionals.length === 1) throw err;

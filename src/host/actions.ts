@@ -108,7 +108,8 @@ export type HostAction =
   | { type: 'create'; spec: CreateVmSpec }
   | { type: 'update'; name: string; patch: UpdateVmSpec }
   | { type: 'delete'; name: string; force: boolean }
-  | { type: 'action'; name: string; action: VmAction; timeoutMs?: number }
+  /** `graceful` (reboot only): through the guest agent, reset after timeoutMs if the guest has not rebooted. */
+  | { type: 'action'; name: string; action: VmAction; timeoutMs?: number; graceful?: boolean }
   /** Runs a command in a running VM through its guest agent. */
   | { type: 'exec'; name: string; request: ExecRequest }
   | { type: 'console-log'; name: string }
@@ -213,7 +214,10 @@ export interface VmViewStats extends VmStats {
 
 export interface ActionOutcome {
   vm: VmView;
-  /** For shutdown: true when the guest did not power off in time and the VM was stopped by force. */
+  /**
+   * For shutdown and a graceful reboot: true when the guest did not power off (reboot) in time, or had no agent
+   * to ask, and the VM was stopped (reset) by force.
+   */
   forced?: boolean;
 }
 

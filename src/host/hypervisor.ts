@@ -279,7 +279,7 @@ export class Hypervisor implements HostChannel {
       case 'delete':
         return this.remove(action.name, action.force);
       case 'action': {
-        const outcome = await this.act(action.name, action.action, action.timeoutMs);
+        const outcome = await this.act(action.name, action.action, action.timeoutMs, action.graceful === true);
         await this.registry.settled(action.name); // states reached through engine events (a graceful power-off)
         return outcome;
       }
@@ -640,7 +640,7 @@ export class Hypervisor implements HostChannel {
 
   // ---- lifecycle actions ------------------------------------------------------------------------------------
 
-  private async act(name: string, action: VmAction, timeoutMs?: number): Promise<ActionOutcome> {
+  private async act(name: string, action: VmAction, timeoutMs?: number, graceful = false): Promise<ActionOutcome> {
     const live = this.find(name);
     switch (action) {
       case 'start':
@@ -664,21 +664,57 @@ export class Hypervisor implements HostChannel {
         await this.withLock(live, () => this.doStop(live, 'stopped by request'));
         return { vm: this.view(live, null) };
       case 'reboot':
-        await this.withLock(live, async () => {
-          this.check(live, 'reboot');
-          this.setState(live, 'rebooting');
-          try {
-            await this.engineCall(live, (vm) => vm.reboot());
-          } catch (err) {
-            if (live.rec.state === 'rebooting') await this.doStop(live, `reboot failed: ${(err as Error).message}`, 'crashed');
-            throw err;
-          }
-          if (live.rec.state === 'rebooting') this.setState(live, 'running');
-        });
+        if (graceful) return this.gracefulReboot(live, timeoutMs ?? this.opts.shutdownTimeoutMs ?? 30_000);
+        await this.withLock(live, () => this.resetInPlace(live));
         return { vm: this.view(live, null) };
       case 'shutdown':
         return this.shutdown(live, timeoutMs ?? this.opts.shutdownTimeoutMs ?? 30_000);
     }
+  }
+
+  /** Reset: the machine starts again from the firmware at once (what the guest was doing is lost). */
+  private async resetInPlace(live: LiveVm): Promise<void> {
+    this.check(live, 'reboot');
+    this.setState(live, 'rebooting');
+    try {
+      await this.engineCall(live, (vm) => vm.reboot());
+    } catch (err) {
+      if (live.rec.state === 'rebooting') await this.doStop(live, `reboot failed: ${(err as Error).message}`, 'crashed');
+      throw err;
+    }
+    if (live.rec.state === 'rebooting') this.setState(live, 'running');
+  }
+
+  /**
+   * Graceful reboot: the guest agent is asked to reboot (a systemd guest stops its services and unmounts its
+   * filesystems first); the action completes when the guest resets the machine itself. Without an agent, or if
+   * the guest has not rebooted within the timeout, the VM is reset as by a plain reboot (`forced`).
+   */
+  private async gracefulReboot(live: LiveVm, timeoutMs: number): Promise<ActionOutcome> {
+    const before = live.guestReboots;
+    let asked = false;
+    await this.withLock(live, async () => {
+      this.check(live, 'reboot');
+      if (!live.rec.config.virtioConsole || !live.vm?.sendAgentRequest) {
+        this.log(`${live.rec.name}: graceful reboot unavailable (no guest agent channel); resetting`);
+        return;
+      }
+      try {
+        await live.vm.sendAgentRequest('reboot');
+        asked = true;
+      } catch (err) {
+        this.log(`${live.rec.name}: graceful reboot unavailable (${(err as Error).message}); resetting`);
+      }
+    });
+    if (asked) await this.waitForState(live, (s) => live.guestReboots !== before || !isActive(s), timeoutMs);
+    let forced = false;
+    if (live.guestReboots === before && isActive(live.rec.state) && this.vms.get(live.rec.name) === live) {
+      forced = true;
+      await this.withLock(live, async () => {
+        if (live.guestReboots === before && isActive(live.rec.state)) await this.resetInPlace(live);
+      });
+    }
+    return { vm: this.view(live, null), forced };
   }
 
   /** Graceful: ask the guest agent, wait for the guest to power off, force after the timeout. */
@@ -942,6 +978,7 @@ export class Hypervisor implements HostChannel {
 
   private onGuestReboot(live: LiveVm, vm: EngineVm): void {
     if (live.vm !== vm || live.rec.state !== 'running') return;
+    live.guestReboots++;
     this.setState(live, 'rebooting', 'the guest rebooted');
     this.setState(live, 'running', 'the guest rebooted');
   }
@@ -973,6 +1010,7 @@ export class Hypervisor implements HostChannel {
       viewers: new Set(),
       lock: Promise.resolve(),
       stateWaiters: new Set(),
+      guestReboots: 0,
       lastStats: null,
       net: undefined,
     };

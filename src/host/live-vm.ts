@@ -14,6 +14,8 @@ export interface LiveVm {
   lock: Promise<unknown>;
   /** Woken on every state change (graceful shutdown waits on it). */
   stateWaiters: Set<() => void>;
+  /** Resets the guest itself asked for since the VM was known (a graceful reboot waits for the next one). */
+  guestReboots: number;
   lastStats: VmStats | null;
   /** The VM's NICs and published ports while it runs. */
   net: VmNetworkLink | undefined;

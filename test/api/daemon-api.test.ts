@@ -204,6 +204,14 @@ describe('daemon API', () => {
 
       assert.equal((await act('l1', 'reboot')).vm.state, 'running');
       assert.equal(onDisk('l1').state, 'running');
+      // A graceful reboot: the agent is asked, and the action ends when the guest has reset the machine itself.
+      const soft = await act('l1', 'reboot', { graceful: true, timeoutSeconds: 60 });
+      assert.equal(soft.vm.state, 'running');
+      assert.equal(soft.forced, false, 'the guest agent rebooted it');
+      await assert.rejects(
+        act('l1', 'shutdown', { graceful: true }),
+        (e: ClientError) => e.status === 400 && e.code === 'INVALID_REQUEST' && /reboot only/.test(e.message),
+      );
 
       await assert.rejects(
         d.client.json('DELETE', '/vms/l1'),
@@ -224,9 +232,14 @@ describe('daemon API', () => {
     },
   );
 
-  test('a guest that ignores the shutdown request is stopped by force after the timeout', TIMEOUT, async () => {
+  test('a guest that ignores a shutdown or reboot request is stopped or reset by force after the timeout', TIMEOUT, async () => {
     await create('deaf', { cmdline: 'toy=noagent', memoryMiB: 32 });
     await act('deaf', 'start');
+    const t1 = Date.now();
+    const reset = await act('deaf', 'reboot', { graceful: true, timeoutSeconds: 1 });
+    assert.equal(reset.forced, true, 'reset after the timeout');
+    assert.equal(reset.vm.state, 'running');
+    assert.ok(Date.now() - t1 >= 900);
     const t0 = Date.now();
     const out = await act('deaf', 'shutdown', { timeoutSeconds: 1 });
     assert.equal(out.forced, true);

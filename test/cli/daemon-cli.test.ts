@@ -103,6 +103,15 @@ test(
 
     const rmRunning = cli('rm', 'web');
     assert.equal(rmRunning.status, 4);
+    // reboot asks the guest agent (the toy guest resets itself on the agent's reboot line); --force resets at once.
+    const soft = cli('reboot', 'web', '--timeout', '60', '--json');
+    assert.equal(soft.status, 0, soft.stderr);
+    const softOut = JSON.parse(soft.stdout) as { vm: { state: string }; forced: boolean };
+    assert.equal(softOut.vm.state, 'running');
+    assert.equal(softOut.forced, false, 'the guest rebooted itself');
+    const hard = cli('reboot', 'web', '--force');
+    assert.equal(hard.status, 0, hard.stderr);
+    assert.match(hard.stdout, /^web: running$/m);
     const stop = cli('stop', 'web');
     assert.equal(stop.status, 0, stop.stderr);
     assert.match(stop.stdout, /^web: stopped$/m);
