@@ -87,6 +87,8 @@ export class MachineLoop {
   vcpusOnline: number | undefined;
   private stopped = false;
   private images: BootImages | undefined;
+  /** The caller of run(), told of the final exit or a failed reboot. */
+  private finished: { resolve(exit: MachineExit): void; reject(err: unknown): void } | undefined;
 
   constructor(
     private readonly config: VmConfig,
@@ -95,10 +97,6 @@ export class MachineLoop {
   ) {
     this.images = options.images;
     this.vcpusOnline = config.vcpusOnline;
-  }
-
-  get isStopped(): boolean {
-    return this.stopped;
   }
 
   /** Builds a board with its virtio devices (not started) and makes it the current one. */
@@ -144,16 +142,7 @@ export class MachineLoop {
   /** Resolves with the final exit: boots and follows guest reboots until the machine ends or stop() is called. */
   run(): Promise<MachineExit> {
     return new Promise((resolve, reject) => {
-      const onEnd = this.events.onEnd;
-      this.events.onEnd = (exit) => {
-        onEnd?.(exit);
-        resolve(exit);
-      };
-      const onRebootFailed = this.events.onRebootFailed;
-      this.events.onRebootFailed = (err) => {
-        onRebootFailed?.(err);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      };
+      this.finished = { resolve, reject };
       this.boot().catch(reject);
     });
   }
@@ -176,11 +165,12 @@ export class MachineLoop {
   private onExit(machine: Machine, exit: MachineExit): void {
     if (machine !== this.machine) return;
     if (this.stopped) {
-      if (exit.kind === 'stopped') this.events.onEnd?.(exit);
+      // Whatever ended it (a poweroff may have raced the stop), the loop is over; onEnd is for ends of its own.
+      this.finished?.resolve(exit);
       return;
     }
     if (exit.kind !== 'reboot') {
-      this.events.onEnd?.(exit);
+      this.end(exit);
       return;
     }
     this.events.onReboot?.(machine);
@@ -189,7 +179,15 @@ export class MachineLoop {
         this.launch(next);
         if (!this.stopped) this.events.onRebooted?.();
       },
-      (err: unknown) => this.events.onRebootFailed?.(err),
+      (err: unknown) => {
+        this.events.onRebootFailed?.(err);
+        this.finished?.reject(err);
+      },
     );
+  }
+
+  private end(exit: MachineExit): void {
+    this.events.onEnd?.(exit);
+    this.finished?.resolve(exit);
   }
 }
