@@ -65,7 +65,8 @@ class MachineRuntime implements GuestRuntime {
 
   /** A board with its virtio devices attached, not started. */
   private async buildMachine(forRestore = false): Promise<Machine> {
-    const images = this.firstImages ?? (await loadBootImages(this.config));
+    // Preopened images are kept: this process may no longer reach the files by path.
+    const images = this.firstImages ?? this.resources.preopened?.bootImages ?? (await loadBootImages(this.config));
     this.firstImages = undefined;
     const machine = new Machine({
       forRestore,
@@ -87,6 +88,7 @@ class MachineRuntime implements GuestRuntime {
       onConsoleOutput: (b) => this.agent.receive(b),
       nicLinks: this.resources.nicLinks,
       nicRates: this.nicRates,
+      openDisk: async (path, opts) => this.resources.preopened?.takeDisk(path) ?? openDiskImage(path, opts),
     });
     return machine;
   }
@@ -324,7 +326,7 @@ class MachineRuntime implements GuestRuntime {
 }
 
 export const createRuntime: CreateRuntime = async (config, hooks, resources) => {
-  const images = await loadBootImages(config);
+  const images = resources?.preopened ? undefined : await loadBootImages(config);
   return new MachineRuntime(config, hooks, images, await defaultHartFactory(), resources ?? { nicLinks: [] });
 };
 

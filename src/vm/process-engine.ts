@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { basename, extname, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import type { NicRateLimit, VmConfig } from './config.js';
 import type { ControlRequest, RuntimeCounters, StateFileInfo, WorkerMessage } from './protocol.js';
 import { zeroCounters } from './runtime.js';
@@ -30,6 +30,7 @@ import {
 } from './process-protocol.js';
 import { defaultRuntimeModule } from './worker-engine.js';
 import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
+import type { PreparedVmUser, VmProcessUsers } from '../host/vm-process-user.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the VM process needs the tsx loader too. */
@@ -46,6 +47,8 @@ export interface ProcessEngineOptions {
   maxOldSpaceMb?: number;
   /** A memory and pids cgroup per VM process (src/host/vm-process-cgroup.ts), where the host offers them. */
   cgroups?: VmProcessCgroups;
+  /** An unprivileged uid per VM process (a root daemon; src/host/vm-process-user.ts); absent: the daemon's user. */
+  users?: VmProcessUsers;
   log?: (line: string) => void;
 }
 
@@ -209,6 +212,10 @@ class ProcessVm implements EngineVm {
   private cpuMeter = new VmCpuMeter();
   private nicPorts: FramePort[] = [];
   private closed: Promise<void> = Promise.resolve();
+  /** Set once the process answered this connection's hello. */
+  private greeted = false;
+  /** The unprivileged user the process runs as (a root daemon), once known. */
+  private user: PreparedVmUser | undefined;
 
   constructor(
     private readonly config: VmConfig,
@@ -226,12 +233,14 @@ class ProcessVm implements EngineVm {
 
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     await this.spawn();
+    this.grant([path]);
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
     return reply.state;
   }
 
   async saveState(path: string): Promise<StateFileInfo> {
+    this.grant([], [dirname(path)]);
     const reply = await this.request({ id: 0, type: 'save-state', path }, 600_000);
     if (!reply.state) throw new ProcessRequestError('the VM process did not report the saved state');
     return reply.state;
@@ -242,6 +251,7 @@ class ProcessVm implements EngineVm {
   }
 
   async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    this.grant([path]);
     const reply = await this.request({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
     if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
     this.bootedAt = Date.now();
@@ -254,6 +264,7 @@ class ProcessVm implements EngineVm {
   }
 
   async switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    if (phase === 'attach') this.grant(paths.filter((p): p is string => !!p));
     await this.request({ id: 0, type: 'switch-disks', paths, phase }, 60_000);
   }
 
@@ -358,12 +369,28 @@ class ProcessVm implements EngineVm {
     return reply.exec;
   }
 
+  /** Hands files the process is about to open (and directories it writes into) to its uid; see vm-process-user.ts. */
+  private grant(files: string[], writeDirs: string[] = []): void {
+    const users = this.options.users;
+    if (!users) return;
+    this.user ??= users.attached(this.vmDir);
+    if (!this.user) throw new ProcessRequestError(`the VM process's user is not recorded in ${this.vmDir}`);
+    try {
+      users.grant(this.vmDir, this.user, files, writeDirs);
+    } catch (err) {
+      throw new ProcessRequestError((err as Error).message);
+    }
+  }
+
   // ---- the process and its channel ----------------------------------------------------------------------------
 
   private async spawn(): Promise<void> {
     if (this.pid) throw new ProcessRequestError('the VM process already exists');
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);
+    rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
+    this.user = this.options.users?.prepare(this.vmDir, this.config);
+    if (this.user?.unreachable) this.options.log?.(`${this.config.name}: ${this.user.unreachable}`);
     const init: ProcessInit = {
       // The socket's NIC records carry bare frames, not virtio-net offload metadata (src/net/packet/offload.ts):
       // a VM process's NICs offer no checksum/TSO offloads until they do.
@@ -372,9 +399,9 @@ class ProcessVm implements EngineVm {
       nice: this.options.nice ?? 10,
       socketPath,
       vmDir: this.vmDir,
+      user: this.user && { uid: this.user.uid, gid: this.user.gid },
     };
     writeJsonAtomic(initFile, init, 0o600);
-    rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);
     const args = [
       `--max-old-space-size=${this.options.maxOldSpaceMb ?? 256}`,
@@ -445,6 +472,7 @@ class ProcessVm implements EngineVm {
     this.pid = runtime.pid;
     this.startTime = runtime.startTime;
     this.stopping = false;
+    this.greeted = false;
     this.cpuMeter = new VmCpuMeter(runtime.pid);
     const socket = connect(runtime.socketPath);
     let markClosed!: () => void;
@@ -471,6 +499,7 @@ class ProcessVm implements EngineVm {
         `the process on ${runtime.socketPath} is not '${this.config.name}': ${hello.error ?? hello.name}`,
       );
     }
+    this.greeted = true;
     this.bootedAt = hello.status.bootedAt;
     this.tids = (hello.tids ?? []).filter((t) => Number.isInteger(t) && t > 0);
     if (this.tids.length) this.events.threads?.(this.tids);
@@ -581,6 +610,9 @@ class ProcessVm implements EngineVm {
   ): Promise<OkReply | HelloReply> {
     const channel = this.channel;
     if (!channel?.isOpen) return Promise.reject(new ProcessRequestError('the VM is not running'));
+    // The process closes a connection whose first record is no hello: a stats sample must not overtake it.
+    if (req.type !== 'hello' && !this.greeted)
+      return Promise.reject(new ProcessRequestError('the VM process is not connected yet'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
