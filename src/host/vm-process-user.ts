@@ -10,14 +10,14 @@
  * file: the VM's folder is root:<gid> 0710 (its process may pass through it, nobody else may, and only root writes
  * in it: vm.json stays the daemon's); the VM's own disks, their backing layers in the folder and the state files
  * it reads are <uid>:<gid> 0600, and the directories on the way <root>:<gid> 0710; a directory it writes a state
- * file into is <uid>:<gid> 0700. The home and vms/ get the search bit for others (0711: names inside can be
- * reached, not listed), so the VM's folder is reachable by path. Anything above the home (e.g. /root, 0700) is
- * not changed: a VM whose folder its uid cannot reach still starts (its process opens its disks and boot files
- * before it drops root), but a request that needs a file afterwards (snapshot, save, revert) fails with
- * VM_FILES_UNREACHABLE naming the directory.
+ * file into is <uid>:<gid> 0700; frozen layers under its disks are root's 0644 (clones of the VM read them too,
+ * through descriptors). Nothing above the folder changes: the process keeps a descriptor of its folder
+ * (src/vm/preopened-files.ts), so a home under /root (0700) works. A file outside the folder (a `typevisor save`
+ * directory, a restore from one) is reached by path, so every directory above it must let others pass; if one
+ * does not, the request fails with VM_FILES_UNREACHABLE naming it.
  */
 import { chmodSync, chownSync, closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { writeJsonAtomic } from './atomic.js';
 import { backingInfo } from './layer-merge.js';
 import type { VmConfig } from '../vm/config.js';
@@ -29,7 +29,7 @@ export const DEFAULT_VM_UID_COUNT = 1_000_000;
 
 export class VmProcessUserError extends Error {
   constructor(
-    readonly code: 'VM_FILES_UNREACHABLE' | 'VM_UIDS_EXHAUSTED' | 'VM_USER_RECORD',
+    readonly code: 'VM_FILES_UNREACHABLE' | 'VM_UIDS_EXHAUSTED',
     message: string,
   ) {
     super(message);
@@ -40,11 +40,6 @@ export class VmProcessUserError extends Error {
 interface UserRecord extends VmProcessUser {
   /** The folder the uid was allocated for: a copied folder (a clone) gets a uid of its own. */
   vmDir: string;
-}
-
-/** The prepared user of one VM: its uid/gid, and why its folder is unreachable by path, if it is. */
-export interface PreparedVmUser extends VmProcessUser {
-  unreachable?: string;
 }
 
 function inside(dir: string, path: string): boolean {
@@ -113,26 +108,38 @@ export class VmProcessUsers {
    * Before a VM process is spawned: allocates (or reuses) the VM's user, hands it the VM's files, and makes the
    * empty exit note its process writes into.
    */
-  prepare(vmDir: string, config: VmConfig): PreparedVmUser {
+  prepare(vmDir: string, config: VmConfig): VmProcessUser {
     const dir = resolve(vmDir);
     const user = this.userFor(dir);
     chownSync(dir, 0, user.gid);
     chmodSync(dir, 0o710);
-    for (const d of config.disks) this.grantFile(dir, user, resolve(dir, d.path), true);
+    for (const d of config.disks) this.grantFile(dir, user, resolve(dir, d.path));
     const exit = join(dir, PROCESS_FILES.exit);
     closeSync(openSync(exit, 'w', 0o600));
     chownSync(exit, user.uid, user.gid);
-    return { ...user, unreachable: this.openHome(dir) };
+    return user;
   }
 
   /**
    * Before a request that makes the VM process open files by path: each file (with its backing chain inside the
    * folder) becomes the VM's; `writeDirs` (where it creates a state file) become its own directories.
    */
-  grant(vmDir: string, user: PreparedVmUser, files: string[], writeDirs: string[] = []): void {
+  grant(vmDir: string, user: VmProcessUser, files: string[], writeDirs: string[] = []): void {
     const dir = resolve(vmDir);
-    if (user.unreachable) throw new VmProcessUserError('VM_FILES_UNREACHABLE', user.unreachable);
-    for (const f of files) this.grantFile(dir, user, resolve(f), true);
+    for (const f of files) {
+      const target = resolve(dir, f);
+      if (inside(dir, target)) this.grantFile(dir, user, target);
+      else {
+        const why = this.unreachable(target);
+        if (why)
+          throw new VmProcessUserError(
+            'VM_FILES_UNREACHABLE',
+            `the VM's process (uid ${user.uid}) cannot open ${target}: ${why}`,
+          );
+        chownSync(target, user.uid, user.gid);
+        chmodSync(target, 0o600);
+      }
+    }
     for (const w of writeDirs) {
       const target = resolve(w);
       if (inside(dir, target)) this.openPath(dir, user, dirname(target));
@@ -149,12 +156,6 @@ export class VmProcessUsers {
     }
   }
 
-  /** Recorded user of a VM whose process is already running (reattach), with its folder's reachability. */
-  attached(vmDir: string): PreparedVmUser | undefined {
-    const user = this.recorded(vmDir);
-    return user && { ...user, unreachable: this.openHome(resolve(vmDir)) };
-  }
-
   /** Why a directory's ancestors keep an unprivileged user out, if they do. */
   private unreachable(target: string): string | undefined {
     for (let d = dirname(target); ; d = dirname(d)) {
@@ -164,14 +165,18 @@ export class VmProcessUsers {
     }
   }
 
-  /** The file and, for a qcow2, its backing files inside the folder: the VM's own, 0600. Others are left alone. */
-  private grantFile(dir: string, user: VmProcessUser, path: string, chain: boolean): void {
+  /**
+   * The file (the VM's, 0600) and, for a qcow2, its backing files inside the folder (root's, 0644: reachable only
+   * through the folder, which only root and the VM's gid may pass). Files outside the folder are left alone.
+   */
+  private grantFile(dir: string, user: VmProcessUser, path: string): void {
     for (let p: string | undefined = path, depth = 0; p && depth < 17; depth++) {
       if (!inside(dir, p) || !existsSync(p)) return;
       this.openPath(dir, user, dirname(p));
-      chownSync(p, user.uid, user.gid);
-      chmodSync(p, 0o600);
-      if (!chain) return;
+      // The disk is the VM's; a layer under it is frozen and may be shared with clones (other uids), which
+      // reach it only through a descriptor they opened before dropping root: root's, readable.
+      chownSync(p, depth === 0 ? user.uid : 0, depth === 0 ? user.gid : 0);
+      chmodSync(p, depth === 0 ? 0o600 : 0o644);
       let next: string | undefined;
       try {
         next = backingInfo(p)?.path;
@@ -193,24 +198,5 @@ export class VmProcessUsers {
       chownSync(d, 0, user.gid);
       chmodSync(d, 0o710);
     }
-  }
-
-  /**
-   * The home and vms/ get the search bit for others; every directory above must already have it. Returns why the
-   * folder is unreachable by path, if it is.
-   */
-  private openHome(dir: string): string | undefined {
-    const vmsDir = dirname(dir);
-    const home = dirname(vmsDir);
-    for (const d of [vmsDir, home]) {
-      const st = statSync(d);
-      if ((st.mode & 0o001) === 0 && st.uid === process.getuid?.()) chmodSync(d, (st.mode & 0o7777) | 0o001);
-    }
-    const why = this.unreachable(home);
-    return why
-      ? `${why}, so the VM ${basename(dir)}'s files cannot be reached by path once its process dropped root ` +
-          `(snapshots, save and revert of a running VM need that); keep the daemon's home where others may pass ` +
-          `(e.g. --home /var/lib/typevisor)`
-      : undefined;
   }
 }

@@ -2,9 +2,15 @@
  * The files a VM process opens while it still may (before it drops its privileges, drop-privileges.ts): the
  * kernel, initrd and firmware bytes, kept for every boot of this process (a guest reboot or a restore reads them
  * again otherwise, by paths its uid may not reach), and every disk with its whole backing chain, handed to the
- * first attach. Files opened later (a snapshot's new overlays, state files) are opened by path as the VM's uid.
+ * first attach. Files opened later (a snapshot's new overlays, state files, the backing chain again) are opened
+ * as the VM's uid through descriptors kept of its folder and of each base image outside it (HeldPaths), so no
+ * directory above them needs to let the VM's uid pass.
  */
+import { constants, openSync, realpathSync } from 'node:fs';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { backingInfo } from '../host/layer-merge.js';
 import type { BlockBackend } from '../storage/backend.js';
+import type { PathAlias } from '../storage/path-alias.js';
 import { openDisk } from '../storage/index.js';
 import type { VmConfig } from './config.js';
 import { loadBootImages, type BootImages } from './machine-runner.js';
@@ -43,5 +49,60 @@ export class PreopenedFiles {
     const left = [...this.disks.values()];
     this.disks.clear();
     await Promise.allSettled(left.map((b) => b.close()));
+  }
+}
+
+const MAX_CHAIN = 17;
+
+function inside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith('..' + sep) && rel !== '..' && !isAbsolute(rel);
+}
+
+/**
+ * Descriptors of the VM's folder and of the base images its disks rest on outside it, opened while every path is
+ * reachable; `alias` maps a path to /proc/self/fd/... (see src/storage/path-alias.ts). Base images are held read
+ * only: the kernel checks the file's own mode when the process opens one again.
+ */
+export class HeldPaths {
+  private constructor(
+    private readonly dirs: { dir: string; fd: number }[],
+    private readonly files: Map<string, { real: string; fd: number }>,
+  ) {}
+
+  static open(vmDir: string, config: VmConfig): HeldPaths {
+    const realDir = realpathSync(vmDir);
+    const dirFd = openSync(realDir, constants.O_RDONLY | constants.O_DIRECTORY);
+    const dirs = [{ dir: realDir, fd: dirFd }];
+    if (resolve(vmDir) !== realDir) dirs.push({ dir: resolve(vmDir), fd: dirFd });
+    const files = new Map<string, { real: string; fd: number }>();
+    for (const d of config.disks) {
+      let p: string | undefined = resolve(vmDir, d.path);
+      for (let depth = 0; p && depth < MAX_CHAIN; depth++) {
+        let real: string;
+        try {
+          real = realpathSync(p);
+        } catch {
+          break; // a missing file: the start reports it
+        }
+        if (!inside(realDir, real) && !files.has(real)) {
+          const held = { real, fd: openSync(real, 'r') };
+          files.set(real, held);
+          files.set(p, held);
+        }
+        p = backingInfo(real)?.path;
+      }
+    }
+    return new HeldPaths(dirs, files);
+  }
+
+  alias(path: string): PathAlias | undefined {
+    const abs = resolve(path);
+    const held = this.files.get(abs);
+    if (held) return { real: held.real, open: `/proc/self/fd/${held.fd}` };
+    for (const { dir, fd } of this.dirs)
+      if (inside(dir, abs)) return { real: abs, open: `/proc/self/fd/${fd}/${relative(dir, abs)}` };
+    if (this.dirs.some((d) => d.dir === abs)) return { real: abs, open: `/proc/self/fd/${this.dirs[0]!.fd}` };
+    return undefined;
   }
 }

@@ -30,7 +30,8 @@ import {
 } from './process-protocol.js';
 import { defaultRuntimeModule } from './worker-engine.js';
 import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
-import type { PreparedVmUser, VmProcessUsers } from '../host/vm-process-user.js';
+import type { VmProcessUsers } from '../host/vm-process-user.js';
+import type { VmProcessUser } from './drop-privileges.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the VM process needs the tsx loader too. */
@@ -215,7 +216,7 @@ class ProcessVm implements EngineVm {
   /** Set once the process answered this connection's hello. */
   private greeted = false;
   /** The unprivileged user the process runs as (a root daemon), once known. */
-  private user: PreparedVmUser | undefined;
+  private user: VmProcessUser | undefined;
 
   constructor(
     private readonly config: VmConfig,
@@ -233,7 +234,7 @@ class ProcessVm implements EngineVm {
 
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     await this.spawn();
-    this.grant([path]);
+    this.grant([path, ...this.diskPaths()]);
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
     return reply.state;
@@ -251,7 +252,8 @@ class ProcessVm implements EngineVm {
   }
 
   async restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
-    this.grant([path]);
+    // The disks are opened again too: a revert put new overlays in their place.
+    this.grant([path, ...this.diskPaths()]);
     const reply = await this.request({ id: 0, type: 'restore-state', path, lazyRam: opts.lazyRam }, 120_000);
     if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
     this.bootedAt = Date.now();
@@ -369,11 +371,15 @@ class ProcessVm implements EngineVm {
     return reply.exec;
   }
 
+  private diskPaths(): string[] {
+    return this.config.disks.map((d) => d.path);
+  }
+
   /** Hands files the process is about to open (and directories it writes into) to its uid; see vm-process-user.ts. */
   private grant(files: string[], writeDirs: string[] = []): void {
     const users = this.options.users;
     if (!users) return;
-    this.user ??= users.attached(this.vmDir);
+    this.user ??= users.recorded(this.vmDir);
     if (!this.user) throw new ProcessRequestError(`the VM process's user is not recorded in ${this.vmDir}`);
     try {
       users.grant(this.vmDir, this.user, files, writeDirs);
@@ -390,7 +396,6 @@ class ProcessVm implements EngineVm {
     const initFile = join(this.vmDir, PROCESS_FILES.init);
     rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
     this.user = this.options.users?.prepare(this.vmDir, this.config);
-    if (this.user?.unreachable) this.options.log?.(`${this.config.name}: ${this.user.unreachable}`);
     const init: ProcessInit = {
       // The socket's NIC records carry bare frames, not virtio-net offload metadata (src/net/packet/offload.ts):
       // a VM process's NICs offer no checksum/TSO offloads until they do.
@@ -399,7 +404,7 @@ class ProcessVm implements EngineVm {
       nice: this.options.nice ?? 10,
       socketPath,
       vmDir: this.vmDir,
-      user: this.user && { uid: this.user.uid, gid: this.user.gid },
+      user: this.user,
     };
     writeJsonAtomic(initFile, init, 0o600);
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);

@@ -27,7 +27,8 @@ import {
 import { createCountersBuffer, writeCounters } from './shared-counters.js';
 import { lowerThreadPriority, ownThreadId, VmHost } from './vm-host.js';
 import { dropPrivileges } from './drop-privileges.js';
-import { PreopenedFiles } from './preopened-files.js';
+import { HeldPaths, PreopenedFiles } from './preopened-files.js';
+import { openablePath, setPathAliases } from '../storage/path-alias.js';
 import { runtimeModuleUrl } from './worker-adopt.js';
 
 /** How often counters are pushed to the connected daemon. */
@@ -73,12 +74,14 @@ if (!init.user) rmSync(exitFile, { force: true });
  * the start, which then reports it as it would anyway.
  */
 let preopened: PreopenedFiles | undefined;
+let held: HeldPaths | undefined;
 if (init.user) {
   try {
     preopened = await PreopenedFiles.open(init.config);
   } catch (err) {
     log(`could not open the VM's files before dropping privileges: ${(err as Error).message}`);
   }
+  held = HeldPaths.open(init.vmDir, init.config);
   await import(runtimeModuleUrl(init.runtimeModule));
 }
 
@@ -128,7 +131,7 @@ const host = new VmHost(
 function writeExit(kind: ProcessExitFile['kind'], message?: string): void {
   const note = { kind, message, pid: process.pid, at: new Date().toISOString() } satisfies ProcessExitFile;
   try {
-    if (init.user) writeFileSync(exitFile, JSON.stringify(note) + '\n');
+    if (init.user) writeFileSync(openablePath(exitFile), JSON.stringify(note) + '\n');
     else writeJsonAtomic(exitFile, note, 0o600);
   } catch (err) {
     log(`could not write ${exitFile}: ${(err as Error).message}`);
@@ -272,6 +275,8 @@ server.listen(init.socketPath, () => {
     try {
       const note = dropPrivileges(init.user);
       if (note) log(note);
+      const paths = held;
+      if (paths) setPathAliases((p) => paths.alias(p));
       log(`running as uid ${init.user.uid} gid ${init.user.gid}`);
     } catch (err) {
       log(`cannot drop privileges, not running the VM as root: ${(err as Error).message}`);

@@ -4,8 +4,9 @@
  *  - Uid and Gid (real, effective, saved, fs) are the VM's own, recorded in its folder, different per VM and in
  *    the VM range; no supplementary groups; NoNewPrivs 1; no capabilities (CapPrm, CapEff);
  *  - its memory and pids cgroups are its own (tv-<name>-...);
- *  - its open files are its own disk (inside its own folder), its log, /dev/null, pipes and event fds; every socket
- *    it holds is a unix socket (none is in /proc/net/tcp, tcp6, udp or udp6);
+ *  - its open files are in its own folder (its disk, its log, the folder itself), or the base images its disk
+ *    rests on, read-only; besides /dev/null, pipes and event fds, every socket it holds is a unix socket (none is in
+ *    /proc/net/tcp, tcp6, udp, udp6, raw or raw6);
  * and: the VM's uid cannot open the other VM's disk (EACCES) but can open its own; the guest writes its disk;
  * a live snapshot (save-state + disk switch as the VM's uid), a write, a revert, and a guest reboot all work in
  * the dropped process; after kill -9 of the daemon the next daemon reattaches and the process keeps its uid.
@@ -13,9 +14,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VmView } from '../../src/host/actions.js';
+import { backingInfo } from '../../src/host/layer-merge.js';
 import { DEFAULT_VM_UID_BASE } from '../../src/host/vm-process-user.js';
 import { parseProcStatusCredentials } from '../../src/vm/drop-privileges.js';
 import { requireGuest } from '../helpers/guest.js';
@@ -84,6 +86,8 @@ function checkProcess(home: string, name: string, pid: number): void {
     assert.match(groups, new RegExp(`^\\d+:${ctl}:.*/tv-${name}-[0-9a-f]{8}$`, 'm'), `${name}: its own ${ctl} cgroup`);
 
   const vmDir = join(home, 'vms', name);
+  const chain: string[] = [];
+  for (let p: string | undefined = diskOf(home, name); p; p = backingInfo(p)?.path) chain.push(realpathSync(p));
   const unix = socketInodes('unix');
   const inet = new Set(['tcp', 'tcp6', 'udp', 'udp6', 'raw', 'raw6'].flatMap((t) => [...socketInodes(t)]));
   const files: string[] = [];
@@ -102,10 +106,11 @@ function checkProcess(home: string, name: string, pid: number): void {
     }
     if (/^(pipe|anon_inode):/.test(target) || target === '/dev/null') continue;
     files.push(target);
-    assert.ok(
-      target.startsWith(vmDir + '/') || target.startsWith(join(home, 'images') + '/'),
-      `${name}: fd ${fd} is ${target}, outside its folder and the images`,
-    );
+    if (target === vmDir || target.startsWith(vmDir + '/')) continue;
+    // Outside its folder: only the base images its disk rests on, and only for reading.
+    assert.ok(chain.includes(target), `${name}: fd ${fd} is ${target}, neither in its folder nor in its disk's chain`);
+    const flags = Number.parseInt(/^flags:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+    assert.equal(flags & 3, 0, `${name}: ${target} is open read-only`);
   }
   assert.ok(files.includes(diskOf(home, name)), `${name}: its disk is open (${files.join(', ')})`);
 }
@@ -154,6 +159,10 @@ test('process mode as root: VM processes run as their own uid with only their fi
     assert.equal(disk.mode & 0o777, 0o600, `${n}: disk mode`);
     assert.deepEqual([disk.uid, disk.gid], [u.uid, u.gid], `${n}: disk owner`);
   }
+  // The worst case for the folders' own protection: every directory above them lets others pass (the daemon needs
+  // none of that: its VM processes reach their folders through descriptors).
+  chmodSync(home, 0o711);
+  chmodSync(join(home, 'vms'), 0o711);
   assert.equal(catAs(u1!, diskOf(home, 'pv1')).status, 0, "pv1's uid reads its own disk");
   const denied = catAs(u1!, diskOf(home, 'pv2'));
   assert.notEqual(denied.status, 0, "pv1's uid cannot read pv2's disk");

@@ -1,7 +1,7 @@
 /**
  * The per-VM users of process mode (src/host/vm-process-user.ts), without guests: allocation (lowest free uid,
  * reused from the record, a copied folder gets its own), what prepare and grant do to modes and owners, and the
- * named error for a folder its uid cannot reach. Ownership changes need root: those parts skip otherwise.
+ * named error for a file outside the folder its uid cannot reach. Ownership changes need root: those parts skip otherwise.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -67,7 +67,7 @@ test('VM users: lowest free uid, reused from the record, a copied folder gets it
   }
 });
 
-test('VM users: prepare and grant set owners and modes; an unreachable folder is a named error', (t) => {
+test('VM users: prepare and grant set owners and modes; an unreachable outside file is a named error', (t) => {
   if (!isRoot) {
     t.skip('changing owners needs root');
     return;
@@ -78,8 +78,7 @@ test('VM users: prepare and grant set owners and modes; an unreachable folder is
     const users = new VmProcessUsers(3_000_000_000, 10);
     const a = vmDir(vms, 'a');
     const prepared = users.prepare(a, config(a));
-    assert.equal(prepared.unreachable, undefined, prepared.unreachable);
-    assert.equal(statSync(h).mode & 0o001, 0o001, 'the home may be passed');
+    assert.equal(statSync(h).mode & 0o777, 0o700, 'nothing above the folder changes');
     const dir = statSync(a);
     assert.deepEqual([dir.uid, dir.gid, dir.mode & 0o777], [0, prepared.gid, 0o710]);
     const disk = statSync(join(a, 'disk.raw'));
@@ -101,16 +100,17 @@ test('VM users: prepare and grant set owners and modes; an unreachable folder is
     assert.deepEqual([t2.uid, t2.mode & 0o777], [prepared.uid, 0o700]);
     assert.equal(JSON.parse(readFileSync(join(a, 'vm-process-user.json'), 'utf8')).uid, prepared.uid);
 
-    // A home under a directory others may not pass: the VM starts, but files after the drop are refused by name.
+    // A file outside the folder is reached by path: under a directory others may not pass, a named error.
     const locked = mkdtempSync(join(tmpdir(), 'tv-locked-'));
     chmodSync(locked, 0o700);
-    const inner = join(locked, 'home', 'vms');
-    mkdirSync(inner, { recursive: true });
-    const b = vmDir(inner, 'b');
-    const pb = users.prepare(b, config(b));
-    assert.match(pb.unreachable ?? '', /cannot be passed by others/);
+    writeFileSync(join(locked, 'state'), 'x');
+    mkdirSync(join(locked, 'save'));
     assert.throws(
-      () => users.grant(b, pb, [join(b, 'disk.raw')]),
+      () => users.grant(a, prepared, [join(locked, 'state')]),
+      (e: unknown) => e instanceof VmProcessUserError && e.code === 'VM_FILES_UNREACHABLE',
+    );
+    assert.throws(
+      () => users.grant(a, prepared, [], [join(locked, 'save')]),
       (e: unknown) => e instanceof VmProcessUserError && e.code === 'VM_FILES_UNREACHABLE',
     );
     rmSync(locked, { recursive: true, force: true });
