@@ -166,11 +166,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   }
   let users: VmProcessUsers | undefined;
+  let vmProcessUser = "the daemon's";
   if (processModeWorks()) {
     const probed = VmProcessUsers.probe(opts.vmUidBase);
-    if (typeof probed === 'string') log(`VM processes keep the daemon's user: ${probed}`);
-    else {
+    if (typeof probed === 'string') {
+      vmProcessUser = `the daemon's (${probed})`;
+      log(`VM processes keep the daemon's user: ${probed}`);
+    } else {
       users = probed;
+      vmProcessUser = `a uid of its own per VM, from ${probed.base} (no groups, no capabilities, no new privileges)`;
       log(`VM processes drop to a uid of their own from ${users.base} (vm-process-user.json in each VM's folder)`);
     }
   }
@@ -196,6 +200,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     memoryBudget: opts.memoryBudget,
     reattachEngine: opts.engine?.reattach ? opts.engine : processEngine,
     keepVmsOnExit: opts.keepVmsOnExit,
+    vmProcessUser,
   });
   const logger = opts.logger;
   if (logger) {

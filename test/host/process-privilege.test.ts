@@ -9,7 +9,7 @@
  *    /proc/net/tcp, tcp6, udp, udp6, raw or raw6);
  * and: the VM's uid cannot open the other VM's disk (EACCES) but can open its own; the guest writes its disk;
  * a live snapshot (save-state + disk switch as the VM's uid), a write, a revert, and a guest reboot all work in
- * the dropped process; after kill -9 of the daemon the next daemon reattaches and the process keeps its uid.
+ * the dropped process, with the home at 0700 (as under /root); after kill -9 of the daemon the next daemon reattaches and the process keeps its uid.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -135,6 +135,8 @@ test('process mode as root: VM processes run as their own uid with only their fi
     await d.stop();
     removeHome(home);
   });
+  const host = await d.client.json<{ daemon: { vmProcessUser: string } }>('GET', '/host');
+  assert.match(host.daemon.vmProcessUser, /a uid of its own per VM, from 2000000000/);
   for (const n of NAMES) await d.client.json('POST', '/vms', { name: n, memoryMiB: 128 });
   await Promise.all(NAMES.map((n) => d.client.json('POST', `/vms/${n}/actions/start`, {})));
   const [c1, c2] = await Promise.all(NAMES.map((n) => booted(d, n)));
@@ -172,6 +174,8 @@ test('process mode as root: VM processes run as their own uid with only their fi
     /Permission denied/,
     "pv2's uid cannot read pv1's vm.json",
   );
+  // Back to a home nobody else may pass (as /root is): what follows reaches the files through descriptors only.
+  chmodSync(home, 0o700);
 
   // The guest in the dropped process writes its disk; a live snapshot, another write, a revert, a reboot.
   await c1!.sh('echo before > /root/pd; sync');
