@@ -28,3 +28,15 @@ export function pathAlias(path: string): PathAlias | undefined {
 export function openablePath(path: string): string {
   return aliases?.(path)?.open ?? path;
 }
+
+/** Descriptors opened for one later open each (a state file to restore from); the taker owns (closes) it. */
+let descriptors: ((path: string) => number | undefined) | undefined;
+
+export function setHeldDescriptors(fn: ((path: string) => number | undefined) | undefined): void {
+  descriptors = fn;
+}
+
+/** A descriptor opened earlier for `path` (read-only), handed over once, or undefined. */
+export function takeHeldDescriptor(path: string): number | undefined {
+  return descriptors?.(path);
+}

@@ -68,9 +68,11 @@ export class HeldPaths {
   private constructor(
     private readonly dirs: { dir: string; fd: number }[],
     private readonly files: Map<string, { real: string; fd: number }>,
+    private readonly once: Map<string, number>,
   ) {}
 
-  static open(vmDir: string, config: VmConfig): HeldPaths {
+  /** `restoreFrom`: a state file to start from, which may be in another VM's folder (a running clone's source). */
+  static open(vmDir: string, config: VmConfig, restoreFrom?: string): HeldPaths {
     const realDir = realpathSync(vmDir);
     const dirFd = openSync(realDir, constants.O_RDONLY | constants.O_DIRECTORY);
     const dirs = [{ dir: realDir, fd: dirFd }];
@@ -93,7 +95,23 @@ export class HeldPaths {
         p = backingInfo(real)?.path;
       }
     }
-    return new HeldPaths(dirs, files);
+    const once = new Map<string, number>();
+    if (restoreFrom) {
+      try {
+        once.set(resolve(restoreFrom), openSync(resolve(restoreFrom), 'r'));
+      } catch {
+        /* missing: the restore reports it */
+      }
+    }
+    return new HeldPaths(dirs, files, once);
+  }
+
+  /** The descriptor opened for a state file, once. */
+  take(path: string): number | undefined {
+    const abs = resolve(path);
+    const fd = this.once.get(abs);
+    this.once.delete(abs);
+    return fd;
   }
 
   alias(path: string): PathAlias | undefined {

@@ -233,8 +233,8 @@ class ProcessVm implements EngineVm {
   }
 
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
-    await this.spawn();
-    this.grant([path, ...this.diskPaths()]);
+    // The process opens the state file before it drops root: it may lie in another VM's folder (a running clone).
+    await this.spawn(path);
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new ProcessRequestError('the VM process did not report the restored state');
     return reply.state;
@@ -390,7 +390,7 @@ class ProcessVm implements EngineVm {
 
   // ---- the process and its channel ----------------------------------------------------------------------------
 
-  private async spawn(): Promise<void> {
+  private async spawn(restoreFrom?: string): Promise<void> {
     if (this.pid) throw new ProcessRequestError('the VM process already exists');
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);
@@ -405,6 +405,7 @@ class ProcessVm implements EngineVm {
       socketPath,
       vmDir: this.vmDir,
       user: this.user,
+      restoreFrom,
     };
     writeJsonAtomic(initFile, init, 0o600);
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);

@@ -31,6 +31,8 @@ export interface ProcessInit {
    * Absent: it keeps the daemon's user.
    */
   user?: VmProcessUser;
+  /** The state file the first start restores from: opened before the drop (it may be in another VM's folder). */
+  restoreFrom?: string;
 }
 
 export interface ProcessRuntimeFile {

@@ -5,7 +5,7 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writevSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { StateFile, type ByteSource } from '../machine/snapshot/format.js';
-import { openablePath } from '../storage/path-alias.js';
+import { openablePath, takeHeldDescriptor } from '../storage/path-alias.js';
 
 /** Writes `parts` (encodeStateFile's output) to `path` atomically. */
 export function writeStateFileAtomic(path: string, parts: Uint8Array[]): number {
@@ -62,7 +62,7 @@ export interface OpenStateFile {
 }
 
 export function openStateFile(path: string): OpenStateFile {
-  const fd = openSync(openablePath(path), 'r');
+  const fd = takeHeldDescriptor(path) ?? openSync(openablePath(path), 'r');
   let open = true;
   try {
     const size = fstatSync(fd).size;

@@ -28,7 +28,7 @@ import { createCountersBuffer, writeCounters } from './shared-counters.js';
 import { lowerThreadPriority, ownThreadId, VmHost } from './vm-host.js';
 import { dropPrivileges } from './drop-privileges.js';
 import { HeldPaths, PreopenedFiles } from './preopened-files.js';
-import { openablePath, setPathAliases } from '../storage/path-alias.js';
+import { openablePath, setHeldDescriptors, setPathAliases } from '../storage/path-alias.js';
 import { runtimeModuleUrl } from './worker-adopt.js';
 
 /** How often counters are pushed to the connected daemon. */
@@ -81,7 +81,7 @@ if (init.user) {
   } catch (err) {
     log(`could not open the VM's files before dropping privileges: ${(err as Error).message}`);
   }
-  held = HeldPaths.open(init.vmDir, init.config);
+  held = HeldPaths.open(init.vmDir, init.config, init.restoreFrom);
   await import(runtimeModuleUrl(init.runtimeModule));
 }
 
@@ -276,7 +276,10 @@ server.listen(init.socketPath, () => {
       const note = dropPrivileges(init.user);
       if (note) log(note);
       const paths = held;
-      if (paths) setPathAliases((p) => paths.alias(p));
+      if (paths) {
+        setPathAliases((p) => paths.alias(p));
+        setHeldDescriptors((p) => paths.take(p));
+      }
       log(`running as uid ${init.user.uid} gid ${init.user.gid}`);
     } catch (err) {
       log(`cannot drop privileges, not running the VM as root: ${(err as Error).message}`);
