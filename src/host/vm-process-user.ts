@@ -12,11 +12,26 @@
  * it reads are <uid>:<gid> 0600, and the directories on the way <root>:<gid> 0710; a directory it writes a state
  * file into is <uid>:<gid> 0700; frozen layers under its disks are root's 0644 (clones of the VM read them too,
  * through descriptors). Nothing above the folder changes: the process keeps a descriptor of its folder
- * (src/vm/preopened-files.ts), so a home under /root (0700) works. A file outside the folder (a `typevisor save`
- * directory, a restore from one) is reached by path, so every directory above it must let others pass; if one
- * does not, the request fails with VM_FILES_UNREACHABLE naming it.
+ * (src/vm/preopened-files.ts), so a home under /root (0700) works. A state saved outside the folder is written
+ * into the folder's state-staging/ and moved out by the daemon; a state restored from outside is opened before the
+ * drop. Any other file outside the folder is reached by path, so every directory above it must let others pass;
+ * if one does not, the request fails with VM_FILES_UNREACHABLE naming it.
  */
-import { chmodSync, chownSync, closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { writeJsonAtomic } from './atomic.js';
 import { backingInfo } from './layer-merge.js';
@@ -42,7 +57,7 @@ interface UserRecord extends VmProcessUser {
   vmDir: string;
 }
 
-function inside(dir: string, path: string): boolean {
+export function inside(dir: string, path: string): boolean {
   const rel = relative(dir, path);
   return rel !== '' && !rel.startsWith('..' + sep) && rel !== '..' && !isAbsolute(rel);
 }
@@ -199,4 +214,35 @@ export class VmProcessUsers {
       chmodSync(d, 0o710);
     }
   }
+
+  /**
+   * Where the VM's process writes a state file that belongs outside its folder (`typevisor save DIR`): a directory
+   * of its own in the folder; the daemon then moves the file out (moveStateFile), so no directory above DIR needs
+   * to let the VM's uid pass.
+   */
+  stagingDir(vmDir: string, user: VmProcessUser): string {
+    const dir = join(resolve(vmDir), 'state-staging');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chownSync(dir, user.uid, user.gid);
+    chmodSync(dir, 0o700);
+    return dir;
+  }
+}
+
+/** Moves a finished state file to `to` (another file system: copied, synced, then removed). */
+export function moveStateFile(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+  }
+  copyFileSync(from, to);
+  const fd = openSync(to, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  rmSync(from, { force: true });
 }

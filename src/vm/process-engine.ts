@@ -30,7 +30,7 @@ import {
 } from './process-protocol.js';
 import { defaultRuntimeModule } from './worker-engine.js';
 import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
-import type { VmProcessUsers } from '../host/vm-process-user.js';
+import { inside, moveStateFile, type VmProcessUsers } from '../host/vm-process-user.js';
 import type { VmProcessUser } from './drop-privileges.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
@@ -241,9 +241,15 @@ class ProcessVm implements EngineVm {
   }
 
   async saveState(path: string): Promise<StateFileInfo> {
-    this.grant([], [dirname(path)]);
-    const reply = await this.request({ id: 0, type: 'save-state', path }, 600_000);
+    const users = this.options.users;
+    const user = users && (this.user ??= users.recorded(this.vmDir));
+    // Outside its folder a dropped process may reach nothing by path: it writes into its folder, the daemon moves it.
+    const staged =
+      users && user && !inside(this.vmDir, path) ? join(users.stagingDir(this.vmDir, user), basename(path)) : undefined;
+    this.grant([], [dirname(staged ?? path)]);
+    const reply = await this.request({ id: 0, type: 'save-state', path: staged ?? path }, 600_000);
     if (!reply.state) throw new ProcessRequestError('the VM process did not report the saved state');
+    if (staged) moveStateFile(staged, path);
     return reply.state;
   }
 
