@@ -472,6 +472,7 @@ export const HostInfoSchema = z.object({
     heapUsedBytes: z.number(),
     engine: z.string(),
     version: z.string(),
+    vmProcessUser: z.string().describe('which user VM processes run as (a uid of their own per VM under a root daemon)'),
   }),
   vms: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
   usage: z.object({ vcpus: z.number(), memoryBytes: z.number(), residentBytes: z.number(), cpuPercent: z.number() }),

@@ -228,7 +228,16 @@ export interface HostInfo {
   memoryBytes: number;
   freeMemoryBytes: number;
   loadAverage: number[];
-  daemon: { pid: number; uptimeSeconds: number; rssBytes: number; heapUsedBytes: number; engine: string; version: string };
+  daemon: {
+    pid: number;
+    uptimeSeconds: number;
+    rssBytes: number;
+    heapUsedBytes: number;
+    engine: string;
+    version: string;
+    /** Which user VM processes run as: a uid of their own per VM (a root daemon), or the daemon's and why. */
+    vmProcessUser: string;
+  };
   vms: { total: number; byState: Record<VmState, number> };
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };
   /** How CPU settings are enforced on this host, and why better mechanisms were passed over. */

@@ -15,6 +15,7 @@ import type { Engine } from './engine.js';
 import { buildApi } from '../api/server.js';
 import { WorkerEngine } from '../vm/worker-engine.js';
 import { ProcessEngine, processModeWorks } from '../vm/process-engine.js';
+import { VmProcessUsers } from './vm-process-user.js';
 import { VmProcessCgroups } from './vm-process-cgroup.js';
 import type { Logger } from 'pino';
 import { HostError } from './errors.js';
@@ -74,6 +75,8 @@ export interface DaemonOptions {
   warmWorkers?: number;
   /** How new VMs run: a worker thread each (the default, see defaultVmMode) or a process each. */
   vmMode?: VmMode;
+  /** First uid of the range VM processes drop to when the daemon is root (src/host/vm-process-user.ts). */
+  vmUidBase?: number;
   /** On close (SIGTERM), VM processes keep running for the next daemon instead of being stopped. */
   keepVmsOnExit?: boolean;
 }
@@ -162,7 +165,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       cgroups.sweep();
     }
   }
-  const processEngine = processModeWorks() ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, log }) : undefined;
+  let users: VmProcessUsers | undefined;
+  let vmProcessUser = "the daemon's";
+  if (processModeWorks()) {
+    const probed = VmProcessUsers.probe(opts.vmUidBase);
+    if (typeof probed === 'string') {
+      vmProcessUser = `the daemon's (${probed})`;
+      log(`VM processes keep the daemon's user: ${probed}`);
+    } else {
+      users = probed;
+      vmProcessUser = `a uid of its own per VM, from ${probed.base} (no groups, no capabilities, no new privileges)`;
+      log(`VM processes drop to a uid of their own from ${users.base} (vm-process-user.json in each VM's folder)`);
+    }
+  }
+  const processEngine = processModeWorks()
+    ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, users, log })
+    : undefined;
   const engine =
     opts.engine ??
     (vmMode === 'process'
@@ -182,6 +200,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     memoryBudget: opts.memoryBudget,
     reattachEngine: opts.engine?.reattach ? opts.engine : processEngine,
     keepVmsOnExit: opts.keepVmsOnExit,
+    vmProcessUser,
   });
   const logger = opts.logger;
   if (logger) {

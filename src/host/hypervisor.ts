@@ -107,6 +107,8 @@ export interface HypervisorOptions {
   reattachEngine?: Engine;
   /** On close, VMs whose engine can let go of them (process mode) keep running for the next daemon. */
   keepVmsOnExit?: boolean;
+  /** Which user VM processes run as (src/host/vm-process-user.ts), for `typevisor host`. */
+  vmProcessUser?: string;
 }
 
 const MIB = 1024 * 1024;
@@ -1366,6 +1368,7 @@ export class Hypervisor implements HostChannel {
         rssBytes: mem.rss,
         heapUsedBytes: mem.heapUsed,
         engine: this.opts.engine.name,
+        vmProcessUser: this.opts.vmProcessUser ?? "the daemon's",
         version: VERSION,
       },
       vms: { total: this.vms.size, byState },

@@ -6,6 +6,7 @@ import { realpath, open as openFile } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { StorageError, type BlockBackend } from './backend.js';
 import { ioError } from './file.js';
+import { openablePath, pathAlias } from './path-alias.js';
 import { RawImage } from './raw.js';
 import { Qcow2Image } from './qcow2/image.js';
 import { createQcow2 } from './qcow2/create.js';
@@ -44,7 +45,7 @@ const DEFAULT_MAX_BACKING_DEPTH = 16;
 export async function probeFormat(path: string): Promise<DiskFormat> {
   let fh;
   try {
-    fh = await openFile(path, 'r');
+    fh = await openFile(openablePath(path), 'r');
   } catch (err) {
     throw ioError(err, `cannot open ${path}`);
   }
@@ -64,7 +65,7 @@ export function openDisk(path: string, opts: OpenDiskOptions = {}): Promise<Bloc
 async function openChain(path: string, opts: OpenDiskOptions, chain: string[]): Promise<BlockBackend> {
   let real: string;
   try {
-    real = await realpath(path);
+    real = pathAlias(path)?.real ?? (await realpath(path));
   } catch (err) {
     throw ioError(err, `cannot open ${path}`);
   }

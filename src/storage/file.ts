@@ -1,5 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { StorageError } from './backend.js';
+import { openablePath } from './path-alias.js';
 
 /**
  * A positional-I/O wrapper over one host file. Every read and write is checked against `maxOffset`
@@ -17,7 +18,7 @@ export class HostFile {
 
   static async open(path: string, readOnly: boolean): Promise<HostFile> {
     try {
-      return new HostFile(path, await open(path, readOnly ? 'r' : 'r+'), readOnly);
+      return new HostFile(path, await open(openablePath(path), readOnly ? 'r' : 'r+'), readOnly);
     } catch (err) {
       throw ioError(err, `cannot open ${path}`);
     }
@@ -26,7 +27,7 @@ export class HostFile {
   /** Creates a new, empty file for reading and writing; an existing file is an error, never overwritten. */
   static async create(path: string): Promise<HostFile> {
     try {
-      return new HostFile(path, await open(path, 'wx+'), false);
+      return new HostFile(path, await open(openablePath(path), 'wx+'), false);
     } catch (err) {
       throw ioError(err, `cannot create ${path}`);
     }

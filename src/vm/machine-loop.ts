@@ -72,6 +72,8 @@ export interface MachineLoopOptions {
    * restore) read the files again, so an idle VM does not hold a copy of its kernel and initrd (~6 MiB).
    */
   images?: BootImages;
+  /** Images for every board instead (a VM process that dropped privileges can no longer read them by path). */
+  keptImages?: BootImages;
   createHart?: HartFactory;
   /** Devices beyond the config's plain ones (the agent's console, NIC links, live NIC limits). */
   virtio?: AttachOptions;
@@ -101,7 +103,7 @@ export class MachineLoop {
 
   /** Builds a board with its virtio devices (not started) and makes it the current one. */
   async build(forRestore = false): Promise<Machine> {
-    const images = this.images ?? (await loadBootImages(this.config));
+    const images = this.images ?? this.options.keptImages ?? (await loadBootImages(this.config));
     this.images = undefined;
     const machine = new Machine({
       forRestore,

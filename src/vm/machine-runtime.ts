@@ -37,7 +37,7 @@ class MachineRuntime implements GuestRuntime {
   constructor(
     private readonly config: VmConfig,
     private readonly hooks: RuntimeHooks,
-    images: BootImages,
+    images: BootImages | undefined,
     createHart: HartFactory,
     resources: RuntimeResources,
   ) {
@@ -57,10 +57,17 @@ class MachineRuntime implements GuestRuntime {
       },
       {
         images,
+        // Preopened images are kept for every boot: this process may no longer reach the files by path.
+        keptImages: resources.preopened?.bootImages,
         createHart,
         // The dropped decoded pages are garbage an idle worker would otherwise keep for a long time.
         onIdleTrim: () => collectGarbage(),
-        virtio: { onConsoleOutput: (b) => this.agent.receive(b), nicLinks: resources.nicLinks, nicRates: this.nicRates },
+        virtio: {
+          onConsoleOutput: (b) => this.agent.receive(b),
+          nicLinks: resources.nicLinks,
+          nicRates: this.nicRates,
+          openDisk: async (path, opts) => resources.preopened?.takeDisk(path) ?? openDiskImage(path, opts),
+        },
       },
     );
   }
@@ -295,7 +302,7 @@ class MachineRuntime implements GuestRuntime {
 }
 
 export const createRuntime: CreateRuntime = async (config, hooks, resources) => {
-  const images = await loadBootImages(config);
+  const images = resources?.preopened ? undefined : await loadBootImages(config);
   return new MachineRuntime(config, hooks, images, await defaultHartFactory(), resources ?? { nicLinks: [] });
 };
 

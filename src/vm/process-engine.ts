@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { basename, extname, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import type { VmConfig } from './config.js';
 import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import type { Engine, EngineEvents, EngineResources, EngineVm, LeftBehind, ReattachedVm } from '../host/engine.js';
@@ -30,6 +30,8 @@ import {
 import { defaultRuntimeModule } from './worker-engine.js';
 import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
 import { vmProcessNodeFlags } from './vm-process-flags.js';
+import { inside, moveStateFile, type VmProcessUsers } from '../host/vm-process-user.js';
+import type { VmProcessUser } from './drop-privileges.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
 /** Under tsx (tests and development from source) the VM process needs the tsx loader too. */
@@ -46,6 +48,8 @@ export interface ProcessEngineOptions {
   maxOldSpaceMb?: number;
   /** A memory and pids cgroup per VM process (src/host/vm-process-cgroup.ts), where the host offers them. */
   cgroups?: VmProcessCgroups;
+  /** An unprivileged uid per VM process (a root daemon; src/host/vm-process-user.ts); absent: the daemon's user. */
+  users?: VmProcessUsers;
   log?: (line: string) => void;
 }
 
@@ -181,6 +185,8 @@ class ProcessVm extends HostedVm {
   private pushed: Float64Array | undefined;
   private nicPorts: FramePort[] = [];
   private closed: Promise<void> = Promise.resolve();
+  /** The unprivileged user the process runs as (a root daemon), once known. */
+  private user: VmProcessUser | undefined;
 
   constructor(
     config: VmConfig,
@@ -200,13 +206,37 @@ class ProcessVm extends HostedVm {
 
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     const t0 = performance.now();
-    await this.spawn();
+    // The process opens the state file before it drops root: it may lie in another VM's folder (a running clone).
+    await this.spawn(path);
     const t1 = performance.now();
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new VmRequestError('the VM process did not report the restored state');
     const ms = performance.now() - t0;
     // What the VM did not account for: spawning the process until it answered its hello, then the messages.
     return { ...reply.state, ms, phases: { processStartup: t1 - t0, ...reply.state.phases } };
+  }
+
+  override async saveState(path: string): Promise<StateFileInfo> {
+    const users = this.options.users;
+    const user = users && (this.user ??= users.recorded(this.vmDir));
+    // Outside its folder a dropped process may reach nothing by path: it writes into its folder, the daemon moves it.
+    const staged =
+      users && user && !inside(this.vmDir, path) ? join(users.stagingDir(this.vmDir, user), basename(path)) : undefined;
+    this.grant([], [dirname(staged ?? path)]);
+    const state = await super.saveState(staged ?? path);
+    if (staged) moveStateFile(staged, path);
+    return state;
+  }
+
+  override restoreInPlace(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+    // The disks are opened again too: a revert put new overlays in their place.
+    this.grant([path, ...this.config.disks.map((d) => d.path)]);
+    return super.restoreInPlace(path, opts);
+  }
+
+  override switchDisks(paths: (string | null)[], phase: 'detach' | 'attach'): Promise<void> {
+    if (phase === 'attach') this.grant(paths.filter((p): p is string => !!p));
+    return super.switchDisks(paths, phase);
   }
 
   consoleInput(bytes: Uint8Array): void {
@@ -257,21 +287,37 @@ class ProcessVm extends HostedVm {
     rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
   }
 
+  /** Hands files the process is about to open (and directories it writes into) to its uid; see vm-process-user.ts. */
+  private grant(files: string[], writeDirs: string[] = []): void {
+    const users = this.options.users;
+    if (!users) return;
+    this.user ??= users.recorded(this.vmDir);
+    if (!this.user) throw new VmRequestError(`the VM process's user is not recorded in ${this.vmDir}`);
+    try {
+      users.grant(this.vmDir, this.user, files, writeDirs);
+    } catch (err) {
+      throw new VmRequestError((err as Error).message);
+    }
+  }
+
   // ---- the process and its channel ----------------------------------------------------------------------------
 
-  private async spawn(): Promise<void> {
+  private async spawn(restoreFrom?: string): Promise<void> {
     if (this.pid) throw new VmRequestError('the VM process already exists');
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);
+    rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
+    this.user = this.options.users?.prepare(this.vmDir, this.config);
     const init: ProcessInit = {
       config: this.config,
       runtimeModule: this.runtimeModule,
       nice: this.options.nice ?? 10,
       socketPath,
       vmDir: this.vmDir,
+      user: this.user,
+      restoreFrom,
     };
     writeJsonAtomic(initFile, init, 0o600);
-    rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);
     const args = [
       ...vmProcessNodeFlags(this.options.maxOldSpaceMb ?? 256),

@@ -4,7 +4,9 @@
  *
  *   vm-process-init.json   what the process hosts (written by the daemon before spawning it)
  *   vm-process.json        who is running it: pid, start time, socket (written by the process once listening)
- *   vm-process-exit.json   how it ended, when it ended on its own (written by the process as it exits)
+ *   vm-process-exit.json   how it ended, when it ended on its own (written by the process as it exits; a
+ *                          process that dropped its privileges writes into the empty file the daemon made for it)
+ *   vm-process-user.json   the uid and gid its VM's processes run as (a root daemon; src/host/vm-process-user.ts)
  *   vm-process.log         the process's stdout and stderr
  *   vm.sock                the channel (process-channel.ts); the process listens, the daemon connects
  */
@@ -13,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { VmConfig } from './config.js';
+import type { VmProcessUser } from './drop-privileges.js';
 import type { VmHostStatus } from './vm-host.js';
 
 export interface ProcessInit {
@@ -23,6 +26,13 @@ export interface ProcessInit {
   nice?: number;
   socketPath: string;
   vmDir: string;
+  /**
+   * The unprivileged user the process becomes once its files are open (a root daemon; src/host/vm-process-user.ts).
+   * Absent: it keeps the daemon's user.
+   */
+  user?: VmProcessUser;
+  /** The state file the first start restores from: opened before the drop (it may be in another VM's folder). */
+  restoreFrom?: string;
 }
 
 export interface ProcessRuntimeFile {
@@ -71,6 +81,7 @@ export const PROCESS_FILES = {
   runtime: 'vm-process.json',
   exit: 'vm-process-exit.json',
   log: 'vm-process.log',
+  user: 'vm-process-user.json',
   socket: 'vm.sock',
 } as const;
 

@@ -3,6 +3,7 @@
  * src/machine; the indirection keeps the worker independent of the board and lets the worker be exercised with
  * any module that exports `createRuntime`.
  */
+import type { PreopenedFiles } from './preopened-files.js';
 import type { NicRateLimit, VmConfig } from './config.js';
 import type { RuntimeCounters, StateFileInfo } from './protocol.js';
 import type { NicLink } from './nic-link.js';
@@ -55,6 +56,8 @@ export interface GuestRuntime {
 export interface RuntimeResources {
   /** One per config NIC, in order. */
   nicLinks: NicLink[];
+  /** Files opened before a VM process dropped its privileges (process mode as root); the machine runtime uses them. */
+  preopened?: PreopenedFiles;
 }
 
 export type CreateRuntime = (config: VmConfig, hooks: RuntimeHooks, resources?: RuntimeResources) => Promise<GuestRuntime>;

@@ -5,11 +5,12 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writevSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { StateFile, type ByteSource } from '../machine/snapshot/format.js';
+import { openablePath, takeHeldDescriptor } from '../storage/path-alias.js';
 
 /** Writes `parts` (encodeStateFile's output) to `path` atomically. */
 export function writeStateFileAtomic(path: string, parts: Uint8Array[]): number {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-  const fd = openSync(tmp, 'wx', 0o600);
+  const fd = openSync(openablePath(tmp), 'wx', 0o600);
   let written = 0;
   try {
     // writev takes at most IOV_MAX (1024) buffers per call.
@@ -35,17 +36,17 @@ export function writeStateFileAtomic(path: string, parts: Uint8Array[]): number 
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
-    rmSync(tmp, { force: true });
+    rmSync(openablePath(tmp), { force: true });
     throw err;
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  renameSync(openablePath(tmp), openablePath(path));
   syncDir(dirname(path));
   return written;
 }
 
 export function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+  const fd = openSync(openablePath(dir), 'r');
   try {
     fsyncSync(fd);
   } finally {
@@ -61,7 +62,7 @@ export interface OpenStateFile {
 }
 
 export function openStateFile(path: string): OpenStateFile {
-  const fd = openSync(path, 'r');
+  const fd = takeHeldDescriptor(path) ?? openSync(openablePath(path), 'r');
   let open = true;
   try {
     const size = fstatSync(fd).size;

@@ -7,6 +7,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { ControlRequest, RuntimeCounters, WorkerMessage } from './protocol.js';
 import type { VmConfig } from './config.js';
+import type { PreopenedFiles } from './preopened-files.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicLink } from './nic-link.js';
 import { CpuPacer } from './cpu-pacer.js';
@@ -29,6 +30,8 @@ export interface VmHostInit {
   runtimeModule: string;
   /** One per NIC in config order; they outlive each runtime (a reboot in place builds a new one over them). */
   nicLinks: NicLink[];
+  /** Files opened before the VM process dropped its privileges (vm-process.ts). */
+  preopened?: PreopenedFiles;
 }
 
 /** What the hosted VM is doing, for a host that (re)attaches. */
@@ -91,7 +94,7 @@ export class VmHost {
     private readonly init: VmHostInit,
     private readonly out: VmHostOutput,
   ) {
-    this.resources = { nicLinks: init.nicLinks };
+    this.resources = { nicLinks: init.nicLinks, preopened: init.preopened };
     this.vcpusOnline = init.config.vcpusOnline;
     this.hooks = {
       // Copy: the runtime may reuse its buffer after the call returns.

@@ -9,7 +9,7 @@
  * are dropped, and an end of the VM is written to vm-process-exit.json before the process exits.
  */
 import { createServer, type Socket } from 'node:net';
-import { closeSync, existsSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../host/atomic.js';
 import { fixMmapThreshold, startMallocTrim } from '../host/memory/malloc.js';
@@ -27,6 +27,10 @@ import {
 } from './process-protocol.js';
 import { createCountersBuffer, writeCounters } from './shared-counters.js';
 import { lowerThreadPriority, ownThreadId, VmHost } from './vm-host.js';
+import { dropPrivileges } from './drop-privileges.js';
+import { HeldPaths, PreopenedFiles } from './preopened-files.js';
+import { openablePath, setHeldDescriptors, setPathAliases } from '../storage/path-alias.js';
+import { runtimeModuleUrl } from './worker-adopt.js';
 
 /** How often counters are pushed to the connected daemon. */
 const COUNTERS_INTERVAL_MS = 50;
@@ -61,7 +65,26 @@ startMallocTrim();
 const tid = ownThreadId();
 lowerThreadPriority(tid, init.nice);
 const startTime = processStartTime(process.pid) ?? 0;
-rmSync(exitFile, { force: true });
+// A process that will drop its privileges cannot create files in the VM's folder later: it writes its exit note
+// into the empty file the daemon made for it.
+if (!init.user) rmSync(exitFile, { force: true });
+
+/**
+ * Before the drop: everything the VM reads at start (boot files, disks with their backing chains) and the code it
+ * loads later (the runtime module), while every path is still reachable. A file that cannot be opened is left to
+ * the start, which then reports it as it would anyway.
+ */
+let preopened: PreopenedFiles | undefined;
+let held: HeldPaths | undefined;
+if (init.user) {
+  try {
+    preopened = await PreopenedFiles.open(init.config);
+  } catch (err) {
+    log(`could not open the VM's files before dropping privileges: ${(err as Error).message}`);
+  }
+  held = HeldPaths.open(init.vmDir, init.config, init.restoreFrom);
+  await import(runtimeModuleUrl(init.runtimeModule));
+}
 
 let channel: ProcessChannel | undefined;
 let backlog: Uint8Array[] = [];
@@ -92,7 +115,7 @@ function keepConsole(bytes: Uint8Array): void {
 let endEvent: WorkerMessage | undefined;
 
 const host = new VmHost(
-  { config: init.config, runtimeModule: init.runtimeModule, nicLinks },
+  { config: init.config, runtimeModule: init.runtimeModule, nicLinks, preopened },
   {
     post: (msg) => {
       if (msg.type === 'poweroff' || msg.type === 'fault') endEvent = msg;
@@ -107,8 +130,10 @@ const host = new VmHost(
 );
 
 function writeExit(kind: ProcessExitFile['kind'], message?: string): void {
+  const note = { kind, message, pid: process.pid, at: new Date().toISOString() } satisfies ProcessExitFile;
   try {
-    writeJsonAtomic(exitFile, { kind, message, pid: process.pid, at: new Date().toISOString() } satisfies ProcessExitFile, 0o600);
+    if (init.user) writeFileSync(openablePath(exitFile), JSON.stringify(note) + '\n');
+    else writeJsonAtomic(exitFile, note, 0o600);
   } catch (err) {
     log(`could not write ${exitFile}: ${(err as Error).message}`);
   }
@@ -122,12 +147,14 @@ function exitProcess(): void {
   else if (endEvent?.type === 'fault') writeExit('fault', endEvent.message);
   else if (terminated) writeExit('terminated', 'the VM process got SIGTERM');
   else writeExit('stopped');
-  rmSync(runtimeFile, { force: true });
+  void preopened?.closeUnused();
   server.close();
   try {
+    // Without privileges in the VM's folder these stay; the daemon removes them (and a new process replaces them).
+    rmSync(runtimeFile, { force: true });
     unlinkSync(init.socketPath);
   } catch {
-    /* gone already */
+    /* gone already, or not ours to remove */
   }
   const done = (): void => process.exit(0);
   if (channel) channel.end(done);
@@ -244,6 +271,22 @@ server.listen(init.socketPath, () => {
     } satisfies ProcessRuntimeFile,
     0o600,
   );
+  // The socket and the runtime file exist: from here on the process needs no privileges.
+  if (init.user) {
+    try {
+      const note = dropPrivileges(init.user);
+      if (note) log(note);
+      const paths = held;
+      if (paths) {
+        setPathAliases((p) => paths.alias(p));
+        setHeldDescriptors((p) => paths.take(p));
+      }
+      log(`running as uid ${init.user.uid} gid ${init.user.gid}`);
+    } catch (err) {
+      log(`cannot drop privileges, not running the VM as root: ${(err as Error).message}`);
+      process.exit(1);
+    }
+  }
   log(`hosting ${name} on ${init.socketPath}`);
   try {
     writeSync(READY_FD, 'ready\n');

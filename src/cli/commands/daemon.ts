@@ -25,7 +25,7 @@ export const summary = 'run the hypervisor daemon (REST API on a unix socket, op
 const HELP = `usage: typevisor daemon [--home DIR] [--listen unix:PATH|tcp:HOST:PORT]... [--shutdown-timeout SECONDS]
                         [--tls-cert FILE --tls-key FILE] [--allow-path DIR]... [--cpu-mechanism auto|cgroup-v2|cgroup-v1|fallback]
                         [--default-subnet CIDR] [--vm-mode process|thread] [--keep-vms-on-exit]
-                        [--warm-workers N]
+                        [--warm-workers N] [--vm-uid-base UID]
                         [--log-level trace|debug|info|warn|error] [--memory-budget SIZE] [--overcommit RATIO]
 
 Owns the state directory (default $TYPEVISOR_HOME, else $XDG_DATA_HOME/typevisor, else ~/.local/share/typevisor)
@@ -47,6 +47,8 @@ them (console, stats, control). --vm-mode thread runs each VM in a worker thread
 with the daemon). Either way VM processes left running by an earlier daemon are reattached.
 --warm-workers N (default 1, or $TYPEVISOR_WARM_WORKERS; 0 turns it off) keeps N VM workers started ahead of need,
 so a VM start or restore skips the worker's start-up (thread mode); none is kept while free host memory is under 512 MiB.
+Run as root, each VM process drops to a uid and gid of its own (from --vm-uid-base, default 2000000000, upward;
+recorded in the VM's folder) once its disks and boot files are open; not root, VM processes keep the daemon's user.
 Stops every VM on SIGINT/SIGTERM; with --keep-vms-on-exit VM processes keep running for the next daemon.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -69,6 +71,7 @@ export async function run(argv: string[]): Promise<number> {
         'vm-mode': { type: 'string' },
         'keep-vms-on-exit': { type: 'boolean' },
         'warm-workers': { type: 'string' },
+        'vm-uid-base': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -152,6 +155,11 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`typevisor daemon: --warm-workers takes a number from 0 to 16, got ${JSON.stringify(warm)}`);
     return 2;
   }
+  const uidBase = values['vm-uid-base'];
+  if (uidBase !== undefined && (!/^\d{4,10}$/.test(uidBase) || Number(uidBase) + 1_000_000 > 0xffff_fffe)) {
+    console.error(`typevisor daemon: --vm-uid-base takes a uid from 1000 to 4293967294, got ${JSON.stringify(uidBase)}`);
+    return 2;
+  }
   const home = values.home ? values.home : defaultHome();
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const log = (line: string) => {
@@ -176,6 +184,7 @@ export async function run(argv: string[]): Promise<number> {
       defaultSubnet: values['default-subnet'],
       memoryBudget,
       vmMode: vmMode as VmMode,
+      vmUidBase: uidBase === undefined ? undefined : Number(uidBase),
       keepVmsOnExit: values['keep-vms-on-exit'] === true,
       warmWorkers: Number(warm),
     });

@@ -25,6 +25,7 @@ export const run = defineVerb({
     console.log(
       `daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`,
     );
+    if (h.daemon.vmProcessUser) console.log(`vm user   ${h.daemon.vmProcessUser}`);
     console.log(`cpu ctl   ${h.cpuControl.mechanism} (${h.cpuControl.detail})`);
     console.log(`vms       ${h.vms.total}${states ? ` (${states})` : ''}`);
     const m = h.memory;
