@@ -182,9 +182,9 @@ export class Qcow2Image implements BlockBackend {
         }
       }
       const l1 = new Uint8Array(header.l1Size * 8);
-      await file.read(header.l1TableOffset, l1);
       const refTable = new Uint8Array(header.refcountTableClusters * 2 ** header.clusterBits);
-      await file.read(header.refcountTableOffset, refTable);
+      // Side by side: each read is a trip through the I/O thread pool, and a restore opens a whole backing chain.
+      await Promise.all([file.read(header.l1TableOffset, l1), file.read(header.refcountTableOffset, refTable)]);
       if (header.backingFile !== null) {
         if (!opts.openBacking)
           throw new StorageError('UNSUPPORTED', `qcow2: ${path} has a backing file, which is not allowed here`);
