@@ -210,7 +210,10 @@ class MachineRuntime implements GuestRuntime {
         await d.device.whenIdle();
         await d.backend.detach();
       } else {
-        await d.backend.attach(await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly }));
+        // Synchronous metadata reads: the guest is paused, and this thread has nothing else to do meanwhile.
+        await d.backend.attach(
+          await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly, syncOpen: true }),
+        );
       }
     }
   }

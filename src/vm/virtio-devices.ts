@@ -146,7 +146,8 @@ export async function attachVirtioDevices(
   config: VmConfig,
   options: AttachOptions = {},
 ): Promise<AttachedVirtioDevices> {
-  const open = options.openDisk ?? ((path, opts) => openDiskImage(path, opts));
+  // Synchronous metadata reads: this is the VM's own thread, and nothing else runs on it while its disks open.
+  const open = options.openDisk ?? ((path, opts) => openDiskImage(path, { ...opts, syncOpen: true }));
   let pending = openDisks.get(config);
   if (!pending) {
     pending = openAll(config, open);

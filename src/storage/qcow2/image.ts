@@ -68,6 +68,8 @@ export interface Qcow2OpenOptions {
   l2CacheTables?: number;
   /** Opens the backing file named by the header, or throws if the caller's policy forbids it. */
   openBacking?: (name: string, format: string | null) => Promise<BlockBackend>;
+  /** Open the file and read its metadata on the calling thread (OpenDiskOptions.syncOpen). */
+  syncOpen?: boolean;
 }
 
 /** Cache budgets in bytes; with 64 KiB clusters that is 128 L2 tables (64 GiB of mapped disk). */
@@ -163,12 +165,14 @@ export class Qcow2Image implements BlockBackend {
   }
 
   static async open(path: string, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
-    const file = await HostFile.open(path, opts.readOnly);
+    const sync = opts.syncOpen === true;
+    const file = sync ? HostFile.openSync(path, opts.readOnly) : await HostFile.open(path, opts.readOnly);
     let backing: BlockBackend | null = null;
     try {
-      const fileSize = await file.size();
+      const fileSize = sync ? file.sizeSync() : await file.size();
       const head = new Uint8Array(Math.min(fileSize, 2 ** MAX_CLUSTER_BITS));
-      await file.read(0, head);
+      if (sync) file.readSync(0, head);
+      else await file.read(0, head);
       const header = parseHeader(head, fileSize);
       if (!opts.readOnly) {
         if (header.incompatibleFeatures & INCOMPAT_CORRUPT && !opts.forRepair) {
@@ -184,7 +188,10 @@ export class Qcow2Image implements BlockBackend {
       const l1 = new Uint8Array(header.l1Size * 8);
       const refTable = new Uint8Array(header.refcountTableClusters * 2 ** header.clusterBits);
       // Side by side: each read is a trip through the I/O thread pool, and a restore opens a whole backing chain.
-      await Promise.all([file.read(header.l1TableOffset, l1), file.read(header.refcountTableOffset, refTable)]);
+      if (sync) {
+        file.readSync(header.l1TableOffset, l1);
+        file.readSync(header.refcountTableOffset, refTable);
+      } else await Promise.all([file.read(header.l1TableOffset, l1), file.read(header.refcountTableOffset, refTable)]);
       if (header.backingFile !== null) {
         if (!opts.openBacking)
           throw new StorageError('UNSUPPORTED', `qcow2: ${path} has a backing file, which is not allowed here`);
