@@ -72,6 +72,8 @@ export interface Qcow2OpenOptions {
   syncOpen?: boolean;
 }
 
+/** What an image's first read takes: one cluster of the usual size (qemu-img's and ours' default). */
+const COMMON_CLUSTER_BYTES = 64 * 1024;
 /** Cache budgets in bytes; with 64 KiB clusters that is 128 L2 tables (64 GiB of mapped disk). */
 const L2_CACHE_BYTES = 8 * 2 ** 20;
 const REFBLOCK_CACHE_BYTES = 2 * 2 ** 20;
@@ -170,9 +172,17 @@ export class Qcow2Image implements BlockBackend {
     let backing: BlockBackend | null = null;
     try {
       const fileSize = sync ? file.sizeSync() : await file.size();
-      const head = new Uint8Array(Math.min(fileSize, 2 ** MAX_CLUSTER_BITS));
+      // The header, its extensions and the backing file's name all lie in the first cluster: read that much (a
+      // 64 KiB cluster unless the header says more), not the largest a cluster can be (2 MiB per image of a chain).
+      let head = new Uint8Array(Math.min(fileSize, COMMON_CLUSTER_BYTES));
       if (sync) file.readSync(0, head);
       else await file.read(0, head);
+      const clusterBytes = head.length >= 24 ? 2 ** Math.min(new DataView(head.buffer).getUint32(20), MAX_CLUSTER_BITS) : 0;
+      if (clusterBytes > head.length && fileSize > head.length) {
+        head = new Uint8Array(Math.min(fileSize, clusterBytes));
+        if (sync) file.readSync(0, head);
+        else await file.read(0, head);
+      }
       const header = parseHeader(head, fileSize);
       if (!opts.readOnly) {
         if (header.incompatibleFeatures & INCOMPAT_CORRUPT && !opts.forRepair) {
