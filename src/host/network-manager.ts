@@ -4,7 +4,7 @@
  * that worker and the VM's worker, so frames never pass through the daemon's event loop. A network starts with
  * its first attached NIC and stops after its last one leaves.
  */
-import type { MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { HostError } from './errors.js';
 import type { NetworkRecord, NetworkRegistry } from './networks.js';
 import type { NicConfig, PublishedPort, VmConfig } from '../vm/config.js';
@@ -25,8 +25,11 @@ export interface NetworkLease {
 
 /** One running network, as src/net/network-host.ts provides it. */
 export interface RunningNetwork {
-  /** Plugs a NIC in; the returned port is the VM side of the link (frames in batches). */
-  attachNic(nic: { nicId: string; mac: string; hostname: string }): Promise<MessagePort>;
+  /**
+   * Plugs a NIC in over `port`, the network's end of the NIC's channel (transferred; frames in batches). The VM
+   * holds the other end and may send before this resolves: its frames wait in the channel.
+   */
+  attachNic(nic: { nicId: string; mac: string; hostname: string }, port: MessagePort): Promise<void>;
   detachNic(nicId: string): Promise<void>;
   /** Rejects with an Error whose `code` says why the host port cannot be bound ('AddressInUse', ...). */
   addForward(forward: ForwardSpec): Promise<void>;
@@ -52,7 +55,14 @@ interface Running {
 
 /** What a started VM holds on its networks; `release` undoes all of it. */
 export interface VmNetworkLink {
+  /** The VM's end of each NIC's channel, in config order: usable at once (see `ready`). */
   ports: MessagePort[];
+  /**
+   * Settles once the networks have started, every NIC is plugged in and every published port bound. It rejects
+   * (with a HostError, everything undone) when one cannot be. Until it settles, the VM's frames wait in the
+   * channels: a VM can start (restore) meanwhile instead of waiting for a network's worker to start.
+   */
+  ready: Promise<void>;
   release(): Promise<void>;
 }
 
@@ -76,23 +86,26 @@ export class NetworkManager {
     this.log = opts.log ?? (() => {});
   }
 
-  /** Attaches every NIC of a VM and binds its published ports; all or nothing. */
-  connectVm(vmName: string, config: VmConfig): Promise<VmNetworkLink> {
-    return this.serial(async () => {
-      const nics = config.nics ?? [];
-      const attached: { net: string; nicId: string }[] = [];
-      const forwards: { net: string; spec: ForwardSpec }[] = [];
-      const ports: MessagePort[] = [];
-      const undo = async () => {
-        for (const f of forwards) await (await this.get(f.net))?.network.removeForward(f.spec).catch(() => {});
-        for (const a of attached) await this.detach(a.net, a.nicId);
-      };
+  /**
+   * Attaches every NIC of a VM and binds its published ports, all or nothing. The VM's ends of the NICs'
+   * channels are handed out at once; the work happens in the background, in order with other VMs' (`ready`).
+   */
+  connectVm(vmName: string, config: VmConfig): VmNetworkLink {
+    const nics = config.nics ?? [];
+    const channels = nics.map(() => new MessageChannel());
+    const attached: { net: string; nicId: string }[] = [];
+    const forwards: { net: string; spec: ForwardSpec }[] = [];
+    const undo = async () => {
+      for (const f of forwards.splice(0)) await (await this.get(f.net))?.network.removeForward(f.spec).catch(() => {});
+      for (const a of attached.splice(0)) await this.detach(a.net, a.nicId);
+    };
+    const ready = this.serial(async () => {
       try {
         for (const [i, nic] of nics.entries()) {
           const run = await this.ensure(nic.network);
           const nicId = `${vmName}#${i}`;
           try {
-            ports.push(await run.network.attachNic({ nicId, mac: nic.mac, hostname: vmName }));
+            await run.network.attachNic({ nicId, mac: nic.mac, hostname: vmName }, channels[i]!.port2);
           } catch (err) {
             throw new HostError(
               'INVALID_CONFIG',
@@ -116,21 +129,27 @@ export class NetworkManager {
           forwards.push({ net: nic.network, spec });
         }
       } catch (err) {
-        for (const port of ports) port.close();
+        for (const c of channels) {
+          c.port1.close();
+          c.port2.close();
+        }
         await undo();
         throw err;
       }
-      let released = false;
-      return {
-        ports,
-        release: () =>
-          this.serial(async () => {
-            if (released) return;
-            released = true;
-            await undo();
-          }),
-      };
     });
+    // A start that never waits for it (it failed first) must not leave an unhandled rejection behind.
+    ready.catch(() => {});
+    let released = false;
+    return {
+      ports: channels.map((c) => c.port1),
+      ready,
+      release: () =>
+        this.serial(async () => {
+          if (released) return;
+          released = true;
+          await undo();
+        }),
+    };
   }
 
   /** The live figures of a network, or null when it is not running. */

@@ -15,7 +15,7 @@ import { SifiveTest, type SysconEvent } from '../devices/syscon.js';
 import { GuestRam } from './memory.js';
 import { MachineClock } from './clock.js';
 import { buildDeviceTree } from './devicetree.js';
-import { planBoot, type BootLayout, type FirmwareImage } from './loaders/boot.js';
+import { planBoot, planForRestore, type BootLayout, type FirmwareImage } from './loaders/boot.js';
 import { BuiltinSbi } from './sbi.js';
 import type { HartPort } from './hart-port.js';
 import * as L from './layout.js';
@@ -46,7 +46,11 @@ export interface MachineOptions {
   hostNowMs?: () => number;
   /** Instructions per hart per turn; a slice runs turns until SLICE_MS has passed. */
   budget?: number;
-  /** The machine will load a saved state before it starts (src/machine/snapshot): boot images are not placed. */
+  /**
+   * The machine will load a saved state before it starts (src/machine/snapshot): boot images are not placed, and
+   * unless the firmware is 'none' (a bare-metal kernel, whose symbols the board uses) they may be left out:
+   * `firmware` then only says which kind ran (an external firmware's bytes may be empty).
+   */
   forRestore?: boolean;
   /**
    * Called after an idle trim freed at least IDLE_TRIM_COLLECT_BYTES of decoded pages: the host can collect
@@ -214,13 +218,10 @@ export class Machine {
       this.harts.push(opts.createHart(this.bus, { hartId: h, readTime: () => this.clock.now() }));
 
     // Boot: place the images, describe the board, and set up the boot hart(s).
-    const { placements, ...layout } = planBoot({
-      ramBase: this.ram.base,
-      ramSize: this.ram.size,
-      kernel,
-      initrd,
-      firmware,
-    });
+    const { placements, ...layout } =
+      opts.forRestore && !kernel && !initrd && firmware.kind !== 'none'
+        ? planForRestore({ ramBase: this.ram.base, ramSize: this.ram.size, firmware: firmware.kind })
+        : planBoot({ ramBase: this.ram.base, ramSize: this.ram.size, kernel, initrd, firmware });
     this.plan = layout;
     // A machine built to load a saved state gets all of its RAM from the state: placing the images would be
     // wasted work (tens of MiB copied, then released).

@@ -56,6 +56,11 @@ export interface NetworkHandle {
   readonly name: string;
   /** Plugs a NIC in; resolves with the port the VM's worker uses (connectNicPort on it). */
   attachNic(nicId: string, nic: { mac: string; hostname?: string }): Promise<MessagePort>;
+  /**
+   * Plugs a NIC in over a channel the caller made: `port` is the network's end (transferred), the VM holds the
+   * other one and may already send on it (frames wait in the channel until the network takes them).
+   */
+  attachNicPort(nicId: string, nic: { mac: string; hostname?: string }, port: MessagePort): Promise<void>;
   detachNic(nicId: string): Promise<void>;
   /** Rejects with ForwardError (AddressInUse, PermissionDenied, BadAddress, ...). */
   addForward(spec: ForwardSpec): Promise<ForwardInfo>;
@@ -144,20 +149,23 @@ export async function startNetwork(spec: NetworkSpec, options: NetworkHostOption
     });
   }
 
+  const attachNicPort: NetworkHandle['attachNicPort'] = async (nicId, nic, port) => {
+    await request<'attach-nic'>({ type: 'attach-nic', nicId, mac: nic.mac, hostname: nic.hostname, port }, [port]);
+  };
+
   return {
     name: spec.name,
     async attachNic(nicId, nic) {
       const channel = new MessageChannel();
       try {
-        await request<'attach-nic'>({ type: 'attach-nic', nicId, mac: nic.mac, hostname: nic.hostname, port: channel.port2 }, [
-          channel.port2,
-        ]);
+        await attachNicPort(nicId, nic, channel.port2);
       } catch (e) {
         channel.port1.close();
         throw e;
       }
       return channel.port1;
     },
+    attachNicPort,
     detachNic: async (nicId) => void (await request<'detach-nic'>({ type: 'detach-nic', nicId })),
     addForward: (fwd) => request<'add-forward'>({ type: 'add-forward', spec: fwd }),
     removeForward: async (forwardId) => void (await request<'remove-forward'>({ type: 'remove-forward', forwardId })),

@@ -2,6 +2,7 @@
  * Opening and creating disk images: format probing, backing-chain policy, and the two formats.
  * This is the entry point the rest of typevisor uses (virtio-blk, `typevisor disk`).
  */
+import { realpathSync } from 'node:fs';
 import { realpath, open as openFile } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { StorageError, type BlockBackend } from './backend.js';
@@ -26,6 +27,12 @@ export interface OpenDiskOptions {
   maxBackingDepth?: number;
   /** Internal: open for `disk check -r` (see Qcow2OpenOptions.forRepair). */
   forRepair?: boolean;
+  /**
+   * Open the images and read their metadata with synchronous calls, on the calling thread: for a VM's own
+   * thread, which runs nothing else while it opens its disks (a boot, a restore), and where a trip through a
+   * loaded host's I/O thread pool per step made a backing chain's open cost 40-170 ms instead of ~1 ms.
+   */
+  syncOpen?: boolean;
 }
 
 export interface CreateDiskOptions {
@@ -65,7 +72,7 @@ export function openDisk(path: string, opts: OpenDiskOptions = {}): Promise<Bloc
 async function openChain(path: string, opts: OpenDiskOptions, chain: string[]): Promise<BlockBackend> {
   let real: string;
   try {
-    real = pathAlias(path)?.real ?? (await realpath(path));
+    real = pathAlias(path)?.real ?? (opts.syncOpen ? realpathSync(path) : await realpath(path));
   } catch (err) {
     throw ioError(err, `cannot open ${path}`);
   }
@@ -75,11 +82,12 @@ async function openChain(path: string, opts: OpenDiskOptions, chain: string[]): 
   const maxDepth = opts.maxBackingDepth ?? DEFAULT_MAX_BACKING_DEPTH;
   if (chain.length > maxDepth) throw new StorageError('BAD_IMAGE', `backing chain is deeper than ${maxDepth}`);
   const format = opts.format ?? (await probeFormat(real));
-  if (format === 'raw') return RawImage.open(real, opts.readOnly ?? false);
+  if (format === 'raw') return RawImage.open(real, opts.readOnly ?? false, opts.syncOpen);
   if (format !== 'qcow2') throw new StorageError('UNSUPPORTED', `unknown disk format '${String(format)}'`);
   return Qcow2Image.open(real, {
     readOnly: opts.readOnly ?? false,
     forRepair: opts.forRepair,
+    syncOpen: opts.syncOpen,
     openBacking: async (name, backingFormat) => {
       if (opts.backingFiles === 'forbid') {
         throw new StorageError('UNSUPPORTED', `${path} names a backing file (${name}), and backing files are forbidden here`);

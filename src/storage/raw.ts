@@ -22,7 +22,16 @@ export class RawImage implements BlockBackend {
     readonly readOnly: boolean,
   ) {}
 
-  static async open(path: string, readOnly: boolean): Promise<RawImage> {
+  static async open(path: string, readOnly: boolean, syncOpen = false): Promise<RawImage> {
+    if (syncOpen) {
+      const file = HostFile.openSync(path, readOnly);
+      try {
+        return new RawImage(file, file.sizeSync(), readOnly);
+      } catch (err) {
+        await file.close();
+        throw err;
+      }
+    }
     const file = await HostFile.open(path, readOnly);
     return new RawImage(file, await file.size(), readOnly);
   }

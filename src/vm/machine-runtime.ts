@@ -11,7 +11,7 @@ import { captureMachineState, restoreMachineState, type RestoreReport } from '..
 import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicRateLimit } from './config.js';
-import { defaultHartFactory, loadBootImages, MachineLoop, type BootImages } from './machine-loop.js';
+import { defaultHartFactory, MachineLoop, type BootImages } from './machine-loop.js';
 import { guestMemoryCounters, type AttachedVirtioDevices } from './virtio-devices.js';
 import type { HartFactory, Machine, MachineExit } from '../machine/machine.js';
 import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
@@ -66,7 +66,7 @@ class MachineRuntime implements GuestRuntime {
           onConsoleOutput: (b) => this.agent.receive(b),
           nicLinks: resources.nicLinks,
           nicRates: this.nicRates,
-          openDisk: async (path, opts) => resources.preopened?.takeDisk(path) ?? openDiskImage(path, opts),
+          openDisk: async (path, opts) => resources.preopened?.takeDisk(path) ?? openDiskImage(path, { ...opts, syncOpen: true }),
         },
       },
     );
@@ -111,7 +111,8 @@ class MachineRuntime implements GuestRuntime {
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     const t0 = performance.now();
     if (this.machine) throw new Error('a machine is running: release it first');
-    const machine = await this.loop.build(true);
+    const built: Record<string, number> = {};
+    const machine = await this.loop.build(true, built);
     const t1 = performance.now();
     const opened = openStateFile(path);
     const t2 = performance.now();
@@ -133,7 +134,14 @@ class MachineRuntime implements GuestRuntime {
       bytes: opened.size,
       ramChunks: report.ramChunks,
       ms: t4 - t0,
-      phases: { buildMachine: t1 - t0, openStateFile: t2 - t1, loadState: t3 - t2, launch: t4 - t3 },
+      phases: {
+        buildMachine: t1 - t0,
+        ...Object.fromEntries(Object.entries(built).map(([k, v]) => [`buildMachine.${k}`, v])),
+        openStateFile: t2 - t1,
+        loadState: t3 - t2,
+        ...Object.fromEntries(Object.entries(report.phases).map(([k, v]) => [`loadState.${k}`, v])),
+        launch: t4 - t3,
+      },
     };
   }
 
@@ -183,7 +191,10 @@ class MachineRuntime implements GuestRuntime {
         await d.device.whenIdle();
         await d.backend.detach();
       } else {
-        await d.backend.attach(await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly }));
+        // Synchronous metadata reads: the guest is paused, and this thread has nothing else to do meanwhile.
+        await d.backend.attach(
+          await openDiskImage(path, { format: d.config.format, readOnly: d.config.readOnly, syncOpen: true }),
+        );
       }
     }
   }
@@ -301,10 +312,9 @@ class MachineRuntime implements GuestRuntime {
   }
 }
 
-export const createRuntime: CreateRuntime = async (config, hooks, resources) => {
-  const images = resources?.preopened ? undefined : await loadBootImages(config);
-  return new MachineRuntime(config, hooks, images, await defaultHartFactory(), resources ?? { nicLinks: [] });
-};
+export const createRuntime: CreateRuntime = async (config, hooks, resources) =>
+  // No images read ahead: the loop reads them for a boot, and a restore needs none (the state's RAM holds them).
+  new MachineRuntime(config, hooks, undefined, await defaultHartFactory(), resources ?? { nicLinks: [] });
 
 /** Run by a pooled worker before it is handed a VM (src/vm/worker-adopt.ts). */
 export { warmUp } from './warm-up.js';

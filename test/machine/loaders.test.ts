@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseLinuxImage, LinuxImageError, IMAGE_MAGIC2 } from '../../src/machine/loaders/image.js';
-import { planBoot, BootError } from '../../src/machine/loaders/boot.js';
+import { planBoot, planForRestore, BootError } from '../../src/machine/loaders/boot.js';
 import { ElfError } from '../../src/machine/loaders/elf.js';
 
 const MiB = 1 << 20;
@@ -69,6 +69,29 @@ test('external firmware: firmware at RAM base in M-mode, kernel at +2 MiB, fw_dy
     () => planBoot({ ramBase: RAM, ramSize: 64 * MiB, firmware: { kind: 'external', bytes: new Uint8Array(3 * MiB) } }),
     (e: unknown) => e instanceof BootError && e.code === 'FIRMWARE_DOES_NOT_FIT',
   );
+});
+
+test('a board built for a restore keeps the layout a boot plans, with no image read', () => {
+  for (const ramSize of [64 * MiB, 256 * MiB + 3 * 4096]) {
+    const booted = planBoot({ ramBase: RAM, ramSize, kernel: fakeImage(8192, 4 * MiB), firmware: { kind: 'builtin' } });
+    const restored = planForRestore({ ramBase: RAM, ramSize, firmware: 'builtin' });
+    assert.deepEqual(
+      [restored.mode, restored.entry, restored.fdtAddr, restored.placements.length],
+      [booted.mode, booted.entry, booted.fdtAddr, 0],
+    );
+    assert.equal(restored.firmwareRegion, undefined);
+    const withFirmware = planBoot({
+      ramBase: RAM,
+      ramSize,
+      kernel: new Uint8Array(1000),
+      firmware: { kind: 'external', bytes: new Uint8Array(300_000) },
+    });
+    const restoredFw = planForRestore({ ramBase: RAM, ramSize, firmware: 'external' });
+    assert.deepEqual(
+      [restoredFw.mode, restoredFw.entry, restoredFw.fdtAddr, restoredFw.firmwareRegion],
+      [withFirmware.mode, withFirmware.entry, withFirmware.fdtAddr, withFirmware.firmwareRegion],
+    );
+  }
 });
 
 test('things that do not fit in RAM give clear errors', () => {

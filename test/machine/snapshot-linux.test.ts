@@ -9,7 +9,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Machine } from '../../src/machine/machine.js';
-import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-loop.js';
+import { defaultHartFactory } from '../../src/vm/machine-loop.js';
 import { attachVirtioDevices } from '../../src/vm/virtio-devices.js';
 import { bufferSource, encodeStateBytes, StateFile } from '../../src/machine/snapshot/format.js';
 import { captureMachineState, restoreMachineState } from '../../src/machine/snapshot/machine-state.js';
@@ -36,12 +36,11 @@ test('Linux saved mid-run continues in a fresh machine: counter, uptime, console
   await a.virtio.close();
 
   const b = new Vm();
-  const images = await loadBootImages(config);
+  // No boot image: a board built for a restore gets everything the kernel and initrd were from the state's RAM.
   const machine = new Machine({
     harts: config.cpus,
     memoryBytes: config.memoryMiB * MiB,
-    firmware: images.firmware,
-    kernel: images.kernel,
+    firmware: { kind: 'builtin' },
     bootargs: config.append ?? '',
     createHart: await defaultHartFactory(),
     onConsoleOutput: (bytes) => b.got('serial', bytes),

@@ -168,6 +168,24 @@ export function planBoot(inp: BootInputs): BootPlan {
   return plan;
 }
 
+/**
+ * The layout of a board that will load a saved state (src/machine/snapshot): its RAM, harts and device tree come
+ * from the state, so no image is placed and none needs reading; only what the board itself keeps (the FDT's
+ * window, the firmware's reserved region) is planned. A bare-metal kernel's symbols (HTIF) do need it: planBoot.
+ */
+export function planForRestore(inp: { ramBase: number; ramSize: number; firmware: 'builtin' | 'external' }): BootPlan {
+  const fdtReserve = alignUp(64 * 1024, 4096);
+  const fdtAddr = alignDown(inp.ramBase + inp.ramSize - fdtReserve, FDT_ALIGN);
+  if (inp.firmware === 'builtin') return { placements: [], entry: inp.ramBase + KERNEL_OFFSET_WITH_FIRMWARE, mode: 'S', fdtAddr };
+  return {
+    placements: [],
+    entry: inp.ramBase,
+    mode: 'M',
+    fdtAddr,
+    firmwareRegion: { base: inp.ramBase, size: FIRMWARE_REGION },
+  };
+}
+
 function checkFits(code: BootErrorCode, what: string, addr: number, len: number, ramBase: number, limit: number): void {
   if (addr < ramBase || addr + len > limit) {
     throw new BootError(

@@ -193,6 +193,8 @@ export interface RestoreReport {
    * SnapshotError (CHECKSUM_MISMATCH, section 'ram') for a corrupt one.
    */
   checkRam(max: number): number;
+  /** Milliseconds per step: decoding and checking the sections, setting up RAM, loading harts and board, devices. */
+  phases: { decode: number; ram: number; harts: number; devices: number };
 }
 
 /**
@@ -203,6 +205,7 @@ export interface RestoreReport {
 export function restoreMachineState(m: Machine, file: StateFile, opts: RestoreOptions = {}): RestoreReport {
   if (m.state !== 'created')
     throw new SnapshotError('NOT_SUPPORTED', 'file', 'state can only be loaded before the machine starts');
+  const t0 = performance.now();
   const header = readStateHeader(file);
   const shape = boardShape(m);
   if (header.configHash !== configHash(shape)) {
@@ -229,6 +232,7 @@ export function restoreMachineState(m: Machine, file: StateFile, opts: RestoreOp
   });
   const extra: Record<string, StateValue> = {};
   for (const name of file.names()) if (name.startsWith('x-')) extra[name.slice(2)] = file.value(name);
+  const t1 = performance.now();
   const table: ChunkTable = file.chunkTable('ram');
   if (table.chunkSize !== shape.chunkSize || table.chunkCount !== Math.ceil(m.ram.size / shape.chunkSize))
     throw new SnapshotError('INCOMPATIBLE', 'ram', `${table.chunkCount} chunks of ${table.chunkSize} bytes do not fit this RAM`);
@@ -273,8 +277,11 @@ export function restoreMachineState(m: Machine, file: StateFile, opts: RestoreOp
       throw new SnapshotError('BAD_VALUE', name, err instanceof Error ? err.message : String(err));
     }
   };
+  const t2 = performance.now();
   for (const h of harts) apply(h.name, () => h.hart.loadArchState!(h.state));
   apply('board', () => m.loadBoardState(board as unknown as BoardState));
+  const t3 = performance.now();
   for (const d of devices) apply(d.name, () => d.dev.loadState(d.state));
-  return { header, ramChunks: stored.length, extra, checkRam };
+  const phases = { decode: t1 - t0, ram: t2 - t1, harts: t3 - t2, devices: performance.now() - t3 };
+  return { header, ramChunks: stored.length, extra, checkRam, phases };
 }

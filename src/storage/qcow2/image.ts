@@ -68,8 +68,12 @@ export interface Qcow2OpenOptions {
   l2CacheTables?: number;
   /** Opens the backing file named by the header, or throws if the caller's policy forbids it. */
   openBacking?: (name: string, format: string | null) => Promise<BlockBackend>;
+  /** Open the file and read its metadata on the calling thread (OpenDiskOptions.syncOpen). */
+  syncOpen?: boolean;
 }
 
+/** What an image's first read takes: one cluster of the usual size (qemu-img's and ours' default). */
+const COMMON_CLUSTER_BYTES = 64 * 1024;
 /** Cache budgets in bytes; with 64 KiB clusters that is 128 L2 tables (64 GiB of mapped disk). */
 const L2_CACHE_BYTES = 8 * 2 ** 20;
 const REFBLOCK_CACHE_BYTES = 2 * 2 ** 20;
@@ -163,12 +167,22 @@ export class Qcow2Image implements BlockBackend {
   }
 
   static async open(path: string, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
-    const file = await HostFile.open(path, opts.readOnly);
+    const sync = opts.syncOpen === true;
+    const file = sync ? HostFile.openSync(path, opts.readOnly) : await HostFile.open(path, opts.readOnly);
     let backing: BlockBackend | null = null;
     try {
-      const fileSize = await file.size();
-      const head = new Uint8Array(Math.min(fileSize, 2 ** MAX_CLUSTER_BITS));
-      await file.read(0, head);
+      const fileSize = sync ? file.sizeSync() : await file.size();
+      // The header, its extensions and the backing file's name all lie in the first cluster: read that much (a
+      // 64 KiB cluster unless the header says more), not the largest a cluster can be (2 MiB per image of a chain).
+      let head = new Uint8Array(Math.min(fileSize, COMMON_CLUSTER_BYTES));
+      if (sync) file.readSync(0, head);
+      else await file.read(0, head);
+      const clusterBytes = head.length >= 24 ? 2 ** Math.min(new DataView(head.buffer).getUint32(20), MAX_CLUSTER_BITS) : 0;
+      if (clusterBytes > head.length && fileSize > head.length) {
+        head = new Uint8Array(Math.min(fileSize, clusterBytes));
+        if (sync) file.readSync(0, head);
+        else await file.read(0, head);
+      }
       const header = parseHeader(head, fileSize);
       if (!opts.readOnly) {
         if (header.incompatibleFeatures & INCOMPAT_CORRUPT && !opts.forRepair) {
@@ -182,9 +196,12 @@ export class Qcow2Image implements BlockBackend {
         }
       }
       const l1 = new Uint8Array(header.l1Size * 8);
-      await file.read(header.l1TableOffset, l1);
       const refTable = new Uint8Array(header.refcountTableClusters * 2 ** header.clusterBits);
-      await file.read(header.refcountTableOffset, refTable);
+      // Side by side: each read is a trip through the I/O thread pool, and a restore opens a whole backing chain.
+      if (sync) {
+        file.readSync(header.l1TableOffset, l1);
+        file.readSync(header.refcountTableOffset, refTable);
+      } else await Promise.all([file.read(header.l1TableOffset, l1), file.read(header.refcountTableOffset, refTable)]);
       if (header.backingFile !== null) {
         if (!opts.openBacking)
           throw new StorageError('UNSUPPORTED', `qcow2: ${path} has a backing file, which is not allowed here`);
