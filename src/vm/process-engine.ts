@@ -321,7 +321,8 @@ class ProcessVm extends HostedVm {
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);
     const args = [
       ...vmProcessNodeFlags(this.options.maxOldSpaceMb ?? 256),
-      ...(runningFromSource ? ['--import', 'tsx'] : []),
+      // By URL: the process starts in the VM's folder, where a bare 'tsx' does not resolve.
+      ...(runningFromSource ? ['--import', import.meta.resolve('tsx')] : []),
       vmEntry(),
       '--init',
       initFile,
