@@ -48,7 +48,7 @@ import type { HartArchState } from './hart-state.js';
 import { PageBlocks, type BlockFn } from './jit/index.js';
 import * as K from './hart/constants.js';
 import { type HartOptions } from './hart/state.js';
-import { HartMemory } from './hart/memory.js';
+import { HartTraps } from './hart/traps.js';
 
 export type { HartOptions } from './hart/state.js';
 
@@ -110,12 +110,6 @@ const {
   CSR_STVEC,
   CSR_TIME,
   ENVCFG_FIOM,
-  IRQ_MEI,
-  IRQ_MSI,
-  IRQ_MTI,
-  IRQ_SEI,
-  IRQ_SSI,
-  IRQ_STI,
   MENVCFG_HI_STCE,
   MIP_SEIP,
   MIP_SSIP,
@@ -511,7 +505,7 @@ export class DecodedPage {
   }
 }
 
-export class Hart extends HartMemory {
+export class Hart extends HartTraps {
   constructor(bus: Bus, opts: HartOptions) {
     super(bus, opts);
     if (this.jit !== null && !blockCallSiteWarmed) {
@@ -525,15 +519,6 @@ export class Hart extends HartMemory {
     this.reset(bus.ramBase);
   }
 
-  /** Current privilege: 0 U, 1 S, 3 M. Setting it (e.g. a firmware entering S-mode) updates the translation context. */
-  get priv(): number {
-    return this.privLevel;
-  }
-  set priv(p: number) {
-    this.privLevel = p;
-    this.updateContext();
-    this.updateIrq();
-  }
   private readonly scratch = new DecodedPage(-1, null, 0, 0);
   private readonly jitSlotReader = (slot: number): { w: number; imm: number } => {
     const page = this.currentPage!;
@@ -669,27 +654,6 @@ export class Hart extends HartMemory {
     this.updateIrq();
   }
 
-  /** Drives a hardware interrupt line into mip (MSIP, MTIP, SEIP, MEIP). */
-  setPending(mipBit: number, level: boolean): void {
-    const mask = 1 << mipBit;
-    if (level) this.mipHw |= mask;
-    else this.mipHw &= ~mask;
-    this.updateIrq();
-  }
-
-  /** Sstc deadline as an unsigned number (2^64-1 when disabled reads as 1.8e19). */
-  get stimecmp(): number {
-    return (this.stimecmpHi >>> 0) * TWO32 + (this.stimecmpLo >>> 0);
-  }
-  /** True when menvcfg.STCE enables stimecmp. */
-  get sstcEnabled(): boolean {
-    return (this.menvcfgHi & MENVCFG_HI_STCE) !== 0;
-  }
-  /** mip as the guest reads it. */
-  get mip(): number {
-    return this.mipHw | this.mipSw;
-  }
-
   /**
    * Frees every decoded page and this isolate's shared decodes (an idle guest's memory trim); they are decoded
    * again when next run.
@@ -698,36 +662,6 @@ export class Hart extends HartMemory {
     this.dropDecodeCache();
     this.currentPage = null;
     resetPackCache();
-  }
-
-  // ---- interrupts ----
-  private updateIrq(): void {
-    this.irqPending = ((this.mipHw | this.mipSw) & this.mie) !== 0;
-  }
-  /** Recomputes STIP from time and stimecmp when Sstc is enabled. */
-  private updateSstc(): void {
-    if (!this.sstcEnabled) {
-      this.mipHw &= ~MIP_STIP;
-      this.updateIrq();
-      return;
-    }
-    const fire = this.opts.readTime() >= this.stimecmp;
-    if (fire) this.mipHw |= MIP_STIP;
-    else this.mipHw &= ~MIP_STIP;
-    this.updateIrq();
-  }
-  /** The interrupt to take now (cause), or -1. Architectural priority: MEI, MSI, MTI, SEI, SSI, STI. */
-  private pendingInterrupt(): number {
-    const pending = (this.mipHw | this.mipSw) & this.mie;
-    if (pending === 0) return -1;
-    const mEnabled = this.privLevel < PRV_M || (this.mstatus & MSTATUS_MIE) !== 0;
-    const sEnabled = this.privLevel < PRV_S || (this.privLevel === PRV_S && (this.mstatus & MSTATUS_SIE) !== 0);
-    const m = mEnabled ? pending & ~this.mideleg : 0;
-    const s = sEnabled ? pending & this.mideleg : 0;
-    const pick = m !== 0 ? m : s;
-    if (pick === 0) return -1;
-    for (const cause of PRIORITY) if (pick & (1 << cause)) return cause;
-    return -1;
   }
 
   // ---- the run loop ----
@@ -1319,44 +1253,6 @@ export class Hart extends HartMemory {
     return s;
   }
 
-  /** Enters the trap handler for an exception (or interrupt) raised at `epc`. */
-  takeTrap(cause: number, interrupt: boolean, tval: number, epc: number): void {
-    const from = this.privLevel;
-    const deleg = from <= PRV_S && (((interrupt ? this.mideleg : this.medeleg) >>> cause) & 1) !== 0;
-    const hi = interrupt ? 0x80000000 | 0 : 0;
-    let st = this.mstatus;
-    if (deleg) {
-      this.set64(S_SCAUSE, cause, hi);
-      this.setNum(S_SEPC, epc);
-      this.setNum(S_STVAL, tval);
-      st =
-        (st & ~(MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SIE)) |
-        (st & MSTATUS_SIE ? MSTATUS_SPIE : 0) |
-        (from === PRV_S ? MSTATUS_SPP : 0);
-      this.privLevel = PRV_S;
-      this.pcValue = this.tvecTarget(S_STVEC, interrupt, cause);
-    } else {
-      this.set64(S_MCAUSE, cause, hi);
-      this.setNum(S_MEPC, epc);
-      this.setNum(S_MTVAL, tval);
-      st =
-        (st & ~(MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MIE)) | (st & MSTATUS_MIE ? MSTATUS_MPIE : 0) | (from << MSTATUS_MPP_SHIFT);
-      this.privLevel = PRV_M;
-      this.pcValue = this.tvecTarget(S_MTVEC, interrupt, cause);
-    }
-    this.mstatus = st;
-    this.waiting = false;
-    this.updateContext();
-    this.updateIrq();
-    this.onTrap?.(this, cause, interrupt, tval, epc);
-  }
-
-  private tvecTarget(slot: number, interrupt: boolean, cause: number): number {
-    const lo = this.csr64[slot * 2]!;
-    const base = this.get64(slot) - (lo & 3);
-    return interrupt && (lo & 3) === 1 ? base + 4 * cause : base;
-  }
-
   // ---- slow memory paths ----
   /** Load through translation; result in valLo/valHi. Installs a load-TLB entry for RAM pages. */
   private loadSlow(va: number, op: number): void {
@@ -1561,11 +1457,6 @@ export class Hart extends HartMemory {
       if ((pc & 0xfff) < 4094) return (low | (page.view.getUint16(o + 2, true) << 16)) >>> 0;
     }
     return 0;
-  }
-
-  private afterPrivChange(): void {
-    this.updateContext();
-    this.updateIrq();
   }
 
   private execAmo(size: number, kind: number, r1: number, r2: number): void {
@@ -2157,8 +2048,6 @@ export class Hart extends HartMemory {
     this.updateIrq();
   }
 }
-
-const PRIORITY = [IRQ_MEI, IRQ_MSI, IRQ_MTI, IRQ_SEI, IRQ_SSI, IRQ_STI];
 
 const SSTATUS_MASK =
   MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_UBE | MSTATUS_SPP | MSTATUS_VS | MSTATUS_FS | MSTATUS_XS | MSTATUS_SUM | MSTATUS_MXR;
