@@ -36,6 +36,11 @@
  * access. Interrupts and the budget are checked when control leaves a page or a branch is taken.
  * With the block JIT on (src/riscv/jit, `jit` option or TYPEVISOR_JIT), hot block entries run as translated
  * functions instead; the interpreter remains the reference and runs everything else.
+ *
+ * ## Files
+ * Hart is the top of a chain of layers in ./hart/ (state, mmu, memory, traps, csrs, arch-state; see
+ * docs/architecture.md, "The CPU's files"). This file keeps what switches on `Op`: the decoded-slot format, the
+ * decode cache, the run loop and the execute stage.
  */
 import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
