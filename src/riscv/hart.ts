@@ -36,6 +36,11 @@
  * access. Interrupts and the budget are checked when control leaves a page or a branch is taken.
  * With the block JIT on (src/riscv/jit, `jit` option or TYPEVISOR_JIT), hot block entries run as translated
  * functions instead; the interpreter remains the reference and runs everything else.
+ *
+ * ## Files
+ * Hart is the top of a chain of layers in ./hart/ (state, mmu, memory, traps, csrs, arch-state; see
+ * docs/architecture.md, "The CPU's files"). This file keeps what switches on `Op`: the decoded-slot format, the
+ * decode cache, the run loop and the execute stage.
  */
 import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
@@ -44,11 +49,10 @@ import { FP_MNEMONICS, type FpExec } from './fpu/state.js';
 import { decode } from './decode.js';
 import * as C from './csr.js';
 import * as I64 from './int64.js';
-import type { HartArchState } from './hart-state.js';
 import { PageBlocks, type BlockFn } from './jit/index.js';
 import * as K from './hart/constants.js';
 import { type HartOptions } from './hart/state.js';
-import { HartMemory } from './hart/memory.js';
+import { HartArch } from './hart/arch-state.js';
 
 export type { HartOptions } from './hart/state.js';
 
@@ -65,106 +69,23 @@ const {
   CAUSE_STORE_ACCESS,
   CAUSE_SUPERVISOR_ECALL,
   CAUSE_USER_ECALL,
-  CSR_CYCLE,
-  CSR_FCSR,
-  CSR_FFLAGS,
-  CSR_FRM,
-  CSR_INSTRET,
-  CSR_MARCHID,
-  CSR_MCAUSE,
-  CSR_MCONFIGPTR,
-  CSR_MCOUNTEREN,
-  CSR_MCOUNTINHIBIT,
-  CSR_MCYCLE,
-  CSR_MEDELEG,
-  CSR_MENVCFG,
-  CSR_MEPC,
-  CSR_MHARTID,
-  CSR_MIDELEG,
-  CSR_MIE,
-  CSR_MIMPID,
-  CSR_MINSTRET,
-  CSR_MIP,
-  CSR_MISA,
-  CSR_MSCRATCH,
-  CSR_MSTATUS,
-  CSR_MTINST,
-  CSR_MTVAL,
-  CSR_MTVAL2,
-  CSR_MTVEC,
-  CSR_MVENDORID,
-  CSR_PMPADDR0,
-  CSR_PMPCFG0,
-  CSR_PMPCFG2,
-  CSR_SATP,
-  CSR_SCAUSE,
-  CSR_SCOUNTEREN,
-  CSR_SENVCFG,
-  CSR_SEPC,
-  CSR_SIE,
-  CSR_SIP,
-  CSR_SSCRATCH,
-  CSR_SSTATUS,
-  CSR_STIMECMP,
-  CSR_STVAL,
-  CSR_STVEC,
-  CSR_TIME,
-  ENVCFG_FIOM,
-  IRQ_MEI,
-  IRQ_MSI,
-  IRQ_MTI,
-  IRQ_SEI,
-  IRQ_SSI,
-  IRQ_STI,
-  MENVCFG_HI_STCE,
-  MIP_SEIP,
-  MIP_SSIP,
-  MIP_STIP,
-  MISA_EXTENSIONS,
-  MISA_HI,
   MSTATUS_FS,
-  MSTATUS_HI_SD,
-  MSTATUS_HI_UXL_SXL,
   MSTATUS_MIE,
   MSTATUS_MPIE,
   MSTATUS_MPP,
   MSTATUS_MPP_SHIFT,
   MSTATUS_MPRV,
-  MSTATUS_MXR,
   MSTATUS_SIE,
   MSTATUS_SPIE,
   MSTATUS_SPP,
-  MSTATUS_SUM,
   MSTATUS_TSR,
   MSTATUS_TVM,
   MSTATUS_TW,
-  MSTATUS_UBE,
-  MSTATUS_VS,
-  MSTATUS_XS,
   PRV_M,
   PRV_S,
   PRV_U,
-  SATP_MODE_BARE,
 } = C;
-const {
-  SINK,
-  PAGE_SLOTS,
-  TLB_MASK,
-  DECODE_CACHE_LIMIT,
-  ACC_FETCH,
-  TWO32,
-  TRAP,
-  S_MSCRATCH,
-  S_MEPC,
-  S_MCAUSE,
-  S_MTVAL,
-  S_MTVEC,
-  S_SSCRATCH,
-  S_SEPC,
-  S_SCAUSE,
-  S_STVAL,
-  S_STVEC,
-} = K;
+const { SINK, PAGE_SLOTS, TLB_MASK, DECODE_CACHE_LIMIT, ACC_FETCH, TWO32, TRAP, S_MEPC, S_SEPC } = K;
 
 /** Executed operations. Compressed instructions decode to the base operation they expand to. */
 export const enum Op {
@@ -511,7 +432,7 @@ export class DecodedPage {
   }
 }
 
-export class Hart extends HartMemory {
+export class Hart extends HartArch {
   constructor(bus: Bus, opts: HartOptions) {
     super(bus, opts);
     if (this.jit !== null && !blockCallSiteWarmed) {
@@ -525,15 +446,6 @@ export class Hart extends HartMemory {
     this.reset(bus.ramBase);
   }
 
-  /** Current privilege: 0 U, 1 S, 3 M. Setting it (e.g. a firmware entering S-mode) updates the translation context. */
-  get priv(): number {
-    return this.privLevel;
-  }
-  set priv(p: number) {
-    this.privLevel = p;
-    this.updateContext();
-    this.updateIrq();
-  }
   private readonly scratch = new DecodedPage(-1, null, 0, 0);
   private readonly jitSlotReader = (slot: number): { w: number; imm: number } => {
     const page = this.currentPage!;
@@ -544,152 +456,6 @@ export class Hart extends HartMemory {
   };
   private readonly slotWords = { w: 0, imm: 0 };
 
-  /** Resets to M-mode at `pc` with architectural reset values. */
-  reset(pc: number): void {
-    this.x.fill(0);
-    this.fp.i32.fill(0);
-    this.fp.fflags = 0;
-    this.fp.frm = 0;
-    this.privLevel = PRV_M;
-    this.mstatus = 0;
-    this.medeleg = this.mideleg = this.mie = this.mipSw = 0;
-    this.mcounteren = this.scounteren = this.senvcfg = this.mcountinhibit = 0;
-    this.menvcfgLo = this.menvcfgHi = 0;
-    this.csr64.fill(0);
-    this.satpLo = this.satpHi = 0;
-    this.stimecmpLo = this.stimecmpHi = -1;
-    this.pmpcfg.fill(0);
-    this.pmpaddrLo.fill(0);
-    this.pmpaddrHi.fill(0);
-    this.updatePmp();
-    this.writeSatp(0, 0);
-    this.waiting = false;
-    this.resValid = false;
-    this.pcValue = pc;
-    this.updateContext();
-    this.dropDecodeCache();
-  }
-
-  // ---- snapshots: the one place that knows which fields are architectural (see hart-state.ts) ----
-
-  /** The architectural state, copied (the hart may keep running afterwards). */
-  saveArchState(): HartArchState {
-    return {
-      x: this.x.slice(0, 64),
-      f: this.fp.i32.slice(),
-      fflags: this.fp.fflags,
-      frm: this.fp.frm,
-      pc: this.pcValue,
-      priv: this.privLevel,
-      waiting: this.waiting,
-      instret: this.instret,
-      mstatus: this.mstatus,
-      medeleg: this.medeleg,
-      mideleg: this.mideleg,
-      mie: this.mie,
-      mipSw: this.mipSw,
-      mipHw: this.mipHw,
-      mcounteren: this.mcounteren,
-      scounteren: this.scounteren,
-      menvcfgLo: this.menvcfgLo,
-      menvcfgHi: this.menvcfgHi,
-      senvcfg: this.senvcfg,
-      mcountinhibit: this.mcountinhibit,
-      csr64: this.csr64.slice(),
-      satpLo: this.satpLo,
-      satpHi: this.satpHi,
-      stimecmpLo: this.stimecmpLo,
-      stimecmpHi: this.stimecmpHi,
-      cycleOffset: this.cycleOffset,
-      instretOffset: this.instretOffset,
-      pmpcfg: this.pmpcfg.slice(),
-      pmpaddrLo: this.pmpaddrLo.slice(),
-      pmpaddrHi: this.pmpaddrHi.slice(),
-      resValid: this.resValid,
-      resAddr: this.resAddr,
-    };
-  }
-
-  /**
-   * Replaces the architectural state and rebuilds everything derived from it (translation, PMP ranges, interrupt
-   * summary); TLBs and decoded code start empty. Throws a RangeError on a state of the wrong shape.
-   */
-  loadArchState(s: HartArchState): void {
-    const sizes: [ArrayLike<number>, number, string][] = [
-      [s.x, 64, 'x'],
-      [s.f, 64, 'f'],
-      [s.csr64, this.csr64.length, 'csr64'],
-      [s.pmpcfg, 16, 'pmpcfg'],
-      [s.pmpaddrLo, 16, 'pmpaddrLo'],
-      [s.pmpaddrHi, 16, 'pmpaddrHi'],
-    ];
-    for (const [a, n, name] of sizes)
-      if (a.length !== n) throw new RangeError(`hart state: ${name} has ${a.length} entries, expected ${n}`);
-    if (s.priv !== PRV_U && s.priv !== PRV_S && s.priv !== PRV_M) throw new RangeError(`hart state: privilege ${s.priv}`);
-    this.x.set(s.x);
-    this.x[0] = this.x[1] = 0;
-    this.fp.i32.set(s.f);
-    this.fp.fflags = s.fflags & 0x1f;
-    this.fp.frm = s.frm & 7;
-    this.pcValue = s.pc;
-    this.privLevel = s.priv;
-    this.waiting = s.waiting;
-    this.instret = s.instret;
-    this.mstatus = s.mstatus | 0;
-    this.medeleg = s.medeleg | 0;
-    this.mideleg = s.mideleg | 0;
-    this.mie = s.mie | 0;
-    this.mipSw = s.mipSw | 0;
-    this.mipHw = s.mipHw | 0;
-    this.mcounteren = s.mcounteren | 0;
-    this.scounteren = s.scounteren | 0;
-    this.menvcfgLo = s.menvcfgLo | 0;
-    this.menvcfgHi = s.menvcfgHi | 0;
-    this.senvcfg = s.senvcfg | 0;
-    this.mcountinhibit = s.mcountinhibit | 0;
-    this.csr64.set(s.csr64);
-    this.stimecmpLo = s.stimecmpLo | 0;
-    this.stimecmpHi = s.stimecmpHi | 0;
-    this.cycleOffset = s.cycleOffset;
-    this.instretOffset = s.instretOffset;
-    this.pmpcfg.set(s.pmpcfg);
-    this.pmpaddrLo.set(s.pmpaddrLo);
-    this.pmpaddrHi.set(s.pmpaddrHi);
-    this.resValid = s.resValid;
-    this.resAddr = s.resAddr;
-    this.exitRequested = false;
-    this.updatePmp(); // also flushes the TLB
-    this.genSatpHi.fill(-1);
-    this.lastGen = 0;
-    this.satpLo = this.satpHi = 0;
-    this.satpMode = SATP_MODE_BARE;
-    this.writeSatp(s.satpLo | 0, s.satpHi | 0);
-    this.dropDecodeCache();
-    this.updateContext();
-    this.updateIrq();
-  }
-
-  /** Drives a hardware interrupt line into mip (MSIP, MTIP, SEIP, MEIP). */
-  setPending(mipBit: number, level: boolean): void {
-    const mask = 1 << mipBit;
-    if (level) this.mipHw |= mask;
-    else this.mipHw &= ~mask;
-    this.updateIrq();
-  }
-
-  /** Sstc deadline as an unsigned number (2^64-1 when disabled reads as 1.8e19). */
-  get stimecmp(): number {
-    return (this.stimecmpHi >>> 0) * TWO32 + (this.stimecmpLo >>> 0);
-  }
-  /** True when menvcfg.STCE enables stimecmp. */
-  get sstcEnabled(): boolean {
-    return (this.menvcfgHi & MENVCFG_HI_STCE) !== 0;
-  }
-  /** mip as the guest reads it. */
-  get mip(): number {
-    return this.mipHw | this.mipSw;
-  }
-
   /**
    * Frees every decoded page and this isolate's shared decodes (an idle guest's memory trim); they are decoded
    * again when next run.
@@ -698,36 +464,6 @@ export class Hart extends HartMemory {
     this.dropDecodeCache();
     this.currentPage = null;
     resetPackCache();
-  }
-
-  // ---- interrupts ----
-  private updateIrq(): void {
-    this.irqPending = ((this.mipHw | this.mipSw) & this.mie) !== 0;
-  }
-  /** Recomputes STIP from time and stimecmp when Sstc is enabled. */
-  private updateSstc(): void {
-    if (!this.sstcEnabled) {
-      this.mipHw &= ~MIP_STIP;
-      this.updateIrq();
-      return;
-    }
-    const fire = this.opts.readTime() >= this.stimecmp;
-    if (fire) this.mipHw |= MIP_STIP;
-    else this.mipHw &= ~MIP_STIP;
-    this.updateIrq();
-  }
-  /** The interrupt to take now (cause), or -1. Architectural priority: MEI, MSI, MTI, SEI, SSI, STI. */
-  private pendingInterrupt(): number {
-    const pending = (this.mipHw | this.mipSw) & this.mie;
-    if (pending === 0) return -1;
-    const mEnabled = this.privLevel < PRV_M || (this.mstatus & MSTATUS_MIE) !== 0;
-    const sEnabled = this.privLevel < PRV_S || (this.privLevel === PRV_S && (this.mstatus & MSTATUS_SIE) !== 0);
-    const m = mEnabled ? pending & ~this.mideleg : 0;
-    const s = sEnabled ? pending & this.mideleg : 0;
-    const pick = m !== 0 ? m : s;
-    if (pick === 0) return -1;
-    for (const cause of PRIORITY) if (pick & (1 << cause)) return cause;
-    return -1;
   }
 
   // ---- the run loop ----
@@ -1319,44 +1055,6 @@ export class Hart extends HartMemory {
     return s;
   }
 
-  /** Enters the trap handler for an exception (or interrupt) raised at `epc`. */
-  takeTrap(cause: number, interrupt: boolean, tval: number, epc: number): void {
-    const from = this.privLevel;
-    const deleg = from <= PRV_S && (((interrupt ? this.mideleg : this.medeleg) >>> cause) & 1) !== 0;
-    const hi = interrupt ? 0x80000000 | 0 : 0;
-    let st = this.mstatus;
-    if (deleg) {
-      this.set64(S_SCAUSE, cause, hi);
-      this.setNum(S_SEPC, epc);
-      this.setNum(S_STVAL, tval);
-      st =
-        (st & ~(MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SIE)) |
-        (st & MSTATUS_SIE ? MSTATUS_SPIE : 0) |
-        (from === PRV_S ? MSTATUS_SPP : 0);
-      this.privLevel = PRV_S;
-      this.pcValue = this.tvecTarget(S_STVEC, interrupt, cause);
-    } else {
-      this.set64(S_MCAUSE, cause, hi);
-      this.setNum(S_MEPC, epc);
-      this.setNum(S_MTVAL, tval);
-      st =
-        (st & ~(MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MIE)) | (st & MSTATUS_MIE ? MSTATUS_MPIE : 0) | (from << MSTATUS_MPP_SHIFT);
-      this.privLevel = PRV_M;
-      this.pcValue = this.tvecTarget(S_MTVEC, interrupt, cause);
-    }
-    this.mstatus = st;
-    this.waiting = false;
-    this.updateContext();
-    this.updateIrq();
-    this.onTrap?.(this, cause, interrupt, tval, epc);
-  }
-
-  private tvecTarget(slot: number, interrupt: boolean, cause: number): number {
-    const lo = this.csr64[slot * 2]!;
-    const base = this.get64(slot) - (lo & 3);
-    return interrupt && (lo & 3) === 1 ? base + 4 * cause : base;
-  }
-
   // ---- slow memory paths ----
   /** Load through translation; result in valLo/valHi. Installs a load-TLB entry for RAM pages. */
   private loadSlow(va: number, op: number): void {
@@ -1561,11 +1259,6 @@ export class Hart extends HartMemory {
       if ((pc & 0xfff) < 4094) return (low | (page.view.getUint16(o + 2, true) << 16)) >>> 0;
     }
     return 0;
-  }
-
-  private afterPrivChange(): void {
-    this.updateContext();
-    this.updateIrq();
   }
 
   private execAmo(size: number, kind: number, r1: number, r2: number): void {
@@ -1825,346 +1518,7 @@ export class Hart extends HartMemory {
     }
     void w;
   }
-
-  private counterAllowed(csr: number): boolean {
-    const bit = csr & 31;
-    if (this.privLevel < PRV_M && ((this.mcounteren >>> bit) & 1) === 0) return false;
-    if (this.privLevel === PRV_U && ((this.scounteren >>> bit) & 1) === 0) return false;
-    return true;
-  }
-
-  private setVal(v: number): void {
-    this.valLo = v | 0;
-    this.valHi = Math.floor(v / TWO32) | 0;
-  }
-
-  private fsOn(): boolean {
-    return (this.mstatus & MSTATUS_FS) !== 0;
-  }
-
-  /** Reads a CSR into valLo/valHi; false if it does not exist or is not accessible. `rmw`: read for csrrs/csrrc. */
-  readCsr(csr: number, rmw = false): boolean {
-    this.valHi = 0;
-    switch (csr) {
-      case CSR_FFLAGS:
-        if (!this.fsOn()) return false;
-        this.valLo = this.fp.fflags & 0x1f;
-        return true;
-      case CSR_FRM:
-        if (!this.fsOn()) return false;
-        this.valLo = this.fp.frm & 7;
-        return true;
-      case CSR_FCSR:
-        if (!this.fsOn()) return false;
-        this.valLo = (this.fp.fflags & 0x1f) | ((this.fp.frm & 7) << 5);
-        return true;
-      case CSR_CYCLE:
-      case CSR_MCYCLE:
-        if (csr === CSR_CYCLE && !this.counterAllowed(csr)) return false;
-        this.setVal(this.retiredNow() + this.cycleOffset);
-        return true;
-      case CSR_INSTRET:
-      case CSR_MINSTRET:
-        if (csr === CSR_INSTRET && !this.counterAllowed(csr)) return false;
-        this.setVal(this.retiredNow() + this.instretOffset);
-        return true;
-      case CSR_TIME:
-        if (!this.counterAllowed(csr)) return false;
-        this.setVal(this.opts.readTime());
-        return true;
-      case CSR_SSTATUS: {
-        const st = this.mstatus & SSTATUS_MASK;
-        this.valLo = st;
-        this.valHi = 0x2 | ((this.mstatus & MSTATUS_FS) === MSTATUS_FS ? MSTATUS_HI_SD : 0);
-        return true;
-      }
-      case CSR_SIE:
-        this.valLo = this.mie & this.mideleg;
-        return true;
-      case CSR_SIP:
-        this.valLo = (rmw ? this.mipSw | (this.mipHw & ~MIP_SEIP) : this.mipHw | this.mipSw) & this.mideleg;
-        return true;
-      case CSR_STVEC:
-        return this.readSlot(S_STVEC);
-      case CSR_SSCRATCH:
-        return this.readSlot(S_SSCRATCH);
-      case CSR_SEPC:
-        return this.readSlot(S_SEPC);
-      case CSR_SCAUSE:
-        return this.readSlot(S_SCAUSE);
-      case CSR_STVAL:
-        return this.readSlot(S_STVAL);
-      case CSR_SCOUNTEREN:
-        this.valLo = this.scounteren;
-        return true;
-      case CSR_SENVCFG:
-        this.valLo = this.senvcfg;
-        return true;
-      case CSR_STIMECMP:
-        if (this.privLevel < PRV_M && (!this.sstcEnabled || (this.mcounteren & 2) === 0)) return false;
-        this.valLo = this.stimecmpLo;
-        this.valHi = this.stimecmpHi;
-        return true;
-      case CSR_SATP:
-        if (this.privLevel === PRV_S && this.mstatus & MSTATUS_TVM) return false;
-        this.valLo = this.satpLo;
-        this.valHi = this.satpHi;
-        return true;
-      case CSR_MVENDORID:
-      case CSR_MARCHID:
-      case CSR_MIMPID:
-      case CSR_MCONFIGPTR:
-        this.valLo = 0;
-        return true;
-      case CSR_MHARTID:
-        this.valLo = this.hartId;
-        return true;
-      case CSR_MSTATUS:
-        this.valLo = this.mstatus;
-        this.valHi = MSTATUS_HI_UXL_SXL | ((this.mstatus & MSTATUS_FS) === MSTATUS_FS ? MSTATUS_HI_SD : 0);
-        return true;
-      case CSR_MISA:
-        this.valLo = MISA_EXTENSIONS;
-        this.valHi = MISA_HI;
-        return true;
-      case CSR_MEDELEG:
-        this.valLo = this.medeleg;
-        return true;
-      case CSR_MIDELEG:
-        this.valLo = this.mideleg;
-        return true;
-      case CSR_MIE:
-        this.valLo = this.mie;
-        return true;
-      case CSR_MIP:
-        this.valLo = rmw ? this.mipSw | (this.mipHw & ~MIP_SEIP) : this.mipHw | this.mipSw;
-        return true;
-      case CSR_MTVEC:
-        return this.readSlot(S_MTVEC);
-      case CSR_MCOUNTEREN:
-        this.valLo = this.mcounteren;
-        return true;
-      case CSR_MENVCFG:
-        this.valLo = this.menvcfgLo;
-        this.valHi = this.menvcfgHi;
-        return true;
-      case CSR_MCOUNTINHIBIT:
-        this.valLo = this.mcountinhibit;
-        return true;
-      case CSR_MSCRATCH:
-        return this.readSlot(S_MSCRATCH);
-      case CSR_MEPC:
-        return this.readSlot(S_MEPC);
-      case CSR_MCAUSE:
-        return this.readSlot(S_MCAUSE);
-      case CSR_MTVAL:
-        return this.readSlot(S_MTVAL);
-      case CSR_MTINST:
-      case CSR_MTVAL2:
-        this.valLo = 0;
-        return true;
-      case CSR_PMPCFG0:
-      case CSR_PMPCFG2: {
-        const base = csr === CSR_PMPCFG0 ? 0 : 8;
-        const p = this.pmpcfg;
-        this.valLo = p[base]! | (p[base + 1]! << 8) | (p[base + 2]! << 16) | (p[base + 3]! << 24);
-        this.valHi = p[base + 4]! | (p[base + 5]! << 8) | (p[base + 6]! << 16) | (p[base + 7]! << 24);
-        return true;
-      }
-      default:
-        if (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 16) {
-          const i = csr - CSR_PMPADDR0;
-          this.valLo = this.pmpaddrLo[i]!;
-          this.valHi = this.pmpaddrHi[i]!;
-          return true;
-        }
-        if (csr >= CSR_PMPADDR0 + 16 && csr < CSR_PMPADDR0 + 64) {
-          this.valLo = 0; // pmpaddr16..63: not implemented, read-only zero
-          return true;
-        }
-        // hpmcounter3..31 (U), mhpmcounter3..31, mhpmevent3..31: present, read zero.
-        if (csr >= 0xc03 && csr <= 0xc1f) {
-          if (!this.counterAllowed(csr)) return false;
-          this.valLo = 0;
-          return true;
-        }
-        if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) {
-          this.valLo = 0;
-          return true;
-        }
-        return false;
-    }
-  }
-
-  private readSlot(slot: number): boolean {
-    this.valLo = this.csr64[slot * 2]!;
-    this.valHi = this.csr64[slot * 2 + 1]!;
-    return true;
-  }
-
-  /** Writes a CSR (WARL-legalised); false if the CSR can't be written. */
-  writeCsr(csr: number, lo: number, hi: number): boolean {
-    switch (csr) {
-      case CSR_FFLAGS:
-        this.fp.fflags = lo & 0x1f;
-        this.mstatus |= MSTATUS_FS;
-        return true;
-      case CSR_FRM:
-        this.fp.frm = lo & 7;
-        this.mstatus |= MSTATUS_FS;
-        return true;
-      case CSR_FCSR:
-        this.fp.fflags = lo & 0x1f;
-        this.fp.frm = (lo >>> 5) & 7;
-        this.mstatus |= MSTATUS_FS;
-        return true;
-      case CSR_MCYCLE:
-        this.cycleOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.retiredNow() - 1;
-        return true;
-      case CSR_MINSTRET:
-        // The write happens before this instruction retires, which then increments the counter.
-        this.instretOffset = (hi >>> 0) * TWO32 + (lo >>> 0) - this.retiredNow() - 1;
-        return true;
-      case CSR_SSTATUS:
-        this.setMstatus((this.mstatus & ~SSTATUS_WMASK) | (lo & SSTATUS_WMASK));
-        return true;
-      case CSR_SIE:
-        this.mie = (this.mie & ~this.mideleg) | (lo & this.mideleg & 0x222);
-        this.updateIrq();
-        return true;
-      case CSR_SIP: {
-        const m = this.mideleg & MIP_SSIP;
-        this.mipSw = (this.mipSw & ~m) | (lo & m);
-        this.updateIrq();
-        return true;
-      }
-      case CSR_STVEC:
-        this.set64(S_STVEC, lo & ~2, hi);
-        return true;
-      case CSR_SSCRATCH:
-        this.set64(S_SSCRATCH, lo, hi);
-        return true;
-      case CSR_SEPC:
-        this.set64(S_SEPC, lo & ~1, hi);
-        return true;
-      case CSR_SCAUSE:
-        this.set64(S_SCAUSE, lo, hi);
-        return true;
-      case CSR_STVAL:
-        this.set64(S_STVAL, lo, hi);
-        return true;
-      case CSR_SCOUNTEREN:
-        this.scounteren = lo;
-        return true;
-      case CSR_SENVCFG:
-        this.senvcfg = lo & ENVCFG_FIOM;
-        return true;
-      case CSR_STIMECMP:
-        this.stimecmpLo = lo;
-        this.stimecmpHi = hi;
-        this.updateSstc();
-        return true;
-      case CSR_SATP:
-        this.writeSatp(lo, hi);
-        return true;
-      case CSR_MSTATUS:
-        this.setMstatus((this.mstatus & ~MSTATUS_WMASK) | (lo & MSTATUS_WMASK));
-        return true;
-      case CSR_MISA:
-        return true; // read-only in this implementation (WARL: writes ignored)
-      case CSR_MEDELEG:
-        this.medeleg = lo & 0xb3ff;
-        return true;
-      case CSR_MIDELEG:
-        this.mideleg = lo & 0x222;
-        this.updateIrq();
-        return true;
-      case CSR_MIE:
-        this.mie = lo & 0xaaa;
-        this.updateIrq();
-        return true;
-      case CSR_MIP: {
-        const m = MIP_SSIP | MIP_SEIP | (this.sstcEnabled ? 0 : MIP_STIP);
-        this.mipSw = (this.mipSw & ~m) | (lo & m);
-        this.updateIrq();
-        return true;
-      }
-      case CSR_MTVEC:
-        this.set64(S_MTVEC, lo & ~2, hi);
-        return true;
-      case CSR_MCOUNTEREN:
-        this.mcounteren = lo;
-        return true;
-      case CSR_MENVCFG:
-        this.menvcfgLo = lo & ENVCFG_FIOM;
-        this.menvcfgHi = hi & MENVCFG_HI_STCE;
-        if (this.sstcEnabled) this.mipSw &= ~MIP_STIP;
-        this.updateSstc();
-        this.updateIrq();
-        return true;
-      case CSR_MCOUNTINHIBIT:
-        this.mcountinhibit = lo & ~2;
-        return true;
-      case CSR_MSCRATCH:
-        this.set64(S_MSCRATCH, lo, hi);
-        return true;
-      case CSR_MEPC:
-        this.set64(S_MEPC, lo & ~1, hi);
-        return true;
-      case CSR_MCAUSE:
-        this.set64(S_MCAUSE, lo, hi);
-        return true;
-      case CSR_MTVAL:
-        this.set64(S_MTVAL, lo, hi);
-        return true;
-      case CSR_MTINST:
-      case CSR_MTVAL2:
-        return true;
-      case CSR_PMPCFG0:
-      case CSR_PMPCFG2: {
-        const base = csr === CSR_PMPCFG0 ? 0 : 8;
-        for (let i = 0; i < 8; i++) {
-          if (this.pmpcfg[base + i]! & 0x80) continue; // locked
-          let b = (i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4))) & 0xff & 0x9f;
-          if ((b & 3) === 2) b &= ~3; // R=0,W=1 is reserved
-          this.pmpcfg[base + i] = b;
-        }
-        this.updatePmp();
-        return true;
-      }
-      default:
-        if (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + 16) {
-          const i = csr - CSR_PMPADDR0;
-          const locked = (this.pmpcfg[i]! & 0x80) !== 0 || (i < 15 && (this.pmpcfg[i + 1]! & 0x98) === 0x88);
-          if (!locked) {
-            this.pmpaddrLo[i] = lo;
-            this.pmpaddrHi[i] = hi & 0x3fffff;
-            this.updatePmp();
-          }
-          return true;
-        }
-        if (csr >= CSR_PMPADDR0 + 16 && csr < CSR_PMPADDR0 + 64) return true;
-        if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) return true;
-        return false;
-    }
-  }
-
-  private setMstatus(v: number): void {
-    // MPP is WARL: the reserved value 2 becomes U.
-    if ((v & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT === 2) v &= ~MSTATUS_MPP;
-    this.mstatus = v;
-    this.updateContext();
-    this.updateIrq();
-  }
 }
-
-const PRIORITY = [IRQ_MEI, IRQ_MSI, IRQ_MTI, IRQ_SEI, IRQ_SSI, IRQ_STI];
-
-const SSTATUS_MASK =
-  MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_UBE | MSTATUS_SPP | MSTATUS_VS | MSTATUS_FS | MSTATUS_XS | MSTATUS_SUM | MSTATUS_MXR;
-const SSTATUS_WMASK = MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_SUM | MSTATUS_MXR;
-const MSTATUS_WMASK =
-  SSTATUS_WMASK | MSTATUS_MIE | MSTATUS_MPIE | MSTATUS_MPP | MSTATUS_MPRV | MSTATUS_TVM | MSTATUS_TW | MSTATUS_TSR;
 
 /**
  * For the interpreter at a taken in-page branch with the JIT on: true while the target stays cold (counting
