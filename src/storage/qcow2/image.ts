@@ -17,7 +17,7 @@
  */
 import { inflateRawSync, constants as zlibConstants } from 'node:zlib';
 import { StorageError, type BlockBackend } from '../backend.js';
-import { HostFile, checkRequest } from '../file.js';
+import { HostFile, checkRequest, type ImageFile } from '../file.js';
 import { AsyncMutex } from '../mutex.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -126,7 +126,7 @@ export class Qcow2Image implements BlockBackend {
   private lastInflated: { offset: number; data: Uint8Array } | null = null;
 
   private constructor(
-    private readonly file: HostFile,
+    private readonly file: ImageFile,
     readonly header: Qcow2Header,
     private l1: Uint8Array,
     private refTable: Uint8Array,
@@ -163,7 +163,15 @@ export class Qcow2Image implements BlockBackend {
   }
 
   static async open(path: string, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
-    const file = await HostFile.open(path, opts.readOnly);
+    return Qcow2Image.openFile(await HostFile.open(path, opts.readOnly), opts);
+  }
+
+  /**
+   * A qcow2 image over an already open file (a HostFile, or a MemoryFile in tests and fuzzing); takes ownership
+   * of it (closed on failure and by close()). `opts.readOnly` must match how the file was opened.
+   */
+  static async openFile(file: ImageFile, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
+    const path = file.path;
     let backing: BlockBackend | null = null;
     try {
       const fileSize = await file.size();
