@@ -24,14 +24,15 @@ export class MemoryFile implements ImageFile {
     readonly path = 'memory',
     private readonly maxBytes = DEFAULT_MAX_BYTES,
   ) {
-    this.buf = contents.slice();
+    // A copy that never shares memory with `contents` (Buffer#slice would return a view of it).
+    this.buf = new Uint8Array(contents);
     this.length = contents.length;
     this.largestEnd = contents.length;
   }
 
   /** The file's bytes now (a copy). */
   contents(): Uint8Array {
-    return this.buf.slice(0, this.length);
+    return new Uint8Array(this.buf.subarray(0, this.length));
   }
 
   async size(): Promise<number> {

@@ -17,6 +17,13 @@ test('reads past the end are zeros; writes extend the file; truncate shrinks and
   assert.equal(f.largestEnd, 12);
 });
 
+test('a MemoryFile never shares memory with the bytes it was made from (not even a Buffer)', async () => {
+  const source = Buffer.from([1, 2, 3, 4]);
+  const f = new MemoryFile(source);
+  await f.write(0, new Uint8Array([9]));
+  assert.deepEqual([...source], [1, 2, 3, 4]);
+});
+
 test('growth past the limit is refused with a StorageError but recorded in largestEnd; bad offsets are refused', async () => {
   const f = new MemoryFile(new Uint8Array(16), false, 'x', 1024);
   await assert.rejects(f.write(2000, new Uint8Array(8)), (e: unknown) => e instanceof StorageError && e.code === 'IO');

@@ -75,7 +75,8 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
 );
 
 function mutate(base: Uint8Array, muts: Mutation[], regionsOf: [number, number][]): Uint8Array {
-  const img = base.slice();
+  // A copy: the templates are Buffers, whose slice() is a view (mutations would pile up in the template).
+  const img = new Uint8Array(base);
   const dv = new DataView(img.buffer);
   for (const m of muts) {
     const [start, end] = regionsOf[m.region % regionsOf.length]!;
