@@ -6,7 +6,7 @@ import { realpathSync } from 'node:fs';
 import { realpath, open as openFile } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { StorageError, type BlockBackend } from './backend.js';
-import { ioError } from './file.js';
+import { ioError, type ImageFile } from './file.js';
 import { openablePath, pathAlias } from './path-alias.js';
 import { RawImage } from './raw.js';
 import { Qcow2Image } from './qcow2/image.js';
@@ -59,10 +59,45 @@ export async function probeFormat(path: string): Promise<DiskFormat> {
   try {
     const buf = new Uint8Array(4);
     const { bytesRead } = await fh.read(buf, 0, 4, 0);
-    return bytesRead === 4 && new DataView(buf.buffer).getUint32(0) === QCOW_MAGIC ? 'qcow2' : 'raw';
+    return bytesRead === 4 ? formatOfMagic(buf) : 'raw';
   } finally {
     await fh.close();
   }
+}
+
+function formatOfMagic(first4: Uint8Array): DiskFormat {
+  return new DataView(first4.buffer, first4.byteOffset, 4).getUint32(0) === QCOW_MAGIC ? 'qcow2' : 'raw';
+}
+
+/** The error openDisk gives for an image naming a backing file where backing files are forbidden. */
+function backingForbidden(path: string, name: string): StorageError {
+  return new StorageError('UNSUPPORTED', `${path} names a backing file (${name}), and backing files are forbidden here`);
+}
+
+/**
+ * openDisk for an image already open as a file (a MemoryFile in tests and fuzzing): probes the format the same
+ * way unless `format` is given, and refuses any backing file (a file without a directory has nowhere to resolve
+ * one), as openDisk does with `backingFiles: 'forbid'`. Takes ownership of `file`.
+ */
+export async function openImageFile(file: ImageFile, opts: { format?: DiskFormat } = {}): Promise<BlockBackend> {
+  let format = opts.format;
+  if (format === undefined) {
+    const head = new Uint8Array(4);
+    try {
+      await file.read(0, head);
+      format = (await file.size()) >= 4 ? formatOfMagic(head) : 'raw';
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      throw err;
+    }
+  }
+  if (format === 'raw') return RawImage.openFile(file);
+  return Qcow2Image.openFile(file, {
+    readOnly: file.readOnly,
+    openBacking: async (name) => {
+      throw backingForbidden(file.path, name);
+    },
+  });
 }
 
 export function openDisk(path: string, opts: OpenDiskOptions = {}): Promise<BlockBackend> {
@@ -89,9 +124,7 @@ async function openChain(path: string, opts: OpenDiskOptions, chain: string[]): 
     forRepair: opts.forRepair,
     syncOpen: opts.syncOpen,
     openBacking: async (name, backingFormat) => {
-      if (opts.backingFiles === 'forbid') {
-        throw new StorageError('UNSUPPORTED', `${path} names a backing file (${name}), and backing files are forbidden here`);
-      }
+      if (opts.backingFiles === 'forbid') throw backingForbidden(path, name);
       const target = resolve(dirname(real), name);
       if (opts.backingDirs) await checkAllowed(target, opts.backingDirs);
       if (backingFormat !== null && backingFormat !== 'raw' && backingFormat !== 'qcow2') {

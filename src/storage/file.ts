@@ -23,6 +23,26 @@ const readFd = promisify(readCb);
 const writeFd = promisify(writeCb);
 
 /**
+ * Positional I/O on an image's bytes: what RawImage and Qcow2Image need from a file. HostFile is the real one;
+ * MemoryFile (memory-file.ts) holds the bytes in memory for tests and fuzzing, behind the same checks.
+ */
+export interface ImageFile {
+  readonly path: string;
+  readonly readOnly: boolean;
+  size(): Promise<number>;
+  allocatedBytes(): Promise<number>;
+  /** Reads exactly into.length bytes at offset; bytes past the end of the file read as zeros. */
+  read(offset: number, into: Uint8Array): Promise<void>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  truncate(length: number): Promise<void>;
+  /** Data and metadata durable. */
+  sync(): Promise<void>;
+  /** An ordering barrier: a sync only if something was written since the last one. */
+  barrier(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
  * A positional-I/O wrapper over one host file. Every read and write is checked against `maxOffset`
  * (a hard ceiling far above any sane image) and fails with a StorageError rather than a raw errno, so a
  * hostile image's offsets can never reach Node as out-of-range numbers.
@@ -32,7 +52,7 @@ const writeFd = promisify(writeCb);
  * thread pool per read costs far more than the read (a backing chain's open: ~0.5 ms sync, 6-100 ms async
  * on this shared machine under load).
  */
-export class HostFile {
+export class HostFile implements ImageFile {
   /** Set by every write, cleared by sync(): lets barriers skip an fsync when nothing changed. */
   private unsynced = false;
   private closed = false;
@@ -195,7 +215,7 @@ export class HostFile {
 /** Highest byte offset we will ever touch in an image file (2^53, JS's exact-integer limit). */
 export const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;
 
-function checkRange(offset: number, length: number): void {
+export function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > MAX_FILE_OFFSET) {
     throw new StorageError('OUT_OF_RANGE', `host file offset ${offset}+${length} is out of range`);
   }

@@ -1,6 +1,6 @@
 import { StorageError, type BlockBackend } from './backend.js';
 import { AsyncMutex } from './mutex.js';
-import { HostFile, checkRequest } from './file.js';
+import { HostFile, checkRequest, type ImageFile } from './file.js';
 
 /** Zero-fill granularity for raw discard/write-zeroes. */
 const ZERO_CHUNK = 1 << 20;
@@ -17,7 +17,7 @@ export class RawImage implements BlockBackend {
   private closed = false;
 
   private constructor(
-    private readonly file: HostFile,
+    private readonly file: ImageFile,
     readonly size: number,
     readonly readOnly: boolean,
   ) {}
@@ -32,8 +32,12 @@ export class RawImage implements BlockBackend {
         throw err;
       }
     }
-    const file = await HostFile.open(path, readOnly);
-    return new RawImage(file, await file.size(), readOnly);
+    return RawImage.openFile(await HostFile.open(path, readOnly));
+  }
+
+  /** A raw image over an already open file (a HostFile, or a MemoryFile in tests); takes ownership of it. */
+  static async openFile(file: ImageFile): Promise<RawImage> {
+    return new RawImage(file, await file.size(), file.readOnly);
   }
 
   static async create(path: string, size: number): Promise<void> {

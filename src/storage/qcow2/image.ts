@@ -17,7 +17,7 @@
  */
 import { inflateRawSync, constants as zlibConstants } from 'node:zlib';
 import { StorageError, type BlockBackend } from '../backend.js';
-import { HostFile, checkRequest } from '../file.js';
+import { HostFile, checkRequest, type ImageFile } from '../file.js';
 import { AsyncMutex } from '../mutex.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -130,7 +130,7 @@ export class Qcow2Image implements BlockBackend {
   private lastInflated: { offset: number; data: Uint8Array } | null = null;
 
   private constructor(
-    private readonly file: HostFile,
+    private readonly file: ImageFile,
     readonly header: Qcow2Header,
     private l1: Uint8Array,
     private refTable: Uint8Array,
@@ -167,20 +167,30 @@ export class Qcow2Image implements BlockBackend {
   }
 
   static async open(path: string, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
-    const sync = opts.syncOpen === true;
-    const file = sync ? HostFile.openSync(path, opts.readOnly) : await HostFile.open(path, opts.readOnly);
+    const file = opts.syncOpen ? HostFile.openSync(path, opts.readOnly) : await HostFile.open(path, opts.readOnly);
+    return Qcow2Image.openFile(file, opts);
+  }
+
+  /**
+   * A qcow2 image over an already open file (a HostFile, or a MemoryFile in tests and fuzzing); takes ownership
+   * of it (closed on failure and by close()). `opts.readOnly` must match how the file was opened.
+   */
+  static async openFile(file: ImageFile, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
+    const path = file.path;
+    // The synchronous reads of a VM thread's own open (HostFile only).
+    const sync = opts.syncOpen === true && file instanceof HostFile ? file : undefined;
     let backing: BlockBackend | null = null;
     try {
-      const fileSize = sync ? file.sizeSync() : await file.size();
+      const fileSize = sync ? sync.sizeSync() : await file.size();
       // The header, its extensions and the backing file's name all lie in the first cluster: read that much (a
       // 64 KiB cluster unless the header says more), not the largest a cluster can be (2 MiB per image of a chain).
       let head = new Uint8Array(Math.min(fileSize, COMMON_CLUSTER_BYTES));
-      if (sync) file.readSync(0, head);
+      if (sync) sync.readSync(0, head);
       else await file.read(0, head);
       const clusterBytes = head.length >= 24 ? 2 ** Math.min(new DataView(head.buffer).getUint32(20), MAX_CLUSTER_BITS) : 0;
       if (clusterBytes > head.length && fileSize > head.length) {
         head = new Uint8Array(Math.min(fileSize, clusterBytes));
-        if (sync) file.readSync(0, head);
+        if (sync) sync.readSync(0, head);
         else await file.read(0, head);
       }
       const header = parseHeader(head, fileSize);
@@ -199,8 +209,8 @@ export class Qcow2Image implements BlockBackend {
       const refTable = new Uint8Array(header.refcountTableClusters * 2 ** header.clusterBits);
       // Side by side: each read is a trip through the I/O thread pool, and a restore opens a whole backing chain.
       if (sync) {
-        file.readSync(header.l1TableOffset, l1);
-        file.readSync(header.refcountTableOffset, refTable);
+        sync.readSync(header.l1TableOffset, l1);
+        sync.readSync(header.refcountTableOffset, refTable);
       } else await Promise.all([file.read(header.l1TableOffset, l1), file.read(header.refcountTableOffset, refTable)]);
       if (header.backingFile !== null) {
         if (!opts.openBacking)
