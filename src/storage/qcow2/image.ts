@@ -708,9 +708,13 @@ export class Qcow2Image implements BlockBackend {
       }
       const block = await this.loadRefBlock(blockOff);
       for (let j = c % this.refsPerBlock; j < this.refsPerBlock; j++) {
-        if (getRefcount(block, j, this.refBits) !== 0) continue;
         const cluster = bi * this.refsPerBlock + j;
         const off = cluster * this.clusterSize;
+        // Nothing can reference a cluster at or past the end of the file (an L2 entry or a table there is refused
+        // as corrupt), so a count there is a leak (a crash between a refcount update and the data write) or garbage
+        // (a refcount block that is really data): either way the cluster is free. Trusting such counts let one
+        // hostile refcount block push allocation a whole block's coverage past the end of the image.
+        if (getRefcount(block, j, this.refBits) !== 0 && off < this.fileEnd) continue;
         if (this.overlapsFixedMetadata(off) || this.metadataClusters.has(off)) {
           await this.markCorrupt();
           throw corrupt(`metadata cluster ${cluster} has refcount 0; image marked corrupt`);
