@@ -8,9 +8,10 @@
  * point only at a repository this test serves from the host's loopback (the guest reaches it through the NAT
  * gateway; nothing goes to the internet), a package and runcmd. Then, in the same boot: exec and os-release,
  * is-system-running, `typevisor ssh` as each user, a busybox guest and a VM with U-Boot at its prompt running
- * beside it under the same daemon, and `apt-get install` of a newer kernel from the local repository; a reboot
- * then boots that kernel (uname -r) through the extlinux.conf u-boot-menu rewrote, and the VM shuts down through
- * the agent. The same image also boots under qemu-system-riscv64 -M virt.
+ * beside it under the same daemon, and `apt-get install` of a newer kernel from the local repository; a graceful
+ * `typevisor reboot` (the agent runs systemctl reboot) then boots that kernel (uname -r) through the extlinux.conf
+ * u-boot-menu rewrote, and `typevisor stop` powers the VM off through the agent (systemctl poweroff). The same image also boots under qemu-system-riscv64 -M virt with Debian's own OpenSBI and U-Boot
+ * (the opensbi and u-boot-qemu packages' files, used in place).
  *
  * Not in `npm test` (one run takes longer than the suite's budget on 2 cores): `npm run test:debian`.
  */
@@ -145,9 +146,26 @@ runcmd:
         ? `${wall} s wall, ${s.cpuTimeSeconds.toFixed(0)} s CPU, ${s.stealSeconds.toFixed(0)} s steal, ${(s.instret / 1e9).toFixed(1)} G instructions`
         : `${wall} s wall`;
     };
+    /** A diagnostic, also written at once to stderr: a run takes an hour, and diagnostics are printed at its end. */
+    const note = (msg: string) => {
+      t.diagnostic(msg);
+      process.stderr.write(`# [${new Date().toISOString()}] ${msg}\n`);
+    };
     const consoleText = async () => (await d.client.text('/vms/deb/console.log')).toString('latin1');
+    /** The guest kernel's own clock at a console line: where a boot spends its time. */
+    const kernelTime = (log: string, line: RegExp) =>
+      /\[\s*(\d+\.\d+)\]/.exec(log.split('\n').find((l) => line.test(l)) ?? '')?.[1];
+    const milestones = (log: string) =>
+      [
+        ['initramfs unpacked', /Freeing initrd memory/],
+        ['/init', /Run \/init as init process/],
+        ['root mounted', /EXT4-fs \(vda1\): mounted/],
+        ['systemd', /systemd\[1\]: systemd \d+/],
+      ]
+        .map(([what, re]) => `${what as string} ${kernelTime(log, re as RegExp) ?? '?'} s`)
+        .join(', ');
     await waitFor('the login prompt', async () => (/login:/.test(await consoleText()) ? true : undefined), BOOT_MS, 5000);
-    t.diagnostic(`Debian booted to login: ${await cost()}`);
+    note(`Debian booted to login: ${await cost()}; guest clock: ${milestones(await consoleText())}`);
     const log = await consoleText();
     assert.match(log, /OpenSBI/);
     assert.match(log, /U-Boot 20\d\d/);
@@ -166,12 +184,12 @@ runcmd:
     // Waits for the first boot's final stage too (apt-get install from the local repository, runcmd).
     const running = await cli('exec', 'deb', '--timeout', '3600', '--', 'systemctl', 'is-system-running', '--wait');
     const failed = (await cli('exec', 'deb', '--', 'systemctl', '--failed', '--no-legend', '--plain')).stdout;
-    t.diagnostic(`systemctl is-system-running: ${running.stdout.trim()}; failed units: ${failed.trim() || 'none'}`);
+    note(`systemctl is-system-running: ${running.stdout.trim()}; failed units: ${failed.trim() || 'none'}`);
     assert.match(running.stdout, /^(running|degraded)/);
     assert.doesNotMatch(failed, /typevisor-seed|ssh\.service/, 'a first-boot or ssh unit failed');
     const seedLog = await cli('exec', 'deb', '--', 'journalctl', '-b', '-u', 'typevisor-seed-final', '--no-pager');
     assert.match(seedLog.stdout, /typevisor-seed: final done/);
-    t.diagnostic(`Debian ready (first boot applied): ${await cost()}`);
+    note(`Debian ready (first boot applied): ${await cost()}`);
 
     // First boot: hostname, file, the package from the local repository (served by us), runcmd.
     assert.equal((await cli('exec', 'deb', '--', 'hostname')).stdout.trim(), 'deb-first');
@@ -237,7 +255,7 @@ runcmd:
       'set -o pipefail; sudo DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y linux-image-riscv64 2>&1 | tail -5',
     );
     assert.equal(install.status, 0, install.stdout + install.stderr);
-    t.diagnostic(`kernel package installed in ${((Date.now() - tUp) / 1000).toFixed(0)} s (since start: ${await cost()})`);
+    note(`kernel package installed in ${((Date.now() - tUp) / 1000).toFixed(0)} s (since start: ${await cost()})`);
     const extlinux = (await cli('exec', 'deb', '--', 'cat', '/boot/extlinux/extlinux.conf')).stdout;
     assert.match(extlinux, new RegExp(`vmlinu[xz]-${repo.upgradeKernel.replace(/[.+]/g, '\\$&')}`));
     assert.ok(
@@ -245,9 +263,18 @@ runcmd:
       'the kernel did not come from the local repository',
     );
 
+    // A graceful reboot through the agent (systemctl reboot): the guest resets the machine itself, not forced.
     const logBefore = (await consoleText()).length;
     const tReboot = Date.now();
-    assert.equal((await cli('exec', 'deb', '--', 'systemctl', 'reboot', '--no-block')).status, 0);
+    const reboot = await cli('reboot', 'deb', '--timeout', '3600', '--json');
+    assert.equal(reboot.status, 0, reboot.stderr);
+    assert.equal((JSON.parse(reboot.stdout) as { forced: boolean }).forced, false, 'the guest rebooted itself');
+    note(`graceful reboot: the guest reset the machine ${((Date.now() - tReboot) / 1000).toFixed(0)} s after the request`);
+    const shutdownLog = (await consoleText()).slice(logBefore);
+    // systemd stopped the services and handed over to systemd-shutdown; the kernel then restarted the machine.
+    assert.match(shutdownLog, /Stopped .*ssh\.service|Stopped .*OpenBSD Secure Shell server/);
+    assert.match(shutdownLog, /systemd-shutdown\[1\]/);
+    assert.match(shutdownLog, /reboot: Restarting system/);
     await waitFor(
       'the upgraded kernel',
       async () => {
@@ -257,56 +284,82 @@ runcmd:
       BOOT_MS,
       10_000,
     ).then((k) => assert.equal(k, repo.upgradeKernel));
-    t.diagnostic(
-      `rebooted into ${repo.upgradeKernel} in ${((Date.now() - tReboot) / 1000).toFixed(0)} s (since start: ${await cost()})`,
-    );
     const second = (await consoleText()).slice(logBefore);
+    note(
+      `rebooted into ${repo.upgradeKernel} in ${((Date.now() - tReboot) / 1000).toFixed(0)} s (since start: ${await cost()}); guest clock: ${milestones(second)}`,
+    );
     assert.match(second, /Found \/boot\/extlinux\/extlinux\.conf/);
     // The seed is not applied twice: the instance's stamps are kept.
     assert.match(second, /typevisor-seed: init already done/);
 
-    // Graceful shutdown through the agent (systemctl poweroff).
-    const stop = await cli('shutdown', 'deb', '--timeout', '900');
+    // Graceful shutdown through the agent (systemctl poweroff): `typevisor stop` without --force.
+    const logBeforeStop = (await consoleText()).length;
+    const tStop = Date.now();
+    const stop = await cli('stop', 'deb', '--timeout', '3600', '--json');
     assert.equal(stop.status, 0, stop.stderr);
+    assert.equal((JSON.parse(stop.stdout) as { forced: boolean }).forced, false, 'the guest powered itself off');
     assert.equal((await d.client.json<VmView>('GET', '/vms/deb')).state, 'stopped');
+    const poweroffLog = (await consoleText()).slice(logBeforeStop);
+    assert.match(poweroffLog, /Stopped .*ssh\.service|Stopped .*OpenBSD Secure Shell server/);
+    assert.match(poweroffLog, /systemd-shutdown\[1\]/);
+    assert.match(poweroffLog, /reboot: Power down/);
+    note(`graceful poweroff in ${((Date.now() - tStop) / 1000).toFixed(0)} s`);
   },
 );
 
-test('the same image boots under qemu-system-riscv64 -M virt with OpenSBI and U-Boot', { timeout: BOOT_MS }, async (t) => {
-  const a = debianArtifacts();
-  const dir = mkdtempSync(join(tmpdir(), 'tv-debian-qemu-'));
-  const overlay = join(dir, 'overlay.qcow2');
-  await createDisk(overlay, { format: 'qcow2', backingFile: a.disk, backingFormat: 'qcow2' });
-  const qemu = spawn(
-    'qemu-system-riscv64',
-    [
-      '-M',
-      'virt',
-      '-m',
-      '1024',
-      '-nographic',
-      '-bios',
-      a.fwJump,
-      '-kernel',
-      a.uboot,
-      '-drive',
-      `file=${overlay},format=qcow2,if=none,id=d0`,
-      '-device',
-      'virtio-blk-device,drive=d0',
-      '-nic',
-      'none',
-    ],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  const io = new Expect([qemu.stdout!, qemu.stderr!], qemu.stdin!);
-  try {
-    const t0 = Date.now();
-    await io.waitFor('Found /boot/extlinux/extlinux.conf', 600_000);
-    await io.waitFor(/Welcome to .*Debian GNU\/Linux 13/, BOOT_MS);
-    await io.waitFor('login:', BOOT_MS);
-    t.diagnostic(`qemu booted the image to login in ${((Date.now() - t0) / 1000).toFixed(0)} s (${basename(a.disk)})`);
-  } finally {
-    qemu.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+/** Debian's own firmware for QEMU's virt board, as its packages install it (install.sh installs both packages). */
+const DEBIAN_FIRMWARE = {
+  opensbi: '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin',
+  uboot: '/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin',
+};
+
+test(
+  "the same image boots under qemu-system-riscv64 -M virt with Debian's OpenSBI and u-boot-qemu",
+  { timeout: BOOT_MS },
+  async (t) => {
+    const a = debianArtifacts();
+    // The files belong to Debian's packages (a missing package fails here, naming the file).
+    const owner = (path: string) => execFileSync('dpkg-query', ['-S', path], { encoding: 'utf8' }).split(':')[0];
+    assert.equal(owner(DEBIAN_FIRMWARE.opensbi), 'opensbi');
+    assert.equal(owner(DEBIAN_FIRMWARE.uboot), 'u-boot-qemu');
+    const dir = mkdtempSync(join(tmpdir(), 'tv-debian-qemu-'));
+    const overlay = join(dir, 'overlay.qcow2');
+    await createDisk(overlay, { format: 'qcow2', backingFile: a.disk, backingFormat: 'qcow2' });
+    const qemu = spawn(
+      'qemu-system-riscv64',
+      [
+        '-M',
+        'virt',
+        '-m',
+        '1024',
+        '-nographic',
+        '-bios',
+        DEBIAN_FIRMWARE.opensbi,
+        '-kernel',
+        DEBIAN_FIRMWARE.uboot,
+        '-drive',
+        `file=${overlay},format=qcow2,if=none,id=d0`,
+        '-device',
+        'virtio-blk-device,drive=d0',
+        '-nic',
+        'none',
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    const io = new Expect([qemu.stdout!, qemu.stderr!], qemu.stdin!);
+    try {
+      const t0 = Date.now();
+      await io.waitFor(/OpenSBI v\d/, 600_000);
+      await io.waitFor(/U-Boot 20\d\d/, 600_000);
+      await io.waitFor('Found /boot/extlinux/extlinux.conf', 600_000);
+      await io.waitFor(/Welcome to .*Debian GNU\/Linux 13/, BOOT_MS);
+      await io.waitFor('login:', BOOT_MS);
+      t.diagnostic(
+        `qemu booted the image to login in ${((Date.now() - t0) / 1000).toFixed(0)} s (${basename(a.disk)}, ${DEBIAN_FIRMWARE.opensbi}, ${DEBIAN_FIRMWARE.uboot})`,
+      );
+    } finally {
+      qemu.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

@@ -139,9 +139,30 @@ async function buildLocalRepo(ctx: BuildContext, root: string, debCache: string)
   return image;
 }
 
+/** The second stage built the initramfs once, with the image's configuration (early/etc/initramfs-tools) in force. */
+async function checkInitramfs(ctx: BuildContext, root: string): Promise<void> {
+  const images = readdirSync(join(root, 'boot')).filter((f) => f.startsWith('initrd.img-'));
+  if (images.length !== 1) throw new Error(`expected one initramfs in /boot, found: ${images.join(' ') || 'none'}`);
+  const listing = join(ctx.work, 'initramfs.list');
+  await ctx.run('sh', ['-c', `chroot "$1" lsinitramfs "/boot/$2" > "$3"`, 'sh', root, images[0]!, listing]);
+  const files = readFileSync(listing, 'utf8');
+  for (const m of ['virtio_blk', 'virtio_mmio', 'ext4'])
+    if (!new RegExp(`/${m}\\.ko`).test(files)) throw new Error(`the initramfs ${images[0]} lacks ${m}`);
+  if (files.includes('usr/lib/udev/hwdb.bin')) throw new Error(`the initramfs ${images[0]} holds udev's hwdb.bin`);
+  // lz4's legacy frame (what the kernel's unpacker reads) follows the uncompressed cpio of modules.
+  const image = readFileSync(join(root, 'boot', images[0]!));
+  const earlyEnd = image.indexOf('TRAILER!!!');
+  const lz4 = image.indexOf(Buffer.from([0x02, 0x21, 0x4c, 0x18]), earlyEnd);
+  if (earlyEnd < 0 || lz4 < 0 || lz4 - earlyEnd > 1024) throw new Error(`the initramfs ${images[0]} is not lz4-compressed`);
+  const modules = files.split('\n').filter((l) => l.endsWith('.ko') || l.endsWith('.ko.xz') || l.endsWith('.ko.zst'));
+  // A MODULES=most initramfs holds well over a thousand modules; the list and its dependencies, a few dozen.
+  if (modules.length > 100) throw new Error(`the initramfs holds ${modules.length} modules: MODULES=list was not in force`);
+  ctx.log(`initramfs ${images[0]}: ${modules.length} modules`);
+}
+
 export const debian: Recipe = {
   name: 'debian',
-  revision: 3,
+  revision: 4,
   deps: [],
   packages: ['debootstrap', 'qemu-user-static', 'binfmt-support', 'e2fsprogs', 'fdisk', 'qemu-utils', 'dpkg-dev', 'xz-utils'],
   keyPackages: ['debootstrap', 'qemu-user-static'],
@@ -157,12 +178,18 @@ export const debian: Recipe = {
     await ctx.run('debootstrap', [
       '--arch=riscv64',
       '--variant=minbase',
+      '--foreign',
       `--include=${packageList(ctx.recipeDir).join(',')}`,
       `--cache-dir=${debs}`,
       DEBIAN_SUITE,
       root,
       debianArchiveUri(),
     ]);
+    // The initramfs configuration goes in before the second stage, whose kernel install builds the initramfs:
+    // it is built once, small, instead of a full one that would be rebuilt afterwards (minutes under qemu-user).
+    cpSync(join(ctx.recipeDir, 'early'), root, { recursive: true });
+    ctx.log('debootstrap second stage (maintainer scripts under qemu-riscv64)');
+    await chroot(ctx, root, ['/debootstrap/debootstrap', '--second-stage']);
 
     // Configuration files, the guest agent and its unit.
     cpSync(join(ctx.recipeDir, 'files'), root, { recursive: true });
@@ -187,10 +214,19 @@ export const debian: Recipe = {
       'typevisor-seed-final',
     ]);
     // First boot must not stop at the console asking for a locale, a keymap or a root password, and /dev/hvc0
-    // belongs to the agent: no login prompt may be started on it.
-    await chroot(ctx, root, ['systemctl', 'mask', 'systemd-firstboot.service', 'serial-getty@hvc0.service']);
-    // A small initramfs (MODULES=list, from the files above), then extlinux.conf from /etc/default/u-boot (the kernel's install hook ran before that file was in place).
-    await chroot(ctx, root, ['update-initramfs', '-u', '-k', 'all']);
+    // belongs to the agent: no login prompt may be started on it. openssh's sshd-keygen.service (`ssh-keygen -A`
+    // on first boot) would make RSA and ECDSA keys too, minutes of an emulated CPU for keys sshd is not
+    // configured to use: typevisor-ssh-hostkeys.service makes this VM's own ed25519 key instead.
+    await chroot(ctx, root, [
+      'systemctl',
+      'mask',
+      'systemd-firstboot.service',
+      'serial-getty@hvc0.service',
+      'sshd-keygen.service',
+    ]);
+    await checkInitramfs(ctx, root);
+    // extlinux.conf from /etc/default/u-boot (a conffile of u-boot-menu, so it can only replace the package's
+    // after the second stage; the kernel's install hook ran with the package's defaults).
     await chroot(ctx, root, ['u-boot-update']);
     const extlinux = readFileSync(join(root, 'boot/extlinux/extlinux.conf'), 'utf8');
     if (!extlinux.includes(`root=LABEL=${DEBIAN_ROOT_LABEL}`))
@@ -198,13 +234,25 @@ export const debian: Recipe = {
     const kernels = extlinux.match(/linux \/boot\/vmlinu[xz]-(\S+)/g) ?? [];
     if (kernels.length === 0) throw new Error(`extlinux.conf names no kernel:\n${extlinux}`);
     const upgrade = await buildLocalRepo(ctx, root, debs);
-    // Each VM gets its own identity on first boot: machine-id and ssh host keys are generated there.
-    writeFileSync(join(root, 'etc/machine-id'), 'uninitialized\n');
+    // Each VM gets its own identity on its first boot: ssh host keys are made there, and an empty machine-id
+    // makes systemd generate one and commit it (systemd-machine-id-commit). Empty rather than "uninitialized",
+    // which would also make that boot a ConditionFirstBoot one: `systemctl preset-all` over every unit (80 s
+    // of guest time on the interpreter) for units the packages already enabled at install.
+    writeFileSync(join(root, 'etc/machine-id'), '');
     rmSync(join(root, 'var/lib/dbus/machine-id'), { force: true });
     await ctx.run('sh', ['-c', `rm -f ${root}/etc/ssh/ssh_host_*`]);
     await chroot(ctx, root, ['apt-get', 'clean']);
     rmSync(join(root, 'var/lib/apt/lists'), { recursive: true, force: true });
     mkdirSync(join(root, 'var/lib/apt/lists/partial'), { recursive: true });
+    // What the first boot would otherwise do because /etc and /var are older than /usr (ConditionNeedsUpdate):
+    // the linker cache, system users and the journal's message catalog are made here, once, and
+    // systemd-update-done stamps /etc and /var as up to date with this /usr.
+    await chroot(ctx, root, ['ldconfig', '-X']);
+    await chroot(ctx, root, ['systemd-sysusers']);
+    await chroot(ctx, root, ['journalctl', '--update-catalog']);
+    await chroot(ctx, root, ['/usr/lib/systemd/systemd-update-done']);
+    for (const stamp of ['etc/.updated', 'var/.updated'])
+      if (!existsSync(join(root, stamp))) throw new Error(`systemd-update-done left no /${stamp}`);
     const release = /VERSION_CODENAME=(\S+)/.exec(readFileSync(join(root, 'etc/os-release'), 'utf8'))?.[1];
     const kernel = /vmlinu[xz]-(\S+)/.exec(kernels[0]!)![1]!;
 
