@@ -882,27 +882,23 @@ export class Hypervisor implements HostChannel {
       };
       return { ...info, phases: { ...host, ...info.phases } };
     } catch (err) {
-      if (err instanceof NetworkStartError) {
-        // The VM never got its networks: it goes back to how it was, as if the start had been refused up front.
-        if (live.vm === engineVm) {
-          live.vm = undefined;
-          await engineVm.stop().catch(() => {});
-          this.cpu.detach(live.rec.name, engineVm);
-          await this.releaseNet(live);
-          this.memory.detach(live.rec.name);
-          this.setState(live, previousState, previousReason);
-        }
-        throw err.cause;
-      }
-      const message = (err as Error).message;
-      if (live.vm === engineVm) {
+      /** Ends the half-started VM (if it is still this start's) and leaves it in `state`. */
+      const undo = async (state: VmState, reason: string | undefined): Promise<void> => {
+        if (live.vm !== engineVm) return;
         live.vm = undefined;
         await engineVm.stop().catch(() => {});
         this.cpu.detach(live.rec.name, engineVm);
         await this.releaseNet(live);
         this.memory.detach(live.rec.name);
-        this.setState(live, 'crashed', `${restore ? 'restore' : 'start'} failed: ${message}`);
+        this.setState(live, state, reason);
+      };
+      if (err instanceof NetworkStartError) {
+        // The VM never got its networks: it goes back to how it was, as if the start had been refused up front.
+        await undo(previousState, previousReason);
+        throw err.cause;
       }
+      const message = (err as Error).message;
+      await undo('crashed', `${restore ? 'restore' : 'start'} failed: ${message}`);
       if (restore && /machine state (file|section)/.test(message)) throw new HostError('BAD_STATE_FILE', message);
       throw new HostError('ENGINE_ERROR', `could not ${restore ? 'restore' : 'start'} '${live.rec.name}': ${message}`);
     }
