@@ -68,11 +68,9 @@ export interface MachineLoopEvents {
 
 export interface MachineLoopOptions {
   /**
-   * The images read when the VM was created, for its first board only: boards after it (a guest reboot, a
-   * restore) read the files again, so an idle VM does not hold a copy of its kernel and initrd (~6 MiB).
+   * Images for every board (a VM process that dropped privileges can no longer read them by path). Without them
+   * each boot reads the files and keeps no copy, so an idle VM does not hold its kernel and initrd (~6 MiB).
    */
-  images?: BootImages;
-  /** Images for every board instead (a VM process that dropped privileges can no longer read them by path). */
   keptImages?: BootImages;
   createHart?: HartFactory;
   /** Devices beyond the config's plain ones (the agent's console, NIC links, live NIC limits). */
@@ -88,7 +86,6 @@ export class MachineLoop {
   /** Harts every later boot brings up: the config's, then live hot-plug (kept across guest reboots). */
   vcpusOnline: number | undefined;
   private stopped = false;
-  private images: BootImages | undefined;
   /** The caller of run(), told of the final exit or a failed reboot. */
   private finished: { resolve(exit: MachineExit): void; reject(err: unknown): void } | undefined;
 
@@ -97,7 +94,6 @@ export class MachineLoop {
     private readonly events: MachineLoopEvents,
     private readonly options: MachineLoopOptions = {},
   ) {
-    this.images = options.images;
     this.vcpusOnline = config.vcpusOnline;
   }
 
@@ -117,8 +113,7 @@ export class MachineLoop {
     const images =
       forRestore && this.config.firmware.kind !== 'none'
         ? restoreImages(this.config)
-        : (this.images ?? this.options.keptImages ?? (await loadBootImages(this.config)));
-    this.images = undefined;
+        : (this.options.keptImages ?? (await loadBootImages(this.config)));
     lap('bootImages');
     const machine = new Machine({
       forRestore,

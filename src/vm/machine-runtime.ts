@@ -11,7 +11,7 @@ import { captureMachineState, restoreMachineState, type RestoreReport } from '..
 import { encodeStateFile } from '../machine/snapshot/format.js';
 import type { CreateRuntime, GuestRuntime, RuntimeHooks, RuntimeResources } from './runtime.js';
 import type { NicRateLimit } from './config.js';
-import { defaultHartFactory, MachineLoop, type BootImages } from './machine-loop.js';
+import { defaultHartFactory, MachineLoop } from './machine-loop.js';
 import { guestMemoryCounters, type AttachedVirtioDevices } from './virtio-devices.js';
 import type { HartFactory, Machine, MachineExit } from '../machine/machine.js';
 import { AgentClient, AgentError, type ExecRequest, type ExecResult } from './agent-client.js';
@@ -37,7 +37,6 @@ class MachineRuntime implements GuestRuntime {
   constructor(
     private readonly config: VmConfig,
     private readonly hooks: RuntimeHooks,
-    images: BootImages | undefined,
     createHart: HartFactory,
     resources: RuntimeResources,
   ) {
@@ -56,7 +55,6 @@ class MachineRuntime implements GuestRuntime {
         onEnd: (exit) => this.onEnd(exit),
       },
       {
-        images,
         // Preopened images are kept for every boot: this process may no longer reach the files by path.
         keptImages: resources.preopened?.bootImages,
         createHart,
@@ -314,7 +312,7 @@ class MachineRuntime implements GuestRuntime {
 
 export const createRuntime: CreateRuntime = async (config, hooks, resources) =>
   // No images read ahead: the loop reads them for a boot, and a restore needs none (the state's RAM holds them).
-  new MachineRuntime(config, hooks, undefined, await defaultHartFactory(), resources ?? { nicLinks: [] });
+  new MachineRuntime(config, hooks, await defaultHartFactory(), resources ?? { nicLinks: [] });
 
 /** Run by a pooled worker before it is handed a VM (src/vm/worker-adopt.ts). */
 export { warmUp } from './warm-up.js';
