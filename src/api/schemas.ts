@@ -458,6 +458,14 @@ export type ApiErrorCode = (typeof ERROR_CODES)[number];
 
 export const ErrorSchema = z.object({ error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }) });
 
+const WarmPoolSchema = z.object({
+  size: z.number().describe('items kept ready'),
+  idle: z.number().describe('items ready now'),
+  starting: z.boolean(),
+  hits: z.number().describe('starts that took a ready item'),
+  misses: z.number().describe('starts that found none ready'),
+});
+
 export const HostInfoSchema = z.object({
   hostname: z.string(),
   cpus: z.number(),
@@ -473,6 +481,9 @@ export const HostInfoSchema = z.object({
     engine: z.string(),
     version: z.string(),
     vmProcessUser: z.string().describe('which user VM processes run as (a uid of their own per VM under a root daemon)'),
+    pools: z
+      .object({ networkWorkers: WarmPoolSchema.optional() })
+      .describe('warm pools: things started ahead of need, so a VM or network start skips their start-up'),
   }),
   vms: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
   usage: z.object({ vcpus: z.number(), memoryBytes: z.number(), residentBytes: z.number(), cpuPercent: z.number() }),

@@ -2,6 +2,7 @@
  * The typed requests the API (or any other front end) sends to the host layer, in the style of Firecracker's
  * rpc_interface: the front end never touches a VM or worker, it only sends one of these and gets a result.
  */
+import type { WarmPoolStats } from './worker-pool.js';
 import type { VmState } from './lifecycle.js';
 import type { ImageView, ImportSpec } from './image-store.js';
 import type { FirstBootInput } from './first-boot/config.js';
@@ -237,6 +238,8 @@ export interface HostInfo {
     version: string;
     /** Which user VM processes run as: a uid of their own per VM (a root daemon), or the daemon's and why. */
     vmProcessUser: string;
+    /** Warm pools of things started ahead of need, by what they hold (absent: that pool is off). */
+    pools: { networkWorkers?: WarmPoolStats };
   };
   vms: { total: number; byState: Record<VmState, number> };
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };

@@ -71,7 +71,10 @@ export interface DaemonOptions {
   defaultSubnet?: string;
   /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
   memoryBudget?: MemoryBudget;
-  /** VM workers the built-in engine keeps started ahead of need (src/host/worker-pool.ts); default 1 from the CLI, 0 here. */
+  /**
+   * VM workers the built-in engine keeps started ahead of need (src/host/worker-pool.ts); default 1 from the CLI,
+   * 0 here. When on, the daemon also keeps one network worker ready.
+   */
   warmWorkers?: number;
   /** How new VMs run: a worker thread each (the default, see defaultVmMode) or a process each. */
   vmMode?: VmMode;
@@ -201,6 +204,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     reattachEngine: opts.engine?.reattach ? opts.engine : processEngine,
     keepVmsOnExit: opts.keepVmsOnExit,
     vmProcessUser,
+    // One network worker ready is enough: networks start one at a time, and the pool refills behind each.
+    warmNetworkWorkers: opts.warmWorkers ? 1 : 0,
   });
   const logger = opts.logger;
   if (logger) {

@@ -54,7 +54,17 @@ import { PolicyLoop } from './cpu/policy-loop.js';
 import { hotplugCommand, hotplugProblem } from './cpu/hotplug.js';
 import { HISTORY_SECONDS, SAMPLE_INTERVAL_MS } from './monitor/samples.js';
 import type { VmViewStats } from './actions.js';
-import { NetworkManager, type ForwardSpec, type NetworkLease, type StartNetwork, type VmNetworkLink } from './network-manager.js';
+import {
+  NetworkManager,
+  type ForwardSpec,
+  type NetworkLease,
+  type RunningNetwork,
+  type StartNetwork,
+  type VmNetworkLink,
+} from './network-manager.js';
+import type { NetworkHandle } from '../net/network-host.js';
+import type { Worker } from 'node:worker_threads';
+import { WarmPool } from './worker-pool.js';
 import { DEFAULT_NETWORK, NetworkRegistry, formatIpv4, parseIpv4, parseSubnet, type NetworkRecord } from './networks.js';
 import {
   defaultVmConfig,
@@ -99,6 +109,11 @@ export interface HypervisorOptions {
   cpuMechanism?: MechanismChoice;
   /** Starts one virtual network (its switch and gateway); default: a network worker (src/net/network-host.ts). */
   startNetwork?: StartNetwork;
+  /**
+   * Network workers kept started ahead of need for the default startNetwork (0, the default here: off; the
+   * daemon keeps one). A network stops with its last VM, so without one a cold restore waits for a thread start.
+   */
+  warmNetworkWorkers?: number;
   /** Subnet of the 'default' NAT network. */
   defaultSubnet?: string;
   /** Host memory budget and overcommit ratio (default: host RAM minus a reserve, 1.0). */
@@ -123,6 +138,8 @@ export class Hypervisor implements HostChannel {
   readonly images: ImageStore;
   readonly networks: NetworkRegistry;
   private readonly netManager: NetworkManager;
+  /** Network workers started ahead of need (warmNetworkWorkers); undefined when off or startNetwork is given. */
+  private networkWorkers: WarmPool<Worker> | undefined;
   private readonly vms = new Map<string, LiveVm>();
   /** Names being created right now (their folder may not exist yet). */
   private readonly creating = new Set<string>();
@@ -170,7 +187,7 @@ export class Hypervisor implements HostChannel {
     this.networks = new NetworkRegistry(opts.home.networksDir, opts.defaultSubnet, this.log);
     this.netManager = new NetworkManager({
       registry: this.networks,
-      start: opts.startNetwork ?? defaultStartNetwork,
+      start: opts.startNetwork ?? this.networkStarter(opts.warmNetworkWorkers ?? 0),
       knownLeases: (network) => this.knownLeases(network),
       onLease: (network, lease) => this.onLease(network, lease),
       log: this.log,
@@ -199,11 +216,25 @@ export class Hypervisor implements HostChannel {
     });
   }
 
+  private networkStarter(warm: number): StartNetwork {
+    if (warm > 0) {
+      this.networkWorkers = new WarmPool<Worker>({
+        size: warm,
+        start: async () => (await import('../net/network-host.js')).spawnNetworkWorker(),
+        dispose: async (w) => void (await w.terminate()),
+        died: (w) => new Promise((resolve) => w.once('exit', resolve)),
+        log: (line) => this.log(`network ${line}`),
+      });
+    }
+    return workerNetworkStarter(this.networkWorkers);
+  }
+
   /** Loads the registry; VMs that were live when the daemon died are stopped, or started when autostart. */
   async init(): Promise<void> {
     this.monitor.start();
     this.policies.start();
     this.networks.load();
+    this.networkWorkers?.fill();
     this.registry.sweep();
     const leftRunning: LiveVm[] = [];
     for (const rec of this.registry.loadAll((err) => this.log(`skipping VM: ${err.message}`))) {
@@ -256,6 +287,7 @@ export class Hypervisor implements HostChannel {
     this.cpu.closeAll();
     await this.opts.engine.close?.();
     await this.netManager.close();
+    await this.networkWorkers?.close();
     await this.registry.settled();
   }
 
@@ -1398,6 +1430,7 @@ export class Hypervisor implements HostChannel {
         heapUsedBytes: mem.heapUsed,
         engine: this.opts.engine.name,
         vmProcessUser: this.opts.vmProcessUser ?? "the daemon's",
+        pools: { networkWorkers: this.networkWorkers?.stats() },
         version: VERSION,
       },
       vms: { total: this.vms.size, byState },
@@ -1449,18 +1482,21 @@ function execError(name: string, req: ExecRequest, err: unknown): HostError {
 }
 
 /**
- * Loaded on first use so a daemon whose VMs have no NICs never pays for the network code. Forwards are named
- * by their spec here and by the id the network gave them there.
+ * Starts networks in workers (src/net/network-host.ts), taking a started one from `pool` when it has one.
+ * Forwards are named by their spec here and by the id the network gave them there.
  */
-const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) => {
-  const { startNetwork } = await import('../net/network-host.js');
-  const handle = await startNetwork({
-    name: record.name,
-    subnet: record.subnet,
-    mode: record.mode,
-    dnsHosts: record.dnsHosts,
-    leases,
-  });
+function workerNetworkStarter(pool: WarmPool<Worker> | undefined): StartNetwork {
+  return async ({ record, leases, onLease }) => {
+    const { startNetwork } = await import('../net/network-host.js');
+    const handle = await startNetwork(
+      { name: record.name, subnet: record.subnet, mode: record.mode, dnsHosts: record.dnsHosts, leases },
+      { worker: pool?.take() },
+    );
+    return runningNetwork(handle, onLease);
+  };
+}
+
+function runningNetwork(handle: NetworkHandle, onLease: (lease: NetworkLease) => void): RunningNetwork {
   handle.onLease(onLease);
   const forwardIds = new Map<string, string>();
   const key = (f: ForwardSpec) => `${f.proto}:${f.hostIp}:${f.hostPort}`;
@@ -1480,7 +1516,7 @@ const defaultStartNetwork: StartNetwork = async ({ record, leases, onLease }) =>
     stats: async () => ({ ...(await handle.stats()) }),
     close: () => handle.close(),
   };
-};
+}
 
 /** First-boot input parsed before the VM's folder exists; a FirstBootError becomes INVALID_CONFIG. */
 function parsedFirstBoot(input: FirstBootInput, vmName: string): FirstBootConfig {

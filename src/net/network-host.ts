@@ -50,6 +50,50 @@ function fromWire(e: WireError): Error {
 export interface NetworkHostOptions {
   resourceLimits?: ResourceLimits;
   requestTimeoutMs?: number;
+  /**
+   * A worker from spawnNetworkWorker, started ahead of need and not used yet (the daemon's warm pool): the
+   * network starts in it instead of in a new thread. Ignored (a new one is spawned) when it has exited meanwhile.
+   */
+  worker?: Worker;
+}
+
+const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 32 };
+
+/**
+ * Starts a network worker with no network in it yet; resolves once its modules are loaded. Most of a network's
+ * start time is this, so the daemon keeps one such worker ready (startNetwork's `worker`).
+ */
+export function spawnNetworkWorker(resourceLimits: ResourceLimits = DEFAULT_LIMITS, name = 'net:idle'): Promise<Worker> {
+  const worker = new Worker(workerEntry(), { eval: runningFromSource, resourceLimits, name });
+  return new Promise<Worker>((resolve, reject) => {
+    const onMessage = (msg: NetworkWorkerMessage) => {
+      if (msg.kind !== 'idle') return;
+      settle();
+      resolve(worker);
+    };
+    const onError = (err: Error) => {
+      settle();
+      void worker.terminate();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      settle();
+      reject(new NetworkWorkerError(`a network worker exited while starting (code ${code})`));
+    };
+    const settle = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
+/** True while a worker from spawnNetworkWorker can still take a network. */
+function alive(worker: Worker): boolean {
+  return worker.threadId !== -1;
 }
 
 export interface NetworkHandle {
@@ -81,13 +125,10 @@ type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; time
 /** Starts a network's worker. Rejects with SubnetError/NetworkError for a bad configuration. */
 export async function startNetwork(spec: NetworkSpec, options: NetworkHostOptions = {}): Promise<NetworkHandle> {
   parseCidr(spec.subnet);
-  const init: NetworkWorkerInit = { spec };
-  const worker = new Worker(workerEntry(), {
-    eval: runningFromSource,
-    workerData: init,
-    resourceLimits: options.resourceLimits ?? { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 32 },
-    name: `net:${spec.name}`,
-  });
+  const worker =
+    options.worker && alive(options.worker)
+      ? options.worker
+      : await spawnNetworkWorker(options.resourceLimits ?? DEFAULT_LIMITS, `net:${spec.name}`);
   const timeoutMs = options.requestTimeoutMs ?? 15_000;
   const pending = new Map<number, Pending>();
   const leaseListeners: ((l: { mac: string; ip: string }) => void)[] = [];
@@ -119,7 +160,7 @@ export async function startNetwork(spec: NetworkSpec, options: NetworkHostOption
       }
     });
     worker.on('error', (err) => reject(err));
-    worker.on('exit', (code) => {
+    worker.once('exit', (code) => {
       exited = true;
       const reason = `network worker '${spec.name}' exited (code ${code})`;
       reject(new NetworkWorkerError(reason));
@@ -131,6 +172,7 @@ export async function startNetwork(spec: NetworkSpec, options: NetworkHostOption
       if (!closing) for (const cb of exitListeners) cb(reason);
     });
   });
+  worker.postMessage({ type: 'init', spec } satisfies NetworkWorkerInit);
   await ready;
 
   function request<T extends NetworkRequestType>(

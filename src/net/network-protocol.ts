@@ -18,7 +18,9 @@ export interface NetworkSpec {
   limits?: Partial<NetworkLimits>;
 }
 
+/** The first message to a network worker: which network it runs. */
 export interface NetworkWorkerInit {
+  type: 'init';
   spec: NetworkSpec;
 }
 
@@ -56,6 +58,8 @@ export interface WireError {
 }
 
 export type NetworkWorkerMessage =
+  /** Started, modules loaded, waiting for its NetworkWorkerInit. */
+  | { kind: 'idle' }
   | { kind: 'ready' }
   | { kind: 'failed'; error: WireError }
   | { kind: 'reply'; id: number; ok: true; value: unknown }

@@ -3,13 +3,13 @@
  * NAT) is handled here and never on the daemon's event loop. Control requests come on parentPort; frames come
  * on each NIC's own MessagePort, straight from the VM's worker.
  */
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { parentPort, type MessagePort } from 'node:worker_threads';
 import { VirtualNetwork, type NicAttachment } from './network.js';
 import { nodeHostSockets } from './node-sockets.js';
 import { nodeResolver } from './node-resolver.js';
 import { nodeClock } from './node-clock.js';
 import { connectNicPort, type NicLink } from './frame-port.js';
-import { toWireError, type NetworkRequest, type NetworkWorkerInit, type NetworkWorkerMessage } from './network-protocol.js';
+import { toWireError, type NetworkRequest, type NetworkSpec, type NetworkWorkerMessage } from './network-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('network-worker.ts runs only as a worker thread');
@@ -21,20 +21,26 @@ interface AttachedNic {
 }
 
 const nics = new Map<string, AttachedNic>();
-const { spec } = workerData as NetworkWorkerInit;
-let net: VirtualNetwork;
-try {
-  net = new VirtualNetwork({
-    ...spec,
-    sockets: nodeHostSockets,
-    resolver: nodeResolver,
-    clock: nodeClock,
-    onLease: (mac, ip) => post({ kind: 'lease', mac, ip }),
-  });
-  post({ kind: 'ready' });
-} catch (e) {
-  post({ kind: 'failed', error: toWireError(e) });
-  process.exit(0);
+let net: VirtualNetwork | undefined;
+
+/**
+ * The worker starts without a network so the daemon can keep one started ahead of need (a warm pool): loading
+ * this module and starting the thread is most of a network's start time. Its first message names the network.
+ */
+function init(spec: NetworkSpec): void {
+  try {
+    net = new VirtualNetwork({
+      ...spec,
+      sockets: nodeHostSockets,
+      resolver: nodeResolver,
+      clock: nodeClock,
+      onLease: (mac, ip) => post({ kind: 'lease', mac, ip }),
+    });
+    post({ kind: 'ready' });
+  } catch (e) {
+    post({ kind: 'failed', error: toWireError(e) });
+    process.exit(0);
+  }
 }
 
 function attach(nicId: string, mac: string, hostname: string | undefined, nicPort: MessagePort): void {
@@ -49,7 +55,7 @@ function attach(nicId: string, mac: string, hostname: string | undefined, nicPor
     },
   });
   try {
-    attachment = net.attach(nicId, { mac, hostname }, (frame, exclusive, offload) => link.send(frame, exclusive, offload));
+    attachment = net!.attach(nicId, { mac, hostname }, (frame, exclusive, offload) => link.send(frame, exclusive, offload));
   } catch (e) {
     link.close();
     throw e;
@@ -65,7 +71,7 @@ function detach(nicId: string, only?: NicLink): void {
   nic.link.close();
 }
 
-async function handle(req: NetworkRequest): Promise<unknown> {
+async function handle(net: VirtualNetwork, req: NetworkRequest): Promise<unknown> {
   switch (req.type) {
     case 'attach-nic':
       attach(req.nicId, req.mac, req.hostname, req.port);
@@ -96,9 +102,19 @@ async function handle(req: NetworkRequest): Promise<unknown> {
   }
 }
 
-port.on('message', (req: NetworkRequest) => {
-  handle(req).then(
+port.on('message', (msg: NetworkRequest | { type: 'init'; spec: NetworkSpec }) => {
+  if (msg.type === 'init') {
+    if (!net) init(msg.spec);
+    return;
+  }
+  const req = msg;
+  if (!net) {
+    post({ kind: 'reply', id: req.id, ok: false, error: toWireError(new Error('the network worker has no network yet')) });
+    return;
+  }
+  handle(net, req).then(
     (value) => post({ kind: 'reply', id: req.id, ok: true, value }),
     (e: unknown) => post({ kind: 'reply', id: req.id, ok: false, error: toWireError(e) }),
   );
 });
+post({ kind: 'idle' });

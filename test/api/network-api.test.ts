@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NetworkView, VmView } from '../../src/host/actions.js';
+import type { HostInfo, NetworkView, VmView } from '../../src/host/actions.js';
 import { ClientError } from '../../src/cli/client.js';
 import { removeHome, snapshotTree, startDaemonProcess, toyKernel, type DaemonHandle } from '../host/daemon-harness.js';
 import { runCli } from '../helpers/cli.js';
@@ -186,4 +186,36 @@ test('NIC limits are set at create and changed live; the record keeps them', TIM
   assert.deepEqual(vm.config.nics![0]!.rx, { bytesPerSecond: 4 * 2 ** 20 });
   assert.equal(vm.config.nics![0]!.tx, undefined);
   await d.client.json('DELETE', '/vms/limited?force=true');
+});
+
+test('a network starts in a worker the daemon kept ready, and the pool refills behind it', TIMEOUT, async () => {
+  type Pools = HostInfo['daemon']['pools'];
+  const pools = async (): Promise<Pools> => (await d.client.json<HostInfo>('GET', '/host')).daemon.pools;
+  const until = async (what: string, ok: (p: Pools) => boolean) => {
+    for (let i = 0; i < 300; i++) {
+      const p = await pools();
+      if (ok(p)) return p;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`the network worker pool never had ${what}: ${JSON.stringify(await pools())}`);
+  };
+  const before = await until('a worker ready', (p) => p.networkWorkers?.idle === 1);
+  assert.equal(before.networkWorkers!.size, 1);
+  await d.client.json('POST', '/vms', { name: 'pooled', kernel, nics: [{ network: 'default' }] });
+  await d.client.json('POST', '/vms/pooled/actions/start', {});
+  try {
+    const net = await d.client.json<NetworkView>('GET', '/networks/default');
+    assert.equal(net.running, true);
+    assert.deepEqual(net.vms, ['pooled']);
+    const after = await until(
+      'its worker taken and another ready',
+      (p) => p.networkWorkers!.idle === 1 && p.networkWorkers!.hits > before.networkWorkers!.hits,
+    );
+    assert.equal(after.networkWorkers!.misses, before.networkWorkers!.misses, 'the start found a worker ready');
+    const host = await runCli(d.home, ['host']);
+    assert.match(host.stdout, /^warm pool networkWorkers: 1\/1 ready, \d+ taken, \d+ missed$/m);
+  } finally {
+    await d.client.json('DELETE', '/vms/pooled?force=true');
+  }
+  assert.equal((await d.client.json<NetworkView>('GET', '/networks/default')).running, false);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNetwork } from '../../src/net/network-host.js';
+import { spawnNetworkWorker, startNetwork } from '../../src/net/network-host.js';
 import { connectNicPort } from '../../src/net/frame-port.js';
 import { buildUdpFrame, parseUdp } from '../../src/net/packet/udp.js';
 import { parseEthernet, parseMac, BROADCAST_MAC } from '../../src/net/packet/ethernet.js';
@@ -292,4 +292,42 @@ test('network worker: a guest behind the NIC port fetches a page from the host l
   const s = await net.stats();
   assert.equal(s.tcpNat.connectsSucceeded, 1);
   assert.ok(s.tcpNat.toGuestBytes > 0 && s.tcpNat.toHostBytes > 0);
+});
+
+test('network worker: a worker started ahead of need takes its network by message; a bad one fails as from scratch', async (t) => {
+  const idle = await spawnNetworkWorker();
+  const exited = new Promise<number>((resolve) => idle.once('exit', resolve));
+  const net = await startNetwork({ name: 'pooled', subnet: '10.0.7.0/24', mode: 'isolated' }, { worker: idle });
+  t.after(() => net.close());
+  const port = await net.attachNic('p', { mac: '52:54:00:00:00:07' });
+  assert.deepEqual(
+    (await net.stats()).ports.map((p) => p.id),
+    ['gateway', 'p'],
+    'the ready worker runs the network it was given',
+  );
+  port.close();
+  await net.close();
+  assert.equal(await exited, 0, 'closing the network ends the worker it ran in');
+
+  // The configuration is checked inside the worker too: a bad lease is a named error, and the worker ends.
+  const second = await spawnNetworkWorker();
+  const secondExit = new Promise<number>((resolve) => second.once('exit', resolve));
+  await assert.rejects(
+    startNetwork(
+      { name: 'bad', subnet: '10.0.8.0/24', mode: 'nat', leases: { '52:54:00:00:00:01': '10.0.8.3' } },
+      { worker: second },
+    ),
+    (e: unknown) => e instanceof SubnetError && e.code === 'BadAddress',
+  );
+  await secondExit;
+
+  // A ready worker that died meanwhile is not used: the network starts in a new one.
+  const dead = await spawnNetworkWorker();
+  await dead.terminate();
+  const fresh = await startNetwork({ name: 'fresh', subnet: '10.0.9.0/24', mode: 'isolated' }, { worker: dead });
+  t.after(() => fresh.close());
+  assert.deepEqual(
+    (await fresh.stats()).ports.map((p) => p.id),
+    ['gateway'],
+  );
 });

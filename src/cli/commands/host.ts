@@ -26,6 +26,8 @@ export const run = defineVerb({
       `daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`,
     );
     if (h.daemon.vmProcessUser) console.log(`vm user   ${h.daemon.vmProcessUser}`);
+    for (const [what, p] of Object.entries(h.daemon.pools ?? {}))
+      if (p) console.log(`warm pool ${what}: ${p.idle}/${p.size} ready, ${p.hits} taken, ${p.misses} missed`);
     console.log(`cpu ctl   ${h.cpuControl.mechanism} (${h.cpuControl.detail})`);
     console.log(`vms       ${h.vms.total}${states ? ` (${states})` : ''}`);
     const m = h.memory;
