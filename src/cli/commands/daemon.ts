@@ -47,6 +47,7 @@ them (console, stats, control). --vm-mode thread runs each VM in a worker thread
 with the daemon). Either way VM processes left running by an earlier daemon are reattached.
 --warm-workers N (default 1, or $TYPEVISOR_WARM_WORKERS; 0 turns it off) keeps N VM workers started ahead of need,
 so a VM start or restore skips the worker's start-up (thread mode); none is kept while free host memory is under 512 MiB.
+With it on, one network worker is kept ready too, so a network starting with its first VM skips its thread's start-up.
 Run as root, each VM process drops to a uid and gid of its own (from --vm-uid-base, default 2000000000, upward;
 recorded in the VM's folder) once its disks and boot files are open; not root, VM processes keep the daemon's user.
 Stops every VM on SIGINT/SIGTERM; with --keep-vms-on-exit VM processes keep running for the next daemon.`;
