@@ -1,14 +1,15 @@
 /**
- * Snapshot benchmark: the same 256 MiB busybox guest (kernel + ext4 root disk as a qcow2 overlay) in typevisor
+ * Snapshot benchmark: the same busybox guest (256 MiB unless --memory-mib) (kernel + ext4 root disk as a qcow2 overlay) in typevisor
  * (daemon: `snapshot create` / `snapshot restore`) and in qemu-system-riscv64 (`migrate` to a file, then a new
- * qemu with `-incoming` from it), booted-idle and busy (100 MiB written to tmpfs and a CPU loop). For each:
+ * qemu with `-incoming` from it), booted-idle and busy (--busy-mib, default 100 MiB, written to tmpfs and a CPU
+ * loop). For each:
  * time to snapshot, snapshot size, time from the restore request to the guest running, and to its console
  * answering a command.
  *
  * With --rounds N (default 1) each snapshot is restored N times each way; the table then shows the best and the
  * median of the N, since this shared machine's load moves single figures a lot.
  *
- *   node dist/bench/snapshot/index.js [--skip-qemu] [--rounds N]
+ *   node dist/bench/snapshot/index.js [--skip-qemu] [--rounds N] [--memory-mib M] [--busy-mib B]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -22,10 +23,21 @@ import { createDisk } from '../../src/storage/index.js';
 import { VmConsole } from '../../test/helpers/vm-console.js';
 import { removeHome, startDaemonProcess, waitFor } from '../../test/host/daemon-harness.js';
 
-const { values } = parseArgs({ options: { 'skip-qemu': { type: 'boolean' }, rounds: { type: 'string', default: '1' } } });
+const { values } = parseArgs({
+  options: {
+    'skip-qemu': { type: 'boolean' },
+    rounds: { type: 'string', default: '1' },
+    'memory-mib': { type: 'string', default: '256' },
+    'busy-mib': { type: 'string', default: '100' },
+  },
+});
 const ROUNDS = Math.max(1, Number(values.rounds) || 1);
+const MEMORY_MIB = Number(values['memory-mib']);
+const BUSY_MIB = Number(values['busy-mib']);
+if (!Number.isInteger(MEMORY_MIB) || MEMORY_MIB < 64 || !Number.isInteger(BUSY_MIB) || BUSY_MIB < 0 || BUSY_MIB > MEMORY_MIB - 48)
+  throw new Error('--memory-mib takes an integer ≥ 64, and --busy-mib an integer leaving the guest ≥ 48 MiB');
 const g = guestArtifacts();
-const BUSY = '{ dd if=/dev/urandom of=/tmp/big bs=1M count=100 2>/dev/null; (while :; do :; done) >/dev/null 2>&1 & }';
+const BUSY = `{ dd if=/dev/urandom of=/tmp/big bs=1M count=${BUSY_MIB} 2>/dev/null; (while :; do :; done) >/dev/null 2>&1 & }`;
 
 interface Row {
   engine: string;
@@ -49,7 +61,7 @@ const dirBytes = (dir: string): number =>
 async function typevisor(): Promise<void> {
   const d = await startDaemonProcess({ runtime: 'machine' });
   try {
-    await d.client.json('POST', '/vms', { name: 'b', memoryMiB: 256 });
+    await d.client.json('POST', '/vms', { name: 'b', memoryMiB: MEMORY_MIB });
     await d.client.json('POST', '/vms/b/actions/start', {});
     const marker = (await d.client.json<VmView>('GET', '/vms/b')).bootMarker!;
     await waitFor(
@@ -61,7 +73,7 @@ async function typevisor(): Promise<void> {
     let con = await VmConsole.open(d.client, 'b');
     await con.sh('true');
     for (const load of ['idle', 'busy']) {
-      if (load === 'busy') await con.sh(BUSY, 300_000);
+      if (load === 'busy') await con.sh(BUSY, 300_000 + BUSY_MIB * 10_000);
       const t0 = performance.now();
       const created = await d.client.json<SnapshotOutcome>('POST', '/vms/b/snapshots', { name: load });
       const snapshotMs = performance.now() - t0;
@@ -122,7 +134,7 @@ class Qemu {
 
   static start(dir: string, disk: string, extra: string[]): Qemu {
     const monitor = join(dir, `mon-${Date.now()}.sock`);
-    const args = ['-M', 'virt', '-m', '256', '-smp', '1', '-display', 'none', '-serial', 'stdio'];
+    const args = ['-M', 'virt', '-m', String(MEMORY_MIB), '-smp', '1', '-display', 'none', '-serial', 'stdio'];
     args.push('-monitor', `unix:${monitor},server,nowait`, '-kernel', g.kernel, '-append', 'root=/dev/vda rw console=ttyS0');
     args.push('-drive', `file=${disk},format=qcow2,if=none,id=d0`, '-device', 'virtio-blk-device,drive=d0', ...extra);
     const q = new Qemu(spawn('qemu-system-riscv64', args, { stdio: ['pipe', 'pipe', 'pipe'] }), monitor);
@@ -237,7 +249,7 @@ const spread = (xs: number[], w: number): string => {
   return `${sorted[0]!.toFixed(0)} / ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)}`.padStart(w);
 };
 console.log(
-  `snapshot of a booted 256 MiB busybox VM (1 vCPU; load average ${loadavg()[0]!.toFixed(1)}` +
+  `snapshot of a booted ${MEMORY_MIB} MiB busybox VM (busy: ${BUSY_MIB} MiB in tmpfs; 1 vCPU; load average ${loadavg()[0]!.toFixed(1)}` +
     `${ROUNDS > 1 ? `; typevisor restores: best / median of ${ROUNDS}` : ''}):`,
 );
 console.log('  engine            load   snapshot ms   (paused ms)  size MiB  restore→running ms  restore→console ms');
