@@ -165,6 +165,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     if (typeof probed === 'string') log(`VM processes get no cgroup of their own (memory and pids limits): ${probed}`);
     else {
       cgroups = probed;
+      log(`VM processes get cgroup v${probed.version} memory and pids groups of their own`);
       cgroups.sweep();
     }
   }

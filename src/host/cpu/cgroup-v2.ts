@@ -16,7 +16,15 @@ import {
   type PlacementResult,
   type VmCpuPlacement,
 } from './enforcer.js';
-import { parseCgroupMounts, parseProcCgroup, readText, removeGroup, sweepStaleGroups, writeText } from './cgroupfs.js';
+import {
+  daemonBaseGroup,
+  parseCgroupMounts,
+  parseProcCgroup,
+  readText,
+  removeGroup,
+  sweepStaleGroups,
+  writeText,
+} from './cgroupfs.js';
 
 export class CgroupV2Enforcer implements CpuEnforcer {
   readonly mechanism = 'cgroup-v2' as const;
@@ -36,7 +44,7 @@ export class CgroupV2Enforcer implements CpuEnforcer {
     const mount = parseCgroupMounts(mountinfo).find((m) => m.fstype === 'cgroup2');
     const own = parseProcCgroup(procCgroup).get('');
     if (!mount || own === undefined) return 'no cgroup v2 hierarchy is mounted';
-    const ownDir = join(mount.path, own);
+    const ownDir = daemonBaseGroup(join(mount.path, own));
     let controllers: string[];
     try {
       controllers = readText(join(ownDir, 'cgroup.controllers')).split(/\s+/).filter(Boolean);

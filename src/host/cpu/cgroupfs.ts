@@ -1,6 +1,6 @@
 /** Small helpers over the cgroup filesystems: where each hierarchy is mounted, where this process sits in it. */
 import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 export interface CgroupMount {
   /** 'cgroup' (v1) or 'cgroup2'. */
@@ -35,6 +35,14 @@ export function parseProcCgroup(text: string): Map<string, string> {
     for (const c of m[1]!.split(',')) if (c) out.set(c, m[2]!);
   }
   return out;
+}
+
+/**
+ * The cgroup v2 group the daemon was started in: its current group, or that group's parent when the daemon has
+ * moved itself into its leaf `typevisor-<pid>` already (the v2 CPU enforcer and the VM process groups both do).
+ */
+export function daemonBaseGroup(current: string, pid = process.pid): string {
+  return basename(current) === `typevisor-${pid}` ? dirname(current) : current;
 }
 
 export function readText(path: string): string {
