@@ -10,7 +10,8 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { parseElf } from '../../src/machine/loaders/elf.js';
-import { GuestRam } from '../../src/machine/memory.js';
+import { GuestRam, RAM_BASE } from '../../src/machine/memory.js';
+import { createLinearRam, linearRamWanted } from '../../src/vm/linear-ram.js';
 import { Hart } from '../../src/riscv/hart.js';
 import { buildElfFile, cachedFile, DEFAULT_LINKER_SCRIPT } from '../../test/riscv/harness.js';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -147,7 +148,8 @@ interface Result {
 }
 
 function runOnHart(elfBytes: Uint8Array): Result {
-  const ram = new GuestRam(64 << 20);
+  // Held as the daemon's VMs hold it (linear unless TYPEVISOR_RAM=chunks), since a RAM access is part of the loop.
+  const ram = new GuestRam(64 << 20, RAM_BASE, linearRamWanted() ? createLinearRam(64 << 20) : null);
   let off = false;
   const ref: { hart?: Hart } = {};
   const bus = ram.asBus({

@@ -12,7 +12,7 @@ import { Plic, MIP_MEIP, MIP_SEIP } from '../devices/plic.js';
 import { Ns16550a } from '../devices/uart.js';
 import { GoldfishRtc } from '../devices/rtc.js';
 import { SifiveTest, type SysconEvent } from '../devices/syscon.js';
-import { GuestRam } from './memory.js';
+import { GuestRam, type LinearRamBacking } from './memory.js';
 import { MachineClock } from './clock.js';
 import { buildDeviceTree } from './devicetree.js';
 import { planBoot, planForRestore, type BootLayout, type FirmwareImage } from './loaders/boot.js';
@@ -28,6 +28,11 @@ export interface HartFactoryOptions {
 export type HartFactory = (bus: Bus, opts: HartFactoryOptions) => HartPort;
 
 export interface MachineOptions {
+  /**
+   * Guest RAM as one linear buffer when this returns one (src/vm/linear-ram.ts: a WebAssembly.Memory whose pages
+   * go back to the host with madvise); else, and by default, an ArrayBuffer per 2 MiB chunk.
+   */
+  linearRam?: (sizeBytes: number) => LinearRamBacking | null;
   harts: number;
   memoryBytes: number;
   firmware: FirmwareImage;
@@ -187,7 +192,7 @@ export class Machine {
     this.exited = new Promise((r) => (this.exitResolve = r));
     this.hostNow = opts.hostNowMs ?? (() => performance.now());
     this.budget = opts.budget ?? DEFAULT_BUDGET;
-    this.ram = new GuestRam(opts.memoryBytes, L.DRAM_BASE);
+    this.ram = new GuestRam(opts.memoryBytes, L.DRAM_BASE, opts.linearRam?.(opts.memoryBytes) ?? null);
     this.clock = new MachineClock(!!opts.deterministicTime, this.hostNow, () => this.totalInstret());
     this.running = new Array<boolean>(opts.harts).fill(false);
 

@@ -19,6 +19,18 @@ export class GuestMemoryError extends Error {
 const ZERO_CHUNK = new DataView(new ArrayBuffer(CHUNK_SIZE));
 
 /**
+ * Guest RAM as one linear buffer (a WebAssembly.Memory's, for a WebAssembly JIT or harts on several threads)
+ * instead of a separate ArrayBuffer per chunk. Its untouched pages must cost the host nothing (anonymous memory,
+ * zero pages), and `release` must give a range's pages back to the host so that it reads as zeros afterwards
+ * (madvise MADV_DONTNEED), returning false where it could not (the range is then zeroed by hand, and stays
+ * resident). src/vm/linear-ram.ts makes one on Linux.
+ */
+export interface LinearRamBacking {
+  readonly buffer: ArrayBuffer;
+  release(offset: number, length: number): boolean;
+}
+
+/**
  * Guest RAM backed by lazily allocated chunks. A read of an untouched chunk sees zeros and allocates nothing;
  * a released chunk goes back to the host (the ArrayBuffer becomes garbage) and reads as zeros again.
  */
@@ -33,14 +45,24 @@ export class GuestRam {
   private lazyPending: Uint8Array | null = null;
   private lazyLeft = 0;
   private lazyFill: ((index: number) => Uint8Array) | null = null;
+  /** One buffer for all of RAM (LinearRamBacking), or null for a separate ArrayBuffer per chunk. */
+  private readonly linear: LinearRamBacking | null;
 
-  constructor(sizeBytes: number, base = RAM_BASE) {
+  constructor(sizeBytes: number, base = RAM_BASE, linear: LinearRamBacking | null = null) {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % PAGE_SIZE !== 0) {
       throw new GuestMemoryError('BAD_LENGTH', `RAM size must be a positive multiple of 4 KiB, got ${sizeBytes}`);
     }
+    if (linear && linear.buffer.byteLength < sizeBytes)
+      throw new GuestMemoryError('BAD_LENGTH', `linear RAM of ${linear.buffer.byteLength} bytes cannot hold ${sizeBytes}`);
     this.base = base;
     this.size = sizeBytes;
+    this.linear = linear;
     this.chunks = new Array<DataView | null>(Math.ceil(sizeBytes / CHUNK_SIZE)).fill(null);
+  }
+
+  /** How RAM is held: 'linear' (one buffer) or 'chunks' (an ArrayBuffer per 2 MiB chunk). */
+  get backing(): 'linear' | 'chunks' {
+    return this.linear ? 'linear' : 'chunks';
   }
 
   /** Number of chunks that hold host memory right now. */
@@ -63,7 +85,7 @@ export class GuestRam {
     if (existing) return existing;
     if (this.lazyLeft > 0 && this.lazyPending![index]) return this.fillLazyChunk(index);
     if (!forWrite) return ZERO_CHUNK;
-    const fresh = new DataView(new ArrayBuffer(Math.min(CHUNK_SIZE, this.size - index * CHUNK_SIZE)));
+    const fresh = this.newChunkView(index);
     this.chunks[index] = fresh;
     this.allocated++;
     this.notifyRemap(index);
@@ -74,10 +96,22 @@ export class GuestRam {
   releaseChunk(index: number): boolean {
     if (this.lazyLeft > 0 && this.lazyPending![index]) this.dropLazy(index);
     if (index < 0 || index >= this.chunks.length || !this.chunks[index]) return false;
+    const view = this.chunks[index]!;
     this.chunks[index] = null;
     this.allocated--;
     this.notifyRemap(index);
+    // The pages must read as zeros when the chunk is next allocated.
+    if (this.linear && !this.linear.release(view.byteOffset, view.byteLength)) {
+      new Uint8Array(view.buffer, view.byteOffset, view.byteLength).fill(0);
+      return false;
+    }
     return true;
+  }
+
+  /** A zeroed view for a chunk about to be written: fresh memory, or its range of the linear buffer. */
+  private newChunkView(index: number): DataView {
+    const length = Math.min(CHUNK_SIZE, this.size - index * CHUNK_SIZE);
+    return this.linear ? new DataView(this.linear.buffer, index * CHUNK_SIZE, length) : new DataView(new ArrayBuffer(length));
   }
 
   /**
@@ -99,7 +133,7 @@ export class GuestRam {
         if (this.releaseChunk(index)) released += chunkEnd - chunkStart;
       } else {
         const c = this.lazyLeft > 0 && this.lazyPending![index] ? this.chunk(p, true) : this.chunks[index];
-        if (c) new Uint8Array(c.buffer, p - chunkStart, stop - p).fill(0);
+        if (c) new Uint8Array(c.buffer, c.byteOffset + p - chunkStart, stop - p).fill(0);
       }
       p = stop;
     }
@@ -157,8 +191,14 @@ export class GuestRam {
     const length = Math.min(CHUNK_SIZE, this.size - index * CHUNK_SIZE);
     const bytes = this.lazyFill!(index);
     if (bytes.length !== length) throw new GuestMemoryError('BAD_LENGTH', `restored chunk ${index} has ${bytes.length} bytes`);
-    const owned = bytes.byteOffset === 0 && bytes.buffer.byteLength === length ? bytes : bytes.slice();
-    const dv = new DataView(owned.buffer as ArrayBuffer);
+    let dv: DataView;
+    if (this.linear) {
+      dv = this.newChunkView(index);
+      new Uint8Array(dv.buffer, dv.byteOffset, length).set(bytes);
+    } else {
+      const owned = bytes.byteOffset === 0 && bytes.buffer.byteLength === length ? bytes : bytes.slice();
+      dv = new DataView(owned.buffer as ArrayBuffer);
+    }
     this.dropLazy(index);
     this.chunks[index] = dv;
     this.allocated++;
@@ -190,7 +230,7 @@ export class GuestRam {
       const c = this.chunk(p, false)!;
       const off = (p - this.base) % CHUNK_SIZE;
       const n = Math.min(dst.length - done, c.byteLength - off);
-      dst.set(new Uint8Array(c.buffer, off, n), done);
+      dst.set(new Uint8Array(c.buffer, c.byteOffset + off, n), done);
       done += n;
     }
   }
@@ -204,7 +244,7 @@ export class GuestRam {
       const c = this.chunk(p, true)!;
       const off = (p - this.base) % CHUNK_SIZE;
       const n = Math.min(src.length - done, c.byteLength - off);
-      new Uint8Array(c.buffer, off, n).set(src.subarray(done, done + n));
+      new Uint8Array(c.buffer, c.byteOffset + off, n).set(src.subarray(done, done + n));
       done += n;
     }
   }

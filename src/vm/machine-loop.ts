@@ -5,6 +5,7 @@
  * (machine-runtime.ts, run by a VM worker or process) drives it and adds snapshots, the agent and counters.
  * No process.stdin/stdout here: console bytes are callbacks.
  */
+import { createLinearRam, linearRamWanted } from './linear-ram.js';
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { bootArgs, type VmConfig } from './config.js';
@@ -125,6 +126,7 @@ export class MachineLoop {
       bootargs: bootArgs(this.config.append, this.config.cpus, this.vcpusOnline),
       deterministicTime: this.config.deterministicTime,
       createHart: this.options.createHart ?? createRealHart,
+      linearRam: linearRamWanted() ? createLinearRam : undefined,
       onConsoleOutput: (b) => this.events.onConsoleOutput(b),
       onIdleTrim: this.options.onIdleTrim,
       rngSeed: new Uint8Array(randomBytes(32)),

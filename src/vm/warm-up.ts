@@ -15,6 +15,7 @@ import { defaultVmConfig, type DiskConfig } from './config.js';
 import { createDisk } from '../storage/index.js';
 import { defaultHartFactory } from './machine-loop.js';
 import { attachVirtioDevices } from './virtio-devices.js';
+import { createLinearRam, linearRamWanted } from './linear-ram.js';
 
 /**
  * RV64GC: t1 = 0x8040_0000; loop { t0++; store and load it; every 8th round skip a few ALU ops, a word store and
@@ -51,6 +52,7 @@ async function warmUpBoards(disks: DiskConfig[]): Promise<void> {
       firmware: { kind: 'builtin' },
       kernel,
       createHart,
+      linearRam: linearRamWanted() ? createLinearRam : undefined,
     });
   const source = board(false);
   const sourceDevices = await attachVirtioDevices(source, config);

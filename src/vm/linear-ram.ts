@@ -1,0 +1,71 @@
+/**
+ * Guest RAM as one WebAssembly.Memory (see LinearRamBacking in src/machine/memory.ts): the layout a WebAssembly
+ * JIT and harts on several threads need, with the two properties the 2 MiB chunks have. Untouched pages cost the
+ * host nothing (anonymous memory), and a released range goes back to the host at once: madvise(MADV_DONTNEED)
+ * through koffi, after which it reads as zeros (bench/cpu/wasm-memory-probe.ts measures both).
+ *
+ * Where that cannot be had (not Linux, koffi cannot load libc, RAM above the 4 GiB a memory can hold, or the
+ * self-check below fails) it returns null and the machine keeps its chunks. TYPEVISOR_RAM=chunks chooses chunks.
+ */
+import { createRequire } from 'node:module';
+import type { LinearRamBacking } from '../machine/memory.js';
+
+const MADV_DONTNEED = 4;
+const WASM_PAGE = 65536;
+const MAX_PAGES = 65536;
+
+type Madvise = (addr: Uint8Array, length: number, advice: number) => number;
+
+const Wasm = (
+  globalThis as unknown as {
+    WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
+  }
+).WebAssembly;
+
+let madvise: Madvise | null | undefined;
+
+function loadMadvise(): Madvise | null {
+  if (madvise !== undefined) return madvise;
+  madvise = null;
+  if (process.platform !== 'linux') return null;
+  try {
+    const require = createRequire(import.meta.url);
+    const koffi = require('koffi') as { load(name: string): { func(sig: string): Madvise } };
+    madvise = koffi.load('libc.so.6').func('int madvise(void *addr, size_t len, int advice)');
+  } catch {
+    madvise = null;
+  }
+  return madvise;
+}
+
+/** Whether new VMs' RAM is linear: TYPEVISOR_RAM=chunks turns it off. */
+export function linearRamWanted(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.TYPEVISOR_RAM !== 'chunks';
+}
+
+/** One WebAssembly.Memory of at least `sizeBytes` whose released ranges go back to the host; or null. */
+export function createLinearRam(sizeBytes: number): LinearRamBacking | null {
+  const pages = Math.ceil(sizeBytes / WASM_PAGE);
+  if (pages > MAX_PAGES) return null;
+  const advise = loadMadvise();
+  if (!advise) return null;
+  let buffer: ArrayBuffer;
+  try {
+    buffer = new Wasm.Memory({ initial: pages, maximum: pages }).buffer;
+  } catch {
+    return null; // no address space for it: chunks allocate as the guest goes
+  }
+  const release = (offset: number, length: number): boolean => {
+    // madvise works on whole pages: the chunks are 2 MiB aligned, and anything else is zeroed by the caller.
+    if (offset % 4096 !== 0 || length % 4096 !== 0) return false;
+    return advise(new Uint8Array(buffer, offset, length), length, MADV_DONTNEED) === 0;
+  };
+  // The released range must read as zeros (private anonymous memory): check once on the first page.
+  const first = new Uint8Array(buffer, 0, 4096);
+  first[0] = 0xa5;
+  if (!release(0, 4096) || first[0] !== 0) {
+    first[0] = 0;
+    return null;
+  }
+  return { buffer, release };
+}
