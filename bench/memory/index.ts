@@ -16,7 +16,7 @@
  *     [--only density|reclaim|reaction]
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { VmView } from '../../src/host/actions.js';
@@ -151,18 +151,49 @@ async function density(n: number): Promise<number> {
   }
 }
 
+/** Host RSS of the daemon and every process under it (VM processes in process mode), from /proc. */
+function hostRssBytes(rootPid: number): number {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p: number | undefined = pid, hops = 0; p && hops < 64; p = parent.get(p), hops++) if (p === rootPid) return true;
+    return false;
+  };
+  let total = 0;
+  for (const pid of parent.keys()) {
+    if (!inTree(pid)) continue;
+    try {
+      const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) total += Number(m[1]) * 1024;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return total;
+}
+
 async function reclaim(): Promise<void> {
   const d = await startDaemonProcess({ runtime: 'machine', built: !values.source, extraArgs: ['--memory-budget', '2G'] });
   try {
     await boot(d, [{ name: 'r', memoryMiB: 256 }]);
     await sleep(8000);
     const base = (await vm(d, 'r')).stats!.residentBytes;
+    const hostBase = hostRssBytes(d.proc.pid!);
     await sh(
       d,
       'r',
       'mkdir -p /fill && mount -t tmpfs -o size=200m tmpfs /fill && dd if=/dev/zero of=/fill/f bs=1M count=150 2>/dev/null',
     );
     const filled = (await vm(d, 'r')).stats!.residentBytes;
+    const hostFilled = hostRssBytes(d.proc.pid!);
     const t0 = performance.now();
     await sh(d, 'r', 'rm /fill/f');
     const ms = await waitFor(
@@ -171,8 +202,14 @@ async function reclaim(): Promise<void> {
       60_000,
       100,
     );
+    // The host's own figure (the bookkeeping above counts allocated chunks): settle, then read RSS again.
+    await sleep(3000);
+    const hostAfter = hostRssBytes(d.proc.pid!);
     console.log(
       `reclaim: resident ${mib(base)} -> ${mib(filled)} after writing 150 MiB; back within 20 MiB ${(ms / 1000).toFixed(2)} s after the delete`,
+    );
+    console.log(
+      `reclaim, host RSS (daemon and VM processes): ${mib(hostBase)} -> ${mib(hostFilled)} after writing -> ${mib(hostAfter)} 3 s after back`,
     );
   } finally {
     await d.stop();
