@@ -473,6 +473,18 @@ export const HostInfoSchema = z.object({
     engine: z.string(),
     version: z.string(),
     vmProcessUser: z.string().describe('which user VM processes run as (a uid of their own per VM under a root daemon)'),
+    warmPool: z
+      .object({
+        size: z.number(),
+        idle: z.number(),
+        starting: z.boolean(),
+        hits: z.number(),
+        misses: z.number(),
+      })
+      .nullable()
+      .describe(
+        'VM workers (thread mode) or VM processes (process mode) kept started ahead of need: idle now, and starts that found one (hits) or none (misses); null when the daemon keeps none',
+      ),
   }),
   vms: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
   usage: z.object({ vcpus: z.number(), memoryBytes: z.number(), residentBytes: z.number(), cpuPercent: z.number() }),

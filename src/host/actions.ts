@@ -6,6 +6,7 @@ import type { VmState } from './lifecycle.js';
 import type { ImageView, ImportSpec } from './image-store.js';
 import type { FirstBootInput } from './first-boot/config.js';
 import type { VmStats } from './engine.js';
+import type { WarmPoolStats } from './worker-pool.js';
 import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { NetworkMode, NetworkRecord } from './networks.js';
 import type { NetworkLease } from './network-manager.js';
@@ -237,6 +238,8 @@ export interface HostInfo {
     version: string;
     /** Which user VM processes run as: a uid of their own per VM (a root daemon), or the daemon's and why. */
     vmProcessUser: string;
+    /** VM workers (thread mode) or VM processes (process mode) kept started ahead of need; null: no pool. */
+    warmPool: WarmPoolStats | null;
   };
   vms: { total: number; byState: Record<VmState, number> };
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };

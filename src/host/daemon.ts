@@ -5,6 +5,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { homeLayout, type HomeLayout } from './home.js';
@@ -71,7 +72,10 @@ export interface DaemonOptions {
   defaultSubnet?: string;
   /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
   memoryBudget?: MemoryBudget;
-  /** VM workers the built-in engine keeps started ahead of need (src/host/worker-pool.ts); default 1 from the CLI, 0 here. */
+  /**
+   * VM workers (thread mode) or VM processes (process mode) the built-in engine keeps started ahead of need
+   * (src/host/worker-pool.ts); default 1 from the CLI, 0 here.
+   */
   warmWorkers?: number;
   /** How new VMs run: a worker thread each (the default, see defaultVmMode) or a process each. */
   vmMode?: VmMode;
@@ -179,7 +183,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   }
   const processEngine = processModeWorks()
-    ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, users, log })
+    ? new ProcessEngine({
+        runtimeModule: opts.runtimeModule,
+        cgroups,
+        users,
+        log,
+        // Only the engine that starts new VMs keeps warm processes (a thread-mode daemon uses this one to reattach).
+        warmProcesses: vmMode === 'process' && !opts.engine ? opts.warmWorkers : 0,
+        poolLogFile: join(layout.root, 'vm-pool.log'),
+      })
     : undefined;
   const engine =
     opts.engine ??

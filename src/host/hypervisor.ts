@@ -1398,6 +1398,7 @@ export class Hypervisor implements HostChannel {
         heapUsedBytes: mem.heapUsed,
         engine: this.opts.engine.name,
         vmProcessUser: this.opts.vmProcessUser ?? "the daemon's",
+        warmPool: this.opts.engine.poolStats?.() ?? null,
         version: VERSION,
       },
       vms: { total: this.vms.size, byState },

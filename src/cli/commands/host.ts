@@ -26,6 +26,11 @@ export const run = defineVerb({
       `daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`,
     );
     if (h.daemon.vmProcessUser) console.log(`vm user   ${h.daemon.vmProcessUser}`);
+    const pool = h.daemon.warmPool;
+    if (pool)
+      console.log(
+        `warm pool ${pool.idle} of ${pool.size} idle${pool.starting ? ', one starting' : ''}; ${pool.hits} starts took one, ${pool.misses} found none`,
+      );
     console.log(`cpu ctl   ${h.cpuControl.mechanism} (${h.cpuControl.detail})`);
     console.log(`vms       ${h.vms.total}${states ? ` (${states})` : ''}`);
     const m = h.memory;
