@@ -77,7 +77,7 @@ export interface DaemonOptions {
    * (src/host/worker-pool.ts); default 1 from the CLI, 0 here.
    */
   warmWorkers?: number;
-  /** How new VMs run: a worker thread each (the default, see defaultVmMode) or a process each. */
+  /** How new VMs run: a process each (the default on Linux, see defaultVmMode) or a worker thread each. */
   vmMode?: VmMode;
   /** First uid of the range VM processes drop to when the daemon is root (src/host/vm-process-user.ts). */
   vmUidBase?: number;
@@ -89,11 +89,13 @@ export type VmMode = 'process' | 'thread';
 export const VM_MODES: readonly VmMode[] = ['process', 'thread'];
 
 /**
- * Thread mode for now: it is denser (docs/performance.md "VM mode") and its warm worker pool makes restores fast.
- * Process mode (--vm-mode process, where processModeWorks) adds crash isolation and VMs that outlive the daemon.
+ * Process mode where it works (Linux with /proc; processModeWorks): crash isolation, VMs that outlive the daemon,
+ * a uid and cgroups of their own per VM. With its warm pool of VM processes a start costs about what a thread
+ * mode start does, and memory per VM is about the same (docs/performance.md "VM modes"). Elsewhere thread mode;
+ * --vm-mode thread or TYPEVISOR_VM_MODE=thread choose it anywhere.
  */
 export function defaultVmMode(): VmMode {
-  return 'thread';
+  return processModeWorks() ? 'process' : 'thread';
 }
 
 export interface RunningDaemon {
