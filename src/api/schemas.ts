@@ -481,9 +481,12 @@ export const HostInfoSchema = z.object({
     engine: z.string(),
     version: z.string(),
     vmProcessUser: z.string().describe('which user VM processes run as (a uid of their own per VM under a root daemon)'),
-    pools: z
-      .object({ networkWorkers: WarmPoolSchema.optional() })
-      .describe('warm pools: things started ahead of need, so a VM or network start skips their start-up'),
+    warmPool: WarmPoolSchema.nullable().describe(
+      'VM workers (thread mode) or VM processes (process mode) kept started ahead of need: idle now, and starts that found one (hits) or none (misses); null when the daemon keeps none',
+    ),
+    networkWarmPool: WarmPoolSchema.nullable().describe(
+      'network workers kept started ahead of need (a network starts in one with its first VM); null when none are kept',
+    ),
   }),
   vms: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
   usage: z.object({ vcpus: z.number(), memoryBytes: z.number(), residentBytes: z.number(), cpuPercent: z.number() }),

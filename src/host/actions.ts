@@ -2,11 +2,11 @@
  * The typed requests the API (or any other front end) sends to the host layer, in the style of Firecracker's
  * rpc_interface: the front end never touches a VM or worker, it only sends one of these and gets a result.
  */
-import type { WarmPoolStats } from './worker-pool.js';
 import type { VmState } from './lifecycle.js';
 import type { ImageView, ImportSpec } from './image-store.js';
 import type { FirstBootInput } from './first-boot/config.js';
 import type { VmStats } from './engine.js';
+import type { WarmPoolStats } from './worker-pool.js';
 import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { NetworkMode, NetworkRecord } from './networks.js';
 import type { NetworkLease } from './network-manager.js';
@@ -238,8 +238,10 @@ export interface HostInfo {
     version: string;
     /** Which user VM processes run as: a uid of their own per VM (a root daemon), or the daemon's and why. */
     vmProcessUser: string;
-    /** Warm pools of things started ahead of need, by what they hold (absent: that pool is off). */
-    pools: { networkWorkers?: WarmPoolStats };
+    /** VM workers (thread mode) or VM processes (process mode) kept started ahead of need; null: no pool. */
+    warmPool: WarmPoolStats | null;
+    /** Network workers kept started ahead of need; null: none are kept. */
+    networkWarmPool: WarmPoolStats | null;
   };
   vms: { total: number; byState: Record<VmState, number> };
   usage: { vcpus: number; memoryBytes: number; residentBytes: number; cpuPercent: number };

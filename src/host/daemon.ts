@@ -5,6 +5,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { homeLayout, type HomeLayout } from './home.js';
@@ -72,11 +73,12 @@ export interface DaemonOptions {
   /** Host memory budget and overcommit (default: host RAM minus a reserve, 1.0). */
   memoryBudget?: MemoryBudget;
   /**
-   * VM workers the built-in engine keeps started ahead of need (src/host/worker-pool.ts); default 1 from the CLI,
-   * 0 here. When on, the daemon also keeps one network worker ready.
+   * VM workers (thread mode) or VM processes (process mode) the built-in engine keeps started ahead of need
+   * (src/host/worker-pool.ts); default 1 from the CLI, 0 here. When on, the daemon also keeps one network worker
+   * ready.
    */
   warmWorkers?: number;
-  /** How new VMs run: a worker thread each (the default, see defaultVmMode) or a process each. */
+  /** How new VMs run: a process each (the default on Linux, see defaultVmMode) or a worker thread each. */
   vmMode?: VmMode;
   /** First uid of the range VM processes drop to when the daemon is root (src/host/vm-process-user.ts). */
   vmUidBase?: number;
@@ -88,11 +90,13 @@ export type VmMode = 'process' | 'thread';
 export const VM_MODES: readonly VmMode[] = ['process', 'thread'];
 
 /**
- * Thread mode for now: it is denser (docs/performance.md "VM mode") and its warm worker pool makes restores fast.
- * Process mode (--vm-mode process, where processModeWorks) adds crash isolation and VMs that outlive the daemon.
+ * Process mode where it works (Linux with /proc; processModeWorks): crash isolation, VMs that outlive the daemon,
+ * a uid and cgroups of their own per VM. With its warm pool of VM processes a start costs about what a thread
+ * mode start does, and memory per VM is about the same (docs/performance.md "VM modes"). Elsewhere thread mode;
+ * --vm-mode thread or TYPEVISOR_VM_MODE=thread choose it anywhere.
  */
 export function defaultVmMode(): VmMode {
-  return 'thread';
+  return processModeWorks() ? 'process' : 'thread';
 }
 
 export interface RunningDaemon {
@@ -183,7 +187,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   }
   const processEngine = processModeWorks()
-    ? new ProcessEngine({ runtimeModule: opts.runtimeModule, cgroups, users, log })
+    ? new ProcessEngine({
+        runtimeModule: opts.runtimeModule,
+        cgroups,
+        users,
+        log,
+        // Only the engine that starts new VMs keeps warm processes (a thread-mode daemon uses this one to reattach).
+        warmProcesses: vmMode === 'process' && !opts.engine ? opts.warmWorkers : 0,
+        poolLogFile: join(layout.root, 'vm-pool.log'),
+      })
     : undefined;
   const engine =
     opts.engine ??

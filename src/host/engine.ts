@@ -8,6 +8,7 @@ import type { NicRateLimit, VmConfig } from '../vm/config.js';
 import type { RuntimeCounters, StateFileInfo } from '../vm/protocol.js';
 import { zeroCounters } from '../vm/runtime.js';
 import type { ExecRequest, ExecResult } from '../vm/agent-client.js';
+import type { WarmPoolStats } from './worker-pool.js';
 
 /**
  * Live figures of one VM: the worker's raw counters (totals since the VM (re)started) plus the rates the host
@@ -146,4 +147,6 @@ export interface Engine {
   reattach?(config: VmConfig, events: EngineEvents, resources: EngineResources): Promise<ReattachedVm>;
   /** Releases what the engine holds besides its VMs (warm workers); called once the host has stopped every VM. */
   close?(): Promise<void>;
+  /** The engine's warm pool (VM workers or VM processes started ahead of need); undefined when it keeps none. */
+  poolStats?(): WarmPoolStats | undefined;
 }

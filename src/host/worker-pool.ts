@@ -5,7 +5,11 @@
  *
  * Bounded: at most `size` idle items. Refilled in the background, one at a time and a little after an item is
  * taken, so the spawn does not compete with the VM that just got its worker. Off where memory is tight: no new
- * item is started while the host has less than `minFreeBytes` free, and idle items are let go then.
+ * item is started while the host has less than `minFreeBytes` free, and idle items are let go then. An item that
+ * dies idle is dropped and replaced, unless idle items keep dying (MAX_IDLE_DEATHS in a row without a take): then
+ * the pool waits for the next take rather than spawning in a loop.
+ *
+ * Used for VM worker threads (src/vm/worker-engine.ts) and VM processes (src/vm/process-pool.ts).
  */
 import { freemem } from 'node:os';
 
@@ -36,8 +40,12 @@ export interface WarmPoolStats {
   misses: number;
 }
 
+/** Idle items that may die one after the other before the pool stops replacing them until the next take. */
+export const MAX_IDLE_DEATHS = 3;
+
 export class WarmPool<T> {
   private readonly idle: T[] = [];
+  private idleDeaths = 0;
   private starting = false;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
@@ -56,6 +64,7 @@ export class WarmPool<T> {
     const item = this.idle.shift();
     if (item === undefined) this.misses++;
     else this.hits++;
+    this.idleDeaths = 0;
     this.schedule(this.opts.refillDelayMs ?? 250);
     return item;
   }
@@ -108,7 +117,11 @@ export class WarmPool<T> {
     this.idle.push(item);
     void this.opts.died?.(item).then(() => {
       const i = this.idle.indexOf(item);
-      if (i >= 0) this.idle.splice(i, 1);
+      if (i < 0) return; // handed out (or let go) before it ended
+      this.idle.splice(i, 1);
+      this.idleDeaths++;
+      this.opts.log?.(`warm pool: an idle item died (${this.idleDeaths} in a row); dropped`);
+      if (this.idleDeaths < MAX_IDLE_DEATHS) this.schedule(this.opts.refillDelayMs ?? 250);
     });
     this.schedule(0);
   }

@@ -28,6 +28,8 @@ import {
   type ProcessRuntimeFile,
 } from './process-protocol.js';
 import { defaultRuntimeModule } from './worker-engine.js';
+import { WarmPool, type WarmPoolStats } from '../host/worker-pool.js';
+import { PooledProcess } from './process-pool.js';
 import type { VmProcessCgroups } from '../host/vm-process-cgroup.js';
 import { vmProcessNodeFlags } from './vm-process-flags.js';
 import { inside, moveStateFile, type VmProcessUsers } from '../host/vm-process-user.js';
@@ -50,11 +52,26 @@ export interface ProcessEngineOptions {
   cgroups?: VmProcessCgroups;
   /** An unprivileged uid per VM process (a root daemon; src/host/vm-process-user.ts); absent: the daemon's user. */
   users?: VmProcessUsers;
+  /**
+   * VM processes kept started ahead of need (runtime module loaded and warmed up, no VM; src/vm/process-pool.ts),
+   * so a start, restore or running clone skips the process start and module loading. Default 0 (off); the daemon
+   * turns it on in process mode.
+   */
+  warmProcesses?: number;
+  /** No warm process is started while free host memory is below this. */
+  warmMinFreeBytes?: number;
+  /** Where idle pooled processes write until adopted (the daemon's home); default /dev/null. */
+  poolLogFile?: string;
   log?: (line: string) => void;
 }
 
 /** How long a new VM process may take to listen (module loading under a loaded host, tsx). */
 const SPAWN_TIMEOUT_MS = 60_000;
+/**
+ * A new pooled process's start and warm-up take a core for about a second: not while the VM that just took one
+ * restores or boots and answers its first commands (as the worker pool waits, worker-engine.ts).
+ */
+const WARM_REFILL_DELAY_MS = 2_000;
 const HELLO_TIMEOUT_MS = 15_000;
 
 function readJson<T>(path: string): T | undefined {
@@ -113,16 +130,55 @@ function vmEntry(): string {
   return fileURLToPath(new URL(`./vm-process${moduleExt}`, import.meta.url));
 }
 
+/** The node arguments before the VM process's entry module. */
+function vmNodeArgs(options: ProcessEngineOptions): string[] {
+  return [
+    ...vmProcessNodeFlags(options.maxOldSpaceMb ?? 256),
+    // By URL: the process starts in the VM's folder, where a bare 'tsx' does not resolve.
+    ...(runningFromSource ? ['--import', import.meta.resolve('tsx')] : []),
+  ];
+}
+
 export class ProcessEngine implements Engine {
   readonly name = 'builtin-process';
   readonly runtimeModule: string;
+  readonly pool: WarmPool<PooledProcess> | undefined;
   constructor(private readonly options: ProcessEngineOptions = {}) {
     this.runtimeModule = options.runtimeModule ?? defaultRuntimeModule();
+    const size = options.warmProcesses ?? 0;
+    if (size > 0) {
+      this.pool = new WarmPool<PooledProcess>({
+        size,
+        start: () =>
+          PooledProcess.start({
+            nodeArgs: vmNodeArgs(options),
+            entry: vmEntry(),
+            args: { runtimeModule: this.runtimeModule, nice: options.nice ?? 10 },
+            logFile: options.poolLogFile,
+            timeoutMs: SPAWN_TIMEOUT_MS,
+          }),
+        dispose: (p) => p.dispose(),
+        died: (p) => p.died(),
+        minFreeBytes: options.warmMinFreeBytes,
+        refillDelayMs: WARM_REFILL_DELAY_MS,
+        log: options.log,
+      });
+      this.pool.fill();
+    }
   }
 
   create(config: VmConfig, events: EngineEvents, resources: EngineResources = {}): EngineVm {
     if (!resources.vmDir) throw new VmRequestError('process mode needs the VM folder (EngineResources.vmDir)');
-    return new ProcessVm(config, events, this.runtimeModule, this.options, resources, resources.vmDir);
+    return new ProcessVm(config, events, this.runtimeModule, this.options, resources, resources.vmDir, this.pool);
+  }
+
+  poolStats(): WarmPoolStats | undefined {
+    return this.pool?.stats();
+  }
+
+  /** Ends the idle pooled processes; VM processes are the hypervisor's to stop or leave running. */
+  close(): Promise<void> {
+    return this.pool?.close() ?? Promise.resolve();
   }
 
   leftBehind(vmDir: string): LeftBehind | undefined {
@@ -195,6 +251,7 @@ class ProcessVm extends HostedVm {
     private readonly options: ProcessEngineOptions,
     private readonly resources: EngineResources,
     private readonly vmDir: string,
+    private readonly pool?: WarmPool<PooledProcess>,
   ) {
     super(config, events, options.requestTimeoutMs ?? 10_000);
   }
@@ -318,15 +375,45 @@ class ProcessVm extends HostedVm {
       restoreFrom,
     };
     writeJsonAtomic(initFile, init, 0o600);
+    const pooled = this.takePooled();
+    const pid = pooled ? pooled.pid : await this.spawnProcess(initFile);
+    if (pooled) {
+      this.child = pooled.child;
+      // Before it opens the VM's files or allocates anything for the guest: the pool's warm-up charge moves along.
+      this.placeInCgroups(pooled.pid);
+      await pooled
+        .adopt(initFile, SPAWN_TIMEOUT_MS, () => lastLogLine(this.vmDir))
+        .catch((err: Error) => {
+          if (pooled.alive) pooled.child.kill('SIGKILL');
+          this.options.cgroups?.release(this.config.name, this.vmDir);
+          throw new VmRequestError(err.message);
+        });
+    }
+    const runtime = readJson<ProcessRuntimeFile>(join(this.vmDir, PROCESS_FILES.runtime));
+    if (!runtime || runtime.pid !== pid) throw new VmRequestError('the VM process did not record itself');
+    if (!pooled) this.placeInCgroups(runtime.pid);
+    await this.attach(runtime);
+  }
+
+  /** A warm process from the pool, if one is idle and still alive. */
+  private takePooled(): PooledProcess | undefined {
+    const pooled = this.pool?.take();
+    if (pooled && !pooled.alive) return undefined;
+    return pooled;
+  }
+
+  private placeInCgroups(pid: number): void {
+    try {
+      this.options.cgroups?.place(this.config.name, this.vmDir, pid, this.config.memoryMiB);
+    } catch (err) {
+      this.options.log?.(`${this.config.name}: runs without its own memory/pids cgroup: ${(err as Error).message}`);
+    }
+  }
+
+  /** Spawns a process for this VM and resolves with its pid once it listens ("ready" on fd 3). */
+  private async spawnProcess(initFile: string): Promise<number> {
     const logFd = openSync(join(this.vmDir, PROCESS_FILES.log), 'a', 0o600);
-    const args = [
-      ...vmProcessNodeFlags(this.options.maxOldSpaceMb ?? 256),
-      // By URL: the process starts in the VM's folder, where a bare 'tsx' does not resolve.
-      ...(runningFromSource ? ['--import', import.meta.resolve('tsx')] : []),
-      vmEntry(),
-      '--init',
-      initFile,
-    ];
+    const args = [...vmNodeArgs(this.options), vmEntry(), '--init', initFile];
     let child: ChildProcess;
     try {
       // detached: a session of its own, so the daemon's death (or a signal to its process group) leaves it running.
@@ -372,14 +459,7 @@ class ProcessVm extends HostedVm {
     } finally {
       (ready as unknown as { destroy(): void }).destroy();
     }
-    const runtime = readJson<ProcessRuntimeFile>(join(this.vmDir, PROCESS_FILES.runtime));
-    if (!runtime || runtime.pid !== child.pid) throw new VmRequestError('the VM process did not record itself');
-    try {
-      this.options.cgroups?.place(this.config.name, this.vmDir, runtime.pid, this.config.memoryMiB);
-    } catch (err) {
-      this.options.log?.(`${this.config.name}: runs without its own memory/pids cgroup: ${(err as Error).message}`);
-    }
-    await this.attach(runtime);
+    return child.pid!;
   }
 
   /** Connects to a listening VM process, says hello, and wires console, counters and NICs. */

@@ -1,5 +1,6 @@
 /**
- * The entry point of a VM process (process mode): `node vm-process.js --init <vmdir>/vm-process-init.json`.
+ * The entry point of a VM process (process mode): `node vm-process.js --init <vmdir>/vm-process-init.json`, or
+ * `--pooled JSON` for one started ahead of need that is handed its VM later (vm-process-start.ts).
  * It hosts one VM with vm-host.ts (the same code a worker thread runs) and serves it on a unix socket in the VM's
  * folder (process-channel.ts). The daemon spawns it detached, in a session of its own, so the VM outlives the
  * daemon: a later daemon connects again, says hello, and takes over console, stats and control.
@@ -9,7 +10,7 @@
  * are dropped, and an end of the VM is written to vm-process-exit.json before the process exits.
  */
 import { createServer, type Socket } from 'node:net';
-import { closeSync, existsSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../host/atomic.js';
 import { fixMmapThreshold, startMallocTrim } from '../host/memory/malloc.js';
@@ -18,51 +19,38 @@ import { NicLink } from './nic-link.js';
 import type { FrameOffload } from '../net/packet/offload.js';
 import { ProcessChannel } from './process-channel.js';
 import { processStartTime } from './process-identity.js';
-import {
-  PROCESS_FILES,
-  type HelloReply,
-  type ProcessExitFile,
-  type ProcessInit,
-  type ProcessRuntimeFile,
-} from './process-protocol.js';
+import { PROCESS_FILES, type HelloReply, type ProcessExitFile, type ProcessRuntimeFile } from './process-protocol.js';
 import { createCountersBuffer, writeCounters } from './shared-counters.js';
 import { lowerThreadPriority, ownThreadId, VmHost } from './vm-host.js';
 import { dropPrivileges } from './drop-privileges.js';
 import { HeldPaths, PreopenedFiles } from './preopened-files.js';
 import { openablePath, setHeldDescriptors, setPathAliases } from '../storage/path-alias.js';
 import { runtimeModuleUrl } from './worker-adopt.js';
+import { receiveVmProcessInit } from './vm-process-start.js';
 
 /** How often counters are pushed to the connected daemon. */
 const COUNTERS_INTERVAL_MS = 50;
 /** Console output kept for the next daemon while none is connected. */
 const CONSOLE_BACKLOG_BYTES = 256 * 1024;
-/** The fd on which the spawning daemon waits for "ready". */
-const READY_FD = 3;
 
 function log(line: string): void {
   process.stderr.write(`${new Date().toISOString()} vm-process ${process.pid}: ${line}\n`);
 }
 
-function readInit(): ProcessInit {
-  const i = process.argv.indexOf('--init');
-  const file = i >= 0 ? process.argv[i + 1] : undefined;
-  if (!file) throw new Error('usage: vm-process --init FILE');
-  const init = JSON.parse(readFileSync(file, 'utf8')) as ProcessInit;
-  if (typeof init.socketPath !== 'string' || typeof init.vmDir !== 'string' || typeof init.config?.name !== 'string')
-    throw new Error(`${file} is not a VM process description`);
-  return init;
-}
-
-const init = readInit();
-const name = init.config.name;
-const runtimeFile = join(init.vmDir, PROCESS_FILES.runtime);
-const exitFile = join(init.vmDir, PROCESS_FILES.exit);
-process.title = `typevisor-vm ${name}`;
 // Before the guest allocates RAM: chunks it gives back must leave the process (see src/host/memory/malloc.ts).
 fixMmapThreshold();
 // What the VM frees in small blocks (decoded pages, compiler zones) leaves the process, as in the daemon.
 startMallocTrim();
 const tid = ownThreadId();
+const start = await receiveVmProcessInit(process.argv, (pooled) => {
+  process.title = 'typevisor-vm (pool)';
+  lowerThreadPriority(tid, pooled.nice);
+});
+const init = start.init;
+const name = init.config.name;
+const runtimeFile = join(init.vmDir, PROCESS_FILES.runtime);
+const exitFile = join(init.vmDir, PROCESS_FILES.exit);
+process.title = `typevisor-vm ${name}`;
 lowerThreadPriority(tid, init.nice);
 const startTime = processStartTime(process.pid) ?? 0;
 // A process that will drop its privileges cannot create files in the VM's folder later: it writes its exit note
@@ -287,11 +275,6 @@ server.listen(init.socketPath, () => {
       process.exit(1);
     }
   }
-  log(`hosting ${name} on ${init.socketPath}`);
-  try {
-    writeSync(READY_FD, 'ready\n');
-    closeSync(READY_FD);
-  } catch {
-    /* started by hand, without a ready pipe */
-  }
+  log(`hosting ${name} on ${init.socketPath}${start.pooled ? ' (a pooled process, adopted)' : ''}`);
+  start.signalReady();
 });

@@ -13,7 +13,7 @@ import type { Engine, EngineEvents, EngineResources, EngineVm } from '../host/en
 import { VmCpuMeter } from '../host/cpu/accounting.js';
 import { createCountersBuffer, readCounters } from './shared-counters.js';
 import { HostedVm, VmRequestError, type BusyWindow } from './hosted-vm.js';
-import { WarmPool } from '../host/worker-pool.js';
+import { WarmPool, type WarmPoolStats } from '../host/worker-pool.js';
 import type { PooledWorkerData, PoolMessage } from './worker-adopt.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
@@ -89,6 +89,9 @@ export class WorkerEngine implements Engine {
   }
   close(): Promise<void> {
     return this.pool?.close() ?? Promise.resolve();
+  }
+  poolStats(): WarmPoolStats | undefined {
+    return this.pool?.stats();
   }
 }
 

@@ -189,8 +189,10 @@ test('NIC limits are set at create and changed live; the record keeps them', TIM
 });
 
 test('a network starts in a worker the daemon kept ready, and the pool refills behind it', TIMEOUT, async () => {
-  type Pools = HostInfo['daemon']['pools'];
-  const pools = async (): Promise<Pools> => (await d.client.json<HostInfo>('GET', '/host')).daemon.pools;
+  type Pools = { networkWorkers: HostInfo['daemon']['networkWarmPool'] };
+  const pools = async (): Promise<Pools> => ({
+    networkWorkers: (await d.client.json<HostInfo>('GET', '/host')).daemon.networkWarmPool,
+  });
   const until = async (what: string, ok: (p: Pools) => boolean) => {
     for (let i = 0; i < 300; i++) {
       const p = await pools();
@@ -213,7 +215,7 @@ test('a network starts in a worker the daemon kept ready, and the pool refills b
     );
     assert.equal(after.networkWorkers!.misses, before.networkWorkers!.misses, 'the start found a worker ready');
     const host = await runCli(d.home, ['host']);
-    assert.match(host.stdout, /^warm pool networkWorkers: 1\/1 ready, \d+ taken, \d+ missed$/m);
+    assert.match(host.stdout, /^net pool  1 of 1 idle; \d+ network starts took one, \d+ found none$/m);
   } finally {
     await d.client.json('DELETE', '/vms/pooled?force=true');
   }

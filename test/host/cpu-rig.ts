@@ -1,7 +1,8 @@
 /**
  * Real Linux guests on a daemon running busy loops started and stopped with `typevisor exec` (the guest agent,
  * not the console: a keystroke typed before the console shell is interactive kills it, and the guest powers
- * off), and their threads' CPU measured from the host (/proc/<pid>/task/<tid>/schedstat): shared by the CPU
+ * off), and their threads' CPU measured from the host (/proc/<tid>/task/<tid>/schedstat, whichever process, the
+ * daemon (thread mode) or the VM's own (process mode), the thread is in): shared by the CPU
  * share tests and bench/sched.
  */
 import { readFileSync } from 'node:fs';
@@ -75,11 +76,10 @@ export class Rig {
     g.loop = null;
   }
 
-  /** ns on a CPU and waiting for one, per guest thread. */
+  /** ns on a CPU and waiting for one, per guest thread (a thread of the daemon or of the VM's process). */
   times(name: string): { cpu: number; wait: number } {
-    const [cpu, wait] = readFileSync(`/proc/${this.d.proc.pid}/task/${this.guests.get(name)!.tid}/schedstat`, 'utf8')
-      .split(' ')
-      .map(Number);
+    const tid = this.guests.get(name)!.tid;
+    const [cpu, wait] = readFileSync(`/proc/${tid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
     return { cpu: cpu!, wait: wait! };
   }
 

@@ -1,7 +1,7 @@
 // @exclusive: measures the CPU share each VM thread gets; another test file running beside it would skew it
 /**
  * The CPU allocation evidence with real Linux guests running busy loops (`while :; do :; done` started and
- * killed with `typevisor exec`), measured from the host through /proc/<pid>/task/<tid>/schedstat and cpuacct:
+ * killed with `typevisor exec`), measured from the host through /proc/<tid>/task/<tid>/schedstat and cpuacct:
  *   weights 100:200:400 pinned to one core give 1:2:4 within 10 % (20 % in the fallback mode);
  *   unpinned, the three are work-conserving (the host has no idle time left while they are busy);
  *   a cap of 25 % holds (25 ± 3 %; 25 ± 5 % with the run-loop cap of the fallback mode), a live change to 60 %
@@ -134,7 +134,7 @@ describe('cgroup enforcement with real guests', { timeout: 1_200_000 }, () => {
   test('--cpuset 1 shows in Cpus_allowed_list and in the per-core time', async (t) => {
     const vm = await rig.set('w100', { capPercent: null, cpuset: '1' });
     const tid = rig.guests.get('w100')!.tid;
-    assert.match(readFileSync(`/proc/${rig.d.proc.pid}/task/${tid}/status`, 'utf8'), /^Cpus_allowed_list:\s*1$/m);
+    assert.match(readFileSync(`/proc/${tid}/task/${tid}/status`, 'utf8'), /^Cpus_allowed_list:\s*1$/m);
     await sleep(500);
     const a = (await rig.d.client.json<VmView>('GET', '/vms/w100')).cpu.perCoreNs;
     assert.ok(a, `per-core time is measured by ${vm.cpu.mechanism}`);

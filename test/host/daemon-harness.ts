@@ -167,6 +167,27 @@ export function vmProcesses(home: string): { name: string; pid: number; startTim
   return out;
 }
 
+/**
+ * The idle VM processes of a daemon's warm pool (process mode): its children titled `typevisor-vm (pool)` (an
+ * adopted one's title names its VM).
+ */
+export function pooledProcesses(daemonPid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== daemonPid) continue;
+      // The title overwrites the command line.
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')[0] === 'typevisor-vm (pool)') out.push(Number(entry));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
 /** Removes a test home, first killing VM processes a killed daemon left running there (they outlive it). */
 export function removeHome(home: string): void {
   for (const p of vmProcesses(home)) {

@@ -4,15 +4,26 @@
  * killed with -9 leaves its VM processes running and the next daemon reattaches to them (console, stats, control,
  * paused state); a VM process that died while no daemon ran is recorded crashed with the reason; SIGTERM stops
  * VMs unless --keep-vms-on-exit; each VM process has a memory and pids cgroup of its own (where cgroup v1 is
- * writable).
+ * writable). The warm pool: a start runs its VM in the idle pooled process (pool stats count the hit), an idle
+ * pooled process holds no VM's file, one that dies idle is replaced, and idle ones end with the daemon (kill -9,
+ * SIGTERM with --keep-vms-on-exit) while VM processes run on and are reattached, never mistaken for the pool's.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { VM_PROCESS_OVERHEAD_MIB, VM_PROCESS_PIDS_MAX, VmProcessCgroups } from '../../src/host/vm-process-cgroup.js';
 import { join } from 'node:path';
-import type { VmView } from '../../src/host/actions.js';
-import { removeHome, startDaemonProcess, toyKernel, vmProcesses, waitFor, type DaemonHandle } from './daemon-harness.js';
+import type { HostInfo, VmView } from '../../src/host/actions.js';
+import { processStartTime } from '../../src/vm/process-identity.js';
+import {
+  pooledProcesses,
+  removeHome,
+  startDaemonProcess,
+  toyKernel,
+  vmProcesses,
+  waitFor,
+  type DaemonHandle,
+} from './daemon-harness.js';
 
 const TIMEOUT = { timeout: 180_000 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -268,3 +279,81 @@ test('process mode: stats sampled while a VM process starts never reach it befor
     removeHome(d.home);
   }
 });
+
+const poolOf = async (d: DaemonHandle) => (await d.client.json<HostInfo>('GET', '/host')).daemon.warmPool!;
+
+/** The daemon's one idle pooled process, once the pool says it is ready (and, if given, it is not `not`). */
+const idlePooled = (d: DaemonHandle, not?: number): Promise<number> =>
+  waitFor(
+    'an idle pooled VM process',
+    async () => {
+      const pids = pooledProcesses(d.proc.pid!).filter((p) => p !== not);
+      return pids.length === 1 && (await poolOf(d)).idle === 1 ? pids[0] : undefined;
+    },
+    120_000,
+  );
+
+const gone = (pid: number) =>
+  waitFor(`process ${pid} gone`, () => (processStartTime(pid) === undefined ? true : undefined), 20_000, 50);
+
+function openFiles(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return [];
+    }
+  });
+}
+
+test(
+  'process mode: a start runs its VM in a warm pooled process; idle pooled processes end with the daemon',
+  TIMEOUT,
+  async () => {
+    const a = await startDaemonProcess({ vmMode: 'process' });
+    const home = a.home;
+    let b: DaemonHandle | undefined;
+    try {
+      const first = await idlePooled(a);
+      assert.deepEqual(vmProcesses(home), [], 'an idle pooled process is no VM process');
+      const files = openFiles(first);
+      assert.ok(
+        !files.some((f) => f.startsWith(join(home, 'vms'))),
+        `an idle pooled process holds no VM's file: ${files.join(', ')}`,
+      );
+      // One that dies idle is dropped and replaced.
+      process.kill(first, 'SIGKILL');
+      const second = await idlePooled(a, first);
+      assert.deepEqual(await poolOf(a), { size: 1, idle: 1, starting: false, hits: 0, misses: 0 });
+
+      await withToyVms(a, [['p1', 'idle']]);
+      const [vm] = vmProcesses(home);
+      assert.equal(vm?.pid, second, 'the VM runs in the pooled process');
+      assert.equal((await poolOf(a)).hits, 1);
+      assert.match(readFileSync(join(home, 'vms', 'p1', 'vm-process.log'), 'utf8'), /hosting p1 .*\(a pooled process, adopted\)/);
+      await consoleEcho(a, 'p1', 'pooled');
+      assert.equal((await view(a, 'p1')).state, 'running');
+
+      // kill -9 of the daemon: the idle process it had started again ends with it; the VM process runs on.
+      const third = await idlePooled(a, second);
+      await a.stop('SIGKILL');
+      await gone(third);
+      assert.deepEqual(vmProcesses(home), [vm]);
+
+      // The next daemon reattaches the VM, and its own idle process is not taken for one.
+      b = await startDaemonProcess({ home, vmMode: 'process', extraArgs: ['--keep-vms-on-exit'] });
+      assert.equal((await view(b, 'p1')).state, 'running');
+      await consoleEcho(b, 'p1', 'again');
+      const fourth = await idlePooled(b);
+      assert.deepEqual(vmProcesses(home), [vm]);
+      // SIGTERM with --keep-vms-on-exit: VM processes stay, the idle one does not.
+      assert.equal(await b.stop('SIGTERM'), 0);
+      await gone(fourth);
+      assert.deepEqual(vmProcesses(home), [vm]);
+    } finally {
+      await b?.stop();
+      await a.stop();
+      removeHome(home);
+    }
+  },
+);

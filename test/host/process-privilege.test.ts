@@ -10,13 +10,15 @@
  * and: the VM's uid cannot open the other VM's disk (EACCES) but can open its own; the guest writes its disk;
  * a live snapshot (save-state + disk switch as the VM's uid), a write, a revert, and a guest reboot all work in
  * the dropped process, with the home at 0700 (as under /root); after kill -9 of the daemon the next daemon reattaches and the process keeps its uid.
+ * One of the two VMs runs in a process taken from the warm pool (started as root before the VM existed, adopted
+ * later), the other in one spawned for it: every check above holds for both, and for pv1's process after the revert.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { VmView } from '../../src/host/actions.js';
+import type { HostInfo, VmView } from '../../src/host/actions.js';
 import { backingInfo } from '../../src/host/layer-merge.js';
 import { DEFAULT_VM_UID_BASE } from '../../src/host/vm-process-user.js';
 import { parseProcStatusCredentials } from '../../src/vm/drop-privileges.js';
@@ -135,10 +137,17 @@ test('process mode as root: VM processes run as their own uid with only their fi
     await d.stop();
     removeHome(home);
   });
-  const host = await d.client.json<{ daemon: { vmProcessUser: string } }>('GET', '/host');
+  const host = await d.client.json<HostInfo>('GET', '/host');
   assert.match(host.daemon.vmProcessUser, /a uid of its own per VM, from 2000000000/);
   for (const n of NAMES) await d.client.json('POST', '/vms', { name: n, memoryMiB: 128 });
+  const pool = async () => (await d.client.json<HostInfo>('GET', '/host')).daemon.warmPool!;
+  await waitFor('a warm VM process', async () => ((await pool()).idle === 1 ? true : undefined), 120_000);
   await Promise.all(NAMES.map((n) => d.client.json('POST', `/vms/${n}/actions/start`, {})));
+  assert.equal((await pool()).hits, 1, 'one start took the warm process');
+  const adopted = NAMES.filter((n) =>
+    /\(a pooled process, adopted\)/.test(readFileSync(join(home, 'vms', n, 'vm-process.log'), 'utf8')),
+  );
+  assert.equal(adopted.length, 1, 'one VM runs in the pooled process, the other in one spawned for it');
   const [c1, c2] = await Promise.all(NAMES.map((n) => booted(d, n)));
   consoles.push(c1!, c2!);
 

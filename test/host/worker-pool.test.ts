@@ -1,12 +1,13 @@
 /**
  * The warm pool (src/host/worker-pool.ts) on its own, and the built-in engine handing VMs to warm workers:
  * - bounded: never more than `size` idle items, refilled after a take, nothing started while memory is tight
- *   (and idle items let go), an item that dies idle is dropped, close disposes the rest;
+ *   (and idle items let go), an item that dies idle is dropped and replaced (not in a loop: MAX_IDLE_DEATHS in a
+ *   row wait for the next take), close disposes the rest;
  * - a VM started on a warm worker runs (console, stats, exec through the toy runtime) and the pool refills.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WarmPool } from '../../src/host/worker-pool.js';
+import { MAX_IDLE_DEATHS, WarmPool } from '../../src/host/worker-pool.js';
 import { WorkerEngine } from '../../src/vm/worker-engine.js';
 import { defaultVmConfig } from '../../src/vm/config.js';
 import { TOY_RUNTIME } from './daemon-harness.js';
@@ -85,6 +86,25 @@ test('a warm pool starts nothing while memory is tight and lets idle items go', 
   free = 2 ** 40;
   pool.take();
   await until('refilled once memory is back', () => pool.stats().idle === 2);
+  await pool.close();
+});
+
+test('an item that dies idle is replaced without a take, until MAX_IDLE_DEATHS die in a row', async () => {
+  const it = items();
+  const logs: string[] = [];
+  const pool = new WarmPool<Item>({ size: 1, ...it, refillDelayMs: 1, freeBytes: () => 2 ** 40, log: (l) => logs.push(l) });
+  pool.fill();
+  for (let n = 1; n <= MAX_IDLE_DEATHS; n++) {
+    await until(`item ${n} idle`, () => it.started.length === n && pool.stats().idle === 1);
+    it.started[n - 1]!.die();
+    await until(`item ${n} dropped`, () => pool.stats().idle === 0 || it.started.length > n);
+  }
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(it.started.length, MAX_IDLE_DEATHS, 'no replacement after MAX_IDLE_DEATHS deaths in a row');
+  assert.equal(pool.stats().idle, 0);
+  assert.match(logs.at(-1)!, new RegExp(`an idle item died \\(${MAX_IDLE_DEATHS} in a row\\)`));
+  assert.equal(pool.take(), undefined, 'a take finds none');
+  await until('a take starts replacing again', () => pool.stats().idle === 1);
   await pool.close();
 });
 

@@ -41,12 +41,14 @@ VM's run loop (--cpu-mechanism chooses one; a mechanism the host lacks is an err
 maximums may add up to budget × --overcommit (default 1.0) and their minimums to the budget: a start past
 either is refused (409 MEMORY_BUDGET). Logs are JSON lines (pino)
 on stderr. --default-subnet sets the 'default' NAT network's subnet (10.0.2.0/24 otherwise).
---vm-mode process (the default on Linux) runs each VM in a process of its own, which outlives the daemon: a
-daemon that dies (kill -9, a crash) leaves its VMs running and the next daemon on the same home reattaches to
-them (console, stats, control). --vm-mode thread runs each VM in a worker thread of the daemon (denser; VMs die
-with the daemon). Either way VM processes left running by an earlier daemon are reattached.
---warm-workers N (default 1, or $TYPEVISOR_WARM_WORKERS; 0 turns it off) keeps N VM workers started ahead of need,
-so a VM start or restore skips the worker's start-up (thread mode); none is kept while free host memory is under 512 MiB.
+--vm-mode process (the default on Linux with /proc, else thread; or $TYPEVISOR_VM_MODE) runs each VM in a process
+of its own, which outlives the daemon: a daemon that dies (kill -9, a crash) leaves its VMs running and the next
+daemon on the same home reattaches to them (console, stats, control). --vm-mode thread runs each VM in a worker
+thread of the daemon (VMs die with the daemon). Either way VM processes left running by an earlier daemon are
+reattached.
+--warm-workers N (default 1, or $TYPEVISOR_WARM_WORKERS; 0 turns it off) keeps N VM processes (process mode) or VM
+workers (thread mode) started ahead of need, modules loaded and warmed up, so a VM start, restore or running clone
+skips that start-up; none is kept while free host memory is under 512 MiB. An idle VM process ends with the daemon.
 With it on, one network worker is kept ready too, so a network starting with its first VM skips its thread's start-up.
 Run as root, each VM process drops to a uid and gid of its own (from --vm-uid-base, default 2000000000, upward;
 recorded in the VM's folder) once its disks and boot files are open; not root, VM processes keep the daemon's user.

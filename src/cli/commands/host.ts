@@ -26,8 +26,16 @@ export const run = defineVerb({
       `daemon    pid ${h.daemon.pid}, up ${h.daemon.uptimeSeconds} s, rss ${bytes(h.daemon.rssBytes)}, engine ${h.daemon.engine}`,
     );
     if (h.daemon.vmProcessUser) console.log(`vm user   ${h.daemon.vmProcessUser}`);
-    for (const [what, p] of Object.entries(h.daemon.pools ?? {}))
-      if (p) console.log(`warm pool ${what}: ${p.idle}/${p.size} ready, ${p.hits} taken, ${p.misses} missed`);
+    const pool = h.daemon.warmPool;
+    if (pool)
+      console.log(
+        `warm pool ${pool.idle} of ${pool.size} idle${pool.starting ? ', one starting' : ''}; ${pool.hits} starts took one, ${pool.misses} found none`,
+      );
+    const net = h.daemon.networkWarmPool;
+    if (net)
+      console.log(
+        `net pool  ${net.idle} of ${net.size} idle${net.starting ? ', one starting' : ''}; ${net.hits} network starts took one, ${net.misses} found none`,
+      );
     console.log(`cpu ctl   ${h.cpuControl.mechanism} (${h.cpuControl.detail})`);
     console.log(`vms       ${h.vms.total}${states ? ` (${states})` : ''}`);
     const m = h.memory;

@@ -2,7 +2,14 @@
  * Enforcement where no cgroup is writable: the affinity of each thread through sched_setaffinity (libc via
  * koffi, which Node lacks), the weight as a nice value through setpriority (per thread on Linux), and the cap
  * in the VM's own run loop from its measured thread CPU time (src/vm/cpu-pacer.ts).
+ *
+ * A VM process (process mode) leads a session of its own, and with the kernel's autogroup (sched(7), on by
+ * default) every session outside a cpu cgroup is a scheduling group of its own whose weight is the group's nice,
+ * whatever its threads' nice values: three VM processes at nice 10, 7 and 4 would share a core equally. So the
+ * weight's nice value goes to the VM process's autogroup too (/proc/<pid>/autogroup); its threads' nice values
+ * still order them within it. Worker threads share the daemon's group, where their nice values compare directly.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
@@ -46,13 +53,34 @@ export function setThreadAffinity(tid: number, cores: readonly number[]): void {
   if (fn(tid, MASK_BYTES, mask) !== 0) throw new CpuEnforceError(`sched_setaffinity(${tid}) failed`);
 }
 
+/** Sets the autogroup nice of `tid` when it is the main thread of another process leading its own session. */
+function setAutogroupNice(tid: number, nice: number): void {
+  if (tid === process.pid) return;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${tid}/stat`, 'utf8');
+  } catch {
+    return; // gone; the caller's setpriority reports it
+  }
+  // After the command name: state, ppid, pgrp, session.
+  const session = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+  if (session !== tid) return; // in the daemon's session (or another's): that session's group
+  try {
+    writeFileSync(`/proc/${tid}/autogroup`, String(nice));
+  } catch (err) {
+    // A kernel without autogroup has no such file, and then the threads' nice values already compare.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new CpuEnforceError(`setting the autogroup nice of process ${tid} failed: ${(err as Error).message}`);
+  }
+}
+
 export class FallbackEnforcer implements CpuEnforcer {
   readonly mechanism = 'fallback' as const;
   readonly detail: string;
   private readonly hostCores = cpus().length;
 
   constructor(reason: string) {
-    this.detail = `sched_setaffinity + setpriority per thread, caps in the run loop (${reason})`;
+    this.detail = `sched_setaffinity + setpriority per thread (and a VM process's autogroup), caps in the run loop (${reason})`;
   }
 
   refuse(s: EffectiveCpu): string | null {
@@ -72,6 +100,7 @@ export class FallbackEnforcer implements CpuEnforcer {
       } catch (err) {
         throw new CpuEnforceError(`setpriority(${tid}) failed: ${(err as Error).message}`);
       }
+      setAutogroupNice(tid, weightToNice(s.weight));
       setThreadAffinity(tid, s.cpuset ?? Array.from({ length: hostCores }, (_, i) => i));
     };
     return {
