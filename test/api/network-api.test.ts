@@ -215,7 +215,7 @@ test('a network starts in a worker the daemon kept ready, and the pool refills b
     );
     assert.equal(after.networkWorkers!.misses, before.networkWorkers!.misses, 'the start found a worker ready');
     const host = await runCli(d.home, ['host']);
-    assert.match(host.stdout, /^net pool  1 of 1 idle; \d+ network starts took one, \d+ found none$/m);
+    assert.match(host.stdout, /^net pool {2}1 of 1 idle; \d+ network starts took one, \d+ found none$/m);
   } finally {
     await d.client.json('DELETE', '/vms/pooled?force=true');
   }
