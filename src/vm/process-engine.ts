@@ -237,6 +237,8 @@ class ProcessVm extends HostedVm {
   private channel: ProcessChannel | undefined;
   private child: ChildProcess | undefined;
   private pid = 0;
+  /** The process being brought up (spawn), which a stop() waits for. */
+  private spawning: Promise<void> | undefined;
   private startTime = 0;
   private pushed: Float64Array | undefined;
   private nicPorts: FramePort[] = [];
@@ -302,8 +304,9 @@ class ProcessVm extends HostedVm {
 
   /** Forced stop: the process flushes and closes its disks and exits; a wedged one is killed. */
   async stop(): Promise<void> {
-    if (!this.pid) return;
     this.stopping = true;
+    await this.spawning?.catch(() => {});
+    if (!this.pid) return;
     if (this.channel?.isOpen) {
       try {
         await this.request({ id: 0, type: 'stop' }, 3_000);
@@ -359,7 +362,21 @@ class ProcessVm extends HostedVm {
 
   // ---- the process and its channel ----------------------------------------------------------------------------
 
+  /**
+   * Brings up this VM's process (a pooled one adopted, or a new one). A stop() that comes meanwhile (a start
+   * undone because its network failed first) waits for it, so no process is left running unseen.
+   */
   private async spawn(restoreFrom?: string): Promise<void> {
+    const spawning = this.spawnProcessForVm(restoreFrom);
+    this.spawning = spawning;
+    try {
+      await spawning;
+    } finally {
+      if (this.spawning === spawning) this.spawning = undefined;
+    }
+  }
+
+  private async spawnProcessForVm(restoreFrom?: string): Promise<void> {
     if (this.pid) throw new VmRequestError('the VM process already exists');
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostInfo, NetworkView, VmView } from '../../src/host/actions.js';
 import { ClientError } from '../../src/cli/client.js';
@@ -27,6 +27,23 @@ after(async () => {
   await d.stop();
   removeHome(d.home);
 });
+
+/** Pids of processes whose title (a VM process names its VM) is `title`, once stopping ones are gone (≤ 5 s). */
+async function processesTitled(title: string): Promise<number[]> {
+  const find = () =>
+    readdirSync('/proc')
+      .filter((e) => /^\d+$/.test(e))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] === title;
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  for (let i = 0; i < 50 && find().length; i++) await new Promise((r) => setTimeout(r, 100));
+  return find();
+}
 
 async function status(
   method: string,
@@ -150,6 +167,8 @@ test('a host port in use refuses the start with 409 and leaves the VM stopped', 
     assert.equal(r.code, 'PORT_IN_USE');
     assert.match(r.message!, new RegExp(`127\\.0\\.0\\.1:${port}/tcp is already in use`));
     assert.equal((await d.client.json<VmView>('GET', '/vms/blocked')).state, 'defined');
+    // Nothing of the refused start runs on: its network failed while its VM process was still coming up.
+    assert.deepEqual(await processesTitled('typevisor-vm blocked'), [], 'no VM process is left behind');
     // Once the port is free the same VM starts, and its NIC shows in the stats.
     await new Promise<void>((r) => blocker.close(() => r()));
     await d.client.json('POST', '/vms/blocked/actions/start', {});
