@@ -18,6 +18,10 @@ const TARGETS = {
   'virtio-net': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(net (rx|tx)\\)'],
   'virtio-wellformed': ['test/devices/virtio/fuzz.test.js', '^fuzz: well-formed chains'],
   qcow2: ['test/storage/qcow2-fuzz.test.js', '^fuzz'],
+  // qcow2's three properties one at a time (a campaign can give each its own runs, budget and seed):
+  'qcow2-mutated': ['test/storage/qcow2-fuzz.test.js', '^fuzz: mutated headers'],
+  'qcow2-compressed': ['test/storage/qcow2-fuzz.test.js', '^fuzz: mutated qemu-made compressed'],
+  'qcow2-garbage': ['test/storage/qcow2-fuzz.test.js', '^fuzz: random garbage'],
   'qcow2-model': ['test/storage/qcow2-fuzz.test.js', '^model-based'],
   loaders: ['test/machine/loaders-fuzz.test.js', 'fuzz'],
   api: ['test/api/api-fuzz.test.js', 'fuzz'],
