@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { fuzzParams } from '../helpers/fuzz.js';
+import { fuzzParams, fuzzTimeout } from '../helpers/fuzz.js';
 import { runInWorker } from '../helpers/fuzz-worker.js';
 import { createDisk, openDisk, Qcow2Image } from '../../src/storage/index.js';
 import { applyOp, fillRandom, qemu, rng, tempDir, type Op } from './helpers.js';
@@ -65,7 +65,7 @@ function runHostile(property: HostileProperty, image: Uint8Array): Promise<Outco
 
 test(
   'fuzz: mutated headers, L1/L2 tables and refcount structures are refused cleanly or handled in bounds',
-  { timeout: 240_000 },
+  { timeout: fuzzTimeout(240_000) },
   async () => {
     const outcomes = await runHostile('mutated', template);
     // Not vacuous: some mutated images must be refused and some must open and take I/O.
@@ -90,12 +90,12 @@ test('regression: a refcount block aimed at a data cluster does not make the ima
   assert.deepEqual(outcomes, { refused: 0, opened: 1 }, 'the image opens and takes the I/O');
 });
 
-test('fuzz: mutated qemu-made compressed images', { timeout: 240_000 }, async () => {
+test('fuzz: mutated qemu-made compressed images', { timeout: fuzzTimeout(240_000) }, async () => {
   const outcomes = await runHostile('compressed', compressedTemplate);
   assert.ok(outcomes.refused > 10 && outcomes.opened > 10, JSON.stringify(outcomes));
 });
 
-test('fuzz: random garbage headers and truncated files', { timeout: 60_000 }, async () => {
+test('fuzz: random garbage headers and truncated files', { timeout: fuzzTimeout(60_000) }, async () => {
   const outcomes = await runHostile('garbage', new Uint8Array(0));
   assert.ok(outcomes.refused > 0, JSON.stringify(outcomes));
 });
@@ -133,7 +133,7 @@ for (const [clusterSize, backing] of [
 ] as const) {
   test(
     `model-based: read/write/discard/writeZeroes/flush match a model (${clusterSize}-byte clusters${backing ? ', backing file' : ''}${clusterSize === 512 ? ', tiny L2 cache' : ''})`,
-    { timeout: 240_000 },
+    { timeout: fuzzTimeout(240_000) },
     async () => {
       const size = 512 * 1024;
       const baseData = backing ? fillRandom(new Uint8Array(size), rng(clusterSize)) : new Uint8Array(size);
