@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A fuzz campaign: `npm run fuzz -- TARGET... [--runs N] [--seed S]` runs the fast-check fuzz targets of the
+// A fuzz campaign: `npm run fuzz -- TARGET... [--runs N] [--seconds T] [--seed S] [--qemu-check-every N]` runs the fast-check fuzz targets of the
 // test suite for N cases each (fresh seeds unless --seed replays one), after a build, and prints a table of
 // cases, time and result per target. `npm run fuzz -- --list` names the targets; `all` runs every one.
 // docs/security.md records what each target defends and the counts and times of the last campaigns.
@@ -18,6 +18,10 @@ const TARGETS = {
   'virtio-net': ['test/devices/virtio/fuzz.test.js', '^fuzz \\(net (rx|tx)\\)'],
   'virtio-wellformed': ['test/devices/virtio/fuzz.test.js', '^fuzz: well-formed chains'],
   qcow2: ['test/storage/qcow2-fuzz.test.js', '^fuzz'],
+  // qcow2's three properties one at a time (a campaign can give each its own runs, budget and seed):
+  'qcow2-mutated': ['test/storage/qcow2-fuzz.test.js', '^fuzz: mutated headers'],
+  'qcow2-compressed': ['test/storage/qcow2-fuzz.test.js', '^fuzz: mutated qemu-made compressed'],
+  'qcow2-garbage': ['test/storage/qcow2-fuzz.test.js', '^fuzz: random garbage'],
   'qcow2-model': ['test/storage/qcow2-fuzz.test.js', '^model-based'],
   loaders: ['test/machine/loaders-fuzz.test.js', 'fuzz'],
   api: ['test/api/api-fuzz.test.js', 'fuzz'],
@@ -31,6 +35,7 @@ const { values, positionals } = parseArgs({
     runs: { type: 'string', default: '1000' },
     seed: { type: 'string' },
     seconds: { type: 'string' },
+    'qemu-check-every': { type: 'string' },
     list: { type: 'boolean' },
     'no-build': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -39,7 +44,7 @@ const { values, positionals } = parseArgs({
 });
 if (values.help || values.list || positionals.length === 0) {
   console.log(
-    `usage: npm run fuzz -- TARGET... [--runs N] [--seconds T] [--seed S] [--no-build]\ntargets: ${Object.keys(TARGETS).join(', ')}, all`,
+    `usage: npm run fuzz -- TARGET... [--runs N] [--seconds T] [--seed S] [--qemu-check-every N] [--no-build]\ntargets: ${Object.keys(TARGETS).join(', ')}, all`,
   );
   process.exit(values.help || values.list ? 0 : 2);
 }
@@ -65,6 +70,13 @@ if (seconds !== undefined && !(seconds > 0)) {
   process.exit(2);
 }
 
+// qcow2-model: run `qemu-img check` after every Nth case (and the last) rather than after each one.
+const qemuCheckEvery = values['qemu-check-every'];
+if (qemuCheckEvery !== undefined && !/^[1-9]\d*$/.test(qemuCheckEvery)) {
+  console.error(`--qemu-check-every takes a positive whole number, got ${qemuCheckEvery}`);
+  process.exit(2);
+}
+
 if (!values['no-build']) {
   const b = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
     cwd: root,
@@ -81,6 +93,8 @@ function runTarget(name) {
   else delete env.TYPEVISOR_FUZZ_SECONDS;
   if (values.seed !== undefined) env.TYPEVISOR_FUZZ_SEED = values.seed;
   else delete env.TYPEVISOR_FUZZ_SEED;
+  if (qemuCheckEvery !== undefined) env.TYPEVISOR_FUZZ_QEMU_CHECK_EVERY = qemuCheckEvery;
+  else delete env.TYPEVISOR_FUZZ_QEMU_CHECK_EVERY;
   const t0 = process.hrtime.bigint();
   return new Promise((resolve) => {
     const child = spawn(

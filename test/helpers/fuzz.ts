@@ -40,6 +40,15 @@ export function fuzzParams(numRuns: number, seed?: number): FuzzParams {
   return params;
 }
 
+/**
+ * A fuzz test's timeout: `suiteMs` for the suite's few cases; none in a campaign (TYPEVISOR_FUZZ_RUNS set), whose
+ * length is set by its runs and its --seconds budget, so a million cases are not cut off by a suite timeout.
+ */
+export function fuzzTimeout(suiteMs: number): number {
+  const runs = Number(process.env.TYPEVISOR_FUZZ_RUNS);
+  return Number.isInteger(runs) && runs > 0 ? Infinity : suiteMs;
+}
+
 /** Prints the cases a property really ran (scripts/fuzz.mjs reads this line), then fails as fast-check would. */
 function report(out: RunSummary): void {
   console.log(`fuzz result ${out.numRuns} cases${out.interrupted ? ' (time budget reached)' : ''}${out.failed ? ' FAILED' : ''}`);

@@ -382,10 +382,12 @@ export class Qcow2Image implements BlockBackend {
 
   /** Compressed descriptor: host byte offset in bits 0..x-1, extra 512-byte sectors in bits x..61, x = 62 - (cluster_bits - 8). */
   private decodeCompressed(hi: number, lo: number): ClusterMapping {
-    const entry = (BigInt(hi & 0x3fffffff) << 32n) | BigInt(lo >>> 0);
-    const x = BigInt(62 - (this.clusterBits - 8));
-    const offset = Number(entry & ((1n << x) - 1n));
-    const sectors = Number((entry >> x) & ((1n << BigInt(this.clusterBits - 8)) - 1n)) + 1;
+    // x is 49..61 (cluster_bits 9..21), so the offset's high part and the whole sector count sit in the high
+    // word: plain number arithmetic, no BigInt on the read path.
+    const sizeBits = this.clusterBits - 8;
+    const xHi = 62 - sizeBits - 32;
+    const offset = (hi & ((1 << xHi) - 1)) * 2 ** 32 + (lo >>> 0);
+    const sectors = ((hi >>> xHi) & ((1 << sizeBits) - 1)) + 1;
     const bytes = sectors * 512 - (offset % 512);
     if (offset === 0 || offset + bytes > this.fileEnd) {
       throw corrupt(`compressed cluster at 0x${offset.toString(16)} (+${bytes}) is outside the file`);

@@ -9,12 +9,27 @@ export function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
+// Entries are read and written byte by byte rather than through a DataView: these run for every cluster a
+// request touches (and for every table entry an open indexes), and a DataView per access was an allocation each.
+
+/** The big-endian u32 at byte `at` of `buf`. */
+export function readU32(buf: Uint8Array, at: number): number {
+  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
+}
+
+export function writeU32(buf: Uint8Array, at: number, value: number): void {
+  buf[at] = value >>> 24;
+  buf[at + 1] = value >>> 16;
+  buf[at + 2] = value >>> 8;
+  buf[at + 3] = value;
+}
+
 export function entryHi(buf: Uint8Array, index: number): number {
-  return view(buf).getUint32(index * 8);
+  return readU32(buf, index * 8);
 }
 
 export function entryLo(buf: Uint8Array, index: number): number {
-  return view(buf).getUint32(index * 8 + 4);
+  return readU32(buf, index * 8 + 4);
 }
 
 /** Bits 9..55 of an L1/L2/refcount-table entry: a host byte offset. */
@@ -23,9 +38,8 @@ export function entryOffset(hi: number, lo: number): number {
 }
 
 export function setEntry(buf: Uint8Array, index: number, hi: number, lo: number): void {
-  const dv = view(buf);
-  dv.setUint32(index * 8, hi >>> 0);
-  dv.setUint32(index * 8 + 4, lo >>> 0);
+  writeU32(buf, index * 8, hi >>> 0);
+  writeU32(buf, index * 8 + 4, lo >>> 0);
 }
 
 /** Splits a host offset into entry words (offsets are < 2^56 by construction). */
@@ -35,18 +49,17 @@ export function offsetWords(offset: number): [hi: number, lo: number] {
 
 /** Refcount entries: `bits` = 1 << refcount_order. */
 export function getRefcount(block: Uint8Array, index: number, bits: number): number {
-  const dv = view(block);
   switch (bits) {
     case 8:
       return block[index]!;
     case 16:
-      return dv.getUint16(index * 2);
+      return (block[index * 2]! << 8) | block[index * 2 + 1]!;
     case 32:
-      return dv.getUint32(index * 4);
+      return readU32(block, index * 4);
     case 64: {
-      const hi = dv.getUint32(index * 8);
+      const hi = readU32(block, index * 8);
       // A count this large can only come from a corrupt image; saturate rather than lose precision.
-      return hi > 0x1fffff ? Number.MAX_SAFE_INTEGER : hi * 2 ** 32 + dv.getUint32(index * 8 + 4);
+      return hi > 0x1fffff ? Number.MAX_SAFE_INTEGER : hi * 2 ** 32 + readU32(block, index * 8 + 4);
     }
     default: {
       // 1, 2 or 4 bits, packed from the least significant bit of each byte (QEMU's layout).
@@ -58,20 +71,20 @@ export function getRefcount(block: Uint8Array, index: number, bits: number): num
 }
 
 export function setRefcount(block: Uint8Array, index: number, bits: number, value: number): void {
-  const dv = view(block);
   switch (bits) {
     case 8:
       block[index] = value;
       return;
     case 16:
-      dv.setUint16(index * 2, value);
+      block[index * 2] = value >>> 8;
+      block[index * 2 + 1] = value;
       return;
     case 32:
-      dv.setUint32(index * 4, value);
+      writeU32(block, index * 4, value >>> 0);
       return;
     case 64:
-      dv.setUint32(index * 8, Math.floor(value / 2 ** 32));
-      dv.setUint32(index * 8 + 4, value >>> 0);
+      writeU32(block, index * 8, Math.floor(value / 2 ** 32));
+      writeU32(block, index * 8 + 4, value >>> 0);
       return;
     default: {
       const perByte = 8 / bits;
