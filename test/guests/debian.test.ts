@@ -59,20 +59,16 @@ async function serveRepo(dir: string): Promise<{ server: Server; port: number; r
 }
 
 /**
- * The kernel install's steps from dpkg's log (`YYYY-MM-DD HH:MM:SS action ...` lines of this run): when the unpack
- * started (apt's download had ended), when each linux package was unpacked and configured, and the seconds between.
+ * The kernel install's steps from dpkg's log (`YYYY-MM-DD HH:MM:SS action ...` lines after the first `skip`):
+ * each dpkg run's start (the first one ends apt's download), each linux package's unpack (`install`/`upgrade`),
+ * configure and installed state, triggers, and the seconds between one step and the next.
  */
-function dpkgSteps(log: string): string {
-  const lines = log.split('\n');
-  let start = 0;
-  lines.forEach((l, i) => {
-    if (/ startup archives unpack$/.test(l)) start = i;
-  });
+function dpkgSteps(log: string, skip: number): string {
   const steps: string[] = [];
   let last: number | undefined;
-  for (const l of lines.slice(start)) {
+  for (const l of log.split('\n').slice(skip)) {
     const m =
-      /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (startup archives unpack|unpack linux\S*|configure linux\S*|status installed linux\S*)/.exec(
+      /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (startup \S+ \S+|(?:install|upgrade|configure|trigproc) \S+|status installed linux\S*)/.exec(
         l,
       );
     if (!m) continue;
@@ -275,6 +271,7 @@ runcmd:
     // Kernel upgrade from the local repository; u-boot-menu puts the newest kernel first in extlinux.conf.
     const oldKernel = (await cli('exec', 'deb', '--', 'uname', '-r')).stdout.trim();
     assert.match(oldKernel, /\+deb13-riscv64$/);
+    const dpkgLinesBefore = (await cli('exec', 'deb', '--', 'cat', '/var/log/dpkg.log')).stdout.split('\n').length - 1;
     const tUp = Date.now();
     const install = await runCli(
       d.home,
@@ -294,7 +291,7 @@ runcmd:
     note(`kernel package installed in ${((Date.now() - tUp) / 1000).toFixed(0)} s (since start: ${await cost()})`);
     // Where the install's time went, on the guest's clock: dpkg's log of this run (download ends at its first line).
     const dpkgLog = (await cli('exec', 'deb', '--', 'cat', '/var/log/dpkg.log')).stdout;
-    note(`dpkg steps (guest clock):\n${dpkgSteps(dpkgLog)}`);
+    note(`dpkg steps (guest clock):\n${dpkgSteps(dpkgLog, dpkgLinesBefore)}`);
     const extlinux = (await cli('exec', 'deb', '--', 'cat', '/boot/extlinux/extlinux.conf')).stdout;
     assert.match(extlinux, new RegExp(`vmlinu[xz]-${repo.upgradeKernel.replace(/[.+]/g, '\\$&')}`));
     assert.ok(
