@@ -349,6 +349,16 @@ runcmd:
     // The seed is not applied twice: the instance's stamps are kept.
     assert.match(second, /typevisor-seed: init already done/);
 
+    // The new kernel's boot comes up whole (the agent answers well before systemd is done: a poweroff then would
+    // stop services that never started) before the graceful poweroff below.
+    const running2 = await cli('exec', 'deb', '--timeout', '3600', '--', 'systemctl', 'is-system-running', '--wait');
+    const failed2 = (await cli('exec', 'deb', '--', 'systemctl', '--failed', '--no-legend', '--plain')).stdout;
+    const blame = (await cli('exec', 'deb', '--', 'sh', '-c', 'systemd-analyze blame --no-pager | head -6')).stdout;
+    note(
+      `second boot: systemctl is-system-running: ${running2.stdout.trim()}; failed units: ${failed2.trim() || 'none'} (since start: ${await cost()}); slowest units:\n${blame.trimEnd()}`,
+    );
+    assert.match(running2.stdout, /^(running|degraded)/);
+
     // Graceful shutdown through the agent (systemctl poweroff): `typevisor stop` without --force.
     const logBeforeStop = (await consoleText()).length;
     const tStop = Date.now();
