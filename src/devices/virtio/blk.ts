@@ -50,8 +50,18 @@ export const BLK_QUEUE_SIZE = 256;
 /** Segments per request and bytes per segment we advertise; together they bound a request's data to 16 MiB. */
 export const BLK_SEG_MAX = 128;
 export const BLK_SIZE_MAX = 128 * 1024;
+/** Largest write payload: what seg_max and size_max allow (it is copied out of the guest when the request arrives). */
+export const BLK_MAX_WRITE_BYTES = BLK_SEG_MAX * BLK_SIZE_MAX;
+/**
+ * Reads are carried out in pieces of at most this many bytes, so a read's host buffer stays small whatever its
+ * size. Drivers that ignore seg_max/size_max issue one request per contiguous run: U-Boot's ext4 reads a whole
+ * extent run of a file (a 36 MB kernel written in one go) with a single one-descriptor request, as QEMU accepts.
+ */
+export const BLK_READ_PIECE = 1024 * 1024;
 const MAX_DISCARD_SECTORS = 0x3f_ffff;
 const MAX_DISCARD_SEG = 32;
+/** Not a virtio request type: marks a request whose device-readable payload exceeds BLK_MAX_WRITE_BYTES. */
+const OVERSIZED_PAYLOAD = -1;
 const REQUEST_HEADER = 16; // struct virtio_blk_outhdr: type u32, ioprio u32, sector u64
 const DISCARD_SEGMENT = 16; // struct virtio_blk_discard_write_zeroes: sector u64, num_sectors u32, flags u32
 
@@ -131,7 +141,8 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
       ctx,
       VIRTIO_ID_BLOCK,
       features,
-      [{ maxSize: BLK_QUEUE_SIZE, limits: { maxChainBytes: BLK_SEG_MAX * BLK_SIZE_MAX + 64 * 1024 } }],
+      // A request's data lands in guest RAM, so no valid one is larger than RAM (reads past 16 MiB: BLK_READ_PIECE).
+      [{ maxSize: BLK_QUEUE_SIZE, limits: { maxChainBytes: Math.max(BLK_MAX_WRITE_BYTES, ctx.ram.size) + 64 * 1024 } }],
       CONFIG_SIZE,
       'virtio-blk',
       1,
@@ -169,13 +180,17 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
     }
     this.stats.requests++;
     const header = new DataView(this.readChain(chain, 0, REQUEST_HEADER).buffer);
-    const type = header.getUint32(0, true);
+    let type = header.getUint32(0, true);
     const sectorHi = header.getUint32(12, true);
     // A sector beyond 2^53 bytes is out of range for any disk; keep it as Infinity so the bounds check refuses it.
     const sector =
       sectorHi >= 0x20_0000 / SECTOR_SIZE ? Number.POSITIVE_INFINITY : sectorHi * 0x1_0000_0000 + header.getUint32(8, true);
-    // Device-readable payload is copied out now, so later guest writes to the buffer cannot change the request.
-    const payload = chain.readableBytes > REQUEST_HEADER ? this.readChain(chain, REQUEST_HEADER) : new Uint8Array(0);
+    // Device-readable payload is copied out now, so later guest writes to the buffer cannot change the request;
+    // one larger than any request seg_max/size_max allows is refused (IOERR) rather than copied.
+    const payloadBytes = chain.readableBytes - REQUEST_HEADER;
+    const payload =
+      payloadBytes > 0 && payloadBytes <= BLK_MAX_WRITE_BYTES ? this.readChain(chain, REQUEST_HEADER) : new Uint8Array(0);
+    if (payloadBytes > BLK_MAX_WRITE_BYTES) type = OVERSIZED_PAYLOAD;
     const priorWork = [...this.active];
     const work = this.schedule(() => this.execute(chain, type, sector, payload, priorWork));
     this.active.add(work);
@@ -242,12 +257,17 @@ export class VirtioBlk extends VirtioMmioDevice<VirtioBlkStateData> {
   ): Promise<Outcome> {
     const dataInLength = chain.writableBytes - 1;
     switch (type) {
+      case OVERSIZED_PAYLOAD:
+        throw new RequestRejected(VIRTIO_BLK_S_IOERR, `payload over ${BLK_MAX_WRITE_BYTES} bytes`);
       case VIRTIO_BLK_T_IN: {
         const offset = this.checkRange(sector, dataInLength);
-        const buffer = new Uint8Array(dataInLength);
-        await this.backend.read(offset, buffer);
-        if (!this.isCurrent(chain)) return { status: VIRTIO_BLK_S_IOERR, dataWritten: 0 };
-        this.writeChain(chain, 0, buffer);
+        const buffer = new Uint8Array(Math.min(dataInLength, BLK_READ_PIECE));
+        for (let done = 0; done < dataInLength; done += buffer.length) {
+          const piece = buffer.subarray(0, Math.min(buffer.length, dataInLength - done));
+          await this.backend.read(offset + done, piece);
+          if (!this.isCurrent(chain)) return { status: VIRTIO_BLK_S_IOERR, dataWritten: 0 };
+          this.writeChain(chain, done, piece);
+        }
         this.stats.reads++;
         this.stats.readBytes += dataInLength;
         return { status: VIRTIO_BLK_S_OK, dataWritten: dataInLength };

@@ -18,7 +18,13 @@ import {
   VirtioBlk,
   type VirtioBlkOptions,
 } from '../../../src/devices/virtio/blk.js';
-import { VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_MMIO_STATUS, hasFeature } from '../../../src/devices/virtio/regs.js';
+import {
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_MMIO_STATUS,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  hasFeature,
+} from '../../../src/devices/virtio/regs.js';
 import { MemoryBackend } from './memory-backend.js';
 import { VirtioDriverMock, blkHeader, blkRangeSegment, blkRequest } from './driver-mock.js';
 
@@ -177,6 +183,57 @@ test('out-of-range sectors, partial sectors, unknown types and backend errors ar
   assert.equal(dev.needsReset, false);
   assert.equal(dev.metrics().errors, 6);
   assert.equal(dev.metrics().unsupported, 1);
+});
+
+test("a single-descriptor read past seg_max x size_max (U-Boot's ext4 reads a whole extent run) completes", async () => {
+  const ram = new GuestRam(64 * MiB);
+  const mock = new VirtioDriverMock(ram, ram.base, ram.base + ram.size);
+  const backend = new MemoryBackend(24 * MiB);
+  backend.data.set(pattern(24 * MiB, 5));
+  const dev = new VirtioBlk({ ram, irq: mock.irq, name: 'vda' }, backend);
+  mock.attach(dev).init(1);
+  const length = 20 * MiB + 4096; // over the 16 MiB that seg_max and size_max allow, and not a whole number of pieces
+  const r = await blkRequest(mock, VIRTIO_BLK_T_IN, 8, { readLength: length });
+  assert.equal(r.status, VIRTIO_BLK_S_OK);
+  assert.equal(r.len, length + 1);
+  assert.ok(Buffer.from(r.data).equals(backend.data.subarray(8 * 512, 8 * 512 + length)), 'the guest got the disk bytes');
+  assert.equal(dev.needsReset, false);
+  assert.equal(dev.metrics().readBytes, length);
+});
+
+test('a write payload past seg_max x size_max is IOERR and changes nothing; a chain larger than RAM is a protocol error', async () => {
+  const ram = new GuestRam(64 * MiB);
+  const mock = new VirtioDriverMock(ram, ram.base, ram.base + ram.size);
+  const backend = new MemoryBackend(24 * MiB);
+  const dev = new VirtioBlk({ ram, irq: mock.irq, name: 'vda' }, backend);
+  mock.attach(dev).init(1);
+  const w = await blkRequest(mock, VIRTIO_BLK_T_OUT, 0, { out: pattern(16 * MiB + 512, 3) });
+  assert.equal(w.status, VIRTIO_BLK_S_IOERR);
+  assert.ok(
+    backend.data.every((b) => b === 0),
+    'nothing was written',
+  );
+  assert.equal(dev.needsReset, false);
+  // Three 30 MiB descriptors over the same RAM (ring descriptors 0-4, fresh queue state): 90 MiB in a 64 MiB guest.
+  const q = mock.queues[0]!;
+  const header = ram.base + 0x100_0000;
+  ram.write(header, blkHeader(VIRTIO_BLK_T_IN, 0));
+  const chain: [number, number, number][] = [
+    [header, 16, 0],
+    [ram.base, 30 * MiB, VIRTQ_DESC_F_WRITE],
+    [ram.base, 30 * MiB, VIRTQ_DESC_F_WRITE],
+    [ram.base, 30 * MiB, VIRTQ_DESC_F_WRITE],
+    [ram.base + 0x200_0000, 1, VIRTQ_DESC_F_WRITE],
+  ];
+  const first = q.availIdx;
+  chain.forEach(([addr, len, flags], i) =>
+    mock.writeDesc(q.desc, 10 + i, addr, len, flags | (i + 1 < chain.length ? VIRTQ_DESC_F_NEXT : 0), 11 + i),
+  );
+  ram.writeU16(q.avail + 4 + 2 * (first % q.size), 10);
+  ram.writeU16(q.avail + 2, first + 1);
+  mock.notify(0);
+  assert.equal(dev.needsReset, true);
+  assert.match(dev.lastProtocolError ?? '', /^ChainTooLarge/);
 });
 
 test('a request without a status byte is a protocol error (NEEDS_RESET)', async () => {
