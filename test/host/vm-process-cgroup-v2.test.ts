@@ -53,7 +53,7 @@ test('cgroup v2: the daemon moves into its leaf, hands memory and pids down, and
   assert.equal(read('cgroup.procs'), '777');
   assert.ok(!existsSync(join(g.memory, 'memory.limit_in_bytes')), 'no v1 file is written');
   // Two homes' VMs of one name get two groups.
-  assert.notEqual(cg.groups('web', '/other/home/vms/web').memory, g.memory);
+  assert.notEqual(cg.groups('web', '/srv/other-typevisor/vms/web').memory, g.memory);
 
   // A daemon restarted in the same service group (its leaf left behind by the CPU enforcer or by this code) finds
   // the same base group.
