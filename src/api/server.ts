@@ -3,6 +3,7 @@
  * send them over the HostChannel; they never touch a VM or worker. Every failure becomes a 4xx/5xx JSON body
  * `{ error: { code, message } }`, and nothing a client sends can throw past the error handler.
  */
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import websocket from '@fastify/websocket';
 import { timingSafeEqual } from 'node:crypto';
@@ -165,6 +166,19 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       },
       'api request',
     );
+  });
+
+  // An upgrade request leaves the HTTP server's connection tracking, so forceCloseConnections does not end it:
+  // one refused before the upgrade (403, 404) whose client went away could be left half-closed, and the server's
+  // close then waited for it forever (the daemon never exited on SIGTERM). Closing ends them all.
+  const upgraded = new Set<Duplex>();
+  app.server.on('upgrade', (_req, socket: Duplex) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+  });
+  app.addHook('preClose', (done) => {
+    for (const socket of upgraded) socket.destroy();
+    done();
   });
 
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
