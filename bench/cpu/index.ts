@@ -148,7 +148,7 @@ interface Result {
 }
 
 function runOnHart(elfBytes: Uint8Array): Result {
-  // Held as the daemon's VMs hold it (linear unless TYPEVISOR_RAM=chunks), since a RAM access is part of the loop.
+  // Held as the daemon's VMs hold it (chunks unless TYPEVISOR_RAM=linear), since a RAM access is part of the loop.
   const ram = new GuestRam(64 << 20, RAM_BASE, linearRamWanted() ? createLinearRam(64 << 20) : null);
   let off = false;
   const ref: { hart?: Hart } = {};
