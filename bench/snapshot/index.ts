@@ -185,6 +185,7 @@ class Qemu {
   }
 
   async quit(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     const exited = new Promise((r) => this.proc.once('exit', r));
     this.proc.kill('SIGKILL');
     await exited;
@@ -192,11 +193,14 @@ class Qemu {
 }
 
 async function qemu(): Promise<void> {
+  let running: Qemu | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'tv-bench-snap-'));
   try {
     const disk = join(dir, 'root.qcow2');
     await createDisk(disk, { format: 'qcow2', backingFile: g.rootfs, backingFormat: 'raw' });
     let q = Qemu.start(dir, disk, []);
+    // A failed half must not leave its qemu running (it would load the machine for whatever runs next).
+    running = q;
     await q.waitFor(g.marker, 0);
     await q.sh('true');
     for (const load of ['idle', 'busy']) {
@@ -214,6 +218,7 @@ async function qemu(): Promise<void> {
       await q.quit();
       const t1 = performance.now();
       q = Qemu.start(dir, disk, ['-incoming', `exec:cat ${file}`]);
+      running = q;
       // Without -S, qemu starts the guest as soon as the incoming stream is loaded.
       while (!/VM status: running/.test(await q.hmp('info status'))) await new Promise((r) => setTimeout(r, 2));
       const runningMs = performance.now() - t1;
@@ -229,7 +234,9 @@ async function qemu(): Promise<void> {
       });
     }
     await q.quit();
+    running = undefined;
   } finally {
+    if (running) await running.quit().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   }
 }
