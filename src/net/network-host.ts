@@ -6,6 +6,7 @@
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
+import { workerReady } from './worker-ready.js';
 import { ForwardError, type ForwardErrorCode, type ForwardInfo, type ForwardSpec } from './forwards.js';
 import { NetworkError, type LeaseInfo, type NetworkErrorCode, type NetworkStats } from './network.js';
 import { parseCidr, SubnetError, type SubnetErrorCode } from './subnet.js';
@@ -65,30 +66,11 @@ const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 128, maxYoungGe
  */
 export function spawnNetworkWorker(resourceLimits: ResourceLimits = DEFAULT_LIMITS, name = 'net:idle'): Promise<Worker> {
   const worker = new Worker(workerEntry(), { eval: runningFromSource, resourceLimits, name });
-  return new Promise<Worker>((resolve, reject) => {
-    const onMessage = (msg: NetworkWorkerMessage) => {
-      if (msg.kind !== 'idle') return;
-      settle();
-      resolve(worker);
-    };
-    const onError = (err: Error) => {
-      settle();
-      void worker.terminate();
-      reject(err);
-    };
-    const onExit = (code: number) => {
-      settle();
-      reject(new NetworkWorkerError(`a network worker exited while starting (code ${code})`));
-    };
-    const settle = () => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-  });
+  return workerReady<NetworkWorkerMessage>(
+    worker,
+    (msg) => msg.kind === 'idle',
+    (code) => new NetworkWorkerError(`a network worker exited while starting (code ${code})`),
+  );
 }
 
 /** True while a worker from spawnNetworkWorker can still take a network. */

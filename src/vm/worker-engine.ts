@@ -3,6 +3,7 @@
  * Engine interface into typed control requests, watches the worker for death, and measures the thread's CPU
  * use from outside (event-loop utilisation), which stays truthful even when the guest misbehaves.
  */
+import { workerReady } from '../net/worker-ready.js';
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
@@ -109,30 +110,11 @@ function startPooledWorker(runtimeModule: string, resourceLimits: ResourceLimits
     stderr: false,
   });
   worker.unref();
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: PoolMessage): void => {
-      if (msg.type !== 'pool-ready') return;
-      cleanup();
-      resolve(worker);
-    };
-    const onError = (err: Error): void => {
-      cleanup();
-      void worker.terminate();
-      reject(err);
-    };
-    const onExit = (code: number): void => {
-      cleanup();
-      reject(new Error(`a warm VM worker exited with code ${code} before it was ready`));
-    };
-    const cleanup = (): void => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-  });
+  return workerReady<PoolMessage>(
+    worker,
+    (msg) => msg.type === 'pool-ready',
+    (code) => new Error(`a warm VM worker exited with code ${code} before it was ready`),
+  );
 }
 
 /** A worker-thread VM: the worker's own port carries control messages, a MessagePort the console. */
