@@ -179,23 +179,15 @@ export async function runHostileProperty({ property, template }: HostileRun): Pr
   const scratch = new Uint8Array(template.length);
   const opsSeed = fc.nat();
   switch (property) {
-    case 'mutated': {
-      const regions = plainRegions(template);
-      await fc.assert(
-        fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 6 }), opsSeed, async (muts, seed) => {
-          await exercise(mutate(template, muts, regions, scratch), seed, outcomes);
-        }),
-        fuzzParams(300, 0x5eed),
-      );
-      break;
-    }
+    case 'mutated':
     case 'compressed': {
-      const regions = compressedRegions(template);
+      const plain = property === 'mutated';
+      const regions = plain ? plainRegions(template) : compressedRegions(template);
       await fc.assert(
-        fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 4 }), opsSeed, async (muts, seed) => {
+        fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: plain ? 6 : 4 }), opsSeed, async (muts, seed) => {
           await exercise(mutate(template, muts, regions, scratch), seed, outcomes);
         }),
-        fuzzParams(150, 0xc0de),
+        plain ? fuzzParams(300, 0x5eed) : fuzzParams(150, 0xc0de),
       );
       break;
     }
