@@ -6,7 +6,7 @@
  * to every thread of the process (libuv's and V8's too).
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { libcFunction } from '../host/libc.js';
 
 /** The unprivileged user a VM process runs as (src/host/vm-process-user.ts allocates it). */
 export interface VmProcessUser {
@@ -26,15 +26,10 @@ const PR_SET_NO_NEW_PRIVS = 38;
 type Prctl = (option: number, a2: number, a3: number, a4: number, a5: number) => number;
 
 function loadPrctl(): Prctl | undefined {
-  try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as { load(name: string): { func(sig: string): Prctl } };
-    return koffi
-      .load('libc.so.6')
-      .func('int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)');
-  } catch {
-    return undefined;
-  }
+  return (
+    libcFunction<Prctl>('int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)') ??
+    undefined
+  );
 }
 
 /** What /proc/self/status says of this process's credentials. */

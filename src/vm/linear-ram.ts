@@ -7,7 +7,7 @@
  * Where that cannot be had (not Linux, koffi cannot load libc, RAM above the 4 GiB a memory can hold, or the
  * self-check below fails) it returns null and the machine keeps its chunks.
  */
-import { createRequire } from 'node:module';
+import { libcFunction } from '../host/libc.js';
 import type { LinearRamBacking } from '../machine/memory.js';
 
 const MADV_DONTNEED = 4;
@@ -22,20 +22,8 @@ const Wasm = (
   }
 ).WebAssembly;
 
-let madvise: Madvise | null | undefined;
-
 function loadMadvise(): Madvise | null {
-  if (madvise !== undefined) return madvise;
-  madvise = null;
-  if (process.platform !== 'linux') return null;
-  try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as { load(name: string): { func(sig: string): Madvise } };
-    madvise = koffi.load('libc.so.6').func('int madvise(void *addr, size_t len, int advice)');
-  } catch {
-    madvise = null;
-  }
-  return madvise;
+  return process.platform === 'linux' ? libcFunction<Madvise>('int madvise(void *addr, size_t len, int advice)') : null;
 }
 
 /**

@@ -14,7 +14,7 @@
  * Either way fd 3 carries "ready\n" once the VM's socket listens, and is closed after it.
  */
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { libcFunction } from '../host/libc.js';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { PROCESS_FILES, type ProcessInit } from './process-protocol.js';
@@ -88,9 +88,9 @@ export interface VmProcessStart {
 type Dup2 = (oldFd: number, newFd: number) => number;
 
 function loadDup2(): Dup2 {
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as { load(name: string): { func(sig: string): Dup2 } };
-  return koffi.load('libc.so.6').func('int dup2(int oldfd, int newfd)');
+  const dup2 = libcFunction<Dup2>('int dup2(int oldfd, int newfd)');
+  if (!dup2) throw new VmProcessInitError('dup2 cannot be loaded from libc (koffi)');
+  return dup2;
 }
 
 /**

@@ -12,7 +12,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { cpus } from 'node:os';
-import { createRequire } from 'node:module';
+import { libcFunction } from '../libc.js';
 import { CpuEnforceError, type CpuEnforcer, type EffectiveCpu, type PlacementResult, type VmCpuPlacement } from './enforcer.js';
 
 /** The niceness of a VM thread at the default weight (below the daemon's 0, as before this mechanism existed). */
@@ -27,20 +27,9 @@ export function weightToNice(weight: number): number {
 }
 
 type Affinity = (tid: number, size: number, mask: Uint8Array) => number;
-let affinityFn: Affinity | null | undefined;
 
 function schedSetaffinity(): Affinity | null {
-  if (affinityFn !== undefined) return affinityFn;
-  try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as {
-      load(name: string): { func(sig: string): Affinity };
-    };
-    affinityFn = koffi.load('libc.so.6').func('int sched_setaffinity(int pid, size_t size, const uint8_t *mask)');
-  } catch {
-    affinityFn = null;
-  }
-  return affinityFn;
+  return libcFunction<Affinity>('int sched_setaffinity(int pid, size_t size, const uint8_t *mask)');
 }
 
 const MASK_BYTES = 128; // cpu_set_t: 1024 cores
