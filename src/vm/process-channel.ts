@@ -123,8 +123,14 @@ export class ProcessChannel {
     return !this.closed;
   }
 
+  /**
+   * Control records leave at once, with whatever was queued before them: a reply must not wait for the next
+   * setImmediate, which a VM process's run loop can hold back by a slice of guest code (a restore's reply waited
+   * 80-100 ms for the first slices of a restored guest).
+   */
   sendControl(msg: object): void {
     this.write(KIND_CONTROL, encodeControl(msg));
+    this.flush();
   }
 
   sendConsole(bytes: Uint8Array): void {
