@@ -1,20 +1,28 @@
 /**
  * Atomic file writes: write a temporary file next to the target, fsync it, rename it over the target, then
  * fsync the directory so the rename itself is durable. A reader sees the old file or the new one, never half.
+ * Files that describe a running process only (`durable: false`) skip the fsyncs: a crash of the host ends the
+ * process they describe, so they only need to be whole, and a restore's critical path does not wait on the disk.
  */
 import { closeSync, fsyncSync, openSync, renameSync, writeSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+export interface AtomicWriteOptions {
+  /** fsync the file and its directory (default true). */
+  durable?: boolean;
+}
+
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, opts: AtomicWriteOptions = {}): void {
+  const durable = opts.durable ?? true;
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     let off = 0;
     while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
     try {
@@ -26,11 +34,11 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   }
   closeSync(fd);
   renameSync(tmp, path);
-  fsyncDir(dirname(path));
+  if (durable) fsyncDir(dirname(path));
 }
 
-export function writeJsonAtomic(path: string, value: unknown, mode = 0o644): void {
-  writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n', mode);
+export function writeJsonAtomic(path: string, value: unknown, mode = 0o644, opts: AtomicWriteOptions = {}): void {
+  writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n', mode, opts);
 }
 
 export function fsyncDir(dir: string): void {

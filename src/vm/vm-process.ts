@@ -258,6 +258,8 @@ server.listen(init.socketPath, () => {
       startedAt: new Date().toISOString(),
     } satisfies ProcessRuntimeFile,
     0o600,
+    // It names this process, which a crash of the host ends too: whole is enough, durable is not needed.
+    { durable: false },
   );
   // The socket and the runtime file exist: from here on the process needs no privileges.
   if (init.user) {
