@@ -13,15 +13,7 @@ import type { DeviceState, MmioDevice, Stateful } from '../../devices/device.js'
 import type { BoardState, Machine } from '../machine.js';
 import { crc32c } from './crc32c.js';
 import { SnapshotError } from './errors.js';
-import {
-  checkChunk,
-  encodeStateFile,
-  type ChunkInput,
-  type ChunkRef,
-  type SectionInput,
-  type StateFile,
-  type ChunkTable,
-} from './format.js';
+import { encodeStateFile, type ChunkInput, type ChunkRef, type SectionInput, type StateFile, type ChunkTable } from './format.js';
 import { checkShape, type StateValue } from './values.js';
 
 export const ENGINE = 'typevisor-rv64-interpreter';
@@ -172,14 +164,16 @@ export interface RestoreOptions {
   /** Read RAM chunks on first touch instead of now (the file must stay readable while the machine runs). */
   lazyRam?: boolean;
   /**
-   * With lazyRam: a chunk read on first touch goes to the guest at once, and a copy of the bytes read is checked
-   * against its CRC later, through `RestoreReport.checkRam` (a CRC-32C of 2 MiB costs milliseconds in JS; a copy,
-   * a fraction of one). For a state file the host wrote itself; a failed check must stop the machine.
+   * With lazyRam: a chunk read on first touch goes to the guest at once, and the same chunk of the file is read
+   * again and checked against its CRC later, through `RestoreReport.checkRam` (a CRC-32C of 2 MiB costs
+   * milliseconds in JS, and so does a copy of the bytes kept for it: reading again from the page cache is off the
+   * guest's path). For a state file the host wrote itself and nothing else writes; a failed check must stop the
+   * machine, and the file must stay open until no check is left.
    */
   checkLater?: boolean;
 }
 
-/** Copies of lazily read chunks waiting for their CRC check, at most this many (the oldest is checked first). */
+/** Lazily read chunks waiting for their CRC check, at most this many (the oldest is checked first). */
 const MAX_UNCHECKED = 8;
 
 export interface RestoreReport {
@@ -246,19 +240,16 @@ export function restoreMachineState(m: Machine, file: StateFile, opts: RestoreOp
   if (!opts.lazyRam) for (const c of stored) eager.set(c.index, file.readChunk('ram', c).slice());
 
   // 2. Apply: RAM, harts, the board, then devices (which re-drive interrupt lines and re-submit virtio chains).
-  const unchecked: { ref: ChunkRef; copy: Uint8Array }[] = [];
+  const unchecked: ChunkRef[] = [];
   const checkRam = (max: number): number => {
-    for (let i = 0; i < max && unchecked.length > 0; i++) {
-      const { ref, copy } = unchecked.shift()!;
-      checkChunk('ram', ref, copy);
-    }
+    for (let i = 0; i < max && unchecked.length > 0; i++) file.readChunk('ram', unchecked.shift()!);
     return unchecked.length;
   };
   const readLazy = (ref: ChunkRef): Uint8Array => {
     if (!opts.checkLater) return file.readChunk('ram', ref);
     const bytes = file.readChunkUnchecked('ram', ref);
     if (unchecked.length >= MAX_UNCHECKED) checkRam(1);
-    unchecked.push({ ref, copy: bytes.slice() });
+    unchecked.push(ref);
     return bytes;
   };
   m.ram.setLazyChunks(
