@@ -245,6 +245,8 @@ class ProcessVm extends HostedVm {
   private closed: Promise<void> = Promise.resolve();
   /** The unprivileged user the process runs as (a root daemon), once known. */
   private user: VmProcessUser | undefined;
+  /** Where the last spawn's time went (a restore reports it). */
+  private startupPhases: Record<string, number> = {};
 
   constructor(
     config: VmConfig,
@@ -270,9 +272,20 @@ class ProcessVm extends HostedVm {
     const t1 = performance.now();
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new VmRequestError('the VM process did not report the restored state');
-    const ms = performance.now() - t0;
+    const t2 = performance.now();
+    const ms = t2 - t0;
     // What the VM did not account for: spawning the process until it answered its hello, then the messages.
-    return { ...reply.state, ms, phases: { processStartup: t1 - t0, ...reply.state.phases } };
+    return {
+      ...reply.state,
+      ms,
+      phases: {
+        processStartup: t1 - t0,
+        ...this.startupPhases,
+        startRequest: t2 - t1,
+        'startRequest.inVm': reply.state.ms,
+        ...reply.state.phases,
+      },
+    };
   }
 
   override async saveState(path: string): Promise<StateFileInfo> {
@@ -378,6 +391,7 @@ class ProcessVm extends HostedVm {
 
   private async spawnProcessForVm(restoreFrom?: string): Promise<void> {
     if (this.pid) throw new VmRequestError('the VM process already exists');
+    const t0 = performance.now();
     const socketPath = vmSocketPath(this.vmDir);
     const initFile = join(this.vmDir, PROCESS_FILES.init);
     rmSync(join(this.vmDir, PROCESS_FILES.exit), { force: true });
@@ -391,25 +405,34 @@ class ProcessVm extends HostedVm {
       user: this.user,
       restoreFrom,
     };
-    writeJsonAtomic(initFile, init, 0o600);
+    // Read once by the process about to start: it need not outlive a crash of the host.
+    writeJsonAtomic(initFile, init, 0o600, { durable: false });
     const pooled = this.takePooled();
+    const t1 = performance.now();
     const pid = pooled ? pooled.pid : await this.spawnProcess(initFile);
     if (pooled) {
       this.child = pooled.child;
-      // Before it opens the VM's files or allocates anything for the guest: the pool's warm-up charge moves along.
+      const adopting = pooled.adopt(initFile, SPAWN_TIMEOUT_MS, () => lastLogLine(this.vmDir));
+      // While the process reads its init file and opens the VM's files (the adopt line is on its way): it is in the
+      // VM's cgroups before it says it is ready, so before anything is allocated for the guest.
       this.placeInCgroups(pooled.pid);
-      await pooled
-        .adopt(initFile, SPAWN_TIMEOUT_MS, () => lastLogLine(this.vmDir))
-        .catch((err: Error) => {
-          if (pooled.alive) pooled.child.kill('SIGKILL');
-          this.options.cgroups?.release(this.config.name, this.vmDir);
-          throw new VmRequestError(err.message);
-        });
+      await adopting.catch((err: Error) => {
+        if (pooled.alive) pooled.child.kill('SIGKILL');
+        this.options.cgroups?.release(this.config.name, this.vmDir);
+        throw new VmRequestError(err.message);
+      });
     }
     const runtime = readJson<ProcessRuntimeFile>(join(this.vmDir, PROCESS_FILES.runtime));
     if (!runtime || runtime.pid !== pid) throw new VmRequestError('the VM process did not record itself');
     if (!pooled) this.placeInCgroups(runtime.pid);
+    const t2 = performance.now();
     await this.attach(runtime);
+    const t3 = performance.now();
+    this.startupPhases = {
+      'processStartup.prepare': t1 - t0,
+      [pooled ? 'processStartup.adopt' : 'processStartup.spawn']: t2 - t1,
+      'processStartup.hello': t3 - t2,
+    };
   }
 
   /** A warm process from the pool, if one is idle and still alive. */
