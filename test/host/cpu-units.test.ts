@@ -304,7 +304,7 @@ test("the manager asks for idle capacity on each VM's own cores, applies the bur
     detail: 'test',
     refuse: () => null,
     open: () => ({
-      addThreads() {},
+      async addThreads() {},
       apply(s) {
         applied.push(s.capPercent);
         return { runLoopCapPercent: null };

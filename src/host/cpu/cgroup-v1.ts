@@ -23,6 +23,7 @@ import {
   removeGroup,
   sweepStaleGroups,
   writeText,
+  writeTextAsync,
   type CgroupMount,
 } from './cgroupfs.js';
 import { readFileSync } from 'node:fs';
@@ -98,9 +99,9 @@ export class CgroupV1Enforcer implements CpuEnforcer {
     const acctDir = this.roots.cpuacct === this.roots.cpu ? dirs.cpu : dirs.cpuacct;
     const allCpus = this.allCpus;
     return {
-      addThreads(tids) {
+      async addThreads(tids) {
         for (const tid of tids) {
-          for (const d of [dirs.cpu, dirs.cpuset, dirs.cpuacct]) if (d) writeText(join(d, 'tasks'), String(tid));
+          for (const d of [dirs.cpu, dirs.cpuset, dirs.cpuacct]) if (d) await writeTextAsync(join(d, 'tasks'), String(tid));
         }
       },
       apply(s): PlacementResult {

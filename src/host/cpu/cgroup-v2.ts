@@ -24,6 +24,7 @@ import {
   removeGroup,
   sweepStaleGroups,
   writeText,
+  writeTextAsync,
 } from './cgroupfs.js';
 
 export class CgroupV2Enforcer implements CpuEnforcer {
@@ -81,8 +82,8 @@ export class CgroupV2Enforcer implements CpuEnforcer {
     writeText(join(this.root, 'cgroup.subtree_control'), this.hasCpuset ? '+cpu +cpuset' : '+cpu');
     const hasCpuset = this.hasCpuset;
     return {
-      addThreads(tids) {
-        for (const tid of tids) writeText(join(dir, 'cgroup.threads'), String(tid));
+      async addThreads(tids) {
+        for (const tid of tids) await writeTextAsync(join(dir, 'cgroup.threads'), String(tid));
       },
       apply(s): PlacementResult {
         try {

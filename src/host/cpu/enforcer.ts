@@ -20,8 +20,11 @@ export interface PlacementResult {
 }
 
 export interface VmCpuPlacement {
-  /** Puts threads of this process (Linux tids) under the VM's limits. */
-  addThreads(tids: readonly number[]): void;
+  /**
+   * Puts threads (Linux tids) under the VM's limits. Asynchronous: the kernel may take a grace period to move a
+   * thread between cgroups, and a VM's start must not wait for it.
+   */
+  addThreads(tids: readonly number[]): Promise<void>;
   apply(s: EffectiveCpu): PlacementResult;
   /** CPU time of the VM's threads per host core (ns), where the mechanism can measure it. */
   perCoreNs(): number[] | null;

@@ -93,7 +93,7 @@ export class FallbackEnforcer implements CpuEnforcer {
       setThreadAffinity(tid, s.cpuset ?? Array.from({ length: hostCores }, (_, i) => i));
     };
     return {
-      addThreads(list) {
+      async addThreads(list) {
         for (const tid of list) {
           if (!tids.includes(tid)) tids.push(tid);
           if (current) place(tid, current);

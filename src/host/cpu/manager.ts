@@ -17,6 +17,8 @@ interface Placed {
   burst: BurstState;
   /** What the run loop enforces itself (fallback mechanism), to avoid resending the same cap. */
   runLoopCap: number | null | undefined;
+  /** The thread moves reported so far, in order. */
+  threadsPlaced: Promise<void>;
 }
 
 /** Idle capacity over the last policy step on some cores: the sum of their idle shares, and how many. */
@@ -63,23 +65,39 @@ export class CpuManager {
       placement.close();
       throw err;
     }
-    this.placed.set(name, { vm, placement, settings, burst: new BurstState(), runLoopCap: undefined });
+    this.placed.set(name, {
+      vm,
+      placement,
+      settings,
+      burst: new BurstState(),
+      runLoopCap: undefined,
+      threadsPlaced: Promise.resolve(),
+    });
   }
 
+  /**
+   * Places a VM's threads as they are reported, without holding up the report (a start or restore waits for it):
+   * moves in the order reported, and none after the VM's placement is released.
+   */
   threadsReported(name: string, vm: EngineVm, tids: number[]): void {
     const p = this.placed.get(name);
     if (!p || p.vm !== vm) return;
-    try {
-      p.placement.addThreads(tids);
-    } catch (err) {
-      this.log(`${name}: could not place threads ${tids.join(',')}: ${(err as Error).message}`);
-    }
+    p.threadsPlaced = p.threadsPlaced
+      .then(() => (this.placed.get(name) === p ? p.placement.addThreads(tids) : undefined))
+      .catch((err: Error) => {
+        if (this.placed.get(name) === p) this.log(`${name}: could not place threads ${tids.join(',')}: ${err.message}`);
+      });
   }
 
-  /** After the VM runs: the part of the settings its run loop enforces itself. */
+  /**
+   * After the VM runs: its threads placed (which went on beside its start), then the part of the settings its run
+   * loop enforces itself.
+   */
   async started(name: string): Promise<void> {
     const p = this.placed.get(name);
-    if (p) await this.enforce(p);
+    if (!p) return;
+    await p.threadsPlaced;
+    if (this.placed.get(name) === p) await this.enforce(p);
   }
 
   /** Applies new settings to a running VM (a stopped one just takes them at its next start). */
