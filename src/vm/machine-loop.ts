@@ -36,15 +36,18 @@ async function readImage(what: string, path: string): Promise<Uint8Array> {
   }
 }
 
-export async function loadBootImages(config: VmConfig): Promise<BootImages> {
+/** Reads one boot image's bytes; `what` names it in errors (firmware, kernel, initrd). */
+export type ImageReader = (what: string, path: string) => Promise<Uint8Array>;
+
+export async function loadBootImages(config: VmConfig, read: ImageReader = readImage): Promise<BootImages> {
   const firmware: FirmwareImage =
     config.firmware.kind === 'file'
-      ? { kind: 'external', bytes: await readImage('firmware', config.firmware.path) }
+      ? { kind: 'external', bytes: await read('firmware', config.firmware.path) }
       : { kind: config.firmware.kind };
   return {
     firmware,
-    kernel: config.kernel ? await readImage('kernel', config.kernel) : undefined,
-    initrd: config.initrd ? await readImage('initrd', config.initrd) : undefined,
+    kernel: config.kernel ? await read('kernel', config.kernel) : undefined,
+    initrd: config.initrd ? await read('initrd', config.initrd) : undefined,
   };
 }
 
@@ -69,10 +72,11 @@ export interface MachineLoopEvents {
 
 export interface MachineLoopOptions {
   /**
-   * Images for every board (a VM process that dropped privileges can no longer read them by path). Without them
-   * each boot reads the files and keeps no copy, so an idle VM does not hold its kernel and initrd (~6 MiB).
+   * How each boot reads its images (a VM process that dropped privileges reads them through descriptors it opened
+   * before). By default each boot reads the files by path. Either way no copy is kept, so an idle VM does not hold
+   * its kernel and initrd (~6 MiB).
    */
-  keptImages?: BootImages;
+  readImage?: ImageReader;
   createHart?: HartFactory;
   /** Devices beyond the config's plain ones (the agent's console, NIC links, live NIC limits). */
   virtio?: AttachOptions;
@@ -114,7 +118,7 @@ export class MachineLoop {
     const images =
       forRestore && this.config.firmware.kind !== 'none'
         ? restoreImages(this.config)
-        : (this.options.keptImages ?? (await loadBootImages(this.config)));
+        : await loadBootImages(this.config, this.options.readImage);
     lap('bootImages');
     const machine = new Machine({
       forRestore,

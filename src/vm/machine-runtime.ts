@@ -55,8 +55,8 @@ class MachineRuntime implements GuestRuntime {
         onEnd: (exit) => this.onEnd(exit),
       },
       {
-        // Preopened images are kept for every boot: this process may no longer reach the files by path.
-        keptImages: resources.preopened?.bootImages,
+        // Through descriptors opened before the process dropped its privileges: it may not reach the files by path.
+        readImage: resources.preopened?.readImage,
         createHart,
         // The dropped decoded pages are garbage an idle worker would otherwise keep for a long time.
         onIdleTrim: () => collectGarbage(),

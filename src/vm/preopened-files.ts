@@ -1,41 +1,79 @@
 /**
  * The files a VM process opens while it still may (before it drops its privileges, drop-privileges.ts): the
- * kernel, initrd and firmware bytes, kept for every boot of this process (a guest reboot or a restore reads them
- * again otherwise, by paths its uid may not reach), and every disk with its whole backing chain, handed to the
- * first attach. Files opened later (a snapshot's new overlays, state files, the backing chain again) are opened
+ * kernel, initrd and firmware, held open read-only and read again through their descriptors at each boot (a guest
+ * reboot names paths its uid may not reach; a restore reads none of them, so its start does not wait for them), and
+ * every disk with its whole backing chain, handed to the first attach. Files opened later (a snapshot's new overlays, state files, the backing chain again) are opened
  * as the VM's uid through descriptors kept of its folder and of each base image outside it (HeldPaths), so no
  * directory above them needs to let the VM's uid pass.
  */
-import { constants, openSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { backingInfo } from '../host/layer-merge.js';
 import type { BlockBackend } from '../storage/backend.js';
 import type { PathAlias } from '../storage/path-alias.js';
 import { openDisk } from '../storage/index.js';
 import type { VmConfig } from './config.js';
-import { loadBootImages, type BootImages } from './machine-loop.js';
+import { ImageReadError, type ImageReader } from './machine-loop.js';
+
+/** Largest boot image read through a held descriptor (the guest's RAM bounds what a boot can use anyway). */
+const MAX_IMAGE_BYTES = 1 << 30;
 
 export class PreopenedFiles {
   private constructor(
-    readonly bootImages: BootImages,
+    private readonly images: Map<string, number>,
     private readonly disks: Map<string, BlockBackend>,
   ) {}
 
   /** Opens everything `config` names; on failure nothing stays open and the error says which file. */
   static async open(config: VmConfig): Promise<PreopenedFiles> {
-    const bootImages = await loadBootImages(config);
+    const images = new Map<string, number>();
     const disks = new Map<string, BlockBackend>();
     try {
+      const named: [string, string | undefined][] = [
+        ['firmware', config.firmware.kind === 'file' ? config.firmware.path : undefined],
+        ['kernel', config.kernel],
+        ['initrd', config.initrd],
+      ];
+      for (const [what, path] of named) {
+        if (!path || images.has(path)) continue;
+        try {
+          images.set(path, openSync(path, 'r'));
+        } catch (err) {
+          throw new ImageReadError(what, path, err);
+        }
+      }
       for (const d of config.disks) {
         if (disks.has(d.path)) continue;
         disks.set(d.path, await openDisk(d.path, { format: d.format, readOnly: d.readOnly }));
       }
     } catch (err) {
+      for (const fd of images.values()) closeSync(fd);
       await Promise.allSettled([...disks.values()].map((b) => b.close()));
       throw err;
     }
-    return new PreopenedFiles(bootImages, disks);
+    return new PreopenedFiles(images, disks);
   }
+
+  /** Reads a boot image opened before, whole, from its start (each boot reads it again). */
+  readonly readImage: ImageReader = async (what, path) => {
+    const fd = this.images.get(path);
+    if (fd === undefined)
+      throw new ImageReadError(what, path, new Error('it was not opened before the process dropped its privileges'));
+    try {
+      const size = fstatSync(fd).size;
+      if (size > MAX_IMAGE_BYTES) throw new Error(`${size} bytes is more than ${MAX_IMAGE_BYTES}`);
+      const bytes = new Uint8Array(size);
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, bytes, done, size - done, done);
+        if (n === 0) throw new Error(`it ended at ${done} of ${size} bytes`);
+        done += n;
+      }
+      return bytes;
+    } catch (err) {
+      throw err instanceof ImageReadError ? err : new ImageReadError(what, path, err);
+    }
+  };
 
   /** The disk opened for `path`, once: a later open of the same path (after a snapshot) goes to the file again. */
   takeDisk(path: string): BlockBackend | undefined {

@@ -5,7 +5,7 @@
  *    the VM range; no supplementary groups; NoNewPrivs 1; no capabilities (CapPrm, CapEff);
  *  - its memory and pids cgroups are its own (tv-<name>-...);
  *  - its open files are in its own folder (its disk, its log, the folder itself), or the base images its disk
- *    rests on, read-only; besides /dev/null, pipes and event fds, every socket it holds is a unix socket (none is in
+ *    rests on, or its boot images (kernel, initrd), read-only; besides /dev/null, pipes and event fds, every socket it holds is a unix socket (none is in
  *    /proc/net/tcp, tcp6, udp, udp6, raw or raw6);
  * and: the VM's uid cannot open the other VM's disk (EACCES) but can open its own; the guest writes its disk;
  * a live snapshot (save-state + disk switch as the VM's uid), a write, a revert, and a guest reboot all work in
@@ -72,6 +72,15 @@ function diskOf(home: string, name: string): string {
   return p.startsWith('/') ? p : join(home, 'vms', name, p);
 }
 
+/** The kernel, initrd and firmware files the VM boots from (held open by its process, read-only). */
+function bootImagesOf(home: string, name: string): string[] {
+  const cfg = JSON.parse(readFileSync(join(home, 'vms', name, 'vm.json'), 'utf8')) as {
+    config: { kernel?: string; initrd?: string; firmware: { kind: string; path?: string } };
+  };
+  const c = cfg.config;
+  return [c.kernel, c.initrd, c.firmware.path].filter((p): p is string => !!p).map((p) => realpathSync(p));
+}
+
 function checkProcess(home: string, name: string, pid: number): void {
   const user = processUser(home, name);
   const creds = parseProcStatusCredentials(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -90,6 +99,7 @@ function checkProcess(home: string, name: string, pid: number): void {
   const vmDir = join(home, 'vms', name);
   const chain: string[] = [];
   for (let p: string | undefined = diskOf(home, name); p; p = backingInfo(p)?.path) chain.push(realpathSync(p));
+  const boot = bootImagesOf(home, name);
   const unix = socketInodes('unix');
   const inet = new Set(['tcp', 'tcp6', 'udp', 'udp6', 'raw', 'raw6'].flatMap((t) => [...socketInodes(t)]));
   const files: string[] = [];
@@ -109,8 +119,11 @@ function checkProcess(home: string, name: string, pid: number): void {
     if (/^(pipe|anon_inode):/.test(target) || target === '/dev/null') continue;
     files.push(target);
     if (target === vmDir || target.startsWith(vmDir + '/')) continue;
-    // Outside its folder: only the base images its disk rests on, and only for reading.
-    assert.ok(chain.includes(target), `${name}: fd ${fd} is ${target}, neither in its folder nor in its disk's chain`);
+    // Outside its folder: only the base images its disk rests on and its boot images, and only for reading.
+    assert.ok(
+      chain.includes(target) || boot.includes(target),
+      `${name}: fd ${fd} is ${target}, neither in its folder nor in its disk's chain nor a boot image`,
+    );
     const flags = Number.parseInt(/^flags:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!, 8);
     assert.equal(flags & 3, 0, `${name}: ${target} is open read-only`);
   }
