@@ -267,8 +267,9 @@ class ProcessVm extends HostedVm {
 
   async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
     const t0 = performance.now();
-    // The process opens the state file before it drops root: it may lie in another VM's folder (a running clone).
-    await this.spawn(path);
+    // The process opens the state file before it drops root: it may lie in another VM's folder (a running clone). A
+    // lazy restore is quick, so the process begins it on its own while this side connects (restoreEarly).
+    await this.spawn({ path, early: opts.lazyRam ? { lazyRam: true } : undefined });
     const t1 = performance.now();
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new VmRequestError('the VM process did not report the restored state');
@@ -379,8 +380,8 @@ class ProcessVm extends HostedVm {
    * Brings up this VM's process (a pooled one adopted, or a new one). A stop() that comes meanwhile (a start
    * undone because its network failed first) waits for it, so no process is left running unseen.
    */
-  private async spawn(restoreFrom?: string): Promise<void> {
-    const spawning = this.spawnProcessForVm(restoreFrom);
+  private async spawn(restore?: { path: string; early?: { lazyRam: boolean } }): Promise<void> {
+    const spawning = this.spawnProcessForVm(restore);
     this.spawning = spawning;
     try {
       await spawning;
@@ -389,7 +390,7 @@ class ProcessVm extends HostedVm {
     }
   }
 
-  private async spawnProcessForVm(restoreFrom?: string): Promise<void> {
+  private async spawnProcessForVm(restore?: { path: string; early?: { lazyRam: boolean } }): Promise<void> {
     if (this.pid) throw new VmRequestError('the VM process already exists');
     const t0 = performance.now();
     const socketPath = vmSocketPath(this.vmDir);
@@ -403,7 +404,8 @@ class ProcessVm extends HostedVm {
       socketPath,
       vmDir: this.vmDir,
       user: this.user,
-      restoreFrom,
+      restoreFrom: restore?.path,
+      restoreEarly: restore?.early,
     };
     // Read once by the process about to start: it need not outlive a crash of the host.
     writeJsonAtomic(initFile, init, 0o600, { durable: false });

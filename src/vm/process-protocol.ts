@@ -33,6 +33,11 @@ export interface ProcessInit {
   user?: VmProcessUser;
   /** The state file the first start restores from: opened before the drop (it may be in another VM's folder). */
   restoreFrom?: string;
+  /**
+   * The first start is that restore, and the process begins it as soon as it runs unprivileged, while the daemon
+   * connects and says hello; the daemon's `start` with the same restore then gets its outcome.
+   */
+  restoreEarly?: { lazyRam: boolean };
 }
 
 export interface ProcessRuntimeFile {

@@ -88,6 +88,8 @@ export class VmHost {
   // Requests are handled one at a time in arrival order, so a pause never overtakes the start before it. Execs
   // run alongside: they wait on the guest, and a stop must be able to end them.
   private queue: Promise<void> = Promise.resolve();
+  /** The start this process began on its own (startEarly), until the host's own start takes its outcome. */
+  private early: { req: Extract<ControlRequest, { type: 'start' }>; reply: Promise<WorkerMessage> } | undefined;
   private readonly hooks: RuntimeHooks;
 
   constructor(
@@ -134,6 +136,16 @@ export class VmHost {
       () => undefined,
     );
     return run;
+  }
+
+  /**
+   * Begins the first start before the host asks for it (a VM process restoring while its daemon connects): the
+   * host's `start` with the same request then gets this outcome instead of starting again.
+   */
+  startEarly(req: Extract<ControlRequest, { type: 'start' }>): void {
+    const run = this.queue.then(() => this.handle(req).catch((err: unknown) => failure(req.id, err)));
+    this.early = { req, reply: run };
+    this.queue = run.then(() => undefined);
   }
 
   /** One control request from the host; its reply goes out through `post`. */
@@ -219,6 +231,12 @@ export class VmHost {
   private async handle(req: ControlRequest): Promise<WorkerMessage> {
     switch (req.type) {
       case 'start': {
+        const early = this.early;
+        if (early && req.id !== early.req.id) {
+          this.early = undefined;
+          if (!sameStart(early.req, req)) throw new Error('already started (the start this process began differs)');
+          return { ...(await early.reply), id: req.id } as WorkerMessage;
+        }
         if (this.runtime) throw new Error('already started');
         const t0 = performance.now();
         await this.loadFactory();
@@ -343,4 +361,10 @@ function failure(id: number, err: unknown): WorkerMessage {
   if (err instanceof AgentError)
     return { type: 'reply', id, ok: false, error: err.message, agentFailure: err.failure, agentReason: err.reason };
   return { type: 'reply', id, ok: false, error: errorText(err) };
+}
+
+/** Whether two start requests ask for the same thing (a boot, or a restore of the same file the same way). */
+function sameStart(a: Extract<ControlRequest, { type: 'start' }>, b: Extract<ControlRequest, { type: 'start' }>): boolean {
+  if (!a.restore || !b.restore) return !a.restore && !b.restore;
+  return a.restore.path === b.restore.path && a.restore.lazyRam === b.restore.lazyRam;
 }

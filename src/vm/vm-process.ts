@@ -28,6 +28,8 @@ import { openablePath, setHeldDescriptors, setPathAliases } from '../storage/pat
 import { runtimeModuleUrl } from './worker-adopt.js';
 import { receiveVmProcessInit } from './vm-process-start.js';
 
+/** The id of the start this process begins on its own (no daemon request has a negative id). */
+const EARLY_START_ID = -2;
 /** How often counters are pushed to the connected daemon. */
 const COUNTERS_INTERVAL_MS = 50;
 /** Console output kept for the next daemon while none is connected. */
@@ -279,4 +281,11 @@ server.listen(init.socketPath, () => {
   }
   log(`hosting ${name} on ${init.socketPath}${start.pooled ? ' (a pooled process, adopted)' : ''}`);
   start.signalReady();
+  // Unprivileged from here: the restore the daemon is about to ask for begins now, while it connects.
+  if (init.restoreFrom && init.restoreEarly)
+    host.startEarly({
+      id: EARLY_START_ID,
+      type: 'start',
+      restore: { path: init.restoreFrom, lazyRam: init.restoreEarly.lazyRam },
+    });
 });
