@@ -106,7 +106,10 @@ class MachineRuntime implements GuestRuntime {
     void devices?.close().catch(() => {});
   }
 
-  async restore(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo> {
+  /** The board a held restore loaded, and how to follow it, until launchHeld(). */
+  private held: (() => void) | undefined;
+
+  async restore(path: string, opts: { lazyRam: boolean; held?: boolean }): Promise<StateFileInfo> {
     const t0 = performance.now();
     if (this.machine) throw new Error('a machine is running: release it first');
     const built: Record<string, number> = {};
@@ -124,9 +127,13 @@ class MachineRuntime implements GuestRuntime {
       throw err;
     }
     const t3 = performance.now();
-    this.loop.launch(machine);
-    if (machine.ram.lazyChunksLeft > 0 || report.checkRam(0) > 0) this.prefetch(machine, report, opened.close);
-    else opened.close();
+    const launch = (): void => {
+      this.loop.launch(machine);
+      if (machine.ram.lazyChunksLeft > 0 || report.checkRam(0) > 0) this.prefetch(machine, report, opened.close);
+      else opened.close();
+    };
+    if (opts.held) this.held = launch;
+    else launch();
     const t4 = performance.now();
     return {
       bytes: opened.size,
@@ -141,6 +148,13 @@ class MachineRuntime implements GuestRuntime {
         launch: t4 - t3,
       },
     };
+  }
+
+  launchHeld(): void {
+    const launch = this.held;
+    if (!launch) throw new Error('no restore is held');
+    this.held = undefined;
+    launch();
   }
 
   /**

@@ -43,7 +43,13 @@ export interface GuestRuntime {
   /** Harts the next boot (a guest reboot) brings up; undefined = all. */
   setVcpusOnline?(count: number | undefined): void;
   /** Starts from a machine state file (src/machine/snapshot) instead of booting. */
-  restore?(path: string, opts: { lazyRam: boolean }): Promise<StateFileInfo>;
+  /**
+   * `held`: load the state but do not run the guest until launchHeld() (a VM process prepares a restore while its
+   * daemon connects, and the guest starts when the daemon asks).
+   */
+  restore?(path: string, opts: { lazyRam: boolean; held?: boolean }): Promise<StateFileInfo>;
+  /** Runs the guest a held restore loaded. */
+  launchHeld?(): void;
   /** Writes the machine state to `path` (atomically); the guest must be paused. Disks are flushed first. */
   saveState?(path: string): Promise<StateFileInfo>;
   /** Stops the guest and closes its disks, keeping the runtime for a following restore() (snapshot revert). */

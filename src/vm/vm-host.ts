@@ -139,8 +139,9 @@ export class VmHost {
   }
 
   /**
-   * Begins the first start before the host asks for it (a VM process restoring while its daemon connects): the
-   * host's `start` with the same request then gets this outcome instead of starting again.
+   * Begins the first start before the host asks for it (a VM process loading a restore while its daemon connects):
+   * the state is loaded but the guest does not run, and the host's `start` with the same request gets this outcome
+   * and runs the guest, instead of starting again.
    */
   startEarly(req: Extract<ControlRequest, { type: 'start' }>): void {
     const run = this.queue.then(() => this.handle(req).catch((err: unknown) => failure(req.id, err)));
@@ -235,7 +236,14 @@ export class VmHost {
         if (early && req.id !== early.req.id) {
           this.early = undefined;
           if (!sameStart(early.req, req)) throw new Error('already started (the start this process began differs)');
-          return { ...(await early.reply), id: req.id } as WorkerMessage;
+          const reply = await early.reply;
+          // The guest runs from the daemon's start on, as after any start: the restore was only loaded.
+          if (reply.type === 'reply' && reply.ok) {
+            this.runtime?.launchHeld?.();
+            this.phase = 'running';
+            this.bootedAt = Date.now();
+          }
+          return { ...reply, id: req.id } as WorkerMessage;
         }
         if (this.runtime) throw new Error('already started');
         const t0 = performance.now();
@@ -246,8 +254,11 @@ export class VmHost {
         this.bootedAt = Date.now();
         if (req.restore) {
           if (!this.runtime.restore) throw new Error('this runtime cannot restore a machine state');
-          const state = await this.runtime.restore(req.restore.path, { lazyRam: req.restore.lazyRam });
-          this.phase = 'running';
+          // The early start only loads the state (held): the guest runs once the daemon's own start arrives.
+          const held = this.early?.req.id === req.id;
+          const state = await this.runtime.restore(req.restore.path, { lazyRam: req.restore.lazyRam, held });
+          // Held, it stays idle for a daemon that reattaches (the one that asked for it died): nothing runs yet.
+          if (!held) this.phase = 'running';
           const phases = { loadRuntimeModule: t1 - t0, createRuntime: t2 - t1, ...state.phases };
           return { type: 'reply', id: req.id, ok: true, state: { ...state, ms: performance.now() - t0, phases } };
         }
