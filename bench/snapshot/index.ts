@@ -9,7 +9,7 @@
  * With --rounds N (default 1) each snapshot is restored N times each way; the table then shows the best and the
  * median of the N, since this shared machine's load moves single figures a lot.
  *
- *   node dist/bench/snapshot/index.js [--skip-qemu] [--rounds N] [--memory-mib M] [--busy-mib B]
+ *   node dist/bench/snapshot/index.js [--skip-qemu | --skip-typevisor] [--rounds N] [--memory-mib M] [--busy-mib B]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -26,6 +26,8 @@ import { removeHome, startDaemonProcess, waitFor } from '../../test/host/daemon-
 const { values } = parseArgs({
   options: {
     'skip-qemu': { type: 'boolean' },
+    /** The peer's half alone (its figures vary less than ours between runs; see docs/performance.md). */
+    'skip-typevisor': { type: 'boolean' },
     rounds: { type: 'string', default: '1' },
     'memory-mib': { type: 'string', default: '256' },
     'busy-mib': { type: 'string', default: '100' },
@@ -241,7 +243,7 @@ async function qemu(): Promise<void> {
   }
 }
 
-await typevisor();
+if (!values['skip-typevisor']) await typevisor();
 let qemuFailure: string | undefined;
 if (!values['skip-qemu'])
   await qemu().catch((err: Error) => {
