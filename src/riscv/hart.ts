@@ -50,6 +50,8 @@ import { decode } from './decode.js';
 import * as C from './csr.js';
 import * as I64 from './int64.js';
 import { PageBlocks, type BlockFn } from './jit/index.js';
+import { WasmBlockJit } from './jit/wasm/index.js';
+import { PC_OFF } from './jit/wasm/layout.js';
 import * as K from './hart/constants.js';
 import { type HartOptions } from './hart/state.js';
 import { HartArch } from './hart/arch-state.js';
@@ -441,9 +443,66 @@ export class Hart extends HartArch {
       blockCallSiteWarmed = true;
       for (const fn of WARM_BLOCKS) this.runBlocks(fn, this.scratch, 0, 0, 0);
     }
+    if (this.jit instanceof WasmBlockJit) this.bindWasmJit(this.jit);
     // A chunk's backing changed: TLB entries and decoded pages may point at the old (zero) buffer.
     bus.onRamRemap((chunkIndex) => this.chunkRemapped(chunkIndex));
     this.reset(bus.ramBase);
+  }
+
+  /** The page base and RAM page of the WebAssembly block running now (for its slow-path helpers). */
+  private wasmPb = 0;
+  private wasmPpn = 0;
+
+  /**
+   * Gives the WebAssembly JIT its helpers: the slow paths its blocks import (they keep the precise-trap contract:
+   * jitPc/jitN are set before anything can trap) and the wrapper that runs a block as a BlockFn.
+   */
+  private bindWasmJit(jit: WasmBlockJit): void {
+    const region = jit.region;
+    const pcAt = new Float64Array(region.buffer, region.base + PC_OFF, 1);
+    const x = this.x;
+    jit.bind({
+      region,
+      ld: (r1, imm, op, rd, pcOff, nBefore) => {
+        this.jitN = nBefore;
+        this.jitPc = this.wasmPb + pcOff;
+        this.loadSlow(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm, op);
+        x[rd] = this.valLo;
+        x[rd + 1] = this.valHi;
+        if (!this.mmioTouched) return 0;
+        this.mmioTouched = false;
+        return 1;
+      },
+      st: (r1, imm, size, r2, pcOff, nBefore) => {
+        this.jitN = nBefore;
+        this.jitPc = this.wasmPb + pcOff;
+        this.storeSlow(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm, size, x[r2]!, x[r2 + 1]!);
+        if (!this.mmioTouched && this.codePages[this.wasmPpn] !== 0) return 0;
+        this.mmioTouched = false;
+        return 1;
+      },
+      slow: (w, imm, rd, r1, r2, pcOff, nBefore) => {
+        const pc = this.wasmPb + pcOff;
+        this.pcValue = pc;
+        this.retiredInRun = nBefore;
+        this.jitN = nBefore;
+        this.jitPc = pc;
+        if (this.execSlow(w, imm, rd, r1, r2)) {
+          pcAt[0] = this.pcValue;
+          return 1;
+        }
+        if (this.codePages[this.wasmPpn] !== 0) return 0;
+        pcAt[0] = pc + (w >>> STEP_SHIFT) * 2;
+        return 1;
+      },
+      wrap: (fn) => (_h, _x, pb, n, limit, ppn) => {
+        this.wasmPb = pb;
+        this.wasmPpn = ppn;
+        const r = fn(pb, n, limit, this.dataCtx);
+        this.pcValue = pcAt[0]!;
+        return r;
+      },
+    });
   }
 
   private readonly scratch = new DecodedPage(-1, null, 0, 0);
