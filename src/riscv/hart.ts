@@ -461,6 +461,20 @@ export class Hart extends HartArch {
     const region = jit.region;
     const pcAt = new Float64Array(region.buffer, region.base + PC_OFF, 1);
     const x = this.x;
+    const slow = (w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number => {
+      const pc = this.wasmPb + pcOff;
+      this.pcValue = pc;
+      this.retiredInRun = nBefore;
+      this.jitN = nBefore;
+      this.jitPc = pc;
+      if (this.execSlow(w, imm, rd, r1, r2)) {
+        pcAt[0] = this.pcValue;
+        return 1;
+      }
+      if (this.codePages[this.wasmPpn] !== 0) return 0;
+      pcAt[0] = pc + (w >>> STEP_SHIFT) * 2;
+      return 1;
+    };
     jit.bind({
       region,
       ld: (r1, imm, op, rd, pcOff, nBefore) => {
@@ -481,19 +495,15 @@ export class Hart extends HartArch {
         this.mmioTouched = false;
         return 1;
       },
-      slow: (w, imm, rd, r1, r2, pcOff, nBefore) => {
-        const pc = this.wasmPb + pcOff;
-        this.pcValue = pc;
-        this.retiredInRun = nBefore;
-        this.jitN = nBefore;
-        this.jitPc = pc;
-        if (this.execSlow(w, imm, rd, r1, r2)) {
-          pcAt[0] = this.pcValue;
-          return 1;
+      slow,
+      fp: (w, imm, rd, r1, r2, pcOff, nBefore) => {
+        if ((this.mstatus & MSTATUS_FS) !== 0) {
+          if (FP_FNS[imm & 0xff]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7)) {
+            this.mstatus |= MSTATUS_FS;
+            return 0;
+          }
         }
-        if (this.codePages[this.wasmPpn] !== 0) return 0;
-        pcAt[0] = pc + (w >>> STEP_SHIFT) * 2;
-        return 1;
+        return slow(w, imm, rd, r1, r2, pcOff, nBefore);
       },
       wrap: (fn) => (_h, _x, pb, n, limit, ppn) => {
         this.wasmPb = pb;

@@ -27,6 +27,8 @@ export interface WasmHartPort {
   st(r1: number, imm: number, size: number, r2: number, pcOff: number, nBefore: number): number;
   /** execSlow for one instruction; 1 when the block ends (the next pc is already stored). */
   slow(w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number;
+  /** An FP op: its FP function when FS is on and the rounding mode valid, else as `slow` (which traps). */
+  fp(w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number;
   /** Makes the hart's BlockFn from a block export (it sets the helpers' page context and reads the next pc). */
   wrap(fn: WasmBlockExport): BlockFn;
 }
@@ -69,6 +71,7 @@ export class WasmBlockJit implements BlockTranslator {
         ld: port.ld,
         st: port.st,
         slow: port.slow,
+        fp: port.fp,
       },
     };
   }

@@ -25,8 +25,9 @@ import { LOAD_PPN_OFF, LOAD_TAG_OFF, PC_OFF, STORE_PPN_OFF, STORE_TAG_OFF, X_OFF
 export const FN_LD = 0;
 export const FN_ST = 1;
 export const FN_SLOW = 2;
-/** The block function is 3; the multiply-high helper, when a block needs it, 4. */
-const FN_MULHU = 4;
+export const FN_FP = 3;
+/** The block function is 4; the multiply-high helper, when a block needs it, 5. */
+const FN_MULHU = 5;
 
 // Parameters of the block function.
 const P_PB = 0;
@@ -643,16 +644,20 @@ export function translateBlock(read: SlotReader, start: number, base: number): W
           close();
           f.end();
         } else {
-          // The hart's execSlow: state is in memory around the call; 1 means the block ends (pc already set).
+          // The hart's execSlow (FP ops: their function first): state is in memory around the call; 1 means the
+          // block ends (pc already set).
           flush();
           f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
           nPlus(k);
-          f.call(FN_SLOW, 'slow');
+          if (i.op === Op.FPOP) f.call(FN_FP, 'fp');
+          else f.call(FN_SLOW, 'slow');
           open('if');
           nPlus(k + 1);
           f.op('return');
           close();
-          reload(cached);
+          // FP ops write at most rd; FP loads and stores no integer register.
+          if (i.op === Op.FPOP) reload(i.rd === SINK ? [] : [i.rd >>> 1]);
+          else if (i.op < Op.FLW || i.op > Op.FSD) reload(cached);
         }
       }
     }
@@ -673,6 +678,7 @@ export function translateBlock(read: SlotReader, start: number, base: number): W
       { name: 'ld', type: 1 },
       { name: 'st', type: 2 },
       { name: 'slow', type: 3 },
+      { name: 'fp', type: 3 },
     ],
     memoryPages: 1,
     funcs: [{ type: 0, body: f, export: 'b' }],
