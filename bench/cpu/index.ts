@@ -256,7 +256,7 @@ function main(): void {
     if (j)
       console.log(
         `  ${j.backend} jit: ${j.blocks} blocks (${j.translatedInsns} insns), ${j.compiled} compiled in ${j.compileMs.toFixed(1)} ms` +
-          ` (${j.compiled ? ((j.compileMs / j.compiled) * 1000).toFixed(0) : 0} us each); cold run ${(cold.instructions / cold.cpuMs / 1000).toFixed(1)} cpu-time MIPS`,
+          ` (${j.compiled ? ((j.compileMs / j.compiled) * 1000).toFixed(0) : 0} us each), instantiated in ${j.instantiateMs.toFixed(1)} ms; cold run ${(cold.instructions / cold.cpuMs / 1000).toFixed(1)} cpu-time MIPS`,
       );
   }
 }

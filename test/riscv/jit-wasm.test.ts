@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { buildElf, runProgram, PROGRAMS_DIR } from './harness.js';
 import { repoRoot } from '../helpers/paths.js';
 import { decodedWords, type HartOptions } from '../../src/riscv/hart.js';
-import { translateBlock } from '../../src/riscv/jit/wasm/index.js';
+import { buildModule, translateBlock } from '../../src/riscv/jit/wasm/index.js';
 
 const header = readFileSync(join(PROGRAMS_DIR, 'common.h'), 'utf8');
 const programs = readdirSync(PROGRAMS_DIR).filter((f) => f.endsWith('.S'));
@@ -58,7 +58,8 @@ const TIMING_DEPENDENT = new Set(['irq.S', 'jit.S']);
 for (const name of programs) {
   for (const [label, jit] of [
     ['every block translated on first entry', { threshold: 0, backend: 'wasm' }],
-    ['blocks translated when hot', { threshold: 3, backend: 'wasm' }],
+    ['blocks translated when hot', { threshold: 3, backend: 'wasm', batch: 1 }],
+    ['every block on first entry, compiled in batches of 8', { threshold: 0, backend: 'wasm', batch: 8 }],
   ] as const) {
     test(`${name}: WebAssembly JIT (${label}) matches the interpreter`, { timeout: 120_000 }, () => {
       const ref = runWith(name, false);
@@ -128,8 +129,8 @@ function goldenText(): string {
   for (const [name, insns] of Object.entries(GOLDEN_BLOCKS)) {
     const words = insns.map((i) => decodedWords(i));
     const read = (slot: number) => words[slot >>> 1] ?? { w: 1, imm: 0 }; // past the end: PAGE_END
-    const block = translateBlock(read, 0, 0x1000000);
-    parts.push(`== ${name} (${block?.length} instructions, ${block?.bytes.length} bytes)\n${block?.text}\n`);
+    const block = translateBlock(read, 0, 0x1000000, true);
+    parts.push(`== ${name} (${block?.length} instructions, ${block ? buildModule([block]).length : 0} bytes)\n${block?.text}\n`);
   }
   return parts.join('\n');
 }
@@ -139,7 +140,7 @@ test('generated WebAssembly for a few blocks matches the golden file, and each m
     const words = insns.map((i) => decodedWords(i));
     const block = translateBlock((slot) => words[slot >>> 1] ?? { w: 1, imm: 0 }, 0, 0x1000000)!;
     const wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly;
-    assert.ok(wasm.validate(block.bytes), 'the module validates');
+    assert.ok(wasm.validate(buildModule([block])), 'the module validates');
   }
   const path = join(repoRoot, 'test/riscv/jit-wasm-golden.txt');
   const text = goldenText();

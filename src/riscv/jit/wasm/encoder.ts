@@ -123,10 +123,17 @@ const F64_BYTES = new DataView(new ArrayBuffer(8));
 /** One function body: its locals, code bytes and the WAT-like text of the same code. */
 export class FnBody {
   readonly code: number[] = [];
-  readonly text: string[] = [];
+  /** WAT-like lines, when asked for (tests, debugging): building them costs as much as the code. */
+  readonly text: string[] | null;
   private readonly localTypes: ValType[] = [];
   private depth = 1;
-  constructor(private readonly paramCount: number) {}
+  private encoded: number[] | null = null;
+  constructor(
+    private readonly paramCount: number,
+    withText = false,
+  ) {
+    this.text = withText ? [] : null;
+  }
 
   /** Adds a local; returns its index. */
   local(type: ValType): number {
@@ -135,48 +142,48 @@ export class FnBody {
   }
 
   private line(s: string): void {
-    this.text.push('  '.repeat(this.depth) + s);
+    this.text!.push('  '.repeat(this.depth) + s);
   }
   op(name: PlainOp): this {
     this.code.push(PLAIN[name]);
-    this.line(name);
+    if (this.text) this.line(name);
     return this;
   }
   i32(v: number): this {
     this.code.push(0x41);
     sleb(this.code, v | 0);
-    this.line(`i32.const ${v | 0}`);
+    if (this.text) this.line(`i32.const ${v | 0}`);
     return this;
   }
   i64(v: number): this {
     this.code.push(0x42);
     sleb(this.code, v);
-    this.line(`i64.const ${v}`);
+    if (this.text) this.line(`i64.const ${v}`);
     return this;
   }
   f64(v: number): this {
     this.code.push(0x44);
     F64_BYTES.setFloat64(0, v, true);
     for (let i = 0; i < 8; i++) this.code.push(F64_BYTES.getUint8(i));
-    this.line(`f64.const ${v}`);
+    if (this.text) this.line(`f64.const ${v}`);
     return this;
   }
   get(i: number): this {
     this.code.push(0x20);
     uleb(this.code, i);
-    this.line(`local.get ${i}`);
+    if (this.text) this.line(`local.get ${i}`);
     return this;
   }
   set(i: number): this {
     this.code.push(0x21);
     uleb(this.code, i);
-    this.line(`local.set ${i}`);
+    if (this.text) this.line(`local.set ${i}`);
     return this;
   }
   tee(i: number): this {
     this.code.push(0x22);
     uleb(this.code, i);
-    this.line(`local.tee ${i}`);
+    if (this.text) this.line(`local.tee ${i}`);
     return this;
   }
   mem(name: MemOp, offset: number): this {
@@ -184,48 +191,49 @@ export class FnBody {
     this.code.push(opcode);
     uleb(this.code, align);
     uleb(this.code, offset);
-    this.line(`${name} offset=${offset}`);
+    if (this.text) this.line(`${name} offset=${offset}`);
     return this;
   }
   call(fn: number, label: string): this {
     this.code.push(0x10);
     uleb(this.code, fn);
-    this.line(`call ${fn} ;; ${label}`);
+    if (this.text) this.line(`call ${fn} ;; ${label}`);
     return this;
   }
   /** Opens a block, loop or if (with an optional result type). */
   open(kind: 'block' | 'loop' | 'if', result?: ValType): this {
     this.code.push(kind === 'block' ? 0x02 : kind === 'loop' ? 0x03 : 0x04, result ?? VOID);
-    this.line(result === undefined ? kind : `${kind} (result ${TYPE_NAME[result]})`);
+    if (this.text) this.line(result === undefined ? kind : `${kind} (result ${TYPE_NAME[result]})`);
     this.depth++;
     return this;
   }
   else(): this {
     this.code.push(0x05);
     this.depth--;
-    this.line('else');
+    if (this.text) this.line('else');
     this.depth++;
     return this;
   }
   end(): this {
     this.code.push(0x0b);
     this.depth--;
-    this.line('end');
+    if (this.text) this.line('end');
     return this;
   }
   br(labelDepth: number): this {
     this.code.push(0x0c);
     uleb(this.code, labelDepth);
-    this.line(`br ${labelDepth}`);
+    if (this.text) this.line(`br ${labelDepth}`);
     return this;
   }
   comment(s: string): this {
-    this.line(`;; ${s}`);
+    if (this.text) this.line(`;; ${s}`);
     return this;
   }
 
-  /** The body as the code section wants it: local declarations, code, end. */
+  /** The body as the code section wants it: local declarations, code, end (computed once). */
   encode(): number[] {
+    if (this.encoded) return this.encoded;
     const out: number[] = [];
     const groups: [number, ValType][] = [];
     for (const t of this.localTypes) {
@@ -240,6 +248,7 @@ export class FnBody {
     }
     for (const b of this.code) out.push(b);
     out.push(0x0b);
+    this.encoded = out;
     return out;
   }
 
@@ -272,7 +281,7 @@ function name(out: number[], s: string): void {
 function section(out: number[], id: number, content: number[]): void {
   out.push(id);
   uleb(out, content.length);
-  for (const b of content) out.push(b);
+  for (let i = 0; i < content.length; i++) out.push(content[i]!);
 }
 
 export function encodeModule(spec: ModuleSpec): Uint8Array {

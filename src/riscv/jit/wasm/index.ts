@@ -9,11 +9,11 @@
  */
 import type { SlotReader } from '../codegen.js';
 import type { BlockFn, BlockTranslator, JitOptions, JitStats, PageBlocks } from '../index.js';
-import { translateBlock } from './translate.js';
+import { buildModule, translateBlock, type WasmBlock } from './translate.js';
 import type { WasmStateRegion } from './layout.js';
 
 export { HART_REGION_BYTES, type WasmStateRegion } from './layout.js';
-export { translateBlock } from './translate.js';
+export { buildModule, translateBlock, type WasmBlock } from './translate.js';
 
 /** The exported block function: (pb, n, limit, ctx) => n'. */
 export type WasmBlockExport = (pb: number, n: number, limit: number, ctx: number) => number;
@@ -42,44 +42,50 @@ const Wasm = (
   }
 ).WebAssembly;
 
-/** Compiled modules shared by the isolate's harts (keyed by their bytes, which include the hart's region). */
-const modules = new Map<string, object>();
-const MODULE_LIMIT = 1 << 13;
+/** hits[] value of a block waiting in a batch (thresholds stay below it). */
+const PENDING = 0xffff;
+/** Dispatcher entries of pending blocks after which a partial batch is compiled anyway. */
+const FLUSH_AFTER = 4096;
+/** Default batch: blocks compiled together in one module. */
+export const DEFAULT_BATCH = 16;
+const BLOCK_LIMIT = 1 << 14;
 
-const keyOf = (bytes: Uint8Array): string => {
-  let s = '';
-  for (let i = 0; i < bytes.length; i += 4096) s += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  return s;
-};
+interface Pending {
+  block: WasmBlock;
+  /** Page slots waiting for this block (identical code on several pages shares one translation). */
+  targets: { blocks: PageBlocks; slot: number }[];
+}
 
 export class WasmBlockJit implements BlockTranslator {
-  readonly stats: JitStats = { backend: 'wasm', blocks: 0, translatedInsns: 0, compiled: 0, compileMs: 0 };
+  readonly stats: JitStats = { backend: 'wasm', blocks: 0, translatedInsns: 0, compiled: 0, compileMs: 0, instantiateMs: 0 };
+  /** This hart's compiled blocks by encoded body. */
   private readonly byKey = new Map<string, BlockFn>();
+  private readonly pending = new Map<string, Pending>();
+  private waits = 0;
+  private readonly batch: number;
   private port: WasmHartPort | null = null;
   private imports: object | null = null;
   constructor(
     readonly region: WasmStateRegion,
     readonly options: JitOptions,
-  ) {}
+  ) {
+    this.batch = options.batch ?? (options.threshold === 0 ? 1 : DEFAULT_BATCH);
+  }
 
   /** Connects the hart (done once the hart's methods exist). */
   bind(port: WasmHartPort): void {
     this.port = port;
-    this.imports = {
-      env: {
-        mem: port.region.memory,
-        ld: port.ld,
-        st: port.st,
-        slow: port.slow,
-        fp: port.fp,
-      },
-    };
+    this.imports = { env: { mem: port.region.memory, ld: port.ld, st: port.st, slow: port.slow, fp: port.fp } };
   }
 
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
     const fn = blocks.fns?.[slot];
     if (fn !== undefined) return fn;
     const h = blocks.hits[slot]!;
+    if (h === PENDING) {
+      if (++this.waits >= FLUSH_AFTER) this.flush();
+      return blocks.fns?.[slot] ?? null;
+    }
     if (h < this.options.threshold) {
       blocks.hits[slot] = h + 1;
       return null;
@@ -89,30 +95,47 @@ export class WasmBlockJit implements BlockTranslator {
       blocks.hits[slot] = 0;
       return null;
     }
-    const key = keyOf(block.bytes);
-    let compiled = this.byKey.get(key);
-    if (compiled === undefined) {
-      compiled = this.instantiate(key, block.bytes);
-      if (this.byKey.size >= MODULE_LIMIT) this.byKey.clear();
-      this.byKey.set(key, compiled);
+    const compiled = this.byKey.get(block.key);
+    if (compiled !== undefined) {
+      this.install(blocks, slot, compiled, block.length);
+      return compiled;
     }
-    (blocks.fns ??= new Array<BlockFn | undefined>(2048))[slot] = compiled;
-    this.stats.blocks++;
-    this.stats.translatedInsns += block.length;
-    return compiled;
+    let p = this.pending.get(block.key);
+    if (p === undefined) {
+      p = { block, targets: [] };
+      this.pending.set(block.key, p);
+    }
+    p.targets.push({ blocks, slot });
+    blocks.hits[slot] = PENDING;
+    if (this.pending.size >= this.batch) this.flush();
+    return blocks.fns?.[slot] ?? null;
   }
 
-  private instantiate(key: string, bytes: Uint8Array): BlockFn {
-    let module = modules.get(key);
-    if (module === undefined) {
-      const t0 = performance.now();
-      module = new Wasm.Module(bytes);
-      this.stats.compileMs += performance.now() - t0;
-      this.stats.compiled++;
-      if (modules.size >= MODULE_LIMIT) modules.clear();
-      modules.set(key, module);
-    }
-    const instance = new Wasm.Instance(module, this.imports!);
-    return this.port!.wrap(instance.exports.b as WasmBlockExport);
+  /** Compiles the pending blocks as one module and installs them (on pages that may have died meanwhile: harmless). */
+  flush(): void {
+    const list = [...this.pending.values()];
+    this.pending.clear();
+    this.waits = 0;
+    if (list.length === 0) return;
+    const bytes = buildModule(list.map((p) => p.block));
+    const t0 = performance.now();
+    const module = new Wasm.Module(bytes);
+    const t1 = performance.now();
+    const exports = new Wasm.Instance(module, this.imports!).exports;
+    const fns = list.map((_, i) => this.port!.wrap(exports[`b${i}`] as WasmBlockExport));
+    this.stats.compileMs += t1 - t0;
+    this.stats.instantiateMs += performance.now() - t1;
+    this.stats.compiled += list.length;
+    if (this.byKey.size + list.length > BLOCK_LIMIT) this.byKey.clear();
+    list.forEach((p, i) => {
+      this.byKey.set(p.block.key, fns[i]!);
+      for (const t of p.targets) this.install(t.blocks, t.slot, fns[i]!, p.block.length);
+    });
+  }
+
+  private install(blocks: PageBlocks, slot: number, fn: BlockFn, length: number): void {
+    (blocks.fns ??= new Array<BlockFn | undefined>(2048))[slot] = fn;
+    this.stats.blocks++;
+    this.stats.translatedInsns += length;
   }
 }

@@ -26,8 +26,8 @@ export const FN_LD = 0;
 export const FN_ST = 1;
 export const FN_SLOW = 2;
 export const FN_FP = 3;
-/** The block function is 4; the multiply-high helper, when a block needs it, 5. */
-const FN_MULHU = 5;
+/** The module's multiply-high helper; block functions follow it. */
+const FN_MULHU = 4;
 
 // Parameters of the block function.
 const P_PB = 0;
@@ -36,9 +36,12 @@ const P_LIMIT = 2;
 const P_CTX = 3;
 
 export interface WasmBlock {
-  bytes: Uint8Array;
-  /** WAT-like text of the block function (for tests and debugging). */
-  text: string;
+  /** The block's function, to be put in a module (buildModule) alone or with others. */
+  body: FnBody;
+  /** Its encoded body: identical bytes mean an identical block (for sharing one translation). */
+  key: string;
+  /** WAT-like text of the block function, when asked for (tests, debugging). */
+  text: string | null;
   /** Instructions on the straight-line path. */
   length: number;
 }
@@ -200,12 +203,12 @@ const writesRd = (i: Insn): boolean =>
  * The module for the block starting at `start`, for a hart whose state region starts at byte `base` of the
  * memory; null when no block can start there.
  */
-export function translateBlock(read: SlotReader, start: number, base: number): WasmBlock | null {
+export function translateBlock(read: SlotReader, start: number, base: number, withText = false): WasmBlock | null {
   buildTables();
   const found = collect(read, start);
   if (found === null) return null;
   const { insns, endOff } = found;
-  const f = new FnBody(4);
+  const f = new FnBody(4, withText);
   const startOff = start * 2;
 
   // Register locals: every register the block reads or writes (x0 reads as a constant).
@@ -367,7 +370,6 @@ export function translateBlock(read: SlotReader, start: number, base: number): W
     f.op(name).op('i64.extend_i32_u');
     W(i.rd);
   };
-  let usesMulhu = false;
   /** rs1 into t1 and rs2 into t2. */
   const operands = (i: Insn): void => {
     R(i.r1);
@@ -423,7 +425,6 @@ export function translateBlock(read: SlotReader, start: number, base: number): W
     W(i.rd);
   };
   const mulHigh = (i: Insn): void => {
-    usesMulhu = true;
     operands(i);
     f.get(t1).get(t2).call(FN_MULHU, 'mulhu');
     // Signed high words: subtract the other operand for each negative one (two's complement correction).
@@ -432,13 +433,13 @@ export function translateBlock(read: SlotReader, start: number, base: number): W
     W(i.rd);
   };
 
-  f.comment(`block at page offset ${startOff}: ${insns.length} instructions`);
+  if (withText) f.comment(`block at page offset ${startOff}: ${insns.length} instructions`);
   for (const r of cached) f.i32(0).mem('i64.load', xAt(r)).set(regLocal[r]!);
   f.get(P_PB).op('i64.trunc_f64_s').set(pbi);
   f.open('loop');
   let ended = false;
   insns.forEach((i, k) => {
-    f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
+    if (withText) f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
     switch (i.op) {
       case Op.NOP:
         break;
@@ -666,6 +667,18 @@ export function translateBlock(read: SlotReader, start: number, base: number): W
   f.end();
   f.op('unreachable');
 
+  const text = f.text && `(func $b (param f64 i32 i32 f64) (result i32) ${f.localsText()}\n${f.text.join('\n')})`;
+  let key = '';
+  const encoded = f.encode();
+  for (let i = 0; i < encoded.length; i += 4096) key += String.fromCharCode(...encoded.slice(i, i + 4096));
+  return { body: f, key, text, length: insns.length };
+}
+
+/**
+ * One module holding `blocks` (exported as b0, b1, ...): a module has a fixed compile cost of a few hundred
+ * microseconds (measured in docs/performance.md), so hot blocks are compiled in batches.
+ */
+export function buildModule(blocks: readonly WasmBlock[]): Uint8Array {
   const spec: ModuleSpec = {
     types: [
       { params: [F64, I32, I32, F64], results: [I32] },
@@ -681,11 +694,9 @@ export function translateBlock(read: SlotReader, start: number, base: number): W
       { name: 'fp', type: 3 },
     ],
     memoryPages: 1,
-    funcs: [{ type: 0, body: f, export: 'b' }],
+    funcs: [{ type: 4, body: mulhuBody() }, ...blocks.map((b, i) => ({ type: 0, body: b.body, export: `b${i}` }))],
   };
-  if (usesMulhu) spec.funcs.push({ type: 4, body: mulhuBody() });
-  const text = `(func $b (param f64 i32 i32 f64) (result i32) ${f.localsText()}\n${f.text.join('\n')})`;
-  return { bytes: encodeModule(spec), text, length: insns.length };
+  return encodeModule(spec);
 }
 
 /** Unsigned 64 x 64 high word from 32-bit limbs (WebAssembly has no wide multiply yet). */
