@@ -505,10 +505,10 @@ export class Hart extends HartArch {
         }
         return slow(w, imm, rd, r1, r2, pcOff, nBefore);
       },
-      wrap: (fn) => (_h, _x, pb, n, limit, ppn) => {
+      wrap: (dispatch, index) => (_h, _x, pb, n, limit, ppn) => {
         this.wasmPb = pb;
         this.wasmPpn = ppn;
-        const r = fn(pb, n, limit, this.dataCtx);
+        const r = dispatch(index, pb, n, limit, this.dataCtx);
         this.pcValue = pcAt[0]!;
         return r;
       },

@@ -200,6 +200,14 @@ export class FnBody {
     if (this.text) this.line(`call ${fn} ;; ${label}`);
     return this;
   }
+  /** call_indirect through table 0 with function type `type` (the index is on top of the stack). */
+  callIndirect(type: number): this {
+    this.code.push(0x11);
+    uleb(this.code, type);
+    this.code.push(0x00);
+    if (this.text) this.line(`call_indirect (type ${type})`);
+    return this;
+  }
   /** Opens a block, loop or if (with an optional result type). */
   open(kind: 'block' | 'loop' | 'if', result?: ValType): this {
     this.code.push(kind === 'block' ? 0x02 : kind === 'loop' ? 0x03 : 0x04, result ?? VOID);
@@ -269,6 +277,8 @@ export interface ModuleSpec {
   imports: { name: string; type: number }[];
   /** Imports the memory as env.mem (minimum `memoryPages`). */
   memoryPages: number;
+  /** Imports a funcref table as env.tbl (minimum this many entries), when set. */
+  tableMin?: number;
   /** Defined functions: type index, body; the ones with an export name are exported. */
   funcs: { type: number; body: FnBody; export?: string }[];
 }
@@ -297,11 +307,17 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
   }
   section(out, 1, types);
   const imports: number[] = [];
-  uleb(imports, spec.imports.length + 1);
+  uleb(imports, spec.imports.length + 1 + (spec.tableMin === undefined ? 0 : 1));
   name(imports, 'env');
   name(imports, 'mem');
   imports.push(0x02, 0x00);
   uleb(imports, spec.memoryPages);
+  if (spec.tableMin !== undefined) {
+    name(imports, 'env');
+    name(imports, 'tbl');
+    imports.push(0x01, 0x70, 0x00);
+    uleb(imports, spec.tableMin);
+  }
   for (const imp of spec.imports) {
     name(imports, 'env');
     name(imports, imp.name);

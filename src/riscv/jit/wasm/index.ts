@@ -9,14 +9,14 @@
  */
 import type { SlotReader } from '../codegen.js';
 import type { BlockFn, BlockTranslator, JitOptions, JitStats, PageBlocks } from '../index.js';
-import { buildModule, translateBlock, type WasmBlock } from './translate.js';
+import { buildModule, dispatcherModule, translateBlock, type WasmBlock } from './translate.js';
 import type { WasmStateRegion } from './layout.js';
 
 export { HART_REGION_BYTES, type WasmStateRegion } from './layout.js';
 export { buildModule, translateBlock, type WasmBlock } from './translate.js';
 
-/** The exported block function: (pb, n, limit, ctx) => n'. */
-export type WasmBlockExport = (pb: number, n: number, limit: number, ctx: number) => number;
+/** The dispatcher's export: runs the block at table `index`, (pb, n, limit, ctx) => n'. */
+export type WasmDispatch = (index: number, pb: number, n: number, limit: number, ctx: number) => number;
 
 /** What a hart gives the WebAssembly JIT: its state region, the slow paths blocks import, and the call wrapper. */
 export interface WasmHartPort {
@@ -29,8 +29,8 @@ export interface WasmHartPort {
   slow(w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number;
   /** An FP op: its FP function when FS is on and the rounding mode valid, else as `slow` (which traps). */
   fp(w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number;
-  /** Makes the hart's BlockFn from a block export (it sets the helpers' page context and reads the next pc). */
-  wrap(fn: WasmBlockExport): BlockFn;
+  /** Makes the hart's BlockFn for the block at table `index` (it sets the helpers' page context, reads the next pc). */
+  wrap(dispatch: WasmDispatch, index: number): BlockFn;
 }
 
 const Wasm = (
@@ -38,9 +38,19 @@ const Wasm = (
     WebAssembly: {
       Module: new (bytes: Uint8Array) => object;
       Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
+      Table: new (d: { element: 'anyfunc'; initial: number }) => WasmTable;
     };
   }
 ).WebAssembly;
+
+interface WasmTable {
+  readonly length: number;
+  grow(delta: number): number;
+  set(index: number, fn: unknown): void;
+}
+
+/** Table entries (blocks) a hart may have; past it, new blocks stay interpreted (indices are never reused). */
+const TABLE_LIMIT = 1 << 16;
 
 /** hits[] value of a block waiting in a batch (thresholds stay below it). */
 const PENDING = 0xffff;
@@ -48,7 +58,6 @@ const PENDING = 0xffff;
 const FLUSH_AFTER = 4096;
 /** Default batch: blocks compiled together in one module. */
 export const DEFAULT_BATCH = 16;
-const BLOCK_LIMIT = 1 << 14;
 
 interface Pending {
   block: WasmBlock;
@@ -65,6 +74,10 @@ export class WasmBlockJit implements BlockTranslator {
   private readonly batch: number;
   private port: WasmHartPort | null = null;
   private imports: object | null = null;
+  /** Every block function, called through the dispatcher (see dispatcherModule). */
+  private readonly table = new Wasm.Table({ element: 'anyfunc', initial: 256 });
+  private nextIndex = 0;
+  private dispatch: WasmDispatch | null = null;
   constructor(
     readonly region: WasmStateRegion,
     readonly options: JitOptions,
@@ -76,6 +89,10 @@ export class WasmBlockJit implements BlockTranslator {
   bind(port: WasmHartPort): void {
     this.port = port;
     this.imports = { env: { mem: port.region.memory, ld: port.ld, st: port.st, slow: port.slow, fp: port.fp } };
+    const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule()), {
+      env: { mem: port.region.memory, tbl: this.table },
+    });
+    this.dispatch = dispatcher.exports.d as WasmDispatch;
   }
 
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
@@ -86,8 +103,8 @@ export class WasmBlockJit implements BlockTranslator {
       if (++this.waits >= FLUSH_AFTER) this.flush();
       return blocks.fns?.[slot] ?? null;
     }
-    if (h < this.options.threshold) {
-      blocks.hits[slot] = h + 1;
+    if (h < this.options.threshold || this.nextIndex + this.pending.size >= TABLE_LIMIT) {
+      if (h < 0xfffe) blocks.hits[slot] = h + 1;
       return null;
     }
     const block = translateBlock(read, slot, this.region.base);
@@ -122,11 +139,16 @@ export class WasmBlockJit implements BlockTranslator {
     const module = new Wasm.Module(bytes);
     const t1 = performance.now();
     const exports = new Wasm.Instance(module, this.imports!).exports;
-    const fns = list.map((_, i) => this.port!.wrap(exports[`b${i}`] as WasmBlockExport));
+    const first = this.nextIndex;
+    this.nextIndex += list.length;
+    if (this.nextIndex > this.table.length) this.table.grow(Math.max(this.nextIndex - this.table.length, this.table.length));
+    const fns = list.map((_, i) => {
+      this.table.set(first + i, exports[`b${i}`]);
+      return this.port!.wrap(this.dispatch!, first + i);
+    });
     this.stats.compileMs += t1 - t0;
     this.stats.instantiateMs += performance.now() - t1;
     this.stats.compiled += list.length;
-    if (this.byKey.size + list.length > BLOCK_LIMIT) this.byKey.clear();
     list.forEach((p, i) => {
       this.byKey.set(p.block.key, fns[i]!);
       for (const t of p.targets) this.install(t.blocks, t.slot, fns[i]!, p.block.length);

@@ -699,6 +699,26 @@ export function buildModule(blocks: readonly WasmBlock[]): Uint8Array {
   return encodeModule(spec);
 }
 
+/**
+ * The module every block call goes through: `d(index, pb, n, limit, ctx)` calls table entry `index` (a block
+ * function). One export called millions of times gets V8's fast JS-to-WebAssembly wrapper at once, where each
+ * block's own export would go through the generic one until called ~1000 times (measured: docs/performance.md).
+ */
+export function dispatcherModule(): Uint8Array {
+  const f = new FnBody(5);
+  f.get(1).get(2).get(3).get(4).get(0).callIndirect(0);
+  return encodeModule({
+    types: [
+      { params: [F64, I32, I32, F64], results: [I32] },
+      { params: [I32, F64, I32, I32, F64], results: [I32] },
+    ],
+    imports: [],
+    memoryPages: 0,
+    tableMin: 1,
+    funcs: [{ type: 1, body: f, export: 'd' }],
+  });
+}
+
 /** Unsigned 64 x 64 high word from 32-bit limbs (WebAssembly has no wide multiply yet). */
 function mulhuBody(): FnBody {
   const f = new FnBody(2);
