@@ -133,12 +133,17 @@ interface Snapshot {
   traps: string[];
   data: number[];
   backend: string | undefined;
+  blocks: number;
 }
 
+/** The block, then the loop's back edge (x9 counts the passes), then the power-off store (also the trap vector). */
 function runBlock(code: number[], regs: bigint[], loops: number, jit: HartOptions['jit']): Snapshot {
+  return runWords([...code, I(-1, 9, 0, 9, 0x13), B(-(code.length + 1) * 4, 0, 9, 1)], regs, loops, jit);
+}
+
+/** `body` at RAM_BASE, then the power-off store (also the trap vector); x9 = loops, x10 data, x11 a hole. */
+function runWords(body: number[], regs: bigint[], loops: number, jit: HartOptions['jit']): Snapshot {
   const m = makeMachine(16 << 20, jit);
-  // The block, then the loop's back edge, then the power-off store (also the trap vector).
-  const body = [...code, I(-1, 9, 0, 9, 0x13), B(-(code.length + 1) * 4, 0, 9, 1)];
   const epilogue = RAM_BASE + body.length * 4;
   const words = [...body, U(POWEROFF >>> 12, 31, 0x37), S(0, 0, 31, 2)];
   words.forEach((w, i) => m.ram.writeU32(RAM_BASE + i * 4, w));
@@ -161,7 +166,15 @@ function runBlock(code: number[], regs: bigint[], loops: number, jit: HartOption
   for (let i = 0; i < DATA_BYTES; i += 4) data.push(m.ram.readU32(DATA + i));
   const out: string[] = [];
   for (let r = 1; r < 32; r++) out.push(m.hart.getXHex(r));
-  return { regs: out, pc: m.hart.pc, instret: m.hart.instret, traps, data, backend: m.hart.jitStats?.backend };
+  return {
+    regs: out,
+    pc: m.hart.pc,
+    instret: m.hart.instret,
+    traps,
+    data,
+    backend: m.hart.jitStats?.backend,
+    blocks: m.hart.jitStats?.blocks ?? 0,
+  };
 }
 
 function compare(code: number[], regs: bigint[], loops: number): void {
@@ -226,6 +239,45 @@ test('multiply-high and division edges give the spec results on both engines', (
     assert.equal(ref.regs[rd - 1], hex, `${name} on the interpreter`);
     assert.equal(got.regs[rd - 1], hex, `${name} on the WebAssembly JIT (op ${i})`);
   });
+});
+
+test('a fault in the middle of a looping block is precise: epc, tval and instret as on the interpreter', () => {
+  // addi, addi, ld through x13, x13 += x14, addi: the second pass loads from a hole (access fault, cause 5).
+  const code = [I(1, 5, 0, 5, 0x13), I(2, 6, 0, 6, 0x13), I(0, 13, 3, 12, 0x03), R(0, 14, 13, 0, 13, 0x33), I(3, 7, 0, 7, 0x13)];
+  const regs = Array.from({ length: 31 }, () => 0n);
+  regs[12] = BigInt(DATA); // x13
+  regs[13] = 0x7f000000n; // x14: DATA + 0x7f000000 is past the 16 MiB of RAM and no device
+  const ref = runBlock(code, regs, 3, false);
+  const got = runBlock(code, regs, 3, WASM);
+  assert.deepEqual(ref.traps, [`cause 5 epc 0x80000008 tval 0x${(DATA + 0x7f000000).toString(16)}`], 'the load faults');
+  assert.deepEqual(got.traps, ref.traps, 'cause, epc and tval');
+  assert.equal(got.instret, ref.instret, 'instructions retired up to the fault');
+  assert.deepEqual(got.regs, ref.regs, 'registers at the fault');
+  assert.ok(got.blocks > 0, 'blocks were translated');
+});
+
+test('self-modifying code: a store into a translated page, then fence.i, runs the new instruction', () => {
+  const code = [
+    I(1, 0, 0, 5, 0x13), // 0: addi x5, x0, 1 (patched later)
+    I(-1, 9, 0, 9, 0x13), // 4: addi x9, x9, -1
+    B(-8, 0, 9, 1), // 8: bnez x9, 0
+    B(24, 0, 8, 1), // 12: bnez x8, 36 (done)
+    S(0, 6, 7, 2), // 16: sw x6, 0(x7): patch instruction 0
+    0x0000100f, // 20: fence.i
+    I(2, 0, 0, 9, 0x13), // 24: addi x9, x0, 2
+    I(1, 0, 0, 8, 0x13), // 28: addi x8, x0, 1
+    0xfe1ff06f, // 32: j 0
+  ];
+  const regs = Array.from({ length: 31 }, () => 0n);
+  regs[5] = BigInt(I(2, 0, 0, 5, 0x13)); // x6: addi x5, x0, 2
+  regs[6] = BigInt(RAM_BASE); // x7
+  const ref = runWords(code, regs, 3, false);
+  const got = runWords(code, regs, 3, WASM);
+  assert.equal(ref.regs[4], '0000000000000002', 'x5 comes from the patched instruction on the interpreter');
+  assert.equal(got.regs[4], '0000000000000002', 'x5 comes from the patched instruction on the WebAssembly JIT');
+  assert.deepEqual(got.traps, [], 'no trap');
+  assert.equal(got.instret, ref.instret, 'instructions retired');
+  assert.ok(got.blocks > 0, 'blocks were translated');
 });
 
 test(
