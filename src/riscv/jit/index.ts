@@ -57,8 +57,8 @@ export interface BlockTranslator {
  */
 export const DEFAULT_THRESHOLD = 1000;
 
-/** Default hotness of the WebAssembly backend (a module compiles in ~0.1-0.3 ms; docs/performance.md). */
-export const DEFAULT_WASM_THRESHOLD = 200;
+/** Default hotness of the WebAssembly backend: on a Linux boot 1000 cost least CPU of 200, 1000 and 3000 (docs/performance.md). */
+export const DEFAULT_WASM_THRESHOLD = 1000;
 
 /**
  * The JIT setting from the environment, for hosts that have one: TYPEVISOR_JIT=0|1|eager|threshold=N (JS
