@@ -83,6 +83,7 @@ function buildTables(): void {
   // Ops this translator executes itself (the rest call the hart's execSlow).
   NATIVE = new Set<number>([
     Op.NOP,
+    Op.FENCE,
     Op.LUI,
     Op.AUIPC,
     Op.JAL,
@@ -172,6 +173,7 @@ function collect(read: SlotReader, start: number): { insns: Insn[]; endOff: numb
 function sources(i: Insn): number[] {
   switch (i.op) {
     case Op.NOP:
+    case Op.FENCE:
     case Op.LUI:
     case Op.AUIPC:
     case Op.JAL:
@@ -197,7 +199,12 @@ function sources(i: Insn): number[] {
   }
 }
 const writesRd = (i: Insn): boolean =>
-  NATIVE.has(i.op) && i.rd !== SINK && STORE_OPS[i.op] === undefined && !(i.op >= Op.BEQ && i.op <= Op.BGEU) && i.op !== Op.NOP;
+  NATIVE.has(i.op) &&
+  i.rd !== SINK &&
+  STORE_OPS[i.op] === undefined &&
+  !(i.op >= Op.BEQ && i.op <= Op.BGEU) &&
+  i.op !== Op.NOP &&
+  i.op !== Op.FENCE;
 
 /**
  * The module for the block starting at `start`, for a hart whose state region starts at byte `base` of the
@@ -441,7 +448,9 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
   insns.forEach((i, k) => {
     if (withText) f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
     switch (i.op) {
+      // One hart's accesses are in order and other harts run between run() slices: FENCE orders nothing more.
       case Op.NOP:
+      case Op.FENCE:
         break;
       case Op.LUI:
         f.i64(i.imm);
