@@ -620,7 +620,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
         if (load !== undefined) {
           address(i);
           tlbHit(LOAD_TAG_OFF);
-          f.open('if', I64);
+          open('if', I64);
           hostAddress(LOAD_PPN_OFF);
           f.mem(load, 0);
           f.else();
@@ -634,12 +634,12 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
           exit(i.nextOff, k + 1);
           close();
           f.i32(0).mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
-          f.end();
+          close();
           W(i.rd);
         } else if (store !== undefined) {
           address(i);
           tlbHit(STORE_TAG_OFF);
-          f.open('if');
+          open('if');
           hostAddress(STORE_PPN_OFF);
           R(i.r2);
           f.mem(store[0], 0);
@@ -652,7 +652,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
           open('if');
           exit(i.nextOff, k + 1);
           close();
-          f.end();
+          close();
         } else {
           // The hart's execSlow (FP ops: their function first): state is in memory around the call; 1 means the
           // block ends (pc already set).
