@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { buildElf, runProgram, PROGRAMS_DIR } from './harness.js';
 import { repoRoot } from '../helpers/paths.js';
 import { decodedWords, type HartOptions } from '../../src/riscv/hart.js';
-import { buildModule, translateBlock } from '../../src/riscv/jit/wasm/index.js';
+import { buildModule, translateBlock, WasmBlockJit } from '../../src/riscv/jit/wasm/index.js';
+import { PageBlocks } from '../../src/riscv/jit/index.js';
 
 const header = readFileSync(join(PROGRAMS_DIR, 'common.h'), 'utf8');
 const programs = readdirSync(PROGRAMS_DIR).filter((f) => f.endsWith('.S'));
@@ -146,4 +147,18 @@ test('generated WebAssembly for a few blocks matches the golden file, and each m
   const text = goldenText();
   if (process.env.TYPEVISOR_UPDATE_GOLDEN === '1' || !existsSync(path)) writeFileSync(path, text);
   assert.equal(text, readFileSync(path, 'utf8'));
+});
+
+test('when the engine refuses a module the guest stays on the interpreter, translating nothing', () => {
+  // A state region whose "memory" is not a WebAssembly.Memory: instantiating fails (LinkError).
+  const jit = new WasmBlockJit({ memory: {}, buffer: new ArrayBuffer(65536), base: 0 }, { threshold: 0, backend: 'wasm' });
+  jit.bind({ region: jit.region, ld: () => 0, st: () => 0, slow: () => 0, fp: () => 0, wrap: () => () => 0 });
+  assert.match(jit.failure ?? '', /Memory/);
+  const words = GOLDEN_BLOCKS['integer loop']!.map((i) => decodedWords(i));
+  const blocks = new PageBlocks();
+  assert.equal(
+    jit.lookup(blocks, 0, (slot) => words[slot >>> 1] ?? { w: 1, imm: 0 }),
+    null,
+  );
+  assert.equal(jit.stats.blocks, 0);
 });

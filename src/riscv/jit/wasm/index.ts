@@ -78,6 +78,8 @@ export class WasmBlockJit implements BlockTranslator {
   private readonly table = new Wasm.Table({ element: 'anyfunc', initial: 256 });
   private nextIndex = 0;
   private dispatch: WasmDispatch | null = null;
+  /** Why compiling stopped (the engine refused a module), or null. */
+  failure: string | null = null;
   constructor(
     readonly region: WasmStateRegion,
     readonly options: JitOptions,
@@ -89,10 +91,14 @@ export class WasmBlockJit implements BlockTranslator {
   bind(port: WasmHartPort): void {
     this.port = port;
     this.imports = { env: { mem: port.region.memory, ld: port.ld, st: port.st, slow: port.slow, fp: port.fp } };
-    const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule()), {
-      env: { mem: port.region.memory, tbl: this.table },
-    });
-    this.dispatch = dispatcher.exports.d as WasmDispatch;
+    try {
+      const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule()), {
+        env: { mem: port.region.memory, tbl: this.table },
+      });
+      this.dispatch = dispatcher.exports.d as WasmDispatch;
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
@@ -103,7 +109,7 @@ export class WasmBlockJit implements BlockTranslator {
       if (++this.waits >= FLUSH_AFTER) this.flush();
       return blocks.fns?.[slot] ?? null;
     }
-    if (h < this.options.threshold || this.nextIndex + this.pending.size >= TABLE_LIMIT) {
+    if (h < this.options.threshold || this.nextIndex + this.pending.size >= TABLE_LIMIT || this.failure !== null) {
       if (h < 0xfffe) blocks.hits[slot] = h + 1;
       return null;
     }
@@ -136,16 +142,25 @@ export class WasmBlockJit implements BlockTranslator {
     if (list.length === 0) return;
     const bytes = buildModule(list.map((p) => p.block));
     const t0 = performance.now();
-    const module = new Wasm.Module(bytes);
-    const t1 = performance.now();
-    const exports = new Wasm.Instance(module, this.imports!).exports;
-    const first = this.nextIndex;
-    this.nextIndex += list.length;
-    if (this.nextIndex > this.table.length) this.table.grow(Math.max(this.nextIndex - this.table.length, this.table.length));
-    const fns = list.map((_, i) => {
-      this.table.set(first + i, exports[`b${i}`]);
-      return this.port!.wrap(this.dispatch!, first + i);
-    });
+    let t1: number;
+    let fns: BlockFn[];
+    try {
+      const module = new Wasm.Module(bytes);
+      t1 = performance.now();
+      const exports = new Wasm.Instance(module, this.imports!).exports;
+      const first = this.nextIndex;
+      if (first + list.length > this.table.length)
+        this.table.grow(Math.max(first + list.length - this.table.length, this.table.length));
+      fns = list.map((_, i) => {
+        this.table.set(first + i, exports[`b${i}`]);
+        return this.port!.wrap(this.dispatch!, first + i);
+      });
+      this.nextIndex += list.length;
+    } catch (e) {
+      this.fail(e);
+      for (const p of list) for (const t of p.targets) t.blocks.hits[t.slot] = 0;
+      return;
+    }
     this.stats.compileMs += t1 - t0;
     this.stats.instantiateMs += performance.now() - t1;
     this.stats.compiled += list.length;
@@ -153,6 +168,12 @@ export class WasmBlockJit implements BlockTranslator {
       this.byKey.set(p.block.key, fns[i]!);
       for (const t of p.targets) this.install(t.blocks, t.slot, fns[i]!, p.block.length);
     });
+  }
+
+  /** The engine refused a module (out of code space, say): the guest goes on in the interpreter, translating no more. */
+  private fail(e: unknown): void {
+    this.failure = e instanceof Error ? e.message : String(e);
+    this.pending.clear();
   }
 
   private install(blocks: PageBlocks, slot: number, fn: BlockFn, length: number): void {
