@@ -126,6 +126,8 @@ export abstract class HartState {
   protected mmioTouched = false;
   /** Instructions retired in the current run() before the instruction in execSlow. */
   protected retiredInRun = 0;
+  /** The WebAssembly JIT's jump cache tags (jit/wasm/layout.ts), cleared with the fetch TLB; null without it. */
+  protected readonly jumpCacheTags: Float64Array | null;
   /** Block translator, or null when the interpreter runs alone. */
   protected readonly jit: BlockTranslator | null;
   /** Set by translated code before anything that can trap: the pc and the run()-relative count retired before it. */
@@ -151,6 +153,7 @@ export abstract class HartState {
     this.loadPpn = (buf ? new Int32Array(buf, base! + L.LOAD_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
     this.storePpn = (buf ? new Int32Array(buf, base! + L.STORE_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
     if (buf) this.x.fill(0);
+    this.jumpCacheTags = buf ? new Float64Array(buf, base! + L.JC_TAG_OFF, L.JC_SIZE).fill(NaN) : null;
     if (jitOptions?.backend === 'wasm') {
       this.jit = buf ? new WasmBlockJit({ memory: area!.memory, buffer: buf, base: base! }, jitOptions) : null;
     } else {

@@ -24,6 +24,7 @@ const PLAIN = {
   'i32.ne': 0x47,
   'i32.lt_u': 0x49,
   'i32.le_u': 0x4d,
+  'i32.ge_u': 0x4f,
   'i64.eqz': 0x50,
   'i64.eq': 0x51,
   'i64.ne': 0x52,
@@ -32,6 +33,7 @@ const PLAIN = {
   'i64.ge_s': 0x59,
   'i64.ge_u': 0x5a,
   'f64.eq': 0x61,
+  'f64.ne': 0x62,
   'i32.add': 0x6a,
   'i32.sub': 0x6b,
   'i32.mul': 0x6c,
@@ -87,6 +89,7 @@ const MEM = {
   'i64.store8': [0x3c, 0],
   'i64.store16': [0x3d, 1],
   'i64.store32': [0x3e, 2],
+  'i32.store': [0x36, 2],
 } as const;
 export type MemOp = keyof typeof MEM;
 
@@ -226,6 +229,12 @@ export class FnBody {
     this.code.push(0x0b);
     this.depth--;
     if (this.text) this.line('end');
+    return this;
+  }
+  brIf(labelDepth: number): this {
+    this.code.push(0x0d);
+    uleb(this.code, labelDepth);
+    if (this.text) this.line(`br_if ${labelDepth}`);
     return this;
   }
   br(labelDepth: number): this {

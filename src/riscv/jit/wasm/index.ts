@@ -15,8 +15,8 @@ import type { WasmStateRegion } from './layout.js';
 export { HART_REGION_BYTES, type WasmStateRegion } from './layout.js';
 export { buildModule, translateBlock, type WasmBlock } from './translate.js';
 
-/** The dispatcher's export: runs the block at table `index`, (pb, n, limit, ctx) => n'. */
-export type WasmDispatch = (index: number, pb: number, n: number, limit: number, ctx: number) => number;
+/** The dispatcher's export: runs the block at table `index` and the ones it chains to, (pb, n, limit, ctx, fctx) => n'. */
+export type WasmDispatch = (index: number, pb: number, n: number, limit: number, ctx: number, fctx: number) => number;
 
 /** What a hart gives the WebAssembly JIT: its state region, the slow paths blocks import, and the call wrapper. */
 export interface WasmHartPort {
@@ -92,7 +92,7 @@ export class WasmBlockJit implements BlockTranslator {
     this.port = port;
     this.imports = { env: { mem: port.region.memory, ld: port.ld, st: port.st, slow: port.slow, fp: port.fp } };
     try {
-      const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule()), {
+      const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule(port.region.base)), {
         env: { mem: port.region.memory, tbl: this.table },
       });
       this.dispatch = dispatcher.exports.d as WasmDispatch;

@@ -14,11 +14,25 @@ export const HART_REGION_BYTES = 65536;
 export const X_OFF = 0;
 /** The pc a block leaves at (f64), written by the block or its helpers. */
 export const PC_OFF = 512;
+/** The running block's page base (f64) and RAM page number (i32), for the helpers. */
+export const PB_OFF = 520;
+export const PPN_OFF = 528;
+/** Non-zero when the last block left through a helper that ended it (MMIO, trap-free control transfer...). */
+export const STOP_OFF = 532;
 export const LOAD_TAG_OFF = 1024;
 export const STORE_TAG_OFF = LOAD_TAG_OFF + TLB_SIZE * 8;
 export const LOAD_PPN_OFF = STORE_TAG_OFF + TLB_SIZE * 8;
 export const STORE_PPN_OFF = LOAD_PPN_OFF + TLB_SIZE * 4;
-if (STORE_PPN_OFF + TLB_SIZE * 4 > HART_REGION_BYTES) throw new Error('wasm jit: hart region too small');
+/**
+ * The jump cache: pc → the block starting there, so the dispatcher runs block after block without returning to
+ * JS. Entries are filled by the hart's runBlocks and cleared with the fetch TLB (the tag folds in the fetch
+ * context), so an entry is only ever found while its page and mapping are live.
+ */
+export const JC_SIZE = 512;
+export const JC_TAG_OFF = STORE_PPN_OFF + TLB_SIZE * 4;
+export const JC_INDEX_OFF = JC_TAG_OFF + JC_SIZE * 8;
+export const JC_PPN_OFF = JC_INDEX_OFF + JC_SIZE * 4;
+if (JC_PPN_OFF + JC_SIZE * 4 > HART_REGION_BYTES) throw new Error('wasm jit: hart region too small');
 
 /** The WebAssembly.Memory behind linear guest RAM and the hart state region reserved in it. */
 export interface WasmStateRegion {

@@ -19,7 +19,21 @@ import { Op, RD_SHIFT, RS1_SHIFT, RS2_SHIFT, STEP_SHIFT } from '../../hart.js';
 import { SINK } from '../../hart/constants.js';
 import { MAX_BLOCK, type SlotReader } from '../codegen.js';
 import { encodeModule, F64, FnBody, I32, I64, type MemOp, type ModuleSpec } from './encoder.js';
-import { LOAD_PPN_OFF, LOAD_TAG_OFF, PC_OFF, STORE_PPN_OFF, STORE_TAG_OFF, X_OFF } from './layout.js';
+import {
+  JC_INDEX_OFF,
+  JC_PPN_OFF,
+  JC_SIZE,
+  JC_TAG_OFF,
+  LOAD_PPN_OFF,
+  LOAD_TAG_OFF,
+  PB_OFF,
+  PC_OFF,
+  PPN_OFF,
+  STOP_OFF,
+  STORE_PPN_OFF,
+  STORE_TAG_OFF,
+  X_OFF,
+} from './layout.js';
 
 /** Imported helpers, by function index. */
 export const FN_LD = 0;
@@ -709,17 +723,64 @@ export function buildModule(blocks: readonly WasmBlock[]): Uint8Array {
 }
 
 /**
- * The module every block call goes through: `d(index, pb, n, limit, ctx)` calls table entry `index` (a block
- * function). One export called millions of times gets V8's fast JS-to-WebAssembly wrapper at once, where each
- * block's own export would go through the generic one until called ~1000 times (measured: docs/performance.md).
+ * The module every block call goes through: `d(index, pb, n, limit, ctx, fctx)` calls table entry `index` (a block
+ * function), then, while the budget lasts and no helper ended the block, looks the next pc up in the jump cache
+ * (layout.ts) and runs the block found there, so a chain of translated blocks costs one call from JS. One export
+ * called millions of times also gets V8's fast JS-to-WebAssembly wrapper at once, where each block's own export
+ * would go through the generic one until called ~1000 times (measured: docs/performance.md).
  */
-export function dispatcherModule(): Uint8Array {
-  const f = new FnBody(5);
-  f.get(1).get(2).get(3).get(4).get(0).callIndirect(0);
+export function dispatcherModule(base: number): Uint8Array {
+  const f = new FnBody(6);
+  const [INDEX, PB, N, LIMIT, CTX, FCTX] = [0, 1, 2, 3, 4, 5];
+  const pc = f.local(F64);
+  const lo = f.local(I32);
+  const j = f.local(I32);
+  f.open('block');
+  f.open('loop');
+  f.get(PB).get(N).get(LIMIT).get(CTX).get(INDEX).callIndirect(0).set(N);
+  f.get(N).get(LIMIT).op('i32.ge_u').brIf(1);
+  f.i32(0)
+    .mem('i32.load', base + STOP_OFF)
+    .brIf(1);
+  f.i32(0)
+    .mem('f64.load', base + PC_OFF)
+    .tee(pc);
+  f.op('i64.trunc_f64_s')
+    .op('i32.wrap_i64')
+    .tee(lo)
+    .i32(1)
+    .op('i32.shr_u')
+    .i32(JC_SIZE - 1)
+    .op('i32.and')
+    .set(j);
+  f.get(j)
+    .i32(3)
+    .op('i32.shl')
+    .mem('f64.load', base + JC_TAG_OFF);
+  f.get(pc).get(FCTX).op('f64.add').op('f64.ne').brIf(1);
+  f.get(j)
+    .i32(2)
+    .op('i32.shl')
+    .mem('i32.load', base + JC_INDEX_OFF)
+    .set(INDEX);
+  f.i32(0)
+    .get(j)
+    .i32(2)
+    .op('i32.shl')
+    .mem('i32.load', base + JC_PPN_OFF)
+    .mem('i32.store', base + PPN_OFF);
+  f.get(pc).get(lo).i32(4095).op('i32.and').op('f64.convert_i32_u').op('f64.sub').set(PB);
+  f.i32(0)
+    .get(PB)
+    .mem('f64.store', base + PB_OFF);
+  f.br(0);
+  f.end();
+  f.end();
+  f.get(N);
   return encodeModule({
     types: [
       { params: [F64, I32, I32, F64], results: [I32] },
-      { params: [I32, F64, I32, I32, F64], results: [I32] },
+      { params: [I32, F64, I32, I32, F64, F64], results: [I32] },
     ],
     imports: [],
     memoryPages: 0,
