@@ -4,7 +4,9 @@
  *
  *   npx tsx bench/cpu/index.ts [--no-qemu] [--scale N]
  *
- * TYPEVISOR_JIT=0 runs the interpreter alone (see src/riscv/jit).
+ * TYPEVISOR_JIT=0 runs the interpreter alone (see src/riscv/jit); TYPEVISOR_JIT=wasm with TYPEVISOR_RAM=linear runs the
+ * WebAssembly block JIT. With a JIT on, each row is followed by its translation counts and compile time and the
+ * first (cold) run's CPU-time MIPS, which pays for translation and tier-up.
  *
  * The programs power off through the sifive,test syscon at 0x100000 (0x5555), which both machines implement.
  */
@@ -13,6 +15,7 @@ import { parseElf } from '../../src/machine/loaders/elf.js';
 import { GuestRam, RAM_BASE } from '../../src/machine/memory.js';
 import { createLinearRam, linearRamWanted } from '../../src/vm/linear-ram.js';
 import { Hart } from '../../src/riscv/hart.js';
+import type { JitStats } from '../../src/riscv/jit/index.js';
 import { buildElfFile, cachedFile, DEFAULT_LINKER_SCRIPT } from '../../test/riscv/harness.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -145,6 +148,7 @@ interface Result {
   instructions: number;
   wallMs: number;
   cpuMs: number;
+  jit: JitStats | null;
 }
 
 function runOnHart(elfBytes: Uint8Array): Result {
@@ -174,7 +178,7 @@ function runOnHart(elfBytes: Uint8Array): Result {
   while (!off) n += hart.run(10_000_000);
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  return { instructions: n, wallMs, cpuMs: (cpu.user + cpu.system) / 1000 };
+  return { instructions: n, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, jit: hart.jitStats };
 }
 
 /** Best of three runs: QEMU's wall time is noisy on a loaded machine. */
@@ -230,7 +234,7 @@ function main(): void {
   builds.push(['compiled C', (scale: number) => buildCWorkload(6 * scale * SCALE)]);
   for (const [name, build] of builds) {
     const bytes1 = readFileSync(build(1));
-    runOnHart(bytes1); // warm-up (JIT tiers)
+    const cold = runOnHart(bytes1); // warm-up (JIT tiers)
     const r = runOnHart(bytes1);
     // Instruction counts are linear in the scale: n(s) = a + b*s. Two points give QEMU's count at QEMU_SCALE.
     const n2 = runOnHart(readFileSync(build(2))).instructions;
@@ -248,6 +252,12 @@ function main(): void {
           6,
         )})   ${String(qInsns).padStart(12)} ${qnet.toFixed(0).padStart(8)} ms ${qmips.toFixed(0).padStart(6)}   ${(qmips / mips).toFixed(1)}x`,
     );
+    const j = cold.jit;
+    if (j)
+      console.log(
+        `  ${j.backend} jit: ${j.blocks} blocks (${j.translatedInsns} insns), ${j.compiled} compiled in ${j.compileMs.toFixed(1)} ms` +
+          ` (${j.compiled ? ((j.compileMs / j.compiled) * 1000).toFixed(0) : 0} us each), instantiated in ${j.instantiateMs.toFixed(1)} ms; cold run ${(cold.instructions / cold.cpuMs / 1000).toFixed(1)} cpu-time MIPS`,
+      );
   }
 }
 

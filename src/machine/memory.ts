@@ -1,4 +1,4 @@
-import type { Bus } from '../riscv/bus.js';
+import type { Bus, WasmStateArea } from '../riscv/bus.js';
 
 export const RAM_BASE = 0x8000_0000;
 /** 2 MiB chunks: Linux's free-page-reporting order, so a reported block frees whole chunks (design.md §3). */
@@ -28,6 +28,11 @@ const ZERO_CHUNK = new DataView(new ArrayBuffer(CHUNK_SIZE));
 export interface LinearRamBacking {
   readonly buffer: ArrayBuffer;
   release(offset: number, length: number): boolean;
+  /**
+   * The WebAssembly.Memory `buffer` belongs to, when the bytes past RAM (rounded up to 64 KiB) are free for the
+   * WebAssembly JIT's hart state (Bus.wasmState).
+   */
+  readonly memory?: object;
 }
 
 /**
@@ -293,7 +298,9 @@ export class GuestRam {
 
   /** Adapts this RAM plus an MMIO dispatcher into the hart's Bus. */
   asBus(mmio: Pick<Bus, 'mmioRead' | 'mmioWrite'>): Bus {
+    const wasmState = this.wasmStateArea();
     return {
+      ...(wasmState ? { wasmState } : {}),
       ramBase: this.base,
       ramSize: this.size,
       chunkShift: this.chunkShift,
@@ -301,6 +308,24 @@ export class GuestRam {
       mmioRead: (paddr, size) => mmio.mmioRead(paddr, size),
       mmioWrite: (paddr, size, value) => mmio.mmioWrite(paddr, size, value),
       onRamRemap: (listener) => this.onRemap(listener),
+    };
+  }
+
+  /** The reserved bytes past RAM of a linear memory, handed out in 8-aligned pieces (Bus.wasmState). */
+  private wasmStateArea(): WasmStateArea | null {
+    const linear = this.linear;
+    if (!linear?.memory) return null;
+    let next = Math.ceil(this.size / 65536) * 65536;
+    return {
+      memory: linear.memory,
+      buffer: linear.buffer,
+      reserve: (bytes) => {
+        const at = next;
+        const end = at + Math.ceil(bytes / 8) * 8;
+        if (end > linear.buffer.byteLength) return null;
+        next = end;
+        return at;
+      },
     };
   }
 

@@ -30,4 +30,18 @@ export interface Bus {
    * the host). Harts use it to flush TLB entries that point at the old backing.
    */
   onRamRemap(listener: (chunkIndex: number) => void): void;
+
+  /**
+   * Present when RAM is one WebAssembly.Memory with room reserved after it (linear RAM): RAM offset r is byte r
+   * of `buffer`, and `reserve` hands out a zeroed, 8-aligned region past RAM (null when none is left). The
+   * WebAssembly block JIT keeps a hart's registers and TLB there.
+   */
+  readonly wasmState?: WasmStateArea;
+}
+
+export interface WasmStateArea {
+  /** The WebAssembly.Memory. */
+  readonly memory: object;
+  readonly buffer: ArrayBuffer;
+  reserve(bytes: number): number | null;
 }

@@ -50,6 +50,8 @@ import { decode } from './decode.js';
 import * as C from './csr.js';
 import * as I64 from './int64.js';
 import { PageBlocks, type BlockFn } from './jit/index.js';
+import { WasmBlockJit } from './jit/wasm/index.js';
+import { JC_INDEX_OFF, JC_PPN_OFF, JC_SIZE, PB_OFF, PC_OFF, PPN_OFF, STOP_OFF } from './jit/wasm/layout.js';
 import * as K from './hart/constants.js';
 import { type HartOptions } from './hart/state.js';
 import { HartArch } from './hart/arch-state.js';
@@ -441,9 +443,96 @@ export class Hart extends HartArch {
       blockCallSiteWarmed = true;
       for (const fn of WARM_BLOCKS) this.runBlocks(fn, this.scratch, 0, 0, 0);
     }
+    if (this.jit instanceof WasmBlockJit) this.bindWasmJit(this.jit);
     // A chunk's backing changed: TLB entries and decoded pages may point at the old (zero) buffer.
     bus.onRamRemap((chunkIndex) => this.chunkRemapped(chunkIndex));
     this.reset(bus.ramBase);
+  }
+
+  /**
+   * Gives the WebAssembly JIT its helpers: the slow paths its blocks import (they keep the precise-trap contract:
+   * jitPc/jitN are set before anything can trap) and the wrapper that runs a block as a BlockFn.
+   */
+  private bindWasmJit(jit: WasmBlockJit): void {
+    const { buffer, base } = jit.region;
+    const pcAt = new Float64Array(buffer, base + PC_OFF, 1);
+    // The running block's page base and RAM page (the dispatcher updates them as it chains), and the stop flag.
+    const pbAt = new Float64Array(buffer, base + PB_OFF, 1);
+    const ppnAt = new Int32Array(buffer, base + PPN_OFF, 1);
+    const stopAt = new Int32Array(buffer, base + STOP_OFF, 1);
+    const jcTag = this.jumpCacheTags!;
+    const jcIndex = new Int32Array(buffer, base + JC_INDEX_OFF, JC_SIZE);
+    const jcPpn = new Int32Array(buffer, base + JC_PPN_OFF, JC_SIZE);
+    const x = this.x;
+    const fetchTag = this.fetchTag;
+    const slow = (w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number => {
+      const pc = pbAt[0]! + pcOff;
+      this.pcValue = pc;
+      this.retiredInRun = nBefore;
+      this.jitN = nBefore;
+      this.jitPc = pc;
+      if (this.execSlow(w, imm, rd, r1, r2)) {
+        pcAt[0] = this.pcValue;
+        stopAt[0] = 1;
+        return 1;
+      }
+      if (this.codePages[ppnAt[0]!] !== 0) return 0;
+      pcAt[0] = pc + (w >>> STEP_SHIFT) * 2;
+      stopAt[0] = 1;
+      return 1;
+    };
+    jit.bind({
+      region: jit.region,
+      ld: (r1, imm, op, rd, pcOff, nBefore) => {
+        this.jitN = nBefore;
+        this.jitPc = pbAt[0]! + pcOff;
+        this.loadSlow(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm, op);
+        x[rd] = this.valLo;
+        x[rd + 1] = this.valHi;
+        if (!this.mmioTouched) return 0;
+        this.mmioTouched = false;
+        stopAt[0] = 1;
+        return 1;
+      },
+      st: (r1, imm, size, r2, pcOff, nBefore) => {
+        this.jitN = nBefore;
+        this.jitPc = pbAt[0]! + pcOff;
+        this.storeSlow(x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm, size, x[r2]!, x[r2 + 1]!);
+        if (!this.mmioTouched && this.codePages[ppnAt[0]!] !== 0) return 0;
+        this.mmioTouched = false;
+        stopAt[0] = 1;
+        return 1;
+      },
+      slow,
+      fp: (w, imm, rd, r1, r2, pcOff, nBefore) => {
+        if ((this.mstatus & MSTATUS_FS) !== 0) {
+          if (FP_FNS[imm & 0xff]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7)) {
+            this.mstatus |= MSTATUS_FS;
+            return 0;
+          }
+        }
+        return slow(w, imm, rd, r1, r2, pcOff, nBefore);
+      },
+      wrap: (dispatch, index) => (_h, _x, pb, n, limit, ppn) => {
+        // Called at the block's first pc: when the fetch TLB maps it (PMP allows it), later exits to this pc
+        // chain here inside the dispatcher.
+        const pc = this.pcValue;
+        const fctx = this.fetchCtx;
+        const off = pc & 0xfff;
+        if (fetchTag[(pc >>> 12) & TLB_MASK] === pc - off + fctx) {
+          const j = (pc >>> 1) & (JC_SIZE - 1);
+          jcTag[j] = pc + fctx;
+          jcIndex[j] = index;
+          jcPpn[j] = ppn;
+        }
+        pbAt[0] = pb;
+        ppnAt[0] = ppn;
+        stopAt[0] = this.irqPending || this.exitRequested ? 1 : 0;
+        const r = dispatch(index, pb, n, limit, this.dataCtx, fctx);
+        this.pcValue = pcAt[0]!;
+        return r;
+      },
+    });
   }
 
   private readonly scratch = new DecodedPage(-1, null, 0, 0);

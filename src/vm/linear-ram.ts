@@ -35,18 +35,30 @@ export function linearRamWanted(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.TYPEVISOR_RAM === 'linear';
 }
 
-/** One WebAssembly.Memory of at least `sizeBytes` whose released ranges go back to the host; or null. */
-export function createLinearRam(sizeBytes: number): LinearRamBacking | null {
-  const pages = Math.ceil(sizeBytes / WASM_PAGE);
+/**
+ * Bytes reserved past RAM for the WebAssembly JIT's hart state (src/riscv/jit/wasm/layout.ts, one 64 KiB page
+ * per hart): only when TYPEVISOR_JIT asks for that JIT. Untouched reserved pages cost nothing.
+ */
+export function wasmJitReserveBytes(env: NodeJS.ProcessEnv = process.env): number {
+  return env.TYPEVISOR_JIT?.startsWith('wasm') ? 16 * WASM_PAGE : 0;
+}
+
+/**
+ * One WebAssembly.Memory of at least `sizeBytes` (plus `reserveBytes` past RAM, see wasmJitReserveBytes) whose
+ * released ranges go back to the host; or null.
+ */
+export function createLinearRam(sizeBytes: number, reserveBytes = wasmJitReserveBytes()): LinearRamBacking | null {
+  const pages = Math.ceil(sizeBytes / WASM_PAGE) + Math.ceil(reserveBytes / WASM_PAGE);
   if (pages > MAX_PAGES) return null;
   const advise = loadMadvise();
   if (!advise) return null;
-  let buffer: ArrayBuffer;
+  let memory: { buffer: ArrayBuffer };
   try {
-    buffer = new Wasm.Memory({ initial: pages, maximum: pages }).buffer;
+    memory = new Wasm.Memory({ initial: pages, maximum: pages });
   } catch {
     return null; // no address space for it: chunks allocate as the guest goes
   }
+  const buffer = memory.buffer;
   const release = (offset: number, length: number): boolean => {
     // madvise works on whole pages: the chunks are 2 MiB aligned, and anything else is zeroed by the caller.
     if (offset % 4096 !== 0 || length % 4096 !== 0) return false;
@@ -59,5 +71,5 @@ export function createLinearRam(sizeBytes: number): LinearRamBacking | null {
     first[0] = 0;
     return null;
   }
-  return { buffer, release };
+  return { buffer, release, ...(reserveBytes > 0 ? { memory } : {}) };
 }

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Machine, type MachineExit } from '../../src/machine/machine.js';
 import { defaultVmConfig, type VmConfig } from '../../src/vm/config.js';
 import { defaultHartFactory, loadBootImages } from '../../src/vm/machine-loop.js';
+import { createLinearRam, linearRamWanted } from '../../src/vm/linear-ram.js';
 import { requireGuest } from '../helpers/guest.js';
 import { TextWaiter } from '../helpers/text-waiter.js';
 import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from '../../src/vm/virtio-devices.js';
@@ -33,6 +34,8 @@ export class Vm {
       initrd: images.initrd,
       bootargs: config.append ?? '',
       createHart: await defaultHartFactory(),
+      // As the daemon's VMs (machine-loop.ts): TYPEVISOR_RAM=linear (which TYPEVISOR_JIT=wasm needs) holds RAM in one memory.
+      linearRam: linearRamWanted() ? createLinearRam : undefined,
       onConsoleOutput: (b) => vm.got('serial', b),
     });
     const virtio = await attachVirtioDevices(machine, config, { ...options, onConsoleOutput: (b) => vm.got('hvc', b) });

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 import { GuestRam } from '../../src/machine/memory.js';
+import { jitFromEnv } from '../../src/riscv/jit/index.js';
+import { createLinearRam } from '../../src/vm/linear-ram.js';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
 import { Hart, MIP_MSIP, IRQ_MSI, IRQ_MTI, type HartOptions } from '../../src/riscv/hart.js';
 import { Htif, type HtifResult } from '../../src/riscv/htif.js';
@@ -108,9 +110,21 @@ export interface Machine {
   poweredOff: boolean;
 }
 
-/** `jit` overrides the hart's translation setting (default: from TYPEVISOR_JIT). */
+/** Room for the WebAssembly JIT's hart state past RAM (one 64 KiB region per hart). */
+const WASM_RESERVE = 4 * 65536;
+
+/**
+ * `jit` overrides the hart's translation setting (default: from TYPEVISOR_JIT). RAM is linear (one
+ * WebAssembly.Memory) when TYPEVISOR_RAM=linear or the WebAssembly JIT is asked for (it needs that layout).
+ */
 export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit']): Machine {
-  const ram = new GuestRam(ramBytes, RAM_BASE);
+  const wantsWasm = (jit === undefined ? jitFromEnv() : jit || null)?.backend === 'wasm';
+  let linear = null;
+  if (wantsWasm || process.env.TYPEVISOR_RAM === 'linear') {
+    linear = createLinearRam(ramBytes, WASM_RESERVE);
+    if (!linear) throw new Error('linear RAM is not available on this host');
+  }
+  const ram = new GuestRam(ramBytes, RAM_BASE, linear);
   const consoleBytes: number[] = [];
   const ref: { hart?: Hart } = {};
   const clint = new FakeClint(() => ref.hart!);

@@ -81,6 +81,7 @@ export abstract class HartMmu extends HartState {
     this.fetchTag[ti] = NaN;
     this.loadTag[ti] = NaN;
     this.storeTag[ti] = NaN;
+    this.jumpCacheTags?.fill(NaN);
   }
   /**
    * SBI remote sfence.vma(_asid): a few pages are flushed one by one; a size of 0, -1 or more than
@@ -133,6 +134,7 @@ export abstract class HartMmu extends HartState {
   protected clearFetchTlb(): void {
     this.fetchTag.fill(NaN);
     this.fetchPage.fill(null);
+    this.jumpCacheTags?.fill(NaN);
   }
   protected clearTlbTables(): void {
     this.clearFetchTlb();
@@ -168,6 +170,7 @@ export abstract class HartMmu extends HartState {
         this.fetchPage[i] = null;
       }
     }
+    this.jumpCacheTags?.fill(NaN);
     for (let ppn = lo; ppn < hi && ppn < this.codePages.length; ppn++) {
       if (this.codePages[ppn]) {
         this.codePages[ppn] = 0;

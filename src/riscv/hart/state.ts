@@ -1,7 +1,9 @@
 import type { Bus } from '../bus.js';
 import { FpState } from '../fpu/state.js';
 import * as C from '../csr.js';
-import { BlockJit, jitFromEnv, type JitOptions, type JitStats } from '../jit/index.js';
+import { BlockJit, jitFromEnv, type BlockTranslator, type JitOptions, type JitStats } from '../jit/index.js';
+import { WasmBlockJit } from '../jit/wasm/index.js';
+import * as L from '../jit/wasm/layout.js';
 import type { Hart, DecodedPage } from '../hart.js';
 import * as K from './constants.js';
 
@@ -21,8 +23,11 @@ export interface HartOptions {
 /** The hart's state: registers, CSR fields, TLB tables and run-loop flags, with the register accessors. */
 export abstract class HartState {
   readonly hartId: number;
-  /** Integer registers as int32 halves (see the header); 66 entries, the last two are the x0 write sink. */
-  readonly x = new Int32Array(66);
+  /**
+   * Integer registers as int32 halves (see the header); 66 entries, the last two are the x0 write sink. With the
+   * WebAssembly JIT they (and the load/store TLB tags and page numbers) live in its state region (jit/wasm/layout.ts).
+   */
+  readonly x: Int32Array;
   readonly fp = new FpState();
   protected pcValue = 0;
   protected privLevel = PRV_M;
@@ -72,17 +77,17 @@ export abstract class HartState {
   protected dataPriv = PRV_M;
   protected readonly fetchTag = new Float64Array(TLB_SIZE).fill(NaN);
   protected readonly fetchPage: (DecodedPage | null)[] = new Array<DecodedPage | null>(TLB_SIZE).fill(null);
-  protected readonly loadTag = new Float64Array(TLB_SIZE).fill(NaN);
+  protected readonly loadTag: Float64Array;
   protected readonly loadView: DataView[];
   /** What an empty load/store entry views (never read: its tag never matches). */
   protected readonly noView = new DataView(new ArrayBuffer(8));
   protected readonly loadOff = new Int32Array(TLB_SIZE);
-  protected readonly storeTag = new Float64Array(TLB_SIZE).fill(NaN);
+  protected readonly storeTag: Float64Array;
   protected readonly storeView: DataView[];
   protected readonly storeOff = new Int32Array(TLB_SIZE);
   /** RAM page number (from ramBase) behind each load/store entry, so a remapped chunk drops only its own. */
-  protected readonly loadPpn = new Int32Array(TLB_SIZE).fill(-1);
-  protected readonly storePpn = new Int32Array(TLB_SIZE).fill(-1);
+  protected readonly loadPpn: Int32Array;
+  protected readonly storePpn: Int32Array;
   protected decodeCache = new Map<number, DecodedPage>();
   /** One byte per RAM page: 1 when the page has a decoded-code entry (stores to it go the slow way). */
   protected readonly codePages: Uint8Array;
@@ -121,8 +126,10 @@ export abstract class HartState {
   protected mmioTouched = false;
   /** Instructions retired in the current run() before the instruction in execSlow. */
   protected retiredInRun = 0;
+  /** The WebAssembly JIT's jump cache tags (jit/wasm/layout.ts), cleared with the fetch TLB; null without it. */
+  protected readonly jumpCacheTags: Float64Array | null;
   /** Block translator, or null when the interpreter runs alone. */
-  protected readonly jit: BlockJit | null;
+  protected readonly jit: BlockTranslator | null;
   /** Set by translated code before anything that can trap: the pc and the run()-relative count retired before it. */
   protected jitPc = 0;
   protected jitN = 0;
@@ -136,20 +143,35 @@ export abstract class HartState {
     this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));
     this.chunkMask = 2 ** bus.chunkShift - 1;
     const jitOptions = opts.jit === undefined ? jitFromEnv() : opts.jit || null;
-    this.jit = jitOptions
-      ? new BlockJit(
-          {
-            loadTag: this.loadTag,
-            loadView: this.loadView,
-            loadOff: this.loadOff,
-            storeTag: this.storeTag,
-            storeView: this.storeView,
-            storeOff: this.storeOff,
-            codePages: this.codePages,
-          },
-          jitOptions,
-        )
-      : null;
+    // The WebAssembly JIT needs its state region in the RAM's memory; without one the interpreter runs alone.
+    const area = jitOptions?.backend === 'wasm' ? bus.wasmState : undefined;
+    const base = area?.reserve(L.HART_REGION_BYTES) ?? null;
+    const buf = area !== undefined && base !== null ? area.buffer : null;
+    this.x = buf ? new Int32Array(buf, base! + L.X_OFF, 66) : new Int32Array(66);
+    this.loadTag = (buf ? new Float64Array(buf, base! + L.LOAD_TAG_OFF, TLB_SIZE) : new Float64Array(TLB_SIZE)).fill(NaN);
+    this.storeTag = (buf ? new Float64Array(buf, base! + L.STORE_TAG_OFF, TLB_SIZE) : new Float64Array(TLB_SIZE)).fill(NaN);
+    this.loadPpn = (buf ? new Int32Array(buf, base! + L.LOAD_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
+    this.storePpn = (buf ? new Int32Array(buf, base! + L.STORE_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
+    if (buf) this.x.fill(0);
+    this.jumpCacheTags = buf ? new Float64Array(buf, base! + L.JC_TAG_OFF, L.JC_SIZE).fill(NaN) : null;
+    if (jitOptions?.backend === 'wasm') {
+      this.jit = buf ? new WasmBlockJit({ memory: area!.memory, buffer: buf, base: base! }, jitOptions) : null;
+    } else {
+      this.jit = jitOptions
+        ? new BlockJit(
+            {
+              loadTag: this.loadTag,
+              loadView: this.loadView,
+              loadOff: this.loadOff,
+              storeTag: this.storeTag,
+              storeView: this.storeView,
+              storeOff: this.storeOff,
+              codePages: this.codePages,
+            },
+            jitOptions,
+          )
+        : null;
+    }
   }
 
   get pc(): number {

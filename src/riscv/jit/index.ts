@@ -34,6 +34,21 @@ export interface JitEnv {
 export interface JitOptions {
   /** Entries of a block start before it is translated (0: on the first entry). */
   threshold: number;
+  /**
+   * 'js' (default): blocks become JS functions. 'wasm': WebAssembly modules (./wasm), which needs linear guest
+   * RAM with a reserved state region (without it the hart runs the interpreter alone).
+   */
+  backend?: 'js' | 'wasm';
+  /** WebAssembly backend: hot blocks compiled together in one module (default 1 when eager, else 16). */
+  batch?: number;
+}
+
+/** What the run loop needs from a block translator (BlockJit, or WasmBlockJit in ./wasm). */
+export interface BlockTranslator {
+  readonly options: JitOptions;
+  readonly stats: JitStats;
+  /** The block starting at `slot` of the page, translated once hot; null while cold or when none can start there. */
+  lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null;
 }
 
 /**
@@ -42,10 +57,25 @@ export interface JitOptions {
  */
 export const DEFAULT_THRESHOLD = 1000;
 
-/** The JIT setting from the environment (TYPEVISOR_JIT=0|1|eager|threshold=N; unset: off), for hosts that have one. */
+/**
+ * Default hotness of the WebAssembly backend: a Linux boot costs ~0.7 s less CPU at 1000 than at 200, and 3000
+ * saves only a little more while translating a third as much (docs/performance.md).
+ */
+export const DEFAULT_WASM_THRESHOLD = 1000;
+
+/**
+ * The JIT setting from the environment, for hosts that have one: TYPEVISOR_JIT=0|1|eager|threshold=N (JS
+ * blocks), wasm|wasm-eager|wasm-threshold=N (WebAssembly blocks); unset: off.
+ */
 export function jitFromEnv(): JitOptions | null {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   const v = env?.TYPEVISOR_JIT;
+  if (v === 'wasm') return { threshold: DEFAULT_WASM_THRESHOLD, backend: 'wasm' };
+  if (v === 'wasm-eager') return { threshold: 0, backend: 'wasm' };
+  if (v?.startsWith('wasm-threshold=')) {
+    const n = Number(v.slice('wasm-threshold='.length));
+    return Number.isInteger(n) && n >= 0 && n < 0xffff ? { threshold: n, backend: 'wasm' } : null;
+  }
   if (v === '1' || v === 'on') return { threshold: DEFAULT_THRESHOLD };
   if (v === 'eager') return { threshold: 0 };
   const t = v?.startsWith('threshold=') ? Number(v.slice('threshold='.length)) : NaN;
@@ -63,12 +93,17 @@ export class PageBlocks {
 const FP_FNS = FP_MNEMONICS.map((m) => FP_OPS[m]);
 
 export interface JitStats {
+  backend: 'js' | 'wasm';
   /** Block entries translated (a page's slot that got a function). */
   blocks: number;
   /** Instructions in those blocks. */
   translatedInsns: number;
   /** Distinct block sources compiled with `new Function` (the rest reused an identical translation). */
   compiled: number;
+  /** Milliseconds spent compiling them (new Function, or new WebAssembly.Module). */
+  compileMs: number;
+  /** Milliseconds spent making a compiled block this hart's (the factory call, or new WebAssembly.Instance). */
+  instantiateMs: number;
 }
 
 type Factory = (e: Record<string, unknown>) => BlockFn;
@@ -79,9 +114,9 @@ type Factory = (e: Record<string, unknown>) => BlockFn;
 const factories = new Map<string, Factory>();
 const FACTORY_LIMIT = 1 << 14;
 
-export class BlockJit {
+export class BlockJit implements BlockTranslator {
   private readonly env: Record<string, unknown>;
-  readonly stats: JitStats = { blocks: 0, translatedInsns: 0, compiled: 0 };
+  readonly stats: JitStats = { backend: 'js', blocks: 0, translatedInsns: 0, compiled: 0, compileMs: 0, instantiateMs: 0 };
   /** This hart's block functions by source: identical code on another page reuses the same function. */
   private readonly bySource = new Map<string, BlockFn>();
   constructor(
@@ -124,13 +159,18 @@ export class BlockJit {
     let make = factories.get(body);
     if (make === undefined) {
       this.stats.compiled++;
+      const t0 = performance.now();
       make = new Function(
         'E',
         `"use strict"; ${PRELUDE}\nreturn function block(h, x, pb, n, limit, ppn) {\n${body}\n};`,
       ) as Factory;
+      this.stats.compileMs += performance.now() - t0;
       if (factories.size >= FACTORY_LIMIT) factories.clear();
       factories.set(body, make);
     }
-    return make(this.env);
+    const t0 = performance.now();
+    const fn = make(this.env);
+    this.stats.instantiateMs += performance.now() - t0;
+    return fn;
   }
 }

@@ -1,0 +1,359 @@
+/**
+ * A small WebAssembly binary emitter: just what the block translator needs (one function per module, imported
+ * memory and helper functions, i32/i64/f64 locals and the MVP instruction set). Every instruction is also
+ * recorded as a line of WAT-like text, so tests can pin the generated code and a human can read it.
+ *
+ * Only numbers go in: opcodes come from the table below, immediates are checked integers.
+ */
+
+export const I32 = 0x7f;
+export const I64 = 0x7e;
+export const F64 = 0x7c;
+export type ValType = typeof I32 | typeof I64 | typeof F64;
+const VOID = 0x40;
+const TYPE_NAME: Record<number, string> = { [I32]: 'i32', [I64]: 'i64', [F64]: 'f64' };
+
+/** Instructions without immediates. */
+const PLAIN = {
+  unreachable: 0x00,
+  return: 0x0f,
+  drop: 0x1a,
+  select: 0x1b,
+  'i32.eqz': 0x45,
+  'i32.eq': 0x46,
+  'i32.ne': 0x47,
+  'i32.lt_u': 0x49,
+  'i32.le_u': 0x4d,
+  'i32.ge_u': 0x4f,
+  'i64.eqz': 0x50,
+  'i64.eq': 0x51,
+  'i64.ne': 0x52,
+  'i64.lt_s': 0x53,
+  'i64.lt_u': 0x54,
+  'i64.ge_s': 0x59,
+  'i64.ge_u': 0x5a,
+  'f64.eq': 0x61,
+  'f64.ne': 0x62,
+  'i32.add': 0x6a,
+  'i32.sub': 0x6b,
+  'i32.mul': 0x6c,
+  'i32.div_s': 0x6d,
+  'i32.div_u': 0x6e,
+  'i32.rem_s': 0x6f,
+  'i32.rem_u': 0x70,
+  'i32.and': 0x71,
+  'i32.or': 0x72,
+  'i32.shl': 0x74,
+  'i32.shr_s': 0x75,
+  'i32.shr_u': 0x76,
+  'i64.add': 0x7c,
+  'i64.sub': 0x7d,
+  'i64.mul': 0x7e,
+  'i64.div_s': 0x7f,
+  'i64.div_u': 0x80,
+  'i64.rem_s': 0x81,
+  'i64.rem_u': 0x82,
+  'i64.and': 0x83,
+  'i64.or': 0x84,
+  'i64.xor': 0x85,
+  'i64.shl': 0x86,
+  'i64.shr_s': 0x87,
+  'i64.shr_u': 0x88,
+  'f64.floor': 0x9c,
+  'f64.add': 0xa0,
+  'f64.sub': 0xa1,
+  'f64.mul': 0xa2,
+  'i32.wrap_i64': 0xa7,
+  'i64.extend_i32_s': 0xac,
+  'i64.extend_i32_u': 0xad,
+  'i64.trunc_f64_s': 0xb0,
+  'f64.convert_i32_s': 0xb7,
+  'f64.convert_i32_u': 0xb8,
+  'f64.convert_i64_s': 0xb9,
+} as const;
+export type PlainOp = keyof typeof PLAIN;
+
+/** Memory instructions: opcode and natural alignment (log2). */
+const MEM = {
+  'i32.load': [0x28, 2],
+  'i64.load': [0x29, 3],
+  'f64.load': [0x2b, 3],
+  'i64.load8_s': [0x30, 0],
+  'i64.load8_u': [0x31, 0],
+  'i64.load16_s': [0x32, 1],
+  'i64.load16_u': [0x33, 1],
+  'i64.load32_s': [0x34, 2],
+  'i64.load32_u': [0x35, 2],
+  'i64.store': [0x37, 3],
+  'f64.store': [0x39, 3],
+  'i64.store8': [0x3c, 0],
+  'i64.store16': [0x3d, 1],
+  'i64.store32': [0x3e, 2],
+  'i32.store': [0x36, 2],
+} as const;
+export type MemOp = keyof typeof MEM;
+
+function checkInt(v: number, lo: number, hi: number): void {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`wasm encoder: immediate ${v} out of range`);
+}
+
+export function uleb(out: number[], v: number): void {
+  checkInt(v, 0, 0xffffffff);
+  do {
+    let b = v % 128;
+    v = Math.floor(v / 128);
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+}
+
+/** Signed LEB128 of any integer in [-2^63, 2^63) that a double holds exactly. */
+export function sleb(out: number[], v: number): void {
+  checkInt(v, -(2 ** 63), 2 ** 63 - 1);
+  for (;;) {
+    const b = v - Math.floor(v / 128) * 128;
+    v = Math.floor(v / 128);
+    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+const F64_BYTES = new DataView(new ArrayBuffer(8));
+
+/** One function body: its locals, code bytes and the WAT-like text of the same code. */
+export class FnBody {
+  readonly code: number[] = [];
+  /** WAT-like lines, when asked for (tests, debugging): building them costs as much as the code. */
+  readonly text: string[] | null;
+  private readonly localTypes: ValType[] = [];
+  private depth = 1;
+  private encoded: number[] | null = null;
+  constructor(
+    private readonly paramCount: number,
+    withText = false,
+  ) {
+    this.text = withText ? [] : null;
+  }
+
+  /** Adds a local; returns its index. */
+  local(type: ValType): number {
+    this.localTypes.push(type);
+    return this.paramCount + this.localTypes.length - 1;
+  }
+
+  private line(s: string): void {
+    this.text!.push('  '.repeat(this.depth) + s);
+  }
+  op(name: PlainOp): this {
+    this.code.push(PLAIN[name]);
+    if (this.text) this.line(name);
+    return this;
+  }
+  i32(v: number): this {
+    this.code.push(0x41);
+    sleb(this.code, v | 0);
+    if (this.text) this.line(`i32.const ${v | 0}`);
+    return this;
+  }
+  i64(v: number): this {
+    this.code.push(0x42);
+    sleb(this.code, v);
+    if (this.text) this.line(`i64.const ${v}`);
+    return this;
+  }
+  f64(v: number): this {
+    this.code.push(0x44);
+    F64_BYTES.setFloat64(0, v, true);
+    for (let i = 0; i < 8; i++) this.code.push(F64_BYTES.getUint8(i));
+    if (this.text) this.line(`f64.const ${v}`);
+    return this;
+  }
+  get(i: number): this {
+    this.code.push(0x20);
+    uleb(this.code, i);
+    if (this.text) this.line(`local.get ${i}`);
+    return this;
+  }
+  set(i: number): this {
+    this.code.push(0x21);
+    uleb(this.code, i);
+    if (this.text) this.line(`local.set ${i}`);
+    return this;
+  }
+  tee(i: number): this {
+    this.code.push(0x22);
+    uleb(this.code, i);
+    if (this.text) this.line(`local.tee ${i}`);
+    return this;
+  }
+  mem(name: MemOp, offset: number): this {
+    const [opcode, align] = MEM[name];
+    this.code.push(opcode);
+    uleb(this.code, align);
+    uleb(this.code, offset);
+    if (this.text) this.line(`${name} offset=${offset}`);
+    return this;
+  }
+  call(fn: number, label: string): this {
+    this.code.push(0x10);
+    uleb(this.code, fn);
+    if (this.text) this.line(`call ${fn} ;; ${label}`);
+    return this;
+  }
+  /** call_indirect through table 0 with function type `type` (the index is on top of the stack). */
+  callIndirect(type: number): this {
+    this.code.push(0x11);
+    uleb(this.code, type);
+    this.code.push(0x00);
+    if (this.text) this.line(`call_indirect (type ${type})`);
+    return this;
+  }
+  /** Opens a block, loop or if (with an optional result type). */
+  open(kind: 'block' | 'loop' | 'if', result?: ValType): this {
+    this.code.push(kind === 'block' ? 0x02 : kind === 'loop' ? 0x03 : 0x04, result ?? VOID);
+    if (this.text) this.line(result === undefined ? kind : `${kind} (result ${TYPE_NAME[result]})`);
+    this.depth++;
+    return this;
+  }
+  else(): this {
+    this.code.push(0x05);
+    this.depth--;
+    if (this.text) this.line('else');
+    this.depth++;
+    return this;
+  }
+  end(): this {
+    this.code.push(0x0b);
+    this.depth--;
+    if (this.text) this.line('end');
+    return this;
+  }
+  brIf(labelDepth: number): this {
+    this.code.push(0x0d);
+    uleb(this.code, labelDepth);
+    if (this.text) this.line(`br_if ${labelDepth}`);
+    return this;
+  }
+  br(labelDepth: number): this {
+    this.code.push(0x0c);
+    uleb(this.code, labelDepth);
+    if (this.text) this.line(`br ${labelDepth}`);
+    return this;
+  }
+  comment(s: string): this {
+    if (this.text) this.line(`;; ${s}`);
+    return this;
+  }
+
+  /** The body as the code section wants it: local declarations, code, end (computed once). */
+  encode(): number[] {
+    if (this.encoded) return this.encoded;
+    const out: number[] = [];
+    const groups: [number, ValType][] = [];
+    for (const t of this.localTypes) {
+      const last = groups[groups.length - 1];
+      if (last && last[1] === t) last[0]++;
+      else groups.push([1, t]);
+    }
+    uleb(out, groups.length);
+    for (const [count, t] of groups) {
+      uleb(out, count);
+      out.push(t);
+    }
+    for (const b of this.code) out.push(b);
+    out.push(0x0b);
+    this.encoded = out;
+    return out;
+  }
+
+  /** Local declarations as text, for the dump. */
+  localsText(): string {
+    return this.localTypes.map((t, i) => `(local ${this.paramCount + i} ${TYPE_NAME[t]})`).join(' ');
+  }
+}
+
+export interface FuncType {
+  params: ValType[];
+  results: ValType[];
+}
+
+export interface ModuleSpec {
+  types: FuncType[];
+  /** Imported functions (module "env"), by type index. */
+  imports: { name: string; type: number }[];
+  /** Imports the memory as env.mem (minimum `memoryPages`). */
+  memoryPages: number;
+  /** Imports a funcref table as env.tbl (minimum this many entries), when set. */
+  tableMin?: number;
+  /** Defined functions: type index, body; the ones with an export name are exported. */
+  funcs: { type: number; body: FnBody; export?: string }[];
+}
+
+function name(out: number[], s: string): void {
+  uleb(out, s.length);
+  for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i) & 0x7f);
+}
+
+function section(out: number[], id: number, content: number[]): void {
+  out.push(id);
+  uleb(out, content.length);
+  for (let i = 0; i < content.length; i++) out.push(content[i]!);
+}
+
+export function encodeModule(spec: ModuleSpec): Uint8Array {
+  const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  const types: number[] = [];
+  uleb(types, spec.types.length);
+  for (const t of spec.types) {
+    types.push(0x60);
+    uleb(types, t.params.length);
+    types.push(...t.params);
+    uleb(types, t.results.length);
+    types.push(...t.results);
+  }
+  section(out, 1, types);
+  const imports: number[] = [];
+  uleb(imports, spec.imports.length + 1 + (spec.tableMin === undefined ? 0 : 1));
+  name(imports, 'env');
+  name(imports, 'mem');
+  imports.push(0x02, 0x00);
+  uleb(imports, spec.memoryPages);
+  if (spec.tableMin !== undefined) {
+    name(imports, 'env');
+    name(imports, 'tbl');
+    imports.push(0x01, 0x70, 0x00);
+    uleb(imports, spec.tableMin);
+  }
+  for (const imp of spec.imports) {
+    name(imports, 'env');
+    name(imports, imp.name);
+    imports.push(0x00);
+    uleb(imports, imp.type);
+  }
+  section(out, 2, imports);
+  const funcs: number[] = [];
+  uleb(funcs, spec.funcs.length);
+  for (const f of spec.funcs) uleb(funcs, f.type);
+  section(out, 3, funcs);
+  const exports: number[] = [];
+  const exported = spec.funcs.map((f, i) => [f, i] as const).filter(([f]) => f.export !== undefined);
+  uleb(exports, exported.length);
+  for (const [f, i] of exported) {
+    name(exports, f.export!);
+    exports.push(0x00);
+    uleb(exports, spec.imports.length + i);
+  }
+  section(out, 7, exports);
+  const code: number[] = [];
+  uleb(code, spec.funcs.length);
+  for (const f of spec.funcs) {
+    const body = f.body.encode();
+    uleb(code, body.length);
+    for (const b of body) code.push(b);
+  }
+  section(out, 10, code);
+  return Uint8Array.from(out);
+}

@@ -1,0 +1,184 @@
+/**
+ * The WebAssembly block JIT: hot block entries of a decoded page become WebAssembly modules (translate.ts) that
+ * import the guest RAM's memory, where the hart keeps its registers and TLB (layout.ts). Same life cycle as the
+ * JS translator's blocks (../index.ts): cached on the decoded page, dropped with it.
+ *
+ * Opt-in: `TYPEVISOR_JIT=wasm` (threshold DEFAULT_WASM_THRESHOLD, 1000), `wasm-eager`, `wasm-threshold=N`, or the hart
+ * option `jit: { threshold, backend: 'wasm' }`; it needs linear guest RAM reserved for it (TYPEVISOR_RAM=linear,
+ * src/vm/linear-ram.ts), and without that the hart runs the interpreter alone.
+ */
+import type { SlotReader } from '../codegen.js';
+import type { BlockFn, BlockTranslator, JitOptions, JitStats, PageBlocks } from '../index.js';
+import { buildModule, dispatcherModule, translateBlock, type WasmBlock } from './translate.js';
+import type { WasmStateRegion } from './layout.js';
+
+export { HART_REGION_BYTES, type WasmStateRegion } from './layout.js';
+export { buildModule, translateBlock, type WasmBlock } from './translate.js';
+
+/** The dispatcher's export: runs the block at table `index` and the ones it chains to, (pb, n, limit, ctx, fctx) => n'. */
+export type WasmDispatch = (index: number, pb: number, n: number, limit: number, ctx: number, fctx: number) => number;
+
+/** What a hart gives the WebAssembly JIT: its state region, the slow paths blocks import, and the call wrapper. */
+export interface WasmHartPort {
+  readonly region: WasmStateRegion;
+  /** Load slow path: rd = load(x[r1] + imm) with the hart's loadSlow; 1 when MMIO was touched (the block ends). */
+  ld(r1: number, imm: number, op: number, rd: number, pcOff: number, nBefore: number): number;
+  /** Store slow path; 1 when MMIO was touched or the block's page lost its code mark (the block ends). */
+  st(r1: number, imm: number, size: number, r2: number, pcOff: number, nBefore: number): number;
+  /** execSlow for one instruction; 1 when the block ends (the next pc is already stored). */
+  slow(w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number;
+  /** An FP op: its FP function when FS is on and the rounding mode valid, else as `slow` (which traps). */
+  fp(w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number;
+  /** Makes the hart's BlockFn for the block at table `index` (it sets the helpers' page context, reads the next pc). */
+  wrap(dispatch: WasmDispatch, index: number): BlockFn;
+}
+
+const Wasm = (
+  globalThis as unknown as {
+    WebAssembly: {
+      Module: new (bytes: Uint8Array) => object;
+      Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
+      Table: new (d: { element: 'anyfunc'; initial: number }) => WasmTable;
+    };
+  }
+).WebAssembly;
+
+interface WasmTable {
+  readonly length: number;
+  grow(delta: number): number;
+  set(index: number, fn: unknown): void;
+}
+
+/** Table entries (blocks) a hart may have; past it, new blocks stay interpreted (indices are never reused). */
+const TABLE_LIMIT = 1 << 16;
+
+/** hits[] value of a block waiting in a batch (thresholds stay below it). */
+const PENDING = 0xffff;
+/** Dispatcher entries of pending blocks after which a partial batch is compiled anyway. */
+const FLUSH_AFTER = 4096;
+/** Default batch: blocks compiled together in one module. */
+export const DEFAULT_BATCH = 16;
+
+interface Pending {
+  block: WasmBlock;
+  /** Page slots waiting for this block (identical code on several pages shares one translation). */
+  targets: { blocks: PageBlocks; slot: number }[];
+}
+
+export class WasmBlockJit implements BlockTranslator {
+  readonly stats: JitStats = { backend: 'wasm', blocks: 0, translatedInsns: 0, compiled: 0, compileMs: 0, instantiateMs: 0 };
+  /** This hart's compiled blocks by encoded body. */
+  private readonly byKey = new Map<string, BlockFn>();
+  private readonly pending = new Map<string, Pending>();
+  private waits = 0;
+  private readonly batch: number;
+  private port: WasmHartPort | null = null;
+  private imports: object | null = null;
+  /** Every block function, called through the dispatcher (see dispatcherModule). */
+  private readonly table = new Wasm.Table({ element: 'anyfunc', initial: 256 });
+  private nextIndex = 0;
+  private dispatch: WasmDispatch | null = null;
+  /** Why compiling stopped (the engine refused a module), or null. */
+  failure: string | null = null;
+  constructor(
+    readonly region: WasmStateRegion,
+    readonly options: JitOptions,
+  ) {
+    this.batch = options.batch ?? (options.threshold === 0 ? 1 : DEFAULT_BATCH);
+  }
+
+  /** Connects the hart (done once the hart's methods exist). */
+  bind(port: WasmHartPort): void {
+    this.port = port;
+    this.imports = { env: { mem: port.region.memory, ld: port.ld, st: port.st, slow: port.slow, fp: port.fp } };
+    try {
+      const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule(port.region.base)), {
+        env: { mem: port.region.memory, tbl: this.table },
+      });
+      this.dispatch = dispatcher.exports.d as WasmDispatch;
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
+    const fn = blocks.fns?.[slot];
+    if (fn !== undefined) return fn;
+    const h = blocks.hits[slot]!;
+    if (h === PENDING) {
+      if (++this.waits >= FLUSH_AFTER) this.flush();
+      return blocks.fns?.[slot] ?? null;
+    }
+    if (h < this.options.threshold || this.nextIndex + this.pending.size >= TABLE_LIMIT || this.failure !== null) {
+      if (h < 0xfffe) blocks.hits[slot] = h + 1;
+      return null;
+    }
+    const block = translateBlock(read, slot, this.region.base);
+    if (block === null) {
+      blocks.hits[slot] = 0;
+      return null;
+    }
+    const compiled = this.byKey.get(block.key);
+    if (compiled !== undefined) {
+      this.install(blocks, slot, compiled, block.length);
+      return compiled;
+    }
+    let p = this.pending.get(block.key);
+    if (p === undefined) {
+      p = { block, targets: [] };
+      this.pending.set(block.key, p);
+    }
+    p.targets.push({ blocks, slot });
+    blocks.hits[slot] = PENDING;
+    if (this.pending.size >= this.batch) this.flush();
+    return blocks.fns?.[slot] ?? null;
+  }
+
+  /** Compiles the pending blocks as one module and installs them (on pages that may have died meanwhile: harmless). */
+  flush(): void {
+    const list = [...this.pending.values()];
+    this.pending.clear();
+    this.waits = 0;
+    if (list.length === 0) return;
+    const bytes = buildModule(list.map((p) => p.block));
+    const t0 = performance.now();
+    let t1: number;
+    let fns: BlockFn[];
+    try {
+      const module = new Wasm.Module(bytes);
+      t1 = performance.now();
+      const exports = new Wasm.Instance(module, this.imports!).exports;
+      const first = this.nextIndex;
+      if (first + list.length > this.table.length)
+        this.table.grow(Math.max(first + list.length - this.table.length, this.table.length));
+      fns = list.map((_, i) => {
+        this.table.set(first + i, exports[`b${i}`]);
+        return this.port!.wrap(this.dispatch!, first + i);
+      });
+      this.nextIndex += list.length;
+    } catch (e) {
+      this.fail(e);
+      for (const p of list) for (const t of p.targets) t.blocks.hits[t.slot] = 0;
+      return;
+    }
+    this.stats.compileMs += t1 - t0;
+    this.stats.instantiateMs += performance.now() - t1;
+    this.stats.compiled += list.length;
+    list.forEach((p, i) => {
+      this.byKey.set(p.block.key, fns[i]!);
+      for (const t of p.targets) this.install(t.blocks, t.slot, fns[i]!, p.block.length);
+    });
+  }
+
+  /** The engine refused a module (out of code space, say): the guest goes on in the interpreter, translating no more. */
+  private fail(e: unknown): void {
+    this.failure = e instanceof Error ? e.message : String(e);
+    this.pending.clear();
+  }
+
+  private install(blocks: PageBlocks, slot: number, fn: BlockFn, length: number): void {
+    (blocks.fns ??= new Array<BlockFn | undefined>(2048))[slot] = fn;
+    this.stats.blocks++;
+    this.stats.translatedInsns += length;
+  }
+}

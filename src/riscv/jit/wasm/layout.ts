@@ -1,0 +1,44 @@
+/**
+ * Where a hart keeps the state its WebAssembly blocks use, inside the guest RAM's WebAssembly.Memory (a region
+ * reserved after RAM, one per hart): the integer registers (the hart's `x`, so register i is the little-endian
+ * i64 at X + 8i) and the load/store TLB tags and RAM page numbers (the hart's own loadTag/loadPpn/storeTag/
+ * storePpn arrays live here, so the interpreter's fills and flushes are the only ones: there is no second copy).
+ * With linear RAM, RAM offset r is byte r of the memory, so an entry's page starts at ppn * 4096.
+ */
+import { TLB_SIZE } from '../../hart/constants.js';
+
+/** Bytes reserved per hart (one WebAssembly page). */
+export const HART_REGION_BYTES = 65536;
+
+/** Offsets inside a hart's region. */
+export const X_OFF = 0;
+/** The pc a block leaves at (f64), written by the block or its helpers. */
+export const PC_OFF = 512;
+/** The running block's page base (f64) and RAM page number (i32), for the helpers. */
+export const PB_OFF = 520;
+export const PPN_OFF = 528;
+/** Non-zero when the last block left through a helper that ended it (MMIO, trap-free control transfer...). */
+export const STOP_OFF = 532;
+export const LOAD_TAG_OFF = 1024;
+export const STORE_TAG_OFF = LOAD_TAG_OFF + TLB_SIZE * 8;
+export const LOAD_PPN_OFF = STORE_TAG_OFF + TLB_SIZE * 8;
+export const STORE_PPN_OFF = LOAD_PPN_OFF + TLB_SIZE * 4;
+/**
+ * The jump cache: pc → the block starting there, so the dispatcher runs block after block without returning to
+ * JS. Entries are filled by the hart's runBlocks and cleared with the fetch TLB (the tag folds in the fetch
+ * context), so an entry is only ever found while its page and mapping are live.
+ */
+export const JC_SIZE = 512;
+export const JC_TAG_OFF = STORE_PPN_OFF + TLB_SIZE * 4;
+export const JC_INDEX_OFF = JC_TAG_OFF + JC_SIZE * 8;
+export const JC_PPN_OFF = JC_INDEX_OFF + JC_SIZE * 4;
+if (JC_PPN_OFF + JC_SIZE * 4 > HART_REGION_BYTES) throw new Error('wasm jit: hart region too small');
+
+/** The WebAssembly.Memory behind linear guest RAM and the hart state region reserved in it. */
+export interface WasmStateRegion {
+  /** The WebAssembly.Memory object (imported by every block module). */
+  readonly memory: object;
+  readonly buffer: ArrayBuffer;
+  /** Byte offset of this hart's region (HART_REGION_BYTES long, 8-aligned). */
+  readonly base: number;
+}

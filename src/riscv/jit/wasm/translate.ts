@@ -1,0 +1,817 @@
+/**
+ * Translates one block of decoded slots into a WebAssembly module (see encoder.ts), with the block boundaries,
+ * side exits and precise-trap contract of the JS translator (../codegen.ts): a block starts at a slot, runs
+ * straight-line code of its page with conditional branches as side exits (a branch back to the first slot loops
+ * while the budget lasts) and ends at a jump, the page end or after MAX_BLOCK instructions.
+ *
+ * The module imports the guest RAM's memory (env.mem) and three JS helpers, and exports `b(pb, n, limit, ctx)`:
+ * `pb` the page's virtual base (f64), `n` the instructions retired so far in this run() slice, `limit` its
+ * budget, `ctx` the hart's data translation context (f64, folded into TLB tags). It returns the new count and
+ * leaves the next pc (f64) at PC_OFF of the hart's region.
+ *
+ * Registers used by the block are held in i64 locals, loaded on entry; every register the block writes is
+ * stored back before any helper call (so a trap inside it sees exact state) and at every exit. Loads and stores
+ * look up the hart's TLB in memory inline; misses, MMIO and faults call `ld`/`st`, which record the faulting pc
+ * and count (h.jitPc/h.jitN) before anything can trap. Everything else (CSRs, atomics, FP, system ops,
+ * bit-manipulation) calls `slow`, the hart's execSlow.
+ */
+import { Op, RD_SHIFT, RS1_SHIFT, RS2_SHIFT, STEP_SHIFT } from '../../hart.js';
+import { SINK } from '../../hart/constants.js';
+import { MAX_BLOCK, type SlotReader } from '../codegen.js';
+import { encodeModule, F64, FnBody, I32, I64, type MemOp, type ModuleSpec } from './encoder.js';
+import {
+  JC_INDEX_OFF,
+  JC_PPN_OFF,
+  JC_SIZE,
+  JC_TAG_OFF,
+  LOAD_PPN_OFF,
+  LOAD_TAG_OFF,
+  PB_OFF,
+  PC_OFF,
+  PPN_OFF,
+  STOP_OFF,
+  STORE_PPN_OFF,
+  STORE_TAG_OFF,
+  X_OFF,
+} from './layout.js';
+
+/** Imported helpers, by function index. */
+export const FN_LD = 0;
+export const FN_ST = 1;
+export const FN_SLOW = 2;
+export const FN_FP = 3;
+/** The module's multiply-high helper; block functions follow it. */
+const FN_MULHU = 4;
+
+// Parameters of the block function.
+const P_PB = 0;
+const P_N = 1;
+const P_LIMIT = 2;
+const P_CTX = 3;
+
+export interface WasmBlock {
+  /** The block's function, to be put in a module (buildModule) alone or with others. */
+  body: FnBody;
+  /** Its encoded body: identical bytes mean an identical block (for sharing one translation). */
+  key: string;
+  /** WAT-like text of the block function, when asked for (tests, debugging). */
+  text: string | null;
+  /** Instructions on the straight-line path. */
+  length: number;
+}
+
+interface Insn {
+  op: number;
+  w: number;
+  imm: number;
+  rd: number;
+  r1: number;
+  r2: number;
+  pcOff: number;
+  nextOff: number;
+}
+
+// Built on first use: hart.ts imports this module (through the JIT), so Op is not ready at load time.
+let LOAD_OPS: Partial<Record<number, MemOp>> = {};
+let STORE_OPS: Partial<Record<number, [MemOp, number]>> = {};
+let NATIVE = new Set<number>();
+let tablesReady = false;
+function buildTables(): void {
+  if (tablesReady) return;
+  tablesReady = true;
+  LOAD_OPS = {
+    [Op.LB]: 'i64.load8_s',
+    [Op.LH]: 'i64.load16_s',
+    [Op.LW]: 'i64.load32_s',
+    [Op.LD]: 'i64.load',
+    [Op.LBU]: 'i64.load8_u',
+    [Op.LHU]: 'i64.load16_u',
+    [Op.LWU]: 'i64.load32_u',
+  };
+  STORE_OPS = {
+    [Op.SB]: ['i64.store8', 1],
+    [Op.SH]: ['i64.store16', 2],
+    [Op.SW]: ['i64.store32', 4],
+    [Op.SD]: ['i64.store', 8],
+  };
+  // Ops this translator executes itself (the rest call the hart's execSlow).
+  NATIVE = new Set<number>([
+    Op.NOP,
+    Op.FENCE,
+    Op.LUI,
+    Op.AUIPC,
+    Op.JAL,
+    Op.JALR,
+    Op.BEQ,
+    Op.BNE,
+    Op.BLT,
+    Op.BGE,
+    Op.BLTU,
+    Op.BGEU,
+    ...Object.keys(LOAD_OPS).map(Number),
+    ...Object.keys(STORE_OPS).map(Number),
+    Op.ADDI,
+    Op.SLTI,
+    Op.SLTIU,
+    Op.XORI,
+    Op.ORI,
+    Op.ANDI,
+    Op.SLLI,
+    Op.SRLI,
+    Op.SRAI,
+    Op.ADD,
+    Op.SUB,
+    Op.SLL,
+    Op.SLT,
+    Op.SLTU,
+    Op.XOR,
+    Op.SRL,
+    Op.SRA,
+    Op.OR,
+    Op.AND,
+    Op.ADDIW,
+    Op.SLLIW,
+    Op.SRLIW,
+    Op.SRAIW,
+    Op.ADDW,
+    Op.SUBW,
+    Op.SLLW,
+    Op.SRLW,
+    Op.SRAW,
+    Op.MUL,
+    Op.MULW,
+    Op.MULH,
+    Op.MULHSU,
+    Op.MULHU,
+    Op.DIV,
+    Op.DIVU,
+    Op.REM,
+    Op.REMU,
+    Op.DIVW,
+    Op.DIVUW,
+    Op.REMW,
+    Op.REMUW,
+  ]);
+}
+
+/** Reads the block's instructions; null when no block can start at `start`. */
+function collect(read: SlotReader, start: number): { insns: Insn[]; endOff: number } | null {
+  const insns: Insn[] = [];
+  let slot = start;
+  for (;;) {
+    if (insns.length >= MAX_BLOCK) return { insns, endOff: slot * 2 };
+    const { w, imm } = read(slot);
+    const op = w & 0xff;
+    if (op === Op.PAGE_END || op === Op.CROSS || op === Op.DECODE) {
+      if (insns.length === 0) return null;
+      return { insns, endOff: slot * 2 };
+    }
+    const step = w >>> STEP_SHIFT;
+    const insn: Insn = {
+      op,
+      w,
+      imm,
+      rd: (w >>> RD_SHIFT) & 0x7f,
+      r1: (w >>> RS1_SHIFT) & 0x7f,
+      r2: (w >>> RS2_SHIFT) & 0x7f,
+      pcOff: slot * 2,
+      nextOff: slot * 2 + step * 2,
+    };
+    insns.push(insn);
+    slot += step;
+    if (op === Op.JAL || op === Op.JALR) return { insns, endOff: insn.nextOff };
+  }
+}
+
+/** Which x-array offsets an instruction reads (as register numbers) and whether it writes rd. */
+function sources(i: Insn): number[] {
+  switch (i.op) {
+    case Op.NOP:
+    case Op.FENCE:
+    case Op.LUI:
+    case Op.AUIPC:
+    case Op.JAL:
+      return [];
+    case Op.JALR:
+    case Op.ADDI:
+    case Op.SLTI:
+    case Op.SLTIU:
+    case Op.XORI:
+    case Op.ORI:
+    case Op.ANDI:
+    case Op.SLLI:
+    case Op.SRLI:
+    case Op.SRAI:
+    case Op.ADDIW:
+    case Op.SLLIW:
+    case Op.SRLIW:
+    case Op.SRAIW:
+      return [i.r1 >>> 1];
+    default:
+      if (LOAD_OPS[i.op] !== undefined) return [i.r1 >>> 1];
+      return [i.r1 >>> 1, i.r2 >>> 1];
+  }
+}
+const writesRd = (i: Insn): boolean =>
+  NATIVE.has(i.op) &&
+  i.rd !== SINK &&
+  STORE_OPS[i.op] === undefined &&
+  !(i.op >= Op.BEQ && i.op <= Op.BGEU) &&
+  i.op !== Op.NOP &&
+  i.op !== Op.FENCE;
+
+/**
+ * The module for the block starting at `start`, for a hart whose state region starts at byte `base` of the
+ * memory; null when no block can start there.
+ */
+export function translateBlock(read: SlotReader, start: number, base: number, withText = false): WasmBlock | null {
+  buildTables();
+  const found = collect(read, start);
+  if (found === null) return null;
+  const { insns, endOff } = found;
+  const f = new FnBody(4, withText);
+  const startOff = start * 2;
+
+  // Register locals: every register the block reads or writes (x0 reads as a constant).
+  const regLocal = new Int32Array(32).fill(-1);
+  const written: number[] = [];
+  const use = (reg: number): void => {
+    if (reg !== 0 && regLocal[reg] === -1) regLocal[reg] = f.local(I64);
+  };
+  for (const i of insns) {
+    for (const r of sources(i)) if (NATIVE.has(i.op)) use(r);
+    if (writesRd(i)) {
+      use(i.rd >>> 1);
+      if (!written.includes(i.rd >>> 1)) written.push(i.rd >>> 1);
+    }
+  }
+  const cached: number[] = [];
+  for (let r = 1; r < 32; r++) if (regLocal[r] !== -1) cached.push(r);
+  const pbi = f.local(I64);
+  const va = f.local(I64);
+  const lo = f.local(I32);
+  const off = f.local(I32);
+  const ti = f.local(I32);
+  const t1 = f.local(I64);
+  const t2 = f.local(I64);
+  const tf = f.local(F64);
+  const xAt = (reg: number): number => base + X_OFF + reg * 8;
+
+  /** Pushes register `x` (an x-array offset) as i64. */
+  const R = (x: number): void => {
+    const reg = x >>> 1;
+    if (reg === 0) f.i64(0);
+    else f.get(regLocal[reg]!);
+  };
+  /** Pops an i64 into rd (the x0 sink drops it). */
+  const W = (rd: number): void => {
+    if (rd === SINK) f.op('drop');
+    else f.set(regLocal[rd >>> 1]!);
+  };
+  const flush = (): void => {
+    for (const r of written) f.i32(0).get(regLocal[r]!).mem('i64.store', xAt(r));
+  };
+  const reload = (regs: readonly number[]): void => {
+    for (const r of regs) if (regLocal[r] !== -1) f.i32(0).mem('i64.load', xAt(r)).set(regLocal[r]!);
+  };
+  /** Pushes n + k (the count retired before instruction k of this pass). */
+  const nPlus = (k: number): void => {
+    f.get(P_N);
+    if (k !== 0) f.i32(k).op('i32.add');
+  };
+  /** Leaves the block at page offset `to` with `retired` more instructions retired. */
+  const exit = (to: number, retired: number): void => {
+    flush();
+    f.i32(0)
+      .get(P_PB)
+      .f64(to)
+      .op('f64.add')
+      .mem('f64.store', base + PC_OFF);
+    nPlus(retired);
+    f.op('return');
+  };
+  let nest = 0; // blocks open inside the loop
+  const open = (kind: 'if' | 'block', result?: typeof I64 | typeof I32): void => {
+    f.open(kind, result);
+    nest++;
+  };
+  const close = (): void => {
+    f.end();
+    nest--;
+  };
+  /** Taken transfer to page offset `to` after instruction k retired. */
+  const jumpTo = (to: number, k: number): void => {
+    if (to === startOff) {
+      f.get(P_N)
+        .i32(k + 1)
+        .op('i32.add')
+        .tee(P_N)
+        .get(P_LIMIT)
+        .op('i32.lt_u');
+      open('if');
+      f.br(nest);
+      close();
+      flush();
+      f.i32(0)
+        .get(P_PB)
+        .f64(to)
+        .op('f64.add')
+        .mem('f64.store', base + PC_OFF);
+      f.get(P_N).op('return');
+      return;
+    }
+    exit(to, k + 1);
+  };
+  /** Leaves pc to page offset `to`... when `cond` (i32 on the stack) holds. */
+  const branch = (to: number, k: number): void => {
+    open('if');
+    jumpTo(to, k);
+    close();
+  };
+  /** Virtual address rs1 + imm into `va`, and the TLB index (times 8) into `ti`, the page offset into `off`. */
+  const address = (i: Insn): void => {
+    R(i.r1);
+    if (i.imm !== 0) f.i64(i.imm).op('i64.add');
+    f.tee(va).op('i32.wrap_i64').tee(lo).i32(12).op('i32.shr_u').i32(2047).op('i32.and').i32(3).op('i32.shl').set(ti);
+    f.get(lo).i32(4095).op('i32.and').set(off);
+  };
+  /** Pushes the TLB hit test (i32) for the tag table at `tagOff`. */
+  const tlbHit = (tagOff: number): void => {
+    f.get(ti).mem('f64.load', base + tagOff);
+    f.get(va).i64(-4096).op('i64.and').op('f64.convert_i64_s').get(P_CTX).op('f64.add').op('f64.eq');
+    f.get(off).i32(4088).op('i32.le_u').op('i32.and');
+  };
+  /** Pushes the memory address of `off` in the entry's RAM page. */
+  const hostAddress = (ppnOff: number): void => {
+    f.get(ti)
+      .i32(1)
+      .op('i32.shr_u')
+      .mem('i32.load', base + ppnOff)
+      .i32(12)
+      .op('i32.shl')
+      .get(off)
+      .op('i32.add');
+  };
+  /** i64 ops on (rs1, rs2) or (rs1, imm). */
+  const bin = (i: Insn, name: 'i64.add' | 'i64.sub' | 'i64.and' | 'i64.or' | 'i64.xor' | 'i64.mul', useImm: boolean): void => {
+    R(i.r1);
+    if (useImm) f.i64(i.imm);
+    else R(i.r2);
+    f.op(name);
+    W(i.rd);
+  };
+  const shift = (i: Insn, name: 'i64.shl' | 'i64.shr_u' | 'i64.shr_s', useImm: boolean): void => {
+    R(i.r1);
+    if (useImm) f.i64(i.imm & 63);
+    else R(i.r2);
+    f.op(name);
+    W(i.rd);
+  };
+  /** 32-bit op on the low words, sign-extended. */
+  const word = (
+    i: Insn,
+    name: 'i32.add' | 'i32.sub' | 'i32.shl' | 'i32.shr_u' | 'i32.shr_s' | 'i32.mul',
+    useImm: boolean,
+    mask = -1,
+  ): void => {
+    R(i.r1);
+    f.op('i32.wrap_i64');
+    if (useImm) f.i32(i.imm & mask);
+    else {
+      R(i.r2);
+      f.op('i32.wrap_i64');
+    }
+    f.op(name).op('i64.extend_i32_s');
+    W(i.rd);
+  };
+  const compare = (i: Insn, name: 'i64.lt_s' | 'i64.lt_u', useImm: boolean): void => {
+    R(i.r1);
+    if (useImm) f.i64(i.imm);
+    else R(i.r2);
+    f.op(name).op('i64.extend_i32_u');
+    W(i.rd);
+  };
+  /** rs1 into t1 and rs2 into t2. */
+  const operands = (i: Insn): void => {
+    R(i.r1);
+    f.set(t1);
+    R(i.r2);
+    f.set(t2);
+  };
+  const divide = (i: Insn): void => {
+    operands(i);
+    const wordOp = i.op === Op.DIVW || i.op === Op.DIVUW || i.op === Op.REMW || i.op === Op.REMUW;
+    const signed = i.op === Op.DIV || i.op === Op.REM || i.op === Op.DIVW || i.op === Op.REMW;
+    const rem = i.op === Op.REM || i.op === Op.REMU || i.op === Op.REMW || i.op === Op.REMUW;
+    const t = wordOp ? I32 : I64;
+    const get = (l: number): void => {
+      f.get(l);
+      if (wordOp) f.op('i32.wrap_i64');
+    };
+    // Division by zero gives all ones (quotient) or the dividend (remainder); signed overflow (MIN / -1) gives
+    // MIN and 0, which is what -a and 0 are for divisor -1 in two's complement.
+    get(t2);
+    f.op(wordOp ? 'i32.eqz' : 'i64.eqz');
+    f.open('if', t);
+    if (rem) get(t1);
+    else if (wordOp) f.i32(-1);
+    else f.i64(-1);
+    f.else();
+    if (signed) {
+      get(t2);
+      if (wordOp) f.i32(-1).op('i32.eq');
+      else f.i64(-1).op('i64.eq');
+      f.open('if', t);
+      if (rem) {
+        if (wordOp) f.i32(0);
+        else f.i64(0);
+      } else if (wordOp) {
+        f.i32(0);
+        get(t1);
+        f.op('i32.sub');
+      } else {
+        f.i64(0);
+        get(t1);
+        f.op('i64.sub');
+      }
+      f.else();
+    }
+    get(t1);
+    get(t2);
+    if (wordOp) f.op(signed ? (rem ? 'i32.rem_s' : 'i32.div_s') : rem ? 'i32.rem_u' : 'i32.div_u');
+    else f.op(signed ? (rem ? 'i64.rem_s' : 'i64.div_s') : rem ? 'i64.rem_u' : 'i64.div_u');
+    if (signed) f.end();
+    f.end();
+    if (wordOp) f.op('i64.extend_i32_s');
+    W(i.rd);
+  };
+  const mulHigh = (i: Insn): void => {
+    operands(i);
+    f.get(t1).get(t2).call(FN_MULHU, 'mulhu');
+    // Signed high words: subtract the other operand for each negative one (two's complement correction).
+    if (i.op === Op.MULH || i.op === Op.MULHSU) f.get(t1).i64(63).op('i64.shr_s').get(t2).op('i64.and').op('i64.sub');
+    if (i.op === Op.MULH) f.get(t2).i64(63).op('i64.shr_s').get(t1).op('i64.and').op('i64.sub');
+    W(i.rd);
+  };
+
+  if (withText) f.comment(`block at page offset ${startOff}: ${insns.length} instructions`);
+  for (const r of cached) f.i32(0).mem('i64.load', xAt(r)).set(regLocal[r]!);
+  f.get(P_PB).op('i64.trunc_f64_s').set(pbi);
+  f.open('loop');
+  let ended = false;
+  insns.forEach((i, k) => {
+    if (withText) f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
+    switch (i.op) {
+      // One hart's accesses are in order and other harts run between run() slices: FENCE orders nothing more.
+      case Op.NOP:
+      case Op.FENCE:
+        break;
+      case Op.LUI:
+        f.i64(i.imm);
+        W(i.rd);
+        break;
+      case Op.AUIPC:
+        f.get(pbi)
+          .i64(i.pcOff + i.imm)
+          .op('i64.add');
+        W(i.rd);
+        break;
+      case Op.JAL:
+        f.get(pbi).i64(i.nextOff).op('i64.add');
+        W(i.rd);
+        jumpTo(i.pcOff + i.imm, k);
+        ended = true;
+        break;
+      case Op.JALR:
+        // The target as the interpreter computes it, in doubles (hi * 2^32 + lo + imm, then the low bit cleared).
+        R(i.r1);
+        f.i64(32).op('i64.shr_s').op('i32.wrap_i64').op('f64.convert_i32_s').f64(4294967296).op('f64.mul');
+        R(i.r1);
+        f.op('i32.wrap_i64').op('f64.convert_i32_u').op('f64.add').f64(i.imm).op('f64.add').set(tf);
+        f.get(pbi).i64(i.nextOff).op('i64.add');
+        W(i.rd);
+        flush();
+        f.i32(0)
+          .get(tf)
+          .f64(0.5)
+          .op('f64.mul')
+          .op('f64.floor')
+          .f64(2)
+          .op('f64.mul')
+          .mem('f64.store', base + PC_OFF);
+        nPlus(k + 1);
+        f.op('return');
+        ended = true;
+        break;
+      case Op.BEQ:
+      case Op.BNE:
+      case Op.BLT:
+      case Op.BGE:
+      case Op.BLTU:
+      case Op.BGEU: {
+        R(i.r1);
+        R(i.r2);
+        const cmp = {
+          [Op.BEQ]: 'i64.eq',
+          [Op.BNE]: 'i64.ne',
+          [Op.BLT]: 'i64.lt_s',
+          [Op.BGE]: 'i64.ge_s',
+          [Op.BLTU]: 'i64.lt_u',
+          [Op.BGEU]: 'i64.ge_u',
+        } as const;
+        f.op(cmp[i.op]);
+        branch(i.pcOff + i.imm, k);
+        break;
+      }
+      case Op.ADDI:
+        bin(i, 'i64.add', true);
+        break;
+      case Op.XORI:
+        bin(i, 'i64.xor', true);
+        break;
+      case Op.ORI:
+        bin(i, 'i64.or', true);
+        break;
+      case Op.ANDI:
+        bin(i, 'i64.and', true);
+        break;
+      case Op.SLTI:
+        compare(i, 'i64.lt_s', true);
+        break;
+      case Op.SLTIU:
+        compare(i, 'i64.lt_u', true);
+        break;
+      case Op.SLLI:
+        shift(i, 'i64.shl', true);
+        break;
+      case Op.SRLI:
+        shift(i, 'i64.shr_u', true);
+        break;
+      case Op.SRAI:
+        shift(i, 'i64.shr_s', true);
+        break;
+      case Op.ADD:
+        bin(i, 'i64.add', false);
+        break;
+      case Op.SUB:
+        bin(i, 'i64.sub', false);
+        break;
+      case Op.XOR:
+        bin(i, 'i64.xor', false);
+        break;
+      case Op.OR:
+        bin(i, 'i64.or', false);
+        break;
+      case Op.AND:
+        bin(i, 'i64.and', false);
+        break;
+      case Op.MUL:
+        bin(i, 'i64.mul', false);
+        break;
+      case Op.SLL:
+        shift(i, 'i64.shl', false);
+        break;
+      case Op.SRL:
+        shift(i, 'i64.shr_u', false);
+        break;
+      case Op.SRA:
+        shift(i, 'i64.shr_s', false);
+        break;
+      case Op.SLT:
+        compare(i, 'i64.lt_s', false);
+        break;
+      case Op.SLTU:
+        compare(i, 'i64.lt_u', false);
+        break;
+      case Op.ADDIW:
+        word(i, 'i32.add', true);
+        break;
+      case Op.SLLIW:
+        word(i, 'i32.shl', true, 31);
+        break;
+      case Op.SRLIW:
+        word(i, 'i32.shr_u', true, 31);
+        break;
+      case Op.SRAIW:
+        word(i, 'i32.shr_s', true, 31);
+        break;
+      case Op.ADDW:
+        word(i, 'i32.add', false);
+        break;
+      case Op.SUBW:
+        word(i, 'i32.sub', false);
+        break;
+      case Op.SLLW:
+        word(i, 'i32.shl', false);
+        break;
+      case Op.SRLW:
+        word(i, 'i32.shr_u', false);
+        break;
+      case Op.SRAW:
+        word(i, 'i32.shr_s', false);
+        break;
+      case Op.MULW:
+        word(i, 'i32.mul', false);
+        break;
+      case Op.MULH:
+      case Op.MULHSU:
+      case Op.MULHU:
+        mulHigh(i);
+        break;
+      case Op.DIV:
+      case Op.DIVU:
+      case Op.REM:
+      case Op.REMU:
+      case Op.DIVW:
+      case Op.DIVUW:
+      case Op.REMW:
+      case Op.REMUW:
+        divide(i);
+        break;
+      default: {
+        const load = LOAD_OPS[i.op];
+        const store = STORE_OPS[i.op];
+        if (load !== undefined) {
+          address(i);
+          tlbHit(LOAD_TAG_OFF);
+          open('if', I64);
+          hostAddress(LOAD_PPN_OFF);
+          f.mem(load, 0);
+          f.else();
+          // Miss, MMIO or fault: the hart's slow path writes rd in memory (and says whether MMIO was touched).
+          flush();
+          f.i32(i.r1).i32(i.imm).i32(i.op).i32(i.rd).i32(i.pcOff);
+          nPlus(k);
+          f.call(FN_LD, 'ld');
+          open('if');
+          if (i.rd !== SINK) reload([i.rd >>> 1]);
+          exit(i.nextOff, k + 1);
+          close();
+          f.i32(0).mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
+          close();
+          W(i.rd);
+        } else if (store !== undefined) {
+          address(i);
+          tlbHit(STORE_TAG_OFF);
+          open('if');
+          hostAddress(STORE_PPN_OFF);
+          R(i.r2);
+          f.mem(store[0], 0);
+          f.else();
+          flush();
+          f.i32(i.r1).i32(i.imm).i32(store[1]).i32(i.r2).i32(i.pcOff);
+          nPlus(k);
+          f.call(FN_ST, 'st');
+          // MMIO, or the store cleared this page's code mark: what follows is fetched again.
+          open('if');
+          exit(i.nextOff, k + 1);
+          close();
+          close();
+        } else {
+          // The hart's execSlow (FP ops: their function first): state is in memory around the call; 1 means the
+          // block ends (pc already set).
+          flush();
+          f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
+          nPlus(k);
+          if (i.op === Op.FPOP) f.call(FN_FP, 'fp');
+          else f.call(FN_SLOW, 'slow');
+          open('if');
+          nPlus(k + 1);
+          f.op('return');
+          close();
+          // FP ops write at most rd; FP loads and stores no integer register.
+          if (i.op === Op.FPOP) reload(i.rd === SINK ? [] : [i.rd >>> 1]);
+          else if (i.op < Op.FLW || i.op > Op.FSD) reload(cached);
+        }
+      }
+    }
+  });
+  if (!ended) exit(endOff, insns.length);
+  f.end();
+  f.op('unreachable');
+
+  const text = f.text && `(func $b (param f64 i32 i32 f64) (result i32) ${f.localsText()}\n${f.text.join('\n')})`;
+  let key = '';
+  const encoded = f.encode();
+  for (let i = 0; i < encoded.length; i += 4096) key += String.fromCharCode(...encoded.slice(i, i + 4096));
+  return { body: f, key, text, length: insns.length };
+}
+
+/**
+ * One module holding `blocks` (exported as b0, b1, ...): a module has a fixed compile cost of a few hundred
+ * microseconds (measured in docs/performance.md), so hot blocks are compiled in batches.
+ */
+export function buildModule(blocks: readonly WasmBlock[]): Uint8Array {
+  const spec: ModuleSpec = {
+    types: [
+      { params: [F64, I32, I32, F64], results: [I32] },
+      { params: [I32, I32, I32, I32, I32, I32], results: [I32] },
+      { params: [I32, I32, I32, I32, I32, I32], results: [I32] },
+      { params: [I32, I32, I32, I32, I32, I32, I32], results: [I32] },
+      { params: [I64, I64], results: [I64] },
+    ],
+    imports: [
+      { name: 'ld', type: 1 },
+      { name: 'st', type: 2 },
+      { name: 'slow', type: 3 },
+      { name: 'fp', type: 3 },
+    ],
+    memoryPages: 1,
+    funcs: [{ type: 4, body: mulhuBody() }, ...blocks.map((b, i) => ({ type: 0, body: b.body, export: `b${i}` }))],
+  };
+  return encodeModule(spec);
+}
+
+/**
+ * The module every block call goes through: `d(index, pb, n, limit, ctx, fctx)` calls table entry `index` (a block
+ * function), then, while the budget lasts and no helper ended the block, looks the next pc up in the jump cache
+ * (layout.ts) and runs the block found there, so a chain of translated blocks costs one call from JS. One export
+ * called millions of times also gets V8's fast JS-to-WebAssembly wrapper at once, where each block's own export
+ * would go through the generic one until called ~1000 times (measured: docs/performance.md).
+ */
+export function dispatcherModule(base: number): Uint8Array {
+  const f = new FnBody(6);
+  const [INDEX, PB, N, LIMIT, CTX, FCTX] = [0, 1, 2, 3, 4, 5];
+  const pc = f.local(F64);
+  const lo = f.local(I32);
+  const j = f.local(I32);
+  f.open('block');
+  f.open('loop');
+  f.get(PB).get(N).get(LIMIT).get(CTX).get(INDEX).callIndirect(0).set(N);
+  f.get(N).get(LIMIT).op('i32.ge_u').brIf(1);
+  f.i32(0)
+    .mem('i32.load', base + STOP_OFF)
+    .brIf(1);
+  f.i32(0)
+    .mem('f64.load', base + PC_OFF)
+    .tee(pc);
+  f.op('i64.trunc_f64_s')
+    .op('i32.wrap_i64')
+    .tee(lo)
+    .i32(1)
+    .op('i32.shr_u')
+    .i32(JC_SIZE - 1)
+    .op('i32.and')
+    .set(j);
+  f.get(j)
+    .i32(3)
+    .op('i32.shl')
+    .mem('f64.load', base + JC_TAG_OFF);
+  f.get(pc).get(FCTX).op('f64.add').op('f64.ne').brIf(1);
+  f.get(j)
+    .i32(2)
+    .op('i32.shl')
+    .mem('i32.load', base + JC_INDEX_OFF)
+    .set(INDEX);
+  f.i32(0)
+    .get(j)
+    .i32(2)
+    .op('i32.shl')
+    .mem('i32.load', base + JC_PPN_OFF)
+    .mem('i32.store', base + PPN_OFF);
+  f.get(pc).get(lo).i32(4095).op('i32.and').op('f64.convert_i32_u').op('f64.sub').set(PB);
+  f.i32(0)
+    .get(PB)
+    .mem('f64.store', base + PB_OFF);
+  f.br(0);
+  f.end();
+  f.end();
+  f.get(N);
+  return encodeModule({
+    types: [
+      { params: [F64, I32, I32, F64], results: [I32] },
+      { params: [I32, F64, I32, I32, F64, F64], results: [I32] },
+    ],
+    imports: [],
+    memoryPages: 0,
+    tableMin: 1,
+    funcs: [{ type: 1, body: f, export: 'd' }],
+  });
+}
+
+/** Unsigned 64 x 64 high word from 32-bit limbs (WebAssembly has no wide multiply yet). */
+function mulhuBody(): FnBody {
+  const f = new FnBody(2);
+  const aL = f.local(I64);
+  const aH = f.local(I64);
+  const bL = f.local(I64);
+  const bH = f.local(I64);
+  const lh = f.local(I64);
+  const hl = f.local(I64);
+  const M = 0xffffffff;
+  f.get(0).i64(M).op('i64.and').set(aL);
+  f.get(0).i64(32).op('i64.shr_u').set(aH);
+  f.get(1).i64(M).op('i64.and').set(bL);
+  f.get(1).i64(32).op('i64.shr_u').set(bH);
+  f.get(aL).get(bH).op('i64.mul').set(lh);
+  f.get(aH).get(bL).op('i64.mul').set(hl);
+  // high = aH*bH + (lh >> 32) + (hl >> 32) + (((aL*bL) >> 32) + (lh & M) + (hl & M)) >> 32
+  f.get(aH).get(bH).op('i64.mul');
+  f.get(lh).i64(32).op('i64.shr_u').op('i64.add');
+  f.get(hl).i64(32).op('i64.shr_u').op('i64.add');
+  f.get(aL).get(bL).op('i64.mul').i64(32).op('i64.shr_u');
+  f.get(lh).i64(M).op('i64.and').op('i64.add');
+  f.get(hl).i64(M).op('i64.and').op('i64.add');
+  f.i64(32).op('i64.shr_u').op('i64.add');
+  return f;
+}

@@ -1,0 +1,303 @@
+/**
+ * Differential tests of the WebAssembly block JIT against the interpreter (the reference):
+ * - random blocks (fast-check): RV64IM ALU ops, loads and stores (in-page, page-crossing and faulting), forward
+ *   branches (side exits), Zb*, CSR and fence ops (the execSlow helper), in a loop back to the block start
+ *   (the in-block back edge with its budget check), on registers drawn from edge values; every register, the
+ *   pc, instret, the traps taken (cause, epc, tval) and the data memory must agree;
+ * - multiply-high and division edges (division by zero, MIN / -1) with the results the spec gives;
+ * - the random integer/M/A/Zb* and FP programs of diff-int/diff-fp (diffgen.ts), whose outputs must agree
+ *   byte for byte.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { buildElfFile, makeMachine, RAM_BASE } from './harness.js';
+import { generateProgram } from './diffgen.js';
+import { generateFpProgram } from './diffgen-fp.js';
+import { runOnHart } from './diffrun.js';
+import { CSR_MTVEC, type HartOptions } from '../../src/riscv/hart.js';
+import { fuzzParams } from '../helpers/fuzz.js';
+
+const WASM: HartOptions['jit'] = { threshold: 0, backend: 'wasm' };
+
+// ---- instruction encoders ----
+const R = (f7: number, rs2: number, rs1: number, f3: number, rd: number, op: number): number =>
+  ((f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;
+const I = (imm: number, rs1: number, f3: number, rd: number, op: number): number =>
+  (((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;
+const S = (imm: number, rs2: number, rs1: number, f3: number): number =>
+  ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23) >>> 0;
+const B = (imm: number, rs2: number, rs1: number, f3: number): number =>
+  ((((imm >> 12) & 1) << 31) |
+    (((imm >> 5) & 0x3f) << 25) |
+    (rs2 << 20) |
+    (rs1 << 15) |
+    (f3 << 12) |
+    (((imm >> 1) & 0xf) << 8) |
+    (((imm >> 11) & 1) << 7) |
+    0x63) >>>
+  0;
+const U = (imm20: number, rd: number, op: number): number => (((imm20 & 0xfffff) << 12) | (rd << 7) | op) >>> 0;
+
+/** R-type ops: [funct7, funct3, opcode] (OP and OP-32, with M and a few Zb*). */
+const R_OPS: [number, number, number][] = [
+  ...[0, 1, 2, 3, 4, 5, 6, 7].map((f3) => [0, f3, 0x33] as [number, number, number]),
+  [0x20, 0, 0x33],
+  [0x20, 5, 0x33],
+  ...[0, 1, 2, 3, 4, 5, 6, 7].map((f3) => [1, f3, 0x33] as [number, number, number]),
+  [0, 0, 0x3b],
+  [0x20, 0, 0x3b],
+  [0, 1, 0x3b],
+  [0, 5, 0x3b],
+  [0x20, 5, 0x3b],
+  ...[0, 4, 5, 6, 7].map((f3) => [1, f3, 0x3b] as [number, number, number]),
+  [0x20, 7, 0x33], // andn
+  [0x10, 2, 0x33], // sh1add
+  [0x05, 4, 0x33], // min
+];
+
+/** Registers the generated code may write: not x9 (loop counter), x10/x11 (memory bases). */
+const RD = fc.constantFrom(...[0, 1, 2, 3, 4, 5, 6, 7, 8, ...Array.from({ length: 20 }, (_, i) => i + 12)]);
+const RS = fc.integer({ min: 0, max: 31 });
+const IMM12 = fc.integer({ min: -2048, max: 2047 });
+
+/** One instruction at index `i` of a block of `len` (forward branches stay inside the program). */
+const insn = (i: number, len: number): fc.Arbitrary<number> =>
+  fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.tuple(fc.constantFrom(...R_OPS), RS, RS, RD).map(([[f7, f3, op], a, b, d]) => R(f7, b, a, f3, d, op)),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.tuple(fc.constantFrom(0, 2, 3, 4, 6, 7), IMM12, RS, RD).map(([f3, imm, a, d]) => I(imm, a, f3, d, 0x13)),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.constantFrom(1, 5, 0x405), fc.integer({ min: 0, max: 63 }), RS, RD)
+        .map(([k, sh, a, d]) => I((k & 0x400) | sh, a, k & 7, d, 0x13)),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.constantFrom(0, 1, 5, 0x405), fc.integer({ min: 0, max: 31 }), IMM12, RS, RD)
+        .map(([k, sh, imm, a, d]) => I(k === 0 ? imm : (k & 0x400) | sh, a, k & 7, d, 0x1b)),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(fc.integer({ min: 0, max: 0xfffff }), RD, fc.boolean()).map(([v, d, pc]) => U(v, d, pc ? 0x17 : 0x37)),
+    },
+    {
+      // loads: mostly around the data buffer (x10), sometimes from a hole in the address space (x11: access fault)
+      weight: 4,
+      arbitrary: fc
+        .tuple(fc.constantFrom(0, 1, 2, 3, 4, 5, 6), IMM12, fc.integer({ min: 0, max: 30 }), RD)
+        .map(([f3, imm, base, d]) => I(imm, base === 0 ? 11 : 10, f3, d, 0x03)),
+    },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(fc.constantFrom(0, 1, 2, 3), IMM12, fc.integer({ min: 0, max: 30 }), RS)
+        .map(([f3, imm, base, v]) => S(imm, v, base === 0 ? 11 : 10, f3)),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.constantFrom(0, 1, 4, 5, 6, 7), RS, RS, fc.integer({ min: 1, max: Math.max(1, len - i) }))
+        .map(([f3, a, b, skip]) => B(skip * 4, b, a, f3)),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        0x0ff0000f, // fence
+        I(0x340, 0, 2, 5, 0x73), // csrrs t0, mscratch, x0
+        I(0x340, 6, 1, 0, 0x73), // csrrw x0, mscratch, t1
+        I(0x600, 7, 1, 8, 0x13), // clz s0, t2
+      ),
+    },
+  );
+
+const EDGE = [0n, 1n, -1n, -(2n ** 63n), 2n ** 63n - 1n, 0x80000000n, 0xffffffffn, -0x80000000n, 2n];
+const value = fc.oneof(fc.constantFrom(...EDGE), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }));
+
+const DATA = RAM_BASE + 0x10000;
+const DATA_BYTES = 0x2000;
+const POWEROFF = 0x10_0000;
+
+interface Snapshot {
+  regs: string[];
+  pc: number;
+  instret: number;
+  traps: string[];
+  data: number[];
+  backend: string | undefined;
+  blocks: number;
+}
+
+/** The block, then the loop's back edge (x9 counts the passes), then the power-off store (also the trap vector). */
+function runBlock(code: number[], regs: bigint[], loops: number, jit: HartOptions['jit']): Snapshot {
+  return runWords([...code, I(-1, 9, 0, 9, 0x13), B(-(code.length + 1) * 4, 0, 9, 1)], regs, loops, jit);
+}
+
+/** `body` at RAM_BASE, then the power-off store (also the trap vector); x9 = loops, x10 data, x11 a hole. */
+function runWords(body: number[], regs: bigint[], loops: number, jit: HartOptions['jit']): Snapshot {
+  const m = makeMachine(16 << 20, jit);
+  const epilogue = RAM_BASE + body.length * 4;
+  const words = [...body, U(POWEROFF >>> 12, 31, 0x37), S(0, 0, 31, 2)];
+  words.forEach((w, i) => m.ram.writeU32(RAM_BASE + i * 4, w));
+  for (let i = 0; i < DATA_BYTES; i += 4) m.ram.writeU32(DATA + i, (Math.imul(i + 1, 0x9e3779b1) ^ (i << 7)) >>> 0);
+  m.hart.reset(RAM_BASE);
+  m.hart.writeCsr(CSR_MTVEC, epilogue | 0, 0);
+  const traps: string[] = [];
+  m.hart.onTrap = (_h, cause, _irq, tval, epc) =>
+    traps.push(`cause ${cause} epc 0x${epc.toString(16)} tval 0x${tval.toString(16)}`);
+  for (let r = 1; r < 32; r++) {
+    const v = BigInt.asUintN(64, regs[r - 1]!);
+    m.hart.setXHalves(r, Number(v & 0xffffffffn) | 0, Number(v >> 32n) | 0);
+  }
+  m.hart.setX(9, loops);
+  m.hart.setX(10, DATA + 0x1000);
+  m.hart.setX(11, 0x1000);
+  for (let guard = 0; !m.poweredOff && guard < 100; guard++) m.hart.run(100_000);
+  assert.ok(m.poweredOff, 'the program reached its power-off store');
+  const data: number[] = [];
+  for (let i = 0; i < DATA_BYTES; i += 4) data.push(m.ram.readU32(DATA + i));
+  const out: string[] = [];
+  for (let r = 1; r < 32; r++) out.push(m.hart.getXHex(r));
+  return {
+    regs: out,
+    pc: m.hart.pc,
+    instret: m.hart.instret,
+    traps,
+    data,
+    backend: m.hart.jitStats?.backend,
+    blocks: m.hart.jitStats?.blocks ?? 0,
+  };
+}
+
+function compare(code: number[], regs: bigint[], loops: number): void {
+  const ref = runBlock(code, regs, loops, false);
+  const got = runBlock(code, regs, loops, WASM);
+  assert.equal(got.backend, 'wasm');
+  const where = `code ${code.map((w) => w.toString(16).padStart(8, '0')).join(' ')}`;
+  assert.deepEqual(got.traps, ref.traps, `traps (${where})`);
+  assert.deepEqual(got.regs, ref.regs, `registers (${where})`);
+  assert.equal(got.pc, ref.pc, `pc (${where})`);
+  assert.equal(got.instret, ref.instret, `instret (${where})`);
+  assert.deepEqual(got.data, ref.data, `memory (${where})`);
+}
+
+const program = fc
+  .integer({ min: 1, max: 24 })
+  .chain((len) =>
+    fc.tuple(
+      fc.tuple(...Array.from({ length: len }, (_, i) => insn(i, len))),
+      fc.array(value, { minLength: 31, maxLength: 31 }),
+      fc.integer({ min: 1, max: 4 }),
+    ),
+  );
+
+test(
+  'random blocks: the WebAssembly JIT matches the interpreter (registers, pc, instret, traps, memory)',
+  { timeout: 600_000 },
+  () => {
+    fc.assert(
+      fc.property(program, ([code, regs, loops]) => compare(code, regs, loops)),
+      fuzzParams(250, 0x5eed),
+    );
+  },
+);
+
+test('multiply-high and division edges give the spec results on both engines', () => {
+  const MIN = -(2n ** 63n);
+  // x1 = MIN, x2 = -1, x3 = 0, x4 = 7, x5 = 0x8000_0000_0000_0001 sign word cases, x6 = low word INT32_MIN
+  const regs = [MIN, -1n, 0n, 7n, -(2n ** 63n) + 1n, 0x80000000n, ...Array.from({ length: 25 }, () => 0n)];
+  const ops: [string, number, bigint][] = [
+    ['div MIN/-1', R(1, 2, 1, 4, 12, 0x33), MIN],
+    ['rem MIN%-1', R(1, 2, 1, 6, 13, 0x33), 0n],
+    ['div 7/0', R(1, 3, 4, 4, 14, 0x33), -1n],
+    ['divu 7/0', R(1, 3, 4, 5, 15, 0x33), -1n],
+    ['rem 7%0', R(1, 3, 4, 6, 16, 0x33), 7n],
+    ['remu 7%0', R(1, 3, 4, 7, 17, 0x33), 7n],
+    ['divw INT32_MIN/-1', R(1, 2, 6, 4, 18, 0x3b), -0x80000000n],
+    ['remw INT32_MIN%-1', R(1, 2, 6, 6, 19, 0x3b), 0n],
+    ['divuw 7/0', R(1, 3, 4, 5, 20, 0x3b), -1n],
+    ['remuw INT32_MIN%0', R(1, 3, 6, 7, 21, 0x3b), -0x80000000n],
+    ['mulh MIN*-1', R(1, 2, 1, 1, 22, 0x33), 0n],
+    ['mulhu MIN*-1', R(1, 2, 1, 3, 23, 0x33), 2n ** 63n - 1n],
+    ['mulhsu -1*(2^64-1)', R(1, 2, 2, 2, 24, 0x33), -1n],
+    ['mulh (MIN+1)^2', R(1, 5, 5, 1, 25, 0x33), 2n ** 62n - 1n],
+  ];
+  const code = ops.map(([, w]) => w);
+  const ref = runBlock(code, regs, 1, false);
+  const got = runBlock(code, regs, 1, WASM);
+  ops.forEach(([name, w, want], i) => {
+    const rd = (w >>> 7) & 31;
+    const hex = BigInt.asUintN(64, want).toString(16).padStart(16, '0');
+    assert.equal(ref.regs[rd - 1], hex, `${name} on the interpreter`);
+    assert.equal(got.regs[rd - 1], hex, `${name} on the WebAssembly JIT (op ${i})`);
+  });
+});
+
+test('a fault in the middle of a looping block is precise: epc, tval and instret as on the interpreter', () => {
+  // addi, addi, ld through x13, x13 += x14, addi: the second pass loads from a hole (access fault, cause 5).
+  const code = [I(1, 5, 0, 5, 0x13), I(2, 6, 0, 6, 0x13), I(0, 13, 3, 12, 0x03), R(0, 14, 13, 0, 13, 0x33), I(3, 7, 0, 7, 0x13)];
+  const regs = Array.from({ length: 31 }, () => 0n);
+  regs[12] = BigInt(DATA); // x13
+  regs[13] = 0x7f000000n; // x14: DATA + 0x7f000000 is past the 16 MiB of RAM and no device
+  const ref = runBlock(code, regs, 3, false);
+  const got = runBlock(code, regs, 3, WASM);
+  assert.deepEqual(ref.traps, [`cause 5 epc 0x80000008 tval 0x${(DATA + 0x7f000000).toString(16)}`], 'the load faults');
+  assert.deepEqual(got.traps, ref.traps, 'cause, epc and tval');
+  assert.equal(got.instret, ref.instret, 'instructions retired up to the fault');
+  assert.deepEqual(got.regs, ref.regs, 'registers at the fault');
+  assert.ok(got.blocks > 0, 'blocks were translated');
+});
+
+test('self-modifying code: a store into a translated page, then fence.i, runs the new instruction', () => {
+  const code = [
+    I(1, 0, 0, 5, 0x13), // 0: addi x5, x0, 1 (patched later)
+    I(-1, 9, 0, 9, 0x13), // 4: addi x9, x9, -1
+    B(-8, 0, 9, 1), // 8: bnez x9, 0
+    B(24, 0, 8, 1), // 12: bnez x8, 36 (done)
+    S(0, 6, 7, 2), // 16: sw x6, 0(x7): patch instruction 0
+    0x0000100f, // 20: fence.i
+    I(2, 0, 0, 9, 0x13), // 24: addi x9, x0, 2
+    I(1, 0, 0, 8, 0x13), // 28: addi x8, x0, 1
+    0xfe1ff06f, // 32: j 0
+  ];
+  const regs = Array.from({ length: 31 }, () => 0n);
+  regs[5] = BigInt(I(2, 0, 0, 5, 0x13)); // x6: addi x5, x0, 2
+  regs[6] = BigInt(RAM_BASE); // x7
+  const ref = runWords(code, regs, 3, false);
+  const got = runWords(code, regs, 3, WASM);
+  assert.equal(ref.regs[4], '0000000000000002', 'x5 comes from the patched instruction on the interpreter');
+  assert.equal(got.regs[4], '0000000000000002', 'x5 comes from the patched instruction on the WebAssembly JIT');
+  assert.deepEqual(got.traps, [], 'no trap');
+  assert.equal(got.instret, ref.instret, 'instructions retired');
+  assert.ok(got.blocks > 0, 'blocks were translated');
+});
+
+test(
+  'random integer/M/A/Zb* programs give the same output on the interpreter and the WebAssembly JIT',
+  { timeout: 300_000 },
+  () => {
+    const prog = generateProgram(7, 3000, 16);
+    const elf = readFileSync(buildElfFile(prog.source, { march: 'rv64gc_zba_zbb_zbs' }));
+    const ref = runOnHart(elf, { jit: false });
+    const got = runOnHart(elf, { jit: WASM });
+    assert.equal(got.length, ref.length);
+    assert.ok(Buffer.from(got).equals(Buffer.from(ref)), 'outputs are identical');
+  },
+);
+
+test('random FP programs give the same output on the interpreter and the WebAssembly JIT', { timeout: 300_000 }, () => {
+  const prog = generateFpProgram(13, 1500, 12);
+  const elf = readFileSync(buildElfFile(prog.source, { march: 'rv64gc' }));
+  const ref = runOnHart(elf, { jit: false });
+  const got = runOnHart(elf, { jit: WASM });
+  assert.equal(got.length, ref.length);
+  assert.ok(Buffer.from(got).equals(Buffer.from(ref)), 'outputs are identical');
+});
