@@ -2,7 +2,7 @@
  * Why a board on linear RAM cost ~10 ms more to build in a VM worker than on chunks (bench/snapshot's
  * `buildMachine.board`): a worker with a VM worker's resource limits runs the warm-up a pooled worker runs, then
  * builds restore boards of --memory-mib on each layout and times the steps (making the memory, the board).
- * Run with node's --trace-gc to see the collections.
+ * Run with node's --trace-gc to see the collections (V8 flags reach the worker's isolate too).
  *
  *   node dist/bench/memory/linear-board-probe.js [--memory-mib M] [--rounds N]
  */
@@ -58,7 +58,6 @@ if (isMainThread) {
     const w = new Worker(new URL(import.meta.url), {
       workerData: params,
       resourceLimits: VM_WORKER_LIMITS,
-      execArgv: process.execArgv,
       env: { ...process.env, TYPEVISOR_RAM: layout },
     });
     const times = await new Promise<Record<string, number[]>>((resolve, reject) => {
