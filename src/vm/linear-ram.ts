@@ -40,9 +40,14 @@ function loadMadvise(): Madvise | null {
   return process.platform === 'linux' ? libcFunction<Madvise>('int madvise(void *addr, size_t len, int advice)') : null;
 }
 
-/** Whether new VMs' RAM is linear: opt-in (TYPEVISOR_RAM=linear) for now. */
+/**
+ * Whether new VMs' RAM is linear: yes unless TYPEVISOR_RAM=chunks (createLinearRam still falls back to chunks
+ * where a linear memory cannot be had). It costs a restore, a board and a boot no more than chunks do since the
+ * memory is a shared one (see above; docs/performance.md, "JIT": linear RAM), and it is the layout a WebAssembly
+ * JIT needs.
+ */
 export function linearRamWanted(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.TYPEVISOR_RAM === 'linear';
+  return env.TYPEVISOR_RAM !== 'chunks';
 }
 
 /** One WebAssembly.Memory of at least `sizeBytes` whose released ranges go back to the host; or null. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CHUNK_SIZE, GuestMemoryError, GuestRam, RAM_BASE, type LinearRamBacking } from '../../src/machine/memory.js';
-import { createLinearRam } from '../../src/vm/linear-ram.js';
+import { createLinearRam, linearRamWanted } from '../../src/vm/linear-ram.js';
 
 /** Every behaviour below holds for both ways of holding RAM: a buffer per chunk, and one linear buffer. */
 for (const backing of ['chunks', 'linear'] as const) {
@@ -127,4 +127,10 @@ test('linear RAM: where the host cannot take pages back, a released chunk is zer
   ram.writeU8(RAM_BASE + CHUNK_SIZE, 1);
   assert.equal(ram.readU32(RAM_BASE + CHUNK_SIZE + 64), 0);
   assert.throws(() => new GuestRam(8 * CHUNK_SIZE, RAM_BASE, refusing), GuestMemoryError, 'a buffer too small is refused');
+});
+
+test('RAM is linear by default; TYPEVISOR_RAM=chunks opts out', () => {
+  assert.equal(linearRamWanted({}), true);
+  assert.equal(linearRamWanted({ TYPEVISOR_RAM: 'linear' }), true);
+  assert.equal(linearRamWanted({ TYPEVISOR_RAM: 'chunks' }), false);
 });
