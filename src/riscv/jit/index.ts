@@ -91,6 +91,21 @@ export class BlockJit {
     this.env = { ...env, mul64: I64.mul64, r64: I64.r, fpFns: FP_FNS, shl, shr, sar };
   }
 
+  /** Distinct translations this hart holds (by source). */
+  get heldTranslations(): number {
+    return this.bySource.size;
+  }
+
+  /**
+   * Drops every translation: this hart's, and the compiled sources the isolate shares (an idle guest's memory
+   * trim, which drops the decoded pages that held them too). Without it an idle VM kept every block it ever
+   * translated, tens of MiB of worker heap after a workload, counted against the host's memory budget.
+   */
+  trim(): void {
+    this.bySource.clear();
+    factories.clear();
+  }
+
   /**
    * The block starting at `slot` of `page`, translating it once it is hot; null while it is cold (the
    * interpreter runs it) or when no block can start there.
