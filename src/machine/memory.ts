@@ -26,13 +26,18 @@ const ZERO_CHUNK = new DataView(new ArrayBuffer(CHUNK_SIZE));
  * resident). src/vm/linear-ram.ts makes one on Linux.
  */
 export interface LinearRamBacking {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   release(offset: number, length: number): boolean;
   /**
    * The WebAssembly.Memory `buffer` belongs to, when the bytes past RAM (rounded up to 64 KiB) are free for the
    * WebAssembly JIT's hart state (Bus.wasmState).
    */
   readonly memory?: object;
+  /**
+   * `release` on another thread (for RAM that is done with, which no one reads meanwhile); resolves with whether
+   * the range went back.
+   */
+  releaseOffThread?(offset: number, length: number): Promise<boolean>;
 }
 
 /**
@@ -160,6 +165,34 @@ export class GuestRam {
     }
     this.lazyFill = fill;
     if (this.lazyLeft === 0) this.endLazy();
+  }
+
+  /**
+   * Gives all of RAM back to the host, for a board that is done with (a guest reboot or a revert replaced it): it
+   * reads as zeros afterwards, and must not be written again. Chunks would go with the board's garbage, but a
+   * linear memory's pages stay resident until V8 collects it, which nothing hurries: its size is not counted
+   * against the isolate (src/vm/linear-ram.ts). Resolves once the host has the pages. A linear memory's go back
+   * off this thread (a busy guest's 100+ MiB take 5-20 ms to unmap, which a revert would wait for) and one chunk
+   * at a time: a single madvise over all of it would hold the process's mmap lock that long, stalling the next
+   * board's allocations on the other threads.
+   */
+  async dispose(): Promise<void> {
+    if (this.lazyLeft > 0) this.endLazy();
+    const offThread = this.linear?.releaseOffThread;
+    const later: DataView[] = [];
+    for (let i = 0; i < this.chunks.length; i++) {
+      const view = this.chunks[i];
+      if (!view) continue;
+      if (!offThread) {
+        this.releaseChunk(i);
+        continue;
+      }
+      this.chunks[i] = null;
+      this.allocated--;
+      this.notifyRemap(i);
+      later.push(view);
+    }
+    for (const view of later) await offThread!.call(this.linear, view.byteOffset, view.byteLength);
   }
 
   /** Chunks of a restored snapshot not read yet. */

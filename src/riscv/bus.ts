@@ -42,6 +42,6 @@ export interface Bus {
 export interface WasmStateArea {
   /** The WebAssembly.Memory. */
   readonly memory: object;
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   reserve(bytes: number): number | null;
 }

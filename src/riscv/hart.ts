@@ -546,13 +546,14 @@ export class Hart extends HartArch {
   private readonly slotWords = { w: 0, imm: 0 };
 
   /**
-   * Frees every decoded page and this isolate's shared decodes (an idle guest's memory trim); they are decoded
-   * again when next run.
+   * Frees every decoded page, this isolate's shared decodes and the JIT's translations (an idle guest's memory
+   * trim); they are decoded and translated again when next run.
    */
   trimDecodeCache(): void {
     this.dropDecodeCache();
     this.currentPage = null;
     resetPackCache();
+    this.jit?.trim();
   }
 
   // ---- the run loop ----

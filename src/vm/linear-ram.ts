@@ -4,6 +4,14 @@
  * host nothing (anonymous memory), and a released range goes back to the host at once: madvise(MADV_DONTNEED)
  * through koffi, after which it reads as zeros (bench/cpu/wasm-memory-probe.ts measures both).
  *
+ * The memory is a shared one (its buffer a SharedArrayBuffer; a WebAssembly module imports it as `shared`). V8
+ * counts a non-shared memory's whole size as the isolate's external memory when it is made, and above half the
+ * old generation's limit (128 MiB in a VM worker, VM_WORKER_LIMITS) that forces a full, memory-reducing collection
+ * on the spot: 4-17 ms on a restore's critical path for a 256 MiB guest (bench/memory/linear-board-probe.ts, under
+ * --trace-gc: "Mark-Compact (reduce) ... external memory pressure"). A shared memory is not counted per isolate,
+ * and is made in ~0.02 ms. Since no collection is pushed by its size, a board that is done with gives its pages
+ * back itself (GuestRam.dispose).
+ *
  * Where that cannot be had (not Linux, koffi cannot load libc, RAM above the 4 GiB a memory can hold, or the
  * self-check below fails) it returns null and the machine keeps its chunks.
  */
@@ -14,11 +22,17 @@ const MADV_DONTNEED = 4;
 const WASM_PAGE = 65536;
 const MAX_PAGES = 65536;
 
-type Madvise = (addr: Uint8Array, length: number, advice: number) => number;
+interface Madvise {
+  (addr: Uint8Array, length: number, advice: number): number;
+  /** koffi's call on libuv's thread pool: the callback gets madvise's result. */
+  async(addr: Uint8Array, length: number, advice: number, done: (err: unknown, result: number) => void): void;
+}
 
 const Wasm = (
   globalThis as unknown as {
-    WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
+    WebAssembly: {
+      Memory: new (d: { initial: number; maximum: number; shared: boolean }) => { buffer: SharedArrayBuffer };
+    };
   }
 ).WebAssembly;
 
@@ -27,12 +41,13 @@ function loadMadvise(): Madvise | null {
 }
 
 /**
- * Whether new VMs' RAM is linear: opt-in (TYPEVISOR_RAM=linear) for now. Building a board on a 256 MiB memory
- * costs ~10 ms more than on chunks inside a VM worker (bench/snapshot's `buildMachine.board`: 0.7 → 7-17 ms), which
- * a restore pays on its critical path; the cause is not found yet, and nothing uses the linear layout yet.
+ * Whether new VMs' RAM is linear: yes unless TYPEVISOR_RAM=chunks (createLinearRam still falls back to chunks
+ * where a linear memory cannot be had). It costs a restore, a board and a boot no more than chunks do since the
+ * memory is a shared one (see above; docs/performance.md, "JIT": linear RAM), and it is the layout a WebAssembly
+ * JIT needs.
  */
 export function linearRamWanted(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.TYPEVISOR_RAM === 'linear';
+  return env.TYPEVISOR_RAM !== 'chunks';
 }
 
 /**
@@ -52,9 +67,9 @@ export function createLinearRam(sizeBytes: number, reserveBytes = wasmJitReserve
   if (pages > MAX_PAGES) return null;
   const advise = loadMadvise();
   if (!advise) return null;
-  let memory: { buffer: ArrayBuffer };
+  let memory: { buffer: SharedArrayBuffer };
   try {
-    memory = new Wasm.Memory({ initial: pages, maximum: pages });
+    memory = new Wasm.Memory({ initial: pages, maximum: pages, shared: true });
   } catch {
     return null; // no address space for it: chunks allocate as the guest goes
   }
@@ -71,5 +86,11 @@ export function createLinearRam(sizeBytes: number, reserveBytes = wasmJitReserve
     first[0] = 0;
     return null;
   }
-  return { buffer, release, ...(reserveBytes > 0 ? { memory } : {}) };
+  const releaseOffThread = (offset: number, length: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      if (offset % 4096 !== 0 || length % 4096 !== 0) return resolve(false);
+      const range = new Uint8Array(buffer, offset, length);
+      advise.async(range, length, MADV_DONTNEED, (err, result) => resolve(!err && result === 0));
+    });
+  return { buffer, release, releaseOffThread, ...(reserveBytes > 0 ? { memory } : {}) };
 }

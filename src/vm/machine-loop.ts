@@ -169,12 +169,16 @@ export class MachineLoop {
     });
   }
 
-  /** Lets go of the current board without ending the loop: its exit is not followed (a snapshot revert). */
+  /**
+   * Lets go of the current board without ending the loop: its exit is not followed and its RAM goes back to the
+   * host (a snapshot revert).
+   */
   release(): { machine: Machine | undefined; devices: AttachedVirtioDevices | undefined } {
     const released = { machine: this.machine, devices: this.devices };
     this.machine = undefined;
     this.devices = undefined;
     released.machine?.stop();
+    void released.machine?.ram.dispose();
     return released;
   }
 
@@ -196,6 +200,7 @@ export class MachineLoop {
       return;
     }
     this.events.onReboot?.(machine);
+    void machine.ram.dispose();
     this.build().then(
       (next) => {
         this.launch(next);

@@ -67,6 +67,7 @@ async function warmUpBoards(disks: DiskConfig[]): Promise<void> {
     at += p.length;
   }
   source.stop();
+  await source.ram.dispose();
   await sourceDevices.close();
   const target = board(true);
   // A config object of its own: the target opens the disk again instead of sharing the source's open image.
@@ -74,5 +75,6 @@ async function warmUpBoards(disks: DiskConfig[]): Promise<void> {
   restoreMachineState(target, new StateFile(bufferSource(bytes)), { lazyRam: true });
   target.ram.fillLazyChunks(Infinity);
   target.stop();
+  await target.ram.dispose();
   await targetDevices.close();
 }

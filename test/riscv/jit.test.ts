@@ -9,7 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildElf, runProgram, PROGRAMS_DIR } from './harness.js';
+import { buildElf, loadElf, makeMachine, runProgram, PROGRAMS_DIR } from './harness.js';
+import { parseElf } from '../../src/machine/loaders/elf.js';
+import { Htif } from '../../src/riscv/htif.js';
 import { repoRoot } from '../helpers/paths.js';
 import { decodedWords, type HartOptions } from '../../src/riscv/hart.js';
 import { generateBlock } from '../../src/riscv/jit/index.js';
@@ -84,6 +86,44 @@ test('jit.S: the faulting loop retires the same instruction count on both engine
   assert.equal(got.regs[21], ref.regs[21]);
   assert.notEqual(Number.parseInt(ref.regs[21]!, 16), 0);
 });
+
+test(
+  'an idle trim drops every translation (they were kept for good), and the program runs on alike',
+  { timeout: 120_000 },
+  () => {
+    const src = readFileSync(join(PROGRAMS_DIR, 'vm.S'), 'utf8').replace('#include "common.h"', header);
+    const elf = parseElf(buildElf(src));
+    const run = (jit: HartOptions['jit'], trimEvery: number) => {
+      const m = makeMachine(undefined, jit);
+      loadElf(m, elf);
+      const htif = Htif.fromSymbols(elf.symbols, m.ram);
+      let heldBeforeTrim = 0;
+      let slices = 0;
+      let result;
+      while (!result && m.hart.instret < 20_000_000) {
+        const n = m.hart.run(1000);
+        m.clint.time += n === 0 ? 1000 : Math.max(1, Math.floor(n / 100));
+        m.clint.update();
+        result = htif?.poll();
+        if (trimEvery > 0 && ++slices % trimEvery === 0) {
+          heldBeforeTrim = Math.max(heldBeforeTrim, m.hart.jitTranslationsHeld);
+          m.hart.trimDecodeCache();
+          assert.equal(m.hart.jitTranslationsHeld, 0, 'no translation is held after the trim');
+        }
+      }
+      const regs: string[] = [];
+      for (let i = 1; i < 32; i++) regs.push(m.hart.getXHex(i));
+      return { verdict: JSON.stringify(result), instret: m.hart.instret, regs, heldBeforeTrim };
+    };
+    const ref = run(false, 0);
+    const got = run({ threshold: 0 }, 1);
+    assert.equal(ref.verdict, JSON.stringify({ kind: 'pass' }));
+    assert.ok(got.heldBeforeTrim > 0, 'translations were held before a trim');
+    assert.equal(got.verdict, ref.verdict);
+    assert.equal(got.instret, ref.instret);
+    assert.deepEqual(got.regs, ref.regs);
+  },
+);
 
 // ---- golden tests of generated code ----
 const enc = {

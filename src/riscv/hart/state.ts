@@ -212,6 +212,11 @@ export abstract class HartState {
     return this.jit ? { ...this.jit.stats } : null;
   }
 
+  /** Distinct block translations this hart holds now (0 when the JIT is off). */
+  get jitTranslationsHeld(): number {
+    return this.jit?.heldTranslations ?? 0;
+  }
+
   /** Makes run() return at the next block boundary. */
   requestExit(): void {
     this.exitRequested = true;

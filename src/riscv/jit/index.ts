@@ -49,6 +49,10 @@ export interface BlockTranslator {
   readonly stats: JitStats;
   /** The block starting at `slot` of the page, translated once hot; null while cold or when none can start there. */
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null;
+  /** Distinct translations held now. */
+  readonly heldTranslations: number;
+  /** Drops the translations held (an idle guest's memory trim; they are made again when next hot). */
+  trim(): void;
 }
 
 /**
@@ -124,6 +128,21 @@ export class BlockJit implements BlockTranslator {
     readonly options: JitOptions,
   ) {
     this.env = { ...env, mul64: I64.mul64, r64: I64.r, fpFns: FP_FNS, shl, shr, sar };
+  }
+
+  /** Distinct translations this hart holds (by source). */
+  get heldTranslations(): number {
+    return this.bySource.size;
+  }
+
+  /**
+   * Drops every translation: this hart's, and the compiled sources the isolate shares (an idle guest's memory
+   * trim, which drops the decoded pages that held them too). Without it an idle VM kept every block it ever
+   * translated, tens of MiB of worker heap after a workload, counted against the host's memory budget.
+   */
+  trim(): void {
+    this.bySource.clear();
+    factories.clear();
   }
 
   /**

@@ -280,12 +280,20 @@ export interface FuncType {
   results: ValType[];
 }
 
+/** The most 64 KiB pages a 32-bit memory can have. */
+const MAX_MEMORY_PAGES = 65536;
+
 export interface ModuleSpec {
   types: FuncType[];
   /** Imported functions (module "env"), by type index. */
   imports: { name: string; type: number }[];
   /** Imports the memory as env.mem (minimum `memoryPages`). */
   memoryPages: number;
+  /**
+   * The memory is a shared one (guest RAM is, src/vm/linear-ram.ts): the import must say so, with a maximum, or
+   * instantiation fails. Declared with the largest maximum a memory can have.
+   */
+  sharedMemory?: boolean;
   /** Imports a funcref table as env.tbl (minimum this many entries), when set. */
   tableMin?: number;
   /** Defined functions: type index, body; the ones with an export name are exported. */
@@ -319,8 +327,14 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
   uleb(imports, spec.imports.length + 1 + (spec.tableMin === undefined ? 0 : 1));
   name(imports, 'env');
   name(imports, 'mem');
-  imports.push(0x02, 0x00);
-  uleb(imports, spec.memoryPages);
+  if (spec.sharedMemory) {
+    imports.push(0x02, 0x03);
+    uleb(imports, spec.memoryPages);
+    uleb(imports, MAX_MEMORY_PAGES);
+  } else {
+    imports.push(0x02, 0x00);
+    uleb(imports, spec.memoryPages);
+  }
   if (spec.tableMin !== undefined) {
     name(imports, 'env');
     name(imports, 'tbl');

@@ -78,6 +78,8 @@ export class WasmBlockJit implements BlockTranslator {
   private readonly table = new Wasm.Table({ element: 'anyfunc', initial: 256 });
   private nextIndex = 0;
   private dispatch: WasmDispatch | null = null;
+  /** Guest RAM's memory is shared (the default, src/vm/linear-ram.ts): modules must import it as such. */
+  private readonly sharedMemory: boolean;
   /** Why compiling stopped (the engine refused a module), or null. */
   failure: string | null = null;
   constructor(
@@ -85,6 +87,7 @@ export class WasmBlockJit implements BlockTranslator {
     readonly options: JitOptions,
   ) {
     this.batch = options.batch ?? (options.threshold === 0 ? 1 : DEFAULT_BATCH);
+    this.sharedMemory = typeof SharedArrayBuffer !== 'undefined' && region.buffer instanceof SharedArrayBuffer;
   }
 
   /** Connects the hart (done once the hart's methods exist). */
@@ -92,7 +95,7 @@ export class WasmBlockJit implements BlockTranslator {
     this.port = port;
     this.imports = { env: { mem: port.region.memory, ld: port.ld, st: port.st, slow: port.slow, fp: port.fp } };
     try {
-      const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule(port.region.base)), {
+      const dispatcher = new Wasm.Instance(new Wasm.Module(dispatcherModule(port.region.base, this.sharedMemory)), {
         env: { mem: port.region.memory, tbl: this.table },
       });
       this.dispatch = dispatcher.exports.d as WasmDispatch;
@@ -140,7 +143,10 @@ export class WasmBlockJit implements BlockTranslator {
     this.pending.clear();
     this.waits = 0;
     if (list.length === 0) return;
-    const bytes = buildModule(list.map((p) => p.block));
+    const bytes = buildModule(
+      list.map((p) => p.block),
+      this.sharedMemory,
+    );
     const t0 = performance.now();
     let t1: number;
     let fns: BlockFn[];
@@ -168,6 +174,21 @@ export class WasmBlockJit implements BlockTranslator {
       this.byKey.set(p.block.key, fns[i]!);
       for (const t of p.targets) this.install(t.blocks, t.slot, fns[i]!, p.block.length);
     });
+  }
+
+  get heldTranslations(): number {
+    return this.byKey.size;
+  }
+
+  /**
+   * Forgets the translations by key and the blocks waiting for a batch (their pages were dropped with the decode
+   * cache). The compiled modules stay reachable from the dispatch table, whose slots are never reused (the
+   * in-WebAssembly jump cache may still name them): that memory is bounded by TABLE_LIMIT.
+   */
+  trim(): void {
+    this.byKey.clear();
+    this.pending.clear();
+    this.waits = 0;
   }
 
   /** The engine refused a module (out of code space, say): the guest goes on in the interpreter, translating no more. */

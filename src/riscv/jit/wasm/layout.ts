@@ -38,7 +38,7 @@ if (JC_PPN_OFF + JC_SIZE * 4 > HART_REGION_BYTES) throw new Error('wasm jit: har
 export interface WasmStateRegion {
   /** The WebAssembly.Memory object (imported by every block module). */
   readonly memory: object;
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   /** Byte offset of this hart's region (HART_REGION_BYTES long, 8-aligned). */
   readonly base: number;
 }

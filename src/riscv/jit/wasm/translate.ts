@@ -701,7 +701,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
  * One module holding `blocks` (exported as b0, b1, ...): a module has a fixed compile cost of a few hundred
  * microseconds (measured in docs/performance.md), so hot blocks are compiled in batches.
  */
-export function buildModule(blocks: readonly WasmBlock[]): Uint8Array {
+export function buildModule(blocks: readonly WasmBlock[], sharedMemory = false): Uint8Array {
   const spec: ModuleSpec = {
     types: [
       { params: [F64, I32, I32, F64], results: [I32] },
@@ -717,6 +717,7 @@ export function buildModule(blocks: readonly WasmBlock[]): Uint8Array {
       { name: 'fp', type: 3 },
     ],
     memoryPages: 1,
+    sharedMemory,
     funcs: [{ type: 4, body: mulhuBody() }, ...blocks.map((b, i) => ({ type: 0, body: b.body, export: `b${i}` }))],
   };
   return encodeModule(spec);
@@ -729,7 +730,7 @@ export function buildModule(blocks: readonly WasmBlock[]): Uint8Array {
  * called millions of times also gets V8's fast JS-to-WebAssembly wrapper at once, where each block's own export
  * would go through the generic one until called ~1000 times (measured: docs/performance.md).
  */
-export function dispatcherModule(base: number): Uint8Array {
+export function dispatcherModule(base: number, sharedMemory = false): Uint8Array {
   const f = new FnBody(6);
   const [INDEX, PB, N, LIMIT, CTX, FCTX] = [0, 1, 2, 3, 4, 5];
   const pc = f.local(F64);
@@ -784,6 +785,7 @@ export function dispatcherModule(base: number): Uint8Array {
     ],
     imports: [],
     memoryPages: 0,
+    sharedMemory,
     tableMin: 1,
     funcs: [{ type: 1, body: f, export: 'd' }],
   });
