@@ -19,6 +19,12 @@ export class GuestMemoryError extends Error {
 const ZERO_CHUNK = new DataView(new ArrayBuffer(CHUNK_SIZE));
 
 /**
+ * Gives a lazily restored chunk its bytes (its full length): into `into` when given (the chunk's range of a linear
+ * RAM), which it then returns, or in a buffer of its own.
+ */
+export type LazyChunkFill = (index: number, into: Uint8Array | null) => Uint8Array;
+
+/**
  * Guest RAM as one linear buffer (a WebAssembly.Memory's, for a WebAssembly JIT or harts on several threads)
  * instead of a separate ArrayBuffer per chunk. Its untouched pages must cost the host nothing (anonymous memory,
  * zero pages), and `release` must give a range's pages back to the host so that it reads as zeros afterwards
@@ -54,7 +60,7 @@ export class GuestRam {
   /** Chunks still to be read from a restored snapshot on first touch (1 = pending); null when none are. */
   private lazyPending: Uint8Array | null = null;
   private lazyLeft = 0;
-  private lazyFill: ((index: number) => Uint8Array) | null = null;
+  private lazyFill: LazyChunkFill | null = null;
   /** One buffer for all of RAM (LinearRamBacking), or null for a separate ArrayBuffer per chunk. */
   private readonly linear: LinearRamBacking | null;
 
@@ -152,9 +158,10 @@ export class GuestRam {
 
   /**
    * Snapshot restore: forgets every chunk, then marks `indexes` as holding data that `fill(index)` supplies on
-   * first touch (or through fillLazyChunks). `fill` returns the chunk's bytes (its full length) or throws.
+   * first touch (or through fillLazyChunks). `fill` returns the chunk's bytes (its full length) or throws; on
+   * linear RAM it is handed the chunk's own range to read into, and returns it.
    */
-  setLazyChunks(indexes: readonly number[], fill: (index: number) => Uint8Array): void {
+  setLazyChunks(indexes: readonly number[], fill: LazyChunkFill): void {
     for (let i = 0; i < this.chunks.length; i++) if (this.chunks[i]) this.releaseChunk(i);
     this.lazyPending = new Uint8Array(this.chunks.length);
     this.lazyLeft = 0;
@@ -227,13 +234,17 @@ export class GuestRam {
 
   private fillLazyChunk(index: number): DataView {
     const length = Math.min(CHUNK_SIZE, this.size - index * CHUNK_SIZE);
-    const bytes = this.lazyFill!(index);
-    if (bytes.length !== length) throw new GuestMemoryError('BAD_LENGTH', `restored chunk ${index} has ${bytes.length} bytes`);
     let dv: DataView;
     if (this.linear) {
+      // Read straight into the chunk's range of the buffer: no 2 MiB buffer and copy per chunk on the guest's path.
       dv = this.newChunkView(index);
-      new Uint8Array(dv.buffer, dv.byteOffset, length).set(bytes);
+      const target = new Uint8Array(dv.buffer, dv.byteOffset, length);
+      const bytes = this.lazyFill!(index, target);
+      if (bytes.length !== length) throw new GuestMemoryError('BAD_LENGTH', `restored chunk ${index} has ${bytes.length} bytes`);
+      if (bytes !== target) target.set(bytes);
     } else {
+      const bytes = this.lazyFill!(index, null);
+      if (bytes.length !== length) throw new GuestMemoryError('BAD_LENGTH', `restored chunk ${index} has ${bytes.length} bytes`);
       const owned = bytes.byteOffset === 0 && bytes.buffer.byteLength === length ? bytes : bytes.slice();
       dv = new DataView(owned.buffer as ArrayBuffer);
     }

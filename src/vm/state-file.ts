@@ -68,10 +68,11 @@ export function openStateFile(path: string): OpenStateFile {
     const size = fstatSync(fd).size;
     const source: ByteSource = {
       size,
-      read(offset, length) {
+      read(offset, length, into) {
         if (!open) throw new Error(`${path} was closed`);
-        // An owned buffer per read: a RAM chunk read this way becomes guest memory without another copy.
-        const buf = new Uint8Array(new ArrayBuffer(length));
+        // Into the caller's range (linear RAM), or an owned buffer: a RAM chunk read either way becomes guest memory
+        // without another copy.
+        const buf = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(new ArrayBuffer(length));
         let done = 0;
         while (done < length) {
           const n = readSync(fd, buf, done, length - done, offset + done);

@@ -103,6 +103,17 @@ test('linear RAM: a released chunk goes back to the host and reads as zeros; laz
   const view = ram.chunk(RAM_BASE + 3 * CHUNK_SIZE, false)!;
   assert.equal(view.buffer, linear.buffer);
   assert.equal(view.byteOffset, 3 * CHUNK_SIZE);
+  // A loader that reads into the range it is handed (the state file's does): no buffer of its own, no copy.
+  const handed: (Uint8Array | null)[] = [];
+  ram.setLazyChunks([4], (_index, into) => {
+    handed.push(into);
+    return into!.fill(0x42);
+  });
+  assert.equal(ram.readU8(RAM_BASE + 4 * CHUNK_SIZE + 7), 0x42);
+  assert.equal(handed.length, 1);
+  assert.equal(handed[0]!.buffer, linear.buffer, 'it is handed the chunk in the linear buffer');
+  assert.equal(handed[0]!.byteOffset, 4 * CHUNK_SIZE);
+  assert.equal(handed[0]!.length, CHUNK_SIZE);
 
   // A board done with gives its pages back at once: nothing else would, since V8 does not count the memory.
   for (let p = 0; p < 64 * 2 ** 20; p += 4096) ram.write(RAM_BASE + p, page);

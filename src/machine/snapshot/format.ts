@@ -34,11 +34,20 @@ export const KIND_CHUNKS = 2;
 /** Random access to the bytes of a state file (an in-memory buffer, or a file read with pread). */
 export interface ByteSource {
   readonly size: number;
-  read(offset: number, length: number): Uint8Array;
+  /** `length` bytes at `offset` (fewer at the end), read into `into` (and returned) when given. */
+  read(offset: number, length: number, into?: Uint8Array): Uint8Array;
 }
 
 export function bufferSource(bytes: Uint8Array): ByteSource {
-  return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length) };
+  return {
+    size: bytes.length,
+    read: (offset, length, into) => {
+      const part = bytes.subarray(offset, offset + length);
+      if (!into) return part;
+      into.set(part);
+      return into.subarray(0, part.length);
+    },
+  };
 }
 
 /** One chunk of RAM to store: its index and bytes (null: all zero, stored as a flag). */
@@ -295,15 +304,15 @@ export class StateFile {
   }
 
   /** Reads one chunk's bytes and checks its CRC. */
-  readChunk(section: string, ref: ChunkRef): Uint8Array {
-    const bytes = this.readChunkUnchecked(section, ref);
+  readChunk(section: string, ref: ChunkRef, into?: Uint8Array): Uint8Array {
+    const bytes = this.readChunkUnchecked(section, ref, into);
     checkChunk(section, ref, bytes);
     return bytes;
   }
 
   /** Reads one chunk's bytes without checking them: the caller checks them (checkChunk) before trusting them. */
-  readChunkUnchecked(section: string, ref: ChunkRef): Uint8Array {
-    const bytes = this.src.read(ref.offset, ref.length);
+  readChunkUnchecked(section: string, ref: ChunkRef, into?: Uint8Array): Uint8Array {
+    const bytes = this.src.read(ref.offset, ref.length, into);
     if (bytes.length !== ref.length) throw new SnapshotError('TRUNCATED', section, `chunk ${ref.index} cut short`);
     return bytes;
   }

@@ -245,16 +245,16 @@ export function restoreMachineState(m: Machine, file: StateFile, opts: RestoreOp
     for (let i = 0; i < max && unchecked.length > 0; i++) file.readChunk('ram', unchecked.shift()!);
     return unchecked.length;
   };
-  const readLazy = (ref: ChunkRef): Uint8Array => {
-    if (!opts.checkLater) return file.readChunk('ram', ref);
-    const bytes = file.readChunkUnchecked('ram', ref);
+  const readLazy = (ref: ChunkRef, into: Uint8Array | undefined): Uint8Array => {
+    if (!opts.checkLater) return file.readChunk('ram', ref, into);
+    const bytes = file.readChunkUnchecked('ram', ref, into);
     if (unchecked.length >= MAX_UNCHECKED) checkRam(1);
     unchecked.push(ref);
     return bytes;
   };
   m.ram.setLazyChunks(
     stored.map((c) => c.index),
-    (index) => eager.get(index) ?? readLazy(byIndex.get(index)!),
+    (index, into) => eager.get(index) ?? readLazy(byIndex.get(index)!, into ?? undefined),
   );
   if (!opts.lazyRam) {
     m.ram.fillLazyChunks(Infinity);
