@@ -18,27 +18,12 @@ import { generateFpProgram } from './diffgen-fp.js';
 import { runOnHart } from './diffrun.js';
 import { CSR_MTVEC, type HartOptions } from '../../src/riscv/hart.js';
 import { fuzzParams } from '../helpers/fuzz.js';
+import { enc } from './jit-harness.js';
 
 const WASM: HartOptions['jit'] = { threshold: 0, backend: 'wasm' };
 
 // ---- instruction encoders ----
-const R = (f7: number, rs2: number, rs1: number, f3: number, rd: number, op: number): number =>
-  ((f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;
-const I = (imm: number, rs1: number, f3: number, rd: number, op: number): number =>
-  (((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;
-const S = (imm: number, rs2: number, rs1: number, f3: number): number =>
-  ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23) >>> 0;
-const B = (imm: number, rs2: number, rs1: number, f3: number): number =>
-  ((((imm >> 12) & 1) << 31) |
-    (((imm >> 5) & 0x3f) << 25) |
-    (rs2 << 20) |
-    (rs1 << 15) |
-    (f3 << 12) |
-    (((imm >> 1) & 0xf) << 8) |
-    (((imm >> 11) & 1) << 7) |
-    0x63) >>>
-  0;
-const U = (imm20: number, rd: number, op: number): number => (((imm20 & 0xfffff) << 12) | (rd << 7) | op) >>> 0;
+const { r: R, i: I, s: S, b: B, u: U } = enc;
 
 /** R-type ops: [funct7, funct3, opcode] (OP and OP-32, with M and a few Zb*). */
 const R_OPS: [number, number, number][] = [

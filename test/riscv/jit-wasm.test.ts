@@ -7,106 +7,31 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { buildElf, runProgram, PROGRAMS_DIR } from './harness.js';
-import { repoRoot } from '../helpers/paths.js';
-import { decodedWords, type HartOptions } from '../../src/riscv/hart.js';
+import { assertGolden, assertJitMatchesInterpreter, enc, JIT_PROGRAMS, runWithJit } from './jit-harness.js';
+import { decodedWords } from '../../src/riscv/hart.js';
 import { buildModule, translateBlock, WasmBlockJit } from '../../src/riscv/jit/wasm/index.js';
 import { PageBlocks } from '../../src/riscv/jit/index.js';
 
-const header = readFileSync(join(PROGRAMS_DIR, 'common.h'), 'utf8');
-const programs = readdirSync(PROGRAMS_DIR).filter((f) => f.endsWith('.S'));
-
-interface Outcome {
-  verdict: string;
-  exceptions: string[];
-  interrupts: number;
-  instret: number;
-  regs: string[];
-  blocks: number;
-  backend: string | undefined;
-}
-
-function runWith(name: string, jit: HartOptions['jit']): Outcome {
-  const src = readFileSync(join(PROGRAMS_DIR, name), 'utf8').replace('#include "common.h"', header);
-  const exceptions: string[] = [];
-  let interrupts = 0;
-  const r = runProgram(buildElf(src), 20_000_000, {
-    jit,
-    setup: (m) => {
-      m.hart.onTrap = (_h, cause, interrupt, tval, epc) => {
-        if (interrupt) interrupts++;
-        else exceptions.push(`cause ${cause} epc 0x${epc.toString(16)} tval 0x${tval.toString(16)}`);
-      };
-    },
-  });
-  const regs: string[] = [];
-  for (let i = 1; i < 32; i++) regs.push(r.hart.getXHex(i));
-  return {
-    verdict: JSON.stringify(r.result),
-    exceptions,
-    interrupts,
-    instret: r.hart.instret,
-    regs,
-    blocks: r.hart.jitStats?.blocks ?? 0,
-    backend: r.hart.jitStats?.backend,
-  };
-}
-
-const TIMING_DEPENDENT = new Set(['irq.S', 'jit.S']);
-
-for (const name of programs) {
+for (const name of JIT_PROGRAMS) {
   for (const [label, jit] of [
     ['every block translated on first entry', { threshold: 0, backend: 'wasm' }],
     ['blocks translated when hot', { threshold: 3, backend: 'wasm', batch: 1 }],
     ['every block on first entry, compiled in batches of 8', { threshold: 0, backend: 'wasm', batch: 8 }],
   ] as const) {
     test(`${name}: WebAssembly JIT (${label}) matches the interpreter`, { timeout: 120_000 }, () => {
-      const ref = runWith(name, false);
-      const got = runWith(name, jit);
-      assert.equal(got.backend, 'wasm');
-      assert.equal(ref.verdict, JSON.stringify({ kind: 'pass' }), `${name} passes on the interpreter`);
-      assert.equal(got.verdict, ref.verdict, 'verdict');
-      assert.ok(got.blocks > 0, 'blocks were translated');
-      assert.deepEqual(got.exceptions, ref.exceptions, 'exceptions: cause, epc and tval, in order');
-      if (TIMING_DEPENDENT.has(name)) {
-        assert.ok(got.interrupts > 0 === ref.interrupts > 0, 'interrupts taken');
-        return;
-      }
-      assert.equal(got.interrupts, ref.interrupts, 'interrupts');
-      assert.equal(got.instret, ref.instret, 'instructions retired');
-      assert.deepEqual(got.regs, ref.regs, 'final registers');
+      assert.equal(assertJitMatchesInterpreter(name, jit).backend, 'wasm');
     });
   }
 }
 
 test('jit.S: the faulting loop retires the same instruction count under the WebAssembly JIT', { timeout: 120_000 }, () => {
-  const ref = runWith('jit.S', false);
-  const got = runWith('jit.S', { threshold: 0, backend: 'wasm' });
+  const ref = runWithJit('jit.S', false);
+  const got = runWithJit('jit.S', { threshold: 0, backend: 'wasm' });
   assert.equal(got.regs[21], ref.regs[21]);
   assert.notEqual(Number.parseInt(ref.regs[21]!, 16), 0);
 });
 
 // ---- golden test of generated modules ----
-const enc = {
-  r: (f7: number, rs2: number, rs1: number, f3: number, rd: number, op = 0x33) =>
-    (f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op,
-  i: (imm: number, rs1: number, f3: number, rd: number, op = 0x13) =>
-    ((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op,
-  s: (imm: number, rs2: number, rs1: number, f3: number) =>
-    (((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23,
-  b: (imm: number, rs2: number, rs1: number, f3: number) =>
-    (((imm >> 12) & 1) << 31) |
-    (((imm >> 5) & 0x3f) << 25) |
-    (rs2 << 20) |
-    (rs1 << 15) |
-    (f3 << 12) |
-    (((imm >> 1) & 0xf) << 8) |
-    (((imm >> 11) & 1) << 7) |
-    0x63,
-};
-
 const GOLDEN_BLOCKS: Record<string, number[]> = {
   // bench/cpu's integer loop: add, xor, slli, srli, or, sub, addi, bnez back to the start (the in-block loop)
   'integer loop': [
@@ -143,10 +68,7 @@ test('generated WebAssembly for a few blocks matches the golden file, and each m
     const wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly;
     assert.ok(wasm.validate(buildModule([block])), 'the module validates');
   }
-  const path = join(repoRoot, 'test/riscv/jit-wasm-golden.txt');
-  const text = goldenText();
-  if (process.env.TYPEVISOR_UPDATE_GOLDEN === '1' || !existsSync(path)) writeFileSync(path, text);
-  assert.equal(text, readFileSync(path, 'utf8'));
+  assertGolden('jit-wasm-golden.txt', goldenText());
 });
 
 test('when the engine refuses a module the guest stays on the interpreter, translating nothing', () => {

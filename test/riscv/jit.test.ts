@@ -7,82 +7,28 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { buildElf, loadElf, makeMachine, runProgram, PROGRAMS_DIR } from './harness.js';
+import { buildElf, loadElf, makeMachine } from './harness.js';
+import { assertGolden, assertJitMatchesInterpreter, enc, JIT_PROGRAMS, programSource, runWithJit } from './jit-harness.js';
 import { parseElf } from '../../src/machine/loaders/elf.js';
 import { Htif } from '../../src/riscv/htif.js';
-import { repoRoot } from '../helpers/paths.js';
 import { decodedWords, type HartOptions } from '../../src/riscv/hart.js';
 import { generateBlock } from '../../src/riscv/jit/index.js';
 
-const header = readFileSync(join(PROGRAMS_DIR, 'common.h'), 'utf8');
-const programs = readdirSync(PROGRAMS_DIR).filter((f) => f.endsWith('.S'));
-
-interface Outcome {
-  verdict: string;
-  exceptions: string[];
-  interrupts: number;
-  instret: number;
-  regs: string[];
-  blocks: number;
-}
-
-function runWith(name: string, jit: HartOptions['jit']): Outcome {
-  const src = readFileSync(join(PROGRAMS_DIR, name), 'utf8').replace('#include "common.h"', header);
-  const exceptions: string[] = [];
-  let interrupts = 0;
-  const r = runProgram(buildElf(src), 20_000_000, {
-    jit,
-    setup: (m) => {
-      m.hart.onTrap = (_h, cause, interrupt, tval, epc) => {
-        if (interrupt) interrupts++;
-        else exceptions.push(`cause ${cause} epc 0x${epc.toString(16)} tval 0x${tval.toString(16)}`);
-      };
-    },
-  });
-  const regs: string[] = [];
-  for (let i = 1; i < 32; i++) regs.push(r.hart.getXHex(i));
-  return {
-    verdict: JSON.stringify(r.result),
-    exceptions,
-    interrupts,
-    instret: r.hart.instret,
-    regs,
-    blocks: r.hart.jitStats?.blocks ?? 0,
-  };
-}
-
-/** Programs whose interrupts arrive at a point that depends on how far each run() slice got. */
-const TIMING_DEPENDENT = new Set(['irq.S', 'jit.S']);
-
-for (const name of programs) {
+for (const name of JIT_PROGRAMS) {
   for (const [label, jit] of [
     ['every block translated on first entry', { threshold: 0 }],
     ['blocks translated when hot', { threshold: 3 }],
   ] as const) {
     test(`${name}: JIT (${label}) matches the interpreter`, { timeout: 120_000 }, () => {
-      const ref = runWith(name, false);
-      const got = runWith(name, jit);
-      assert.equal(ref.verdict, JSON.stringify({ kind: 'pass' }), `${name} passes on the interpreter`);
-      assert.equal(got.verdict, ref.verdict, 'verdict');
-      assert.ok(got.blocks > 0, 'blocks were translated');
-      assert.deepEqual(got.exceptions, ref.exceptions, 'exceptions: cause, epc and tval, in order');
-      if (TIMING_DEPENDENT.has(name)) {
-        assert.ok(got.interrupts > 0 === ref.interrupts > 0, 'interrupts taken');
-        return;
-      }
-      assert.equal(got.interrupts, ref.interrupts, 'interrupts');
-      assert.equal(got.instret, ref.instret, 'instructions retired');
-      assert.deepEqual(got.regs, ref.regs, 'final registers');
+      assertJitMatchesInterpreter(name, jit);
     });
   }
 }
 
 test('jit.S: the faulting loop retires the same instruction count on both engines', { timeout: 120_000 }, () => {
   // s6 (x22) holds minstret across the loop with its one fault, read by the guest itself.
-  const ref = runWith('jit.S', false);
-  const got = runWith('jit.S', { threshold: 0 });
+  const ref = runWithJit('jit.S', false);
+  const got = runWithJit('jit.S', { threshold: 0 });
   assert.equal(got.regs[21], ref.regs[21]);
   assert.notEqual(Number.parseInt(ref.regs[21]!, 16), 0);
 });
@@ -91,8 +37,7 @@ test(
   'an idle trim drops every translation (they were kept for good), and the program runs on alike',
   { timeout: 120_000 },
   () => {
-    const src = readFileSync(join(PROGRAMS_DIR, 'vm.S'), 'utf8').replace('#include "common.h"', header);
-    const elf = parseElf(buildElf(src));
+    const elf = parseElf(buildElf(programSource('vm.S')));
     const run = (jit: HartOptions['jit'], trimEvery: number) => {
       const m = makeMachine(undefined, jit);
       loadElf(m, elf);
@@ -126,24 +71,6 @@ test(
 );
 
 // ---- golden tests of generated code ----
-const enc = {
-  r: (f7: number, rs2: number, rs1: number, f3: number, rd: number, op = 0x33) =>
-    (f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op,
-  i: (imm: number, rs1: number, f3: number, rd: number, op = 0x13) =>
-    ((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op,
-  s: (imm: number, rs2: number, rs1: number, f3: number) =>
-    (((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23,
-  b: (imm: number, rs2: number, rs1: number, f3: number) =>
-    (((imm >> 12) & 1) << 31) |
-    (((imm >> 5) & 0x3f) << 25) |
-    (rs2 << 20) |
-    (rs1 << 15) |
-    (f3 << 12) |
-    (((imm >> 1) & 0xf) << 8) |
-    (((imm >> 11) & 1) << 7) |
-    0x63,
-};
-
 /** Named blocks of 32-bit instructions starting at slot 0 of a page. */
 const GOLDEN_BLOCKS: Record<string, number[]> = {
   // bench/cpu's integer loop: add, xor, slli, srli, or, sub, addi, bnez back to the start
@@ -173,8 +100,5 @@ function goldenText(): string {
 }
 
 test('generated code for a few blocks matches the golden file', () => {
-  const path = join(repoRoot, 'test/riscv/jit-golden.txt');
-  const text = goldenText();
-  if (process.env.TYPEVISOR_UPDATE_GOLDEN === '1' || !existsSync(path)) writeFileSync(path, text);
-  assert.equal(text, readFileSync(path, 'utf8'));
+  assertGolden('jit-golden.txt', goldenText());
 });

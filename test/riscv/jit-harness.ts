@@ -1,0 +1,112 @@
+/**
+ * What the JIT tests share, whichever backend they test (JS blocks in jit.test.ts, WebAssembly blocks in
+ * jit-wasm*.test.ts): the bare-metal programs run on a JIT and on the interpreter with the same checks, instruction
+ * encoders for hand-built blocks, and the golden-file comparison of generated code.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildElf, runProgram, PROGRAMS_DIR } from './harness.js';
+import { repoRoot } from '../helpers/paths.js';
+import type { HartOptions } from '../../src/riscv/hart.js';
+
+const header = readFileSync(join(PROGRAMS_DIR, 'common.h'), 'utf8');
+
+/** The bare-metal programs (test/riscv/programs/*.S). */
+export const JIT_PROGRAMS = readdirSync(PROGRAMS_DIR).filter((f) => f.endsWith('.S'));
+
+/** A program's source with its common header in place. */
+export function programSource(name: string): string {
+  return readFileSync(join(PROGRAMS_DIR, name), 'utf8').replace('#include "common.h"', header);
+}
+
+export interface JitOutcome {
+  verdict: string;
+  exceptions: string[];
+  interrupts: number;
+  instret: number;
+  regs: string[];
+  blocks: number;
+  backend: string | undefined;
+}
+
+/** Runs a program with `jit` (false: the interpreter alone) and records what the checks compare. */
+export function runWithJit(name: string, jit: HartOptions['jit']): JitOutcome {
+  const exceptions: string[] = [];
+  let interrupts = 0;
+  const r = runProgram(buildElf(programSource(name)), 20_000_000, {
+    jit,
+    setup: (m) => {
+      m.hart.onTrap = (_h, cause, interrupt, tval, epc) => {
+        if (interrupt) interrupts++;
+        else exceptions.push(`cause ${cause} epc 0x${epc.toString(16)} tval 0x${tval.toString(16)}`);
+      };
+    },
+  });
+  const regs: string[] = [];
+  for (let i = 1; i < 32; i++) regs.push(r.hart.getXHex(i));
+  return {
+    verdict: JSON.stringify(r.result),
+    exceptions,
+    interrupts,
+    instret: r.hart.instret,
+    regs,
+    blocks: r.hart.jitStats?.blocks ?? 0,
+    backend: r.hart.jitStats?.backend,
+  };
+}
+
+/** Programs whose interrupts arrive at a point that depends on how far each run() slice got. */
+const TIMING_DEPENDENT = new Set(['irq.S', 'jit.S']);
+
+/**
+ * Runs `name` on the interpreter and with `jit`: both pass, blocks were translated, and the exceptions (cause,
+ * epc, tval, in order), interrupts, retired instructions and final registers agree. Returns the JIT's run.
+ */
+export function assertJitMatchesInterpreter(name: string, jit: HartOptions['jit']): JitOutcome {
+  const ref = runWithJit(name, false);
+  const got = runWithJit(name, jit);
+  assert.equal(ref.verdict, JSON.stringify({ kind: 'pass' }), `${name} passes on the interpreter`);
+  assert.equal(got.verdict, ref.verdict, 'verdict');
+  assert.ok(got.blocks > 0, 'blocks were translated');
+  assert.deepEqual(got.exceptions, ref.exceptions, 'exceptions: cause, epc and tval, in order');
+  if (TIMING_DEPENDENT.has(name)) {
+    assert.ok(got.interrupts > 0 === ref.interrupts > 0, 'interrupts taken');
+    return got;
+  }
+  assert.equal(got.interrupts, ref.interrupts, 'interrupts');
+  assert.equal(got.instret, ref.instret, 'instructions retired');
+  assert.deepEqual(got.regs, ref.regs, 'final registers');
+  return got;
+}
+
+/** RV32/64 instruction words by format (unsigned 32-bit). */
+export const enc = {
+  r: (f7: number, rs2: number, rs1: number, f3: number, rd: number, op = 0x33): number =>
+    ((f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0,
+  i: (imm: number, rs1: number, f3: number, rd: number, op = 0x13): number =>
+    (((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0,
+  s: (imm: number, rs2: number, rs1: number, f3: number): number =>
+    ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23) >>> 0,
+  b: (imm: number, rs2: number, rs1: number, f3: number): number =>
+    ((((imm >> 12) & 1) << 31) |
+      (((imm >> 5) & 0x3f) << 25) |
+      (rs2 << 20) |
+      (rs1 << 15) |
+      (f3 << 12) |
+      (((imm >> 1) & 0xf) << 8) |
+      (((imm >> 11) & 1) << 7) |
+      0x63) >>>
+    0,
+  u: (imm20: number, rd: number, op: number): number => (((imm20 & 0xfffff) << 12) | (rd << 7) | op) >>> 0,
+};
+
+/**
+ * Compares generated code with its golden file under test/riscv (written when missing, or rewritten with
+ * TYPEVISOR_UPDATE_GOLDEN=1).
+ */
+export function assertGolden(file: string, text: string): void {
+  const path = join(repoRoot, 'test/riscv', file);
+  if (process.env.TYPEVISOR_UPDATE_GOLDEN === '1' || !existsSync(path)) writeFileSync(path, text);
+  assert.equal(text, readFileSync(path, 'utf8'));
+}
