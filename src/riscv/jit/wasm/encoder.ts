@@ -172,22 +172,13 @@ export class FnBody {
     return this;
   }
   get(i: number): this {
-    this.code.push(0x20);
-    uleb(this.code, i);
-    if (this.text) this.line(`local.get ${i}`);
-    return this;
+    return this.indexed(0x20, 'local.get', i);
   }
   set(i: number): this {
-    this.code.push(0x21);
-    uleb(this.code, i);
-    if (this.text) this.line(`local.set ${i}`);
-    return this;
+    return this.indexed(0x21, 'local.set', i);
   }
   tee(i: number): this {
-    this.code.push(0x22);
-    uleb(this.code, i);
-    if (this.text) this.line(`local.tee ${i}`);
-    return this;
+    return this.indexed(0x22, 'local.tee', i);
   }
   mem(name: MemOp, offset: number): this {
     const [opcode, align] = MEM[name];
@@ -232,15 +223,16 @@ export class FnBody {
     return this;
   }
   brIf(labelDepth: number): this {
-    this.code.push(0x0d);
-    uleb(this.code, labelDepth);
-    if (this.text) this.line(`br_if ${labelDepth}`);
-    return this;
+    return this.indexed(0x0d, 'br_if', labelDepth);
   }
   br(labelDepth: number): this {
-    this.code.push(0x0c);
-    uleb(this.code, labelDepth);
-    if (this.text) this.line(`br ${labelDepth}`);
+    return this.indexed(0x0c, 'br', labelDepth);
+  }
+  /** An instruction whose one immediate is an index (a local, a label depth). */
+  private indexed(opcode: number, mnemonic: string, index: number): this {
+    this.code.push(opcode);
+    uleb(this.code, index);
+    if (this.text) this.line(`${mnemonic} ${index}`);
     return this;
   }
   comment(s: string): this {
