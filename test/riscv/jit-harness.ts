@@ -101,6 +101,23 @@ export const enc = {
   u: (imm20: number, rd: number, op: number): number => (((imm20 & 0xfffff) << 12) | (rd << 7) | op) >>> 0,
 };
 
+/** Named blocks of 32-bit instructions starting at slot 0 of a page, whose generated code each backend pins. */
+export const GOLDEN_BLOCKS: Record<string, number[]> = {
+  // bench/cpu's integer loop: add, xor, slli, srli, or, sub, addi, bnez back to the start
+  'integer loop': [
+    enc.r(0, 12, 10, 0, 10),
+    enc.r(0, 11, 10, 4, 13),
+    enc.i(7, 13, 1, 14),
+    enc.i(9, 13, 5, 15),
+    enc.r(0, 15, 14, 6, 14),
+    enc.r(0x20, 14, 10, 0, 10),
+    enc.i(-1, 11, 0, 11),
+    enc.b(-28, 0, 11, 1),
+  ],
+  // ld, sd with the inlined TLB lookup, then a CSR read (the hart's slow path) and a jalr
+  'memory and csr': [enc.i(8, 10, 3, 13, 0x03), enc.s(16, 13, 10, 3), enc.i(0xc00, 0, 2, 5, 0x73), enc.i(0, 1, 0, 0, 0x67)],
+};
+
 /**
  * Compares generated code with its golden file under test/riscv (written when missing, or rewritten with
  * TYPEVISOR_UPDATE_GOLDEN=1).

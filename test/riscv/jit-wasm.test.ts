@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertGolden, assertJitMatchesInterpreter, enc, JIT_PROGRAMS, runWithJit } from './jit-harness.js';
+import { assertGolden, assertJitMatchesInterpreter, enc, GOLDEN_BLOCKS, JIT_PROGRAMS, runWithJit } from './jit-harness.js';
 import { decodedWords } from '../../src/riscv/hart.js';
 import { buildModule, translateBlock, WasmBlockJit } from '../../src/riscv/jit/wasm/index.js';
 import { PageBlocks } from '../../src/riscv/jit/index.js';
@@ -32,27 +32,16 @@ test('jit.S: the faulting loop retires the same instruction count under the WebA
 });
 
 // ---- golden test of generated modules ----
-const GOLDEN_BLOCKS: Record<string, number[]> = {
-  // bench/cpu's integer loop: add, xor, slli, srli, or, sub, addi, bnez back to the start (the in-block loop)
-  'integer loop': [
-    enc.r(0, 12, 10, 0, 10),
-    enc.r(0, 11, 10, 4, 13),
-    enc.i(7, 13, 1, 14),
-    enc.i(9, 13, 5, 15),
-    enc.r(0, 15, 14, 6, 14),
-    enc.r(0x20, 14, 10, 0, 10),
-    enc.i(-1, 11, 0, 11),
-    enc.b(-28, 0, 11, 1),
-  ],
-  // ld and sd with the inlined TLB lookup and their slow paths, a CSR read (execSlow helper), then a jalr
-  'memory and csr': [enc.i(8, 10, 3, 13, 0x03), enc.s(16, 13, 10, 3), enc.i(0xc00, 0, 2, 5, 0x73), enc.i(0, 1, 0, 0, 0x67)],
+// The blocks the JS JIT's golden test pins too, and one of division and multiply-high.
+const WASM_GOLDEN_BLOCKS: Record<string, number[]> = {
+  ...GOLDEN_BLOCKS,
   // div (division by zero and overflow cases) and mulhu (the module's multiply-high function), then a jal
   'div and mulhu': [enc.r(1, 11, 10, 4, 12), enc.r(1, 11, 10, 3, 13), 0x0000006f | (8 << 21)],
 };
 
 function goldenText(): string {
   const parts: string[] = [];
-  for (const [name, insns] of Object.entries(GOLDEN_BLOCKS)) {
+  for (const [name, insns] of Object.entries(WASM_GOLDEN_BLOCKS)) {
     const words = insns.map((i) => decodedWords(i));
     const read = (slot: number) => words[slot >>> 1] ?? { w: 1, imm: 0 }; // past the end: PAGE_END
     const block = translateBlock(read, 0, 0x1000000, true);
@@ -62,7 +51,7 @@ function goldenText(): string {
 }
 
 test('generated WebAssembly for a few blocks matches the golden file, and each module compiles', () => {
-  for (const insns of Object.values(GOLDEN_BLOCKS)) {
+  for (const insns of Object.values(WASM_GOLDEN_BLOCKS)) {
     const words = insns.map((i) => decodedWords(i));
     const block = translateBlock((slot) => words[slot >>> 1] ?? { w: 1, imm: 0 }, 0, 0x1000000)!;
     const wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly;
@@ -76,7 +65,7 @@ test('when the engine refuses a module the guest stays on the interpreter, trans
   const jit = new WasmBlockJit({ memory: {}, buffer: new ArrayBuffer(65536), base: 0 }, { threshold: 0, backend: 'wasm' });
   jit.bind({ region: jit.region, ld: () => 0, st: () => 0, slow: () => 0, fp: () => 0, wrap: () => () => 0 });
   assert.match(jit.failure ?? '', /Memory/);
-  const words = GOLDEN_BLOCKS['integer loop']!.map((i) => decodedWords(i));
+  const words = WASM_GOLDEN_BLOCKS['integer loop']!.map((i) => decodedWords(i));
   const blocks = new PageBlocks();
   assert.equal(
     jit.lookup(blocks, 0, (slot) => words[slot >>> 1] ?? { w: 1, imm: 0 }),

@@ -8,7 +8,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildElf, loadElf, makeMachine } from './harness.js';
-import { assertGolden, assertJitMatchesInterpreter, enc, JIT_PROGRAMS, programSource, runWithJit } from './jit-harness.js';
+import {
+  assertGolden,
+  assertJitMatchesInterpreter,
+  GOLDEN_BLOCKS,
+  JIT_PROGRAMS,
+  programSource,
+  runWithJit,
+} from './jit-harness.js';
 import { parseElf } from '../../src/machine/loaders/elf.js';
 import { Htif } from '../../src/riscv/htif.js';
 import { decodedWords, type HartOptions } from '../../src/riscv/hart.js';
@@ -71,22 +78,6 @@ test(
 );
 
 // ---- golden tests of generated code ----
-/** Named blocks of 32-bit instructions starting at slot 0 of a page. */
-const GOLDEN_BLOCKS: Record<string, number[]> = {
-  // bench/cpu's integer loop: add, xor, slli, srli, or, sub, addi, bnez back to the start
-  'integer loop': [
-    enc.r(0, 12, 10, 0, 10),
-    enc.r(0, 11, 10, 4, 13),
-    enc.i(7, 13, 1, 14),
-    enc.i(9, 13, 5, 15),
-    enc.r(0, 15, 14, 6, 14),
-    enc.r(0x20, 14, 10, 0, 10),
-    enc.i(-1, 11, 0, 11),
-    enc.b(-28, 0, 11, 1),
-  ],
-  // ld, sd with the inlined TLB lookup, then a CSR read (the hart's slow path) and a jalr
-  'memory and csr': [enc.i(8, 10, 3, 13, 0x03), enc.s(16, 13, 10, 3), enc.i(0xc00, 0, 2, 5, 0x73), enc.i(0, 1, 0, 0, 0x67)],
-};
 
 function goldenText(): string {
   const parts: string[] = [];
