@@ -238,15 +238,13 @@ class ProcessVm extends HostedVm {
   private child: ChildProcess | undefined;
   private pid = 0;
   /** The process being brought up (spawn), which a stop() waits for. */
-  private spawning: Promise<void> | undefined;
+  private spawning: Promise<unknown> | undefined;
   private startTime = 0;
   private pushed: Float64Array | undefined;
   private nicPorts: FramePort[] = [];
   private closed: Promise<void> = Promise.resolve();
   /** The unprivileged user the process runs as (a root daemon), once known. */
   private user: VmProcessUser | undefined;
-  /** Where the last spawn's time went (a restore reports it). */
-  private startupPhases: Record<string, number> = {};
 
   constructor(
     config: VmConfig,
@@ -269,7 +267,7 @@ class ProcessVm extends HostedVm {
     const t0 = performance.now();
     // The process opens the state file before it drops root: it may lie in another VM's folder (a running clone). A
     // lazy restore is quick, so the process begins it on its own while this side connects (restoreEarly).
-    await this.spawn({ path, early: opts.lazyRam ? { lazyRam: true } : undefined });
+    const startup = await this.spawn({ path, early: opts.lazyRam ? { lazyRam: true } : undefined });
     const t1 = performance.now();
     const reply = await this.request({ id: 0, type: 'start', restore: { path, lazyRam: opts.lazyRam } }, 120_000);
     if (!reply.state) throw new VmRequestError('the VM process did not report the restored state');
@@ -281,7 +279,7 @@ class ProcessVm extends HostedVm {
       ms,
       phases: {
         processStartup: t1 - t0,
-        ...this.startupPhases,
+        ...startup,
         startRequest: t2 - t1,
         'startRequest.inVm': reply.state.ms,
         ...reply.state.phases,
@@ -378,19 +376,20 @@ class ProcessVm extends HostedVm {
 
   /**
    * Brings up this VM's process (a pooled one adopted, or a new one). A stop() that comes meanwhile (a start
-   * undone because its network failed first) waits for it, so no process is left running unseen.
+   * undone because its network failed first) waits for it, so no process is left running unseen. Resolves with
+   * where the time went (`processStartup.*`, which a restore reports).
    */
-  private async spawn(restore?: { path: string; early?: { lazyRam: boolean } }): Promise<void> {
+  private async spawn(restore?: { path: string; early?: { lazyRam: boolean } }): Promise<Record<string, number>> {
     const spawning = this.spawnProcessForVm(restore);
     this.spawning = spawning;
     try {
-      await spawning;
+      return await spawning;
     } finally {
       if (this.spawning === spawning) this.spawning = undefined;
     }
   }
 
-  private async spawnProcessForVm(restore?: { path: string; early?: { lazyRam: boolean } }): Promise<void> {
+  private async spawnProcessForVm(restore?: { path: string; early?: { lazyRam: boolean } }): Promise<Record<string, number>> {
     if (this.pid) throw new VmRequestError('the VM process already exists');
     const t0 = performance.now();
     const socketPath = vmSocketPath(this.vmDir);
@@ -430,7 +429,7 @@ class ProcessVm extends HostedVm {
     const t2 = performance.now();
     await this.attach(runtime);
     const t3 = performance.now();
-    this.startupPhases = {
+    return {
       'processStartup.prepare': t1 - t0,
       [pooled ? 'processStartup.adopt' : 'processStartup.spawn']: t2 - t1,
       'processStartup.hello': t3 - t2,
