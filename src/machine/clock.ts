@@ -48,6 +48,11 @@ export class MachineClock {
     this.pausedAt = null;
   }
 
+  /** What now() counts from (real-time mode): the host ms of tick 0 and the ticks skipped since; for hart threads. */
+  base(): { offsetMs: number; skipTicks: number } {
+    return { offsetMs: this.offsetMs, skipTicks: this.skipTicks };
+  }
+
   /** Host milliseconds until mtime reaches `ticks`. */
   msUntil(ticks: number): number {
     return Math.max(0, (ticks - this.now()) / TICKS_PER_MS);

@@ -19,6 +19,10 @@ import { planBoot, planForRestore, type BootLayout, type FirmwareImage } from '.
 import { BuiltinSbi } from './sbi.js';
 import type { HartPort } from './hart-port.js';
 import * as L from './layout.js';
+import { HartThreads, hartThreadsSupported, type HartThreadSpawner, type HartsSnapshot } from './parallel/hart-threads.js';
+import type { HartThreadMessage } from './parallel/hart-thread.js';
+import { decodeValue, encodeValue } from './snapshot/values.js';
+import type { DeviceState } from '../devices/device.js';
 
 export interface HartFactoryOptions {
   hartId: number;
@@ -62,6 +66,14 @@ export interface MachineOptions {
    * the garbage at once (an idle thread allocates too little to collect it for a long time).
    */
   onIdleTrim?: (freedBytes: number) => void;
+  /**
+   * Runs each hart on a thread of its own (src/machine/parallel) when there are several, RAM is linear in shared
+   * memory and time is real; otherwise the harts take turns on this thread. `hostNowMs` must then be a clock every
+   * thread of the process shares.
+   */
+  hartThreads?: HartThreadSpawner;
+  /** Instructions a hart thread runs between looks at what other threads asked of it (default 10 000). */
+  threadBudget?: number;
 }
 
 /**
@@ -115,6 +127,11 @@ const IDLE_TRIM_BUSY_FRACTION = 0.02;
 /** A trim that freed this much is worth a collection (the first after boot frees ~10 MiB; later ones ~1.5). */
 export const IDLE_TRIM_COLLECT_BYTES = 4 * 1024 * 1024;
 const DEFAULT_BUDGET = 50_000;
+/** Per run of a hart thread: ~0.1-0.5 ms, the most an IPI or a remote fence waits for a busy hart to look. */
+const DEFAULT_THREAD_BUDGET = 10_000;
+/** Console bytes from hart threads reach the host at most this late (they come one MMIO request at a time). */
+const THREAD_OUTPUT_MS = 4;
+const LINE_MASK = (1 << 3) | (1 << 7) | (1 << 9) | (1 << 11);
 const VIRTIO_MAGIC = 0x74726976; // "virt"
 
 /** An unoccupied virtio-mmio slot: QEMU answers magic, version 2 and device id 0 so drivers skip it. */
@@ -178,6 +195,12 @@ export class Machine {
   private sleeps = 0;
   private tohost: number | undefined;
   private exitResolve!: (e: MachineExit) => void;
+  /** The harts' threads while they run on threads of their own (the harts here are then their parked copies). */
+  private threads: HartThreads | null = null;
+  private tickTimer: ReturnType<typeof setTimeout> | null = null;
+  private outputTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Each hart's hardware interrupt lines as the devices drive them (mip bits MSIP, MTIP, SEIP, MEIP). */
+  private readonly lines: number[];
   readonly exited: Promise<MachineExit>;
   onExit?: (e: MachineExit) => void;
 
@@ -195,11 +218,15 @@ export class Machine {
     this.ram = new GuestRam(opts.memoryBytes, L.DRAM_BASE, opts.linearRam?.(opts.memoryBytes) ?? null);
     this.clock = new MachineClock(!!opts.deterministicTime, this.hostNow, () => this.totalInstret());
     this.running = new Array<boolean>(opts.harts).fill(false);
+    this.lines = new Array<number>(opts.harts).fill(0);
 
     this.clint = new Clint(opts.harts, {
       setHartIrq: (h, bit, level) => this.setHartIrq(h, bit, level),
       readTime: () => this.clock.now(),
-      setTime: (t) => this.clock.set(t),
+      setTime: (t) => {
+        this.clock.set(t);
+        this.publishClock();
+      },
     });
     this.plic = new Plic(L.PLIC_NUM_SOURCES, opts.harts, (ctx, level) =>
       this.setHartIrq(ctx >> 1, ctx & 1 ? MIP_SEIP : MIP_MEIP, level),
@@ -325,7 +352,13 @@ export class Machine {
   start(): void {
     if (this.stateValue !== 'created') return;
     this.stateValue = 'running';
-    this.schedule();
+    if (this.wantsThreads()) this.startThreads();
+    else this.schedule();
+  }
+
+  /** Whether the harts run on threads of their own (hartThreads), each in parallel with the others. */
+  get hartsOnThreads(): boolean {
+    return this.threads !== null;
   }
 
   pause(): void {
@@ -333,12 +366,19 @@ export class Machine {
     this.stateValue = 'paused';
     this.clock.pause();
     this.cancelSleep();
+    if (this.threads) this.adopt(this.threads.park());
   }
 
   resume(): void {
     if (this.stateValue !== 'paused') return;
     this.stateValue = 'running';
     this.clock.resume();
+    if (this.threads) {
+      this.publishClock();
+      this.threads.resume(this.handOver());
+      this.armTick();
+      return;
+    }
     this.schedule();
   }
 
@@ -353,13 +393,14 @@ export class Machine {
   }
 
   stats(): MachineStats {
+    const t = this.threads && this.stateValue === 'running' ? this.threads : null;
     return {
-      instret: this.harts.map((h) => h.instret),
-      hostMsRun: this.hostMsRun,
+      instret: this.harts.map((h, i) => (t ? t.instret(i) : h.instret)),
+      hostMsRun: this.hostMsRun + (this.threads?.runMs() ?? 0),
       allocatedRamBytes: this.ram.allocatedBytes,
-      decodeCacheBytes: this.harts.reduce((a, h) => a + (h.decodeCacheBytes?.() ?? 0), 0),
+      decodeCacheBytes: t ? t.decodeCacheBytes() : this.harts.reduce((a, h) => a + (h.decodeCacheBytes?.() ?? 0), 0),
       slices: this.slices,
-      sleeps: this.sleeps,
+      sleeps: this.sleeps + (this.threads?.waits() ?? 0),
       sbiCalls: this.sbi?.calls ?? 0,
     };
   }
@@ -367,7 +408,8 @@ export class Machine {
   /** Harts currently running (the built-in SBI starts and stops them through HSM). */
   onlineHarts(): number {
     let n = 0;
-    for (const r of this.running) if (r) n++;
+    const t = this.threads && this.stateValue === 'running' ? this.threads : null;
+    this.running.forEach((r, i) => (n += (t ? t.running(i) : r) ? 1 : 0));
     return n;
   }
 
@@ -525,6 +567,7 @@ export class Machine {
     this.flushOutput();
     this.stateValue = 'exited';
     this.cancelSleep();
+    this.stopThreads();
     this.exitResolve(e);
     this.onExit?.(e);
   }
@@ -571,8 +614,134 @@ export class Machine {
   private setHartIrq(hartId: number, bit: number, level: boolean): void {
     const hart = this.harts[hartId];
     if (!hart) return;
+    if (level) this.lines[hartId]! |= 1 << bit;
+    else this.lines[hartId]! &= ~(1 << bit);
     hart.setPending(bit, level);
-    if (level) this.wake();
+    if (this.threads) this.threads.setLine(hartId, bit, level);
+    else if (level) this.wake();
+  }
+
+  // ---- harts on threads of their own ----------------------------------------------------------------------------
+
+  private wantsThreads(): boolean {
+    return (
+      this.opts.hartThreads !== undefined &&
+      this.harts.length > 1 &&
+      !this.clock.deterministic &&
+      this.tohost === undefined &&
+      this.ram.sharedLinear !== null &&
+      this.harts.every((h) => h.saveArchState && h.loadArchState) &&
+      hartThreadsSupported()
+    );
+  }
+
+  private startThreads(): void {
+    const shared = this.ram.sharedLinear!;
+    const chunkTable = this.ram.shareTable();
+    this.threads = new HartThreads(
+      this.opts.hartThreads!,
+      {
+        mmioRead: (p, size) => this.mmioRead(p, size),
+        mmioWrite: (p, size, v) => this.mmioWrite(p, size, v),
+        consoleWrite: (bytes) => bytes.forEach((b) => this.output(b)),
+        consoleRead: () => this.uart.takeInput(),
+        systemReset: (kind) => this.requestExit(kind === 'shutdown' ? { kind: 'poweroff' } : { kind: 'reboot' }),
+        afterRequests: () => this.afterThreadRequests(),
+        onThreadMessage: (m) => this.onThreadMessage(m),
+      },
+      {
+        harts: this.harts.length,
+        ramBase: this.ram.base,
+        memoryBytes: this.ram.size,
+        memory: shared.memory,
+        buffer: shared.buffer,
+        chunkTable,
+        builtinSbi: this.sbi !== undefined,
+        budget: this.opts.threadBudget ?? DEFAULT_THREAD_BUDGET,
+      },
+    );
+    // Shared RAM tells of a chunk only when it goes back to the host: no hart may keep a TLB entry for it.
+    this.ram.onRemap(() => this.threads?.flushTlbs());
+    this.threads.start(
+      this.handOver(),
+      this.lines.map((l) => l & LINE_MASK),
+      this.clock.base(),
+    );
+    this.armTick();
+  }
+
+  /** The harts' states for their threads: from the copies here (a boot, a loaded snapshot, or a pause). */
+  private handOver(): HartsSnapshot {
+    return {
+      states: this.harts.map((h) => encodeValue(h.saveArchState!())),
+      running: [...this.running],
+      hsm: this.sbi ? Array.from(this.sbi.hsm) : null,
+    };
+  }
+
+  /** Takes parked threads' states into the copies here, so snapshots and stats read them exactly. */
+  private adopt(s: HartsSnapshot): void {
+    this.harts.forEach((h, i) => h.loadArchState!(decodeValue(s.states[i]!, `hart${i}`) as unknown as DeviceState));
+    s.running.forEach((r, i) => (this.running[i] = r));
+    if (s.hsm && this.sbi) s.hsm.forEach((v, i) => (this.sbi!.hsm[i] = v));
+  }
+
+  private publishClock(): void {
+    const b = this.clock.base();
+    this.threads?.publishClock(b.offsetMs, b.skipTicks);
+  }
+
+  private stopThreads(): void {
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    if (this.outputTimer) clearTimeout(this.outputTimer);
+    this.outputTimer = null;
+    this.threads?.stop();
+  }
+
+  /** The board's own timers while harts run on threads: CLINT deadlines and the RTC alarm. */
+  private armTick(): void {
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    if (this.stateValue !== 'running') return;
+    let ms = Math.min(this.clock.msUntil(this.clint.nextDeadline()), this.rtc.msUntilAlarm());
+    if (!Number.isFinite(ms)) ms = 1000;
+    this.tickTimer = setTimeout(() => {
+      this.tickTimer = null;
+      this.clint.updateTimers(this.clock.now());
+      this.rtc.poll();
+      this.afterThreadRequests();
+    }, Math.min(ms, 1000));
+  }
+
+  private afterThreadRequests(): void {
+    if (this.stateValue === 'exited') return;
+    if (this.pendingExit) {
+      this.finish(this.pendingExit);
+      return;
+    }
+    if (this.outBuf.length && !this.outputTimer)
+      this.outputTimer = setTimeout(() => {
+        this.outputTimer = null;
+        this.flushOutput();
+      }, THREAD_OUTPUT_MS);
+    if (this.stateValue === 'running') {
+      // A request may have moved a CLINT deadline or the RTC alarm.
+      this.clint.updateTimers(this.clock.now());
+      this.armTick();
+    }
+  }
+
+  private onThreadMessage(m: HartThreadMessage): void {
+    if (m.kind !== 'fault' || this.stateValue === 'exited') return;
+    this.finish({
+      kind: 'fault',
+      message: m.message,
+      pc: m.pc,
+      hartId: m.hartId,
+      recentPcs: m.recentPcs,
+      recentTraps: m.recentTraps,
+    });
   }
 
   private onSyscon(e: SysconEvent): void {

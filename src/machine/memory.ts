@@ -44,6 +44,8 @@ export interface LinearRamBacking {
    * the range went back.
    */
   releaseOffThread?(offset: number, length: number): Promise<boolean>;
+  /** The shared WebAssembly.Memory `buffer` belongs to (harts on other threads import it for their atomics). */
+  readonly sharedMemory?: object;
 }
 
 /**
@@ -63,6 +65,11 @@ export class GuestRam {
   private lazyFill: LazyChunkFill | null = null;
   /** One buffer for all of RAM (LinearRamBacking), or null for a separate ArrayBuffer per chunk. */
   private readonly linear: LinearRamBacking | null;
+  /**
+   * Linear RAM that harts on other threads write too (src/machine/parallel): which chunks hold data lives here, in
+   * shared memory, one Int32 per chunk (1 = written), then the count of written chunks. Null: this thread alone.
+   */
+  private table: Int32Array | null = null;
 
   constructor(sizeBytes: number, base = RAM_BASE, linear: LinearRamBacking | null = null) {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % PAGE_SIZE !== 0) {
@@ -76,6 +83,13 @@ export class GuestRam {
     this.chunks = new Array<DataView | null>(Math.ceil(sizeBytes / CHUNK_SIZE)).fill(null);
   }
 
+  /** Linear RAM in a shared WebAssembly.Memory (what harts on other threads need), or null. */
+  get sharedLinear(): { memory: object; buffer: SharedArrayBuffer } | null {
+    const l = this.linear;
+    if (!l?.sharedMemory || !(l.buffer instanceof SharedArrayBuffer)) return null;
+    return { memory: l.sharedMemory, buffer: l.buffer };
+  }
+
   /** How RAM is held: 'linear' (one buffer) or 'chunks' (an ArrayBuffer per 2 MiB chunk). */
   get backing(): 'linear' | 'chunks' {
     return this.linear ? 'linear' : 'chunks';
@@ -83,10 +97,61 @@ export class GuestRam {
 
   /** Number of chunks that hold host memory right now. */
   get allocatedChunks(): number {
-    return this.allocated;
+    return this.table ? Atomics.load(this.table, this.chunks.length) : this.allocated;
   }
   get allocatedBytes(): number {
-    return this.allocated * CHUNK_SIZE;
+    return this.allocatedChunks * CHUNK_SIZE;
+  }
+
+  /**
+   * Moves the record of written chunks into shared memory, for harts on other threads (which adopt it with
+   * joinSharedTable): from then on any thread's first write to a chunk marks it there. Reads of a chunk no one
+   * wrote see the buffer itself (untouched anonymous memory reads as zeros and costs nothing), never a private
+   * zero chunk: a hart on another thread could write it meanwhile, and a cached zero chunk would hide that.
+   * Chunks still pending from a lazy restore are read first. Linear RAM on a SharedArrayBuffer only.
+   */
+  shareTable(): Int32Array {
+    if (this.table) return this.table;
+    if (!this.linear || !(this.linear.buffer instanceof SharedArrayBuffer))
+      throw new GuestMemoryError('BAD_LENGTH', 'only linear RAM in shared memory can be shared between threads');
+    if (this.lazyLeft > 0) this.fillLazyChunks(Infinity);
+    const n = this.chunks.length;
+    const table = new Int32Array(new SharedArrayBuffer((n + 1) * 4));
+    for (let i = 0; i < n; i++) table[i] = this.chunks[i] ? 1 : 0;
+    table[n] = this.allocated;
+    this.table = table;
+    return table;
+  }
+
+  /** Joins the table another thread's shareTable made (a hart thread over the same linear memory). */
+  joinSharedTable(table: Int32Array): void {
+    if (!this.linear || table.length !== this.chunks.length + 1)
+      throw new GuestMemoryError('BAD_LENGTH', `a shared chunk table of ${table.length - 1} chunks for ${this.chunks.length}`);
+    this.table = table;
+  }
+
+  /** The shared-table path of chunk(): the chunk's range of the buffer, marked written on a first write. */
+  private sharedChunk(index: number, forWrite: boolean): DataView {
+    const t = this.table!;
+    if (forWrite && Atomics.load(t, index) === 0 && Atomics.compareExchange(t, index, 0, 1) === 0)
+      Atomics.add(t, this.chunks.length, 1);
+    return (this.chunks[index] ??= this.newChunkView(index));
+  }
+
+  /** The shared-table path of releaseChunk(). */
+  private releaseShared(index: number): boolean {
+    const t = this.table!;
+    if (index < 0 || index >= this.chunks.length || Atomics.compareExchange(t, index, 1, 0) !== 1) return false;
+    Atomics.sub(t, this.chunks.length, 1);
+    const view = (this.chunks[index] ??= this.newChunkView(index));
+    // Listeners (the board) make every hart drop its TLB entries for the chunk before the guest hears it is done:
+    // a store through an old entry would write the chunk without marking it.
+    this.notifyRemap(index);
+    if (!this.linear!.release(view.byteOffset, view.byteLength)) {
+      new Uint8Array(view.buffer, view.byteOffset, view.byteLength).fill(0);
+      return false;
+    }
+    return true;
   }
 
   contains(paddr: number, length = 1): boolean {
@@ -97,6 +162,7 @@ export class GuestRam {
     const rel = paddr - this.base;
     if (rel < 0 || rel >= this.size) return null;
     const index = Math.floor(rel / CHUNK_SIZE);
+    if (this.table) return this.sharedChunk(index, forWrite);
     const existing = this.chunks[index];
     if (existing) return existing;
     if (this.lazyLeft > 0 && this.lazyPending![index]) return this.fillLazyChunk(index);
@@ -110,6 +176,7 @@ export class GuestRam {
 
   /** Gives a whole chunk back to the host. Returns true when host memory was actually released. */
   releaseChunk(index: number): boolean {
+    if (this.table) return this.releaseShared(index);
     if (this.lazyLeft > 0 && this.lazyPending![index]) this.dropLazy(index);
     if (index < 0 || index >= this.chunks.length || !this.chunks[index]) return false;
     const view = this.chunks[index]!;
@@ -148,7 +215,10 @@ export class GuestRam {
       if (p === chunkStart && stop === chunkEnd) {
         if (this.releaseChunk(index)) released += chunkEnd - chunkStart;
       } else {
-        const c = this.lazyLeft > 0 && this.lazyPending![index] ? this.chunk(p, true) : this.chunks[index];
+        const c =
+          (this.lazyLeft > 0 && this.lazyPending![index]) || (this.table && this.table[index])
+            ? this.chunk(p, true)
+            : this.chunks[index];
         if (c) new Uint8Array(c.buffer, c.byteOffset + p - chunkStart, stop - p).fill(0);
       }
       p = stop;
@@ -162,6 +232,7 @@ export class GuestRam {
    * linear RAM it is handed the chunk's own range to read into, and returns it.
    */
   setLazyChunks(indexes: readonly number[], fill: LazyChunkFill): void {
+    if (this.table) throw new GuestMemoryError('BAD_LENGTH', 'a restore cannot load into RAM that hart threads share');
     for (let i = 0; i < this.chunks.length; i++) if (this.chunks[i]) this.releaseChunk(i);
     this.lazyPending = new Uint8Array(this.chunks.length);
     this.lazyLeft = 0;
@@ -185,6 +256,10 @@ export class GuestRam {
    */
   async dispose(): Promise<void> {
     if (this.lazyLeft > 0) this.endLazy();
+    if (this.table) {
+      for (let i = 0; i < this.chunks.length; i++) this.releaseShared(i);
+      return;
+    }
     const offThread = this.linear?.releaseOffThread;
     const later: DataView[] = [];
     for (let i = 0; i < this.chunks.length; i++) {
@@ -221,12 +296,15 @@ export class GuestRam {
   /** Indexes of the chunks that hold data (allocated, or pending from a restore), ascending. */
   storedChunkIndexes(): number[] {
     const out: number[] = [];
-    for (let i = 0; i < this.chunks.length; i++) if (this.chunks[i] || (this.lazyLeft > 0 && this.lazyPending![i])) out.push(i);
+    const t = this.table;
+    for (let i = 0; i < this.chunks.length; i++)
+      if (t ? Atomics.load(t, i) === 1 : this.chunks[i] || (this.lazyLeft > 0 && this.lazyPending![i])) out.push(i);
     return out;
   }
 
   /** The bytes of chunk `index` (a view, not a copy), reading it first if it is pending; null when it is zero. */
   chunkBytes(index: number): Uint8Array | null {
+    if (this.table && Atomics.load(this.table, index) !== 1) return null;
     const c = this.chunk(this.base + index * CHUNK_SIZE, false);
     if (!c || c === ZERO_CHUNK) return null;
     return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);

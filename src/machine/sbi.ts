@@ -55,6 +55,16 @@ export interface SbiHost {
   systemReset(kind: ResetKind, reason: number): void;
   /** Marks a hart running/stopped for the scheduler. */
   setHartRunning(hartId: number, running: boolean): void;
+  /**
+   * Where the HSM states live when harts run on several threads (shared memory, one word per hart); by default an
+   * array of this firmware's own.
+   */
+  hsmStates?: Int32Array;
+  /**
+   * Starts a stopped hart at `start` in S-mode with a0 = its id and a1 = `opaque`, when that hart is not on this
+   * thread (it puts itself in that state); by default the firmware sets the hart up itself and marks it running.
+   */
+  startHart?(hartId: number, start: number, opaque: number): void;
 }
 
 type Ret = [error: number, value: number];
@@ -80,12 +90,20 @@ const A4 = 14;
 const A6 = 16;
 const A7 = 17;
 
+/** Puts a hart where SBI HSM start leaves it: S-mode at `start`, satp = 0, a0 = hartid, a1 = opaque (SBI spec §9.1). */
+export function startInSupervisor(target: HartPort, start: number, opaque: number): void {
+  target.reset(start);
+  target.enterSupervisor(start);
+  target.setX(A0, target.hartId);
+  target.setX(A1, opaque);
+}
+
 export class BuiltinSbi {
-  readonly hsm: number[];
+  readonly hsm: number[] | Int32Array;
   calls = 0;
 
   constructor(private readonly host: SbiHost) {
-    this.hsm = host.harts.map((_, i) => (i === 0 ? HSM_STARTED : HSM_STOPPED));
+    this.hsm = host.hsmStates ?? host.harts.map((_, i) => (i === 0 ? HSM_STARTED : HSM_STOPPED));
   }
 
   /** Installs the ecall hook on every hart. */
@@ -201,12 +219,13 @@ export class BuiltinSbi {
         const start = argNumber(hart, A1);
         const opaque = argNumber(hart, 12);
         if (!this.host.ram.contains(start, 4)) return [SBI_ERR_INVALID_ADDRESS, 0];
-        // The target starts in S-mode with satp = 0, a0 = hartid, a1 = opaque (SBI spec §9.1).
-        target.reset(start);
-        target.enterSupervisor(start);
-        target.setX(A0, id);
-        target.setX(A1, opaque === Infinity ? 0 : opaque);
         this.hsm[id] = HSM_STARTED;
+        const arg = opaque === Infinity ? 0 : opaque;
+        if (this.host.startHart) {
+          this.host.startHart(id, start, arg);
+          return [SBI_SUCCESS, 0];
+        }
+        startInSupervisor(target, start, arg);
         this.host.setHartRunning(id, true);
         return [SBI_SUCCESS, 0];
       }

@@ -92,5 +92,5 @@ export function createLinearRam(sizeBytes: number, reserveBytes = wasmJitReserve
       const range = new Uint8Array(buffer, offset, length);
       advise.async(range, length, MADV_DONTNEED, (err, result) => resolve(!err && result === 0));
     });
-  return { buffer, release, releaseOffThread, ...(reserveBytes > 0 ? { memory } : {}) };
+  return { buffer, release, releaseOffThread, sharedMemory: memory, ...(reserveBytes > 0 ? { memory } : {}) };
 }

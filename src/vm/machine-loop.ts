@@ -12,6 +12,8 @@ import { bootArgs, type VmConfig } from './config.js';
 import { Machine, type HartFactory, type MachineExit } from '../machine/machine.js';
 import type { FirmwareImage } from '../machine/loaders/boot.js';
 import { createHart as createRealHart } from '../machine/hart-adapter.js';
+import { hartThreadsWanted, nodeHartThreadSpawner, sharedClockMs } from './hart-threads.js';
+import type { HartThreadSpawner } from '../machine/parallel/hart-threads.js';
 import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from './virtio-devices.js';
 
 export interface BootImages {
@@ -68,6 +70,8 @@ export interface MachineLoopEvents {
   onRebootFailed?(err: unknown): void;
   /** The machine ended for good (poweroff, fail, fault, stopped) on its own: not after stop() or release(). */
   onEnd?(exit: MachineExit): void;
+  /** A hart thread (a vCPU on a thread of its own) started, with its Linux thread id. */
+  onHartThread?(hartId: number, tid: number): void;
 }
 
 export interface MachineLoopOptions {
@@ -82,6 +86,11 @@ export interface MachineLoopOptions {
   virtio?: AttachOptions;
   /** Called when the run loop drops decoded pages (the daemon collects its garbage at once). */
   onIdleTrim?: () => void;
+  /**
+   * How a board with several harts runs each on a thread of its own; null keeps them on the VM's thread. By
+   * default worker_threads, unless TYPEVISOR_HART_THREADS=0.
+   */
+  hartThreads?: HartThreadSpawner | null;
 }
 
 export class MachineLoop {
@@ -120,8 +129,16 @@ export class MachineLoop {
         ? restoreImages(this.config)
         : await loadBootImages(this.config, this.options.readImage);
     lap('bootImages');
+    const threads =
+      this.options.hartThreads !== undefined
+        ? (this.options.hartThreads ?? undefined)
+        : this.config.cpus > 1 && !this.config.deterministicTime && hartThreadsWanted()
+          ? nodeHartThreadSpawner((h, tid) => this.events.onHartThread?.(h, tid))
+          : undefined;
     const machine = new Machine({
       forRestore,
+      hartThreads: threads,
+      ...(threads ? { hostNowMs: sharedClockMs } : {}),
       harts: this.config.cpus,
       memoryBytes: this.config.memoryMiB * 1024 * 1024,
       firmware: images.firmware,

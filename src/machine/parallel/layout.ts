@@ -1,0 +1,137 @@
+/**
+ * The shared memory through which a board and its hart threads talk (src/machine/parallel): one block per hart,
+ * and one for the board. Words are Int32 (Atomics), a hart's counters Float64 (written by its thread alone).
+ *
+ * Who writes what:
+ * - the board: a hart's interrupt lines, its command, the clock, replies to its requests;
+ * - any hart: another hart's doorbell, software interrupt bits, flush requests, HSM start;
+ * - the hart itself: its state, acknowledgements, requests to the board, counters.
+ */
+
+/** A hart thread sleeps on this word; anyone who wants its attention adds 1 and notifies. */
+export const H_DOORBELL = 0;
+/** Levels of the hardware lines (bit = mip bit: MSIP 3, MTIP 7, SEIP 9, MEIP 11), driven by the board's devices. */
+export const H_LINES = 1;
+/** Software interrupt bits to set in mip (SSIP from another hart's SBI IPI), taken by the hart with exchange. */
+export const H_SOFT_SET = 2;
+/** Flush requests (FLUSH_TLB | FLUSH_DECODE), taken with exchange. */
+export const H_FLUSH = 3;
+/** Flush tickets issued, and the last one the hart completed (a requester waits until DONE reaches its ticket). */
+export const H_FLUSH_REQ = 4;
+export const H_FLUSH_DONE = 5;
+/** The board's command (CMD_*). */
+export const H_CMD = 6;
+/** The hart thread's state (STATE_*), notified on every change. */
+export const H_STATE = 7;
+/** HSM start: a flag, then pc and opaque as 32-bit halves. */
+export const H_START = 8;
+export const H_START_PC_LO = 9;
+export const H_START_PC_HI = 10;
+export const H_START_ARG_LO = 11;
+export const H_START_ARG_HI = 12;
+/** 1 while the hart is started (SBI HSM or firmware), else it sleeps until started. */
+export const H_RUNNING = 13;
+/** The hart's request to the board: RPC_IDLE, RPC_CALL (hart → board) or RPC_DONE (board → hart). */
+export const H_RPC = 16;
+export const H_RPC_OP = 17;
+export const H_RPC_A = 18;
+export const H_RPC_B = 19;
+export const H_RPC_C = 20;
+export const H_RPC_RESULT = 21;
+/** Bytes of arch state in the state area (written with STATE_PARKED). */
+export const H_STATE_BYTES = 22;
+export const H_INTS = 48;
+
+/** Float64 counters at this byte offset: retired instructions, host ms spent running, decode-cache bytes. */
+const STATS_OFFSET = H_INTS * 4;
+export const S_INSTRET = 0;
+export const S_RUN_MS = 1;
+export const S_DECODE_BYTES = 2;
+export const S_WAITS = 3;
+const STATS_COUNT = 8;
+
+/** Request payload (console bytes), then the architectural state area. */
+const DATA_OFFSET = STATS_OFFSET + STATS_COUNT * 8;
+export const DATA_BYTES = 4096;
+const STATE_OFFSET = DATA_OFFSET + DATA_BYTES;
+export const STATE_AREA_BYTES = 32 * 1024;
+const HART_BLOCK_BYTES = STATE_OFFSET + STATE_AREA_BYTES;
+
+export const FLUSH_TLB = 1;
+export const FLUSH_DECODE = 2;
+
+export const CMD_RUN = 0;
+/** Stop at the next boundary, write the arch state, and wait. */
+export const CMD_PARK = 1;
+/** Leave the loop for good. */
+export const CMD_EXIT = 2;
+
+export const STATE_STARTING = 0;
+export const STATE_RUNNING = 1;
+export const STATE_PARKED = 2;
+export const STATE_EXITED = 3;
+
+export const RPC_IDLE = 0;
+export const RPC_CALL = 1;
+export const RPC_DONE = 2;
+
+/** What a hart asks of the board. */
+export const OP_MMIO_READ = 1; // A = paddr, B = size → RESULT value, C = 1 when it faulted
+export const OP_MMIO_WRITE = 2; // A = paddr, B = size, C = value → RESULT 1 ok / 0 fault
+export const OP_CONSOLE_WRITE = 3; // A = byte count in the data area
+export const OP_CONSOLE_READ = 4; // → RESULT byte or -1
+export const OP_SYSTEM_RESET = 5; // A = 0 shutdown, 1 reboot
+
+/**
+ * The board block: the board's doorbell (harts add 1 when they post a request or park), the clock (mtime is
+ * floor((host ms - C_OFFSET_MS) * ticks per ms) + C_SKIP_TICKS, as MachineClock), and the built-in SBI's HSM
+ * state of each hart.
+ */
+export const B_DOORBELL = 0;
+const B_CLOCK_OFFSET = 16;
+export const C_OFFSET_MS = 0;
+export const C_SKIP_TICKS = 1;
+const B_HSM_OFFSET = 32;
+export const MAX_HARTS = 8;
+const BOARD_BLOCK_BYTES = B_HSM_OFFSET + MAX_HARTS * 4;
+
+/** One hart's views of its block. */
+export class HartBlock {
+  readonly i32: Int32Array;
+  readonly stats: Float64Array;
+  readonly data: Uint8Array;
+  readonly state: Uint8Array;
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.i32 = new Int32Array(buffer, 0, H_INTS);
+    this.stats = new Float64Array(buffer, STATS_OFFSET, STATS_COUNT);
+    this.data = new Uint8Array(buffer, DATA_OFFSET, DATA_BYTES);
+    this.state = new Uint8Array(buffer, STATE_OFFSET, STATE_AREA_BYTES);
+  }
+  static create(): HartBlock {
+    return new HartBlock(new SharedArrayBuffer(HART_BLOCK_BYTES));
+  }
+  /** Adds 1 to the doorbell and wakes the hart thread if it sleeps. */
+  ring(): void {
+    Atomics.add(this.i32, H_DOORBELL, 1);
+    Atomics.notify(this.i32, H_DOORBELL);
+  }
+}
+
+/** The board block's views. */
+export class BoardBlock {
+  readonly i32: Int32Array;
+  readonly clock: Float64Array;
+  readonly hsm: Int32Array;
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.i32 = new Int32Array(buffer, 0, 4);
+    this.clock = new Float64Array(buffer, B_CLOCK_OFFSET, 2);
+    this.hsm = new Int32Array(buffer, B_HSM_OFFSET, MAX_HARTS);
+  }
+  static create(): BoardBlock {
+    return new BoardBlock(new SharedArrayBuffer(BOARD_BLOCK_BYTES));
+  }
+  ring(): void {
+    Atomics.add(this.i32, B_DOORBELL, 1);
+    Atomics.notify(this.i32, B_DOORBELL);
+  }
+}
