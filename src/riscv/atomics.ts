@@ -15,20 +15,9 @@
  * Offsets are byte offsets into the memory (RAM offset r is byte r, see Bus.atomics); every access must be
  * naturally aligned (the hart raises the misaligned exception before it gets here).
  */
+import { Amo } from './hart.js';
 import { encodeModule, FnBody, I32, I64, type AtomicOp, type ModuleSpec } from './jit/wasm/encoder.js';
 
-/** AMO kinds, in the order of the hart's decoded immediate (hart.ts stores these values in the slot). */
-export const enum Amo {
-  SWAP,
-  ADD,
-  XOR,
-  AND,
-  OR,
-  MIN,
-  MAX,
-  MINU,
-  MAXU,
-}
 const AMO_KINDS = 9;
 
 export interface GuestAtomics {

@@ -44,7 +44,6 @@
  */
 import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
-import { Amo } from './atomics.js';
 import { FP_OPS } from './fpu/index.js';
 import { FP_MNEMONICS, type FpExec } from './fpu/state.js';
 import { decode } from './decode.js';
@@ -227,6 +226,22 @@ export const enum Op {
   BEXTI,
   BINVI,
   BSETI,
+}
+
+/**
+ * AMO kinds, stored in the decoded rs3-free immediate slot (and passed as is to the cross-thread atomics,
+ * atomics.ts). Defined here, with the switch on it: see Op for why.
+ */
+export const enum Amo {
+  SWAP,
+  ADD,
+  XOR,
+  AND,
+  OR,
+  MIN,
+  MAX,
+  MINU,
+  MAXU,
 }
 
 const OP_OF: Record<string, Op> = {

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
-import { Amo, createGuestAtomics, type GuestAtomics } from '../../src/riscv/atomics.js';
-import { CSR_MCAUSE, CSR_MTVAL, CSR_MTVEC } from '../../src/riscv/hart.js';
+import { createGuestAtomics, type GuestAtomics } from '../../src/riscv/atomics.js';
+import { Amo, CSR_MCAUSE, CSR_MTVAL, CSR_MTVEC } from '../../src/riscv/hart.js';
 import type { HartOptions } from '../../src/riscv/hart.js';
 import { buildElf, loadElf, makeMachine, type Machine, type MachineOptions } from './harness.js';
 import { getReg64, readCsr64, regIndex, setReg64, writeCsr64 } from './runner.js';
