@@ -5,6 +5,8 @@
  * RAM is reached through chunk DataViews so the TLB can cache a direct reference and the fast path is one
  * tag compare plus a DataView access. Everything that is not RAM is MMIO and goes through mmioRead/mmioWrite.
  */
+import type { GuestAtomics } from './atomics.js';
+
 export interface Bus {
   /** First physical address of RAM. */
   readonly ramBase: number;
@@ -37,6 +39,13 @@ export interface Bus {
    * WebAssembly block JIT keeps a hart's registers and TLB there.
    */
   readonly wasmState?: WasmStateArea;
+
+  /**
+   * Present when other threads run harts on the same RAM: AMOs and LR/SC on RAM then go through these hardware
+   * atomics (src/riscv/atomics.ts), which work on byte `paddr - ramBase` of their shared memory (RAM must be
+   * that memory, linear from offset 0). Absent or null: they are plain reads and writes, as on one thread.
+   */
+  readonly atomics?: GuestAtomics | null;
 }
 
 export interface WasmStateArea {

@@ -228,8 +228,11 @@ export const enum Op {
   BSETI,
 }
 
-/** AMO kinds, stored in the decoded rs3-free immediate slot. */
-const enum Amo {
+/**
+ * AMO kinds, stored in the decoded rs3-free immediate slot (and passed as is to the cross-thread atomics,
+ * atomics.ts). Defined here, with the switch on it: see Op for why.
+ */
+export const enum Amo {
   SWAP,
   ADD,
   XOR,
@@ -1293,6 +1296,7 @@ export class Hart extends HartArch {
         const size = op === Op.LR_W ? 4 : 8;
         const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
         const pa = this.amoAddress(va, size, true);
+        if (this.atomics !== null && this.loadReservedAtomic(pa, size)) break;
         this.physRead(pa, size, va, CAUSE_LOAD_ACCESS);
         this.resValid = true;
         this.resAddr = pa;
@@ -1305,9 +1309,10 @@ export class Hart extends HartArch {
         const size = op === Op.SC_W ? 4 : 8;
         const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
         const pa = this.amoAddress(va, size, false);
-        const ok = this.resValid && this.resAddr === pa;
+        let ok = this.resValid && this.resAddr === pa;
         this.resValid = false;
-        if (ok) this.physWrite(pa, size, x[r2]!, x[r2 + 1]!, va);
+        if (ok && this.atomics !== null && this.ramView(pa, true) !== null) ok = this.storeConditionalAtomic(pa, size, r2);
+        else if (ok) this.physWrite(pa, size, x[r2]!, x[r2 + 1]!, va);
         r64[0] = ok ? 0 : 1;
         r64[1] = 0;
         break;
@@ -1355,6 +1360,7 @@ export class Hart extends HartArch {
     const x = this.x;
     const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
     const pa = this.amoAddress(va, size, false);
+    if (this.atomics !== null && this.amoAtomic(pa, size, kind, r2)) return;
     this.physRead(pa, size, va, CAUSE_STORE_ACCESS);
     const alo = this.valLo;
     const ahi = this.valHi;
@@ -1396,6 +1402,42 @@ export class Hart extends HartArch {
     this.physWrite(pa, size, blo, bhi, va);
     r64[0] = alo;
     r64[1] = ahi;
+  }
+
+  /**
+   * LR on RAM with cross-thread atomics: an atomic load whose value SC will compare against. False for MMIO
+   * (the plain path then reads it).
+   */
+  private loadReservedAtomic(pa: number, size: number): boolean {
+    // Not forWrite: a chunk still to be restored is filled, an untouched one reads as zeros in the memory too.
+    if (this.ramView(pa, false) === null) return false;
+    const lo = this.atomics!.load(size as 4 | 8, pa - this.bus.ramBase);
+    const hi = this.atomics!.oldHi;
+    this.resValid = true;
+    this.resAddr = pa;
+    this.resLo = lo;
+    this.resHi = hi;
+    r64[0] = lo;
+    r64[1] = hi;
+    return true;
+  }
+
+  /** SC on RAM (its chunk allocated) with cross-thread atomics: a compare-and-swap against what LR read. */
+  private storeConditionalAtomic(pa: number, size: number, r2: number): boolean {
+    const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
+    if (this.codePages[ppn]) this.invalidateCode(ppn);
+    return this.atomics!.cas(size as 4 | 8, pa - this.bus.ramBase, this.resLo, this.resHi, this.x[r2]!, this.x[r2 + 1]!);
+  }
+
+  /** An AMO on RAM with cross-thread atomics; false for MMIO (the plain path then runs it). */
+  private amoAtomic(pa: number, size: number, kind: number, r2: number): boolean {
+    if (this.ramView(pa, true) === null) return false;
+    // As physWrite: a write to a page with decoded code drops the decoded copy.
+    const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
+    if (this.codePages[ppn]) this.invalidateCode(ppn);
+    r64[0] = this.atomics!.amo(kind, size as 4 | 8, pa - this.bus.ramBase, this.x[r2]!, this.x[r2 + 1]!);
+    r64[1] = this.atomics!.oldHi;
+    return true;
   }
 
   private execFpMem(op: number, imm: number, rd: number, r1: number, r2: number): void {

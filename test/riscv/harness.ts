@@ -16,6 +16,7 @@ import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
 import { Hart, MIP_MSIP, IRQ_MSI, IRQ_MTI, type HartOptions } from '../../src/riscv/hart.js';
 import { Htif, type HtifResult } from '../../src/riscv/htif.js';
 import type { Bus } from '../../src/riscv/bus.js';
+import { createGuestAtomics, type GuestAtomics } from '../../src/riscv/atomics.js';
 
 export const RAM_BASE = 0x8000_0000;
 export const PROGRAMS_DIR = join(repoRoot, 'test/riscv/programs');
@@ -113,14 +114,22 @@ export interface Machine {
 /** Room for the WebAssembly JIT's hart state past RAM (one 64 KiB region per hart). */
 const WASM_RESERVE = 4 * 65536;
 
+export interface MachineOptions {
+  /**
+   * Wraps the cross-thread atomics (src/riscv/atomics.ts) over linear RAM's memory into the bus (forces linear RAM);
+   * `wrap` may interpose on them (e.g. count calls). Default: no atomics.
+   */
+  atomics?: boolean | ((a: GuestAtomics) => GuestAtomics);
+}
+
 /**
  * `jit` overrides the hart's translation setting (default: from TYPEVISOR_JIT). RAM is linear (one
- * WebAssembly.Memory) when TYPEVISOR_RAM=linear or the WebAssembly JIT is asked for (it needs that layout).
+ * WebAssembly.Memory) when TYPEVISOR_RAM=linear, the WebAssembly JIT is asked for (it needs that layout) or atomics.
  */
-export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit']): Machine {
+export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit'], opts: MachineOptions = {}): Machine {
   const wantsWasm = (jit === undefined ? jitFromEnv() : jit || null)?.backend === 'wasm';
   let linear = null;
-  if (wantsWasm || process.env.TYPEVISOR_RAM === 'linear') {
+  if (wantsWasm || opts.atomics || process.env.TYPEVISOR_RAM === 'linear') {
     linear = createLinearRam(ramBytes, WASM_RESERVE);
     if (!linear) throw new Error('linear RAM is not available on this host');
   }
@@ -129,7 +138,7 @@ export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit']): Mach
   const ref: { hart?: Hart } = {};
   const clint = new FakeClint(() => ref.hart!);
   const m: Partial<Machine> = { ram, clint, console: consoleBytes, poweredOff: false };
-  const bus = ram.asBus({
+  const plainBus = ram.asBus({
     mmioRead: (pa, size) => {
       if (pa >= 0x200_0000 && pa < 0x201_0000 && size === 4) return clint.read(pa - 0x200_0000);
       if (pa === 0x1000_0005) return 0x60; // UART LSR: transmitter empty
@@ -151,6 +160,13 @@ export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit']): Mach
       return false;
     },
   });
+  let atomics: GuestAtomics | null = null;
+  if (opts.atomics) {
+    atomics = createGuestAtomics(linear!.memory!);
+    if (!atomics) throw new Error('this engine has no WebAssembly threads for guest atomics');
+    if (typeof opts.atomics === 'function') atomics = opts.atomics(atomics);
+  }
+  const bus: Bus = atomics ? { ...plainBus, atomics } : plainBus;
   const hart = new Hart(bus, { hartId: 0, readTime: () => clint.time, ...(jit === undefined ? {} : { jit }) });
   ref.hart = hart;
   m.bus = bus;

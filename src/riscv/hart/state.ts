@@ -1,4 +1,5 @@
 import type { Bus } from '../bus.js';
+import type { GuestAtomics } from '../atomics.js';
 import { FpState } from '../fpu/state.js';
 import * as C from '../csr.js';
 import { BlockJit, jitFromEnv, type BlockTranslator, type JitOptions, type JitStats } from '../jit/index.js';
@@ -119,6 +120,11 @@ export abstract class HartState {
   protected trapTval = 0;
   protected resValid = false;
   protected resAddr = 0;
+  /** The value LR read, which SC compares-and-swaps against when the bus has atomics (as QEMU's TCG does). */
+  protected resLo = 0;
+  protected resHi = 0;
+  /** The bus's cross-thread atomics, or null on one thread (plain reads and writes then). */
+  protected readonly atomics: GuestAtomics | null;
   /** Result pair for slow loads and CSR reads. */
   protected valLo = 0;
   protected valHi = 0;
@@ -138,6 +144,7 @@ export abstract class HartState {
     protected readonly opts: HartOptions,
   ) {
     this.hartId = opts.hartId;
+    this.atomics = bus.atomics ?? null;
     this.loadView = new Array<DataView>(TLB_SIZE).fill(this.noView);
     this.storeView = new Array<DataView>(TLB_SIZE).fill(this.noView);
     this.codePages = new Uint8Array(Math.ceil(bus.ramSize / 4096));

@@ -1,6 +1,7 @@
 /**
  * A small WebAssembly binary emitter: just what the block translator needs (one function per module, imported
- * memory and helper functions, i32/i64/f64 locals and the MVP instruction set). Every instruction is also
+ * memory and helper functions, i32/i64/f64 locals and the MVP instruction set), plus the few atomic
+ * instructions and mutable globals of the guest atomics module (../../atomics.ts). Every instruction is also
  * recorded as a line of WAT-like text, so tests can pin the generated code and a human can read it.
  *
  * Only numbers go in: opcodes come from the table below, immediates are checked integers.
@@ -23,6 +24,7 @@ const PLAIN = {
   'i32.eq': 0x46,
   'i32.ne': 0x47,
   'i32.lt_u': 0x49,
+  'i32.lt_s': 0x48,
   'i32.le_u': 0x4d,
   'i32.ge_u': 0x4f,
   'i64.eqz': 0x50,
@@ -92,6 +94,28 @@ const MEM = {
   'i32.store': [0x36, 2],
 } as const;
 export type MemOp = keyof typeof MEM;
+
+/**
+ * Atomic memory instructions (threads proposal, prefix 0xFE): sub-opcode and natural alignment (log2), which an
+ * atomic instruction must state exactly. They trap on a misaligned address.
+ */
+const ATOMIC = {
+  'i32.atomic.load': [0x10, 2],
+  'i64.atomic.load': [0x11, 3],
+  'i32.atomic.rmw.add': [0x1e, 2],
+  'i64.atomic.rmw.add': [0x1f, 3],
+  'i32.atomic.rmw.and': [0x2c, 2],
+  'i64.atomic.rmw.and': [0x2d, 3],
+  'i32.atomic.rmw.or': [0x33, 2],
+  'i64.atomic.rmw.or': [0x34, 3],
+  'i32.atomic.rmw.xor': [0x3a, 2],
+  'i64.atomic.rmw.xor': [0x3b, 3],
+  'i32.atomic.rmw.xchg': [0x41, 2],
+  'i64.atomic.rmw.xchg': [0x42, 3],
+  'i32.atomic.rmw.cmpxchg': [0x48, 2],
+  'i64.atomic.rmw.cmpxchg': [0x49, 3],
+} as const;
+export type AtomicOp = keyof typeof ATOMIC;
 
 function checkInt(v: number, lo: number, hi: number): void {
   if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`wasm encoder: immediate ${v} out of range`);
@@ -187,6 +211,21 @@ export class FnBody {
     uleb(this.code, offset);
     if (this.text) this.line(`${name} offset=${offset}`);
     return this;
+  }
+  atomic(name: AtomicOp, offset: number): this {
+    const [opcode, align] = ATOMIC[name];
+    this.code.push(0xfe);
+    uleb(this.code, opcode);
+    uleb(this.code, align);
+    uleb(this.code, offset);
+    if (this.text) this.line(`${name} offset=${offset}`);
+    return this;
+  }
+  globalGet(i: number): this {
+    return this.indexed(0x23, 'global.get', i);
+  }
+  globalSet(i: number): this {
+    return this.indexed(0x24, 'global.set', i);
   }
   call(fn: number, label: string): this {
     this.code.push(0x10);
@@ -290,6 +329,8 @@ export interface ModuleSpec {
   tableMin?: number;
   /** Defined functions: type index, body; the ones with an export name are exported. */
   funcs: { type: number; body: FnBody; export?: string }[];
+  /** Defined mutable i32 globals, initially 0 (per instance, so per thread); the ones with an export name are exported. */
+  globals?: { export?: string }[];
 }
 
 function name(out: number[], s: string): void {
@@ -344,13 +385,27 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
   uleb(funcs, spec.funcs.length);
   for (const f of spec.funcs) uleb(funcs, f.type);
   section(out, 3, funcs);
+  const globals = spec.globals ?? [];
+  if (globals.length > 0) {
+    const content: number[] = [];
+    uleb(content, globals.length);
+    // Each: i32, mutable, initialised by `i32.const 0; end`.
+    for (let i = 0; i < globals.length; i++) content.push(I32, 0x01, 0x41, 0x00, 0x0b);
+    section(out, 6, content);
+  }
   const exports: number[] = [];
   const exported = spec.funcs.map((f, i) => [f, i] as const).filter(([f]) => f.export !== undefined);
-  uleb(exports, exported.length);
+  const exportedGlobals = globals.map((g, i) => [g, i] as const).filter(([g]) => g.export !== undefined);
+  uleb(exports, exported.length + exportedGlobals.length);
   for (const [f, i] of exported) {
     name(exports, f.export!);
     exports.push(0x00);
     uleb(exports, spec.imports.length + i);
+  }
+  for (const [g, i] of exportedGlobals) {
+    name(exports, g.export!);
+    exports.push(0x03);
+    uleb(exports, i);
   }
   section(out, 7, exports);
   const code: number[] = [];
