@@ -6,6 +6,7 @@
 import { parentPort, workerData, isMainThread } from 'node:worker_threads';
 import { HartThread, type HartThreadInit } from '../machine/parallel/hart-thread.js';
 import { createHart } from '../machine/hart-adapter.js';
+import { createGuestAtomics, type GuestAtomics } from '../riscv/atomics.js';
 import { sharedClockMs } from './hart-threads.js';
 import { ownThreadId } from './vm-host.js';
 
@@ -17,7 +18,14 @@ if (!isMainThread && parentPort) {
     createHart,
     hostNowMs: sharedClockMs,
     post: (m) => port.postMessage(m),
-    atomics: null,
+    atomics: requireAtomics(init.memory),
   });
   thread.run();
+}
+
+/** Harts on threads need real atomics: without them an AMO would not be atomic, and a guest's locks would break. */
+function requireAtomics(memory: object): GuestAtomics {
+  const atomics = createGuestAtomics(memory);
+  if (!atomics) throw new Error('this engine has no WebAssembly threads: harts cannot run on threads of their own');
+  return atomics;
 }

@@ -8,6 +8,7 @@
  * No Node built-ins: the thread's entry (src/vm/hart-worker.ts) hands it a clock and a way to post messages.
  */
 import type { DeviceState } from '../../devices/device.js';
+import type { GuestAtomics } from '../../riscv/atomics.js';
 import { GuestRam } from '../memory.js';
 import type { HartPort } from '../hart-port.js';
 import type { HartFactory } from '../machine.js';
@@ -45,7 +46,7 @@ export interface HartThreadDeps {
   hostNowMs: () => number;
   post(message: HartThreadMessage): void;
   /** Native 64-bit atomics over the shared memory (src/riscv/atomics.ts), or null where there are none. */
-  atomics: object | null;
+  atomics: GuestAtomics | null;
 }
 
 const TICKS_PER_MS = TIMEBASE_HZ / 1000;
