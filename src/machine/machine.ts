@@ -16,13 +16,14 @@ import { GuestRam, type LinearRamBacking } from './memory.js';
 import { MachineClock } from './clock.js';
 import { buildDeviceTree } from './devicetree.js';
 import { planBoot, planForRestore, type BootLayout, type FirmwareImage } from './loaders/boot.js';
-import { BuiltinSbi } from './sbi.js';
+import { BuiltinSbi, startInSupervisor } from './sbi.js';
 import type { HartPort } from './hart-port.js';
 import * as L from './layout.js';
 import { HartThreads, hartThreadsSupported, type HartThreadSpawner, type HartsSnapshot } from './parallel/hart-threads.js';
 import type { HartThreadMessage } from './parallel/hart-thread.js';
 import { decodeValue, encodeValue } from './snapshot/values.js';
 import type { DeviceState } from '../devices/device.js';
+import type { HartArchState } from '../riscv/hart-state.js';
 
 export interface HartFactoryOptions {
   hartId: number;
@@ -132,6 +133,8 @@ const DEFAULT_THREAD_BUDGET = 10_000;
 /** Console bytes from hart threads reach the host at most this late (they come one MMIO request at a time). */
 const THREAD_OUTPUT_MS = 4;
 const LINE_MASK = (1 << 3) | (1 << 7) | (1 << 9) | (1 << 11);
+const LINE_BITS = [3, 7, 9, 11];
+const MIP_SSIP = 1;
 const VIRTIO_MAGIC = 0x74726976; // "virt"
 
 /** An unoccupied virtio-mmio slot: QEMU answers magic, version 2 and device id 0 so drivers skip it. */
@@ -199,8 +202,7 @@ export class Machine {
   private threads: HartThreads | null = null;
   private tickTimer: ReturnType<typeof setTimeout> | null = null;
   private outputTimer: ReturnType<typeof setTimeout> | null = null;
-  /** Each hart's hardware interrupt lines as the devices drive them (mip bits MSIP, MTIP, SEIP, MEIP). */
-  private readonly lines: number[];
+
   readonly exited: Promise<MachineExit>;
   onExit?: (e: MachineExit) => void;
 
@@ -218,7 +220,6 @@ export class Machine {
     this.ram = new GuestRam(opts.memoryBytes, L.DRAM_BASE, opts.linearRam?.(opts.memoryBytes) ?? null);
     this.clock = new MachineClock(!!opts.deterministicTime, this.hostNow, () => this.totalInstret());
     this.running = new Array<boolean>(opts.harts).fill(false);
-    this.lines = new Array<number>(opts.harts).fill(0);
 
     this.clint = new Clint(opts.harts, {
       setHartIrq: (h, bit, level) => this.setHartIrq(h, bit, level),
@@ -375,7 +376,7 @@ export class Machine {
     this.clock.resume();
     if (this.threads) {
       this.publishClock();
-      this.threads.resume(this.handOver());
+      this.threads.resume(this.handOver(false));
       this.armTick();
       return;
     }
@@ -614,8 +615,6 @@ export class Machine {
   private setHartIrq(hartId: number, bit: number, level: boolean): void {
     const hart = this.harts[hartId];
     if (!hart) return;
-    if (level) this.lines[hartId]! |= 1 << bit;
-    else this.lines[hartId]! &= ~(1 << bit);
     hart.setPending(bit, level);
     if (this.threads) this.threads.setLine(hartId, bit, level);
     else if (level) this.wake();
@@ -662,20 +661,18 @@ export class Machine {
     );
     // Shared RAM tells of a chunk only when it goes back to the host: no hart may keep a TLB entry for it.
     this.ram.onRemap(() => this.threads?.flushTlbs());
-    this.threads.start(
-      this.handOver(),
-      this.lines.map((l) => l & LINE_MASK),
-      this.clock.base(),
-    );
+    this.threads.start(this.handOver(true), this.clock.base());
     this.armTick();
   }
 
   /** The harts' states for their threads: from the copies here (a boot, a loaded snapshot, or a pause). */
-  private handOver(): HartsSnapshot {
+  private handOver(withLines: boolean): HartsSnapshot {
+    const states = this.harts.map((h) => h.saveArchState!() as DeviceState<HartArchState>);
     return {
-      states: this.harts.map((h) => encodeValue(h.saveArchState!())),
+      states: states.map((s) => encodeValue(s)),
       running: [...this.running],
       hsm: this.sbi ? Array.from(this.sbi.hsm) : null,
+      ...(withLines ? { lines: states.map((s) => s.data.mipHw & LINE_MASK) } : {}),
     };
   }
 
@@ -684,6 +681,16 @@ export class Machine {
     this.harts.forEach((h, i) => h.loadArchState!(decodeValue(s.states[i]!, `hart${i}`) as unknown as DeviceState));
     s.running.forEach((r, i) => (this.running[i] = r));
     if (s.hsm && this.sbi) s.hsm.forEach((v, i) => (this.sbi!.hsm[i] = v));
+    s.late?.forEach((late, i) => {
+      const h = this.harts[i]!;
+      const lines = s.lines?.[i] ?? 0;
+      for (const bit of LINE_BITS) h.setPending(bit, (lines & (1 << bit)) !== 0);
+      if (late.soft & (1 << MIP_SSIP)) h.setPending(MIP_SSIP, true);
+      if (late.start) {
+        startInSupervisor(h, late.start.pc, late.start.arg);
+        this.running[i] = true;
+      }
+    });
   }
 
   private publishClock(): void {
@@ -706,12 +713,15 @@ export class Machine {
     if (this.stateValue !== 'running') return;
     let ms = Math.min(this.clock.msUntil(this.clint.nextDeadline()), this.rtc.msUntilAlarm());
     if (!Number.isFinite(ms)) ms = 1000;
-    this.tickTimer = setTimeout(() => {
-      this.tickTimer = null;
-      this.clint.updateTimers(this.clock.now());
-      this.rtc.poll();
-      this.afterThreadRequests();
-    }, Math.min(ms, 1000));
+    this.tickTimer = setTimeout(
+      () => {
+        this.tickTimer = null;
+        this.clint.updateTimers(this.clock.now());
+        this.rtc.poll();
+        this.afterThreadRequests();
+      },
+      Math.min(ms, 1000),
+    );
   }
 
   private afterThreadRequests(): void {

@@ -53,6 +53,7 @@ class MachineRuntime implements GuestRuntime {
         onRebooted: () => this.hooks.rebooted(),
         onRebootFailed: (err) => this.hooks.fault(`reboot failed: ${err instanceof Error ? err.message : String(err)}`),
         onEnd: (exit) => this.onEnd(exit),
+        onHartThread: (hartId, tid) => this.hooks.vcpuThread?.(hartId, tid),
       },
       {
         // Through descriptors opened before the process dropped its privileges: it may not reach the files by path.

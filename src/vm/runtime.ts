@@ -18,6 +18,8 @@ export interface RuntimeHooks {
   rebooted(): void;
   /** The machine cannot continue. */
   fault(message: string): void;
+  /** A vCPU thread of this VM started (harts on threads of their own), with its Linux thread id. */
+  vcpuThread?(hartId: number, tid: number): void;
 }
 
 export interface GuestRuntime {

@@ -91,6 +91,8 @@ export class VmHost {
   /** The start this process began on its own (startEarly), until the host's own start takes its outcome. */
   private early: { req: Extract<ControlRequest, { type: 'start' }>; reply: Promise<WorkerMessage> } | undefined;
   private readonly hooks: RuntimeHooks;
+  /** The Linux thread of each hart that runs on a thread of its own, reported with this thread's to the host. */
+  private readonly vcpuTids = new Map<number, number>();
 
   constructor(
     private readonly init: VmHostInit,
@@ -107,6 +109,12 @@ export class VmHost {
         out.post({ type: 'guest-reboot' });
       },
       fault: (message) => void this.finish({ type: 'fault', message }),
+      vcpuThread: (hartId, tid) => {
+        // A board after a guest reboot starts new threads: the hart's old one has ended.
+        this.vcpuTids.set(hartId, tid);
+        const own = ownThreadId();
+        out.post({ type: 'threads', tids: [...(own !== undefined ? [own] : []), ...this.vcpuTids.values()] });
+      },
     };
   }
 

@@ -11,6 +11,12 @@ import { createLinearRam, linearRamWanted } from '../../src/vm/linear-ram.js';
 import { requireGuest } from '../helpers/guest.js';
 import { TextWaiter } from '../helpers/text-waiter.js';
 import { attachVirtioDevices, type AttachedVirtioDevices, type AttachOptions } from '../../src/vm/virtio-devices.js';
+import { nodeHartThreadSpawner, sharedClockMs } from '../../src/vm/hart-threads.js';
+
+/** Vm.boot's choices beyond the devices: harts on threads of their own (as the daemon's multi-hart VMs). */
+export interface BootOptions extends AttachOptions {
+  hartThreads?: boolean;
+}
 
 export const MiB = 1024 * 1024;
 
@@ -23,10 +29,12 @@ export class Vm {
   machine!: Machine;
   virtio!: AttachedVirtioDevices;
 
-  static async boot(config: VmConfig, options: AttachOptions = {}): Promise<Vm> {
+  static async boot(config: VmConfig, bootOptions: BootOptions = {}): Promise<Vm> {
+    const { hartThreads, ...options } = bootOptions;
     const images = await loadBootImages(config);
     const vm = new Vm();
     const machine = new Machine({
+      ...(hartThreads ? { hartThreads: nodeHartThreadSpawner(), hostNowMs: sharedClockMs } : {}),
       harts: config.cpus,
       memoryBytes: config.memoryMiB * MiB,
       firmware: images.firmware,
@@ -76,7 +84,8 @@ export class Vm {
     this.machine.sendConsoleInput(Buffer.from('sync; poweroff -f\n', 'latin1'));
     const exit = await Promise.race([
       this.machine.exited,
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no poweroff')), 60_000)),
+      // unref: a guest that powered off must not keep the test's process alive for the rest of the minute.
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no poweroff')), 60_000).unref()),
     ]);
     await this.virtio.close();
     return exit;
@@ -92,7 +101,7 @@ export function diskConfig(path: string, format: 'raw' | 'qcow2'): VmConfig {
   });
 }
 
-export async function bootToShell(config: VmConfig, options: AttachOptions = {}): Promise<Vm> {
+export async function bootToShell(config: VmConfig, options: BootOptions = {}): Promise<Vm> {
   const vm = await Vm.boot(config, options);
   await vm.waitFor('serial', requireGuest().marker, 300_000);
   vm.machine.sendConsoleInput(Buffer.from('\n', 'latin1'));

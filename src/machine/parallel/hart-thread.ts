@@ -126,7 +126,9 @@ export class HartThread {
         if ((++runs & 255) === 0) stats[P.S_DECODE_BYTES] = hart.decodeCacheBytes?.() ?? 0;
         if (hart.sameTrapRun !== undefined && hart.sameTrapRun() >= TRAP_LOOP_LIMIT) {
           const last = hart.recentTraps?.().at(-1) ?? 'unknown';
-          throw new Error(`no progress: the same exception repeated ${TRAP_LOOP_LIMIT} times in a row with no console output (${last})`);
+          throw new Error(
+            `no progress: the same exception repeated ${TRAP_LOOP_LIMIT} times in a row with no console output (${last})`,
+          );
         }
         // Waiting with its deadline passed but the timer interrupt masked: idle until something rings.
         if (retired === 0 && hart.waiting) this.sleep(bell, IDLE_WAIT_MS);
@@ -166,7 +168,7 @@ export class HartThread {
     const hart = this.hart;
     const lines = Atomics.load(c, P.H_LINES) & LINE_BITS;
     if (lines !== this.appliedLines) {
-      const changed = lines ^ this.appliedLines;
+      const changed = this.appliedLines < 0 ? LINE_BITS : lines ^ this.appliedLines;
       for (const bit of [3, 7, 9, 11]) if (changed & (1 << bit)) hart.setPending(bit, (lines & (1 << bit)) !== 0);
       this.appliedLines = lines;
     }
@@ -224,7 +226,7 @@ export class HartThread {
     const n = this.own.i32[P.H_STATE_BYTES]!;
     const bytes = this.own.state.slice(0, n);
     this.hart.loadArchState!(decodeValue(bytes, `hart${this.init.hartId}`) as unknown as DeviceState);
-    this.appliedLines = -1; // the loaded mip holds the lines as they were: apply the current ones over it
+    this.appliedLines = -1; // unknown: the loaded mip holds the lines as they were; apply every current one over it
   }
 
   // ---- requests to the board ------------------------------------------------------------------------------------
@@ -284,9 +286,9 @@ export class HartThread {
       },
       startHart: (h, start, opaque) => {
         const c = this.blocks[h]!.i32;
-        c[P.H_START_PC_LO] = start % 0x1_0000_0000 | 0;
+        c[P.H_START_PC_LO] = (start % 0x1_0000_0000) | 0;
         c[P.H_START_PC_HI] = Math.floor(start / 0x1_0000_0000) | 0;
-        c[P.H_START_ARG_LO] = opaque % 0x1_0000_0000 | 0;
+        c[P.H_START_ARG_LO] = (opaque % 0x1_0000_0000) | 0;
         c[P.H_START_ARG_HI] = Math.floor(opaque / 0x1_0000_0000) | 0;
         Atomics.store(c, P.H_START, 1);
         this.blocks[h]!.ring();

@@ -46,6 +46,17 @@ export interface HartsSnapshot {
   running: boolean[];
   /** The built-in SBI's HSM states (null: external firmware). */
   hsm: number[] | null;
+  /**
+   * Each hart's hardware interrupt lines (mip bits MSIP, MTIP, SEIP, MEIP). Devices signal only changes, so at a
+   * start they come from the harts' own mip (a restored PLIC does not raise its outputs again); from then on the
+   * words the board drives are the truth, and a resume leaves them (absent here).
+   */
+  lines?: number[];
+  /**
+   * What other harts asked of a hart after it parked (it parks while they still run): software interrupt bits
+   * (an IPI) and an HSM start. The board applies them to the parked states, or a snapshot would lose them.
+   */
+  late?: { soft: number; start: { pc: number; arg: number } | null }[];
 }
 
 /** How long a park may take before the board calls the threads stuck (they stop within one run of `budget`). */
@@ -79,11 +90,10 @@ export class HartThreads {
     this.blocks = Array.from({ length: opts.harts }, () => P.HartBlock.create());
   }
 
-  /** Starts one thread per hart from `from`, with the interrupt lines' current levels. */
-  start(from: HartsSnapshot, lines: number[], clock: { offsetMs: number; skipTicks: number }): void {
+  /** Starts one thread per hart from `from`. */
+  start(from: HartsSnapshot, clock: { offsetMs: number; skipTicks: number }): void {
     this.publishClock(clock.offsetMs, clock.skipTicks);
     this.handOver(from);
-    this.blocks.forEach((b, h) => (b.i32[P.H_LINES] = lines[h]! | 0));
     const hartBlocks = this.blocks.map((b) => b.buffer);
     for (let h = 0; h < this.opts.harts; h++) {
       const init: HartThreadInit = {
@@ -133,6 +143,17 @@ export class HartThreads {
       states: this.blocks.map((b) => b.state.slice(0, b.i32[P.H_STATE_BYTES]!)),
       running: this.blocks.map((b) => Atomics.load(b.i32, P.H_RUNNING) === 1),
       hsm: this.opts.builtinSbi ? Array.from(this.board.hsm.subarray(0, this.opts.harts)) : null,
+      // The words, not the parked states: a device may have moved a line after its hart parked.
+      lines: this.blocks.map((b) => Atomics.load(b.i32, P.H_LINES)),
+      // Every hart is parked now: nothing else writes these words until they run again.
+      late: this.blocks.map((b) => {
+        const c = b.i32;
+        const soft = Atomics.exchange(c, P.H_SOFT_SET, 0);
+        if (Atomics.exchange(c, P.H_START, 0) === 0) return { soft, start: null };
+        const pc = (c[P.H_START_PC_HI]! >>> 0) * 0x1_0000_0000 + (c[P.H_START_PC_LO]! >>> 0);
+        const arg = (c[P.H_START_ARG_HI]! >>> 0) * 0x1_0000_0000 + (c[P.H_START_ARG_LO]! >>> 0);
+        return { soft, start: { pc, arg } };
+      }),
     };
   }
 
@@ -203,6 +224,7 @@ export class HartThreads {
       b.state.set(s);
       b.i32[P.H_STATE_BYTES] = s.length;
       Atomics.store(b.i32, P.H_RUNNING, from.running[h] ? 1 : 0);
+      if (from.lines) Atomics.store(b.i32, P.H_LINES, from.lines[h]! | 0);
     });
     if (from.hsm) from.hsm.forEach((v, h) => (this.board.hsm[h] = v));
   }

@@ -1,0 +1,127 @@
+/**
+ * A Linux guest whose 4 harts run on threads of their own (src/machine/parallel): it boots with 4 CPUs, a shared
+ * counter incremented by 4 guest threads with amoadd and with LR/SC loops ends exact over many runs, a pause
+ * freezes every hart at a boundary (instret stands still and the states are exact enough to save), and the saved
+ * state continues in a fresh threaded board.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Machine } from '../../src/machine/machine.js';
+import { defaultHartFactory } from '../../src/vm/machine-loop.js';
+import { attachVirtioDevices } from '../../src/vm/virtio-devices.js';
+import { createLinearRam } from '../../src/vm/linear-ram.js';
+import { nodeHartThreadSpawner, sharedClockMs } from '../../src/vm/hart-threads.js';
+import { bufferSource, encodeStateBytes, StateFile } from '../../src/machine/snapshot/format.js';
+import { captureMachineState, restoreMachineState } from '../../src/machine/snapshot/machine-state.js';
+import { MiB, Vm, bootToShell, diskConfig } from '../devices/linux-vm.js';
+import { requireGuest } from '../helpers/guest.js';
+import { requireTool } from '../helpers/require.js';
+import { repoRoot } from '../helpers/paths.js';
+
+const STRESS = /ATOMIC-STRESS amoadd=(\d+) lrsc=(\d+) amoadd_w=(\d+) expected=(\d+) (OK|FAIL)/g;
+
+/** test/guests/atomic-stress.c as a static binary on a small raw disk of its own (the guest reads it off /dev/vdb). */
+function stressDisk(dir: string): { path: string; bytes: number } {
+  requireTool('riscv64-linux-gnu-gcc', 'gcc-riscv64-linux-gnu');
+  const bin = join(dir, 'atomic-stress');
+  const cc = spawnSync(
+    'riscv64-linux-gnu-gcc',
+    ['-O2', '-static', '-pthread', '-o', bin, join(repoRoot, 'test/guests/atomic-stress.c')],
+    {
+      encoding: 'utf8',
+    },
+  );
+  assert.equal(cc.status, 0, `compile failed:\n${cc.stderr}`);
+  const bytes = readFileSync(bin);
+  const path = join(dir, 'bin.raw');
+  writeFileSync(path, Buffer.concat([bytes, Buffer.alloc(MiB - (bytes.length % MiB))]));
+  return { path, bytes: bytes.length };
+}
+
+test(
+  'Linux on 4 harts on threads: SMP boot, exact atomics across harts, exact pause, save and restore',
+  { timeout: 900_000 },
+  async (t) => {
+    const guest = requireGuest();
+    const dir = mkdtempSync(join(tmpdir(), 'tv-smp-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const disk = join(dir, 'root.raw');
+    copyFileSync(guest.rootfs, disk);
+    const stress = stressDisk(dir);
+    const config = { ...diskConfig(disk, 'raw'), cpus: 4 };
+    config.disks = [...config.disks, { path: stress.path, format: 'raw' as const, readOnly: true, serial: 'stress' }];
+
+    const a = await bootToShell(config, { hartThreads: true });
+    assert.equal(a.machine.hartsOnThreads, true, 'the harts run on threads of their own');
+    assert.equal((await a.sh('nproc')).trim(), '4');
+    assert.match(await a.sh('dmesg | grep "smp: Brought up"'), /Brought up 1 node, 4 CPUs/);
+
+    await a.sh(`head -c ${stress.bytes} /dev/vdb > /tmp/as && chmod +x /tmp/as`);
+    const runs = 6;
+    const out = await a.sh(`for i in $(seq ${runs}); do /tmp/as 4 200000; done`, 600_000);
+    const lines = [...out.matchAll(STRESS)];
+    assert.equal(lines.length, runs, out);
+    for (const m of lines) assert.deepEqual(m.slice(1), ['800000', '800000', '800000', '800000', 'OK'], m[0]);
+    // Every CPU took part: each answered interrupts (IPIs at least) while the stress ran.
+    const ipis = (await a.sh('grep IPI /proc/interrupts | head -1')).trim().split(/\s+/).slice(1, 5).map(Number);
+    assert.ok(ipis.length === 4 && ipis.every((n) => n > 0), `IPIs per CPU: ${ipis.join(' ')}`);
+
+    // A busy guest paused: every hart stops at a boundary, and nothing retires until it resumes.
+    await a.sh('{ (while :; do :; done) & (while :; do :; done) & } 2>/dev/null');
+    await new Promise((r) => setTimeout(r, 500));
+    a.machine.pause();
+    const frozen = a.machine.stats().instret;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(a.machine.stats().instret, frozen, 'instret moved while paused');
+    assert.ok(
+      frozen.every((n) => n > 0),
+      `instret ${frozen.join(' ')}`,
+    );
+    a.machine.resume();
+    await a.sh('echo resumed');
+    assert.ok(
+      a.machine.stats().instret.some((n, i) => n > frozen[i]!),
+      'the harts ran on after resume',
+    );
+    await a.sh('kill %1 %2 2>/dev/null; kill $(jobs -p) 2>/dev/null; echo before > /root/mark; sync');
+    await a.sh('{ (i=0; while :; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done) >/dev/null 2>&1 & }');
+    await new Promise((r) => setTimeout(r, 1000));
+    const countA = Number((await a.sh('cat /tmp/count')).trim());
+
+    a.machine.pause();
+    const bytes = encodeStateBytes(captureMachineState(a.machine));
+    a.machine.stop();
+    await a.virtio.close();
+
+    const b = new Vm();
+    const machine = new Machine({
+      harts: config.cpus,
+      memoryBytes: config.memoryMiB * MiB,
+      firmware: { kind: 'builtin' },
+      bootargs: config.append ?? '',
+      createHart: await defaultHartFactory(),
+      linearRam: createLinearRam,
+      hartThreads: nodeHartThreadSpawner(),
+      hostNowMs: sharedClockMs,
+      onConsoleOutput: (bytes) => b.got('serial', bytes),
+      forRestore: true,
+    });
+    b.machine = machine;
+    b.virtio = await attachVirtioDevices(machine, config, { onConsoleOutput: (bytes) => b.got('hvc', bytes) });
+    restoreMachineState(machine, new StateFile(bufferSource(bytes)), { lazyRam: true });
+    machine.start();
+    assert.equal(machine.hartsOnThreads, true);
+    const countB = Number((await b.sh('cat /tmp/count')).trim());
+    assert.ok(countB >= countA && countB < countA + 100, `counter ${countA} -> ${countB}`);
+    assert.equal((await b.sh('nproc')).trim(), '4');
+    const again = [...(await b.sh('/tmp/as 4 100000', 300_000)).matchAll(STRESS)];
+    assert.equal(again.length, 1);
+    assert.equal(again[0]![5], 'OK', again[0]![0]);
+    assert.equal((await b.sh('cat /root/mark')).trim(), 'before');
+    await b.shutdown();
+  },
+);
