@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import type { VmView } from '../../src/host/actions.js';
 import type { HostEvent } from '../../src/host/events.js';
 import { guestArtifacts } from '../../src/guests/index.js';
@@ -75,6 +76,13 @@ test('a running 3-vCPU guest goes to 1 vCPU and back to 3', { timeout: 600_000 }
   };
   await waitFor('3 harts up', async () => ((await online()) === 3 ? true : undefined), 60_000, 200);
   assert.equal(guestOnline(), '0-2');
+  // Each hart runs on a thread of its own (src/machine/parallel), reported beside the VM's thread, so CPU placement
+  // and accounting see every vCPU: 4 distinct live threads, the harts' in the same process as the VM's.
+  const threads = (await d.client.json<VmView>('GET', '/vms/hp')).cpu.threads;
+  assert.equal(new Set(threads).size, 4, `threads ${threads.join(',')}`);
+  const vmPid = readFileSync(`/proc/${threads[0]}/status`, 'utf8').match(/^Tgid:\s+(\d+)/m)![1];
+  for (const tid of threads)
+    assert.ok(existsSync(`/proc/${vmPid}/task/${tid}`), `thread ${tid} belongs to the VM's process ${vmPid}`);
 
   const t0 = performance.now();
   const down = cli('set', 'hp', '--vcpus', '1');
