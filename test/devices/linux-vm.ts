@@ -30,16 +30,27 @@ export class Vm {
   virtio!: AttachedVirtioDevices;
 
   static async boot(config: VmConfig, bootOptions: BootOptions = {}): Promise<Vm> {
+    const vm = await Vm.build(config, bootOptions);
+    vm.machine.start();
+    return vm;
+  }
+
+  /**
+   * The board for `config` with its virtio devices, not started. `forRestore`: built to load a saved state, so no
+   * boot image is read (the state's RAM holds what they were).
+   */
+  static async build(config: VmConfig, bootOptions: BootOptions = {}, forRestore = false): Promise<Vm> {
     const { hartThreads, ...options } = bootOptions;
-    const images = await loadBootImages(config);
+    const images = forRestore ? { firmware: { kind: 'builtin' as const } } : await loadBootImages(config);
     const vm = new Vm();
     const machine = new Machine({
       ...(hartThreads ? { hartThreads: nodeHartThreadSpawner(), hostNowMs: sharedClockMs } : {}),
+      forRestore,
       harts: config.cpus,
       memoryBytes: config.memoryMiB * MiB,
       firmware: images.firmware,
-      kernel: images.kernel,
-      initrd: images.initrd,
+      kernel: 'kernel' in images ? images.kernel : undefined,
+      initrd: 'initrd' in images ? images.initrd : undefined,
       bootargs: config.append ?? '',
       createHart: await defaultHartFactory(),
       // As the daemon's VMs (machine-loop.ts): TYPEVISOR_RAM=linear (which TYPEVISOR_JIT=wasm needs) holds RAM in one memory.
@@ -49,7 +60,6 @@ export class Vm {
     const virtio = await attachVirtioDevices(machine, config, { ...options, onConsoleOutput: (b) => vm.got('hvc', b) });
     vm.machine = machine;
     vm.virtio = virtio;
-    machine.start();
     return vm;
   }
 

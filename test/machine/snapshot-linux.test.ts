@@ -8,9 +8,6 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Machine } from '../../src/machine/machine.js';
-import { defaultHartFactory } from '../../src/vm/machine-loop.js';
-import { attachVirtioDevices } from '../../src/vm/virtio-devices.js';
 import { bufferSource, encodeStateBytes, StateFile } from '../../src/machine/snapshot/format.js';
 import { captureMachineState, restoreMachineState } from '../../src/machine/snapshot/machine-state.js';
 import { MiB, Vm, bootToShell, diskConfig } from '../devices/linux-vm.js';
@@ -35,19 +32,9 @@ test('Linux saved mid-run continues in a fresh machine: counter, uptime, console
   a.machine.stop();
   await a.virtio.close();
 
-  const b = new Vm();
   // No boot image: a board built for a restore gets everything the kernel and initrd were from the state's RAM.
-  const machine = new Machine({
-    harts: config.cpus,
-    memoryBytes: config.memoryMiB * MiB,
-    firmware: { kind: 'builtin' },
-    bootargs: config.append ?? '',
-    createHart: await defaultHartFactory(),
-    onConsoleOutput: (bytes) => b.got('serial', bytes),
-    forRestore: true,
-  });
-  b.machine = machine;
-  b.virtio = await attachVirtioDevices(machine, config, { onConsoleOutput: (bytes) => b.got('hvc', bytes) });
+  const b = await Vm.build(config, {}, true);
+  const machine = b.machine;
   const t0 = performance.now();
   const report = restoreMachineState(machine, new StateFile(bufferSource(bytes)), { lazyRam: true });
   machine.start();

@@ -28,16 +28,8 @@ export interface HartThreadsHost {
   onThreadMessage(m: HartThreadMessage): void;
 }
 
-export interface HartThreadsOptions {
-  harts: number;
-  ramBase: number;
-  memoryBytes: number;
-  memory: object;
-  buffer: SharedArrayBuffer;
-  chunkTable: Int32Array;
-  builtinSbi: boolean;
-  budget: number;
-}
+/** What every hart thread is started with; each also gets its id and the shared blocks. */
+export type HartThreadsOptions = Omit<HartThreadInit, 'hartId' | 'hartBlocks' | 'board'>;
 
 /** What the board hands its threads at a start or resume, and gets back when they park. */
 export interface HartsSnapshot {
@@ -96,19 +88,7 @@ export class HartThreads {
     this.handOver(from);
     const hartBlocks = this.blocks.map((b) => b.buffer);
     for (let h = 0; h < this.opts.harts; h++) {
-      const init: HartThreadInit = {
-        hartId: h,
-        harts: this.opts.harts,
-        ramBase: this.opts.ramBase,
-        memoryBytes: this.opts.memoryBytes,
-        memory: this.opts.memory,
-        buffer: this.opts.buffer,
-        chunkTable: this.opts.chunkTable,
-        hartBlocks,
-        board: this.board.buffer,
-        builtinSbi: this.opts.builtinSbi,
-        budget: this.opts.budget,
-      };
+      const init: HartThreadInit = { ...this.opts, hartId: h, hartBlocks, board: this.board.buffer };
       this.handles.push(this.spawn(init, (m) => this.host.onThreadMessage(m)));
     }
     this.listen();
