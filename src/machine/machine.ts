@@ -19,6 +19,7 @@ import { planBoot, planForRestore, type BootLayout, type FirmwareImage } from '.
 import { BuiltinSbi, startInSupervisor } from './sbi.js';
 import type { HartPort } from './hart-port.js';
 import * as L from './layout.js';
+import { checkProgress } from './trap-loop.js';
 import { HartThreads, hartThreadsSupported, type HartThreadSpawner, type HartsSnapshot } from './parallel/hart-threads.js';
 import type { HartThreadMessage } from './parallel/hart-thread.js';
 import { decodeValue, encodeValue } from './snapshot/values.js';
@@ -448,7 +449,7 @@ export class Machine {
           if (hart.waiting && now < hart.stimecmp && !hart.hasPendingInterrupt()) continue;
           this.currentHart = h;
           const retired = hart.run(this.budget);
-          if (hart.sameTrapRun !== undefined && hart.sameTrapRun() >= TRAP_LOOP_LIMIT) throw noProgress(hart);
+          checkProgress(hart);
           // A waiting hart whose Sstc deadline passed while STIE is masked stays asleep: that is idle, not work.
           if (retired > 0 || !hart.waiting) ran = true;
           if (this.pendingExit) break;
@@ -809,17 +810,4 @@ export class Machine {
     const fields = [FW_DYNAMIC_INFO_MAGIC, 2, kernel, NEXT_MODE_S, 0, 0]; // magic, version, next_addr, next_mode, options, boot_hart
     fields.forEach((v, i) => this.ram.writeU64(addr + i * 8, v));
   }
-}
-
-/**
- * Identical exceptions in a row (same cause, pc and tval, no console output between) after which a hart is
- * reported as making no progress: a healthy guest never repeats one fault this often (each retry of a
- * handled fault changes something), while a broken one (a trap handler that faults itself, a kernel jumping
- * to unmapped memory) would spin at 100% CPU forever.
- */
-export const TRAP_LOOP_LIMIT = 1_000_000;
-
-function noProgress(hart: HartPort): Error {
-  const last = hart.recentTraps?.().at(-1) ?? 'unknown';
-  return new Error(`no progress: the same exception repeated ${TRAP_LOOP_LIMIT} times in a row with no console output (${last})`);
 }

@@ -16,6 +16,7 @@ import { BuiltinSbi, startInSupervisor, type ResetKind } from '../sbi.js';
 import { decodeValue, encodeValue } from '../snapshot/values.js';
 import { TIMEBASE_HZ } from '../layout.js';
 import * as P from './layout.js';
+import { checkProgress } from '../trap-loop.js';
 
 /** What a hart thread is started with (structured-cloneable: shared buffers and the shared memory). */
 export interface HartThreadInit {
@@ -53,8 +54,6 @@ const TICKS_PER_MS = TIMEBASE_HZ / 1000;
 const IDLE_WAIT_MS = 1000;
 /** How long a requester waits for a fence on another hart before it reports the hart as gone. */
 const FENCE_TIMEOUT_MS = 10_000;
-/** Identical exceptions in a row that make a hart a fault (as Machine's TRAP_LOOP_LIMIT). */
-const TRAP_LOOP_LIMIT = 1_000_000;
 const LINE_BITS = (1 << 3) | (1 << 7) | (1 << 9) | (1 << 11);
 const MIP_SSIP = 1;
 
@@ -124,12 +123,7 @@ export class HartThread {
         stats[P.S_RUN_MS] = stats[P.S_RUN_MS]! + (this.deps.hostNowMs() - t0);
         stats[P.S_INSTRET] = hart.instret;
         if ((++runs & 255) === 0) stats[P.S_DECODE_BYTES] = hart.decodeCacheBytes?.() ?? 0;
-        if (hart.sameTrapRun !== undefined && hart.sameTrapRun() >= TRAP_LOOP_LIMIT) {
-          const last = hart.recentTraps?.().at(-1) ?? 'unknown';
-          throw new Error(
-            `no progress: the same exception repeated ${TRAP_LOOP_LIMIT} times in a row with no console output (${last})`,
-          );
-        }
+        checkProgress(hart);
         // Waiting with its deadline passed but the timer interrupt masked: idle until something rings.
         if (retired === 0 && hart.waiting) this.sleep(bell, IDLE_WAIT_MS);
       }
