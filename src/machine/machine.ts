@@ -20,6 +20,7 @@ import { BuiltinSbi, startInSupervisor } from './sbi.js';
 import type { HartPort } from './hart-port.js';
 import * as L from './layout.js';
 import { checkProgress } from './trap-loop.js';
+import { applyLines, LINE_MASK } from './parallel/layout.js';
 import { HartThreads, hartThreadsSupported, type HartThreadSpawner, type HartsSnapshot } from './parallel/hart-threads.js';
 import type { HartThreadMessage } from './parallel/hart-thread.js';
 import { decodeValue, encodeValue } from './snapshot/values.js';
@@ -133,8 +134,6 @@ const DEFAULT_BUDGET = 50_000;
 const DEFAULT_THREAD_BUDGET = 10_000;
 /** Console bytes from hart threads reach the host at most this late (they come one MMIO request at a time). */
 const THREAD_OUTPUT_MS = 4;
-const LINE_MASK = (1 << 3) | (1 << 7) | (1 << 9) | (1 << 11);
-const LINE_BITS = [3, 7, 9, 11];
 const MIP_SSIP = 1;
 const VIRTIO_MAGIC = 0x74726976; // "virt"
 
@@ -684,8 +683,7 @@ export class Machine {
     if (s.hsm && this.sbi) s.hsm.forEach((v, i) => (this.sbi!.hsm[i] = v));
     s.late?.forEach((late, i) => {
       const h = this.harts[i]!;
-      const lines = s.lines?.[i] ?? 0;
-      for (const bit of LINE_BITS) h.setPending(bit, (lines & (1 << bit)) !== 0);
+      applyLines(h, s.lines?.[i] ?? 0);
       if (late.soft & (1 << MIP_SSIP)) h.setPending(MIP_SSIP, true);
       if (late.start) {
         startInSupervisor(h, late.start.pc, late.start.arg);

@@ -54,7 +54,6 @@ const TICKS_PER_MS = TIMEBASE_HZ / 1000;
 const IDLE_WAIT_MS = 1000;
 /** How long a requester waits for a fence on another hart before it reports the hart as gone. */
 const FENCE_TIMEOUT_MS = 10_000;
-const LINE_BITS = (1 << 3) | (1 << 7) | (1 << 9) | (1 << 11);
 const MIP_SSIP = 1;
 
 class HartThreadExit extends Error {}
@@ -160,10 +159,9 @@ export class HartThread {
   private service(): void {
     const c = this.own.i32;
     const hart = this.hart;
-    const lines = Atomics.load(c, P.H_LINES) & LINE_BITS;
+    const lines = Atomics.load(c, P.H_LINES) & P.LINE_MASK;
     if (lines !== this.appliedLines) {
-      const changed = this.appliedLines < 0 ? LINE_BITS : lines ^ this.appliedLines;
-      for (const bit of [3, 7, 9, 11]) if (changed & (1 << bit)) hart.setPending(bit, (lines & (1 << bit)) !== 0);
+      P.applyLines(hart, lines, this.appliedLines < 0 ? P.LINE_MASK : lines ^ this.appliedLines);
       this.appliedLines = lines;
     }
     if (Atomics.load(c, P.H_SOFT_SET) !== 0) {
@@ -171,11 +169,9 @@ export class HartThread {
       if (soft & (1 << MIP_SSIP)) hart.setPending(MIP_SSIP, true);
     }
     this.serviceFlushes();
-    if (Atomics.load(c, P.H_START) !== 0) {
-      const pc = (c[P.H_START_PC_HI]! >>> 0) * 0x1_0000_0000 + (c[P.H_START_PC_LO]! >>> 0);
-      const arg = (c[P.H_START_ARG_HI]! >>> 0) * 0x1_0000_0000 + (c[P.H_START_ARG_LO]! >>> 0);
-      Atomics.store(c, P.H_START, 0);
-      startInSupervisor(hart, pc, arg);
+    const start = this.own.takeStart();
+    if (start) {
+      startInSupervisor(hart, start.pc, start.arg);
       Atomics.store(c, P.H_RUNNING, 1);
     }
   }
@@ -278,15 +274,7 @@ export class HartThread {
         // Only this hart stops itself (HSM stop); others are started through startHart.
         if (h === id) Atomics.store(this.own.i32, P.H_RUNNING, running ? 1 : 0);
       },
-      startHart: (h, start, opaque) => {
-        const c = this.blocks[h]!.i32;
-        c[P.H_START_PC_LO] = (start % 0x1_0000_0000) | 0;
-        c[P.H_START_PC_HI] = Math.floor(start / 0x1_0000_0000) | 0;
-        c[P.H_START_ARG_LO] = (opaque % 0x1_0000_0000) | 0;
-        c[P.H_START_ARG_HI] = Math.floor(opaque / 0x1_0000_0000) | 0;
-        Atomics.store(c, P.H_START, 1);
-        this.blocks[h]!.ring();
-      },
+      startHart: (h, start, opaque) => this.blocks[h]!.postStart(start, opaque),
     });
     this.hart.ecallHandler = (hart) => sbi.handle(hart);
   }
@@ -297,20 +285,15 @@ export class HartThread {
    */
   fence(target: number, what: number): void {
     const block = this.blocks[target]!;
-    const c = block.i32;
-    const ticket = Atomics.add(c, P.H_FLUSH_REQ, 1) + 1;
-    Atomics.or(c, P.H_FLUSH, what);
-    block.ring();
+    const ticket = block.requestFlush(what);
     const t0 = this.deps.hostNowMs();
     for (;;) {
-      const done = Atomics.load(c, P.H_FLUSH_DONE);
-      if (done - ticket >= 0) return;
-      const state = Atomics.load(c, P.H_STATE);
-      if (state === P.STATE_EXITED) return;
+      const done = Atomics.load(block.i32, P.H_FLUSH_DONE);
+      if (block.flushed(ticket)) return;
       this.serviceFlushes();
       if (Atomics.load(this.own.i32, P.H_CMD) === P.CMD_EXIT) throw new HartThreadExit();
       if (this.deps.hostNowMs() - t0 > FENCE_TIMEOUT_MS) throw new Error(`hart ${target} did not answer a remote fence`);
-      Atomics.wait(c, P.H_FLUSH_DONE, done, 1);
+      Atomics.wait(block.i32, P.H_FLUSH_DONE, done, 1);
     }
   }
 }

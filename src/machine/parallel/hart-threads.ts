@@ -126,14 +126,7 @@ export class HartThreads {
       // The words, not the parked states: a device may have moved a line after its hart parked.
       lines: this.blocks.map((b) => Atomics.load(b.i32, P.H_LINES)),
       // Every hart is parked now: nothing else writes these words until they run again.
-      late: this.blocks.map((b) => {
-        const c = b.i32;
-        const soft = Atomics.exchange(c, P.H_SOFT_SET, 0);
-        if (Atomics.exchange(c, P.H_START, 0) === 0) return { soft, start: null };
-        const pc = (c[P.H_START_PC_HI]! >>> 0) * 0x1_0000_0000 + (c[P.H_START_PC_LO]! >>> 0);
-        const arg = (c[P.H_START_ARG_HI]! >>> 0) * 0x1_0000_0000 + (c[P.H_START_ARG_LO]! >>> 0);
-        return { soft, start: { pc, arg } };
-      }),
+      late: this.blocks.map((b) => ({ soft: Atomics.exchange(b.i32, P.H_SOFT_SET, 0), start: b.takeStart() })),
     };
   }
 
@@ -152,16 +145,8 @@ export class HartThreads {
    */
   flushTlbs(): void {
     if (this.ended) return;
-    const tickets = this.blocks.map((b) => {
-      const t = Atomics.add(b.i32, P.H_FLUSH_REQ, 1) + 1;
-      Atomics.or(b.i32, P.H_FLUSH, P.FLUSH_TLB);
-      b.ring();
-      return t;
-    });
-    this.waitFor((b, h) => {
-      if (Atomics.load(b.i32, P.H_STATE) === P.STATE_EXITED) return true;
-      return Atomics.load(b.i32, P.H_FLUSH_DONE) - tickets[h]! >= 0;
-    }, 'TLB flush');
+    const tickets = this.blocks.map((b) => b.requestFlush(P.FLUSH_TLB));
+    this.waitFor((b, h) => b.flushed(tickets[h]!), 'TLB flush');
   }
 
   /** Tells every thread to exit and ends them. */

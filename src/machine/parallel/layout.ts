@@ -57,6 +57,17 @@ const STATE_OFFSET = DATA_OFFSET + DATA_BYTES;
 export const STATE_AREA_BYTES = 32 * 1024;
 const HART_BLOCK_BYTES = STATE_OFFSET + STATE_AREA_BYTES;
 
+/** The hardware interrupt lines the board drives into a hart's mip (MSIP, MTIP, SEIP, MEIP), and their mask. */
+export const LINE_BITS: readonly number[] = [3, 7, 9, 11];
+export const LINE_MASK = LINE_BITS.reduce((m, bit) => m | (1 << bit), 0);
+
+/** Drives the lines of `changed` (a mask) on `hart` to their levels in `lines`. */
+export function applyLines(hart: { setPending(bit: number, level: boolean): void }, lines: number, changed = LINE_MASK): void {
+  for (const bit of LINE_BITS) if (changed & (1 << bit)) hart.setPending(bit, (lines & (1 << bit)) !== 0);
+}
+
+const TWO32 = 0x1_0000_0000;
+
 export const FLUSH_TLB = 1;
 export const FLUSH_DECODE = 2;
 
@@ -114,6 +125,40 @@ export class HartBlock {
   ring(): void {
     Atomics.add(this.i32, H_DOORBELL, 1);
     Atomics.notify(this.i32, H_DOORBELL);
+  }
+
+  /** Asks the hart for an HSM start at `pc` with a1 = `arg`, and rings it. */
+  postStart(pc: number, arg: number): void {
+    const c = this.i32;
+    c[H_START_PC_LO] = (pc % TWO32) | 0;
+    c[H_START_PC_HI] = Math.floor(pc / TWO32) | 0;
+    c[H_START_ARG_LO] = (arg % TWO32) | 0;
+    c[H_START_ARG_HI] = Math.floor(arg / TWO32) | 0;
+    Atomics.store(c, H_START, 1);
+    this.ring();
+  }
+
+  /** Takes a posted HSM start (the hart, or the board from a parked hart), or null when none is posted. */
+  takeStart(): { pc: number; arg: number } | null {
+    const c = this.i32;
+    if (Atomics.load(c, H_START) === 0 || Atomics.exchange(c, H_START, 0) === 0) return null;
+    return {
+      pc: (c[H_START_PC_HI]! >>> 0) * TWO32 + (c[H_START_PC_LO]! >>> 0),
+      arg: (c[H_START_ARG_HI]! >>> 0) * TWO32 + (c[H_START_ARG_LO]! >>> 0),
+    };
+  }
+
+  /** Asks the hart for the fences in `what` (FLUSH_*), rings it, and returns the ticket flushed() waits for. */
+  requestFlush(what: number): number {
+    const ticket = Atomics.add(this.i32, H_FLUSH_REQ, 1) + 1;
+    Atomics.or(this.i32, H_FLUSH, what);
+    this.ring();
+    return ticket;
+  }
+
+  /** Whether the hart has done the fences of `ticket` (or has ended, and holds no translations any more). */
+  flushed(ticket: number): boolean {
+    return Atomics.load(this.i32, H_FLUSH_DONE) - ticket >= 0 || Atomics.load(this.i32, H_STATE) === STATE_EXITED;
   }
 }
 
