@@ -201,6 +201,8 @@ export class Machine {
   /** The harts' threads while they run on threads of their own (the harts here are then their parked copies). */
   private threads: HartThreads | null = null;
   private tickTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When tickTimer fires (host ms). */
+  private tickDue = 0;
   private outputTimer: ReturnType<typeof setTimeout> | null = null;
 
   readonly exited: Promise<MachineExit>;
@@ -705,22 +707,30 @@ export class Machine {
     this.threads?.stop();
   }
 
-  /** The board's own timers while harts run on threads: CLINT deadlines and the RTC alarm. */
+  /**
+   * The board's own timers while harts run on threads: CLINT deadlines and the RTC alarm. A timer already due no
+   * later is kept: this runs after every batch of the harts' requests (each console byte is one), and a tick that
+   * comes early only looks again.
+   */
   private armTick(): void {
-    if (this.tickTimer) clearTimeout(this.tickTimer);
-    this.tickTimer = null;
-    if (this.stateValue !== 'running') return;
+    if (this.stateValue !== 'running') {
+      if (this.tickTimer) clearTimeout(this.tickTimer);
+      this.tickTimer = null;
+      return;
+    }
     let ms = Math.min(this.clock.msUntil(this.clint.nextDeadline()), this.rtc.msUntilAlarm());
     if (!Number.isFinite(ms)) ms = 1000;
-    this.tickTimer = setTimeout(
-      () => {
-        this.tickTimer = null;
-        this.clint.updateTimers(this.clock.now());
-        this.rtc.poll();
-        this.afterThreadRequests();
-      },
-      Math.min(ms, 1000),
-    );
+    ms = Math.min(ms, 1000);
+    const due = this.hostNow() + ms;
+    if (this.tickTimer && this.tickDue <= due) return;
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickDue = due;
+    this.tickTimer = setTimeout(() => {
+      this.tickTimer = null;
+      this.clint.updateTimers(this.clock.now());
+      this.rtc.poll();
+      this.afterThreadRequests();
+    }, ms);
   }
 
   private afterThreadRequests(): void {
