@@ -4,9 +4,7 @@
  * named errors (ForwardError, NetworkError, SubnetError) with their codes.
  */
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
-import { extname } from 'node:path';
-import { workerReady } from './worker-ready.js';
+import { workerEntry, workerReady } from './worker-ready.js';
 import { ForwardError, type ForwardErrorCode, type ForwardInfo, type ForwardSpec } from './forwards.js';
 import { NetworkError, type LeaseInfo, type NetworkErrorCode, type NetworkStats } from './network.js';
 import { parseCidr, SubnetError, type SubnetErrorCode } from './subnet.js';
@@ -19,17 +17,6 @@ import type {
   NetworkWorkerMessage,
   WireError,
 } from './network-protocol.js';
-
-const moduleExt = extname(fileURLToPath(import.meta.url));
-const runningFromSource = moduleExt === '.ts';
-
-/** As in src/vm/worker-engine.ts: under tsx the worker needs tsx's loader registered before the entry module. */
-function workerEntry(): URL | string {
-  const script = new URL(`./network-worker${moduleExt}`, import.meta.url);
-  if (!runningFromSource) return script;
-  const api = import.meta.resolve('tsx/esm/api');
-  return `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(script.href)}); })`;
-}
 
 export class NetworkWorkerError extends Error {
   override readonly name = 'NetworkWorkerError';
@@ -65,7 +52,8 @@ const DEFAULT_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 128, maxYoungGe
  * start time is this, so the daemon keeps one such worker ready (startNetwork's `worker`).
  */
 export function spawnNetworkWorker(resourceLimits: ResourceLimits = DEFAULT_LIMITS, name = 'net:idle'): Promise<Worker> {
-  const worker = new Worker(workerEntry(), { eval: runningFromSource, resourceLimits, name });
+  const { entry, eval: evalEntry } = workerEntry('network-worker', import.meta.url);
+  const worker = new Worker(entry, { eval: evalEntry, resourceLimits, name });
   return workerReady<NetworkWorkerMessage>(
     worker,
     (msg) => msg.kind === 'idle',

@@ -3,8 +3,7 @@
  * share with the board.
  */
 import { Worker } from 'node:worker_threads';
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { workerEntry } from '../net/worker-ready.js';
 import type { HartThreadSpawner } from '../machine/parallel/hart-threads.js';
 import type { HartThreadMessage } from '../machine/parallel/hart-thread.js';
 
@@ -18,17 +17,6 @@ export function sharedClockMs(): number {
   return s * 1000 + ns / 1e6;
 }
 
-const moduleExt = extname(fileURLToPath(import.meta.url));
-const runningFromSource = moduleExt === '.ts';
-
-/** The hart thread's entry: hart-worker.js, or under tsx a bootstrap that registers tsx first (as worker-engine.ts). */
-function hartWorkerEntry(): URL | string {
-  const script = new URL(`./hart-worker${moduleExt}`, import.meta.url);
-  if (!runningFromSource) return script;
-  const api = import.meta.resolve('tsx/esm/api');
-  return `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(script.href)}); })`;
-}
-
 /** Whether a VM with several vCPUs runs them on threads of their own: yes unless TYPEVISOR_HART_THREADS=0. */
 export function hartThreadsWanted(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.TYPEVISOR_HART_THREADS !== '0';
@@ -37,8 +25,9 @@ export function hartThreadsWanted(env: NodeJS.ProcessEnv = process.env): boolean
 /** A worker_thread per hart; `onThreadId` hears each one's Linux thread id (for CPU placement). */
 export function nodeHartThreadSpawner(onThreadId?: (hartId: number, tid: number) => void): HartThreadSpawner {
   return (init, onMessage) => {
-    const worker = new Worker(hartWorkerEntry(), {
-      eval: runningFromSource,
+    const { entry, eval: evalEntry } = workerEntry('hart-worker', import.meta.url);
+    const worker = new Worker(entry, {
+      eval: evalEntry,
       workerData: init,
       // A hart thread holds its decode cache and translations, no guest RAM, and allocates next to nothing per
       // instruction: a 2 MiB young generation (8 MiB cost a 4-vCPU VM 34 MiB more RSS, for the same speed).

@@ -3,7 +3,7 @@
  * Engine interface into typed control requests, watches the worker for death, and measures the thread's CPU
  * use from outside (event-loop utilisation), which stays truthful even when the guest misbehaves.
  */
-import { workerReady } from '../net/worker-ready.js';
+import { workerEntry, workerReady } from '../net/worker-ready.js';
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
@@ -18,19 +18,8 @@ import { WarmPool, type WarmPoolStats } from '../host/worker-pool.js';
 import type { PooledWorkerData, PoolMessage } from './worker-adopt.js';
 
 const moduleExt = extname(fileURLToPath(import.meta.url));
-/** Under tsx (tests and development from source) the worker needs the tsx loader too. */
-const runningFromSource = moduleExt === '.ts';
-
-/**
- * The worker's entry. From dist it is worker.js. Under tsx, Node 20 does not apply `--import tsx` from a
- * worker's execArgv to the entry module, so a tiny bootstrap registers tsx's loader and then imports worker.ts.
- */
-function workerEntry(): URL | string {
-  const script = new URL(`./worker${moduleExt}`, import.meta.url);
-  if (!runningFromSource) return script;
-  const api = import.meta.resolve('tsx/esm/api');
-  return `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(script.href)}); })`;
-}
+/** The VM worker's entry (worker.js; under tsx a bootstrap, see workerEntry). */
+const vmWorker = (): { entry: URL | string; eval: boolean } => workerEntry('worker', import.meta.url);
 
 export function defaultRuntimeModule(): string {
   return fileURLToPath(new URL(`./machine-runtime${moduleExt}`, import.meta.url));
@@ -101,8 +90,9 @@ export class WorkerEngine implements Engine {
  * Idle, it does not keep the daemon alive (unref); WorkerVm refs it when it adopts it.
  */
 function startPooledWorker(runtimeModule: string, resourceLimits: ResourceLimits): Promise<Worker> {
-  const worker = new Worker(workerEntry(), {
-    eval: runningFromSource,
+  const { entry, eval: evalEntry } = vmWorker();
+  const worker = new Worker(entry, {
+    eval: evalEntry,
     workerData: { pooled: true, runtimeModule } satisfies PooledWorkerData,
     resourceLimits,
     name: 'vm:warm',
@@ -173,8 +163,9 @@ class WorkerVm extends HostedVm {
       worker.ref();
       worker.postMessage({ type: 'adopt', init } satisfies PoolMessage, transferList);
     } else {
-      worker = new Worker(workerEntry(), {
-        eval: runningFromSource,
+      const { entry, eval: evalEntry } = vmWorker();
+      worker = new Worker(entry, {
+        eval: evalEntry,
         workerData: init,
         transferList,
         resourceLimits: this.options.resourceLimits ?? VM_WORKER_LIMITS,
