@@ -11,6 +11,7 @@ import { loadavg } from 'node:os';
 import { guestArtifacts } from '../../src/guests/index.js';
 import { cliArgs } from '../../test/helpers/paths.js';
 import { runSession } from '../lib/session.js';
+import { WORKLOADS } from './workloads.js';
 
 const { values } = parseArgs({
   options: {
@@ -23,11 +24,6 @@ const g = guestArtifacts();
 const APPEND = 'console=ttyS0';
 const TIMEOUT_MS = 900_000;
 
-const WORKLOADS: { name: string; command: string }[] = [
-  { name: 'fork+exec x400', command: 'i=0; while [ $i -lt 400 ]; do /bin/true; i=$((i+1)); done' },
-  { name: 'pipeline', command: 'seq 1 30000 | sort -rn | md5sum' },
-  { name: 'shell loop x20k', command: 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done' },
-];
 const steps = WORKLOADS.map((w) => w.command);
 
 const runs = Number(values.runs);
