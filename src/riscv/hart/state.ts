@@ -76,7 +76,9 @@ export abstract class HartState {
   protected fetchCtx = 0;
   protected dataCtx = 0;
   protected dataPriv = PRV_M;
-  protected readonly fetchTag = new Float64Array(TLB_SIZE).fill(NaN);
+  protected readonly fetchTag: Float64Array;
+  /** RAM page number of each fetch entry's decoded page (the WebAssembly dispatcher checks jump cache entries by it). */
+  protected readonly fetchPpn: Int32Array;
   protected readonly fetchPage: (DecodedPage | null)[] = new Array<DecodedPage | null>(TLB_SIZE).fill(null);
   protected readonly loadTag: Float64Array;
   protected readonly loadView: DataView[];
@@ -134,6 +136,8 @@ export abstract class HartState {
   protected retiredInRun = 0;
   /** The WebAssembly JIT's jump cache tags (jit/wasm/layout.ts), cleared with the fetch TLB; null without it. */
   protected readonly jumpCacheTags: Float64Array | null;
+  /** An entry went into the jump cache since it was last cleared (see clearJumpCache). */
+  protected jumpCacheFilled = false;
   /** Block translator, or null when the interpreter runs alone. */
   protected readonly jit: BlockTranslator | null;
   /** Set by translated code before anything that can trap: the pc and the run()-relative count retired before it. */
@@ -159,6 +163,8 @@ export abstract class HartState {
     this.storeTag = (buf ? new Float64Array(buf, base! + L.STORE_TAG_OFF, TLB_SIZE) : new Float64Array(TLB_SIZE)).fill(NaN);
     this.loadPpn = (buf ? new Int32Array(buf, base! + L.LOAD_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
     this.storePpn = (buf ? new Int32Array(buf, base! + L.STORE_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
+    this.fetchTag = (buf ? new Float64Array(buf, base! + L.FETCH_TAG_OFF, TLB_SIZE) : new Float64Array(TLB_SIZE)).fill(NaN);
+    this.fetchPpn = (buf ? new Int32Array(buf, base! + L.FETCH_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
     if (buf) this.x.fill(0);
     this.jumpCacheTags = buf ? new Float64Array(buf, base! + L.JC_TAG_OFF, L.JC_SIZE).fill(NaN) : null;
     if (jitOptions?.backend === 'wasm') {

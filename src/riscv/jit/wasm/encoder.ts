@@ -45,6 +45,7 @@ const PLAIN = {
   'i32.rem_u': 0x70,
   'i32.and': 0x71,
   'i32.or': 0x72,
+  'i32.xor': 0x73,
   'i32.shl': 0x74,
   'i32.shr_s': 0x75,
   'i32.shr_u': 0x76,

@@ -7,8 +7,8 @@
  */
 import { TLB_SIZE } from '../../hart/constants.js';
 
-/** Bytes reserved per hart (one WebAssembly page). */
-export const HART_REGION_BYTES = 65536;
+/** Bytes reserved per hart (three WebAssembly pages). */
+export const HART_REGION_BYTES = 3 * 65536;
 
 /** Offsets inside a hart's region. */
 export const X_OFF = 0;
@@ -23,13 +23,24 @@ export const LOAD_TAG_OFF = 1024;
 export const STORE_TAG_OFF = LOAD_TAG_OFF + TLB_SIZE * 8;
 export const LOAD_PPN_OFF = STORE_TAG_OFF + TLB_SIZE * 8;
 export const STORE_PPN_OFF = LOAD_PPN_OFF + TLB_SIZE * 4;
+/** The fetch TLB's tags, and the RAM page number of the decoded page behind each entry. */
+export const FETCH_TAG_OFF = STORE_PPN_OFF + TLB_SIZE * 4;
+export const FETCH_PPN_OFF = FETCH_TAG_OFF + TLB_SIZE * 8;
 /**
  * The jump cache: pc → the block starting there, so the dispatcher runs block after block without returning to
- * JS. Entries are filled by the hart's runBlocks and cleared with the fetch TLB (the tag folds in the fetch
- * context), so an entry is only ever found while its page and mapping are live.
+ * JS. Entries are filled by the hart's block wrapper. The dispatcher takes an entry only while the fetch TLB maps
+ * its pc (the tag folds in the fetch context) to the page the entry was made on, so an sfence.vma, which only
+ * drops fetch TLB entries, leaves the cache alone (Linux issues one after every page fault). What changes
+ * decoded code (fence.i, a store to a code page) and remapped RAM clear it.
  */
-export const JC_SIZE = 512;
-export const JC_TAG_OFF = STORE_PPN_OFF + TLB_SIZE * 4;
+export const JC_SIZE = 4096;
+/**
+ * The jump cache slot of `pc`: its halfword index mixed with bits above 2 KiB, so hot blocks a multiple of the
+ * cache's span apart do not evict each other (with 512 slots indexed by pc / 2, a shell's hot loop had blocks
+ * that did, and left the dispatcher every 30 instructions). The dispatcher computes the same in WebAssembly.
+ */
+export const jumpCacheSlot = (pc: number): number => ((pc >>> 1) ^ (pc >>> 11)) & (JC_SIZE - 1);
+export const JC_TAG_OFF = FETCH_PPN_OFF + TLB_SIZE * 4;
 export const JC_INDEX_OFF = JC_TAG_OFF + JC_SIZE * 8;
 export const JC_PPN_OFF = JC_INDEX_OFF + JC_SIZE * 4;
 if (JC_PPN_OFF + JC_SIZE * 4 > HART_REGION_BYTES) throw new Error('wasm jit: hart region too small');

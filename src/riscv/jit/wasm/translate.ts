@@ -16,10 +16,12 @@
  * bit-manipulation) calls `slow`, the hart's execSlow.
  */
 import { Op, RD_SHIFT, RS1_SHIFT, RS2_SHIFT, STEP_SHIFT } from '../../hart.js';
-import { SINK } from '../../hart/constants.js';
+import { SINK, TLB_SIZE } from '../../hart/constants.js';
 import { MAX_BLOCK, type SlotReader } from '../codegen.js';
 import { encodeModule, F64, FnBody, I32, I64, type MemOp, type ModuleSpec } from './encoder.js';
 import {
+  FETCH_PPN_OFF,
+  FETCH_TAG_OFF,
   JC_INDEX_OFF,
   JC_PPN_OFF,
   JC_SIZE,
@@ -736,6 +738,8 @@ export function dispatcherModule(base: number, sharedMemory = false): Uint8Array
   const pc = f.local(F64);
   const lo = f.local(I32);
   const j = f.local(I32);
+  const ti = f.local(I32);
+  const ppn = f.local(I32);
   f.open('block');
   f.open('loop');
   f.get(PB).get(N).get(LIMIT).get(CTX).get(INDEX).callIndirect(0).set(N);
@@ -750,27 +754,27 @@ export function dispatcherModule(base: number, sharedMemory = false): Uint8Array
     .op('i32.wrap_i64')
     .tee(lo)
     .i32(1)
-    .op('i32.shr_u')
-    .i32(JC_SIZE - 1)
-    .op('i32.and')
-    .set(j);
+    .op('i32.shr_u');
+  // jumpCacheSlot (layout.ts)
+  f.get(lo).i32(11).op('i32.shr_u').op('i32.xor').i32(JC_SIZE - 1).op('i32.and').set(j);
   f.get(j)
     .i32(3)
     .op('i32.shl')
     .mem('f64.load', base + JC_TAG_OFF);
   f.get(pc).get(FCTX).op('f64.add').op('f64.ne').brIf(1);
+  // Only while the fetch TLB maps the pc's page, to the page the entry was made on (see JC_TAG_OFF).
+  f.get(pc).get(lo).i32(4095).op('i32.and').op('f64.convert_i32_u').op('f64.sub').set(PB);
+  f.get(lo).i32(12).op('i32.shr_u').i32(TLB_SIZE - 1).op('i32.and').set(ti);
+  f.get(ti).i32(3).op('i32.shl').mem('f64.load', base + FETCH_TAG_OFF);
+  f.get(PB).get(FCTX).op('f64.add').op('f64.ne').brIf(1);
+  f.get(j).i32(2).op('i32.shl').mem('i32.load', base + JC_PPN_OFF).tee(ppn);
+  f.get(ti).i32(2).op('i32.shl').mem('i32.load', base + FETCH_PPN_OFF).op('i32.ne').brIf(1);
   f.get(j)
     .i32(2)
     .op('i32.shl')
     .mem('i32.load', base + JC_INDEX_OFF)
     .set(INDEX);
-  f.i32(0)
-    .get(j)
-    .i32(2)
-    .op('i32.shl')
-    .mem('i32.load', base + JC_PPN_OFF)
-    .mem('i32.store', base + PPN_OFF);
-  f.get(pc).get(lo).i32(4095).op('i32.and').op('f64.convert_i32_u').op('f64.sub').set(PB);
+  f.i32(0).get(ppn).mem('i32.store', base + PPN_OFF);
   f.i32(0)
     .get(PB)
     .mem('f64.store', base + PB_OFF);
