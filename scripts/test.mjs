@@ -2,8 +2,11 @@
 // The whole suite: type-check and build, make sure the guest images exist (cached), then run every test
 // file under dist/test with node's test runner. Every skipped test is listed with its reason before the last
 // line. `--unit` skips the guest build for a quick local loop; other arguments filter test files by substring.
-// `--jit=0|1|eager` sets TYPEVISOR_JIT for the tests (the hart's block JIT: off, on, or translating every block
-// on first entry), e.g. `node scripts/test.mjs --jit=eager riscv machine`.
+// `--jit=0|1|eager|wasm-eager...` sets TYPEVISOR_JIT for the tests (src/riscv/jit: the interpreter alone, JS
+// blocks, every block translated on first entry...), e.g. `node scripts/test.mjs --jit=eager riscv machine`.
+// Without it the tests run on the default engine (WebAssembly blocks), and a whole-suite run then runs the
+// CPU-heavy directories (test/riscv, test/machine, test/devices) a second time on the interpreter alone
+// (TYPEVISOR_JIT=0), the reference both JITs are tested against.
 //
 // Files whose source carries an `// @exclusive` line measure something about the host (API latency under a
 // spinning guest, idle CPU use): they run one at a time after the parallel batch, so two test files never
@@ -75,7 +78,7 @@ function readSkips(file) {
 }
 
 /** Runs node's test runner, streaming its output, and returns its exit status, summary counts and skips. */
-function runTests(list, concurrency) {
+function runTests(list, concurrency, env = jitEnv) {
   const skipFile = join(skipDir, `run-${runs++}.jsonl`);
   const reporters = [
     '--test-reporter=spec',
@@ -87,7 +90,7 @@ function runTests(list, concurrency) {
     const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...reporters, ...list], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, TYPEVISOR_TEST: '1', ...jitEnv },
+      env: { ...process.env, TYPEVISOR_TEST: '1', ...env },
     });
     let tail = '';
     child.stdout.on('data', (chunk) => {
@@ -119,6 +122,15 @@ if (exclusive.length) {
     `\n== ${exclusive.length} exclusive test files, one at a time: ${exclusive.map((f) => f.slice(root.length)).join(', ')}`,
   );
   results.push(await runTests(exclusive, 1));
+}
+if (!jitArg && filters.length === 0 && !debian) {
+  const engineSuites = ['riscv', 'machine', 'devices'].map((d) => join(root, 'dist/test', d) + '/');
+  const again = files.filter((f) => engineSuites.some((d) => f.startsWith(d)));
+  const interpreter = { TYPEVISOR_JIT: '0' };
+  console.log(`\n== ${again.length} test files of test/riscv, test/machine and test/devices again, on the interpreter alone`);
+  results.push(await runTests(again.filter((f) => !isExclusive(f)), 2, interpreter));
+  const alone = again.filter(isExclusive);
+  if (alone.length) results.push(await runTests(alone, 1, interpreter));
 }
 const total = results.reduce(
   (a, r) => ({ passed: a.passed + r.passed, failed: a.failed + r.failed, skipped: a.skipped + r.skipped }),

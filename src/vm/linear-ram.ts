@@ -17,6 +17,8 @@
  */
 import { libcFunction } from '../host/libc.js';
 import type { LinearRamBacking } from '../machine/memory.js';
+import { parseJitSetting } from '../riscv/jit/index.js';
+import { HART_REGION_BYTES } from '../riscv/jit/wasm/layout.js';
 
 const MADV_DONTNEED = 4;
 const WASM_PAGE = 65536;
@@ -51,11 +53,12 @@ export function linearRamWanted(env: NodeJS.ProcessEnv = process.env): boolean {
 }
 
 /**
- * Bytes reserved past RAM for the WebAssembly JIT's hart state (src/riscv/jit/wasm/layout.ts, one 64 KiB page
- * per hart): only when TYPEVISOR_JIT asks for that JIT. Untouched reserved pages cost nothing.
+ * Bytes reserved past RAM for the WebAssembly JIT's hart state (src/riscv/jit/wasm/layout.ts, HART_REGION_BYTES,
+ * 192 KiB per hart, for up to 16 harts; harts past that run the interpreter): whenever TYPEVISOR_JIT selects that
+ * JIT, which is the default. Untouched reserved pages cost nothing.
  */
 export function wasmJitReserveBytes(env: NodeJS.ProcessEnv = process.env): number {
-  return env.TYPEVISOR_JIT?.startsWith('wasm') ? 16 * WASM_PAGE : 0;
+  return parseJitSetting(env.TYPEVISOR_JIT)?.backend === 'wasm' ? 16 * HART_REGION_BYTES : 0;
 }
 
 /**

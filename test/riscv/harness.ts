@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 import { GuestRam } from '../../src/machine/memory.js';
 import { jitFromEnv } from '../../src/riscv/jit/index.js';
+import { HART_REGION_BYTES } from '../../src/riscv/jit/wasm/layout.js';
 import { createLinearRam } from '../../src/vm/linear-ram.js';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
 import { Hart, MIP_MSIP, IRQ_MSI, IRQ_MTI, type HartOptions } from '../../src/riscv/hart.js';
@@ -111,8 +112,8 @@ export interface Machine {
   poweredOff: boolean;
 }
 
-/** Room for the WebAssembly JIT's hart state past RAM (one 64 KiB region per hart). */
-const WASM_RESERVE = 4 * 65536;
+/** Room for the WebAssembly JIT's hart state past RAM (two harts' regions). */
+const WASM_RESERVE = 2 * HART_REGION_BYTES;
 
 export interface MachineOptions {
   /**
@@ -122,14 +123,19 @@ export interface MachineOptions {
   atomics?: boolean | ((a: GuestAtomics) => GuestAtomics);
 }
 
+/** Whether makeMachine's RAM is linear for this `jit` setting (from TYPEVISOR_JIT when undefined). */
+export function linearByDefault(jit?: HartOptions['jit']): boolean {
+  const wantsWasm = (jit === undefined ? jitFromEnv() : jit || null)?.backend === 'wasm';
+  return wantsWasm || process.env.TYPEVISOR_RAM === 'linear';
+}
+
 /**
  * `jit` overrides the hart's translation setting (default: from TYPEVISOR_JIT). RAM is linear (one
  * WebAssembly.Memory) when TYPEVISOR_RAM=linear, the WebAssembly JIT is asked for (it needs that layout) or atomics.
  */
 export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit'], opts: MachineOptions = {}): Machine {
-  const wantsWasm = (jit === undefined ? jitFromEnv() : jit || null)?.backend === 'wasm';
   let linear = null;
-  if (wantsWasm || opts.atomics || process.env.TYPEVISOR_RAM === 'linear') {
+  if (linearByDefault(jit) || opts.atomics) {
     linear = createLinearRam(ramBytes, WASM_RESERVE);
     if (!linear) throw new Error('linear RAM is not available on this host');
   }

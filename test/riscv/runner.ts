@@ -18,6 +18,7 @@ import {
   CSR_STVAL,
   CSR_STVEC,
   type Hart,
+  type HartOptions,
 } from '../../src/riscv/hart.js';
 import { XREG_NAMES, FREG_NAMES } from '../../src/riscv/opcodes.js';
 import { buildElf, loadElf, makeMachine, type Machine } from './harness.js';
@@ -63,10 +64,11 @@ export class CpuTest {
   readonly elf: ElfImage;
   private stopped: 'end' | 'trap' | 'budget' | undefined;
 
-  constructor(body: string, extra = '') {
+  /** `jit`: the hart's translation setting (default: from TYPEVISOR_JIT; see makeMachine for the RAM it implies). */
+  constructor(body: string, extra = '', jit?: HartOptions['jit']) {
     const source = `.option norelax\n.option norvc\n.globl _start\n.text\n_start:\n.option rvc\n${body}\n.option norvc\n.globl _end\n_end: j _end\n.align 4\n.globl _trap\n_trap: j _trap\n${extra}\n`;
     this.elf = parseElf(buildElf(source));
-    this.m = makeMachine();
+    this.m = makeMachine(undefined, jit);
     loadElf(this.m, this.elf);
     writeCsr64(this.hart, CSR_MTVEC, this.sym('_trap'));
   }
@@ -180,6 +182,6 @@ export class CpuTest {
   }
 }
 
-export function cpu(body: string, extra = ''): CpuTest {
-  return new CpuTest(body, extra);
+export function cpu(body: string, extra = '', jit?: HartOptions['jit']): CpuTest {
+  return new CpuTest(body, extra, jit);
 }

@@ -4,10 +4,10 @@
  * a store into the page, a fence.i that finds the page changed, or a remapped RAM chunk drops the page and
  * with it every block translated from it.
  *
- * Off by default for now (a Linux boot is slower with it, see docs/performance.md): `TYPEVISOR_JIT=1` (or the
- * hart option `jit: { threshold }`) turns it on; the interpreter stays the reference it is tested against.
- * `TYPEVISOR_JIT=eager` translates every block on its first entry (tests use it so short programs run
- * translated code); `TYPEVISOR_JIT=threshold=N` sets the hotness.
+ * The default engine is the WebAssembly backend (./wasm); this JS backend is chosen with `TYPEVISOR_JIT=1` (or the
+ * hart option `jit: { threshold }`), and `TYPEVISOR_JIT=0` runs the interpreter alone, which stays the reference
+ * both are tested against. `TYPEVISOR_JIT=eager` translates every block on its first entry (tests use it so short
+ * programs run translated code); `TYPEVISOR_JIT=threshold=N` sets the hotness.
  */
 import { sar, shl, shr } from '../shift64.js';
 import { FP_OPS } from '../fpu/index.js';
@@ -68,23 +68,32 @@ export const DEFAULT_THRESHOLD = 1000;
 export const DEFAULT_WASM_THRESHOLD = 1000;
 
 /**
- * The JIT setting from the environment, for hosts that have one: TYPEVISOR_JIT=0|1|eager|threshold=N (JS
- * blocks), wasm|wasm-eager|wasm-threshold=N (WebAssembly blocks); unset: off.
+ * The JIT setting from the environment, for hosts that have one. Unset: the WebAssembly block JIT (it needs
+ * linear guest RAM with its state region, src/vm/linear-ram.ts; a hart without one runs the interpreter alone).
+ * TYPEVISOR_JIT=0|off: the interpreter alone; wasm|wasm-eager|wasm-threshold=N: WebAssembly blocks;
+ * 1|eager|threshold=N: JS blocks. Anything else is refused, so a typo does not silently measure another engine.
  */
 export function jitFromEnv(): JitOptions | null {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  const v = env?.TYPEVISOR_JIT;
-  if (v === 'wasm') return { threshold: DEFAULT_WASM_THRESHOLD, backend: 'wasm' };
+  return parseJitSetting(env?.TYPEVISOR_JIT);
+}
+
+/** TYPEVISOR_JIT's value as hart options (see jitFromEnv); null: the interpreter alone. */
+export function parseJitSetting(v: string | undefined): JitOptions | null {
+  if (v === undefined || v === '' || v === 'wasm') return { threshold: DEFAULT_WASM_THRESHOLD, backend: 'wasm' };
+  if (v === '0' || v === 'off') return null;
   if (v === 'wasm-eager') return { threshold: 0, backend: 'wasm' };
-  if (v?.startsWith('wasm-threshold=')) {
-    const n = Number(v.slice('wasm-threshold='.length));
-    return Number.isInteger(n) && n >= 0 && n < 0xffff ? { threshold: n, backend: 'wasm' } : null;
-  }
+  if (v.startsWith('wasm-threshold=')) return { threshold: thresholdOf(v, 'wasm-threshold='), backend: 'wasm' };
   if (v === '1' || v === 'on') return { threshold: DEFAULT_THRESHOLD };
   if (v === 'eager') return { threshold: 0 };
-  const t = v?.startsWith('threshold=') ? Number(v.slice('threshold='.length)) : NaN;
-  if (Number.isInteger(t) && t >= 0 && t <= 0xffff) return { threshold: t };
-  return null;
+  if (v.startsWith('threshold=')) return { threshold: thresholdOf(v, 'threshold=') };
+  throw new Error(`TYPEVISOR_JIT=${v}: expected 0, off, wasm, wasm-eager, wasm-threshold=N, 1, on, eager or threshold=N`);
+}
+
+function thresholdOf(v: string, prefix: string): number {
+  const n = Number(v.slice(prefix.length));
+  if (!Number.isInteger(n) || n < 0 || n >= 0xffff) throw new Error(`TYPEVISOR_JIT=${v}: the threshold is an integer from 0 to 65534`);
+  return n;
 }
 
 /** Per decoded page: entry counts (interpreter and dispatcher) and translated blocks by start slot. */
