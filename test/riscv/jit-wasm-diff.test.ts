@@ -241,6 +241,43 @@ test('a fault in the middle of a looping block is precise: epc, tval and instret
   assert.ok(got.blocks > 0, 'blocks were translated');
 });
 
+test('branches forward inside a block and jumps within the page: skipped paths, followed calls and a fault after a join are exact', () => {
+  // One block: a beq that skips two instructions, a jal x1 the block follows, a bne that skips a load and its
+  // pointer bump; on the fourth pass the load reaches a hole, right after a join.
+  const code = [
+    I(1, 5, 0, 5, 0x13), // 0: addi x5, x5, 1
+    B(12, 6, 5, 0), // 4: beq x5, x6, 16
+    I(3, 7, 0, 7, 0x13), // 8: addi x7, x7, 3
+    I(5, 8, 0, 8, 0x13), // 12: addi x8, x8, 5
+    0x008000ef, // 16: jal x1, 24
+    I(1, 12, 0, 12, 0x13), // 20: addi x12, x12, 1 (jumped over)
+    I(1, 5, 7, 13, 0x13), // 24: andi x13, x5, 1
+    B(12, 0, 13, 1), // 28: bne x13, x0, 40
+    I(0, 15, 3, 14, 0x03), // 32: ld x14, 0(x15)
+    R(0, 16, 15, 0, 15, 0x33), // 36: add x15, x15, x16
+    R(0, 7, 17, 0, 17, 0x33), // 40: add x17, x17, x7
+  ];
+  for (const [bump, loops, fault] of [
+    [8n, 9, false],
+    [0x7f000000n, 9, true],
+  ] as const) {
+    const regs = Array.from({ length: 31 }, () => 0n);
+    regs[5] = 2n; // x6
+    regs[14] = BigInt(DATA); // x15
+    regs[15] = bump; // x16
+    const ref = runBlock(code, regs, loops, false);
+    const got = runBlock(code, regs, loops, WASM);
+    if (fault)
+      assert.deepEqual(ref.traps, [`cause 5 epc 0x80000020 tval 0x${(DATA + 0x7f000000).toString(16)}`], 'the load faults');
+    else assert.deepEqual(ref.traps, [], 'no trap');
+    assert.deepEqual(got.traps, ref.traps, 'cause, epc and tval');
+    assert.equal(got.instret, ref.instret, 'instructions retired');
+    assert.deepEqual(got.regs, ref.regs, 'registers');
+    assert.deepEqual(got.data, ref.data, 'memory');
+    assert.ok(got.blocks > 0, 'blocks were translated');
+  }
+});
+
 test('self-modifying code: a store into a translated page, then fence.i, runs the new instruction', () => {
   const code = [
     I(1, 0, 0, 5, 0x13), // 0: addi x5, x0, 1 (patched later)

@@ -71,6 +71,8 @@ interface Insn {
   r2: number;
   pcOff: number;
   nextOff: number;
+  /** A JAL whose target (in this page) the block goes on translating: it only writes the link register. */
+  follow?: boolean;
 }
 
 // Built on first use: hart.ts imports this module (through the JIT), so Op is not ready at load time.
@@ -181,6 +183,17 @@ function collect(read: SlotReader, start: number): { insns: Insn[]; endOff: numb
     };
     insns.push(insn);
     slot += step;
+    if (op === Op.JAL) {
+      // A direct jump or call within the page continues the block at its target (the next block would
+      // otherwise start there, one more trip through the dispatcher), unless that is the block's start (the
+      // in-block loop) or code the block already holds.
+      const to = insn.pcOff + imm;
+      if (to >= 0 && to < 4096 && to !== start * 2 && !insns.some((i) => i.pcOff === to)) {
+        insn.follow = true;
+        slot = to >>> 1;
+        continue;
+      }
+    }
     if (op === Op.JAL || op === Op.JALR) return { insns, endOff: insn.nextOff };
   }
 }
@@ -324,10 +337,26 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
     }
     exit(to, k + 1);
   };
-  /** Leaves pc to page offset `to`... when `cond` (i32 on the stack) holds. */
+  // Conditional branches to an instruction later in the block skip ahead inside it (a wasm `block` per such
+  // target, all opened at the top of the loop body and closed right before their target, so they nest) instead
+  // of leaving through the dispatcher. Counts stay static (instruction k retires n + k): a skip from k to t
+  // lowers n by t - k - 1, the instructions it did not run.
+  const forwardAt = new Map<number, number>(); // target's index -> its block's nesting level
+  const forwardTargets: number[] = [];
+  insns.forEach((i, k) => {
+    if (i.op < Op.BEQ || i.op > Op.BGEU) return;
+    const t = insns.findIndex((j, jk) => jk > k && j.pcOff === i.pcOff + i.imm);
+    if (t > k && !forwardTargets.includes(t)) forwardTargets.push(t);
+  });
+  forwardTargets.sort((a, b) => b - a);
   const branch = (to: number, k: number): void => {
     open('if');
-    jumpTo(to, k);
+    const t = insns.findIndex((j, jk) => jk > k && j.pcOff === to);
+    const level = forwardAt.get(t);
+    if (t > k && level !== undefined) {
+      if (t - k - 1 !== 0) f.get(P_N).i32(k + 1 - t).op('i32.add').set(P_N);
+      f.br(nest - level);
+    } else jumpTo(to, k);
     close();
   };
   /** Virtual address rs1 + imm into `va`, and the TLB index (times 8) into `ti`, the page offset into `off`. */
@@ -460,8 +489,17 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
   for (const r of cached) f.i32(0).mem('i64.load', xAt(r)).set(regLocal[r]!);
   f.get(P_PB).op('i64.trunc_f64_s').set(pbi);
   f.open('loop');
+  for (const t of forwardTargets) {
+    open('block');
+    forwardAt.set(t, nest);
+  }
   let ended = false;
   insns.forEach((i, k) => {
+    while (forwardTargets.length > 0 && forwardTargets.at(-1) === k) {
+      forwardTargets.pop();
+      forwardAt.delete(k);
+      close();
+    }
     if (withText) f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
     switch (i.op) {
       // One hart's accesses are in order and other harts run between run() slices: FENCE orders nothing more.
@@ -481,6 +519,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
       case Op.JAL:
         f.get(pbi).i64(i.nextOff).op('i64.add');
         W(i.rd);
+        if (i.follow) break;
         jumpTo(i.pcOff + i.imm, k);
         ended = true;
         break;
