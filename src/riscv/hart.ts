@@ -45,13 +45,25 @@
 import { sar, shl, shr } from './shift64.js';
 import type { Bus } from './bus.js';
 import { FP_OPS } from './fpu/index.js';
-import { FP_MNEMONICS, type FpExec } from './fpu/state.js';
+import { FFLAG_NX, FP_MNEMONICS, type FpExec } from './fpu/state.js';
 import { decode } from './decode.js';
 import * as C from './csr.js';
 import * as I64 from './int64.js';
 import { PageBlocks, type BlockFn } from './jit/index.js';
 import { WasmBlockJit } from './jit/wasm/index.js';
-import { JC_INDEX_OFF, JC_PPN_OFF, JC_SIZE, PB_OFF, PC_OFF, PPN_OFF, STOP_OFF, jumpCacheSlot } from './jit/wasm/layout.js';
+import {
+  FP_ARITH_FAST,
+  FP_FAST_OFF,
+  FP_FS_DIRTY,
+  JC_INDEX_OFF,
+  JC_PPN_OFF,
+  JC_SIZE,
+  PB_OFF,
+  PC_OFF,
+  PPN_OFF,
+  STOP_OFF,
+  jumpCacheSlot,
+} from './jit/wasm/layout.js';
 import * as K from './hart/constants.js';
 import { type HartOptions } from './hart/state.js';
 import { HartArch } from './hart/arch-state.js';
@@ -466,6 +478,14 @@ export class Hart extends HartArch {
     const jcTag = this.jumpCacheTags!;
     const jcIndex = new Int32Array(buffer, base + JC_INDEX_OFF, JC_SIZE);
     const jcPpn = new Int32Array(buffer, base + JC_PPN_OFF, JC_SIZE);
+    const fpFastAt = new Int32Array(buffer, base + FP_FAST_OFF, 1);
+    const fp = this.fp;
+    // What the blocks' FP paths may assume (layout.ts); mstatus, frm and fflags only change in the hart's code.
+    const refreshFpFast = (): void => {
+      fpFastAt[0] =
+        ((this.mstatus & MSTATUS_FS) === MSTATUS_FS ? FP_FS_DIRTY : 0) |
+        (fp.frm === 0 && (fp.fflags & FFLAG_NX) !== 0 ? FP_ARITH_FAST : 0);
+    };
     const x = this.x;
     const fetchTag = this.fetchTag;
     const slow = (w: number, imm: number, rd: number, r1: number, r2: number, pcOff: number, nBefore: number): number => {
@@ -474,7 +494,9 @@ export class Hart extends HartArch {
       this.retiredInRun = nBefore;
       this.jitN = nBefore;
       this.jitPc = pc;
-      if (this.execSlow(w, imm, rd, r1, r2)) {
+      const ended = this.execSlow(w, imm, rd, r1, r2);
+      refreshFpFast();
+      if (ended) {
         pcAt[0] = this.pcValue;
         stopAt[0] = 1;
         return 1;
@@ -511,6 +533,7 @@ export class Hart extends HartArch {
         if ((this.mstatus & MSTATUS_FS) !== 0) {
           if (FP_FNS[imm & 0xff]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7)) {
             this.mstatus |= MSTATUS_FS;
+            refreshFpFast();
             return 0;
           }
         }
@@ -532,6 +555,7 @@ export class Hart extends HartArch {
         pbAt[0] = pb;
         ppnAt[0] = ppn;
         stopAt[0] = this.irqPending || this.exitRequested ? 1 : 0;
+        refreshFpFast();
         const r = dispatch(index, pb, n, limit, this.dataCtx, fctx);
         this.pcValue = pcAt[0]!;
         return r;

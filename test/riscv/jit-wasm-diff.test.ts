@@ -323,3 +323,81 @@ test('random FP programs give the same output on the interpreter and the WebAsse
   assert.equal(got.length, ref.length);
   assert.ok(Buffer.from(got).equals(Buffer.from(ref)), 'outputs are identical');
 });
+
+test("the blocks' own FP paths (loads, stores, sign moves, double arithmetic) leave results, flags and rounding as the interpreter does", () => {
+  // A loop the JIT runs on its own paths once NX is accrued, then ops whose results need flags (underflow,
+  // overflow, divide by zero), an inexact op with NX clear, and round-towards-zero: those must go to the hart.
+  const source = `
+.option norelax
+.text
+.globl _start
+_start:
+  la t6, vals
+  li s1, 300
+  fld f1, 0(t6)
+  fld f2, 8(t6)
+  fld f3, 16(t6)
+  fld f4, 24(t6)
+  fld f5, 32(t6)
+  fmv.d f10, f5
+1:
+  fadd.d f10, f10, f1
+  fmul.d f11, f10, f2
+  fdiv.d f12, f11, f1
+  fsqrt.d f13, f12
+  fsub.d f14, f13, f10
+  fsgnjn.d f15, f14, f14
+  fsgnjx.d f16, f15, f11
+  fsgnj.d f19, f16, f14
+  fsd f16, 40(t6)
+  fld f17, 40(t6)
+  flw f18, 40(t6)
+  fsw f17, 48(t6)
+  addi s1, s1, -1
+  bnez s1, 1b
+  frflags s2
+  fsflags zero
+  fmul.d f20, f3, f3
+  frflags s3
+  fsflags zero
+  fadd.d f21, f1, f2
+  fmul.d f22, f4, f4
+  frflags s4
+  fsrmi 1
+  fadd.d f23, f1, f2
+  fdiv.d f24, f2, f1
+  fsrmi 0
+  fdiv.d f25, f5, f0
+  frflags s5
+  la t6, out
+${Array.from({ length: 16 }, (_, k) => `  fsd f${10 + k}, ${k * 8}(t6)`).join('\n')}
+  sd s2, 128(t6)
+  sd s3, 136(t6)
+  sd s4, 144(t6)
+  sd s5, 152(t6)
+  ld t0, 48(t6)
+  li a7, 64
+  li a0, 1
+  la a1, out
+  li a2, 160
+  ecall
+  li a7, 93
+  li a0, 0
+  ecall
+.data
+.align 3
+vals: .double 1.1, 3.3, 1e-300, 1e300, 1.0
+  .zero 16
+out: .zero 160
+`;
+  const elf = readFileSync(buildElfFile(source, { march: 'rv64gc' }));
+  const ref = Buffer.from(runOnHart(elf, { jit: false }));
+  const got = Buffer.from(runOnHart(elf, { jit: WASM }));
+  const flags = (b: Buffer, k: number): number => Number(b.readBigUInt64LE(128 + k * 8));
+  assert.equal(flags(ref, 0), 0x01, 'the loop accrues NX only');
+  assert.equal(flags(ref, 1), 0x03, 'underflow: UF and NX');
+  assert.equal(flags(ref, 2), 0x05, 'an inexact sum with NX clear, then an overflow: OF and NX');
+  assert.equal(flags(ref, 3) & 0x08, 0x08, 'divide by zero: DZ');
+  for (let k = 0; k < 20; k++)
+    assert.equal(got.readBigUInt64LE(k * 8), ref.readBigUInt64LE(k * 8), `output dword ${k} (f${10 + k} or flags)`);
+});

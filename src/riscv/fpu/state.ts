@@ -7,10 +7,18 @@
  * A single is NaN-boxed when i32[2r+1] === -1.
  */
 export class FpState {
-  readonly buffer = new ArrayBuffer(32 * 8);
-  readonly f64 = new Float64Array(this.buffer);
-  readonly f32 = new Float32Array(this.buffer);
-  readonly i32 = new Int32Array(this.buffer);
+  readonly f64: Float64Array;
+  readonly f32: Float32Array;
+  readonly i32: Int32Array;
+  /**
+   * The registers live in 256 bytes at `byteOffset` of `buffer` (a fresh buffer by default): the WebAssembly JIT
+   * puts them in its hart state region so its blocks do FP loads, stores and arithmetic themselves.
+   */
+  constructor(buffer: ArrayBufferLike = new ArrayBuffer(32 * 8), byteOffset = 0) {
+    this.f64 = new Float64Array(buffer, byteOffset, 32);
+    this.f32 = new Float32Array(buffer, byteOffset, 64);
+    this.i32 = new Int32Array(buffer, byteOffset, 64);
+  }
   /** Accrued exception flags, fcsr[4:0]: NV DZ OF UF NX. */
   fflags = 0;
   /** Dynamic rounding mode, fcsr[7:5]. */

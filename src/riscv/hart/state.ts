@@ -29,7 +29,7 @@ export abstract class HartState {
    * WebAssembly JIT they (and the load/store TLB tags and page numbers) live in its state region (jit/wasm/layout.ts).
    */
   readonly x: Int32Array;
-  readonly fp = new FpState();
+  readonly fp: FpState;
   protected pcValue = 0;
   protected privLevel = PRV_M;
   /** True after WFI until an enabled interrupt becomes pending (mip & mie != 0). */
@@ -166,6 +166,8 @@ export abstract class HartState {
     this.fetchTag = (buf ? new Float64Array(buf, base! + L.FETCH_TAG_OFF, TLB_SIZE) : new Float64Array(TLB_SIZE)).fill(NaN);
     this.fetchPpn = (buf ? new Int32Array(buf, base! + L.FETCH_PPN_OFF, TLB_SIZE) : new Int32Array(TLB_SIZE)).fill(-1);
     if (buf) this.x.fill(0);
+    this.fp = buf ? new FpState(buf, base! + L.FP_OFF) : new FpState();
+    this.fp.i32.fill(0);
     this.jumpCacheTags = buf ? new Float64Array(buf, base! + L.JC_TAG_OFF, L.JC_SIZE).fill(NaN) : null;
     if (jitOptions?.backend === 'wasm') {
       this.jit = buf ? new WasmBlockJit({ memory: area!.memory, buffer: buf, base: base! }, jitOptions) : null;

@@ -63,9 +63,11 @@ const PLAIN = {
   'i64.shr_s': 0x87,
   'i64.shr_u': 0x88,
   'f64.floor': 0x9c,
+  'f64.sqrt': 0x9f,
   'f64.add': 0xa0,
   'f64.sub': 0xa1,
   'f64.mul': 0xa2,
+  'f64.div': 0xa3,
   'i32.wrap_i64': 0xa7,
   'i64.extend_i32_s': 0xac,
   'i64.extend_i32_u': 0xad,
@@ -73,6 +75,7 @@ const PLAIN = {
   'f64.convert_i32_s': 0xb7,
   'f64.convert_i32_u': 0xb8,
   'f64.convert_i64_s': 0xb9,
+  'i64.reinterpret_f64': 0xbd,
 } as const;
 export type PlainOp = keyof typeof PLAIN;
 

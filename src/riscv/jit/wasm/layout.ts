@@ -19,6 +19,15 @@ export const PB_OFF = 520;
 export const PPN_OFF = 528;
 /** Non-zero when the last block left through a helper that ended it (MMIO, trap-free control transfer...). */
 export const STOP_OFF = 532;
+/**
+ * What the blocks' own FP paths may assume, kept by the hart before every block call and after every helper
+ * (i32): FP_FS_DIRTY when mstatus.FS is Dirty (FP loads, stores and sign moves need nothing more), FP_ARITH_FAST
+ * when frm is round-to-nearest-even and fflags already holds NX (a finite normal result of +, -, *, / or sqrt
+ * then raises nothing new). Otherwise the op goes to the hart.
+ */
+export const FP_FAST_OFF = 536;
+export const FP_FS_DIRTY = 1;
+export const FP_ARITH_FAST = 2;
 export const LOAD_TAG_OFF = 1024;
 export const STORE_TAG_OFF = LOAD_TAG_OFF + TLB_SIZE * 8;
 export const LOAD_PPN_OFF = STORE_TAG_OFF + TLB_SIZE * 8;
@@ -43,7 +52,9 @@ export const jumpCacheSlot = (pc: number): number => ((pc >>> 1) ^ (pc >>> 11)) 
 export const JC_TAG_OFF = FETCH_PPN_OFF + TLB_SIZE * 4;
 export const JC_INDEX_OFF = JC_TAG_OFF + JC_SIZE * 8;
 export const JC_PPN_OFF = JC_INDEX_OFF + JC_SIZE * 4;
-if (JC_PPN_OFF + JC_SIZE * 4 > HART_REGION_BYTES) throw new Error('wasm jit: hart region too small');
+/** The FP registers (the hart's FpState: register r is the f64 at FP_OFF + 8r). */
+export const FP_OFF = JC_PPN_OFF + JC_SIZE * 4;
+if (FP_OFF + 32 * 8 > HART_REGION_BYTES) throw new Error('wasm jit: hart region too small');
 
 /** The WebAssembly.Memory behind linear guest RAM and the hart state region reserved in it. */
 export interface WasmStateRegion {

@@ -20,8 +20,13 @@ import { Op, RD_SHIFT, RS1_SHIFT, RS2_SHIFT, STEP_SHIFT } from '../../hart.js';
 import { SINK, TLB_SIZE } from '../../hart/constants.js';
 import type { SlotReader } from '../codegen.js';
 import { encodeModule, F64, FnBody, I32, I64, type MemOp, type ModuleSpec } from './encoder.js';
+import { FP_MNEMONICS } from '../../fpu/state.js';
 import {
   FETCH_PPN_OFF,
+  FP_ARITH_FAST,
+  FP_FAST_OFF,
+  FP_FS_DIRTY,
+  FP_OFF,
   FETCH_TAG_OFF,
   JC_INDEX_OFF,
   JC_PPN_OFF,
@@ -167,6 +172,20 @@ function buildTables(): void {
  */
 export const WASM_MAX_BLOCK = 32;
 
+/** Double ops a block does itself (by FP function index), and the sign moves (0 fsgnj, 1 fsgnjn, 2 fsgnjx). */
+const FP_ARITH: Partial<Record<number, 'f64.add' | 'f64.sub' | 'f64.mul' | 'f64.div' | 'f64.sqrt'>> = {
+  [FP_MNEMONICS.indexOf('fadd_d')]: 'f64.add',
+  [FP_MNEMONICS.indexOf('fsub_d')]: 'f64.sub',
+  [FP_MNEMONICS.indexOf('fmul_d')]: 'f64.mul',
+  [FP_MNEMONICS.indexOf('fdiv_d')]: 'f64.div',
+  [FP_MNEMONICS.indexOf('fsqrt_d')]: 'f64.sqrt',
+};
+const FP_SGNJ: Partial<Record<number, number>> = {
+  [FP_MNEMONICS.indexOf('fsgnj_d')]: 0,
+  [FP_MNEMONICS.indexOf('fsgnjn_d')]: 1,
+  [FP_MNEMONICS.indexOf('fsgnjx_d')]: 2,
+};
+
 /** Reads the block's instructions; null when no block can start at `start`. */
 function collect(read: SlotReader, start: number): { insns: Insn[]; endOff: number } | null {
   const insns: Insn[] = [];
@@ -264,6 +283,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
   };
   for (const i of insns) {
     for (const r of sources(i)) if (NATIVE.has(i.op)) use(r);
+    if (i.op >= Op.FLW && i.op <= Op.FSD) use(i.r1 >>> 1); // the base of an FP load or store (done here, see fpFast)
     if (writesRd(i)) {
       use(i.rd >>> 1);
       if (!written.includes(i.rd >>> 1)) written.push(i.rd >>> 1);
@@ -391,6 +411,81 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
       .op('i32.shl')
       .get(off)
       .op('i32.add');
+  };
+  /** Where FP register r lives in the hart's region. */
+  const fAt = (r: number): number => base + FP_OFF + r * 8;
+  /** Pushes (i32) whether every FP_FAST_OFF bit in `bits` is set. */
+  const fpAllows = (bits: number): void => {
+    f.i32(0).mem('i32.load', base + FP_FAST_OFF).i32(bits).op('i32.and').i32(bits).op('i32.eq');
+  };
+  /**
+   * Opens a wasm block around `i`'s helper call with the op's own path in front (null when the op has none): it
+   * does the op and branches past the call. Doubles: a result that is finite, normal and computed in
+   * round-to-nearest-even with NX already accrued raises no new flag (overflow, underflow, invalid and divide by
+   * zero all give an infinite, NaN, zero or subnormal result), so it is stored as is; any other goes to the hart.
+   */
+  const fpFast = (i: Insn): boolean => {
+    const fd = i.rd >>> 1;
+    const fs1 = i.r1 >>> 1;
+    const fs2 = i.r2 >>> 1;
+    const isMem = i.op >= Op.FLW && i.op <= Op.FSD;
+    const fi = i.imm & 0xff;
+    const rm = (i.imm >>> 13) & 7;
+    const arith = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_ARITH[fi] : undefined;
+    const sgnj = i.op === Op.FPOP ? FP_SGNJ[fi] : undefined;
+    if (!isMem && arith === undefined && sgnj === undefined) return false;
+    open('block');
+    const done = nest;
+    if (isMem) {
+      const load = i.op === Op.FLW || i.op === Op.FLD;
+      address(i);
+      tlbHit(load ? LOAD_TAG_OFF : STORE_TAG_OFF);
+      fpAllows(FP_FS_DIRTY);
+      f.op('i32.and');
+      open('if');
+      if (load) {
+        f.i32(0);
+        hostAddress(LOAD_PPN_OFF);
+        if (i.op === Op.FLD) f.mem('i64.load', 0);
+        else f.mem('i64.load32_u', 0).i64(-4294967296).op('i64.or'); // NaN-boxed
+        f.mem('i64.store', fAt(fd));
+      } else {
+        hostAddress(STORE_PPN_OFF);
+        if (i.op === Op.FSD) f.i32(0).mem('i64.load', fAt(fs2)).mem('i64.store', 0);
+        else f.i32(0).mem('i32.load', fAt(fs2)).mem('i32.store', 0);
+      }
+      f.br(nest - done);
+      close();
+      return true;
+    }
+    if (sgnj !== undefined) {
+      fpAllows(FP_FS_DIRTY);
+      open('if');
+      f.i32(0);
+      if (sgnj === 2) f.i32(0).mem('i64.load', fAt(fs1));
+      else f.i32(0).mem('i64.load', fAt(fs1)).i64(1).op('i64.shl').i64(1).op('i64.shr_u');
+      f.i32(0).mem('i64.load', fAt(fs2)).i64(63).op('i64.shr_u');
+      if (sgnj === 1) f.i64(1).op('i64.xor');
+      f.i64(63).op('i64.shl');
+      f.op(sgnj === 2 ? 'i64.xor' : 'i64.or');
+      f.mem('i64.store', fAt(fd));
+      f.br(nest - done);
+      close();
+      return true;
+    }
+    fpAllows(FP_FS_DIRTY | FP_ARITH_FAST);
+    open('if');
+    f.i32(0).mem('f64.load', fAt(fs1));
+    if (arith !== 'f64.sqrt') f.i32(0).mem('f64.load', fAt(fs2));
+    f.op(arith!).tee(tf);
+    f.op('i64.reinterpret_f64').i64(52).op('i64.shr_u').op('i32.wrap_i64').i32(0x7ff).op('i32.and');
+    f.i32(1).op('i32.sub').i32(0x7fe).op('i32.lt_u');
+    open('if');
+    f.i32(0).get(tf).mem('f64.store', fAt(fd));
+    f.br(nest - done);
+    close();
+    close();
+    return true;
   };
   /** i64 ops on (rs1, rs2) or (rs1, imm). */
   const bin = (i: Insn, name: 'i64.add' | 'i64.sub' | 'i64.and' | 'i64.or' | 'i64.xor' | 'i64.mul', useImm: boolean): void => {
@@ -718,6 +813,9 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
           close();
           close();
         } else {
+          // FP loads, stores, sign moves and double arithmetic have their own path, taken when FP_FAST_OFF allows
+          // it; everything else, and those ops when it does not (or the result needs flags), go to the hart.
+          const fast = fpFast(i);
           // The hart's execSlow (FP ops: their function first): state is in memory around the call; 1 means the
           // block ends (pc already set).
           flush();
@@ -732,6 +830,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
           // FP ops write at most rd; FP loads and stores no integer register.
           if (i.op === Op.FPOP) reload(i.rd === SINK ? [] : [i.rd >>> 1]);
           else if (i.op < Op.FLW || i.op > Op.FSD) reload(cached);
+          if (fast) close();
         }
       }
     }
