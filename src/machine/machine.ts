@@ -26,6 +26,7 @@ import type { HartThreadMessage } from './parallel/hart-thread.js';
 import { decodeValue, encodeValue } from './snapshot/values.js';
 import type { DeviceState } from '../devices/device.js';
 import type { HartArchState } from '../riscv/hart-state.js';
+import { HART_REGION_BYTES } from '../riscv/jit/wasm/layout.js';
 
 export interface HartFactoryOptions {
   hartId: number;
@@ -184,6 +185,8 @@ export class Machine {
   private readonly running: boolean[];
   private readonly hostNow: () => number;
   private readonly budget: number;
+  /** The WebAssembly JIT state regions of the harts' threads, reserved once (the board's harts keep theirs). */
+  private threadJitRegions: (number | null)[] | undefined;
   private readonly yieldFn = makeYield();
   private stateValue: MachineState = 'created';
   private pendingExit: MachineExit | null = null;
@@ -659,6 +662,7 @@ export class Machine {
         chunkTable,
         builtinSbi: this.sbi !== undefined,
         budget: this.opts.threadBudget ?? DEFAULT_THREAD_BUDGET,
+        jitRegions: (this.threadJitRegions ??= this.harts.map(() => this.bus.wasmState?.reserve(HART_REGION_BYTES) ?? null)),
       },
     );
     // Shared RAM tells of a chunk only when it goes back to the host: no hart may keep a TLB entry for it.

@@ -16,6 +16,7 @@ import { BuiltinSbi, startInSupervisor, type ResetKind } from '../sbi.js';
 import { decodeValue, encodeValue } from '../snapshot/values.js';
 import { TIMEBASE_HZ } from '../layout.js';
 import * as P from './layout.js';
+import { HART_REGION_BYTES } from '../../riscv/jit/wasm/layout.js';
 import { checkProgress } from '../trap-loop.js';
 
 /** What a hart thread is started with (structured-cloneable: shared buffers and the shared memory). */
@@ -35,6 +36,11 @@ export interface HartThreadInit {
   builtinSbi: boolean;
   /** Instructions per run between checks of the shared words. */
   budget: number;
+  /**
+   * By hart id: where in `memory` (past RAM) that hart's WebAssembly JIT keeps its state, reserved by the board
+   * (Bus.wasmState); null, or a hart past the end: the hart interprets.
+   */
+  jitRegions: (number | null)[];
 }
 
 export type HartThreadMessage =
@@ -76,12 +82,28 @@ export class HartThread {
     // This thread never gives RAM back: the board does, and has every hart drop its TLB entries first.
     this.ram = new GuestRam(init.memoryBytes, init.ramBase, { buffer: init.buffer, release: () => false });
     this.ram.joinSharedTable(init.chunkTable);
+    const region = init.jitRegions[init.hartId] ?? null;
+    let regionTaken = false;
     const bus = {
       ...this.ram.asBus({
         mmioRead: (paddr, size) => this.mmioRead(paddr, size),
         mmioWrite: (paddr, size, value) => this.mmioWrite(paddr, size, value),
       }),
       atomics: deps.atomics,
+      // The region the board reserved for this hart: its WebAssembly JIT runs here as on a board's hart.
+      ...(region !== null
+        ? {
+            wasmState: {
+              memory: init.memory,
+              buffer: init.buffer,
+              reserve: (bytes: number) => {
+                if (regionTaken || bytes > HART_REGION_BYTES) return null;
+                regionTaken = true;
+                return region;
+              },
+            },
+          }
+        : {}),
     };
     this.hart = deps.createHart(bus, { hartId: init.hartId, readTime: () => this.readTime() });
     if (init.builtinSbi) this.installSbi();
