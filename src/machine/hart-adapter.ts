@@ -168,6 +168,9 @@ export class HartAdapter implements HartPort {
   decodeCacheBytes(): number {
     return this.hart.decodeCacheBytes();
   }
+  translatedBlocks(): number {
+    return this.hart.jitStats?.blocks ?? 0;
+  }
   flushDecodeCache(): void {
     this.hart.flushDecodeCache();
   }

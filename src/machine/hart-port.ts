@@ -39,6 +39,8 @@ export interface HartPort {
   flushDecodeCache(): void;
   /** Host bytes held by decoded instruction pages (optional: harts without a decode cache hold none). */
   decodeCacheBytes?(): number;
+  /** Blocks the hart's JIT translated so far (optional: 0 on the interpreter). */
+  translatedBlocks?(): number;
   /** Frees the decoded pages (optional): an idle guest's memory trim. */
   trimDecodeCache?(): void;
   /**

@@ -99,6 +99,8 @@ export interface MachineStats {
   allocatedRamBytes: number;
   /** Host bytes the harts' decode caches hold. */
   decodeCacheBytes: number;
+  /** Blocks the harts' JIT translated (0 on the interpreter; on threads, as of their last report). */
+  translatedBlocks: number;
   slices: number;
   sleeps: number;
   sbiCalls: number;
@@ -405,6 +407,7 @@ export class Machine {
       hostMsRun: this.hostMsRun + (this.threads?.runMs() ?? 0),
       allocatedRamBytes: this.ram.allocatedBytes,
       decodeCacheBytes: t ? t.decodeCacheBytes() : this.harts.reduce((a, h) => a + (h.decodeCacheBytes?.() ?? 0), 0),
+      translatedBlocks: t ? t.translatedBlocks() : this.harts.reduce((a, h) => a + (h.translatedBlocks?.() ?? 0), 0),
       slices: this.slices,
       sleeps: this.sleeps + (this.threads?.waits() ?? 0),
       sbiCalls: this.sbi?.calls ?? 0,

@@ -16,6 +16,7 @@ import { MiB, Vm, bootToShell, diskConfig } from '../devices/linux-vm.js';
 import { requireGuest } from '../helpers/guest.js';
 import { requireTool } from '../helpers/require.js';
 import { repoRoot } from '../helpers/paths.js';
+import { jitFromEnv } from '../../src/riscv/jit/index.js';
 
 const STRESS = /ATOMIC-STRESS amoadd=(\d+) lrsc=(\d+) amoadd_w=(\d+) expected=(\d+) (OK|FAIL)/g;
 
@@ -61,6 +62,10 @@ test(
     const lines = [...out.matchAll(STRESS)];
     assert.equal(lines.length, runs, out);
     for (const m of lines) assert.deepEqual(m.slice(1), ['800000', '800000', '800000', '800000', 'OK'], m[0]);
+    // The default engine runs on the hart threads too (npm test runs this file again on the interpreter alone).
+    const blocks = a.machine.stats().translatedBlocks;
+    if (jitFromEnv()?.backend === 'wasm') assert.ok(blocks > 100, `blocks translated on the hart threads: ${blocks}`);
+    else assert.equal(blocks, 0, 'the interpreter translates nothing');
     // Every CPU took part: each answered interrupts (IPIs at least) while the stress ran.
     const ipis = (await a.sh('grep IPI /proc/interrupts | head -1')).trim().split(/\s+/).slice(1, 5).map(Number);
     assert.ok(ipis.length === 4 && ipis.every((n) => n > 0), `IPIs per CPU: ${ipis.join(' ')}`);

@@ -143,7 +143,10 @@ export class HartThread {
         const retired = hart.run(budget);
         stats[P.S_RUN_MS] = stats[P.S_RUN_MS]! + (this.deps.hostNowMs() - t0);
         stats[P.S_INSTRET] = hart.instret;
-        if ((++runs & 255) === 0) stats[P.S_DECODE_BYTES] = hart.decodeCacheBytes?.() ?? 0;
+        if ((++runs & 255) === 0) {
+          stats[P.S_DECODE_BYTES] = hart.decodeCacheBytes?.() ?? 0;
+          stats[P.S_JIT_BLOCKS] = hart.translatedBlocks?.() ?? 0;
+        }
         checkProgress(hart);
         // Waiting with its deadline passed but the timer interrupt masked: idle until something rings.
         if (retired === 0 && hart.waiting) this.sleep(bell, IDLE_WAIT_MS);

@@ -169,6 +169,9 @@ export class HartThreads {
   runMs(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_RUN_MS]!, 0);
   }
+  translatedBlocks(): number {
+    return this.blocks.reduce((a, b) => a + b.stats[P.S_JIT_BLOCKS]!, 0);
+  }
   decodeCacheBytes(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_DECODE_BYTES]!, 0);
   }

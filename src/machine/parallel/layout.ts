@@ -48,6 +48,8 @@ export const S_INSTRET = 0;
 export const S_RUN_MS = 1;
 export const S_DECODE_BYTES = 2;
 export const S_WAITS = 3;
+/** Blocks the hart's JIT translated (0 on the interpreter). */
+export const S_JIT_BLOCKS = 4;
 const STATS_COUNT = 8;
 
 /** Request payload (console bytes), then the architectural state area. */
