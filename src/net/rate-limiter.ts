@@ -97,6 +97,11 @@ class TokenBucket {
     return Math.min(n, this.capacity);
   }
 
+  /** Tokens `ms` of refill brings. */
+  perMs(ms: number): number {
+    return (this.rate * ms) / 1000;
+  }
+
   canTake(n: number): boolean {
     return this.tokens >= this.needed(n);
   }
@@ -105,8 +110,8 @@ class TokenBucket {
     this.tokens -= n;
   }
 
-  msUntil(n: number): number {
-    const deficit = this.needed(n) - this.tokens;
+  msUntil(n: number, batchMs = 0): number {
+    const deficit = this.needed(Math.max(n, this.perMs(batchMs))) - this.tokens;
     return deficit <= 0 ? 0 : (deficit * 1000) / this.rate;
   }
 }
@@ -148,11 +153,15 @@ export class RateLimiter {
     return true;
   }
 
-  /** Milliseconds (possibly fractional) until `tryConsume(bytes, packets)` would succeed; 0 if it would now. */
-  msUntilAvailable(now: number, bytes: number, packets = 1): number {
+  /**
+   * Milliseconds (possibly fractional) until `tryConsume(bytes, packets)` would succeed; 0 if it would now. With
+   * `batchMs`, until each bucket also holds `batchMs` of its rate (at most its burst): a throttled queue that resumes
+   * then sends a batch per wake-up, not a frame.
+   */
+  msUntilAvailable(now: number, bytes: number, packets = 1, batchMs = 0): number {
     if (this.bytes) this.bytes.refill(now);
     if (this.packets) this.packets.refill(now);
-    return Math.max(this.bytes?.msUntil(bytes) ?? 0, this.packets?.msUntil(packets) ?? 0);
+    return Math.max(this.bytes?.msUntil(bytes, batchMs) ?? 0, this.packets?.msUntil(packets, batchMs) ?? 0);
   }
 
   /** Current fill of each bucket (null for an unlimited dimension), after refilling to `now`. */
