@@ -62,10 +62,13 @@ export interface BlockTranslator {
 export const DEFAULT_THRESHOLD = 1000;
 
 /**
- * Default hotness of the WebAssembly backend: a Linux boot costs ~0.7 s less CPU at 1000 than at 200, and 3000
- * saves only a little more while translating a third as much (docs/performance.md).
+ * Default hotness of the WebAssembly backend (docs/performance.md). A Linux boot costs ~0.7 s less CPU at 1000
+ * than at 200. With longer blocks (forward skips, followed jumps), 2000 against 1000, first runs in-process on one
+ * boot: 400 fork+execs 3.33 -> 2.88 s, the boot 1.58 -> 1.47 s wall, the pipeline 1.19 -> 1.26 s and ash's loop
+ * 1.18 -> 1.22 s (short-lived code pays for translation it does not win back); 3000 gained a little more on the
+ * first two and lost more on ash's loop (1.30 s).
  */
-export const DEFAULT_WASM_THRESHOLD = 1000;
+export const DEFAULT_WASM_THRESHOLD = 2000;
 
 /**
  * The JIT setting from the environment, for hosts that have one. Unset: the WebAssembly block JIT (it needs

@@ -3,9 +3,9 @@
  * import the guest RAM's memory, where the hart keeps its registers and TLB (layout.ts). Same life cycle as the
  * JS translator's blocks (../index.ts): cached on the decoded page, dropped with it.
  *
- * Opt-in: `TYPEVISOR_JIT=wasm` (threshold DEFAULT_WASM_THRESHOLD, 1000), `wasm-eager`, `wasm-threshold=N`, or the hart
- * option `jit: { threshold, backend: 'wasm' }`; it needs linear guest RAM reserved for it (TYPEVISOR_RAM=linear,
- * src/vm/linear-ram.ts), and without that the hart runs the interpreter alone.
+ * The default engine (TYPEVISOR_JIT unset or `wasm`: threshold DEFAULT_WASM_THRESHOLD), also `wasm-eager`,
+ * `wasm-threshold=N`, or the hart option `jit: { threshold, backend: 'wasm' }`; it needs linear guest RAM with its
+ * state region reserved (src/vm/linear-ram.ts, the default), and without that the hart runs the interpreter alone.
  */
 import type { SlotReader } from '../codegen.js';
 import type { BlockFn, BlockTranslator, JitOptions, JitStats, PageBlocks } from '../index.js';
