@@ -42,8 +42,13 @@ export function fetchText(url: string): Promise<{ status: number; body: string }
 export class GuestDaemon {
   private constructor(readonly d: DaemonHandle) {}
 
-  static async start(opts: { vmMode?: 'process' | 'thread' } = {}): Promise<GuestDaemon> {
-    return new GuestDaemon(await startDaemonProcess({ runtime: 'machine', vmMode: opts.vmMode }));
+  /**
+   * `engine: 'interpreter'` runs the guests with TYPEVISOR_JIT=0: for throughput comparisons between neighbours that
+   * were calibrated with guests, not the host's network path, as the bottleneck (see guest-limits, guest-hostile).
+   */
+  static async start(opts: { vmMode?: 'process' | 'thread'; engine?: 'interpreter' } = {}): Promise<GuestDaemon> {
+    const env = opts.engine === 'interpreter' ? { TYPEVISOR_JIT: '0' } : {};
+    return new GuestDaemon(await startDaemonProcess({ runtime: 'machine', vmMode: opts.vmMode, env }));
   }
 
   cli(...args: string[]): Promise<CliResult> {

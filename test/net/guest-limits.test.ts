@@ -33,14 +33,12 @@ const WARM_MS = 3000;
 const RATE_TOLERANCE = 0.1;
 /**
  * `free` beside `lim` at 2 MiB/s keeps at least this share of its rate beside `lim` held to 16 KiB/s; a limiter
- * that throttled the wrong NIC would cut `free` to 2 MiB/s or less. On the WebAssembly JIT `free` streams 35-65
- * MiB/s with its vCPU at 100 % of a core, so what `lim`'s traffic changes on the shared path (the daemon's
- * network worker, the interleaving of both VMs' frames and ACKs) shows: with free's and the daemon's CPU the same
- * in both kinds of segment (sampled per second: free 95-100 %, daemon 20-25 %, lim 12-20 % limited and 1 % quiet;
- * 2 cores, so not saturated), free moved 68-82 % of its quiet-segment rate. Under the interpreter it streamed
- * ~16 MiB/s and kept 96 %.
+ * that throttled the wrong NIC would cut `free` to 2 MiB/s or less. The guests run on the interpreter (about 16
+ * MiB/s, guest-bound; it kept 96 %): on the WebAssembly JIT `free` streams 35-65 MiB/s and the shared host path
+ * shows, free moving 48-82 % of its quiet-segment rate beside `lim` at unchanged CPU (docs/performance.md,
+ * "Network"; not solved yet).
  */
-const NEIGHBOUR_KEEPS = 0.5;
+const NEIGHBOUR_KEEPS = 0.75;
 /** `lim`'s transmit limit while it is "quiet" in the neighbour comparison, bytes/s. */
 const QUIET = 16 * 1024;
 /** Neighbour segments: this many (quiet, limited) pairs of SEGMENT_MS each; the first second of each is skipped. */
@@ -61,7 +59,7 @@ const frameRate = (a: { t: number; txBytes: number }, b: { t: number; txBytes: n
 const sinks: ByteSink[] = [];
 
 before(async () => {
-  g = await GuestDaemon.start();
+  g = await GuestDaemon.start({ engine: 'interpreter' });
 });
 after(async () => {
   for (const s of sinks) await s.close();
