@@ -1471,34 +1471,16 @@ export class Hart extends HartArch {
     const x = this.x;
     const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0) + imm;
     const f = this.fp.i32;
-    // Through the TLBs first, as integer loads and stores: C code saves and restores FP registers on the stack
-    // (setjmp, which a shell runs several times per command), and a page walk for each one was a sixth of the time.
-    const off = va & 0xfff;
-    const ti = (va >>> 12) & TLB_MASK;
-    const tag = va - off + this.dataCtx;
     if (op === Op.FLW || op === Op.FLD) {
       const size = op === Op.FLW ? 4 : 8;
+      this.loadRaw(va, size);
       const fd = rd >>> 1;
-      if (this.loadTag[ti] === tag && off <= 4096 - size) {
-        const dv = this.loadView[ti]!;
-        const o = this.loadOff[ti]! + off;
-        f[2 * fd] = dv.getInt32(o, true);
-        f[2 * fd + 1] = size === 4 ? -1 : dv.getInt32(o + 4, true);
-      } else {
-        this.loadRaw(va, size);
-        f[2 * fd] = this.valLo;
-        f[2 * fd + 1] = size === 4 ? -1 : this.valHi;
-      }
+      f[2 * fd] = this.valLo;
+      f[2 * fd + 1] = size === 4 ? -1 : this.valHi;
       this.mstatus |= MSTATUS_FS;
     } else {
       const fs = r2 >>> 1;
-      const size = op === Op.FSW ? 4 : 8;
-      if (this.storeTag[ti] === tag && off <= 4096 - size) {
-        const dv = this.storeView[ti]!;
-        const o = this.storeOff[ti]! + off;
-        dv.setInt32(o, f[2 * fs]!, true);
-        if (size === 8) dv.setInt32(o + 4, f[2 * fs + 1]!, true);
-      } else this.storeSlow(va, size, f[2 * fs]!, f[2 * fs + 1]!);
+      this.storeSlow(va, op === Op.FSW ? 4 : 8, f[2 * fs]!, f[2 * fs + 1]!);
     }
   }
 

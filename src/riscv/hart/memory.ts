@@ -28,19 +28,24 @@ export abstract class HartMemory extends HartMmu {
       this.valHi = hi;
       return;
     }
+    // Callers that have no TLB probe of their own (FP loads, whose registers C code saves and restores on the
+    // stack with setjmp) hit here as often as the interpreter's inline path does.
+    const ti = (va >>> 12) & TLB_MASK;
+    if (this.loadTag[ti] === va - off + this.dataCtx) {
+      this.readView(this.loadView[ti]!, this.loadOff[ti]! + off, size);
+      return;
+    }
     const pa = this.translate(va, ACC_LOAD, this.dataPriv, size);
     const view = this.ramView(pa, false);
     if (view) {
       const o = (pa - this.bus.ramBase) & this.chunkMask;
       if (this.pmpAllows(pa - off, 4096, ACC_LOAD, this.dataPriv)) {
-        const ti = (va >>> 12) & TLB_MASK;
         this.loadTag[ti] = va - off + this.dataCtx;
         this.loadView[ti] = view;
         this.loadOff[ti] = o - off;
         this.loadPpn[ti] = Math.floor((pa - this.bus.ramBase) / 4096);
       }
-      this.valLo = size === 1 ? view.getUint8(o) : size === 2 ? view.getUint16(o, true) : view.getInt32(o, true);
-      this.valHi = size === 8 ? view.getInt32(o + 4, true) : 0;
+      this.readView(view, o, size);
       return;
     }
     // MMIO: 8-byte accesses are two 4-byte ones, low half first.
@@ -59,13 +64,21 @@ export abstract class HartMemory extends HartMmu {
     this.valHi = 0;
   }
 
-  /** Store through translation. Pages holding decoded code are invalidated and never enter the store TLB. */
+  /**
+   * Store through the store TLB, else through translation (as loadRaw, for callers without a probe of their own).
+   * Pages holding decoded code are invalidated and never enter the store TLB.
+   */
   protected storeSlow(va: number, size: number, lo: number, hi: number): void {
     const off = va & 0xfff;
     if (off + size > 4096) {
       // Check every byte's translation first so a fault leaves memory untouched.
       for (let i = 0; i < size; i++) this.translate(va + i, ACC_STORE, this.dataPriv, 1);
       for (let i = 0; i < size; i++) this.storeSlow(va + i, 1, i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4)), 0);
+      return;
+    }
+    const ti = (va >>> 12) & TLB_MASK;
+    if (this.storeTag[ti] === va - off + this.dataCtx) {
+      this.writeView(this.storeView[ti]!, this.storeOff[ti]! + off, size, lo, hi);
       return;
     }
     const pa = this.translate(va, ACC_STORE, this.dataPriv, size);
@@ -75,12 +88,7 @@ export abstract class HartMemory extends HartMmu {
       const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
       if (this.codePages[ppn]) this.invalidateCode(ppn);
       else this.fillStoreTlb(va, pa, view);
-      if (size === 1) view.setUint8(o, lo & 0xff);
-      else if (size === 2) view.setUint16(o, lo & 0xffff, true);
-      else {
-        view.setInt32(o, lo, true);
-        if (size === 8) view.setInt32(o + 4, hi, true);
-      }
+      this.writeView(view, o, size, lo, hi);
       return;
     }
     this.mmioTouched = true;
@@ -90,6 +98,21 @@ export abstract class HartMemory extends HartMmu {
     }
     const v = size === 4 ? lo >>> 0 : lo & (size === 1 ? 0xff : 0xffff);
     if (!this.bus.mmioWrite(pa, size as 1 | 2 | 4, v)) this.raise(CAUSE_STORE_ACCESS, va);
+  }
+
+  /** `size` bytes at `o` of `view`, zero-extended into valLo/valHi. */
+  private readView(view: DataView, o: number, size: number): void {
+    this.valLo = size === 1 ? view.getUint8(o) : size === 2 ? view.getUint16(o, true) : view.getInt32(o, true);
+    this.valHi = size === 8 ? view.getInt32(o + 4, true) : 0;
+  }
+
+  private writeView(view: DataView, o: number, size: number, lo: number, hi: number): void {
+    if (size === 1) view.setUint8(o, lo & 0xff);
+    else if (size === 2) view.setUint16(o, lo & 0xffff, true);
+    else {
+      view.setInt32(o, lo, true);
+      if (size === 8) view.setInt32(o + 4, hi, true);
+    }
   }
 
   /** A store hit a page with decoded code: drop the decoded copy (fence.i semantics are then automatic). */

@@ -186,6 +186,8 @@ const FP_SGNJ: Partial<Record<number, number>> = {
   [FP_MNEMONICS.indexOf('fsgnjx_d')]: 2,
 };
 
+const isFpMem = (op: number): boolean => op >= Op.FLW && op <= Op.FSD;
+
 /** Reads the block's instructions; null when no block can start at `start`. */
 function collect(read: SlotReader, start: number): { insns: Insn[]; endOff: number } | null {
   const insns: Insn[] = [];
@@ -283,7 +285,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
   };
   for (const i of insns) {
     for (const r of sources(i)) if (NATIVE.has(i.op)) use(r);
-    if (i.op >= Op.FLW && i.op <= Op.FSD) use(i.r1 >>> 1); // the base of an FP load or store (done here, see fpFast)
+    if (isFpMem(i.op)) use(i.r1 >>> 1); // the base of an FP load or store (done here, see fpFast)
     if (writesRd(i)) {
       use(i.rd >>> 1);
       if (!written.includes(i.rd >>> 1)) written.push(i.rd >>> 1);
@@ -371,19 +373,21 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
   // of leaving through the dispatcher. Counts stay static (instruction k retires n + k): a skip from k to t
   // lowers n by t - k - 1, the instructions it did not run.
   const forwardAt = new Map<number, number>(); // target's index -> its block's nesting level
-  const forwardTargets: number[] = [];
-  insns.forEach((i, k) => {
-    if (i.op < Op.BEQ || i.op > Op.BGEU) return;
-    const t = insns.findIndex((j, jk) => jk > k && j.pcOff === i.pcOff + i.imm);
-    if (t > k && !forwardTargets.includes(t)) forwardTargets.push(t);
-  });
-  forwardTargets.sort((a, b) => b - a);
+  /** By instruction: the index of the later instruction its conditional branch goes to, or -1. */
+  const forwardTo = insns.map((i, k) =>
+    i.op < Op.BEQ || i.op > Op.BGEU ? -1 : insns.findIndex((j, jk) => jk > k && j.pcOff === i.pcOff + i.imm),
+  );
+  const forwardTargets = [...new Set(forwardTo.filter((t) => t >= 0))].sort((a, b) => b - a);
   const branch = (to: number, k: number): void => {
     open('if');
-    const t = insns.findIndex((j, jk) => jk > k && j.pcOff === to);
+    const t = forwardTo[k]!;
     const level = forwardAt.get(t);
-    if (t > k && level !== undefined) {
-      if (t - k - 1 !== 0) f.get(P_N).i32(k + 1 - t).op('i32.add').set(P_N);
+    if (level !== undefined) {
+      if (t - k - 1 !== 0)
+        f.get(P_N)
+          .i32(k + 1 - t)
+          .op('i32.add')
+          .set(P_N);
       f.br(nest - level);
     } else jumpTo(to, k);
     close();
@@ -416,10 +420,15 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
   const fAt = (r: number): number => base + FP_OFF + r * 8;
   /** Pushes (i32) whether every FP_FAST_OFF bit in `bits` is set. */
   const fpAllows = (bits: number): void => {
-    f.i32(0).mem('i32.load', base + FP_FAST_OFF).i32(bits).op('i32.and').i32(bits).op('i32.eq');
+    f.i32(0)
+      .mem('i32.load', base + FP_FAST_OFF)
+      .i32(bits)
+      .op('i32.and')
+      .i32(bits)
+      .op('i32.eq');
   };
   /**
-   * Opens a wasm block around `i`'s helper call with the op's own path in front (null when the op has none): it
+   * Opens a wasm block around `i`'s helper call with the op's own path in front (false when the op has none): it
    * does the op and branches past the call. Doubles: a result that is finite, normal and computed in
    * round-to-nearest-even with NX already accrued raises no new flag (overflow, underflow, invalid and divide by
    * zero all give an infinite, NaN, zero or subnormal result), so it is stored as is; any other goes to the hart.
@@ -428,7 +437,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
     const fd = i.rd >>> 1;
     const fs1 = i.r1 >>> 1;
     const fs2 = i.r2 >>> 1;
-    const isMem = i.op >= Op.FLW && i.op <= Op.FSD;
+    const isMem = isFpMem(i.op);
     const fi = i.imm & 0xff;
     const rm = (i.imm >>> 13) & 7;
     const arith = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_ARITH[fi] : undefined;
@@ -829,7 +838,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
           close();
           // FP ops write at most rd; FP loads and stores no integer register.
           if (i.op === Op.FPOP) reload(i.rd === SINK ? [] : [i.rd >>> 1]);
-          else if (i.op < Op.FLW || i.op > Op.FSD) reload(cached);
+          else if (!isFpMem(i.op)) reload(cached);
           if (fast) close();
         }
       }
@@ -897,13 +906,15 @@ export function dispatcherModule(base: number, sharedMemory = false): Uint8Array
   f.i32(0)
     .mem('f64.load', base + PC_OFF)
     .tee(pc);
-  f.op('i64.trunc_f64_s')
-    .op('i32.wrap_i64')
-    .tee(lo)
-    .i32(1)
-    .op('i32.shr_u');
+  f.op('i64.trunc_f64_s').op('i32.wrap_i64').tee(lo).i32(1).op('i32.shr_u');
   // jumpCacheSlot (layout.ts)
-  f.get(lo).i32(11).op('i32.shr_u').op('i32.xor').i32(JC_SIZE - 1).op('i32.and').set(j);
+  f.get(lo)
+    .i32(11)
+    .op('i32.shr_u')
+    .op('i32.xor')
+    .i32(JC_SIZE - 1)
+    .op('i32.and')
+    .set(j);
   f.get(j)
     .i32(3)
     .op('i32.shl')
@@ -911,17 +922,36 @@ export function dispatcherModule(base: number, sharedMemory = false): Uint8Array
   f.get(pc).get(FCTX).op('f64.add').op('f64.ne').brIf(1);
   // Only while the fetch TLB maps the pc's page, to the page the entry was made on (see JC_TAG_OFF).
   f.get(pc).get(lo).i32(4095).op('i32.and').op('f64.convert_i32_u').op('f64.sub').set(PB);
-  f.get(lo).i32(12).op('i32.shr_u').i32(TLB_SIZE - 1).op('i32.and').set(ti);
-  f.get(ti).i32(3).op('i32.shl').mem('f64.load', base + FETCH_TAG_OFF);
+  f.get(lo)
+    .i32(12)
+    .op('i32.shr_u')
+    .i32(TLB_SIZE - 1)
+    .op('i32.and')
+    .set(ti);
+  f.get(ti)
+    .i32(3)
+    .op('i32.shl')
+    .mem('f64.load', base + FETCH_TAG_OFF);
   f.get(PB).get(FCTX).op('f64.add').op('f64.ne').brIf(1);
-  f.get(j).i32(2).op('i32.shl').mem('i32.load', base + JC_PPN_OFF).tee(ppn);
-  f.get(ti).i32(2).op('i32.shl').mem('i32.load', base + FETCH_PPN_OFF).op('i32.ne').brIf(1);
+  f.get(j)
+    .i32(2)
+    .op('i32.shl')
+    .mem('i32.load', base + JC_PPN_OFF)
+    .tee(ppn);
+  f.get(ti)
+    .i32(2)
+    .op('i32.shl')
+    .mem('i32.load', base + FETCH_PPN_OFF)
+    .op('i32.ne')
+    .brIf(1);
   f.get(j)
     .i32(2)
     .op('i32.shl')
     .mem('i32.load', base + JC_INDEX_OFF)
     .set(INDEX);
-  f.i32(0).get(ppn).mem('i32.store', base + PPN_OFF);
+  f.i32(0)
+    .get(ppn)
+    .mem('i32.store', base + PPN_OFF);
   f.i32(0)
     .get(PB)
     .mem('f64.store', base + PB_OFF);
