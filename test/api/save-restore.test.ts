@@ -51,7 +51,7 @@ test(
     const src = await VmConsole.open(d.client, 'src');
     t.after(() => src.close());
     await src.sh('true');
-    await src.sh('{ (i=0; while :; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done) >/dev/null 2>&1 & }');
+    await src.sh('{ (i=0; while :; do echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; i=$((i+1)); sleep 0.1; done) >/dev/null 2>&1 & }');
     await src.sh('echo tmpfs-saved > /tmp/a; echo disk-saved > /root/b; sync');
     await new Promise((r) => setTimeout(r, 1000));
     const [uptimeSaved, countSaved] = (await src.sh('cut -d" " -f1 /proc/uptime; cat /tmp/count')).trim().split('\n').map(Number);

@@ -70,7 +70,7 @@ test(
     await d.client.json('POST', '/vms/vm/actions/start', {});
     let vm = await booted(d, 'vm');
     consoles.push(vm);
-    await vm.sh('{ (i=0; while :; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done) >/dev/null 2>&1 & }');
+    await vm.sh('{ (i=0; while :; do echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; i=$((i+1)); sleep 0.1; done) >/dev/null 2>&1 & }');
 
     const at: Record<string, { uptime: number; count: number }> = {};
     for (const [i, snap] of ['s1', 's2', 's3'].entries()) {

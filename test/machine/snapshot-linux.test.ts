@@ -22,7 +22,7 @@ test('Linux saved mid-run continues in a fresh machine: counter, uptime, console
   const config = diskConfig(disk, 'raw');
 
   const a = await bootToShell(config);
-  await a.sh('{ (i=0; while :; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done) >/dev/null 2>&1 & }');
+  await a.sh('{ (i=0; while :; do echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; i=$((i+1)); sleep 0.1; done) >/dev/null 2>&1 & }');
   await a.sh('echo before > /root/mark; sync');
   await new Promise((r) => setTimeout(r, 1500));
   const [uptimeA, countA] = (await a.sh('cut -d" " -f1 /proc/uptime; cat /tmp/count')).trim().split('\n').map(Number);

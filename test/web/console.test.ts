@@ -5,20 +5,24 @@
  * runs `echo $((6*7))` in the xterm.js console and reads 42 from the terminal, pauses and resumes it from the page
  * while a busy loop runs and reads the CPU chart fall and recover, stops and deletes it, sees a VM started by the
  * CLI appear without a reload, and checks that a wrong token and a request without the CSRF token are refused.
- * It also takes the screenshots in docs/web/ (each page, light and dark).
+ * It also takes a screenshot of each page, light and dark: into a temporary folder, or, to refresh the ones in the
+ * docs, where TYPEVISOR_SCREENSHOTS says (`TYPEVISOR_SCREENSHOTS=docs/web`); a suite run leaves the tree clean.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { guestArtifacts } from '../../src/guests/index.js';
 import { cliArgs, repoRoot } from '../helpers/paths.js';
 import { removeHome, startDaemonProcess, tempHome, waitFor, type DaemonHandle } from '../host/daemon-harness.js';
 import { daemonToken, launchChromium, logIn, newContext, tcpBase } from './browser.js';
 
-const SHOTS = process.env.TYPEVISOR_SCREENSHOTS ?? join(repoRoot, 'docs/web');
+const SHOTS = process.env.TYPEVISOR_SCREENSHOTS
+  ? resolve(repoRoot, process.env.TYPEVISOR_SCREENSHOTS)
+  : join(tmpdir(), 'typevisor-screenshots');
 const BOOT_MS = 600_000;
 
 let d: DaemonHandle;
