@@ -1,10 +1,11 @@
 /**
- * Parallel vCPUs: a 4-way CPU-bound guest workload (4 sha256sum processes, each hashing the same bytes) on 1 and
- * on 4 harts, in typevisor (each hart on a thread of its own) and in qemu-system-riscv64 (multi-threaded TCG), same
- * kernel and initramfs, same run. Each step is timed on the host from typing it to its end marker. Prints the
- * times, each engine's speed-up from 1 to 4 harts, and the typevisor/qemu ratios.
+ * Parallel vCPUs: a 4-way CPU-bound guest workload (4 sha256sum processes, each hashing the same bytes) on 1 hart
+ * and on each hart count of --harts (default 4; `--harts 2,4` compares both), in typevisor (each hart on a thread of
+ * its own) and in qemu-system-riscv64 (multi-threaded TCG), same kernel and initramfs, same run. Each step is timed
+ * on the host from typing it to its end marker. Prints the times, each engine's speed-up from 1 hart, and the
+ * typevisor/qemu ratios.
  *
- *   npx tsx bench/smp/index.ts [--mib N] [--runs N] [--skip-qemu]
+ *   npx tsx bench/smp/index.ts [--mib N] [--runs N] [--harts N,M] [--skip-qemu]
  */
 import { parseArgs } from 'node:util';
 import { availableParallelism, loadavg } from 'node:os';
@@ -16,6 +17,7 @@ const { values } = parseArgs({
   options: {
     mib: { type: 'string', default: '3' },
     runs: { type: 'string', default: '1' },
+    harts: { type: 'string', default: '4' },
     'skip-qemu': { type: 'boolean' },
   },
 });
@@ -25,6 +27,8 @@ const TIMEOUT_MS = 900_000;
 const bytes = Math.round(Number(values.mib) * 2 ** 20);
 if (!(bytes > 0)) throw new Error(`--mib must be a positive number, got ${values.mib}`);
 const JOBS = 4;
+const HARTS = values.harts.split(',').map(Number);
+if (!HARTS.every((n) => Number.isInteger(n) && n >= 2 && n <= 8)) throw new Error(`--harts takes counts 2-8, got ${values.harts}`);
 // One job alone (the per-hart speed), then 4 at once.
 const steps = [
   `head -c ${bytes} /dev/zero | sha256sum`,
@@ -59,13 +63,14 @@ function check(out: string, who: string): void {
 }
 
 const runs = Number(values.runs);
-const results: Record<string, Times[]> = { tv1: [], tv4: [], q1: [], q4: [] };
+const results: Record<string, Times[]> = {};
+const add = (key: string, t: Times): void => void (results[key] ??= []).push(t);
 for (let i = 0; i < runs; i++) {
-  results.tv1!.push(await typevisor(1));
-  results.tv4!.push(await typevisor(4));
+  add('tv1', await typevisor(1));
+  for (const n of HARTS) add(`tv${n}`, await typevisor(n));
   if (!values['skip-qemu']) {
-    results.q1!.push(await qemu(1));
-    results.q4!.push(await qemu(4));
+    add('q1', await qemu(1));
+    for (const n of HARTS) add(`q${n}`, await qemu(n));
   }
 }
 
@@ -74,18 +79,20 @@ const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`.padStart(8);
 console.log(
   `${JOBS} x sha256sum of ${values.mib} MiB (best of ${runs}; host has ${availableParallelism()} cores; load average ${loadavg()[0]!.toFixed(1)}):`,
 );
-const row = (name: string, one: Times[], four: Times[]): void => {
+const row = (name: string, one: Times[], n: number, par: Times[]): void => {
   const base = best(one, 'four');
-  const par = best(four, 'four');
+  const p = best(par, 'four');
   console.log(
-    `  ${name.padEnd(10)} 1 job on 1 hart ${s(best(one, 'one'))}   4 jobs on 1 hart ${s(base)}   4 jobs on 4 harts ${s(par)}   speed-up ${(base / par).toFixed(2)}x`,
+    `  ${name.padEnd(10)} 1 job on 1 hart ${s(best(one, 'one'))} (on ${n} harts ${s(best(par, 'one'))})   4 jobs on 1 hart ${s(base)}   4 jobs on ${n} harts ${s(p)}   speed-up ${(base / p).toFixed(2)}x`,
   );
 };
-row('typevisor', results.tv1!, results.tv4!);
-if (results.q1!.length) {
-  row('qemu', results.q1!, results.q4!);
-  const ratio = (a: number, b: number): string => `${(a / b).toFixed(1)}x`;
-  console.log(
-    `  ratio typevisor/qemu: 4 jobs on 1 hart ${ratio(best(results.tv1!, 'four'), best(results.q1!, 'four'))}, 4 jobs on 4 harts ${ratio(best(results.tv4!, 'four'), best(results.q4!, 'four'))}`,
-  );
+const ratio = (a: number, b: number): string => `${(a / b).toFixed(1)}x`;
+for (const n of HARTS) {
+  row('typevisor', results.tv1!, n, results[`tv${n}`]!);
+  if (results.q1) {
+    row('qemu', results.q1, n, results[`q${n}`]!);
+    console.log(
+      `  ratio typevisor/qemu: 4 jobs on 1 hart ${ratio(best(results.tv1!, 'four'), best(results.q1, 'four'))}, 4 jobs on ${n} harts ${ratio(best(results[`tv${n}`]!, 'four'), best(results[`q${n}`]!, 'four'))}`,
+    );
+  }
 }

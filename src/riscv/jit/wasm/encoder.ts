@@ -125,7 +125,43 @@ function checkInt(v: number, lo: number, hi: number): void {
   if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`wasm encoder: immediate ${v} out of range`);
 }
 
-export function uleb(out: number[], v: number): void {
+/**
+ * A growable byte buffer, the encoder's output. Numbers in a plain array cost 8 bytes each and a copy per growth
+ * step: a hart thread translating a guest's new code allocated ~50 MB/s that way, and with its small young
+ * generation spent a sixth of a core in garbage collection (docs/performance.md).
+ */
+export class ByteSink {
+  private buf: Uint8Array;
+  length = 0;
+  constructor(capacity = 256) {
+    this.buf = new Uint8Array(capacity);
+  }
+  push(b: number): void {
+    if (this.length === this.buf.length) this.reserve(1);
+    this.buf[this.length++] = b;
+  }
+  pushBytes(bytes: Uint8Array): void {
+    if (this.length + bytes.length > this.buf.length) this.reserve(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+  /** The bytes written so far (a view: valid until the next write). */
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+  private reserve(more: number): void {
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + more));
+    next.set(this.bytes());
+    this.buf = next;
+  }
+}
+
+/** Where LEB128 bytes go: a ByteSink, or a plain array (tests). */
+interface ByteOut {
+  push(b: number): unknown;
+}
+
+export function uleb(out: ByteOut, v: number): void {
   checkInt(v, 0, 0xffffffff);
   do {
     let b = v % 128;
@@ -136,7 +172,7 @@ export function uleb(out: number[], v: number): void {
 }
 
 /** Signed LEB128 of any integer in [-2^63, 2^63) that a double holds exactly. */
-export function sleb(out: number[], v: number): void {
+export function sleb(out: ByteOut, v: number): void {
   checkInt(v, -(2 ** 63), 2 ** 63 - 1);
   for (;;) {
     const b = v - Math.floor(v / 128) * 128;
@@ -153,12 +189,12 @@ const F64_BYTES = new DataView(new ArrayBuffer(8));
 
 /** One function body: its locals, code bytes and the WAT-like text of the same code. */
 export class FnBody {
-  readonly code: number[] = [];
+  readonly code = new ByteSink();
   /** WAT-like lines, when asked for (tests, debugging): building them costs as much as the code. */
   readonly text: string[] | null;
   private readonly localTypes: ValType[] = [];
   private depth = 1;
-  private encoded: number[] | null = null;
+  private encoded: Uint8Array | null = null;
   constructor(
     private readonly paramCount: number,
     withText = false,
@@ -247,7 +283,8 @@ export class FnBody {
   }
   /** Opens a block, loop or if (with an optional result type). */
   open(kind: 'block' | 'loop' | 'if', result?: ValType): this {
-    this.code.push(kind === 'block' ? 0x02 : kind === 'loop' ? 0x03 : 0x04, result ?? VOID);
+    this.code.push(kind === 'block' ? 0x02 : kind === 'loop' ? 0x03 : 0x04);
+    this.code.push(result ?? VOID);
     if (this.text) this.line(result === undefined ? kind : `${kind} (result ${TYPE_NAME[result]})`);
     this.depth++;
     return this;
@@ -284,9 +321,9 @@ export class FnBody {
   }
 
   /** The body as the code section wants it: local declarations, code, end (computed once). */
-  encode(): number[] {
+  encode(): Uint8Array {
     if (this.encoded) return this.encoded;
-    const out: number[] = [];
+    const out = new ByteSink(this.code.length + 16);
     const groups: [number, ValType][] = [];
     for (const t of this.localTypes) {
       const last = groups[groups.length - 1];
@@ -298,10 +335,10 @@ export class FnBody {
       uleb(out, count);
       out.push(t);
     }
-    for (const b of this.code) out.push(b);
+    out.pushBytes(this.code.bytes());
     out.push(0x0b);
-    this.encoded = out;
-    return out;
+    this.encoded = out.bytes();
+    return this.encoded;
   }
 
   /** Local declarations as text, for the dump. */
@@ -337,45 +374,50 @@ export interface ModuleSpec {
   globals?: { export?: string }[];
 }
 
-function name(out: number[], s: string): void {
+function name(out: ByteSink, s: string): void {
   uleb(out, s.length);
   for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i) & 0x7f);
 }
 
-function section(out: number[], id: number, content: number[]): void {
+function section(out: ByteSink, id: number, content: ByteSink): void {
   out.push(id);
   uleb(out, content.length);
-  for (let i = 0; i < content.length; i++) out.push(content[i]!);
+  out.pushBytes(content.bytes());
+}
+
+function pushAll(out: ByteSink, bytes: readonly number[]): void {
+  for (const b of bytes) out.push(b);
 }
 
 export function encodeModule(spec: ModuleSpec): Uint8Array {
-  const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-  const types: number[] = [];
+  const out = new ByteSink(4096);
+  pushAll(out, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+  const types = new ByteSink();
   uleb(types, spec.types.length);
   for (const t of spec.types) {
     types.push(0x60);
     uleb(types, t.params.length);
-    types.push(...t.params);
+    pushAll(types, t.params);
     uleb(types, t.results.length);
-    types.push(...t.results);
+    pushAll(types, t.results);
   }
   section(out, 1, types);
-  const imports: number[] = [];
+  const imports = new ByteSink();
   uleb(imports, spec.imports.length + 1 + (spec.tableMin === undefined ? 0 : 1));
   name(imports, 'env');
   name(imports, 'mem');
   if (spec.sharedMemory) {
-    imports.push(0x02, 0x03);
+    pushAll(imports, [0x02, 0x03]);
     uleb(imports, spec.memoryPages);
     uleb(imports, MAX_MEMORY_PAGES);
   } else {
-    imports.push(0x02, 0x00);
+    pushAll(imports, [0x02, 0x00]);
     uleb(imports, spec.memoryPages);
   }
   if (spec.tableMin !== undefined) {
     name(imports, 'env');
     name(imports, 'tbl');
-    imports.push(0x01, 0x70, 0x00);
+    pushAll(imports, [0x01, 0x70, 0x00]);
     uleb(imports, spec.tableMin);
   }
   for (const imp of spec.imports) {
@@ -385,19 +427,19 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
     uleb(imports, imp.type);
   }
   section(out, 2, imports);
-  const funcs: number[] = [];
+  const funcs = new ByteSink();
   uleb(funcs, spec.funcs.length);
   for (const f of spec.funcs) uleb(funcs, f.type);
   section(out, 3, funcs);
   const globals = spec.globals ?? [];
   if (globals.length > 0) {
-    const content: number[] = [];
+    const content = new ByteSink();
     uleb(content, globals.length);
     // Each: i32, mutable, initialised by `i32.const 0; end`.
-    for (let i = 0; i < globals.length; i++) content.push(I32, 0x01, 0x41, 0x00, 0x0b);
+    for (let i = 0; i < globals.length; i++) pushAll(content, [I32, 0x01, 0x41, 0x00, 0x0b]);
     section(out, 6, content);
   }
-  const exports: number[] = [];
+  const exports = new ByteSink();
   const exported = spec.funcs.map((f, i) => [f, i] as const).filter(([f]) => f.export !== undefined);
   const exportedGlobals = globals.map((g, i) => [g, i] as const).filter(([g]) => g.export !== undefined);
   uleb(exports, exported.length + exportedGlobals.length);
@@ -412,13 +454,13 @@ export function encodeModule(spec: ModuleSpec): Uint8Array {
     uleb(exports, i);
   }
   section(out, 7, exports);
-  const code: number[] = [];
+  const code = new ByteSink(spec.funcs.reduce((n, f) => n + f.body.code.length + 32, 16));
   uleb(code, spec.funcs.length);
   for (const f of spec.funcs) {
     const body = f.body.encode();
     uleb(code, body.length);
-    for (const b of body) code.push(b);
+    code.pushBytes(body);
   }
   section(out, 10, code);
-  return Uint8Array.from(out);
+  return out.bytes();
 }

@@ -851,7 +851,8 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
   const text = f.text && `(func $b (param f64 i32 i32 f64) (result i32) ${f.localsText()}\n${f.text.join('\n')})`;
   let key = '';
   const encoded = f.encode();
-  for (let i = 0; i < encoded.length; i += 4096) key += String.fromCharCode(...encoded.slice(i, i + 4096));
+  for (let i = 0; i < encoded.length; i += 4096)
+    key += String.fromCharCode.apply(null, encoded.subarray(i, i + 4096) as unknown as number[]);
   return { body: f, key, text, length: insns.length };
 }
 
