@@ -30,6 +30,11 @@ export interface GuestAtomics {
   load(size: 4 | 8, off: number): number;
   /** Compare-and-swap (SC): true when memory held (expectLo, expectHi) and now holds (newLo, newHi). */
   cas(size: 4 | 8, off: number, expectLo: number, expectHi: number, newLo: number, newHi: number): boolean;
+  /**
+   * An 8-byte aligned store of (lo, hi) in one access. RVWMO makes aligned loads and stores single-copy atomic;
+   * two 4-byte halves would let another hart read half an old value (a PTE, a 64-bit counter). Loads use load(8).
+   */
+  store64(off: number, lo: number, hi: number): void;
   /** The high half of the value the last amo or load returned. */
   readonly oldHi: number;
 }
@@ -42,12 +47,14 @@ interface WasmApi {
 type AmoFn = (off: number, lo: number, hi: number) => number;
 type LoadFn = (off: number) => number;
 type CasFn = (off: number, expectLo: number, expectHi: number, newLo: number, newHi: number) => number;
+type StoreFn = (off: number, lo: number, hi: number) => void;
 
 // Function types of the module.
 const T_AMO = 0;
 const T_LOAD = 1;
 const T_CAS = 2;
 const T_HI = 3;
+const T_STORE = 4;
 /** Global 0: the high half of the last old value. */
 const G_HI = 0;
 
@@ -149,7 +156,16 @@ function casBody(wide: boolean): FnBody {
   return f;
 }
 
-/** The module: exports a0..a8 (32-bit AMOs by kind), d0..d8 (64-bit), lw/ld, cw/cd and hi. */
+/** `(off, lo, hi)`: one 8-byte atomic store. */
+function storeBody(): FnBody {
+  const f = new FnBody(3);
+  f.get(0);
+  pair(f, 1, 2);
+  f.atomic('i64.atomic.store', 0);
+  return f;
+}
+
+/** The module: exports a0..a8 (32-bit AMOs by kind), d0..d8 (64-bit), lw/ld, cw/cd, sd and hi. */
 export function guestAtomicsModule(): Uint8Array {
   const funcs: ModuleSpec['funcs'] = [];
   for (let k = 0; k < AMO_KINDS; k++) funcs.push({ type: T_AMO, body: amoBody(k, false), export: `a${k}` });
@@ -159,12 +175,14 @@ export function guestAtomicsModule(): Uint8Array {
   funcs.push({ type: T_CAS, body: casBody(false), export: 'cw' });
   funcs.push({ type: T_CAS, body: casBody(true), export: 'cd' });
   funcs.push({ type: T_HI, body: new FnBody(0).globalGet(G_HI), export: 'hi' });
+  funcs.push({ type: T_STORE, body: storeBody(), export: 'sd' });
   return encodeModule({
     types: [
       { params: [I32, I32, I32], results: [I32] },
       { params: [I32], results: [I32] },
       { params: [I32, I32, I32, I32, I32], results: [I32] },
       { params: [], results: [I32] },
+      { params: [I32, I32, I32], results: [] },
     ],
     imports: [],
     memoryPages: 0,
@@ -182,6 +200,7 @@ class WasmGuestAtomics implements GuestAtomics {
   private readonly cw: CasFn;
   private readonly cd: CasFn;
   private readonly hi: () => number;
+  private readonly sd: StoreFn;
   constructor(exports: Record<string, unknown>) {
     this.amo32 = Array.from({ length: AMO_KINDS }, (_, k) => exports[`a${k}`] as AmoFn);
     this.amo64 = Array.from({ length: AMO_KINDS }, (_, k) => exports[`d${k}`] as AmoFn);
@@ -190,6 +209,10 @@ class WasmGuestAtomics implements GuestAtomics {
     this.cw = exports.cw as CasFn;
     this.cd = exports.cd as CasFn;
     this.hi = exports.hi as () => number;
+    this.sd = exports.sd as StoreFn;
+  }
+  store64(off: number, lo: number, hi: number): void {
+    this.sd(off, lo, hi);
   }
   amo(kind: number, size: 4 | 8, off: number, lo: number, hi: number): number {
     return (size === 8 ? this.amo64 : this.amo32)[kind]!(off, lo, hi);

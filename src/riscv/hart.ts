@@ -604,6 +604,7 @@ export class Hart extends HartArch {
     const fetchTag = this.fetchTag;
     const fetchPage = this.fetchPage;
     const jit = this.jit;
+    const atomics = this.atomics;
     // With the JIT on, the interpreter counts the entries of in-page branch targets and stops at hot ones,
     // so they reach the translator; `hits` belongs to the page being interpreted (null: no counting).
     let follow = budget;
@@ -798,8 +799,15 @@ export class Hart extends HartArch {
                       break;
                     }
                     case Op.LD:
-                      x[rd] = dv.getInt32(o, true);
-                      x[rd + 1] = dv.getInt32(o + 4, true);
+                      if (atomics === null) {
+                        x[rd] = dv.getInt32(o, true);
+                        x[rd + 1] = dv.getInt32(o + 4, true);
+                      } else {
+                        // Harts on other threads: one access (see read8).
+                        this.read8(dv, o);
+                        x[rd] = this.valLo;
+                        x[rd + 1] = this.valHi;
+                      }
                       break;
                     case Op.LBU:
                       x[rd] = dv.getUint8(o);
@@ -839,8 +847,10 @@ export class Hart extends HartArch {
                   const dv = storeView[ti]!;
                   const o = storeOff[ti]! + off;
                   if (op === Op.SD) {
-                    dv.setInt32(o, x[r2]!, true);
-                    dv.setInt32(o + 4, x[r2 + 1]!, true);
+                    if (atomics === null) {
+                      dv.setInt32(o, x[r2]!, true);
+                      dv.setInt32(o + 4, x[r2 + 1]!, true);
+                    } else this.write8(dv, o, x[r2]!, x[r2 + 1]!);
                   } else if (op === Op.SW) dv.setInt32(o, x[r2]!, true);
                   else if (op === Op.SH) dv.setInt16(o, x[r2]!, true);
                   else dv.setInt8(o, x[r2]!);

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
 import { createGuestAtomics, type GuestAtomics } from '../../src/riscv/atomics.js';
 import { Amo, CSR_MCAUSE, CSR_MTVAL, CSR_MTVEC } from '../../src/riscv/hart.js';
+import { CSR_MSTATUS, CSR_SATP } from '../../src/riscv/csr.js';
 import type { HartOptions } from '../../src/riscv/hart.js';
 import { buildElf, loadElf, makeMachine, type Machine, type MachineOptions } from './harness.js';
 import { getReg64, readCsr64, regIndex, setReg64, writeCsr64 } from './runner.js';
@@ -80,6 +81,11 @@ const SOURCE = [
   'bnez t2, hot_retry',
   'addi a3, a3, -1',
   'bnez a3, hot_loop',
+  'j _end',
+  // A plain load and store (the paging test runs them with MPRV, through a page table).
+  'ld_a1: ld a0, 0(a1)',
+  'j _end',
+  'sd_a1: sd a2, 0(a1)',
   'j _end',
   // A store by AMO over an instruction of another page, already decoded: the next call must run the new
   // instruction (no fence.i: the hart drops a decoded page a store hits, and so must the atomic path).
@@ -227,6 +233,10 @@ test('GuestAtomics: amo/load/cas on the memory directly, and null for a memory t
   assert.equal(a.oldHi, 0);
   assert.equal(a.amo(Amo.MAX, 4, 20, -1, 0), 1);
   assert.equal(view.getBigUint64(16, true), 0x1_0000_0000n);
+  // store64: both halves in one access.
+  a.store64(24, 0x8765_4321 | 0, 0x1234_5678);
+  assert.equal(view.getBigUint64(24, true), 0x1234_5678_8765_4321n);
+  assert.equal(view.getBigUint64(16, true), 0x1_0000_0000n, 'the neighbour is untouched');
   assert.equal(createGuestAtomics(new Wasm.Memory({ initial: 1 })), null);
   assert.equal(createGuestAtomics({}), null);
 });
@@ -317,11 +327,12 @@ test('an AMO over an instruction already decoded drops the decoded copy (as a pl
 });
 
 /** Wraps `a`, calling `tick` on each operation. */
-function counting(a: GuestAtomics, tick: (op: 'amo' | 'load' | 'cas') => void): GuestAtomics {
+function counting(a: GuestAtomics, tick: (op: 'amo' | 'load' | 'cas' | 'store') => void): GuestAtomics {
   return {
     amo: (kind, size, off, lo, hi) => (tick('amo'), a.amo(kind, size, off, lo, hi)),
     load: (size, off) => (tick('load'), a.load(size, off)),
     cas: (size, off, el, eh, nl, nh) => (tick('cas'), a.cas(size, off, el, eh, nl, nh)),
+    store64: (off, lo, hi) => (tick('store'), a.store64(off, lo, hi)),
     get oldHi() {
       return a.oldHi;
     },
@@ -333,16 +344,66 @@ for (const [name, jit] of [
   ['the WebAssembly block JIT', { threshold: 0, backend: 'wasm' }],
 ] as const) {
   test(`${name} sends AMOs and LR/SC through the atomic path`, () => {
-    const counts = { amo: 0, load: 0, cas: 0 };
+    const counts = { amo: 0, load: 0, cas: 0, store: 0 };
     const rig = new Rig(jit, { atomics: (a) => counting(a, (op) => counts[op]++) });
     const rounds = 500;
     for (const at of [DATA, DATA + 8, DATA + 16]) rig.setU64(at, 0n);
     const stop = rig.exec('hot', { a1: DATA, a2: 3, a3: rounds, a4: DATA + 8, a5: DATA + 16 }, 100_000);
     assert.equal(stop, 'end');
     assert.deepEqual(rig.window(), [3n * BigInt(rounds), 3n * BigInt(rounds), 3n * BigInt(rounds)]);
-    assert.deepEqual(counts, { amo: 2 * rounds, load: rounds, cas: rounds });
+    assert.deepEqual(counts, { amo: 2 * rounds, load: rounds, cas: rounds, store: 0 });
     const stats = rig.m.hart.jitStats;
     assert.ok(stats && stats.blocks > 0, `blocks were translated (${JSON.stringify(stats)})`);
     assert.equal(stats.backend, jit.backend ?? 'js');
   });
 }
+
+/**
+ * The page walker's A/D update with harts on other threads is a compare-and-swap: when another hart changes the
+ * PTE between the walk's read and its update (here: clears it, as an unmap does), the update fails and the walk
+ * starts again, finds no mapping and faults. A plain write would have brought the cleared PTE back to life.
+ */
+test('the A/D update of a PTE is a compare-and-swap that walks again when another hart changed the PTE', () => {
+  const ROOT = 0x8020_0000;
+  const PTE = ROOT + 8; // Sv39 root entry 1: VA 0x4000_0000, a 1 GiB leaf onto RAM at 0x8000_0000
+  const leaf = (0x80000n << 10n) | 0xfn; // V R W X, A and D clear
+  const VA = 0x4000_0000 + (DATA - 0x8000_0000);
+  for (const unmapped of [false, true]) {
+    let casCalls = 0;
+    const rig = atomicRig((a) => ({
+      amo: (kind, size, off, lo, hi) => a.amo(kind, size, off, lo, hi),
+      load: (size, off) => a.load(size, off),
+      store64: (off, lo, hi) => a.store64(off, lo, hi),
+      get oldHi() {
+        return a.oldHi;
+      },
+      cas(size, off, el, eh, nl, nh) {
+        if (size === 8 && off === PTE - 0x8000_0000) {
+          casCalls++;
+          // Another hart unmaps the page between this hart's read of the PTE and its A/D update.
+          if (unmapped && casCalls === 1) a.store64(off, 0, 0);
+        }
+        return a.cas(size, off, el, eh, nl, nh);
+      },
+    }));
+    for (let i = 0; i < 512; i++) rig.setU64(ROOT + i * 8, 0n);
+    rig.setU64(PTE, leaf);
+    rig.setU64(DATA, 0x1122_3344_5566_7788n);
+    const h = rig.m.hart;
+    writeCsr64(h, CSR_SATP, (8n << 60n) | BigInt(ROOT >>> 12));
+    // MPRV with MPP = S: M-mode loads and stores go through the page table.
+    writeCsr64(h, CSR_MSTATUS, (1n << 17n) | (1n << 11n));
+    const stop = rig.exec('ld_a1', { a1: VA });
+    if (!unmapped) {
+      assert.equal(stop, 'end');
+      assert.equal(rig.x('a0'), 0x1122_3344_5566_7788n);
+      assert.equal(rig.u64(PTE), leaf | 0x40n, 'A set');
+      assert.equal(casCalls, 1);
+    } else {
+      assert.equal(stop, 'trap');
+      assert.equal(readCsr64(h, CSR_MCAUSE), 13n, 'load page fault');
+      assert.equal(readCsr64(h, CSR_MTVAL), BigInt(VA));
+      assert.equal(rig.u64(PTE), 0n, 'the cleared PTE stays cleared');
+    }
+  }
+});

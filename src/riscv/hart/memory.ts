@@ -102,17 +102,46 @@ export abstract class HartMemory extends HartMmu {
 
   /** `size` bytes at `o` of `view`, zero-extended into valLo/valHi. */
   private readView(view: DataView, o: number, size: number): void {
+    if (size === 8) {
+      this.read8(view, o);
+      return;
+    }
     this.valLo = size === 1 ? view.getUint8(o) : size === 2 ? view.getUint16(o, true) : view.getInt32(o, true);
-    this.valHi = size === 8 ? view.getInt32(o + 4, true) : 0;
+    this.valHi = 0;
   }
 
   private writeView(view: DataView, o: number, size: number, lo: number, hi: number): void {
     if (size === 1) view.setUint8(o, lo & 0xff);
     else if (size === 2) view.setUint16(o, lo & 0xffff, true);
-    else {
-      view.setInt32(o, lo, true);
-      if (size === 8) view.setInt32(o + 4, hi, true);
+    else if (size === 4) view.setInt32(o, lo, true);
+    else this.write8(view, o, lo, hi);
+  }
+
+  /**
+   * 8 bytes of RAM at `o` of `view` into valLo/valHi. With harts on other threads an aligned access is one atomic
+   * load (RVWMO: aligned loads and stores are single-copy atomic; two halves could mix two stores of another
+   * hart). A RAM view's byte offset is its RAM offset (guest RAM starts at byte 0 of the shared memory).
+   */
+  protected read8(view: DataView, o: number): void {
+    const atomics = this.atomics;
+    if (atomics !== null && (o & 7) === 0) {
+      this.valLo = atomics.load(8, view.byteOffset + o);
+      this.valHi = atomics.oldHi;
+      return;
     }
+    this.valLo = view.getInt32(o, true);
+    this.valHi = view.getInt32(o + 4, true);
+  }
+
+  /** 8 bytes into RAM at `o` of `view`: one atomic store when aligned with harts on other threads (see read8). */
+  protected write8(view: DataView, o: number, lo: number, hi: number): void {
+    const atomics = this.atomics;
+    if (atomics !== null && (o & 7) === 0) {
+      atomics.store64(view.byteOffset + o, lo, hi);
+      return;
+    }
+    view.setInt32(o, lo, true);
+    view.setInt32(o + 4, hi, true);
   }
 
   /** A store hit a page with decoded code: drop the decoded copy (fence.i semantics are then automatic). */
@@ -157,8 +186,11 @@ export abstract class HartMemory extends HartMmu {
     const view = this.ramView(pa, false);
     if (view) {
       const o = (pa - this.bus.ramBase) & this.chunkMask;
-      this.valLo = view.getInt32(o, true);
-      this.valHi = size === 8 ? view.getInt32(o + 4, true) : this.valLo >> 31;
+      if (size === 8) this.read8(view, o);
+      else {
+        this.valLo = view.getInt32(o, true);
+        this.valHi = this.valLo >> 31;
+      }
       return;
     }
     const a = this.bus.mmioRead(pa, 4);
@@ -174,8 +206,8 @@ export abstract class HartMemory extends HartMmu {
       const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
       if (this.codePages[ppn]) this.invalidateCode(ppn);
       const o = (pa - this.bus.ramBase) & this.chunkMask;
-      view.setInt32(o, lo, true);
-      if (size === 8) view.setInt32(o + 4, hi, true);
+      if (size === 8) this.write8(view, o, lo, hi);
+      else view.setInt32(o, lo, true);
       return;
     }
     if (!this.bus.mmioWrite(pa, 4, lo >>> 0) || (size === 8 && !this.bus.mmioWrite(pa + 4, 4, hi >>> 0)))

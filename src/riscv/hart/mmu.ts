@@ -240,8 +240,17 @@ export abstract class HartMmu extends HartState {
         const view = this.ramView(pteAddr, false);
         if (!view) this.raise(this.faultCause(acc, false), va);
         const o = (pteAddr - this.bus.ramBase) & this.chunkMask;
-        let lo = view.getInt32(o, true);
-        const hi = view.getInt32(o + 4, true);
+        // With harts on other threads the PTE is read in one access, as the kernel writes it (WRITE_ONCE).
+        const atomics = this.atomics;
+        let lo: number;
+        let hi: number;
+        if (atomics !== null) {
+          lo = atomics.load(8, view.byteOffset + o);
+          hi = atomics.oldHi;
+        } else {
+          lo = view.getInt32(o, true);
+          hi = view.getInt32(o + 4, true);
+        }
         if ((lo & 1) === 0 || (lo & 6) === 4 || (hi & 0xffc00000) !== 0) this.raise(this.faultCause(acc, true), va);
         const ppn = (hi & 0x3fffff) * 4194304 + (lo >>> 10);
         if ((lo & 0xa) === 0) {
@@ -273,8 +282,11 @@ export abstract class HartMmu extends HartState {
         if ((lo & want) !== want) {
           const wview = this.ramView(pteAddr, true);
           if (!wview || !this.pmpAllows(pteAddr, 8, ACC_STORE, PRV_S)) this.raise(this.faultCause(acc, false), va);
-          lo |= want;
-          wview.setInt32(o, lo, true);
+          if (atomics !== null) {
+            // Compare-and-swap, as the privileged spec requires of the A/D update: a plain write could bring back a
+            // PTE another hart cleared or changed meanwhile (an unmap). If it changed, walk again from the root.
+            if (!atomics.cas(8, wview.byteOffset + o, lo, hi, lo | want, hi)) return this.translate(va, acc, priv, size);
+          } else wview.setInt32(o, lo | want, true);
         }
         pa = (ppn + (vpage - Math.floor(vpage / span) * span)) * 4096 + (va & 0xfff);
         break;

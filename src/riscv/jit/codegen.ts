@@ -148,7 +148,8 @@ export function generateBlock(read: SlotReader, start: number): BlockSource | nu
             fast = `const v = lv[ti].getInt32(o, true); x[${rd}] = v; x[${rd + 1}] = v >> 31;`;
             break;
           case Op.LD:
-            fast = `const d = lv[ti]; x[${rd}] = d.getInt32(o, true); x[${rd + 1}] = d.getInt32(o + 4, true);`;
+            // read8: one access when other threads' harts could store between two halves (HartMemory.read8).
+            fast = `h.read8(lv[ti], o); x[${rd}] = h.valLo; x[${rd + 1}] = h.valHi;`;
             break;
           case Op.LBU:
             fast = `x[${rd}] = lv[ti].getUint8(o); x[${rd + 1}] = 0;`;
@@ -174,7 +175,7 @@ export function generateBlock(read: SlotReader, start: number): BlockSource | nu
         const size = op === Op.SB ? 1 : op === Op.SH ? 2 : op === Op.SW ? 4 : 8;
         const fast =
           op === Op.SD
-            ? `const d = sv[ti]; d.setInt32(o, ${X(r2)}, true); d.setInt32(o + 4, ${X(r2 + 1)}, true);`
+            ? `h.write8(sv[ti], o, ${X(r2)}, ${X(r2 + 1)});`
             : op === Op.SW
               ? `sv[ti].setInt32(o, ${X(r2)}, true);`
               : op === Op.SH

@@ -106,6 +106,7 @@ export type MemOp = keyof typeof MEM;
 const ATOMIC = {
   'i32.atomic.load': [0x10, 2],
   'i64.atomic.load': [0x11, 3],
+  'i64.atomic.store': [0x18, 3],
   'i32.atomic.rmw.add': [0x1e, 2],
   'i64.atomic.rmw.add': [0x1f, 3],
   'i32.atomic.rmw.and': [0x2c, 2],
