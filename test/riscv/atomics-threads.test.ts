@@ -24,6 +24,18 @@ const MAX_HARTS = 4;
 const BARRIER_OFF = RAM_SIZE + MAX_HARTS * HART_REGION_BYTES;
 const ITERATIONS = 100_000;
 
+/** The stop labels the workers watch for, and the iteration count every program reads first. */
+const EPILOGUE = `
+.globl _end
+_end: j _end
+.align 4
+.globl _trap
+_trap: j _trap
+.data
+.align 6
+iters: .dword 0
+`;
+
 const SOURCE = `
 .option norelax
 .globl _start
@@ -49,15 +61,7 @@ retry:
   sd t5, 0(a4)
   addi t1, t1, -1
   bnez t1, loop
-.globl _end
-_end: j _end
-.align 4
-.globl _trap
-_trap: j _trap
-.data
-.align 6
-iters: .dword 0
-.align 6
+${EPILOGUE}.align 6
 c_amo_d: .dword 0
 .align 6
 c_lrsc: .dword 0
@@ -208,15 +212,7 @@ seen:
   addi t1, t1, -1
   bnez t1, rloop
   amoadd.d zero, t3, (a2)
-.globl _end
-_end: j _end
-.align 4
-.globl _trap
-_trap: j _trap
-.data
-.align 6
-iters: .dword 0
-.align 6
+${EPILOGUE}.align 6
 c_word: .dword 0
 .align 6
 c_torn: .dword 0
