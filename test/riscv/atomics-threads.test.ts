@@ -24,6 +24,16 @@ const MAX_HARTS = 4;
 const BARRIER_OFF = RAM_SIZE + MAX_HARTS * HART_REGION_BYTES;
 const ITERATIONS = 100_000;
 
+/** Every program starts with t1 = its iteration count (`iters`, set by the test). */
+const PROLOGUE = `
+.option norelax
+.globl _start
+.text
+_start:
+  la t0, iters
+  ld t1, 0(t0)
+`;
+
 /** The stop labels the workers watch for, and the iteration count every program reads first. */
 const EPILOGUE = `
 .globl _end
@@ -36,14 +46,7 @@ _trap: j _trap
 iters: .dword 0
 `;
 
-const SOURCE = `
-.option norelax
-.globl _start
-.text
-_start:
-  la t0, iters
-  ld t1, 0(t0)
-  la a1, c_amo_d
+const SOURCE = `${PROLOGUE}  la a1, c_amo_d
   la a2, c_lrsc
   la a3, c_amo_w
   la a4, c_plain
@@ -183,14 +186,7 @@ test('negative control: without atomics the same harts may lose increments', { t
  * block JIT and the JIT's slow paths used to move 8 bytes as two 4-byte halves, which let a reader see
  * 0x00000000ffffffff; with harts on threads they now make one access.
  */
-const TEAR_SOURCE = `
-.option norelax
-.globl _start
-.text
-_start:
-  la t0, iters
-  ld t1, 0(t0)
-  la a1, c_word
+const TEAR_SOURCE = `${PROLOGUE}  la a1, c_word
   la a2, c_torn
   li s0, 0
   li s1, -1
