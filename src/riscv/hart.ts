@@ -449,6 +449,23 @@ export class DecodedPage {
   }
 }
 
+/** Fields the hart writes at run time, each with a probe value of the kind it will hold (see settleFields). */
+const SETTLE_FIELDS: readonly [string, number | boolean][] = [
+  ['instret', 0.5],
+  ['trapTval', 0.5],
+  ['resAddr', 0.5],
+  ['jitPc', 0.5],
+  ['codeEpoch', 1],
+  ['trapCause', 1],
+  ['valLo', 1],
+  ['valHi', 1],
+  ['retiredInRun', 1],
+  ['jitN', 1],
+  ['exitRequested', true],
+  ['mmioTouched', true],
+  ['jumpCacheFilled', true],
+];
+
 export class Hart extends HartArch {
   constructor(bus: Bus, opts: HartOptions) {
     super(bus, opts);
@@ -462,6 +479,24 @@ export class Hart extends HartArch {
     // A chunk's backing changed: TLB entries and decoded pages may point at the old (zero) buffer.
     bus.onRamRemap((chunkIndex) => this.chunkRemapped(chunkIndex));
     this.reset(bus.ramBase);
+    this.settleFields();
+  }
+
+  /**
+   * V8 tracks for each field of the hart's hidden class whether it was written since construction ("const") and
+   * whether it has only held small integers; the first run-time write that breaks either deoptimizes all the
+   * optimized code that relied on it (run(), the slow paths), and TurboFan compiles it again. During a boot that
+   * happened to these fields one after the other, a dozen deoptimizations of run() per isolate, in every hart
+   * thread's too. Writing each once here, with a value of the kind it will hold (a double for addresses and
+   * counts), settles the hidden class before any code is optimized against it.
+   */
+  private settleFields(): void {
+    const self = this as unknown as Record<string, number | boolean>;
+    for (const [field, probe] of SETTLE_FIELDS) {
+      const v = self[field]!;
+      self[field] = probe;
+      self[field] = v;
+    }
   }
 
   /**
