@@ -5,6 +5,7 @@
 import type { Bus } from '../riscv/bus.js';
 import * as C from '../riscv/csr.js';
 import { Hart } from '../riscv/hart.js';
+import { warmUpInterpreter } from '../riscv/hart/warmup.js';
 import { HART_STATE_TYPE, HART_STATE_VERSION, type HartArchState } from '../riscv/hart-state.js';
 import { checkState, type DeviceState } from '../devices/device.js';
 import type { HartPort } from './hart-port.js';
@@ -191,5 +192,6 @@ export class HartAdapter implements HartPort {
 }
 
 export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
+  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: () => 0, jit: false }));
   return new HartAdapter(new Hart(bus, opts));
 }
