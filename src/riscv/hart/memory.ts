@@ -120,7 +120,8 @@ export abstract class HartMemory extends HartMmu {
   /**
    * 8 bytes of RAM at `o` of `view` into valLo/valHi. With harts on other threads an aligned access is one atomic
    * load (RVWMO: aligned loads and stores are single-copy atomic; two halves could mix two stores of another
-   * hart). A RAM view's byte offset is its RAM offset (guest RAM starts at byte 0 of the shared memory).
+   * hart). A RAM view's byte offset is its RAM offset: with atomics the bus is a hart thread's, whose RAM joins the
+   * board's shared chunk table and hands out views of the one shared memory only (never the shared zero chunk).
    */
   protected read8(view: DataView, o: number): void {
     const atomics = this.atomics;
