@@ -493,6 +493,8 @@ export class Hart extends HartArch {
   private settleFields(): void {
     const self = this as unknown as Record<string, number | boolean>;
     for (const [field, probe] of SETTLE_FIELDS) {
+      // A renamed field would otherwise be added here as a new one, settling nothing.
+      if (!(field in self)) throw new Error(`Hart.settleFields: no field '${field}'`);
       const v = self[field]!;
       self[field] = probe;
       self[field] = v;

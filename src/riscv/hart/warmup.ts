@@ -69,13 +69,14 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
   put(MRET_AT, MRET, 4);
   for (const supervisor of [false, true]) {
     for (const op of OPCODES) {
-      const csrs = op.fmt === 'CSR' || op.fmt === 'CSRI' ? (supervisor ? CSRS : [...CSRS, ...CSRS_M]) : [0];
+      const csrOp = op.fmt === 'CSR' || op.fmt === 'CSRI';
+      const csrs = csrOp ? (supervisor ? CSRS : [...CSRS, ...CSRS_M]) : [0];
       for (const csr of csrs) {
         // rd x5, rs1 x10 (RAM data) or x11 (MMIO) alternately, rs2 x6, rs3 x7; immediates zero.
         for (const base of MEMORY_OP.test(op.name) ? [10, 11] : [10]) {
           let word = op.match;
           if (op.size === 4) {
-            const high = op.fmt === 'CSR' || op.fmt === 'CSRI' ? csr << 20 : (6 << 20) | (7 << 27);
+            const high = csrOp ? csr << 20 : (6 << 20) | (7 << 27);
             word = (word | (5 << 7) | (base << 15) | high) >>> 0;
           }
           if ((word & op.mask) >>> 0 !== op.match) word = op.match; // the fields are part of the opcode
