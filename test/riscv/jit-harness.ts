@@ -27,6 +27,8 @@ export interface JitOutcome {
   instret: number;
   regs: string[];
   blocks: number;
+  /** WebAssembly JIT: blocks that ran inside a region's function (JitStats.regionSegments). */
+  regionSegments: number;
   backend: string | undefined;
 }
 
@@ -52,6 +54,7 @@ export function runWithJit(name: string, jit: HartOptions['jit']): JitOutcome {
     instret: r.hart.instret,
     regs,
     blocks: r.hart.jitStats?.blocks ?? 0,
+    regionSegments: r.hart.jitStats?.regionSegments ?? 0,
     backend: r.hart.jitStats?.backend,
   };
 }

@@ -39,25 +39,64 @@ const WASM_GOLDEN_BLOCKS: Record<string, number[]> = {
   'div and mulhu': [enc.r(1, 11, 10, 4, 12), enc.r(1, 11, 10, 3, 13), 0x0000006f | (8 << 21)],
 };
 
+/** jal x0, offset */
+const jal = (offset: number): number =>
+  ((((offset >> 20) & 1) << 31) |
+    (((offset >> 1) & 0x3ff) << 21) |
+    (((offset >> 11) & 1) << 20) |
+    (((offset >> 12) & 0xff) << 12) |
+    0x6f) >>>
+  0;
+// A region: a loop block whose branch leaves to a block that branches back to the loop (translated with every
+// in-page target hot, so the second block joins the first's function as segment 1).
+const GOLDEN_REGION = [
+  enc.i(1, 10, 0, 10), // 0: addi a0, a0, 1
+  enc.b(12, 11, 10, 4), // 4: blt a0, a1, 16 (past the jump: another block)
+  jal(-8), // 8: jal x0, 0 (the loop)
+  enc.i(0, 0, 0, 0), // 12: nop
+  enc.i(2, 12, 0, 12), // 16: addi a2, a2, 2
+  enc.b(-20, 11, 12, 4), // 20: blt a2, a1, 0 (back to the region's start: a transfer inside the function)
+];
+const readWords =
+  (insns: number[]) =>
+  (slot: number): { w: number; imm: number } => {
+    const words = insns.map((i) => decodedWords(i));
+    return words[slot >>> 1] ?? { w: 1, imm: 0 }; // past the end: PAGE_END
+  };
+
 function goldenText(): string {
   const parts: string[] = [];
-  for (const [name, insns] of Object.entries(WASM_GOLDEN_BLOCKS)) {
-    const words = insns.map((i) => decodedWords(i));
-    const read = (slot: number) => words[slot >>> 1] ?? { w: 1, imm: 0 }; // past the end: PAGE_END
-    const block = translateBlock(read, 0, 0x1000000, true);
+  const entries = Object.entries(WASM_GOLDEN_BLOCKS).map(([name, insns]) => [name, insns, null] as const);
+  for (const [name, insns, hot] of [...entries, ['region of two blocks', GOLDEN_REGION, () => true] as const]) {
+    const block = translateBlock(readWords(insns), 0, 0x1000000, true, hot);
     parts.push(`== ${name} (${block?.length} instructions, ${block ? buildModule([block]).length : 0} bytes)\n${block?.text}\n`);
   }
   return parts.join('\n');
 }
 
-test('generated WebAssembly for a few blocks matches the golden file, and each module compiles', () => {
+test('generated WebAssembly for a few blocks and a region matches the golden file, and each module compiles', () => {
+  const wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly;
   for (const insns of Object.values(WASM_GOLDEN_BLOCKS)) {
-    const words = insns.map((i) => decodedWords(i));
-    const block = translateBlock((slot) => words[slot >>> 1] ?? { w: 1, imm: 0 }, 0, 0x1000000)!;
-    const wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly;
+    const block = translateBlock(readWords(insns), 0, 0x1000000)!;
+    assert.equal(block.segments, 1);
     assert.ok(wasm.validate(buildModule([block])), 'the module validates');
   }
+  const region = translateBlock(readWords(GOLDEN_REGION), 0, 0x1000000, false, () => true)!;
+  assert.equal(region.segments, 2, 'the block at 16 joined the region');
+  assert.equal(region.length, 5);
+  assert.ok(wasm.validate(buildModule([region])), 'the region module validates');
+  const alone = translateBlock(readWords(GOLDEN_REGION), 0, 0x1000000, false, (slot) => slot !== 8)!;
+  assert.equal(alone.segments, 1, 'a cold target stays outside');
   assertGolden('jit-wasm-golden.txt', goldenText());
+});
+
+test('regions.S: blocks run inside regions, and without regions the same program agrees too', { timeout: 120_000 }, () => {
+  const got = assertJitMatchesInterpreter('regions.S', { threshold: 0, backend: 'wasm' });
+  assert.ok(got.regionSegments > 0, `blocks joined regions (${got.regionSegments})`);
+  const hot = assertJitMatchesInterpreter('regions.S', { threshold: 50, backend: 'wasm', batch: 1 });
+  assert.ok(hot.regionSegments > 0, `blocks joined regions when hot (${hot.regionSegments})`);
+  const without = assertJitMatchesInterpreter('regions.S', { threshold: 0, backend: 'wasm', regions: false });
+  assert.equal(without.regionSegments, 0);
 });
 
 test('when the engine refuses a module the guest stays on the interpreter, translating nothing', () => {

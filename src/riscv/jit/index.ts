@@ -41,6 +41,11 @@ export interface JitOptions {
   backend?: 'js' | 'wasm';
   /** WebAssembly backend: hot blocks compiled together in one module (default 1 when eager, else 16). */
   batch?: number;
+  /**
+   * WebAssembly backend: a block takes in the blocks at its hot in-page targets as one function (a region,
+   * ./wasm/translate.ts); default true, false translates each block alone.
+   */
+  regions?: boolean;
 }
 
 /** What the run loop needs from a block translator (BlockJit, or WasmBlockJit in ./wasm). */
@@ -95,7 +100,8 @@ export function parseJitSetting(v: string | undefined): JitOptions | null {
 
 function thresholdOf(v: string, prefix: string): number {
   const n = Number(v.slice(prefix.length));
-  if (!Number.isInteger(n) || n < 0 || n >= 0xffff) throw new Error(`TYPEVISOR_JIT=${v}: the threshold is an integer from 0 to 65534`);
+  if (!Number.isInteger(n) || n < 0 || n >= 0xffff)
+    throw new Error(`TYPEVISOR_JIT=${v}: the threshold is an integer from 0 to 65534`);
   return n;
 }
 
@@ -120,6 +126,8 @@ export interface JitStats {
   compileMs: number;
   /** Milliseconds spent making a compiled block this hart's (the factory call, or new WebAssembly.Instance). */
   instantiateMs: number;
+  /** WebAssembly backend: blocks compiled into a region after its first (run inside the region's function). */
+  regionSegments?: number;
 }
 
 type Factory = (e: Record<string, unknown>) => BlockFn;

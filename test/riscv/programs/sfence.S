@@ -14,6 +14,8 @@
 #define RW_LEAF (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)
 /* load from addr into t3 and check it */
 #define EXPECT_LOAD(addr, val, n) li t2, addr; ld t3, 0(t2); CHECK(t3, val, n)
+/* the same from a loop hot enough to be translated: translated loads must see fences too */
+#define EXPECT_LOAD_LOOP(addr, val, n) li t2, addr; li t4, 8; 98: ld t3, 0(t2); addi t4, t4, -1; bnez t4, 98b; CHECK(t3, val, n)
 
 .text
 main:
@@ -45,7 +47,7 @@ main:
 
 s_checks:
   /* fill the TLB: both 4 KiB pages, a slice of the megapage, and the code page */
-  EXPECT_LOAD(0x40000000, 0xA, 2)
+  EXPECT_LOAD_LOOP(0x40000000, 0xA, 2)
   EXPECT_LOAD(0x40001000, 0xB, 3)
   EXPECT_LOAD(0x40203000, 0x11, 4)
   li t2, 0x40002000
@@ -56,7 +58,7 @@ s_checks:
   MKPTE(l0, 0, pageC, RW_LEAF)
   li t2, 0x40000000
   sfence.vma t2, zero
-  EXPECT_LOAD(0x40000000, 0xC, 10)
+  EXPECT_LOAD_LOOP(0x40000000, 0xC, 10)
 
   /* 2. selective: remap page 1 to C, fence page 0 only: page 1 still reads B */
   MKPTE(l0, 1, pageC, RW_LEAF)

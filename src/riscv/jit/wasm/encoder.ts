@@ -309,6 +309,15 @@ export class FnBody {
   br(labelDepth: number): this {
     return this.indexed(0x0c, 'br', labelDepth);
   }
+  /** br_table: branches to `depths[i]` for i on top of the stack, or to `otherwise` when i is out of range. */
+  brTable(depths: readonly number[], otherwise: number): this {
+    this.code.push(0x0e);
+    uleb(this.code, depths.length);
+    for (const d of depths) uleb(this.code, d);
+    uleb(this.code, otherwise);
+    if (this.text) this.line(`br_table ${depths.join(' ')} ${otherwise}`);
+    return this;
+  }
   /** An instruction whose one immediate is an index (a local, a label depth). */
   private indexed(opcode: number, mnemonic: string, index: number): this {
     this.code.push(opcode);

@@ -66,7 +66,15 @@ interface Pending {
 }
 
 export class WasmBlockJit implements BlockTranslator {
-  readonly stats: JitStats = { backend: 'wasm', blocks: 0, translatedInsns: 0, compiled: 0, compileMs: 0, instantiateMs: 0 };
+  readonly stats: Required<JitStats> = {
+    backend: 'wasm',
+    blocks: 0,
+    translatedInsns: 0,
+    compiled: 0,
+    compileMs: 0,
+    instantiateMs: 0,
+    regionSegments: 0,
+  };
   /** This hart's compiled blocks by encoded body. */
   private readonly byKey = new Map<string, BlockFn>();
   private readonly pending = new Map<string, Pending>();
@@ -116,7 +124,7 @@ export class WasmBlockJit implements BlockTranslator {
       if (h < 0xfffe) blocks.hits[slot] = h + 1;
       return null;
     }
-    const block = translateBlock(read, slot, this.region.base);
+    const block = translateBlock(read, slot, this.region.base, false, this.regionHot(blocks));
     if (block === null) {
       blocks.hits[slot] = 0;
       return null;
@@ -135,6 +143,16 @@ export class WasmBlockJit implements BlockTranslator {
     blocks.hits[slot] = PENDING;
     if (this.pending.size >= this.batch) this.flush();
     return blocks.fns?.[slot] ?? null;
+  }
+
+  /**
+   * Which in-page targets join a region: those entered at least an eighth as often as the threshold (the
+   * interpreter counts entries of in-page branch targets), and those already translated or waiting to be.
+   */
+  private regionHot(blocks: PageBlocks): ((slot: number) => boolean) | null {
+    if (this.options.regions === false) return null;
+    const least = this.options.threshold >>> 3;
+    return (slot) => blocks.hits[slot]! >= least || blocks.fns?.[slot] !== undefined;
   }
 
   /** Compiles the pending blocks as one module and installs them (on pages that may have died meanwhile: harmless). */
@@ -170,6 +188,7 @@ export class WasmBlockJit implements BlockTranslator {
     this.stats.compileMs += t1 - t0;
     this.stats.instantiateMs += performance.now() - t1;
     this.stats.compiled += list.length;
+    for (const p of list) this.stats.regionSegments += p.block.segments - 1;
     list.forEach((p, i) => {
       this.byKey.set(p.block.key, fns[i]!);
       for (const t of p.targets) this.install(t.blocks, t.slot, fns[i]!, p.block.length);

@@ -64,8 +64,10 @@ export interface WasmBlock {
   key: string;
   /** WAT-like text of the block function, when asked for (tests, debugging). */
   text: string | null;
-  /** Instructions on the straight-line path. */
+  /** Instructions in its segments (the straight-line path of each). */
   length: number;
+  /** Segments: 1 for a block alone, more for a region. */
+  segments: number;
 }
 
 interface Insn {
@@ -265,32 +267,107 @@ const writesRd = (i: Insn): boolean =>
   i.op !== Op.NOP &&
   i.op !== Op.FENCE;
 
-/**
- * The module for the block starting at `start`, for a hart whose state region starts at byte `base` of the
- * memory; null when no block can start there.
- */
-export function translateBlock(read: SlotReader, start: number, base: number, withText = false): WasmBlock | null {
-  buildTables();
+/** One straight-line path of a translated region: the instructions collect() read from `startOff`. */
+interface Segment {
+  startOff: number;
+  insns: Insn[];
+  endOff: number;
+  /** By instruction: the index of the later instruction in this segment its conditional branch goes to, or -1. */
+  forwardTo: number[];
+}
+
+const isBranch = (op: number): boolean => op >= Op.BEQ && op <= Op.BGEU;
+
+function segmentAt(read: SlotReader, start: number): Segment | null {
   const found = collect(read, start);
   if (found === null) return null;
-  const { insns, endOff } = found;
-  const f = new FnBody(4, withText);
-  const startOff = start * 2;
+  const { insns } = found;
+  const forwardTo = insns.map((i, k) =>
+    isBranch(i.op) ? insns.findIndex((j, jk) => jk > k && j.pcOff === i.pcOff + i.imm) : -1,
+  );
+  return { startOff: start * 2, insns, endOff: found.endOff, forwardTo };
+}
 
-  // Register locals: every register the block reads or writes (x0 reads as a constant).
+/** Page offsets a segment may leave to (taken branches, a jump not followed, its fall-through end), in order. */
+function exitTargets(seg: Segment): number[] {
+  const out: number[] = [];
+  seg.insns.forEach((i, k) => {
+    if (isBranch(i.op) && seg.forwardTo[k] === -1) out.push(i.pcOff + i.imm);
+    else if (i.op === Op.JAL && i.follow !== true) out.push(i.pcOff + i.imm);
+  });
+  const last = seg.insns.at(-1)!;
+  if (last.op !== Op.JAL && last.op !== Op.JALR) out.push(seg.endOff);
+  return out.filter((to) => to >= 0 && to < 4096 && to !== seg.startOff);
+}
+
+/**
+ * Most instructions in one region (all its segments), and most segments. A region is one function, so V8
+ * compiles it in one piece: bigger ones cost more to compile than they save on code that runs a few thousand times.
+ */
+export const WASM_MAX_REGION = 128;
+export const WASM_MAX_SEGMENTS = 8;
+
+/**
+ * The segments of the region starting at `start`: its own block, then (breadth first) the blocks at the hot
+ * in-page targets its segments leave to, while the region's limits allow.
+ */
+function collectRegion(read: SlotReader, start: number, hot: ((slot: number) => boolean) | null): Segment[] | null {
+  const first = segmentAt(read, start);
+  if (first === null) return null;
+  const segments = [first];
+  if (hot === null) return segments;
+  const seen = new Set<number>([first.startOff]);
+  let total = first.insns.length;
+  for (let s = 0; s < segments.length && segments.length < WASM_MAX_SEGMENTS; s++) {
+    for (const to of exitTargets(segments[s]!)) {
+      if (seen.has(to)) continue;
+      seen.add(to);
+      if (!hot(to >>> 1)) continue;
+      const seg = segmentAt(read, to >>> 1);
+      if (seg === null || total + seg.insns.length > WASM_MAX_REGION) continue;
+      segments.push(seg);
+      total += seg.insns.length;
+      if (segments.length >= WASM_MAX_SEGMENTS) break;
+    }
+  }
+  return segments;
+}
+
+/**
+ * The function for the region starting at `start`, for a hart whose state region starts at byte `base` of the
+ * memory; null when no block can start there. Without `hot` the region is one block; with it, the blocks at
+ * in-page targets that `hot` names join it as segments (see collectRegion): the function then starts with a
+ * `br_table` over its segments, and a transfer between them is a branch inside the function (registers stay in
+ * locals) instead of a return to the dispatcher and another call.
+ */
+export function translateBlock(
+  read: SlotReader,
+  start: number,
+  base: number,
+  withText = false,
+  hot: ((slot: number) => boolean) | null = null,
+): WasmBlock | null {
+  buildTables();
+  const segments = collectRegion(read, start, hot);
+  if (segments === null) return null;
+  const entries = new Map<number, number>(segments.map((seg, i) => [seg.startOff, i]));
+  const f = new FnBody(4, withText);
+
+  // Register locals: every register the region reads or writes (x0 reads as a constant).
   const regLocal = new Int32Array(32).fill(-1);
   const written: number[] = [];
   const use = (reg: number): void => {
     if (reg !== 0 && regLocal[reg] === -1) regLocal[reg] = f.local(I64);
   };
-  for (const i of insns) {
-    for (const r of sources(i)) if (NATIVE.has(i.op)) use(r);
-    if (isFpMem(i.op)) use(i.r1 >>> 1); // the base of an FP load or store (done here, see fpFast)
-    if (writesRd(i)) {
-      use(i.rd >>> 1);
-      if (!written.includes(i.rd >>> 1)) written.push(i.rd >>> 1);
+  for (const seg of segments)
+    for (const i of seg.insns) {
+      for (const r of sources(i)) if (NATIVE.has(i.op)) use(r);
+      if (isFpMem(i.op)) use(i.r1 >>> 1); // the base of an FP load or store (done here, see fpFast)
+      if (writesRd(i)) {
+        use(i.rd >>> 1);
+        if (!written.includes(i.rd >>> 1)) written.push(i.rd >>> 1);
+      }
     }
-  }
   const cached: number[] = [];
   for (let r = 1; r < 32; r++) if (regLocal[r] !== -1) cached.push(r);
   const pbi = f.local(I64);
@@ -336,7 +413,7 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
     nPlus(retired);
     f.op('return');
   };
-  let nest = 0; // blocks open inside the loop
+  let nest = 0; // blocks open inside the segment's loop
   const open = (kind: 'if' | 'block', result?: typeof I64 | typeof I32): void => {
     f.open(kind, result);
     nest++;
@@ -345,9 +422,37 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
     f.end();
     nest--;
   };
+  // The segment being emitted, its index, and (several segments) the local naming the segment to run next.
+  let seg = segments[0]!;
+  let segIndex = 0;
+  const next = segments.length > 1 ? f.local(I32) : -1;
+  /**
+   * Goes on at page offset `to` with `retired` more instructions retired: in the segment starting there while
+   * the budget lasts (through the region's br_table, nest + segments - segIndex labels out), else out of the
+   * function.
+   */
+  const leave = (to: number, retired: number): void => {
+    const target = entries.get(to);
+    if (target === undefined) {
+      exit(to, retired);
+      return;
+    }
+    f.get(P_N).i32(retired).op('i32.add').tee(P_N).get(P_LIMIT).op('i32.lt_u');
+    open('if');
+    f.i32(target).set(next);
+    f.br(nest + segments.length - segIndex);
+    close();
+    flush();
+    f.i32(0)
+      .get(P_PB)
+      .f64(to)
+      .op('f64.add')
+      .mem('f64.store', base + PC_OFF);
+    f.get(P_N).op('return');
+  };
   /** Taken transfer to page offset `to` after instruction k retired. */
   const jumpTo = (to: number, k: number): void => {
-    if (to === startOff) {
+    if (to === seg.startOff) {
       f.get(P_N)
         .i32(k + 1)
         .op('i32.add')
@@ -366,21 +471,16 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
       f.get(P_N).op('return');
       return;
     }
-    exit(to, k + 1);
+    leave(to, k + 1);
   };
-  // Conditional branches to an instruction later in the block skip ahead inside it (a wasm `block` per such
+  // Conditional branches to an instruction later in the segment skip ahead inside it (a wasm `block` per such
   // target, all opened at the top of the loop body and closed right before their target, so they nest) instead
   // of leaving through the dispatcher. Counts stay static (instruction k retires n + k): a skip from k to t
   // lowers n by t - k - 1, the instructions it did not run.
   const forwardAt = new Map<number, number>(); // target's index -> its block's nesting level
-  /** By instruction: the index of the later instruction its conditional branch goes to, or -1. */
-  const forwardTo = insns.map((i, k) =>
-    i.op < Op.BEQ || i.op > Op.BGEU ? -1 : insns.findIndex((j, jk) => jk > k && j.pcOff === i.pcOff + i.imm),
-  );
-  const forwardTargets = [...new Set(forwardTo.filter((t) => t >= 0))].sort((a, b) => b - a);
   const branch = (to: number, k: number): void => {
     open('if');
-    const t = forwardTo[k]!;
+    const t = seg.forwardTo[k]!;
     const level = forwardAt.get(t);
     if (level !== undefined) {
       if (t - k - 1 !== 0)
@@ -598,262 +698,292 @@ export function translateBlock(read: SlotReader, start: number, base: number, wi
     W(i.rd);
   };
 
-  if (withText) f.comment(`block at page offset ${startOff}: ${insns.length} instructions`);
+  const length = segments.reduce((sum, s) => sum + s.insns.length, 0);
+  if (withText)
+    f.comment(
+      segments.length === 1
+        ? `block at page offset ${segments[0]!.startOff}: ${length} instructions`
+        : `region at page offset ${segments[0]!.startOff}: ${length} instructions in ${segments.length} segments`,
+    );
   for (const r of cached) f.i32(0).mem('i64.load', xAt(r)).set(regLocal[r]!);
   f.get(P_PB).op('i64.trunc_f64_s').set(pbi);
-  f.open('loop');
-  for (const t of forwardTargets) {
-    open('block');
-    forwardAt.set(t, nest);
+  if (segments.length > 1) {
+    // loop { block { ... block { br_table (next) } segment 0 } segment 1 ... }: `next` starts at 0.
+    f.open('loop');
+    for (let s = segments.length - 1; s >= 0; s--) f.open('block');
+    f.get(next).brTable(
+      segments.map((_, s) => s),
+      0,
+    );
   }
-  let ended = false;
-  insns.forEach((i, k) => {
-    while (forwardTargets.length > 0 && forwardTargets.at(-1) === k) {
-      forwardTargets.pop();
-      forwardAt.delete(k);
-      close();
+  segments.forEach((current, s) => {
+    seg = current;
+    segIndex = s;
+    if (segments.length > 1) {
+      f.end();
+      if (withText) f.comment(`segment ${s} at page offset ${seg.startOff}: ${seg.insns.length} instructions`);
     }
-    if (withText) f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
-    switch (i.op) {
-      // One hart's accesses are in order and other harts run between run() slices: FENCE orders nothing more.
-      case Op.NOP:
-      case Op.FENCE:
-        break;
-      case Op.LUI:
-        f.i64(i.imm);
-        W(i.rd);
-        break;
-      case Op.AUIPC:
-        f.get(pbi)
-          .i64(i.pcOff + i.imm)
-          .op('i64.add');
-        W(i.rd);
-        break;
-      case Op.JAL:
-        f.get(pbi).i64(i.nextOff).op('i64.add');
-        W(i.rd);
-        if (i.follow) break;
-        jumpTo(i.pcOff + i.imm, k);
-        ended = true;
-        break;
-      case Op.JALR:
-        // The target as the interpreter computes it, in doubles (hi * 2^32 + lo + imm, then the low bit cleared).
-        R(i.r1);
-        f.i64(32).op('i64.shr_s').op('i32.wrap_i64').op('f64.convert_i32_s').f64(4294967296).op('f64.mul');
-        R(i.r1);
-        f.op('i32.wrap_i64').op('f64.convert_i32_u').op('f64.add').f64(i.imm).op('f64.add').set(tf);
-        f.get(pbi).i64(i.nextOff).op('i64.add');
-        W(i.rd);
-        flush();
-        f.i32(0)
-          .get(tf)
-          .f64(0.5)
-          .op('f64.mul')
-          .op('f64.floor')
-          .f64(2)
-          .op('f64.mul')
-          .mem('f64.store', base + PC_OFF);
-        nPlus(k + 1);
-        f.op('return');
-        ended = true;
-        break;
-      case Op.BEQ:
-      case Op.BNE:
-      case Op.BLT:
-      case Op.BGE:
-      case Op.BLTU:
-      case Op.BGEU: {
-        R(i.r1);
-        R(i.r2);
-        const cmp = {
-          [Op.BEQ]: 'i64.eq',
-          [Op.BNE]: 'i64.ne',
-          [Op.BLT]: 'i64.lt_s',
-          [Op.BGE]: 'i64.ge_s',
-          [Op.BLTU]: 'i64.lt_u',
-          [Op.BGEU]: 'i64.ge_u',
-        } as const;
-        f.op(cmp[i.op]);
-        branch(i.pcOff + i.imm, k);
-        break;
+    emitSegment();
+  });
+  if (segments.length > 1) f.end();
+  f.op('unreachable');
+
+  function emitSegment(): void {
+    const { insns, endOff, forwardTo } = seg;
+    const forwardTargets = [...new Set(forwardTo.filter((t) => t >= 0))].sort((a, b) => b - a);
+    f.open('loop');
+    for (const t of forwardTargets) {
+      open('block');
+      forwardAt.set(t, nest);
+    }
+    let ended = false;
+    insns.forEach((i, k) => {
+      while (forwardTargets.length > 0 && forwardTargets.at(-1) === k) {
+        forwardTargets.pop();
+        forwardAt.delete(k);
+        close();
       }
-      case Op.ADDI:
-        bin(i, 'i64.add', true);
-        break;
-      case Op.XORI:
-        bin(i, 'i64.xor', true);
-        break;
-      case Op.ORI:
-        bin(i, 'i64.or', true);
-        break;
-      case Op.ANDI:
-        bin(i, 'i64.and', true);
-        break;
-      case Op.SLTI:
-        compare(i, 'i64.lt_s', true);
-        break;
-      case Op.SLTIU:
-        compare(i, 'i64.lt_u', true);
-        break;
-      case Op.SLLI:
-        shift(i, 'i64.shl', true);
-        break;
-      case Op.SRLI:
-        shift(i, 'i64.shr_u', true);
-        break;
-      case Op.SRAI:
-        shift(i, 'i64.shr_s', true);
-        break;
-      case Op.ADD:
-        bin(i, 'i64.add', false);
-        break;
-      case Op.SUB:
-        bin(i, 'i64.sub', false);
-        break;
-      case Op.XOR:
-        bin(i, 'i64.xor', false);
-        break;
-      case Op.OR:
-        bin(i, 'i64.or', false);
-        break;
-      case Op.AND:
-        bin(i, 'i64.and', false);
-        break;
-      case Op.MUL:
-        bin(i, 'i64.mul', false);
-        break;
-      case Op.SLL:
-        shift(i, 'i64.shl', false);
-        break;
-      case Op.SRL:
-        shift(i, 'i64.shr_u', false);
-        break;
-      case Op.SRA:
-        shift(i, 'i64.shr_s', false);
-        break;
-      case Op.SLT:
-        compare(i, 'i64.lt_s', false);
-        break;
-      case Op.SLTU:
-        compare(i, 'i64.lt_u', false);
-        break;
-      case Op.ADDIW:
-        word(i, 'i32.add', true);
-        break;
-      case Op.SLLIW:
-        word(i, 'i32.shl', true, 31);
-        break;
-      case Op.SRLIW:
-        word(i, 'i32.shr_u', true, 31);
-        break;
-      case Op.SRAIW:
-        word(i, 'i32.shr_s', true, 31);
-        break;
-      case Op.ADDW:
-        word(i, 'i32.add', false);
-        break;
-      case Op.SUBW:
-        word(i, 'i32.sub', false);
-        break;
-      case Op.SLLW:
-        word(i, 'i32.shl', false);
-        break;
-      case Op.SRLW:
-        word(i, 'i32.shr_u', false);
-        break;
-      case Op.SRAW:
-        word(i, 'i32.shr_s', false);
-        break;
-      case Op.MULW:
-        word(i, 'i32.mul', false);
-        break;
-      case Op.MULH:
-      case Op.MULHSU:
-      case Op.MULHU:
-        mulHigh(i);
-        break;
-      case Op.DIV:
-      case Op.DIVU:
-      case Op.REM:
-      case Op.REMU:
-      case Op.DIVW:
-      case Op.DIVUW:
-      case Op.REMW:
-      case Op.REMUW:
-        divide(i);
-        break;
-      default: {
-        const load = LOAD_OPS[i.op];
-        const store = STORE_OPS[i.op];
-        if (load !== undefined) {
-          address(i);
-          tlbHit(LOAD_TAG_OFF);
-          open('if', I64);
-          hostAddress(LOAD_PPN_OFF);
-          f.mem(load, 0);
-          f.else();
-          // Miss, MMIO or fault: the hart's slow path writes rd in memory (and says whether MMIO was touched).
-          flush();
-          f.i32(i.r1).i32(i.imm).i32(i.op).i32(i.rd).i32(i.pcOff);
-          nPlus(k);
-          f.call(FN_LD, 'ld');
-          open('if');
-          if (i.rd !== SINK) reload([i.rd >>> 1]);
-          exit(i.nextOff, k + 1);
-          close();
-          f.i32(0).mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
-          close();
+      if (withText) f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
+      switch (i.op) {
+        // One hart's accesses are in order and other harts run between run() slices: FENCE orders nothing more.
+        case Op.NOP:
+        case Op.FENCE:
+          break;
+        case Op.LUI:
+          f.i64(i.imm);
           W(i.rd);
-        } else if (store !== undefined) {
-          address(i);
-          tlbHit(STORE_TAG_OFF);
-          open('if');
-          hostAddress(STORE_PPN_OFF);
-          R(i.r2);
-          f.mem(store[0], 0);
-          f.else();
+          break;
+        case Op.AUIPC:
+          f.get(pbi)
+            .i64(i.pcOff + i.imm)
+            .op('i64.add');
+          W(i.rd);
+          break;
+        case Op.JAL:
+          f.get(pbi).i64(i.nextOff).op('i64.add');
+          W(i.rd);
+          if (i.follow) break;
+          jumpTo(i.pcOff + i.imm, k);
+          ended = true;
+          break;
+        case Op.JALR:
+          // The target as the interpreter computes it, in doubles (hi * 2^32 + lo + imm, then the low bit cleared).
+          R(i.r1);
+          f.i64(32).op('i64.shr_s').op('i32.wrap_i64').op('f64.convert_i32_s').f64(4294967296).op('f64.mul');
+          R(i.r1);
+          f.op('i32.wrap_i64').op('f64.convert_i32_u').op('f64.add').f64(i.imm).op('f64.add').set(tf);
+          f.get(pbi).i64(i.nextOff).op('i64.add');
+          W(i.rd);
           flush();
-          f.i32(i.r1).i32(i.imm).i32(store[1]).i32(i.r2).i32(i.pcOff);
-          nPlus(k);
-          f.call(FN_ST, 'st');
-          // MMIO, or the store cleared this page's code mark: what follows is fetched again.
-          open('if');
-          exit(i.nextOff, k + 1);
-          close();
-          close();
-        } else {
-          // FP loads, stores, sign moves and double arithmetic have their own path, taken when FP_FAST_OFF allows
-          // it; everything else, and those ops when it does not (or the result needs flags), go to the hart.
-          const fast = fpFast(i);
-          // The hart's execSlow (FP ops: their function first): state is in memory around the call; 1 means the
-          // block ends (pc already set).
-          flush();
-          f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
-          nPlus(k);
-          if (i.op === Op.FPOP) f.call(FN_FP, 'fp');
-          else f.call(FN_SLOW, 'slow');
-          open('if');
+          f.i32(0)
+            .get(tf)
+            .f64(0.5)
+            .op('f64.mul')
+            .op('f64.floor')
+            .f64(2)
+            .op('f64.mul')
+            .mem('f64.store', base + PC_OFF);
           nPlus(k + 1);
           f.op('return');
-          close();
-          // FP ops write at most rd; FP loads and stores no integer register.
-          if (i.op === Op.FPOP) reload(i.rd === SINK ? [] : [i.rd >>> 1]);
-          else if (!isFpMem(i.op)) reload(cached);
-          if (fast) close();
+          ended = true;
+          break;
+        case Op.BEQ:
+        case Op.BNE:
+        case Op.BLT:
+        case Op.BGE:
+        case Op.BLTU:
+        case Op.BGEU: {
+          R(i.r1);
+          R(i.r2);
+          const cmp = {
+            [Op.BEQ]: 'i64.eq',
+            [Op.BNE]: 'i64.ne',
+            [Op.BLT]: 'i64.lt_s',
+            [Op.BGE]: 'i64.ge_s',
+            [Op.BLTU]: 'i64.lt_u',
+            [Op.BGEU]: 'i64.ge_u',
+          } as const;
+          f.op(cmp[i.op]);
+          branch(i.pcOff + i.imm, k);
+          break;
+        }
+        case Op.ADDI:
+          bin(i, 'i64.add', true);
+          break;
+        case Op.XORI:
+          bin(i, 'i64.xor', true);
+          break;
+        case Op.ORI:
+          bin(i, 'i64.or', true);
+          break;
+        case Op.ANDI:
+          bin(i, 'i64.and', true);
+          break;
+        case Op.SLTI:
+          compare(i, 'i64.lt_s', true);
+          break;
+        case Op.SLTIU:
+          compare(i, 'i64.lt_u', true);
+          break;
+        case Op.SLLI:
+          shift(i, 'i64.shl', true);
+          break;
+        case Op.SRLI:
+          shift(i, 'i64.shr_u', true);
+          break;
+        case Op.SRAI:
+          shift(i, 'i64.shr_s', true);
+          break;
+        case Op.ADD:
+          bin(i, 'i64.add', false);
+          break;
+        case Op.SUB:
+          bin(i, 'i64.sub', false);
+          break;
+        case Op.XOR:
+          bin(i, 'i64.xor', false);
+          break;
+        case Op.OR:
+          bin(i, 'i64.or', false);
+          break;
+        case Op.AND:
+          bin(i, 'i64.and', false);
+          break;
+        case Op.MUL:
+          bin(i, 'i64.mul', false);
+          break;
+        case Op.SLL:
+          shift(i, 'i64.shl', false);
+          break;
+        case Op.SRL:
+          shift(i, 'i64.shr_u', false);
+          break;
+        case Op.SRA:
+          shift(i, 'i64.shr_s', false);
+          break;
+        case Op.SLT:
+          compare(i, 'i64.lt_s', false);
+          break;
+        case Op.SLTU:
+          compare(i, 'i64.lt_u', false);
+          break;
+        case Op.ADDIW:
+          word(i, 'i32.add', true);
+          break;
+        case Op.SLLIW:
+          word(i, 'i32.shl', true, 31);
+          break;
+        case Op.SRLIW:
+          word(i, 'i32.shr_u', true, 31);
+          break;
+        case Op.SRAIW:
+          word(i, 'i32.shr_s', true, 31);
+          break;
+        case Op.ADDW:
+          word(i, 'i32.add', false);
+          break;
+        case Op.SUBW:
+          word(i, 'i32.sub', false);
+          break;
+        case Op.SLLW:
+          word(i, 'i32.shl', false);
+          break;
+        case Op.SRLW:
+          word(i, 'i32.shr_u', false);
+          break;
+        case Op.SRAW:
+          word(i, 'i32.shr_s', false);
+          break;
+        case Op.MULW:
+          word(i, 'i32.mul', false);
+          break;
+        case Op.MULH:
+        case Op.MULHSU:
+        case Op.MULHU:
+          mulHigh(i);
+          break;
+        case Op.DIV:
+        case Op.DIVU:
+        case Op.REM:
+        case Op.REMU:
+        case Op.DIVW:
+        case Op.DIVUW:
+        case Op.REMW:
+        case Op.REMUW:
+          divide(i);
+          break;
+        default: {
+          const load = LOAD_OPS[i.op];
+          const store = STORE_OPS[i.op];
+          if (load !== undefined) {
+            address(i);
+            tlbHit(LOAD_TAG_OFF);
+            open('if', I64);
+            hostAddress(LOAD_PPN_OFF);
+            f.mem(load, 0);
+            f.else();
+            // Miss, MMIO or fault: the hart's slow path writes rd in memory (and says whether MMIO was touched).
+            flush();
+            f.i32(i.r1).i32(i.imm).i32(i.op).i32(i.rd).i32(i.pcOff);
+            nPlus(k);
+            f.call(FN_LD, 'ld');
+            open('if');
+            if (i.rd !== SINK) reload([i.rd >>> 1]);
+            exit(i.nextOff, k + 1);
+            close();
+            f.i32(0).mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
+            close();
+            W(i.rd);
+          } else if (store !== undefined) {
+            address(i);
+            tlbHit(STORE_TAG_OFF);
+            open('if');
+            hostAddress(STORE_PPN_OFF);
+            R(i.r2);
+            f.mem(store[0], 0);
+            f.else();
+            flush();
+            f.i32(i.r1).i32(i.imm).i32(store[1]).i32(i.r2).i32(i.pcOff);
+            nPlus(k);
+            f.call(FN_ST, 'st');
+            // MMIO, or the store cleared this page's code mark: what follows is fetched again.
+            open('if');
+            exit(i.nextOff, k + 1);
+            close();
+            close();
+          } else {
+            // FP loads, stores, sign moves and double arithmetic have their own path, taken when FP_FAST_OFF allows
+            // it; everything else, and those ops when it does not (or the result needs flags), go to the hart.
+            const fast = fpFast(i);
+            // The hart's execSlow (FP ops: their function first): state is in memory around the call; 1 means the
+            // block ends (pc already set).
+            flush();
+            f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
+            nPlus(k);
+            if (i.op === Op.FPOP) f.call(FN_FP, 'fp');
+            else f.call(FN_SLOW, 'slow');
+            open('if');
+            nPlus(k + 1);
+            f.op('return');
+            close();
+            // FP ops write at most rd; FP loads and stores no integer register.
+            if (i.op === Op.FPOP) reload(i.rd === SINK ? [] : [i.rd >>> 1]);
+            else if (!isFpMem(i.op)) reload(cached);
+            if (fast) close();
+          }
         }
       }
-    }
-  });
-  if (!ended) exit(endOff, insns.length);
-  f.end();
-  f.op('unreachable');
+    });
+    if (!ended) leave(endOff, insns.length);
+    f.end();
+  }
 
   const text = f.text && `(func $b (param f64 i32 i32 f64) (result i32) ${f.localsText()}\n${f.text.join('\n')})`;
   let key = '';
   const encoded = f.encode();
   for (let i = 0; i < encoded.length; i += 4096)
     key += String.fromCharCode.apply(null, encoded.subarray(i, i + 4096) as unknown as number[]);
-  return { body: f, key, text, length: insns.length };
+  return { body: f, key, text, length, segments: segments.length };
 }
 
 /**
