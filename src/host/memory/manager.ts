@@ -117,14 +117,28 @@ export class MemoryManager {
     }
   }
 
+  /**
+   * Balloon moves, one at a time: a policy step that decided before a pin must not land after it (its move and
+   * its size would undo the pin's).
+   */
+  private moves: Promise<unknown> = Promise.resolve();
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.moves.then(fn, fn);
+    this.moves = run.catch(() => {});
+    return run;
+  }
+
   /** Pins a running VM's size (null hands it back to the policy). The caller has checked the range. */
   async setTarget(name: string, vm: EngineVm, targetMiB: number | null, maxMiB: number): Promise<void> {
     const m = this.managed.get(name);
     if (!m) return;
     m.pinnedMiB = targetMiB;
     if (targetMiB === null) return;
-    await vm.setBalloonTarget((maxMiB - targetMiB) * MIB);
-    m.sizeMiB = targetMiB;
+    await this.serially(async () => {
+      if (m.pinnedMiB !== targetMiB) return; // pinned again meanwhile: that call moves it
+      await vm.setBalloonTarget((maxMiB - targetMiB) * MIB);
+      m.sizeMiB = targetMiB;
+    });
   }
 
   view(name: string, settings: MemorySettings, maxMiB: number): MemoryView {
@@ -196,10 +210,21 @@ export class MemoryManager {
     }
     const decisions = decide(policyVms, this.poolMiB);
     for (const v of policyVms) if (v.availableMiB !== null) this.managed.get(v.name)!.lastWantMiB = wantOf(v).wantMiB;
+    const pinnedWhenDecided = new Map([...this.managed].map(([name, m]) => [name, m.pinnedMiB]));
+    await this.serially(() => this.apply(decisions, samples, vmOf, pinnedWhenDecided));
+  }
+
+  private async apply(
+    decisions: ReturnType<typeof decide>,
+    samples: ReadonlyMap<string, VmSample>,
+    vmOf: (name: string) => EngineVm | undefined,
+    pinnedWhenDecided: ReadonlyMap<string, number | null>,
+  ): Promise<void> {
     for (const d of decisions) {
       const m = this.managed.get(d.name);
       const vm = vmOf(d.name);
-      if (!m || !vm) continue;
+      // A pin set since the decision wins (setTarget moves the balloon itself).
+      if (!m || !vm || m.pinnedMiB !== pinnedWhenDecided.get(d.name)) continue;
       try {
         await vm.setBalloonTarget((m.maxMiB - d.toMiB) * MIB);
       } catch (err) {
