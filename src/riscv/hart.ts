@@ -55,6 +55,7 @@ import {
   FP_ARITH_FAST,
   FP_FAST_OFF,
   FP_FS_DIRTY,
+  FP_FS_ON,
   JC_INDEX_OFF,
   JC_PPN_OFF,
   JC_SIZE,
@@ -521,6 +522,7 @@ export class Hart extends HartArch {
     const refreshFpFast = (): void => {
       fpFastAt[0] =
         ((this.mstatus & MSTATUS_FS) === MSTATUS_FS ? FP_FS_DIRTY : 0) |
+        ((this.mstatus & MSTATUS_FS) !== 0 ? FP_FS_ON : 0) |
         (fp.frm === 0 && (fp.fflags & FFLAG_NX) !== 0 ? FP_ARITH_FAST : 0);
     };
     const x = this.x;

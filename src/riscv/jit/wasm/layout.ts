@@ -21,13 +21,19 @@ export const PPN_OFF = 528;
 export const STOP_OFF = 532;
 /**
  * What the blocks' own FP paths may assume, kept by the hart before every block call and after every helper
- * (i32): FP_FS_DIRTY when mstatus.FS is Dirty (FP loads, stores and sign moves need nothing more), FP_ARITH_FAST
+ * (i32): FP_FS_DIRTY when mstatus.FS is Dirty (FP loads and sign moves need nothing more), FP_FS_ON when it is
+ * not Off (FP stores need nothing more), FP_ARITH_FAST
  * when frm is round-to-nearest-even and fflags already holds NX (a finite normal result of +, -, *, / or sqrt
  * then raises nothing new). Otherwise the op goes to the hart.
  */
 export const FP_FAST_OFF = 536;
 export const FP_FS_DIRTY = 1;
 export const FP_ARITH_FAST = 2;
+/**
+ * mstatus.FS is not Off: enough for FP stores, which change no FP state (so they never make FS Dirty; with FS
+ * Clean, as Linux leaves it after each context switch, setjmp's twelve fsd took the slow path on every call).
+ */
+export const FP_FS_ON = 4;
 export const LOAD_TAG_OFF = 1024;
 export const STORE_TAG_OFF = LOAD_TAG_OFF + TLB_SIZE * 8;
 export const LOAD_PPN_OFF = STORE_TAG_OFF + TLB_SIZE * 8;

@@ -26,6 +26,7 @@ import {
   FP_ARITH_FAST,
   FP_FAST_OFF,
   FP_FS_DIRTY,
+  FP_FS_ON,
   FP_OFF,
   FETCH_TAG_OFF,
   JC_INDEX_OFF,
@@ -549,7 +550,8 @@ export function translateBlock(
       const load = i.op === Op.FLW || i.op === Op.FLD;
       address(i);
       tlbHit(load ? LOAD_TAG_OFF : STORE_TAG_OFF);
-      fpAllows(FP_FS_DIRTY);
+      // A load writes an FP register, so it needs FS Dirty already; a store only needs FS on.
+      fpAllows(load ? FP_FS_DIRTY : FP_FS_ON);
       f.op('i32.and');
       open('if');
       if (load) {
