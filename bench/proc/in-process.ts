@@ -22,7 +22,7 @@ for (const w of WORKLOADS) {
   if (values.only !== undefined && !w.name.startsWith(values.only)) continue;
   for (let r = 0; r < Number(values.repeat); r++) {
     const i0 = hart.instret;
-    const b0 = hart.jitStats?.blocks ?? 0;
+    const j0 = hart.jitStats;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await vm.sh(w.command, 600_000);
@@ -32,7 +32,10 @@ for (const w of WORKLOADS) {
     console.log(
       `${w.name.padEnd(16)} ${(ms / 1000).toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s cpu, ` +
         `${(insns / 1e6).toFixed(1)} M insns, ${(insns / ms / 1000).toFixed(1)} MIPS` +
-        (hart.jitStats ? `, ${hart.jitStats.blocks - b0} new blocks` : '') +
+        (hart.jitStats && j0
+          ? `, ${hart.jitStats.blocks - j0.blocks} new blocks (${hart.jitStats.compiled - j0.compiled} compiled in ` +
+            `${(hart.jitStats.compileMs + hart.jitStats.instantiateMs - j0.compileMs - j0.instantiateMs).toFixed(0)} ms)`
+          : '') +
         `; load ${loadavg()[0]!.toFixed(1)}`,
     );
   }
