@@ -569,6 +569,7 @@ export class Hart extends HartArch {
       },
       slow,
       fp: (w, imm, rd, r1, r2, pcOff, nBefore) => {
+        jit.stats.fpHelperCalls++;
         if ((this.mstatus & MSTATUS_FS) !== 0) {
           if (FP_FNS[imm & 0xff]!(this.fp, x, rd >>> 1, r1 >>> 1, r2 >>> 1, (imm >>> 8) & 31, (imm >>> 13) & 7)) {
             this.mstatus |= MSTATUS_FS;

@@ -17,7 +17,12 @@ export const JIT_PROGRAMS = readdirSync(PROGRAMS_DIR).filter((f) => f.endsWith('
 
 /** A program's source with its common header in place. */
 export function programSource(name: string): string {
-  return readFileSync(join(PROGRAMS_DIR, name), 'utf8').replace('#include "common.h"', header);
+  return withCommonHeader(readFileSync(join(PROGRAMS_DIR, name), 'utf8'));
+}
+
+/** A generated program's source (which includes "common.h") with the header in place. */
+export function withCommonHeader(source: string): string {
+  return source.replace('#include "common.h"', header);
 }
 
 export interface JitOutcome {

@@ -128,6 +128,8 @@ export interface JitStats {
   instantiateMs: number;
   /** WebAssembly backend: blocks compiled into a region after its first (run inside the region's function). */
   regionSegments?: number;
+  /** WebAssembly backend: FP ops translated code handed to the hart's FPU (the rest it did itself). */
+  fpHelperCalls?: number;
 }
 
 type Factory = (e: Record<string, unknown>) => BlockFn;

@@ -34,6 +34,7 @@ const PLAIN = {
   'i64.lt_u': 0x54,
   'i64.ge_s': 0x59,
   'i64.ge_u': 0x5a,
+  'f64.lt': 0x63,
   'f64.eq': 0x61,
   'f64.ne': 0x62,
   'i32.add': 0x6a,
@@ -75,6 +76,7 @@ const PLAIN = {
   'f64.convert_i32_s': 0xb7,
   'f64.convert_i32_u': 0xb8,
   'f64.convert_i64_s': 0xb9,
+  'f64.reinterpret_i64': 0xbf,
   'i64.reinterpret_f64': 0xbd,
 } as const;
 export type PlainOp = keyof typeof PLAIN;

@@ -74,6 +74,7 @@ export class WasmBlockJit implements BlockTranslator {
     compileMs: 0,
     instantiateMs: 0,
     regionSegments: 0,
+    fpHelperCalls: 0,
   };
   /** This hart's compiled blocks by encoded body. */
   private readonly byKey = new Map<string, BlockFn>();

@@ -189,6 +189,19 @@ const FP_SGNJ: Partial<Record<number, number>> = {
   [FP_MNEMONICS.indexOf('fsgnjx_d')]: 2,
 };
 
+/** Fused double ops a block does itself (by FP function index): [negate the product, negate the addend]. */
+const FP_FUSED: Partial<Record<number, readonly [boolean, boolean]>> = {
+  [FP_MNEMONICS.indexOf('fmadd_d')]: [false, false],
+  [FP_MNEMONICS.indexOf('fmsub_d')]: [false, true],
+  [FP_MNEMONICS.indexOf('fnmsub_d')]: [true, false],
+  [FP_MNEMONICS.indexOf('fnmadd_d')]: [true, true],
+};
+/** Veltkamp's splitting constant for doubles, 2^27 + 1. */
+const SPLIT = 134217729;
+/** The fused path's guard: |a|, |b| within 2^±400 and c zero or within 2^±700 (then nothing overflows or underflows). */
+const FUSED_PRODUCT_EXP = 400;
+const FUSED_ADDEND_EXP = 700;
+
 const isFpMem = (op: number): boolean => op >= Op.FLW && op <= Op.FSD;
 
 /** Reads the block's instructions; null when no block can start at `start`. */
@@ -415,7 +428,7 @@ export function translateBlock(
     f.op('return');
   };
   let nest = 0; // blocks open inside the segment's loop
-  const open = (kind: 'if' | 'block', result?: typeof I64 | typeof I32): void => {
+  const open = (kind: 'if' | 'block', result?: typeof I64 | typeof I32 | typeof F64): void => {
     f.open(kind, result);
     nest++;
   };
@@ -543,7 +556,8 @@ export function translateBlock(
     const rm = (i.imm >>> 13) & 7;
     const arith = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_ARITH[fi] : undefined;
     const sgnj = i.op === Op.FPOP ? FP_SGNJ[fi] : undefined;
-    if (!isMem && arith === undefined && sgnj === undefined) return false;
+    const fused = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_FUSED[fi] : undefined;
+    if (!isMem && arith === undefined && sgnj === undefined && fused === undefined) return false;
     open('block');
     const done = nest;
     if (isMem) {
@@ -586,9 +600,13 @@ export function translateBlock(
     }
     fpAllows(FP_FS_DIRTY | FP_ARITH_FAST);
     open('if');
-    f.i32(0).mem('f64.load', fAt(fs1));
-    if (arith !== 'f64.sqrt') f.i32(0).mem('f64.load', fAt(fs2));
-    f.op(arith!).tee(tf);
+    if (fused !== undefined) fusedMultiplyAdd(fs1, fs2, (i.imm >>> 8) & 31, fused);
+    else {
+      f.i32(0).mem('f64.load', fAt(fs1));
+      if (arith !== 'f64.sqrt') f.i32(0).mem('f64.load', fAt(fs2));
+      f.op(arith!);
+    }
+    f.tee(tf);
     f.op('i64.reinterpret_f64').i64(52).op('i64.shr_u').op('i32.wrap_i64').i32(0x7ff).op('i32.and');
     f.i32(1).op('i32.sub').i32(0x7fe).op('i32.lt_u');
     open('if');
@@ -597,6 +615,95 @@ export function translateBlock(
     close();
     close();
     return true;
+  };
+  let fusedLocals: number[] | null = null;
+  /**
+   * Pushes RN(a * b + c) (f64, with the op's exact negations) when the operands are in the guarded range, else 0
+   * (which the caller's finite-normal test sends to the FPU): Dekker's exact product p + pe, Knuth's
+   * exact sum c + p = s + err, err + pe rounded to odd, then s plus that rounded to nearest (Boldo and
+   * Melquiond's emulation of an FMA by rounding to odd; test/riscv/jit-wasm-fma checks it against the FPU).
+   */
+  const fusedMultiplyAdd = (fs1: number, fs2: number, fs3: number, [negProd, negAdd]: readonly [boolean, boolean]): void => {
+    fusedLocals ??= Array.from({ length: 13 }, () => f.local(F64));
+    const [a, b, c, t, ah, al, bh, bl, p, pe, s, bb, err] = fusedLocals as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const operand = (r: number, negate: boolean, into: number): void => {
+      f.i32(0).mem('i64.load', fAt(r));
+      if (negate) f.i64(-0x8000000000000000).op('i64.xor');
+      f.op('f64.reinterpret_i64').set(into);
+    };
+    operand(fs1, negProd, a);
+    operand(fs2, false, b);
+    operand(fs3, negAdd, c);
+    const inRange = (x: number, e: number): void => {
+      f.get(x).op('i64.reinterpret_f64').i64(52).op('i64.shr_u').op('i32.wrap_i64').i32(0x7ff).op('i32.and');
+      f.i32(1023 - e)
+        .op('i32.sub')
+        .i32(2 * e + 1)
+        .op('i32.lt_u');
+    };
+    inRange(a, FUSED_PRODUCT_EXP);
+    inRange(b, FUSED_PRODUCT_EXP);
+    f.op('i32.and');
+    inRange(c, FUSED_ADDEND_EXP);
+    f.get(c).op('i64.reinterpret_f64').i64(1).op('i64.shl').op('i64.eqz').op('i32.or');
+    f.op('i32.and');
+    open('if', F64);
+    // Veltkamp's split: x = xh + xl, each half 26 bits or less, so the partial products are exact.
+    const split = (x: number, hi: number, lo: number): void => {
+      f.get(x).f64(SPLIT).op('f64.mul').tee(t).get(t).get(x).op('f64.sub').op('f64.sub').tee(hi);
+      f.get(x).get(hi).op('f64.sub').set(lo);
+      f.op('drop');
+    };
+    split(a, ah, al);
+    split(b, bh, bl);
+    f.get(a).get(b).op('f64.mul').set(p);
+    f.get(ah).get(bh).op('f64.mul').get(p).op('f64.sub');
+    f.get(ah).get(bl).op('f64.mul').op('f64.add');
+    f.get(al).get(bh).op('f64.mul').op('f64.add');
+    f.get(al).get(bl).op('f64.mul').op('f64.add').set(pe);
+    // s + err = c + p
+    f.get(c).get(p).op('f64.add').tee(s).get(c).op('f64.sub').set(bb);
+    f.get(c).get(s).get(bb).op('f64.sub').op('f64.sub').get(p).get(bb).op('f64.sub').op('f64.add').set(err);
+    // v = RO(err + pe): the sum rounded to nearest (in a), its exact error (in b), then the odd neighbour when inexact
+    f.get(err).get(pe).op('f64.add').tee(a).get(err).op('f64.sub').set(bb);
+    f.get(err).get(a).get(bb).op('f64.sub').op('f64.sub').get(pe).get(bb).op('f64.sub').op('f64.add').set(b);
+    f.get(b).f64(0).op('f64.ne');
+    f.get(a).op('i64.reinterpret_f64').op('i32.wrap_i64').i32(1).op('i32.and').op('i32.eqz');
+    f.op('i32.and');
+    open('if');
+    f.get(a).op('i64.reinterpret_f64');
+    f.i64(1)
+      .get(a)
+      .f64(0)
+      .op('f64.lt')
+      .get(b)
+      .f64(0)
+      .op('f64.lt')
+      .op('i32.xor')
+      .op('i64.extend_i32_u')
+      .i64(1)
+      .op('i64.shl')
+      .op('i64.sub');
+    f.op('i64.add').op('f64.reinterpret_i64').set(a);
+    close();
+    f.get(s).get(a).op('f64.add');
+    f.else();
+    f.f64(0); // out of range: the finite-normal test below fails and the FPU does it
+    close();
   };
   /** i64 ops on (rs1, rs2) or (rs1, imm). */
   const bin = (i: Insn, name: 'i64.add' | 'i64.sub' | 'i64.and' | 'i64.or' | 'i64.xor' | 'i64.mul', useImm: boolean): void => {
