@@ -119,6 +119,7 @@ interface Snapshot {
   data: number[];
   backend: string | undefined;
   blocks: number;
+  regionSegments: number;
 }
 
 /** The block, then the loop's back edge (x9 counts the passes), then the power-off store (also the trap vector). */
@@ -127,7 +128,7 @@ function runBlock(code: number[], regs: bigint[], loops: number, jit: HartOption
 }
 
 /** `body` at RAM_BASE, then the power-off store (also the trap vector); x9 = loops, x10 data, x11 a hole. */
-function runWords(body: number[], regs: bigint[], loops: number, jit: HartOptions['jit']): Snapshot {
+function runWords(body: number[], regs: bigint[], loops: number, jit: HartOptions['jit'], slice = 100_000): Snapshot {
   const m = makeMachine(16 << 20, jit);
   const epilogue = RAM_BASE + body.length * 4;
   const words = [...body, U(POWEROFF >>> 12, 31, 0x37), S(0, 0, 31, 2)];
@@ -145,7 +146,12 @@ function runWords(body: number[], regs: bigint[], loops: number, jit: HartOption
   m.hart.setX(9, loops);
   m.hart.setX(10, DATA + 0x1000);
   m.hart.setX(11, 0x1000);
-  for (let guard = 0; !m.poweredOff && guard < 100; guard++) m.hart.run(100_000);
+  for (let guard = 0; !m.poweredOff && guard < 10_000_000 / slice; guard++) {
+    // Interrupts wait for the end of a slice: it may run over by a few blocks' worth (these programs' straight runs
+    // are short), no more, however the code loops inside a translated region.
+    const n = m.hart.run(slice);
+    assert.ok(n <= slice + 64, `a slice of ${slice} ran ${n} instructions`);
+  }
   assert.ok(m.poweredOff, 'the program reached its power-off store');
   const data: number[] = [];
   for (let i = 0; i < DATA_BYTES; i += 4) data.push(m.ram.readU32(DATA + i));
@@ -159,6 +165,7 @@ function runWords(body: number[], regs: bigint[], loops: number, jit: HartOption
     data,
     backend: m.hart.jitStats?.backend,
     blocks: m.hart.jitStats?.blocks ?? 0,
+    regionSegments: m.hart.jitStats?.regionSegments ?? 0,
   };
 }
 
@@ -192,6 +199,75 @@ test(
       fc.property(program, ([code, regs, loops]) => compare(code, regs, loops)),
       fuzzParams(250, 0x5eed),
     );
+  },
+);
+
+/** jal x0, offset */
+const J = (offset: number): number =>
+  ((((offset >> 20) & 1) << 31) |
+    (((offset >> 1) & 0x3ff) << 21) |
+    (((offset >> 11) & 1) << 20) |
+    (((offset >> 12) & 0xff) << 12) |
+    0x6f) >>>
+  0;
+
+/**
+ * Three random runs of code (forward branches stay inside each) in the shape the WebAssembly JIT makes regions
+ * of (several blocks of a page in one function, transfers between them inside it):
+ *
+ *   j A;  B: <b>; addi x9, x9, -1; blt x0, x9, A; j end;  A: <a>; blt x0, x9, B; <c>;  end: (power-off)
+ *
+ * A leaves to B (backwards: another segment), B goes back to A (the region's start when A is hot first), x9
+ * counts the rounds down, so every run ends.
+ */
+const regionProgram = fc
+  .tuple(fc.integer({ min: 1, max: 10 }), fc.integer({ min: 1, max: 10 }), fc.integer({ min: 0, max: 6 }))
+  .chain(([la, lb, lc]) =>
+    fc.tuple(
+      fc.tuple(...Array.from({ length: la }, (_, i) => insn(i, la))),
+      fc.tuple(...Array.from({ length: lb }, (_, i) => insn(i, lb))),
+      fc.tuple(...Array.from({ length: lc }, (_, i) => insn(i, lc))),
+      fc.array(value, { minLength: 31, maxLength: 31 }),
+      fc.integer({ min: 0, max: 40 }),
+      fc.constantFrom(7, 50, 100_000),
+    ),
+  )
+  .map(([a, b, c, regs, loops, slice]) => {
+    const bAt = 1;
+    const aAt = bAt + b.length + 3;
+    const words = [
+      J(aAt * 4),
+      ...b,
+      I(-1, 9, 0, 9, 0x13), // addi x9, x9, -1
+      B((aAt - (bAt + b.length + 1)) * 4, 9, 0, 4), // blt x0, x9, A
+      J((aAt + a.length + 1 + c.length - (bAt + b.length + 2)) * 4), // j end
+      ...a,
+      B((bAt - (aAt + a.length)) * 4, 9, 0, 4), // blt x0, x9, B
+      ...c,
+    ];
+    return { words, regs, loops, slice };
+  });
+
+test(
+  'random regions: blocks that branch to each other in one page match the interpreter, at any budget',
+  { timeout: 600_000 },
+  () => {
+    let segments = 0;
+    fc.assert(
+      fc.property(regionProgram, ({ words, regs, loops, slice }) => {
+        const ref = runWords(words, regs, loops, false, slice);
+        const got = runWords(words, regs, loops, WASM, slice);
+        segments += got.regionSegments;
+        const where = `code ${words.map((w) => w.toString(16).padStart(8, '0')).join(' ')}, x9 ${loops}, slices of ${slice}`;
+        assert.deepEqual(got.traps, ref.traps, `traps (${where})`);
+        assert.deepEqual(got.regs, ref.regs, `registers (${where})`);
+        assert.equal(got.pc, ref.pc, `pc (${where})`);
+        assert.equal(got.instret, ref.instret, `instret (${where})`);
+        assert.deepEqual(got.data, ref.data, `memory (${where})`);
+      }),
+      fuzzParams(200, 0x7e61),
+    );
+    assert.ok(segments > 100, `blocks joined regions (${segments} segments in all)`);
   },
 );
 
