@@ -14,7 +14,12 @@ test('running every bare-metal program leaves the hart with the hidden class it 
   const script = fileURLToPath(new URL('./hart-shape.js', import.meta.url));
   // execArgv carries tsx's loader when the tests run from source.
   const out = execFileSync(process.execPath, [...process.execArgv, '--allow-natives-syntax', script], { encoding: 'utf8' });
-  const results = JSON.parse(out.trim().split('\n').at(-1)!) as { program: string; jit: string; sameMap: boolean; verdict: string }[];
+  const results = JSON.parse(out.trim().split('\n').at(-1)!) as {
+    program: string;
+    jit: string;
+    sameMap: boolean;
+    verdict: string;
+  }[];
   assert.ok(results.length >= 10, `${results.length} runs`);
   for (const r of results) {
     assert.notEqual(r.verdict, 'none', `${r.program} (${r.jit}) finished`);

@@ -107,6 +107,15 @@ export const enc = {
       0x63) >>>
     0,
   u: (imm20: number, rd: number, op: number): number => (((imm20 & 0xfffff) << 12) | (rd << 7) | op) >>> 0,
+  /** jal rd, offset */
+  j: (offset: number, rd = 0): number =>
+    ((((offset >> 20) & 1) << 31) |
+      (((offset >> 1) & 0x3ff) << 21) |
+      (((offset >> 11) & 1) << 20) |
+      (((offset >> 12) & 0xff) << 12) |
+      (rd << 7) |
+      0x6f) >>>
+    0,
 };
 
 /** Named blocks of 32-bit instructions starting at slot 0 of a page, whose generated code each backend pins. */

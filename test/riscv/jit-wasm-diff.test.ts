@@ -23,7 +23,7 @@ import { enc } from './jit-harness.js';
 const WASM: HartOptions['jit'] = { threshold: 0, backend: 'wasm' };
 
 // ---- instruction encoders ----
-const { r: R, i: I, s: S, b: B, u: U } = enc;
+const { r: R, i: I, s: S, b: B, u: U, j: J } = enc;
 
 /** R-type ops: [funct7, funct3, opcode] (OP and OP-32, with M and a few Zb*). */
 const R_OPS: [number, number, number][] = [
@@ -201,15 +201,6 @@ test(
     );
   },
 );
-
-/** jal x0, offset */
-const J = (offset: number): number =>
-  ((((offset >> 20) & 1) << 31) |
-    (((offset >> 1) & 0x3ff) << 21) |
-    (((offset >> 11) & 1) << 20) |
-    (((offset >> 12) & 0xff) << 12) |
-    0x6f) >>>
-  0;
 
 /**
  * Three random runs of code (forward branches stay inside each) in the shape the WebAssembly JIT makes regions

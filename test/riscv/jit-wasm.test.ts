@@ -39,20 +39,12 @@ const WASM_GOLDEN_BLOCKS: Record<string, number[]> = {
   'div and mulhu': [enc.r(1, 11, 10, 4, 12), enc.r(1, 11, 10, 3, 13), 0x0000006f | (8 << 21)],
 };
 
-/** jal x0, offset */
-const jal = (offset: number): number =>
-  ((((offset >> 20) & 1) << 31) |
-    (((offset >> 1) & 0x3ff) << 21) |
-    (((offset >> 11) & 1) << 20) |
-    (((offset >> 12) & 0xff) << 12) |
-    0x6f) >>>
-  0;
 // A region: a loop block whose branch leaves to a block that branches back to the loop (translated with every
 // in-page target hot, so the second block joins the first's function as segment 1).
 const GOLDEN_REGION = [
   enc.i(1, 10, 0, 10), // 0: addi a0, a0, 1
   enc.b(12, 11, 10, 4), // 4: blt a0, a1, 16 (past the jump: another block)
-  jal(-8), // 8: jal x0, 0 (the loop)
+  enc.j(-8), // 8: jal x0, 0 (the loop)
   enc.i(0, 0, 0, 0), // 12: nop
   enc.i(2, 12, 0, 12), // 16: addi a2, a2, 2
   enc.b(-20, 11, 12, 4), // 20: blt a2, a1, 0 (back to the region's start: a transfer inside the function)

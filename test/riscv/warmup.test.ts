@@ -21,7 +21,10 @@ test('the warm-up tries every opcode-table entry in both modes, once per isolate
   assert.ok(stats.tried >= 2 * OPCODES.length, `${stats.tried} encodings tried for ${OPCODES.length} entries`);
   // Most encodings execute; privileged and malformed ones trap (and train the trap path).
   assert.ok(stats.retired > OPCODES.length, `${stats.retired} retired`);
-  assert.equal(warmUpInterpreter(() => assert.fail('a second warm-up')), null);
+  assert.equal(
+    warmUpInterpreter(() => assert.fail('a second warm-up')),
+    null,
+  );
   for (const program of ['traps.S', 'vm.S']) {
     const r = runProgram(buildElf(programSource(program)), 20_000_000, { jit: false });
     assert.deepEqual(r.result, { kind: 'pass' }, program);

@@ -26,6 +26,11 @@
 #define CHECK(reg, val, n) li t6, val; beq reg, t6, 99f; li a0, n; j fail; 99:
 #define CHECK_MREC(off, val, n) la t6, m_rec; ld t6, off(t6); li s9, val; beq t6, s9, 99f; li a0, n; j fail; 99:
 #define CHECK_SREC(off, val, n) la t6, s_rec; ld t6, off(t6); li s9, val; beq t6, s9, 99f; li a0, n; j fail; 99:
+/* Data for a loop of loads through pointers: `seven` holds 7 and `ptrs` 200 pointers to it, except entry 150, which
+   points at 0x1000 (neither RAM nor a device: an access fault) */
+#define POINTERS_WITH_A_HOLE seven: .dword 7; ptrs: .rept 150; .dword seven; .endr; .dword 0x1000; .rept 49; .dword seven; .endr
+/* The only M-mode trap so far was `cause` with `tval` at `label` (failure codes n to n + 3) */
+#define CHECK_ONE_MTRAP(cause, tval, label, n) CHECK_MREC(REC_COUNT, 1, n); CHECK_MREC(REC_CAUSE, cause, n + 1); CHECK_MREC(REC_TVAL, tval, n + 2); la t0, label; la t6, m_rec; ld t6, REC_EPC(t6); beq t0, t6, 97f; li a0, n + 3; j fail; 97:
 #define REC_CAUSE 0
 #define REC_EPC 8
 #define REC_TVAL 16

@@ -196,6 +196,8 @@ const FP_FUSED: Partial<Record<number, readonly [boolean, boolean]>> = {
   [FP_MNEMONICS.indexOf('fnmsub_d')]: [true, false],
   [FP_MNEMONICS.indexOf('fnmadd_d')]: [true, true],
 };
+/** The fused path's f64 locals (see fusedMultiplyAdd). */
+const FUSED_LOCALS = ['a', 'b', 'c', 't', 'ah', 'al', 'bh', 'bl', 'p', 'pe', 's', 'bb', 'err'] as const;
 /** Veltkamp's splitting constant for doubles, 2^27 + 1. */
 const SPLIT = 134217729;
 /** The fused path's guard: |a|, |b| within 2^±400 and c zero or within 2^±700 (then nothing overflows or underflows). */
@@ -441,52 +443,29 @@ export function translateBlock(
   let segIndex = 0;
   const next = segments.length > 1 ? f.local(I32) : -1;
   /**
-   * Goes on at page offset `to` with `retired` more instructions retired: in the segment starting there while
-   * the budget lasts (through the region's br_table, nest + segments - segIndex labels out), else out of the
-   * function.
+   * Goes on at page offset `to` with `retired` more instructions retired, while the budget lasts: at the
+   * segment's own start through its loop, at another segment's through the region's br_table (nest + segments -
+   * segIndex labels out); past the budget, or anywhere else, out of the function.
    */
   const leave = (to: number, retired: number): void => {
-    const target = entries.get(to);
+    const self = to === seg.startOff;
+    const target = self ? segIndex : entries.get(to);
     if (target === undefined) {
       exit(to, retired);
       return;
     }
     f.get(P_N).i32(retired).op('i32.add').tee(P_N).get(P_LIMIT).op('i32.lt_u');
     open('if');
-    f.i32(target).set(next);
-    f.br(nest + segments.length - segIndex);
+    if (self) f.br(nest);
+    else {
+      f.i32(target).set(next);
+      f.br(nest + segments.length - segIndex);
+    }
     close();
-    flush();
-    f.i32(0)
-      .get(P_PB)
-      .f64(to)
-      .op('f64.add')
-      .mem('f64.store', base + PC_OFF);
-    f.get(P_N).op('return');
+    exit(to, 0);
   };
   /** Taken transfer to page offset `to` after instruction k retired. */
-  const jumpTo = (to: number, k: number): void => {
-    if (to === seg.startOff) {
-      f.get(P_N)
-        .i32(k + 1)
-        .op('i32.add')
-        .tee(P_N)
-        .get(P_LIMIT)
-        .op('i32.lt_u');
-      open('if');
-      f.br(nest);
-      close();
-      flush();
-      f.i32(0)
-        .get(P_PB)
-        .f64(to)
-        .op('f64.add')
-        .mem('f64.store', base + PC_OFF);
-      f.get(P_N).op('return');
-      return;
-    }
-    leave(to, k + 1);
-  };
+  const jumpTo = (to: number, k: number): void => leave(to, k + 1);
   // Conditional branches to an instruction later in the segment skip ahead inside it (a wasm `block` per such
   // target, all opened at the top of the loop body and closed right before their target, so they nest) instead
   // of leaving through the dispatcher. Counts stay static (instruction k retires n + k): a skip from k to t
@@ -616,7 +595,7 @@ export function translateBlock(
     close();
     return true;
   };
-  let fusedLocals: number[] | null = null;
+  let fusedLocals: Record<(typeof FUSED_LOCALS)[number], number> | null = null;
   /**
    * Pushes RN(a * b + c) (f64, with the op's exact negations) when the operands are in the guarded range, else 0
    * (which the caller's finite-normal test sends to the FPU): Dekker's exact product p + pe, Knuth's
@@ -624,22 +603,8 @@ export function translateBlock(
    * Melquiond's emulation of an FMA by rounding to odd; test/riscv/jit-wasm-fma checks it against the FPU).
    */
   const fusedMultiplyAdd = (fs1: number, fs2: number, fs3: number, [negProd, negAdd]: readonly [boolean, boolean]): void => {
-    fusedLocals ??= Array.from({ length: 13 }, () => f.local(F64));
-    const [a, b, c, t, ah, al, bh, bl, p, pe, s, bb, err] = fusedLocals as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as typeof fusedLocals & object;
+    const { a, b, c, t, ah, al, bh, bl, p, pe, s, bb, err } = fusedLocals;
     const operand = (r: number, negate: boolean, into: number): void => {
       f.i32(0).mem('i64.load', fAt(r));
       if (negate) f.i64(-0x8000000000000000).op('i64.xor');
