@@ -54,7 +54,7 @@ export function linearRamWanted(env: NodeJS.ProcessEnv = process.env): boolean {
 
 /**
  * Bytes reserved past RAM for the WebAssembly JIT's hart state (src/riscv/jit/wasm/layout.ts, HART_REGION_BYTES,
- * 192 KiB per hart, 32 regions: a board's harts take one each, and their threads when harts run on threads one
+ * 256 KiB per hart, 32 regions: a board's harts take one each, and their threads when harts run on threads one
  * more; harts past that run the interpreter): whenever TYPEVISOR_JIT selects that JIT, which is the default.
  * Untouched reserved pages cost nothing.
  */
