@@ -13,8 +13,15 @@ import { withCommonHeader } from './jit-harness.js';
 import { parseElf } from '../../src/machine/loaders/elf.js';
 import type { HartOptions } from '../../src/riscv/hart.js';
 
-const OPS = ['fmadd.d', 'fmsub.d', 'fnmsub.d', 'fnmadd.d'] as const;
-const TRIPLES = 3000 + 2 * 17;
+const FUSED = ['fmadd', 'fmsub', 'fnmsub', 'fnmadd'] as const;
+/** Double or single: the ops' suffix, load and store, and a value's bits in an 8-byte slot. */
+interface Precision {
+  suffix: 'd' | 's';
+  load: 'fld' | 'flw';
+  store: 'fsd' | 'fsw';
+  bitsOf(x: number): bigint;
+  valueOf(bits: bigint): number;
+}
 
 /** A small seeded generator (xorshift128+ on doubles' bits): the table is the same on every run. */
 function generator(seed: number): { bits(): bigint; unit(): number } {
@@ -96,24 +103,24 @@ function triples(): [number, number, number][] {
   return out;
 }
 
-function source(table: [number, number, number][]): string {
-  const loops = OPS.map(
+function source(table: [number, number, number][], pr: Precision): string {
+  const loops = FUSED.map(
     (op, k) => `
   la a0, operands
   la a1, results + ${k * table.length * 8}
   li a2, ${table.length}
 op${k}:
-  fld fa0, 0(a0)
-  fld fa1, 8(a0)
-  fld fa2, 16(a0)
-  ${op} fa3, fa0, fa1, fa2
-  fsd fa3, 0(a1)
+  ${pr.load} fa0, 0(a0)
+  ${pr.load} fa1, 8(a0)
+  ${pr.load} fa2, 16(a0)
+  ${op}.${pr.suffix} fa3, fa0, fa1, fa2
+  ${pr.store} fa3, 0(a1)
   addi a0, a0, 24
   addi a1, a1, 8
   addi a2, a2, -1
   bnez a2, op${k}`,
   );
-  const words = table.flatMap((t) => t.map((x) => `  .dword 0x${toBits(x).toString(16)}`));
+  const words = table.flatMap((t) => t.map((x) => `  .dword 0x${pr.bitsOf(x).toString(16)}`));
   return withCommonHeader(`#include "common.h"
 .text
 main:
@@ -133,11 +140,15 @@ operands:
 ${words.join('\n')}
 .bss
 .align 3
-results: .skip ${OPS.length * table.length * 8}
+results: .skip ${FUSED.length * table.length * 8}
 `);
 }
 
-function run(elf: Uint8Array, jit: HartOptions['jit']): { results: BigUint64Array; flags: bigint; fpHelperCalls: number } {
+function run(
+  elf: Uint8Array,
+  jit: HartOptions['jit'],
+  count: number,
+): { results: BigUint64Array; flags: bigint; fpHelperCalls: number } {
   const symbols = parseElf(elf).symbols;
   let machine: Machine | undefined;
   const r = runProgram(elf, 50_000_000, { jit, setup: (m) => (machine = m) });
@@ -148,34 +159,76 @@ function run(elf: Uint8Array, jit: HartOptions['jit']): { results: BigUint64Arra
     return new BigUint64Array(buf.buffer);
   };
   return {
-    results: read('results', OPS.length * TRIPLES * 8),
+    results: read('results', FUSED.length * count * 8),
     flags: read('flags', 8)[0]!,
     fpHelperCalls: r.hart.jitStats?.fpHelperCalls ?? 0,
   };
 }
 
+/** Runs every triple through the four fused ops of `pr` on both engines: every result and fflags must agree. */
+function checkFused(table: [number, number, number][], pr: Precision): void {
+  const elf = buildElf(source(table, pr));
+  const ref = run(elf, false, table.length);
+  const got = run(elf, { threshold: 0, backend: 'wasm' }, table.length);
+  for (let i = 0; i < ref.results.length; i++) {
+    if (got.results[i] !== ref.results[i]) {
+      const [a, b, c] = table[i % table.length]!;
+      assert.fail(
+        `${FUSED[Math.floor(i / table.length)]}.${pr.suffix} of ${a}, ${b}, ${c}: translated ${pr.valueOf(got.results[i]!)} ` +
+          `(0x${got.results[i]!.toString(16)}), FPU ${pr.valueOf(ref.results[i]!)} (0x${ref.results[i]!.toString(16)})`,
+      );
+    }
+  }
+  assert.equal(got.flags, ref.flags, 'fflags');
+  // Translated code did most of them itself: only the operands outside its guard, and results that are not
+  // finite normal numbers, went to the FPU.
+  const total = FUSED.length * table.length;
+  assert.ok(got.fpHelperCalls < total / 4, `${got.fpHelperCalls} of ${total} went to the FPU`);
+  assert.ok(got.fpHelperCalls > 0, 'the operands outside the guard went to the FPU');
+}
+
+const DOUBLE: Precision = { suffix: 'd', load: 'fld', store: 'fsd', bitsOf: toBits, valueOf: fromBits };
+const f32 = new DataView(new ArrayBuffer(4));
+const SINGLE: Precision = {
+  suffix: 's',
+  load: 'flw',
+  store: 'fsw',
+  bitsOf: (x) => {
+    f32.setFloat32(0, x);
+    return BigInt(f32.getUint32(0));
+  },
+  valueOf: (bits) => {
+    f32.setUint32(0, Number(bits & 0xffffffffn));
+    return f32.getFloat32(0);
+  },
+};
+
 test(
   "translated fmadd/fmsub/fnmsub/fnmadd.d give the FPU's bits and flags on hard and random operands",
   { timeout: 120_000 },
-  () => {
-    const table = triples();
-    const elf = buildElf(source(table));
-    const ref = run(elf, false);
-    const got = run(elf, { threshold: 0, backend: 'wasm' });
-    for (let i = 0; i < ref.results.length; i++) {
-      if (got.results[i] !== ref.results[i]) {
-        const [a, b, c] = table[i % TRIPLES]!;
-        assert.fail(
-          `${OPS[Math.floor(i / TRIPLES)]} of ${a}, ${b}, ${c}: translated ${fromBits(got.results[i]!)} ` +
-            `(0x${got.results[i]!.toString(16)}), FPU ${fromBits(ref.results[i]!)} (0x${ref.results[i]!.toString(16)})`,
-        );
-      }
-    }
-    assert.equal(got.flags, ref.flags, 'fflags');
-    // Translated code did most of them itself: only the operands outside its guard, and results that are not
-    // finite normal numbers, went to the FPU.
-    const total = OPS.length * TRIPLES;
-    assert.ok(got.fpHelperCalls < total / 4, `${got.fpHelperCalls} of ${total} went to the FPU`);
-    assert.ok(got.fpHelperCalls > 0, 'the operands outside the guard went to the FPU');
-  },
+  () => checkFused(triples(), DOUBLE),
+);
+
+/**
+ * Singles: the doubles' table rounded to single (its ties and cancellations are near ties and cancellations
+ * still), specials of single range, and where rounding the exact sum to nearest in double before single would be
+ * wrong: 2^-12 (1 + 2^-23) × 2^-12 (1 - 2^-23) + (1 + 2^-23) is 1 + 2^-23 + 2^-24 - 2^-70, just under a tie of
+ * singles; the double nearest it is the tie itself, which rounds to even (up), where the answer is down.
+ */
+function singleTriples(): [number, number, number][] {
+  const out = triples().map(
+    ([a, b, c]) => [Math.fround(a * 2 ** -30), Math.fround(b), Math.fround(c * 2 ** -30)] as [number, number, number],
+  );
+  const specials = [3e38, -1e-38, 1e-45, 0, -0, Infinity, NaN, 2 ** 127, 2 ** -126];
+  specials.forEach((x, k) => out.push([x, 1.5, 2], [1.25, x, -3], [0.75, -2, x], [x, specials[(k + 3) % specials.length]!, 1]));
+  for (let e = -20; e <= 20; e += 4)
+    for (const sign of [1, -1])
+      out.push([sign * 2 ** (e - 12) * (1 + 2 ** -23), 2 ** -12 * (1 - 2 ** -23), sign * 2 ** e * (1 + 2 ** -23)]);
+  return out;
+}
+
+test(
+  "translated fmadd/fmsub/fnmsub/fnmadd.s give the FPU's bits and flags on hard and random operands",
+  { timeout: 120_000 },
+  () => checkFused(singleTriples(), SINGLE),
 );

@@ -77,6 +77,10 @@ const PLAIN = {
   'f64.convert_i32_u': 0xb8,
   'f64.convert_i64_s': 0xb9,
   'f64.reinterpret_i64': 0xbf,
+  'f32.demote_f64': 0xb6,
+  'f64.promote_f32': 0xbb,
+  'i32.reinterpret_f32': 0xbc,
+  'f32.reinterpret_i32': 0xbe,
   'i64.reinterpret_f64': 0xbd,
 } as const;
 export type PlainOp = keyof typeof PLAIN;

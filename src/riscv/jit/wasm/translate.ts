@@ -196,6 +196,13 @@ const FP_FUSED: Partial<Record<number, readonly [boolean, boolean]>> = {
   [FP_MNEMONICS.indexOf('fnmsub_d')]: [true, false],
   [FP_MNEMONICS.indexOf('fnmadd_d')]: [true, true],
 };
+/** The same in single precision (fusedMultiplyAddS). */
+const FP_FUSED_S: Partial<Record<number, readonly [boolean, boolean]>> = {
+  [FP_MNEMONICS.indexOf('fmadd_s')]: [false, false],
+  [FP_MNEMONICS.indexOf('fmsub_s')]: [false, true],
+  [FP_MNEMONICS.indexOf('fnmsub_s')]: [true, false],
+  [FP_MNEMONICS.indexOf('fnmadd_s')]: [true, true],
+};
 /** The fused path's f64 locals (see fusedMultiplyAdd). */
 const FUSED_LOCALS = ['a', 'b', 'c', 't', 'ah', 'al', 'bh', 'bl', 'p', 'pe', 's', 'bb', 'err'] as const;
 /** Veltkamp's splitting constant for doubles, 2^27 + 1. */
@@ -536,7 +543,8 @@ export function translateBlock(
     const arith = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_ARITH[fi] : undefined;
     const sgnj = i.op === Op.FPOP ? FP_SGNJ[fi] : undefined;
     const fused = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_FUSED[fi] : undefined;
-    if (!isMem && arith === undefined && sgnj === undefined && fused === undefined) return false;
+    const fusedS = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_FUSED_S[fi] : undefined;
+    if (!isMem && arith === undefined && sgnj === undefined && fused === undefined && fusedS === undefined) return false;
     open('block');
     const done = nest;
     if (isMem) {
@@ -579,6 +587,17 @@ export function translateBlock(
     }
     fpAllows(FP_FS_DIRTY | FP_ARITH_FAST);
     open('if');
+    if (fusedS !== undefined) {
+      // A finite normal single result: stored NaN-boxed.
+      fusedMultiplyAddS(fs1, fs2, (i.imm >>> 8) & 31, fusedS);
+      f.tee(fusedBits()).i32(23).op('i32.shr_u').i32(0xff).op('i32.and').i32(1).op('i32.sub').i32(0xfe).op('i32.lt_u');
+      open('if');
+      f.i32(0).get(fusedBits()).op('i64.extend_i32_u').i64(-4294967296).op('i64.or').mem('i64.store', fAt(fd));
+      f.br(nest - done);
+      close();
+      close();
+      return true;
+    }
     if (fused !== undefined) fusedMultiplyAdd(fs1, fs2, (i.imm >>> 8) & 31, fused);
     else {
       f.i32(0).mem('f64.load', fAt(fs1));
@@ -596,6 +615,76 @@ export function translateBlock(
     return true;
   };
   let fusedLocals: Record<(typeof FUSED_LOCALS)[number], number> | null = null;
+  /** Knuth's TwoSum: sum = RN(x + y) and err its exact error (x + y = sum + err), in f64 locals. */
+  const twoSum = (x: number, y: number, sum: number, err: number): void => {
+    const bb = fusedLocals!.bb;
+    f.get(x).get(y).op('f64.add').tee(sum).get(x).op('f64.sub').set(bb);
+    f.get(x).get(sum).get(bb).op('f64.sub').op('f64.sub').get(y).get(bb).op('f64.sub').op('f64.add').set(err);
+  };
+  /**
+   * Rounds to odd the exact value v + e (v = RN(v + e)): v stays when e is 0 or v is odd, else becomes its
+   * neighbour towards e (which is odd).
+   */
+  const roundToOdd = (v: number, e: number): void => {
+    f.get(e).f64(0).op('f64.ne');
+    f.get(v).op('i64.reinterpret_f64').op('i32.wrap_i64').i32(1).op('i32.and').op('i32.eqz');
+    f.op('i32.and');
+    open('if');
+    f.get(v).op('i64.reinterpret_f64');
+    f.i64(1)
+      .get(v)
+      .f64(0)
+      .op('f64.lt')
+      .get(e)
+      .f64(0)
+      .op('f64.lt')
+      .op('i32.xor')
+      .op('i64.extend_i32_u')
+      .i64(1)
+      .op('i64.shl')
+      .op('i64.sub');
+    f.op('i64.add').op('f64.reinterpret_i64').set(v);
+    close();
+  };
+  let fusedBitsLocal = -1;
+  const fusedBits = (): number => (fusedBitsLocal >= 0 ? fusedBitsLocal : (fusedBitsLocal = f.local(I32)));
+  /**
+   * Pushes the bits (i32) of RN32(a * b + c) for single operands (NaN-boxed, finite), else 0 (which the caller's
+   * finite-normal test sends to the FPU). The product of two singles is exact in a double; c + p is summed with
+   * its exact error (Knuth), rounded to odd in the double, then to nearest in single: rounding to odd with at
+   * least two more bits than the target makes the second rounding the correct one (Boldo and Melquiond).
+   */
+  const fusedMultiplyAddS = (fs1: number, fs2: number, fs3: number, [negProd, negAdd]: readonly [boolean, boolean]): void => {
+    fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as typeof fusedLocals & object;
+    const { a, b, c, p, s, err } = fusedLocals;
+    // Each operand: boxed (upper word all ones) and finite (exponent below 255), its value promoted exactly.
+    const operand = (r: number, negate: boolean, into: number): void => {
+      f.i32(0).mem('i64.load', fAt(r)).op('i32.wrap_i64');
+      if (negate) f.i32(-0x80000000).op('i32.xor');
+      f.op('f32.reinterpret_i32').op('f64.promote_f32').set(into);
+    };
+    const usable = (r: number): void => {
+      f.i32(0).mem('i64.load', fAt(r)).i64(32).op('i64.shr_u').op('i32.wrap_i64').i32(-1).op('i32.eq');
+      f.i32(0).mem('i64.load', fAt(r)).op('i32.wrap_i64').i32(23).op('i32.shr_u').i32(0xff).op('i32.and').i32(0xff).op('i32.ne');
+      f.op('i32.and');
+    };
+    usable(fs1);
+    usable(fs2);
+    f.op('i32.and');
+    usable(fs3);
+    f.op('i32.and');
+    open('if', I32);
+    operand(fs1, negProd, a);
+    operand(fs2, false, b);
+    operand(fs3, negAdd, c);
+    f.get(a).get(b).op('f64.mul').set(p);
+    twoSum(p, c, s, err);
+    roundToOdd(s, err);
+    f.get(s).op('f32.demote_f64').op('i32.reinterpret_f32');
+    f.else();
+    f.i32(0);
+    close();
+  };
   /**
    * Pushes RN(a * b + c) (f64, with the op's exact negations) when the operands are in the guarded range, else 0
    * (which the caller's finite-normal test sends to the FPU): Dekker's exact product p + pe, Knuth's
@@ -604,7 +693,7 @@ export function translateBlock(
    */
   const fusedMultiplyAdd = (fs1: number, fs2: number, fs3: number, [negProd, negAdd]: readonly [boolean, boolean]): void => {
     fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as typeof fusedLocals & object;
-    const { a, b, c, t, ah, al, bh, bl, p, pe, s, bb, err } = fusedLocals;
+    const { a, b, c, t, ah, al, bh, bl, p, pe, s, err } = fusedLocals;
     const operand = (r: number, negate: boolean, into: number): void => {
       f.i32(0).mem('i64.load', fAt(r));
       if (negate) f.i64(-0x8000000000000000).op('i64.xor');
@@ -641,30 +730,10 @@ export function translateBlock(
     f.get(al).get(bh).op('f64.mul').op('f64.add');
     f.get(al).get(bl).op('f64.mul').op('f64.add').set(pe);
     // s + err = c + p
-    f.get(c).get(p).op('f64.add').tee(s).get(c).op('f64.sub').set(bb);
-    f.get(c).get(s).get(bb).op('f64.sub').op('f64.sub').get(p).get(bb).op('f64.sub').op('f64.add').set(err);
+    twoSum(c, p, s, err);
     // v = RO(err + pe): the sum rounded to nearest (in a), its exact error (in b), then the odd neighbour when inexact
-    f.get(err).get(pe).op('f64.add').tee(a).get(err).op('f64.sub').set(bb);
-    f.get(err).get(a).get(bb).op('f64.sub').op('f64.sub').get(pe).get(bb).op('f64.sub').op('f64.add').set(b);
-    f.get(b).f64(0).op('f64.ne');
-    f.get(a).op('i64.reinterpret_f64').op('i32.wrap_i64').i32(1).op('i32.and').op('i32.eqz');
-    f.op('i32.and');
-    open('if');
-    f.get(a).op('i64.reinterpret_f64');
-    f.i64(1)
-      .get(a)
-      .f64(0)
-      .op('f64.lt')
-      .get(b)
-      .f64(0)
-      .op('f64.lt')
-      .op('i32.xor')
-      .op('i64.extend_i32_u')
-      .i64(1)
-      .op('i64.shl')
-      .op('i64.sub');
-    f.op('i64.add').op('f64.reinterpret_i64').set(a);
-    close();
+    twoSum(err, pe, a, b);
+    roundToOdd(a, b);
     f.get(s).get(a).op('f64.add');
     f.else();
     f.f64(0); // out of range: the finite-normal test below fails and the FPU does it
