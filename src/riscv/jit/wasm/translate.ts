@@ -196,6 +196,8 @@ const FP_FUSED: Partial<Record<number, readonly [boolean, boolean]>> = {
   [FP_MNEMONICS.indexOf('fnmsub_d')]: [true, false],
   [FP_MNEMONICS.indexOf('fnmadd_d')]: [true, true],
 };
+/** The upper word of a single in a 64-bit FP register: all ones (NaN-boxing). */
+const NAN_BOX = -4294967296;
 /** The same in single precision (fusedMultiplyAddS). */
 const FP_FUSED_S: Partial<Record<number, readonly [boolean, boolean]>> = {
   [FP_MNEMONICS.indexOf('fmadd_s')]: [false, false],
@@ -205,6 +207,7 @@ const FP_FUSED_S: Partial<Record<number, readonly [boolean, boolean]>> = {
 };
 /** The fused path's f64 locals (see fusedMultiplyAdd). */
 const FUSED_LOCALS = ['a', 'b', 'c', 't', 'ah', 'al', 'bh', 'bl', 'p', 'pe', 's', 'bb', 'err'] as const;
+type FusedTemps = Record<(typeof FUSED_LOCALS)[number], number>;
 /** Veltkamp's splitting constant for doubles, 2^27 + 1. */
 const SPLIT = 134217729;
 /** The fused path's guard: |a|, |b| within 2^±400 and c zero or within 2^±700 (then nothing overflows or underflows). */
@@ -540,10 +543,12 @@ export function translateBlock(
     const isMem = isFpMem(i.op);
     const fi = i.imm & 0xff;
     const rm = (i.imm >>> 13) & 7;
-    const arith = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_ARITH[fi] : undefined;
+    // Round to nearest even, given (0) or dynamic (7: frm, which FP_ARITH_FAST requires to be 0).
+    const nearest = i.op === Op.FPOP && (rm === 0 || rm === 7);
+    const arith = nearest ? FP_ARITH[fi] : undefined;
     const sgnj = i.op === Op.FPOP ? FP_SGNJ[fi] : undefined;
-    const fused = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_FUSED[fi] : undefined;
-    const fusedS = i.op === Op.FPOP && (rm === 0 || rm === 7) ? FP_FUSED_S[fi] : undefined;
+    const fused = nearest ? FP_FUSED[fi] : undefined;
+    const fusedS = nearest ? FP_FUSED_S[fi] : undefined;
     if (!isMem && arith === undefined && sgnj === undefined && fused === undefined && fusedS === undefined) return false;
     open('block');
     const done = nest;
@@ -559,7 +564,7 @@ export function translateBlock(
         f.i32(0);
         hostAddress(LOAD_PPN_OFF);
         if (i.op === Op.FLD) f.mem('i64.load', 0);
-        else f.mem('i64.load32_u', 0).i64(-4294967296).op('i64.or'); // NaN-boxed
+        else f.mem('i64.load32_u', 0).i64(NAN_BOX).op('i64.or'); // NaN-boxed
         f.mem('i64.store', fAt(fd));
       } else {
         hostAddress(STORE_PPN_OFF);
@@ -592,7 +597,7 @@ export function translateBlock(
       fusedMultiplyAddS(fs1, fs2, (i.imm >>> 8) & 31, fusedS);
       f.tee(fusedBits()).i32(23).op('i32.shr_u').i32(0xff).op('i32.and').i32(1).op('i32.sub').i32(0xfe).op('i32.lt_u');
       open('if');
-      f.i32(0).get(fusedBits()).op('i64.extend_i32_u').i64(-4294967296).op('i64.or').mem('i64.store', fAt(fd));
+      f.i32(0).get(fusedBits()).op('i64.extend_i32_u').i64(NAN_BOX).op('i64.or').mem('i64.store', fAt(fd));
       f.br(nest - done);
       close();
       close();
@@ -614,10 +619,16 @@ export function translateBlock(
     close();
     return true;
   };
-  let fusedLocals: Record<(typeof FUSED_LOCALS)[number], number> | null = null;
+  let fusedLocals: FusedTemps | null = null;
+  /** The fused paths' f64 locals, made on first use (most blocks have no fused op). */
+  const fusedTemps = (): FusedTemps =>
+    (fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as Record<
+      (typeof FUSED_LOCALS)[number],
+      number
+    >);
   /** Knuth's TwoSum: sum = RN(x + y) and err its exact error (x + y = sum + err), in f64 locals. */
   const twoSum = (x: number, y: number, sum: number, err: number): void => {
-    const bb = fusedLocals!.bb;
+    const { bb } = fusedTemps();
     f.get(x).get(y).op('f64.add').tee(sum).get(x).op('f64.sub').set(bb);
     f.get(x).get(sum).get(bb).op('f64.sub').op('f64.sub').get(y).get(bb).op('f64.sub').op('f64.add').set(err);
   };
@@ -655,8 +666,7 @@ export function translateBlock(
    * least two more bits than the target makes the second rounding the correct one (Boldo and Melquiond).
    */
   const fusedMultiplyAddS = (fs1: number, fs2: number, fs3: number, [negProd, negAdd]: readonly [boolean, boolean]): void => {
-    fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as typeof fusedLocals & object;
-    const { a, b, c, p, s, err } = fusedLocals;
+    const { a, b, c, p, s, err } = fusedTemps();
     // Each operand: boxed (upper word all ones) and finite (exponent below 255), its value promoted exactly.
     const operand = (r: number, negate: boolean, into: number): void => {
       f.i32(0).mem('i64.load', fAt(r)).op('i32.wrap_i64');
@@ -692,8 +702,7 @@ export function translateBlock(
    * Melquiond's emulation of an FMA by rounding to odd; test/riscv/jit-wasm-fma checks it against the FPU).
    */
   const fusedMultiplyAdd = (fs1: number, fs2: number, fs3: number, [negProd, negAdd]: readonly [boolean, boolean]): void => {
-    fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as typeof fusedLocals & object;
-    const { a, b, c, t, ah, al, bh, bl, p, pe, s, err } = fusedLocals;
+    const { a, b, c, t, ah, al, bh, bl, p, pe, s, err } = fusedTemps();
     const operand = (r: number, negate: boolean, into: number): void => {
       f.i32(0).mem('i64.load', fAt(r));
       if (negate) f.i64(-0x8000000000000000).op('i64.xor');
