@@ -5,7 +5,7 @@
  *   npx tsx bench/cpu/wasm-compile-probe.ts [--blocks N]
  *
  * Every block is a distinct module body (V8 caches modules by their bytes, so repeats would be free): an
- * 8-instruction block with loads (bench/cpu's loops look like it), translated for a different state base each.
+ * 8-instruction block with loads (bench/cpu's loops look like it), with a different immediate in each.
  */
 import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
@@ -29,21 +29,25 @@ const r = (f7: number, rs2: number, rs1: number, f3: number, rd: number): number
   (f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | 0x33;
 const i = (imm: number, rs1: number, f3: number, rd: number, op = 0x13): number =>
   ((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op;
-const words = [
-  r(0, 12, 10, 0, 10),
-  i(8, 10, 3, 13, 3),
-  r(0, 11, 10, 4, 13),
-  i(7, 13, 1, 14),
-  i(16, 10, 3, 15, 3),
-  r(0, 15, 14, 6, 14),
-  i(-1, 11, 0, 11),
-  r(0, 14, 10, 0, 10),
-].map((w) => decodedWords(w));
+const wordsOf = (u: number): { w: number; imm: number }[] =>
+  [
+    r(0, 12, 10, 0, 10),
+    i(8, 10, 3, 13, 3),
+    r(0, 11, 10, 4, 13),
+    i((u >>> 11) & 63, 13, 1, 14),
+    i(16, 10, 3, 15, 3),
+    r(0, 15, 14, 6, 14),
+    i((u % 2047) - 1023, 11, 0, 11),
+    r(0, 14, 10, 0, 10),
+  ].map((w) => decodedWords(w));
 const memory = new Wasm.Memory({ initial: 512 });
 const ok = (): number => 0;
 const imports = { env: { mem: memory, ld: ok, st: ok, slow: ok, fp: ok } };
 let unique = 0;
-const block = (): WasmBlock => translateBlock((s) => words[s >>> 1] ?? { w: 1, imm: 0 }, 0, 0x1000000 + 8 * unique++)!;
+const block = (): WasmBlock => {
+  const words = wordsOf(unique++);
+  return translateBlock((s) => words[s >>> 1] ?? { w: 1, imm: 0 }, 0, 0x1000000)!;
+};
 
 console.log(`${N} distinct blocks per row (load average ${loadavg()[0]!.toFixed(1)})`);
 console.log('blocks/module   compile us/block   instantiate us/block');

@@ -172,6 +172,9 @@ export class HartAdapter implements HartPort {
   translatedBlocks(): number {
     return this.hart.jitStats?.blocks ?? 0;
   }
+  siblingBlocks(): number {
+    return this.hart.jitStats?.siblingBlocks ?? 0;
+  }
   flushDecodeCache(): void {
     this.hart.flushDecodeCache();
   }

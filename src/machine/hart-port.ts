@@ -41,6 +41,8 @@ export interface HartPort {
   decodeCacheBytes?(): number;
   /** Blocks the hart's JIT translated so far (optional: 0 on the interpreter). */
   translatedBlocks?(): number;
+  /** Of the compiled blocks it holds, those a sibling hart compiled (optional: 0 without code sharing). */
+  siblingBlocks?(): number;
   /** Frees the decoded pages (optional): an idle guest's memory trim. */
   trimDecodeCache?(): void;
   /**

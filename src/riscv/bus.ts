@@ -6,6 +6,7 @@
  * tag compare plus a DataView access. Everything that is not RAM is MMIO and goes through mmioRead/mmioWrite.
  */
 import type { GuestAtomics } from './atomics.js';
+import type { CodeShare } from './jit/wasm/share.js';
 
 export interface Bus {
   /** First physical address of RAM. */
@@ -53,4 +54,9 @@ export interface WasmStateArea {
   readonly memory: object;
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   reserve(bytes: number): number | null;
+  /**
+   * A hart's end of the channel over which the harts of this RAM share the blocks they compile
+   * (src/riscv/jit/wasm/share.ts); absent: each hart compiles its own.
+   */
+  joinCodeShare?(): CodeShare;
 }

@@ -678,7 +678,7 @@ export class Hart extends HartArch {
         hits = null;
         if (jit !== null && code !== this.scratch.code) {
           const page = this.currentPage!;
-          hits = page.jitBlocks ??= new PageBlocks();
+          hits = page.jitBlocks ??= jit.newPage(page.ppn);
           const block = jit.lookup(hits, slot, this.jitSlotReader);
           if (block !== null) {
             inBlock = true;

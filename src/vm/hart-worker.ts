@@ -8,6 +8,7 @@ import { HartThread, type HartThreadInit } from '../machine/parallel/hart-thread
 import { createHart } from '../machine/hart-adapter.js';
 import { createGuestAtomics, type GuestAtomics } from '../riscv/atomics.js';
 import { sharedClockMs } from './hart-threads.js';
+import { channelCodeShare } from './code-share.js';
 import { ownThreadId } from './vm-host.js';
 
 if (!isMainThread && parentPort) {
@@ -19,6 +20,7 @@ if (!isMainThread && parentPort) {
     hostNowMs: sharedClockMs,
     post: (m) => port.postMessage(m),
     atomics: requireAtomics(init.memory),
+    joinCodeShare: channelCodeShare,
   });
   thread.run();
 }

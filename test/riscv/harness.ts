@@ -12,6 +12,7 @@ import { repoRoot } from '../helpers/paths.js';
 import { GuestRam } from '../../src/machine/memory.js';
 import { jitFromEnv } from '../../src/riscv/jit/index.js';
 import { HART_REGION_BYTES } from '../../src/riscv/jit/wasm/layout.js';
+import { LocalCodeShare } from '../../src/riscv/jit/wasm/share.js';
 import { createLinearRam } from '../../src/vm/linear-ram.js';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
 import { Hart, MIP_MSIP, IRQ_MSI, IRQ_MTI, type HartOptions } from '../../src/riscv/hart.js';
@@ -121,6 +122,11 @@ export interface MachineOptions {
    * `wrap` may interpose on them (e.g. count calls). Default: no atomics.
    */
   atomics?: boolean | ((a: GuestAtomics) => GuestAtomics);
+  /**
+   * The bus offers a code-sharing channel (src/riscv/jit/wasm/share.ts), as a board with several harts does: the
+   * WebAssembly JIT then translates code any hart can run, and harts made on `bus` share their compiled blocks.
+   */
+  codeShare?: boolean;
 }
 
 /** Whether makeMachine's RAM is linear for this `jit` setting (from TYPEVISOR_JIT when undefined). */
@@ -172,7 +178,8 @@ export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit'], opts:
     if (!atomics) throw new Error('this engine has no WebAssembly threads for guest atomics');
     if (typeof opts.atomics === 'function') atomics = opts.atomics(atomics);
   }
-  const bus: Bus = atomics ? { ...plainBus, atomics } : plainBus;
+  let bus: Bus = atomics ? { ...plainBus, atomics } : plainBus;
+  if (opts.codeShare) bus = { ...bus, wasmState: new LocalCodeShare().offeredOn(bus.wasmState!) };
   const hart = new Hart(bus, { hartId: 0, readTime: () => clint.time, ...(jit === undefined ? {} : { jit }) });
   ref.hart = hart;
   m.bus = bus;
@@ -197,13 +204,15 @@ export interface ProgramResult {
 
 export interface RunOptions {
   jit?: HartOptions['jit'];
+  /** makeMachine's codeShare: the JIT translates code any hart can run. */
+  codeShare?: boolean;
   /** Called with the machine before the first instruction (e.g. to hook traps). */
   setup?: (m: Machine) => void;
 }
 
 /** Runs a bare-metal ELF until HTIF reports, poweroff, or `maxInstructions`. mtime advances 1 tick per 100 instructions. */
 export function runProgram(elfBytes: Uint8Array, maxInstructions = 50_000_000, opts: RunOptions = {}): ProgramResult {
-  const m = makeMachine(undefined, opts.jit);
+  const m = makeMachine(undefined, opts.jit, { codeShare: opts.codeShare === true });
   const elf = parseElf(elfBytes);
   loadElf(m, elf);
   const htif = Htif.fromSymbols(elf.symbols, m.ram);

@@ -38,11 +38,12 @@ export interface JitOutcome {
 }
 
 /** Runs a program with `jit` (false: the interpreter alone) and records what the checks compare. */
-export function runWithJit(name: string, jit: HartOptions['jit']): JitOutcome {
+export function runWithJit(name: string, jit: HartOptions['jit'], codeShare = false): JitOutcome {
   const exceptions: string[] = [];
   let interrupts = 0;
   const r = runProgram(buildElf(programSource(name)), 20_000_000, {
     jit,
+    codeShare,
     setup: (m) => {
       m.hart.onTrap = (_h, cause, interrupt, tval, epc) => {
         if (interrupt) interrupts++;
@@ -71,9 +72,9 @@ const TIMING_DEPENDENT = new Set(['irq.S', 'jit.S']);
  * Runs `name` on the interpreter and with `jit`: both pass, blocks were translated, and the exceptions (cause,
  * epc, tval, in order), interrupts, retired instructions and final registers agree. Returns the JIT's run.
  */
-export function assertJitMatchesInterpreter(name: string, jit: HartOptions['jit']): JitOutcome {
+export function assertJitMatchesInterpreter(name: string, jit: HartOptions['jit'], codeShare = false): JitOutcome {
   const ref = runWithJit(name, false);
-  const got = runWithJit(name, jit);
+  const got = runWithJit(name, jit, codeShare);
   assert.equal(ref.verdict, JSON.stringify({ kind: 'pass' }), `${name} passes on the interpreter`);
   assert.equal(got.verdict, ref.verdict, 'verdict');
   assert.ok(got.blocks > 0, 'blocks were translated');

@@ -128,8 +128,15 @@ function runBlock(code: number[], regs: bigint[], loops: number, jit: HartOption
 }
 
 /** `body` at RAM_BASE, then the power-off store (also the trap vector); x9 = loops, x10 data, x11 a hole. */
-function runWords(body: number[], regs: bigint[], loops: number, jit: HartOptions['jit'], slice = 100_000): Snapshot {
-  const m = makeMachine(16 << 20, jit);
+function runWords(
+  body: number[],
+  regs: bigint[],
+  loops: number,
+  jit: HartOptions['jit'],
+  slice = 100_000,
+  codeShare = false,
+): Snapshot {
+  const m = makeMachine(16 << 20, jit, { codeShare });
   const epilogue = RAM_BASE + body.length * 4;
   const words = [...body, U(POWEROFF >>> 12, 31, 0x37), S(0, 0, 31, 2)];
   words.forEach((w, i) => m.ram.writeU32(RAM_BASE + i * 4, w));
@@ -221,9 +228,10 @@ const regionProgram = fc
       fc.array(value, { minLength: 31, maxLength: 31 }),
       fc.integer({ min: 0, max: 40 }),
       fc.constantFrom(7, 50, 100_000),
+      fc.boolean(),
     ),
   )
-  .map(([a, b, c, regs, loops, slice]) => {
+  .map(([a, b, c, regs, loops, slice, codeShare]) => {
     const bAt = 1;
     const aAt = bAt + b.length + 3;
     const words = [
@@ -236,7 +244,7 @@ const regionProgram = fc
       B((bAt - (aAt + a.length)) * 4, 9, 0, 4), // blt x0, x9, B
       ...c,
     ];
-    return { words, regs, loops, slice };
+    return { words, regs, loops, slice, codeShare };
   });
 
 test(
@@ -245,11 +253,12 @@ test(
   () => {
     let segments = 0;
     fc.assert(
-      fc.property(regionProgram, ({ words, regs, loops, slice }) => {
+      fc.property(regionProgram, ({ words, regs, loops, slice, codeShare }) => {
         const ref = runWords(words, regs, loops, false, slice);
-        const got = runWords(words, regs, loops, WASM, slice);
+        // codeShare: translated as on a board with several harts (the state region from the hb parameter).
+        const got = runWords(words, regs, loops, WASM, slice, codeShare);
         segments += got.regionSegments;
-        const where = `code ${words.map((w) => w.toString(16).padStart(8, '0')).join(' ')}, x9 ${loops}, slices of ${slice}`;
+        const where = `code ${words.map((w) => w.toString(16).padStart(8, '0')).join(' ')}, x9 ${loops}, slices of ${slice}, code for any hart ${codeShare}`;
         assert.deepEqual(got.traps, ref.traps, `traps (${where})`);
         assert.deepEqual(got.regs, ref.regs, `registers (${where})`);
         assert.equal(got.pc, ref.pc, `pc (${where})`);

@@ -22,6 +22,10 @@ for (const name of JIT_PROGRAMS) {
       assert.equal(assertJitMatchesInterpreter(name, jit).backend, 'wasm');
     });
   }
+  // As translated on a board with several harts: state addresses from the hb parameter (sibling sharing).
+  test(`${name}: WebAssembly JIT (code for any hart) matches the interpreter`, { timeout: 120_000 }, () => {
+    assert.equal(assertJitMatchesInterpreter(name, { threshold: 0, backend: 'wasm', batch: 8 }, true).backend, 'wasm');
+  });
 }
 
 test('jit.S: the faulting loop retires the same instruction count under the WebAssembly JIT', { timeout: 120_000 }, () => {
@@ -56,11 +60,19 @@ const readWords =
     return words[slot >>> 1] ?? { w: 1, imm: 0 }; // past the end: PAGE_END
   };
 
+/** The state region of the golden blocks translated for one hart. */
+const GOLDEN_BASE = 0x1000000;
+
 function goldenText(): string {
   const parts: string[] = [];
-  const entries = Object.entries(WASM_GOLDEN_BLOCKS).map(([name, insns]) => [name, insns, null] as const);
-  for (const [name, insns, hot] of [...entries, ['region of two blocks', GOLDEN_REGION, () => true] as const]) {
-    const block = translateBlock(readWords(insns), 0, 0x1000000, true, hot);
+  const entries = Object.entries(WASM_GOLDEN_BLOCKS).map(([name, insns]) => [name, insns, null, GOLDEN_BASE] as const);
+  for (const [name, insns, hot, base] of [
+    ...entries,
+    ['region of two blocks', GOLDEN_REGION, () => true, GOLDEN_BASE] as const,
+    // Code any hart can run (sibling sharing): state addresses from the hb parameter, TLB indices plus hb.
+    ['memory and csr, for any hart', GOLDEN_BLOCKS['memory and csr']!, null, null] as const,
+  ]) {
+    const block = translateBlock(readWords(insns), 0, base, true, hot);
     parts.push(`== ${name} (${block?.length} instructions, ${block ? buildModule([block]).length : 0} bytes)\n${block?.text}\n`);
   }
   return parts.join('\n');
@@ -69,15 +81,15 @@ function goldenText(): string {
 test('generated WebAssembly for a few blocks and a region matches the golden file, and each module compiles', () => {
   const wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly;
   for (const insns of Object.values(WASM_GOLDEN_BLOCKS)) {
-    const block = translateBlock(readWords(insns), 0, 0x1000000)!;
+    const block = translateBlock(readWords(insns), 0, GOLDEN_BASE)!;
     assert.equal(block.segments, 1);
     assert.ok(wasm.validate(buildModule([block])), 'the module validates');
   }
-  const region = translateBlock(readWords(GOLDEN_REGION), 0, 0x1000000, false, () => true)!;
+  const region = translateBlock(readWords(GOLDEN_REGION), 0, GOLDEN_BASE, false, () => true)!;
   assert.equal(region.segments, 2, 'the block at 16 joined the region');
   assert.equal(region.length, 5);
   assert.ok(wasm.validate(buildModule([region])), 'the region module validates');
-  const alone = translateBlock(readWords(GOLDEN_REGION), 0, 0x1000000, false, (slot) => slot !== 8)!;
+  const alone = translateBlock(readWords(GOLDEN_REGION), 0, GOLDEN_BASE, false, (slot) => slot !== 8)!;
   assert.equal(alone.segments, 1, 'a cold target stays outside');
   assertGolden('jit-wasm-golden.txt', goldenText());
 });

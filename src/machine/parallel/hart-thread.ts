@@ -9,6 +9,7 @@
  */
 import type { DeviceState } from '../../devices/device.js';
 import type { GuestAtomics } from '../../riscv/atomics.js';
+import type { CodeShare } from '../../riscv/jit/wasm/share.js';
 import { GuestRam } from '../memory.js';
 import type { HartPort } from '../hart-port.js';
 import type { HartFactory } from '../machine.js';
@@ -41,6 +42,8 @@ export interface HartThreadInit {
    * (Bus.wasmState); null, or a hart past the end: the hart interprets.
    */
   jitRegions: (number | null)[];
+  /** The name of the channel the VM's hart threads share compiled blocks over (src/riscv/jit/wasm/share.ts). */
+  codeChannel: string;
 }
 
 export type HartThreadMessage =
@@ -54,6 +57,8 @@ export interface HartThreadDeps {
   post(message: HartThreadMessage): void;
   /** Native 64-bit atomics over the shared memory (src/riscv/atomics.ts), or null where there are none. */
   atomics: GuestAtomics | null;
+  /** This thread's end of the channel named `codeChannel`; absent: the hart compiles all its blocks itself. */
+  joinCodeShare?: (channel: string) => CodeShare;
 }
 
 const TICKS_PER_MS = TIMEBASE_HZ / 1000;
@@ -101,6 +106,7 @@ export class HartThread {
                 regionTaken = true;
                 return region;
               },
+              ...(deps.joinCodeShare && init.harts > 1 ? { joinCodeShare: () => deps.joinCodeShare!(init.codeChannel) } : {}),
             },
           }
         : {}),
@@ -146,6 +152,7 @@ export class HartThread {
         if ((++runs & 255) === 0) {
           stats[P.S_DECODE_BYTES] = hart.decodeCacheBytes?.() ?? 0;
           stats[P.S_JIT_BLOCKS] = hart.translatedBlocks?.() ?? 0;
+          stats[P.S_JIT_SIBLING_BLOCKS] = hart.siblingBlocks?.() ?? 0;
         }
         checkProgress(hart);
         // Waiting with its deadline passed but the timer interrupt masked: idle until something rings.

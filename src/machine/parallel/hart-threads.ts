@@ -172,6 +172,9 @@ export class HartThreads {
   translatedBlocks(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_JIT_BLOCKS]!, 0);
   }
+  siblingBlocks(): number {
+    return this.blocks.reduce((a, b) => a + b.stats[P.S_JIT_SIBLING_BLOCKS]!, 0);
+  }
   decodeCacheBytes(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_DECODE_BYTES]!, 0);
   }

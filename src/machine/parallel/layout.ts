@@ -50,6 +50,8 @@ export const S_DECODE_BYTES = 2;
 export const S_WAITS = 3;
 /** Blocks the hart's JIT translated (0 on the interpreter). */
 export const S_JIT_BLOCKS = 4;
+/** Compiled blocks it took from its sibling harts (src/riscv/jit/wasm/share.ts). */
+export const S_JIT_SIBLING_BLOCKS = 5;
 const STATS_COUNT = 8;
 
 /** Request payload (console bytes), then the architectural state area. */

@@ -170,7 +170,9 @@ export abstract class HartState {
     this.fp.i32.fill(0);
     this.jumpCacheTags = buf ? new Float64Array(buf, base! + L.JC_TAG_OFF, L.JC_SIZE).fill(NaN) : null;
     if (jitOptions?.backend === 'wasm') {
-      this.jit = buf ? new WasmBlockJit({ memory: area!.memory, buffer: buf, base: base! }, jitOptions) : null;
+      this.jit = buf
+        ? new WasmBlockJit({ memory: area!.memory, buffer: buf, base: base! }, jitOptions, area!.joinCodeShare?.() ?? null)
+        : null;
     } else {
       this.jit = jitOptions
         ? new BlockJit(

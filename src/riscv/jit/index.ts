@@ -52,6 +52,8 @@ export interface JitOptions {
 export interface BlockTranslator {
   readonly options: JitOptions;
   readonly stats: JitStats;
+  /** The entry counts and blocks of a newly decoded page of RAM page `ppn`. */
+  newPage(ppn: number): PageBlocks;
   /** The block starting at `slot` of the page, translated once hot; null while cold or when none can start there. */
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null;
   /** Distinct translations held now. */
@@ -107,6 +109,8 @@ function thresholdOf(v: string, prefix: string): number {
 
 /** Per decoded page: entry counts (interpreter and dispatcher) and translated blocks by start slot. */
 export class PageBlocks {
+  /** The RAM page (RAM offset / 4096) the decoded page holds; -1 for none. */
+  constructor(readonly ppn = -1) {}
   readonly hits = new Uint16Array(2048);
   /** Allocated with the page's first translation: most decoded pages never get one. */
   fns: (BlockFn | undefined)[] | null = null;
@@ -130,6 +134,10 @@ export interface JitStats {
   regionSegments?: number;
   /** WebAssembly backend: FP ops translated code handed to the hart's FPU (the rest it did itself). */
   fpHelperCalls?: number;
+  /** WebAssembly backend: modules a sibling hart compiled that this one instantiated (wasm/share.ts). */
+  siblingModules?: number;
+  /** WebAssembly backend: the blocks in those modules. */
+  siblingBlocks?: number;
 }
 
 type Factory = (e: Record<string, unknown>) => BlockFn;
@@ -171,6 +179,10 @@ export class BlockJit implements BlockTranslator {
    * The block starting at `slot` of `page`, translating it once it is hot; null while it is cold (the
    * interpreter runs it) or when no block can start there.
    */
+  newPage(ppn: number): PageBlocks {
+    return new PageBlocks(ppn);
+  }
+
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
     const fn = blocks.fns?.[slot];
     if (fn !== undefined) return fn;

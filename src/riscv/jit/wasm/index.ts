@@ -8,12 +8,14 @@
  * state region reserved (src/vm/linear-ram.ts, the default), and without that the hart runs the interpreter alone.
  */
 import type { SlotReader } from '../codegen.js';
-import type { BlockFn, BlockTranslator, JitOptions, JitStats, PageBlocks } from '../index.js';
+import { PageBlocks, type BlockFn, type BlockTranslator, type JitOptions, type JitStats } from '../index.js';
 import { buildModule, dispatcherModule, translateBlock, type WasmBlock } from './translate.js';
 import type { WasmStateRegion } from './layout.js';
+import type { CodeShare, SharedBatch } from './share.js';
 
 export { HART_REGION_BYTES, type WasmStateRegion } from './layout.js';
 export { buildModule, translateBlock, type WasmBlock } from './translate.js';
+export { LocalCodeShare, parseSharedBatch, type CodeShare, type SharedBatch } from './share.js';
 
 /** The dispatcher's export: runs the block at table `index` and the ones it chains to, (pb, n, limit, ctx, fctx) => n'. */
 export type WasmDispatch = (index: number, pb: number, n: number, limit: number, ctx: number, fctx: number) => number;
@@ -59,6 +61,15 @@ const FLUSH_AFTER = 4096;
 /** Default batch: blocks compiled together in one module. */
 export const DEFAULT_BATCH = 16;
 
+/** Lookups of cold blocks between two checks for batches from sibling harts. */
+const RECEIVE_EVERY = 1024;
+
+/** A sibling's module, instantiated here on the first use of any of its blocks. */
+interface SiblingBatch {
+  readonly batch: SharedBatch;
+  adopted: boolean;
+}
+
 interface Pending {
   block: WasmBlock;
   /** Page slots waiting for this block (identical code on several pages shares one translation). */
@@ -75,6 +86,8 @@ export class WasmBlockJit implements BlockTranslator {
     instantiateMs: 0,
     regionSegments: 0,
     fpHelperCalls: 0,
+    siblingModules: 0,
+    siblingBlocks: 0,
   };
   /** This hart's compiled blocks by encoded body. */
   private readonly byKey = new Map<string, BlockFn>();
@@ -91,11 +104,23 @@ export class WasmBlockJit implements BlockTranslator {
   private readonly sharedMemory: boolean;
   /** Why compiling stopped (the engine refused a module), or null. */
   failure: string | null = null;
+  /** Blocks sibling harts compiled and this one has not used yet, by key. */
+  private readonly siblingKeys = new Map<string, SiblingBatch>();
+  /** Where siblings installed their blocks: RAM page number → slot → the region's other segments. */
+  private readonly hints = new Map<number, Map<number, readonly number[]>>();
+  /** The newest page blocks of each RAM page, to mark a slot hot when a sibling's block for it arrives. */
+  private readonly pages = new Map<number, PageBlocks>();
+  private coldLookups = 0;
+  /** The state region's byte in this hart's code, or null when the code must serve any hart (with siblings). */
+  private readonly stateBase: number | null;
   constructor(
     readonly region: WasmStateRegion,
     readonly options: JitOptions,
+    /** The channel to the VM's other harts (share.ts), or null when this hart is alone. */
+    private readonly share: CodeShare | null = null,
   ) {
     this.batch = options.batch ?? (options.threshold === 0 ? 1 : DEFAULT_BATCH);
+    this.stateBase = share === null ? region.base : null;
     this.sharedMemory = typeof SharedArrayBuffer !== 'undefined' && region.buffer instanceof SharedArrayBuffer;
   }
 
@@ -113,6 +138,16 @@ export class WasmBlockJit implements BlockTranslator {
     }
   }
 
+  newPage(ppn: number): PageBlocks {
+    const page = new PageBlocks(ppn);
+    if (this.share === null) return page;
+    this.receive();
+    this.pages.set(ppn, page);
+    const hinted = this.hints.get(ppn);
+    if (hinted !== undefined) for (const slot of hinted.keys()) this.markHot(page, slot);
+    return page;
+  }
+
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
     const fn = blocks.fns?.[slot];
     if (fn !== undefined) return fn;
@@ -123,17 +158,27 @@ export class WasmBlockJit implements BlockTranslator {
     }
     if (h < this.options.threshold || this.nextIndex + this.pending.size >= TABLE_LIMIT || this.failure !== null) {
       if (h < 0xfffe) blocks.hits[slot] = h + 1;
+      if (this.share !== null && ++this.coldLookups >= RECEIVE_EVERY) this.receive();
       return null;
     }
-    const block = translateBlock(read, slot, this.region.base, false, this.regionHot(blocks));
+    // A sibling's block for this slot: translated with its region's segments, to get its key.
+    const hint = this.hints.get(blocks.ppn)?.get(slot);
+    const hot = hint !== undefined ? (s: number): boolean => hint.includes(s) : this.regionHot(blocks);
+    const block = translateBlock(read, slot, this.stateBase, false, hot);
     if (block === null) {
       blocks.hits[slot] = 0;
       return null;
     }
-    const compiled = this.byKey.get(block.key);
+    const compiled = this.byKey.get(block.key) ?? this.fromSibling(block.key);
     if (compiled !== undefined) {
       this.install(blocks, slot, compiled, block.length);
       return compiled;
+    }
+    if (hint !== undefined) {
+      // The page holds other code than the sibling's block came from (its RAM was reused): count from zero here.
+      this.hints.get(blocks.ppn)!.delete(slot);
+      blocks.hits[slot] = 0;
+      return null;
     }
     let p = this.pending.get(block.key);
     if (p === undefined) {
@@ -169,13 +214,13 @@ export class WasmBlockJit implements BlockTranslator {
     const t0 = performance.now();
     let t1: number;
     let fns: BlockFn[];
+    let module: object;
     try {
-      const module = new Wasm.Module(bytes);
+      module = new Wasm.Module(bytes);
       t1 = performance.now();
       const exports = new Wasm.Instance(module, this.imports!).exports;
       const first = this.nextIndex;
-      if (first + list.length > this.table.length)
-        this.table.grow(Math.max(first + list.length - this.table.length, this.table.length));
+      this.reserveTable(list.length);
       fns = list.map((_, i) => {
         this.table.set(first + i, exports[`b${i}`]);
         return this.port!.wrap(this.dispatch!, first + i);
@@ -188,6 +233,14 @@ export class WasmBlockJit implements BlockTranslator {
     }
     this.stats.compileMs += t1 - t0;
     this.stats.instantiateMs += performance.now() - t1;
+    this.share?.publish({
+      module,
+      blocks: list.map((p) => ({
+        key: p.block.key,
+        sites: p.targets.flatMap((t) => [t.blocks.ppn, t.slot]),
+        segmentSlots: p.block.segmentSlots,
+      })),
+    });
     this.stats.compiled += list.length;
     for (const p of list) this.stats.regionSegments += p.block.segments - 1;
     list.forEach((p, i) => {
@@ -209,6 +262,71 @@ export class WasmBlockJit implements BlockTranslator {
     this.byKey.clear();
     this.pending.clear();
     this.waits = 0;
+    this.siblingKeys.clear();
+    this.hints.clear();
+    this.pages.clear();
+  }
+
+  /** Takes in the batches sibling harts published since the last call: their keys, and where they were hot. */
+  receive(): void {
+    this.coldLookups = 0;
+    for (let batch = this.share?.receive() ?? null; batch !== null; batch = this.share!.receive()) {
+      const sibling: SiblingBatch = { batch, adopted: false };
+      for (const b of batch.blocks) {
+        if (!this.byKey.has(b.key)) this.siblingKeys.set(b.key, sibling);
+        for (let s = 0; s < b.sites.length; s += 2) {
+          const ppn = b.sites[s]!;
+          const slot = b.sites[s + 1]!;
+          if (slot >= 2048) continue;
+          let hinted = this.hints.get(ppn);
+          if (hinted === undefined) this.hints.set(ppn, (hinted = new Map()));
+          hinted.set(slot, b.segmentSlots);
+          const page = this.pages.get(ppn);
+          if (page !== undefined) this.markHot(page, slot);
+        }
+      }
+    }
+  }
+
+  /** Makes a sibling's slot hot here, so the next entry looks for the sibling's block instead of counting on. */
+  private markHot(page: PageBlocks, slot: number): void {
+    if (page.fns?.[slot] === undefined && page.hits[slot]! < this.options.threshold) page.hits[slot] = this.options.threshold;
+  }
+
+  /**
+   * The block with `key` from a sibling's module, instantiated here with this hart's helpers (every block of
+   * the module at once: they were hot together), or undefined.
+   */
+  private fromSibling(key: string): BlockFn | undefined {
+    const sibling = this.siblingKeys.get(key);
+    if (sibling === undefined || sibling.adopted) return undefined;
+    sibling.adopted = true;
+    const { module, blocks } = sibling.batch;
+    for (const b of blocks) if (this.siblingKeys.get(b.key) === sibling) this.siblingKeys.delete(b.key);
+    if (this.nextIndex + blocks.length > TABLE_LIMIT || this.failure !== null) return undefined;
+    const t0 = performance.now();
+    try {
+      const exports = new Wasm.Instance(module, this.imports!).exports;
+      const first = this.nextIndex;
+      this.reserveTable(blocks.length);
+      blocks.forEach((b, i) => {
+        this.table.set(first + i, exports[`b${i}`]);
+        if (!this.byKey.has(b.key)) this.byKey.set(b.key, this.port!.wrap(this.dispatch!, first + i));
+      });
+      this.nextIndex += blocks.length;
+    } catch (e) {
+      this.fail(e);
+      return undefined;
+    }
+    this.stats.instantiateMs += performance.now() - t0;
+    this.stats.siblingModules++;
+    this.stats.siblingBlocks += blocks.length;
+    return this.byKey.get(key);
+  }
+
+  private reserveTable(more: number): void {
+    const need = this.nextIndex + more - this.table.length;
+    if (need > 0) this.table.grow(Math.max(need, this.table.length));
   }
 
   /** The engine refused a module (out of code space, say): the guest goes on in the interpreter, translating no more. */

@@ -5,7 +5,7 @@
  * budget lasts; one to an instruction later in the block skips ahead inside it), goes on at the target of a JAL
  * within the page, and ends at another jump, the page end or after WASM_MAX_BLOCK instructions.
  *
- * The module imports the guest RAM's memory (env.mem) and three JS helpers, and exports `b(pb, n, limit, ctx)`:
+ * The module imports the guest RAM's memory (env.mem) and four JS helpers, and exports `b(pb, n, limit, ctx, hb)`:
  * `pb` the page's virtual base (f64), `n` the instructions retired so far in this run() slice, `limit` its
  * budget, `ctx` the hart's data translation context (f64, folded into TLB tags). It returns the new count and
  * leaves the next pc (f64) at PC_OFF of the hart's region.
@@ -57,6 +57,15 @@ const P_PB = 0;
 const P_N = 1;
 const P_LIMIT = 2;
 const P_CTX = 3;
+/**
+ * The byte where the calling hart's state region starts (layout.ts), used by blocks translated for any hart
+ * (base null): one compiled block then serves every hart of the VM, so a block hot on one hart thread runs on
+ * the others without being compiled again (sibling sharing, ./share.ts), and V8 tiers it up once for all of
+ * them. A hart alone gets its base as constant offsets instead: the parameter costs single-hart loops ~7 %
+ * (bench/cpu, integer and memory loops), and reading it from an imported global far more (memory loop 1800 ->
+ * 1010 MIPS).
+ */
+const P_HB = 4;
 
 export interface WasmBlock {
   /** The block's function, to be put in a module (buildModule) alone or with others. */
@@ -69,6 +78,11 @@ export interface WasmBlock {
   length: number;
   /** Segments: 1 for a block alone, more for a region. */
   segments: number;
+  /**
+   * The start slots of the segments after the first: translating the same page slot with exactly these as the
+   * hot targets gives the same region again (how a sibling hart rebuilds the key of a block it is sent).
+   */
+  segmentSlots: number[];
 }
 
 interface Insn {
@@ -360,8 +374,8 @@ function collectRegion(read: SlotReader, start: number, hot: ((slot: number) => 
 }
 
 /**
- * The function for the region starting at `start`, for a hart whose state region starts at byte `base` of the
- * memory; null when no block can start there. Without `hot` the region is one block; with it, the blocks at
+ * The function for the region starting at `start`, for the hart whose state region starts at byte `base` of the
+ * memory, or (base null) for any hart: the state region is then the function's last argument; null when no block can start there. Without `hot` the region is one block; with it, the blocks at
  * in-page targets that `hot` names join it as segments (see collectRegion): the function then starts with a
  * `br_table` over its segments, and a transfer between them is a branch inside the function (registers stay in
  * locals) instead of a return to the dispatcher and another call.
@@ -369,7 +383,7 @@ function collectRegion(read: SlotReader, start: number, hot: ((slot: number) => 
 export function translateBlock(
   read: SlotReader,
   start: number,
-  base: number,
+  base: number | null,
   withText = false,
   hot: ((slot: number) => boolean) | null = null,
 ): WasmBlock | null {
@@ -377,7 +391,10 @@ export function translateBlock(
   const segments = collectRegion(read, start, hot);
   if (segments === null) return null;
   const entries = new Map<number, number>(segments.map((seg, i) => [seg.startOff, i]));
-  const f = new FnBody(4, withText);
+  const f = new FnBody(5, withText);
+  // The state region: at a constant byte (a hart's own code), or at the hb parameter (code any hart can run).
+  const at = base ?? 0;
+  const state = (): FnBody => (base === null ? f.get(P_HB) : f.i32(0));
 
   // Register locals: every register the region reads or writes (x0 reads as a constant).
   const regLocal = new Int32Array(32).fill(-1);
@@ -404,7 +421,7 @@ export function translateBlock(
   const t1 = f.local(I64);
   const t2 = f.local(I64);
   const tf = f.local(F64);
-  const xAt = (reg: number): number => base + X_OFF + reg * 8;
+  const xAt = (reg: number): number => at + X_OFF + reg * 8;
 
   /** Pushes register `x` (an x-array offset) as i64. */
   const R = (x: number): void => {
@@ -418,10 +435,10 @@ export function translateBlock(
     else f.set(regLocal[rd >>> 1]!);
   };
   const flush = (): void => {
-    for (const r of written) f.i32(0).get(regLocal[r]!).mem('i64.store', xAt(r));
+    for (const r of written) state().get(regLocal[r]!).mem('i64.store', xAt(r));
   };
   const reload = (regs: readonly number[]): void => {
-    for (const r of regs) if (regLocal[r] !== -1) f.i32(0).mem('i64.load', xAt(r)).set(regLocal[r]!);
+    for (const r of regs) if (regLocal[r] !== -1) state().mem('i64.load', xAt(r)).set(regLocal[r]!);
   };
   /** Pushes n + k (the count retired before instruction k of this pass). */
   const nPlus = (k: number): void => {
@@ -431,11 +448,11 @@ export function translateBlock(
   /** Leaves the block at page offset `to` with `retired` more instructions retired. */
   const exit = (to: number, retired: number): void => {
     flush();
-    f.i32(0)
+    state()
       .get(P_PB)
       .f64(to)
       .op('f64.add')
-      .mem('f64.store', base + PC_OFF);
+      .mem('f64.store', at + PC_OFF);
     nPlus(retired);
     f.op('return');
   };
@@ -504,27 +521,28 @@ export function translateBlock(
   };
   /** Pushes the TLB hit test (i32) for the tag table at `tagOff`. */
   const tlbHit = (tagOff: number): void => {
-    f.get(ti).mem('f64.load', base + tagOff);
+    f.get(ti);
+    if (base === null) state().op('i32.add');
+    f.mem('f64.load', at + tagOff);
     f.get(va).i64(-4096).op('i64.and').op('f64.convert_i64_s').get(P_CTX).op('f64.add').op('f64.eq');
     f.get(off).i32(4088).op('i32.le_u').op('i32.and');
   };
   /** Pushes the memory address of `off` in the entry's RAM page. */
   const hostAddress = (ppnOff: number): void => {
-    f.get(ti)
-      .i32(1)
-      .op('i32.shr_u')
-      .mem('i32.load', base + ppnOff)
+    f.get(ti).i32(1).op('i32.shr_u');
+    if (base === null) state().op('i32.add');
+    f.mem('i32.load', at + ppnOff)
       .i32(12)
       .op('i32.shl')
       .get(off)
       .op('i32.add');
   };
   /** Where FP register r lives in the hart's region. */
-  const fAt = (r: number): number => base + FP_OFF + r * 8;
+  const fAt = (r: number): number => at + FP_OFF + r * 8;
   /** Pushes (i32) whether every FP_FAST_OFF bit in `bits` is set. */
   const fpAllows = (bits: number): void => {
-    f.i32(0)
-      .mem('i32.load', base + FP_FAST_OFF)
+    state()
+      .mem('i32.load', at + FP_FAST_OFF)
       .i32(bits)
       .op('i32.and')
       .i32(bits)
@@ -561,15 +579,15 @@ export function translateBlock(
       f.op('i32.and');
       open('if');
       if (load) {
-        f.i32(0);
+        state();
         hostAddress(LOAD_PPN_OFF);
         if (i.op === Op.FLD) f.mem('i64.load', 0);
         else f.mem('i64.load32_u', 0).i64(NAN_BOX).op('i64.or'); // NaN-boxed
         f.mem('i64.store', fAt(fd));
       } else {
         hostAddress(STORE_PPN_OFF);
-        if (i.op === Op.FSD) f.i32(0).mem('i64.load', fAt(fs2)).mem('i64.store', 0);
-        else f.i32(0).mem('i32.load', fAt(fs2)).mem('i32.store', 0);
+        if (i.op === Op.FSD) state().mem('i64.load', fAt(fs2)).mem('i64.store', 0);
+        else state().mem('i32.load', fAt(fs2)).mem('i32.store', 0);
       }
       f.br(nest - done);
       close();
@@ -578,10 +596,10 @@ export function translateBlock(
     if (sgnj !== undefined) {
       fpAllows(FP_FS_DIRTY);
       open('if');
-      f.i32(0);
-      if (sgnj === 2) f.i32(0).mem('i64.load', fAt(fs1));
-      else f.i32(0).mem('i64.load', fAt(fs1)).i64(1).op('i64.shl').i64(1).op('i64.shr_u');
-      f.i32(0).mem('i64.load', fAt(fs2)).i64(63).op('i64.shr_u');
+      state();
+      if (sgnj === 2) state().mem('i64.load', fAt(fs1));
+      else state().mem('i64.load', fAt(fs1)).i64(1).op('i64.shl').i64(1).op('i64.shr_u');
+      state().mem('i64.load', fAt(fs2)).i64(63).op('i64.shr_u');
       if (sgnj === 1) f.i64(1).op('i64.xor');
       f.i64(63).op('i64.shl');
       f.op(sgnj === 2 ? 'i64.xor' : 'i64.or');
@@ -597,7 +615,7 @@ export function translateBlock(
       fusedMultiplyAddS(fs1, fs2, (i.imm >>> 8) & 31, fusedS);
       f.tee(fusedBits()).i32(23).op('i32.shr_u').i32(0xff).op('i32.and').i32(1).op('i32.sub').i32(0xfe).op('i32.lt_u');
       open('if');
-      f.i32(0).get(fusedBits()).op('i64.extend_i32_u').i64(NAN_BOX).op('i64.or').mem('i64.store', fAt(fd));
+      state().get(fusedBits()).op('i64.extend_i32_u').i64(NAN_BOX).op('i64.or').mem('i64.store', fAt(fd));
       f.br(nest - done);
       close();
       close();
@@ -605,15 +623,15 @@ export function translateBlock(
     }
     if (fused !== undefined) fusedMultiplyAdd(fs1, fs2, (i.imm >>> 8) & 31, fused);
     else {
-      f.i32(0).mem('f64.load', fAt(fs1));
-      if (arith !== 'f64.sqrt') f.i32(0).mem('f64.load', fAt(fs2));
+      state().mem('f64.load', fAt(fs1));
+      if (arith !== 'f64.sqrt') state().mem('f64.load', fAt(fs2));
       f.op(arith!);
     }
     f.tee(tf);
     f.op('i64.reinterpret_f64').i64(52).op('i64.shr_u').op('i32.wrap_i64').i32(0x7ff).op('i32.and');
     f.i32(1).op('i32.sub').i32(0x7fe).op('i32.lt_u');
     open('if');
-    f.i32(0).get(tf).mem('f64.store', fAt(fd));
+    state().get(tf).mem('f64.store', fAt(fd));
     f.br(nest - done);
     close();
     close();
@@ -669,13 +687,13 @@ export function translateBlock(
     const { a, b, c, p, s, err } = fusedTemps();
     // Each operand: boxed (upper word all ones) and finite (exponent below 255), its value promoted exactly.
     const operand = (r: number, negate: boolean, into: number): void => {
-      f.i32(0).mem('i64.load', fAt(r)).op('i32.wrap_i64');
+      state().mem('i64.load', fAt(r)).op('i32.wrap_i64');
       if (negate) f.i32(-0x80000000).op('i32.xor');
       f.op('f32.reinterpret_i32').op('f64.promote_f32').set(into);
     };
     const usable = (r: number): void => {
-      f.i32(0).mem('i64.load', fAt(r)).i64(32).op('i64.shr_u').op('i32.wrap_i64').i32(-1).op('i32.eq');
-      f.i32(0).mem('i64.load', fAt(r)).op('i32.wrap_i64').i32(23).op('i32.shr_u').i32(0xff).op('i32.and').i32(0xff).op('i32.ne');
+      state().mem('i64.load', fAt(r)).i64(32).op('i64.shr_u').op('i32.wrap_i64').i32(-1).op('i32.eq');
+      state().mem('i64.load', fAt(r)).op('i32.wrap_i64').i32(23).op('i32.shr_u').i32(0xff).op('i32.and').i32(0xff).op('i32.ne');
       f.op('i32.and');
     };
     usable(fs1);
@@ -704,7 +722,7 @@ export function translateBlock(
   const fusedMultiplyAdd = (fs1: number, fs2: number, fs3: number, [negProd, negAdd]: readonly [boolean, boolean]): void => {
     const { a, b, c, t, ah, al, bh, bl, p, pe, s, err } = fusedTemps();
     const operand = (r: number, negate: boolean, into: number): void => {
-      f.i32(0).mem('i64.load', fAt(r));
+      state().mem('i64.load', fAt(r));
       if (negate) f.i64(-0x8000000000000000).op('i64.xor');
       f.op('f64.reinterpret_i64').set(into);
     };
@@ -857,7 +875,7 @@ export function translateBlock(
         ? `block at page offset ${segments[0]!.startOff}: ${length} instructions`
         : `region at page offset ${segments[0]!.startOff}: ${length} instructions in ${segments.length} segments`,
     );
-  for (const r of cached) f.i32(0).mem('i64.load', xAt(r)).set(regLocal[r]!);
+  for (const r of cached) state().mem('i64.load', xAt(r)).set(regLocal[r]!);
   f.get(P_PB).op('i64.trunc_f64_s').set(pbi);
   if (segments.length > 1) {
     // loop { block { ... block { br_table (next) } segment 0 } segment 1 ... }: `next` starts at 0.
@@ -927,14 +945,14 @@ export function translateBlock(
           f.get(pbi).i64(i.nextOff).op('i64.add');
           W(i.rd);
           flush();
-          f.i32(0)
+          state()
             .get(tf)
             .f64(0.5)
             .op('f64.mul')
             .op('f64.floor')
             .f64(2)
             .op('f64.mul')
-            .mem('f64.store', base + PC_OFF);
+            .mem('f64.store', at + PC_OFF);
           nPlus(k + 1);
           f.op('return');
           ended = true;
@@ -1083,7 +1101,7 @@ export function translateBlock(
             if (i.rd !== SINK) reload([i.rd >>> 1]);
             exit(i.nextOff, k + 1);
             close();
-            f.i32(0).mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
+            state().mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
             close();
             W(i.rd);
           } else if (store !== undefined) {
@@ -1130,12 +1148,12 @@ export function translateBlock(
     f.end();
   }
 
-  const text = f.text && `(func $b (param f64 i32 i32 f64) (result i32) ${f.localsText()}\n${f.text.join('\n')})`;
+  const text = f.text && `(func $b (param f64 i32 i32 f64 i32) (result i32) ${f.localsText()}\n${f.text.join('\n')})`;
   let key = '';
   const encoded = f.encode();
   for (let i = 0; i < encoded.length; i += 4096)
     key += String.fromCharCode.apply(null, encoded.subarray(i, i + 4096) as unknown as number[]);
-  return { body: f, key, text, length, segments: segments.length };
+  return { body: f, key, text, length, segments: segments.length, segmentSlots: segments.slice(1).map((s) => s.startOff >>> 1) };
 }
 
 /**
@@ -1145,7 +1163,7 @@ export function translateBlock(
 export function buildModule(blocks: readonly WasmBlock[], sharedMemory = false): Uint8Array {
   const spec: ModuleSpec = {
     types: [
-      { params: [F64, I32, I32, F64], results: [I32] },
+      { params: [F64, I32, I32, F64, I32], results: [I32] },
       { params: [I32, I32, I32, I32, I32, I32], results: [I32] },
       { params: [I32, I32, I32, I32, I32, I32], results: [I32] },
       { params: [I32, I32, I32, I32, I32, I32, I32], results: [I32] },
@@ -1181,7 +1199,7 @@ export function dispatcherModule(base: number, sharedMemory = false): Uint8Array
   const ppn = f.local(I32);
   f.open('block');
   f.open('loop');
-  f.get(PB).get(N).get(LIMIT).get(CTX).get(INDEX).callIndirect(0).set(N);
+  f.get(PB).get(N).get(LIMIT).get(CTX).i32(base).get(INDEX).callIndirect(0).set(N);
   f.get(N).get(LIMIT).op('i32.ge_u').brIf(1);
   f.i32(0)
     .mem('i32.load', base + STOP_OFF)
@@ -1244,7 +1262,7 @@ export function dispatcherModule(base: number, sharedMemory = false): Uint8Array
   f.get(N);
   return encodeModule({
     types: [
-      { params: [F64, I32, I32, F64], results: [I32] },
+      { params: [F64, I32, I32, F64, I32], results: [I32] },
       { params: [I32, F64, I32, I32, F64, F64], results: [I32] },
     ],
     imports: [],
