@@ -169,6 +169,15 @@ describe('policy', () => {
       [['p', 256]],
     );
   });
+  test('a pin holds when the pool is short too, and the others share what it leaves', () => {
+    // Wants (460 MiB used each, plus margin) far beyond the pool: without the pin both would be squeezed alike.
+    const busy = { sizeMiB: 512, availableMiB: 10 };
+    const ds = new Map(
+      decide([vm('p', { ...busy, pinnedMiB: 300 }), vm('q', busy), vm('r', busy)], 600).map((d) => [d.name, d.toMiB]),
+    );
+    assert.equal(ds.get('p'), 300, JSON.stringify([...ds]));
+    assert.ok(ds.get('q')! >= 128 && ds.get('r')! >= 128 && ds.get('q')! + ds.get('r')! <= 300, JSON.stringify([...ds]));
+  });
   test('shareByWeight fills by weight up to each cap', () => {
     const s = shareByWeight(
       [

@@ -116,13 +116,18 @@ export function decide(vms: PolicyVm[], poolMiB: number): PolicyDecision[] {
       for (const v of vms) sizes.set(v.name, wants.get(v.name)!.wantMiB + extra.get(v.name)!);
       context = `pool ${poolMiB} MiB, wanted ${wantSum} MiB`;
     } else {
-      const floorSum = vms.reduce((a, v) => a + v.floorMiB, 0);
+      // A pin is the operator's: it holds when the pool is short too, and the others share what it leaves.
+      const pinned = vms.filter((v) => v.pinnedMiB !== null);
+      const free = vms.filter((v) => v.pinnedMiB === null);
+      for (const v of pinned) sizes.set(v.name, wants.get(v.name)!.wantMiB);
+      const pinnedSum = pinned.reduce((a, v) => a + wants.get(v.name)!.wantMiB, 0);
+      const floorSum = free.reduce((a, v) => a + v.floorMiB, 0);
       const extra = shareByWeight(
-        vms.map((v) => ({ name: v.name, weight: v.weight, capMiB: wants.get(v.name)!.wantMiB - v.floorMiB })),
-        Math.max(0, poolMiB - floorSum),
+        free.map((v) => ({ name: v.name, weight: v.weight, capMiB: wants.get(v.name)!.wantMiB - v.floorMiB })),
+        Math.max(0, poolMiB - pinnedSum - floorSum),
       );
-      for (const v of vms) sizes.set(v.name, v.floorMiB + extra.get(v.name)!);
-      context = `pool ${poolMiB} MiB short: wanted ${wantSum} MiB, floors ${floorSum} MiB`;
+      for (const v of free) sizes.set(v.name, v.floorMiB + extra.get(v.name)!);
+      context = `pool ${poolMiB} MiB short: wanted ${wantSum} MiB, floors ${floorSum} MiB, pinned ${pinnedSum} MiB`;
     }
   }
   const out: PolicyDecision[] = [];
