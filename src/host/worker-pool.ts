@@ -103,6 +103,8 @@ export class WarmPool<T> {
       return;
     }
     if (this.idle.length >= this.opts.size) return;
+    // Idle items keep dying: no more until a take (a refill scheduled before the last death must not start one).
+    if (this.idleDeaths >= MAX_IDLE_DEATHS) return;
     this.starting = true;
     let item: T;
     try {
