@@ -12,7 +12,7 @@ import { repoRoot } from '../helpers/paths.js';
 import { GuestRam } from '../../src/machine/memory.js';
 import { jitFromEnv } from '../../src/riscv/jit/index.js';
 import { HART_REGION_BYTES } from '../../src/riscv/jit/wasm/layout.js';
-import { LocalCodeShare } from '../../src/riscv/jit/wasm/share.js';
+import { withCodeShare } from '../../src/riscv/jit/wasm/share.js';
 import { createLinearRam } from '../../src/vm/linear-ram.js';
 import { parseElf, type ElfImage } from '../../src/machine/loaders/elf.js';
 import { Hart, MIP_MSIP, IRQ_MSI, IRQ_MTI, type HartOptions } from '../../src/riscv/hart.js';
@@ -179,7 +179,7 @@ export function makeMachine(ramBytes = 16 << 20, jit?: HartOptions['jit'], opts:
     if (typeof opts.atomics === 'function') atomics = opts.atomics(atomics);
   }
   let bus: Bus = atomics ? { ...plainBus, atomics } : plainBus;
-  if (opts.codeShare) bus = { ...bus, wasmState: new LocalCodeShare().offeredOn(bus.wasmState!) };
+  if (opts.codeShare) bus = withCodeShare(bus);
   const hart = new Hart(bus, { hartId: 0, readTime: () => clint.time, ...(jit === undefined ? {} : { jit }) });
   ref.hart = hart;
   m.bus = bus;

@@ -175,14 +175,14 @@ export class BlockJit implements BlockTranslator {
     factories.clear();
   }
 
-  /**
-   * The block starting at `slot` of `page`, translating it once it is hot; null while it is cold (the
-   * interpreter runs it) or when no block can start there.
-   */
   newPage(ppn: number): PageBlocks {
     return new PageBlocks(ppn);
   }
 
+  /**
+   * The block starting at `slot` of `page`, translating it once it is hot; null while it is cold (the
+   * interpreter runs it) or when no block can start there.
+   */
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null {
     const fn = blocks.fns?.[slot];
     if (fn !== undefined) return fn;

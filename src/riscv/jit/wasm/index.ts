@@ -268,9 +268,11 @@ export class WasmBlockJit implements BlockTranslator {
   }
 
   /** Takes in the batches sibling harts published since the last call: their keys, and where they were hot. */
-  receive(): void {
+  private receive(): void {
+    const share = this.share;
+    if (share === null) return;
     this.coldLookups = 0;
-    for (let batch = this.share?.receive() ?? null; batch !== null; batch = this.share!.receive()) {
+    for (let batch = share.receive(); batch !== null; batch = share.receive()) {
       const sibling: SiblingBatch = { batch, adopted: false };
       for (const b of batch.blocks) {
         if (!this.byKey.has(b.key)) this.siblingKeys.set(b.key, sibling);

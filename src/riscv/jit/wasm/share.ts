@@ -9,7 +9,7 @@
  * WasmBlockJit.lookup): what is sent says where to look and what to reuse, never what the guest's code is.
  */
 
-import type { WasmStateArea } from '../../bus.js';
+import type { Bus, WasmStateArea } from '../../bus.js';
 
 /** One compiled module as the other harts of the VM receive it. */
 export interface SharedBatch {
@@ -69,14 +69,21 @@ export class LocalCodeShare {
       receive: () => own.shift() ?? null,
     };
   }
+}
 
-  /** `area` offering this share to every hart that keeps its state there. */
-  offeredOn(area: WasmStateArea): WasmStateArea {
-    return {
-      memory: area.memory,
-      buffer: area.buffer,
-      reserve: (bytes) => area.reserve(bytes),
-      joinCodeShare: () => this.join(),
-    };
-  }
+/**
+ * `bus` offering a new LocalCodeShare to every hart that keeps its WebAssembly state there (harts that take turns
+ * in one isolate); unchanged without a state area.
+ */
+export function withCodeShare(bus: Bus): Bus {
+  const area = bus.wasmState;
+  if (area === undefined) return bus;
+  const share = new LocalCodeShare();
+  const wasmState: WasmStateArea = {
+    memory: area.memory,
+    buffer: area.buffer,
+    reserve: (bytes) => area.reserve(bytes),
+    joinCodeShare: () => share.join(),
+  };
+  return { ...bus, wasmState };
 }

@@ -7,7 +7,8 @@
  *
  * The module imports the guest RAM's memory (env.mem) and four JS helpers, and exports `b(pb, n, limit, ctx, hb)`:
  * `pb` the page's virtual base (f64), `n` the instructions retired so far in this run() slice, `limit` its
- * budget, `ctx` the hart's data translation context (f64, folded into TLB tags). It returns the new count and
+ * budget, `ctx` the hart's data translation context (f64, folded into TLB tags), `hb` the byte its state region
+ * starts at (used by code translated for any hart, see P_HB). It returns the new count and
  * leaves the next pc (f64) at PC_OFF of the hart's region.
  *
  * Registers used by the block are held in i64 locals, loaded on entry; every register the block writes is
@@ -375,7 +376,8 @@ function collectRegion(read: SlotReader, start: number, hot: ((slot: number) => 
 
 /**
  * The function for the region starting at `start`, for the hart whose state region starts at byte `base` of the
- * memory, or (base null) for any hart: the state region is then the function's last argument; null when no block can start there. Without `hot` the region is one block; with it, the blocks at
+ * memory, or (base null) for any hart: the state region is then the function's last argument; null when no block
+ * can start there. Without `hot` the region is one block; with it, the blocks at
  * in-page targets that `hot` names join it as segments (see collectRegion): the function then starts with a
  * `br_table` over its segments, and a transfer between them is a branch inside the function (registers stay in
  * locals) instead of a return to the dispatcher and another call.
@@ -640,10 +642,7 @@ export function translateBlock(
   let fusedLocals: FusedTemps | null = null;
   /** The fused paths' f64 locals, made on first use (most blocks have no fused op). */
   const fusedTemps = (): FusedTemps =>
-    (fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as Record<
-      (typeof FUSED_LOCALS)[number],
-      number
-    >);
+    (fusedLocals ??= Object.fromEntries(FUSED_LOCALS.map((name) => [name, f.local(F64)])) as FusedTemps);
   /** Knuth's TwoSum: sum = RN(x + y) and err its exact error (x + y = sum + err), in f64 locals. */
   const twoSum = (x: number, y: number, sum: number, err: number): void => {
     const { bb } = fusedTemps();
