@@ -587,7 +587,7 @@ export class Hart extends HartArch {
         const off = pc & 0xfff;
         if (fetchTag[(pc >>> 12) & TLB_MASK] === pc - off + fctx) {
           const j = jumpCacheSlot(pc);
-          jcTag[j] = pc + fctx;
+          jcTag[j] = pc;
           this.jumpCacheFilled = true;
           jcIndex[j] = index;
           jcPpn[j] = ppn;

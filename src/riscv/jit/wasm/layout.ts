@@ -44,9 +44,14 @@ export const FETCH_PPN_OFF = FETCH_TAG_OFF + TLB_SIZE * 8;
 /**
  * The jump cache: pc → the block starting there, so the dispatcher runs block after block without returning to
  * JS. Entries are filled by the hart's block wrapper. The dispatcher takes an entry only while the fetch TLB maps
- * its pc (the tag folds in the fetch context) to the page the entry was made on, so an sfence.vma, which only
- * drops fetch TLB entries, leaves the cache alone (Linux issues one after every page fault). What changes
- * decoded code (fence.i, a store to a code page) and remapped RAM clear it. 8192 entries: with 4096, hot blocks of
+ * its pc, in the current fetch context, to the page the entry was made on, so an sfence.vma, which only drops
+ * fetch TLB entries, leaves the cache alone (Linux issues one after every page fault). The tag is the pc alone:
+ * that check already ties an entry to the context, and a block, translated from a RAM page, is the same code in
+ * every address space that maps the page there. With the context in the tag, processes running the same code at
+ * the same addresses (the kernel's, a shared binary's) evicted each other's entries at every context switch:
+ * three quarters of the dispatcher's returns to JS in 4 sha256sum pipelines on one hart were for blocks the
+ * cache had just held. What changes decoded code (fence.i, a store to a code page) and remapped RAM clear it.
+ * 8192 entries: with 4096, hot blocks of
  * ash's loop still evicted each other, and the dispatcher went back to JS ~530 000 times a second for a block that
  * was translated (counted with a temporary counter; ~190 000 with 8192, ~90 000 with 16 384).
  */

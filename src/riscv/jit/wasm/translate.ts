@@ -1219,8 +1219,9 @@ export function dispatcherModule(base: number, sharedMemory = false): Uint8Array
     .i32(3)
     .op('i32.shl')
     .mem('f64.load', base + JC_TAG_OFF);
-  f.get(pc).get(FCTX).op('f64.add').op('f64.ne').brIf(1);
-  // Only while the fetch TLB maps the pc's page, to the page the entry was made on (see JC_TAG_OFF).
+  f.get(pc).op('f64.ne').brIf(1);
+  // Only while the fetch TLB maps the pc's page in this context, to the page the entry was made on (see
+  // JC_TAG_OFF).
   f.get(pc).get(lo).i32(4095).op('i32.and').op('f64.convert_i32_u').op('f64.sub').set(PB);
   f.get(lo)
     .i32(12)
