@@ -1,6 +1,7 @@
 /**
- * Runs every instruction of the opcode table once, in M and in S mode, on a scratch hart over scratch RAM, before
- * the first real hart of an isolate starts.
+ * Runs every instruction of the opcode table once, in M and in S mode (jumps and branches both ways, and out of a
+ * page), then the paths no single instruction reaches (TLB hits, an instruction across pages, WFI and an
+ * interrupt), on a scratch hart over scratch RAM, before the first real hart of an isolate starts.
  *
  * Why: V8 optimizes the interpreter loop (`Hart.run`) within the first milliseconds of a boot, from the type
  * feedback gathered so far; every path the guest takes for the first time afterwards (a new opcode, a trap, a
@@ -8,27 +9,51 @@
  * a dozen times per isolate, and a VM with harts on threads pays it in every thread (docs/performance.md). Running
  * each path once first gives V8 the whole picture before it optimizes.
  *
- * Nothing of the scratch hart survives: its RAM is a private buffer, its bus answers MMIO with zeros.
+ * The scratch hart touches nothing real: its RAM is a private buffer, its bus answers MMIO with zeros. It is kept
+ * (see keptAlive) but never runs again.
  */
 import type { Bus } from '../bus.js';
 import { OPCODES } from '../opcodes.js';
 import type { Hart } from '../hart.js';
-import { CSR_MEPC, CSR_MSTATUS, CSR_MTVEC, CSR_STVEC } from '../csr.js';
+import { CSR_MEPC, CSR_MIE, CSR_MSTATUS, CSR_MTVEC, CSR_STVEC, IRQ_MTI, MIP_MTIP, MSTATUS_FS, MSTATUS_MIE } from '../csr.js';
 
 const RAM_BASE = 0x8000_0000;
 const RAM_BYTES = 1 << 16;
 const CODE = RAM_BASE + 0x1000;
 const MRET_AT = RAM_BASE + 0x2000;
 const TRAP_AT = RAM_BASE + 0x3000;
+/** A page whose last words jump out of it, or hold an instruction that crosses into the next (free) page. */
+const EDGE_PAGE = RAM_BASE + 0x4000;
 const DATA = RAM_BASE + 0x8000;
 /** An MMIO address the scratch bus answers (loads through x11 reach the device path). */
 const MMIO = 0x1000_0000;
 const MRET = 0x30200073;
+const WFI = 0x10500073;
+/**
+ * Jumps and branches, compressed ones included: also tried from the end of a page (a taken one leaves it), and
+ * with rs1 = rs2 = a code address (the other way for each branch; jalr's target inside its page).
+ */
+const BRANCH_OP = /^(c\.)?(j|jal|jalr|beq|bne|blt|bge|bltu|bgeu|beqz|bnez)$/;
+/**
+ * lb lh lw ld lbu lhu lwu, sb sh sw sd, flw fld fsw fsd, all on 0(x10), then addi x5, x10, 1: the first load and
+ * store fill the TLBs, so the rest take the interpreter's TLB-hit paths (every table entry alone only misses).
+ */
+const MEMORY_RUN = [
+  0x00050283, 0x00051283, 0x00052283, 0x00053283, 0x00054283, 0x00055283, 0x00056283, 0x00550023, 0x00551023, 0x00552023,
+  0x00553023, 0x00052007, 0x00053007, 0x00552027, 0x00553027, 0x00150293,
+];
 /** CSRs the CSR instructions are tried on (the csr field of the table's match is 0). */
 const CSRS = [0x001, 0x002, 0x003, 0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x14d, 0x180];
 const CSRS_M = [0x300, 0x301, 0x302, 0x303, 0x304, 0x305, 0x306, 0x340, 0x341, 0x342, 0x343, 0x344, 0xc00, 0xc01, 0xc02];
 
 let warmed = false;
+/**
+ * The scratch hart, kept for the isolate's life: it holds the hidden class (map) the real harts share with it.
+ * V8 keeps maps in run()'s property-access feedback weakly, so had the scratch hart died and a full GC run before
+ * the first real hart existed, that feedback would be cleared, and the optimized run() would deoptimize at each of
+ * those accesses in turn ("insufficient type feedback for generic named access").
+ */
+const keptAlive: Hart[] = [];
 
 /** Loads, stores and atomics: the entries also tried on an MMIO address. */
 const MEMORY_OP = /^(c\.)?(l[bhwd]u?|s[bhwd]|f?l[wd]|f?s[wd]|amo|lr\.|sc\.)/;
@@ -59,6 +84,7 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
     onRamRemap: () => {},
   };
   const hart = make(bus);
+  keptAlive.push(hart);
   const put = (at: number, word: number, size: 2 | 4): void => {
     if (size === 2) {
       view.setUint16(at - RAM_BASE, word, true);
@@ -72,33 +98,75 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
       const csrOp = op.fmt === 'CSR' || op.fmt === 'CSRI';
       const csrs = csrOp ? (supervisor ? CSRS : [...CSRS, ...CSRS_M]) : [0];
       for (const csr of csrs) {
-        // rd x5, rs1 x10 (RAM data) or x11 (MMIO) alternately, rs2 x6, rs3 x7; immediates zero.
+        // rd x5, rs1 x10 (RAM data) or x11 (MMIO) alternately, rs2 x6, rs3 x7, where the opcode leaves those
+        // bits free (a shift's funct7 holds rs3's, say: it still gets rd x5, so it is performed, where the whole
+        // word falling back to the bare opcode made it a write to x0, which decodes as a NOP).
         for (const base of MEMORY_OP.test(op.name) ? [10, 11] : [10]) {
-          let word = op.match;
-          if (op.size === 4) {
-            const high = csrOp ? csr << 20 : (6 << 20) | (7 << 27);
-            word = (word | (5 << 7) | (base << 15) | high) >>> 0;
+          const fields = op.size === 4 ? (5 << 7) | (base << 15) | (csrOp ? csr << 20 : (6 << 20) | (7 << 27)) : 0;
+          const word = (op.match | (fields & ~op.mask)) >>> 0;
+          const branch = BRANCH_OP.test(op.name);
+          for (const at of branch ? [CODE, EDGE_PAGE + 4096 - op.size] : [CODE]) {
+            for (const equal of branch ? [false, true] : [false]) {
+              start(supervisor);
+              if (equal) for (const r of [6, 8, 10]) hart.setX(r, CODE);
+              put(at, word, op.size);
+              stats.retired += runFrom(at, supervisor);
+              stats.tried++;
+            }
           }
-          if ((word & op.mask) >>> 0 !== op.match) word = op.match; // the fields are part of the opcode
-          hart.reset(RAM_BASE);
-          hart.writeCsr(CSR_MTVEC, TRAP_AT, 0);
-          hart.writeCsr(CSR_STVEC, TRAP_AT, 0);
-          for (let r = 1; r < 32; r++) hart.setX(r, r * 3);
-          hart.setX(10, DATA);
-          hart.setX(11, MMIO);
-          put(CODE, word, op.size);
-          if (supervisor) {
-            // mret into S at CODE.
-            hart.writeCsr(CSR_MSTATUS, (1 << 11) | (1 << 13), 0); // MPP = S, FS = Initial
-            hart.writeCsr(CSR_MEPC, CODE, 0);
-            hart.pc = MRET_AT;
-            hart.run(1);
-          } else hart.pc = CODE;
-          stats.retired += hart.run(2);
-          stats.tried++;
         }
       }
     }
   }
+  // Paths no single instruction reaches. They come last: V8 gives run() its feedback vector only after its first
+  // few calls, and what ran before that leaves no feedback.
+  // Loads and stores that hit the TLBs.
+  start(false);
+  hart.writeCsr(CSR_MSTATUS, MSTATUS_FS, 0);
+  MEMORY_RUN.forEach((word, i) => view.setInt32(CODE - RAM_BASE + 4 * i, word, true));
+  hart.flushDecodeCache();
+  stats.retired += runFrom(CODE, false, MEMORY_RUN.length);
+  // A 32-bit instruction across a page boundary (addi x5, x10, 1), entered there and reached from the one before.
+  start(false);
+  put(EDGE_PAGE + 4090, 0x00150293, 4);
+  put(EDGE_PAGE + 4094, 0x00150293, 4);
+  stats.retired += runFrom(EDGE_PAGE + 4094, false);
+  stats.retired += runFrom(EDGE_PAGE + 4090, false, 3);
+  // Jumps back and forth between two pages the fetch TLB maps (jal x0, +8 at a page's end; jal x0, -8 after it).
+  start(false);
+  put(EDGE_PAGE + 4092, 0x0080006f, 4);
+  put(EDGE_PAGE + 4100, 0xff9ff06f, 4);
+  stats.retired += runFrom(EDGE_PAGE + 4092, false, 6);
+  // WFI with nothing pending: the next run() returns at once. Then the machine timer pending and enabled: run()
+  // wakes, and takes the interrupt at the top of its loop.
+  start(false);
+  put(CODE, WFI, 4);
+  stats.retired += runFrom(CODE, false);
+  hart.run(2);
+  hart.writeCsr(CSR_MIE, MIP_MTIP, 0);
+  hart.writeCsr(CSR_MSTATUS, MSTATUS_MIE, 0);
+  hart.setPending(IRQ_MTI, true);
+  stats.retired += hart.run(2);
+  hart.setPending(IRQ_MTI, false);
   return stats;
+
+  function start(supervisor: boolean): void {
+    hart.reset(RAM_BASE);
+    hart.writeCsr(CSR_MTVEC, TRAP_AT, 0);
+    hart.writeCsr(CSR_STVEC, TRAP_AT, 0);
+    for (let r = 1; r < 32; r++) hart.setX(r, r * 3);
+    hart.setX(10, DATA);
+    hart.setX(11, MMIO);
+    if (supervisor) hart.writeCsr(CSR_MSTATUS, (1 << 11) | (1 << 13), 0); // MPP = S, FS = Initial
+  }
+
+  /** Runs `count` instructions from `at` (two by default), in S mode through an mret when `supervisor`. */
+  function runFrom(at: number, supervisor: boolean, count = 2): number {
+    if (supervisor) {
+      hart.writeCsr(CSR_MEPC, at, 0);
+      hart.pc = MRET_AT;
+      hart.run(1);
+    } else hart.pc = at;
+    return hart.run(count);
+  }
 }
