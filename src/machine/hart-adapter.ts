@@ -195,6 +195,7 @@ export class HartAdapter implements HartPort {
 }
 
 export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
-  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: () => 0, jit: false }));
+  // The scratch hart gets the JIT real harts get by default (TYPEVISOR_JIT), so it trains their paths.
+  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: () => 0 }));
   return new HartAdapter(new Hart(bus, opts));
 }

@@ -15,7 +15,20 @@
 import type { Bus } from '../bus.js';
 import { OPCODES } from '../opcodes.js';
 import type { Hart } from '../hart.js';
-import { CSR_MEPC, CSR_MIE, CSR_MSTATUS, CSR_MTVEC, CSR_STVEC, IRQ_MTI, MIP_MTIP, MSTATUS_FS, MSTATUS_MIE } from '../csr.js';
+import { HART_REGION_BYTES } from '../jit/wasm/layout.js';
+import {
+  CSR_MENVCFG,
+  CSR_MEPC,
+  CSR_MIE,
+  MENVCFG_HI_STCE,
+  CSR_MSTATUS,
+  CSR_MTVEC,
+  CSR_STVEC,
+  IRQ_MTI,
+  MIP_MTIP,
+  MSTATUS_FS,
+  MSTATUS_MIE,
+} from '../csr.js';
 
 const RAM_BASE = 0x8000_0000;
 const RAM_BYTES = 1 << 16;
@@ -35,16 +48,32 @@ const WFI = 0x10500073;
  */
 const BRANCH_OP = /^(c\.)?(j|jal|jalr|beq|bne|blt|bge|bltu|bgeu|beqz|bnez)$/;
 /**
- * lb lh lw ld lbu lhu lwu, sb sh sw sd, flw fld fsw fsd, all on 0(x10), then addi x5, x10, 1: the first load and
- * store fill the TLBs, so the rest take the interpreter's TLB-hit paths (every table entry alone only misses).
+ * ld sd, then lb lh lw ld lbu lhu lwu, sb sh sw sd, flw fld fsw fsd, all on 0(x10), then addi x5, x10, 1: the
+ * first load and store fill the TLBs, so the rest take the interpreter's TLB-hit paths (every table entry alone
+ * only misses).
  */
 const MEMORY_RUN = [
-  0x00050283, 0x00051283, 0x00052283, 0x00053283, 0x00054283, 0x00055283, 0x00056283, 0x00550023, 0x00551023, 0x00552023,
-  0x00553023, 0x00052007, 0x00053007, 0x00552027, 0x00553027, 0x00150293,
+  0x00053283, 0x00553023, 0x00050283, 0x00051283, 0x00052283, 0x00053283, 0x00054283, 0x00055283, 0x00056283, 0x00550023,
+  0x00551023, 0x00552023, 0x00553023, 0x00052007, 0x00053007, 0x00552027, 0x00553027, 0x00150293,
 ];
 /** CSRs the CSR instructions are tried on (the csr field of the table's match is 0). */
 const CSRS = [0x001, 0x002, 0x003, 0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x14d, 0x180];
 const CSRS_M = [0x300, 0x301, 0x302, 0x303, 0x304, 0x305, 0x306, 0x340, 0x341, 0x342, 0x343, 0x344, 0xc00, 0xc01, 0xc02];
+
+const Wasm = (
+  globalThis as unknown as {
+    WebAssembly?: { Memory: new (d: { initial: number; maximum: number; shared: boolean }) => { buffer: SharedArrayBuffer } };
+  }
+).WebAssembly;
+
+/** A shared WebAssembly.Memory of `pages`, or null where there is none (no WebAssembly, or no shared memory). */
+function sharedMemory(pages: number): { buffer: SharedArrayBuffer } | null {
+  try {
+    return Wasm ? new Wasm.Memory({ initial: pages, maximum: pages, shared: true }) : null;
+  } catch {
+    return null;
+  }
+}
 
 let warmed = false;
 /**
@@ -73,8 +102,22 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
   if (warmed) return null;
   warmed = true;
   const stats: WarmUpStats = { retired: 0, tried: 0 };
-  const view = new DataView(new ArrayBuffer(RAM_BYTES));
+  // RAM at the start of a shared WebAssembly.Memory with room for one hart's JIT state after it, as on a real
+  // board (src/vm/linear-ram.ts): a hart made with the JIT the environment selects gets the same JIT as the real
+  // ones, so run()'s JIT paths (block lookups, the entry counts of branch targets) are trained on the class they
+  // will meet.
+  const pages = (RAM_BYTES + HART_REGION_BYTES) / 65536;
+  const memory = sharedMemory(pages);
+  const view = new DataView(memory ? memory.buffer : new ArrayBuffer(RAM_BYTES), 0, RAM_BYTES);
+  let reserved = false;
   const bus: Bus = {
+    ...(memory && {
+      wasmState: {
+        memory,
+        buffer: memory.buffer,
+        reserve: (bytes: number) => (reserved || bytes > HART_REGION_BYTES ? null : ((reserved = true), RAM_BYTES)),
+      },
+    }),
     ramBase: RAM_BASE,
     ramSize: RAM_BYTES,
     chunkShift: 16,
@@ -120,9 +163,10 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
   }
   // Paths no single instruction reaches. They come last: V8 gives run() its feedback vector only after its first
   // few calls, and what ran before that leaves no feedback.
-  // Loads and stores that hit the TLBs.
+  // Loads and stores that hit the TLBs, with Sstc on (run() then checks stimecmp on entry).
   start(false);
   hart.writeCsr(CSR_MSTATUS, MSTATUS_FS, 0);
+  hart.writeCsr(CSR_MENVCFG, 0, MENVCFG_HI_STCE);
   MEMORY_RUN.forEach((word, i) => view.setInt32(CODE - RAM_BASE + 4 * i, word, true));
   hart.flushDecodeCache();
   stats.retired += runFrom(CODE, false, MEMORY_RUN.length);
