@@ -195,7 +195,9 @@ export class HartAdapter implements HartPort {
 }
 
 export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
-  // The scratch hart gets the JIT real harts get by default (TYPEVISOR_JIT), so it trains their paths.
-  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: () => 0 }));
+  // The scratch hart gets the JIT real harts get by default (TYPEVISOR_JIT), and this hart's clock (a closure of
+  // the same function as every hart's), so it trains their paths: with a clock of its own, the optimized run()
+  // inlined that one and deoptimized at the real one ("wrong call target").
+  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: opts.readTime }));
   return new HartAdapter(new Hart(bus, opts));
 }

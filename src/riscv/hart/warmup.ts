@@ -23,6 +23,7 @@ import {
   MENVCFG_HI_STCE,
   CSR_MSTATUS,
   CSR_MTVEC,
+  CSR_STIMECMP,
   CSR_STVEC,
   IRQ_MTI,
   MIP_MTIP,
@@ -38,6 +39,13 @@ const TRAP_AT = RAM_BASE + 0x3000;
 /** A page whose last words jump out of it, or hold an instruction that crosses into the next (free) page. */
 const EDGE_PAGE = RAM_BASE + 0x4000;
 const DATA = RAM_BASE + 0x8000;
+/** Neither RAM nor MMIO: an access there faults. */
+const UNMAPPED = 0x4000_0000;
+/**
+ * loop: ld x5, 0(x10); addi x6, x6, -1; bne x6, x0, loop; then jal x0, 0. Run until a JIT has compiled the loop's
+ * block, then once more with x10 unmapped: the load faults inside the translated block.
+ */
+const HOT_LOOP = [0x00053283, 0xfff30313, 0xfe031ce3, 0x0000006f];
 /** An MMIO address the scratch bus answers (loads through x11 reach the device path). */
 const MMIO = 0x1000_0000;
 const MRET = 0x30200073;
@@ -163,12 +171,15 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
   }
   // Paths no single instruction reaches. They come last: V8 gives run() its feedback vector only after its first
   // few calls, and what ran before that leaves no feedback.
-  // Loads and stores that hit the TLBs, with Sstc on (run() then checks stimecmp on entry).
+  // Loads and stores that hit the TLBs, with Sstc on (run() then checks stimecmp on entry): its deadline not
+  // reached, then reached.
   start(false);
   hart.writeCsr(CSR_MSTATUS, MSTATUS_FS, 0);
   hart.writeCsr(CSR_MENVCFG, 0, MENVCFG_HI_STCE);
   MEMORY_RUN.forEach((word, i) => view.setInt32(CODE - RAM_BASE + 4 * i, word, true));
   hart.flushDecodeCache();
+  stats.retired += runFrom(CODE, false, MEMORY_RUN.length);
+  hart.writeCsr(CSR_STIMECMP, 0, 0);
   stats.retired += runFrom(CODE, false, MEMORY_RUN.length);
   // A 32-bit instruction across a page boundary (addi x5, x10, 1), entered there and reached from the one before.
   start(false);
@@ -192,6 +203,16 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
   hart.setPending(IRQ_MTI, true);
   stats.retired += hart.run(2);
   hart.setPending(IRQ_MTI, false);
+  // With a JIT, a trap from inside a translated block (the hit threshold and the wait for a batch are ~6000
+  // entries of the loop's head).
+  start(false);
+  HOT_LOOP.forEach((word, i) => view.setInt32(CODE - RAM_BASE + 4 * i, word, true));
+  hart.flushDecodeCache();
+  hart.setX(6, 8192);
+  stats.retired += runFrom(CODE, false, 40_000);
+  hart.setX(10, UNMAPPED);
+  hart.setX(6, 4);
+  stats.retired += runFrom(CODE, false, 100);
   return stats;
 
   function start(supervisor: boolean): void {
