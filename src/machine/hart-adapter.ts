@@ -6,6 +6,7 @@ import type { Bus } from '../riscv/bus.js';
 import * as C from '../riscv/csr.js';
 import { Hart } from '../riscv/hart.js';
 import { warmUpInterpreter } from '../riscv/hart/warmup.js';
+import { DEFAULT_THRESHOLD, DEFAULT_WASM_THRESHOLD, jitFromEnv } from '../riscv/jit/index.js';
 import { HART_STATE_TYPE, HART_STATE_VERSION, type HartArchState } from '../riscv/hart-state.js';
 import { checkState, type DeviceState } from '../devices/device.js';
 import type { HartPort } from './hart-port.js';
@@ -195,9 +196,12 @@ export class HartAdapter implements HartPort {
 }
 
 export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
-  // The scratch hart gets the JIT real harts get by default (TYPEVISOR_JIT), and this hart's clock (a closure of
-  // the same function as every hart's), so it trains their paths: with a clock of its own, the optimized run()
+  // The scratch hart gets the kind of JIT real harts get by default (TYPEVISOR_JIT), at its default threshold (an
+  // eager one, for tests, would compile every encoding the warm-up tries), and this hart's clock (a closure of the
+  // same function as every hart's), so it trains their paths: with a clock of its own, the optimized run()
   // inlined that one and deoptimized at the real one ("wrong call target").
-  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: opts.readTime }));
+  const jit = jitFromEnv();
+  const threshold = jit?.backend === 'wasm' ? DEFAULT_WASM_THRESHOLD : DEFAULT_THRESHOLD;
+  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: opts.readTime, jit: jit ? { ...jit, threshold } : false }));
   return new HartAdapter(new Hart(bus, opts));
 }
