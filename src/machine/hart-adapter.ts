@@ -196,12 +196,14 @@ export class HartAdapter implements HartPort {
 }
 
 export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
-  // The scratch hart gets the kind of JIT real harts get by default (TYPEVISOR_JIT), at its default threshold (an
-  // eager one, for tests, would compile every encoding the warm-up tries), and this hart's clock (a closure of the
-  // same function as every hart's), so it trains their paths: with a clock of its own, the optimized run()
-  // inlined that one and deoptimized at the real one ("wrong call target").
+  // The scratch hart is made with this hart's own options, so it trains run() on the very objects real harts
+  // bring: their clock (a closure of the same function for every hart; with a clock of its own, the optimized
+  // run() inlined that one and deoptimized at the real one) and the JIT options of TYPEVISOR_JIT (an object of
+  // another shape deoptimized it at `options.threshold`). Only an eager JIT (tests) is swapped for the default
+  // threshold: it would compile every encoding the warm-up tries.
   const jit = jitFromEnv();
+  const eager = jit !== null && jit.threshold === 0;
   const threshold = jit?.backend === 'wasm' ? DEFAULT_WASM_THRESHOLD : DEFAULT_THRESHOLD;
-  warmUpInterpreter((scratch) => new Hart(scratch, { hartId: 0, readTime: opts.readTime, jit: jit ? { ...jit, threshold } : false }));
+  warmUpInterpreter((scratch) => new Hart(scratch, eager && jit ? { ...opts, jit: { ...jit, threshold } } : opts));
   return new HartAdapter(new Hart(bus, opts));
 }

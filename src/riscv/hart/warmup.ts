@@ -23,6 +23,7 @@ import {
   MENVCFG_HI_STCE,
   CSR_MSTATUS,
   CSR_MTVEC,
+  CSR_SATP,
   CSR_STIMECMP,
   CSR_STVEC,
   IRQ_MTI,
@@ -39,6 +40,21 @@ const TRAP_AT = RAM_BASE + 0x3000;
 /** A page whose last words jump out of it, or hold an instruction that crosses into the next (free) page. */
 const EDGE_PAGE = RAM_BASE + 0x4000;
 const DATA = RAM_BASE + 0x8000;
+/**
+ * Sv39 tables for the S-mode pass (Linux runs S mode with paging on, so the page walk and the TLB fills are what
+ * its loads, stores and fetches meet): RAM mapped as itself through all three levels in 4 KiB pages (the DATA
+ * page without A and D, so the walk sets them), the first GiB (MMIO) as itself in one gigapage, the second not at
+ * all (UNMAPPED faults).
+ */
+const ROOT_TABLE = RAM_BASE + 0xa000;
+const L1_TABLE = RAM_BASE + 0xb000;
+const L0_TABLE = RAM_BASE + 0xc000;
+const PTE_V = 1;
+const PTE_RWX = 2 | 4 | 8;
+const PTE_AD = 64 | 128;
+const SATP_SV39_HI = 8 << 28;
+/** Calls after which V8 has surely given a function its feedback vector (it waits for the first few). */
+const FEEDBACK_CALLS = 16;
 /** Neither RAM nor MMIO: an access there faults. */
 const UNMAPPED = 0x4000_0000;
 /**
@@ -144,6 +160,16 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
     hart.flushDecodeCache();
   };
   put(MRET_AT, MRET, 4);
+  const pte = (at: number, pa: number, flags: number): void => {
+    const v = Math.floor(pa / 4096) * 1024 + flags;
+    view.setUint32(at - RAM_BASE, v % 2 ** 32, true);
+    view.setUint32(at - RAM_BASE + 4, Math.floor(v / 2 ** 32), true);
+  };
+  pte(ROOT_TABLE, 0, PTE_V | 2 | 4 | PTE_AD);
+  pte(ROOT_TABLE + 8 * 2, L1_TABLE, PTE_V);
+  pte(L1_TABLE, L0_TABLE, PTE_V);
+  for (let page = 0; page < RAM_BYTES / 4096; page++)
+    pte(L0_TABLE + 8 * page, RAM_BASE + page * 4096, PTE_V | PTE_RWX | (RAM_BASE + page * 4096 === DATA ? 0 : PTE_AD));
   for (const supervisor of [false, true]) {
     for (const op of OPCODES) {
       const csrOp = op.fmt === 'CSR' || op.fmt === 'CSRI';
@@ -178,9 +204,12 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
   hart.writeCsr(CSR_MENVCFG, 0, MENVCFG_HI_STCE);
   MEMORY_RUN.forEach((word, i) => view.setInt32(CODE - RAM_BASE + 4 * i, word, true));
   hart.flushDecodeCache();
-  stats.retired += runFrom(CODE, false, MEMORY_RUN.length);
-  hart.writeCsr(CSR_STIMECMP, 0, 0);
-  stats.retired += runFrom(CODE, false, MEMORY_RUN.length);
+  // Each more than a few times: V8 gives a function (the stimecmp getter, say) a feedback vector only then.
+  for (const deadline of [-1, 0])
+    for (let i = 0; i < FEEDBACK_CALLS; i++) {
+      hart.writeCsr(CSR_STIMECMP, deadline, deadline);
+      stats.retired += runFrom(CODE, false, MEMORY_RUN.length);
+    }
   // A 32-bit instruction across a page boundary (addi x5, x10, 1), entered there and reached from the one before.
   start(false);
   put(EDGE_PAGE + 4090, 0x00150293, 4);
@@ -222,7 +251,11 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
     for (let r = 1; r < 32; r++) hart.setX(r, r * 3);
     hart.setX(10, DATA);
     hart.setX(11, MMIO);
-    if (supervisor) hart.writeCsr(CSR_MSTATUS, (1 << 11) | (1 << 13), 0); // MPP = S, FS = Initial
+    if (!supervisor) return;
+    hart.writeCsr(CSR_MSTATUS, (1 << 11) | (1 << 13), 0); // MPP = S, FS = Initial
+    hart.writeCsr(CSR_SATP, Math.floor(ROOT_TABLE / 4096), SATP_SV39_HI);
+    // The DATA page's A and D again, for the next walk to set.
+    pte(L0_TABLE + 8 * ((DATA - RAM_BASE) / 4096), DATA, PTE_V | PTE_RWX);
   }
 
   /** Runs `count` instructions from `at` (two by default), in S mode through an mret when `supervisor`. */
