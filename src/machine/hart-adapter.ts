@@ -204,6 +204,9 @@ export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
   const jit = jitFromEnv();
   const eager = jit !== null && jit.threshold === 0;
   const threshold = jit?.backend === 'wasm' ? DEFAULT_WASM_THRESHOLD : DEFAULT_THRESHOLD;
-  warmUpInterpreter((scratch) => new Hart(scratch, eager && jit ? { ...opts, jit: { ...jit, threshold } } : opts));
+  warmUpInterpreter((scratch) => new Hart(scratch, eager && jit ? { ...opts, jit: { ...jit, threshold } } : opts), {
+    atomics: !!bus.atomics,
+    codeShare: bus.wasmState?.joinCodeShare !== undefined,
+  });
   return new HartAdapter(new Hart(bus, opts));
 }

@@ -16,6 +16,8 @@ import type { Bus } from '../bus.js';
 import { OPCODES } from '../opcodes.js';
 import type { Hart } from '../hart.js';
 import { HART_REGION_BYTES } from '../jit/wasm/layout.js';
+import { withCodeShare } from '../jit/wasm/share.js';
+import { createGuestAtomics } from '../atomics.js';
 import {
   CSR_MENVCFG,
   CSR_MEPC,
@@ -118,11 +120,19 @@ export interface WarmUpStats {
   tried: number;
 }
 
+/** What the real harts' bus has that changes run()'s paths, so the scratch bus gets it too. */
+export interface WarmUpBusLike {
+  /** Hardware atomics (harts on several threads): AMOs, LR/SC and 8-byte accesses go through them. */
+  atomics?: boolean;
+  /** Sibling sharing of compiled blocks (several harts): blocks take the state region as a parameter. */
+  codeShare?: boolean;
+}
+
 /**
  * Once per isolate: `make` builds a hart over the given bus (Hart itself is passed in, so this module does not
  * import the class it warms up).
  */
-export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null {
+export function warmUpInterpreter(make: (bus: Bus) => Hart, like: WarmUpBusLike = {}): WarmUpStats | null {
   if (warmed) return null;
   warmed = true;
   const stats: WarmUpStats = { retired: 0, tried: 0 };
@@ -134,7 +144,8 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
   const memory = sharedMemory(pages);
   const view = new DataView(memory ? memory.buffer : new ArrayBuffer(RAM_BYTES), 0, RAM_BYTES);
   let reserved = false;
-  const bus: Bus = {
+  const plain: Bus = {
+    ...(memory && like.atomics && { atomics: createGuestAtomics(memory) }),
     ...(memory && {
       wasmState: {
         memory,
@@ -150,6 +161,8 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart): WarmUpStats | null 
     mmioWrite: (pa) => pa >= MMIO && pa < MMIO + 0x100,
     onRamRemap: () => {},
   };
+  // Its own channel: what the scratch hart compiles reaches no real hart.
+  const bus = like.codeShare ? withCodeShare(plain) : plain;
   const hart = make(bus);
   keptAlive.push(hart);
   const put = (at: number, word: number, size: 2 | 4): void => {
