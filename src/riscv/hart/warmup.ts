@@ -1,7 +1,8 @@
 /**
- * Runs every instruction of the opcode table once, in M and in S mode (jumps and branches both ways, and out of a
- * page), then the paths no single instruction reaches (TLB hits, an instruction across pages, WFI and an
- * interrupt), on a scratch hart over scratch RAM, before the first real hart of an isolate starts.
+ * Runs every instruction of the opcode table once, in M mode and in S mode with Sv39 paging on (jumps and branches
+ * both ways, and out of a page), then the paths no single instruction reaches (TLB hits, an instruction across
+ * pages, WFI and an interrupt, Sstc's deadline, a trap inside a translated block), on a scratch hart over scratch
+ * RAM, before the first real hart of an isolate starts.
  *
  * Why: V8 optimizes the interpreter loop (`Hart.run`) within the first milliseconds of a boot, from the type
  * feedback gathered so far; every path the guest takes for the first time afterwards (a new opcode, a trap, a
@@ -9,8 +10,8 @@
  * a dozen times per isolate, and a VM with harts on threads pays it in every thread (docs/performance.md). Running
  * each path once first gives V8 the whole picture before it optimizes.
  *
- * The scratch hart touches nothing real: its RAM is a private buffer, its bus answers MMIO with zeros. It is kept
- * (see keptAlive) but never runs again.
+ * The scratch hart touches nothing real: its RAM is a private WebAssembly.Memory, its bus answers MMIO with zeros,
+ * its code-share channel (if any) is its own. It is kept (see keptAlive) but never runs again.
  */
 import type { Bus } from '../bus.js';
 import { OPCODES } from '../opcodes.js';

@@ -51,9 +51,9 @@ export const FETCH_PPN_OFF = FETCH_TAG_OFF + TLB_SIZE * 8;
  * the same addresses (the kernel's, a shared binary's) evicted each other's entries at every context switch:
  * three quarters of the dispatcher's returns to JS in 4 sha256sum pipelines on one hart were for blocks the
  * cache had just held. What changes decoded code (fence.i, a store to a code page) and remapped RAM clear it.
- * 8192 entries: with 4096, hot blocks of
- * ash's loop still evicted each other, and the dispatcher went back to JS ~530 000 times a second for a block that
- * was translated (counted with a temporary counter; ~190 000 with 8192, ~90 000 with 16 384).
+ * 8192 entries: with 4096, hot blocks of ash's loop still evicted each other, and the dispatcher went back to JS
+ * ~530 000 times a second for a block that was translated (counted with a temporary counter; ~190 000 with 8192,
+ * ~90 000 with 16 384).
  */
 export const JC_SIZE = 8192;
 /**
