@@ -4,7 +4,7 @@
  */
 import type { Bus } from '../riscv/bus.js';
 import * as C from '../riscv/csr.js';
-import { Hart } from '../riscv/hart.js';
+import { Hart, type HartOptions } from '../riscv/hart.js';
 import { warmUpInterpreter } from '../riscv/hart/warmup.js';
 import { DEFAULT_THRESHOLD, DEFAULT_WASM_THRESHOLD, jitFromEnv } from '../riscv/jit/index.js';
 import { HART_STATE_TYPE, HART_STATE_VERSION, type HartArchState } from '../riscv/hart-state.js';
@@ -195,16 +195,20 @@ export class HartAdapter implements HartPort {
   }
 }
 
+/** `opts` itself, unless TYPEVISOR_JIT asks for an eager JIT: then the same with the default threshold. */
+function scratchOptions(opts: HartFactoryOptions): HartOptions {
+  const jit = jitFromEnv();
+  if (jit === null || jit.threshold !== 0) return opts;
+  return { ...opts, jit: { ...jit, threshold: jit.backend === 'wasm' ? DEFAULT_WASM_THRESHOLD : DEFAULT_THRESHOLD } };
+}
+
 export function createHart(bus: Bus, opts: HartFactoryOptions): HartPort {
   // The scratch hart is made with this hart's own options, so it trains run() on the very objects real harts
   // bring: their clock (a closure of the same function for every hart; with a clock of its own, the optimized
   // run() inlined that one and deoptimized at the real one) and the JIT options of TYPEVISOR_JIT (an object of
   // another shape deoptimized it at `options.threshold`). Only an eager JIT (tests) is swapped for the default
   // threshold: it would compile every encoding the warm-up tries.
-  const jit = jitFromEnv();
-  const eager = jit !== null && jit.threshold === 0;
-  const threshold = jit?.backend === 'wasm' ? DEFAULT_WASM_THRESHOLD : DEFAULT_THRESHOLD;
-  warmUpInterpreter((scratch) => new Hart(scratch, eager && jit ? { ...opts, jit: { ...jit, threshold } } : opts), {
+  warmUpInterpreter((scratch) => new Hart(scratch, scratchOptions(opts)), {
     atomics: !!bus.atomics,
     codeShare: bus.wasmState?.joinCodeShare !== undefined,
   });

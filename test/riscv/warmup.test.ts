@@ -38,8 +38,8 @@ test('after the warm-up and a full GC, an optimized run() meets no path without 
   // run() optimized right after the warm-up sees only the warm-up's feedback: a path it did not train deoptimizes
   // it ("Insufficient type feedback"), and in a boot each such deopt is ~100 ms of TurboFan and slow code meanwhile.
   // The GC checks the scratch hart is kept: its map, which real harts share, is held weakly by that feedback.
-  // Programs whose paths the warm-up covers (Sv39 walks, Sstc and PMP are inlined from elsewhere, and not covered).
-  const programs = ['traps.S', 'sfence.S', 'fpstate.S', 'jit.S', 'regions.S'];
+  // Traps, Sv39 walks and sfence, FP state, interrupts and Sstc, PMP, and the programs the JITs are tested on.
+  const programs = ['traps.S', 'sfence.S', 'fpstate.S', 'jit.S', 'regions.S', 'vm.S', 'irq.S', 'pmp.S'];
   const child = fileURLToPath(new URL(`./warmup-deopt-child.${fromDist ? 'js' : 'ts'}`, import.meta.url));
   const r = spawnSync(
     process.execPath,

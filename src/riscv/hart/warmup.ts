@@ -29,7 +29,12 @@ import {
   CSR_SATP,
   CSR_STIMECMP,
   CSR_STVEC,
+  FS_INITIAL,
   IRQ_MTI,
+  MSTATUS_FS_SHIFT,
+  MSTATUS_MPP_SHIFT,
+  PRV_S,
+  SATP_MODE_SV39,
   MIP_MTIP,
   MSTATUS_FS,
   MSTATUS_MIE,
@@ -52,10 +57,13 @@ const DATA = RAM_BASE + 0x8000;
 const ROOT_TABLE = RAM_BASE + 0xa000;
 const L1_TABLE = RAM_BASE + 0xb000;
 const L0_TABLE = RAM_BASE + 0xc000;
-const PTE_V = 1;
-const PTE_RWX = 2 | 4 | 8;
-const PTE_AD = 64 | 128;
-const SATP_SV39_HI = 8 << 28;
+/** Sv39 PTE bits, as the privileged spec names them. */
+const PTE_V = 1 << 0;
+const PTE_R = 1 << 1;
+const PTE_W = 1 << 2;
+const PTE_X = 1 << 3;
+const PTE_A = 1 << 6;
+const PTE_D = 1 << 7;
 /** Calls after which V8 has surely given a function its feedback vector (it waits for the first few). */
 const FEEDBACK_CALLS = 16;
 /** Neither RAM nor MMIO: an access there faults. */
@@ -173,17 +181,24 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart, like: WarmUpBusLike 
     } else view.setInt32(at - RAM_BASE, word, true);
     hart.flushDecodeCache();
   };
+  /** 32-bit instructions one after another from `at`. */
+  const putProgram = (at: number, words: readonly number[]): void => {
+    words.forEach((word, i) => view.setInt32(at - RAM_BASE + 4 * i, word, true));
+    hart.flushDecodeCache();
+  };
   put(MRET_AT, MRET, 4);
   const pte = (at: number, pa: number, flags: number): void => {
     const v = Math.floor(pa / 4096) * 1024 + flags;
     view.setUint32(at - RAM_BASE, v % 2 ** 32, true);
     view.setUint32(at - RAM_BASE + 4, Math.floor(v / 2 ** 32), true);
   };
-  pte(ROOT_TABLE, 0, PTE_V | 2 | 4 | PTE_AD);
+  /** A valid leaf any access may use. */
+  const RWX = PTE_V | PTE_R | PTE_W | PTE_X;
+  pte(ROOT_TABLE, 0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D);
   pte(ROOT_TABLE + 8 * 2, L1_TABLE, PTE_V);
   pte(L1_TABLE, L0_TABLE, PTE_V);
   for (let page = 0; page < RAM_BYTES / 4096; page++)
-    pte(L0_TABLE + 8 * page, RAM_BASE + page * 4096, PTE_V | PTE_RWX | (RAM_BASE + page * 4096 === DATA ? 0 : PTE_AD));
+    pte(L0_TABLE + 8 * page, RAM_BASE + page * 4096, RWX | (RAM_BASE + page * 4096 === DATA ? 0 : PTE_A | PTE_D));
   for (const supervisor of [false, true]) {
     for (const op of OPCODES) {
       const csrOp = op.fmt === 'CSR' || op.fmt === 'CSRI';
@@ -216,8 +231,7 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart, like: WarmUpBusLike 
   start(false);
   hart.writeCsr(CSR_MSTATUS, MSTATUS_FS, 0);
   hart.writeCsr(CSR_MENVCFG, 0, MENVCFG_HI_STCE);
-  MEMORY_RUN.forEach((word, i) => view.setInt32(CODE - RAM_BASE + 4 * i, word, true));
-  hart.flushDecodeCache();
+  putProgram(CODE, MEMORY_RUN);
   // Each more than a few times: V8 gives a function (the stimecmp getter, say) a feedback vector only then.
   for (const deadline of [-1, 0])
     for (let i = 0; i < FEEDBACK_CALLS; i++) {
@@ -249,8 +263,7 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart, like: WarmUpBusLike 
   // With a JIT, a trap from inside a translated block (the hit threshold and the wait for a batch are ~6000
   // entries of the loop's head).
   start(false);
-  HOT_LOOP.forEach((word, i) => view.setInt32(CODE - RAM_BASE + 4 * i, word, true));
-  hart.flushDecodeCache();
+  putProgram(CODE, HOT_LOOP);
   hart.setX(6, 8192);
   stats.retired += runFrom(CODE, false, 40_000);
   hart.setX(10, UNMAPPED);
@@ -266,10 +279,10 @@ export function warmUpInterpreter(make: (bus: Bus) => Hart, like: WarmUpBusLike 
     hart.setX(10, DATA);
     hart.setX(11, MMIO);
     if (!supervisor) return;
-    hart.writeCsr(CSR_MSTATUS, (1 << 11) | (1 << 13), 0); // MPP = S, FS = Initial
-    hart.writeCsr(CSR_SATP, Math.floor(ROOT_TABLE / 4096), SATP_SV39_HI);
+    hart.writeCsr(CSR_MSTATUS, (PRV_S << MSTATUS_MPP_SHIFT) | (FS_INITIAL << MSTATUS_FS_SHIFT), 0);
+    hart.writeCsr(CSR_SATP, Math.floor(ROOT_TABLE / 4096), SATP_MODE_SV39 << 28);
     // The DATA page's A and D again, for the next walk to set.
-    pte(L0_TABLE + 8 * ((DATA - RAM_BASE) / 4096), DATA, PTE_V | PTE_RWX);
+    pte(L0_TABLE + 8 * ((DATA - RAM_BASE) / 4096), DATA, RWX);
   }
 
   /** Runs `count` instructions from `at` (two by default), in S mode through an mret when `supervisor`. */
