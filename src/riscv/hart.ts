@@ -648,7 +648,7 @@ export class Hart extends HartArch {
     // With the JIT on, the interpreter counts the entries of in-page branch targets and stops at hot ones,
     // so they reach the translator; `hits` belongs to the page being interpreted (null: no counting).
     let follow = budget;
-    const hot = jit === null ? 0 : jit.options.threshold;
+    let hot = 0; // the threshold of the page `hits` belongs to
     let inBlock = false;
     let n = 0;
     // These are read by the trap handler (catch) to find the faulting pc, so they live outside the try.
@@ -678,7 +678,8 @@ export class Hart extends HartArch {
         hits = null;
         if (jit !== null && code !== this.scratch.code) {
           const page = this.currentPage!;
-          hits = page.jitBlocks ??= jit.newPage(page.ppn);
+          hits = page.jitBlocks ??= jit.newPage(page.ppn, this.privLevel === PRV_S);
+          hot = hits.threshold;
           const block = jit.lookup(hits, slot, this.jitSlotReader);
           if (block !== null) {
             inBlock = true;

@@ -10,7 +10,13 @@ import assert from 'node:assert/strict';
 import { assertGolden, assertJitMatchesInterpreter, enc, GOLDEN_BLOCKS, JIT_PROGRAMS, runWithJit } from './jit-harness.js';
 import { decodedWords } from '../../src/riscv/hart.js';
 import { buildModule, translateBlock, WasmBlockJit } from '../../src/riscv/jit/wasm/index.js';
-import { PageBlocks } from '../../src/riscv/jit/index.js';
+import {
+  DEFAULT_WASM_SUPERVISOR_THRESHOLD,
+  DEFAULT_WASM_THRESHOLD,
+  PageBlocks,
+  pageThreshold,
+  parseJitSetting,
+} from '../../src/riscv/jit/index.js';
 
 for (const name of JIT_PROGRAMS) {
   for (const [label, jit] of [
@@ -33,6 +39,25 @@ test('jit.S: the faulting loop retires the same instruction count under the WebA
   const got = runWithJit('jit.S', { threshold: 0, backend: 'wasm' });
   assert.equal(got.regs[21], ref.regs[21]);
   assert.notEqual(Number.parseInt(ref.regs[21]!, 16), 0);
+});
+
+test('pages first run in S-mode wait for supervisorThreshold entries; the default engine sets it', { timeout: 120_000 }, () => {
+  // jit.S calls code 200 times from an S-mode loop: translated at threshold 3, not when S-mode pages need 1000.
+  const both = assertJitMatchesInterpreter('jit.S', { threshold: 3, backend: 'wasm', batch: 1 });
+  const kernelCold = assertJitMatchesInterpreter('jit.S', {
+    threshold: 3,
+    supervisorThreshold: 1000,
+    backend: 'wasm',
+    batch: 1,
+  });
+  assert.ok(kernelCold.blocks < both.blocks, `fewer blocks translated (${kernelCold.blocks} < ${both.blocks})`);
+  const jit = new WasmBlockJit({ memory: {}, buffer: new ArrayBuffer(65536), base: 0 }, parseJitSetting(undefined)!);
+  assert.equal(jit.newPage(7, true).threshold, DEFAULT_WASM_SUPERVISOR_THRESHOLD);
+  assert.equal(jit.newPage(7, false).threshold, DEFAULT_WASM_THRESHOLD);
+  assert.ok(DEFAULT_WASM_SUPERVISOR_THRESHOLD > DEFAULT_WASM_THRESHOLD);
+  // An explicit threshold holds for every mode.
+  assert.equal(pageThreshold(parseJitSetting('wasm-threshold=50')!, true), 50);
+  assert.equal(pageThreshold(parseJitSetting('wasm-eager')!, true), 0);
 });
 
 // ---- golden test of generated modules ----

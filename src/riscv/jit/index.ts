@@ -35,6 +35,11 @@ export interface JitOptions {
   /** Entries of a block start before it is translated (0: on the first entry). */
   threshold: number;
   /**
+   * The same for code on pages first run in S-mode (the guest kernel's); default `threshold`. TYPEVISOR_JIT unset
+   * or `wasm` sets DEFAULT_WASM_SUPERVISOR_THRESHOLD.
+   */
+  supervisorThreshold?: number;
+  /**
    * 'js' (default): blocks become JS functions. 'wasm': WebAssembly modules (./wasm), which needs linear guest
    * RAM with a reserved state region (without it the hart runs the interpreter alone).
    */
@@ -52,8 +57,11 @@ export interface JitOptions {
 export interface BlockTranslator {
   readonly options: JitOptions;
   readonly stats: JitStats;
-  /** The entry counts and blocks of a newly decoded page of RAM page `ppn`. */
-  newPage(ppn: number): PageBlocks;
+  /**
+   * The entry counts and blocks of a newly decoded page of RAM page `ppn`, first run in S-mode when `supervisor`
+   * (its blocks are then translated at `supervisorThreshold` entries).
+   */
+  newPage(ppn: number, supervisor: boolean): PageBlocks;
   /** The block starting at `slot` of the page, translated once hot; null while cold or when none can start there. */
   lookup(blocks: PageBlocks, slot: number, read: SlotReader): BlockFn | null;
   /** Distinct translations held now. */
@@ -78,6 +86,16 @@ export const DEFAULT_THRESHOLD = 1000;
 export const DEFAULT_WASM_THRESHOLD = 2000;
 
 /**
+ * Default hotness of the WebAssembly backend for code on pages first run in S-mode (the guest kernel's). Kernel
+ * code pays a translation back less often than user code: it is entered from many places, its blocks are cut
+ * short by CSR accesses, fences and atomics (helper calls), and much of it runs for a phase and never again (a
+ * boot's initialisation, one exec's page faults). Against 2000 for both, in-process on one boot
+ * (docs/performance.md): the boot 1.81-1.89 -> 1.65 s, 400 fork+execs 3.8-3.9 -> 3.1-3.2 s, the pipeline
+ * 1.42-1.67 -> 1.35 s, ash's loop 1.28-1.30 -> 1.22 s; 4000 gained about half as much, 16000 no more.
+ */
+export const DEFAULT_WASM_SUPERVISOR_THRESHOLD = 8000;
+
+/**
  * The JIT setting from the environment, for hosts that have one. Unset: the WebAssembly block JIT (it needs
  * linear guest RAM with its state region, src/vm/linear-ram.ts; a hart without one runs the interpreter alone).
  * TYPEVISOR_JIT=0|off: the interpreter alone; wasm|wasm-eager|wasm-threshold=N: WebAssembly blocks;
@@ -90,7 +108,8 @@ export function jitFromEnv(): JitOptions | null {
 
 /** TYPEVISOR_JIT's value as hart options (see jitFromEnv); null: the interpreter alone. */
 export function parseJitSetting(v: string | undefined): JitOptions | null {
-  if (v === undefined || v === '' || v === 'wasm') return { threshold: DEFAULT_WASM_THRESHOLD, backend: 'wasm' };
+  if (v === undefined || v === '' || v === 'wasm')
+    return { threshold: DEFAULT_WASM_THRESHOLD, supervisorThreshold: DEFAULT_WASM_SUPERVISOR_THRESHOLD, backend: 'wasm' };
   if (v === '0' || v === 'off') return null;
   if (v === 'wasm-eager') return { threshold: 0, backend: 'wasm' };
   if (v.startsWith('wasm-threshold=')) return { threshold: thresholdOf(v, 'wasm-threshold='), backend: 'wasm' };
@@ -109,11 +128,20 @@ function thresholdOf(v: string, prefix: string): number {
 
 /** Per decoded page: entry counts (interpreter and dispatcher) and translated blocks by start slot. */
 export class PageBlocks {
-  /** The RAM page (RAM offset / 4096) the decoded page holds; -1 for none. */
-  constructor(readonly ppn = -1) {}
+  constructor(
+    /** The RAM page (RAM offset / 4096) the decoded page holds; -1 for none. */
+    readonly ppn = -1,
+    /** Entries of a block start on this page before it is translated. */
+    readonly threshold = 0,
+  ) {}
   readonly hits = new Uint16Array(2048);
   /** Allocated with the page's first translation: most decoded pages never get one. */
   fns: (BlockFn | undefined)[] | null = null;
+}
+
+/** The hotness for blocks of a page first run in S-mode (`supervisor`) or not. */
+export function pageThreshold(options: JitOptions, supervisor: boolean): number {
+  return supervisor ? (options.supervisorThreshold ?? options.threshold) : options.threshold;
 }
 
 const FP_FNS = FP_MNEMONICS.map((m) => FP_OPS[m]);
@@ -175,8 +203,8 @@ export class BlockJit implements BlockTranslator {
     factories.clear();
   }
 
-  newPage(ppn: number): PageBlocks {
-    return new PageBlocks(ppn);
+  newPage(ppn: number, supervisor: boolean): PageBlocks {
+    return new PageBlocks(ppn, pageThreshold(this.options, supervisor));
   }
 
   /**
@@ -187,7 +215,7 @@ export class BlockJit implements BlockTranslator {
     const fn = blocks.fns?.[slot];
     if (fn !== undefined) return fn;
     const h = blocks.hits[slot]!;
-    if (h < this.options.threshold) {
+    if (h < blocks.threshold) {
       blocks.hits[slot] = h + 1;
       return null;
     }

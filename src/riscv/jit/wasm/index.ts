@@ -8,7 +8,7 @@
  * state region reserved (src/vm/linear-ram.ts, the default), and without that the hart runs the interpreter alone.
  */
 import type { SlotReader } from '../codegen.js';
-import { PageBlocks, type BlockFn, type BlockTranslator, type JitOptions, type JitStats } from '../index.js';
+import { PageBlocks, pageThreshold, type BlockFn, type BlockTranslator, type JitOptions, type JitStats } from '../index.js';
 import { buildModule, dispatcherModule, translateBlock, type WasmBlock } from './translate.js';
 import type { WasmStateRegion } from './layout.js';
 import type { CodeShare, SharedBatch } from './share.js';
@@ -138,8 +138,8 @@ export class WasmBlockJit implements BlockTranslator {
     }
   }
 
-  newPage(ppn: number): PageBlocks {
-    const page = new PageBlocks(ppn);
+  newPage(ppn: number, supervisor: boolean): PageBlocks {
+    const page = new PageBlocks(ppn, pageThreshold(this.options, supervisor));
     if (this.share === null) return page;
     this.receive();
     this.pages.set(ppn, page);
@@ -156,7 +156,7 @@ export class WasmBlockJit implements BlockTranslator {
       if (++this.waits >= FLUSH_AFTER) this.flush();
       return blocks.fns?.[slot] ?? null;
     }
-    if (h < this.options.threshold || this.nextIndex + this.pending.size >= TABLE_LIMIT || this.failure !== null) {
+    if (h < blocks.threshold || this.nextIndex + this.pending.size >= TABLE_LIMIT || this.failure !== null) {
       if (h < 0xfffe) blocks.hits[slot] = h + 1;
       if (this.share !== null && ++this.coldLookups >= RECEIVE_EVERY) this.receive();
       return null;
@@ -197,7 +197,7 @@ export class WasmBlockJit implements BlockTranslator {
    */
   private regionHot(blocks: PageBlocks): ((slot: number) => boolean) | null {
     if (this.options.regions === false) return null;
-    const least = this.options.threshold >>> 3;
+    const least = blocks.threshold >>> 3;
     return (slot) => blocks.hits[slot]! >= least || blocks.fns?.[slot] !== undefined;
   }
 
@@ -292,7 +292,7 @@ export class WasmBlockJit implements BlockTranslator {
 
   /** Makes a sibling's slot hot here, so the next entry looks for the sibling's block instead of counting on. */
   private markHot(page: PageBlocks, slot: number): void {
-    if (page.fns?.[slot] === undefined && page.hits[slot]! < this.options.threshold) page.hits[slot] = this.options.threshold;
+    if (page.fns?.[slot] === undefined && page.hits[slot]! < page.threshold) page.hits[slot] = page.threshold;
   }
 
   /**
