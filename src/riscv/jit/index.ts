@@ -77,19 +77,19 @@ export interface BlockTranslator {
 export const DEFAULT_THRESHOLD = 1000;
 
 /**
- * Default hotness of the WebAssembly backend (docs/performance.md). A Linux boot costs ~0.7 s less CPU at 1000
- * than at 200. With longer blocks (forward skips, followed jumps), 2000 against 1000, first runs in-process on one
- * boot: 400 fork+execs 3.33 -> 2.88 s, the boot 1.58 -> 1.47 s wall, the pipeline 1.19 -> 1.26 s and ash's loop
- * 1.18 -> 1.22 s (short-lived code pays for translation it does not win back); 3000 gained a little more on the
- * first two and lost more on ash's loop (1.30 s).
+ * Default hotness of the WebAssembly backend for user code (docs/performance.md). With one threshold for all code,
+ * 2000 had beaten 1000 on the boot and on fork+exec, which are mostly kernel code: that is what
+ * DEFAULT_WASM_SUPERVISOR_THRESHOLD is for now. For user code alone, first runs in-process on one boot, 1000
+ * against 2000: ash's loop 1.23-1.27 -> 1.10-1.14 s, the pipeline and 400 fork+execs within noise (1.36-1.45 s,
+ * 2.9-3.6 s); 500 took ash's loop to 1.02-1.08 s but fork+exec to 3.22-3.33 s.
  */
-export const DEFAULT_WASM_THRESHOLD = 2000;
+export const DEFAULT_WASM_THRESHOLD = 1000;
 
 /**
  * Default hotness of the WebAssembly backend for code on pages first run in S-mode (the guest kernel's). Kernel
  * code pays a translation back less often than user code: it is entered from many places, its blocks are cut
  * short by CSR accesses, fences and atomics (helper calls), and much of it runs for a phase and never again (a
- * boot's initialisation, one exec's page faults). Against 2000 for both, in-process on one boot
+ * boot's initialisation, one exec's page faults). Against 2000 for both (the default before), in-process on one boot
  * (docs/performance.md): the boot 1.81-1.89 -> 1.65 s, 400 fork+execs 3.8-3.9 -> 3.1-3.2 s, the pipeline
  * 1.42-1.67 -> 1.35 s, ash's loop 1.28-1.30 -> 1.22 s; 4000 gained about half as much, 16000 no more.
  */
