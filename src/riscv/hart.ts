@@ -52,6 +52,7 @@ import * as I64 from './int64.js';
 import { PageBlocks, type BlockFn } from './jit/index.js';
 import { WasmBlockJit } from './jit/wasm/index.js';
 import {
+  ATOMICS_OFF,
   FP_ARITH_FAST,
   FP_FAST_OFF,
   FP_FS_DIRTY,
@@ -101,6 +102,7 @@ const {
   PRV_U,
 } = C;
 const { SINK, PAGE_SLOTS, TLB_MASK, DECODE_CACHE_LIMIT, ACC_FETCH, TWO32, TRAP, S_MEPC, S_SEPC } = K;
+const { RES_VALID, RES_LO, RES_HI } = K;
 
 /** Executed operations. Compressed instructions decode to the base operation they expand to. */
 export const enum Op {
@@ -454,7 +456,6 @@ export class DecodedPage {
 const SETTLE_FIELDS: readonly [string, number | boolean][] = [
   ['instret', 0.5],
   ['trapTval', 0.5],
-  ['resAddr', 0.5],
   ['jitPc', 0.5],
   ['codeEpoch', 1],
   ['trapCause', 1],
@@ -517,6 +518,8 @@ export class Hart extends HartArch {
     const jcIndex = new Int32Array(buffer, base + JC_INDEX_OFF, JC_SIZE);
     const jcPpn = new Int32Array(buffer, base + JC_PPN_OFF, JC_SIZE);
     const fpFastAt = new Int32Array(buffer, base + FP_FAST_OFF, 1);
+    // The blocks' SC compares-and-swaps against LR's value only when other threads can write RAM.
+    new Int32Array(buffer, base + ATOMICS_OFF, 1)[0] = this.atomics !== null ? 1 : 0;
     const fp = this.fp;
     // What the blocks' FP paths may assume (layout.ts); mstatus, frm and fflags only change in the hart's code.
     const refreshFpFast = (): void => {
@@ -628,7 +631,7 @@ export class Hart extends HartArch {
   /** Executes up to `budget` instructions (a few more at most when a page is straight-line code); returns the count retired. */
   run(budget: number): number {
     this.exitRequested = false;
-    this.resValid = false;
+    this.res[RES_VALID] = 0;
     this.updateSstc();
     if (this.waiting) {
       if (!this.irqPending) return 0;
@@ -1375,8 +1378,10 @@ export class Hart extends HartArch {
         const pa = this.amoAddress(va, size, true);
         if (this.atomics !== null && this.loadReservedAtomic(pa, size)) break;
         this.physRead(pa, size, va, CAUSE_LOAD_ACCESS);
-        this.resValid = true;
-        this.resAddr = pa;
+        this.res[RES_VALID] = 1;
+        this.res[RES_LO] = this.valLo;
+        this.res[RES_HI] = this.valHi;
+        this.resAddr[0] = pa - this.bus.ramBase;
         r64[0] = this.valLo;
         r64[1] = this.valHi;
         break;
@@ -1386,8 +1391,8 @@ export class Hart extends HartArch {
         const size = op === Op.SC_W ? 4 : 8;
         const va = x[r1 + 1]! * TWO32 + (x[r1]! >>> 0);
         const pa = this.amoAddress(va, size, false);
-        let ok = this.resValid && this.resAddr === pa;
-        this.resValid = false;
+        let ok = this.res[RES_VALID] !== 0 && this.resAddr[0] === pa - this.bus.ramBase;
+        this.res[RES_VALID] = 0;
         if (ok && this.atomics !== null && this.ramView(pa, true) !== null) ok = this.storeConditionalAtomic(pa, size, r2);
         else if (ok) this.physWrite(pa, size, x[r2]!, x[r2 + 1]!, va);
         r64[0] = ok ? 0 : 1;
@@ -1490,10 +1495,10 @@ export class Hart extends HartArch {
     if (this.ramView(pa, false) === null) return false;
     const lo = this.atomics!.load(size as 4 | 8, pa - this.bus.ramBase);
     const hi = this.atomics!.oldHi;
-    this.resValid = true;
-    this.resAddr = pa;
-    this.resLo = lo;
-    this.resHi = hi;
+    this.res[RES_VALID] = 1;
+    this.res[RES_LO] = lo;
+    this.res[RES_HI] = hi;
+    this.resAddr[0] = pa - this.bus.ramBase;
     r64[0] = lo;
     r64[1] = hi;
     return true;
@@ -1503,7 +1508,14 @@ export class Hart extends HartArch {
   private storeConditionalAtomic(pa: number, size: number, r2: number): boolean {
     const ppn = Math.floor((pa - this.bus.ramBase) / 4096);
     if (this.codePages[ppn]) this.invalidateCode(ppn);
-    return this.atomics!.cas(size as 4 | 8, pa - this.bus.ramBase, this.resLo, this.resHi, this.x[r2]!, this.x[r2 + 1]!);
+    return this.atomics!.cas(
+      size as 4 | 8,
+      pa - this.bus.ramBase,
+      this.res[RES_LO]!,
+      this.res[RES_HI]!,
+      this.x[r2]!,
+      this.x[r2 + 1]!,
+    );
   }
 
   /** An AMO on RAM with cross-thread atomics; false for MMIO (the plain path then runs it). */

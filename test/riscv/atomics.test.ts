@@ -343,7 +343,12 @@ for (const [name, jit] of [
   ['the JS block JIT', { threshold: 0 }],
   ['the WebAssembly block JIT', { threshold: 0, backend: 'wasm' }],
 ] as const) {
-  test(`${name} sends AMOs and LR/SC through the atomic path`, () => {
+  // The JS JIT calls the hart for every AMO, LR and SC, which takes the bus's atomics. WebAssembly blocks do them
+  // with WebAssembly atomics on the same memory once the store TLB maps the address (jit-wasm-golden.txt shows the
+  // code; atomics-threads.test.ts counts on real threads): only the first access of each word, a TLB miss, goes
+  // to the hart.
+  const viaHart = jit.backend === 'wasm' ? { amo: 1, load: 0, cas: 0, store: 0 } : { amo: 1000, load: 500, cas: 500, store: 0 };
+  test(`${name} does AMOs and LR/SC atomically: ${JSON.stringify(viaHart)} through the bus's atomics`, () => {
     const counts = { amo: 0, load: 0, cas: 0, store: 0 };
     const rig = new Rig(jit, { atomics: (a) => counting(a, (op) => counts[op]++) });
     const rounds = 500;
@@ -351,7 +356,7 @@ for (const [name, jit] of [
     const stop = rig.exec('hot', { a1: DATA, a2: 3, a3: rounds, a4: DATA + 8, a5: DATA + 16 }, 100_000);
     assert.equal(stop, 'end');
     assert.deepEqual(rig.window(), [3n * BigInt(rounds), 3n * BigInt(rounds), 3n * BigInt(rounds)]);
-    assert.deepEqual(counts, { amo: 2 * rounds, load: rounds, cas: rounds, store: 0 });
+    assert.deepEqual(counts, viaHart);
     const stats = rig.m.hart.jitStats;
     assert.ok(stats && stats.blocks > 0, `blocks were translated (${JSON.stringify(stats)})`);
     assert.equal(stats.backend, jit.backend ?? 'js');

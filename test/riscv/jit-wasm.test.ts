@@ -66,6 +66,15 @@ const WASM_GOLDEN_BLOCKS: Record<string, number[]> = {
   ...GOLDEN_BLOCKS,
   // div (division by zero and overflow cases) and mulhu (the module's multiply-high function), then a jal
   'div and mulhu': [enc.r(1, 11, 10, 4, 12), enc.r(1, 11, 10, 3, 13), 0x0000006f | (8 << 21)],
+  // amoadd.d a0, a2, (a1); lr.w a3, (a1); sc.w a4, a2, (a1) (WebAssembly atomics behind a store TLB hit), then
+  // amomax.d a5, a2, (a1) (the hart's), then a jal
+  atomics: [
+    enc.r(0, 12, 11, 3, 10, 0x2f),
+    enc.r(2 << 2, 0, 11, 2, 13, 0x2f),
+    enc.r(3 << 2, 12, 11, 2, 14, 0x2f),
+    enc.r(20 << 2, 12, 11, 3, 15, 0x2f),
+    0x0000006f | (8 << 21),
+  ],
 };
 
 // A region: a loop block whose branch leaves to a block that branches back to the loop (translated with every

@@ -1,10 +1,12 @@
 import * as C from '../csr.js';
 import type { HartArchState } from '../hart-state.js';
 import { HartCsrs } from './csrs.js';
+import * as K from './constants.js';
 
 // Imported bindings are copied into module constants: under loaders that compile ESM to CommonJS (tsx),
 // every use of an imported name is a getter call, which is measurable on the hot path.
 const { PRV_M, PRV_S, PRV_U, SATP_MODE_BARE } = C;
+const { RES_VALID } = K;
 
 /**
  * The hart as a whole: reset, and the architectural state saved to and loaded from snapshots (the one place
@@ -31,7 +33,7 @@ export abstract class HartArch extends HartCsrs {
     this.updatePmp();
     this.writeSatp(0, 0);
     this.waiting = false;
-    this.resValid = false;
+    this.res[RES_VALID] = 0;
     this.pcValue = pc;
     this.updateContext();
     this.dropDecodeCache();
@@ -72,8 +74,8 @@ export abstract class HartArch extends HartCsrs {
       pmpcfg: this.pmpcfg.slice(),
       pmpaddrLo: this.pmpaddrLo.slice(),
       pmpaddrHi: this.pmpaddrHi.slice(),
-      resValid: this.resValid,
-      resAddr: this.resAddr,
+      resValid: this.res[RES_VALID] !== 0,
+      resAddr: this.resAddr[0]! + this.bus.ramBase,
     };
   }
 
@@ -122,8 +124,8 @@ export abstract class HartArch extends HartCsrs {
     this.pmpcfg.set(s.pmpcfg);
     this.pmpaddrLo.set(s.pmpaddrLo);
     this.pmpaddrHi.set(s.pmpaddrHi);
-    this.resValid = s.resValid;
-    this.resAddr = s.resAddr;
+    this.res[RES_VALID] = s.resValid ? 1 : 0;
+    this.resAddr[0] = s.resAddr - this.bus.ramBase;
     this.exitRequested = false;
     this.updatePmp(); // also flushes the TLB
     this.genSatpHi.fill(-1);

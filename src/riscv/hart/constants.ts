@@ -38,3 +38,8 @@ export const S_SEPC = 6;
 export const S_SCAUSE = 7;
 export const S_STVAL = 8;
 export const S_STVEC = 9;
+
+/** Indices into the hart's `res` words (the LR reservation, laid out as at RES_VALID_OFF in jit/wasm/layout.ts). */
+export const RES_VALID = 0;
+export const RES_LO = 4;
+export const RES_HI = 5;

@@ -120,11 +120,14 @@ export abstract class HartState {
   protected exitRequested = false;
   protected trapCause = 0;
   protected trapTval = 0;
-  protected resValid = false;
-  protected resAddr = 0;
-  /** The value LR read, which SC compares-and-swaps against when the bus has atomics (as QEMU's TCG does). */
-  protected resLo = 0;
-  protected resHi = 0;
+  /**
+   * The LR reservation: `res[RES_VALID]` non-zero while valid, `res[RES_LO]`/`res[RES_HI]` the value LR read (which
+   * SC compares-and-swaps against when the bus has atomics, as QEMU's TCG does), and `resAddr[0]` the reserved
+   * physical address minus the RAM base. In the WebAssembly JIT's state region when there is one (its blocks do
+   * LR/SC too, jit/wasm/layout.ts), else in a buffer of the hart's own.
+   */
+  protected readonly res: Int32Array;
+  protected readonly resAddr: Float64Array;
   /** The bus's cross-thread atomics, or null on one thread (plain reads and writes then). */
   protected readonly atomics: GuestAtomics | null;
   /** Result pair for slow loads and CSR reads. */
@@ -169,6 +172,10 @@ export abstract class HartState {
     this.fp = buf ? new FpState(buf, base! + L.FP_OFF) : new FpState();
     this.fp.i32.fill(0);
     this.jumpCacheTags = buf ? new Float64Array(buf, base! + L.JC_TAG_OFF, L.JC_SIZE).fill(NaN) : null;
+    const resBuf = buf ?? new ArrayBuffer(L.RES_VALUE_OFF + 8);
+    const resAt = buf ? base! : 0;
+    this.res = new Int32Array(resBuf, resAt + L.RES_VALID_OFF, (L.RES_VALUE_OFF + 8 - L.RES_VALID_OFF) / 4).fill(0);
+    this.resAddr = new Float64Array(resBuf, resAt + L.RES_ADDR_OFF, 1);
     if (jitOptions?.backend === 'wasm') {
       this.jit = buf
         ? new WasmBlockJit({ memory: area!.memory, buffer: buf, base: base! }, jitOptions, area!.joinCodeShare?.() ?? null)

@@ -34,6 +34,15 @@ export const FP_ARITH_FAST = 2;
  * Clean, as Linux leaves it after each context switch, setjmp's twelve fsd took the slow path on every call).
  */
 export const FP_FS_ON = 4;
+/** Non-zero when the hart's bus has cross-thread atomics (i32): SC then compares-and-swaps against LR's value. */
+export const ATOMICS_OFF = 540;
+/**
+ * The LR reservation, shared by the interpreter and the blocks' own LR/SC: valid (i32), the reserved address as
+ * an offset into RAM (f64: physical address minus RAM base), and the value LR read (i64).
+ */
+export const RES_VALID_OFF = 544;
+export const RES_ADDR_OFF = 552;
+export const RES_VALUE_OFF = 560;
 export const LOAD_TAG_OFF = 1024;
 export const STORE_TAG_OFF = LOAD_TAG_OFF + TLB_SIZE * 8;
 export const LOAD_PPN_OFF = STORE_TAG_OFF + TLB_SIZE * 8;

@@ -17,12 +17,13 @@
  * and count (h.jitPc/h.jitN) before anything can trap. Everything else (CSRs, atomics, FP, system ops,
  * bit-manipulation) calls `slow`, the hart's execSlow.
  */
-import { Op, RD_SHIFT, RS1_SHIFT, RS2_SHIFT, STEP_SHIFT } from '../../hart.js';
+import { Amo, Op, RD_SHIFT, RS1_SHIFT, RS2_SHIFT, STEP_SHIFT } from '../../hart.js';
 import { SINK, TLB_SIZE } from '../../hart/constants.js';
 import type { SlotReader } from '../codegen.js';
-import { encodeModule, F64, FnBody, I32, I64, type MemOp, type ModuleSpec } from './encoder.js';
+import { encodeModule, F64, FnBody, I32, I64, type AtomicOp, type MemOp, type ModuleSpec } from './encoder.js';
 import { FP_MNEMONICS } from '../../fpu/state.js';
 import {
+  ATOMICS_OFF,
   FETCH_PPN_OFF,
   FP_ARITH_FAST,
   FP_FAST_OFF,
@@ -39,6 +40,9 @@ import {
   PB_OFF,
   PC_OFF,
   PPN_OFF,
+  RES_ADDR_OFF,
+  RES_VALID_OFF,
+  RES_VALUE_OFF,
   STOP_OFF,
   STORE_PPN_OFF,
   STORE_TAG_OFF,
@@ -103,6 +107,8 @@ interface Insn {
 let LOAD_OPS: Partial<Record<number, MemOp>> = {};
 let STORE_OPS: Partial<Record<number, [MemOp, number]>> = {};
 let NATIVE = new Set<number>();
+/** The AMOs WebAssembly has a read-modify-write for, by `Amo` kind (the decoded imm); min/max go to the hart. */
+let AMO_RMW: Partial<Record<number, string>> = {};
 let tablesReady = false;
 function buildTables(): void {
   if (tablesReady) return;
@@ -122,8 +128,16 @@ function buildTables(): void {
     [Op.SW]: ['i64.store32', 4],
     [Op.SD]: ['i64.store', 8],
   };
-  // Ops this translator executes itself (the rest call the hart's execSlow).
+  AMO_RMW = { [Amo.SWAP]: 'xchg', [Amo.ADD]: 'add', [Amo.XOR]: 'xor', [Amo.AND]: 'and', [Amo.OR]: 'or' };
+  // Ops this translator executes itself, some with a helper call for what it does not handle (the rest call the
+  // hart's execSlow).
   NATIVE = new Set<number>([
+    Op.LR_W,
+    Op.LR_D,
+    Op.SC_W,
+    Op.SC_D,
+    Op.AMO_W,
+    Op.AMO_D,
     Op.NOP,
     Op.FENCE,
     Op.LUI,
@@ -529,9 +543,9 @@ export function translateBlock(
     close();
   };
   /** Virtual address rs1 + imm into `va`, and the TLB index (times 8) into `ti`, the page offset into `off`. */
-  const address = (i: Insn): void => {
+  const address = (i: Insn, imm = i.imm): void => {
     R(i.r1);
-    if (i.imm !== 0) f.i64(i.imm).op('i64.add');
+    if (imm !== 0) f.i64(imm).op('i64.add');
     f.tee(va).op('i32.wrap_i64').tee(lo).i32(12).op('i32.shr_u').i32(2047).op('i32.and').i32(3).op('i32.shl').set(ti);
     f.get(lo).i32(4095).op('i32.and').set(off);
   };
@@ -552,6 +566,120 @@ export function translateBlock(
       .op('i32.shl')
       .get(off)
       .op('i32.add');
+  };
+  /**
+   * LR, SC and the AMOs WebAssembly has (swap, add, xor, and, or), done here when the address is aligned and the
+   * store TLB maps it: as in the hart's amoAddress, that entry means a RAM page that may be written (so read),
+   * is dirty, allowed by PMP and holds no decoded code. Anything else (misaligned, a miss, MMIO, min/max) goes to
+   * execSlow. The accesses are WebAssembly atomics, single-copy atomic against every other hart's thread; the
+   * reservation is the hart's own (RES_*_OFF), and SC compares-and-swaps against LR's value only when the hart
+   * says other threads can write (ATOMICS_OFF), as the hart's SC does. rd gets the old value, LR's value, or SC's
+   * 0 (stored) / 1 (failed).
+   */
+  /** An op done by the hart's execSlow alone that writes rd at most (in memory; the local is loaded again). */
+  const helperOp = (i: Insn, k: number): void => {
+    flush();
+    f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
+    nPlus(k);
+    f.call(FN_SLOW, 'slow');
+    open('if');
+    nPlus(k + 1);
+    f.op('return');
+    close();
+    if (i.rd !== SINK) reload([i.rd >>> 1]);
+  };
+  const atomicOp = (i: Insn, k: number): void => {
+    const word = i.op === Op.LR_W || i.op === Op.SC_W || i.op === Op.AMO_W;
+    const isAmo = i.op === Op.AMO_W || i.op === Op.AMO_D;
+    const rmw = isAmo ? AMO_RMW[i.imm] : undefined;
+    if (isAmo && rmw === undefined) {
+      helperOp(i, k);
+      return;
+    }
+    const t = word ? 'i32' : 'i64';
+    /** Pushes rs2 in the access's width. */
+    const value = (): void => {
+      R(i.r2);
+      if (word) f.op('i32.wrap_i64');
+    };
+    /** Pushes the reservation's value in the access's width. */
+    const reserved = (): void => {
+      state().mem('i64.load', at + RES_VALUE_OFF);
+      if (word) f.op('i32.wrap_i64');
+    };
+    address(i, 0);
+    tlbHit(STORE_TAG_OFF);
+    f.get(lo)
+      .i32(word ? 3 : 7)
+      .op('i32.and')
+      .op('i32.eqz')
+      .op('i32.and');
+    open('if', I64);
+    hostAddress(STORE_PPN_OFF);
+    f.set(lo);
+    if (isAmo) {
+      f.get(lo);
+      value();
+      f.atomic(`${t}.atomic.rmw.${rmw}` as AtomicOp, 0);
+      if (word) f.op('i64.extend_i32_s');
+    } else if (i.op === Op.LR_W || i.op === Op.LR_D) {
+      f.get(lo).atomic(`${t}.atomic.load` as AtomicOp, 0);
+      if (word) f.op('i64.extend_i32_s');
+      f.set(t1);
+      state()
+        .i32(1)
+        .mem('i32.store', at + RES_VALID_OFF);
+      state()
+        .get(lo)
+        .op('f64.convert_i32_u')
+        .mem('f64.store', at + RES_ADDR_OFF);
+      state()
+        .get(t1)
+        .mem('i64.store', at + RES_VALUE_OFF);
+      f.get(t1);
+    } else {
+      // SC: `off` holds whether it stores.
+      state().mem('i32.load', at + RES_VALID_OFF);
+      state()
+        .mem('f64.load', at + RES_ADDR_OFF)
+        .get(lo)
+        .op('f64.convert_i32_u')
+        .op('f64.eq');
+      f.op('i32.and').set(off);
+      state()
+        .i32(0)
+        .mem('i32.store', at + RES_VALID_OFF);
+      f.get(off);
+      open('if');
+      state().mem('i32.load', at + ATOMICS_OFF);
+      open('if');
+      f.get(lo);
+      reserved();
+      value();
+      f.atomic(`${t}.atomic.rmw.cmpxchg` as AtomicOp, 0);
+      reserved();
+      f.op(`${t}.eq`).set(off);
+      f.else();
+      f.get(lo);
+      R(i.r2);
+      f.mem(word ? 'i64.store32' : 'i64.store', 0);
+      close();
+      close();
+      f.get(off).op('i32.eqz').op('i64.extend_i32_u');
+    }
+    f.else();
+    // execSlow writes rd only, in memory; 1: it ended the block (pc set).
+    flush();
+    f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
+    nPlus(k);
+    f.call(FN_SLOW, 'slow');
+    open('if');
+    nPlus(k + 1);
+    f.op('return');
+    close();
+    state().mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
+    close();
+    W(i.rd);
   };
   /** Where FP register r lives in the hart's region. */
   const fAt = (r: number): number => at + FP_OFF + r * 8;
@@ -1094,6 +1222,14 @@ export function translateBlock(
         case Op.REMW:
         case Op.REMUW:
           divide(i);
+          break;
+        case Op.LR_W:
+        case Op.LR_D:
+        case Op.SC_W:
+        case Op.SC_D:
+        case Op.AMO_W:
+        case Op.AMO_D:
+          atomicOp(i, k);
           break;
         default: {
           const load = LOAD_OPS[i.op];
