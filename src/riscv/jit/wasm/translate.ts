@@ -14,8 +14,9 @@
  * Registers used by the block are held in i64 locals, loaded on entry; every register the block writes is
  * stored back before any helper call (so a trap inside it sees exact state) and at every exit. Loads and stores
  * look up the hart's TLB in memory inline; misses, MMIO and faults call `ld`/`st`, which record the faulting pc
- * and count (h.jitPc/h.jitN) before anything can trap. Everything else (CSRs, atomics, FP, system ops,
- * bit-manipulation) calls `slow`, the hart's execSlow.
+ * and count (h.jitPc/h.jitN) before anything can trap. LR, SC and most AMOs are WebAssembly atomics behind the
+ * same store TLB test (atomicOp). Everything else (CSRs, min/max AMOs, FP, system ops, bit-manipulation) calls
+ * `slow`, the hart's execSlow.
  */
 import { Amo, Op, RD_SHIFT, RS1_SHIFT, RS2_SHIFT, STEP_SHIFT } from '../../hart.js';
 import { SINK, TLB_SIZE } from '../../hart/constants.js';
