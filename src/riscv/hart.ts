@@ -67,7 +67,7 @@ import {
   jumpCacheSlot,
 } from './jit/wasm/layout.js';
 import * as K from './hart/constants.js';
-import { type HartOptions } from './hart/state.js';
+import { type HartOptions, type SpareArrays } from './hart/state.js';
 import { HartArch } from './hart/arch-state.js';
 
 export type { HartOptions } from './hart/state.js';
@@ -426,10 +426,10 @@ let blockCallSiteWarmed = false;
 /** One guest page of decoded instructions, owned by the decode cache and pointed at by the fetch TLB. */
 export class DecodedPage {
   /** Two words per halfword slot, plus the PAGE_END sentinel slot. */
-  readonly code = new Int32Array((PAGE_SLOTS + 2) * 2);
+  readonly code: Int32Array;
   /** The page's memory, and a copy of the halfwords the decoded slots came from (checked after fence.i). */
   readonly live: Uint16Array | null;
-  readonly snap = new Uint16Array(PAGE_SLOTS);
+  readonly snap: Uint16Array;
   /** Blocks translated from this page (they die with it). */
   jitBlocks: PageBlocks | null = null;
   constructor(
@@ -438,7 +438,16 @@ export class DecodedPage {
     readonly viewOffset: number,
     /** The hart's code epoch this page was last known to match memory in. */
     public epoch: number,
+    /** The arrays of a page dropped while nothing ran (HartMmu.spareArrays), to reuse instead of allocating. */
+    spare?: SpareArrays,
   ) {
+    if (spare === undefined) {
+      this.code = new Int32Array((PAGE_SLOTS + 2) * 2);
+      this.snap = new Uint16Array(PAGE_SLOTS);
+    } else {
+      this.code = spare.code.fill(Op.DECODE);
+      this.snap = spare.snap;
+    }
     this.code[PAGE_SLOTS * 2] = Op.PAGE_END;
     this.live = view ? new Uint16Array(view.buffer, view.byteOffset + viewOffset, PAGE_SLOTS) : null;
     if (this.live) this.snap.set(this.live);
@@ -1186,7 +1195,7 @@ export class Hart extends HartArch {
     if (this.decodeCache.size >= DECODE_CACHE_LIMIT) this.dropDecodeCache();
     const view = this.bus.ramChunk(pa, false);
     if (!view) this.raise(CAUSE_FETCH_ACCESS, va);
-    page = new DecodedPage(ppn, view, (rel - (rel & 0xfff)) & this.chunkMask, this.codeEpoch);
+    page = new DecodedPage(ppn, view, (rel - (rel & 0xfff)) & this.chunkMask, this.codeEpoch, this.spareArrays.pop());
     this.decodeCache.set(ppn, page);
     this.codePages[ppn] = 1;
     // Stores to this page must now take the slow path, which invalidates the decoded copy.

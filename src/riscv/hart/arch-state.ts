@@ -36,7 +36,7 @@ export abstract class HartArch extends HartCsrs {
     this.res[RES_VALID] = 0;
     this.pcValue = pc;
     this.updateContext();
-    this.dropDecodeCache();
+    this.dropDecodeCache(true);
   }
 
   // ---- snapshots: the one place that knows which fields are architectural (see hart-state.ts) ----
@@ -133,7 +133,7 @@ export abstract class HartArch extends HartCsrs {
     this.satpLo = this.satpHi = 0;
     this.satpMode = SATP_MODE_BARE;
     this.writeSatp(s.satpLo | 0, s.satpHi | 0);
-    this.dropDecodeCache();
+    this.dropDecodeCache(true);
     this.updateContext();
     this.updateIrq();
   }

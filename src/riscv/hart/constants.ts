@@ -14,6 +14,8 @@ export const TLB_MASK = TLB_SIZE - 1;
 export const FLUSH_PAGES_MAX = 64;
 /** Flushes everything once the decode cache holds this many pages (16 KiB each). */
 export const DECODE_CACHE_LIMIT = 2048;
+/** Dropped decoded pages whose arrays a hart keeps for reuse (HartMmu.dropDecodeCache). */
+export const SPARE_PAGES = 64;
 /** DecodedPage's typed arrays: code ((PAGE_SLOTS + 2) × 2 int32) and snap (PAGE_SLOTS uint16). */
 export const DECODED_PAGE_BYTES = (PAGE_SLOTS + 2) * 2 * 4 + PAGE_SLOTS * 2;
 

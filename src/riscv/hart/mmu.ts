@@ -24,6 +24,7 @@ const {
   SATP_MODE_SV48,
 } = C;
 const { TLB_SIZE, TLB_MASK, FLUSH_PAGES_MAX, DECODED_PAGE_BYTES, ACC_FETCH, ACC_LOAD, ACC_STORE, TWO32, TWO56 } = K;
+const { SPARE_PAGES } = K;
 
 function pmpRangeNapot(lo: number, hi: number): [number, number] {
   // pmpaddr holds address bits 55:2; trailing ones give the size.
@@ -197,8 +198,17 @@ export abstract class HartMmu extends HartState {
   }
 
   /** Drops every decoded page and TLB entry (reset, or the cache is full). */
-  protected dropDecodeCache(): void {
-    for (const p of this.decodeCache.values()) if (p.ppn >= 0 && p.ppn < this.codePages.length) this.codePages[p.ppn] = 0;
+  /**
+   * Drops every decoded page. `idle`: nothing is running on them (reset, a restore), so up to SPARE_PAGES of their
+   * arrays are kept for the next pages decoded: allocating them (20 KiB each) cost ~65 µs a page early in a
+   * process's life, 100 ms of the interpreter warm-up's 200 (it resets the scratch hart for each of its ~1500
+   * programs). Not while running: the run loop may still read the current page's code after the cache is full.
+   */
+  protected dropDecodeCache(idle = false): void {
+    for (const p of this.decodeCache.values()) {
+      if (p.ppn >= 0 && p.ppn < this.codePages.length) this.codePages[p.ppn] = 0;
+      if (idle && this.spareArrays.length < SPARE_PAGES) this.spareArrays.push({ code: p.code, snap: p.snap });
+    }
     this.decodeCache = new Map();
     this.clearTlbTables();
   }

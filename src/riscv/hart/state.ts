@@ -6,6 +6,12 @@ import { BlockJit, jitFromEnv, type BlockTranslator, type JitOptions, type JitSt
 import { WasmBlockJit } from '../jit/wasm/index.js';
 import * as L from '../jit/wasm/layout.js';
 import type { Hart, DecodedPage } from '../hart.js';
+
+/** A decoded page's arrays, kept for reuse (see HartMmu.dropDecodeCache). */
+export interface SpareArrays {
+  readonly code: Int32Array;
+  readonly snap: Uint16Array;
+}
 import * as K from './constants.js';
 
 // Imported bindings are copied into module constants: under loaders that compile ESM to CommonJS (tsx),
@@ -92,6 +98,8 @@ export abstract class HartState {
   protected readonly loadPpn: Int32Array;
   protected readonly storePpn: Int32Array;
   protected decodeCache = new Map<number, DecodedPage>();
+  /** Arrays of decoded pages dropped by reset or a restore, reused by the next pages decoded (at most SPARE_PAGES). */
+  protected readonly spareArrays: SpareArrays[] = [];
   /** One byte per RAM page: 1 when the page has a decoded-code entry (stores to it go the slow way). */
   protected readonly codePages: Uint8Array;
   /** Bumped by fence.i: decoded pages from an older epoch are re-validated against memory before use. */
