@@ -55,6 +55,8 @@ import {
   ATOMICS_OFF,
   FP_ARITH_FAST,
   FP_FAST_OFF,
+  FP_FFLAGS_SHIFT,
+  FP_FRM_SHIFT,
   FP_FS_DIRTY,
   FP_FS_ON,
   JC_INDEX_OFF,
@@ -535,7 +537,9 @@ export class Hart extends HartArch {
       fpFastAt[0] =
         ((this.mstatus & MSTATUS_FS) === MSTATUS_FS ? FP_FS_DIRTY : 0) |
         ((this.mstatus & MSTATUS_FS) !== 0 ? FP_FS_ON : 0) |
-        (fp.frm === 0 && (fp.fflags & FFLAG_NX) !== 0 ? FP_ARITH_FAST : 0);
+        (fp.frm === 0 && (fp.fflags & FFLAG_NX) !== 0 ? FP_ARITH_FAST : 0) |
+        (fp.frm << FP_FRM_SHIFT) |
+        (fp.fflags << FP_FFLAGS_SHIFT);
     };
     const x = this.x;
     const fetchTag = this.fetchTag;

@@ -75,6 +75,8 @@ const WASM_GOLDEN_BLOCKS: Record<string, number[]> = {
     enc.r(20 << 2, 12, 11, 3, 15, 0x2f),
     0x0000006f | (8 << 21),
   ],
+  // frrm a0, frflags a1, frcsr a2 (from the FP_FAST_OFF word while FS is on), then a jal
+  'fp csr reads': [enc.i(2, 0, 2, 10, 0x73), enc.i(1, 0, 2, 11, 0x73), enc.i(3, 0, 2, 12, 0x73), 0x0000006f | (8 << 21)],
 };
 
 // A region: a loop block whose branch leaves to a block that branches back to the loop (translated with every

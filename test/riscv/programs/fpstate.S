@@ -1,7 +1,8 @@
 /*
  * mstatus.FS around FP loads and stores, in hot loops (so translated code runs them too): with FS Clean, stores
  * work and leave it Clean (they change no FP state); a load makes it Dirty; with FS Off, a store is an illegal
- * instruction (cause 2) that stores nothing.
+ * instruction (cause 2) that stores nothing, and so is reading frm. Reading frm, fflags and fcsr with FS Clean
+ * gives their values and leaves FS Clean (translated code reads them from the hart's FP_FAST_OFF word).
  */
 #include "common.h"
 
@@ -65,6 +66,44 @@ main:
   CHECK_MREC(REC_CAUSE, 2, 6)
   ld t2, 0(a0)
   CHECK(t2, 0, 7)
+
+  /* 4. FS Off: reading frm (frrm) is an illegal instruction too, and leaves rd alone */
+  li t1, 77
+  li s0, 30
+4:
+  frrm t1
+  addi s0, s0, -1
+  bnez s0, 4b
+  CHECK_MREC(REC_COUNT, 60, 8)
+  CHECK_MREC(REC_CAUSE, 2, 9)
+  CHECK(t1, 77, 10)
+
+  /* 5. FS Clean: frrm, frflags and frcsr read frm = 3 and fflags = 5, and leave FS Clean */
+  li t0, MSTATUS_FS
+  csrs mstatus, t0
+  fsrmi 3
+  fsflagsi 5
+  li t0, MSTATUS_FS
+  csrc mstatus, t0
+  li t0, FS_CLEAN
+  csrs mstatus, t0
+  li s0, 30
+  li s1, 0
+5:
+  frrm t1
+  frflags t2
+  frcsr t3
+  add s1, s1, t3
+  addi s0, s0, -1
+  bnez s0, 5b
+  CHECK(t1, 3, 11)
+  CHECK(t2, 5, 12)
+  CHECK(t3, 101, 13)
+  CHECK(s1, 3030, 14)
+  csrr t1, mstatus
+  li t0, MSTATUS_FS
+  and t1, t1, t0
+  CHECK(t1, FS_CLEAN, 15)
   j pass
 
 .bss

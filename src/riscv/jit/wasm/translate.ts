@@ -23,11 +23,14 @@ import { SINK, TLB_SIZE } from '../../hart/constants.js';
 import type { SlotReader } from '../codegen.js';
 import { encodeModule, F64, FnBody, I32, I64, type AtomicOp, type MemOp, type ModuleSpec } from './encoder.js';
 import { FP_MNEMONICS } from '../../fpu/state.js';
+import { CSR_FCSR, CSR_FFLAGS, CSR_FRM } from '../../csr.js';
 import {
   ATOMICS_OFF,
   FETCH_PPN_OFF,
   FP_ARITH_FAST,
   FP_FAST_OFF,
+  FP_FFLAGS_SHIFT,
+  FP_FRM_SHIFT,
   FP_FS_DIRTY,
   FP_FS_ON,
   FP_OFF,
@@ -133,6 +136,7 @@ function buildTables(): void {
   // Ops this translator executes itself, some with a helper call for what it does not handle (the rest call the
   // hart's execSlow).
   NATIVE = new Set<number>([
+    Op.CSRRS,
     Op.LR_W,
     Op.LR_D,
     Op.SC_W,
@@ -295,6 +299,7 @@ function sources(i: Insn): number[] {
     case Op.AUIPC:
     case Op.JAL:
       return [];
+    case Op.CSRRS:
     case Op.JALR:
     case Op.ADDI:
     case Op.SLTI:
@@ -577,8 +582,8 @@ export function translateBlock(
    * says other threads can write (ATOMICS_OFF), as the hart's SC does. rd gets the old value, LR's value, or SC's
    * 0 (stored) / 1 (failed).
    */
-  /** An op done by the hart's execSlow alone that writes rd at most (in memory; the local is loaded again). */
-  const helperOp = (i: Insn, k: number): void => {
+  /** Instruction k by the hart's execSlow, leaving the block when it says so (the registers are in memory). */
+  const helperCall = (i: Insn, k: number): void => {
     flush();
     f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
     nPlus(k);
@@ -587,6 +592,10 @@ export function translateBlock(
     nPlus(k + 1);
     f.op('return');
     close();
+  };
+  /** An op done by the hart's execSlow alone that writes rd at most (in memory; the local is loaded again). */
+  const helperOp = (i: Insn, k: number): void => {
+    helperCall(i, k);
     if (i.rd !== SINK) reload([i.rd >>> 1]);
   };
   const atomicOp = (i: Insn, k: number): void => {
@@ -669,18 +678,42 @@ export function translateBlock(
       f.get(off).op('i32.eqz').op('i64.extend_i32_u');
     }
     f.else();
-    // execSlow writes rd only, in memory; 1: it ended the block (pc set).
-    flush();
-    f.i32(i.w).i32(i.imm).i32(i.rd).i32(i.r1).i32(i.r2).i32(i.pcOff);
-    nPlus(k);
-    f.call(FN_SLOW, 'slow');
-    open('if');
-    nPlus(k + 1);
-    f.op('return');
-    close();
+    // execSlow writes rd only, in memory.
+    helperCall(i, k);
     state().mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
     close();
     W(i.rd);
+  };
+  /**
+   * frrm, frflags and frcsr (csrrs rd, frm/fflags/fcsr, x0) from the FP_FAST_OFF word, which the hart keeps with
+   * frm and fflags in it, while mstatus.FS is on; false for any other CSR instruction (execSlow does it), and
+   * with FS off the read goes to execSlow too, which raises the illegal-instruction exception.
+   */
+  const fpCsrRead = (i: Insn, k: number): boolean => {
+    const csr = i.imm & 0xfff;
+    if (i.r1 !== 0 || (csr !== CSR_FFLAGS && csr !== CSR_FRM && csr !== CSR_FCSR)) return false;
+    fpAllows(FP_FS_ON);
+    open('if', I64);
+    state()
+      .mem('i32.load', at + FP_FAST_OFF)
+      .set(off);
+    const frm = (): void => void f.get(off).i32(FP_FRM_SHIFT).op('i32.shr_u').i32(7).op('i32.and');
+    const fflags = (): void => void f.get(off).i32(FP_FFLAGS_SHIFT).op('i32.shr_u').i32(31).op('i32.and');
+    if (csr === CSR_FRM) frm();
+    else if (csr === CSR_FFLAGS) fflags();
+    else {
+      frm();
+      f.i32(5).op('i32.shl');
+      fflags();
+      f.op('i32.or');
+    }
+    f.op('i64.extend_i32_u');
+    f.else();
+    helperCall(i, k);
+    state().mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
+    close();
+    W(i.rd);
+    return true;
   };
   /** Where FP register r lives in the hart's region. */
   const fAt = (r: number): number => at + FP_OFF + r * 8;
@@ -1056,6 +1089,8 @@ export function translateBlock(
         close();
       }
       if (withText) f.comment(`${k}: op ${i.op} at +${i.pcOff}`);
+      // frrm, frflags, frcsr; any other CSR instruction goes to the hart below.
+      if (i.op === Op.CSRRS && fpCsrRead(i, k)) return;
       switch (i.op) {
         // One hart's accesses are in order and other harts run between run() slices: FENCE orders nothing more.
         case Op.NOP:
