@@ -573,15 +573,6 @@ export function translateBlock(
       .get(off)
       .op('i32.add');
   };
-  /**
-   * LR, SC and the AMOs WebAssembly has (swap, add, xor, and, or), done here when the address is aligned and the
-   * store TLB maps it: as in the hart's amoAddress, that entry means a RAM page that may be written (so read),
-   * is dirty, allowed by PMP and holds no decoded code. Anything else (misaligned, a miss, MMIO, min/max) goes to
-   * execSlow. The accesses are WebAssembly atomics, single-copy atomic against every other hart's thread; the
-   * reservation is the hart's own (RES_*_OFF), and SC compares-and-swaps against LR's value only when the hart
-   * says other threads can write (ATOMICS_OFF), as the hart's SC does. rd gets the old value, LR's value, or SC's
-   * 0 (stored) / 1 (failed).
-   */
   /** Instruction k by the hart's execSlow, leaving the block when it says so (the registers are in memory). */
   const helperCall = (i: Insn, k: number): void => {
     flush();
@@ -598,6 +589,15 @@ export function translateBlock(
     helperCall(i, k);
     if (i.rd !== SINK) reload([i.rd >>> 1]);
   };
+  /**
+   * LR, SC and the AMOs WebAssembly has (swap, add, xor, and, or), done here when the address is aligned and the
+   * store TLB maps it: as in the hart's amoAddress, that entry means a RAM page that may be written (so read),
+   * is dirty, allowed by PMP and holds no decoded code. Anything else (misaligned, a miss, MMIO, min/max) goes to
+   * execSlow. The accesses are WebAssembly atomics, single-copy atomic against every other hart's thread; the
+   * reservation is the hart's own (RES_*_OFF), and SC compares-and-swaps against LR's value only when the hart
+   * says other threads can write (ATOMICS_OFF), as the hart's SC does. rd gets the old value, LR's value, or SC's
+   * 0 (stored) / 1 (failed).
+   */
   const atomicOp = (i: Insn, k: number): void => {
     const word = i.op === Op.LR_W || i.op === Op.SC_W || i.op === Op.AMO_W;
     const isAmo = i.op === Op.AMO_W || i.op === Op.AMO_D;
