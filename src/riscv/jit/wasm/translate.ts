@@ -467,17 +467,6 @@ export function translateBlock(
     f.get(P_N);
     if (k !== 0) f.i32(k).op('i32.add');
   };
-  /** Leaves the block at page offset `to` with `retired` more instructions retired. */
-  const exit = (to: number, retired: number): void => {
-    flush();
-    state()
-      .get(P_PB)
-      .f64(to)
-      .op('f64.add')
-      .mem('f64.store', at + PC_OFF);
-    nPlus(retired);
-    f.op('return');
-  };
   /**
    * Leaves the block at page offset `to` right after a helper that ended it: the registers are in memory already
    * (stored before the call; a load's helper wrote rd there), so only the pc is. Storing them all again made a
@@ -491,6 +480,11 @@ export function translateBlock(
       .mem('f64.store', at + PC_OFF);
     nPlus(retired);
     f.op('return');
+  };
+  /** Leaves the block at page offset `to` with `retired` more instructions retired. */
+  const exit = (to: number, retired: number): void => {
+    flush();
+    exitFlushed(to, retired);
   };
   let nest = 0; // blocks open inside the segment's loop
   const open = (kind: 'if' | 'block', result?: typeof I64 | typeof I32 | typeof F64): void => {
