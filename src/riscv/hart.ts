@@ -103,8 +103,7 @@ const {
   PRV_S,
   PRV_U,
 } = C;
-const { SINK, PAGE_SLOTS, TLB_MASK, DECODE_CACHE_LIMIT, ACC_FETCH, TWO32, TRAP, S_MEPC, S_SEPC } = K;
-const { RES_VALID, RES_LO, RES_HI } = K;
+const { SINK, PAGE_SLOTS, TLB_MASK, DECODE_CACHE_LIMIT, ACC_FETCH, TWO32, TRAP, S_MEPC, S_SEPC, RES_VALID, RES_LO, RES_HI } = K;
 
 /** Executed operations. Compressed instructions decode to the base operation they expand to. */
 export const enum Op {

@@ -23,8 +23,7 @@ const {
   SATP_MODE_SV39,
   SATP_MODE_SV48,
 } = C;
-const { TLB_SIZE, TLB_MASK, FLUSH_PAGES_MAX, DECODED_PAGE_BYTES, ACC_FETCH, ACC_LOAD, ACC_STORE, TWO32, TWO56 } = K;
-const { SPARE_PAGES } = K;
+const { TLB_SIZE, TLB_MASK, FLUSH_PAGES_MAX, DECODED_PAGE_BYTES, ACC_FETCH, ACC_LOAD, ACC_STORE, TWO32, TWO56, SPARE_PAGES } = K;
 
 function pmpRangeNapot(lo: number, hi: number): [number, number] {
   // pmpaddr holds address bits 55:2; trailing ones give the size.

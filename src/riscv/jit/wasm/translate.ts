@@ -584,6 +584,17 @@ export function translateBlock(
     if (i.rd !== SINK) reload([i.rd >>> 1]);
   };
   /**
+   * Closes an `if (result i64)` whose then-arm computed rd with an else-arm where the hart's execSlow does the
+   * instruction (it writes rd only, in memory), and writes rd.
+   */
+  const elseHart = (i: Insn, k: number): void => {
+    f.else();
+    helperCall(i, k);
+    state().mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
+    close();
+    W(i.rd);
+  };
+  /**
    * LR, SC and the AMOs WebAssembly has (swap, add, xor, and, or), done here when the address is aligned and the
    * store TLB maps it: as in the hart's amoAddress, that entry means a RAM page that may be written (so read),
    * is dirty, allowed by PMP and holds no decoded code. Anything else (misaligned, a miss, MMIO, min/max) goes to
@@ -671,12 +682,7 @@ export function translateBlock(
       close();
       f.get(off).op('i32.eqz').op('i64.extend_i32_u');
     }
-    f.else();
-    // execSlow writes rd only, in memory.
-    helperCall(i, k);
-    state().mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
-    close();
-    W(i.rd);
+    elseHart(i, k);
   };
   /**
    * frrm, frflags and frcsr (csrrs rd, frm/fflags/fcsr, x0) from the FP_FAST_OFF word, which the hart keeps with
@@ -702,11 +708,7 @@ export function translateBlock(
       f.op('i32.or');
     }
     f.op('i64.extend_i32_u');
-    f.else();
-    helperCall(i, k);
-    state().mem('i64.load', xAt(i.rd === SINK ? 0 : i.rd >>> 1));
-    close();
-    W(i.rd);
+    elseHart(i, k);
     return true;
   };
   /** Where FP register r lives in the hart's region. */
