@@ -4,7 +4,7 @@
  * Contexts are hart0 M, hart0 S, hart1 M, hart1 S, ... Sources are level-triggered through a gateway: a
  * raised line becomes pending once, and is not pending again until the claim is completed.
  */
-import { checkState, type DeviceState, type IrqLine, type MmioDevice, type Stateful } from './device.js';
+import { checkState, type DeviceState, type IrqLine, type Metered, type MmioDevice, type Stateful } from './device.js';
 
 const PRIORITY_BASE = 0x0;
 const PENDING_BASE = 0x1000;
@@ -28,7 +28,7 @@ export interface PlicState {
   threshold: number[];
 }
 
-export class Plic implements MmioDevice, Stateful<PlicState> {
+export class Plic implements MmioDevice, Stateful<PlicState>, Metered {
   readonly name = 'plic';
   readonly size = 0x60_0000;
   readonly contexts: number;
@@ -40,6 +40,10 @@ export class Plic implements MmioDevice, Stateful<PlicState> {
   private readonly enable: Uint32Array; // contexts × words
   private readonly threshold: Uint32Array;
   private readonly output: Uint8Array;
+  /** Claims that returned a source, claims that found none, and completions. */
+  private claims = 0;
+  private emptyClaims = 0;
+  private completions = 0;
 
   /**
    * @param sources number of source ids including the reserved id 0 (QEMU virt: 96 → ids 1..95)
@@ -147,7 +151,9 @@ export class Plic implements MmioDevice, Stateful<PlicState> {
 
   private claim(ctx: number): number {
     const id = this.best(ctx);
-    if (id) {
+    if (id === 0) this.emptyClaims++;
+    else {
+      this.claims++;
       const w = id >> 5;
       const bit = 1 << (id & 31);
       this.pending[w]! &= ~bit;
@@ -163,6 +169,7 @@ export class Plic implements MmioDevice, Stateful<PlicState> {
     const bit = 1 << (id & 31);
     // The spec ignores completions for sources not enabled in this context.
     if (!(this.enable[ctx * this.words + w]! & bit)) return;
+    this.completions++;
     this.claimed[w]! &= ~bit;
     if (this.level[w]! & bit) this.pending[w]! |= bit;
   }
@@ -175,6 +182,14 @@ export class Plic implements MmioDevice, Stateful<PlicState> {
         this.setContextIrq(ctx, level === 1);
       }
     }
+  }
+
+  /**
+   * A claim that finds nothing is normal once per interrupt (Linux claims until 0); many more of them mean a
+   * hart saw its external-interrupt line high after the PLIC had lowered it.
+   */
+  metrics(): Record<string, number> {
+    return { claims: this.claims, emptyClaims: this.emptyClaims, completions: this.completions };
   }
 
   reset(): void {

@@ -87,6 +87,8 @@ test('PLIC: claim/complete with priorities, threshold and per-context enables', 
   // Source 0 does not exist: its enable bit is hardwired to zero.
   p.write(0x2000, 4, 0xffff_ffff);
   assert.equal(p.read(0x2000, 4), 0xffff_fffe);
+  // Claims of 11, 10 and 10 found a source, two found none; 11 and 10 were completed.
+  assert.deepEqual(p.metrics(), { claims: 3, emptyClaims: 2, completions: 2 });
 });
 
 test('PLIC: state round-trips', () => {

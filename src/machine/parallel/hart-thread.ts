@@ -124,30 +124,42 @@ export class HartThread {
     const stats = this.own.stats;
     Atomics.store(c, P.H_STATE, P.STATE_RUNNING);
     let runs = 0;
+    // Every word another thread posts here is followed by a ring, so an unchanged doorbell means nothing new: a
+    // busy hart's loop is then one load between runs. `serviced` is the doorbell value the last look answered.
+    let serviced: number | null = null;
+    let t0 = this.deps.hostNowMs();
     try {
       for (;;) {
         const bell = Atomics.load(c, P.H_DOORBELL);
-        this.service();
-        const cmd = Atomics.load(c, P.H_CMD);
-        if (cmd === P.CMD_EXIT) break;
-        if (cmd === P.CMD_PARK) {
-          this.park();
-          continue;
+        if (bell !== serviced) {
+          serviced = bell;
+          this.service();
+          const cmd = Atomics.load(c, P.H_CMD);
+          if (cmd === P.CMD_EXIT) break;
+          if (cmd === P.CMD_PARK) {
+            this.park();
+            serviced = null;
+            continue;
+          }
         }
-        if (Atomics.load(c, P.H_RUNNING) === 0) {
+        if (c[P.H_RUNNING] === 0) {
           Atomics.wait(c, P.H_DOORBELL, bell, IDLE_WAIT_MS);
+          t0 = this.deps.hostNowMs();
           continue;
         }
         if (hart.waiting && !hart.hasPendingInterrupt()) {
           const now = this.readTime();
           if (now < hart.stimecmp) {
             this.sleep(bell, Math.min((hart.stimecmp - now) / TICKS_PER_MS, IDLE_WAIT_MS));
+            t0 = this.deps.hostNowMs();
             continue;
           }
         }
-        const t0 = this.deps.hostNowMs();
         const retired = hart.run(budget);
-        stats[P.S_RUN_MS] = stats[P.S_RUN_MS]! + (this.deps.hostNowMs() - t0);
+        // One clock read per run: this run's end is the next one's start (the look between them is a load).
+        const t1 = this.deps.hostNowMs();
+        stats[P.S_RUN_MS] = stats[P.S_RUN_MS]! + (t1 - t0);
+        t0 = t1;
         stats[P.S_INSTRET] = hart.instret;
         if ((++runs & 255) === 0) {
           stats[P.S_DECODE_BYTES] = hart.decodeCacheBytes?.() ?? 0;
@@ -156,7 +168,10 @@ export class HartThread {
         }
         checkProgress(hart);
         // Waiting with its deadline passed but the timer interrupt masked: idle until something rings.
-        if (retired === 0 && hart.waiting) this.sleep(bell, IDLE_WAIT_MS);
+        if (retired === 0 && hart.waiting) {
+          this.sleep(bell, IDLE_WAIT_MS);
+          t0 = this.deps.hostNowMs();
+        }
       }
     } catch (err) {
       if (!(err instanceof HartThreadExit)) {
@@ -191,11 +206,7 @@ export class HartThread {
   private service(): void {
     const c = this.own.i32;
     const hart = this.hart;
-    const lines = Atomics.load(c, P.H_LINES) & P.LINE_MASK;
-    if (lines !== this.appliedLines) {
-      P.applyLines(hart, lines, this.appliedLines < 0 ? P.LINE_MASK : lines ^ this.appliedLines);
-      this.appliedLines = lines;
-    }
+    this.serviceLines();
     if (Atomics.load(c, P.H_SOFT_SET) !== 0) {
       const soft = Atomics.exchange(c, P.H_SOFT_SET, 0);
       if (soft & (1 << MIP_SSIP)) hart.setPending(MIP_SSIP, true);
@@ -206,6 +217,14 @@ export class HartThread {
       startInSupervisor(hart, start.pc, start.arg);
       Atomics.store(c, P.H_RUNNING, 1);
     }
+  }
+
+  /** Drives the hart's mip from the lines the board last set. */
+  private serviceLines(): void {
+    const lines = Atomics.load(this.own.i32, P.H_LINES) & P.LINE_MASK;
+    if (lines === this.appliedLines) return;
+    P.applyLines(this.hart, lines, this.appliedLines < 0 ? P.LINE_MASK : lines ^ this.appliedLines);
+    this.appliedLines = lines;
   }
 
   private serviceFlushes(): void {
@@ -266,6 +285,11 @@ export class HartThread {
       if (Atomics.load(c, P.H_CMD) === P.CMD_EXIT) throw new HartThreadExit();
     }
     Atomics.store(c, P.H_RPC, P.RPC_IDLE);
+    // The access may have changed a line: a PLIC claim or complete lowers or raises SEIP. The board set the
+    // new level before it replied, and the guest must see it now, as on a board's own hart. With the old level
+    // the guest's handler would return into the same interrupt and claim nothing, again and again, until the
+    // next run boundary.
+    this.serviceLines();
     return c[P.H_RPC_RESULT]!;
   }
 
