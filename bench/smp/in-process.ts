@@ -2,7 +2,8 @@
  * bench/smp's workload in this process (board, hart threads and the built initramfs), with the instructions each
  * hart retired and the blocks the harts compiled and took from each other beside each step's time: for telling
  * guest work (more instructions on more harts: spinning, idle, IPIs) from host work (the same instructions,
- * slower), and for comparing JIT settings.
+ * slower), and for comparing JIT settings. The harts' share of the step spent in runs (not asleep in WFI; a run
+ * includes its waits for the board and for remote fences) and their SBI calls tell idle harts from slow ones.
  *
  *   npx tsx bench/smp/in-process.ts [--cpus N] [--repeat N] [--mib N]
  */
@@ -48,6 +49,8 @@ for (const [name, command] of steps) {
       `${(insns / 1e6).toFixed(1)} M insns (${perHart.map((n) => (n / 1e6).toFixed(0)).join(' + ')}), ` +
       `${(insns / ms / 1000).toFixed(0)} MIPS; blocks ${s1.translatedBlocks - s0.translatedBlocks} new, ` +
       `${s1.siblingBlocks - s0.siblingBlocks} from siblings; decode caches ${(s1.decodeCacheBytes / 2 ** 20).toFixed(0)} MiB; ` +
+      `harts running ${((100 * (s1.hostMsRun - s0.hostMsRun)) / (ms * cpus)).toFixed(0)} % of the time, ${s1.sleeps - s0.sleeps} sleeps, ` +
+      `${s1.sbiCalls - s0.sbiCalls} SBI calls; ` +
       `load ${loadavg()[0]!.toFixed(1)}`,
   );
 }

@@ -228,14 +228,16 @@ export class HartThread {
   }
 
   private serviceFlushes(): void {
-    const c = this.own.i32;
-    if (Atomics.load(c, P.H_FLUSH) === 0) return;
-    const ticket = Atomics.load(c, P.H_FLUSH_REQ);
-    const what = Atomics.exchange(c, P.H_FLUSH, 0);
-    if (what & P.FLUSH_TLB) this.hart.flushTlb();
-    if (what & P.FLUSH_DECODE) this.hart.flushDecodeCache();
-    Atomics.store(c, P.H_FLUSH_DONE, ticket);
-    Atomics.notify(c, P.H_FLUSH_DONE);
+    const asked = this.own.takeFlushes();
+    if (asked === null) return;
+    if (asked.what & P.FLUSH_TLB) this.hart.flushTlb();
+    if (asked.what & P.FLUSH_DECODE) this.hart.flushDecodeCache();
+    const waiters = this.own.doneFlushes(asked.ticket);
+    if (waiters === 0) return;
+    this.blocks.forEach((b, h) => {
+      if (waiters & (1 << h)) b.ring();
+    });
+    if (waiters & P.FENCE_WAITER_BOARD) this.board.ring();
   }
 
   /** Writes the arch state for the board and waits until it says run (or exit); then takes the state it gives back. */
@@ -341,15 +343,19 @@ export class HartThread {
    */
   fence(target: number, what: number): void {
     const block = this.blocks[target]!;
-    const ticket = block.requestFlush(what);
+    const me = 1 << this.init.hartId;
+    const ticket = block.requestFlush(what, me);
     const t0 = this.deps.hostNowMs();
+    // This hart sleeps on its own doorbell: the target rings it when done, and so does any hart that asks a
+    // fence of this one meanwhile (two harts fencing each other each wait for the other's answer).
     for (;;) {
-      const done = Atomics.load(block.i32, P.H_FLUSH_DONE);
+      const bell = Atomics.load(this.own.i32, P.H_DOORBELL);
+      block.addFlushWaiter(me);
       if (block.flushed(ticket)) return;
       this.serviceFlushes();
       if (Atomics.load(this.own.i32, P.H_CMD) === P.CMD_EXIT) throw new HartThreadExit();
       if (this.deps.hostNowMs() - t0 > FENCE_TIMEOUT_MS) throw new Error(`hart ${target} did not answer a remote fence`);
-      Atomics.wait(block.i32, P.H_FLUSH_DONE, done, 1);
+      Atomics.wait(this.own.i32, P.H_DOORBELL, bell, 1);
     }
   }
 }

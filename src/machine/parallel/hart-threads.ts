@@ -145,7 +145,7 @@ export class HartThreads {
    */
   flushTlbs(): void {
     if (this.ended) return;
-    const tickets = this.blocks.map((b) => b.requestFlush(P.FLUSH_TLB));
+    const tickets = this.blocks.map((b) => b.requestFlush(P.FLUSH_TLB, P.FENCE_WAITER_BOARD));
     this.waitFor((b, h) => b.flushed(tickets[h]!), 'TLB flush');
   }
 

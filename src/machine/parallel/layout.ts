@@ -31,6 +31,11 @@ export const H_START_ARG_LO = 11;
 export const H_START_ARG_HI = 12;
 /** 1 while the hart is started (SBI HSM or firmware), else it sleeps until started. */
 export const H_RUNNING = 13;
+/**
+ * Who waits for this hart's fences: bit h for hart h, FENCE_WAITER_BOARD for the board. The hart rings each
+ * when it has done them, so a waiter sleeps on its own doorbell and still hears the fences asked of it.
+ */
+export const H_FLUSH_WAITERS = 14;
 /** The hart's request to the board: RPC_IDLE, RPC_CALL (hart → board) or RPC_DONE (board → hart). */
 export const H_RPC = 16;
 export const H_RPC_OP = 17;
@@ -108,6 +113,8 @@ export const C_OFFSET_MS = 0;
 export const C_SKIP_TICKS = 1;
 const B_HSM_OFFSET = 32;
 export const MAX_HARTS = 8;
+/** The board's bit in H_FLUSH_WAITERS. */
+export const FENCE_WAITER_BOARD = 1 << MAX_HARTS;
 const BOARD_BLOCK_BYTES = B_HSM_OFFSET + MAX_HARTS * 4;
 
 /** One hart's views of its block. */
@@ -152,12 +159,39 @@ export class HartBlock {
     };
   }
 
-  /** Asks the hart for the fences in `what` (FLUSH_*), rings it, and returns the ticket flushed() waits for. */
-  requestFlush(what: number): number {
-    const ticket = Atomics.add(this.i32, H_FLUSH_REQ, 1) + 1;
+  /**
+   * Asks the hart for the fences in `what` (FLUSH_*), rings it, and returns the ticket flushed() waits for. The
+   * fences are posted before the ticket is taken: a hart that sees the ticket (takeFlushes) sees them too.
+   */
+  requestFlush(what: number, waiter: number): number {
+    Atomics.or(this.i32, H_FLUSH_WAITERS, waiter);
     Atomics.or(this.i32, H_FLUSH, what);
+    const ticket = Atomics.add(this.i32, H_FLUSH_REQ, 1) + 1;
     this.ring();
     return ticket;
+  }
+
+  /**
+   * For the hart itself: the fences asked of it since it last took them, and the ticket to report done after
+   * doing them (doneFlushes); null when every ticket is done. A ticket whose fences an earlier take already
+   * took (they were posted first) is done by that take's fences.
+   */
+  takeFlushes(): { what: number; ticket: number } | null {
+    const ticket = Atomics.load(this.i32, H_FLUSH_REQ);
+    if (ticket === Atomics.load(this.i32, H_FLUSH_DONE)) return null;
+    return { what: Atomics.exchange(this.i32, H_FLUSH, 0), ticket };
+  }
+
+  /** Reports the fences up to `ticket` done and returns who waits for them (H_FLUSH_WAITERS bits) to ring. */
+  doneFlushes(ticket: number): number {
+    Atomics.store(this.i32, H_FLUSH_DONE, ticket);
+    Atomics.notify(this.i32, H_FLUSH_DONE);
+    return Atomics.exchange(this.i32, H_FLUSH_WAITERS, 0);
+  }
+
+  /** Names `waiter` among those to ring after the next fences (a waiter about to sleep again). */
+  addFlushWaiter(waiter: number): void {
+    Atomics.or(this.i32, H_FLUSH_WAITERS, waiter);
   }
 
   /** Whether the hart has done the fences of `ticket` (or has ended, and holds no translations any more). */
