@@ -421,7 +421,7 @@ export class Machine {
       siblingBlocks: t ? t.siblingBlocks() : this.harts.reduce((a, h) => a + (h.siblingBlocks?.() ?? 0), 0),
       slices: this.slices,
       sleeps: this.sleeps + (this.threads?.waits() ?? 0),
-      sbiCalls: this.sbi?.calls ?? 0,
+      sbiCalls: (this.sbi?.calls ?? 0) + (this.threads?.sbiCalls() ?? 0),
     };
   }
 

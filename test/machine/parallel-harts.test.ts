@@ -87,6 +87,9 @@ test(
     // Every CPU took part: each answered interrupts (IPIs at least) while the stress ran.
     const ipis = (await a.sh('grep IPI /proc/interrupts | head -1')).trim().split(/\s+/).slice(1, 5).map(Number);
     assert.ok(ipis.length === 4 && ipis.every((n) => n > 0), `IPIs per CPU: ${ipis.join(' ')}`);
+    // Sent through the SBI on the senders' threads, which count their calls for the board's stats.
+    const ipiTotal = ipis.reduce((x, y) => x + y, 0);
+    assert.ok(a.machine.stats().sbiCalls > 0, `SBI calls on the hart threads for ${ipiTotal} IPIs`);
 
     // A busy guest paused: every hart stops at a boundary, and nothing retires until it resumes.
     await a.sh('{ (while :; do :; done) & (while :; do :; done) & } 2>/dev/null');

@@ -76,6 +76,7 @@ export class HartThread {
   private readonly hart: HartPort;
   private readonly ram: GuestRam;
   private appliedLines = -1;
+  private sbi: BuiltinSbi | null = null;
 
   constructor(
     private readonly init: HartThreadInit,
@@ -165,6 +166,7 @@ export class HartThread {
           stats[P.S_DECODE_BYTES] = hart.decodeCacheBytes?.() ?? 0;
           stats[P.S_JIT_BLOCKS] = hart.translatedBlocks?.() ?? 0;
           stats[P.S_JIT_SIBLING_BLOCKS] = hart.siblingBlocks?.() ?? 0;
+          stats[P.S_SBI_CALLS] = this.sbi?.calls ?? 0;
         }
         checkProgress(hart);
         // Waiting with its deadline passed but the timer interrupt masked: idle until something rings.
@@ -248,6 +250,7 @@ export class HartThread {
     this.own.state.set(bytes);
     c[P.H_STATE_BYTES] = bytes.length;
     this.own.stats[P.S_INSTRET] = this.hart.instret;
+    this.own.stats[P.S_SBI_CALLS] = this.sbi?.calls ?? 0;
     Atomics.store(c, P.H_STATE, P.STATE_PARKED);
     Atomics.notify(c, P.H_STATE);
     this.board.ring();
@@ -321,7 +324,7 @@ export class HartThread {
   private installSbi(): void {
     const id = this.init.hartId;
     const ports: HartPort[] = this.blocks.map((b, i) => (i === id ? this.hart : new RemoteHart(i, b, this)));
-    const sbi = new BuiltinSbi({
+    const sbi = (this.sbi = new BuiltinSbi({
       harts: ports,
       ram: this.ram,
       hsmStates: this.board.hsm.subarray(0, this.init.harts),
@@ -333,7 +336,7 @@ export class HartThread {
         if (h === id) Atomics.store(this.own.i32, P.H_RUNNING, running ? 1 : 0);
       },
       startHart: (h, start, opaque) => this.blocks[h]!.postStart(start, opaque),
-    });
+    }));
     this.hart.ecallHandler = (hart) => sbi.handle(hart);
   }
 

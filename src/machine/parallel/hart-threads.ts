@@ -178,6 +178,9 @@ export class HartThreads {
   decodeCacheBytes(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_DECODE_BYTES]!, 0);
   }
+  sbiCalls(): number {
+    return this.blocks.reduce((a, b) => a + b.stats[P.S_SBI_CALLS]!, 0);
+  }
   waits(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_WAITS]!, 0);
   }

@@ -57,6 +57,8 @@ export const S_WAITS = 3;
 export const S_JIT_BLOCKS = 4;
 /** Compiled blocks it took from its sibling harts (src/riscv/jit/wasm/share.ts). */
 export const S_JIT_SIBLING_BLOCKS = 5;
+/** Calls to the built-in SBI on the hart's thread. */
+export const S_SBI_CALLS = 6;
 const STATS_COUNT = 8;
 
 /** Request payload (console bytes), then the architectural state area. */
