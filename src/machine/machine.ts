@@ -138,7 +138,7 @@ export const IDLE_TRIM_COLLECT_BYTES = 4 * 1024 * 1024;
 const DEFAULT_BUDGET = 50_000;
 /**
  * Per run of a hart thread, as on the board: the most an IPI or a remote fence waits for a busy hart to look
- * (~0.03 ms in translated code, ~0.3 ms interpreted). Runs of 10 k cost a single sha256sum 9 % against the
+ * (~0.03 ms in translated code, ~0.3 ms interpreted). Runs of 10 k cost a single sha256sum ~8 % against the
  * board's hart: each ends in the run loop and often starts again on the interpreter (bench/smp, 2026-12-01).
  */
 const DEFAULT_THREAD_BUDGET = 50_000;
