@@ -166,7 +166,7 @@ export class HartBlock {
    * fences are posted before the ticket is taken: a hart that sees the ticket (takeFlushes) sees them too.
    */
   requestFlush(what: number, waiter: number): number {
-    Atomics.or(this.i32, H_FLUSH_WAITERS, waiter);
+    this.addFlushWaiter(waiter);
     Atomics.or(this.i32, H_FLUSH, what);
     const ticket = Atomics.add(this.i32, H_FLUSH_REQ, 1) + 1;
     this.ring();
