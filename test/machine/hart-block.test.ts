@@ -66,3 +66,59 @@ test('a hart that has exited counts as flushed: it holds no translations', () =>
   Atomics.store(target.i32, P.H_STATE, P.STATE_EXITED);
   assert.equal(target.flushed(ticket), true);
 });
+
+/** Applies what the board would, into a list. */
+function drain(block: P.HartBlock): [number, number, number][] {
+  const got: [number, number, number][] = [];
+  block.takeWrites((paddr, size, value) => got.push([paddr, size, value]));
+  return got;
+}
+
+test('posted writes reach the board in order, with their full 32-bit addresses and values', () => {
+  const block = P.HartBlock.create();
+  assert.equal(block.postWrite(0x1000_0000, 1, 0x41), 'ring', 'the first write into an empty ring rings the board');
+  assert.equal(block.postWrite(0x0c20_1004, 4, 0xffff_fff0), 'posted', 'the board has not taken the first yet');
+  assert.deepEqual(drain(block), [
+    [0x1000_0000, 1, 0x41],
+    [0x0c20_1004, 4, 0xffff_fff0],
+  ]);
+  assert.deepEqual(drain(block), [], 'each write is applied once');
+  assert.equal(block.postWrite(0x1000_0000, 1, 0x42), 'ring', 'an emptied ring rings again');
+});
+
+test('a full ring refuses a write (the hart then waits for the board), and wraps after the board takes them', () => {
+  const block = P.HartBlock.create();
+  for (let i = 0; i < P.POST_ENTRIES; i++) assert.notEqual(block.postWrite(0x1000_0000, 1, i), 'full');
+  assert.equal(block.postWrite(0x1000_0000, 1, 999), 'full');
+  const first = drain(block);
+  assert.equal(first.length, P.POST_ENTRIES);
+  assert.deepEqual(
+    first.map((e) => e[2]),
+    Array.from({ length: P.POST_ENTRIES }, (_, i) => i),
+  );
+  // Counters past the ring's size, and past 2^31 (they wrap as Int32).
+  block.i32[P.H_POST_TAIL] = 0x7fff_fffe;
+  block.i32[P.H_POST_HEAD] = 0x7fff_fffe;
+  for (let i = 0; i < 5; i++) block.postWrite(0x1000_0000, 1, 100 + i);
+  assert.deepEqual(
+    drain(block).map((e) => e[2]),
+    [100, 101, 102, 103, 104],
+  );
+});
+
+test('a write posted while the board finished a batch is rung for or seen by its next look', () => {
+  const block = P.HartBlock.create();
+  block.postWrite(0x1000_0000, 1, 1);
+  // The board read the tail (1 entry) and applied it, but had not stored the head yet, when the hart posted the
+  // second write: the hart saw the head behind its old tail and did not ring.
+  let second: string | undefined;
+  const got: number[] = [];
+  block.takeWrites((_p, _s, value) => {
+    got.push(value);
+    if (second === undefined) second = block.postWrite(0x1000_0000, 1, 2);
+  });
+  assert.equal(second, 'posted', 'no ring: the board had not stored its head');
+  // So the board must have looked again after storing its head, and applied it in the same call.
+  assert.deepEqual(got, [1, 2]);
+  assert.deepEqual(drain(block), []);
+});
