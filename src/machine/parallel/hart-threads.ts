@@ -146,7 +146,13 @@ export class HartThreads {
   flushTlbs(): void {
     if (this.ended) return;
     const tickets = this.blocks.map((b) => b.requestFlush(P.FLUSH_TLB, P.FENCE_WAITER_BOARD));
-    this.waitFor((b, h) => b.flushed(tickets[h]!), 'TLB flush');
+    // Named again before each look, as a hart's fence does: a hart's report of earlier fences may have taken the
+    // board's bit, and the report of this ticket would then ring no one (the wait would end only at its poll).
+    this.waitFor((b, h) => {
+      if (b.flushed(tickets[h]!)) return true;
+      b.addFlushWaiter(P.FENCE_WAITER_BOARD);
+      return b.flushed(tickets[h]!);
+    }, 'TLB flush');
   }
 
   /** Tells every thread to exit and ends them. */
