@@ -50,8 +50,7 @@ for (const [name, command] of steps) {
       `${(insns / ms / 1000).toFixed(0)} MIPS; blocks ${s1.translatedBlocks - s0.translatedBlocks} new, ` +
       `${s1.siblingBlocks - s0.siblingBlocks} from siblings; decode caches ${(s1.decodeCacheBytes / 2 ** 20).toFixed(0)} MiB; ` +
       `harts running ${((100 * (s1.hostMsRun - s0.hostMsRun)) / (ms * cpus)).toFixed(0)} % of the time, ${s1.sleeps - s0.sleeps} sleeps, ` +
-      `${s1.sbiCalls - s0.sbiCalls} SBI calls, ${s1.boardRequests - s0.boardRequests} round trips to the board, ` +
-      `${s1.postedWrites - s0.postedWrites} posted writes; ` +
+      `${s1.sbiCalls - s0.sbiCalls} SBI calls; ` +
       `load ${loadavg()[0]!.toFixed(1)}`,
   );
 }
