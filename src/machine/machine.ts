@@ -107,12 +107,6 @@ export interface MachineStats {
   slices: number;
   sleeps: number;
   sbiCalls: number;
-  /**
-   * With harts on threads: the requests the board answered for them (each a round trip between threads) and the
-   * device writes they posted without one (HartThreadInit.postedWrites); 0 with the harts on the board.
-   */
-  boardRequests: number;
-  postedWrites: number;
 }
 
 /** Board-level state that belongs to no device: which harts run, the built-in SBI's HSM states, guest time. */
@@ -428,8 +422,6 @@ export class Machine {
       slices: this.slices,
       sleeps: this.sleeps + (this.threads?.waits() ?? 0),
       sbiCalls: (this.sbi?.calls ?? 0) + (this.threads?.sbiCalls() ?? 0),
-      boardRequests: this.threads?.requests ?? 0,
-      postedWrites: this.threads?.postedWrites ?? 0,
     };
   }
 
@@ -687,16 +679,6 @@ export class Machine {
         jitRegions: (this.threadJitRegions ??= this.harts.map(() => this.bus.wasmState?.reserve(HART_REGION_BYTES) ?? null)),
         // Unique per start: a channel's name is its identity in the process, and other VMs may share the process.
         codeChannel: `typevisor-code-${crypto.randomUUID()}`,
-        // Devices whose writes in bounds always succeed and answer nothing. Not the CLINT (a hart's timer and
-        // IPI words, read back at once by M-mode firmware) nor the test syscon (a poweroff must stop the hart).
-        postedWrites: this.mappings
-          .filter(
-            (m) =>
-              m.dev === this.plic ||
-              m.dev === this.uart ||
-              (m.base >= L.VIRTIO_BASE && m.end <= L.VIRTIO_BASE + L.VIRTIO_COUNT * L.VIRTIO_STRIDE),
-          )
-          .flatMap((m) => [m.base, m.end - m.base]),
       },
     );
     // Shared RAM tells of a chunk only when it goes back to the host: no hart may keep a TLB entry for it.

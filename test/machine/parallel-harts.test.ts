@@ -1,7 +1,7 @@
 /**
  * A Linux guest whose 4 harts run on threads of their own (src/machine/parallel): it boots with 4 CPUs, a shared
  * counter incremented by 4 guest threads with amoadd and with LR/SC loops ends exact over many runs, the harts
- * share the blocks they compile (src/riscv/jit/wasm/share.ts), their device writes are posted and land in order, a pause
+ * share the blocks they compile (src/riscv/jit/wasm/share.ts), a pause
  * freezes every hart at a boundary (instret stands still and the states are exact enough to save), and the saved
  * state continues in a fresh threaded board.
  */
@@ -70,21 +70,6 @@ test(
     const empty = plic1.emptyClaims! - plic0.emptyClaims!;
     assert.ok(claims > 10, `UART interrupts claimed: ${claims}`);
     assert.ok(empty <= claims + 10, `claims that found nothing: ${empty}, against ${claims} that found a source`);
-
-    // Device writes are posted: a hart goes on without the board's answer, which cost a round trip between
-    // threads per byte printed (`seq 3000` took 3.3 s on 2 harts on threads, 0.2-0.3 s on one hart). The board
-    // applies them in order before it answers any read, so the console's text is whole and in order.
-    const s0 = a.machine.stats();
-    const printed = await a.sh('seq 3000');
-    const s1 = a.machine.stats();
-    assert.deepEqual(
-      printed.trim().split('\n'),
-      Array.from({ length: 3000 }, (_, i) => String(i + 1)),
-    );
-    const posted = s1.postedWrites - s0.postedWrites;
-    const requests = s1.boardRequests - s0.boardRequests;
-    assert.ok(posted >= printed.length, `writes posted: ${posted} for ${printed.length} bytes printed`);
-    assert.ok(requests < posted / 2, `round trips to the board: ${requests}, against ${posted} posted writes`);
 
     await a.sh(`head -c ${stress.bytes} /dev/vdb > /tmp/as && chmod +x /tmp/as`);
     const runs = 6;

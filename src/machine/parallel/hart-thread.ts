@@ -44,11 +44,6 @@ export interface HartThreadInit {
   jitRegions: (number | null)[];
   /** The name of the channel the VM's hart threads share compiled blocks over (src/riscv/jit/wasm/share.ts). */
   codeChannel: string;
-  /**
-   * Device windows whose writes the hart posts (HartBlock.postWrite) instead of waiting for the board, as base,
-   * size pairs: devices where a write in bounds always succeeds and answers nothing. Absent: every write waits.
-   */
-  postedWrites?: number[];
 }
 
 export type HartThreadMessage =
@@ -313,19 +308,7 @@ export class HartThread {
 
   private mmioWrite(paddr: number, size: 1 | 2 | 4, value: number): boolean {
     if (!(paddr >= 0 && paddr < 0x1_0000_0000)) return false;
-    if (this.postable(paddr, size)) {
-      const posted = this.own.postWrite(paddr, size, value);
-      if (posted === 'ring') this.board.ring();
-      if (posted !== 'full') return true;
-    }
     return this.call(P.OP_MMIO_WRITE, paddr | 0, size, value | 0) === 1;
-  }
-
-  private postable(paddr: number, size: number): boolean {
-    const w = this.init.postedWrites;
-    if (w === undefined) return false;
-    for (let i = 0; i + 1 < w.length; i += 2) if (paddr >= w[i]! && paddr + size <= w[i]! + w[i + 1]!) return true;
-    return false;
   }
 
   private consoleWrite(bytes: Uint8Array): void {

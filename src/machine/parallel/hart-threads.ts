@@ -184,28 +184,6 @@ export class HartThreads {
   decodeCacheBytes(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_DECODE_BYTES]!, 0);
   }
-  /** Requests the board answered for the harts (round trips: MMIO reads, unposted writes, console, reset). */
-  requests = 0;
-  /** Writes the harts posted that the board applied, and those a device refused or threw on (dropped). */
-  postedWrites = 0;
-  postedWriteErrors = 0;
-
-  private applyPostedWrites(): boolean {
-    let n = 0;
-    for (const b of this.blocks) n += b.takeWrites(this.applyPostedWrite);
-    this.postedWrites += n;
-    return n > 0;
-  }
-
-  /** A posted write has no one to fault: one a device refuses (or throws on, for hostile input) is dropped. */
-  private readonly applyPostedWrite = (paddr: number, size: number, value: number): void => {
-    try {
-      if (!this.host.mmioWrite(paddr, size as 1 | 2 | 4, value)) this.postedWriteErrors++;
-    } catch {
-      this.postedWriteErrors++;
-    }
-  };
-
   sbiCalls(): number {
     return this.blocks.reduce((a, b) => a + b.stats[P.S_SBI_CALLS]!, 0);
   }
@@ -241,8 +219,6 @@ export class HartThreads {
       if (performance.now() - t0 > PARK_TIMEOUT_MS) throw new Error(`hart threads did not ${what} within ${PARK_TIMEOUT_MS} ms`);
       Atomics.wait(this.board.i32, P.B_DOORBELL, bell, 5);
     }
-    // A hart may have posted writes after the last look and before it parked: a snapshot must hold them.
-    this.applyPostedWrites();
     this.host.afterRequests();
   }
 
@@ -268,17 +244,13 @@ export class HartThreads {
     loop();
   }
 
-  /** Answers every pending request and applies every posted write; true when there was either. */
+  /** Answers every pending request; true when there was one. */
   private serve(): boolean {
-    let any = this.applyPostedWrites();
+    let any = false;
     for (const b of this.blocks) {
       const c = b.i32;
       if (Atomics.load(c, P.H_RPC) !== P.RPC_CALL) continue;
       any = true;
-      this.requests++;
-      // Every write any hart posted before it asked lands first: the request may read what they wrote, or
-      // follow them in the guest's order through a lock or a fence.
-      this.applyPostedWrites();
       let result = 0;
       let flag = 0;
       try {

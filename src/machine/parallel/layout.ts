@@ -45,12 +45,6 @@ export const H_RPC_C = 20;
 export const H_RPC_RESULT = 21;
 /** Bytes of arch state in the state area (written with STATE_PARKED). */
 export const H_STATE_BYTES = 22;
-/**
- * Posted MMIO writes, hart → board: how many the hart has posted, and how many the board has applied (Int32
- * counters that wrap; entry k is at k mod POST_ENTRIES). Only the hart writes the tail, only the board the head.
- */
-export const H_POST_TAIL = 23;
-export const H_POST_HEAD = 24;
 export const H_INTS = 48;
 
 /** Float64 counters at this byte offset: retired instructions, host ms spent running, decode-cache bytes. */
@@ -70,16 +64,7 @@ const STATS_COUNT = 8;
 /** Request payload (console bytes), then the architectural state area. */
 const DATA_OFFSET = STATS_OFFSET + STATS_COUNT * 8;
 export const DATA_BYTES = 4096;
-/**
- * The posted writes' ring: paddr, size and value per entry (Int32). A hart posts its writes to the devices that
- * take them (HartThreadInit.postedWrites) and goes on, as a CPU posts a store to a device on a real bus: a write
- * needs no answer, and waiting for one cost a round trip to the board's thread (~50 µs on a busy 2-core host) per
- * byte a guest printed. The board applies them in order, and all of them before it answers any hart's request,
- * so a read never overtakes a write posted before it was asked.
- */
-export const POST_ENTRIES = 256;
-const POST_OFFSET = DATA_OFFSET + DATA_BYTES;
-const STATE_OFFSET = POST_OFFSET + POST_ENTRIES * 12;
+const STATE_OFFSET = DATA_OFFSET + DATA_BYTES;
 export const STATE_AREA_BYTES = 32 * 1024;
 const HART_BLOCK_BYTES = STATE_OFFSET + STATE_AREA_BYTES;
 
@@ -140,10 +125,8 @@ export class HartBlock {
   readonly stats: Float64Array;
   readonly data: Uint8Array;
   readonly state: Uint8Array;
-  readonly posts: Int32Array;
   constructor(readonly buffer: SharedArrayBuffer) {
     this.i32 = new Int32Array(buffer, 0, H_INTS);
-    this.posts = new Int32Array(buffer, POST_OFFSET, POST_ENTRIES * 3);
     this.stats = new Float64Array(buffer, STATS_OFFSET, STATS_COUNT);
     this.data = new Uint8Array(buffer, DATA_OFFSET, DATA_BYTES);
     this.state = new Uint8Array(buffer, STATE_OFFSET, STATE_AREA_BYTES);
@@ -155,43 +138,6 @@ export class HartBlock {
   ring(): void {
     Atomics.add(this.i32, H_DOORBELL, 1);
     Atomics.notify(this.i32, H_DOORBELL);
-  }
-
-  /**
-   * For the hart: posts a write of `size` bytes of `value` at `paddr` for the board. 'full' when the ring is full
-   * (nothing posted), 'ring' when the board may have finished its last look before this entry and must be rung,
-   * 'posted' when it has not yet applied an earlier entry and so will see this one.
-   */
-  postWrite(paddr: number, size: number, value: number): 'full' | 'ring' | 'posted' {
-    const c = this.i32;
-    const tail = c[H_POST_TAIL]!;
-    if (((tail - Atomics.load(c, H_POST_HEAD)) | 0) >= POST_ENTRIES) return 'full';
-    const e = (tail & (POST_ENTRIES - 1)) * 3;
-    this.posts[e] = paddr | 0;
-    this.posts[e + 1] = size;
-    this.posts[e + 2] = value | 0;
-    Atomics.store(c, H_POST_TAIL, (tail + 1) | 0);
-    // Read after the tail is published: a board that has applied everything before this entry may already have
-    // looked at the tail for the last time. If it has not, its next look (after it stores the head) sees it.
-    return Atomics.load(c, H_POST_HEAD) === tail ? 'ring' : 'posted';
-  }
-
-  /** For the board: applies every posted write in order, looking again after each batch; returns how many. */
-  takeWrites(apply: (paddr: number, size: number, value: number) => void): number {
-    const c = this.i32;
-    let head = c[H_POST_HEAD]!;
-    let n = 0;
-    for (;;) {
-      const tail = Atomics.load(c, H_POST_TAIL);
-      if (tail === head) return n;
-      while (head !== tail) {
-        const e = (head & (POST_ENTRIES - 1)) * 3;
-        apply(this.posts[e]! >>> 0, this.posts[e + 1]!, this.posts[e + 2]! >>> 0);
-        head = (head + 1) | 0;
-        n++;
-      }
-      Atomics.store(c, H_POST_HEAD, head);
-    }
   }
 
   /** Asks the hart for an HSM start at `pc` with a1 = `arg`, and rings it. */
